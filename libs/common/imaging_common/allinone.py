@@ -1,0 +1,122 @@
+"""The whole platform in one process: every service's app on one port, listeners in one loop.
+
+Services are found through the `imaging.services` entry point group (each service's
+pyproject declares its `SERVICE`), so this module depends on none of them. Requests are
+dispatched by path prefix: `/api/<prefix>` and `/ui/<prefix>` go to the service that owns it,
+so URLs are the same as behind the Kubernetes gateway.
+
+    python -m imaging_common.allinone          # serve (what `make run` does)
+    python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import sys
+from collections.abc import AsyncIterator
+from importlib.metadata import entry_points
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from imaging_common import db
+from imaging_common.config import CommonSettings
+from imaging_common.runner import exit_if_infrastructure_missing, serve
+from imaging_common.service import ServiceSpec
+
+Scope = dict[str, Any]
+
+
+def discover_services() -> list[tuple[ServiceSpec, Any]]:
+    """(spec, create_app) for every installed service, in a stable order."""
+    found = []
+    for ep in sorted(entry_points(group="imaging.services"), key=lambda e: e.name):
+        spec = ep.load()
+        module = importlib.import_module(ep.module)
+        found.append((spec, module.create_app))
+    return found
+
+
+class PlatformApp:
+    """An ASGI app that routes by prefix to the service apps and runs all their lifespans."""
+
+    def __init__(self, apps: dict[str, FastAPI]):
+        # Longest prefix first, so /api/critical-values never falls to a shorter one.
+        self.routes = sorted(apps.items(), key=lambda kv: len(kv[0]), reverse=True)
+        self.apps = list(dict.fromkeys(apps.values()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for app in self.apps:
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    def app_for(self, path: str) -> FastAPI | None:
+        for prefix, app in self.routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        app = self.app_for(scope["path"])
+        if app is None:
+            response = JSONResponse(
+                {"type": "about:blank", "title": "Not Found", "status": 404,
+                 "detail": "no service serves this path",
+                 "services": sorted({p for p, _ in self.routes if p.startswith("/api/")})},
+                status_code=404, media_type="application/problem+json",
+            )
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+                assert message["type"] == "lifespan.shutdown"
+        except BaseException as exc:
+            await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> PlatformApp:
+    apps: dict[str, FastAPI] = {}
+    for spec, create_app in discover_services():
+        settings = (settings_for or {}).get(spec.name)
+        app = create_app(settings) if settings is not None else create_app()
+        apps[spec.api_prefix] = app
+        apps[spec.ui_prefix] = app
+    return PlatformApp(apps)
+
+
+async def migrate_all(settings: CommonSettings) -> list[str]:
+    applied: list[str] = []
+    for spec, _ in discover_services():
+        applied += await db.migrate_service(settings.database_url, spec.schema, spec.migrations)
+    return applied
+
+
+def main(argv: list[str]) -> None:
+    settings = CommonSettings()
+    exit_if_infrastructure_missing(settings)
+    if argv[:1] == ["migrate"]:
+        applied = asyncio.run(migrate_all(settings))
+        print(f"migrations applied: {len(applied)}" + "".join(f"\n  {name}" for name in applied))
+        return
+    serve(build_platform(), settings)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,213 @@
+"""The shape every service shares: a `ServiceSpec` describing it and an app factory.
+
+A service's `app.py` declares one `SERVICE = ServiceSpec(...)` and `create_app()` returns
+`create_service_app(SERVICE, settings)`. The factory gives every service the same life:
+connect to PostgreSQL (migrating its schema), Redis and RabbitMQ; start the event bus (outbox
+relay + consumer), the token verifier and the service's own listeners (DICOM, MLLP); serve
+`/api/<prefix>/healthz`, `/readyz` and `/metrics`; stop everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from imaging_common import db
+from imaging_common.auth import TokenVerifier
+from imaging_common.config import CommonSettings
+from imaging_common.events import EventBus, EventHandler
+from imaging_common.observability import bind_correlation_id, configure_logging, new_correlation_id
+from imaging_common.problems import install_problem_handlers
+
+log = logging.getLogger(__name__)
+
+# A listener is started after the service is connected and stopped before it disconnects:
+# `async with listener(ctx): ...` (a DICOM SCP, an MLLP server, a background scheduler).
+Listener = Callable[["ServiceContext"], contextlib.AbstractAsyncContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes one service itself; everything else comes from the factory."""
+
+    name: str  # "worklist"; also the PostgreSQL schema and the event source
+    prefix: str  # URL prefix after /api/ and /ui/, e.g. "worklist", "critical-values"
+    migrations: Path  # the service's migrations/ folder
+    routers: Sequence[APIRouter] = ()  # routers with paths relative to /api/<prefix>
+    ui_routers: Sequence[APIRouter] = ()  # pages, relative to /ui/<prefix>
+    event_handlers: dict[str, EventHandler] = field(default_factory=dict)
+    listeners: Sequence[Listener] = ()
+    title: str = ""
+    # Called once after migration with the context, e.g. to bootstrap the first admin.
+    on_ready: Sequence[Callable[["ServiceContext"], Awaitable[None]]] = ()
+
+    @property
+    def schema(self) -> str:
+        return self.name
+
+    @property
+    def api_prefix(self) -> str:
+        return f"/api/{self.prefix}"
+
+    @property
+    def ui_prefix(self) -> str:
+        return f"/ui/{self.prefix}"
+
+
+@dataclass
+class ServiceContext:
+    """The connections a running service holds; found in routes as `request.app.state.ctx`."""
+
+    spec: ServiceSpec
+    settings: CommonSettings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    bus: EventBus
+    verifier: TokenVerifier
+    registry: CollectorRegistry
+    extras: dict[str, Any] = field(default_factory=dict)  # what listeners share with routes
+
+    async def readiness(self) -> dict[str, str]:
+        """Check each dependency; a value other than "ok" names what is wrong."""
+        timeout = self.settings.readiness_timeout
+
+        async def pg() -> None:
+            async with self.pool.acquire(timeout=timeout) as conn:
+                await conn.fetchval("SELECT 1")
+
+        async def rds() -> None:
+            await self.redis.ping()
+
+        async def mq() -> None:
+            if not self.bus.is_connected:
+                raise ConnectionError("not connected")
+
+        results: dict[str, str] = {}
+        for name, check in (("postgresql", pg), ("rabbitmq", mq), ("redis", rds)):
+            try:
+                await asyncio.wait_for(check(), timeout)
+                results[name] = "ok"
+            except Exception as exc:  # any failure means not ready; say which and why
+                results[name] = f"unreachable: {type(exc).__name__}: {exc}".strip()
+        return results
+
+
+def _health_router(spec: ServiceSpec) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": spec.name}
+
+    @router.get("/readyz", summary="Readiness: PostgreSQL, RabbitMQ and Redis reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+        if ctx is None:
+            return JSONResponse({"status": "starting", "service": spec.name}, status_code=503)
+        checks = await ctx.readiness()
+        failing = [name for name, state in checks.items() if state != "ok"]
+        body = {"status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks}
+        if failing:
+            body["failing"] = failing
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        registry: CollectorRegistry = request.app.state.registry
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _install_request_metrics(app: FastAPI, spec: ServiceSpec, registry: CollectorRegistry) -> None:
+    requests = Counter(
+        "http_requests_total", "HTTP requests", ["service", "method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+        registry=registry,
+    )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        cid = request.headers.get("x-correlation-id") or new_correlation_id()
+        bind_correlation_id(cid)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")  # route template keeps label cardinality low
+        requests.labels(spec.name, request.method, path, str(response.status_code)).inc()
+        latency.labels(spec.name, request.method, path).observe(time.perf_counter() - started)
+        response.headers["x-correlation-id"] = cid
+        return response
+
+
+@contextlib.asynccontextmanager
+async def service_context(
+    spec: ServiceSpec, settings: CommonSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[ServiceContext]:
+    """Connect, migrate and start a service's machinery; undo it all on exit."""
+    await db.migrate_service(settings.database_url, spec.schema, spec.migrations)
+    pool = await db.create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_max)
+    redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
+    bus = EventBus(settings=settings, service=spec.name, pool=pool, handlers=spec.event_handlers)
+    registry = registry or CollectorRegistry()
+    try:
+        verifier = await TokenVerifier.from_settings(settings, redis_client)
+        await bus.start()
+        ctx = ServiceContext(spec, settings, pool, redis_client, bus, verifier, registry)
+        for hook in spec.on_ready:
+            await hook(ctx)
+        async with contextlib.AsyncExitStack() as stack:
+            for listener in spec.listeners:
+                await stack.enter_async_context(listener(ctx))
+            yield ctx
+    finally:
+        await bus.stop()
+        await redis_client.aclose()
+        await pool.close()
+
+
+def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+    """The FastAPI app of one service, serving /api/<prefix>/... and /ui/<prefix>/..."""
+    configure_logging(settings)
+    registry = CollectorRegistry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_context(spec, settings, registry) as ctx:
+            app.state.ctx = ctx
+            log.info("service %s ready", spec.name)
+            yield
+            app.state.ctx = None
+
+    app = FastAPI(
+        title=spec.title or spec.name,
+        lifespan=lifespan,
+        openapi_url=f"{spec.api_prefix}/openapi.json",
+        docs_url=f"{spec.api_prefix}/docs",
+        redoc_url=None,
+    )
+    app.state.registry = registry
+    app.state.spec = spec
+    app.state.settings = settings
+    install_problem_handlers(app)
+    _install_request_metrics(app, spec, registry)
+    app.include_router(_health_router(spec), prefix=spec.api_prefix)
+    for router in spec.routers:
+        app.include_router(router, prefix=spec.api_prefix)
+    for router in spec.ui_routers:
+        app.include_router(router, prefix=spec.ui_prefix)
+    return app

@@ -1,0 +1,153 @@
+"""pytest plugin shared by every test folder (loaded with `-p imaging_common.testing`).
+
+Tests run against the real PostgreSQL, RabbitMQ and Redis. Each test session gets its own
+database (`imaging_test_<id>`, dropped at the end) and its own namespace for RabbitMQ
+exchanges/queues and Redis keys, so sessions running side by side never see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+
+from imaging_common.config import CommonSettings
+from imaging_common.preflight import check_infrastructure
+
+S = TypeVar("S", bound=CommonSettings)
+
+_RUN_ID = uuid.uuid4().hex[:10]
+TEST_DATABASE = f"imaging_test_{_RUN_ID}"
+TEST_NAMESPACE = f"test-{_RUN_ID}"
+
+
+def _admin_url(database_url: str) -> str:
+    return urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+
+
+def _test_url(database_url: str) -> str:
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{TEST_DATABASE}"))
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of this test session: its own database, namespace and data folder.
+
+    Set in os.environ too, so anything that reads settings (apps, CLIs in subprocesses)
+    lands in the session's sandbox. Fails loudly when a server is missing: never skips.
+    """
+    base = CommonSettings()
+    problems = asyncio.run(check_infrastructure(base))
+    if problems:
+        pytest.fail("test infrastructure missing:\n" + "\n".join(problems), pytrace=False)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(_admin_url(base.database_url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    env = {
+        "DATABASE_URL": _test_url(base.database_url),
+        "AMQP_URL": base.amqp_url,
+        "REDIS_URL": base.redis_url,
+        "IMAGING_NAMESPACE": TEST_NAMESPACE,
+        "IMAGING_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "IMAGING_LOG_JSON": "false",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(_admin_url(base.database_url))
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+        _cleanup_broker(base.amqp_url, TEST_NAMESPACE)
+
+
+def _cleanup_broker(amqp_url: str, namespace: str) -> None:
+    """Delete the exchanges and queues this session declared (best effort)."""
+    try:
+        from imaging_common.events.topology import delete_namespace
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):
+        asyncio.run(delete_namespace(amqp_url, namespace))
+
+
+@pytest.fixture(scope="session")
+def settings_for(test_env: dict[str, str]) -> Any:
+    """`settings_for(SettingsClass, **overrides)` builds a service's settings in the sandbox."""
+
+    def make(cls: type[S], **overrides: Any) -> S:
+        return cls(**overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def common_settings(test_env: dict[str, str]) -> CommonSettings:
+    return CommonSettings()
+
+
+@pytest.fixture(scope="session")
+async def db_conn_url(test_env: dict[str, str]) -> str:
+    return test_env["DATABASE_URL"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: Any, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan and talk to it in process (for API tests)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real TCP on 127.0.0.1 in this event loop; yields its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises the startup error
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

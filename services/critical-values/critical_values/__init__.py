@@ -1,0 +1,1 @@
+"""Critical values: Closed-loop critical results with deadlines and escalation."""

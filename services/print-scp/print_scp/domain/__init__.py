@@ -1,0 +1,1 @@
+"""Domain logic of the print scp service: no FastAPI, pynetdicom or hl7apy here."""

@@ -1,0 +1,1 @@
+"""Queue calling: Check-in, per-room queues, calling terminals, live screens."""

@@ -1,0 +1,1 @@
+"""Registration: Front desk: patients, EMPI, orders, HIS feed, staff identity."""

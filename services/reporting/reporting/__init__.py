@@ -1,0 +1,1 @@
+"""Reporting: Report workflow, structured reports, signing, HL7/FHIR delivery."""

@@ -1,0 +1,1 @@
+"""Domain logic of the reporting service: no FastAPI, pynetdicom or hl7apy here."""

@@ -1,0 +1,1 @@
+"""Scheduling: One appointment pool for all rooms and campuses."""

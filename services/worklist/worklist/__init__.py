@@ -1,0 +1,1 @@
+"""Worklist: DICOM Modality Worklist (C-FIND) and MPPS."""

@@ -1,0 +1,44 @@
+"""The all-in-one platform: every service mounted, alive, ready, measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from imaging_common.allinone import build_platform, discover_services
+from imaging_common.testing import http_server
+
+import httpx
+
+PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
+
+
+def test_all_seven_services_are_installed() -> None:
+    assert sorted(spec.prefix for spec, _ in discover_services()) == sorted(PREFIXES)
+
+
+@pytest.fixture(scope="module")
+async def platform_url(test_env):
+    async with http_server(build_platform()) as url:
+        yield url
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_health_ready_metrics(platform_url: str, prefix: str) -> None:
+    async with httpx.AsyncClient(base_url=platform_url) as client:
+        alive = await client.get(f"/api/{prefix}/healthz")
+        assert alive.status_code == 200 and alive.json()["status"] == "alive"
+        ready = await client.get(f"/api/{prefix}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"postgresql": "ok", "rabbitmq": "ok", "redis": "ok"}
+        metrics = await client.get(f"/api/{prefix}/metrics")
+        assert metrics.status_code == 200
+        assert "http_requests_total" in metrics.text
+        openapi = await client.get(f"/api/{prefix}/openapi.json")
+        assert openapi.status_code == 200
+
+
+async def test_unknown_prefix_is_a_problem_document(platform_url: str) -> None:
+    async with httpx.AsyncClient(base_url=platform_url) as client:
+        r = await client.get("/api/nonexistent/healthz")
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
