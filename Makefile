@@ -14,6 +14,8 @@ SYSTEM_PACKAGES := dcmtk tesseract-ocr tesseract-ocr-eng chromium fonts-noto-cjk
 # A binary per package, to tell whether it is there.
 SYSTEM_BINARIES := /usr/bin/findscu /usr/bin/tesseract /usr/bin/chromium /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
+include deploy/k8s/helm.mk
+
 .PHONY: help venv system-deps run migrate test lint bench infra clean
 
 help:

@@ -1,0 +1,1 @@
+# Helm for chart tests: placeholder, being written (issue 10).

@@ -1,0 +1,339 @@
+"""Every event type of the platform: one constant and one pydantic model each, defined once here.
+
+Routing key = event type = `<entity>.<past-tense verb>`. A producer builds the model and hands it
+to `publish()`; a consumer gets the CloudEvent and reads `event.data` validated by the same model
+(`parse_data(event)`). Fields are additive: new optional fields may be added, none renamed or
+removed, so older consumers keep working during a rolling upgrade.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventData(BaseModel):
+    """Base of every event's data; unknown fields are kept so newer producers don't break us."""
+
+    model_config = ConfigDict(extra="allow")
+    event_type: str = Field("", exclude=True)  # overridden by each subclass as a ClassVar-like default
+
+
+# ---- shared parts -------------------------------------------------------------------------
+
+Sex = Literal["M", "F", "O", "U"]
+
+
+class PatientRef(BaseModel):
+    """Who the event is about, as every consumer needs to show or match them."""
+
+    model_config = ConfigDict(extra="allow")
+    empi_id: str  # enterprise patient ID (EMPI), never reused
+    patient_id: str  # PACS PatientID (0010,0020) used on the modality and the film
+    name: str  # as registered, e.g. "张三" or "SMITH^JOHN"
+    name_latin: str | None = None  # pinyin or Latin form, e.g. "ZHANG^SAN"
+    birth_date: date | None = None
+    sex: Sex = "U"
+    phone: str | None = None
+    id_number_masked: str | None = None  # e.g. "1101**********1234"; never the full number
+
+
+class SpecialConditions(BaseModel):
+    """Conditions shown apart at every step (smart-imaging standard 6.1.7)."""
+
+    critical: bool = False
+    mdr: bool = False  # multi-drug-resistant organism
+    infectious: bool = False
+    notes: str | None = None
+
+
+# ---- patients (registration) ---------------------------------------------------------------
+
+
+class PatientRegistered(EventData):
+    event_type: str = "patient.registered"
+    patient: PatientRef
+
+
+class PatientUpdated(EventData):
+    event_type: str = "patient.updated"
+    patient: PatientRef
+    changed: list[str] = []  # names of changed fields
+
+
+class PatientMerged(EventData):
+    event_type: str = "patient.merged"
+    surviving: PatientRef  # the golden record after the merge
+    merged_empi_ids: list[str]  # EMPI ids folded into the survivor
+    merged_patient_ids: list[str] = []  # their PACS PatientIDs, now aliases of the survivor
+
+
+# ---- orders (registration) -----------------------------------------------------------------
+
+
+class ExamItem(BaseModel):
+    code: str  # local exam item code, e.g. "CT-CHEST-PLAIN"
+    name: str  # e.g. "胸部CT平扫"
+    modality: str  # DICOM modality, e.g. "CT", "MR", "DX"
+    body_part: str | None = None
+    laterality: Literal["L", "R", "B"] | None = None
+    contrast: bool = False
+
+
+class OrderCreated(EventData):
+    """An electronic application form (smart-imaging standard 5.1.1) was accepted."""
+
+    event_type: str = "order.created"
+    order_id: str
+    accession_number: str  # (0008,0050), unique per order
+    requested_procedure_id: str
+    study_instance_uid: str  # assigned at ordering so worklist, print and reporting agree
+    patient: PatientRef
+    patient_class: Literal["outpatient", "inpatient", "emergency", "physical-exam"] = "outpatient"
+    visit_number: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    ordering_doctor: str | None = None
+    ordering_doctor_id: str | None = None
+    ordering_department: str | None = None
+    clinical_diagnosis: str | None = None
+    history: str | None = None
+    purpose: str | None = None
+    items: list[ExamItem]
+    special: SpecialConditions = SpecialConditions()
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+    ordered_at: datetime
+
+
+class OrderCancelled(EventData):
+    event_type: str = "order.cancelled"
+    order_id: str
+    accession_number: str
+    reason: str | None = None
+
+
+# ---- appointments (scheduling) -------------------------------------------------------------
+
+
+class AppointmentInfo(BaseModel):
+    appointment_id: str
+    order_id: str
+    accession_number: str
+    patient: PatientRef
+    exam_code: str
+    exam_name: str
+    modality: str
+    room_id: str
+    room_name: str
+    station_ae_title: str | None = None  # the modality's AE title, for the worklist
+    campus: str | None = None
+    start: datetime
+    end: datetime
+    special: SpecialConditions = SpecialConditions()
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+
+
+class AppointmentBooked(EventData):
+    event_type: str = "appointment.booked"
+    appointment: AppointmentInfo
+
+
+class AppointmentRescheduled(EventData):
+    event_type: str = "appointment.rescheduled"
+    appointment: AppointmentInfo  # the new time and place
+    previous_start: datetime
+    previous_room_id: str
+
+
+class AppointmentCancelled(EventData):
+    event_type: str = "appointment.cancelled"
+    appointment_id: str
+    order_id: str
+    accession_number: str
+    reason: str
+
+
+class AppointmentNoShow(EventData):
+    event_type: str = "appointment.noshow"
+    appointment_id: str
+    order_id: str
+    accession_number: str
+    patient: PatientRef
+    reason: str | None = None
+    no_show_count: int = 1  # the patient's no-shows so far, for the consequences rule
+
+
+class AppointmentReminder(EventData):
+    event_type: str = "appointment.reminder"
+    appointment: AppointmentInfo
+    preparation: str | None = None  # e.g. "检查前禁食4小时"
+
+
+# ---- exam flow (queue-calling, worklist) ---------------------------------------------------
+
+
+class PatientArrived(EventData):
+    """Checked in at the imaging center: the exam is "arrived" (standard 6.3 (1))."""
+
+    event_type: str = "patient.arrived"
+    order_id: str
+    accession_number: str
+    patient: PatientRef
+    appointment_id: str | None = None
+    queue_id: str
+    queue_number: str  # the ticket number shown and called, e.g. "CT012"
+    room_id: str | None = None
+    arrived_at: datetime
+
+
+class ExamStarted(EventData):
+    event_type: str = "exam.started"
+    accession_number: str
+    study_instance_uid: str
+    patient: PatientRef
+    mpps_uid: str
+    station_ae_title: str
+    modality: str
+    started_at: datetime
+
+
+class ExamCompleted(EventData):
+    event_type: str = "exam.completed"
+    accession_number: str
+    study_instance_uid: str
+    patient: PatientRef
+    mpps_uid: str
+    station_ae_title: str
+    modality: str
+    status: Literal["completed", "discontinued"] = "completed"
+    started_at: datetime | None = None
+    completed_at: datetime
+    order_id: str | None = None
+    exam_code: str | None = None
+    exam_name: str | None = None
+    body_part: str | None = None
+
+
+# ---- films (print-scp) ---------------------------------------------------------------------
+
+
+class FilmPrinted(EventData):
+    event_type: str = "film.printed"
+    film_id: str
+    calling_ae_title: str
+    film_size: str | None = None
+    image_count: int
+    copies: int = 1
+    printed_at: datetime
+    study_instance_uid: str | None = None  # when the modality sent one
+
+
+class FilmMatched(EventData):
+    event_type: str = "film.matched"
+    film_id: str
+    patient: PatientRef
+    accession_number: str
+    study_instance_uid: str | None = None
+    method: Literal["study-uid", "ocr", "manual"]
+    confidence: float = 1.0
+    matched_by: str | None = None  # staff user for manual matches
+
+
+# ---- reports (reporting) -------------------------------------------------------------------
+
+
+class ReportSigned(EventData):
+    event_type: str = "report.signed"
+    report_id: str
+    version: int
+    accession_number: str
+    study_instance_uid: str | None = None
+    patient: PatientRef
+    signed_by: str
+    signed_at: datetime
+    content_sha256: str
+    impression: str | None = None
+
+
+class ReportAmended(EventData):
+    event_type: str = "report.amended"
+    report_id: str
+    version: int
+    previous_version: int
+    accession_number: str
+    patient: PatientRef
+    kind: Literal["amended", "corrected"]
+    reason: str
+    signed_by: str
+    signed_at: datetime
+
+
+# ---- critical values (reporting raises; critical-values closes the loop) -------------------
+
+
+class CriticalRaised(EventData):
+    event_type: str = "critical.raised"
+    critical_id: str  # unique per finding; receivers de-duplicate on it
+    accession_number: str
+    patient: PatientRef
+    finding: str  # e.g. "张力性气胸"
+    item_code: str | None = None  # critical-value dictionary item, when matched
+    modality: str | None = None
+    report_id: str | None = None
+    raised_by: str  # user id, or "ai:<model>"
+    raised_at: datetime
+    ordering_doctor_id: str | None = None
+    ordering_department: str | None = None
+    ward: str | None = None
+    source: Literal["radiologist", "dictionary", "ai"] = "radiologist"
+
+
+class CriticalNotified(EventData):
+    event_type: str = "critical.notified"
+    critical_id: str
+    accession_number: str
+    channel: Literal["hl7", "fhir", "phone", "page"]
+    recipient: str
+    notified_at: datetime
+
+
+class CriticalAcknowledged(EventData):
+    event_type: str = "critical.acknowledged"
+    critical_id: str
+    accession_number: str
+    acknowledged_by: str
+    channel: Literal["hl7", "fhir", "page", "phone", "manual"]
+    action_taken: str | None = None
+    acknowledged_at: datetime
+
+
+class CriticalEscalated(EventData):
+    event_type: str = "critical.escalated"
+    critical_id: str
+    accession_number: str
+    step: str  # e.g. "repeat", "backup-clinician", "phone-task", "department-head"
+    recipient: str | None = None
+    escalated_at: datetime
+
+
+class CriticalClosed(EventData):
+    event_type: str = "critical.closed"
+    critical_id: str
+    accession_number: str
+    closed_at: datetime
+    outcome: str
+
+
+EVENT_MODELS: dict[str, type[EventData]] = {
+    model.model_fields["event_type"].default: model
+    for model in (
+        PatientRegistered, PatientUpdated, PatientMerged, OrderCreated, OrderCancelled,
+        AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow,
+        AppointmentReminder, PatientArrived, ExamStarted, ExamCompleted, FilmPrinted, FilmMatched,
+        ReportSigned, ReportAmended, CriticalRaised, CriticalNotified, CriticalAcknowledged,
+        CriticalEscalated, CriticalClosed,
+    )
+}
+"""Event type -> the model of its data. The single list of what may travel on the bus."""
