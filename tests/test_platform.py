@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
-
 from imaging_common.allinone import build_platform, discover_services
 from imaging_common.testing import http_server
-
-import httpx
 
 PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
 

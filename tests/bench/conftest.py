@@ -34,7 +34,8 @@ class BenchRecorder:
 
     def figure(self, name: str, value: float, unit: str, *, target: str = "", note: str = "") -> None:
         self.figures.append(Figure(self.bench_name, name, value, unit, target, note))
-        print(f"  {name}: {value:.4g} {unit}" + (f"  (target {target})" if target else "") + (f"  {note}" if note else ""))
+        extra = (f"  (target {target})" if target else "") + (f"  {note}" if note else "")
+        print(f"  {name}: {value:.4g} {unit}{extra}")
 
     def compare(self, name: str, ours: float, peer: float, unit: str, *, peer_name: str = "DCMTK",
                 target: str = "") -> None:
@@ -68,7 +69,7 @@ def summarize_ms(values_s: list[float]) -> dict[str, float]:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

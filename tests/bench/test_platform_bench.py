@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import httpx
-
 from imaging_common.allinone import build_platform
 from imaging_common.testing import http_server
 

@@ -30,7 +30,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
-        extra = {} if isinstance(exc.detail, str) or exc.detail is None else {"errors": exc.detail}
+        extra: dict[str, object] = {} if isinstance(exc.detail, str) or exc.detail is None else {"errors": exc.detail}
         response = problem(exc.status_code, _title(exc.status_code), detail, **extra)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value

@@ -51,7 +51,7 @@ class ServiceSpec:
     listeners: Sequence[Listener] = ()
     title: str = ""
     # Called once after migration with the context, e.g. to bootstrap the first admin.
-    on_ready: Sequence[Callable[["ServiceContext"], Awaitable[None]]] = ()
+    on_ready: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
 
     @property
     def schema(self) -> str:
@@ -118,7 +118,7 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
             return JSONResponse({"status": "starting", "service": spec.name}, status_code=503)
         checks = await ctx.readiness()
         failing = [name for name, state in checks.items() if state != "ok"]
-        body = {"status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks}
+        body: dict[str, object] = {"status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks}
         if failing:
             body["failing"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
