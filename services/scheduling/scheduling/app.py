@@ -1,17 +1,50 @@
 """App factory of the scheduling service."""
 
+from __future__ import annotations
+
+import functools
 from pathlib import Path
 
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from scheduling.adapters import background, fhir, http_admin, http_booking
+from scheduling.adapters.deps import scheduler_for
+from scheduling.domain import orders
+from scheduling.domain.booking import Scheduler
 from scheduling.settings import Settings
+
+
+@functools.cache
+def _scheduler() -> Scheduler:
+    # Event handlers get (conn, event) only; their scheduler comes from the environment.
+    return scheduler_for(Settings())
+
+
+class _Lazy:
+    """A handler built on first use, so importing the app reads no settings."""
+
+    def __init__(self, make):  # type: ignore[no-untyped-def]
+        self.make = make
+
+    async def __call__(self, conn, event):  # type: ignore[no-untyped-def]
+        return await self.make(_scheduler())(conn, event)
+
 
 SERVICE = ServiceSpec(
     name="scheduling",
     prefix="scheduling",
     title="Scheduling",
     migrations=Path(__file__).parent / "migrations",
+    routers=(http_booking.router, http_admin.router, fhir.router),
+    event_handlers={
+        "order.created": orders.on_order_created,
+        "order.cancelled": _Lazy(orders.order_cancelled_handler),
+        "patient.arrived": _Lazy(orders.patient_arrived_handler),
+        "patient.updated": orders.on_patient_updated,
+        "patient.merged": orders.on_patient_merged,
+    },
+    listeners=(background.housekeeping,),
 )
 
 

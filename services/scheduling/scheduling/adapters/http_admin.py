@@ -1,0 +1,322 @@
+"""Admin API: rooms, working hours, closures, exam types, technologists and roster, wards, quotas and
+booking rules — the pool configured as data, without code (5.3.1, 5.3.4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from imaging_common import audit
+from imaging_common.problems import problem
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from scheduling.adapters.deps import Admin, Conn, Reader
+from scheduling.adapters.errors import DomainRoute
+from scheduling.domain.model import CHANNELS
+from scheduling.domain.rules import InvalidRule, build_rule, rule_type_docs
+
+router = APIRouter(tags=["configuration"], route_class=DomainRoute)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionIn(Strict):
+    weekday: int = Field(ge=1, le=7)  # ISO: 1 = Monday
+    starts: time
+    ends: time
+    label: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> SessionIn:
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
+
+
+class RoomIn(Strict):
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1)
+    modality: str = Field(min_length=2, max_length=16)
+    campus: str = Field(min_length=1)
+    building: str = ""
+    floor: str = ""
+    location: str = ""
+    route: str = ""
+    station_ae_title: str | None = Field(None, max_length=16)
+    capabilities: list[str] = []
+    slice_minutes: int = Field(10, ge=1, le=240)
+    active: bool = True
+    sessions: list[SessionIn] | None = None  # given: replaces the room's working hours
+
+
+class ClosureIn(Strict):
+    room_id: str | None = None
+    campus: str | None = None
+    start: AwareDatetime
+    end: AwareDatetime
+    kind: Literal["maintenance", "holiday", "other"] = "maintenance"
+    reason: str = ""
+
+
+class ExamTypeIn(Strict):
+    code: str = Field(min_length=1, max_length=64)
+    name: str
+    modality: str
+    body_part: str | None = None
+    duration_minutes: int = Field(ge=1, le=600)
+    preparation_minutes: int = Field(0, ge=0, le=600)
+    contrast: Literal["none", "iodinated", "gadolinium", "barium", "other"] = "none"
+    fasting: bool = False
+    required_capabilities: list[str] = []
+    preparation: str = ""
+
+
+class RosterIn(Strict):
+    technologist_id: str
+    weekday: int = Field(ge=1, le=7)
+    starts: time
+    ends: time
+
+
+class TechnologistIn(Strict):
+    id: str = Field(min_length=1, max_length=64)
+    name: str
+
+
+class WardIn(Strict):
+    code: str
+    name: str = ""
+    campus: str
+    building: str = ""
+
+
+class RuleIn(Strict):
+    name: str = Field(min_length=1, max_length=120)
+    type: str
+    params: dict[str, Any] = {}
+    reason: str = Field(min_length=1, max_length=500)  # shown to whoever the rule refuses
+    enabled: bool = True
+
+
+class QuotaIn(Strict):
+    channel: str
+    room_id: str | None = None
+    modality: str | None = None
+    max_per_session: int = Field(ge=0)
+    release_minutes_before: int = Field(1440, ge=0)
+
+
+async def _changed(conn: Any, user: Any, request: Request, entity: str, entity_id: str, action: str,
+                   detail: dict[str, Any]) -> None:
+    await audit.record(conn, actor=user.user_id, action=action, entity=entity, entity_id=entity_id, patient_id=None,
+                       source_ip=request.client.host if request.client else None, outcome="success",
+                       detail=json.loads(json.dumps(detail, default=str)))
+
+
+# ---- rooms and calendars ---------------------------------------------------------------------------
+
+
+@router.get("/rooms", summary="Rooms of the pool with their working hours")
+async def list_rooms(conn: Conn, user: Reader) -> dict[str, Any]:
+    rooms = [dict(r) for r in await conn.fetch("SELECT * FROM room ORDER BY campus, modality, id")]
+    sessions = await conn.fetch("SELECT room_id, weekday, starts, ends, label FROM room_session ORDER BY weekday, starts")
+    for room in rooms:
+        room["created_at"] = room["created_at"].isoformat()
+        room["sessions"] = [{"weekday": s["weekday"], "starts": s["starts"].isoformat(), "ends": s["ends"].isoformat(),
+                             "label": s["label"]} for s in sessions if s["room_id"] == room["id"]]
+    return {"data": rooms, "count": len(rooms)}
+
+
+@router.put("/rooms/{room_id}", summary="Create or update a room (and replace its working hours)")
+async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.id != room_id:
+        return problem(422, "Invalid request", "the room id in the path and the body differ")
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO room (id, name, modality, campus, building, floor, location, route, station_ae_title,
+                                 capabilities, slice_minutes, active)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (id) DO UPDATE SET name = $2, modality = $3, campus = $4, building = $5, floor = $6,
+                   location = $7, route = $8, station_ae_title = $9, capabilities = $10, slice_minutes = $11,
+                   active = $12""",
+            body.id, body.name, body.modality, body.campus, body.building, body.floor, body.location, body.route,
+            body.station_ae_title, body.capabilities, body.slice_minutes, body.active)
+        if body.sessions is not None:
+            await conn.execute("DELETE FROM room_session WHERE room_id = $1", room_id)
+            await conn.executemany(
+                "INSERT INTO room_session (room_id, weekday, starts, ends, label) VALUES ($1, $2, $3, $4, $5)",
+                [(room_id, s.weekday, s.starts, s.ends, s.label) for s in body.sessions])
+        await _changed(conn, user, request, "room", room_id, "update", body.model_dump())
+    return body.model_dump()
+
+
+@router.get("/closures", summary="Closures and maintenance windows")
+async def list_closures(conn: Conn, user: Reader) -> dict[str, Any]:
+    rows = await conn.fetch("SELECT id, room_id, campus, lower(during) AS start, upper(during) AS end, kind, reason "
+                            "FROM closure ORDER BY lower(during)")
+    data = [{**dict(r), "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in rows]
+    return {"data": data, "count": len(data)}
+
+
+@router.post("/closures", status_code=201, summary="Close a room, a campus or everything for a while")
+async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.end <= body.start:
+        return problem(422, "Invalid request", "end must be after start")
+    async with conn.transaction():
+        closure_id = await conn.fetchval(
+            "INSERT INTO closure (room_id, campus, during, kind, reason) VALUES ($1, $2, tstzrange($3, $4), $5, $6) "
+            "RETURNING id", body.room_id, body.campus, body.start, body.end, body.kind, body.reason)
+        await _changed(conn, user, request, "closure", str(closure_id), "create", body.model_dump())
+    return {"id": closure_id, **body.model_dump(mode="json")}
+
+
+@router.delete("/closures/{closure_id}", status_code=204, summary="Reopen")
+async def delete_closure(closure_id: int, conn: Conn, user: Admin, request: Request) -> None:
+    async with conn.transaction():
+        await conn.execute("DELETE FROM closure WHERE id = $1", closure_id)
+        await _changed(conn, user, request, "closure", str(closure_id), "delete", {})
+
+
+@router.get("/exam-types", summary="Exam types: durations, preparation, contrast, fasting")
+async def list_exam_types(conn: Conn, user: Reader) -> dict[str, Any]:
+    rows = [dict(r) for r in await conn.fetch("SELECT * FROM exam_type ORDER BY code")]
+    return {"data": rows, "count": len(rows)}
+
+
+@router.put("/exam-types/{code}", summary="Create or update an exam type (its time slice and preparation)")
+async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.code != code:
+        return problem(422, "Invalid request", "the code in the path and the body differ")
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO exam_type (code, name, modality, body_part, duration_minutes, preparation_minutes, contrast,
+                                      fasting, required_capabilities, preparation, auto_created)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false)
+               ON CONFLICT (code) DO UPDATE SET name = $2, modality = $3, body_part = $4, duration_minutes = $5,
+                   preparation_minutes = $6, contrast = $7, fasting = $8, required_capabilities = $9,
+                   preparation = $10, auto_created = false""",
+            body.code, body.name, body.modality, body.body_part, body.duration_minutes, body.preparation_minutes,
+            body.contrast, body.fasting, body.required_capabilities, body.preparation)
+        await _changed(conn, user, request, "exam_type", code, "update", body.model_dump())
+    return body.model_dump()
+
+
+@router.put("/technologists/{technologist_id}", summary="Create or update a technologist")
+async def put_technologist(technologist_id: str, body: TechnologistIn, conn: Conn, user: Admin,
+                           request: Request) -> Any:
+    if body.id != technologist_id:
+        return problem(422, "Invalid request", "the id in the path and the body differ")
+    async with conn.transaction():
+        await conn.execute("INSERT INTO technologist (id, name) VALUES ($1, $2) "
+                           "ON CONFLICT (id) DO UPDATE SET name = $2", body.id, body.name)
+        await _changed(conn, user, request, "technologist", technologist_id, "update", body.model_dump())
+    return body.model_dump()
+
+
+@router.put("/rooms/{room_id}/roster", summary="Replace a room's technologist roster (staff capacity)")
+async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin, request: Request) -> Any:
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM room WHERE id = $1", room_id):
+            return problem(404, "Not Found", f"no room {room_id}")
+        known = {r["id"] for r in await conn.fetch("SELECT id FROM technologist")}
+        unknown = sorted({e.technologist_id for e in body} - known)
+        if unknown:
+            return problem(422, "Invalid request", f"unknown technologist(s): {', '.join(unknown)}")
+        await conn.execute("DELETE FROM roster WHERE room_id = $1", room_id)
+        await conn.executemany(
+            "INSERT INTO roster (technologist_id, room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4, $5)",
+            [(e.technologist_id, room_id, e.weekday, e.starts, e.ends) for e in body])
+        await _changed(conn, user, request, "roster", room_id, "update", {"entries": [e.model_dump() for e in body]})
+    return {"room_id": room_id, "data": [e.model_dump(mode="json") for e in body], "count": len(body)}
+
+
+@router.put("/wards/{code}", summary="Place a ward, so inpatients go to the nearest room")
+async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.code != code:
+        return problem(422, "Invalid request", "the code in the path and the body differ")
+    async with conn.transaction():
+        await conn.execute("INSERT INTO ward (code, name, campus, building) VALUES ($1, $2, $3, $4) "
+                           "ON CONFLICT (code) DO UPDATE SET name = $2, campus = $3, building = $4",
+                           body.code, body.name, body.campus, body.building)
+        await _changed(conn, user, request, "ward", code, "update", body.model_dump())
+    return body.model_dump()
+
+
+# ---- quotas and rules ------------------------------------------------------------------------------
+
+
+@router.get("/quotas", summary="Quotas per booking channel and when they are released")
+async def list_quotas(conn: Conn, user: Reader) -> dict[str, Any]:
+    rows = [dict(r) for r in await conn.fetch("SELECT * FROM channel_quota ORDER BY id")]
+    return {"data": rows, "count": len(rows)}
+
+
+@router.post("/quotas", status_code=201, summary="Add a channel quota")
+async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.channel not in CHANNELS:
+        return problem(422, "Invalid request", f"unknown channel {body.channel!r}; known: {', '.join(CHANNELS)}")
+    async with conn.transaction():
+        quota_id = await conn.fetchval(
+            "INSERT INTO channel_quota (channel, room_id, modality, max_per_session, release_minutes_before) "
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id", body.channel, body.room_id, body.modality,
+            body.max_per_session, body.release_minutes_before)
+        await _changed(conn, user, request, "channel_quota", str(quota_id), "create", body.model_dump())
+    return {"id": quota_id, **body.model_dump()}
+
+
+@router.delete("/quotas/{quota_id}", status_code=204, summary="Remove a channel quota")
+async def delete_quota(quota_id: int, conn: Conn, user: Admin, request: Request) -> None:
+    async with conn.transaction():
+        await conn.execute("DELETE FROM channel_quota WHERE id = $1", quota_id)
+        await _changed(conn, user, request, "channel_quota", str(quota_id), "delete", {})
+
+
+@router.get("/rule-types", summary="The rule types an admin can configure, with their parameters")
+async def rule_types(user: Reader) -> dict[str, Any]:
+    docs = rule_type_docs()
+    return {"data": docs, "count": len(docs)}
+
+
+def _rule_out(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    d["id"] = str(d["id"])
+    d["params"] = json.loads(d["params"]) if isinstance(d["params"], str) else d["params"]
+    for k in ("created_at", "updated_at"):
+        d[k] = d[k].isoformat()
+    return d
+
+
+@router.get("/rules", summary="Booking rules")
+async def list_rules(conn: Conn, user: Reader) -> dict[str, Any]:
+    rows = [_rule_out(r) for r in await conn.fetch("SELECT * FROM rule ORDER BY name")]
+    return {"data": rows, "count": len(rows)}
+
+
+@router.put("/rules/{name}", summary="Create or replace a booking rule (type, parameters, reason)")
+async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Request) -> Any:
+    if body.name != name:
+        return problem(422, "Invalid request", "the name in the path and the body differ")
+    build_rule(body.name, body.type, body.params, body.reason)  # InvalidRule -> 422 naming the bad parameter
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO rule (name, type, params, reason, enabled, updated_by) VALUES ($1, $2, $3::jsonb, $4, $5, $6)
+               ON CONFLICT (name) DO UPDATE SET type = $2, params = $3::jsonb, reason = $4, enabled = $5,
+                   updated_by = $6, updated_at = now()
+               RETURNING *""",
+            body.name, body.type, json.dumps(body.params, ensure_ascii=False), body.reason, body.enabled, user.user_id)
+        await _changed(conn, user, request, "rule", name, "update", body.model_dump())
+    return _rule_out(row)
+
+
+@router.delete("/rules/{name}", status_code=204, summary="Delete a booking rule")
+async def delete_rule(name: str, conn: Conn, user: Admin, request: Request) -> None:
+    async with conn.transaction():
+        await conn.execute("DELETE FROM rule WHERE name = $1", name)
+        await _changed(conn, user, request, "rule", name, "delete", {})
+
+
+__all__ = ["InvalidRule", "router"]

@@ -1,0 +1,73 @@
+"""Appointments read back as data: one query joining the request, exam type and room."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from imaging_common.events.types import AppointmentInfo, PatientRef, SpecialConditions
+
+SELECT = """
+SELECT a.id::text AS id, a.order_id, a.exam_code, a.accession_number, a.empi_id, a.room_id, a.technologist_id,
+       lower(a.during) AS start, upper(a.during) AS "end", a.status, a.channel, a.hold_expires_at, a.reason,
+       a.booked_by, a.reminded_at, a.created_at, a.updated_at,
+       q.exam_name, q.modality, q.patient, q.patient_class, q.ward, q.special, q.priority,
+       q.requested_procedure_id, q.study_instance_uid,
+       e.duration_minutes, e.preparation_minutes, e.preparation, e.fasting, e.contrast,
+       r.name AS room_name, r.campus, r.building, r.floor, r.location, r.route, r.station_ae_title
+  FROM appointment a
+  JOIN exam_request q USING (order_id, exam_code)
+  JOIN exam_type e ON e.code = a.exam_code
+  JOIN room r ON r.id = a.room_id
+"""
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    return dict(json.loads(v)) if isinstance(v, str) else dict(v or {})
+
+
+def as_dict(r: asyncpg.Record) -> dict[str, Any]:
+    d = dict(r)
+    d["patient"], d["special"] = _obj(d["patient"]), _obj(d["special"])
+    return d
+
+
+async def get(conn: asyncpg.Connection, appointment_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+    try:
+        row = await conn.fetchrow(SELECT + " WHERE a.id = $1::uuid" + (" FOR UPDATE OF a" if for_update else ""),
+                                  appointment_id)
+    except asyncpg.DataError:  # not a UUID: no such appointment
+        return None
+    return as_dict(row) if row else None
+
+
+async def list_for(conn: asyncpg.Connection, *, empi_id: str | None = None, order_id: str | None = None,
+                   room_id: str | None = None, status: str | None = None, start: datetime | None = None,
+                   end: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    where, args = ["true"], []  # type: ignore[var-annotated]
+    for column, value in (("a.empi_id", empi_id), ("a.order_id", order_id), ("a.room_id", room_id), ("a.status", status)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    if start is not None:
+        args.append(start)
+        where.append(f"upper(a.during) > ${len(args)}")
+    if end is not None:
+        args.append(end)
+        where.append(f"lower(a.during) < ${len(args)}")
+    args.append(limit)
+    sql = SELECT + " WHERE " + " AND ".join(where) + f" ORDER BY lower(a.during) LIMIT ${len(args)}"
+    return [as_dict(r) for r in await conn.fetch(sql, *args)]
+
+
+def info(a: dict[str, Any]) -> AppointmentInfo:
+    """The appointment as the event contract describes it (worklist, queue-calling read this)."""
+    return AppointmentInfo(
+        appointment_id=a["id"], order_id=a["order_id"], accession_number=a["accession_number"],
+        patient=PatientRef.model_validate(a["patient"]), exam_code=a["exam_code"], exam_name=a["exam_name"],
+        modality=a["modality"], room_id=a["room_id"], room_name=a["room_name"], station_ae_title=a["station_ae_title"],
+        campus=a["campus"], start=a["start"], end=a["end"], special=SpecialConditions.model_validate(a["special"]),
+        priority=a["priority"],
+    )
