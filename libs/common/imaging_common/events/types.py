@@ -38,6 +38,8 @@ class PatientRef(BaseModel):
     sex: Sex = "U"
     phone: str | None = None
     id_number_masked: str | None = None  # e.g. "1101**********1234"; never the full number
+    id_number_sha256: str | None = None  # SHA-256 hex of the upper-cased ID number: check-in by ID card
+    card_number: str | None = None  # hospital (visit) card number, for check-in by card
 
 
 class SpecialConditions(BaseModel):
