@@ -9,7 +9,7 @@ class Settings(CommonSettings):
     # IMAGING_SCHEDULING_TIMEZONE: working hours and "same day" are in this zone; e.g. Asia/Shanghai
     scheduling_timezone: str = "Asia/Shanghai"
     # IMAGING_SCHEDULING_HOLD_MINUTES: how long a hold keeps a slot before it expires; e.g. 15
-    scheduling_hold_minutes: int = 15
+    scheduling_hold_minutes: float = 15
     # IMAGING_SCHEDULING_HORIZON_DAYS: how many days ahead searches look; e.g. 60
     scheduling_horizon_days: int = 60
     # IMAGING_SCHEDULING_REMINDER_HOURS: appointment.reminder this long before the start; e.g. 24

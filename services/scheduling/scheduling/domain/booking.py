@@ -59,7 +59,7 @@ class Scheduler:
     """How this center schedules; from the service settings."""
 
     tz: ZoneInfo
-    hold_minutes: int = 15
+    hold_minutes: float = 15
     horizon_days: int = 60
 
     def now(self) -> datetime:
