@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,3 +55,75 @@ class CommonSettings(BaseSettings):
 
     # Seconds a dependency check may take before readiness calls it down.
     readiness_timeout: float = 2.0
+
+    # --- Event bus (imaging_common.events) ---
+    # IMAGING_EVENT_MAX_RETRIES: a failing handler is retried this many times, then dead-lettered.
+    event_max_retries: int = 5
+    # IMAGING_EVENT_RETRY_DELAY_MS: how long a failed message waits in <ns>.<service>.retry (5 s).
+    event_retry_delay_ms: int = 5000
+    # IMAGING_EVENT_PREFETCH: messages the broker may push ahead to one consumer.
+    event_prefetch: int = 32
+    # IMAGING_OUTBOX_POLL_INTERVAL: seconds between outbox polls when no NOTIFY arrives (safety net).
+    outbox_poll_interval: float = 2.0
+    # IMAGING_OUTBOX_BATCH_SIZE: rows the relay publishes per transaction.
+    outbox_batch_size: int = 100
+    # IMAGING_OUTBOX_RETENTION_HOURS: published outbox rows are deleted after this (7 days).
+    outbox_retention_hours: int = 168
+    # IMAGING_INBOX_RETENTION_DAYS: applied event ids kept to recognise redeliveries (30 days).
+    inbox_retention_days: int = 30
+    # IMAGING_AMQP_RECONNECT_INTERVAL: seconds between reconnection attempts to RabbitMQ.
+    amqp_reconnect_interval: float = 2.0
+
+    # --- Staff authentication (imaging_common.auth; smart-imaging standard 10.2.3) ---
+    # IMAGING_JWT_PRIVATE_KEY_FILE: PEM RSA private key that signs access tokens (registration),
+    # e.g. /run/secrets/jwt-private.pem. In development a key is generated once under
+    # $IMAGING_DATA_DIR/keys/ when unset; production refuses to start without it.
+    jwt_private_key_file: Path | None = None
+    # IMAGING_JWT_PUBLIC_KEY_FILE: PEM public key a verifying service trusts instead of the private key.
+    jwt_public_key_file: Path | None = None
+    # IMAGING_JWKS_URL: distributed deployments verify against registration's JWKS,
+    # e.g. http://registration:8080/api/registration/auth/jwks
+    jwks_url: str | None = None
+    # IMAGING_JWT_ISSUER / IMAGING_JWT_AUDIENCE: `iss` and `aud` of the platform's own tokens.
+    jwt_issuer: str = "imaging-platform"
+    jwt_audience: str = "imaging-platform"
+    # IMAGING_ACCESS_TOKEN_TTL_SECONDS: short-lived access tokens (10 min).
+    access_token_ttl_seconds: int = 600
+    # IMAGING_REFRESH_TOKEN_TTL_SECONDS: absolute lifetime of a login session (12 h, one shift).
+    refresh_token_ttl_seconds: int = 43200
+    # IMAGING_SESSION_IDLE_SECONDS: a session unused this long is closed (30 min).
+    session_idle_seconds: int = 1800
+    # IMAGING_LOGIN_MAX_FAILURES / IMAGING_LOGIN_LOCK_SECONDS: 5 failed logins lock for 15 min.
+    login_max_failures: int = 5
+    login_lock_seconds: int = 900
+    # Optional trusted hospital OIDC issuer: IMAGING_OIDC_ISSUER (its `iss`), IMAGING_OIDC_JWKS_URL,
+    # IMAGING_OIDC_AUDIENCE (checked when set), IMAGING_OIDC_ROLES_CLAIM (dotted path, e.g.
+    # realm_access.roles), IMAGING_OIDC_USERNAME_CLAIM, IMAGING_OIDC_ROLE_MAP
+    # ("HIS_RAD=radiologist,HIS_REG=clerk"; unmapped values that are platform roles pass as they are),
+    # IMAGING_OIDC_ALGORITHMS (asymmetric only, comma separated).
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_audience: str | None = None
+    oidc_roles_claim: str = "roles"
+    oidc_username_claim: str = "preferred_username"
+    oidc_role_map: str = ""
+    oidc_algorithms: str = "RS256"
+    # IMAGING_JWKS_CACHE_SECONDS: how long a fetched JWKS is trusted before it is fetched again.
+    jwks_cache_seconds: int = 300
+
+    # First admin, created by registration on an empty staff table: IMAGING_ADMIN_USER,
+    # IMAGING_ADMIN_PASSWORD, IMAGING_ADMIN_TOTP_SECRET (base32). Unset: generated and printed once.
+    admin_user: str | None = None
+    admin_password: str | None = None
+    admin_totp_secret: str | None = None
+
+    # --- Audit (imaging_common.audit; standard 10.5.2: kept at least six months) ---
+    # IMAGING_AUDIT_RETENTION_DAYS: `python -m imaging_common.audit purge` removes older rows; >= 180.
+    audit_retention_days: int = 180
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _retention_at_least_six_months(cls, value: int) -> int:
+        if value < 180:
+            raise ValueError("IMAGING_AUDIT_RETENTION_DAYS must be at least 180 (standard 10.5.2: six months)")
+        return value

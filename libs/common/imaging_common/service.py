@@ -20,12 +20,12 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from imaging_common import db
-from imaging_common.auth import TokenVerifier
+from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
 from imaging_common.observability import bind_correlation_id, configure_logging, new_correlation_id
@@ -131,6 +131,17 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
     return router
 
 
+def _session_router() -> APIRouter:
+    """A protected route every service has: who the token says the caller is (any staff role)."""
+    router = APIRouter(tags=["auth"])
+
+    @router.get("/session", summary="The authenticated caller (any staff role)")
+    async def session(user: Principal = Depends(require_roles())) -> dict[str, Any]:  # noqa: B008
+        return user.public()
+
+    return router
+
+
 def _install_request_metrics(app: FastAPI, spec: ServiceSpec, registry: CollectorRegistry) -> None:
     requests = Counter(
         "http_requests_total", "HTTP requests", ["service", "method", "route", "status"], registry=registry
@@ -206,6 +217,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     install_problem_handlers(app)
     _install_request_metrics(app, spec, registry)
     app.include_router(_health_router(spec), prefix=spec.api_prefix)
+    app.include_router(_session_router(), prefix=spec.api_prefix)
     for router in spec.routers:
         app.include_router(router, prefix=spec.api_prefix)
     for router in spec.ui_routers:

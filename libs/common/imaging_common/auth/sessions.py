@@ -1,0 +1,145 @@
+"""Login sessions in Redis: revocation, idle timeout, rotating refresh tokens, used TOTP codes.
+
+A session key lives `session_idle_seconds` and every verified request pushes its expiry back,
+so an unused session ends by itself (standard 10.2.3: "登录连接超时自动退出"). Logout deletes it,
+which revokes every access token carrying its `sid` at once, in every service sharing the Redis.
+
+A refresh token is `<sid>.<secret>`; the session keeps the hash of the current secret and the
+hashes of the ones already used. Presenting a used one means the token leaked (the thief or the
+owner refreshed first): the whole session is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imaging_common.config import CommonSettings
+
+# KEYS: session, used-set; ARGV: presented hash, new hash, idle seconds, now (epoch seconds)
+_ROTATE = """
+local cur = redis.call('HGET', KEYS[1], 'refresh')
+if not cur then return 'missing' end
+if tonumber(redis.call('HGET', KEYS[1], 'absolute_exp')) <= tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 'expired'
+end
+if cur == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'refresh', ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'absolute_exp'))
+  return 'ok'
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 'reuse'
+end
+return 'invalid'
+"""
+
+
+class RefreshRefused(Exception):
+    """The refresh token is unknown, expired, or was already used (then the session is revoked)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    user_id: str
+    refresh_token: str
+
+
+class SessionStore:
+    """Sessions and used TOTP steps under `<namespace>:auth:` in the platform's Redis."""
+
+    def __init__(self, redis: Any, settings: CommonSettings):
+        self.redis = redis
+        self.settings = settings
+        self.prefix = f"{settings.namespace}:auth"
+
+    def session_key(self, sid: str) -> str:
+        return f"{self.prefix}:session:{sid}"
+
+    def _used_key(self, sid: str) -> str:
+        return f"{self.prefix}:session:{sid}:used"
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.prefix}:user-sessions:{user_id}"
+
+    def session_fields(self, user_id: str, username: str) -> tuple[str, str, dict[str, str]]:
+        """(sid, refresh token, hash fields) of a new session; shared with the sync test helper."""
+        sid = secrets.token_urlsafe(18)
+        secret = secrets.token_urlsafe(32)
+        fields = {
+            "user_id": user_id,
+            "username": username,
+            "refresh": _hash(secret),
+            "created": str(int(time.time())),
+            "absolute_exp": str(int(time.time()) + self.settings.refresh_token_ttl_seconds),
+        }
+        return sid, f"{sid}.{secret}", fields
+
+    async def create(self, *, user_id: str, username: str) -> Session:
+        sid, refresh, fields = self.session_fields(user_id, username)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.session_key(sid), mapping=fields)
+            pipe.expire(self.session_key(sid), self.settings.session_idle_seconds)
+            pipe.sadd(self._user_key(user_id), sid)
+            pipe.expire(self._user_key(user_id), self.settings.refresh_token_ttl_seconds)
+            await pipe.execute()
+        return Session(sid, user_id, refresh)
+
+    async def touch(self, sid: str) -> bool:
+        """Push the idle deadline back; False when the session is gone (logged out, idle, revoked)."""
+        return bool(await self.redis.expire(self.session_key(sid), self.settings.session_idle_seconds))
+
+    async def rotate(self, refresh_token: str) -> Session:
+        """Swap a refresh token for a new one of the same session; a reused token revokes the session."""
+        sid, _, secret = refresh_token.partition(".")
+        if not sid or not secret:
+            raise RefreshRefused("malformed refresh token")
+        new_secret = secrets.token_urlsafe(32)
+        outcome = await self.redis.eval(
+            _ROTATE, 2, self.session_key(sid), self._used_key(sid),
+            _hash(secret), _hash(new_secret), self.settings.session_idle_seconds, int(time.time()),
+        )
+        if outcome != "ok":
+            raise RefreshRefused({
+                "missing": "session ended (logged out, idle timeout or revoked)",
+                "expired": "session reached its maximum lifetime; log in again",
+                "reuse": "refresh token was already used; the session is revoked",
+                "invalid": "unknown refresh token",
+            }.get(str(outcome), str(outcome)))
+        user_id = await self.redis.hget(self.session_key(sid), "user_id")
+        return Session(sid, str(user_id), f"{sid}.{new_secret}")
+
+    async def revoke(self, sid: str) -> None:
+        user_id = await self.redis.hget(self.session_key(sid), "user_id")
+        await self.redis.delete(self.session_key(sid), self._used_key(sid))
+        if user_id:
+            await self.redis.srem(self._user_key(str(user_id)), sid)
+
+    async def revoke_user(self, user_id: str) -> int:
+        """End every session of a user (deactivated, roles changed)."""
+        sids = await self.redis.smembers(self._user_key(user_id))
+        for sid in sids:
+            await self.redis.delete(self.session_key(sid), self._used_key(sid))
+        await self.redis.delete(self._user_key(user_id))
+        return len(sids)
+
+    async def claim_totp_step(self, user_id: str, step: int) -> bool:
+        """Mark a TOTP time step used; False if it was already (a replayed code)."""
+        key = f"{self.prefix}:totp-used:{user_id}:{step}"
+        return bool(await self.redis.set(key, "1", nx=True, ex=180))
