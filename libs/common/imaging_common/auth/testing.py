@@ -26,7 +26,7 @@ def issue_test_token(
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         with client.pipeline(transaction=True) as pipe:
-            pipe.hset(store.session_key(sid), mapping=fields)
+            pipe.hset(store.session_key(sid), mapping=dict(fields))  # type: ignore[arg-type]
             pipe.expire(store.session_key(sid), settings.session_idle_seconds)
             pipe.execute()
     finally:

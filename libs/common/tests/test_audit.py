@@ -1,0 +1,165 @@
+"""The audit log: append-only, hash-chained, verifiable, purged without breaking the chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from imaging_common import audit, db
+from imaging_common.config import CommonSettings
+from pydantic import ValidationError
+
+
+@pytest.fixture(scope="module")
+async def conn(test_env, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("audittest-migrations")
+    await db.migrate_service(test_env["DATABASE_URL"], "audittest", Path(empty))
+    connection = await asyncpg.connect(test_env["DATABASE_URL"], server_settings={"application_name": "audittest"})
+    yield connection
+    await connection.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imaging_common.audit", *args], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=60)
+
+
+async def test_record_stores_who_what_where_and_chains(conn: asyncpg.Connection) -> None:
+    pid = f"P-{uuid.uuid4().hex[:8]}"
+    first = await audit.record(conn, actor="li.na", action="read", entity="patient", entity_id=pid, patient_id=pid,
+                               source_ip="10.1.2.3", detail={"fields": ["name", "birth_date"], "名": "李"})
+    second = await audit.record(conn, actor="li.na", action="update", entity="patient", entity_id=pid,
+                                patient_id=pid, outcome="failure", detail={"why": 1.5})
+    assert second.seq == first.seq + 1 and second.prev_hash == first.row_hash
+    assert first.service == "audittest"  # taken from the connection's application_name
+    rows = await audit.entries(conn, patient_id=pid)
+    assert [(r.action, r.outcome) for r in rows] == [("update", "failure"), ("read", "success")]
+    assert rows[1].source_ip == "10.1.2.3" and rows[1].detail["名"] == "李"
+    report = await audit.verify(conn)
+    assert report.ok, str(report)
+
+
+async def test_rows_cannot_be_changed_or_deleted(conn: asyncpg.Connection) -> None:
+    entry = await audit.record(conn, actor="x", action="read", entity="patient")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await conn.execute("UPDATE audit.audit_log SET actor = 'y' WHERE seq = $1", entry.seq)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await conn.execute("DELETE FROM audit.audit_log WHERE seq = $1", entry.seq)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await conn.execute("TRUNCATE audit.audit_log")
+
+
+async def _as_superuser_bypassing_triggers(conn: asyncpg.Connection, sql: str, *args: object) -> None:
+    # session_replication_role=replica skips ordinary triggers (superuser only): what an attacker
+    # with database access could do, and what the chain must reveal.
+    async with conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(sql, *args)
+
+
+async def test_verify_names_a_tampered_row(conn: asyncpg.Connection) -> None:
+    entries = [await audit.record(conn, actor="wang", action="read", entity="report", entity_id=str(i))
+               for i in range(3)]
+    victim = entries[1]
+    await _as_superuser_bypassing_triggers(
+        conn, "UPDATE audit.audit_log SET actor = 'someone-else' WHERE seq = $1", victim.seq)
+    try:
+        report = await audit.verify(conn)
+        assert not report.ok and report.first_bad_seq == victim.seq, str(report)
+        cli = _cli("verify")
+        assert cli.returncode == 1
+        assert f"row {victim.seq}" in cli.stderr and "altered" in cli.stderr
+    finally:
+        await _as_superuser_bypassing_triggers(
+            conn, "UPDATE audit.audit_log SET actor = 'wang' WHERE seq = $1", victim.seq)
+    assert (await audit.verify(conn)).ok
+    # Rewriting the row's own hash too moves the break to the link, still naming the row.
+    await _as_superuser_bypassing_triggers(
+        conn, "UPDATE audit.audit_log SET row_hash = repeat('a', 64) WHERE seq = $1", victim.seq)
+    try:
+        report = await audit.verify(conn)
+        assert not report.ok and report.first_bad_seq == victim.seq, str(report)
+    finally:
+        await _as_superuser_bypassing_triggers(
+            conn, "UPDATE audit.audit_log SET row_hash = $2 WHERE seq = $1", victim.seq, victim.row_hash)
+
+
+async def test_verify_names_a_deleted_row_and_removed_newest_rows(conn: asyncpg.Connection) -> None:
+    entries = [await audit.record(conn, actor="zhao", action="export", entity="study") for _ in range(3)]
+    saved = await conn.fetch("SELECT * FROM audit.audit_log WHERE seq = ANY($1::bigint[]) ORDER BY seq",
+                             [entries[1].seq, entries[2].seq])
+
+    async def restore(row: asyncpg.Record) -> None:
+        await _as_superuser_bypassing_triggers(
+            conn, "INSERT INTO audit.audit_log SELECT * FROM jsonb_populate_record(NULL::audit.audit_log, $1::jsonb)",
+            json.dumps({k: (v.isoformat() if isinstance(v, datetime) else json.loads(v) if k == "detail" else v)
+                        for k, v in dict(row).items()}))
+
+    await _as_superuser_bypassing_triggers(conn, "DELETE FROM audit.audit_log WHERE seq = $1", entries[1].seq)
+    try:
+        report = await audit.verify(conn)
+        assert not report.ok and report.first_bad_seq == entries[1].seq and "missing" in report.problem
+        cli = _cli("verify")
+        assert cli.returncode == 1 and f"row {entries[1].seq} is missing" in cli.stderr
+    finally:
+        await restore(saved[0])
+    assert (await audit.verify(conn)).ok
+    await _as_superuser_bypassing_triggers(conn, "DELETE FROM audit.audit_log WHERE seq = $1", entries[2].seq)
+    try:
+        report = await audit.verify(conn)
+        assert not report.ok and report.first_bad_seq == entries[2].seq and "newest" in report.problem
+    finally:
+        await restore(saved[1])
+    assert _cli("verify").returncode == 0
+
+
+async def test_purge_keeps_the_chain_verifiable(conn: asyncpg.Connection) -> None:
+    await audit.record(conn, actor="old", action="read", entity="patient")
+    await audit.record(conn, actor="old", action="read", entity="patient")
+    cutoff = datetime.now(UTC)
+    kept = await audit.record(conn, actor="new", action="read", entity="patient")
+    purged = await audit.purge(conn, older_than=cutoff, actor="test")
+    assert purged >= 2
+    chain = await conn.fetchrow("SELECT * FROM audit.audit_chain")
+    assert chain["anchor_seq"] == kept.seq - 1
+    assert await conn.fetchval("SELECT min(seq) FROM audit.audit_log") == kept.seq
+    report = await audit.verify(conn)
+    assert report.ok, str(report)
+    purge_entry = (await audit.entries(conn, action="purge", limit=1))[0]
+    assert purge_entry.detail["rows"] == purged
+    # Records after the purge extend the chain as before.
+    await audit.record(conn, actor="new", action="read", entity="patient")
+    assert (await audit.verify(conn)).ok
+    # The command applies the retention (default 180 days: nothing here is that old).
+    cli = _cli("purge")
+    assert cli.returncode == 0 and "purged 0" in cli.stdout, cli.stderr
+    assert _cli("verify").returncode == 0
+
+
+async def test_retention_below_six_months_is_refused(conn: asyncpg.Connection) -> None:
+    with pytest.raises(ValueError, match="at least 180"):
+        await audit.purge_older_than_days(conn, 30)
+    with pytest.raises(ValidationError, match="at least 180"):
+        CommonSettings(audit_retention_days=90)
+    cli = _cli("purge", "--retention-days", "30")
+    assert cli.returncode == 1 and "at least 180" in cli.stderr
+
+
+async def test_purge_refuses_a_broken_chain(conn: asyncpg.Connection) -> None:
+    entry = await audit.record(conn, actor="qian", action="read", entity="patient")
+    await _as_superuser_bypassing_triggers(
+        conn, "UPDATE audit.audit_log SET outcome = 'failure' WHERE seq = $1", entry.seq)
+    try:
+        with pytest.raises(RuntimeError, match="refusing to purge"):
+            await audit.purge(conn, older_than=datetime.now(UTC))
+    finally:
+        await _as_superuser_bypassing_triggers(
+            conn, "UPDATE audit.audit_log SET outcome = 'success' WHERE seq = $1", entry.seq)
+    assert (await audit.verify(conn)).ok
