@@ -1,34 +1,34 @@
 """Events between services: CloudEvents 1.0 over RabbitMQ, with a transactional outbox and inbox.
 
-STUB: interface only; the outbox relay, inbox and dead-letter handling are being written.
+Producer, inside the transaction that makes the change:
+    await publish(conn, OrderCreated(...), source="/imaging/registration", subject=accession)
+Consumer, declared on the ServiceSpec (`event_handlers={"order.created": on_order_created}`):
+    async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
+        order = parse_data(event)  # OrderCreated
+Raise to retry; after `event_max_retries` the message goes to the service's DLQ, where
+`python -m imaging_common.events.deadletters list|replay|purge --service <name>` finds it.
 """
 
-from __future__ import annotations
+from imaging_common.events.bus import EventBus
+from imaging_common.events.consumer import EventHandler
+from imaging_common.events.envelope import (
+    CloudEvent,
+    EventError,
+    InvalidEventData,
+    MalformedEvent,
+    UnknownEventType,
+    parse_data,
+)
+from imaging_common.events.outbox import publish
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import aio_pika
-import asyncpg
-
-EventHandler = Callable[[asyncpg.Connection, Any], Awaitable[None]]
-
-
-class EventBus:
-    def __init__(self, *, settings: Any, service: str, pool: asyncpg.Pool, handlers: dict[str, EventHandler]):
-        self.settings = settings
-        self.service = service
-        self.pool = pool
-        self.handlers = handlers
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
-
-    async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.settings.amqp_url, timeout=5)
-
-    async def stop(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+__all__ = [
+    "CloudEvent",
+    "EventBus",
+    "EventError",
+    "EventHandler",
+    "InvalidEventData",
+    "MalformedEvent",
+    "UnknownEventType",
+    "parse_data",
+    "publish",
+]

@@ -1,0 +1,114 @@
+"""`EventBus`: a service's one handle on RabbitMQ — the outbox relay and the consumer together.
+
+`service_context` builds one per service (`EventBus(settings=..., service=..., pool=...,
+handlers=...)`), awaits `start()` after migrating and `stop()` on the way out; readiness reads
+`is_connected`. The pool's search_path decides which schema's outbox is relayed and which inbox
+is used; `service` names the queue consumed (`<ns>.<service>`) and the SUBSCRIPTIONS entry the
+handlers are checked against.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import CollectorRegistry
+
+from imaging_common.events.consumer import EventConsumer, EventHandler
+from imaging_common.events.metrics import EventMetrics
+from imaging_common.events.outbox import OutboxRelay
+from imaging_common.events.topology import check_handlers, declare_topology
+
+log = logging.getLogger(__name__)
+
+
+class EventBus:
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        service: str,
+        pool: asyncpg.Pool,
+        handlers: Mapping[str, EventHandler],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.pool = pool
+        self.handlers = dict(handlers)
+        self.namespace: str = settings.namespace
+        self.metrics = EventMetrics(service, registry)
+        self.relay: OutboxRelay | None = None
+        self.consumer: EventConsumer | None = None
+        self._connection: AbstractRobustConnection | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the AMQP connection is up (False while it is reconnecting)."""
+        conn = self._connection
+        return conn is not None and not conn.is_closed and conn.connected.is_set()
+
+    async def start(self) -> None:
+        """Check handlers, connect, declare the topology, start the relay and (if any handlers) the consumer."""
+        check_handlers(self.service, self.handlers)
+        schema = await self.pool.fetchval("SELECT current_schema()")
+        if schema is None or not await self.pool.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
+            raise RuntimeError(
+                f"service {self.service!r}: no outbox table in schema {schema!r}; "
+                "apply the platform migrations first (imaging_common.db.migrate_service)"
+            )
+        s = self.settings
+        self._connection = await aio_pika.connect_robust(
+            s.amqp_url,
+            timeout=5,
+            reconnect_interval=str(getattr(s, "amqp_reconnect_interval", 2.0)),
+            client_properties={"connection_name": f"{self.namespace}.{self.service}"},
+        )
+        try:
+            publish_channel = await self._connection.channel(publisher_confirms=True)
+            exchange = await declare_topology(publish_channel, self.namespace)
+            self.relay = OutboxRelay(
+                pool=self.pool,
+                database_url=s.database_url,
+                schema=schema,
+                exchange=exchange,
+                app_id=self.service,
+                metrics=self.metrics,
+                batch_size=getattr(s, "outbox_batch_size", 100),
+                poll_interval=getattr(s, "outbox_poll_interval", 2.0),
+                retention_hours=getattr(s, "outbox_retention_hours", 168),
+                inbox_retention_days=getattr(s, "inbox_retention_days", 30),
+            )
+            self.relay.start()
+            if self.handlers:
+                self.consumer = EventConsumer(
+                    service=self.service,
+                    namespace=self.namespace,
+                    pool=self.pool,
+                    handlers=self.handlers,
+                    metrics=self.metrics,
+                    max_retries=getattr(s, "event_max_retries", 5),
+                    retry_delay_ms=getattr(s, "event_retry_delay_ms", 5000),
+                    prefetch=getattr(s, "event_prefetch", 32),
+                )
+                await self.consumer.start(await self._connection.channel(publisher_confirms=True))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("event bus %s started (schema %s, handlers %s)", self.service, schema, sorted(self.handlers) or "none")
+
+    async def stop(self) -> None:
+        """Stop consuming (finishing the message in hand), stop the relay, close the connection."""
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

@@ -1,0 +1,254 @@
+"""Consumer: applies each event from the service's queue once, retrying failures, never dropping one.
+
+For each message on `<ns>.<service>`:
+  1. read the CloudEvents envelope; a body that is not one goes straight to the DLQ;
+  2. data that does not validate against its type's model goes straight to the DLQ too
+     (retrying cannot fix it);
+  3. in ONE transaction: insert the event id into `inbox` (already there = a redelivery: skip)
+     and call the handler, `handler(conn, event)`; commit, then ack;
+  4. a handler that raises: the message is re-sent to `<ns>.<service>.retry`, where it waits
+     `event_retry_delay_ms` and flows back into the queue, carrying its failure count; after
+     `event_max_retries` failures it goes to `<ns>.<service>.dlq` with headers naming the error.
+     The original is acked once the copy is confirmed, so later messages keep flowing.
+Messages are handled one at a time, in queue order (prefetch only saves round trips), so a
+consumer sees `order.created` before the `order.cancelled` that followed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
+
+from imaging_common.events.envelope import CONTENT_TYPE, CloudEvent, EventError, MalformedEvent, parse_data
+from imaging_common.events.metrics import EventMetrics
+from imaging_common.events.topology import (
+    DEAD_LETTERED_AT_HEADER,
+    ERROR_HEADER,
+    ERROR_KIND_HEADER,
+    RETRIES_HEADER,
+    dead_letter_queue_name,
+    queue_name,
+    retry_queue_name,
+)
+from imaging_common.observability import bind_correlation_id
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]
+"""`async def handler(conn, event) -> None`, run inside the transaction that records the event id."""
+
+SERVICE_HEADER = "x-imaging-service"
+_DROPPED_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+                    "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+
+
+class HandlerFailed(Exception):
+    """The service's handler raised (or its transaction failed to commit)."""
+
+
+def header_str(value: Any) -> str | None:
+    """AMQP string headers may arrive as bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def header_int(value: Any) -> int:
+    try:
+        return int(header_str(value) or 0)
+    except ValueError:
+        return 0
+
+
+def copy_message(
+    message: AbstractIncomingMessage, headers: Mapping[str, Any], *, drop: tuple[str, ...] = (), **overrides: Any
+) -> aio_pika.Message:
+    """A persistent copy of a received message with new headers (the body is never touched)."""
+    dropped = _DROPPED_HEADERS + drop
+    kept = {k: v for k, v in (message.headers or {}).items() if k not in dropped}
+    kept.update(headers)
+    params: dict[str, Any] = {
+        "body": message.body,
+        "headers": kept,
+        "content_type": message.content_type or CONTENT_TYPE,
+        "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
+        "message_id": message.message_id,
+        "type": message.type,
+        "timestamp": message.timestamp,
+        "app_id": message.app_id,
+    }
+    params.update(overrides)
+    return aio_pika.Message(**params)
+
+
+class EventConsumer:
+    """Consumes `<ns>.<service>` with the given handlers; one instance per EventBus."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        namespace: str,
+        pool: asyncpg.Pool,
+        handlers: Mapping[str, EventHandler],
+        metrics: EventMetrics,
+        max_retries: int = 5,
+        retry_delay_ms: int = 5000,
+        prefetch: int = 32,
+    ) -> None:
+        self.service = service
+        self.namespace = namespace
+        self.pool = pool
+        self.handlers = dict(handlers)
+        self.metrics = metrics
+        self.max_retries = max_retries
+        self.retry_delay_ms = retry_delay_ms
+        self.prefetch = prefetch
+        self._lock = asyncio.Lock()  # one message at a time, in delivery order
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: ConsumerTag | None = None
+        self._infra_backoff = 0.0
+        self._running = False
+
+    async def start(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        await channel.set_qos(prefetch_count=self.prefetch)
+        # Same (empty) arguments as declare_topology; declared here too so a robust channel restores it.
+        self._queue = await channel.declare_queue(queue_name(self.namespace, self.service), durable=True)
+        self._running = True
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+        async with self._lock:  # let the message in hand finish
+            self._tag = None
+
+    # ---- one message -----------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        async with self._lock:
+            if not self._running:  # stopping: leave it to be redelivered
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
+            try:
+                await self._process(message)
+                self._infra_backoff = 0.0
+            except Exception as exc:
+                # PostgreSQL or RabbitMQ trouble, not the message's fault: put it back and slow
+                # down, so an outage neither burns the retries nor spins.
+                self._infra_backoff = min(max(self._infra_backoff * 2, 0.2), 10.0)
+                log.warning(
+                    "event %s not processed (%s: %s); requeued, pausing %.1fs",
+                    message.message_id, type(exc).__name__, exc, self._infra_backoff,
+                )
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                await asyncio.sleep(self._infra_backoff)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = CloudEvent.from_json(message.body)
+        except MalformedEvent as exc:
+            await self._dead_letter(message, kind="malformed", error=str(exc), event_type="(malformed)")
+            await message.ack()
+            return
+        handler = self.handlers.get(event.type)
+        if handler is None:
+            # Subscribed but not (yet) handled by this version of the service: nothing to apply.
+            self.metrics.consumed.labels(self.service, event.type, "ignored").inc()
+            await message.ack()
+            return
+        try:
+            parse_data(event)
+        except EventError as exc:
+            await self._dead_letter(message, kind="invalid-data", error=str(exc), event_type=event.type)
+            await message.ack()
+            return
+
+        bind_correlation_id(event.correlationid or event.id)
+        try:
+            outcome = await self._apply(event, handler)
+        except HandlerFailed as failure:
+            cause = failure.__cause__ or failure
+            error = f"{type(cause).__name__}: {cause}"
+            retries = header_int((message.headers or {}).get(RETRIES_HEADER)) + 1
+            if retries <= self.max_retries:
+                log.warning("event %s (%s) failed, retry %d/%d: %s", event.id, event.type, retries,
+                            self.max_retries, error)
+                await self._retry(message, retries=retries, error=error)
+                self.metrics.retried.labels(self.service, event.type).inc()
+            else:
+                log.error("event %s (%s) failed %d times, dead-lettered: %s", event.id, event.type, retries, error)
+                await self._dead_letter(message, kind="handler", error=error, event_type=event.type,
+                                        retries=retries)
+            await message.ack()
+            return
+        finally:
+            bind_correlation_id(None)
+        self.metrics.consumed.labels(self.service, event.type, outcome).inc()
+        await message.ack()
+
+    async def _apply(self, event: CloudEvent, handler: EventHandler) -> str:
+        """Record the event id and run the handler in one transaction; "applied" or "duplicate"."""
+        async with self.pool.acquire() as conn:
+            in_handler = False
+            try:
+                async with conn.transaction():
+                    inserted = await conn.fetchval(
+                        "INSERT INTO inbox (event_id, type, source) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                        event.id, event.type, event.source,
+                    )
+                    if not inserted:
+                        return "duplicate"
+                    in_handler = True
+                    await handler(conn, event)
+            except Exception as exc:
+                if in_handler:  # the handler, or the commit of what it did
+                    raise HandlerFailed(str(exc)) from exc
+                raise
+        return "applied"
+
+    async def _retry(self, message: AbstractIncomingMessage, *, retries: int, error: str) -> None:
+        assert self._channel is not None
+        copy = copy_message(
+            message, {RETRIES_HEADER: retries, ERROR_HEADER: error[:1000]}, expiration=self.retry_delay_ms / 1000
+        )
+        await self._channel.default_exchange.publish(
+            copy, routing_key=retry_queue_name(self.namespace, self.service), mandatory=False
+        )
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, *, kind: str, error: str, event_type: str, retries: int | None = None
+    ) -> None:
+        assert self._channel is not None
+        if kind != "handler":
+            log.error("message %s dead-lettered (%s): %s", message.message_id, kind, error)
+        headers: dict[str, Any] = {
+            ERROR_HEADER: error[:1000],
+            ERROR_KIND_HEADER: kind,
+            DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
+            SERVICE_HEADER: self.service,
+        }
+        if retries is not None:
+            headers[RETRIES_HEADER] = retries
+        await self._channel.default_exchange.publish(
+            copy_message(message, headers), routing_key=dead_letter_queue_name(self.namespace, self.service),
+            mandatory=False,
+        )
+        self.metrics.dead_lettered.labels(self.service, event_type, kind).inc()

@@ -1,0 +1,397 @@
+"""The event bus against the real RabbitMQ and PostgreSQL: outbox, relay, inbox, retries, DLQ.
+
+Each test gets its own schema (platform migrations + a `handled` table the handlers write to,
+in the handler's transaction) and its own RabbitMQ namespace, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from imaging_common import db
+from imaging_common.config import CommonSettings
+from imaging_common.events import CloudEvent, EventBus, parse_data, publish
+from imaging_common.events.deadletters import list_dead_letters, purge_dead_letters, replay_dead_letters
+from imaging_common.events.topology import delete_namespace, queue_name
+from imaging_common.events.types import OrderCancelled
+from imaging_common.observability import bind_correlation_id, current_correlation_id
+from imaging_common.testing_proxy import TcpProxy
+from prometheus_client import CollectorRegistry
+
+SERVICE = "scheduling"  # consumes order.cancelled; worklist's queue (no consumer here) gets a copy too
+EVENT = "order.cancelled"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Sandbox:
+    schema: str
+    namespace: str
+    pool: asyncpg.Pool
+    settings: CommonSettings
+    poison: set[str] = field(default_factory=set)  # order ids the handler fails on
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (event id, "ok" | "failed") in call order
+    correlation: dict[str, str | None] = field(default_factory=dict)
+
+    async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+        order = parse_data(event)
+        assert isinstance(order, OrderCancelled)
+        self.correlation[event.id] = current_correlation_id()
+        if order.order_id in self.poison:
+            self.calls.append((event.id, "failed"))
+            raise RuntimeError(f"cannot cancel order {order.order_id}")
+        await conn.execute("INSERT INTO handled (event_id, order_id) VALUES ($1, $2)", event.id, order.order_id)
+        self.calls.append((event.id, "ok"))
+
+    async def handled(self, event_id: str) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM handled WHERE event_id = $1", event_id))
+
+    async def wait_handled(self, event_id: str, timeout: float = 15.0) -> None:
+        async def done() -> bool:
+            return await self.handled(event_id) > 0
+
+        await eventually(done, timeout, f"event {event_id} handled")
+
+    async def emit(self, order_id: str, reason: str = "test") -> CloudEvent:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await publish(
+                conn, OrderCancelled(order_id=order_id, accession_number=f"ACC-{order_id}", reason=reason),
+                source="/imaging/test", subject=f"ACC-{order_id}",
+            )
+
+    def bus(self, handlers: dict[str, Any] | None = None, **settings: Any) -> EventBus:
+        s = self.settings.model_copy(update=settings) if settings else self.settings
+        return EventBus(
+            settings=s, service=SERVICE, pool=self.pool,
+            handlers={EVENT: self.handle} if handlers is None else handlers,
+            registry=CollectorRegistry(),
+        )
+
+
+@contextlib.asynccontextmanager
+async def running(bus: EventBus) -> AsyncIterator[EventBus]:
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.stop()
+
+
+@pytest.fixture
+async def sandbox(test_env: dict[str, str]) -> AsyncIterator[Sandbox]:
+    suffix = uuid.uuid4().hex[:8]
+    schema = f"ev_{suffix}"
+    namespace = f"{test_env['IMAGING_NAMESPACE']}-ev{suffix}"
+    conn = await asyncpg.connect(test_env["DATABASE_URL"])
+    try:
+        await db.migrate_component(conn, schema, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
+        await conn.execute(f"CREATE TABLE {schema}.handled (event_id text NOT NULL, order_id text NOT NULL)")
+    finally:
+        await conn.close()
+    pool = await db.create_pool(test_env["DATABASE_URL"], schema, max_size=6)
+    settings = CommonSettings(
+        namespace=namespace,
+        event_max_retries=2,
+        event_retry_delay_ms=150,
+        outbox_poll_interval=0.5,
+        amqp_reconnect_interval=0.3,
+    )
+    try:
+        yield Sandbox(schema, namespace, pool, settings)
+    finally:
+        await pool.close()
+        await delete_namespace(test_env["AMQP_URL"], namespace)
+
+
+async def send_raw(sb: Sandbox, body: bytes, *, message_id: str | None = None) -> None:
+    """Put a message straight on the service's queue, as a misbehaving producer (or a redelivery) would."""
+    connection = await aio_pika.connect(sb.settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=queue_name(sb.namespace, SERVICE),
+        )
+    finally:
+        await connection.close()
+
+
+async def drain(sb: Sandbox, service: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take every message from a service's queue (one with no consumer in the test)."""
+    connection = await aio_pika.connect(sb.settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name(sb.namespace, service), durable=True)
+        got = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            got.append(message)
+        return got
+    finally:
+        await connection.close()
+
+
+# ---- (a) transactional publishing ---------------------------------------------------------------
+
+
+async def test_committed_event_is_delivered_and_rolled_back_one_is_not(sandbox: Sandbox) -> None:
+    sb = sandbox
+    async with running(sb.bus()) as bus:
+        assert bus.is_connected
+        bind_correlation_id("corr-abc")
+        try:
+            committed = await sb.emit("O-commit")
+        finally:
+            bind_correlation_id(None)
+
+        class Rollback(Exception):
+            pass
+
+        with pytest.raises(Rollback):
+            async with sb.pool.acquire() as conn, conn.transaction():
+                rolled_back = await publish(conn, OrderCancelled(order_id="O-rollback", accession_number="A"),
+                                            source="/imaging/test")
+                raise Rollback
+        marker = await sb.emit("O-after")
+
+        await sb.wait_handled(committed.id)
+        await sb.wait_handled(marker.id)  # one at a time, in order: anything before it was seen
+        assert await sb.handled(committed.id) == 1
+        assert await sb.handled(rolled_back.id) == 0
+        assert await sb.pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", rolled_back.id) == 0
+        assert sb.correlation[committed.id] == "corr-abc"  # bound from the envelope while handling
+        assert await sb.pool.fetchval(
+            "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", committed.id)
+        assert await sb.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", committed.id) == 1
+
+    # The same event, as the other subscriber's queue (nobody consuming it here) holds it on the wire.
+    copies = {m.message_id: m for m in await drain(sb, "worklist")}
+    assert set(copies) == {committed.id, marker.id}
+    wire = copies[committed.id]
+    assert wire.content_type == "application/cloudevents+json"
+    assert wire.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert wire.routing_key == EVENT and wire.type == EVENT
+    envelope = json.loads(wire.body)
+    assert envelope["id"] == committed.id and envelope["type"] == EVENT and envelope["specversion"] == "1.0"
+    assert envelope["data"]["order_id"] == "O-commit" and envelope["correlationid"] == "corr-abc"
+
+
+async def test_events_published_before_the_consumer_starts_wait_for_it(sandbox: Sandbox) -> None:
+    sb = sandbox
+    async with running(sb.bus(handlers={})):  # publisher only: declares every queue, consumes none
+        early = await sb.emit("O-early")
+        await eventually(lambda: sb.pool.fetchval(
+            "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", early.id), what="published")
+    async with running(sb.bus()):
+        await sb.wait_handled(early.id)
+
+
+async def test_publish_refuses_to_run_outside_a_transaction(sandbox: Sandbox) -> None:
+    async with sandbox.pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            await publish(conn, OrderCancelled(order_id="O", accession_number="A"), source="/x")
+
+
+async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) -> None:
+    bus = sandbox.bus(handlers={"report.signed": sandbox.handle})
+    with pytest.raises(ValueError, match=r"report.signed"):
+        await bus.start()
+    assert not bus.is_connected
+
+
+# ---- (b) broker away ----------------------------------------------------------------------------
+
+
+async def test_event_committed_while_broker_unreachable_is_delivered_after_it_returns(sandbox: Sandbox) -> None:
+    sb = sandbox
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    try:
+        bus = sb.bus(amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        async with running(bus):
+            before = await sb.emit("O-before")
+            await sb.wait_handled(before.id)
+
+            await proxy.cut()
+            await eventually(lambda: _false(bus.is_connected), 5, "the bus to notice the cut")
+            during = await sb.emit("O-during")  # committed while RabbitMQ cannot be reached
+            await asyncio.sleep(1.0)
+            assert await sb.pool.fetchval(
+                "SELECT published_at FROM outbox WHERE event_id = $1", during.id) is None
+            assert await sb.pool.fetchval(
+                "SELECT attempts FROM outbox WHERE event_id = $1", during.id) >= 1
+            assert await sb.handled(during.id) == 0
+
+            await proxy.restore()
+            await sb.wait_handled(during.id, timeout=20)
+            assert bus.is_connected
+            assert await sb.handled(during.id) == 1
+            after = await sb.emit("O-after")
+            await sb.wait_handled(after.id)
+            assert proxy.connections_made >= 2  # it really reconnected through the proxy
+    finally:
+        await proxy.close()
+
+
+async def _false(value: bool) -> bool:
+    return not value
+
+
+# ---- (c) duplicates -----------------------------------------------------------------------------
+
+
+async def test_duplicate_delivery_changes_nothing(sandbox: Sandbox) -> None:
+    sb = sandbox
+    bus = sb.bus()
+    async with running(bus):
+        event = CloudEvent.from_data(OrderCancelled(order_id="O-dup", accession_number="A-dup"), source="/t")
+        await send_raw(sb, event.to_json(), message_id=event.id)
+        await send_raw(sb, event.to_json(), message_id=event.id)
+        # A relay re-publishing a row (its confirm lost in a crash) is the other way a duplicate arrives.
+        relayed = await sb.emit("O-dup2")
+        await sb.wait_handled(relayed.id)
+        await sb.pool.execute("UPDATE outbox SET published_at = NULL WHERE event_id = $1", relayed.id)
+        assert bus.relay is not None
+        bus.relay.wake()
+        marker = await sb.emit("O-marker")
+        await sb.wait_handled(marker.id)
+
+        assert await sb.handled(event.id) == 1
+        assert await sb.handled(relayed.id) == 1
+        assert [c for c in sb.calls if c[0] in (event.id, relayed.id)] == [(event.id, "ok"), (relayed.id, "ok")]
+        registry = bus.metrics.consumed
+        assert registry.labels(SERVICE, EVENT, "duplicate")._value.get() == 2
+        assert registry.labels(SERVICE, EVENT, "applied")._value.get() == 3
+
+
+# ---- (d) poison messages, DLQ, replay -----------------------------------------------------------
+
+
+async def test_poison_message_ends_in_dlq_while_later_messages_flow_and_replays_once_fixed(
+    sandbox: Sandbox,
+) -> None:
+    sb = sandbox
+    sb.poison.add("O-poison")
+    async with running(sb.bus()):
+        poison = await sb.emit("O-poison")
+        later = [await sb.emit(f"O-later-{i}") for i in range(3)]
+        for event in later:
+            await sb.wait_handled(event.id)
+
+        async def dead_lettered() -> bool:
+            return len(await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)) == 1
+
+        await eventually(dead_lettered, 15, "the poison message in the DLQ")
+        attempts = [outcome for eid, outcome in sb.calls if eid == poison.id]
+        assert attempts == ["failed"] * 3  # first try + event_max_retries (2) retries
+        first_failure = sb.calls.index((poison.id, "failed"))
+        last_failure = len(sb.calls) - 1 - sb.calls[::-1].index((poison.id, "failed"))
+        later_done = [sb.calls.index((e.id, "ok")) for e in later]
+        assert all(first_failure < i < last_failure for i in later_done), sb.calls  # not blocked by the retries
+
+        [letter] = await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)
+        assert letter.event_id == poison.id and letter.type == EVENT
+        assert letter.attempts == 3 and letter.error_kind == "handler"
+        assert letter.error == "RuntimeError: cannot cancel order O-poison"
+        assert letter.dead_lettered_at and letter.subject == "ACC-O-poison"
+        assert await sb.handled(poison.id) == 0
+        # Listing does not consume.
+        assert len(await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)) == 1
+
+        sb.poison.clear()  # the handler is fixed
+        replayed = await replay_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE, [poison.id])
+        assert [d.event_id for d in replayed] == [poison.id]
+        await sb.wait_handled(poison.id)
+        assert await sb.handled(poison.id) == 1
+        assert await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE) == []
+
+
+# ---- (e) malformed messages ---------------------------------------------------------------------
+
+
+async def test_malformed_messages_go_straight_to_the_dlq(sandbox: Sandbox) -> None:
+    sb = sandbox
+    async with running(sb.bus()):
+        invalid = CloudEvent(id=str(uuid.uuid4()), source="/t", type=EVENT, data={"accession_number": "A"})
+        await send_raw(sb, b"\x00\x01 definitely not json", message_id="garbage-1")
+        await send_raw(sb, b'{"hello": "world"}', message_id="garbage-2")
+        await send_raw(sb, invalid.to_json(), message_id=invalid.id)
+        marker = await sb.emit("O-marker")
+        await sb.wait_handled(marker.id)
+
+        letters = await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)
+        by_id = {d.event_id: d for d in letters}
+        assert set(by_id) == {"garbage-1", "garbage-2", invalid.id}
+        assert by_id["garbage-1"].error_kind == "malformed" and "not JSON" in (by_id["garbage-1"].error or "")
+        assert by_id["garbage-2"].error_kind == "malformed" and "CloudEvents" in (by_id["garbage-2"].error or "")
+        assert by_id[invalid.id].error_kind == "invalid-data" and "order_id" in (by_id[invalid.id].error or "")
+        assert all(d.attempts == 0 for d in letters)  # never retried: retrying cannot fix them
+        assert [c for c in sb.calls if c[0] != marker.id] == []  # the handler never saw them
+
+        # The operator's CLI lists and purges them (settings from the environment).
+        env = {**os.environ, "IMAGING_NAMESPACE": sb.namespace, "AMQP_URL": sb.settings.amqp_url}
+        listed = await _cli(env, "list", "--service", SERVICE, "--json")
+        assert sorted(d["event_id"] for d in listed["data"]) == sorted(by_id)
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "imaging_common.events.deadletters", "purge", "--service", SERVICE, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await refused.communicate()
+        assert refused.returncode == 2 and b"--all" in err
+        purged = await _cli(env, "purge", "--service", SERVICE, "--event-id", "garbage-1", "--json")
+        assert [d["event_id"] for d in purged["data"]] == ["garbage-1"]
+        assert len(await purge_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)) == 2
+        assert await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE) == []
+
+
+async def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imaging_common.events.deadletters", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
+
+
+# ---- (f) replicas -------------------------------------------------------------------------------
+
+
+async def test_two_relays_on_one_outbox_publish_each_row_once(sandbox: Sandbox) -> None:
+    sb = sandbox
+    total = 200
+    relays = [sb.bus(handlers={}, outbox_batch_size=20), sb.bus(handlers={}, outbox_batch_size=20)]
+    async with running(relays[0]), running(relays[1]):
+
+        async def producer(n: int) -> None:
+            for i in range(total // 10):
+                await sb.emit(f"O-{n}-{i}")
+
+        await asyncio.gather(*(producer(n) for n in range(10)))
+
+        async def all_published() -> bool:
+            return await sb.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+        await eventually(all_published, 30, "every outbox row published")
+        published = [r.metrics.published.labels(SERVICE, EVENT)._value.get() for r in relays]
+        assert sum(published) == total
+
+    ids = [m.message_id for m in await drain(sb, "worklist")]
+    assert len(ids) == total and len(set(ids)) == total
