@@ -225,15 +225,24 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
 async def book_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, exam_code: str, channel: str,
                         actor: Actor, hold: bool = False, not_before: datetime | None = None,
                         campus: str | None = None, attempts: int = 5) -> dict[str, Any]:
-    """Find the earliest allowed slot and book it; a lost race retries on fresh data."""
+    """Find the earliest allowed slot and book it; a lost race retries on fresh data.
+
+    Auto-bookings of one modality take turns (an advisory lock held from the search to the commit),
+    so they never chase the same slot; a booking of an explicit slot can still win in between,
+    which is what the retry is for.
+    """
+    exam = await get_exam(conn, exam_code)
     for attempt in range(attempts):
-        p = await find_earliest(conn, s, order_id=order_id, exam_code=exam_code, channel=channel,
-                                not_before=not_before, campus=campus)
-        if p is None:
-            raise BookingRefused([builtin("no-slot", f"no slot satisfies every rule within {s.horizon_days} days")])
         try:
-            return await book_slot(conn, s, order_id=order_id, exam_code=exam_code, room_id=p.room.id,
-                                   start=p.start, channel=channel, actor=actor, hold=hold)
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("auto", exam.modality))
+                p = await find_earliest(conn, s, order_id=order_id, exam_code=exam_code, channel=channel,
+                                        not_before=not_before, campus=campus)
+                if p is None:
+                    raise BookingRefused([builtin("no-slot",
+                                                  f"no slot satisfies every rule within {s.horizon_days} days")])
+                return await book_slot(conn, s, order_id=order_id, exam_code=exam_code, room_id=p.room.id,
+                                       start=p.start, channel=channel, actor=actor, hold=hold)
         except (SlotTaken, BookingRefused) as exc:
             if isinstance(exc, BookingRefused) and not _raced(exc) or attempt == attempts - 1:
                 raise
