@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from registration.adapters import http_auth
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -12,6 +13,8 @@ SERVICE = ServiceSpec(
     prefix="registration",
     title="Registration",
     migrations=Path(__file__).parent / "migrations",
+    routers=[http_auth.router],
+    on_ready=[http_auth.on_ready],
 )
 
 

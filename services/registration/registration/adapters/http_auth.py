@@ -1,0 +1,217 @@
+"""Identity endpoints under /api/registration/auth/... and the audit log for admins.
+
+Thin: request/response models and status codes; the rules live in domain/staff.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from imaging_common import audit
+from imaging_common.auth import Principal, RefreshRefused, SessionStore, TokenIssuer, jwks, require_roles
+from imaging_common.auth.dependencies import unauthorized
+from imaging_common.problems import problem
+from imaging_common.service import ServiceContext
+from pydantic import BaseModel, Field
+
+from registration.domain import staff
+
+router = APIRouter(tags=["auth"])
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+Staff = Annotated[Principal, Depends(require_roles())]
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str = Field(min_length=1, max_length=16, description="6-digit code from the authenticator app")
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=2, max_length=64)
+    roles: list[str] = Field(min_length=1)
+    display_name: str = ""
+    password: str | None = Field(None, description="omitted: a password is generated and returned once")
+
+
+class UserUpdate(BaseModel):
+    roles: list[str] | None = None
+    active: bool | None = None
+    display_name: str | None = None
+    unlock: bool = False
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        raise HTTPException(503, "service is starting")
+    return ctx
+
+
+def _issuer(ctx: ServiceContext) -> TokenIssuer:
+    issuer: TokenIssuer = ctx.extras["token_issuer"]
+    return issuer
+
+
+def _sessions(ctx: ServiceContext) -> SessionStore:
+    sessions: SessionStore = ctx.extras["sessions"]
+    return sessions
+
+
+async def _tokens_for(ctx: ServiceContext, user: staff.StaffUser, sid: str, refresh: str) -> TokenResponse:
+    issued = _issuer(ctx).tokens(user_id=user.id, username=user.username, display_name=user.display_name,
+                                 roles=user.roles, session_id=sid, refresh_token=refresh)
+    return TokenResponse(**issued.as_response())
+
+
+@router.post("/auth/login", response_model=TokenResponse, summary="Log in with password and TOTP code",
+             responses={401: {"description": "wrong credentials"}, 423: {"description": "account locked"}})
+async def login(body: LoginRequest, request: Request) -> Any:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        try:
+            user = await staff.authenticate(conn, _sessions(ctx), ctx.settings, username=body.username,
+                                            password=body.password, totp=body.totp,
+                                            source_ip=audit.client_ip(request))
+        except staff.AccountLocked as exc:
+            return problem(423, "Locked", f"account locked after repeated failed logins until "
+                           f"{exc.until.isoformat()}; try again later or ask an admin to unlock it",
+                           locked_until=exc.until.isoformat())
+        except staff.InvalidCredentials:
+            return problem(401, "Unauthorized", "invalid username, password or TOTP code")
+    session = await _sessions(ctx).create(user_id=user.id, username=user.username)
+    return await _tokens_for(ctx, user, session.session_id, session.refresh_token)
+
+
+@router.post("/auth/refresh", response_model=TokenResponse, summary="Exchange a refresh token (rotating)")
+async def refresh(body: RefreshRequest, request: Request) -> Any:
+    ctx = _ctx(request)
+    try:
+        session = await _sessions(ctx).rotate(body.refresh_token)
+    except RefreshRefused as exc:
+        if "already used" in exc.reason:
+            async with ctx.pool.acquire() as conn:
+                await audit.record(conn, actor="unknown", action="refresh", entity="session",
+                                   entity_id=body.refresh_token.partition(".")[0], outcome="denied",
+                                   source_ip=audit.client_ip(request), detail={"reason": exc.reason})
+        raise unauthorized(exc.reason) from None
+    async with ctx.pool.acquire() as conn:
+        user = await staff.get_user(conn, session.user_id)
+    if user is None or not user.active:
+        await _sessions(ctx).revoke(session.session_id)
+        raise unauthorized("account no longer active")
+    return await _tokens_for(ctx, user, session.session_id, session.refresh_token)
+
+
+@router.post("/auth/logout", status_code=204, summary="End this session (revokes its tokens everywhere)")
+async def logout(user: Staff, request: Request) -> Response:
+    ctx = _ctx(request)
+    if user.session_id:
+        await _sessions(ctx).revoke(user.session_id)
+    async with ctx.pool.acquire() as conn:
+        await audit.record(conn, **audit.request_context(request, user), action="logout", entity="session",
+                           entity_id=user.session_id)
+    return Response(status_code=204)
+
+
+@router.get("/auth/me", summary="The logged-in staff member")
+async def me(user: Staff, request: Request) -> dict[str, Any]:
+    body = user.public()
+    async with _ctx(request).pool.acquire() as conn:
+        account = await staff.get_user(conn, user.user_id)
+    if account is not None:
+        body["account"] = account.public()
+    return body
+
+
+@router.get("/auth/jwks", summary="Public keys that verify access tokens (JWKS)")
+async def get_jwks(request: Request) -> JSONResponse:
+    return JSONResponse(jwks(_issuer(_ctx(request)).key.public), headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("/.well-known/jwks.json", include_in_schema=False)
+async def well_known_jwks(request: Request) -> JSONResponse:
+    return await get_jwks(request)
+
+
+@router.post("/auth/users", status_code=201, summary="Create a staff account (admin)")
+async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[str, Any]:
+    async with _ctx(request).pool.acquire() as conn, conn.transaction():
+        try:
+            new = await staff.create_user(conn, username=body.username, roles=body.roles,
+                                          display_name=body.display_name, password=body.password)
+        except staff.DuplicateUsername as exc:
+            raise HTTPException(409, str(exc)) from None
+        except staff.StaffError as exc:
+            raise HTTPException(422, str(exc)) from None
+        await audit.record(conn, **audit.request_context(request, admin), action="create", entity="staff_user",
+                           entity_id=new.user.id, detail={"username": new.user.username, "roles": body.roles})
+    result: dict[str, Any] = {"user": new.user.public(), "totp_secret": new.totp_secret, "totp_uri": new.totp_uri}
+    if new.password_generated:
+        result["password"] = new.password
+    return result
+
+
+@router.get("/auth/users", summary="List staff accounts (admin)")
+async def list_users(admin: Admin, request: Request) -> dict[str, Any]:
+    async with _ctx(request).pool.acquire() as conn:
+        users = await staff.list_users(conn)
+    return {"data": [u.public() for u in users], "count": len(users)}
+
+
+@router.patch("/auth/users/{user_id}", summary="Change roles, activate/deactivate, unlock (admin)")
+async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        try:
+            user = await staff.update_user(conn, user_id, roles=body.roles, active=body.active,
+                                           display_name=body.display_name, unlock=body.unlock)
+        except staff.StaffError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if user is None:
+            raise HTTPException(404, f"no staff account {user_id}")
+        await audit.record(conn, **audit.request_context(request, admin), action="update", entity="staff_user",
+                           entity_id=user.id, detail=body.model_dump(exclude_unset=True))
+    if body.roles is not None or body.active is False:
+        # Tokens carry roles: end the sessions so the next token has the new ones.
+        await _sessions(ctx).revoke_user(user.id)
+    return user.public()
+
+
+@router.get("/audit", summary="Audit log, newest first (admin)")
+async def audit_log(
+    admin: Admin, request: Request, limit: int = Query(100, ge=1, le=1000), before_seq: int | None = None,
+    actor: str | None = None, patient_id: str | None = None, action: str | None = None,
+    entity: str | None = None,
+) -> dict[str, Any]:
+    async with _ctx(request).pool.acquire() as conn:
+        found = await audit.entries(conn, limit=limit, before_seq=before_seq, actor=actor, patient_id=patient_id,
+                                    action=action, entity=entity)
+        await audit.record(conn, **audit.request_context(request, admin), action="read", entity="audit_log",
+                           detail={"filters": {k: v for k, v in {"actor": actor, "patient_id": patient_id,
+                                   "action": action, "entity": entity}.items() if v}, "rows": len(found)})
+    return {"data": [e.public() for e in found], "count": len(found)}
+
+
+async def on_ready(ctx: ServiceContext) -> None:
+    """Give the service its token issuer and session store; create the first admin if none."""
+    ctx.extras["token_issuer"] = TokenIssuer.from_settings(ctx.settings)
+    ctx.extras["sessions"] = SessionStore(ctx.redis, ctx.settings)
+    async with ctx.pool.acquire() as conn:
+        result = await staff.bootstrap_admin(conn, ctx.settings)
+    if result is not None and result.generated:
+        print(staff.bootstrap_message(result), file=sys.stderr, flush=True)
