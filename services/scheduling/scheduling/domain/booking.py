@@ -36,6 +36,7 @@ from scheduling.domain.rules import Violation
 from scheduling.domain.states import Event, Status, TransitionRefused, next_status
 
 SOURCE = "scheduling"
+SEARCH_CHUNK_DAYS = 7
 
 
 class BookingRefused(Exception):
@@ -218,8 +219,17 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
-    cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], [exam.modality], request.empi_id, now)
-    return cal.earliest(request, exam, channel, not_before=since, days=horizon, campus=campus, ignore=ignore)
+    # A week at a time: the earliest slot is usually near, and a near week is a small read.
+    for offset in range(0, horizon, SEARCH_CHUNK_DAYS):
+        chunk = min(SEARCH_CHUNK_DAYS, horizon - offset)
+        day0 = first + timedelta(days=offset)
+        cal = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality],
+                                  request.empi_id, now)
+        start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
+        p = cal.earliest(request, exam, channel, not_before=start, days=chunk, campus=campus, ignore=ignore)
+        if p is not None:
+            return p
+    return None
 
 
 async def book_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, exam_code: str, channel: str,

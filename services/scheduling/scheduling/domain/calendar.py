@@ -66,7 +66,7 @@ class Calendar:
     wards: dict[str, Ward]
     patient_exams: list[PlannedExam] = field(default_factory=list)
     no_shows: list[datetime] = field(default_factory=list)
-    _day_counts: dict[tuple[str, date], int] = field(default_factory=dict)
+    _by_day: dict[tuple[str, date], list[Busy]] | None = None
 
     # ---- time helpers ---------------------------------------------------------------------
 
@@ -95,11 +95,12 @@ class Calendar:
         return False
 
     def _room_overlap(self, room_id: str, start: datetime, end: datetime, ignore: str | None) -> Busy | None:
-        items = self.busy.get(room_id, [])
-        i = bisect.bisect_left([b.start for b in items], end)
-        for b in items[max(0, i - 50):i]:  # appointments are short: the overlap, if any, is just before `end`
-            if b.end > start and b.appointment_id != ignore:
-                return b
+        # An appointment may start the day before (a night session) and run into this one.
+        day = self.local_day(start)
+        for d in (day - timedelta(days=1), day):
+            for b in self.busy_on(room_id, d):
+                if b.start < end and b.end > start and b.appointment_id != ignore:
+                    return b
         return None
 
     def _technologist_for(self, room_id: str, start: datetime, end: datetime) -> tuple[bool, str | None]:
@@ -115,11 +116,18 @@ class Calendar:
                     return True, e.technologist_id
         return False, None
 
+    def busy_on(self, room_id: str, day: date) -> list[Busy]:
+        """A room's live appointments of one local day (indexed on first use)."""
+        if self._by_day is None:
+            index: dict[tuple[str, date], list[Busy]] = defaultdict(list)
+            for rid, items in self.busy.items():
+                for b in items:
+                    index[(rid, self.local_day(b.start))].append(b)
+            self._by_day = dict(index)
+        return self._by_day.get((room_id, day), [])
+
     def day_count(self, room_id: str, day: date) -> int:
-        key = (room_id, day)
-        if key not in self._day_counts:
-            self._day_counts[key] = sum(1 for b in self.busy.get(room_id, ()) if self.local_day(b.start) == day)
-        return self._day_counts[key]
+        return len(self.busy_on(room_id, day))
 
     def technologist_day_count(self, technologist_id: str, day: date) -> int:
         return sum(1 for b0, _ in self.tech_busy.get(technologist_id, ()) if self.local_day(b0) == day)
@@ -131,7 +139,7 @@ class Calendar:
         session = self.session_of(p.room.id, p.start, p.end)
         in_session = []
         if session:
-            in_session = [(b.start, b.end, b.mdr) for b in self.busy.get(p.room.id, ())
+            in_session = [(b.start, b.end, b.mdr) for b in self.busy_on(p.room.id, day)
                           if b.appointment_id != ignore and session[0] <= b.start < session[1]]
             in_session += [(x.start, x.end, p.request.mdr) for x in plan if x.room_id == p.room.id
                            and session[0] <= x.start < session[1]]
@@ -148,7 +156,7 @@ class Calendar:
         )
 
     def _ignored_same_day(self, room_id: str, appointment_id: str, day: date) -> bool:
-        return any(b.appointment_id == appointment_id and self.local_day(b.start) == day for b in self.busy.get(room_id, ()))
+        return any(b.appointment_id == appointment_id for b in self.busy_on(room_id, day))
 
     def hard_violations(self, p: Placement, ignore: str | None = None, plan: Sequence[PlannedExam] = ()) -> list[Violation]:
         """Built-in constraints: the right room, open, free, staffed, and within the channel's quota."""
@@ -192,7 +200,7 @@ class Calendar:
                 continue
             if self.now >= session[0] - timedelta(minutes=q.release_minutes_before):
                 continue  # released: unused quota is open to every channel now
-            used = sum(1 for b in self.busy.get(p.room.id, ()) if b.channel == p.channel
+            used = sum(1 for b in self.busy_on(p.room.id, self.local_day(session[0])) if b.channel == p.channel
                        and b.appointment_id != ignore and session[0] <= b.start < session[1])
             if used >= q.max_per_session:
                 return builtin("channel-quota", f"the {p.channel} quota of this session ({q.max_per_session}) is used "
@@ -240,7 +248,7 @@ class Calendar:
                 t = s0
                 if not_before > s0:
                     t = s0 + step * -(-(not_before - s0) // step)  # the first slice at or after not_before
-                taken = [b for b in self.busy.get(room.id, ()) if b.start < s1 and b.end > s0 and b.appointment_id != ignore]
+                taken = [b for b in self.busy_on(room.id, day) if b.start < s1 and b.end > s0 and b.appointment_id != ignore]
                 taken += [PlannedExam(x.exam, x.start, x.end, x.room_id) for x in plan if x.room_id == room.id]  # type: ignore[misc]
                 while t + duration <= s1:
                     end = t + duration
@@ -279,7 +287,7 @@ class Calendar:
         bisect.insort(items, b, key=lambda x: x.start)
         if p.technologist_id:
             self.tech_busy.setdefault(p.technologist_id, []).append((p.start, p.end))
-        self._day_counts.pop((p.room.id, self.local_day(p.start)), None)
+        self._by_day = None
 
 
 async def load_rules(conn: asyncpg.Connection) -> list[RuleType]:
