@@ -25,7 +25,7 @@ class TcpProxy:
         self.target_port = target_port
         self.port = port or free_port()
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections_made = 0
 
@@ -68,7 +68,7 @@ class TcpProxy:
             client_writer.transport.abort()
             return
         self.connections_made += 1
-        self._transports.update({client_writer.transport, upstream_writer.transport})
+        self._transports.update({client_writer.transport, upstream_writer.transport})  # type: ignore[arg-type]
         pumps = [
             asyncio.create_task(self._pump(client_reader, upstream_writer)),
             asyncio.create_task(self._pump(upstream_reader, client_writer)),

@@ -34,13 +34,13 @@ SERVICE = "scheduling"  # consumes order.cancelled; worklist's queue (no consume
 EVENT = "order.cancelled"
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await check():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 @dataclass
@@ -66,11 +66,11 @@ class Sandbox:
     async def handled(self, event_id: str) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM handled WHERE event_id = $1", event_id))
 
-    async def wait_handled(self, event_id: str, timeout: float = 15.0) -> None:
+    async def wait_handled(self, event_id: str, within: float = 15.0) -> None:
         async def done() -> bool:
             return await self.handled(event_id) > 0
 
-        await eventually(done, timeout, f"event {event_id} handled")
+        await eventually(done, within, f"event {event_id} handled")
 
     async def emit(self, order_id: str, reason: str = "test") -> CloudEvent:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -242,7 +242,7 @@ async def test_event_committed_while_broker_unreachable_is_delivered_after_it_re
             assert await sb.handled(during.id) == 0
 
             await proxy.restore()
-            await sb.wait_handled(during.id, timeout=20)
+            await sb.wait_handled(during.id, within=20)
             assert bus.is_connected
             assert await sb.handled(during.id) == 1
             after = await sb.emit("O-after")
@@ -395,3 +395,18 @@ async def test_two_relays_on_one_outbox_publish_each_row_once(sandbox: Sandbox) 
 
     ids = [m.message_id for m in await drain(sb, "worklist")]
     assert len(ids) == total and len(set(ids)) == total
+
+
+async def test_commit_wakes_the_relay_at_once_without_waiting_for_the_poll(sandbox: Sandbox) -> None:
+    sb = sandbox
+    async with running(sb.bus(outbox_poll_interval=60.0)) as bus:
+        assert bus.relay is not None
+        await eventually(lambda: _true(bus.relay is not None and bus.relay._listen_conn is not None), 5, "LISTEN")
+        started = time.monotonic()
+        event = await sb.emit("O-notify")
+        await sb.wait_handled(event.id, within=5)  # a 60 s poll would have timed this out
+        assert time.monotonic() - started < 5
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -22,10 +22,12 @@ import json
 import sys
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from pydantic import BaseModel
 
 from imaging_common.events.consumer import SERVICE_HEADER, copy_message, header_int, header_str
 from imaging_common.events.envelope import CloudEvent, MalformedEvent
@@ -39,9 +41,6 @@ from imaging_common.events.topology import (
     dead_letter_queue_name,
     queue_name,
 )
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
 MAX_SCAN = 10_000  # messages looked at per call; a DLQ bigger than this needs repeated calls
 
@@ -169,31 +168,34 @@ async def purge_dead_letters(
 # ---- HTTP --------------------------------------------------------------------------------
 
 
-def dead_letters_router() -> APIRouter:
+class Selection(BaseModel):
+    """Which dead letters an operation applies to."""
+
+    event_ids: list[str] | None = None  # None: every dead letter
+    all: bool = False  # purge only: must be set to purge everything
+
+
+def dead_letters_router(service: str | None = None) -> APIRouter:
     """Routes under `/admin/dead-letters` (relative to /api/<prefix>) for it-ops and admin.
 
     GET  /admin/dead-letters          -> {"data": [DeadLetter...], "count": n}
     POST /admin/dead-letters/replay   {"event_ids": [...] | null (all)}  -> {"data": [...], "count": n}
     POST /admin/dead-letters/purge    {"event_ids": [...]} or {"all": true} -> {"data": [...], "count": n}
-    The service is the app's own (request.app.state.ctx.spec.name).
+    The DLQ is the app's own service's (request.app.state.ctx.spec.name) unless `service` names one.
     """
-    from typing import Annotated
-
-    from fastapi import APIRouter, Body, Depends, HTTPException, Request
-    from pydantic import BaseModel
-
-    from imaging_common.auth import require_roles  # type: ignore[attr-defined]
-
-    class Selection(BaseModel):
-        event_ids: list[str] | None = None  # None: every dead letter
-        all: bool = False  # purge only: must be set to purge everything
+    from imaging_common.auth import require_roles  # here: auth imports much that the CLI does not need
 
     router = APIRouter(prefix="/admin/dead-letters", tags=["dead letters"])
     operator = Depends(require_roles("it-ops", "admin"))
 
     def where(request: Request) -> tuple[str, str, str]:
-        ctx = request.app.state.ctx
-        return ctx.settings.amqp_url, ctx.settings.namespace, ctx.spec.name
+        ctx = getattr(request.app.state, "ctx", None)
+        if ctx is None:
+            raise HTTPException(503, "service is starting")
+        name = service or ctx.spec.name
+        if name not in SUBSCRIPTIONS:
+            raise HTTPException(404, f"service {name!r} has no event queue")
+        return ctx.settings.amqp_url, ctx.settings.namespace, name
 
     def page(letters: list[DeadLetter]) -> dict[str, Any]:
         return {"data": [asdict(d) for d in letters], "count": len(letters)}

@@ -175,8 +175,8 @@ class OutboxRelay:
             backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             self.metrics.outbox_backlog.labels(self.metrics.service).set(backlog)
         if failure is not None:
-            exc = failure[1]
-            raise RelayError(f"outbox row {failure[0]} not confirmed: {type(exc).__name__}: {exc}") from exc
+            seq, cause = failure
+            raise RelayError(f"outbox row {seq} not confirmed: {type(cause).__name__}: {cause}") from cause
         return len(published)
 
     async def _publish_row(self, row: asyncpg.Record) -> None:
@@ -207,7 +207,9 @@ class OutboxRelay:
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             self._listen_conn = conn
         except Exception as exc:
-            log.warning("outbox relay %s: cannot LISTEN (%s); polling every %.1fs", self.schema, exc, self.poll_interval)
+            log.warning(
+                "outbox relay %s: cannot LISTEN (%s); polling every %.1fs", self.schema, exc, self.poll_interval
+            )
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == self.schema:
