@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from imaging_common import audit, db
 from imaging_common.config import CommonSettings
+from imaging_common.testing import TEST_DATABASE
 from pydantic import ValidationError
 
 
@@ -26,9 +31,10 @@ async def conn(test_env, tmp_path_factory):
     await connection.close()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, **({"DATABASE_URL": database_url} if database_url else {}))
     return subprocess.run([sys.executable, "-m", "imaging_common.audit", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=60)
+                          env=env, timeout=60)
 
 
 async def test_record_stores_who_what_where_and_chains(conn: asyncpg.Connection) -> None:
@@ -120,26 +126,54 @@ async def test_verify_names_a_deleted_row_and_removed_newest_rows(conn: asyncpg.
     assert _cli("verify").returncode == 0
 
 
-async def test_purge_keeps_the_chain_verifiable(conn: asyncpg.Connection) -> None:
-    await audit.record(conn, actor="old", action="read", entity="patient")
-    await audit.record(conn, actor="old", action="read", entity="patient")
-    cutoff = datetime.now(UTC)
-    kept = await audit.record(conn, actor="new", action="read", entity="patient")
-    purged = await audit.purge(conn, older_than=cutoff, actor="test")
-    assert purged >= 2
-    chain = await conn.fetchrow("SELECT * FROM audit.audit_chain")
-    assert chain["anchor_seq"] == kept.seq - 1
-    assert await conn.fetchval("SELECT min(seq) FROM audit.audit_log") == kept.seq
-    report = await audit.verify(conn)
-    assert report.ok, str(report)
-    purge_entry = (await audit.entries(conn, action="purge", limit=1))[0]
-    assert purge_entry.detail["rows"] == purged
-    # Records after the purge extend the chain as before.
-    await audit.record(conn, actor="new", action="read", entity="patient")
-    assert (await audit.verify(conn)).ok
-    # The command applies the retention (default 180 days: nothing here is that old).
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A database of its own: a purge removes every older row, which must not touch other tests' rows."""
+    base = os.environ["DATABASE_URL"]
+    name = f"{TEST_DATABASE}_{uuid.uuid4().hex[:6]}"
+    try:
+        url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+        await db.migrate_service(url, "audittest", Path(tempfile.mkdtemp()))  # audit schema only
+        yield url
+    finally:
+        admin = await asyncpg.connect(urlunsplit(urlsplit(base)._replace(path="/postgres")))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_purge_keeps_the_chain_verifiable() -> None:
+    async with fresh_database() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            old = [await audit.record(conn, actor="old", action="read", entity="patient") for _ in range(3)]
+            cutoff = datetime.now(UTC)
+            kept = await audit.record(conn, actor="new", action="read", entity="patient")
+            assert await audit.purge(conn, older_than=cutoff, actor="test") == len(old)
+            chain = await conn.fetchrow("SELECT * FROM audit.audit_chain")
+            assert chain["anchor_seq"] == old[-1].seq and chain["anchor_hash"] == old[-1].row_hash
+            assert chain["purged_rows"] == len(old)
+            assert await conn.fetchval("SELECT min(seq) FROM audit.audit_log") == kept.seq
+            report = await audit.verify(conn)
+            assert report.ok and report.checked == 2, str(report)  # the kept row and the purge's own record
+            purge_entry = (await audit.entries(conn, action="purge", limit=1))[0]
+            assert purge_entry.detail["rows"] == len(old) and purge_entry.actor == "test"
+            # Records after the purge extend the chain as before.
+            await audit.record(conn, actor="new", action="read", entity="patient")
+            assert (await audit.verify(conn)).ok
+            # Deleting the first row after the anchor is still noticed.
+            await _as_superuser_bypassing_triggers(conn, "DELETE FROM audit.audit_log WHERE seq = $1", kept.seq)
+            report = await audit.verify(conn)
+            assert not report.ok and report.first_bad_seq == kept.seq
+        finally:
+            await conn.close()
+        # The command applies the retention (default 180 days: nothing here is that old).
+        cli = _cli("purge", database_url=url)
+        assert cli.returncode == 1 and "refusing to purge" in cli.stderr  # the chain is broken now
+
+
+async def test_purge_command_with_default_retention(conn: asyncpg.Connection) -> None:
     cli = _cli("purge")
-    assert cli.returncode == 0 and "purged 0" in cli.stdout, cli.stderr
+    assert cli.returncode == 0 and "older than 180 days" in cli.stdout, cli.stderr
     assert _cli("verify").returncode == 0
 
 
