@@ -1,19 +1,74 @@
 """App factory of the queue calling service."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
-from imaging_common.service import ServiceSpec, create_service_app
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from imaging_common.problems import problem
+from imaging_common.service import ServiceContext, ServiceSpec, create_service_app
 
+from queue_calling.adapters import events, http_admin, http_terminal, screens_ui
+from queue_calling.adapters.hub import ScreenHub
+from queue_calling.adapters.notify import NotificationSender
+from queue_calling.domain.errors import QueueError
+from queue_calling.domain.states import InvalidTransition
 from queue_calling.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def screen_hub(ctx: ServiceContext) -> AsyncIterator[None]:
+    s = ctx.settings
+    hub = ScreenHub(pool=ctx.pool, redis=ctx.redis, namespace=s.namespace,
+                    timezone=getattr(s, "queue_timezone", "Asia/Shanghai"),
+                    announcement=getattr(s, "queue_announcement", "请 {ticket} 号 {name} 到 {room} 检查"),
+                    ping_seconds=getattr(s, "queue_screen_ping_seconds", 10.0),
+                    buffer=getattr(s, "queue_screen_send_buffer", 64), database_url=s.database_url)
+    await hub.start()
+    ctx.extras["hub"] = hub
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+@contextlib.asynccontextmanager
+async def notification_sender(ctx: ServiceContext) -> AsyncIterator[None]:
+    s = ctx.settings
+    sender = NotificationSender(ctx.pool, max_attempts=getattr(s, "queue_notify_max_attempts", 5),
+                                webhook_timeout=getattr(s, "queue_webhook_timeout", 5.0))
+    await sender.start()
+    ctx.extras["sender"] = sender
+    try:
+        yield
+    finally:
+        await sender.stop()
+
 
 SERVICE = ServiceSpec(
     name="queue_calling",
     prefix="queue",
     title="Queue calling",
     migrations=Path(__file__).parent / "migrations",
+    routers=(http_terminal.router, http_admin.router),
+    ui_routers=(screens_ui.router,),
+    event_handlers=events.HANDLERS,
+    listeners=(screen_hub, notification_sender),
 )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(SERVICE, settings or Settings())
+    app = create_service_app(SERVICE, settings or Settings())
+
+    @app.exception_handler(QueueError)
+    async def refused(request: Request, exc: QueueError) -> JSONResponse:
+        return problem(exc.status, exc.title, str(exc))
+
+    @app.exception_handler(InvalidTransition)
+    async def invalid_transition(request: Request, exc: InvalidTransition) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), action=exc.action, state=exc.state)
+
+    return app

@@ -125,3 +125,51 @@ class World:
 @pytest.fixture
 def world(pool: asyncpg.Pool) -> World:
     return World(pool)
+
+
+# ---- the service over real HTTP (API, WebSocket screens, browser) --------------------------
+
+@dataclass
+class Service:
+    url: str
+    app: Any
+    settings: Any
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, *roles: str, username: str = "tester") -> str:
+        from imaging_common.auth.testing import issue_test_token
+
+        key = ",".join(roles) + "|" + username
+        if key not in self.tokens:
+            self.tokens[key] = issue_test_token(self.settings, roles=list(roles), username=username)
+        return self.tokens[key]
+
+    def headers(self, *roles: str, username: str = "tester", terminal: str | None = None) -> dict[str, str]:
+        h = {"authorization": f"Bearer {self.token(*roles, username=username)}"}
+        if terminal:
+            h["x-terminal-id"] = terminal
+        return h
+
+    @property
+    def ctx(self) -> Any:
+        return self.app.state.ctx
+
+
+@pytest.fixture(scope="session")
+async def service(settings_for: Any, pool: asyncpg.Pool) -> AsyncIterator[Service]:
+    from imaging_common.testing import http_server
+    from queue_calling.app import create_app
+    from queue_calling.settings import Settings
+
+    settings = settings_for(Settings, queue_screen_ping_seconds=2.0)
+    app = create_app(settings)
+    async with http_server(app) as url:
+        yield Service(url, app, settings)
+
+
+@pytest.fixture
+async def api(service: Service) -> AsyncIterator[Any]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=service.url + "/api/queue", timeout=20) as client:
+        yield client

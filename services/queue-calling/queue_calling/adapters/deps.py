@@ -1,0 +1,31 @@
+"""Route dependencies in domain words: who is calling, with which role, and the service context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from imaging_common.auth import Principal, require_roles
+from imaging_common.service import ServiceContext
+
+# Check-in at the registration desk or a nurse's triage desk (kiosks use a clerk account).
+CheckInStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "admin"))]
+# Calling terminals (smart-imaging standard 6.2.2 (3)): registration desk, nurses, technologists.
+TerminalStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "technologist", "admin"))]
+# Central configuration of rooms, queues, rules and screens.
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(context)]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+ClientIp = Annotated[str | None, Depends(client_ip)]
