@@ -218,6 +218,15 @@ async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) 
     assert not bus.is_connected
 
 
+async def test_events_committed_one_after_another_are_handled_in_that_order(sandbox: Sandbox) -> None:
+    sb = sandbox
+    async with running(sb.bus()):
+        events = [await sb.emit(f"O-seq-{i}") for i in range(30)]
+        await sb.wait_handled(events[-1].id)
+        handled = [eid for eid, outcome in sb.calls if outcome == "ok"]
+        assert handled == [e.id for e in events]
+
+
 # ---- (b) broker away ----------------------------------------------------------------------------
 
 
@@ -254,6 +263,34 @@ async def test_event_committed_while_broker_unreachable_is_delivered_after_it_re
 
 async def _false(value: bool) -> bool:
     return not value
+
+
+async def test_database_outage_delays_events_without_burning_their_retries(
+    sandbox: Sandbox, test_env: dict[str, str]
+) -> None:
+    sb = sandbox
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    via_proxy = test_env["DATABASE_URL"].replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    assert via_proxy != test_env["DATABASE_URL"]
+    pool = await db.create_pool(via_proxy, sb.schema, max_size=3)
+    try:
+        bus = EventBus(settings=sb.settings.model_copy(update={"database_url": via_proxy}), service=SERVICE,
+                       pool=pool, handlers={EVENT: sb.handle})
+        async with running(bus):
+            await proxy.cut()
+            event = CloudEvent.from_data(OrderCancelled(order_id="O-dbdown", accession_number="A"), source="/t")
+            await send_raw(sb, event.to_json(), message_id=event.id)  # RabbitMQ is fine; PostgreSQL is not
+            await asyncio.sleep(1.5)
+            assert await sb.handled(event.id) == 0
+            await proxy.restore()
+            await sb.wait_handled(event.id, within=20)
+        assert await sb.handled(event.id) == 1
+        assert [c for c in sb.calls if c[0] == event.id] == [(event.id, "ok")]  # the handler never saw the outage
+        assert await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE) == []
+    finally:
+        await pool.close()
+        await proxy.close()
 
 
 # ---- (c) duplicates -----------------------------------------------------------------------------

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+M = TypeVar("M", Counter, Gauge)
+
+
+def _metric(kind: type[M], name: str, doc: str, labels: list[str], registry: CollectorRegistry) -> M:
+    """Register a metric, or reuse it when this registry already has it (an app started twice)."""
+    existing: Any = getattr(registry, "_names_to_collectors", {}).get(name)
+    if isinstance(existing, kind):
+        return existing
+    return kind(name, doc, labels, registry=registry)
 
 
 class EventMetrics:
@@ -11,21 +23,20 @@ class EventMetrics:
     def __init__(self, service: str, registry: CollectorRegistry | None) -> None:
         registry = registry if registry is not None else CollectorRegistry()  # unexported when none given
         self.service = service
-        self.outbox_backlog = Gauge(
-            "events_outbox_backlog", "Outbox rows not yet confirmed by the broker", ["service"], registry=registry
+        self.outbox_backlog = _metric(
+            Gauge, "events_outbox_backlog", "Outbox rows not yet confirmed by the broker", ["service"], registry
         )
-        self.published = Counter(
-            "events_published_total", "Events published with a broker confirm", ["service", "type"],
-            registry=registry,
+        self.published = _metric(
+            Counter, "events_published", "Events published with a broker confirm", ["service", "type"], registry
         )
-        self.consumed = Counter(
-            "events_consumed_total", "Events handled (outcome: applied, duplicate, ignored)",
-            ["service", "type", "outcome"], registry=registry,
+        self.consumed = _metric(
+            Counter, "events_consumed", "Events handled (outcome: applied, duplicate, ignored)",
+            ["service", "type", "outcome"], registry,
         )
-        self.retried = Counter(
-            "events_retried_total", "Failed events sent to the retry queue", ["service", "type"], registry=registry
+        self.retried = _metric(
+            Counter, "events_retried", "Failed events sent to the retry queue", ["service", "type"], registry
         )
-        self.dead_lettered = Counter(
-            "events_dead_lettered_total", "Events sent to the dead-letter queue", ["service", "type", "kind"],
-            registry=registry,
+        self.dead_lettered = _metric(
+            Counter, "events_dead_lettered", "Events sent to the dead-letter queue", ["service", "type", "kind"],
+            registry,
         )
