@@ -142,15 +142,15 @@ async def test_revoked_session_is_401(client: httpx.AsyncClient, common_settings
 
 
 async def test_idle_timeout_is_pushed_back_by_use_then_ends_the_session(common_settings) -> None:
-    settings = common_settings.model_copy(update={"session_idle_seconds": 1})
+    settings = common_settings.model_copy(update={"session_idle_seconds": 2})
     redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
     try:
         verifier = await TokenVerifier.from_settings(settings, redis_client)
         token = issue_test_token(settings, roles=["nurse"])
-        for _ in range(3):  # used every 0.6 s: each use pushes the 1 s idle deadline back
-            await asyncio.sleep(0.6)
+        for _ in range(3):  # used every 1 s: each use pushes the 2 s idle deadline back
+            await asyncio.sleep(1.0)
             assert (await verifier.verify(token)).roles == ("nurse",)
-        await asyncio.sleep(1.3)
+        await asyncio.sleep(2.5)
         with pytest.raises(AuthError, match="idle"):
             await verifier.verify(token)
     finally:
