@@ -1,0 +1,133 @@
+"""A screen page in headless Chromium: masked name after a call, announcements spoken one after
+another, "reconnecting" when its connection is cut, and a full re-sync once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from playwright.async_api import async_playwright
+
+from .conftest import Service, World
+from .test_http import setup_room
+from .test_screens import make_screen
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the service: `cut()` drops every connection and refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refusing = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+    def cut(self) -> None:
+        self.refusing = True
+        for w in list(self.writers):
+            w.transport.abort()
+        self.writers.clear()
+
+    def heal(self) -> None:
+        self.refusing = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def proxy_for(url: str) -> AsyncIterator[tuple[CuttableProxy, str]]:
+    proxy = CuttableProxy(int(url.rsplit(":", 1)[1]))
+    base = await proxy.start()
+    try:
+        yield proxy, base
+    finally:
+        await proxy.close()
+
+
+async def test_screen_in_chromium_masks_speaks_and_recovers(api: httpx.AsyncClient, service: Service,
+                                                            world: World) -> None:
+    _, rid = await setup_room(api, service, world, door_cap=5)
+    screen = await make_screen(api, service, world, [rid], layout={"next_count": 5})
+    await world.patient(name="张三丰")
+    await world.patient(name="李小龙")
+    await world.patient(name="王五")
+    nurse = service.headers("nurse")
+    async with proxy_for(service.url) as (proxy, base), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{base}/ui/queue/screens/{screen['screen_id']}?token={screen['token']}")
+            await page.wait_for_function("window.__screen && window.__screen.snapshots >= 1", timeout=10000)
+            assert await page.locator("#status").is_hidden()
+            next_names = await page.locator(".next .name").all_text_contents()
+            assert next_names == ["张*丰", "李*龙", "王*"]
+
+            # two calls back to back: both shown and both spoken, the second not cutting off the first
+            first = (await api.post(f"/rooms/{rid}/call-next", headers=nurse)).json()
+            second = (await api.post(f"/rooms/{rid}/call-next", headers=nurse)).json()
+            await page.wait_for_function("window.__spoken.length >= 2", timeout=15000)
+            spoken = await page.evaluate("window.__spoken")
+            assert spoken[:2] == [f"请 {first['ticket']} 号 张*丰 到 CT1室 检查",
+                                  f"请 {second['ticket']} 号 李*龙 到 CT1室 检查"]
+            current = await page.locator(".current .name").all_text_contents()
+            assert set(current) == {"张*丰", "李*龙"}
+            body = await page.content()
+            assert "张三丰" not in body and "李小龙" not in body
+
+            # cut the connection: the page says it is reconnecting
+            proxy.cut()
+            await page.wait_for_selector("#status", state="visible", timeout=10000)
+            # meanwhile the queue moves on; this update cannot reach the page
+            await api.post(f"/entries/{first['entry_id']}/start", json={}, headers=nurse)
+            await api.post(f"/entries/{first['entry_id']}/finish", headers=nurse)
+            third = (await api.post(f"/rooms/{rid}/call-next", headers=nurse)).json()
+            assert third["patient_name"] == "王五"
+            await asyncio.sleep(0.5)
+            assert "王*" in await page.locator(".next .name").all_text_contents()  # still the old state
+
+            # back online: the page re-syncs the full state and hides the banner
+            proxy.heal()
+            await page.wait_for_function("window.__screen.snapshots >= 2", timeout=15000)
+            await page.wait_for_selector("#status", state="hidden", timeout=5000)
+            current = await page.locator(".current .name").all_text_contents()
+            assert set(current) == {"李*龙", "王*"}
+            assert await page.locator(".next .name").all_text_contents() == []
+            assert await page.locator(".room .waiting").inner_text() == "候诊 0 人"
+        finally:
+            await browser.close()
