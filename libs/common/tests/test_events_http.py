@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
+import asyncpg
 import pytest
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
@@ -100,3 +103,14 @@ async def test_dead_letter_api_lists_replays_and_purges_for_it_ops_only(app_and_
         purged = await client.post(f"{base}/purge", headers=ops, json={"all": True})
         assert purged.status_code == 200 and [d["event_id"] for d in purged.json()["data"]] == [second.id]
         assert (await client.get(base, headers=ops)).json() == {"data": [], "count": 0}
+
+    # Each operator action is in the audit trail, with who did it and to which queue.
+    conn = await asyncpg.connect(os.environ["DATABASE_URL"])
+    try:
+        rows = await conn.fetch(
+            "SELECT action, entity_id, detail FROM audit.audit_log WHERE entity = 'dead-letter' AND actor = 'ops1' "
+            "AND entity_id = $1 ORDER BY seq", dead_letter_queue_name(settings.namespace, QUEUE_OF))
+    finally:
+        await conn.close()
+    assert [r["action"] for r in rows] == ["read", "update", "delete", "read"]
+    assert json.loads(rows[1]["detail"])["event_ids"] == [first.id]

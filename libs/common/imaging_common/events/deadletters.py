@@ -197,23 +197,36 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
             raise HTTPException(404, f"service {name!r} has no event queue")
         return ctx.settings.amqp_url, ctx.settings.namespace, name
 
-    def page(letters: list[DeadLetter]) -> dict[str, Any]:
+    async def answer(request: Request, action: str, operation: str, letters: list[DeadLetter]) -> dict[str, Any]:
+        """Audit the operation (dead letters carry patients' events), then answer {data, count}."""
+        from imaging_common import audit
+
+        _, namespace, name = where(request)
+        principal = request.state.principal  # set by require_roles
+        async with request.app.state.ctx.pool.acquire() as conn:
+            await audit.record(
+                conn, actor=principal.username, action=action, entity="dead-letter",
+                entity_id=dead_letter_queue_name(namespace, name),
+                source_ip=request.client.host if request.client else None,
+                detail={"operation": operation, "count": len(letters),
+                        "event_ids": [d.event_id for d in letters][:100]},
+            )
         return {"data": [asdict(d) for d in letters], "count": len(letters)}
 
     @router.get("", summary="List the service's dead-lettered events", dependencies=[operator])
     async def list_(request: Request) -> dict[str, Any]:
-        return page(await list_dead_letters(*where(request)))
+        return await answer(request, "read", "list", await list_dead_letters(*where(request)))
 
     @router.post("/replay", summary="Replay dead letters into the service's queue", dependencies=[operator])
     async def replay(request: Request, selection: Annotated[Selection | None, Body()] = None) -> dict[str, Any]:
         ids = selection.event_ids if selection else None
-        return page(await replay_dead_letters(*where(request), ids))
+        return await answer(request, "update", "replay", await replay_dead_letters(*where(request), ids))
 
     @router.post("/purge", summary="Delete dead letters", dependencies=[operator])
     async def purge(request: Request, selection: Selection) -> dict[str, Any]:
         if selection.event_ids is None and not selection.all:
             raise HTTPException(422, "name the event_ids to purge, or set all=true to purge every dead letter")
-        return page(await purge_dead_letters(*where(request), selection.event_ids))
+        return await answer(request, "delete", "purge", await purge_dead_letters(*where(request), selection.event_ids))
 
     return router
 
