@@ -72,5 +72,5 @@ async def mark_failed(conn: asyncpg.Connection, notification_id: int, error: str
                       retry_at: datetime | None) -> None:
     await conn.execute(
         """UPDATE notification SET attempts = attempts + 1, last_error = $2, next_attempt_at = coalesce($3, next_attempt_at),
-           failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4 ELSE NULL END WHERE notification_id = $1""",
+           failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4::timestamptz ELSE NULL END WHERE notification_id = $1""",
         notification_id, error[:500], retry_at, now)
