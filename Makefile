@@ -52,7 +52,7 @@ run: venv
 migrate: venv
 	$(PY) -m imaging_common.allinone migrate
 
-test: venv system-deps
+test: venv system-deps $(HELM)
 	$(PY) -m pytest
 
 lint: venv

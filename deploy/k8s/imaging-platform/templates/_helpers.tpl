@@ -1,0 +1,267 @@
+{{/*
+Facts about the services that are code, not configuration: the Python package a container runs,
+the URL prefix under /api and /ui, and which network listeners it opens.
+*/}}
+{{- define "imaging.catalog" -}}
+print-scp:       {module: print_scp,       prefix: print,           title: "DICOM print (film)"}
+registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface"}
+worklist:        {module: worklist,        prefix: worklist,        title: "Modality worklist and MPPS"}
+scheduling:      {module: scheduling,      prefix: scheduling,      title: "Scheduling"}
+reporting:       {module: reporting,       prefix: reporting,       title: "Reporting"}
+critical-values: {module: critical_values, prefix: critical-values, title: "Critical values"}
+queue-calling:   {module: queue_calling,   prefix: queue,           title: "Queue calling"}
+{{- end -}}
+
+{{- define "imaging.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default "imaging" .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one service's objects: (dict "root" $ "service" "worklist") */}}
+{{- define "imaging.serviceName" -}}
+{{- printf "%s-%s" (include "imaging.fullname" .root) .service | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "imaging.labels" -}}
+{{ include "imaging-lib.labels" (dict "root" .root "name" .name "component" .component) }}
+{{- end -}}
+
+{{/* Every pod of the platform (services, hook Job, backup, tests) carries these two labels. */}}
+{{- define "imaging.platformSelector" -}}
+app.kubernetes.io/part-of: imaging-platform
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "imaging.image" -}}
+{{- include "imaging-lib.image" (dict "image" .Values.image "global" .Values.global "defaultTag" .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "imaging.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "imaging.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imaging.podSecurityContext" -}}
+{{- include "imaging-lib.podSecurityContext" (dict "uid" .Values.securityContext.runAsUser "gid" .Values.securityContext.runAsGroup "fsGroup" .Values.securityContext.fsGroup) -}}
+{{- end -}}
+
+{{- define "imaging.containerSecurityContext" -}}
+{{- include "imaging-lib.containerSecurityContext" (dict "uid" .Values.securityContext.runAsUser "gid" .Values.securityContext.runAsGroup) -}}
+{{- end -}}
+
+{{/*
+Infrastructure endpoints: the in-cluster subchart's Service when it is enabled, else the external host.
+Each returns a dict as YAML: host, port, secret, passwordKey (and more per kind).
+*/}}
+{{- define "imaging.db" -}}
+{{- if .Values.postgresql.enabled -}}
+host: {{ printf "%s-postgresql" .Release.Name }}
+port: 5432
+database: {{ .Values.postgresql.auth.database }}
+user: {{ .Values.postgresql.auth.username }}
+secret: {{ .Values.postgresql.auth.existingSecret }}
+passwordKey: {{ .Values.postgresql.auth.passwordKey }}
+sslmode: disable
+{{- else -}}
+{{- $e := .Values.externalDatabase -}}
+host: {{ required "externalDatabase.host is required (or set postgresql.enabled=true for an in-cluster PostgreSQL)" $e.host }}
+port: {{ $e.port }}
+database: {{ $e.database }}
+user: {{ $e.user }}
+secret: {{ required "externalDatabase.existingSecret is required: a Secret holding the database password (the chart ships no default password)" $e.existingSecret }}
+passwordKey: {{ $e.passwordKey }}
+sslmode: {{ $e.sslmode }}
+{{- end -}}
+{{- end -}}
+
+{{- define "imaging.mq" -}}
+{{- if .Values.rabbitmq.enabled -}}
+host: {{ printf "%s-rabbitmq" .Release.Name }}
+port: 5672
+vhost: /
+user: {{ .Values.rabbitmq.auth.username }}
+secret: {{ .Values.rabbitmq.auth.existingSecret }}
+passwordKey: {{ .Values.rabbitmq.auth.passwordKey }}
+urlKey: ""
+scheme: amqp
+{{- else -}}
+{{- $e := .Values.externalRabbitmq -}}
+host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRabbitmq.host is required (or set rabbitmq.enabled=true for an in-cluster RabbitMQ)" $e.host }}{{ end }}
+port: {{ $e.port }}
+vhost: {{ $e.vhost | quote }}
+user: {{ $e.user }}
+secret: {{ required "externalRabbitmq.existingSecret is required: a Secret holding the RabbitMQ password or URL (the chart ships no default password)" $e.existingSecret }}
+passwordKey: {{ $e.passwordKey }}
+urlKey: {{ $e.urlKey | quote }}
+scheme: {{ ternary "amqps" "amqp" $e.tls }}
+{{- end -}}
+{{- end -}}
+
+{{- define "imaging.redis" -}}
+{{- if .Values.redis.enabled -}}
+host: {{ printf "%s-redis" .Release.Name }}
+port: 6379
+database: 0
+secret: {{ .Values.redis.auth.existingSecret }}
+passwordKey: {{ .Values.redis.auth.passwordKey }}
+urlKey: ""
+scheme: redis
+{{- else -}}
+{{- $e := .Values.externalRedis -}}
+host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRedis.host is required (or set redis.enabled=true for an in-cluster Redis)" $e.host }}{{ end }}
+port: {{ $e.port }}
+database: {{ $e.database }}
+secret: {{ $e.existingSecret | quote }}
+passwordKey: {{ $e.passwordKey }}
+urlKey: {{ $e.urlKey | quote }}
+scheme: {{ ternary "rediss" "redis" $e.tls }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Connection environment shared by services, the migration Job and the backup: DATABASE_URL (password
+as PGPASSWORD, which asyncpg and pg_dump read, so no URL escaping), AMQP_URL and REDIS_URL (password
+spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's urlKey).
+*/}}
+{{- define "imaging.connectionEnv" -}}
+{{- $db := include "imaging.db" . | fromYaml -}}
+{{- $mq := include "imaging.mq" . | fromYaml -}}
+{{- $rd := include "imaging.redis" . | fromYaml -}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $db.secret | quote }}, key: {{ $db.passwordKey | quote }}}
+- name: DATABASE_URL
+  value: {{ printf "postgresql://%s@%s:%v/%s?sslmode=%s" $db.user $db.host $db.port $db.database $db.sslmode | quote }}
+{{- if $mq.urlKey }}
+- name: AMQP_URL
+  valueFrom:
+    secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.urlKey | quote }}}
+{{- else }}
+- name: IMAGING_AMQP_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.passwordKey | quote }}}
+- name: AMQP_URL
+  value: {{ printf "%s://%s:$(IMAGING_AMQP_PASSWORD)@%s:%v/%s" $mq.scheme $mq.user $mq.host $mq.port (urlquery $mq.vhost) | quote }}
+{{- end }}
+{{- if $rd.urlKey }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ $rd.secret | quote }}, key: {{ $rd.urlKey | quote }}}
+{{- else if $rd.secret }}
+- name: IMAGING_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $rd.secret | quote }}, key: {{ $rd.passwordKey | quote }}}
+- name: REDIS_URL
+  value: {{ printf "%s://:$(IMAGING_REDIS_PASSWORD)@%s:%v/%v" $rd.scheme $rd.host $rd.port $rd.database | quote }}
+{{- else }}
+- name: REDIS_URL
+  value: {{ printf "%s://%s:%v/%v" $rd.scheme $rd.host $rd.port $rd.database | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Settings every platform container gets (services and the migration Job). */}}
+{{- define "imaging.commonEnv" -}}
+- name: IMAGING_ENV
+  value: {{ .Values.environment | quote }}
+- name: IMAGING_NAMESPACE
+  value: {{ .Values.platformNamespace | quote }}
+- name: IMAGING_DATA_DIR
+  value: /var/lib/imaging
+- name: IMAGING_HTTP_PORT
+  value: "8080"
+- name: IMAGING_LOG_LEVEL
+  value: {{ .Values.log.level | quote }}
+- name: IMAGING_LOG_JSON
+  value: {{ .Values.log.json | quote }}
+{{ include "imaging.connectionEnv" . }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* "gateway" when the DICOM/MLLP listeners are exposed by TCPRoutes, else "service". */}}
+{{- define "imaging.tcpMode" -}}
+{{- $served := .Capabilities.APIVersions.Has "gateway.networking.k8s.io/v1alpha2/TCPRoute" -}}
+{{- if eq .Values.tcpExposure "gateway" -}}
+{{- if not .Values.gateway.enabled }}{{ fail "tcpExposure=gateway needs gateway.enabled=true" }}{{ end -}}
+{{- if not $served }}{{ fail "tcpExposure=gateway needs the Gateway API TCPRoute CRD (gateway.networking.k8s.io/v1alpha2); install it or use tcpExposure=service" }}{{ end -}}
+gateway
+{{- else if and (eq .Values.tcpExposure "auto") .Values.gateway.enabled $served -}}
+gateway
+{{- else -}}
+service
+{{- end -}}
+{{- end -}}
+
+{{/* The TCP listeners: which service owns each, its port and its DICOM TLS port (0 = none). */}}
+{{- define "imaging.tcpListeners" -}}
+{{- $tls := .Values.dicom.tls -}}
+{{- if (index .Values.services "print-scp").enabled }}
+print:
+  service: print-scp
+  port: {{ .Values.dicom.print.port }}
+  portName: dicom
+  objectName: print-dicom
+  tlsPort: {{ ternary $tls.printPort 0 $tls.enabled }}
+  peers: modalityPeers
+  title: "DICOM print SCP (AE {{ .Values.dicom.print.aeTitle }})"
+{{- end }}
+{{- if .Values.services.worklist.enabled }}
+worklist:
+  service: worklist
+  port: {{ .Values.dicom.worklist.port }}
+  portName: dicom
+  objectName: worklist-dicom
+  tlsPort: {{ ternary $tls.worklistPort 0 $tls.enabled }}
+  peers: modalityPeers
+  title: "DICOM modality worklist (AE {{ .Values.dicom.worklist.aeTitle }})"
+{{- end }}
+{{- if .Values.services.registration.enabled }}
+mllp:
+  service: registration
+  port: {{ .Values.hl7.mllpPort }}
+  portName: mllp
+  objectName: his-mllp
+  tlsPort: 0
+  peers: hisPeers
+  title: "HL7 v2 over MLLP (HIS)"
+{{- end }}
+{{- end -}}
+
+{{/* Cross-field checks the JSON schema cannot express, with messages naming the fix. */}}
+{{- define "imaging.validate" -}}
+{{- if .Values.services.registration.enabled -}}
+{{- required "auth.jwtPrivateKey.existingSecret is required: a Secret with the RSA private key (PEM) that signs staff tokens" .Values.auth.jwtPrivateKey.existingSecret | and "" -}}
+{{- end -}}
+{{- if eq .Values.filmStorage.type "s3" -}}
+{{- required "filmStorage.s3.bucket is required when filmStorage.type=s3" .Values.filmStorage.s3.bucket | and "" -}}
+{{- required "filmStorage.s3.existingSecret is required when filmStorage.type=s3 (access key id and secret)" .Values.filmStorage.s3.existingSecret | and "" -}}
+{{- end -}}
+{{- if and .Values.dicom.tls.enabled (not .Values.dicom.tls.existingSecret) -}}
+{{- fail "dicom.tls.existingSecret is required when dicom.tls.enabled=true (a kubernetes.io/tls Secret)" -}}
+{{- end -}}
+{{- if and .Values.gateway.enabled .Values.ingress.enabled -}}
+{{- fail "choose one of gateway.enabled and ingress.enabled" -}}
+{{- end -}}
+{{- if and .Values.gateway.enabled .Values.gateway.create (not .Values.gateway.className) -}}
+{{- fail "gateway.className is required when gateway.create=true (the GatewayClass of your gateway controller)" -}}
+{{- end -}}
+{{- if and .Values.gateway.enabled (not .Values.gateway.create) (not .Values.gateway.parentRefs) -}}
+{{- fail "gateway.parentRefs is required when gateway.create=false (the existing Gateway to attach routes to)" -}}
+{{- end -}}
+{{- $_ := include "imaging.tcpMode" . -}}
+{{- $_ := include "imaging.db" . -}}
+{{- $_ := include "imaging.mq" . -}}
+{{- $_ := include "imaging.redis" . -}}
+{{- end -}}

