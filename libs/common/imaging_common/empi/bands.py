@@ -1,0 +1,60 @@
+"""Three bands: link automatically, send to the review list, or a new person.
+
+The match weight decides first (thresholds on the Fellegi–Sunter weight); then safety rules
+can only lower a band, never raise it. They encode what no weight should override:
+
+1. Two VALID numbers from the same national authority that differ mean two people. The
+   MOD 11-2 check digit catches every single wrong digit and every swap of neighbours, so a
+   typo cannot produce a second valid number. Twins have consecutive numbers: never merged.
+2. A name that matches only by sound (different characters, same pinyin) or only roughly is
+   linked automatically only when an ID number agrees (exactly or with one typo): twins are
+   often named alike (张子涵/张子轩), homophones are how input methods mistype.
+3. Name + birth date + sex are never enough on their own: namesakes born the same day exist in
+   every city. An automatic link also needs an ID number, a hospital card/HIS id, the phone
+   number or the address to agree.
+4. Different sex, or a different name altogether, goes to a person, not to the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from imaging_common.empi import comparators as c
+from imaging_common.empi.record import MatchRecord
+
+
+class Band(StrEnum):
+    LINK = "link"
+    REVIEW = "review"
+    NEW = "new"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    link: float = 14.0  # weight >= link: same person
+    review: float = 4.0  # review <= weight < link: a clerk decides
+
+
+def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchRecord,
+             thresholds: Thresholds) -> tuple[Band, str | None]:
+    """The band and, when a rule lowered it, the rule's reason."""
+    band = Band.LINK if weight >= thresholds.link else Band.REVIEW if weight >= thresholds.review else Band.NEW
+    if band is Band.NEW:
+        return band, None
+    if c.both_valid_national_ids_differ(a, b) and gamma[3] != c.ID_EXACT:
+        return Band.NEW, "different valid ID numbers"
+    if band is Band.REVIEW:
+        return band, None
+    name, dob, sex, nid, local, phone, address = gamma
+    id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
+    if name in (c.NAME_HOMOPHONE, c.NAME_SIMILAR) and not id_agrees:
+        return Band.REVIEW, "name agrees only by sound or roughly, and no ID number agrees"
+    if name == c.NAME_DIFFERENT or name == c.MISSING:
+        return Band.REVIEW, "names differ"
+    if sex == 1:
+        return Band.REVIEW, "sex differs"
+    corroborated = id_agrees or local == 0 or phone in (0, 1) or address == 0
+    if not corroborated:
+        return Band.REVIEW, "only name and birth date agree"
+    return band, None

@@ -1,0 +1,165 @@
+"""Field comparators: each turns a pair of values into an agreement level (Fellegi–Sunter gamma).
+
+Levels are ordered from strongest agreement (0) to disagreement (last); `MISSING` (-1) means one
+side has no value, which the model treats as no evidence either way. Every level has its own
+m- and u-probability, learned by EM (fellegi_sunter.py), so "one digit wrong in the ID" earns
+less than an exact ID and far more than a different one.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import jellyfish
+
+from imaging_common.empi.record import MatchRecord
+
+MISSING = -1
+
+
+def near_string(a: str, b: str) -> bool:
+    """Same length and one substituted character or two adjacent characters swapped."""
+    if len(a) != len(b):
+        return False
+    diffs = [i for i in range(len(a)) if a[i] != b[i]]
+    if len(diffs) == 1:
+        return True
+    return len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]]
+
+
+# ---- name ----------------------------------------------------------------------------------
+NAME_LEVELS = ("exact", "pinyin", "homophone", "similar", "different")
+NAME_EXACT, NAME_PINYIN, NAME_HOMOPHONE, NAME_SIMILAR, NAME_DIFFERENT = range(5)
+
+
+def compare_name(a: MatchRecord, b: MatchRecord) -> int:
+    x, y = a.name, b.name
+    if x is None or y is None:
+        return MISSING
+    if x.han and y.han:
+        if x.han == y.han:
+            return NAME_EXACT
+        if x.key == y.key:
+            return NAME_HOMOPHONE  # same sound, different characters: a typo or another person
+    elif x.key == y.key or x.sorted_key == y.sorted_key:
+        # One side (or both) in Latin script: the pinyin is all we can compare.
+        return NAME_EXACT if not (x.han or y.han) else NAME_PINYIN
+    if x.fuzzy == y.fuzzy or jellyfish.jaro_winkler_similarity(x.key, y.key) >= 0.93:
+        return NAME_SIMILAR
+    return NAME_DIFFERENT
+
+
+# ---- birth date ----------------------------------------------------------------------------
+DOB_LEVELS = ("exact", "typo-or-swap", "different")
+DOB_EXACT, DOB_NEAR, DOB_DIFFERENT = range(3)
+
+
+def compare_birth_date(a: MatchRecord, b: MatchRecord) -> int:
+    x, y = a.birth_date, b.birth_date
+    if x is None or y is None:
+        return MISSING
+    if x == y:
+        return DOB_EXACT
+    if x.year == y.year and x.month == y.day and x.day == y.month:
+        return DOB_NEAR  # day and month swapped (US/EU order confusion)
+    if near_string(_digits(x), _digits(y)):
+        return DOB_NEAR  # one digit typed wrong or two swapped
+    return DOB_DIFFERENT
+
+
+def _digits(d: date) -> str:
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
+
+
+# ---- sex -----------------------------------------------------------------------------------
+SEX_LEVELS = ("same", "different")
+
+
+def compare_sex(a: MatchRecord, b: MatchRecord) -> int:
+    if a.sex is None or b.sex is None:
+        return MISSING
+    return 0 if a.sex == b.sex else 1
+
+
+# ---- national identifiers ------------------------------------------------------------------
+ID_LEVELS = ("exact", "one-typo", "different")
+ID_EXACT, ID_NEAR, ID_DIFFERENT = range(3)
+
+
+def compare_national_id(a: MatchRecord, b: MatchRecord) -> int:
+    """Best level over the authorities both records have a number from."""
+    best = MISSING
+    for kind, x in a.national.items():
+        y = b.national.get(kind)
+        if y is None:
+            continue
+        if x.value == y.value:
+            return ID_EXACT
+        # Both valid and different: two people (MOD 11-2 catches every single typo and swap).
+        level = ID_NEAR if (not (x.valid and y.valid) and near_string(x.value, y.value)) else ID_DIFFERENT
+        best = level if best == MISSING else min(best, level)
+    return best
+
+
+def both_valid_national_ids_differ(a: MatchRecord, b: MatchRecord) -> bool:
+    for kind, x in a.national.items():
+        y = b.national.get(kind)
+        if y is not None and x.valid and y.valid and x.value != y.value:
+            return True
+    return False
+
+
+# ---- local identifiers (hospital card, HIS patient ID) -------------------------------------
+LOCAL_LEVELS = ("same", "different")
+
+
+def compare_local_id(a: MatchRecord, b: MatchRecord) -> int:
+    if not a.local or not b.local:
+        return MISSING
+    if a.local & b.local:
+        return 0
+    kinds_a = {k for k, _ in a.local}
+    return 1 if any(k in kinds_a for k, _ in b.local) else MISSING
+
+
+# ---- phone ---------------------------------------------------------------------------------
+PHONE_LEVELS = ("exact", "one-typo", "different")
+
+
+def compare_phone(a: MatchRecord, b: MatchRecord) -> int:
+    x, y = a.phone, b.phone
+    if not x or not y:
+        return MISSING
+    if x == y:
+        return 0
+    return 1 if near_string(x, y) else 2
+
+
+# ---- address -------------------------------------------------------------------------------
+ADDRESS_LEVELS = ("same", "similar", "different")
+
+
+def compare_address(a: MatchRecord, b: MatchRecord) -> int:
+    if not a.address_grams or not b.address_grams:
+        return MISSING
+    if a.address == b.address:
+        return 0
+    inter = len(a.address_grams & b.address_grams)
+    # Overlap coefficient: an address written with or without the province is the same address.
+    score = inter / min(len(a.address_grams), len(b.address_grams))
+    if score >= 0.85:
+        return 0
+    return 1 if score >= 0.5 else 2
+
+
+# The comparison vector, in this order; names are used in weights files and explanations.
+FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("name", NAME_LEVELS), ("birth_date", DOB_LEVELS), ("sex", SEX_LEVELS), ("national_id", ID_LEVELS),
+    ("local_id", LOCAL_LEVELS), ("phone", PHONE_LEVELS), ("address", ADDRESS_LEVELS),
+)
+_COMPARATORS = (compare_name, compare_birth_date, compare_sex, compare_national_id, compare_local_id,
+                compare_phone, compare_address)
+
+
+def compare(a: MatchRecord, b: MatchRecord) -> tuple[int, ...]:
+    return tuple(fn(a, b) for fn in _COMPARATORS)

@@ -1,0 +1,185 @@
+"""Matching: one record against an index (online registration), or whole files (batch onboarding).
+
+`MatchIndex` keeps records and their blocking keys in memory; `match()` scores the candidates
+that share a key and returns them best first with their band. `dedupe()` and `link_files()`
+compare every blocked pair of one or two record sets; they estimate the Fellegi–Sunter
+parameters by EM on those pairs first (the FS way: learned from the data at hand), falling back
+to the shipped defaults when there are too few pairs to learn from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from imaging_common.empi.bands import Band, Thresholds, band_for
+from imaging_common.empi.blocking import blocking_keys
+from imaging_common.empi.comparators import compare
+from imaging_common.empi.fellegi_sunter import FellegiSunterModel
+from imaging_common.empi.record import MatchRecord
+
+# A block larger than this (e.g. a very common name with no birth date) is too weak to compare
+# all against all; its pairs are found, if at all, through the other keys.
+MAX_BLOCK = 200
+MIN_PAIRS_FOR_EM = 5000  # fewer pairs than this: EM is poorly identified, the defaults do better
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    left: MatchRecord
+    right: MatchRecord
+    gamma: tuple[int, ...]
+    weight: float
+    band: Band
+    reason: str | None = None
+
+    def explain(self, model: FellegiSunterModel) -> dict[str, object]:
+        return {"weight": round(self.weight, 2), "band": self.band.value, "reason": self.reason,
+                "fields": model.explain(self.gamma)}
+
+
+class Scorer:
+    def __init__(self, model: FellegiSunterModel | None = None, thresholds: Thresholds | None = None):
+        self.model = model or FellegiSunterModel.default()
+        self.thresholds = thresholds or Thresholds()
+
+    def score(self, a: MatchRecord, b: MatchRecord) -> ScoredPair:
+        gamma = compare(a, b)
+        weight = self.model.weight(gamma)
+        band, reason = band_for(weight, gamma, a, b, self.thresholds)
+        return ScoredPair(a, b, gamma, weight, band, reason)
+
+
+class MatchIndex:
+    """Records by blocking key, for matching one incoming record quickly."""
+
+    def __init__(self, scorer: Scorer | None = None):
+        self.scorer = scorer or Scorer()
+        self._records: dict[str, MatchRecord] = {}
+        self._keys: dict[str, set[str]] = {}
+        self._blocks: dict[str, set[str]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, record: MatchRecord) -> None:
+        if record.ref in self._records:
+            self.remove(record.ref)
+        keys = blocking_keys(record)
+        self._records[record.ref] = record
+        self._keys[record.ref] = keys
+        for key in keys:
+            self._blocks[key].add(record.ref)
+
+    def remove(self, ref: str) -> None:
+        self._records.pop(ref, None)
+        for key in self._keys.pop(ref, ()):
+            block = self._blocks.get(key)
+            if block is not None:
+                block.discard(ref)
+                if not block:
+                    del self._blocks[key]
+
+    def candidates(self, record: MatchRecord) -> set[str]:
+        found: set[str] = set()
+        for key in blocking_keys(record):
+            block = self._blocks.get(key)
+            if block and len(block) <= MAX_BLOCK:
+                found.update(block)
+        found.discard(record.ref)
+        return found
+
+    def match(self, record: MatchRecord, *, include_new: bool = False) -> list[ScoredPair]:
+        """Candidates scored, best first; band NEW ones only when asked."""
+        scored = [self.scorer.score(record, self._records[ref]) for ref in self.candidates(record)]
+        if not include_new:
+            scored = [s for s in scored if s.band is not Band.NEW]
+        scored.sort(key=lambda s: s.weight, reverse=True)
+        return scored
+
+
+def candidate_pairs(
+    left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Index pairs sharing a blocking key: within `left` (dedupe) or across `left` x `right` (link)."""
+    blocks: dict[str, list[int]] = defaultdict(list)
+    offset = len(left)
+    for i, rec in enumerate(left):
+        for key in blocking_keys(rec):
+            blocks[key].append(i)
+    if right is not None:
+        for j, rec in enumerate(right):
+            for key in blocking_keys(rec):
+                blocks[key].append(offset + j)
+    seen: set[int] = set()
+    width = offset + (len(right) if right is not None else 0)
+    for members in blocks.values():
+        if len(members) < 2 or len(members) > MAX_BLOCK:
+            continue
+        for x in range(len(members)):
+            i = members[x]
+            for y in range(x + 1, len(members)):
+                j = members[y]
+                if right is not None and (i < offset) == (j < offset):
+                    continue  # linking two files: only pairs across them
+                code = i * width + j
+                if code in seen:
+                    continue
+                seen.add(code)
+                yield (i, j) if right is None else (i, j - offset)
+
+
+def _score_pairs(
+    pairs: list[tuple[MatchRecord, MatchRecord]], model: FellegiSunterModel | None, estimate: bool,
+    thresholds: Thresholds | None,
+) -> tuple[list[ScoredPair], FellegiSunterModel]:
+    gammas = [compare(a, b) for a, b in pairs]
+    if model is None:
+        model = FellegiSunterModel.default()
+        if estimate and len(gammas) >= MIN_PAIRS_FOR_EM:
+            model = FellegiSunterModel.estimate(gammas, start=model)
+    th = thresholds or Thresholds()
+    out = []
+    for (a, b), gamma in zip(pairs, gammas, strict=True):
+        weight = model.weight(gamma)
+        band, reason = band_for(weight, gamma, a, b, th)
+        out.append(ScoredPair(a, b, gamma, weight, band, reason))
+    return out, model
+
+
+def dedupe(
+    records: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None, estimate: bool = True,
+    thresholds: Thresholds | None = None,
+) -> tuple[list[ScoredPair], FellegiSunterModel]:
+    """Every blocked pair of one record set, scored and banded; and the model used."""
+    pairs = [(records[i], records[j]) for i, j in candidate_pairs(records)]
+    return _score_pairs(pairs, model, estimate, thresholds)
+
+
+def link_sets(
+    left: Sequence[MatchRecord], right: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None,
+    estimate: bool = True, thresholds: Thresholds | None = None,
+) -> tuple[list[ScoredPair], FellegiSunterModel]:
+    pairs = [(left[i], right[j]) for i, j in candidate_pairs(left, right)]
+    return _score_pairs(pairs, model, estimate, thresholds)
+
+
+def clusters(refs: Iterable[str], links: Iterable[tuple[str, str]]) -> list[set[str]]:
+    """Connected components of auto-links (union-find): one set per person."""
+    parent: dict[str, str] = {r: r for r in refs}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in links:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+    groups: dict[str, set[str]] = defaultdict(set)
+    for r in parent:
+        groups[find(r)].add(r)
+    return list(groups.values())

@@ -1,0 +1,121 @@
+"""Person names as the matcher sees them: Chinese characters, their pinyin, or Latin script.
+
+A Chinese name is folded to simplified characters (OpenCC t2s), then to toneless pinyin, so
+"張偉", "张伟" and "ZHANG WEI" meet on the same key; "张维" (a homophone the clerk picked from
+the input method) meets them on pinyin but not on characters, which the comparator tells apart.
+A "fuzzy" pinyin also folds the initials and finals that southern speakers merge (zh/z, n/l,
+-ng/-n), for blocking only. Latin names are upper-cased, stripped of accents and punctuation;
+their tokens are compared in any order, because family/given order varies between systems.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from opencc import OpenCC
+from pypinyin import Style, lazy_pinyin
+
+_T2S = OpenCC("t2s")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_NON_NAME = re.compile(r"[^A-Z ]+")
+# Compound surnames that must not be split as family name = first character.
+COMPOUND_SURNAMES = frozenset(
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 轩辕 令狐 端木 独孤 南宫 西门 申屠".split()
+)
+# Heteronyms read differently as surnames (pypinyin reads them as common words).
+SURNAME_READINGS = {"单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "朴": "piao", "区": "ou",
+                    "查": "zha", "尉迟": "yuchi", "万俟": "moqi", "黑": "he", "盖": "ge", "乐": "yue",
+                    "覃": "qin", "翟": "zhai", "缪": "miao", "长孙": "zhangsun", "重": "chong"}
+
+
+@dataclass(frozen=True, slots=True)
+class NameForm:
+    """Comparison forms of one name."""
+
+    han: str  # simplified characters, no spaces ("" when the name is Latin script only)
+    pinyin: str  # toneless pinyin or Latin letters, tokens joined by one space, upper case
+    key: str  # pinyin without spaces, tokens in written order, e.g. "ZHANGWEI"
+    sorted_key: str  # tokens sorted, for family/given order swaps
+    fuzzy: str  # key with southern-accent merges, for blocking
+    family_key: str  # pinyin of the family name (first token or compound surname)
+
+    @property
+    def is_han(self) -> bool:
+        return bool(self.han)
+
+
+@lru_cache(maxsize=65536)
+def _simplified_char(ch: str) -> str:
+    return _T2S.convert(ch) if ch >= "\u3400" else ch
+
+
+@lru_cache(maxsize=65536)
+def _pinyin_char(ch: str) -> str:
+    return "".join(lazy_pinyin(ch, style=Style.NORMAL, errors="ignore"))
+
+
+def to_simplified(text: str) -> str:
+    """Character by character (cached): matching needs the same fold on both sides, not phrase fidelity."""
+    return "".join(map(_simplified_char, text))
+
+
+def has_han(text: str) -> bool:
+    return bool(_HAN.search(text))
+
+
+def _ascii_fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _fuzzy(key: str) -> str:
+    text = key.replace("ZH", "Z").replace("CH", "C").replace("SH", "S").replace("L", "N")
+    text = text.replace("ING", "IN").replace("ENG", "EN").replace("ANG", "AN")
+    return text.replace("V", "U")
+
+
+def _split_family(han: str) -> tuple[str, str]:
+    if len(han) >= 3 and han[:2] in COMPOUND_SURNAMES:
+        return han[:2], han[2:]
+    return han[:1], han[1:]
+
+
+@lru_cache(maxsize=262144)
+def name_form(raw: str | None) -> NameForm | None:
+    """Forms of a name as written ("张三", "張三", "ZHANG^SAN", "Zhang San", "SMITH^JOHN")."""
+    if not raw:
+        return None
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text:
+        return None
+    if has_han(text):
+        han = "".join(_HAN.findall(to_simplified(text)))
+        family, given = _split_family(han)
+        family_py = SURNAME_READINGS.get(family) or "".join(map(_pinyin_char, family))
+        given_py = [p for p in map(_pinyin_char, given) if p]
+        tokens = [family_py.upper()] + [p.upper() for p in given_py]
+        # A pinyin-only record writes the given name as one token ("ZHANG XIAOMING"); so do we.
+        written = [tokens[0], "".join(tokens[1:])] if len(tokens) > 1 else tokens
+    else:
+        han = ""
+        latin = _NON_NAME.sub(" ", _ascii_fold(text).upper().replace("^", " ").replace(",", " "))
+        written = [t for t in latin.split() if t]
+        if not written:
+            return None
+    key = "".join(written)
+    return NameForm(
+        han=han, pinyin=" ".join(written), key=key, sorted_key="".join(sorted(written)),
+        fuzzy=_fuzzy(key), family_key=written[0],
+    )
+
+
+def latin_of(raw: str | None) -> str | None:
+    """DICOM-style Latin form "ZHANG^SAN" of a name (for PatientRef.name_latin)."""
+    form = name_form(raw)
+    if form is None:
+        return None
+    parts = form.pinyin.split(" ", 1)
+    return "^".join(parts)

@@ -1,0 +1,239 @@
+"""Synthetic Chinese identities with realistic duplicates, hard negatives and ground truth.
+
+Used by the EMPI benchmark and tests, and to estimate the shipped default parameters. The
+population has namesakes (common names from a small pool), twins (same family name, birth date,
+address and phone; consecutive ID numbers, often alike-sounding given names), same-name people
+born the same day, and homophone namesakes. A person's duplicate records carry the errors
+front desks make: one wrong ID digit or two swapped, a missing ID, a homophone picked from the
+input method, a pinyin-only entry (foreign system), traditional characters, a birth-date typo or
+day/month swap, a new phone, an abbreviated or moved address, a missing sex.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+
+from opencc import OpenCC
+
+from imaging_common.empi.identifiers import resident_check_char
+from imaging_common.empi.names import latin_of
+
+SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"
+    "潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦"
+    "邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+) + ["欧阳", "司马"]
+# Homophone groups (same toneless pinyin): the input method offers all of them.
+HOMOPHONES = [
+    "伟维玮炜", "静晶婧", "丽莉立力", "敏民", "明鸣铭", "华花", "杰洁婕", "涛韬", "芳方", "娟鹃", "军君均", "强蔷",
+    "磊蕾", "洋阳", "勇永咏", "艳燕彦", "超潮", "霞侠", "平萍苹", "刚钢", "英颖莹", "玉宇雨语", "兰岚", "红宏鸿",
+    "建健剑", "文雯", "辉慧惠", "鑫欣新馨", "浩昊皓", "轩萱宣", "涵晗寒", "怡宜仪毅", "子梓紫", "思斯", "佳嘉家",
+    "俊骏", "博波", "琳林霖", "晨辰", "婷亭", "雪学", "梅玫", "峰锋丰", "斌彬", "秀绣", "龙隆", "凯恺", "睿瑞",
+]
+GIVEN = [ch for group in HOMOPHONES for ch in group] + list("国志海东光春成晓小云天宁安德金荣桂生秋")
+REGIONS = ["110101", "110105", "110108", "120101", "310101", "310104", "310115", "320102", "320106", "330102",
+           "330106", "340102", "350102", "370102", "410102", "420102", "430102", "440103", "440106", "440304",
+           "450102", "500103", "510104", "510107", "610102", "210102", "220102", "230102", "130102", "140105"]
+CITIES = ["北京市朝阳区", "北京市海淀区", "上海市浦东新区", "上海市徐汇区", "广州市天河区",
+          "深圳市南山区", "南京市鼓楼区", "杭州市西湖区", "成都市武侯区", "武汉市洪山区",
+          "西安市雁塔区", "沈阳市和平区", "长沙市岳麓区", "重庆市渝中区"]
+STREETS = ["建国路", "人民路", "解放路", "中山路", "和平街", "长江路", "黄河路", "新华街", "光明路", "胜利街", "文化路",
+           "学院路", "科技路", "滨江路", "幸福里", "朝阳街", "东风路", "青年路", "北京路", "南京路"]
+
+_S2T = OpenCC("s2t")
+
+
+@dataclass
+class SyntheticRecord:
+    record_id: str
+    person_id: int
+    name: str
+    sex: str | None
+    birth_date: date | None
+    id_number: str | None
+    phone: str | None
+    address: str | None
+    kind: str = "original"  # or the error(s) applied to make this duplicate
+    tags: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, str]:
+        """As a CSV row with Chinese-style columns, the batch CLI's default mapping."""
+        return {"record_id": self.record_id, "name": self.name, "sex": self.sex or "",
+                "birth_date": self.birth_date.isoformat() if self.birth_date else "",
+                "id_number": self.id_number or "", "id_type": "resident-id" if self.id_number else "",
+                "phone": self.phone or "", "address": self.address or ""}
+
+
+def _resident_id(rng: random.Random, region: str, born: date, sex: str, seq: int | None = None) -> str:
+    seq = seq if seq is not None else rng.randrange(0, 500) * 2 + (1 if sex == "M" else 0)
+    first17 = f"{region}{born:%Y%m%d}{seq:03d}"
+    return first17 + resident_check_char(first17)
+
+
+def _homophone(rng: random.Random, ch: str) -> str | None:
+    for group in HOMOPHONES:
+        if ch in group and len(group) > 1:
+            return rng.choice([c for c in group if c != ch])
+    return None
+
+
+class Generator:
+    def __init__(self, seed: int = 20241):
+        self.rng = random.Random(seed)
+        self._n = 0
+
+    def _rid(self) -> str:
+        self._n += 1
+        return f"R{self._n:07d}"
+
+    def _given(self) -> str:
+        k = 1 if self.rng.random() < 0.3 else 2
+        return "".join(self.rng.choice(GIVEN) for _ in range(k))
+
+    def _phone(self) -> str:
+        return "1" + self.rng.choice("3456789") + "".join(self.rng.choice("0123456789") for _ in range(9))
+
+    def _address(self) -> str:
+        r = self.rng
+        street = f"{r.choice(STREETS)}{r.randint(1, 300)}号"
+        return f"{r.choice(CITIES)}{street}{r.randint(1, 12)}单元{r.randint(1, 30)}0{r.randint(1, 6)}"
+
+    def _person(self, pid: int) -> SyntheticRecord:
+        r = self.rng
+        sex = r.choice("MF")
+        born = date(1935, 1, 1) + timedelta(days=r.randrange(0, 31000))
+        id_number = _resident_id(r, r.choice(REGIONS), born, sex) if r.random() < 0.93 else None
+        return SyntheticRecord(self._rid(), pid, r.choice(SURNAMES) + self._given(), sex, born, id_number,
+                               self._phone() if r.random() < 0.9 else None,
+                               self._address() if r.random() < 0.8 else None)
+
+    def population(self, people: int, *, duplicate_rate: float = 0.3) -> list[SyntheticRecord]:
+        """Records of `people` persons (originals + duplicates), shuffled."""
+        r = self.rng
+        out: list[SyntheticRecord] = []
+        pid = 0
+        while pid < people:
+            base = self._person(pid)
+            group = [base]
+            roll = r.random()
+            if roll < 0.02 and pid + 1 < people:  # twins
+                pid += 1
+                twin_sex = base.sex if r.random() < 0.6 else ("F" if base.sex == "M" else "M")
+                given = self._given()
+                if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
+                    given = base.name[1] + r.choice(GIVEN)
+                twin_id = None
+                if base.id_number:
+                    seq = int(base.id_number[14:17]) + (1 if twin_sex != base.sex else 2)
+                    twin_id = _resident_id(r, base.id_number[:6], base.birth_date or date(2000, 1, 1), twin_sex,
+                                           seq % 1000)
+                group.append(replace(base, record_id=self._rid(), person_id=pid, name=base.name[0] + given,
+                                     sex=twin_sex, id_number=twin_id, kind="twin", tags=["twin"]))
+            elif roll < 0.03 and pid + 1 < people:  # namesake born the same day
+                pid += 1
+                other = self._person(pid)
+                group.append(replace(other, name=base.name, birth_date=base.birth_date, sex=base.sex,
+                                     kind="namesake-same-dob", tags=["namesake"]))
+            elif roll < 0.035 and pid + 1 < people:  # homophone namesake born the same day
+                pid += 1
+                other = self._person(pid)
+                alt = _homophone(r, base.name[-1])
+                if alt:
+                    group.append(replace(other, name=base.name[:-1] + alt, birth_date=base.birth_date, sex=base.sex,
+                                         kind="homophone-namesake", tags=["namesake"]))
+            for person in list(group):
+                if r.random() < duplicate_rate:
+                    for _ in range(1 if r.random() < 0.8 else 2):
+                        out.append(self.duplicate(person))
+            out.extend(group)
+            pid += 1
+        r.shuffle(out)
+        return out
+
+    def duplicate(self, p: SyntheticRecord) -> SyntheticRecord:
+        r = self.rng
+        d = replace(p, record_id=self._rid(), kind="duplicate", tags=[])
+        roll = r.random()
+        if d.id_number and roll < 0.08:
+            d.id_number = _typo(r, d.id_number)
+            d.tags.append("id-typo")
+        elif d.id_number and roll < 0.18:
+            d.id_number = None
+            d.tags.append("id-missing")
+        roll = r.random()
+        if roll < 0.10:
+            pos = r.randrange(1, len(d.name))
+            alt = _homophone(r, d.name[pos])
+            if alt:
+                d.name = d.name[:pos] + alt + d.name[pos + 1:]
+                d.tags.append("homophone")
+        elif roll < 0.18:
+            d.name = (latin_of(d.name) or d.name).replace("^", " ")
+            d.tags.append("pinyin-only")
+        elif roll < 0.23:
+            d.name = _S2T.convert(d.name)
+            d.tags.append("traditional")
+        if d.birth_date and r.random() < 0.08:
+            d.birth_date = _date_typo(r, d.birth_date)
+            d.tags.append("dob-typo")
+        roll = r.random()
+        if roll < 0.15:
+            d.phone = self._phone()
+            d.tags.append("new-phone")
+        elif roll < 0.23:
+            d.phone = None
+            d.tags.append("no-phone")
+        roll = r.random()
+        if d.address and roll < 0.15:
+            d.address = d.address[3:]  # city dropped
+            d.tags.append("address-short")
+        elif roll < 0.25:
+            d.address = self._address()
+            d.tags.append("moved")
+        if r.random() < 0.05:
+            d.sex = None
+        return d
+
+
+def _typo(r: random.Random, value: str) -> str:
+    chars = list(value)
+    if r.random() < 0.7:
+        i = r.randrange(0, 17)
+        chars[i] = r.choice([c for c in "0123456789" if c != chars[i]])
+    else:
+        i = r.randrange(0, 16)
+        if chars[i] == chars[i + 1]:
+            chars[i] = str((int(chars[i]) + 1) % 10)
+        else:
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+def _date_typo(r: random.Random, d: date) -> date:
+    if d.day <= 12 and d.month != d.day and r.random() < 0.5:
+        return date(d.year, d.day, d.month)
+    for _ in range(20):
+        text = list(f"{d:%Y%m%d}")
+        i = r.choice([3, 5, 7])
+        text[i] = r.choice("0123456789")
+        try:
+            new = date(int("".join(text[:4])), int("".join(text[4:6])), int("".join(text[6:])))
+        except ValueError:
+            continue
+        if new != d:
+            return new
+    return d + timedelta(days=1)
+
+
+def true_pairs(records: list[SyntheticRecord]) -> set[frozenset[str]]:
+    by_person: dict[int, list[str]] = {}
+    for rec in records:
+        by_person.setdefault(rec.person_id, []).append(rec.record_id)
+    pairs: set[frozenset[str]] = set()
+    for ids in by_person.values():
+        for i in range(len(ids)):
+            for j in range(i + 1, len(ids)):
+                pairs.add(frozenset((ids[i], ids[j])))
+    return pairs

@@ -1,0 +1,167 @@
+"""Comparators, Fellegi–Sunter EM, bands and safety rules, on the cases a front desk meets."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from imaging_common.empi import comparators as c
+from imaging_common.empi.bands import Band
+from imaging_common.empi.fellegi_sunter import FellegiSunterModel
+from imaging_common.empi.identifiers import resident_check_char
+from imaging_common.empi.matcher import MatchIndex, Scorer, clusters, dedupe
+from imaging_common.empi.names import name_form
+from imaging_common.empi.record import MatchRecord
+from imaging_common.empi.survivorship import SourceRecord, golden_record
+from imaging_common.empi.synthetic import Generator, true_pairs
+
+
+def rid(region: str, born: str, seq: int) -> str:
+    first = f"{region}{born}{seq:03d}"
+    return first + resident_check_char(first)
+
+
+ZHANG = rid("110105", "19850312", 123)
+
+
+def rec(ref: str, name: str, dob: str | None = "1985-03-12", sex: str | None = "M", idn: str | None = ZHANG,
+        phone: str | None = "13812345678", address: str | None = "北京市朝阳区建国路88号3单元502") -> MatchRecord:
+    return MatchRecord.build(ref, name=name, birth_date=dob, sex=sex, identifiers=[("resident-id", idn)] if idn else [],
+                             phone=phone, address=address)
+
+
+SCORER = Scorer()
+
+
+def test_names_fold_traditional_pinyin_and_order() -> None:
+    assert name_form("張偉").han == "张伟"
+    assert name_form("ZHANG^WEI").key == name_form("张伟").key
+    assert name_form("Wei Zhang").sorted_key == name_form("张伟").sorted_key
+    assert c.compare_name(rec("a", "张伟"), rec("b", "張偉")) == c.NAME_EXACT
+    assert c.compare_name(rec("a", "张伟"), rec("b", "ZHANG WEI")) == c.NAME_PINYIN
+    assert c.compare_name(rec("a", "张伟"), rec("b", "张维")) == c.NAME_HOMOPHONE
+    assert c.compare_name(rec("a", "SMITH^JONATHAN"), rec("b", "SMITH^JONATHON")) == c.NAME_SIMILAR
+    assert c.compare_name(rec("a", "张伟"), rec("b", "李娜")) == c.NAME_DIFFERENT
+
+
+def test_birth_date_typos_and_swaps() -> None:
+    assert c.compare_birth_date(rec("a", "x"), rec("b", "x", dob="1985-12-03")) == c.DOB_NEAR  # day/month swap
+    assert c.compare_birth_date(rec("a", "x"), rec("b", "x", dob="1986-03-12")) == c.DOB_NEAR  # one digit
+    assert c.compare_birth_date(rec("a", "x"), rec("b", "x", dob="1979-07-01")) == c.DOB_DIFFERENT
+
+
+def test_id_number_with_one_wrong_digit_or_a_swap_is_near() -> None:
+    typo = ZHANG[:10] + ("4" if ZHANG[10] != "4" else "5") + ZHANG[11:]
+    swap = ZHANG[:14] + ZHANG[15] + ZHANG[14] + ZHANG[16:]
+    assert c.compare_national_id(rec("a", "x"), rec("b", "x", idn=typo)) == c.ID_NEAR
+    assert c.compare_national_id(rec("a", "x"), rec("b", "x", idn=swap)) == c.ID_NEAR
+
+
+def test_same_person_with_an_id_typo_is_linked() -> None:
+    typo = ZHANG[:16] + str((int(ZHANG[16]) + 2) % 10) + ZHANG[17]
+    pair = SCORER.score(rec("a", "张伟"), rec("b", "张伟", idn=typo, phone=None))
+    assert pair.band is Band.LINK, pair.explain(SCORER.model)
+
+
+def test_homophone_typo_is_linked_only_with_an_agreeing_id() -> None:
+    assert SCORER.score(rec("a", "张伟"), rec("b", "张维")).band is Band.LINK
+    assert SCORER.score(rec("a", "张伟"), rec("b", "张维", idn=None)).band is Band.REVIEW
+
+
+def test_pinyin_only_and_traditional_entries_link() -> None:
+    assert SCORER.score(rec("a", "张伟"), rec("b", "ZHANG WEI", sex=None)).band is Band.LINK
+    assert SCORER.score(rec("a", "张伟"), rec("b", "張偉", address=None)).band is Band.LINK
+
+
+def test_twins_are_never_linked() -> None:
+    # Same family name, birth date, address and phone; consecutive ID sequence numbers.
+    a = rec("a", "张子涵", idn=rid("110105", "20150601", 121))
+    b = rec("b", "张子轩", idn=rid("110105", "20150601", 123))
+    pair = SCORER.score(a, b)
+    assert pair.band is Band.NEW and pair.reason == "different valid ID numbers"
+    # Without ID numbers (young children): at most a review, never an automatic link.
+    a2, b2 = rec("a", "张子涵", idn=None), rec("b", "张子寒", idn=None)
+    assert SCORER.score(a2, b2).band is not Band.LINK
+
+
+def test_namesakes_born_the_same_day_are_not_linked() -> None:
+    a = rec("a", "王芳", sex="F", idn=None, phone="13900000001", address="上海市徐汇区人民路1号")
+    b = rec("b", "王芳", sex="F", idn=None, phone="13700000002", address="广州市天河区中山路9号")
+    assert SCORER.score(a, b).band is not Band.LINK
+    c1 = rec("c", "王芳", sex="F", idn=None, phone=None, address=None)
+    assert SCORER.score(a, c1).band is Band.REVIEW  # name + birth date only: a person decides
+    d = rec("d", "王芳", sex="F", idn=rid("310104", "19850312", 22), phone=None)
+    e = rec("e", "王芳", sex="F", idn=rid("440106", "19850312", 48), phone=None)
+    assert SCORER.score(d, e).band is Band.NEW
+
+
+def _records(people: int, seed: int) -> tuple[list, list[MatchRecord]]:
+    records = Generator(seed=seed).population(people)
+    return records, [MatchRecord.build(r.record_id, name=r.name, sex=r.sex, birth_date=r.birth_date,
+                                       identifiers=[("resident-id", r.id_number)] if r.id_number else [],
+                                       phone=r.phone, address=r.address) for r in records]
+
+
+def test_em_learns_weights_ordered_like_the_evidence() -> None:
+    _, mrs = _records(10000, seed=12)
+    pairs, model = dedupe(mrs)
+    assert model.info["source"] == "EM" and model.info["pairs"] >= 5000
+    w = model.weights_table()
+    assert w["national_id"]["exact"] > w["national_id"]["one-typo"] > 0 > w["national_id"]["different"]
+    assert w["name"]["exact"] > 0 > w["name"]["different"]
+    assert w["birth_date"]["exact"] > w["birth_date"]["different"]
+
+
+def test_small_file_uses_default_weights_and_links_no_twin_or_namesake() -> None:
+    records, mrs = _records(3000, seed=11)
+    pairs, model = dedupe(mrs)
+    assert model.info["source"] != "EM"  # too few pairs to estimate from
+    truth = true_pairs(records)
+    linked = {frozenset((p.left.ref, p.right.ref)) for p in pairs if p.band is Band.LINK}
+    assert len(linked - truth) == 0  # precision 1.0 on this sample
+    assert len(linked & truth) / len(truth) > 0.9
+    by_id = {r.record_id: r for r in records}
+    for pair in linked:  # no twin or namesake ever linked
+        a, b = (by_id[x] for x in pair)
+        assert a.person_id == b.person_id
+
+
+def test_estimated_model_round_trips(tmp_path) -> None:
+    model = FellegiSunterModel.default()
+    model.save(tmp_path / "m.json")
+    again = FellegiSunterModel.load(tmp_path / "m.json")
+    assert again.weights_table() == model.weights_table()
+
+
+def test_index_finds_the_typo_duplicate_among_others() -> None:
+    index = MatchIndex()
+    index.add(rec("a", "张伟"))
+    index.add(rec("b", "李娜", dob="1990-01-01", sex="F", idn=rid("310104", "19900101", 22), phone="13911112222"))
+    index.add(rec("twin", "张伟", idn=rid("110105", "19850312", 125), phone=None, address=None))
+    typo = ZHANG[:3] + str((int(ZHANG[3]) + 1) % 10) + ZHANG[4:]
+    found = index.match(rec("new", "張偉", idn=typo, phone=None))
+    assert found[0].right.ref == "a" and found[0].band is Band.LINK
+    assert all(f.band is not Band.LINK for f in found if f.right.ref == "twin")
+    index.remove("a")
+    assert all(f.right.ref != "a" for f in index.match(rec("new", "张伟")))
+
+
+def test_clusters_union_links() -> None:
+    groups = clusters(["a", "b", "c", "d"], [("a", "b"), ("b", "c")])
+    assert sorted(map(sorted, groups)) == [["a", "b", "c"], ["d"]]
+
+
+def test_golden_record_survivorship() -> None:
+    from datetime import datetime, timedelta
+    t0 = datetime(2024, 1, 1)
+    records = [
+        SourceRecord("1", "his", t0, name="ZHANG WEI", birth_date=date(1985, 3, 21), sex="M", phone="13800000000",
+                     identifiers=[{"type": "resident-id", "value": ZHANG, "valid": True}]),
+        SourceRecord("2", "registration", t0 + timedelta(days=1), name="张伟", birth_date=date(1985, 3, 21),
+                     phone="13900000000", address="北京市朝阳区"),
+        SourceRecord("3", "batch", t0 + timedelta(days=2), name="张维", phone=None, address="北京市海淀区"),
+    ]
+    g = golden_record(records)
+    assert g.name == "张伟" and g.name_latin == "ZHANG^WEI"  # characters over pinyin, trust over recency
+    assert g.birth_date == date(1985, 3, 12)  # the ID card beats the typed (swapped) date
+    assert g.id_number == ZHANG and g.provenance["id_number"] == "1"
+    assert g.phone == "13900000000" and g.address == "北京市海淀区"  # most recent

@@ -1,0 +1,103 @@
+"""EMPI storage against PostgreSQL: register/link, review, merge with golden record, unmerge, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import pytest
+from imaging_common.empi import store
+from imaging_common.empi.identifiers import InvalidIdentifier, resident_check_char
+from imaging_common.empi.store import IncomingPerson
+
+SCHEMA_SQL = (Path(store.__file__).parent / "schema.sql").read_text()
+
+
+def rid(region: str, born: str, seq: int) -> str:
+    first = f"{region}{born}{seq:03d}"
+    return first + resident_check_char(first)
+
+
+@pytest.fixture(scope="module")
+async def pool(test_env) -> AsyncIterator[asyncpg.Pool]:
+    schema = f"empi_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(test_env["DATABASE_URL"])
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    await conn.execute(f"SET search_path = {schema}")
+    await conn.execute(SCHEMA_SQL)
+    await conn.close()
+    p = await asyncpg.create_pool(test_env["DATABASE_URL"], min_size=1, max_size=4,
+                                  server_settings={"search_path": schema})
+    yield p
+    await p.close()
+
+
+def person(name: str, idn: str | None, **kw) -> IncomingPerson:
+    return IncomingPerson(name=name, identifiers=[("resident-id", idn)] if idn else [], **kw)
+
+
+async def test_register_then_link_a_typo_duplicate_and_keep_twins_apart(pool: asyncpg.Pool) -> None:
+    idn = rid("320102", "19770415", 311)
+    typo = idn[:8] + idn[9] + idn[8] + idn[10:] if idn[8] != idn[9] else idn[:8] + "9" + idn[9:]
+    async with pool.acquire() as conn:
+        first = await store.register(conn, person("陈志强", idn, phone="13711112222"), actor="clerk1")
+        assert first.outcome == "created" and first.person.birth_date == date(1977, 4, 15)
+        again = await store.register(conn, person("陳志強", typo, phone="13711112222", source="his"), actor="his",
+                                     strict=False)
+        assert again.outcome == "linked" and again.person.empi_id == first.person.empi_id
+        twin = await store.register(conn, person("陈志刚", rid("320102", "19770415", 313), phone="13711112222"),
+                                    actor="clerk1")
+        assert twin.outcome == "created" and twin.person.empi_id != first.person.empi_id
+        assert twin.review_ids == []  # different valid IDs: not even a review item
+        hist = await store.history(conn, first.person.empi_id)
+        assert [h["action"] for h in hist] == ["register", "link"]
+        found = await store.find_by_identifier(conn, "resident-id", idn)
+        assert found is not None and found.empi_id == first.person.empi_id
+        assert first.person.id_number_masked == idn[:4] + "*" * 10 + idn[-4:]
+
+
+async def test_malformed_id_is_refused_and_nothing_is_stored(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM empi_person")
+        with pytest.raises(InvalidIdentifier):
+            await store.register(conn, person("李四", "123456"), actor="clerk1")
+        assert await conn.fetchval("SELECT count(*) FROM empi_person") == before
+
+
+async def test_review_merge_golden_record_and_unmerge(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        a = await store.register(conn, person("赵敏", None, birth_date=date(1990, 6, 1), sex="F"), actor="c")
+        b = await store.register(conn, person("赵敏", rid("110108", "19900601", 42), birth_date=date(1990, 6, 1),
+                                              sex="F", phone="13600000000"), actor="c")
+        assert b.outcome == "created" and len(b.review_ids) == 1  # name + birth date only: a person decides
+        result = await store.resolve_review(conn, b.review_ids[0], "merge", actor="clerk2", survivor=a.person.empi_id)
+        survivor = result["survivor"]
+        assert survivor.empi_id == a.person.empi_id and survivor.phone == "13600000000"
+        assert survivor.id_number == rid("110108", "19900601", 42)
+        merged = await store.get_person(conn, b.person.empi_id)
+        assert merged.status == "merged" and merged.merged_into == a.person.empi_id
+        assert (await store.get_person(conn, b.person.empi_id, follow_merged=True)).empi_id == a.person.empi_id
+        kept, restored = await store.unmerge(conn, b.person.empi_id, actor="clerk3", reason="wrong merge")
+        assert restored.status == "active" and restored.id_number == rid("110108", "19900601", 42)
+        assert kept.id_number is None and kept.phone is None
+        actions = [h["action"] for h in await store.history(conn, a.person.empi_id)]
+        assert actions[-2:] == ["merge", "unmerge"]
+        # After an unmerge the pair is known distinct: a later identical registration opens no review with it.
+        with pytest.raises(store.EmpiError):
+            await store.resolve_review(conn, b.review_ids[0], "distinct", actor="c")
+
+
+async def test_concurrent_registrations_of_one_person_make_one_person(pool: asyncpg.Pool) -> None:
+    idn = rid("510104", "19660909", 77)
+
+    async def reg() -> str:
+        async with pool.acquire() as conn:
+            res = await store.register(conn, person("杨洋", idn, phone="13900001111"), actor="c")
+            return res.person.empi_id
+
+    ids = await asyncio.gather(*(reg() for _ in range(4)))
+    assert len(set(ids)) == 1
