@@ -1,0 +1,135 @@
+"""The container image recipe (deploy/docker) and the facts the chart hard-codes about services.
+
+No Docker engine runs here, so the Dockerfile is checked as text for what the issue demands
+(multi-stage, pinned base, non-root numeric user, no compilers in the final stage, a health check,
+the service chosen by argument); its health-check script is run for real against a local server.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from imaging_common.allinone import discover_services
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
+HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
+HELPERS = REPO / "deploy" / "k8s" / "imaging-platform" / "templates" / "_helpers.tpl"
+
+
+def stages() -> list[list[str]]:
+    """Instructions of each build stage (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    out: list[list[str]] = []
+    for line in lines:
+        if line.upper().startswith("FROM "):
+            out.append([])
+        if out:
+            out[-1].append(line)
+    return out
+
+
+def test_dockerfile_is_multi_stage_with_a_pinned_base() -> None:
+    build, runtime = stages()
+    assert build[0].endswith(" AS build") and runtime[0].endswith(" AS runtime")
+    for stage in (build, runtime):
+        assert "@${PYTHON_DIGEST}" in stage[0], "base image must be pinned by digest"
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", DOCKERFILE.read_text(), re.M))
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", args["PYTHON_DIGEST"])
+    assert args["PYTHON_TAG"].startswith("3.11")
+
+
+def test_final_stage_runs_as_non_root_without_build_tools() -> None:
+    runtime = stages()[-1]
+    joined = "\n".join(runtime)
+    users = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    assert users and re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", users[-1]), "numeric non-root uid:gid"
+    for tool in ("build-essential", "gcc", "g++", "make ", "-dev ", "pip install"):
+        assert tool not in joined, f"{tool!r} in the final stage"
+    assert "COPY --from=build /opt/venv /opt/venv" in joined
+    assert any(line.startswith("HEALTHCHECK ") for line in runtime)
+    assert 'ENTRYPOINT ["python", "-m"]' in joined, "the service is chosen by the argument"
+
+
+def test_image_installs_pinned_requirements_and_every_local_package() -> None:
+    build = "\n".join(stages()[0])
+    assert "pip install -r requirements.txt" in build
+    for folder in sorted(p.name for p in (REPO / "services").iterdir() if (p / "pyproject.toml").is_file()):
+        assert f"services/{folder}" in build, f"services/{folder} not installed in the image"
+    assert "libs/common" in build
+    ignore = (REPO / ".dockerignore").read_text()
+    assert "**/tests/" in ignore and "*\n" in ignore  # context is an allow-list
+
+
+def chart_catalog() -> dict[str, dict[str, str]]:
+    text = HELPERS.read_text()
+    body = text.split('{{- define "imaging.catalog" -}}', 1)[1].split("{{- end -}}", 1)[0]
+    return yaml.safe_load(body)
+
+
+def test_chart_catalog_matches_the_installed_services() -> None:
+    installed = {spec.prefix: create_app.__module__.rsplit(".", 1)[0] for spec, create_app in discover_services()}
+    catalog = {entry["prefix"]: entry["module"] for entry in chart_catalog().values()}
+    assert catalog == installed
+
+
+def test_healthcheck_knows_every_service() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(HEALTHCHECK.read_text(), str(HEALTHCHECK), "exec"), namespace)  # noqa: S102 (our own file)
+    prefixes = namespace["PREFIXES"]
+    assert isinstance(prefixes, dict)
+    assert {k: v for k, v in prefixes.items() if k != "imaging_common.allinone"} == {
+        entry["module"]: entry["prefix"] for entry in chart_catalog().values()
+    }
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        status = 200 if self.path == "/api/worklist/healthz" else 503
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("path", "healthy"), [("/api/worklist/healthz", True), ("/api/worklist/readyz", False)])
+def test_healthcheck_script_reports_the_service_state(health_server: int, path: str, healthy: bool) -> None:
+    url = f"http://127.0.0.1:{health_server}{path}"
+    proc = subprocess.run([sys.executable, str(HEALTHCHECK)], env={"IMAGING_HEALTHCHECK_URL": url},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert (proc.returncode == 0) is healthy, proc.stderr
+
+
+def test_healthcheck_script_fails_when_nothing_listens() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/api/print/healthz"
+    proc = subprocess.run([sys.executable, str(HEALTHCHECK)], env={"IMAGING_HEALTHCHECK_URL": url},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 1 and "unhealthy" in proc.stderr
