@@ -5,6 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from worklist.adapters.dicom.scp import worklist_listener
+from worklist.adapters.events import HANDLERS
+from worklist.adapters.http import router
+from worklist.adapters.ui import ui_router
 from worklist.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -12,6 +16,10 @@ SERVICE = ServiceSpec(
     prefix="worklist",
     title="Worklist",
     migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    ui_routers=[ui_router],
+    event_handlers=HANDLERS,
+    listeners=[worklist_listener],
 )
 
 

@@ -1,7 +1,31 @@
 """Settings of the worklist service (environment variables, see CommonSettings)."""
 
+from zoneinfo import ZoneInfo
+
 from imaging_common.config import CommonSettings
 
 
 class Settings(CommonSettings):
-    pass
+    # IMAGING_WORKLIST_AE_TITLE: the AE title modalities call for MWL C-FIND and MPPS; e.g. WORKLIST
+    worklist_ae_title: str = "WORKLIST"
+    # IMAGING_WORKLIST_HOST / IMAGING_WORKLIST_PORT: where the DICOM SCP listens; e.g. 0.0.0.0 / 11113
+    worklist_host: str = "0.0.0.0"
+    worklist_port: int = 11113
+    # IMAGING_WORKLIST_REQUIRE_CALLED_AE: refuse associations addressed to another AE title
+    worklist_require_called_ae: bool = True
+    # IMAGING_WORKLIST_MAX_RESULTS: C-FIND answers at most this many items, then fails with A700
+    # ("Out of Resources") and a comment asking to narrow the query; e.g. 1000
+    worklist_max_results: int = 1000
+    # IMAGING_WORKLIST_TIMEZONE: DICOM dates and times carry no zone; ours are wall time here
+    worklist_timezone: str = "Asia/Shanghai"
+    # IMAGING_WORKLIST_REPLY_CHARSET: the set for replies with non-ASCII text when the modality's
+    # own set cannot carry it (or it declared none); "ISO_IR 192" (UTF-8) or "GB18030"
+    worklist_reply_charset: str = "ISO_IR 192"
+    # IMAGING_WORKLIST_MAX_ASSOCIATIONS: concurrent modality associations; e.g. 20
+    worklist_max_associations: int = 20
+    # IMAGING_WORKLIST_CODING_SCHEME: Coding Scheme Designator of our local exam codes; e.g. 99IMG
+    worklist_coding_scheme: str = "99IMG"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.worklist_timezone)

@@ -1,0 +1,84 @@
+"""Fixtures of the worklist tests: a migrated schema and pool, a running SCP on a free port,
+and `world`, which builds steps whose identifiers and station AE title are unique to the test
+(the database is shared by the whole session)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from imaging_common import db
+from imaging_common.testing import free_port
+from worklist.adapters.dicom.scp import WorklistSCP
+from worklist.app import SERVICE
+from worklist.domain import steps
+from worklist.settings import Settings
+
+TZ = ZoneInfo("Asia/Shanghai")
+FINDSCU = "/usr/bin/findscu"  # DCMTK's; pynetdicom installs its own findscu earlier on PATH
+
+
+@pytest.fixture(scope="session")
+async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=10)
+    yield p
+    await p.close()
+
+
+def scp_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"worklist_port": free_port(), "worklist_host": "127.0.0.1"}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+async def scp(pool: asyncpg.Pool) -> AsyncIterator[WorklistSCP]:
+    server = WorklistSCP(pool, scp_settings(), asyncio.get_running_loop())
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+def now_local() -> datetime:
+    return datetime.now(TZ).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass
+class World:
+    conn: asyncpg.Connection
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8].upper())
+
+    @property
+    def station(self) -> str:
+        return f"ST{self.tag}"  # 10 characters: a valid AE title no other test uses
+
+    def id(self, name: str) -> str:
+        return f"{name}{self.tag}"
+
+    async def step(self, n: int = 1, **fields: Any) -> steps.StepData:
+        values: dict[str, Any] = {
+            "accession_number": self.id(f"A{n}"), "protocol_code": "CT-CHEST", "patient_id": self.id(f"P{n}"),
+            "patient_name": "ZHANG^SAN=张^三", "modality": "CT", "station_ae_title": self.station,
+            "station_name": "CT1", "location": "CT-Room-1", "room_id": self.id("room"),
+            "start_at": now_local().replace(hour=9, minute=0, second=0) + timedelta(minutes=n),
+            "description": "胸部CT平扫", "requested_procedure_id": self.id(f"R{n}"), "birth_date": None,
+            "sex": "M",
+        }
+        values.update(fields)
+        data = steps.StepData(**values)
+        await steps.import_steps(self.conn, [data])
+        return data
+
+
+@pytest.fixture
+async def world(pool: asyncpg.Pool) -> AsyncIterator[World]:
+    async with pool.acquire() as conn:
+        yield World(conn)

@@ -1,0 +1,123 @@
+"""Steps from events: orders, appointments (booked, rescheduled, cancelled), arrival, patient updates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from imaging_common.events.types import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentInfo,
+    AppointmentRescheduled,
+    ExamItem,
+    OrderCancelled,
+    OrderCreated,
+    PatientArrived,
+    PatientRef,
+    PatientUpdated,
+)
+from worklist.domain import steps
+from worklist.domain.query import StepQuery, find_steps
+
+from .conftest import TZ, World
+
+
+def patient(w: World, name: str = "张三", latin: str | None = "ZHANG^SAN") -> PatientRef:
+    return PatientRef(empi_id=w.id("E"), patient_id=w.id("P"), name=name, name_latin=latin, sex="M")
+
+
+def order(w: World, *codes: str) -> OrderCreated:
+    return OrderCreated(
+        order_id=w.id("O"), accession_number=w.id("A"), requested_procedure_id=w.id("R"),
+        study_instance_uid=f"1.2.826.0.1.{int(w.tag, 16)}", patient=patient(w), ordering_doctor="LI^SI=李^四",
+        ordering_department="呼吸科", clinical_diagnosis="咳嗽待查", ward="5病区", bed="12",
+        items=[ExamItem(code=c, name=f"{c} 检查", modality="CT") for c in codes or ("CT-CHEST",)],
+        special={"critical": True}, priority="urgent", ordered_at=datetime(2030, 3, 1, 1, 0, tzinfo=UTC),
+    )
+
+
+def appointment(w: World, start: datetime, code: str = "CT-CHEST", room: str = "R1") -> AppointmentInfo:
+    return AppointmentInfo(
+        appointment_id=w.id("AP"), order_id=w.id("O"), accession_number=w.id("A"), patient=patient(w),
+        exam_code=code, exam_name="胸部CT平扫", modality="CT", room_id=w.id(room), room_name=f"CT室{room}",
+        station_ae_title=w.station, start=start, end=start + timedelta(minutes=15),
+    )
+
+
+async def active(w: World) -> list:
+    return await find_steps(w.conn, StepQuery(accession_number=w.id("A")))
+
+
+async def test_order_creates_one_step_per_item_on_the_order_day(world: World) -> None:
+    ids = await steps.apply_order_created(world.conn, order(world, "CT-CHEST", "CT-HEAD"), TZ)
+    assert len(ids) == 2
+    rows = await active(world)
+    assert {r["protocol_code"] for r in rows} == {"CT-CHEST", "CT-HEAD"}
+    row = rows[0]
+    assert row["patient_name"] == "ZHANG^SAN=张三"
+    assert row["pn_alpha"] == "ZHANG^SAN" and row["pn_ideo"] == "张三"
+    assert row["start_at"] == datetime(2030, 3, 1, 9, 0)  # 01:00 UTC is 09:00 in Shanghai
+    assert row["priority"] == "urgent" and "危重" in row["medical_alerts"]
+    assert row["current_location"] == "5病区 12" and row["referring_physician"] == "LI^SI=李^四"
+    assert row["sps_id"].startswith("S") and len(row["sps_id"]) <= 16
+
+
+async def test_appointment_sets_time_room_and_station_and_keeps_order_data(world: World) -> None:
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    start = datetime(2030, 3, 2, 2, 30, tzinfo=UTC)
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, start)), TZ)
+    [row] = await active(world)
+    assert row["start_at"] == datetime(2030, 3, 2, 10, 30)
+    assert row["station_ae_title"] == world.station and row["location"] == "CT室R1"
+    assert row["requested_procedure_id"] == world.id("R")  # from the order, not lost
+    assert row["appointment_id"] == world.id("AP")
+
+
+async def test_appointment_before_order_then_order_fills_in(world: World) -> None:
+    start = datetime(2030, 3, 2, 2, 30, tzinfo=UTC)
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, start)), TZ)
+    [row] = await active(world)
+    assert row["source"] == "appointment" and row["study_instance_uid"].startswith("2.25.")
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    [row] = await active(world)
+    assert row["start_at"] == datetime(2030, 3, 2, 10, 30)  # the appointment's time stays
+    assert row["study_instance_uid"] == f"1.2.826.0.1.{int(world.tag, 16)}"
+
+
+async def test_reschedule_moves_and_cancel_removes_at_once(world: World) -> None:
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    first = datetime(2030, 3, 2, 2, 30, tzinfo=UTC)
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, first)), TZ)
+    later = datetime(2030, 3, 5, 6, 0, tzinfo=UTC)
+    await steps.apply_appointment(world.conn, AppointmentRescheduled(
+        appointment=appointment(world, later, room="R2"), previous_start=first, previous_room_id=world.id("R1")), TZ)
+    [row] = await active(world)
+    assert row["start_at"] == datetime(2030, 3, 5, 14, 0) and row["room_id"] == world.id("R2")
+    changed = await steps.apply_appointment_cancelled(world.conn, AppointmentCancelled(
+        appointment_id=world.id("AP"), order_id=world.id("O"), accession_number=world.id("A"), reason="patient"))
+    assert changed == 1
+    assert await active(world) == []
+    # booking again brings it back
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, later)), TZ)
+    assert len(await active(world)) == 1
+
+
+async def test_order_cancelled_and_arrival_and_patient_update(world: World) -> None:
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    await steps.apply_patient_arrived(world.conn, PatientArrived(
+        order_id=world.id("O"), accession_number=world.id("A"), patient=patient(world), queue_id="q",
+        queue_number="CT001", arrived_at=datetime.now(UTC)))
+    [row] = await active(world)
+    assert row["arrived_at"] is not None
+    await steps.apply_patient_updated(world.conn, PatientUpdated(patient=patient(world, "张叁", "ZHANG^SAN")))
+    [row] = await active(world)
+    assert row["patient_name"] == "ZHANG^SAN=张叁" and row["pn_ideo"] == "张叁"
+    await steps.apply_order_cancelled(world.conn, OrderCancelled(order_id=world.id("O"), accession_number=world.id("A")))
+    assert await active(world) == []
+
+
+async def test_import_is_an_upsert_and_replaces_data(world: World) -> None:
+    await world.step(1)
+    await world.step(1, patient_name="LI^SI=李^四")
+    rows = await find_steps(world.conn, StepQuery(station_ae_title=world.station))
+    assert len(rows) == 1 and rows[0]["patient_name"] == "LI^SI=李^四"

@@ -1,0 +1,1 @@
+"""DICOM side of the worklist: the MWL C-FIND and MPPS SCP (pynetdicom), thin over the domain."""

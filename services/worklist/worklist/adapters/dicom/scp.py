@@ -1,0 +1,260 @@
+"""The worklist's DICOM listener: MWL C-FIND, MPPS N-CREATE/N-SET and C-ECHO under one AE title.
+
+pynetdicom runs each association in its own thread; our data lives behind asyncpg in the
+service's event loop. The bridge is explicit:
+- C-FIND: a coroutine on the loop (`asyncio.run_coroutine_threadsafe`) reads matching rows
+  through a cursor and hands them over a bounded `queue.Queue`; the association thread turns
+  each into a pending response as it arrives, so the first item reaches the modality before
+  the last one is read. It polls for C-CANCEL between rows and tells the reader to stop.
+- N-CREATE / N-SET: the thread waits for the domain coroutine's result (bounded by a timeout).
+Nothing here blocks the event loop; nothing raises out of a handler (an exception would make
+pynetdicom answer "processing failure", never abort the association, but we answer precisely).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+from imaging_common import audit
+from imaging_common.dicom import choose_reply_charset
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    Verification,
+)
+
+from worklist.adapters.dicom.mpps import failure_status, parse_create, parse_set
+from worklist.adapters.dicom.mwl import (
+    IdentifierError,
+    ParsedQuery,
+    build_reply,
+    parse_identifier,
+    reply_texts,
+)
+from worklist.domain import mpps as mpps_domain
+from worklist.domain.mpps import MppsError
+from worklist.domain.query import stream_steps
+from worklist.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PENDING, PENDING_WARNING = 0xFF00, 0xFF01
+CANCELLED, OUT_OF_RESOURCES, UNABLE_TO_PROCESS = 0xFE00, 0xA700, 0xC001
+_DONE = object()
+QUEUE_DEPTH = 256  # rows read ahead of the sending thread
+CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
+REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
+
+
+def _status(code: int, comment: str | None = None, offending: list[int] | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]
+    if offending:
+        ds.OffendingElement = offending
+    return ds
+
+
+class WorklistSCP:
+    """One AE answering MWL C-FIND and MPPS; `start()` binds the port, `stop()` closes it."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.loop = loop
+        self.tz = settings.tz
+        self.server: Any = None
+        self.ae = AE(ae_title=settings.worklist_ae_title)
+        self.ae.require_called_aet = settings.worklist_require_called_ae
+        self.ae.maximum_associations = settings.worklist_max_associations
+        self.ae.maximum_pdu_size = 0  # no limit on our side; the peer's limit applies to what we send
+        for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
+            self.ae.add_supported_context(sop_class)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_N_CREATE, self.on_n_create),
+            (evt.EVT_N_SET, self.on_n_set),
+        ]
+        self.server = self.ae.start_server(
+            (self.settings.worklist_host, self.settings.worklist_port), block=False, evt_handlers=handlers)
+        log.info("worklist SCP %s listening on %s:%s", self.settings.worklist_ae_title,
+                 self.settings.worklist_host, self.settings.worklist_port)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1]) if self.server else self.settings.worklist_port
+
+    # -- C-FIND ------------------------------------------------------------------------------
+
+    def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        calling = event.assoc.requestor.ae_title
+        try:
+            parsed = parse_identifier(event.identifier)
+        except IdentifierError as exc:
+            log.info("C-FIND from %s refused: %s", calling, exc.comment)
+            yield _status(exc.status, exc.comment, exc.offending), None
+            return
+        except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot even read
+            yield _status(0xA900, f"identifier cannot be read: {type(exc).__name__}"), None
+            return
+
+        limit = self.settings.worklist_max_results
+        rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        stop = threading.Event()
+        reader = asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
+        pending = PENDING_WARNING if parsed.unsupported else PENDING
+        sent = 0
+        try:
+            while True:
+                if event.is_cancelled:
+                    yield CANCELLED, None
+                    return
+                try:
+                    row = rows.get(timeout=CANCEL_POLL)
+                except queue.Empty:
+                    continue
+                if row is _DONE:
+                    break
+                if isinstance(row, BaseException):
+                    log.error("worklist query failed: %r", row)
+                    yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
+                    return
+                if sent == limit:
+                    yield _status(OUT_OF_RESOURCES, f"more than {limit} matches: narrow the query"), None
+                    return
+                yield pending, self._reply(row, parsed)
+                sent += 1
+            yield 0x0000, None
+        finally:
+            stop.set()  # the reader stops at its next row (cancel, limit, closed association)
+            with contextlib.suppress(Exception):
+                reader.result(timeout=REQUEST_TIMEOUT)
+
+    def _reply(self, row: Any, parsed: ParsedQuery) -> Dataset:
+        reply = build_reply(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
+        charset = choose_reply_charset(
+            reply_texts(reply), requested=parsed.charsets, fallback=self.settings.worklist_reply_charset)
+        if charset is not None:
+            reply.SpecificCharacterSet = charset
+        return reply
+
+    async def _read(self, parsed: ParsedQuery, rows: queue.Queue[Any], stop: threading.Event, limit: int,
+                    calling: str) -> None:
+        """On the loop: stream matching rows into `rows`, then _DONE (or the exception)."""
+        count = 0
+        try:
+            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+                async for row in stream_steps(conn, parsed.query, limit=limit):
+                    if not await self._put(rows, row, stop):
+                        break
+                    count += 1
+            await self._put(rows, _DONE, stop)
+        except BaseException as exc:  # handed to the thread, which answers with a failure status
+            await self._put(rows, exc, stop)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        with contextlib.suppress(Exception):  # the audit trail must not fail the modality's query
+            async with self.pool.acquire() as conn:
+                await audit.record(conn, actor=f"dicom:{calling}", action="read", entity="worklist",
+                                   detail={"protocol": "MWL C-FIND", "matches": count,
+                                           "query": _summary(parsed)})
+
+    @staticmethod
+    async def _put(rows: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            try:
+                rows.put_nowait(item)
+                return True
+            except queue.Full:
+                await asyncio.sleep(0.002)  # the sender is behind; wait without blocking the loop
+        return False
+
+    # -- MPPS --------------------------------------------------------------------------------
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=REQUEST_TIMEOUT)
+
+    def on_n_create(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
+        req = event.request
+        uid = req.AffectedSOPInstanceUID or generate_uid()
+        calling = event.assoc.requestor.ae_title
+        try:
+            step = parse_create(event.attribute_list, self.tz)
+            self._run(self._create(uid, step, calling))
+        except MppsError as exc:
+            log.info("MPPS N-CREATE %s from %s refused: %s", uid, calling, exc.comment)
+            return failure_status(exc), None
+        except Exception:
+            log.exception("MPPS N-CREATE %s failed", uid)
+            return _status(0x0110, "processing failure"), None
+        reply = Dataset()
+        if not req.AffectedSOPInstanceUID:
+            reply.AffectedSOPInstanceUID = uid  # pynetdicom moves it to the response command
+        return 0x0000, reply
+
+    async def _create(self, uid: str, step: mpps_domain.PerformedStep, calling: str) -> None:
+        async with self.pool.acquire() as conn:
+            await mpps_domain.create(conn, uid, step, calling_ae_title=calling)
+
+    def on_n_set(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
+        uid = event.request.RequestedSOPInstanceUID
+        try:
+            change = parse_set(event.modification_list, self.tz)
+            self._run(self._update(uid, change))
+        except MppsError as exc:
+            log.info("MPPS N-SET %s refused: %s", uid, exc.comment)
+            return failure_status(exc), None
+        except Exception:
+            log.exception("MPPS N-SET %s failed", uid)
+            return _status(0x0110, "processing failure"), None
+        return 0x0000, Dataset()
+
+    async def _update(self, uid: str, change: mpps_domain.PerformedStep) -> None:
+        async with self.pool.acquire() as conn:
+            await mpps_domain.update(conn, uid, change)
+
+
+def _summary(parsed: ParsedQuery) -> dict[str, Any]:
+    q = parsed.query
+    out = {k: v for k, v in vars(q).items() if v not in (None, [], "") and k != "start"}
+    if q.start is not None:
+        out["start"] = [str(q.start.start), str(q.start.end)]
+    return out
+
+
+@contextlib.asynccontextmanager
+async def worklist_listener(ctx: Any) -> AsyncIterator[WorklistSCP]:
+    """ServiceSpec listener: the SCP runs while the service runs (`ctx.extras["worklist_scp"]`)."""
+    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+    scp = WorklistSCP(ctx.pool, settings, asyncio.get_running_loop())
+    await asyncio.to_thread(scp.start)
+    ctx.extras["worklist_scp"] = scp
+    started = time.monotonic()
+    try:
+        yield scp
+    finally:
+        ctx.extras.pop("worklist_scp", None)
+        await asyncio.to_thread(scp.stop)
+        log.info("worklist SCP stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,25 @@
+"""The technologists' page `/ui/worklist/`: today's list per room.
+
+The page itself holds no patient data, so it is served without a token; it loads everything
+through `/api/worklist/...` with the user's bearer token (roles checked there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, RedirectResponse
+
+ui_router = APIRouter(tags=["pages"], include_in_schema=False)
+PAGE = Path(__file__).resolve().parent.parent / "static" / "worklist.html"
+
+
+@ui_router.get("")
+async def page_redirect() -> RedirectResponse:
+    return RedirectResponse("/ui/worklist/")
+
+
+@ui_router.get("/")
+async def page() -> FileResponse:
+    return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
