@@ -1,10 +1,12 @@
-"""App factory of the print scp service."""
+"""App factory of the print scp service: DICOM print SCP listener, films API, review page."""
 
 from pathlib import Path
 
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from print_scp.adapters.events_in import EVENT_HANDLERS
+from print_scp.adapters.listener import print_listener
 from print_scp.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -12,6 +14,8 @@ SERVICE = ServiceSpec(
     prefix="print",
     title="Print SCP",
     migrations=Path(__file__).parent / "migrations",
+    event_handlers=EVENT_HANDLERS,
+    listeners=(print_listener,),
 )
 
 

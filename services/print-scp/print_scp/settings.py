@@ -1,7 +1,51 @@
 """Settings of the print scp service (environment variables, see CommonSettings)."""
 
+from __future__ import annotations
+
+from pydantic import Field
+
 from imaging_common.config import CommonSettings
 
 
 class Settings(CommonSettings):
-    pass
+    # IMAGING_PRINT_HOST / IMAGING_PRINT_PORT: where the DICOM print SCP listens, e.g. 0.0.0.0:11112.
+    print_host: str = "0.0.0.0"
+    print_port: int = 11112
+    # IMAGING_PRINT_AE_TITLE: the AE title modalities print to, e.g. PRINT_SCP.
+    print_ae_title: str = Field("PRINT_SCP", max_length=16)
+    # IMAGING_PRINT_MAX_PDU: largest PDU we receive (bytes); big PDUs move 8 MB images faster.
+    print_max_pdu: int = 4 * 1024 * 1024
+    # IMAGING_PRINT_DIMSE_TIMEOUT / IMAGING_PRINT_NETWORK_TIMEOUT: seconds before a silent peer is dropped.
+    print_dimse_timeout: float = 60.0
+    print_network_timeout: float = 120.0
+    # Printer Module (PS3.3 C.13.9) answered to N-GET of the Printer SOP instance.
+    print_printer_name: str = "IMAGING VIRTUAL PRINTER"
+    print_manufacturer: str = "Imaging Platform"
+    print_model: str = "WS/T 597 virtual film printer"
+    print_serial: str = "VP-0001"
+    # IMAGING_PRINT_EVENT_REPORTS: send the Printer N-EVENT-REPORT (NORMAL) after each print.
+    print_event_reports: bool = True
+    # IMAGING_PRINT_RENDER_DPI: film resolution of the stored sheet (14x17 in at 150 dpi = 2100x2550).
+    print_render_dpi: int = 150
+    # IMAGING_PRINT_PREVIEW_MAX: longest side in pixels of the PNG preview.
+    print_preview_max: int = 1024
+    # IMAGING_PRINT_STORE: "directory" (under IMAGING_PRINT_STORE_DIR, default $IMAGING_DATA_DIR/print)
+    # or "s3" (not implemented yet: the FilmStore interface is where it goes).
+    print_store: str = "directory"
+    print_store_dir: str | None = None
+    # IMAGING_PRINT_PATIENT_ID_PATTERN / IMAGING_PRINT_ACCESSION_PATTERN: formats OCR candidates must
+    # have to count as identifiers (regular expressions, full match), e.g. "P\\d{8}" and "A\\d{10}".
+    print_patient_id_pattern: str = r"[A-Z]{0,3}\d{5,12}"
+    print_accession_pattern: str = r"[A-Z]{0,3}\d{6,14}"
+    # IMAGING_PRINT_OCR_WINDOW_HOURS: studies active this long before the print time are candidates.
+    print_ocr_window_hours: int = 36
+    # IMAGING_PRINT_TESSERACT: the OCR engine binary.
+    print_tesseract: str = "/usr/bin/tesseract"
+    # IMAGING_PRINT_SHARE_MAX_DAYS: longest validity of a cloud-film share link (regional cloud spec).
+    print_share_max_days: int = 30
+    # IMAGING_PRINT_SHARE_MAX_ATTEMPTS: wrong identity checks before a share link locks.
+    print_share_max_attempts: int = 5
+    # IMAGING_PRINT_PUBLIC_BASE_URL: base of links printed in QR codes, e.g. https://imaging.hospital.cn
+    print_public_base_url: str = "http://localhost:8080"
+    # IMAGING_PRINT_KIOSK_KEY: shared secret of the self-service kiosks (header X-Kiosk-Key); unset = kiosk off.
+    print_kiosk_key: str | None = None

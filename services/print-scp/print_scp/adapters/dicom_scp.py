@@ -1,0 +1,318 @@
+"""The DICOM print SCP (pynetdicom): thin handlers over `PrintAssociation`, bridged to the event loop.
+
+pynetdicom runs each association in its own thread, and every handler below runs in that thread.
+Work that needs the database or the film store (accepting a print job) is handed to the asyncio
+loop with `run_coroutine_threadsafe` and waited for, so the modality is answered only once the
+job is durable; nothing here ever runs inside the event loop itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import Verification
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from print_scp.adapters.film_pipeline import FilmPipeline
+from print_scp.domain import statuses as st
+from print_scp.domain.print_session import (
+    ANNOTATION_BOX, COLOR_IMAGE_BOX, COLOR_META, FILM_BOX, FILM_SESSION, GRAYSCALE_IMAGE_BOX, GRAYSCALE_META,
+    PRESENTATION_LUT, PRINT_CLASSES, PRINT_JOB, PRINTER, PRINTER_INSTANCE, PrintAssociation, classes_of_context,
+    printer_attributes,
+)
+from print_scp.domain.statuses import PrintFailure
+from print_scp.settings import Settings
+
+log = logging.getLogger(__name__)
+TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
+# Contexts accepted: both meta SOP classes, and what scanners add beside them (Print Job, Basic
+# Annotation Box, Presentation LUT, the Printer alone), so their associations are not refused.
+ACCEPTED = [GRAYSCALE_META, COLOR_META, PRESENTATION_LUT, PRINT_JOB, ANNOTATION_BOX, PRINTER, FILM_SESSION,
+            FILM_BOX, GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX]
+PRINTER_EVENT_NORMAL = 1  # N-EVENT-REPORT Event Type ID of the Printer: NORMAL (PS3.4 H.4.6.1.1)
+ACCEPT_TIMEOUT = 120.0  # seconds the association thread waits for a job to become durable
+
+
+def _status(code: int, comment: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]
+    return ds
+
+
+def _materialize(ds: Dataset) -> Dataset:
+    """Decode every element now, so a malformed value fails this request instead of a later one."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _materialize(item)
+        else:
+            _ = elem.value
+    return ds
+
+
+class PrintScp:
+    def __init__(self, *, settings: Settings, pipeline: FilmPipeline, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings, self.pipeline, self.loop = settings, pipeline, loop
+        self._states: dict[int, PrintAssociation] = {}
+        self._session_ids: dict[int, str] = {}
+        self._pending_reports: set[int] = set()
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self.calibrated_at = datetime.now(UTC)
+        self.broken_sessions = 0
+        self.message_id = 0x4000
+
+    # ---- server ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        ae = AE(ae_title=s.print_ae_title)
+        ae.maximum_pdu_size = s.print_max_pdu
+        ae.dimse_timeout = s.print_dimse_timeout
+        ae.network_timeout = s.print_network_timeout
+        ae.acse_timeout = 30
+        ae.require_called_aet = True
+        ae.maximum_associations = 32
+        for uid in ACCEPTED:
+            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
+        handlers: list[tuple[Any, Callable[..., Any]]] = [
+            (evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_N_CREATE, self._guard(self._n_create)),
+            (evt.EVT_N_SET, self._guard(self._n_set)), (evt.EVT_N_GET, self._guard(self._n_get)),
+            (evt.EVT_N_ACTION, self._guard(self._n_action)), (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
+            (evt.EVT_DIMSE_SENT, self._on_sent), (evt.EVT_RELEASED, self._on_end), (evt.EVT_ABORTED, self._on_end),
+            (evt.EVT_CONN_CLOSE, self._on_end),
+        ]
+        self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
+        log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, s.print_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # ---- association life ------------------------------------------------------------------
+
+    @staticmethod
+    def _on_open(event: evt.Event) -> None:
+        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if sock is not None:  # small DIMSE responses must not wait for Nagle's algorithm
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _state(self, event: evt.Event) -> PrintAssociation:
+        key = id(event.assoc)
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                accepted = {cx.abstract_syntax for cx in event.assoc.accepted_contexts}
+                req = event.assoc.requestor
+                state = PrintAssociation(
+                    calling_ae=str(req.ae_title).strip(), called_ae=self.settings.print_ae_title,
+                    peer=f"{req.address}:{req.port}", print_job_class=PRINT_JOB in accepted,
+                    annotation_class=ANNOTATION_BOX in accepted)
+                self._states[key] = state
+            return state
+
+    def _on_end(self, event: evt.Event) -> None:
+        key = id(event.assoc)
+        with self._lock:
+            state = self._states.pop(key, None)
+            self._session_ids.pop(key, None)
+            self._pending_reports.discard(key)
+        if state is not None and state.unprinted_films():
+            self.broken_sessions += 1
+            log.warning("association from %s ended with %d unprinted film box(es); nothing was printed from them",
+                        state.calling_ae, state.unprinted_films())
+
+    # ---- dispatch --------------------------------------------------------------------------
+
+    def _guard(self, handler: Callable[[evt.Event], Any], *, status_only: bool = False) -> Callable[[evt.Event], Any]:
+        """Every failure becomes a DIMSE status; the association and the process carry on.
+
+        N-DELETE handlers answer a status alone, the others a (status, dataset) pair.
+        """
+
+        def run(event: evt.Event) -> Any:
+            try:
+                return handler(event)
+            except PrintFailure as exc:
+                failure = _status(exc.status, exc.comment)
+            except Exception as exc:
+                log.exception("print SCP handler failed")
+                failure = _status(st.PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
+            return failure if status_only else (failure, None)
+
+        return run
+
+    @staticmethod
+    def _class(event: evt.Event, requested: bool) -> str:
+        req = event.request
+        sop_class = str(req.RequestedSOPClassUID if requested else req.AffectedSOPClassUID)
+        if sop_class not in PRINT_CLASSES or sop_class not in classes_of_context(event.context.abstract_syntax):
+            raise PrintFailure(st.NO_SUCH_SOP_CLASS, f"SOP class {sop_class} not on this presentation context")
+        return sop_class
+
+    @staticmethod
+    def _dataset(event: evt.Event, attr: str, failure: int) -> Dataset:
+        try:
+            return _materialize(getattr(event, attr))
+        except Exception as exc:
+            raise PrintFailure(failure, f"malformed dataset: {type(exc).__name__}") from None
+
+    def _n_create(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
+        sop_class = self._class(event, requested=False)
+        state = self._state(event)
+        uid = event.request.AffectedSOPInstanceUID
+        uid = str(uid) if uid else None
+        ds = self._dataset(event, "attribute_list", st.ATTRIBUTE_LIST_ERROR)
+        if sop_class == FILM_SESSION:
+            new_uid, out, code = state.create_film_session(uid, ds)
+            with self._lock:
+                self._session_ids[id(event.assoc)] = str(uuid.uuid4())
+        elif sop_class == FILM_BOX:
+            new_uid, out, code = state.create_film_box(uid, ds, color=event.context.abstract_syntax == COLOR_META)
+        elif sop_class == PRESENTATION_LUT:
+            new_uid, out = state.create_presentation_lut(uid, ds)
+            code = st.SUCCESS
+        else:
+            raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-CREATE is not defined for this SOP class")
+        if uid is None:
+            out.AffectedSOPInstanceUID = new_uid  # pynetdicom moves it into the response command
+        return _status(code), out
+
+    def _n_set(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
+        sop_class = self._class(event, requested=True)
+        state = self._state(event)
+        uid = str(event.request.RequestedSOPInstanceUID)
+        ds = self._dataset(event, "modification_list", st.INVALID_ATTRIBUTE_VALUE)
+        code = st.SUCCESS
+        if sop_class == FILM_SESSION:
+            out = state.set_film_session(uid, ds)
+        elif sop_class == FILM_BOX:
+            out, code = state.set_film_box(uid, ds)
+        elif sop_class in (GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX):
+            out, code = state.set_image_box(sop_class, uid, ds)
+        elif sop_class == ANNOTATION_BOX:
+            out = state.set_annotation_box(uid, ds)
+        else:
+            raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-SET is not defined for this SOP class")
+        return _status(code), out
+
+    def _n_get(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
+        sop_class = self._class(event, requested=True)
+        uid = str(event.request.RequestedSOPInstanceUID)
+        if sop_class == PRINTER:
+            if uid != PRINTER_INSTANCE:
+                raise PrintFailure(st.NO_SUCH_SOP_INSTANCE, f"the Printer instance is {PRINTER_INSTANCE}")
+            s = self.settings
+            ds = printer_attributes(name=s.print_printer_name, manufacturer=s.print_manufacturer,
+                                    model=s.print_model, serial=s.print_serial, software="print_scp 0.1",
+                                    calibrated_at=self.calibrated_at)
+        elif sop_class == PRINT_JOB:
+            ds = self._state(event).get_print_job(uid, self.settings.print_printer_name)
+        else:
+            raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-GET is not defined for this SOP class")
+        wanted = event.attribute_identifiers
+        if wanted:  # only what was asked for (PS3.7 10.1.2.1.4); unknown tags are simply absent
+            tags = {int(t) for t in wanted}
+            for elem in list(ds):
+                if int(elem.tag) not in tags:
+                    del ds[elem.tag]
+        return _status(st.SUCCESS), ds
+
+    def _n_action(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
+        sop_class = self._class(event, requested=True)
+        state = self._state(event)
+        uid = str(event.request.RequestedSOPInstanceUID)
+        if sop_class not in (FILM_SESSION, FILM_BOX):
+            raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-ACTION is not defined for this SOP class")
+        if event.action_type != 1:
+            raise PrintFailure(st.NO_SUCH_ACTION, f"action type {event.action_type}: only 1 (print)")
+        if sop_class == FILM_BOX:
+            jobs, code, reply = state.print_film_box(uid)
+        else:
+            jobs, code, reply = state.print_film_session(uid)
+        if jobs:
+            session_id = self._session_ids.get(id(event.assoc)) or str(uuid.uuid4())
+            future = asyncio.run_coroutine_threadsafe(self.pipeline.accept(jobs, session_id=session_id), self.loop)
+            try:
+                future.result(timeout=ACCEPT_TIMEOUT)
+            except Exception as exc:
+                log.exception("print job not accepted")
+                for job in jobs:
+                    state.film_boxes[job.film_box_uid].printed = False
+                    state.mark_job(job.job_uid, "FAILURE")
+                raise PrintFailure(st.PROCESSING_FAILURE, f"job not stored: {type(exc).__name__}") from None
+            for job in jobs:
+                state.mark_job(job.job_uid, "DONE")
+            if self.settings.print_event_reports:
+                with self._lock:
+                    self._pending_reports.add(id(event.assoc))
+        return _status(code), reply if len(reply) else None
+
+    def _n_delete(self, event: evt.Event) -> Dataset:
+        sop_class = self._class(event, requested=True)
+        state = self._state(event)
+        uid = str(event.request.RequestedSOPInstanceUID)
+        if sop_class == FILM_SESSION:
+            state.delete_film_session(uid)
+        elif sop_class == FILM_BOX:
+            state.delete_film_box(uid)
+        elif sop_class == PRESENTATION_LUT:
+            state.delete_presentation_lut(uid)
+        else:
+            raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-DELETE is not defined for this SOP class")
+        return _status(st.SUCCESS)
+
+    # ---- printer status reports ------------------------------------------------------------
+
+    def _on_sent(self, event: evt.Event) -> None:
+        """Right after a print's N-ACTION-RSP went out, tell the SCU the printer is NORMAL.
+
+        Sent from the association's own thread between two messages (the SCU is not waiting for
+        anything of ours then), without blocking for the reply: pynetdicom's send_n_event_report
+        waits for the reactor it would be running in. The SCU's N-EVENT-REPORT-RSP arrives later
+        and is discarded by the reactor as an unsolicited response.
+        """
+        if type(event.message).__name__ != "N_ACTION_RSP":
+            return
+        key = id(event.assoc)
+        with self._lock:
+            if key not in self._pending_reports:
+                return
+            self._pending_reports.discard(key)
+            self.message_id = (self.message_id + 1) & 0xFFFF
+            msg_id = self.message_id
+        context_id = event.message.context_id
+        context = next((cx for cx in event.assoc.accepted_contexts if cx.context_id == context_id), None)
+        if context is None or PRINTER not in classes_of_context(context.abstract_syntax):
+            return
+        req = N_EVENT_REPORT()
+        req.MessageID = msg_id
+        req.AffectedSOPClassUID = PRINTER
+        req.AffectedSOPInstanceUID = PRINTER_INSTANCE
+        req.EventTypeID = PRINTER_EVENT_NORMAL
+        info = Dataset()
+        info.PrinterName = self.settings.print_printer_name
+        ts = context.transfer_syntax[0]
+        encoded = encode(info, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        if encoded is not None:
+            req.EventInformation = BytesIO(encoded)
+        try:
+            event.assoc.dimse.send_msg(req, context_id)
+        except Exception:  # a report is a courtesy; never let it break the association
+            log.exception("printer N-EVENT-REPORT not sent")

@@ -1,0 +1,141 @@
+"""SQL of the print_scp schema: studies, film sessions, films, share links (migrations 0002)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from print_scp.domain.matching import KnownStudy
+from print_scp.domain.print_session import FilmJob
+
+FILM_COLUMNS = """id, session_id, film_box_uid, print_job_uid, status, failure, printed_at, calling_ae_title, copies,
+    priority, medium_type, destination, film_size, orientation, display_format, session_label, owner_id,
+    image_count, collated, sent_study_uids, dicom_key, png_key, sop_instance_uid, width, height, match_status,
+    match_method, match_confidence, match_detail, study_instance_uid, accession_number, patient_id, empi_id,
+    patient_name, matched_by, matched_at, handed_over_at, handed_over_by"""
+
+
+def _study(row: asyncpg.Record) -> KnownStudy:
+    return KnownStudy(row["study_instance_uid"], row["accession_number"], row["patient_id"], row["empi_id"],
+                      row["patient_name"])
+
+
+async def insert_session(conn: asyncpg.Connection, *, session_id: str, job: FilmJob) -> None:
+    await conn.execute(
+        """INSERT INTO film_sessions (id, sop_instance_uid, calling_ae_title, called_ae_title, peer, attributes,
+               study_uids) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING""",
+        session_id, job.session_uid, job.calling_ae, job.called_ae, job.peer, json.dumps(job.session),
+        job.study_uids,
+    )
+
+
+async def insert_film(conn: asyncpg.Connection, *, session_id: str, job: FilmJob, spool_key: str) -> None:
+    s, f = job.session, job.film
+    await conn.execute(
+        """INSERT INTO films (id, session_id, film_box_uid, print_job_uid, printed_at, calling_ae_title, copies,
+               priority, medium_type, destination, film_size, orientation, display_format, session_label, owner_id,
+               image_count, collated, sent_study_uids, spool_key)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
+        job.film_id, session_id, job.film_box_uid, job.job_uid, job.printed_at, job.calling_ae,
+        s["NumberOfCopies"], s["PrintPriority"], s["MediumType"], s["FilmDestination"], f["FilmSizeID"],
+        f["FilmOrientation"], f["ImageDisplayFormat"], s.get("FilmSessionLabel"), s.get("OwnerID"),
+        len(job.images), job.collated, job.study_uids, spool_key,
+    )
+
+
+async def claim_spooled(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """The oldest film waiting to be rendered, locked for this transaction (replicas skip it)."""
+    return await conn.fetchrow(
+        "SELECT id, spool_key FROM films WHERE status = 'spooled' ORDER BY printed_at FOR UPDATE SKIP LOCKED LIMIT 1")
+
+
+async def mark_stored(conn: asyncpg.Connection, film_id: str, *, dicom_key: str, png_key: str, sop_uid: str,
+                      width: int, height: int) -> None:
+    await conn.execute(
+        """UPDATE films SET status = 'stored', dicom_key = $2, png_key = $3, sop_instance_uid = $4, width = $5,
+               height = $6 WHERE id = $1""", film_id, dicom_key, png_key, sop_uid, width, height)
+
+
+async def mark_failed(conn: asyncpg.Connection, film_id: str, failure: str) -> None:
+    await conn.execute("UPDATE films SET status = 'failed', failure = $2 WHERE id = $1", film_id, failure[:2000])
+
+
+async def set_match(conn: asyncpg.Connection, film_id: str, *, status: str, method: str | None,
+                    confidence: float | None, detail: dict[str, Any], study: KnownStudy | None,
+                    matched_by: str | None = None) -> None:
+    await conn.execute(
+        """UPDATE films SET match_status = $2, match_method = $3, match_confidence = $4, match_detail = $5::jsonb,
+               study_instance_uid = $6, accession_number = $7, patient_id = $8, empi_id = $9, patient_name = $10,
+               matched_by = $11, matched_at = CASE WHEN $2 = 'matched' THEN now() END
+           WHERE id = $1""",
+        film_id, status, method, confidence, json.dumps(detail, ensure_ascii=False, default=str),
+        study.study_instance_uid if study else None, study.accession_number if study else None,
+        study.patient_id if study else None, study.empi_id if study else None,
+        study.patient_name if study else None, matched_by,
+    )
+
+
+async def studies_by_uid(conn: asyncpg.Connection, uids: list[str]) -> dict[str, KnownStudy]:
+    rows = await conn.fetch("SELECT * FROM studies WHERE study_instance_uid = ANY($1::text[])", uids)
+    return {r["study_instance_uid"]: _study(r) for r in rows}
+
+
+async def study_by_accession(conn: asyncpg.Connection, accession: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM studies WHERE accession_number = $1", accession)
+
+
+async def studies_around(conn: asyncpg.Connection, at: datetime, hours: int) -> list[KnownStudy]:
+    """Studies active in the window before the print time (and a little after: clocks differ)."""
+    rows = await conn.fetch(
+        """SELECT * FROM studies WHERE status <> 'cancelled'
+               AND coalesce(completed_at, started_at, ordered_at, updated_at) BETWEEN $1 AND $2""",
+        at - timedelta(hours=hours), at + timedelta(hours=2))
+    return [_study(r) for r in rows]
+
+
+async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: str, patient: dict[str, Any],
+                       order_id: str | None = None, modality: str | None = None, exam_name: str | None = None,
+                       status: str | None = None, ordered_at: datetime | None = None,
+                       started_at: datetime | None = None, completed_at: datetime | None = None) -> None:
+    await conn.execute(
+        """INSERT INTO studies (study_instance_uid, accession_number, order_id, empi_id, patient_id, patient_name,
+               patient, modality, exam_name, status, ordered_at, started_at, completed_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9,coalesce($10,'ordered'),$11,$12,$13)
+           ON CONFLICT (study_instance_uid) DO UPDATE SET
+               accession_number = EXCLUDED.accession_number,
+               order_id = coalesce(EXCLUDED.order_id, studies.order_id),
+               empi_id = EXCLUDED.empi_id, patient_id = EXCLUDED.patient_id, patient_name = EXCLUDED.patient_name,
+               patient = EXCLUDED.patient, modality = coalesce(EXCLUDED.modality, studies.modality),
+               exam_name = coalesce(EXCLUDED.exam_name, studies.exam_name),
+               status = coalesce($10, studies.status),
+               ordered_at = coalesce(EXCLUDED.ordered_at, studies.ordered_at),
+               started_at = coalesce(EXCLUDED.started_at, studies.started_at),
+               completed_at = coalesce(EXCLUDED.completed_at, studies.completed_at),
+               updated_at = now()""",
+        study_uid, accession, order_id, patient["empi_id"], patient["patient_id"], patient["name"],
+        json.dumps(patient, ensure_ascii=False, default=str), modality, exam_name, status, ordered_at,
+        started_at, completed_at,
+    )
+
+
+async def film(conn: asyncpg.Connection, film_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {FILM_COLUMNS} FROM films WHERE id = $1", film_id)
+
+
+async def films_where(conn: asyncpg.Connection, *, patient_id: str | None = None, accession: str | None = None,
+                      study_uid: str | None = None, empi_id: str | None = None, match_status: str | None = None,
+                      limit: int = 100, offset: int = 0) -> tuple[list[asyncpg.Record], int]:
+    clauses, args = ["status <> 'failed'"], []
+    for column, value in (("patient_id", patient_id), ("accession_number", accession),
+                          ("study_instance_uid", study_uid), ("empi_id", empi_id), ("match_status", match_status)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    where = " AND ".join(clauses)
+    count = await conn.fetchval(f"SELECT count(*) FROM films WHERE {where}", *args)
+    rows = await conn.fetch(f"SELECT {FILM_COLUMNS} FROM films WHERE {where} ORDER BY printed_at DESC "
+                            f"LIMIT {int(limit)} OFFSET {int(offset)}", *args)
+    return rows, int(count)

@@ -1,0 +1,56 @@
+"""The print SCP as a ServiceSpec listener: the DICOM server, the film renderer, the film store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from imaging_common.service import ServiceContext
+
+from print_scp.adapters.dicom_scp import PrintScp
+from print_scp.adapters.film_pipeline import FilmPipeline
+from print_scp.adapters.storage_fs import DirectoryStore
+from print_scp.domain.storage import FilmStore
+from print_scp.settings import Settings
+
+
+@dataclass
+class PrintRuntime:
+    """What routes and tests reach through `ctx.extras["print"]`."""
+
+    settings: Settings
+    store: FilmStore
+    pipeline: FilmPipeline
+    scp: PrintScp
+
+
+def settings_of(ctx: ServiceContext) -> Settings:
+    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+
+
+def make_store(settings: Settings) -> FilmStore:
+    if settings.print_store == "directory":
+        return DirectoryStore(Path(settings.print_store_dir or settings.data_dir / "print"))
+    raise ValueError(f"IMAGING_PRINT_STORE={settings.print_store!r}: only 'directory' is implemented")
+
+
+@contextlib.asynccontextmanager
+async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
+    settings = settings_of(ctx)
+    store = make_store(settings)
+    pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)
+    scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop())
+    await asyncio.to_thread(scp.start)
+    renderer = asyncio.create_task(pipeline.run(), name="print-film-renderer")
+    runtime = PrintRuntime(settings, store, pipeline, scp)
+    ctx.extras["print"] = runtime
+    try:
+        yield runtime
+    finally:
+        await asyncio.to_thread(scp.stop)
+        renderer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renderer

@@ -1,0 +1,153 @@
+"""Compose a film as the modality laid it out: grid, orientation, polarity, LUT, densities.
+
+Optical density (OD) on film runs from Min Density to Max Density (hundredths of OD in the
+print attributes). The preview shows transmitted light on a light box, so a brighter pixel is a
+lower density: brightness = (D_VIEW_MAX - OD) / (D_VIEW_MAX - D_VIEW_MIN), clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from print_scp.domain.layout import DisplayFormat, film_pixels
+
+D_VIEW_MIN, D_VIEW_MAX = 0.20, 3.00  # densities shown as white and black in the preview
+_RESAMPLE = {"REPLICATE": Image.Resampling.NEAREST, "BILINEAR": Image.Resampling.BILINEAR,
+             "CUBIC": Image.Resampling.BICUBIC, "NONE": None}
+
+
+@dataclass
+class PresentationLut:
+    """Presentation LUT (PS3.3 C.11.4): a shape, or an explicit table over the P-value range."""
+
+    shape: str | None = None  # IDENTITY or LIN OD
+    table: np.ndarray | None = None  # output values normalized to 0..1
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        if self.table is None:
+            return p  # IDENTITY; LIN OD means P-values are already linear in density: same for us
+        idx = np.clip((p * (len(self.table) - 1)).round().astype(np.int32), 0, len(self.table) - 1)
+        return self.table[idx]
+
+
+@dataclass
+class BoxImage:
+    position: int
+    pixels: np.ndarray  # P-values 0..1, 2-D or RGB
+    magnification: str | None = None
+    requested_width_mm: float | None = None
+    lut: PresentationLut | None = None
+
+
+@dataclass
+class FilmLayout:
+    display_format: DisplayFormat
+    film_size: str
+    orientation: str = "PORTRAIT"
+    magnification: str = "BILINEAR"
+    border_density: str = "BLACK"
+    empty_image_density: str = "BLACK"
+    min_density: int = 20  # hundredths of OD
+    max_density: int = 300
+    trim: bool = False
+    lut: PresentationLut | None = None
+    annotations: list[str] = field(default_factory=list)
+
+
+def density_od(value: str, *, min_density: int, max_density: int) -> float:
+    """BLACK/WHITE or a number in hundredths of OD -> OD."""
+    v = (value or "").strip().upper()
+    if v == "WHITE":
+        return min_density / 100
+    if v == "BLACK" or not v:
+        return max_density / 100
+    return float(v) / 100
+
+
+def brightness_of_od(od: np.ndarray | float) -> np.ndarray | float:
+    return np.clip((D_VIEW_MAX - np.asarray(od, dtype=np.float32)) / (D_VIEW_MAX - D_VIEW_MIN), 0.0, 1.0)
+
+
+def _fit(img: np.ndarray, box_w: int, box_h: int, magnification: str, requested_px: int | None) -> np.ndarray:
+    h, w = img.shape[:2]
+    scale = min(box_w / w, box_h / h)
+    if requested_px:  # Requested Image Size is the printed width; never beyond the box
+        scale = min(scale, requested_px / w)
+    method = _RESAMPLE.get(magnification.upper(), Image.Resampling.BILINEAR)
+    if method is None:  # NONE: printed 1:1, cropped to the box
+        return img[:box_h, :box_w]
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if (new_w, new_h) == (w, h):
+        return img
+    if img.ndim == 2:
+        return np.asarray(Image.fromarray(img, mode="F").resize((new_w, new_h), method), dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((new_w, new_h), method))
+                for c in range(3)]
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarray:
+    """The film as 8-bit brightness, (H, W) grayscale or (H, W, 3) when any image is in color."""
+    width, height = film_pixels(layout.film_size, layout.orientation, dpi)
+    color = any(b.pixels.ndim == 3 for b in images)
+    lo, hi = layout.min_density, layout.max_density
+    border = float(brightness_of_od(density_od(layout.border_density, min_density=lo, max_density=hi)))
+    empty = float(brightness_of_od(density_od(layout.empty_image_density, min_density=lo, max_density=hi)))
+    film = np.full((height, width, 3) if color else (height, width), border, dtype=np.float32)
+    annot_h = int(dpi * 0.35) if layout.annotations else 0
+    area_h = height - annot_h
+    by_pos = {b.position: b for b in images}
+    d_lo, d_hi = lo / 100, hi / 100
+    for box in layout.display_format.boxes():
+        x0, y0 = round(box.x * width), round(box.y * area_h)
+        x1, y1 = round((box.x + box.width) * width), round((box.y + box.height) * area_h)
+        bw, bh = x1 - x0, y1 - y0
+        film[y0:y1, x0:x1] = empty
+        item = by_pos.get(box.position)
+        if item is not None:
+            lut = item.lut or layout.lut
+            p = lut.apply(item.pixels) if lut else item.pixels
+            mag = item.magnification or layout.magnification
+            req_px = round(item.requested_width_mm / 25.4 * dpi) if item.requested_width_mm else None
+            fitted = _fit(p, bw, bh, mag, req_px)
+            od = d_lo + (1.0 - fitted) * (d_hi - d_lo)  # P-value 1 prints at Min Density
+            bright = brightness_of_od(od)
+            if color and bright.ndim == 2:
+                bright = np.repeat(bright[..., None], 3, axis=2)
+            fh, fw = bright.shape[:2]
+            oy, ox = y0 + (bh - fh) // 2, x0 + (bw - fw) // 2
+            film[oy:oy + fh, ox:ox + fw] = bright
+        if layout.trim:  # a thin frame around each box, as a trimmed sheet shows
+            film[y0:y1, [x0, x1 - 1]] = 0.5
+            film[[y0, y1 - 1], x0:x1] = 0.5
+    out = (film * 255.0 + 0.5).astype(np.uint8)
+    if annot_h:
+        out = _draw_annotations(out, layout.annotations, area_h, annot_h)
+    return out
+
+
+def _draw_annotations(film: np.ndarray, texts: list[str], top: int, height: int) -> np.ndarray:
+    img = Image.fromarray(film)
+    draw = ImageDraw.Draw(img)
+    try:
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", max(10, int(height * 0.5)))
+    except OSError:
+        font = ImageFont.load_default()
+    draw.rectangle((0, top, film.shape[1], top + height), fill=0 if film.ndim == 2 else (0, 0, 0))
+    draw.text((10, top + height // 6), "   ".join(t for t in texts if t),
+              fill=255 if film.ndim == 2 else (255, 255, 255), font=font)
+    return np.asarray(img)
+
+
+def preview(film: np.ndarray, max_side: int) -> np.ndarray:
+    """A smaller copy for the API (PNG preview), keeping the aspect ratio."""
+    h, w = film.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return film
+    img = Image.fromarray(film).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    return np.asarray(img)

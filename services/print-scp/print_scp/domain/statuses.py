@@ -1,0 +1,45 @@
+"""DIMSE status codes the print SCP answers with (PS3.7 Annex C, PS3.4 Annex H.4).
+
+Kept as plain integers so the domain can say *why* a request failed without importing
+pynetdicom; the DICOM adapter puts them on the wire with the error comment.
+"""
+
+SUCCESS = 0x0000
+# General DIMSE-N failures (PS3.7 C.4)
+NO_SUCH_ATTRIBUTE = 0x0105
+INVALID_ATTRIBUTE_VALUE = 0x0106
+ATTRIBUTE_LIST_ERROR = 0x0107
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_SOP_INSTANCE = 0x0112
+INVALID_ARGUMENT_VALUE = 0x0115
+ATTRIBUTE_VALUE_OUT_OF_RANGE = 0x0116
+NO_SUCH_SOP_CLASS = 0x0118
+CLASS_INSTANCE_CONFLICT = 0x0119
+MISSING_ATTRIBUTE = 0x0120
+MISSING_ATTRIBUTE_VALUE = 0x0121
+NO_SUCH_ACTION = 0x0123
+UNRECOGNIZED_OPERATION = 0x0211
+RESOURCE_LIMITATION = 0x0213
+# Print management (PS3.4 H.4)
+WARN_MEMORY_ALLOCATION_NOT_SUPPORTED = 0xB600
+WARN_SESSION_PRINTING_NOT_SUPPORTED = 0xB601
+WARN_SESSION_HAS_EMPTY_IMAGE_BOX = 0xB602
+WARN_EMPTY_PAGE = 0xB603
+WARN_IMAGE_DEMAGNIFIED = 0xB604
+WARN_DENSITY_OUT_OF_RANGE = 0xB605
+FAIL_SESSION_HAS_NO_FILM_BOX = 0xC600
+FAIL_PRINT_QUEUE_FULL = 0xC602
+FAIL_IMAGE_LARGER_THAN_BOX = 0xC603
+FAIL_IMAGE_POSITION_COLLISION = 0xC604
+FAIL_INSUFFICIENT_MEMORY = 0xC605
+
+
+class PrintFailure(Exception):
+    """A request the printer refuses: carries the DIMSE status and a human-readable comment."""
+
+    def __init__(self, status: int, comment: str, offending: list[int] | None = None) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment[:64]  # Error Comment (0000,0902) is LO: 64 characters
+        self.offending = offending or []  # tags for Offending Element (0000,0901)

@@ -1,0 +1,228 @@
+"""Helpers for tests and benchmarks: synthetic modality images with burned-in identifiers.
+
+Not used by the service itself. The images look like what a technologist lays out for printing:
+an anatomy-like grey background and overlay text (PatientID, AccessionNumber) in a corner.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+FONTS = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+]
+
+
+def anatomy(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth body-like blob on black, values 0..1."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    body = np.exp(-(((x - 0.5) / 0.32) ** 2 + ((y - 0.52) / 0.4) ** 2) ** 2)
+    lungs = np.exp(-(((abs(x - 0.5) - 0.14) / 0.09) ** 2 + ((y - 0.45) / 0.18) ** 2))
+    img = 0.55 * body - 0.35 * lungs + 0.05 * rng.standard_normal((size, size))
+    return np.clip(img, 0, 0.8).astype(np.float32)
+
+
+def burn_text(img: np.ndarray, lines: list[str], *, font_path: str, font_px: int, corner: str = "tl",
+              value: float = 1.0) -> np.ndarray:
+    """Overlay text as a modality burns it in: full intensity `value`, in one corner."""
+    size = img.shape[0]
+    canvas = Image.new("L", (img.shape[1], size), 0)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.truetype(font_path, font_px)
+    margin = max(4, size // 40)
+    heights = [draw.textbbox((0, 0), t, font=font)[3] + font_px // 3 for t in lines]
+    y = margin if corner[0] == "t" else size - margin - sum(heights)
+    for text, h in zip(lines, heights, strict=True):
+        w = draw.textbbox((0, 0), text, font=font)[2]
+        x = margin if corner[1] == "l" else img.shape[1] - margin - w
+        draw.text((x, y), text, fill=255, font=font)
+        y += h
+    mask = np.asarray(canvas, dtype=np.float32) / 255.0
+    return img * (1 - mask) + value * mask
+
+
+def to_item(img: np.ndarray, *, bits: int = 12, photometric: str = "MONOCHROME2") -> Dataset:
+    """A Basic Grayscale Image Sequence item; MONOCHROME1 stores the inverse."""
+    values = 1.0 - img if photometric == "MONOCHROME1" else img
+    item = Dataset()
+    item.SamplesPerPixel = 1
+    item.PhotometricInterpretation = photometric
+    item.Rows, item.Columns = img.shape
+    item.PixelRepresentation = 0
+    if bits == 8:
+        item.BitsAllocated, item.BitsStored, item.HighBit = 8, 8, 7
+        item.PixelData = (np.clip(values, 0, 1) * 255 + 0.5).astype(np.uint8).tobytes()
+    else:
+        item.BitsAllocated, item.BitsStored, item.HighBit = 16, bits, bits - 1
+        item.PixelData = (np.clip(values, 0, 1) * ((1 << bits) - 1) + 0.5).astype("<u2").tobytes()
+    return item
+
+
+def color_item(img: np.ndarray) -> Dataset:
+    rgb = np.stack([img, img * 0.8, img * 0.6], axis=0)  # planar configuration 1
+    item = Dataset()
+    item.SamplesPerPixel = 3
+    item.PhotometricInterpretation = "RGB"
+    item.PlanarConfiguration = 1
+    item.Rows, item.Columns = img.shape
+    item.BitsAllocated, item.BitsStored, item.HighBit, item.PixelRepresentation = 8, 8, 7, 0
+    item.PixelData = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).tobytes()
+    return item
+
+
+@dataclass
+class FilmSpec:
+    patient_id: str
+    accession: str
+    size: int
+    font: str
+    font_px: int
+    corner: str
+    polarity: str  # NORMAL or REVERSE
+    photometric: str
+    bits: int
+    layout: str  # STANDARD\1,1 ...
+    labels: tuple[str, str]
+
+
+def random_spec(rng: random.Random, patient_id: str, accession: str) -> FilmSpec:
+    size = rng.choice([512, 768, 1024])
+    return FilmSpec(
+        patient_id=patient_id, accession=accession, size=size, font=rng.choice(FONTS),
+        font_px=rng.choice([max(14, size // 36), max(16, size // 28), max(18, size // 22)]),
+        corner=rng.choice(["tl", "tr", "bl", "br"]), polarity=rng.choice(["NORMAL", "NORMAL", "REVERSE"]),
+        photometric=rng.choice(["MONOCHROME2", "MONOCHROME2", "MONOCHROME1"]), bits=rng.choice([8, 12, 12, 16]),
+        layout=rng.choice(["STANDARD\\1,1", "STANDARD\\2,2", "STANDARD\\2,1", "ROW\\2,1", "COL\\1,2"]),
+        labels=rng.choice([("PID:", "ACC:"), ("ID:", "Acc No:"), ("病人ID:", "检查号:"), ("Patient ID", "Accession")]),
+    )
+
+
+def spec_image(spec: FilmSpec, seed: int) -> np.ndarray:
+    img = anatomy(spec.size, seed)
+    lines = [f"{spec.labels[0]} {spec.patient_id}", f"{spec.labels[1]} {spec.accession}", "2026-11-23 CT"]
+    return burn_text(img, lines, font_path=spec.font, font_px=spec.font_px, corner=spec.corner)
+
+
+# ---- a print SCU speaking the WS/T 597 Appendix A flow (pynetdicom) -----------------------------
+
+GRAY_META = "1.2.840.10008.5.1.1.9"
+COLOR_META = "1.2.840.10008.5.1.1.18"
+PLUT = "1.2.840.10008.5.1.1.23"
+PRINTER_CLASS = "1.2.840.10008.5.1.1.16"
+PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
+FILM_SESSION = "1.2.840.10008.5.1.1.1"
+FILM_BOX = "1.2.840.10008.5.1.1.2"
+GRAY_BOX = "1.2.840.10008.5.1.1.4"
+COLOR_BOX = "1.2.840.10008.5.1.1.4.1"
+
+
+def print_ae(extra_contexts: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    from pynetdicom import AE
+
+    ae = AE(ae_title="MODALITY1")
+    ae.maximum_pdu_size = 4 * 1024 * 1024
+    for uid in (GRAY_META, COLOR_META, PLUT, *extra_contexts):
+        ae.add_requested_context(uid)
+    ae.dimse_timeout = ae.network_timeout = ae.acse_timeout = 30
+    return ae
+
+
+def session_ds(study_uid: str | None = None, **attrs: object) -> Dataset:
+    ds = Dataset()
+    ds.NumberOfCopies = attrs.pop("copies", 1)
+    ds.PrintPriority = attrs.pop("priority", "MED")
+    ds.MediumType = attrs.pop("medium", "BLUE FILM")
+    ds.FilmDestination = attrs.pop("destination", "PROCESSOR")
+    ds.FilmSessionLabel = attrs.pop("label", "TEST")
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    return ds
+
+
+def film_box_ds(session_uid: str, fmt: str = "STANDARD\\1,1", study_uid: str | None = None,
+                **attrs: object) -> Dataset:
+    ds = Dataset()
+    ds.ImageDisplayFormat = fmt
+    ds.FilmOrientation = attrs.pop("orientation", "PORTRAIT")
+    ds.FilmSizeID = attrs.pop("size", "14INX17IN")
+    ds.MagnificationType = attrs.pop("magnification", "BILINEAR")
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = FILM_SESSION
+    ref.ReferencedSOPInstanceUID = session_uid
+    ds.ReferencedFilmSessionSequence = [ref]
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    return ds
+
+
+def image_box_ds(position: int, item: Dataset, *, study_uid: str | None = None, polarity: str = "NORMAL",
+                 color: bool = False) -> Dataset:
+    ds = Dataset()
+    ds.ImageBoxPosition = position
+    ds.Polarity = polarity
+    if color:
+        ds.BasicColorImageSequence = [item]
+    else:
+        ds.BasicGrayscaleImageSequence = [item]
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    return ds
+
+
+def status_of(result: object) -> int:
+    """The Status of a pynetdicom send_n_* result (status dataset first)."""
+    status = result[0] if isinstance(result, tuple) else result
+    return int(getattr(status, "Status", -1))
+
+
+def print_film(assoc, items: list[Dataset], *, fmt: str = "STANDARD\\1,1", study_uid: str | None = None,  # type: ignore[no-untyped-def]
+               session_level: bool = False, polarity: str = "NORMAL", color: bool = False,
+               session_attrs: dict | None = None, box_attrs: dict | None = None) -> dict:
+    """Appendix A: N-GET printer, session, film box, image boxes, N-ACTION, N-DELETE. Returns statuses."""
+    meta = COLOR_META if color else GRAY_META
+    out: dict = {}
+    st, printer = assoc.send_n_get([0x21100010, 0x21100030], PRINTER_CLASS, PRINTER_INSTANCE, meta_uid=meta)
+    out["printer"] = (st.Status, printer)
+    # pynetdicom does not hand the SCU the UID an SCP assigns, so this SCU names its instances.
+    session_uid, box_uid = generate_uid(), generate_uid()
+    st, _ = assoc.send_n_create(session_ds(study_uid, **(session_attrs or {})), FILM_SESSION, session_uid,
+                                meta_uid=meta)
+    out["session"] = st.Status
+    st, box = assoc.send_n_create(film_box_ds(session_uid, fmt, study_uid, **(box_attrs or {})), FILM_BOX, box_uid,
+                                  meta_uid=meta)
+    out["film_box"] = st.Status
+    out["film_box_rsp"] = box
+    out["image_boxes"] = []
+    for i, item in enumerate(items):
+        ref = box.ReferencedImageBoxSequence[i]
+        st, _ = assoc.send_n_set(image_box_ds(i + 1, item, study_uid=study_uid, polarity=polarity, color=color),
+                                 ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID, meta_uid=meta)
+        out["image_boxes"].append(st.Status)
+    if session_level:
+        st, reply = assoc.send_n_action(None, 1, FILM_SESSION, session_uid, meta_uid=meta)
+    else:
+        st, reply = assoc.send_n_action(None, 1, FILM_BOX, box_uid, meta_uid=meta)
+    out["print"] = st.Status
+    out["print_reply"] = reply
+    if not session_level:
+        out["delete_box"] = assoc.send_n_delete(FILM_BOX, box_uid, meta_uid=meta).Status
+    out["delete_session"] = assoc.send_n_delete(FILM_SESSION, session_uid, meta_uid=meta).Status
+    out["session_uid"], out["box_uid"] = session_uid, box_uid
+    return out
