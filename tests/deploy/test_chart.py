@@ -241,8 +241,10 @@ def _check_route_backends(docs: list[Manifest], route: Manifest) -> list[str]:
     problems = []
     services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
     for rule in route["spec"]["rules"]:
-        assert rule["backendRefs"], f"{route['metadata']['name']}: rule without backend"
-        for ref in rule["backendRefs"]:
+        redirects = [f for f in rule.get("filters", []) if f["type"] == "RequestRedirect"]
+        if not rule.get("backendRefs") and not redirects:
+            problems.append(f"{route['kind']}/{route['metadata']['name']}: rule neither forwards nor redirects")
+        for ref in rule.get("backendRefs", []):
             svc = services.get(ref["name"])
             if svc is None:
                 problems.append(f"{route['kind']}/{route['metadata']['name']}: no Service {ref['name']}")
@@ -501,6 +503,10 @@ def test_tcp_routes_when_the_gateway_api_serves_them(rendered: dict[str, list[Ma
 def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Manifest]], config: str) -> None:
     routed: dict[str, str] = {}
     for route in by_kind(rendered[config], "HTTPRoute"):
+        if route["metadata"]["name"].endswith("-https-redirect"):
+            continue
+        # With a certificate the services are attached to the HTTPS listener only.
+        assert [ref["sectionName"] for ref in route["spec"]["parentRefs"]] == ["https"]
         for rule in route["spec"]["rules"]:
             for match in rule["matches"]:
                 routed[match["path"]["value"]] = rule["backendRefs"][0]["name"]
@@ -509,6 +515,11 @@ def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Mani
     assert routed == expected
     https = [lst for lst in named(rendered[config], "Gateway", FULLNAME)["spec"]["listeners"] if lst["name"] == "https"]
     assert https[0]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "imaging-tls"}]
+    redirect = named(rendered[config], "HTTPRoute", f"{FULLNAME}-https-redirect")
+    assert redirect["spec"]["parentRefs"] == [{"name": FULLNAME, "sectionName": "http"}]
+    (rule,) = redirect["spec"]["rules"]
+    assert "backendRefs" not in rule
+    assert rule["filters"] == [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]
 
 
 def test_ingress_alternative_routes_every_prefix(rendered: dict[str, list[Manifest]]) -> None:
@@ -632,6 +643,21 @@ def _ingress_ports(docs: list[Manifest], service: str) -> dict[int, list[Manifes
         for port in rule["ports"]:
             ports.setdefault(port["port"], []).extend(rule["from"])
     return ports
+
+
+def test_service_to_service_http_is_opt_in(helm: Helm, rendered: dict[str, list[Manifest]]) -> None:
+    def egress_target(docs: list[Manifest]) -> dict[str, str]:
+        policy = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-platform-http")
+        return policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]
+
+    assert egress_target(rendered["minimal"])["app.kubernetes.io/name"] == "registration"
+    result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"),
+                           "--set", "networkPolicy.allowServiceToService=true")
+    docs = parse_manifests(result.stdout)
+    assert egress_target(docs)["app.kubernetes.io/component"] == "service"
+    from_services = [peer for peer in _ingress_ports(docs, "scheduling")[8080] if "podSelector" in peer
+                     and peer["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "service"]
+    assert from_services
 
 
 def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, list[Manifest]]) -> None:
