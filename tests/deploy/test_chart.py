@@ -718,6 +718,14 @@ def test_schema_rejects_unknown_keys(helm: Helm, values: str, key: str) -> None:
     assert "additional properties" in result.stderr and key in result.stderr, result.stderr
 
 
+def test_vendored_subcharts_have_strict_schemas_too(helm: Helm) -> None:
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "postgresql.auth.pasword=x")
+    assert result.returncode != 0
+    assert "postgresql:" in result.stderr and "additional properties 'pasword' not allowed" in result.stderr
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "redis.auth.existingSecret=")
+    assert result.returncode != 0 and "redis.auth.existingSecret is required" in result.stderr
+
+
 def test_lint_reports_the_schema_error_too(helm: Helm) -> None:
     result = helm.run("lint", "--strict", str(CHART), "-f", str(VALUES / "broken-unknown-key.yaml"))
     assert result.returncode != 0
