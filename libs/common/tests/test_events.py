@@ -220,8 +220,9 @@ async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) 
 
 async def test_events_committed_one_after_another_are_handled_in_that_order(sandbox: Sandbox) -> None:
     sb = sandbox
-    async with running(sb.bus()):
-        events = [await sb.emit(f"O-seq-{i}") for i in range(30)]
+    backlog = [await sb.emit(f"O-backlog-{i}") for i in range(60)]  # relayed as pipelined batches
+    async with running(sb.bus(outbox_batch_size=25)):
+        events = backlog + [await sb.emit(f"O-seq-{i}") for i in range(20)]
         await sb.wait_handled(events[-1].id)
         handled = [eid for eid, outcome in sb.calls if outcome == "ok"]
         assert handled == [e.id for e in events]
