@@ -73,7 +73,8 @@ async def test_selective_queries_use_an_index(pool: asyncpg.Pool, world: World) 
         """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id, patient_name,
                pn_alpha, modality, station_ae_title, start_at)
            SELECT 'X' || $1 || g, 'C', 'import', 'Q' || $1 || g, 'NAME^' || g, 'NAME^' || g, 'CT',
-                  'BULK' || (g % 20), timestamp '2032-01-01' + (g % 30) * interval '1 day' + (g % 600) * interval '1 minute'
+                  'BULK' || (g % 20),
+                  timestamp '2032-01-01' + (g % 30) * interval '1 day' + (g % 600) * interval '1 minute'
            FROM generate_series(1, 20000) g""", world.tag)
     await world.conn.execute("ANALYZE scheduled_procedure_steps")
     today = combined_datetime_range("20320105", "")

@@ -112,7 +112,8 @@ async def test_order_cancelled_and_arrival_and_patient_update(world: World) -> N
     await steps.apply_patient_updated(world.conn, PatientUpdated(patient=patient(world, "张叁", "ZHANG^SAN")))
     [row] = await active(world)
     assert row["patient_name"] == "ZHANG^SAN=张叁" and row["pn_ideo"] == "张叁"
-    await steps.apply_order_cancelled(world.conn, OrderCancelled(order_id=world.id("O"), accession_number=world.id("A")))
+    cancelled = OrderCancelled(order_id=world.id("O"), accession_number=world.id("A"))
+    await steps.apply_order_cancelled(world.conn, cancelled)
     assert await active(world) == []
 
 
