@@ -46,6 +46,7 @@ EventHandler = Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]
 """`async def handler(conn, event) -> None`, run inside the transaction that records the event id."""
 
 SERVICE_HEADER = "x-imaging-service"
+STOP_GRACE = 10.0  # seconds stop() waits for the message being handled
 _DROPPED_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                     "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
 
@@ -120,6 +121,7 @@ class EventConsumer:
         self._tag: ConsumerTag | None = None
         self._infra_backoff = 0.0
         self._running = False
+        self._stopping = asyncio.Event()  # cuts an outage pause short on stop
 
     async def start(self, channel: AbstractChannel) -> None:
         self._channel = channel
@@ -127,15 +129,21 @@ class EventConsumer:
         # Same (empty) arguments as declare_topology; declared here too so a robust channel restores it.
         self._queue = await channel.declare_queue(queue_name(self.namespace, self.service), durable=True)
         self._running = True
+        self._stopping.clear()
         self._tag = await self._queue.consume(self._on_message)
 
     async def stop(self) -> None:
         self._running = False
+        self._stopping.set()
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._tag)
-        async with self._lock:  # let the message in hand finish
-            self._tag = None
+        try:  # let the message in hand finish (a handler stuck longer than this is abandoned: redelivered)
+            await asyncio.wait_for(self._lock.acquire(), STOP_GRACE)
+            self._lock.release()
+        except TimeoutError:
+            log.warning("consumer %s stopped with a message still in hand; it will be redelivered", self.service)
+        self._tag = None
 
     # ---- one message -----------------------------------------------------------------------
 
@@ -158,7 +166,8 @@ class EventConsumer:
                 )
                 with contextlib.suppress(Exception):
                     await message.nack(requeue=True)
-                await asyncio.sleep(self._infra_backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._infra_backoff)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
