@@ -226,3 +226,91 @@ def print_film(assoc, items: list[Dataset], *, fmt: str = "STANDARD\\1,1", study
     out["delete_session"] = assoc.send_n_delete(FILM_SESSION, session_uid, meta_uid=meta).Status
     out["session_uid"], out["box_uid"] = session_uid, box_uid
     return out
+
+
+# ---- DCMTK print client (dcmpsprt renders a job, dcmprscu sends it) ----------------------------
+
+def dcmtk_print_config(workdir, *, port: int, ae_title: str = "PRINT_SCP", printer: str = "PLATFORM",  # type: ignore[no-untyped-def]
+                       local: bool = False) -> str:
+    """A dcmpstat.cfg (see /etc/dcmtk/dcmpstat.cfg) with one printer entry pointing at `port`.
+
+    `local=True` makes it a LOCALPRINTER entry, which DCMTK's own print SCP (dcmprscp) serves.
+    """
+    from pathlib import Path
+
+    root = Path(workdir)
+    for sub in ("db", "spool", "lut", "log"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    text = f"""[[GENERAL]]
+[APPLICATION]
+LogDirectory = {root}/log
+LogFile = general.log
+LogLevel = INFO
+[PRINT]
+Spooler = dcmprscu
+Server = dcmprscp
+Directory = {root}/spool
+DetailedLog = true
+Sleep = 1
+DeletePrintJobs = false
+[DATABASE]
+Directory = {root}/db
+[LUT]
+Directory = {root}/lut
+[NETWORK]
+aetitle = DCMPRSCU
+[[COMMUNICATION]]
+[{printer}]
+Aetitle = {ae_title}
+Description = print SCP under test
+Hostname = localhost
+Port = {port}
+Type = {"LOCALPRINTER" if local else "PRINTER"}
+DisplayFormat=1,1\\1,2\\2,1\\2,2\\2,3\\3,3
+FilmSizeID = 8INX10IN\\14INX17IN\\14INX14IN
+MagnificationType = REPLICATE\\BILINEAR\\CUBIC\\NONE
+MediumType = PAPER\\CLEAR FILM\\BLUE FILM
+FilmDestination = MAGAZINE\\PROCESSOR
+MaxDensity = 320
+MinDensity = 20
+MaxPDU = 65536
+Supports12Bit = true
+SupportsPresentationLUT = true
+SupportsTrim = true
+SupportsImageSize = true
+SupportsDecimateCrop = true
+ImplicitOnly = false
+DisableNewVRs = false
+PresentationLUTMatchRequired = false
+PresentationLUTinFilmSession = false
+OmitSOPClassUIDFromCreateResponse = false
+BorderDensity = 150\\20\\BLACK\\WHITE
+EmptyImageDensity = 20\\BLACK\\WHITE
+SmoothingType = NONE
+ResolutionID = STANDARD\\HIGH
+"""
+    cfg = root / "print.cfg"
+    cfg.write_text(text)
+    return str(cfg)
+
+
+def modality_image_file(path, img: np.ndarray, *, patient_id: str = "ANON", bits: int = 12) -> str:  # type: ignore[no-untyped-def]
+    """A Secondary Capture file of `img` (0..1), as a modality would hand it to its print client."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "ANON", patient_id, "OT"
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    ds.PixelData = (np.clip(img, 0, 1) * ((1 << bits) - 1) + 0.5).astype("<u2").tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return str(path)
