@@ -77,7 +77,8 @@ def _fuzzy(key: str) -> str:
     return text.replace("V", "U")
 
 
-def _split_family(han: str) -> tuple[str, str]:
+def split_han_name(han: str) -> tuple[str, str]:
+    """Family and given name of a Chinese name written in characters (compound surnames kept whole)."""
     if len(han) >= 3 and han[:2] in COMPOUND_SURNAMES:
         return han[:2], han[2:]
     return han[:1], han[1:]
@@ -93,7 +94,7 @@ def name_form(raw: str | None) -> NameForm | None:
         return None
     if has_han(text):
         han = "".join(_HAN.findall(to_simplified(text)))
-        family, given = _split_family(han)
+        family, given = split_han_name(han)
         family_py = SURNAME_READINGS.get(family) or "".join(map(_pinyin_char, family))
         given_py = [p for p in map(_pinyin_char, given) if p]
         tokens = [family_py.upper()] + [p.upper() for p in given_py]

@@ -4,7 +4,8 @@ Survivorship rules (documented here, applied in this order, with provenance kept
 - Trust of a source: an identity-verified registration (ID card read at the desk) > a clerk's
   registration > the HIS feed > a legacy batch import. Within one trust level, the newer wins.
 - name: characters beat pinyin-only spellings (a pinyin entry never overwrites 张伟 with ZHANG WEI);
-  otherwise the most trusted, then most recent value.
+  otherwise the most trusted value, simplified characters before traditional at equal trust (the
+  platform's display script), then the most recent.
 - birth date and sex: taken from a valid resident ID number when there is one (the card is a
   better witness than a typed field); otherwise the most trusted, most recent value.
 - identifiers: all are kept (they are how other systems find the person); per authority the
@@ -21,7 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from imaging_common.empi.identifiers import IdType, InvalidIdentifier, parse_resident_id
-from imaging_common.empi.names import has_han, latin_of
+from imaging_common.empi.names import has_han, latin_of, to_simplified
 
 TRUST = {"verified": 4, "registration": 3, "his": 2, "batch": 1}
 # Which national number is shown as "the" ID of a person, in order of preference.
@@ -79,7 +80,8 @@ def golden_record(records: Sequence[SourceRecord]) -> GoldenRecord:
     prov: dict[str, str] = {}
 
     named = [r for r in trusted if r.name]
-    han = [r for r in named if has_han(r.name or "")]
+    han = sorted((r for r in named if has_han(r.name or "")),
+                 key=lambda r: (r.trust, to_simplified(r.name or "") == r.name, r.created_at), reverse=True)
     name_src = (han or named or trusted)[0]
     name = name_src.name or ""
     prov["name"] = name_src.id

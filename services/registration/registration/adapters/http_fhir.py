@@ -1,0 +1,229 @@
+"""FHIR R4 read views (R4B models from fhir.resources): Patient (PDQm-like search) and ServiceRequest.
+
+    GET /api/registration/fhir/Patient/{empi_id}
+    GET /api/registration/fhir/Patient?identifier=[system|]value & family/given/name & birthdate
+    GET /api/registration/fhir/ServiceRequest/{order_id}
+    GET /api/registration/fhir/ServiceRequest?identifier=<accession> | subject=Patient/<empi_id>
+
+Identifier systems are `<IMAGING_FHIR_IDENTIFIER_SYSTEM><authority>`, e.g. urn:imaging:id:resident-id;
+the EMPI id is urn:imaging:id:empi and the PACS PatientID urn:imaging:id:pacs-patient-id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from imaging_common import audit
+from imaging_common.audit import client_ip
+from imaging_common.auth import Principal, require_roles
+from imaging_common.empi import store
+from imaging_common.empi.identifiers import Identifier
+from imaging_common.empi.names import name_form, split_han_name
+
+from registration.adapters.http_patients import _ctx
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+FHIR_JSON = "application/fhir+json"
+Readers = Annotated[Principal, Depends(require_roles(
+    "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician", "admin"))]
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier type codes (ACSN, PLAC)
+_GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
+
+
+def _fhir(body: Any, status: int = 200) -> JSONResponse:
+    data = body if isinstance(body, dict) else json.loads(body.model_dump_json(exclude_none=True))
+    return JSONResponse(data, status_code=status, media_type=FHIR_JSON)
+
+
+def _outcome(status: int, code: str, text: str) -> JSONResponse:
+    return _fhir({"resourceType": "OperationOutcome",
+                  "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
+
+
+def patient_resource(person: store.Person, system: str) -> Patient:
+    family = given = None
+    form = name_form(person.name)
+    if form and form.is_han and form.han == person.name:
+        family, given = split_han_name(person.name)
+    names: list[dict[str, Any]] = [{"use": "official", "text": person.name,
+                                    **({"family": family, "given": [given]} if family and given else {})}]
+    if person.name_latin:
+        fam, _, giv = person.name_latin.partition("^")
+        names.append({"use": "usual", "text": person.name_latin.replace("^", " "), "family": fam,
+                      **({"given": [giv]} if giv else {})})
+    identifiers = [{"use": "official", "system": f"{system}empi", "value": person.empi_id},
+                   {"use": "usual", "system": f"{system}pacs-patient-id", "value": person.patient_id}]
+    identifiers += [{"system": f"{system}{i['type']}", "value": i["value"]} for i in person.identifiers if i["valid"]]
+    body: dict[str, Any] = {
+        "resourceType": "Patient", "id": person.empi_id, "active": person.status == "active",
+        "identifier": identifiers, "name": names, "gender": _GENDER.get(person.sex, "unknown"),
+        "meta": {"versionId": str(person.version), "lastUpdated": person.updated_at.isoformat()},
+    }
+    if person.birth_date:
+        body["birthDate"] = person.birth_date.isoformat()
+    if person.phone:
+        body["telecom"] = [{"system": "phone", "value": person.phone}]
+    if person.address:
+        body["address"] = [{"text": person.address, **({"postalCode": person.postcode} if person.postcode else {})}]
+    if person.status == "merged" and person.merged_into:
+        body["link"] = [{"other": {"reference": f"Patient/{person.merged_into}"}, "type": "replaced-by"}]
+    return Patient.model_validate(body)
+
+
+def service_request_resource(order: dict[str, Any], system: str) -> ServiceRequest:
+    special = order["special"] or {}
+    notes = [label for key, label in (("critical", "危重"), ("mdr", "多重耐药菌"), ("infectious", "传染病"))
+             if special.get(key)]
+    body: dict[str, Any] = {
+        "resourceType": "ServiceRequest", "id": order["order_id"],
+        "identifier": [{"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]},
+                        "system": f"{system}accession", "value": order["accession_number"]}],
+        "status": "revoked" if order["status"] == "cancelled" else "active", "intent": "order",
+        "priority": {"routine": "routine", "urgent": "urgent", "stat": "stat"}[order["priority"]],
+        "code": {"coding": [{"system": f"{system}exam-item", "code": i["code"], "display": i["name"]}
+                            for i in order["items"]], "text": "、".join(i["name"] for i in order["items"])},
+        "subject": {"reference": f"Patient/{order['empi_id']}", "display": order["patient"]["name"]},
+        "authoredOn": order["ordered_at"].isoformat(),
+    }
+    if order["placer_order_number"]:
+        body["identifier"].append({"type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
+                                   "value": order["placer_order_number"]})
+    if order["ordering_doctor"]:
+        body["requester"] = {"display": order["ordering_doctor"] + (
+            f"（{order['ordering_department']}）" if order["ordering_department"] else "")}
+    if order["clinical_diagnosis"]:
+        body["reasonCode"] = [{"text": order["clinical_diagnosis"]}]
+    note_text = [t for t in (order["purpose"] and f"检查目的：{order['purpose']}",
+                             order["history"] and f"病史：{order['history']}",
+                             notes and "特殊情况：" + "、".join(notes), special.get("notes")) if t]
+    if note_text:
+        body["note"] = [{"text": t} for t in note_text]
+    return ServiceRequest.model_validate(body)
+
+
+async def _audit(request: Request, user: Principal, entity: str, entity_id: str | None, patient_id: str | None,
+                 **detail: Any) -> None:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        await audit.record(conn, actor=user.username, action="read", entity=entity, entity_id=entity_id,
+                           patient_id=patient_id, source_ip=client_ip(request), detail={"via": "fhir", **detail})
+
+
+@router.get("/Patient/{empi_id}", summary="FHIR Patient read")
+async def read_patient(empi_id: str, request: Request, user: Readers) -> JSONResponse:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person = await store.get_person(conn, empi_id)
+    except store.EmpiError:
+        return _outcome(404, "not-found", f"Patient/{empi_id} not found")
+    await _audit(request, user, "patient", person.empi_id, person.empi_id)
+    return _fhir(patient_resource(person, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
+
+
+@router.get("/Patient", summary="FHIR Patient search (identifier, name, family, given, birthdate)")
+async def search_patient(
+    request: Request, user: Readers, identifier: str | None = None, name: str | None = None,
+    family: str | None = None, given: str | None = None, birthdate: str | None = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=100)] = 20,
+) -> JSONResponse:
+    ctx = _ctx(request)
+    system_base = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
+    if not any((identifier, name, family, given)):
+        return _outcome(400, "required", "search needs identifier, name, family or given")
+    where, args = ["p.status = 'active'"], []
+    if identifier:
+        system, _, value = identifier.rpartition("|")
+        kind = system[len(system_base):] if system.startswith(system_base) else (system or None)
+        if kind == "empi":
+            args.append(value)
+            where.append(f"p.empi_id = ${len(args)}")
+        elif kind == "pacs-patient-id":
+            args.append(value)
+            where.append(f"p.patient_id = ${len(args)}")
+        else:
+            if kind:
+                try:
+                    value = Identifier.of(kind, value, strict=False).value
+                except ValueError:
+                    return _outcome(400, "value", f"unknown identifier system {system}")
+            args.append(value)
+            clause = f"i.value = ${len(args)}"
+            if kind:
+                args.append(kind)
+                clause += f" AND i.type = ${len(args)}"
+            where.append(f"EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND {clause})")
+    text = name or ((family or "") + (given or ""))
+    if text:
+        form = name_form(text)
+        if form is not None:
+            args += [form.han or text, form.key]
+            where.append(f"(p.name LIKE ${len(args) - 1} || '%' OR p.name_key LIKE ${len(args)} || '%')")
+    if birthdate:
+        try:
+            from datetime import date as _date
+            args.append(_date.fromisoformat(birthdate))
+        except ValueError:
+            return _outcome(400, "value", "birthdate must be YYYY-MM-DD")
+        where.append(f"p.birth_date = ${len(args)}")
+    args.append(count)
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {' AND '.join(where)} "
+                                f"ORDER BY p.created_at LIMIT ${len(args)}", *args)
+        people = [await store.get_person(conn, r["empi_id"]) for r in rows]
+    await _audit(request, user, "patient", None, None, search=True, results=len(people))
+    bundle = Bundle.model_validate({
+        "resourceType": "Bundle", "type": "searchset", "total": len(people),
+        "entry": [{"fullUrl": f"{request.base_url}api/registration/fhir/Patient/{p.empi_id}",
+                   "resource": json.loads(patient_resource(p, system_base).model_dump_json(exclude_none=True)),
+                   "search": {"mode": "match"}} for p in people],
+    })
+    return _fhir(bundle)
+
+
+async def _order(conn: Any, key: str) -> dict[str, Any] | None:
+    from registration.domain.orders import _load
+    order_id = await conn.fetchval(
+        "SELECT order_id FROM exam_order WHERE order_id::text = $1 OR accession_number = $1", key)
+    return None if order_id is None else await _load(conn, str(order_id))
+
+
+@router.get("/ServiceRequest/{order_id}", summary="FHIR ServiceRequest read")
+async def read_service_request(order_id: str, request: Request, user: Readers) -> JSONResponse:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        order = await _order(conn, order_id)
+    if order is None:
+        return _outcome(404, "not-found", f"ServiceRequest/{order_id} not found")
+    await _audit(request, user, "order", order["order_id"], order["empi_id"])
+    return _fhir(service_request_resource(order, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
+
+
+@router.get("/ServiceRequest", summary="FHIR ServiceRequest search (identifier = accession, subject)")
+async def search_service_request(request: Request, user: Readers, identifier: str | None = None,
+                                 subject: str | None = None) -> JSONResponse:
+    ctx = _ctx(request)
+    system = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
+    async with ctx.pool.acquire() as conn:
+        if identifier:
+            order = await _order(conn, identifier.rpartition("|")[2])
+            orders = [order] if order else []
+        elif subject:
+            ids = await conn.fetch("SELECT order_id FROM exam_order WHERE empi_id = $1 ORDER BY ordered_at DESC "
+                                   "LIMIT 100", subject.removeprefix("Patient/"))
+            orders = [o for o in [await _order(conn, str(r["order_id"])) for r in ids] if o]
+        else:
+            return _outcome(400, "required", "search needs identifier or subject")
+    await _audit(request, user, "order", None, None, search=True, results=len(orders))
+    bundle = Bundle.model_validate({
+        "resourceType": "Bundle", "type": "searchset", "total": len(orders),
+        "entry": [{"resource": json.loads(service_request_resource(o, system).model_dump_json(exclude_none=True)),
+                   "search": {"mode": "match"}} for o in orders],
+    })
+    return _fhir(bundle)

@@ -1,0 +1,291 @@
+"""Patients, possible duplicates and orders under /api/registration/... (thin: domain does the work)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from imaging_common.audit import client_ip
+from imaging_common.auth import Principal, require_roles
+from imaging_common.empi import store
+from imaging_common.empi.identifiers import InvalidIdentifier
+from imaging_common.empi.matcher import Scorer
+from imaging_common.empi.store import IncomingPerson
+from imaging_common.events.types import ExamItem, SpecialConditions
+from imaging_common.service import ServiceContext
+from pydantic import BaseModel, Field
+
+from registration.domain import orders as order_domain
+from registration.domain import patients as patient_domain
+from registration.domain.patients import Actor
+
+router = APIRouter()
+
+DeskStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "admin"))]
+Readers = Annotated[Principal, Depends(require_roles(
+    "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician", "admin"))]
+Orderers = Annotated[Principal, Depends(require_roles("clerk", "clinician", "admin"))]
+Admins = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        raise HTTPException(503, "service is starting")
+    return ctx
+
+
+def _scorer(ctx: ServiceContext) -> Scorer:
+    scorer = ctx.extras.get("empi_scorer")
+    if scorer is None:
+        scorer = ctx.extras["empi_scorer"] = patient_domain.scorer_for(ctx.settings)
+    return scorer
+
+
+def _actor(request: Request, user: Principal) -> Actor:
+    return Actor(user.username, client_ip(request))
+
+
+class IdentifierIn(BaseModel):
+    type: str = Field("resident-id", examples=["resident-id", "passport", "hospital-card"])
+    value: str = Field(min_length=1, max_length=64)
+
+
+class PatientIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128, examples=["张伟"])
+    birth_date: date | None = None
+    sex: Literal["M", "F", "O", "U"] | None = None
+    phone: str | None = Field(None, max_length=32)
+    address: str | None = Field(None, max_length=256)
+    postcode: str | None = Field(None, max_length=16)
+    identifiers: list[IdentifierIn] = []
+    verified: bool = Field(False, description="the identity card was read at the desk")
+
+    def incoming(self) -> IncomingPerson:
+        return IncomingPerson(
+            name=self.name, birth_date=self.birth_date, sex=self.sex, phone=self.phone, address=self.address,
+            postcode=self.postcode, identifiers=[(i.type, i.value) for i in self.identifiers],
+            source="verified" if self.verified else "registration",
+        )
+
+
+class RegisterIn(PatientIn):
+    link_to: str | None = Field(None, description="EMPI id the clerk chose in the same-name panel")
+    force_new: bool = Field(False, description="the clerk says: a different person, despite a likely match")
+
+
+class VerificationIn(BaseModel):
+    method: Literal["id-card-reader", "document-seen", "face", "verbal"]
+    document_type: str | None = None
+    document_number: str | None = Field(None, max_length=64)
+    note: str | None = Field(None, max_length=500)
+
+
+class ResolveIn(BaseModel):
+    decision: Literal["merge", "distinct"]
+    survivor: str | None = None
+
+
+class MergeIn(BaseModel):
+    survivor: str
+    merged: str
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class UnmergeIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class OrderIn(BaseModel):
+    empi_id: str
+    patient_class: Literal["outpatient", "inpatient", "emergency", "physical-exam"] = "outpatient"
+    visit_number: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    ordering_doctor: str | None = None
+    ordering_doctor_id: str | None = None
+    ordering_department: str | None = None
+    clinical_diagnosis: str | None = None
+    history: str | None = None
+    purpose: str | None = None
+    items: list[ExamItem] = Field(min_length=1)
+    special: SpecialConditions = SpecialConditions()
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+
+
+def _bad_identifier(exc: InvalidIdentifier) -> HTTPException:
+    return HTTPException(422, f"identifier refused: {exc}")
+
+
+def _not_found(exc: store.EmpiError) -> HTTPException:
+    return HTTPException(404 if isinstance(exc, store.PersonNotFound) or "no " in str(exc) else 409, str(exc))
+
+
+@router.post("/patients", tags=["patients"], status_code=201,
+             summary="Register a patient: linked to the person it matches, or a new person (+ review items)")
+async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            res = await patient_domain.register(
+                conn, body.incoming(), actor=_actor(request, user), scorer=_scorer(ctx), link_to=body.link_to,
+                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix)  # type: ignore[attr-defined]
+    except InvalidIdentifier as exc:
+        raise _bad_identifier(exc) from None
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"outcome": res.outcome, "patient": patient_domain.detail(res.person), "review_ids": res.review_ids,
+            "changed": res.changed}
+
+
+@router.post("/patients/match", tags=["patients"],
+             summary="Who this might be, before saving (same-name panel); writes nothing")
+async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        data = await patient_domain.match_preview(conn, body.incoming(), scorer=_scorer(ctx),
+                                                  actor=_actor(request, user))
+    return {"data": data, "count": len(data)}
+
+
+@router.get("/patients", tags=["patients"], summary="Search by name, pinyin, ID/card number or phone (masked IDs)")
+async def search_patients(request: Request, user: Readers,
+                          q: Annotated[str, Query(min_length=1, max_length=64)],
+                          limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        found = await patient_domain.search(conn, q, actor=_actor(request, user), limit=limit)
+    return {"data": [patient_domain.summary(p) for p in found], "count": len(found)}
+
+
+@router.get("/patients/{empi_id}", tags=["patients"], summary="One patient (by EMPI id or PatientID); audited")
+async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return patient_domain.detail(person)
+
+
+@router.put("/patients/{empi_id}", tags=["patients"], summary="Correct a patient's data (a new source record)")
+async def update_patient(empi_id: str, body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person, changed = await patient_domain.update(conn, empi_id, body.incoming(), actor=_actor(request, user))
+    except InvalidIdentifier as exc:
+        raise _bad_identifier(exc) from None
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"patient": patient_domain.detail(person), "changed": changed}
+
+
+@router.get("/patients/{empi_id}/history", tags=["patients"], summary="Identity decisions about this person")
+async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
+            items = await store.history(conn, person.empi_id)
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"data": items, "count": len(items)}
+
+
+@router.post("/patients/{empi_id}/verifications", tags=["patients"], status_code=201,
+             summary="Record an identity check (ID card read, document seen)")
+async def verify_patient(empi_id: str, body: VerificationIn, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            return await patient_domain.verify_identity(
+                conn, empi_id, method=body.method, document_type=body.document_type,
+                document_number=body.document_number, note=body.note, actor=_actor(request, user))
+    except InvalidIdentifier as exc:
+        raise _bad_identifier(exc) from None
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+
+
+@router.get("/reviews", tags=["duplicates"], summary="Possible duplicates waiting for a decision")
+async def list_reviews(request: Request, user: DeskStaff,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        data = await patient_domain.open_reviews(conn, actor=_actor(request, user), limit=limit)
+    return {"data": data, "count": len(data)}
+
+
+@router.post("/reviews/{review_id}/resolve", tags=["duplicates"], summary="Merge the two, or mark them distinct")
+async def resolve_review(review_id: str, body: ResolveIn, request: Request, user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            return await patient_domain.resolve_review(conn, review_id, body.decision, actor=_actor(request, user),
+                                                       survivor=body.survivor)
+    except (store.EmpiError, asyncpg.DataError) as exc:
+        raise HTTPException(409 if "already" in str(exc) else 404, str(exc)) from None
+
+
+@router.post("/patients/merge", tags=["duplicates"], summary="Merge two persons (admin)")
+async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person = await patient_domain.merge(conn, body.survivor, body.merged, actor=_actor(request, user),
+                                                reason=body.reason)
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"survivor": patient_domain.detail(person)}
+
+
+@router.post("/patients/{empi_id}/unmerge", tags=["duplicates"], summary="Undo a merge (admin)")
+async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user: Admins) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            kept, restored = await patient_domain.unmerge(conn, empi_id, actor=_actor(request, user),
+                                                          reason=body.reason)
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"survivor": patient_domain.detail(kept), "restored": patient_domain.detail(restored)}
+
+
+@router.post("/orders", tags=["orders"], status_code=201, summary="Create an exam order (electronic application form)")
+async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[str, Any]:
+    ctx = _ctx(request)
+    form = body.model_dump(exclude={"empi_id", "items", "special", "patient_class", "priority"})
+    try:
+        async with ctx.pool.acquire() as conn:
+            return await order_domain.create_order(
+                conn, empi_id=body.empi_id, items=body.items, special=body.special, priority=body.priority,
+                patient_class=body.patient_class, actor=_actor(request, user),
+                accession_prefix=ctx.settings.accession_prefix, **form)  # type: ignore[attr-defined]
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+
+
+@router.get("/orders", tags=["orders"], summary="Orders, newest first, optionally of one patient")
+async def list_orders(request: Request, user: Readers, empi_id: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            data = await order_domain.list_orders(conn, empi_id=empi_id, actor=_actor(request, user), limit=limit)
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return {"data": data, "count": len(data)}
+
+
+@router.get("/orders/{key}", tags=["orders"], summary="One order by id or accession number")
+async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            return await order_domain.get_order(conn, key, actor=_actor(request, user))
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None

@@ -1,0 +1,126 @@
+"""Exam orders as electronic application forms (smart-imaging standard 5.1.1), emitting order.created.
+
+An order names a registered patient (EMPI), the ordering doctor and department, the visit, the
+history and clinical diagnosis, the exam items and purpose, and the special conditions shown apart
+everywhere (6.1.7: critical, multi-drug-resistant organism, infectious disease). Accession number
+and Study Instance UID are assigned here so worklist, print and reporting agree on them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from imaging_common import audit
+from imaging_common.empi import store
+from imaging_common.events import publish
+from imaging_common.events.types import ExamItem, OrderCreated, SpecialConditions
+
+from registration.domain.patients import SOURCE, Actor, patient_ref, summary
+
+
+class DuplicateOrder(ValueError):
+    """The HIS sent an order number it sent before; the first one stands."""
+
+    def __init__(self, order_id: str):
+        super().__init__(f"order already received as {order_id}")
+        self.order_id = order_id
+
+
+def new_study_uid() -> str:
+    """A UUID-derived UID (PS3.5 B.2: root 2.25): unique without a registered root."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+async def create_order(
+    conn: asyncpg.Connection, *, empi_id: str, items: list[ExamItem], actor: Actor, accession_prefix: str = "A",
+    source: str = "desk", placer_order_number: str | None = None, patient_class: str = "outpatient",
+    special: SpecialConditions | None = None, priority: str = "routine", **form: Any,
+) -> dict[str, Any]:
+    if not items:
+        raise ValueError("an order has at least one exam item")
+    async with conn.transaction():
+        person = await store.get_person(conn, empi_id, follow_merged=True)
+        if placer_order_number:
+            existing = await conn.fetchval(
+                "SELECT order_id FROM exam_order WHERE source = $1 AND placer_order_number = $2", source,
+                placer_order_number)
+            if existing:
+                raise DuplicateOrder(str(existing))
+        seq = await conn.fetchval("SELECT nextval('accession_seq')")
+        now = datetime.now(UTC)
+        accession = f"{accession_prefix}{now:%y%m%d}{seq:07d}"[:16]
+        order_id = str(uuid.uuid4())
+        special = special or SpecialConditions()
+        fields = {k: form.get(k) for k in ("visit_number", "ward", "bed", "ordering_doctor", "ordering_doctor_id",
+                                           "ordering_department", "clinical_diagnosis", "history", "purpose")}
+        study_uid = new_study_uid()
+        await conn.execute(
+            """INSERT INTO exam_order (order_id, accession_number, requested_procedure_id, study_instance_uid, empi_id,
+                   source, placer_order_number, patient_class, visit_number, ward, bed, ordering_doctor,
+                   ordering_doctor_id, ordering_department, clinical_diagnosis, history, purpose, items, special,
+                   priority, created_by, ordered_at)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18::jsonb,$19::jsonb,$20,$21,$22)""",
+            order_id, accession, accession, study_uid, person.empi_id, source, placer_order_number, patient_class,
+            *fields.values(), json.dumps([i.model_dump() for i in items], ensure_ascii=False),
+            special.model_dump_json(), priority, actor.name, now)
+        event = OrderCreated(
+            order_id=order_id, accession_number=accession, requested_procedure_id=accession,
+            study_instance_uid=study_uid, patient=patient_ref(person), patient_class=patient_class,  # type: ignore[arg-type]
+            items=items, special=special, priority=priority, ordered_at=now, **fields,  # type: ignore[arg-type]
+        )
+        await publish(conn, event, source=SOURCE, subject=accession)
+        await audit.record(conn, actor=actor.name, action="create", entity="order", entity_id=order_id,
+                           patient_id=person.empi_id, source_ip=actor.source_ip,
+                           detail={"accession_number": accession, "source": source})
+        return await _load(conn, order_id)
+
+
+async def _load(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT * FROM exam_order WHERE order_id = $1", order_id)
+    if row is None:
+        raise store.EmpiError(f"no order {order_id}")
+    out = dict(row)
+    out["order_id"] = str(out["order_id"])
+    for key in ("items", "special"):
+        if isinstance(out[key], str):
+            out[key] = json.loads(out[key])
+    person = await store.get_person(conn, row["empi_id"], follow_merged=True)
+    out["patient"] = summary(person)
+    return out
+
+
+async def get_order(conn: asyncpg.Connection, key: str, *, actor: Actor) -> dict[str, Any]:
+    """By order id or accession number; the read is audited."""
+    try:
+        uuid.UUID(key)
+        order_id = await conn.fetchval("SELECT order_id FROM exam_order WHERE order_id = $1::uuid", key)
+    except ValueError:
+        order_id = await conn.fetchval("SELECT order_id FROM exam_order WHERE accession_number = $1", key)
+    if order_id is None:
+        raise store.EmpiError(f"no order {key}")
+    order = await _load(conn, str(order_id))
+    await audit.record(conn, actor=actor.name, action="read", entity="order", entity_id=order["order_id"],
+                       patient_id=order["empi_id"], source_ip=actor.source_ip)
+    return order
+
+
+async def list_orders(
+    conn: asyncpg.Connection, *, empi_id: str | None, actor: Actor, limit: int = 50
+) -> list[dict[str, Any]]:
+    if empi_id:
+        person = await store.get_person(conn, empi_id, follow_merged=True)
+        # A merged person's orders belong to the survivor: include every EMPI id folded into it.
+        ids = [r["empi_id"] for r in await conn.fetch(
+            "SELECT empi_id FROM empi_person WHERE empi_id = $1 OR merged_into = $1", person.empi_id)]
+        rows = await conn.fetch("SELECT order_id FROM exam_order WHERE empi_id = ANY($1::text[]) "
+                                "ORDER BY ordered_at DESC LIMIT $2", ids, limit)
+    else:
+        rows = await conn.fetch("SELECT order_id FROM exam_order ORDER BY ordered_at DESC LIMIT $1", limit)
+    out = [await _load(conn, str(r["order_id"])) for r in rows]
+    await audit.record(conn, actor=actor.name, action="read", entity="order", patient_id=empi_id,
+                       source_ip=actor.source_ip, detail={"count": len(out)})
+    return out

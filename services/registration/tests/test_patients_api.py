@@ -1,0 +1,140 @@
+"""Registration API over HTTP: register/link/twins, search, review list, merge/unmerge, orders, FHIR, roles, audit."""
+
+from __future__ import annotations
+
+from regtest_helpers import auth, events, rid, uname, wait_published
+
+
+async def test_routes_require_a_token_and_a_role(client, settings) -> None:
+    r = await client.get("/api/registration/patients", params={"q": "x"})
+    assert r.status_code == 401
+    r = await client.post("/api/registration/patients", json={"name": "张三"},
+                          headers=auth(settings, "radiologist"))
+    assert r.status_code == 403
+    r = await client.post("/api/registration/orders", json={}, headers=auth(settings, "technologist"))
+    assert r.status_code == 403
+
+
+async def test_register_link_typo_and_keep_twin_apart(client, settings, pool) -> None:
+    h = auth(settings)
+    name, idn = uname(), rid(born="19880808")
+    body = {"name": name, "sex": "M", "phone": "13812340000", "identifiers": [{"type": "resident-id", "value": idn}]}
+    r = await client.post("/api/registration/patients", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first["outcome"] == "created" and first["patient"]["birth_date"] == "1988-08-08"
+    empi = first["patient"]["empi_id"]
+    assert (await events(pool, "patient.registered", empi))[0]["data"]["patient"]["id_number_masked"].count("*") == 10
+    await wait_published(pool, "patient.registered", empi)
+
+    # The desk refuses an ID with a wrong digit (the clerk can fix it) with a problem+json 422...
+    typo = idn[:12] + str((int(idn[12]) + 1) % 10) + idn[13:]
+    r = await client.post("/api/registration/patients", json={**body, "identifiers": [{"value": typo}]}, headers=h)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert typo not in r.text
+    # ...and the same person in traditional characters, with a new phone, is linked, not duplicated.
+    from opencc import OpenCC
+    r = await client.post("/api/registration/patients", headers=h, json={
+        **body, "name": OpenCC("s2t").convert(name), "phone": "13900001111"})
+    assert r.json()["outcome"] == "linked" and r.json()["patient"]["empi_id"] == empi
+    assert r.json()["patient"]["phone"] == "13900001111"
+    assert (await events(pool, "patient.updated", empi))[-1]["data"]["changed"] == ["phone"]
+
+    # A twin: same birth date, phone and family; consecutive ID number.
+    twin_id = rid(idn[:6], "19880808", (int(idn[14:17]) + 2) % 1000)
+    r = await client.post("/api/registration/patients", headers=h, json={
+        **body, "name": name[:-1] + "瑜", "identifiers": [{"value": twin_id}]})
+    assert r.json()["outcome"] == "created" and r.json()["patient"]["empi_id"] != empi
+
+    # Search by name, pinyin, ID number and phone; lists show masked numbers only.
+    for q in (name, r.json()["patient"]["name_latin"].split("^")[0].lower(), idn, "13900001111"):
+        found = (await client.get("/api/registration/patients", params={"q": q}, headers=h)).json()
+        assert empi in [p["empi_id"] for p in found["data"]], q
+        assert idn not in str(found)
+    # Every read is audited.
+    count = await pool.fetchval("SELECT count(*) FROM audit.audit_log WHERE entity = 'patient' AND action = 'search'")
+    assert count >= 4
+
+
+async def test_review_list_resolve_merge_then_unmerge(client, settings, pool) -> None:
+    h = auth(settings)
+    name = uname()
+    a = (await client.post("/api/registration/patients", headers=h, json={
+        "name": name, "birth_date": "1970-01-02", "sex": "F"})).json()
+    b = (await client.post("/api/registration/patients", headers=h, json={
+        "name": name, "birth_date": "1970-01-02", "sex": "F", "phone": "13655556666"})).json()
+    assert b["outcome"] == "created" and len(b["review_ids"]) == 1
+    preview = (await client.post("/api/registration/patients/match", headers=h, json={
+        "name": name, "birth_date": "1970-01-02", "sex": "F"})).json()
+    assert {p["patient"]["empi_id"] for p in preview["data"]} >= {a["patient"]["empi_id"], b["patient"]["empi_id"]}
+    reviews = (await client.get("/api/registration/reviews", headers=h)).json()["data"]
+    item = next(r for r in reviews if r["id"] == b["review_ids"][0])
+    assert item["explanation"]["fields"]["name"]["level"] == "exact"
+    r = await client.post(f"/api/registration/reviews/{item['id']}/resolve", headers=h,
+                          json={"decision": "merge", "survivor": a["patient"]["empi_id"]})
+    assert r.status_code == 200, r.text
+    merged = await events(pool, "patient.merged", a["patient"]["empi_id"])
+    assert merged[-1]["data"]["merged_empi_ids"] == [b["patient"]["empi_id"]]
+    again = await client.post(f"/api/registration/reviews/{item['id']}/resolve", headers=h, json={"decision": "merge"})
+    assert again.status_code == 409
+    # The merged id still resolves (to the survivor); unmerge is for admins.
+    got = (await client.get(f"/api/registration/patients/{b['patient']['empi_id']}", headers=h)).json()
+    assert got["empi_id"] == a["patient"]["empi_id"] and got["phone"] == "13655556666"
+    r = await client.post(f"/api/registration/patients/{b['patient']['empi_id']}/unmerge", headers=h,
+                          json={"reason": "两个人"})
+    assert r.status_code == 403
+    r = await client.post(f"/api/registration/patients/{b['patient']['empi_id']}/unmerge",
+                          headers=auth(settings, "admin", username="admin-test"), json={"reason": "两个人"})
+    assert r.status_code == 200 and r.json()["restored"]["phone"] == "13655556666"
+    hist = (await client.get(f"/api/registration/patients/{a['patient']['empi_id']}/history", headers=h)).json()
+    assert [x["action"] for x in hist["data"]][-2:] == ["merge", "unmerge"]
+
+
+async def test_order_emits_order_created_and_fhir_views(client, settings, pool) -> None:
+    h = auth(settings)
+    idn = rid()
+    p = (await client.post("/api/registration/patients", headers=h, json={
+        "name": uname(), "identifiers": [{"value": idn}], "verified": True})).json()["patient"]
+    r = await client.post(f"/api/registration/patients/{p['empi_id']}/verifications", headers=h,
+                          json={"method": "id-card-reader", "document_type": "resident-id", "document_number": idn})
+    assert r.status_code == 201 and r.json()["document_matches"] is True and idn not in r.text
+    order_body = {
+        "empi_id": p["empi_id"], "patient_class": "inpatient", "ward": "呼吸科病区", "bed": "12",
+        "ordering_doctor": "李医生", "ordering_department": "呼吸内科", "clinical_diagnosis": "肺部感染",
+        "history": "咳嗽两周", "purpose": "排除肺结核",
+        "items": [{"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT", "body_part": "CHEST"}],
+        "special": {"infectious": True, "notes": "疑似结核"}, "priority": "urgent",
+    }
+    r = await client.post("/api/registration/orders", headers=h, json=order_body)
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert len(order["accession_number"]) <= 16 and order["study_instance_uid"].startswith("2.25.")
+    ev = (await events(pool, "order.created", order["accession_number"]))[0]["data"]
+    assert ev["special"]["infectious"] is True and ev["patient"]["empi_id"] == p["empi_id"]
+    assert ev["items"][0]["modality"] == "CT" and ev["ordering_department"] == "呼吸内科"
+    await wait_published(pool, "order.created", order["accession_number"])
+    r = await client.post("/api/registration/orders", headers=h, json={**order_body, "items": []})
+    assert r.status_code == 422
+    r = await client.post("/api/registration/orders", headers=h, json={**order_body, "empi_id": "NOPE"})
+    assert r.status_code == 404
+
+    fh = auth(settings, "clinician", username="dr-test")
+    pat = (await client.get(f"/api/registration/fhir/Patient/{p['empi_id']}", headers=fh))
+    assert pat.headers["content-type"].startswith("application/fhir+json")
+    assert pat.json()["resourceType"] == "Patient"
+    assert {"system": "urn:imaging:id:resident-id", "value": idn} in pat.json()["identifier"]
+    bundle = (await client.get("/api/registration/fhir/Patient", headers=fh,
+                               params={"identifier": f"urn:imaging:id:resident-id|{idn}"})).json()
+    assert bundle["type"] == "searchset" and bundle["total"] == 1
+    assert bundle["entry"][0]["resource"]["id"] == p["empi_id"]
+    sr = (await client.get(f"/api/registration/fhir/ServiceRequest/{order['order_id']}", headers=fh)).json()
+    assert sr["resourceType"] == "ServiceRequest" and sr["priority"] == "urgent"
+    assert sr["subject"]["reference"] == f"Patient/{p['empi_id']}"
+    assert any("传染病" in n["text"] for n in sr["note"])
+    by_acc = (await client.get("/api/registration/fhir/ServiceRequest", headers=fh,
+                               params={"identifier": order["accession_number"]})).json()
+    assert by_acc["total"] == 1
+    missing = await client.get("/api/registration/fhir/Patient/NOPE", headers=fh)
+    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+    listed = (await client.get("/api/registration/orders", params={"empi_id": p["empi_id"]}, headers=h)).json()
+    assert listed["count"] == 1
