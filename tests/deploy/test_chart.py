@@ -585,6 +585,12 @@ def test_backup_cronjob(rendered: dict[str, list[Manifest]]) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["PGHOST"]["value"] == "pg-primary.db.hospital.local"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-db"
+    # ...and a dump before each upgrade's migrations, so a rollback has the schema it expects.
+    before = named(rendered["production"], "Job", f"{FULLNAME}-backup-before-upgrade")
+    hooks = before["metadata"]["annotations"]
+    migrate = named(rendered["production"], "Job", f"{FULLNAME}-migrate")["metadata"]["annotations"]
+    assert hooks["helm.sh/hook"] == "pre-upgrade"
+    assert int(hooks["helm.sh/hook-weight"]) < int(migrate["helm.sh/hook-weight"])
 
 
 def test_in_cluster_dependencies_are_vendored_and_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
