@@ -786,3 +786,13 @@ def test_notes_tell_how_to_reach_the_ui_and_the_dicom_mllp_ports(helm: Helm) -> 
         assert "port 11112" in notes and "port 11113" in notes and "port 2575" in notes
         assert "AE CT_FILM_SCP" in notes if "production" in values else "AE PRINT_SCP" in notes
         assert f"helm test {RELEASE}" in notes
+
+
+def test_readme_values_table_names_every_top_level_key() -> None:
+    readme = (REPO / "deploy" / "k8s" / "README.md").read_text()
+    table = readme.split("## 12. Values", 1)[1]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [key for key in values if f"`{key}" not in table]
+    assert not missing, f"README values table lacks {missing}"
+    for section in ("Install", "Upgrade", "Rollback", "External services", "TLS", "Backup and restore", "Sizing"):
+        assert re.search(rf"^## \d+\. {section}", readme, re.M), section
