@@ -40,3 +40,22 @@ async def test_unknown_prefix_is_a_problem_document(platform_url: str) -> None:
         r = await client.get("/api/nonexistent/healthz")
         assert r.status_code == 404
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_event_metrics_and_dead_letter_admin_on_every_service(platform_url: str, prefix: str) -> None:
+    from imaging_common.auth.testing import issue_test_token
+    from imaging_common.config import CommonSettings
+
+    settings = CommonSettings()
+    clerk = issue_test_token(settings, roles=["clerk"], username="dlq-clerk")
+    ops = issue_test_token(settings, roles=["it-ops"], username="dlq-ops")
+    async with httpx.AsyncClient(base_url=platform_url) as client:
+        metrics = (await client.get(f"/api/{prefix}/metrics")).text
+        assert "events_outbox_backlog" in metrics
+        url = f"/api/{prefix}/admin/dead-letters"
+        assert (await client.get(url)).status_code == 401
+        assert (await client.get(url, headers={"authorization": f"Bearer {clerk}"})).status_code == 403
+        listed = await client.get(url, headers={"authorization": f"Bearer {ops}"})
+        assert listed.status_code == 200 and listed.json()["count"] == 0

@@ -28,6 +28,7 @@ from imaging_common import db
 from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
+from imaging_common.events.deadletters import dead_letters_router
 from imaging_common.observability import bind_correlation_id, configure_logging, new_correlation_id
 from imaging_common.problems import install_problem_handlers
 
@@ -118,7 +119,9 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
             return JSONResponse({"status": "starting", "service": spec.name}, status_code=503)
         checks = await ctx.readiness()
         failing = [name for name, state in checks.items() if state != "ok"]
-        body: dict[str, object] = {"status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks}
+        body: dict[str, object] = {
+            "status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks,
+        }
         if failing:
             body["failing"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
@@ -173,8 +176,8 @@ async def service_context(
     await db.migrate_service(settings.database_url, spec.schema, spec.migrations)
     pool = await db.create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_max)
     redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
-    bus = EventBus(settings=settings, service=spec.name, pool=pool, handlers=spec.event_handlers)
     registry = registry or CollectorRegistry()
+    bus = EventBus(settings=settings, service=spec.name, pool=pool, handlers=spec.event_handlers, registry=registry)
     try:
         verifier = await TokenVerifier.from_settings(settings, redis_client)
         await bus.start()
@@ -218,6 +221,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     _install_request_metrics(app, spec, registry)
     app.include_router(_health_router(spec), prefix=spec.api_prefix)
     app.include_router(_session_router(), prefix=spec.api_prefix)
+    app.include_router(dead_letters_router(), prefix=spec.api_prefix)
     for router in spec.routers:
         app.include_router(router, prefix=spec.api_prefix)
     for router in spec.ui_routers:
