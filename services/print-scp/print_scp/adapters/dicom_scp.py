@@ -49,7 +49,7 @@ def _status(code: int, comment: str | None = None) -> Dataset:
     ds = Dataset()
     ds.Status = code
     if comment:
-        ds.ErrorComment = comment[:64]
+        ds.ErrorComment = comment.replace("\\", "/")[:64]
     return ds
 
 

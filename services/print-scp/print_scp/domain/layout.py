@@ -87,18 +87,18 @@ def parse_display_format(value: str | list[str] | None) -> DisplayFormat:
     kind, _, rest = text.strip().partition("\\")
     kind = kind.strip().upper()
     if kind not in ("STANDARD", "ROW", "COL"):
-        raise LayoutError(f"Image Display Format {text!r}: only STANDARD, ROW and COL are supported")
+        raise LayoutError(f"Image Display Format '{text}': only STANDARD, ROW and COL are supported")
     try:
         values = tuple(int(v) for v in rest.split(","))
     except ValueError:
-        raise LayoutError(f"Image Display Format {text!r}: values must be integers") from None
+        raise LayoutError(f"Image Display Format '{text}': values must be integers") from None
     if any(v < 1 for v in values):
-        raise LayoutError(f"Image Display Format {text!r}: values must be at least 1")
+        raise LayoutError(f"Image Display Format '{text}': values must be at least 1")
     if kind == "STANDARD" and len(values) != 2:
-        raise LayoutError(f"Image Display Format {text!r}: STANDARD takes columns,rows")
+        raise LayoutError(f"Image Display Format '{text}': STANDARD takes columns,rows")
     fmt = DisplayFormat(kind, values, text.strip())
     if fmt.box_count > MAX_BOXES:
-        raise LayoutError(f"Image Display Format {text!r}: {fmt.box_count} boxes exceed {MAX_BOXES}")
+        raise LayoutError(f"Image Display Format '{text}': {fmt.box_count} boxes exceed {MAX_BOXES}")
     return fmt
 
 

@@ -41,5 +41,6 @@ class PrintFailure(Exception):
     def __init__(self, status: int, comment: str, offending: list[int] | None = None) -> None:
         super().__init__(comment)
         self.status = status
-        self.comment = comment[:64]  # Error Comment (0000,0902) is LO: 64 characters
+        # Error Comment (0000,0902) is one LO value: 64 characters, no backslash (the VM delimiter)
+        self.comment = comment.replace("\\", "/")[:64]
         self.offending = offending or []  # tags for Offending Element (0000,0901)
