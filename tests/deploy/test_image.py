@@ -7,12 +7,15 @@ the service chosen by argument); its health-check script is run for real against
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import http.server
 import re
 import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +72,60 @@ def test_image_installs_pinned_requirements_and_every_local_package() -> None:
     assert "libs/common" in build
     ignore = (REPO / ".dockerignore").read_text()
     assert "**/tests/" in ignore and "*\n" in ignore  # context is an allow-list
+
+
+DISTRIBUTIONS = ["libs/common"] + sorted(
+    f"services/{p.name}" for p in (REPO / "services").iterdir() if (p / "pyproject.toml").is_file()
+)
+
+
+def files_a_wheel_would_miss(dist: Path) -> list[str]:
+    """Non-Python files inside the distribution's packages that its package-data globs do not
+    select, i.e. files the editable dev install sees but the image (a regular install) lacks.
+    Mirrors setuptools: every directory under an included package is a (namespace) package and
+    each pattern is globbed relative to each package directory."""
+    config = tomllib.loads((dist / "pyproject.toml").read_text())["tool"]["setuptools"]
+    includes = config["packages"]["find"]["include"]
+    patterns = [pat for pats in config.get("package-data", {}).values() for pat in pats]
+    roots = [d for d in dist.iterdir()
+             if d.is_dir() and d.name.isidentifier() and any(fnmatch.fnmatch(d.name, i) for i in includes)]
+    wanted: set[Path] = set()
+    selected: set[Path] = set()
+    for root in roots:
+        for path in root.rglob("*"):
+            if not all(part.isidentifier() for part in path.relative_to(root).parent.parts):
+                continue  # not inside a package (__pycache__, an .egg-info, a dotted folder)
+            if path.is_dir():
+                for pattern in patterns:
+                    selected |= {Path(f) for f in glob.glob(str(path / pattern), recursive=True)}
+            elif path.suffix not in {".py", ".pyc"}:
+                wanted.add(path)
+        for pattern in patterns:
+            selected |= {Path(f) for f in glob.glob(str(root / pattern), recursive=True)}
+    return sorted(str(f.relative_to(dist.parent)) for f in wanted - selected)
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_image_install_carries_every_data_file(dist: str) -> None:
+    missing = files_a_wheel_would_miss(REPO / dist)
+    assert not missing, (
+        f"{dist}: these files are not in [tool.setuptools.package-data], so the container image (a regular "
+        f"install) would lack them: {missing}"
+    )
+
+
+def test_data_file_check_finds_what_the_globs_leave_out(tmp_path: Path) -> None:
+    dist = tmp_path / "demo"
+    (dist / "demo" / "static" / "css").mkdir(parents=True)
+    (dist / "demo" / "migrations").mkdir()
+    (dist / "pyproject.toml").write_text(
+        '[tool.setuptools.packages.find]\ninclude = ["demo*"]\n'
+        '[tool.setuptools.package-data]\n"*" = ["migrations/*.sql", "static/*"]\n'
+    )
+    for name in ("__init__.py", "migrations/0001_init.sql", "static/page.html", "static/css/site.css", "model.json"):
+        (dist / "demo" / name).write_text("x")
+    missing = files_a_wheel_would_miss(dist)
+    assert sorted(Path(m).name for m in missing) == ["model.json", "site.css"]
 
 
 def chart_catalog() -> dict[str, dict[str, str]]:
