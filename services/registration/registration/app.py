@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from registration.adapters import http_auth, http_fhir, http_patients
+from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -15,6 +15,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[http_auth.router, http_patients.router, http_fhir.router],
     on_ready=[http_auth.on_ready],
+    listeners=[hl7_feed.mllp_listener],
 )
 
 

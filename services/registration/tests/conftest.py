@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from registration.app import create_app
 from registration.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # regtest_helpers
+# Every registration app started by these tests (the auth tests' too) listens for MLLP on a free
+# port, never on 2575, which other sessions on this machine may hold.
+os.environ.setdefault("IMAGING_MLLP_PORT", "0")
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,12 @@ _FORMATS: dict[IdType, re.Pattern[str]] = {
 
 def normalize(id_type: IdType, value: str) -> str:
     """Canonical form of a number for its authority; raises InvalidIdentifier when malformed."""
+    if not id_type.is_national and id_type is not IdType.MEDICAL_INSURANCE:
+        # Local numbers (cards, HIS/PACS ids) may be case-sensitive: only the blanks go.
+        text = value.strip()
+        if not text or len(text) > 64:
+            raise InvalidIdentifier(f"{id_type.value} number must have 1 to 64 characters")
+        return text
     text = normalize_resident_id(value)
     if not text:
         raise InvalidIdentifier(f"empty {id_type.value} number")

@@ -1,0 +1,139 @@
+"""The HIS feed over real MLLP/TCP: ADT register/update/merge, ORM/OMI orders, charsets, AE/AR, atomicity."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from imaging_common.hl7 import Message
+from imaging_common.hl7.mllp import MLLPClient
+from imaging_common.testing import asgi_client, free_port
+from registration.app import create_app
+from registration.settings import Settings
+from regtest_helpers import events, rid, uname
+
+
+@pytest.fixture(scope="module")
+async def feed(settings_for):
+    settings = settings_for(Settings, mllp_enabled=True, mllp_host="127.0.0.1", mllp_port=free_port())
+    app = create_app(settings)
+    async with asgi_client(app):
+        ctx = app.state.ctx
+        async with MLLPClient("127.0.0.1", ctx.extras["mllp_port"], timeout=20) as client:
+            yield client, ctx.pool
+
+
+def msg(kind: str, *segments: str, charset: str = "UNICODE UTF-8", control: str | None = None) -> str:
+    control = control or uuid.uuid4().hex[:12]
+    head = f"MSH|^~\\&|HIS|HOSP|RIS|IMG|20240601083000||{kind}|{control}|P|2.5||||||{charset}"
+    return "\r".join([head, *segments]) + "\r"
+
+
+def pid(his_id: str, name: str, idn: str | None = None, dob: str = "19800101", sex: str = "F",
+        phone: str = "13500001111") -> str:
+    ids = f"{his_id}^^^HIS^PI" + (f"~{idn}^^^CHN^NNCHN" if idn else "")
+    return f"PID|1||{ids}||{name}||{dob}|{sex}|||解放路1号^^武汉^湖北^430000||{phone}"
+
+
+async def send(client: MLLPClient, text: str, charset: str = "utf-8") -> Message:
+    reply = await client.send(text.encode(charset))
+    return Message.parse(reply.decode(charset))
+
+
+async def test_adt_register_update_and_typo_duplicate_linked(feed) -> None:
+    client, pool = feed
+    name, idn, his = uname(), rid(born="19800101"), f"H{uuid.uuid4().hex[:8]}"
+    family, given = name[:2], name[2:]
+    ack = await send(client, msg("ADT^A04^ADT_A01", "EVN|A04", pid(his, f"{family}^{given}", idn),
+                                 "PV1|1|O"))
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    empi = await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE type = 'his-patient-id' AND value = $1", his)
+    assert empi and (await events(pool, "patient.registered", empi))
+    # The same person from another HIS registration, ID with one wrong digit, GB 18030 bytes: linked.
+    his2 = f"H{uuid.uuid4().hex[:8]}"
+    typo = idn[:15] + str((int(idn[15]) + 1) % 10) + idn[16:]
+    ack = await send(client, msg("ADT^A01^ADT_A01", "EVN|A01", pid(his2, f"{family}^{given}", typo),
+                                 charset="GB 18030-2000"), "gb18030")
+    assert ack.field("MSA", 1) == "AA" and "linked" in ack.field("MSA", 3)
+    assert await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE value = $1", his2) == empi
+    # A08 updates the phone.
+    ack = await send(client, msg("ADT^A08^ADT_A01", "EVN|A08", pid(his, f"{family}^{given}", idn, phone="13300002222")))
+    assert ack.field("MSA", 1) == "AA"
+    assert await pool.fetchval("SELECT phone FROM empi_person WHERE empi_id = $1", empi) == "13300002222"
+    # A twin (consecutive valid ID) is a new person.
+    twin = rid(idn[:6], "19800101", (int(idn[14:17]) + 2) % 1000)
+    his3 = f"H{uuid.uuid4().hex[:8]}"
+    ack = await send(client, msg("ADT^A04^ADT_A01", "EVN|A04", pid(his3, f"{family}^婷", twin)))
+    assert ack.field("MSA", 1) == "AA"
+    assert await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE value = $1", his3) != empi
+
+
+async def test_a40_merge(feed) -> None:
+    client, pool = feed
+    a, b = f"H{uuid.uuid4().hex[:8]}", f"H{uuid.uuid4().hex[:8]}"
+    await send(client, msg("ADT^A04", "EVN|A04", pid(a, uname(), dob="19700505", phone="13100000001")))
+    await send(client, msg("ADT^A04", "EVN|A04", pid(b, uname(), dob="19710606", phone="13100000002")))
+    ea = await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE value = $1", a)
+    eb = await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE value = $1", b)
+    ack = await send(client, msg("ADT^A40^ADT_A39", "EVN|A40", pid(a, uname()), f"MRG|{b}^^^HIS^PI"))
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    assert await pool.fetchval("SELECT merged_into FROM empi_person WHERE empi_id = $1", eb) == ea
+    assert await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE value = $1", b) == ea
+    assert (await events(pool, "patient.merged", ea))
+    ack = await send(client, msg("ADT^A40^ADT_A39", "EVN|A40", pid(a, uname()), "MRG|NOSUCH^^^HIS^PI"))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 3, component=1) == "204"
+    assert ack.field("ERR", 2, component=1) == "MRG"
+
+
+async def test_orm_and_omi_orders_emit_order_created(feed) -> None:
+    client, pool = feed
+    his, placer = f"H{uuid.uuid4().hex[:8]}", f"ORD{uuid.uuid4().hex[:8]}"
+    text = msg("ORM^O01^ORM_O01", pid(his, "孙^悦", rid()), "PV1|1|I|呼吸科^301^12||||||||RES|||||||||V778",
+               f"ORC|NW|{placer}|||||^^^^^S|||||D001^王^医生|||||^呼吸内科",
+               "OBR|1|||CT-CHEST^胸部CT平扫^LOCAL||||||||INF^传染病|咳嗽发热||CHEST|||||||||CT|||||||^肺部感染",
+               "NTE|1||排除肺结核")
+    ack = await send(client, text)
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    row = await pool.fetchrow("SELECT * FROM exam_order WHERE placer_order_number = $1", placer)
+    assert row["patient_class"] == "inpatient" and row["ward"] == "呼吸科" and row["bed"] == "12"
+    assert row["priority"] == "stat" and row["ordering_doctor"] == "王医生" and row["ordering_department"] == "呼吸内科"
+    assert row["clinical_diagnosis"] == "肺部感染" and row["purpose"] == "排除肺结核" and row["history"] == "咳嗽发热"
+    ev = (await events(pool, "order.created", row["accession_number"]))[0]["data"]
+    assert ev["special"]["infectious"] is True and ev["items"][0]["modality"] == "CT"
+    # Resent: acknowledged, not duplicated.
+    ack = await send(client, text)
+    assert ack.field("MSA", 1) == "AA" and "already" in ack.field("MSA", 3)
+    assert await pool.fetchval("SELECT count(*) FROM exam_order WHERE placer_order_number = $1", placer) == 1
+    placer2 = f"OMI{uuid.uuid4().hex[:8]}"
+    ack = await send(client, msg("OMI^O23^OMI_O23", pid(his, "孙^悦"), "PV1|1|O",
+                                 f"ORC|NW|{placer2}", "TQ1|1||||||||R", "OBR|1|||MR-HEAD^头颅MR平扫" + "|" * 20 + "MR",
+                                 "IPC|1.2.3|4.5.6|1.2.840.1|MR"))
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    assert await pool.fetchval("SELECT items->0->>'modality' FROM exam_order WHERE placer_order_number = $1",
+                               placer2) == "MR"
+
+
+async def test_malformed_messages_get_ae_or_ar_and_store_nothing(feed) -> None:
+    client, pool = feed
+    his, placer = f"H{uuid.uuid4().hex[:8]}", f"BAD{uuid.uuid4().hex[:8]}"
+    persons = await pool.fetchval("SELECT count(*) FROM empi_person")
+    # No name: AE 101 at PID-5.
+    ack = await send(client, msg("ADT^A04", "EVN|A04", f"PID|1||{his}^^^HIS^PI||||19800101|F"))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 3, component=1) == "101"
+    assert ack.field("ERR", 2, component=3) == "5"
+    # Bad birth date: AE 102 at PID-7.
+    ack = await send(client, msg("ADT^A04", "EVN|A04", pid(his, "钱^多", dob="19801399")))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 3, component=1) == "102"
+    # An order whose exam item is missing: the patient in its PID is NOT registered either (one transaction).
+    ack = await send(client, msg("ORM^O01", pid(his, "钱^多"), f"ORC|NW|{placer}", "OBR|1|||"))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=1) == "OBR"
+    # Unsupported type: AR 200; not HL7 at all: AR.
+    ack = await send(client, msg("QRY^Q01", "QRD|1"))
+    assert ack.field("MSA", 1) == "AR" and ack.field("ERR", 3, component=1) == "200"
+    ack = await send(client, "hello, this is not HL7")
+    assert ack.field("MSA", 1) == "AR"
+    # Unsupported order control: AE naming ORC-1.
+    ack = await send(client, msg("ORM^O01", pid(his, "钱^多"), f"ORC|XO|{placer}", "OBR|1|||CT-1^CT"))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "1"
+    assert await pool.fetchval("SELECT count(*) FROM empi_person") == persons
+    assert await pool.fetchval("SELECT count(*) FROM empi_identifier WHERE value = $1", his) == 0
