@@ -68,8 +68,31 @@ class PrintApp:
 
 @pytest.fixture(scope="session")
 async def print_app(settings_for: Any) -> AsyncIterator[PrintApp]:
-    settings = settings_for(Settings, print_port=free_port(), print_host="127.0.0.1")
+    settings = settings_for(Settings, print_port=free_port(), print_host="127.0.0.1", print_kiosk_key="kiosk-secret")
     app = create_app(settings)
     async with asgi_client(app) as client:
         ctx = app.state.ctx
         yield PrintApp(client, ctx.extras["print"], settings, ctx)
+
+
+def print_once(app: PrintApp, items: list, **kwargs: Any) -> dict:
+    """One Appendix A print over a fresh association (run it in a thread)."""
+    from print_scp import testkit as tk
+
+    assoc = tk.print_ae().associate("127.0.0.1", app.port, ae_title="PRINT_SCP")
+    assert assoc.is_established
+    try:
+        return tk.print_film(assoc, items, **kwargs)
+    finally:
+        assoc.release()
+
+
+@pytest.fixture
+def printer(print_app: PrintApp) -> Any:
+    async def run(items: list, **kwargs: Any) -> Any:
+        out = await asyncio.to_thread(print_once, print_app, items, **kwargs)
+        assert out["print"] == 0, out
+        [film] = await print_app.wait_films("film_box_uid = $1", out["box_uid"])
+        return film
+
+    return run

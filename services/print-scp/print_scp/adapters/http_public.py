@@ -1,0 +1,165 @@
+"""Routes for people without a staff login, each with its own check instead of a role.
+
+- Cloud film (/api/print/cloud-film/...): whoever holds a share link answers the identity check
+  (last four digits of the phone or ID number) within the link's validity; a short-lived grant in
+  Redis then lets them fetch that study's films. Wrong answers count; enough of them lock the link.
+- Self-service kiosk (/api/print/kiosk/...): a kiosk presents its shared key (X-Kiosk-Key); the
+  patient scans their slip (accession number) and their films are released for printing at once
+  (WS/T 597 Appendix B).
+Public answers show masked names only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from imaging_common import audit
+from pydantic import BaseModel, Field
+
+from print_scp.adapters.http_films import client_ip, runtime
+from print_scp.domain import sharing
+from print_scp.domain.storage import ObjectNotFound
+
+router = APIRouter(tags=["cloud film and kiosk (public, own checks)"])
+GRANT_SECONDS = 900
+
+
+def _grant_key(request: Request, grant: str) -> str:
+    return f"{request.app.state.ctx.settings.namespace}:print:share-grant:{grant}"
+
+
+class Verify(BaseModel):
+    token: str = Field(min_length=10, max_length=200)
+    answer: str = Field(min_length=1, max_length=20)
+
+
+@router.post("/cloud-film/verify", summary="Open a cloud-film link: identity check, then a 15-minute grant")
+async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
+    ctx = request.app.state.ctx
+    max_attempts = runtime(request).settings.print_share_max_attempts
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        share = await conn.fetchrow("SELECT * FROM film_shares WHERE token_sha256 = $1 FOR UPDATE",
+                                    sharing.token_hash(body.token))
+        if share is None:
+            raise HTTPException(404, "this link is not valid")
+        share_id = str(share["id"])
+        refusal = None
+        if share["revoked_at"] is not None:
+            refusal = (410, "this link was withdrawn")
+        elif share["expires_at"] <= datetime.now(UTC):
+            refusal = (410, "this link has expired")
+        elif share["failed_attempts"] >= max_attempts:
+            refusal = (423, "too many wrong answers: this link is locked; ask the hospital for a new one")
+        elif not sharing.answer_matches(share_id, body.answer, share["check_sha256"]):
+            await conn.execute("UPDATE film_shares SET failed_attempts = failed_attempts + 1 WHERE id = $1", share_id)
+            refusal = (403, "the identity check failed")
+        await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film_share", entity_id=share_id,
+                           source_ip=client_ip(request), outcome="failure" if refusal else "success",
+                           detail={"identity_check": share["check_kind"], "refused": refusal[1] if refusal else None})
+        if refusal:
+            # The failed attempt and its audit row are kept: only the refusal is sent.
+            pass
+        else:
+            films = await conn.fetch(
+                """SELECT id, printed_at, film_size, display_format, patient_name FROM films
+                   WHERE accession_number = $1 AND empi_id = $2 AND match_status = 'matched' AND status = 'stored'
+                   ORDER BY printed_at""", share["accession_number"], share["empi_id"])
+    if refusal:
+        raise HTTPException(refusal[0], refusal[1])
+    grant = secrets.token_urlsafe(24)
+    await ctx.redis.set(_grant_key(request, grant), share_id, ex=GRANT_SECONDS)
+    return {
+        "grant": grant, "expires_in": GRANT_SECONDS, "accession_number": share["accession_number"],
+        "patient_name": sharing.mask_name(films[0]["patient_name"] if films else ""),
+        "films": [{"id": str(f["id"]), "printed_at": f["printed_at"].isoformat(), "film_size": f["film_size"],
+                   "display_format": f["display_format"], "png": f"/api/print/cloud-film/films/{f['id']}.png"}
+                  for f in films],
+    }
+
+
+@router.get("/cloud-film/films/{film_id}.png", summary="A shared film (needs the grant from /verify)",
+            response_class=Response)
+async def shared_film(request: Request, film_id: str,
+                      x_share_grant: Annotated[str | None, Header()] = None) -> Response:
+    ctx = request.app.state.ctx
+    share_id = await ctx.redis.get(_grant_key(request, x_share_grant)) if x_share_grant else None
+    if not share_id:
+        raise HTTPException(401, "open the link and answer the identity check first")
+    try:
+        uuid.UUID(film_id)
+    except ValueError:
+        raise HTTPException(404, "no such film") from None
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT f.png_key, f.patient_id FROM films f JOIN film_shares s ON s.accession_number = f.accession_number
+                   AND s.empi_id = f.empi_id
+               WHERE f.id = $1 AND s.id = $2 AND f.match_status = 'matched' AND s.revoked_at IS NULL
+                   AND s.expires_at > now()""", film_id, share_id)
+        if row is None or row["png_key"] is None:
+            raise HTTPException(404, "no such film in this share")
+        await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film", entity_id=film_id,
+                           patient_id=row["patient_id"], source_ip=client_ip(request), detail={"via": "cloud-film"})
+    try:
+        data = await runtime(request).store.get(row["png_key"])
+    except ObjectNotFound:
+        raise HTTPException(404, "the film's image is missing") from None
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+
+def _kiosk(request: Request, key: str | None) -> None:
+    configured = runtime(request).settings.print_kiosk_key
+    if not configured:
+        raise HTTPException(404, "self-service printing is not enabled")
+    if not key or not hmac.compare_digest(key.encode(), configured.encode()):
+        raise HTTPException(401, "unknown kiosk")
+
+
+class Slip(BaseModel):
+    slip: str = Field(min_length=1, max_length=64, description="the accession number scanned from the slip")
+
+
+@router.post("/kiosk/print", summary="Self-service: the patient scans their slip; their films are released")
+async def kiosk_print(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
+                      ) -> dict[str, Any]:
+    _kiosk(request, x_kiosk_key)
+    slip = body.slip.strip()
+    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE films SET handed_over_at = coalesce(handed_over_at, now()),
+                   handed_over_by = coalesce(handed_over_by, 'kiosk')
+               WHERE accession_number = $1 AND match_status = 'matched' AND status = 'stored'
+               RETURNING id, patient_id, patient_name, copies, film_size, printed_at""", slip)
+        await audit.record(conn, actor="kiosk", action="update", entity="film",
+                           patient_id=rows[0]["patient_id"] if rows else None, source_ip=client_ip(request),
+                           detail={"kiosk_print": slip, "films": [str(r["id"]) for r in rows]})
+    if not rows:
+        raise HTTPException(404, "no films for this slip yet: please ask at the desk")
+    return {"patient_name": sharing.mask_name(rows[0]["patient_name"]),
+            "films": [{"id": str(r["id"]), "copies": r["copies"], "film_size": r["film_size"],
+                       "png": f"/api/print/kiosk/films/{r['id']}.png"} for r in rows]}
+
+
+@router.get("/kiosk/films/{film_id}.png", summary="A released film's image for the kiosk printer",
+            response_class=Response)
+async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str | None, Header()] = None) -> Response:
+    _kiosk(request, x_kiosk_key)
+    try:
+        uuid.UUID(film_id)
+    except ValueError:
+        raise HTTPException(404, "no such film") from None
+    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT png_key, patient_id FROM films WHERE id = $1 AND handed_over_by = 'kiosk' "
+                                  "AND handed_over_at > now() - interval '1 hour'", film_id)
+        if row is None:
+            raise HTTPException(404, "no such film released at a kiosk")
+        await audit.record(conn, actor="kiosk", action="read", entity="film", entity_id=film_id,
+                           patient_id=row["patient_id"], source_ip=client_ip(request))
+    data = await runtime(request).store.get(row["png_key"])
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+

@@ -1,0 +1,27 @@
+"""Pages under /ui/print/: static shells that load their data through the API.
+
+The review page needs a staff token (it calls /api/print/films?match_status=review); the cloud
+film page reads the share token from the URL fragment (never sent to the server in the URL) and
+posts it with the identity check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(tags=["print pages"])
+STATIC = Path(__file__).resolve().parent.parent / "static"
+HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
+
+
+@router.get("/review", response_class=HTMLResponse, summary="Review list: films staff must match by hand")
+async def review_page() -> HTMLResponse:
+    return HTMLResponse((STATIC / "review.html").read_text(encoding="utf-8"), headers=HEADERS)
+
+
+@router.get("/cloud-film", response_class=HTMLResponse, summary="Cloud film viewer (public page, own checks)")
+async def cloud_film_page() -> HTMLResponse:
+    return HTMLResponse((STATIC / "cloud-film.html").read_text(encoding="utf-8"), headers=HEADERS)
