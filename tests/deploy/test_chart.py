@@ -800,3 +800,13 @@ def test_readme_values_table_names_every_top_level_key() -> None:
     assert not missing, f"README values table lacks {missing}"
     for section in ("Install", "Upgrade", "Rollback", "External services", "TLS", "Backup and restore", "Sizing"):
         assert re.search(rf"^## \d+\. {section}", readme, re.M), section
+
+
+def test_packaged_chart_installs_offline(helm: Helm, tmp_path: Path, rendered: dict[str, list[Manifest]]) -> None:
+    """`helm package` carries the vendored subcharts: the archive alone renders the full configuration."""
+    packaged = helm.run("package", str(CHART), "--destination", str(tmp_path))
+    assert packaged.returncode == 0, packaged.output
+    (archive,) = tmp_path.glob("imaging-platform-*.tgz")
+    result = helm.run("template", RELEASE, str(archive), "--namespace", NAMESPACE, *CONFIGS["full"])
+    assert result.returncode == 0, result.stderr
+    assert parse_manifests(result.stdout) == rendered["full"]
