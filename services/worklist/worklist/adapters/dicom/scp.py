@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -54,7 +55,8 @@ CANCELLED, OUT_OF_RESOURCES, UNABLE_TO_PROCESS = 0xFE00, 0xA700, 0xC001
 _DONE = object()
 QUEUE_DEPTH = 256  # rows read ahead of the sending thread
 CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
-REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
+REQUEST_TIMEOUT = 30.0
+STREAMING_LOOP_DELAY = 0.00005  # seconds pynetdicom's DUL thread sleeps between PDUs while we stream  # seconds an MPPS request may wait for the database
 
 
 def _status(code: int, comment: str | None = None, offending: list[int] | None = None) -> Dataset:
@@ -87,6 +89,7 @@ class WorklistSCP:
 
     def start(self) -> None:
         handlers = [
+            (evt.EVT_CONN_OPEN, self.on_connection),
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_N_CREATE, self.on_n_create),
             (evt.EVT_N_SET, self.on_n_set),
@@ -105,6 +108,15 @@ class WorklistSCP:
     def port(self) -> int:
         return int(self.server.server_address[1]) if self.server else self.settings.worklist_port
 
+    @staticmethod
+    def on_connection(event: Any) -> None:
+        """Send each PDU at once: pynetdicom writes a response in several small segments, and
+        Nagle's algorithm against the peer's delayed ACK would hold each reply ~40 ms."""
+        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     # -- C-FIND ------------------------------------------------------------------------------
 
     def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
@@ -120,6 +132,12 @@ class WorklistSCP:
             return
 
         limit = self.settings.worklist_max_results
+        # pynetdicom's DUL thread naps 1 ms whenever its queues are empty, i.e. between our
+        # responses: fine when idle, ruinous while streaming thousands. Nap less meanwhile.
+        dul = event.assoc.dul
+        idle_delay = getattr(dul, "_run_loop_delay", None)
+        if idle_delay is not None:
+            dul._run_loop_delay = STREAMING_LOOP_DELAY
         rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
         reader = asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
@@ -147,6 +165,8 @@ class WorklistSCP:
                 sent += 1
             yield 0x0000, None
         finally:
+            if idle_delay is not None:
+                dul._run_loop_delay = idle_delay
             stop.set()  # the reader stops at its next row (cancel, limit, closed association)
             with contextlib.suppress(Exception):
                 reader.result(timeout=REQUEST_TIMEOUT)
