@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients
+from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients, http_ui
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -16,6 +16,7 @@ SERVICE = ServiceSpec(
     routers=[http_auth.router, http_patients.router, http_fhir.router],
     on_ready=[http_auth.on_ready],
     listeners=[hl7_feed.mllp_listener],
+    ui_routers=[http_ui.router],
 )
 
 

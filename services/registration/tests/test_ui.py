@@ -1,0 +1,172 @@
+"""The front-desk UI driven in headless Chromium (Debian's chromium + Playwright) against the real service."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from imaging_common.auth import credentials as cred
+from imaging_common.testing import free_port, http_server
+from playwright.async_api import async_playwright, expect
+from registration.app import create_app
+from registration.domain import staff
+from registration.settings import Settings
+from regtest_helpers import auth, events, rid, uname
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+PASSWORD = "front desk 300 a day"
+
+
+@pytest.fixture(scope="module")
+async def site(settings_for):
+    settings = settings_for(Settings, mllp_port=0)
+    app = create_app(settings)
+    async with http_server(app, free_port()) as base:
+        yield base, app, settings
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+async def new_clerk(app) -> tuple[str, str]:
+    username = f"clerk{uuid.uuid4().hex[:8]}"
+    async with app.state.ctx.pool.acquire() as conn:
+        user = await staff.create_user(conn, username=username, roles=["clerk"], display_name="前台小王",
+                                       password=PASSWORD)
+    return username, user.totp_secret
+
+
+async def login(page, base: str, username: str, secret: str) -> None:
+    await page.goto(f"{base}/ui/registration/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", PASSWORD)
+    await page.fill("#login-totp", cred.totp_code(secret, time.time()))
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#main-view")).to_be_visible()
+
+
+async def test_login_refuses_a_wrong_code(site, browser) -> None:
+    base, app, _ = site
+    username, secret = await new_clerk(app)
+    page = await browser.new_page()
+    await page.goto(f"{base}/ui/registration/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", PASSWORD)
+    wrong = f"{(int(cred.totp_code(secret, time.time())) + 500000) % 1000000:06d}"
+    await page.fill("#login-totp", wrong)
+    await page.click("#login-submit")
+    await expect(page.locator("#login-error")).not_to_be_empty()
+    assert await page.locator("#main-view").is_hidden()
+    await page.close()
+
+
+async def test_register_with_same_name_panel_then_order_and_print(site, browser) -> None:
+    base, app, settings = site
+    pool = app.state.ctx.pool
+    name = uname()
+    existing_id = rid(born="19750301")
+    # A namesake already registered (API): the clerk must see them before saving.
+
+    async with httpx.AsyncClient(base_url=base) as api:
+        r = await api.post("/api/registration/patients", headers=auth(settings), json={
+            "name": name, "identifiers": [{"value": existing_id}], "phone": "13700000000"})
+        assert r.status_code == 201
+    username, secret = await new_clerk(app)
+    page = await browser.new_page()
+    await login(page, base, username, secret)
+    await expect(page.locator("#whoami")).to_have_text("前台小王")
+
+    await page.keyboard.press("F3")
+    await expect(page.locator("#reg-name")).to_be_focused()
+    new_id = rid(born="19750301")
+    await page.fill("#reg-name", name)
+    await page.fill("#reg-phone", "13811112222")
+    await page.fill("#reg-id", new_id)  # valid: birth date and sex fill themselves
+    await expect(page.locator("#reg-birth")).to_have_value("1975-03-01")
+    await expect(page.locator("#reg-id-hint")).to_have_text("号码有效")
+    panel = page.locator("#same-name")
+    await expect(panel).to_be_visible()
+    await expect(panel).to_contain_text(existing_id[:4] + "**********" + existing_id[-4:])
+    await expect(panel).to_contain_text(name)
+    assert existing_id not in await page.content()  # never the full number of someone else
+    await page.check("#reg-force-new")
+    await page.keyboard.press("Control+Enter")
+    await expect(page.locator("#toast")).to_contain_text("已登记新病人")
+    await expect(page.locator("#tab-order")).to_be_visible()
+
+    await page.select_option("#ord-item", ["1"])
+    await page.fill("#ord-dept", "呼吸内科")
+    await page.fill("#ord-doctor", "李医生")
+    await page.fill("#ord-diagnosis", "肺部感染")
+    await page.fill("#ord-purpose", "排除肺结核")
+    await page.check("#ord-infectious")
+    await page.keyboard.press("Control+Enter")
+    form = page.locator("#print-form")
+    await expect(form).to_be_visible()
+    await expect(form).to_have_class("printable special-inf")
+    await expect(form.locator(".tag.inf")).to_have_text("传染病")
+    accession = (await page.locator("#print-accession").inner_text()).strip()
+    await page.emulate_media(media="print")
+    assert await page.locator(".topbar").is_hidden()
+    await page.emulate_media(media="screen")
+
+    # The API sees the patient and the order; the events are in the outbox (and reach RabbitMQ).
+    async with httpx.AsyncClient(base_url=base) as api:
+        found = (await api.get("/api/registration/patients", params={"q": new_id}, headers=auth(settings))).json()
+        assert found["count"] == 1 and found["data"][0]["name"] == name
+        empi = found["data"][0]["empi_id"]
+        order = (await api.get(f"/api/registration/orders/{accession}", headers=auth(settings))).json()
+        assert order["empi_id"] == empi and order["special"]["infectious"] is True
+    assert await events(pool, "patient.registered", empi)
+    ev = (await events(pool, "order.created", accession))[0]["data"]
+    assert ev["items"][0]["name"] == "胸部CT平扫" and ev["ordering_department"] == "呼吸内科"
+
+    # Find by name with the keyboard: Enter, arrows, Enter opens the card with the coloured order.
+    await page.keyboard.press("F2")
+    await page.fill("#search", name)
+    await page.keyboard.press("Enter")
+    rows = page.locator("#search-results tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("*")
+    for _ in range(2):
+        if new_id[-4:] in await page.locator("#search-results tr.selected").inner_text():
+            break
+        await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("Enter")
+    card = page.locator("#patient-card")
+    await expect(card).to_be_visible()
+    await expect(card.locator("tr.row-inf")).to_contain_text(accession)
+    await page.close()
+
+
+async def test_duplicate_review_resolved_in_the_ui(site, browser) -> None:
+    base, app, settings = site
+    name = uname()
+
+    async with httpx.AsyncClient(base_url=base) as api:
+        for phone in (None, "13600001234"):
+            r = await api.post("/api/registration/patients", headers=auth(settings), json={
+                "name": name, "birth_date": "1960-10-10", "sex": "M", "phone": phone})
+        review_ids = r.json()["review_ids"]
+        assert review_ids
+    username, secret = await new_clerk(app)
+    page = await browser.new_page()
+    await login(page, base, username, secret)
+    await page.keyboard.press("F4")
+    row = page.locator("#review-list tbody tr", has_text=name)
+    await expect(row).to_have_count(1)
+    await row.locator("button.distinct").click()
+    await expect(page.locator("#toast")).to_contain_text("不同的人")
+    await expect(page.locator("#review-list tbody tr", has_text=name)).to_have_count(0)
+    status = await app.state.ctx.pool.fetchval("SELECT status FROM empi_review WHERE id = $1::uuid", review_ids[0])
+    assert status == "distinct"
+    await page.close()
