@@ -22,8 +22,8 @@ def blocking_keys(r: MatchRecord) -> set[str]:
             keys.add(f"Ia:{v[:12]}")  # region + year + month: a typo in day/sequence/check
             keys.add(f"Ib:{v[:6]}{v[12:]}")  # region + day + sequence: a typo in year/month
             keys.add(f"Ic:{v[6:]}")  # date + sequence: a typo in the region
-    for kind, value in r.local:
-        keys.add(f"L:{kind}:{value}")
+    for authority, number in r.local:
+        keys.add(f"L:{authority}:{number}")
     if r.phone and len(r.phone) >= 7:
         keys.add(f"P:{r.phone}")
     name, dob = r.name, r.birth_date

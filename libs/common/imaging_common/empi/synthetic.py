@@ -127,7 +127,7 @@ class Generator:
                 twin_id = None
                 if base.id_number:
                     seq = int(base.id_number[14:17]) + (1 if twin_sex != base.sex else 2)
-                    twin_id = _resident_id(r, base.id_number[:6], base.birth_date or date(2000, 1, 1), twin_sex,
+                    twin_id = _resident_id(r, base.id_number[:6], base.birth_date or date(2000, 1, 1), twin_sex or "M",
                                            seq % 1000)
                 group.append(replace(base, record_id=self._rid(), person_id=pid, name=base.name[0] + given,
                                      sex=twin_sex, id_number=twin_id, kind="twin", tags=["twin"]))
