@@ -12,16 +12,20 @@ tested against deliberately broken manifests so it cannot pass vacuously.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import os
 import re
 import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import kubernetes_validate
 import pytest
 import yaml
@@ -810,3 +814,80 @@ def test_packaged_chart_installs_offline(helm: Helm, tmp_path: Path, rendered: d
     result = helm.run("template", RELEASE, str(archive), "--namespace", NAMESPACE, *CONFIGS["full"])
     assert result.returncode == 0, result.stderr
     assert parse_manifests(result.stdout) == rendered["full"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook Job's environment drives the real migrate command
+# ---------------------------------------------------------------------------------------------
+
+
+def container_environment(container: Manifest, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment Kubernetes would give the container: secretKeyRefs resolved from `secrets`,
+    `$(VAR)` references to earlier variables expanded (and `$$` kept as `$`)."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "valueFrom" in item:
+            ref = item["valueFrom"]["secretKeyRef"]
+            value = secrets.get(ref["name"], {}).get(ref["key"])
+            if value is None:
+                assert ref.get("optional"), f"{item['name']}: Secret {ref['name']}/{ref['key']} missing"
+                continue
+        else:
+            value = re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                           lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+                           str(item.get("value", "")))
+        env[item["name"]] = value
+    return env
+
+
+@pytest.fixture
+def fresh_database(test_env: dict[str, str]) -> Iterator[str]:
+    """An empty database of its own, so the migrations really run (the session's may be migrated)."""
+    name = f"imaging_deploy_{uuid.uuid4().hex[:10]}"
+    admin = test_env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_migration_job_environment_runs_the_real_migrate(
+    helm: Helm, test_env: dict[str, str], fresh_database: str, tmp_path: Path
+) -> None:
+    """Render the hook Job against this machine's PostgreSQL/RabbitMQ/Redis and run its command with
+    exactly its environment, twice at once (a retried hook racing a slow one): together they apply
+    every migration exactly once."""
+    result = helm.template(
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
+                 f"externalDatabase.database={fresh_database},externalDatabase.sslmode=disable",
+        "--set", "externalRabbitmq.host=127.0.0.1,externalRabbitmq.user=guest,externalRedis.host=127.0.0.1",
+        "--set", f"platformNamespace={test_env['IMAGING_NAMESPACE']}",
+    )
+    assert result.returncode == 0, result.stderr
+    job = named(parse_manifests(result.stdout), "Job", f"{FULLNAME}-migrate")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = container_environment(container, {"imaging-db": {"password": "unused-with-trust-auth"},
+                                            "imaging-mq": {"password": "guest"}})
+    assert env["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert env["DATABASE_URL"] == f"postgresql://postgres@127.0.0.1:5432/{fresh_database}?sslmode=disable"
+    env["IMAGING_DATA_DIR"] = str(tmp_path)  # the Job's emptyDir
+    command = [sys.executable, "-m", *container["args"]]
+    runs = [subprocess.Popen(command, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], "\n".join(outputs)
+    applied = [line.strip() for out in outputs for line in out.split("migrations applied:", 1)[1].splitlines()[1:]
+               if line.strip()]
+    assert applied, outputs
+    assert len(applied) == len(set(applied)), f"a migration ran twice: {applied}"
+    assert any(name.startswith("registration/") for name in applied), applied
