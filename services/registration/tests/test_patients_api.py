@@ -51,6 +51,8 @@ async def test_register_link_typo_and_keep_twin_apart(client, settings, pool) ->
         found = (await client.get("/api/registration/patients", params={"q": q}, headers=h)).json()
         assert empi in [p["empi_id"] for p in found["data"]], q
         assert idn not in str(found)
+    found = (await client.post("/api/registration/patients/search", json={"q": idn}, headers=h)).json()
+    assert [p["empi_id"] for p in found["data"]] == [empi]
     # Every read is audited.
     count = await pool.fetchval("SELECT count(*) FROM audit.audit_log WHERE entity = 'patient' AND action = 'search'")
     assert count >= 4

@@ -117,7 +117,8 @@ $("#search").addEventListener("keydown", async (ev) => {
   const q = ev.target.value.trim();
   if (!q) return;
   try {
-    const res = await api(`/patients?q=${encodeURIComponent(q)}`);
+    // POST: an ID number typed here must not end up in a URL (proxy and gateway logs).
+    const res = await api("/patients/search", { method: "POST", body: JSON.stringify({ q }) });
     state.results = res.data; state.selected = res.data.length ? 0 : -1;
     renderResults();
     if (!res.data.length) toast("未找到病人，可按 F3 登记", "warn");
