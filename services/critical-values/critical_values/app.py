@@ -1,10 +1,18 @@
-"""App factory of the critical values service."""
+"""App factory of the critical values service: the closed loop of standard 7.1.3 and 8.7."""
+
+from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from imaging_common.problems import problem
 from imaging_common.service import ServiceSpec, create_service_app
 
+from critical_values.adapters import events, http_admin, http_board, http_fallback, http_fhir, http_values, ui
+from critical_values.adapters.delivery import engine_listener
+from critical_values.adapters.hl7_ack import mllp_listener
+from critical_values.domain.errors import CriticalError
 from critical_values.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -12,8 +20,22 @@ SERVICE = ServiceSpec(
     prefix="critical-values",
     title="Critical values",
     migrations=Path(__file__).parent / "migrations",
+    routers=(http_values.router, http_fhir.router, http_fallback.router, http_board.router, http_admin.router),
+    ui_routers=(ui.ui_router,),
+    event_handlers=events.HANDLERS,
+    listeners=(engine_listener, mllp_listener),
 )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(SERVICE, settings or Settings())
+    app = create_service_app(SERVICE, settings or Settings())
+
+    @app.exception_handler(CriticalError)
+    async def refused(request: Request, exc: CriticalError) -> JSONResponse:
+        if request.url.path.startswith(f"{SERVICE.api_prefix}/fhir/"):
+            return JSONResponse({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "processing", "diagnostics": str(exc)}]}, status_code=exc.status,
+                media_type="application/fhir+json")
+        return problem(exc.status, exc.title, str(exc))
+
+    return app

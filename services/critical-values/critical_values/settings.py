@@ -1,7 +1,42 @@
-"""Settings of the critical values service (environment variables, see CommonSettings)."""
+"""Settings of the critical values service (environment variables, see CommonSettings).
+
+Each value: its default, the variable that sets it, an example.
+"""
+
+from __future__ import annotations
 
 from imaging_common.config import CommonSettings
 
 
 class Settings(CommonSettings):
-    pass
+    # IMAGING_CRITICAL_MLLP_HOST / IMAGING_CRITICAL_MLLP_PORT: where clinician systems send HL7
+    # application acknowledgements (ACK^R01 with MSA-2 = our MSH-10); port 0 picks a free port.
+    critical_mllp_host: str = "0.0.0.0"
+    critical_mllp_port: int = 2577
+    # IMAGING_CRITICAL_MLLP_ENABLED: false when no clinician system answers over HL7, e.g. false.
+    critical_mllp_enabled: bool = True
+    # IMAGING_CRITICAL_SENDING_APP / _FACILITY: MSH-3/MSH-4 of our messages, e.g. RIS / 影像中心.
+    critical_sending_app: str = "IMAGING-CV"
+    critical_sending_facility: str = "RIS"
+    # IMAGING_CRITICAL_POLL_SECONDS: how often timers and due deliveries are polled (also woken
+    # at once in this process when something is queued), e.g. 0.5.
+    critical_poll_seconds: float = 0.5
+    # IMAGING_CRITICAL_DELIVERY_WORKERS: messages sent in parallel by one replica, e.g. 8.
+    critical_delivery_workers: int = 8
+    # IMAGING_CRITICAL_DELIVERY_TIMEOUT: seconds to wait for an HL7 ACK or FHIR answer, e.g. 5.
+    critical_delivery_timeout: float = 5.0
+    # IMAGING_CRITICAL_DELIVERY_MAX_ATTEMPTS: tries before giving up and asking a human to phone.
+    critical_delivery_max_attempts: int = 5
+    # IMAGING_CRITICAL_RETRY_SECONDS: first retry delay, doubled each time up to 60 s, e.g. 2.
+    critical_retry_seconds: float = 2.0
+    # IMAGING_CRITICAL_DEFAULT_NOTIFY_MINUTES / _ACK_MINUTES / _CATEGORY: for a finding that
+    # matches no dictionary item (a radiologist may still raise it).
+    critical_default_notify_minutes: float = 10.0
+    critical_default_ack_minutes: float = 15.0
+    critical_default_category: int = 1
+    # IMAGING_CRITICAL_FHIR_TOKEN: bearer token sent to clinician systems' FHIR endpoints, if any.
+    critical_fhir_token: str | None = None
+    # IMAGING_CRITICAL_TIMEZONE: local time for statistics per day/week/month.
+    critical_timezone: str = "Asia/Shanghai"
+    # IMAGING_CRITICAL_WINDOW_MINUTES: the completion window of 8.7.1 (2) (10 minutes).
+    critical_window_minutes: float = 10.0

@@ -1,0 +1,192 @@
+"""The engine of the service, started as a listener: delivery workers and the timer scheduler.
+
+Deliveries: each worker claims one due notification (FOR UPDATE SKIP LOCKED) and, holding it,
+sends it over MLLP or FHIR REST; the outcome commits with the row, so a crash mid-send means the
+row is sent again with the same identifier. Timers: polled from the `timer` table, fired in the
+transaction that marks them, so nothing is held in memory and a restart loses nothing.
+Work queued in this process wakes the loops at once; the poll covers other replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from imaging_common.hl7 import Message, MLLPClient, decode
+
+from critical_values.adapters import messages
+from critical_values.domain import escalation, notifications
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class Engine:
+    def __init__(self, pool: asyncpg.Pool, settings: Any) -> None:
+        self.pool = pool
+        self.s = settings
+        self._wake_delivery = asyncio.Event()
+        self._wake_timers = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._mllp: dict[tuple[int, str, int], MLLPClient] = {}
+        self._http: httpx.AsyncClient | None = None
+        self.fired_lateness: list[float] = []  # seconds late of each fired timer (benchmarks read it)
+
+    def wake(self) -> None:
+        self._wake_delivery.set()
+        self._wake_timers.set()
+
+    async def start(self) -> None:
+        headers = {"Authorization": f"Bearer {self.s.critical_fhir_token}"} if self.s.critical_fhir_token else {}
+        self._http = httpx.AsyncClient(timeout=self.s.critical_delivery_timeout, headers=headers)
+        for n in range(max(1, self.s.critical_delivery_workers)):
+            self._tasks.append(asyncio.create_task(self._deliver_loop(n), name=f"critical-delivery-{n}"))
+        self._tasks.append(asyncio.create_task(self._timer_loop(), name="critical-timers"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        for client in self._mllp.values():
+            await client.close()
+        self._mllp.clear()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # ---- timers ----------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        while True:
+            try:
+                fired = await self.fire_due()
+                if fired:
+                    self.wake()
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # PostgreSQL away: keep polling, the timers wait in the table
+                log.exception("critical-value timer poll failed")
+            await self._sleep(self._wake_timers)
+
+    async def fire_due(self) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            fired = await escalation.fire_due(conn, datetime.now(UTC))
+        for f in fired:
+            self.fired_lateness.append(f["lateness"])
+            log.info("timer %s of %s step %s fired %.3f s late", f["kind"], f["critical_id"], f["step"], f["lateness"])
+        return fired
+
+    async def _sleep(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self.s.critical_poll_seconds)
+        event.clear()
+
+    # ---- deliveries ------------------------------------------------------------------------
+    async def _deliver_loop(self, worker: int) -> None:
+        while True:
+            try:
+                if await self.deliver_one(worker):
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("critical-value delivery loop failed")
+            await self._sleep(self._wake_delivery)
+
+    async def deliver_one(self, worker: int = 0) -> bool:
+        """Send one due notification; False when none is due."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            note = await notifications.claim_due(conn, datetime.now(UTC))
+            if note is None:
+                return False
+            cv = await conn.fetchrow("SELECT * FROM critical_value WHERE critical_id = $1", note["critical_id"])
+            try:
+                if note["channel"] == "hl7":
+                    remote_id, task_id = await self._send_hl7(worker, cv, note), None
+                else:
+                    remote_id, task_id = await self._send_fhir(cv, note)
+            except (DeliveryError, OSError, httpx.HTTPError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
+                await notifications.failed_attempt(conn, note, at=datetime.now(UTC), error=error,
+                                                   max_attempts=self.s.critical_delivery_max_attempts,
+                                                   retry_seconds=self.s.critical_retry_seconds)
+                return True
+            await notifications.accepted(conn, note, at=datetime.now(UTC), remote_id=remote_id, task_id=task_id)
+        return True
+
+    async def _send_hl7(self, worker: int, cv: asyncpg.Record, note: asyncpg.Record) -> str | None:
+        key = (worker, note["hl7_host"], int(note["hl7_port"]))
+        client = self._mllp.get(key)
+        if client is None:
+            client = self._mllp[key] = MLLPClient(note["hl7_host"], int(note["hl7_port"]),
+                                                  timeout=self.s.critical_delivery_timeout)
+        msg = messages.hl7_message(cv, note, message_type=note["hl7_message_type"],
+                                   sending_app=self.s.critical_sending_app,
+                                   sending_facility=self.s.critical_sending_facility,
+                                   receiving_app=note["receiver_id"], at=datetime.now(UTC))
+        reply_bytes = await asyncio.wait_for(client.send(msg.to_er7().encode("utf-8")),
+                                             self.s.critical_delivery_timeout * 2)
+        text, _ = decode(reply_bytes)
+        reply = Message.parse(text)
+        code, ref = reply.field("MSA", 1), reply.field("MSA", 2)
+        if ref != note["notification_id"]:
+            raise DeliveryError(f"ACK refers to {ref!r}, not {note['notification_id']!r}")
+        if code not in ("AA", "CA"):
+            raise DeliveryError(f"receiver answered {code}: {reply.field('MSA', 3) or reply.field('ERR', 8)}")
+        return None
+
+    async def _send_fhir(self, cv: asyncpg.Record, note: asyncpg.Record) -> tuple[str | None, str | None]:
+        assert self._http is not None
+        base = note["fhir_base_url"].rstrip("/")
+        ident = f"{messages.IDENTIFIER_SYSTEM}|{note['notification_id']}"
+        headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
+                   "If-None-Exist": f"identifier={ident}"}  # conditional create: a re-send is not a new resource
+        body = messages.communication(cv, note, at=datetime.now(UTC))
+        r = await self._http.post(f"{base}/Communication", json=body, headers=headers)
+        if r.status_code not in (200, 201):
+            raise DeliveryError(f"FHIR Communication answered {r.status_code}: {r.text[:200]}")
+        remote_id = _resource_id(r, "Communication")
+        task_id = None
+        if note["fhir_request"]:
+            kind = note["fhir_request"]
+            req = messages.work_request(kind, cv, note, f"Communication/{remote_id or note['notification_id']}",
+                                        at=datetime.now(UTC))
+            t = await self._http.post(f"{base}/{kind}", json=req, headers=headers)
+            if t.status_code not in (200, 201):
+                raise DeliveryError(f"FHIR {kind} answered {t.status_code}: {t.text[:200]}")
+            task_id = _resource_id(t, kind)
+        return remote_id, task_id
+
+
+def _resource_id(response: httpx.Response, kind: str) -> str | None:
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict) and body.get("id"):
+            return str(body["id"])
+    location = response.headers.get("location", "")
+    if f"{kind}/" in location:
+        return location.split(f"{kind}/", 1)[1].split("/")[0]
+    return None
+
+
+@contextlib.asynccontextmanager
+async def engine_listener(ctx: Any) -> AsyncIterator[None]:
+    engine = Engine(ctx.pool, ctx.settings)
+    await engine.start()
+    ctx.extras["engine"] = engine
+    try:
+        yield
+    finally:
+        await engine.stop()

@@ -1,0 +1,52 @@
+"""Event handlers: orders tell us who ordered (the recipient); critical.raised starts the loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from imaging_common.events import CloudEvent, parse_data
+from imaging_common.events.types import CriticalRaised, OrderCreated
+
+from critical_values.domain import lifecycle, recipients
+from critical_values.domain.lifecycle import Defaults, NewCritical
+from critical_values.settings import Settings
+
+_settings: Settings | None = None
+
+
+def _defaults() -> Defaults:
+    global _settings
+    _settings = _settings or Settings()
+    return Defaults(_settings.critical_default_category, _settings.critical_default_notify_minutes,
+                    _settings.critical_default_ack_minutes)
+
+
+async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    order = parse_data(event)
+    assert isinstance(order, OrderCreated)
+    await recipients.remember_order(
+        conn, accession_number=order.accession_number, order_id=order.order_id,
+        patient=order.patient.model_dump(mode="json"), patient_class=order.patient_class,
+        ordering_doctor_id=order.ordering_doctor_id, ordering_doctor=order.ordering_doctor,
+        ordering_department=order.ordering_department, ward=order.ward,
+        modality=order.items[0].modality if order.items else None)
+
+
+async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    raised = parse_data(event)
+    assert isinstance(raised, CriticalRaised)
+    extra: dict[str, Any] = raised.model_extra or {}
+    new = NewCritical(
+        critical_id=raised.critical_id, accession_number=raised.accession_number,
+        patient=raised.patient.model_dump(mode="json"), finding=raised.finding, raised_by=raised.raised_by,
+        raised_at=raised.raised_at, source=raised.source, item_code=raised.item_code, modality=raised.modality,
+        report_id=raised.report_id, ordering_doctor_id=raised.ordering_doctor_id,
+        ordering_department=raised.ordering_department, ward=raised.ward,
+        ai_model=raised.raised_by[3:] if raised.raised_by.startswith("ai:") else None,
+        # Reporting says so when the finding was already confirmed by a senior doctor.
+        raised_by_senior=bool(extra.get("confirmed_by_senior")))
+    await lifecycle.raise_critical(conn, new, defaults=_defaults())
+
+
+HANDLERS = {"order.created": on_order_created, "critical.raised": on_critical_raised}

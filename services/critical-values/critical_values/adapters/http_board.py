@@ -1,0 +1,44 @@
+"""The live board and quality-control statistics (standard 8.7), with CSV export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from imaging_common import audit
+
+from critical_values.adapters.deps import ClientIp, Ctx, QualityControl, Viewer
+from critical_values.domain import board, stats
+
+router = APIRouter(tags=["board and statistics"])
+
+
+@router.get("/board", summary="Open critical values with time left and urgency (patient names masked)")
+async def live_board(user: Viewer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        items = await board.open_items(conn, now=now)
+        await audit.record(conn, actor=user.username, action="read", entity="critical_board", source_ip=ip,
+                           detail={"count": len(items)})
+    return {"now": now, "data": items, "count": len(items)}
+
+
+@router.get("/stats", summary="10-minute completion rate, time to acknowledgement, escalations")
+async def statistics(user: QualityControl, ctx: Ctx, start: datetime | None = None, end: datetime | None = None,
+                     group_by: Literal["department", "doctor", "modality", "item", "day", "week", "month", "all"]
+                     = "department", format: Literal["json", "csv"] = "json") -> Any:
+    now = datetime.now(UTC)
+    end = end or now
+    start = start or end - timedelta(days=30)
+    s = ctx.settings
+    async with ctx.pool.acquire() as conn:
+        rows = await stats.summary(conn, start=start, end=end, group_by=group_by, now=now,
+                                   window_minutes=getattr(s, "critical_window_minutes", 10.0),
+                                   timezone=getattr(s, "critical_timezone", "Asia/Shanghai"))
+    if format == "csv":
+        name = f"critical-values-{group_by}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+        return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return {"start": start, "end": end, "group_by": group_by, "data": rows, "count": len(rows)}

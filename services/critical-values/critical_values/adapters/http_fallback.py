@@ -1,0 +1,108 @@
+"""Fallback (standard 7.1.3 (4)): phone tasks a human works through, manual phone records entered
+later (back-entry) and linked to their critical value."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from imaging_common import audit
+from pydantic import BaseModel, Field
+
+from critical_values.adapters.deps import Caller, ClientIp, Ctx, Viewer
+from critical_values.domain import fallback
+
+router = APIRouter(tags=["fallback"])
+
+
+class PhoneOutcomeIn(BaseModel):
+    outcome: Literal["reached", "no-answer", "wrong-number", "other"]
+    called_person: str | None = Field(None, max_length=200)
+    called_at: datetime | None = None
+    notes: str | None = Field(None, max_length=2000)
+    action_taken: str | None = Field(None, max_length=2000)
+
+
+class ManualRecordIn(BaseModel):
+    accession_number: str = Field(min_length=1, max_length=64)
+    finding: str = Field(min_length=1, max_length=2000)
+    called_person: str = Field(min_length=1, max_length=200)
+    called_at: datetime
+    read_back: bool = False  # the clinician read the result back (common safety practice)
+    action_taken: str | None = Field(None, max_length=2000)
+    notes: str | None = Field(None, max_length=2000)
+    critical_id: str | None = None  # link at once when the critical value is already in the system
+
+
+class LinkIn(BaseModel):
+    critical_id: str = Field(min_length=1)
+
+
+@router.get("/phone-tasks", summary="Phone calls a person must make")
+async def phone_tasks(user: Caller, ctx: Ctx, ip: ClientIp, status: Literal["open", "done", "all"] = "open"
+                      ) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT p.*, c.accession_number, c.finding, c.patient_id, c.department, c.ward FROM phone_task p
+               JOIN critical_value c USING (critical_id) WHERE $1 = 'all' OR p.status = $1
+               ORDER BY p.created_at LIMIT 500""", status)
+        await audit.record(conn, actor=user.username, action="read", entity="phone_task", source_ip=ip,
+                           detail={"status": status, "count": len(rows)})
+    return {"data": [dict(r) for r in rows], "count": len(rows)}
+
+
+@router.post("/phone-tasks/{task_id}/outcome", summary="Record how the phone call went")
+async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        result = await fallback.complete_phone_task(
+            conn, task_id, outcome=body.outcome, called_person=body.called_person,
+            called_at=body.called_at or datetime.now(UTC), by=user.username, notes=body.notes,
+            action_taken=body.action_taken)
+        pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", result["critical_id"])
+        await audit.record(conn, actor=user.username, action="update", entity="critical_value",
+                           entity_id=result["critical_id"], patient_id=pid, source_ip=ip,
+                           detail={"phone_task": task_id, "outcome": body.outcome})
+    return result
+
+
+@router.post("/manual-records", status_code=201, summary="Enter a phone notification made while the system was down")
+async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        record_id = await fallback.add_manual_record(
+            conn, accession_number=body.accession_number, finding=body.finding, called_person=body.called_person,
+            called_at=body.called_at, caller=user.username, read_back=body.read_back,
+            action_taken=body.action_taken, notes=body.notes, entered_by=user.username)
+        result: dict[str, Any] = {"record_id": record_id, "critical_id": None, "acknowledged": False}
+        if body.critical_id:
+            result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC))
+        await audit.record(conn, actor=user.username, action="create", entity="manual_record",
+                           entity_id=str(record_id), source_ip=ip,
+                           detail={"accession_number": body.accession_number, "linked": result["critical_id"]})
+    return result
+
+
+@router.get("/manual-records", summary="Manual phone records, the unlinked ones by default")
+async def list_manual(user: Viewer, ctx: Ctx, ip: ClientIp, linked: bool = False,
+                      accession_number: str | None = None) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT m.*, (SELECT array_agg(critical_id) FROM critical_value c
+                             WHERE c.accession_number = m.accession_number) AS candidates
+               FROM manual_record m WHERE (critical_id IS NOT NULL) = $1
+               AND ($2::text IS NULL OR accession_number = $2) ORDER BY entered_at LIMIT 500""",
+            linked, accession_number)
+        await audit.record(conn, actor=user.username, action="read", entity="manual_record", source_ip=ip,
+                           detail={"linked": linked, "count": len(rows)})
+    return {"data": [dict(r) for r in rows], "count": len(rows)}
+
+
+@router.post("/manual-records/{record_id}/link", summary="Back-entry: link a manual record to its critical value")
+async def link(record_id: int, body: LinkIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC))
+        pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", body.critical_id)
+        await audit.record(conn, actor=user.username, action="update", entity="critical_value",
+                           entity_id=body.critical_id, patient_id=pid, source_ip=ip,
+                           detail={"manual_record": record_id, "acknowledged": result["acknowledged"]})
+    return result

@@ -1,0 +1,87 @@
+"""Delivery bookkeeping of queued notifications: claim one due, record acceptance or failure.
+
+The sender (adapters/delivery.py) holds the claimed row locked while it talks to the receiver, so
+two replicas never send the same row at once; a crash before the commit leaves the row pending and
+it is sent again under the same identifier, which the receiver drops as a duplicate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+from imaging_common.events import publish
+from imaging_common.events.types import CriticalNotified
+
+from critical_values.domain import lifecycle, states
+from critical_values.domain.recipients import Person
+
+
+async def claim_due(conn: asyncpg.Connection, at: datetime) -> asyncpg.Record | None:
+    """The next due pending notification, locked for this transaction (SKIP LOCKED: replicas share)."""
+    return await conn.fetchrow(
+        """SELECT n.*, r.hl7_host, r.hl7_port, r.hl7_message_type, r.fhir_base_url, r.fhir_request
+           FROM notification n JOIN receiver r USING (receiver_id)
+           WHERE n.status = 'pending' AND n.next_attempt_at <= $1
+           ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED""", at)
+
+
+async def accepted(conn: asyncpg.Connection, note: asyncpg.Record, *, at: datetime, remote_id: str | None = None,
+                   task_id: str | None = None) -> None:
+    """The receiver accepted the message (HL7 AA/CA, FHIR 201): the clinician system has it."""
+    await conn.execute(
+        """UPDATE notification SET status = 'accepted', accepted_at = $2, attempts = attempts + 1, remote_id = $3,
+               task_id = $4, last_error = NULL WHERE notification_id = $1""",
+        note["notification_id"], at, remote_id, task_id)
+    cv = await lifecycle.get(conn, note["critical_id"], lock=True)
+    await lifecycle.log_action(conn, cv["critical_id"], actor="system", action="delivered", channel=note["channel"],
+                               recipient=note["recipient_name"] or note["recipient_id"],
+                               detail={"notification_id": note["notification_id"], "receiver": note["receiver_id"],
+                                       "step": note["step"], "remote_id": remote_id, "task_id": task_id}, at=at)
+    if cv["state"] not in (states.NOTIFYING, states.NOTIFIED):
+        return
+    first = cv["first_notified_at"] is None
+    await conn.execute(
+        "UPDATE critical_value SET state = $2, first_notified_at = coalesce(first_notified_at, $3) "
+        "WHERE critical_id = $1", cv["critical_id"], states.next_state(cv["state"], "delivered"), at)
+    # One critical.notified per channel and step: enough for consumers, not one per receiver.
+    already = await conn.fetchval(
+        """SELECT count(*) FROM notification WHERE critical_id = $1 AND step = $2 AND channel = $3
+           AND status = 'accepted' AND notification_id <> $4""",
+        cv["critical_id"], note["step"], note["channel"], note["notification_id"])
+    if first or not already:
+        await publish(conn, CriticalNotified(
+            critical_id=cv["critical_id"], accession_number=cv["accession_number"], channel=note["channel"],
+            recipient=note["recipient_name"] or note["recipient_id"] or "", notified_at=at),
+            source=lifecycle.SOURCE, subject=cv["accession_number"])
+
+
+async def failed_attempt(conn: asyncpg.Connection, note: asyncpg.Record, *, at: datetime, error: str,
+                         max_attempts: int, retry_seconds: float) -> bool:
+    """Record a failed attempt; after `max_attempts` give up and ask a human to phone. True = gave up."""
+    attempts = note["attempts"] + 1
+    give_up = attempts >= max_attempts
+    delay = min(retry_seconds * 2 ** (attempts - 1), 60.0)
+    await conn.execute(
+        """UPDATE notification SET attempts = $2, last_error = $3, next_attempt_at = $4,
+               status = CASE WHEN $5 THEN 'failed' ELSE status END WHERE notification_id = $1""",
+        note["notification_id"], attempts, error[:500], at + timedelta(seconds=delay), give_up)
+    await lifecycle.log_action(conn, note["critical_id"], actor="system",
+                               action="delivery-failed" if give_up else "delivery-retry", channel=note["channel"],
+                               detail={"notification_id": note["notification_id"], "attempt": attempts,
+                                       "error": error[:200]}, at=at)
+    if give_up:
+        cv = await lifecycle.get(conn, note["critical_id"], lock=True)
+        if cv["closed_at"] is None:
+            # 7.1.3 (4): when the system cannot deliver, staff phone the clinical department.
+            await lifecycle.create_phone_task(conn, cv, reason=f"{note['channel']} delivery to {note['receiver_id']} "
+                                              "failed", whom=Person(note["recipient_id"], note["recipient_name"]),
+                                              at=at)
+    return give_up
+
+
+async def by_reference(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:
+    """A notification by our identifier, the receiver's Communication id, or its Task id."""
+    return await conn.fetchrow(
+        "SELECT * FROM notification WHERE notification_id = $1 OR remote_id = $1 OR task_id = $1 "
+        "ORDER BY (notification_id = $1) DESC LIMIT 1", ref)
