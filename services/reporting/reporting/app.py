@@ -5,6 +5,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from reporting.adapters.delivery_worker import delivery_listener
+from reporting.adapters.events import HANDLERS
+from reporting.adapters.fhir_api import fhir_router
+from reporting.adapters.http import router
+from reporting.adapters.ui import ui_router
 from reporting.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -12,6 +17,10 @@ SERVICE = ServiceSpec(
     prefix="reporting",
     title="Reporting",
     migrations=Path(__file__).parent / "migrations",
+    routers=[router, fhir_router],
+    ui_routers=[ui_router],
+    event_handlers=HANDLERS,
+    listeners=[delivery_listener],
 )
 
 

@@ -1,7 +1,37 @@
 """Settings of the reporting service (environment variables, see CommonSettings)."""
 
+from pydantic import model_validator
+
 from imaging_common.config import CommonSettings
+
+DEV_SIGNING_SECRET = "development-only-signing-secret"
 
 
 class Settings(CommonSettings):
-    pass
+    # IMAGING_REPORTING_SIGNING_SECRET: encrypts each user's private signing key at rest (AES-GCM);
+    # changing it makes existing keys unusable (new ones are made). e.g. a 32+ character random string
+    reporting_signing_secret: str = DEV_SIGNING_SECRET
+    # IMAGING_REPORTING_RECEIVERS: JSON list of receivers created at start if missing, e.g.
+    # [{"id": "his", "kind": "hl7", "name": "HIS", "host": "his.local", "port": 2575, "charset": "gb18030"},
+    #  {"id": "emr", "kind": "fhir", "name": "EMR", "url": "https://emr.local/fhir"}]
+    reporting_receivers: str = "[]"
+    # IMAGING_REPORTING_DELIVERY_MAX_ATTEMPTS: then the delivery is 'dead' (visible, retried by hand); e.g. 20
+    reporting_delivery_max_attempts: int = 20
+    # IMAGING_REPORTING_DELIVERY_RETRY_BASE / _MAX: backoff seconds, doubling per attempt; e.g. 1.0 / 300.0
+    reporting_delivery_retry_base: float = 1.0
+    reporting_delivery_retry_max: float = 300.0
+    # IMAGING_REPORTING_DELIVERY_TIMEOUT: seconds to wait for an ACK or a FHIR answer; e.g. 10
+    reporting_delivery_timeout: float = 10.0
+    # IMAGING_REPORTING_DELIVERY_POLL: seconds between looks at the queue without a NOTIFY; e.g. 1.0
+    reporting_delivery_poll: float = 1.0
+    # IMAGING_REPORTING_DELIVERY_BATCH: rows claimed per receiver per round; e.g. 50
+    reporting_delivery_batch: int = 50
+    # IMAGING_REPORTING_DELIVERY_ENABLED: run the delivery worker in this process; e.g. true
+    reporting_delivery_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> "Settings":
+        if self.env == "production" and (self.reporting_signing_secret == DEV_SIGNING_SECRET
+                                         or len(self.reporting_signing_secret) < 32):
+            raise ValueError("IMAGING_REPORTING_SIGNING_SECRET must be set (32+ characters) in production")
+        return self

@@ -1,0 +1,200 @@
+"""The delivery worker: drains the delivery queue to HL7 receivers (MLLP) and FHIR endpoints (HTTP).
+
+Started as a `ServiceSpec.listeners` entry. It wakes on the queue's NOTIFY (or every poll
+interval), and per enabled receiver claims due rows and sends them: HL7 one at a time on a
+persistent MLLP connection (MLLP has no multiplexing; order per receiver is kept), FHIR
+concurrently (each is an idempotent PUT of the same resource ids). An HL7 AA/CA is delivered,
+AE is retried with backoff, AR (the receiver refuses the message as such) goes dead at once;
+a FHIR 2xx is delivered, 4xx other than 408/409/429 is dead at once, anything else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+from imaging_common.hl7 import MLLPClient, Message
+from imaging_common.hl7.charset import decode
+from imaging_common.service import ServiceContext
+
+from reporting.domain import deliveries
+from reporting.domain.deliveries import Receiver
+from reporting.settings import Settings
+
+log = logging.getLogger(__name__)
+NOTIFY_CHANNEL = "reporting_delivery"
+_RETRYABLE_HTTP = {408, 409, 429}
+
+
+class DeliveryWorker:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, database_url: str, schema: str):
+        self.pool = pool
+        self.settings = settings
+        self.database_url = database_url
+        self.schema = schema
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listen: asyncpg.Connection | None = None
+        self._mllp: dict[str, MLLPClient] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # receivers woken while their lane was busy
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self.settings.reporting_delivery_timeout,
+                                       limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+        try:
+            self._listen = await asyncpg.connect(self.database_url, timeout=5)
+            await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except Exception as exc:  # without LISTEN the queue is still drained, at poll latency
+            log.warning("delivery worker cannot LISTEN (%s); polling", exc)
+        self._task = asyncio.create_task(self._run(), name="reporting-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for lane in self._lanes.values():
+            lane.cancel()
+        for lane in self._lanes.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await lane
+        for client in self._mllp.values():
+            await client.close()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._listen is not None:
+            with contextlib.suppress(Exception):
+                await self._listen.close(timeout=2)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self.schema:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                async with self.pool.acquire() as conn:
+                    targets = await deliveries.receivers(conn)
+                for receiver in targets:
+                    lane = self._lanes.get(receiver.id)
+                    if lane is None or lane.done():
+                        # One lane per receiver: a slow or dead receiver never holds up another.
+                        self._lanes[receiver.id] = asyncio.create_task(self._drain(receiver))
+                    else:
+                        self._again.add(receiver.id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("delivery worker: %s: %s", type(exc).__name__, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.reporting_delivery_poll)
+
+    async def _drain(self, receiver: Receiver) -> None:
+        """Send everything due for this receiver, round after round, until nothing is claimable."""
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await deliveries.claim(conn, receiver.id, limit=self.settings.reporting_delivery_batch,
+                                              lease_seconds=self.settings.reporting_delivery_timeout * 3 + 5)
+            if not rows:
+                if receiver.id in self._again:  # new rows were announced while we were busy
+                    self._again.discard(receiver.id)
+                    continue
+                return
+            if receiver.kind == "hl7":
+                outcomes = [await self._send_hl7(receiver, row) for row in rows]
+            else:
+                outcomes = list(await asyncio.gather(*(self._send_fhir(receiver, row) for row in rows)))
+            async with self.pool.acquire() as conn:
+                for row, (ok, info, permanent) in zip(rows, outcomes, strict=True):
+                    if ok:
+                        await deliveries.delivered(conn, row["id"], info)
+                    else:
+                        status = await deliveries.failed(
+                            conn, row["id"], info, attempts=row["attempts"],
+                            max_attempts=self.settings.reporting_delivery_max_attempts,
+                            base=self.settings.reporting_delivery_retry_base,
+                            cap=self.settings.reporting_delivery_retry_max, permanent=permanent)
+                        log.warning("delivery %s of report %s to %s failed (%s): %s", row["id"], row["report_id"],
+                                    receiver.id, status, info)
+            if any(not ok for ok, _, _ in outcomes):
+                return  # failed rows wait for their backoff; the next poll picks up the rest
+
+    async def _send_hl7(self, receiver: Receiver, row: asyncpg.Record) -> tuple[bool, str, bool]:
+        client = self._mllp.get(receiver.id)
+        if client is None or (client.host, client.port) != (receiver.host, receiver.port):
+            client = self._mllp[receiver.id] = MLLPClient(receiver.host or "127.0.0.1", receiver.port or 2575,
+                                                          timeout=self.settings.reporting_delivery_timeout)
+        try:
+            payload = row["payload"].encode(receiver.charset, errors="strict")
+        except (UnicodeEncodeError, LookupError) as exc:
+            return False, f"cannot encode the message as {receiver.charset}: {exc}", True
+        try:
+            raw = await client.send(payload)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            await client.close()
+            return False, f"{type(exc).__name__}: {exc}", False
+        try:
+            text, _ = decode(raw, receiver.charset)
+            ack = Message.parse(text)
+        except Exception as exc:
+            return False, f"unreadable acknowledgement: {exc}", False
+        code = ack.field("MSA", 1)
+        sent_control_id = Message.parse(row["payload"]).control_id
+        if ack.field("MSA", 2) and ack.field("MSA", 2) != sent_control_id:
+            return False, f"ACK for another message ({ack.field('MSA', 2)} != {sent_control_id})", False
+        if code in ("AA", "CA"):
+            return True, text.strip(), False
+        detail = ack.field("ERR", 8) or ack.field("MSA", 3) or ack.field("ERR", 3, component=2)
+        return False, f"{code}: {detail}", code in ("AR", "CR")
+
+    async def _send_fhir(self, receiver: Receiver, row: asyncpg.Record) -> tuple[bool, str, bool]:
+        assert self._http is not None
+        base = (receiver.url or "").rstrip("/")
+        try:
+            response = await self._http.post(base + "/", content=row["payload"].encode(),
+                                              headers={"Content-Type": "application/fhir+json; charset=utf-8",
+                                                       "Accept": "application/fhir+json"})
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}", False
+        if 200 <= response.status_code < 300:
+            return True, f"HTTP {response.status_code}", False
+        permanent = 400 <= response.status_code < 500 and response.status_code not in _RETRYABLE_HTTP
+        return False, f"HTTP {response.status_code}: {response.text[:500]}", permanent
+
+
+def _settings(ctx: ServiceContext) -> Settings:
+    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+
+
+@contextlib.asynccontextmanager
+async def delivery_listener(ctx: ServiceContext) -> AsyncIterator[Any]:
+    """ServiceSpec listener: seed configured receivers, then run the worker for the app's life."""
+    settings = _settings(ctx)
+    import json
+
+    configured = json.loads(settings.reporting_receivers or "[]")
+    if configured:
+        async with ctx.pool.acquire() as conn:
+            for receiver in configured:
+                await deliveries.upsert_receiver(conn, receiver)
+    if not settings.reporting_delivery_enabled:
+        yield None
+        return
+    worker = DeliveryWorker(ctx.pool, settings, settings.database_url, ctx.spec.schema)
+    await worker.start()
+    ctx.extras["delivery_worker"] = worker
+    try:
+        yield worker
+    finally:
+        await worker.stop()

@@ -1,0 +1,110 @@
+"""FHIR R4 read API `/api/reporting/fhir/...`: DiagnosticReport and Observation of signed reports.
+
+Clinicians see what was released: the last signed version (an amendment in progress shows the
+version still in force); a report never signed shows its status with no content.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from imaging_common import audit
+from imaging_common.auth import Principal, require_roles
+from imaging_common.service import ServiceContext
+
+from reporting.domain import fhir, reports
+from reporting.domain.fhir import ACCESSION_SYSTEM
+
+fhir_router = APIRouter(prefix="/fhir", tags=["fhir"])
+FHIR_JSON = "application/fhir+json"
+Clinical = Annotated[Principal, Depends(require_roles("clinician", "radiologist", "senior-radiologist", "admin"))]
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        raise HTTPException(503, "service is starting")
+    return ctx
+
+
+def _outcome(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "not-found" if status == 404 else "invalid", "diagnostics": text}]},
+        status_code=status, media_type=FHIR_JSON)
+
+
+async def _released(conn: asyncpg.Connection, report_id: str) -> dict[str, Any]:
+    report = await reports.report_by_id(conn, report_id)
+    version = report["signed_version"] or report["version"]
+    snap = await reports.snapshot(conn, report_id, version=version)
+    snap["state"] = report["state"]
+    if report["signed_version"] is None:  # nothing released: say so, show no content
+        snap["content"] = {"findings": "", "impression": "", "fields": {}}
+    return snap
+
+
+async def _audit(conn: asyncpg.Connection, user: Principal, request: Request, entity: str, entity_id: str,
+                 patient_id: str | None) -> None:
+    await audit.record(conn, actor=user.username, action="read", entity=entity, entity_id=entity_id,
+                       patient_id=patient_id, source_ip=audit.client_ip(request), detail={"via": "fhir"})
+
+
+@fhir_router.get("/DiagnosticReport/{report_id}", summary="FHIR DiagnosticReport of a report")
+async def diagnostic_report(report_id: str, request: Request, user: Clinical) -> JSONResponse:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        try:
+            snap = await _released(conn, report_id)
+        except reports.NotFound:
+            return _outcome(404, f"DiagnosticReport/{report_id} not found")
+        observations = fhir.build_observations(snap)
+        resource = fhir.build_diagnostic_report(snap, observations)
+        await _audit(conn, user, request, "report", report_id, snap["patient"].get("patient_id"))
+    return JSONResponse(resource.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+
+
+@fhir_router.get("/DiagnosticReport", summary="Search: identifier=<accession> or patient=<patient id>")
+async def search(request: Request, user: Clinical, identifier: str | None = None,
+                 patient: str | None = None) -> JSONResponse:
+    if not identifier and not patient:
+        return _outcome(400, "search by identifier (accession number) or patient")
+    value = identifier.split("|", 1)[-1] if identifier else None
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        ids = await conn.fetch(
+            """SELECT r.id FROM report r JOIN exam e USING (accession_number)
+               WHERE ($1::text IS NULL OR e.accession_number = $1)
+                 AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2)
+               ORDER BY r.updated_at DESC LIMIT 100""", value, patient)
+        entries = []
+        for row in ids:
+            snap = await _released(conn, row["id"])
+            resource = fhir.build_diagnostic_report(snap, fhir.build_observations(snap))
+            entries.append({"fullUrl": f"DiagnosticReport/{row['id']}",
+                            "resource": resource.model_dump(mode="json", exclude_none=True),
+                            "search": {"mode": "match"}})
+        await _audit(conn, user, request, "report-search", value or patient or "", patient)
+    return JSONResponse({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries,
+                         "link": [{"relation": "self", "url": str(request.url)}]}, media_type=FHIR_JSON)
+
+
+@fhir_router.get("/Observation/{observation_id}", summary="FHIR Observation of one structured finding")
+async def observation(observation_id: str, request: Request, user: Clinical) -> JSONResponse:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn:
+        report_id = await conn.fetchval(
+            "SELECT r.id FROM report r WHERE $1 LIKE r.id || '-%' ORDER BY length(r.id) DESC LIMIT 1", observation_id)
+        if report_id is None:
+            return _outcome(404, f"Observation/{observation_id} not found")
+        snap = await _released(conn, report_id)
+        found = next((o for o in fhir.build_observations(snap) if o.id == observation_id), None)
+        if found is None:
+            return _outcome(404, f"Observation/{observation_id} not found")
+        await _audit(conn, user, request, "observation", observation_id, snap["patient"].get("patient_id"))
+    return JSONResponse(found.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+
+
+__all__ = ["ACCESSION_SYSTEM", "fhir_router"]

@@ -1,0 +1,113 @@
+"""Electronic signature (standard 10.2.4): Ed25519 keys per user, content hash bound to signer and time.
+
+A signature covers the *statement* `{report_id, version, kind, content_sha256, signer_id,
+signed_at, key_id}` in canonical JSON, so neither the content nor who signed it nor when can
+change without verification failing. Each user's private key is generated on their first
+signature and stored encrypted with AES-256-GCM under a key derived from the service's signing
+secret (`IMAGING_REPORTING_SIGNING_SECRET`), in its own table, never beside the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from reporting.domain.content import canonical
+
+
+class SigningError(Exception):
+    """No usable key (revoked, secret changed)."""
+
+
+def _kek(secret: str) -> AESGCM:
+    # The key-encryption key; the label keeps it distinct from any other use of the secret.
+    return AESGCM(hashlib.sha256(b"imaging-reporting-signing-key:" + secret.encode()).digest())
+
+
+def encrypt_private(key: Ed25519PrivateKey, secret: str, key_id: str) -> bytes:
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    nonce = os.urandom(12)
+    return nonce + _kek(secret).encrypt(nonce, der, key_id.encode())
+
+
+def decrypt_private(blob: bytes, secret: str, key_id: str) -> Ed25519PrivateKey:
+    try:
+        der = _kek(secret).decrypt(blob[:12], blob[12:], key_id.encode())
+    except Exception as exc:  # wrong secret or a tampered blob: never sign with it
+        raise SigningError(f"signing key {key_id} cannot be unlocked (secret changed?)") from exc
+    key = serialization.load_der_private_key(der, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+@dataclass(frozen=True)
+class UserKey:
+    key_id: str
+    private: Ed25519PrivateKey
+
+
+_cache: dict[tuple[str, str], UserKey] = {}  # (user_id, secret digest) -> unlocked key, per process
+
+
+async def key_for(conn: asyncpg.Connection, *, user_id: str, username: str, secret: str) -> UserKey:
+    """The user's active key, created on first use."""
+    cache_key = (user_id, hashlib.sha256(secret.encode()).hexdigest())
+    row = await conn.fetchrow(
+        "SELECT key_id, private_key_enc FROM signing_key WHERE user_id = $1 AND status = 'active'", user_id)
+    if row is not None:
+        cached = _cache.get(cache_key)
+        if cached is not None and cached.key_id == row["key_id"]:
+            return cached
+        found = UserKey(row["key_id"], decrypt_private(bytes(row["private_key_enc"]), secret, row["key_id"]))
+        _cache[cache_key] = found
+        return found
+    private = Ed25519PrivateKey.generate()
+    key_id = f"k-{uuid.uuid4().hex[:16]}"
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    inserted = await conn.fetchval(
+        """INSERT INTO signing_key (key_id, user_id, username, public_key, private_key_enc)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) WHERE status = 'active' DO NOTHING RETURNING key_id""",
+        key_id, user_id, username, public_pem, encrypt_private(private, secret, key_id))
+    if inserted is None:  # created concurrently by another request of the same user
+        return await key_for(conn, user_id=user_id, username=username, secret=secret)
+    found = UserKey(key_id, private)
+    _cache[cache_key] = found
+    return found
+
+
+def statement(*, report_id: str, version: int, kind: str, content_sha256: str, signer_id: str,
+              signed_at: datetime, key_id: str) -> bytes:
+    return canonical({"report_id": report_id, "version": version, "kind": kind, "content_sha256": content_sha256,
+                      "signer_id": signer_id, "signed_at": signed_at.isoformat(), "key_id": key_id})
+
+
+def sign(key: UserKey, message: bytes) -> str:
+    return base64.b64encode(key.private.sign(message)).decode()
+
+
+def verify(public_pem: str, message: bytes, signature_b64: str) -> bool:
+    public = serialization.load_pem_public_key(public_pem.encode())
+    assert isinstance(public, Ed25519PublicKey)
+    try:
+        public.verify(base64.b64decode(signature_b64), message)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def public_info(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    return {"key_id": row["key_id"], "username": row["username"], "status": row["status"],
+            "public_key": row["public_key"], "created_at": row["created_at"].isoformat()}
