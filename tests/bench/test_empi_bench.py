@@ -119,3 +119,72 @@ def test_empi_batch_cli_100k(bench, tmp_path: Path) -> None:
     bench.figure("batch auto-link precision", p, "")
     bench.figure("batch auto-link recall", r, "")
     bench.figure("batch auto-link F1", f1, "")
+
+
+async def test_empi_database_match_latency(bench, test_env) -> None:
+    """What registration does per patient: candidates by blocking key from PostgreSQL, scored in Python."""
+    import json
+    import uuid
+
+    import asyncpg
+    from imaging_common.empi import store
+    from imaging_common.empi.blocking import blocking_keys
+    from imaging_common.empi.matcher import Scorer
+    from imaging_common.empi.store import IncomingPerson
+
+    schema = f"empi_bench_{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(test_env["DATABASE_URL"])
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"SET search_path = {schema}")
+        await conn.execute((Path(store.__file__).parent / "schema.sql").read_text())
+        gen = Generator(seed=123)
+        people = gen.population(100000, duplicate_rate=0.0)
+        persons, sources, idents, keys = [], [], [], []
+        for n, r in enumerate(people):
+            eid, sid = f"E{n:09d}", uuid.uuid4()
+            persons.append((eid, f"B{n:09d}", r.name, r.birth_date, r.sex or "U", r.phone))
+            body = [{"type": "resident-id", "value": r.id_number, "valid": True}] if r.id_number else []
+            sources.append((sid, eid, "batch", r.name, r.birth_date, r.sex, r.phone, r.address, json.dumps(body),
+                            "bench"))
+            if r.id_number:
+                idents.append((sid, eid, "resident-id", r.id_number, True))
+            keys += [(k, sid) for k in blocking_keys(to_match(r))]
+        started = time.perf_counter()
+        await conn.copy_records_to_table("empi_person", records=persons,
+                                         columns=["empi_id", "patient_id", "name", "birth_date", "sex", "phone"])
+        await conn.copy_records_to_table("empi_source_record", records=sources, columns=[
+            "id", "empi_id", "source", "name", "birth_date", "sex", "phone", "address", "identifiers", "actor"])
+        await conn.copy_records_to_table("empi_identifier", records=idents,
+                                         columns=["source_record_id", "empi_id", "type", "value", "valid"])
+        await conn.copy_records_to_table("empi_block_key", records=keys, columns=["key", "source_record_id"])
+        await conn.execute("ANALYZE")
+        bench.figure("load 100,000 people into PostgreSQL", time.perf_counter() - started, "s",
+                     note=f"{len(keys)} blocking keys")
+        scorer = Scorer()
+        rng = random.Random(9)
+        queries = [gen.duplicate(rng.choice(people)) for _ in range(300)]
+        queries += [gen._person(10**6 + i) for i in range(300)]
+        rng.shuffle(queries)
+        match_s, register_s = [], []
+        for q in queries:
+            incoming = IncomingPerson(name=q.name, birth_date=q.birth_date, sex=q.sex, phone=q.phone,
+                                      address=q.address,
+                                      identifiers=[("resident-id", q.id_number)] if q.id_number else [])
+            t0 = time.perf_counter()
+            await store.find_candidates(conn, incoming.match_record(), scorer=scorer)
+            match_s.append(time.perf_counter() - t0)
+            tx = conn.transaction()
+            await tx.start()
+            t0 = time.perf_counter()
+            await store.register(conn, incoming, actor="bench", scorer=scorer, strict=False)
+            register_s.append(time.perf_counter() - t0)
+            await tx.rollback()  # keep the index at 100,000 people
+        m, r = summarize_ms(match_s), summarize_ms(register_s)
+        bench.figure("PostgreSQL-backed match p50", m["p50"], "ms")
+        bench.figure("PostgreSQL-backed match p95", m["p95"], "ms", target="<= 20 ms")
+        bench.figure("register (match + link/create + history) p50", r["p50"], "ms")
+        bench.figure("register (match + link/create + history) p95", r["p95"], "ms")
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
