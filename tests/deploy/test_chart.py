@@ -145,7 +145,7 @@ SERVICES = {
     "critical-values": ("critical_values", "critical-values"),
     "queue-calling": ("queue_calling", "queue"),
 }
-LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575}
+LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "critical-values": 2577}
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
 CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor"}
@@ -476,12 +476,29 @@ def test_listener_settings_reach_the_containers(rendered: dict[str, list[Manifes
     assert env_of("worklist")["IMAGING_WORKLIST_AE_TITLE"] == "RIS_MWL"
     assert env_of("worklist")["IMAGING_WORKLIST_PORT"] == "11113"
     assert env_of("registration")["IMAGING_MLLP_PORT"] == "2575"
+    assert env_of("critical-values")["IMAGING_CRITICAL_MLLP_PORT"] == "2577"
+    assert env_of("print-scp")["IMAGING_PRINT_PUBLIC_BASE_URL"] == "https://imaging.hospital.local"
+
+
+def test_service_secrets_come_from_secrets(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["full"]
+
+    def env_of(service: str) -> dict[str, Manifest]:
+        (c,) = named(docs, "Deployment", f"{FULLNAME}-{service}")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e for e in c["env"]}
+
+    assert env_of("reporting")["IMAGING_REPORTING_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "imaging-reporting", "key": "signing-secret"}
+    assert env_of("print-scp")["IMAGING_PRINT_KIOSK_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "imaging-kiosk", "key": "key"}
+    assert env_of("critical-values")["IMAGING_CRITICAL_FHIR_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 @pytest.mark.parametrize("config", ["minimal", "production", "full"])
 def test_dicom_and_mllp_exposed_as_load_balancers_by_default(rendered: dict[str, list[Manifest]], config: str) -> None:
     docs = rendered[config]
-    for name, port in (("print-dicom", 11112), ("worklist-dicom", 11113), ("his-mllp", 2575)):
+    for name, port in (("print-dicom", 11112), ("worklist-dicom", 11113), ("his-mllp", 2575),
+                       ("critical-ack-mllp", 2577)):
         svc = named(docs, "Service", f"{FULLNAME}-{name}")
         assert svc["spec"]["type"] == "LoadBalancer"
         assert port in [p["port"] for p in svc["spec"]["ports"]]
@@ -497,10 +514,10 @@ def test_nodeport_alternative(rendered: dict[str, list[Manifest]]) -> None:
 def test_tcp_routes_when_the_gateway_api_serves_them(rendered: dict[str, list[Manifest]]) -> None:
     docs = rendered["full-with-crds"]
     routes = {r["metadata"]["name"]: r for r in by_kind(docs, "TCPRoute")}
-    assert set(routes) == {f"{FULLNAME}-{n}" for n in
-                           ("print-dicom", "print-dicom-tls", "worklist-dicom", "worklist-dicom-tls", "his-mllp")}
+    assert set(routes) == {f"{FULLNAME}-{n}" for n in ("print-dicom", "print-dicom-tls", "worklist-dicom",
+                                                        "worklist-dicom-tls", "his-mllp", "critical-ack-mllp")}
     ports = {r["spec"]["rules"][0]["backendRefs"][0]["port"] for r in routes.values()}
-    assert ports == {11112, 2762, 11113, 2763, 2575}
+    assert ports == {11112, 2762, 11113, 2763, 2575, 2577}
     # Behind a TCPRoute the listener Services stay inside the cluster.
     assert named(docs, "Service", f"{FULLNAME}-print-dicom")["spec"]["type"] == "ClusterIP"
     gateway = named(docs, "Gateway", FULLNAME)
@@ -685,6 +702,7 @@ def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, 
     assert _ingress_ports(docs, "print-scp")[11112] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     assert _ingress_ports(docs, "worklist")[11113] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     assert _ingress_ports(docs, "registration")[2575] == [{"ipBlock": {"cidr": "10.30.0.0/24"}}]
+    assert _ingress_ports(docs, "critical-values")[2577] == [{"ipBlock": {"cidr": "10.30.4.0/24"}}]
     # Services reach registration for the JWKS.
     jwks_from = [peer for peer in _ingress_ports(docs, "registration")[8080] if "podSelector" in peer]
     assert any(p["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "service" for p in jwks_from)
@@ -751,6 +769,7 @@ def test_lint_reports_the_schema_error_too(helm: Helm) -> None:
     ("externalDatabase.existingSecret", "externalDatabase.existingSecret is required"),
     ("externalRabbitmq.existingSecret", "externalRabbitmq.existingSecret is required"),
     ("auth.jwtPrivateKey.existingSecret", "auth.jwtPrivateKey.existingSecret is required"),
+    ("auth.reportingSigningSecret.existingSecret", "auth.reportingSigningSecret.existingSecret is required"),
 ])
 def test_missing_required_settings_are_named(helm: Helm, unset: str, message: str) -> None:
     result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--set", f"{unset}=")
@@ -791,7 +810,7 @@ def test_notes_tell_how_to_reach_the_ui_and_the_dicom_mllp_ports(helm: Helm) -> 
         assert result.returncode == 0, result.output
         notes = result.stdout.split("NOTES:", 1)[1]
         assert url in notes
-        assert "port 11112" in notes and "port 11113" in notes and "port 2575" in notes
+        assert all(f"port {port}" in notes for port in (11112, 11113, 2575, 2577))
         assert "AE CT_FILM_SCP" in notes if "production" in values else "AE PRINT_SCP" in notes
         assert f"helm test {RELEASE}" in notes
 

@@ -237,12 +237,36 @@ mllp:
   peers: hisPeers
   title: "HL7 v2 over MLLP (HIS)"
 {{- end }}
+{{- if and (index .Values.services "critical-values").enabled .Values.hl7.criticalAck.enabled }}
+criticalAck:
+  service: critical-values
+  port: {{ .Values.hl7.criticalAck.port }}
+  portName: mllp
+  objectName: critical-ack-mllp
+  tlsPort: 0
+  peers: clinicianPeers
+  title: "HL7 acknowledgements of critical values over MLLP (clinician systems)"
+{{- end }}
+{{- end -}}
+
+{{/* The external base URL: publicUrl, else the gateway/ingress host name (https with a certificate). */}}
+{{- define "imaging.publicUrl" -}}
+{{- if .Values.publicUrl -}}
+{{- .Values.publicUrl | trimSuffix "/" -}}
+{{- else if and .Values.gateway.enabled .Values.gateway.hostname -}}
+{{- printf "%s://%s" (ternary "https" "http" (ne .Values.gateway.tls.existingSecret "")) .Values.gateway.hostname -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.hostname -}}
+{{- printf "%s://%s" (ternary "https" "http" (ne .Values.ingress.tls.existingSecret "")) .Values.ingress.hostname -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Cross-field checks the JSON schema cannot express, with messages naming the fix. */}}
 {{- define "imaging.validate" -}}
 {{- if .Values.services.registration.enabled -}}
 {{- required "auth.jwtPrivateKey.existingSecret is required: a Secret with the RSA private key (PEM) that signs staff tokens" .Values.auth.jwtPrivateKey.existingSecret | and "" -}}
+{{- end -}}
+{{- if .Values.services.reporting.enabled -}}
+{{- required "auth.reportingSigningSecret.existingSecret is required: a Secret with a random string of 32+ characters that encrypts radiologists' signing keys" .Values.auth.reportingSigningSecret.existingSecret | and "" -}}
 {{- end -}}
 {{- if eq .Values.filmStorage.type "s3" -}}
 {{- required "filmStorage.s3.bucket is required when filmStorage.type=s3" .Values.filmStorage.s3.bucket | and "" -}}
