@@ -89,12 +89,14 @@ def check(content: dict[str, Any], definition: TemplateDefinition, *, sex: str =
         empty = raw in (None, "") and not value.get("code")
         if spec.required and empty:
             issues.append(Issue("required-field", spec.required, f"{spec.label} is empty", spec.id))
-        if spec.type in ("number", "measurement") and not empty and not value.get("unit") and not spec.unit:
-            issues.append(Issue("unit", spec.unit_required or "warning", f"{spec.label}: number without a unit",
-                                spec.id))
-        elif spec.type == "measurement" and not empty and not value.get("unit") and spec.unit_required:
-            issues.append(Issue("unit", spec.unit_required, f"{spec.label}: measurement without a unit "
-                                f"(expected {spec.unit})", spec.id))
+        if spec.type in ("number", "measurement") and not empty and not value.get("unit"):
+            # unit_required: the value must carry its unit; otherwise a measurement may fall back
+            # on the template's unit, and a plain number (a count) needs none.
+            if spec.unit_required:
+                issues.append(Issue("unit", spec.unit_required, f"{spec.label}: value without a unit"
+                                    + (f" (expected {spec.unit})" if spec.unit else ""), spec.id))
+            elif spec.type == "measurement" and not spec.unit:
+                issues.append(Issue("unit", "warning", f"{spec.label}: measurement without a unit", spec.id))
 
     for match in _SIZE.finditer(f"{findings}\n{impression}"):
         after = match.group(2).lower()

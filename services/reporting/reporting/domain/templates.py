@@ -93,6 +93,8 @@ def check_values(definition: TemplateDefinition, fields: dict[str, dict[str, Any
     problems: list[str] = []
     for field_id, value in fields.items():
         spec = definition.field(field_id)
+        if spec is None and not definition.fields:
+            continue  # a report without a template may carry ad-hoc fields
         if spec is None:
             problems.append(f"field {field_id!r} is not in the template")
             continue
