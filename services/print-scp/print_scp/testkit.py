@@ -7,6 +7,7 @@ an anatomy-like grey background and overlay text (PatientID, AccessionNumber) in
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,11 +211,14 @@ def print_film(assoc, items: list[Dataset], *, fmt: str = "STANDARD\\1,1", study
     out["film_box"] = st.Status
     out["film_box_rsp"] = box
     out["image_boxes"] = []
+    started = time.perf_counter()
     for i, item in enumerate(items):
         ref = box.ReferencedImageBoxSequence[i]
         st, _ = assoc.send_n_set(image_box_ds(i + 1, item, study_uid=study_uid, polarity=polarity, color=color),
                                  ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID, meta_uid=meta)
         out["image_boxes"].append(st.Status)
+    out["nset_seconds"] = time.perf_counter() - started
+    out["nset_bytes"] = sum(len(item.PixelData) for item in items)
     if session_level:
         st, reply = assoc.send_n_action(None, 1, FILM_SESSION, session_uid, meta_uid=meta)
     else:

@@ -1,0 +1,228 @@
+"""Print SCP benchmarks (issue 6; smart-imaging standard 4.3.3): figures printed, never asserted as timings.
+
+- whole print job from the client (pynetdicom SCU, WS/T 597 Appendix A flow), ours against DCMTK's
+  `dcmprscp` in the same run: one 2048x2048 12-bit image (STANDARD\\1,1) and four (STANDARD\\2,2);
+- ingest throughput of image-box data (N-SET) in MB/s (target >= 50 MB/s);
+- OCR matching on >= 100 generated films (layouts, fonts, sizes, polarity) against the day's studies,
+  with look-alike distractor studies: % matched correctly, wrongly, sent to review; time per film;
+- 512x512 film previews per second through the API over HTTP (target >= 150/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import statistics
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from imaging_common.auth.testing import issue_test_token
+from imaging_common.testing import free_port, http_server
+
+from print_scp import testkit as tk
+from print_scp.adapters import films_db
+from print_scp.app import create_app
+from print_scp.domain.film_output import render_job
+from print_scp.domain.matching import KnownStudy
+from print_scp.domain.print_session import PrintAssociation
+from print_scp.settings import Settings
+
+ROUNDS = 5
+
+
+@pytest.fixture(scope="module")
+async def ours(test_env):  # type: ignore[no-untyped-def]
+    settings = Settings(print_port=free_port(), print_host="127.0.0.1", print_preview_max=512)
+    app = create_app(settings)
+    async with http_server(app) as url:
+        yield SimpleNamespace(url=url, ctx=app.state.ctx, settings=settings, port=settings.print_port,
+                              ae="PRINT_SCP", runtime=app.state.ctx.extras["print"])
+
+
+@pytest.fixture(scope="module")
+def dcmtk(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """DCMTK's print SCP, dcmprscp, on a free port (a real peer: missing binary = failure)."""
+    port = free_port()
+    work = tmp_path_factory.mktemp("dcmprscp")
+    cfg = tk.dcmtk_print_config(work, port=port, ae_title="DCMTK_SCP", local=True)
+    proc = subprocess.Popen(["dcmprscp", "-c", cfg, "-p", "PLATFORM"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dcmprscp did not start") from None
+            time.sleep(0.05)
+    yield SimpleNamespace(port=port, ae="DCMTK_SCP")
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _job(port: int, ae: str, items: list, fmt: str) -> dict:
+    started = time.perf_counter()
+    assoc = tk.print_ae().associate("127.0.0.1", port, ae_title=ae)
+    assert assoc.is_established
+    try:
+        out = tk.print_film(assoc, items, fmt=fmt)
+    finally:
+        assoc.release()
+    out["seconds"] = time.perf_counter() - started
+    assert out["print"] in (0, 0xB603) and out["image_boxes"] == [0] * len(items), out
+    return out
+
+
+async def _wait_done(ctx, box_uid: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with ctx.pool.acquire() as conn:
+            if await conn.fetchval("SELECT count(*) FROM films WHERE film_box_uid = $1 AND spool_key IS NULL",
+                                   box_uid):
+                return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(box_uid)
+
+
+async def test_print_job_time_and_ingest_vs_dcmprscp(bench, ours, dcmtk) -> None:
+    item = tk.to_item(tk.anatomy(2048, 1), bits=12)
+    for fmt, n in (("STANDARD\\1,1", 1), ("STANDARD\\2,2", 4)):
+        times = {"ours": [], "dcmtk": []}
+        ingest = {"ours": [], "dcmtk": []}
+        done_latency = []
+        await asyncio.to_thread(_job, ours.port, ours.ae, [item] * n, fmt)  # warm-up both
+        await asyncio.to_thread(_job, dcmtk.port, dcmtk.ae, [item] * n, fmt)
+        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+            for name, peer in (("ours", ours), ("dcmtk", dcmtk)):
+                out = await asyncio.to_thread(_job, peer.port, peer.ae, [item] * n, fmt)
+                times[name].append(out["seconds"])
+                ingest[name].append(out["nset_bytes"] / out["nset_seconds"] / 1e6)
+                if name == "ours":
+                    t0 = time.perf_counter()
+                    await _wait_done(ours.ctx, out["box_uid"])
+                    done_latency.append(out["seconds"] + time.perf_counter() - t0)
+        label = f"{n} x 2048x2048 12-bit ({fmt})"
+        bench.compare(f"whole job, {label}, median", statistics.median(times["ours"]) * 1000,
+                      statistics.median(times["dcmtk"]) * 1000, "ms", peer_name="dcmprscp", target="<= 1.0x")
+        bench.compare(f"image box ingest (N-SET), {label}, median", statistics.median(ingest["ours"]),
+                      statistics.median(ingest["dcmtk"]), "MB/s", peer_name="dcmprscp")
+        bench.figure(f"ours: job until film stored + matched, {label}, median",
+                     statistics.median(done_latency) * 1000, "ms", note="rendering happens after the answer")
+    bench.figure("image box ingest (N-SET), ours, all rounds, min", min(ingest["ours"]), "MB/s",
+                 target=">= 50 MB/s (standard 4.3.3)")
+
+
+async def test_ocr_matching_on_generated_films(bench, ours) -> None:
+    rng = random.Random(597)
+    films, studies = [], []
+    for i in range(110):
+        pid, acc = f"P{rng.randrange(10**8):08d}", f"A{rng.randrange(10**10):010d}"
+        spec = tk.random_spec(rng, pid, acc)
+        studies.append(KnownStudy(f"1.2.3.{i}", acc, pid, f"E{i}", f"PATIENT^{i}"))
+        films.append(spec)
+        if i % 3 == 0:  # a look-alike the same day: one digit off in both identifiers, another patient
+            d_pid = pid[:-1] + str((int(pid[-1]) + 1) % 10)
+            d_acc = acc[:-1] + str((int(acc[-1]) + 1) % 10)
+            studies.append(KnownStudy(f"1.2.3.{i}.9", d_acc, d_pid, f"E{i}x", f"OTHER^{i}"))
+    for i in range(150):  # the rest of the day's studies
+        studies.append(KnownStudy(f"1.2.4.{i}", f"A{rng.randrange(10**10):010d}", f"P{rng.randrange(10**8):08d}",
+                                  f"F{i}", f"DAY^{i}"))
+    right = wrong = review = 0
+    per_film = []
+    reasons: dict[str, int] = {}
+    for i, spec in enumerate(films):
+        job = _job_for(spec, seed=1000 + i)
+        started = time.perf_counter()
+        rendered = await asyncio.to_thread(render_job, job, dpi=ours.settings.print_render_dpi, preview_max=512)
+        decision = await ours.runtime.pipeline.ocr_match(rendered, [], studies)
+        per_film.append(time.perf_counter() - started)
+        if decision.status == "matched":
+            if decision.study.accession_number == spec.accession and decision.study.patient_id == spec.patient_id:
+                right += 1
+            else:
+                wrong += 1
+                print(f"  WRONG: {spec} -> {decision.study}")
+        else:
+            review += 1
+            reasons[decision.detail.get("reason", "?")] = reasons.get(decision.detail.get("reason", "?"), 0) + 1
+    n = len(films)
+    bench.figure("OCR films", n, "films", note=f"{len(studies)} studies that day, incl. look-alikes")
+    bench.figure("OCR matched correctly", 100 * right / n, "%", target=">= 99%")
+    bench.figure("OCR matched wrongly", 100 * wrong / n, "%", target="0")
+    bench.figure("OCR sent to review", 100 * review / n, "%", note=str(reasons) if reasons else "")
+    bench.figure("OCR render + match per film, median", statistics.median(per_film) * 1000, "ms", target="<= 1000 ms")
+    bench.figure("OCR render + match per film, p95", sorted(per_film)[int(0.95 * (n - 1))] * 1000, "ms")
+
+
+def _job_for(spec: tk.FilmSpec, seed: int):  # type: ignore[no-untyped-def]
+    """A film job as the SCP would build it from one association (domain only, no network)."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    pa = PrintAssociation(calling_ae="BENCH", called_ae="PRINT_SCP", peer="bench")
+    s_uid, b_uid = generate_uid(), generate_uid()
+    pa.create_film_session(s_uid, tk.session_ds())
+    _, box, _ = pa.create_film_box(b_uid, tk.film_box_ds(s_uid, spec.layout), color=False)
+    for n, ref in enumerate(box.ReferencedImageBoxSequence):
+        img = tk.spec_image(spec, seed + n)
+        ds: Dataset = tk.image_box_ds(n + 1, tk.to_item(img, bits=spec.bits, photometric=spec.photometric),
+                                      polarity=spec.polarity)
+        pa.set_image_box(ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID, ds)
+    [job], _, _ = pa.print_film_box(b_uid)
+    return job
+
+
+async def test_preview_retrieval_rate(bench, ours) -> None:
+    token = issue_test_token(ours.settings, roles=["radiologist"], username="bench-reader")
+    n = uuid.uuid4().int
+    study_uid = f"1.2.826.0.1.3680043.2.461.{n % 10**12}"
+    async with ours.ctx.pool.acquire() as conn:
+        await films_db.upsert_study(conn, study_uid=study_uid, accession=f"B{n % 10**10:010d}",
+                                    patient={"empi_id": "EB1", "patient_id": "PB1", "name": "BENCH"},
+                                    status="completed", completed_at=datetime.now(UTC))
+    item = tk.to_item(tk.anatomy(512, 3), bits=12)
+    ids = []
+    for _ in range(10):
+        out = await asyncio.to_thread(_job_with, ours, item, study_uid)
+        await _wait_done(ours.ctx, out["box_uid"])
+        async with ours.ctx.pool.acquire() as conn:
+            ids.append(str(await conn.fetchval("SELECT id FROM films WHERE film_box_uid = $1", out["box_uid"])))
+    headers = {"Authorization": f"Bearer {token}"}
+    total, concurrency = 1000, 8
+    async with httpx.AsyncClient(base_url=ours.url, headers=headers, timeout=30) as client:
+        first = await client.get(f"/api/print/films/{ids[0]}/image.png")
+        assert first.status_code == 200
+        from io import BytesIO
+
+        from PIL import Image
+
+        size = Image.open(BytesIO(first.content)).size
+        counter = iter(range(total))
+
+        async def worker() -> None:
+            for i in counter:
+                r = await client.get(f"/api/print/films/{ids[i % len(ids)]}/image.png")
+                assert r.status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    bench.figure("film preview retrievals per second (HTTP, 8 concurrent, auth + audit each)", total / elapsed,
+                 "/s", target=">= 150/s (standard 4.3.3)", note=f"previews {size[0]}x{size[1]} PNG")
+
+
+def _job_with(ours, item, study_uid: str) -> dict:  # type: ignore[no-untyped-def]
+    assoc = tk.print_ae().associate("127.0.0.1", ours.port, ae_title=ours.ae)
+    try:
+        return tk.print_film(assoc, [item], study_uid=study_uid, box_attrs={"size": "14INX14IN"})
+    finally:
+        assoc.release()
+
+
