@@ -77,7 +77,8 @@ class World:
         return OrderCreated(
             order_id=f"O{k}", accession_number=f"ACC{k}", requested_procedure_id=f"RP{k}",
             study_instance_uid=f"1.2.3.{self.n}", patient=patient, patient_class=patient_class,  # type: ignore[arg-type]
-            items=[ExamItem(code=code or f"{queue or self.default_queue}:{modality}", name="胸部平扫", modality=modality, contrast=contrast)],
+            items=[ExamItem(code=code or f"{queue or self.default_queue}:{modality}", name="胸部平扫",
+                            modality=modality, contrast=contrast)],
             special={"critical": critical}, ordered_at=now())  # type: ignore[arg-type]
 
     async def exam(self, **kw: Any) -> OrderCreated:

@@ -45,8 +45,8 @@ async def test_check_in_by_every_identifier_and_patient_arrived(api: httpx.Async
     h = service.headers("clerk", username="desk1", terminal="desk-1")
     by_barcode = await world.exam()
     by_order = await world.exam()
-    by_card = await world.exam(card=f"CARD-{world.uid}")
-    by_id = await world.exam(id_hash=id_number_digest(f"11010119800101{world.uid[:4]}"))
+    await world.exam(card=f"CARD-{world.uid}")
+    await world.exam(id_hash=id_number_digest(f"11010119800101{world.uid[:4]}"))
     by_appt = await world.exam()
     await world.book(by_appt, start=now() + timedelta(minutes=5))
     cases = [("barcode", by_barcode.accession_number), ("barcode", by_order.order_id),

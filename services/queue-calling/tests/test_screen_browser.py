@@ -15,7 +15,8 @@ from .test_http import setup_room
 from .test_screens import make_screen
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+                 "--no-first-run", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
 
 
 class CuttableProxy:

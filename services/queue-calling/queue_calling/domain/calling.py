@@ -83,6 +83,7 @@ async def return_due_skipped(conn: asyncpg.Connection, queue: asyncpg.Record, no
     """Bring passed patients back to waiting when their queue's skip rule says so."""
     rule = json.loads(queue["skip_rule"])
     mode = rule.get("mode")
+    args: tuple[Any, ...]
     if mode == "after_n":
         cond, args = "return_at_seq <= $2", (queue["call_seq"],)
     elif mode == "end_of_slice":
@@ -118,7 +119,10 @@ async def _mark_called(conn: asyncpg.Connection, entry: asyncpg.Record, room: as
     )
 
 
-async def call_next(conn: asyncpg.Connection, *, room_id: str, who: Who, now: datetime) -> tuple[dict[str, Any], Change]:
+Result = tuple[dict[str, Any], Change]
+
+
+async def call_next(conn: asyncpg.Connection, *, room_id: str, who: Who, now: datetime) -> Result:
     """顺呼: the next patient for this room; round robin over its queues, emergencies first."""
     await _room(conn, room_id)
     queue_ids = await _room_queue_ids(conn, room_id)
@@ -260,11 +264,12 @@ async def transfer(conn: asyncpg.Connection, *, entry_id: Any, to_queue_id: str,
     return dict(row), change
 
 
-async def reorder(conn: asyncpg.Connection, *, entry_id: Any, before_entry_id: Any, who: Who) -> tuple[dict[str, Any], Change]:
+async def reorder(conn: asyncpg.Connection, *, entry_id: Any, before_entry_id: Any, who: Who) -> Result:
     """Manual reorder: place the patient just before another waiting patient of the same queue."""
     entry, change = await _entry_in_scope(conn, entry_id)
     other = await entries.get_entry(conn, before_entry_id)
-    if other["queue_id"] != entry["queue_id"] or other["state"] != State.WAITING or other["entry_id"] == entry["entry_id"]:
+    if (other["queue_id"] != entry["queue_id"] or other["state"] != State.WAITING
+            or other["entry_id"] == entry["entry_id"]):
         raise Conflict("reorder needs another waiting patient of the same queue")
     prev = await conn.fetchval(
         """SELECT max(sort_key) FROM queue_entry WHERE queue_id = $1 AND state = 'waiting' AND entry_id <> $2
@@ -274,8 +279,10 @@ async def reorder(conn: asyncpg.Connection, *, entry_id: Any, before_entry_id: A
     # Taking the level and on-time mark of the patient it goes before puts it exactly there in the order.
     row = await entries.transition(
         conn, entry, Action.REORDER, actor=who.actor, terminal=who.terminal,
-        set_sql="sort_key = $4, priority_level = $5, on_time = $6", args=(key, other["priority_level"], other["on_time"]),
-        detail={"before": str(other["entry_id"]), "old_level": entry["priority_level"], "old_sort_key": entry["sort_key"]})
+        set_sql="sort_key = $4, priority_level = $5, on_time = $6",
+        args=(key, other["priority_level"], other["on_time"]),
+        detail={"before": str(other["entry_id"]), "old_level": entry["priority_level"],
+                "old_sort_key": entry["sort_key"]})
     return dict(row), change
 
 

@@ -44,8 +44,15 @@ async def queue_for(conn: asyncpg.Connection, change: Change, now: datetime) -> 
             "event": "called", "entry_id": call["entry_id"], "ticket": call["ticket"], "room_id": call["room_id"],
             "room_name": call["room_name"], "number_ahead": 0, "estimated_wait_minutes": 0, "at": now})
     for queue_id in sorted(change.queues):
+        # Only patients who asked for notifications are ranked and remembered; most don't.
+        subscribed = {r["entry_id"] for r in await conn.fetch(
+            """SELECT DISTINCT t.entry_id FROM notify_target t JOIN queue_entry e USING (entry_id)
+               WHERE e.queue_id = $1 AND e.state = 'waiting'""", queue_id)}
+        if not subscribed:
+            continue
         ranked, minutes, rooms = await views.number_ahead(conn, queue_id)
-        changed = [(row, ahead) for row, ahead in ranked if row["last_notified_ahead"] != ahead]
+        changed = [(row, ahead) for row, ahead in ranked
+                   if row["entry_id"] in subscribed and row["last_notified_ahead"] != ahead]
         for row, ahead in changed:
             await conn.execute("UPDATE queue_entry SET last_notified_ahead = $2 WHERE entry_id = $1",
                                row["entry_id"], ahead)
@@ -71,6 +78,8 @@ async def mark_sent(conn: asyncpg.Connection, notification_id: int, now: datetim
 async def mark_failed(conn: asyncpg.Connection, notification_id: int, error: str, now: datetime, *,
                       retry_at: datetime | None) -> None:
     await conn.execute(
-        """UPDATE notification SET attempts = attempts + 1, last_error = $2, next_attempt_at = coalesce($3, next_attempt_at),
-           failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4::timestamptz ELSE NULL END WHERE notification_id = $1""",
+        """UPDATE notification SET attempts = attempts + 1, last_error = $2,
+               next_attempt_at = coalesce($3, next_attempt_at),
+               failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4::timestamptz ELSE NULL END
+           WHERE notification_id = $1""",
         notification_id, error[:500], retry_at, now)

@@ -40,7 +40,7 @@ class Action(StrEnum):
     REORDER = "reorder"
 
 
-W, C, S, I, D, X = State.WAITING, State.CALLED, State.SKIPPED, State.IN_EXAM, State.DONE, State.CANCELLED
+W, C, S, E, D, X = State.WAITING, State.CALLED, State.SKIPPED, State.IN_EXAM, State.DONE, State.CANCELLED
 
 TRANSITIONS: dict[tuple[Action, State], State] = {
     (Action.CALL, W): C,
@@ -52,10 +52,10 @@ TRANSITIONS: dict[tuple[Action, State], State] = {
     (Action.RESTORE, S): W,
     (Action.RESTORE, C): W,
     (Action.RESTORE, X): W,
-    (Action.START, W): I,
-    (Action.START, C): I,
-    (Action.START, S): I,
-    (Action.FINISH, I): D,
+    (Action.START, W): E,
+    (Action.START, C): E,
+    (Action.START, S): E,
+    (Action.FINISH, E): D,
     (Action.FINISH, C): D,
     (Action.CANCEL, W): X,
     (Action.CANCEL, C): X,
@@ -67,7 +67,7 @@ TRANSITIONS: dict[tuple[Action, State], State] = {
 }
 """(action, current state) -> next state. Everything else is an invalid transition."""
 
-LIVE_STATES = (W, C, S, I)
+LIVE_STATES = (W, C, S, E)
 
 
 def sources(action: Action) -> list[str]:

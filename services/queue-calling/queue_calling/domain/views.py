@@ -16,7 +16,8 @@ import asyncpg
 from queue_calling.domain import priority
 from queue_calling.domain.scope import Change
 
-NEXT_SHOWN = 5
+NEXT_SHOWN = 5  # next patients a view carries
+CURRENT_SHOWN = 4  # most recent calls a view carries (a busy door may hold more)
 
 
 def _person(row: asyncpg.Record, policy: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +62,8 @@ async def room_views(conn: asyncpg.Connection, room_ids: Iterable[str]) -> list[
             "paused": bool(qs) and all(q["paused"] for q in qs),
             "queues": [{"queue_id": q["queue_id"], "name": q["name"], "paused": q["paused"]} for q in qs],
             "waiting": len(waiting),
-            "current": [_person(c, policies.get(c["queue_id"], priority.DEFAULT_POLICY)) for c in current],
+            "current": [_person(c, policies.get(c["queue_id"], priority.DEFAULT_POLICY))
+                        for c in current[:CURRENT_SHOWN]],
             "next": [_person(w, policies[w["queue_id"]]) for w in waiting[:NEXT_SHOWN]],
         })
     return views
