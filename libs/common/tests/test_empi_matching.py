@@ -165,3 +165,12 @@ def test_golden_record_survivorship() -> None:
     assert g.birth_date == date(1985, 3, 12)  # the ID card beats the typed (swapped) date
     assert g.id_number == ZHANG and g.provenance["id_number"] == "1"
     assert g.phone == "13900000000" and g.address == "北京市海淀区"  # most recent
+
+
+def test_placeholder_phones_are_no_evidence() -> None:
+    from imaging_common.empi.record import normalize_phone
+    assert normalize_phone("13800000000") is None and normalize_phone("00000000000") is None
+    assert normalize_phone("+86 138-1234-5678") == "13812345678"
+    a = rec("a", "王芳", sex="F", idn=None, phone="13800000000", address=None)
+    b = rec("b", "王芳", sex="F", idn=None, phone="13800000000", address=None)
+    assert SCORER.score(a, b).band is Band.REVIEW  # a shared placeholder does not corroborate

@@ -72,11 +72,11 @@ async def test_review_merge_golden_record_and_unmerge(pool: asyncpg.Pool) -> Non
     async with pool.acquire() as conn:
         a = await store.register(conn, person("赵敏", None, birth_date=date(1990, 6, 1), sex="F"), actor="c")
         b = await store.register(conn, person("赵敏", rid("110108", "19900601", 42), birth_date=date(1990, 6, 1),
-                                              sex="F", phone="13600000000"), actor="c")
+                                              sex="F", phone="13600012345"), actor="c")
         assert b.outcome == "created" and len(b.review_ids) == 1  # name + birth date only: a person decides
         result = await store.resolve_review(conn, b.review_ids[0], "merge", actor="clerk2", survivor=a.person.empi_id)
         survivor = result["survivor"]
-        assert survivor.empi_id == a.person.empi_id and survivor.phone == "13600000000"
+        assert survivor.empi_id == a.person.empi_id and survivor.phone == "13600012345"
         assert survivor.id_number == rid("110108", "19900601", 42)
         merged = await store.get_person(conn, b.person.empi_id)
         assert merged.status == "merged" and merged.merged_into == a.person.empi_id

@@ -24,7 +24,9 @@ def normalize_phone(value: str | None) -> str | None:
         digits = digits[4:]
     elif digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
-    return digits or None
+    if len(set(digits)) == 1 or len(digits) < 7 or (len(digits) == 11 and len(set(digits[3:])) == 1):
+        return None  # "00000000000", "13800000000"-style placeholders for "unknown" are no evidence
+    return digits
 
 
 def normalize_address(value: str | None) -> str | None:

@@ -27,7 +27,7 @@ import asyncpg
 from imaging_common.empi.bands import Band
 from imaging_common.empi.blocking import blocking_keys
 from imaging_common.empi.identifiers import Identifier, IdType, mask
-from imaging_common.empi.matcher import ScoredPair, Scorer
+from imaging_common.empi.matcher import MAX_BLOCK, ScoredPair, Scorer
 from imaging_common.empi.names import name_form
 from imaging_common.empi.record import MatchRecord, normalize_phone, normalize_sex
 from imaging_common.empi.survivorship import SourceRecord, golden_record
@@ -199,13 +199,19 @@ async def find_candidates(
     conn: asyncpg.Connection, record: MatchRecord, *, scorer: Scorer, exclude: Sequence[str] = (), limit: int = 500,
 ) -> list[Candidate]:
     """Active persons sharing a blocking key, scored (best source record per person), best first."""
+    # Keys shared by more than MAX_BLOCK records (a placeholder phone, a very common name with no
+    # birth date) carry no evidence and would make every registration slow: skipped, as in MatchIndex.
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (sr.id) sr.* FROM empi_block_key k
+        """WITH keys AS (
+               SELECT q.key FROM unnest($1::text[]) AS q(key)
+               WHERE (SELECT count(*) FROM (SELECT 1 FROM empi_block_key b WHERE b.key = q.key LIMIT $4 + 1) c) <= $4)
+           SELECT DISTINCT ON (sr.id) sr.* FROM empi_block_key k
+           JOIN keys USING (key)
            JOIN empi_source_record sr ON sr.id = k.source_record_id
            JOIN empi_person p ON p.empi_id = sr.empi_id
-           WHERE k.key = ANY($1::text[]) AND p.status = 'active' AND NOT (p.empi_id = ANY($2::text[]))
+           WHERE p.status = 'active' AND NOT (p.empi_id = ANY($2::text[]))
            LIMIT $3""",
-        list(blocking_keys(record)), list(exclude), limit)
+        list(blocking_keys(record)), list(exclude), limit, MAX_BLOCK)
     best: dict[str, ScoredPair] = {}
     for row in rows:
         scored = scorer.score(record, _match_record_of(row))
