@@ -1,8 +1,7 @@
 """Settings of the reporting service (environment variables, see CommonSettings)."""
 
-from pydantic import model_validator
-
 from imaging_common.config import CommonSettings
+from pydantic import model_validator
 
 DEV_SIGNING_SECRET = "development-only-signing-secret"
 

@@ -46,7 +46,8 @@ async def test_sign_then_amend_reaches_hl7_and_fhir(service: Service, world: Wor
     assert r.status_code == 200, r.text
     r = await svc.client.post(f"/api/reporting/reports/{report_id}/amendments/review", headers=senior,
                               json={"approve": True, "note": "同意更正"})
-    corrected = {**content, "findings": "左肺上叶见一结节，大小约12mm，边界清楚。", "impression": "左肺上叶结节，建议随访。"}
+    corrected = {**content, "findings": "左肺上叶见一结节，大小约12mm，边界清楚。",
+                 "impression": "左肺上叶结节，建议随访。"}
     await world.step(acc, "save", senior, content=corrected)
     signed = await world.step(acc, "sign-amended", senior)
     assert signed["deliveries"] == 2

@@ -19,7 +19,8 @@ async def test_order_and_exam_events_through_rabbitmq_fill_the_worklist(service:
     acc = f"EV{world.tag}"
     patient = PatientRef(empi_id=f"EE{world.tag}", patient_id=f"PE{world.tag}", name="王五", sex="M")
     order = OrderCreated(order_id=f"OE{world.tag}", accession_number=acc, requested_procedure_id="R1",
-                         study_instance_uid=f"1.2.3.{int(world.tag, 16)}", patient=patient, ordering_department="急诊科",
+                         study_instance_uid=f"1.2.3.{int(world.tag, 16)}", patient=patient,
+                         ordering_department="急诊科",
                          items=[ExamItem(code="DX-CHEST", name="胸部正位片", modality="DX", body_part="CHEST")],
                          priority="stat", ordered_at=datetime.now(UTC))
     done = ExamCompleted(accession_number=acc, study_instance_uid=order.study_instance_uid, patient=patient,

@@ -19,7 +19,8 @@ MRRT = """<!DOCTYPE html>
 <body>
 <section data-section-name="Findings"><header>Findings</header>
   <label for="side">Side</label>
-  <select id="side" data-field-type="SELECT" name="side"><option value="L">Left</option><option value="R">Right</option></select>
+  <select id="side" data-field-type="SELECT" name="side">
+    <option value="L">Left</option><option value="R">Right</option></select>
   <label for="size">Size</label>
   <input type="number" id="size" name="size" data-field-type="NUMBER" data-field-units="mm">
   <label for="nodule_type">Nodule type</label>
@@ -82,11 +83,11 @@ async def test_template_fields_phrases_and_search(service: Service, world: World
         "side": {"value": "R"}, "size": {"value": 12.5, "unit": "mm"}, "lungrads": {"value": "4A"},
         "nodule_type": {"value": "solid", "code": "RID50149", "code_system": "RadLex", "display": "solid nodule"}}}
     saved = await world.step(acc, "save", rad, content=good, template_id=tid)
-    r = await svc.client.get(f"/api/reporting/search?field_id=size&min_number=10&max_number=20", headers=rad)
+    r = await svc.client.get("/api/reporting/search?field_id=size&min_number=10&max_number=20", headers=rad)
     assert saved["report_id"] in {row["report_id"] for row in r.json()["data"]}
     r = await svc.client.get("/api/reporting/search?code=RID50149", headers=rad)
     assert saved["report_id"] in {row["report_id"] for row in r.json()["data"]}
-    r = await svc.client.get(f"/api/reporting/search?field_id=lungrads&value=4A", headers=svc.auth("clerk"))
+    r = await svc.client.get("/api/reporting/search?field_id=lungrads&value=4A", headers=svc.auth("clerk"))
     assert r.status_code == 403
 
     # Phrases: own and department ones; only seniors keep department phrases.

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from imaging_common.hl7 import MLLPClient, Message
+from imaging_common.hl7 import Message, MLLPClient
 from imaging_common.hl7.charset import decode
 from imaging_common.service import ServiceContext
 

@@ -83,7 +83,8 @@ async def enqueue(conn: asyncpg.Connection, snap: dict[str, Any]) -> int:
     return len(rows)
 
 
-async def claim(conn: asyncpg.Connection, receiver_id: str, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+async def claim(conn: asyncpg.Connection, receiver_id: str, *, limit: int,
+                lease_seconds: float) -> list[asyncpg.Record]:
     """Due rows of one receiver, oldest first, at most one per report (the head of its line)."""
     return await conn.fetch(
         """WITH due AS (

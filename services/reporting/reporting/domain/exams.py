@@ -21,7 +21,8 @@ async def apply_order_created(conn: asyncpg.Connection, order: OrderCreated) -> 
                              sex, modality, body_part, laterality, exam_code, exam_name, ordering_doctor,
                              ordering_doctor_id, ordering_department, ward, clinical_diagnosis, history, priority,
                              ordered_at)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                   $20, $21)
            ON CONFLICT (accession_number) DO UPDATE SET
                order_id = EXCLUDED.order_id, study_instance_uid = EXCLUDED.study_instance_uid,
                empi_id = EXCLUDED.empi_id, patient_id = EXCLUDED.patient_id, patient = EXCLUDED.patient,

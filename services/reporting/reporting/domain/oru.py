@@ -100,6 +100,7 @@ def build_oru(snap: dict[str, Any], *, receiving_application: str = "HIS", recei
             continue
         n += 1
         ident = [field_id, labels.get(field_id, field_id), "99IMGF"]
+        obs: str | list[str]
         if value.get("code"):
             vtype, obs = "CWE", [value["code"], value.get("display") or str(raw or ""),
                                  _SYSTEMS.get(value.get("code_system") or "", value.get("code_system") or "")]

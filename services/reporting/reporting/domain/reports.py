@@ -350,7 +350,8 @@ async def request_amendment(conn: asyncpg.Connection, *, report_id: str, kind: s
         report = await report_by_id(conn, report_id, lock=True)
         transition(Action.REQUEST_AMENDMENT, State(report["state"]), actor.grades)
         await conn.execute(
-            "INSERT INTO amendment (report_id, kind, reason, requested_by, previous_version) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO amendment (report_id, kind, reason, requested_by, previous_version) "
+            "VALUES ($1, $2, $3, $4, $5)",
             report_id, kind, reason, actor.username, report["signed_version"] or report["version"])
         return await act(conn, accession_number=report["accession_number"], action=Action.REQUEST_AMENDMENT,
                          actor=actor, note=f"{kind}: {reason}", signing_secret=signing_secret)
