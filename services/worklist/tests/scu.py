@@ -18,19 +18,24 @@ from pynetdicom.sop_class import (
 Response = tuple[int, Dataset | None, Dataset | None]  # status code, status dataset, identifier
 
 
-def _ae(title: str = "MODALITY1") -> AE:
+def _ae(title: str = "MODALITY1", max_pdu: int = 16382, syntax: str | None = None) -> AE:
     ae = AE(ae_title=title)
+    ae.maximum_pdu_size = max_pdu
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     for cx in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification,
                PatientRootQueryRetrieveInformationModelFind):
-        ae.add_requested_context(cx)
+        if syntax is None:
+            ae.add_requested_context(cx)
+        else:
+            ae.add_requested_context(cx, [syntax])
     return ae
 
 
 def find_sync(port: int, *queries: Dataset, called: str = "WORKLIST", calling: str = "MODALITY1",
-              cancel_after: int | None = None) -> list[list[Response]]:
+              cancel_after: int | None = None, max_pdu: int = 16382,
+              syntax: str | None = None) -> list[list[Response]]:
     """Each query's responses, all on one association (it must stay up between queries)."""
-    assoc = _ae(calling).associate("127.0.0.1", port, ae_title=called)
+    assoc = _ae(calling, max_pdu, syntax).associate("127.0.0.1", port, ae_title=called)
     assert assoc.is_established, "association refused"
     out: list[list[Response]] = []
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, Verification
 from worklist.adapters.dicom.scp import WorklistSCP
@@ -90,6 +92,29 @@ async def test_matching_on_identifiers_modality_and_wildcards(scp: WorklistSCP, 
     assert [r[2].AccessionNumber for r in by_accession if r[0] == 0xFF00] == [world.id("A1")]
 
 
+async def test_replies_larger_than_the_peers_pdu_are_fragmented(scp: WorklistSCP, world: World) -> None:
+    long_text = "长" * 60
+    await world.step(1, description=long_text, requested_procedure_description=long_text, reason=long_text,
+                     medical_alerts=long_text, history=long_text)
+    await world.step(2, description=long_text)
+    query = mwl_query(station=world.station, ReasonForTheRequestedProcedure="", AdditionalPatientHistory="")
+    [responses] = await find(scp.port, query, max_pdu=512)
+    pending = sorted((r[2] for r in responses if r[0] == 0xFF00), key=lambda d: d.AccessionNumber)
+    assert len(pending) == 2 and responses[-1][0] == 0x0000
+    assert pending[0].ReasonForTheRequestedProcedure == long_text and pending[0].MedicalAlerts == long_text
+    assert pending[1].ScheduledProcedureStepSequence[0].ScheduledProcedureStepDescription == long_text
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+async def test_every_little_endian_transfer_syntax(scp: WorklistSCP, world: World, syntax: str) -> None:
+    await world.step(1, patient_name="ZHANG^SAN=张^三")
+    [responses] = await find(scp.port, mwl_query(charset="GB18030", station=world.station), syntax=syntax)
+    assert [r[0] for r in responses] == [0xFF00, 0x0000]
+    reply = responses[0][2]
+    assert str(reply.PatientName) == "ZHANG^SAN=张^三" and reply.SpecificCharacterSet == "GB18030"
+    assert reply.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence[0].CodeValue == "CT-CHEST"
+
+
 async def test_combined_date_time_range_over_dicom(scp: WorklistSCP, world: World) -> None:
     day = now_local().replace(hour=0, minute=0, second=0) + timedelta(days=40)
     await world.step(1, start_at=day.replace(hour=23, minute=30))
@@ -154,10 +179,10 @@ async def test_cancel_stops_the_stream_promptly(scp: WorklistSCP, world: World) 
         """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id, patient_name,
                pn_alpha, modality, station_ae_title, start_at)
            SELECT 'C' || $1 || g, 'C', 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
-           FROM generate_series(1, 3000) g""", world.tag, world.station)
+           FROM generate_series(1, 6000) g""", world.tag, world.station)
     [responses] = await find(scp.port, mwl_query(station=world.station), cancel_after=1)
     assert responses[-1][0] == 0xFE00
-    assert len(responses) < 3000
+    assert len(responses) < 6000
     # the association and the SCP carry on
     [again] = await find(scp.port, mwl_query(station=world.station, PatientID="P7"))
     assert [r[0] for r in again] == [0xFF00, 0x0000]

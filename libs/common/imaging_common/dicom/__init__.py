@@ -37,7 +37,8 @@ from imaging_common.dicom.names import PersonNameGroups, match_form, person_name
 
 __all__ = [
     "DEFAULT_REPERTOIRE", "DateTimeRange", "InvalidMatchValue", "PersonNameGroups", "UnknownCharacterSet",
-    "can_encode", "choose_reply_charset", "dataset_charsets", "text_value", "combined_datetime_range", "decode_text", "encode_text",
+    "can_encode", "choose_reply_charset", "combined_datetime_range", "dataset_charsets", "decode_text",
+    "encode_text", "text_value",
     "has_wildcards", "is_universal", "match_form", "normalize_charsets", "parse_date", "parse_date_range",
     "parse_time", "parse_time_range", "person_name", "python_codecs", "split_person_name", "wildcard_match",
     "wildcard_to_like",

@@ -13,6 +13,7 @@ that can carry every character of it — never dropping Chinese characters to `?
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from pydicom import charset as _pydicom_charset
 from pydicom.valuerep import TEXT_VR_DELIMS
@@ -27,6 +28,10 @@ _STATELESS = {"ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110"
               "ISO_IR 192", "GB18030", "GBK"}
 
 
+# Defined terms by a spelling-insensitive key ("ISO-IR 192", "iso_ir_192" -> "ISO_IR 192").
+_CANONICAL = {t.upper().replace("_", " "): t for t in _pydicom_charset.python_encoding if t}
+
+
 class UnknownCharacterSet(ValueError):
     """A Specific Character Set term we cannot decode with (a peer's typo, an unsupported set)."""
 
@@ -39,7 +44,11 @@ def normalize_charsets(value: str | Sequence[str] | None) -> list[str]:
     """
     if value is None:
         return [DEFAULT_REPERTOIRE]
-    terms = [value] if isinstance(value, str) else list(value)
+    return list(_normalize((value,) if isinstance(value, str) else tuple(value)))
+
+
+@lru_cache(maxsize=256)
+def _normalize(terms: tuple[str, ...]) -> tuple[str, ...]:
     out: list[str] = []
     for i, raw in enumerate(terms):
         term = (raw or "").strip()
@@ -47,11 +56,10 @@ def normalize_charsets(value: str | Sequence[str] | None) -> list[str]:
             out.append(DEFAULT_REPERTOIRE if i == 0 else "")
             continue
         fixed = term.upper().replace("-", " ").replace("_", " ")
-        candidates = {t.upper().replace("_", " "): t for t in _pydicom_charset.python_encoding if t}
-        if fixed not in candidates:
+        if fixed not in _CANONICAL:
             raise UnknownCharacterSet(f"unknown Specific Character Set term {term!r}")
-        out.append(candidates[fixed])
-    return out or [DEFAULT_REPERTOIRE]
+        out.append(_CANONICAL[fixed])
+    return tuple(out) or (DEFAULT_REPERTOIRE,)
 
 
 def python_codecs(charsets: str | Sequence[str] | None) -> list[str]:

@@ -21,6 +21,7 @@ from imaging_common.dicom import (
     is_universal,
     text_value,
 )
+from imaging_common.dicom.rawwrite import Element
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -161,6 +162,7 @@ class ParsedQuery:
     sps_full: bool = False
     has_sps: bool = False
     unsupported: list[str] = field(default_factory=list)  # keys flagged with FF01
+    plan: list[Any] | None = None  # how to fill each requested key (reply_plan), made on first use
 
 
 def _keyword(tag: Tag) -> str:
@@ -259,63 +261,81 @@ def _parse_sps(ds: Dataset, parsed: ParsedQuery) -> None:
         raise IdentifierError(0xA900, str(exc), [int(Tag(SPS_DATE)), int(Tag(SPS_TIME))]) from None
 
 
-def _code_item(row: Row, scheme: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = row["protocol_code"]
-    item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = row["description"][:64]
-    return item
+def _vr(tag: Tag) -> str:
+    if not keyword_for_tag(tag):
+        return "UN"  # private or unknown: returned empty, so the VR only has to be harmless
+    vr = dictionary_VR(tag)
+    return vr.split(" or ")[0]
 
 
-def _set(target: Dataset, tag: Tag, value: Any) -> None:
-    """Set a returned key by tag; values that do not fit the VR are returned empty."""
-    vr = dictionary_VR(tag) if keyword_for_tag(tag) else "UN"
-    if vr in ("US", "UL", "SS", "SL", "FL", "FD", "DS", "IS") and value == "":
-        value = None
-    elif vr in ("UN", "OB", "OW") and value == "":
-        value = b""
-    target.add_new(tag, vr, value)
+def _code_item(row: Row, scheme: str) -> list[Element]:
+    return [(0x00080100, "SH", row["protocol_code"]), (0x00080102, "SH", scheme),
+            (0x00080104, "LO", row["description"][:64])]
 
 
-def build_reply(row: Row, parsed: ParsedQuery, *, coding_scheme: str) -> Dataset:
-    """The reply identifier for one step: exactly the requested keys, filled where we can."""
-    reply = Dataset()
+def _code_sequence(row: Row, scheme: str) -> list[list[Element]]:
+    return [_code_item(row, scheme)] if row["protocol_code"] else []
+
+
+# A reply plan: per requested key, how to fill it — worked out once per query, run per row.
+Getter = Callable[[Row], Any]
+PlanEntry = tuple[int, str, Any]  # (tag, VR, getter | nested plan for the SPS item | "code" | None)
+
+
+def _plan_entry(tag: Tag, values: dict[str, Getter], code_sequences: set[str]) -> PlanEntry:
+    keyword = _keyword(tag)
+    if keyword in code_sequences:
+        return int(tag), "SQ", "code"
+    if keyword in values:
+        return int(tag), _vr(tag), values[keyword]
+    return int(tag), _vr(tag), None
+
+
+def reply_plan(parsed: ParsedQuery) -> list[PlanEntry]:
+    plan: list[PlanEntry] = []
     for tag in parsed.requested_top:
-        keyword = _keyword(tag)
         if tag == SPS_SEQUENCE:
-            reply.ScheduledProcedureStepSequence = [_sps_item(row, parsed, coding_scheme)]
-        elif keyword in CODE_SEQUENCES_TOP:
-            reply.add_new(tag, "SQ", [_code_item(row, coding_scheme)] if row["protocol_code"] else [])
-        elif keyword in TOP_VALUES:
-            _set(reply, tag, TOP_VALUES[keyword](row))
-        elif keyword_for_tag(tag) and dictionary_VR(tag) == "SQ":
-            reply.add_new(tag, "SQ", [])
+            sps_tags = _ALL_SPS if parsed.sps_full else parsed.requested_sps
+            plan.append((int(tag), "SQ", [_plan_entry(t, SPS_VALUES, CODE_SEQUENCES_SPS) for t in sps_tags]))
         else:
-            _set(reply, tag, "")
-    return reply
+            plan.append(_plan_entry(tag, TOP_VALUES, CODE_SEQUENCES_TOP))
+    return plan
 
 
-def _sps_item(row: Row, parsed: ParsedQuery, coding_scheme: str) -> Dataset:
-    item = Dataset()
-    tags = [Tag(k) for k in SPS_VALUES] + [Tag("ScheduledProtocolCodeSequence")] if parsed.sps_full \
-        else parsed.requested_sps
-    for tag in tags:
-        keyword = _keyword(tag)
-        if keyword in CODE_SEQUENCES_SPS:
-            item.add_new(tag, "SQ", [_code_item(row, coding_scheme)] if row["protocol_code"] else [])
-        elif keyword in SPS_VALUES:
-            _set(item, tag, SPS_VALUES[keyword](row))
-        elif keyword_for_tag(tag) and dictionary_VR(tag) == "SQ":
-            item.add_new(tag, "SQ", [])
+def _run_plan(plan: list[PlanEntry], row: Row, scheme: str) -> list[Element]:
+    out: list[Element] = []
+    for tag, vr, how in plan:
+        if how is None:
+            out.append((tag, vr, [] if vr == "SQ" else ""))
+        elif how == "code":
+            out.append((tag, vr, _code_sequence(row, scheme)))
+        elif isinstance(how, list):
+            out.append((tag, vr, [_run_plan(how, row, scheme)]))
         else:
-            _set(item, tag, "")
-    return item
+            out.append((tag, vr, how(row)))
+    return out
 
 
-def reply_texts(reply: Dataset) -> list[str]:
-    """Every text value of a reply (to choose a character set that can carry them)."""
+def reply_elements(row: Row, parsed: ParsedQuery, *, coding_scheme: str) -> list[Element]:
+    """The reply identifier for one step: exactly the requested keys, filled where we can."""
+    if parsed.plan is None:
+        parsed.plan = reply_plan(parsed)
+    return _run_plan(parsed.plan, row, coding_scheme)
+
+
+_ALL_SPS = [Tag(k) for k in SPS_VALUES] + [Tag("ScheduledProtocolCodeSequence")]
+
+
+_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC"}
+
+
+def reply_texts(elements: list[Element]) -> list[str]:
+    """Every non-empty text value of a reply (to choose a character set that can carry them)."""
     out: list[str] = []
-    for elem in reply.iterall():
-        if elem.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and elem.value not in (None, ""):
-            out.append(str(elem.value))
+    for _, vr, value in elements:
+        if vr == "SQ":
+            for item in value or ():  # type: ignore[union-attr]
+                out.extend(reply_texts(item))  # type: ignore[arg-type]
+        elif vr in _TEXT_VRS and value:
+            out.append(value)  # type: ignore[arg-type]
     return out

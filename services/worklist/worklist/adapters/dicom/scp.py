@@ -14,6 +14,7 @@ pynetdicom answer "processing failure", never abort the association, but we answ
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -26,9 +27,20 @@ from typing import Any
 import asyncpg
 from imaging_common import audit
 from imaging_common.dicom import choose_reply_charset
+from imaging_common.dicom.rawwrite import encode_dataset, raw_dataset
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
-from pynetdicom import AE, evt
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
+from pynetdicom import AE, _config, evt
+from pynetdicom.dimse_messages import C_FIND_RSP
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import (
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -39,8 +51,8 @@ from worklist.adapters.dicom.mpps import failure_status, parse_create, parse_set
 from worklist.adapters.dicom.mwl import (
     IdentifierError,
     ParsedQuery,
-    build_reply,
     parse_identifier,
+    reply_elements,
     reply_texts,
 )
 from worklist.domain import mpps as mpps_domain
@@ -55,8 +67,58 @@ CANCELLED, OUT_OF_RESOURCES, UNABLE_TO_PROCESS = 0xFE00, 0xA700, 0xC001
 _DONE = object()
 QUEUE_DEPTH = 256  # rows read ahead of the sending thread
 CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
-REQUEST_TIMEOUT = 30.0
-STREAMING_LOOP_DELAY = 0.00005  # seconds pynetdicom's DUL thread sleeps between PDUs while we stream  # seconds an MPPS request may wait for the database
+REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
+STREAMING_LOOP_DELAY = 0.00005  # seconds pynetdicom's DUL thread sleeps between PDUs while we stream
+
+
+class _PendingSender:
+    """`dimse.send_msg` for one association, with a fast path for C-FIND pending responses.
+
+    pynetdicom builds and encodes the command set of every response through pydicom (~1 ms),
+    and in a long C-FIND every pending response has the same command set. This sends the
+    cached command bytes and our already encoded identifier as P-DATA fragments exactly as
+    pynetdicom's `DIMSEMessage.encode_msg` does (PS3.8 E.2: command fragments flagged 01/03,
+    data set fragments 00/02, each PDV within the peer's maximum PDU). Anything else goes
+    through pynetdicom unchanged.
+    """
+
+    def __init__(self, dimse: Any) -> None:
+        self.dimse = dimse
+        self.original = dimse.send_msg
+        self.commands: dict[tuple[Any, ...], bytes] = {}
+        # Identifiers we encoded ourselves, in the order their pending responses are sent; the
+        # handler yields a one-element stand-in so pynetdicom's own encoding costs nothing.
+        self.identifiers: collections.deque[bytes] = collections.deque()
+
+    def __call__(self, primitive: Any, context_id: int) -> None:
+        identifier = getattr(primitive, "Identifier", None)
+        if not (type(primitive) is C_FIND and primitive.MessageIDBeingRespondedTo is not None
+                and primitive.Status in (PENDING, PENDING_WARNING) and identifier is not None):
+            self.original(primitive, context_id)
+            return
+        key = (primitive.MessageIDBeingRespondedTo, primitive.Status, primitive.AffectedSOPClassUID)
+        command = self.commands.get(key)
+        if command is None:
+            message = C_FIND_RSP()
+            message.primitive_to_message(primitive)
+            command = encode(message.command_set, True, True)
+            self.commands[key] = command
+        max_pdu = self.dimse.maximum_pdu_size
+        self._send_fragments(command, b"\x01", b"\x03", context_id, max_pdu)
+        payload = self.identifiers.popleft() if self.identifiers else identifier.getvalue()
+        self._send_fragments(payload, b"\x00", b"\x02", context_id, max_pdu)
+
+    def _send_fragments(self, data: bytes, more: bytes, last: bytes, context_id: int, max_pdu: int) -> None:
+        size = len(data) if not max_pdu else max_pdu - 6
+        chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+        for n, chunk in enumerate(chunks):
+            pdata = P_DATA()
+            pdata.presentation_data_value_list.append((context_id, (last if n == len(chunks) - 1 else more) + chunk))
+            self.dimse.dul.send_pdu(pdata)
+
+
+# What the C-FIND handler yields while the real identifier waits in _PendingSender.identifiers.
+_STAND_IN = raw_dataset([(0x00080005, "CS", "ISO_IR 6")], charset=None, implicit=True)
 
 
 def _status(code: int, comment: str | None = None, offending: list[int] | None = None) -> Dataset:
@@ -78,12 +140,19 @@ class WorklistSCP:
         self.loop = loop
         self.tz = settings.tz
         self.server: Any = None
+        # pynetdicom formats every C-FIND response identifier for a DEBUG log line whether or not
+        # DEBUG is on, which costs more than building the response; keep identifiers out of logs
+        # (they carry patient data anyway). Process-wide: it is a pynetdicom module setting.
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+        _config.LOG_REQUEST_IDENTIFIERS = False
         self.ae = AE(ae_title=settings.worklist_ae_title)
         self.ae.require_called_aet = settings.worklist_require_called_ae
         self.ae.maximum_associations = settings.worklist_max_associations
         self.ae.maximum_pdu_size = 0  # no limit on our side; the peer's limit applies to what we send
+        # Little endian only (big endian is retired): replies are written as raw little-endian bytes.
+        syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
         for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
-            self.ae.add_supported_context(sop_class)
+            self.ae.add_supported_context(sop_class, syntaxes)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,6 +201,14 @@ class WorklistSCP:
             return
 
         limit = self.settings.worklist_max_results
+        implicit = UID(event.context.transfer_syntax).is_implicit_VR
+        dimse = event.assoc.dimse
+        if not isinstance(dimse.send_msg, _PendingSender):
+            dimse.send_msg = _PendingSender(dimse)
+        sender: _PendingSender = dimse.send_msg
+        sender.identifiers.clear()
+        # Deflated syntaxes compress the encoded identifier inside pynetdicom: no stand-in then.
+        stand_in = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
         # pynetdicom's DUL thread naps 1 ms whenever its queues are empty, i.e. between our
         # responses: fine when idle, ruinous while streaming thousands. Nap less meanwhile.
         dul = event.assoc.dul
@@ -161,23 +238,34 @@ class WorklistSCP:
                 if sent == limit:
                     yield _status(OUT_OF_RESOURCES, f"more than {limit} matches: narrow the query"), None
                     return
-                yield pending, self._reply(row, parsed)
+                if stand_in:
+                    sender.identifiers.append(self._reply_bytes(row, parsed, implicit))
+                    yield pending, _STAND_IN
+                else:
+                    yield pending, self._reply(row, parsed, implicit)
                 sent += 1
             yield 0x0000, None
         finally:
+            sender.identifiers.clear()
             if idle_delay is not None:
                 dul._run_loop_delay = idle_delay
             stop.set()  # the reader stops at its next row (cancel, limit, closed association)
             with contextlib.suppress(Exception):
                 reader.result(timeout=REQUEST_TIMEOUT)
 
-    def _reply(self, row: Any, parsed: ParsedQuery) -> Dataset:
-        reply = build_reply(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
+    def _elements(self, row: Any, parsed: ParsedQuery) -> tuple[list[Any], str | None]:
+        elements = reply_elements(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
         charset = choose_reply_charset(
-            reply_texts(reply), requested=parsed.charsets, fallback=self.settings.worklist_reply_charset)
-        if charset is not None:
-            reply.SpecificCharacterSet = charset
-        return reply
+            reply_texts(elements), requested=parsed.charsets, fallback=self.settings.worklist_reply_charset)
+        return elements, charset
+
+    def _reply(self, row: Any, parsed: ParsedQuery, implicit: bool) -> Dataset:
+        elements, charset = self._elements(row, parsed)
+        return raw_dataset(elements, charset=charset, implicit=implicit)
+
+    def _reply_bytes(self, row: Any, parsed: ParsedQuery, implicit: bool) -> bytes:
+        elements, charset = self._elements(row, parsed)
+        return encode_dataset(elements, charset=charset, implicit=implicit)
 
     async def _read(self, parsed: ParsedQuery, rows: queue.Queue[Any], stop: threading.Event, limit: int,
                     calling: str) -> None:
