@@ -46,8 +46,15 @@ async def test_register_link_typo_and_keep_twin_apart(client, settings, pool) ->
         **body, "name": name[:-1] + "瑜", "identifiers": [{"value": twin_id}]})
     assert r.json()["outcome"] == "created" and r.json()["patient"]["empi_id"] != empi
 
+    # The clerk picks the person in the same-name panel: linked to them whatever the score.
+    r = await client.post("/api/registration/patients", headers=h, json={
+        "name": name, "phone": "13912121212", "link_to": empi})
+    assert r.json()["outcome"] == "linked" and r.json()["patient"]["empi_id"] == empi
+    r = await client.post("/api/registration/patients", headers=h, json={"name": name, "link_to": "NOPE"})
+    assert r.status_code == 404
+
     # Search by name, pinyin, ID number and phone; lists show masked numbers only.
-    for q in (name, r.json()["patient"]["name_latin"].split("^")[0].lower(), idn, "13900001111"):
+    for q in (name, first["patient"]["name_latin"].replace("^", " ").lower(), idn, "13912121212"):
         found = (await client.get("/api/registration/patients", params={"q": q}, headers=h)).json()
         assert empi in [p["empi_id"] for p in found["data"]], q
         assert idn not in str(found)
