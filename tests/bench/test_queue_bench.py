@@ -56,23 +56,27 @@ async def client(url, seqs, ready):
         async with connect(url, max_queue=None, ping_interval=None, open_timeout=60) as ws:
             async for text in ws:
                 t = time.monotonic()
-                msg = json.loads(text)
-                kind = msg["type"]
-                if kind == "snapshot":
-                    for r in msg["rooms"]:
-                        seqs[r["room_id"]] = r["seq"]
-                    if not ready.done():
-                        ready.set_result(True)
-                elif kind == "update":
-                    for r in msg["rooms"]:
-                        if seqs.get(r["room_id"], -1) < r["seq"]:
-                            seqs[r["room_id"]] = r["seq"]
-                    for a in msg["announcements"]:
-                        arrivals.setdefault(a["ticket"], []).append(t)
+                first = json.loads(text)
+                for msg in first["messages"] if first["type"] == "batch" else [first]:
+                    handle(msg, t, seqs, ready)
     except Exception as exc:
         errors.append(repr(exc))
         if not ready.done():
             ready.set_result(False)
+
+def handle(msg, t, seqs, ready):
+    kind = msg["type"]
+    if kind == "snapshot":
+        for r in msg["rooms"]:
+            seqs[r["room_id"]] = r["seq"]
+        if not ready.done():
+            ready.set_result(True)
+    elif kind == "update":
+        for r in msg["rooms"]:
+            if seqs.get(r["room_id"], -1) < r["seq"]:
+                seqs[r["room_id"]] = r["seq"]
+        for a in msg["announcements"]:
+            arrivals.setdefault(a["ticket"], []).append(t)
 
 async def main():
     loop = asyncio.get_running_loop()

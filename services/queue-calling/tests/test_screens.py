@@ -41,12 +41,16 @@ class Screen:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.raw: list[str] = []
+        self.pending: list[dict[str, Any]] = []
 
     async def next(self, kind: str = "update", timeout: float = 5) -> dict[str, Any]:
         while True:
-            text = await asyncio.wait_for(self.ws.recv(), timeout)
-            self.raw.append(text)
-            msg = json.loads(text)
+            if not self.pending:
+                text = await asyncio.wait_for(self.ws.recv(), timeout)
+                self.raw.append(text)
+                msg = json.loads(text)
+                self.pending = msg["messages"] if msg["type"] == "batch" else [msg]
+            msg = self.pending.pop(0)
             if msg["type"] == kind:
                 return msg
 
@@ -156,3 +160,24 @@ async def test_config_change_is_pushed_to_connected_screens(api: httpx.AsyncClie
     bad = await api.put(f"/screens/{world.id('x')}", headers=service.headers("admin"),
                         json={"kind": "door", "room_ids": [rid, rid + "x"]})
     assert bad.status_code == 422
+
+
+async def test_a_burst_reaches_a_screen_whole(api: httpx.AsyncClient, service: Service, world: World) -> None:
+    """Many calls at once: every announcement arrives (batched or not) and the newest view wins."""
+    _, rid = await setup_room(api, service, world, door_cap=20)
+    screen = await make_screen(api, service, world, [rid])
+    for _ in range(8):
+        await world.patient()
+    async for s in open_screen(service.url, screen):
+        await s.next("snapshot")
+        calls = await asyncio.gather(*[api.post(f"/rooms/{rid}/call-next", headers=service.headers("nurse"))
+                                       for _ in range(8)])
+        tickets = {c.json()["ticket"] for c in calls}
+        heard: set[str] = set()
+        newest = 0
+        while heard != tickets:
+            update = await s.next()
+            heard |= {a["ticket"] for a in update["announcements"]}
+            newest = max([newest, *[r["seq"] for r in update["rooms"]]])
+        final = await world.pool.fetchval("SELECT view_seq FROM room WHERE room_id = $1", rid)
+        assert newest == final

@@ -70,6 +70,17 @@ class ScreenClient:
     async def _write(self) -> None:
         try:
             while (text := await self.outbox.get()) is not None:
+                # When this socket fell behind (a burst of calls, a busy CPU), what piled up goes as
+                # one batch: fewer frames exactly when the server has least time for them.
+                backlog = [text]
+                while not self.outbox.empty() and len(backlog) < 32:
+                    more = self.outbox.get_nowait()
+                    if more is None:
+                        self.outbox.put_nowait(None)
+                        break
+                    backlog.append(more)
+                if len(backlog) > 1:
+                    text = '{"type":"batch","messages":[' + ",".join(backlog) + "]}"
                 await self.ws.send_text(text)
         except Exception:  # the peer went away mid-send; the reader notices too
             pass
