@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 
+import asyncpg
 from hl7apy.parser import parse_message
 from imaging_common.hl7 import Message
 
@@ -111,10 +112,14 @@ async def test_gb18030_receiver_and_retry_until_ack(service: Service, world: Wor
             assert b"GB 18030-2000" in raw and "欧阳娜娜".encode("gb18030") in raw
             assert "欧阳娜娜".encode() not in raw  # not UTF-8 on this wire
             assert gb.for_accession(acc)[0].field("PID", 5, component=1) == "欧阳娜娜"
-            async with svc.ctx.pool.acquire() as conn:
-                row = await conn.fetchrow("SELECT status, attempts FROM delivery WHERE receiver_id = $1",
-                                          f"gb-{world.tag}")
-            assert row["status"] == "delivered" and row["attempts"] == 3
+
+            async def delivered() -> asyncpg.Record | None:  # the ACK is recorded just after the handler ran
+                async with svc.ctx.pool.acquire() as conn:
+                    return await conn.fetchrow("SELECT status, attempts FROM delivery WHERE receiver_id = $1 "
+                                               "AND status = 'delivered'", f"gb-{world.tag}")
+
+            await wait_for(delivered)
+            assert (await delivered())["attempts"] == 3  # type: ignore[index]
         finally:
             await svc.client.put(f"/api/reporting/receivers/gb-{world.tag}", headers=admin, json={
                 "kind": "hl7", "name": "GB HIS", "host": "127.0.0.1", "port": gb.port, "enabled": False})
