@@ -135,7 +135,7 @@ async def slots(conn: Conn, s: SchedulerDep, user: Reader, request: Request,
                         out.append(Slot.model_validate({
                             "resourceType": "Slot", "id": f"{room_id}.{t.astimezone(s.tz):%Y%m%d%H%M}",
                             "schedule": {"reference": f"Schedule/{room_id}"}, "status": state,
-                            "start": t.isoformat(), "end": (t + step).isoformat()}))
+                            "start": t.astimezone(s.tz).isoformat(), "end": (t + step).astimezone(s.tz).isoformat()}))
                 t += step
         day += timedelta(days=1)
     return fhir(bundle(out, request))

@@ -11,15 +11,17 @@ demand days between two exams), the exams are placed one after the other, each a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from scheduling.domain.calendar import Calendar
 from scheduling.domain.model import ExamRequest, ExamType, Placement, PlannedExam
 
 MAX_EXAMS = 5  # 5! orders; more exams are split by the desk into visits
-FIRST_SLOT_TRIES = 40  # starts of the first exam tried per order and day
+FIRST_SLOT_TRIES = 24  # starts of the first exam tried per order and day
+
+Exams = Sequence[tuple[ExamRequest, ExamType]]
 
 
 @dataclass(frozen=True)
@@ -36,63 +38,29 @@ def _planned(p: Placement) -> PlannedExam:
     return PlannedExam(p.exam, p.start, p.end, p.room.id)
 
 
-def _follow(cal: Calendar, order: Sequence[tuple[ExamRequest, ExamType]], first: Placement, channel: str,
-            campus: str | None) -> list[Placement] | None:
-    """Place the rest of `order` after `first`, each at its earliest allowed slot the same day."""
-    placed = [first]
-    for request, exam in order[1:]:
-        after = placed[-1].end + timedelta(minutes=exam.preparation_minutes)
-        p = cal.earliest(request, exam, channel, not_before=after, days=1, campus=campus,
-                         plan=[_planned(x) for x in placed], same_day_only=True)
-        if p is None or cal.local_day(p.start) != cal.local_day(first.start):
-            return None
-        placed.append(p)
-    return placed
+class _Allowed:
+    """One exam's placements of one day that break nothing on their own, generated once and kept,
+    in time order; a plan then re-checks only what depends on the plan's other exams."""
 
+    def __init__(self, cal: Calendar, request: ExamRequest, exam: ExamType, day: date, channel: str,
+                 not_before: datetime, campus: str | None):
+        self._source: Iterator[Placement] = (
+            p for p in cal.candidates_on(day, request, exam, channel, not_before=not_before, campus=campus)
+            if not cal.check(p, first_only=True))
+        self._seen: list[Placement] = []
 
-def arrange(cal: Calendar, exams: Sequence[tuple[ExamRequest, ExamType]], channel: str, *, not_before: datetime,
-            days: int, campus: str | None = None) -> Plan | None:
-    """The best plan for these exams of one patient, or None when nothing fits in `days` days."""
-    if not exams:
-        return None
-    if len(exams) > MAX_EXAMS:
-        raise ValueError(f"at most {MAX_EXAMS} exams are arranged together")
-    if len(exams) == 1:
-        request, exam = exams[0]
-        p = cal.earliest(request, exam, channel, not_before=not_before, days=days, campus=campus)
-        return Plan([p], True) if p else None
-    start_day = cal.local_day(max(not_before, cal.now))
-    floor = _tightest(exams)
-    for offset in range(days):
-        day = start_day + timedelta(days=offset)
-        best: list[Placement] | None = None
-        for order in itertools.permutations(exams):
-            if best is not None and _span(best) <= floor:
-                break  # back to back already: no order can do better, and earlier orders win ties
-            request, exam = order[0]
-            tried = 0
-            for first in cal.candidates_on(day, request, exam, channel, not_before=max(not_before, cal.now),
-                                           campus=campus):
-                if cal.check(first, first_only=True):
-                    continue
-                tried += 1
-                if tried > FIRST_SLOT_TRIES:
-                    break
-                plan = _follow(cal, order, first, channel, campus)
-                if plan is not None and (best is None or _key(plan) < _key(best)):
-                    best = plan
-                    if _span(best) <= floor:
-                        break
-        if best is not None:
-            return Plan(sorted(best, key=lambda p: p.start), True)
-    return _one_after_another(cal, exams, channel, not_before=not_before, days=days, campus=campus)
-
-
-def _tightest(exams: Sequence[tuple[ExamRequest, ExamType]]) -> timedelta:
-    """The shortest span any plan can have: back to back, each after its preparation but the first."""
-    preps = [e.preparation_minutes for _, e in exams]
-    minutes = sum(e.duration_minutes for _, e in exams) + sum(preps) - max(preps)
-    return timedelta(minutes=minutes)
+    def __iter__(self) -> Iterator[Placement]:
+        i = 0
+        while True:
+            if i < len(self._seen):
+                yield self._seen[i]
+            else:
+                p = next(self._source, None)
+                if p is None:
+                    return
+                self._seen.append(p)
+                yield p
+            i += 1
 
 
 def _span(plan: Sequence[Placement]) -> timedelta:
@@ -103,8 +71,72 @@ def _key(plan: Sequence[Placement]) -> tuple[timedelta, datetime]:
     return (_span(plan), min(p.start for p in plan))
 
 
-def _one_after_another(cal: Calendar, exams: Sequence[tuple[ExamRequest, ExamType]], channel: str, *,
-                       not_before: datetime, days: int, campus: str | None) -> Plan | None:
+def _tightest(exams: Exams) -> timedelta:
+    """The shortest span any plan can have: back to back, each after its preparation but the first."""
+    preps = [e.preparation_minutes for _, e in exams]
+    minutes = sum(e.duration_minutes for _, e in exams) + sum(preps) - max(preps)
+    return timedelta(minutes=minutes)
+
+
+def arrange_day(cal: Calendar, exams: Exams, channel: str, day: date, *, not_before: datetime,
+                campus: str | None = None) -> list[Placement] | None:
+    """The tightest valid plan of these exams on one day, or None."""
+    since = max(not_before, cal.now)
+    allowed = [_Allowed(cal, r, e, day, channel, since, campus) for r, e in exams]
+    floor = _tightest(exams)
+    best: list[Placement] | None = None
+    for order in itertools.permutations(range(len(exams))):
+        if best is not None and _span(best) <= floor:
+            break  # back to back already: no order can do better, and earlier orders win ties
+        for tried, first in enumerate(allowed[order[0]]):
+            if tried >= FIRST_SLOT_TRIES:
+                break
+            placed = [first]
+            for idx in order[1:]:
+                exam = exams[idx][1]
+                after = placed[-1].end + timedelta(minutes=exam.preparation_minutes)
+                plan = [_planned(x) for x in placed]
+                nxt = next((p for p in allowed[idx] if p.start >= after
+                            and not cal.check(p, plan=plan, first_only=True)), None)
+                if nxt is None:
+                    break
+                placed.append(nxt)
+            if len(placed) == len(exams):
+                # the first exam was checked alone: check it again against the others (order rules)
+                rest = [_planned(x) for x in placed[1:]]
+                if cal.check(first, plan=rest, first_only=True):
+                    continue
+                if best is None or _key(placed) < _key(best):
+                    best = placed
+                    if _span(best) <= floor:
+                        break
+    return sorted(best, key=lambda p: p.start) if best else None
+
+
+def arrange(cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, days: int,
+            campus: str | None = None, fallback: bool = True) -> Plan | None:
+    """The best plan for these exams of one patient within `days` days of the calendar, or None."""
+    if not exams:
+        return None
+    if len(exams) > MAX_EXAMS:
+        raise ValueError(f"at most {MAX_EXAMS} exams are arranged together")
+    if len(exams) == 1:
+        request, exam = exams[0]
+        p = cal.earliest(request, exam, channel, not_before=not_before, days=days, campus=campus)
+        return Plan([p], True) if p else None
+    start_day = cal.local_day(max(not_before, cal.now))
+    for offset in range(days):
+        day = start_day + timedelta(days=offset)
+        best = arrange_day(cal, exams, channel, day, not_before=not_before, campus=campus)
+        if best is not None:
+            return Plan(best, True)
+    return one_after_another(cal, exams, channel, not_before=not_before, days=days, campus=campus) \
+        if fallback else None
+
+
+def one_after_another(cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, days: int,
+                      campus: str | None) -> Plan | None:
+    """Each exam at its earliest allowed slot after the previous one (days apart when rules say so)."""
     placed: list[Placement] = []
     after = not_before
     for request, exam in exams:

@@ -29,14 +29,14 @@ from imaging_common.events.types import (
 )
 
 from scheduling.domain import appointments
-from scheduling.domain.arrange import Plan, arrange
+from scheduling.domain.arrange import Plan, arrange, one_after_another
 from scheduling.domain.calendar import Calendar, builtin, load_calendar
 from scheduling.domain.model import ExamRequest, ExamType, Placement
 from scheduling.domain.rules import Violation
 from scheduling.domain.states import Event, Status, TransitionRefused, next_status
 
 SOURCE = "scheduling"
-SEARCH_CHUNK_DAYS = 7
+SEARCH_CHUNKS = (1, 2, 4, 7) + (14,) * 30  # days read per step of the earliest-slot search
 
 
 class BookingRefused(Exception):
@@ -153,10 +153,11 @@ async def _insert(conn: asyncpg.Connection, p: Placement, status: Status, hold_u
         async with conn.transaction():  # a savepoint: a lost race leaves the outer transaction usable
             return str(await conn.fetchval(
                 """INSERT INTO appointment (order_id, exam_code, accession_number, empi_id, room_id, technologist_id,
-                                            during, status, channel, hold_expires_at, booked_by)
-                   VALUES ($1, $2, $3, $4, $5, $6, tstzrange($7, $8), $9, $10, $11, $12) RETURNING id""",
+                                            during, status, channel, hold_expires_at, booked_by, mdr)
+                   VALUES ($1, $2, $3, $4, $5, $6, tstzrange($7, $8), $9, $10, $11, $12, $13) RETURNING id""",
                 p.request.order_id, p.request.exam_code, p.request.accession_number, p.request.empi_id, p.room.id,
-                p.technologist_id, p.start, p.end, status.value, p.channel, hold_until, actor.user_id))
+                p.technologist_id, p.start, p.end, status.value, p.channel, hold_until, actor.user_id,
+                p.request.mdr))
     except asyncpg.ExclusionViolationError as exc:
         raise SlotTaken(f"room {p.room.id} or its technologist was just booked at {p.start.isoformat()}") from exc
     except asyncpg.UniqueViolationError as exc:
@@ -219,10 +220,14 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
-    # A week at a time: the earliest slot is usually near, and a near week is a small read.
-    for offset in range(0, horizon, SEARCH_CHUNK_DAYS):
-        chunk = min(SEARCH_CHUNK_DAYS, horizon - offset)
+    # Near days first, in growing chunks: the earliest slot is usually near, and a near day is a small read.
+    offset = 0
+    for size in SEARCH_CHUNKS:
+        if offset >= horizon:
+            break
+        chunk = min(size, horizon - offset)
         day0 = first + timedelta(days=offset)
+        offset += chunk
         cal = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality],
                                   request.empi_id, now)
         start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
@@ -278,12 +283,28 @@ async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequen
     patients = {r.empi_id for r, _ in pairs}
     if len(patients) != 1:
         raise BookingRefused([builtin("one-patient", "an arrangement is for the exams of one patient")])
+    empi_id = patients.pop()
+    modalities = [e.modality for _, e in pairs]
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
-    cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], [e.modality for _, e in pairs],
-                              patients.pop(), now)
-    return arrange(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
+    if len(pairs) > 1:  # one day for all, nearest days first, read in growing chunks as the search does
+        offset = 0
+        for size in SEARCH_CHUNKS:
+            if offset >= horizon:
+                break
+            chunk = min(size, horizon - offset)
+            day0 = first + timedelta(days=offset)
+            offset += chunk
+            cal = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id, now)
+            start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
+            plan = arrange(cal, pairs, channel, not_before=start, days=chunk, campus=campus, fallback=False)
+            if plan is not None:
+                return plan
+    cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], modalities, empi_id, now)
+    if len(pairs) == 1:
+        return arrange(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
+    return one_after_another(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
 
 
 async def book_plan(conn: asyncpg.Connection, s: Scheduler, plan: Plan, *, actor: Actor,

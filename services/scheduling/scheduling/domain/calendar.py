@@ -11,11 +11,12 @@ refuse with a `built-in` violation naming the constraint.
 from __future__ import annotations
 
 import bisect
+import heapq
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -67,17 +68,37 @@ class Calendar:
     patient_exams: list[PlannedExam] = field(default_factory=list)
     no_shows: list[datetime] = field(default_factory=list)
     _by_day: dict[tuple[str, date], list[Busy]] | None = None
+    _sessions_cache: dict[tuple[str, date], list[tuple[datetime, datetime, Session]]] = field(default_factory=dict)
+    _roster_cache: dict[tuple[str, date], list[tuple[datetime, datetime, str]]] = field(default_factory=dict)
+    _tech_by_day: dict[tuple[str, date], list[tuple[datetime, datetime]]] | None = None
 
     # ---- time helpers ---------------------------------------------------------------------
 
     def at(self, day: date, t: time) -> datetime:
-        return datetime.combine(day, t, self.tz)
+        # Kept in UTC like the database's values: aware datetimes with one tzinfo compare without
+        # asking the zone for offsets, which the search does millions of times.
+        return datetime.combine(day, t, self.tz).astimezone(timezone.utc)
 
     def local_day(self, t: datetime) -> date:
         return t.astimezone(self.tz).date()
 
     def sessions_on(self, room_id: str, day: date) -> list[tuple[datetime, datetime, Session]]:
-        return [(self.at(day, s.starts), self.at(day, s.ends), s) for s in self.sessions.get((room_id, day.isoweekday()), ())]
+        key = (room_id, day)
+        found = self._sessions_cache.get(key)
+        if found is None:
+            found = [(self.at(day, s.starts), self.at(day, s.ends), s)
+                     for s in self.sessions.get((room_id, day.isoweekday()), ())]
+            self._sessions_cache[key] = found
+        return found
+
+    def roster_on(self, room_id: str, day: date) -> list[tuple[datetime, datetime, str]]:
+        key = (room_id, day)
+        found = self._roster_cache.get(key)
+        if found is None:
+            found = [(self.at(day, e.starts), self.at(day, e.ends), e.technologist_id)
+                     for e in self.roster.get((room_id, day.isoweekday()), ())]
+            self._roster_cache[key] = found
+        return found
 
     def session_of(self, room_id: str, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
         for s0, s1, _ in self.sessions_on(room_id, self.local_day(start)):
@@ -107,14 +128,23 @@ class Calendar:
         """(staffed, technologist): a room without a roster needs nobody; with one, a rostered
         technologist free for the whole exam."""
         day = self.local_day(start)
-        entries = self.roster.get((room_id, day.isoweekday()))
+        entries = self.roster_on(room_id, day)
         if not entries:
             return True, None
-        for e in entries:
-            if self.at(day, e.starts) <= start and end <= self.at(day, e.ends):
-                if not any(b0 < end and start < b1 for b0, b1 in self.tech_busy.get(e.technologist_id, ())):
-                    return True, e.technologist_id
+        for r0, r1, technologist_id in entries:
+            if r0 <= start and end <= r1:
+                if not any(b0 < end and start < b1 for b0, b1 in self.tech_busy_on(technologist_id, day)):
+                    return True, technologist_id
         return False, None
+
+    def tech_busy_on(self, technologist_id: str, day: date) -> list[tuple[datetime, datetime]]:
+        if self._tech_by_day is None:
+            index: dict[tuple[str, date], list[tuple[datetime, datetime]]] = defaultdict(list)
+            for tid, items in self.tech_busy.items():
+                for b0, b1 in items:
+                    index[(tid, self.local_day(b0))].append((b0, b1))
+            self._tech_by_day = dict(index)
+        return self._tech_by_day.get((technologist_id, day), [])
 
     def busy_on(self, room_id: str, day: date) -> list[Busy]:
         """A room's live appointments of one local day (indexed on first use)."""
@@ -130,7 +160,7 @@ class Calendar:
         return len(self.busy_on(room_id, day))
 
     def technologist_day_count(self, technologist_id: str, day: date) -> int:
-        return sum(1 for b0, _ in self.tech_busy.get(technologist_id, ()) if self.local_day(b0) == day)
+        return len(self.tech_busy_on(technologist_id, day))
 
     # ---- one placement ---------------------------------------------------------------------------
 
@@ -232,40 +262,49 @@ class Calendar:
     def candidates_on(self, day: date, request: ExamRequest, exam: ExamType, channel: str, *,
                       not_before: datetime, campus: str | None = None, room_ids: Iterable[str] | None = None,
                       ignore: str | None = None, plan: Sequence[PlannedExam] = ()) -> Iterator[Placement]:
-        """Free, open, staffed placements of one day, earliest (then nearest) first; rules not yet checked."""
+        """Free, open, staffed placements of one day, earliest (then nearest) first; rules not yet checked.
+
+        Lazy: each room yields its free slices in time order and the rooms are merged, so a search that
+        stops at the first allowed placement generates little more than that."""
         duration = timedelta(minutes=exam.duration_minutes)
         wanted = set(room_ids) if room_ids is not None else None
-        found: list[tuple[datetime, int, str, Room]] = []
+        per_room = []
         for room in self.rooms.values():
             if (wanted is not None and room.id not in wanted) or not room.active or room.modality != exam.modality \
                     or not exam.required_capabilities <= room.capabilities:
                 continue
-            step = timedelta(minutes=room.slice_minutes)
-            rank = self.room_rank(room, request, campus)
-            for s0, s1, _ in self.sessions_on(room.id, day):
-                if s1 - duration < not_before:
-                    continue
-                t = s0
-                if not_before > s0:
-                    t = s0 + step * -(-(not_before - s0) // step)  # the first slice at or after not_before
-                taken = [b for b in self.busy_on(room.id, day) if b.start < s1 and b.end > s0 and b.appointment_id != ignore]
-                taken += [PlannedExam(x.exam, x.start, x.end, x.room_id) for x in plan if x.room_id == room.id]  # type: ignore[misc]
-                while t + duration <= s1:
-                    end = t + duration
-                    clash = next((b for b in taken if b.start < end and t < b.end), None)
-                    if clash is not None:
-                        # jump to the first slice after the clash
-                        t = s0 + step * -(-(clash.end - s0) // step)
-                        continue
-                    if not self._closed(room, t, end):
-                        found.append((t, rank, room.id, room))
-                    t += step
-        found.sort(key=lambda c: (c[0], c[1], c[2]))
-        for t, _rank, _rid, room in found:
+            per_room.append(self._free_slices(room, day, duration, not_before, self.room_rank(room, request, campus),
+                                              ignore, plan))
+        for t, _rank, _rid, room in heapq.merge(*per_room):
             end = t + duration
             staffed, tech = self._technologist_for(room.id, t, end)
             if staffed:
                 yield Placement(request, exam, room, t, end, channel, tech)
+
+    def _free_slices(self, room: Room, day: date, duration: timedelta, not_before: datetime, rank: int,
+                     ignore: str | None, plan: Sequence[PlannedExam]) -> Iterator[tuple[datetime, int, str, Room]]:
+        step = timedelta(minutes=room.slice_minutes)
+        for s0, s1, _ in self.sessions_on(room.id, day):
+            if s1 - duration < not_before:
+                continue
+            t = s0
+            if not_before > s0:
+                t = s0 + step * -(-(not_before - s0) // step)  # the first slice at or after not_before
+            taken = sorted([(b.start, b.end) for b in self.busy_on(room.id, day)
+                            if b.start < s1 and b.end > s0 and b.appointment_id != ignore]
+                           + [(x.start, x.end) for x in plan if x.room_id == room.id])
+            k = 0
+            while t + duration <= s1:
+                end = t + duration
+                while k < len(taken) and taken[k][1] <= t:
+                    k += 1
+                clash = next(((b0, b1) for b0, b1 in taken[k:k + 8] if b0 < end and t < b1), None)
+                if clash is not None:
+                    t = s0 + step * -(-(clash[1] - s0) // step)  # the first slice after the clash
+                    continue
+                if not self._closed(room, t, end):
+                    yield (t, rank, room.id, room)
+                t += step
 
     def earliest(self, request: ExamRequest, exam: ExamType, channel: str, *, not_before: datetime, days: int,
                  campus: str | None = None, room_ids: Iterable[str] | None = None, ignore: str | None = None,
@@ -287,7 +326,7 @@ class Calendar:
         bisect.insort(items, b, key=lambda x: x.start)
         if p.technologist_id:
             self.tech_busy.setdefault(p.technologist_id, []).append((p.start, p.end))
-        self._by_day = None
+        self._by_day = self._tech_by_day = None
 
 
 async def load_rules(conn: asyncpg.Connection) -> list[RuleType]:
@@ -320,14 +359,16 @@ async def load_calendar(conn: asyncpg.Connection, *, tz: ZoneInfo, now: datetime
     ]
     busy: dict[str, list[Busy]] = defaultdict(list)
     tech_busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    technologists = sorted({e.technologist_id for entries in roster.values() for e in entries})
+    # Two gist indexes (those of the exclusion constraints) answer this: the rooms' appointments,
+    # and those of their technologists in other rooms.
     rows = await conn.fetch(
-        """SELECT a.id::text AS id, a.room_id, a.during, a.channel, a.technologist_id,
-                  coalesce((q.special->>'mdr')::boolean, false) AS mdr
-             FROM appointment a JOIN exam_request q USING (order_id, exam_code)
+        """SELECT a.id::text AS id, a.room_id, a.during, a.channel, a.technologist_id, a.mdr
+             FROM appointment a
             WHERE a.status = ANY($1) AND a.during && tstzrange($2, $3)
-              AND (a.room_id = ANY($4) OR a.technologist_id IN (SELECT technologist_id FROM roster WHERE room_id = ANY($4)))
+              AND (a.room_id = ANY($4) OR a.technologist_id = ANY($5))
             ORDER BY lower(a.during)""",
-        LIVE, start, end, ids,
+        LIVE, start, end, ids, technologists,
     )
     for r in rows:
         b = Busy(r["during"].lower, r["during"].upper, r["id"], r["mdr"], r["channel"], r["technologist_id"])
