@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from typing import Any
 
 import asyncpg
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -220,10 +226,22 @@ def test_kube_version_range_is_enforced(helm: Helm, version: str, accepted: bool
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def cached_schemas() -> Iterator[None]:
+    """kubernetes-validate reads its multi-megabyte definitions file again for every object;
+    read each schema file once for this module (the parsed schemas are not modified)."""
+    original = kubernetes_validate.utils.schema_contents
+    kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        kubernetes_validate.utils.schema_contents = original
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 def test_manifests_match_kubernetes_schemas(
-    rendered: dict[str, list[Manifest]], config: str, kube_version: str
+    rendered: dict[str, list[Manifest]], config: str, kube_version: str, cached_schemas: None
 ) -> None:
     errors = []
     for doc in rendered[config]:
@@ -910,3 +928,108 @@ def test_migration_job_environment_runs_the_real_migrate(
     assert applied, outputs
     assert len(applied) == len(set(applied)), f"a migration ran twice: {applied}"
     assert any(name.startswith("registration/") for name in applied), applied
+
+
+# ---------------------------------------------------------------------------------------------
+# Every Deployment's environment starts the real service in production mode
+# ---------------------------------------------------------------------------------------------
+
+# Variables naming a port the chart exposes: rebound to free ports here, and then checked to be
+# listening, which proves the service reads the very variable the chart sets.
+PORT_VARIABLES = ["IMAGING_HTTP_PORT", "IMAGING_PRINT_PORT", "IMAGING_WORKLIST_PORT", "IMAGING_MLLP_PORT",
+                  "IMAGING_CRITICAL_MLLP_PORT"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, deadline: float, process: subprocess.Popen[str]) -> int:
+    status = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 (local test URL)
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return status
+
+
+def test_every_deployment_environment_starts_its_service_in_production(
+    helm: Helm, test_env: dict[str, str], fresh_database: str, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "jwt-private.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    secrets = {"imaging-db": {"password": "unused-with-trust-auth"}, "imaging-mq": {"password": "guest"},
+               "imaging-reporting": {"signing-secret": uuid.uuid4().hex + uuid.uuid4().hex}}
+    result = helm.template(
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
+                 f"externalDatabase.database={fresh_database},externalDatabase.sslmode=disable",
+        "--set", "externalRabbitmq.host=127.0.0.1,externalRabbitmq.user=guest,externalRedis.host=127.0.0.1",
+        "--set", f"platformNamespace={test_env['IMAGING_NAMESPACE']}",
+    )
+    assert result.returncode == 0, result.stderr
+    docs = parse_manifests(result.stdout)
+
+    def start(service: str, overrides: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str], Manifest]:
+        (container,) = named(docs, "Deployment", f"{FULLNAME}-{service}")["spec"]["template"]["spec"]["containers"]
+        env = container_environment(container, secrets)
+        assert env["IMAGING_ENV"] == "production"
+        for name in PORT_VARIABLES:
+            if name in env:
+                env[name] = str(_free_port())
+        data = tmp_path / service
+        data.mkdir()
+        env.update({"IMAGING_DATA_DIR": str(data), "IMAGING_LOG_JSON": "false", **overrides})
+        process = subprocess.Popen([sys.executable, "-m", *container["args"]], cwd=data, text=True,
+                                   env={"PATH": os.environ.get("PATH", ""), "HOME": str(data), **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return process, env, container
+
+    def probe_url(env: dict[str, str], container: Manifest, probe: str) -> str:
+        return f"http://127.0.0.1:{env['IMAGING_HTTP_PORT']}{container[probe]['httpGet']['path']}"
+
+    running: dict[str, tuple[subprocess.Popen[str], dict[str, str], Manifest]] = {}
+    try:
+        # registration first: the others verify staff tokens with its JWKS.
+        running["registration"] = start("registration", {"IMAGING_JWT_PRIVATE_KEY_FILE": str(key_file)})
+        process, env, container = running["registration"]
+        deadline = time.monotonic() + 120
+        assert _wait_http(probe_url(env, container, "readinessProbe"), deadline, process) == 200
+        jwks = f"http://127.0.0.1:{env['IMAGING_HTTP_PORT']}/api/registration/auth/jwks"
+        assert _wait_http(jwks, deadline, process) == 200
+        for service in SERVICES:
+            if service != "registration":
+                running[service] = start(service, {"IMAGING_JWKS_URL": jwks})
+        deadline = time.monotonic() + 180
+        for service, (process, env, container) in running.items():
+            for probe in ("livenessProbe", "readinessProbe"):
+                status = _wait_http(probe_url(env, container, probe), deadline, process)
+                assert status == 200, f"{service} {probe}: {status} (exit {process.poll()})"
+            for name in PORT_VARIABLES[1:]:
+                if name in env:
+                    with socket.create_connection(("127.0.0.1", int(env[name])), timeout=5):
+                        pass  # the listener took the port the chart's variable names
+    finally:
+        logs = {}
+        for process, _, _ in running.values():
+            process.terminate()
+        for service, (process, _, _) in running.items():
+            try:
+                logs[service] = process.communicate(timeout=30)[0]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                logs[service] = process.communicate()[0]
+        failed = {s: log[-3000:] for s, log in logs.items() if running[s][0].returncode not in (0, -15)}
+        print("\n".join(f"--- {s}\n{log}" for s, log in failed.items()))
