@@ -108,6 +108,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's main thread spent runnable but waiting for a CPU (Linux schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(300):
@@ -217,6 +222,7 @@ async def test_queue_screens_under_load(bench, test_env) -> None:
 
             tasks = []
             cpu_before = (_cpu_seconds(server.pid), _cpu_seconds(screens_proc.pid))
+            starved_before = _runqueue_wait_seconds(server.pid)
             begin = time.monotonic()
             for n in range(total_calls):
                 # a steady 20 calls per second, whatever the previous calls are doing
@@ -227,6 +233,7 @@ async def test_queue_screens_under_load(bench, test_env) -> None:
             await asyncio.gather(*tasks)
             elapsed = time.monotonic() - begin
             cpu_used = (_cpu_seconds(server.pid) - cpu_before[0], _cpu_seconds(screens_proc.pid) - cpu_before[1])
+            starved = _runqueue_wait_seconds(server.pid) - starved_before
             await asyncio.sleep(2.0)  # let the last updates land before judging staleness
             truth = {r["room_id"]: r["view_seq"] for r in await pool.fetch(
                 "SELECT room_id, view_seq FROM room WHERE room_id = ANY($1::text[])", rooms)}
@@ -264,6 +271,8 @@ async def test_queue_screens_under_load(bench, test_env) -> None:
     bench.figure("terminal call HTTP p99", percentile([h * 1000 for h in http], 99), "ms")
     bench.figure("queue service CPU during calls", cpu_used[0] / elapsed * 100, "% of a core",
                  note=f"{cpu_used[0] / max(1, len(sent)) * 1000:.1f} ms per call")
+    bench.figure("queue service waiting for a CPU during calls", starved / elapsed * 100, "% of the time",
+                 note="runnable but not running: the machine, not the service, was the limit")
     bench.figure("screen clients CPU during calls", cpu_used[1] / elapsed * 100, "% of a core")
     load = os.getloadavg()[0]
     bench.figure("machine load average (1 min) at the end", load, "", note="2 cores; other work skews timings")

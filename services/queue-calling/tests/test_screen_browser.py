@@ -132,3 +132,42 @@ async def test_screen_in_chromium_masks_speaks_and_recovers(api: httpx.AsyncClie
             assert await page.locator(".room .waiting").inner_text() == "候诊 0 人"
         finally:
             await browser.close()
+
+
+async def test_terminal_page_calls_and_the_screen_follows(api: httpx.AsyncClient, service: Service,
+                                                          world: World) -> None:
+    _, rid = await setup_room(api, service, world, door_cap=5)
+    screen = await make_screen(api, service, world, [rid])
+    await world.patient(name="周八")
+    late = await world.patient(name="吴九")
+    token = service.token("technologist", username="tech-web")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            terminal = await browser.new_page()
+            await terminal.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
+            await terminal.goto(f"{service.url}/ui/queue/terminal")
+            await terminal.wait_for_selector("#room option", state="attached")
+            await terminal.select_option("#room", rid)
+            await terminal.wait_for_selector(f"tr[data-entry-id='{late['entry_id']}']")
+            names = await terminal.locator("#queues td.name").all_text_contents()
+            assert names == ["周八", "吴九"]  # staff see full names
+
+            board = await browser.new_page()
+            await board.goto(f"{service.url}/ui/queue/screens/{screen['screen_id']}?token={screen['token']}")
+            await board.wait_for_function("window.__screen && window.__screen.snapshots >= 1")
+
+            # move 吴九 up, then call next from the terminal: 吴九 is called, the screen shows 吴*
+            await terminal.locator(f"tr[data-entry-id='{late['entry_id']}'] button", has_text="上移").click()
+            await terminal.wait_for_function(
+                "document.querySelector('#queues td.name') && "
+                "document.querySelector('#queues td.name').textContent === '吴九'")
+            await terminal.click("#call-next")
+            await terminal.wait_for_selector(f"tr[data-entry-id='{late['entry_id']}'].state-called")
+            await board.wait_for_function(
+                "[...document.querySelectorAll('.current .name')].some(e => e.textContent === '吴*')")
+            log = (await api.get(f"/entries/{late['entry_id']}/log", headers=service.headers("nurse"))).json()["data"]
+            assert [e["action"] for e in log] == ["check_in", "reorder", "call"]
+            assert log[-1]["actor"] == "tech-web" and log[-1]["terminal"].startswith("web-")
+        finally:
+            await browser.close()

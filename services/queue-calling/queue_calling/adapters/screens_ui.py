@@ -1,7 +1,9 @@
-"""Public screen pages under /ui/queue/screens/<id> and their WebSocket.
+"""Pages: public screens under /ui/queue/screens/<id> (and their WebSocket), the staff terminal.
 
-The page itself holds no data; it opens the WebSocket with the screen's token (from its URL)
+A screen page holds no data; it opens the WebSocket with the screen's token (from its URL)
 and shows only what the hub sends: masked names, ticket numbers, room names and counts.
+The terminal page is a static shell too: it loads everything through the API with the staff
+member's bearer token, so the API's roles and audit apply.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ async def screen_page(screen_id: str) -> HTMLResponse:
     html = (STATIC / "screen.html").read_text(encoding="utf-8")
     return HTMLResponse(html, headers={"cache-control": "no-store", "x-frame-options": "DENY",
                                        "referrer-policy": "no-referrer"})
+
+
+@router.get("/terminal", response_class=HTMLResponse, summary="Calling terminal (staff; data via the API)")
+async def terminal_page() -> HTMLResponse:
+    html = (STATIC / "terminal.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers={"cache-control": "no-store", "x-frame-options": "DENY"})
 
 
 @router.websocket("/screens/{screen_id}/ws")
