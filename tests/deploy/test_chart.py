@@ -607,14 +607,20 @@ def test_film_storage_pvc_or_s3(rendered: dict[str, list[Manifest]]) -> None:
     minimal = rendered["minimal"]
     pvc = named(minimal, "PersistentVolumeClaim", f"{FULLNAME}-films")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    volumes = named(minimal, "Deployment", f"{FULLNAME}-print-scp")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": f"{FULLNAME}-films"}} in volumes
+    pod = named(minimal, "Deployment", f"{FULLNAME}-print-scp")["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": f"{FULLNAME}-films"}} in pod["volumes"]
+    assert {"name": "data", "mountPath": "/var/lib/imaging"} in pod["containers"][0]["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["IMAGING_PRINT_STORE"] == "directory"
+    assert env["IMAGING_PRINT_STORE_DIR"].startswith("/var/lib/imaging/")
 
     full = named(rendered["full"], "Deployment", f"{FULLNAME}-print-scp")
     env = {e["name"]: e for e in full["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["IMAGING_FILM_STORE_URL"]["value"] == "s3://imaging-films/films"
-    assert env["IMAGING_S3_ENDPOINT_URL"]["value"] == "https://minio.hospital.local:9000"
-    assert env["IMAGING_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-s3"
+    assert env["IMAGING_PRINT_STORE"]["value"] == "s3"
+    assert env["IMAGING_PRINT_S3_BUCKET"]["value"] == "imaging-films"
+    assert env["IMAGING_PRINT_S3_PREFIX"]["value"] == "films"
+    assert env["IMAGING_PRINT_S3_ENDPOINT_URL"]["value"] == "https://minio.hospital.local:9000"
+    assert env["IMAGING_PRINT_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-s3"
     claims = [p["metadata"]["name"] for p in by_kind(rendered["full"], "PersistentVolumeClaim")]
     assert f"{FULLNAME}-films" not in claims
 
@@ -991,7 +997,9 @@ def test_every_deployment_environment_starts_its_service_in_production(
                 env[name] = str(_free_port())
         data = tmp_path / service
         data.mkdir()
-        env.update({"IMAGING_DATA_DIR": str(data), "IMAGING_LOG_JSON": "false", **overrides})
+        # The pod's volume at /var/lib/imaging is this folder here (IMAGING_DATA_DIR, IMAGING_PRINT_STORE_DIR).
+        env = {k: v.replace("/var/lib/imaging", str(data)) for k, v in env.items()}
+        env.update({"IMAGING_LOG_JSON": "false", **overrides})
         process = subprocess.Popen([sys.executable, "-m", *container["args"]], cwd=data, text=True,
                                    env={"PATH": os.environ.get("PATH", ""), "HOME": str(data), **env},
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
