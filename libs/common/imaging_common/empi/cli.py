@@ -88,8 +88,9 @@ def read_records(path: Path, mapping_items: Sequence[str], *, encoding: str, del
             cols = mapping.get(name)
             if not cols:
                 return None
-            value = "".join((row.get(c) or "").strip() for c in cols)
-            return value or None
+            if len(cols) == 1:
+                return (row.get(cols[0]) or "").strip() or None
+            return "".join((row.get(c) or "").strip() for c in cols) or None
 
         out = []
         for n, row in enumerate(reader, start=1):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from operator import mul
 
 
 class IdType(StrEnum):
@@ -86,8 +87,9 @@ PROVINCES = {
 
 def resident_check_char(first17: str) -> str:
     """ISO 7064 MOD 11-2 check character of the first 17 digits."""
-    total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK[total % 11]
+    if len(first17) != 17:
+        raise ValueError("17 digits expected")
+    return _CHECK[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]
 
 
 @dataclass(frozen=True)

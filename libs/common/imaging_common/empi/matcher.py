@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from imaging_common.empi.bands import Band, Thresholds, band_for
 from imaging_common.empi.blocking import blocking_keys
@@ -112,22 +113,15 @@ def candidate_pairs(
         for j, rec in enumerate(right):
             for key in blocking_keys(rec):
                 blocks[key].append(offset + j)
-    seen: set[int] = set()
-    width = offset + (len(right) if right is not None else 0)
+    pairs: set[tuple[int, int]] = set()
     for members in blocks.values():
-        if len(members) < 2 or len(members) > MAX_BLOCK:
-            continue
-        for x in range(len(members)):
-            i = members[x]
-            for y in range(x + 1, len(members)):
-                j = members[y]
-                if right is not None and (i < offset) == (j < offset):
-                    continue  # linking two files: only pairs across them
-                code = i * width + j
-                if code in seen:
-                    continue
-                seen.add(code)
-                yield (i, j) if right is None else (i, j - offset)
+        if 2 <= len(members) <= MAX_BLOCK:
+            pairs.update(combinations(members, 2))  # members are in increasing order: i < j
+    for i, j in sorted(pairs):
+        if right is None:
+            yield i, j
+        elif i < offset <= j:  # linking two files: only pairs across them
+            yield i, j - offset
 
 
 def _score_pairs(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from imaging_common.empi.identifiers import Identifier, IdType, InvalidIdentifier, parse_resident_id
+from imaging_common.empi.identifiers import Identifier, IdType
 from imaging_common.empi.names import NameForm, name_form, to_simplified
 
 _DIGITS = re.compile(r"\D+")
@@ -110,10 +110,10 @@ class MatchRecord:
         resident = national.get(IdType.RESIDENT_ID)
         if resident is not None and resident.valid:
             # The ID card is the better witness of birth date and sex than a typed field.
-            parsed = _parse_resident(resident.value)
-            if parsed is not None:
-                dob = dob or parsed.birth_date
-                sx = sx or parsed.sex
+            # (Already validated by Identifier.of: the embedded date is a real date.)
+            v = resident.value
+            dob = dob or date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
+            sx = sx or ("M" if int(v[16]) % 2 else "F")
         addr = normalize_address(address)
         return cls(
             ref=ref, name=name_form(name), birth_date=dob, sex=sx, national=national, local=frozenset(local),
@@ -121,9 +121,3 @@ class MatchRecord:
             postcode=_DIGITS.sub("", postcode) if postcode else None,
         )
 
-
-def _parse_resident(value: str) -> Any:
-    try:
-        return parse_resident_id(value)
-    except InvalidIdentifier:
-        return None
