@@ -1041,3 +1041,24 @@ def test_every_deployment_environment_starts_its_service_in_production(
                 logs[service] = process.communicate()[0]
         failed = {s: log[-3000:] for s, log in logs.items() if running[s][0].returncode not in (0, -15)}
         print("\n".join(f"--- {s}\n{log}" for s, log in failed.items()))
+
+
+def test_routes_attach_to_an_existing_gateway(helm: Helm) -> None:
+    result = helm.template(
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "gateway.enabled=true,gateway.create=false,gateway.parentRefs[0].name=hospital-gw,"
+                 "gateway.parentRefs[0].namespace=gateway-system",
+        "--api-versions", "gateway.networking.k8s.io/v1alpha2/TCPRoute",
+    )
+    assert result.returncode == 0, result.stderr
+    docs = parse_manifests(result.stdout)
+    assert not by_kind(docs, "Gateway")
+    for route in by_kind(docs, "HTTPRoute"):
+        assert route["spec"]["parentRefs"] == [{"name": "hospital-gw", "namespace": "gateway-system"}]
+    sections = {r["spec"]["parentRefs"][0]["sectionName"] for r in by_kind(docs, "TCPRoute")}
+    assert sections == {"print-dicom", "worklist-dicom", "his-mllp", "critical-ack-mllp"}
+    problems = [p for doc in docs if doc["kind"] in CRD_KINDS for p in _check_crd(docs, doc)]
+    assert not problems, problems
+    missing = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"),
+                            "--set", "gateway.enabled=true,gateway.create=false")
+    assert missing.returncode != 0 and "gateway.parentRefs is required" in missing.stderr
