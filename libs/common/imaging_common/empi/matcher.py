@@ -59,7 +59,8 @@ class MatchIndex:
         self.scorer = scorer or Scorer()
         self._records: dict[str, MatchRecord] = {}
         self._keys: dict[str, set[str]] = {}
-        self._blocks: dict[str, set[str]] = defaultdict(set)
+        # Lists, not sets: most blocks hold one or two records, and 800,000 small sets cost memory and time.
+        self._blocks: dict[str, list[str]] = defaultdict(list)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -71,14 +72,15 @@ class MatchIndex:
         self._records[record.ref] = record
         self._keys[record.ref] = keys
         for key in keys:
-            self._blocks[key].add(record.ref)
+            self._blocks[key].append(record.ref)
 
     def remove(self, ref: str) -> None:
         self._records.pop(ref, None)
         for key in self._keys.pop(ref, ()):
             block = self._blocks.get(key)
             if block is not None:
-                block.discard(ref)
+                if ref in block:
+                    block.remove(ref)
                 if not block:
                     del self._blocks[key]
 
