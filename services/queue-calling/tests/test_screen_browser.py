@@ -171,3 +171,28 @@ async def test_terminal_page_calls_and_the_screen_follows(api: httpx.AsyncClient
             assert log[-1]["actor"] == "tech-web" and log[-1]["terminal"].startswith("web-")
         finally:
             await browser.close()
+
+
+async def test_screen_sleeps_outside_its_hours(api: httpx.AsyncClient, service: Service, world: World) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    _, rid = await setup_room(api, service, world)
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    on, off = (local + timedelta(hours=1)).strftime("%H:%M"), (local + timedelta(hours=2)).strftime("%H:%M")
+    screen = await make_screen(api, service, world, [rid], on_time=on, off_time=off)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{service.url}/ui/queue/screens/{screen['screen_id']}?token={screen['token']}")
+            await page.wait_for_function("document.body.classList.contains('sleeping')", timeout=10000)
+            assert await page.locator("#sleep").is_visible()
+            # the schedule is changed centrally: the screen wakes without anyone touching it
+            on = (local - timedelta(hours=1)).strftime("%H:%M")
+            r = await api.put(f"/screens/{screen['screen_id']}", headers=service.headers("admin"), json={
+                "kind": "hall", "room_ids": [rid], "on_time": on, "off_time": off})
+            assert r.status_code == 200
+            await page.wait_for_function("!document.body.classList.contains('sleeping')", timeout=10000)
+        finally:
+            await browser.close()

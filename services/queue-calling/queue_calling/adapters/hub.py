@@ -27,6 +27,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from starlette.websockets import WebSocket, WebSocketState
 
+from queue_calling.adapters.events import ROOMS_CHANGED
 from queue_calling.domain import configuration, masking, views
 from queue_calling.domain.scope import Change
 
@@ -113,8 +114,9 @@ class ScreenHub:
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._ping())]
         await asyncio.wait_for(self._subscribed.wait(), 10)
         # Changes made by event handlers arrive as PostgreSQL notifications (see adapters/events.py).
-        from queue_calling.adapters.events import ROOMS_CHANGED
+        await self._listen_pg()
 
+    async def _listen_pg(self) -> None:
         self._pg = await asyncpg.connect(self.database_url, server_settings={"application_name": "queue_calling-hub"})
         await self._pg.add_listener(ROOMS_CHANGED, self._on_rooms_changed)
 
@@ -264,6 +266,13 @@ class ScreenHub:
     async def _ping(self) -> None:
         while True:
             await asyncio.sleep(self.ping_seconds)
+            if self._pg is not None and self._pg.is_closed():
+                # PostgreSQL went away: listen again, and re-sync screens (notifications were lost).
+                try:
+                    await self._listen_pg()
+                    await self.resync_all()
+                except Exception:
+                    log.warning("screen hub cannot reach PostgreSQL yet; retrying")
             text = _dumps({"type": "ping", "server_time": time.time()})
             for group in list(self.clients.values()):
                 for client in list(group):
