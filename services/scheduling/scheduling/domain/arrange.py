@@ -20,6 +20,8 @@ from scheduling.domain.model import ExamRequest, ExamType, Placement, PlannedExa
 
 MAX_EXAMS = 5  # 5! orders; more exams are split by the desk into visits
 FIRST_SLOT_TRIES = 24  # starts of the first exam tried per order and day
+FOLLOW_LOOKAHEAD = 40  # placements looked at for each following exam before the branch is given up
+ORDER_GIVE_UP = 3  # failed starts after which an order is dropped for the day
 
 Exams = Sequence[tuple[ExamRequest, ExamType]]
 
@@ -63,6 +65,21 @@ class _Allowed:
             i += 1
 
 
+def _next_allowed(cal: Calendar, allowed: _Allowed, after: datetime, plan: list[PlannedExam]) -> Placement | None:
+    """The first placement at or after `after` that the plan so far allows; looks a bounded way ahead,
+    since an order that a rule forbids would otherwise scan the whole day for every start."""
+    looked = 0
+    for p in allowed:
+        if p.start < after:
+            continue
+        if not cal.check(p, plan=plan, first_only=True):
+            return p
+        looked += 1
+        if looked >= FOLLOW_LOOKAHEAD:
+            return None
+    return None
+
+
 def _span(plan: Sequence[Placement]) -> timedelta:
     return max(p.end for p in plan) - min(p.start for p in plan)
 
@@ -88,6 +105,7 @@ def arrange_day(cal: Calendar, exams: Exams, channel: str, day: date, *, not_bef
     for order in itertools.permutations(range(len(exams))):
         if best is not None and _span(best) <= floor:
             break  # back to back already: no order can do better, and earlier orders win ties
+        failures = 0
         for tried, first in enumerate(allowed[order[0]]):
             if tried >= FIRST_SLOT_TRIES:
                 break
@@ -96,11 +114,15 @@ def arrange_day(cal: Calendar, exams: Exams, channel: str, day: date, *, not_bef
                 exam = exams[idx][1]
                 after = placed[-1].end + timedelta(minutes=exam.preparation_minutes)
                 plan = [_planned(x) for x in placed]
-                nxt = next((p for p in allowed[idx] if p.start >= after
-                            and not cal.check(p, plan=plan, first_only=True)), None)
+                nxt = _next_allowed(cal, allowed[idx], after, plan)
                 if nxt is None:
                     break
                 placed.append(nxt)
+            if len(placed) < len(exams):
+                failures += 1
+                if failures >= ORDER_GIVE_UP:
+                    break  # this order likely breaks a rule whatever the start: try the next order
+                continue
             if len(placed) == len(exams):
                 # the first exam was checked alone: check it again against the others (order rules)
                 rest = [_planned(x) for x in placed[1:]]

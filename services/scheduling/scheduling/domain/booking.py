@@ -115,11 +115,12 @@ async def get_exam(conn: asyncpg.Connection, code: str) -> ExamType:
 
 
 async def _calendar_for(conn: asyncpg.Connection, s: Scheduler, days: Sequence[date], modalities: Sequence[str],
-                        empi_id: str, now: datetime) -> Calendar:
+                        empi_id: str, now: datetime, base: Calendar | None = None) -> Calendar:
     first, last = min(days), max(days)
     start = datetime.combine(first, datetime.min.time(), s.tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), s.tz)
-    return await load_calendar(conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id)
+    return await load_calendar(conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id,
+                               base=base)
 
 
 def _refuse_if_not_open(request: ExamRequest) -> None:
@@ -220,6 +221,7 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
+    base: Calendar | None = None
     # Near days first, in growing chunks: the earliest slot is usually near, and a near day is a small read.
     offset = 0
     for size in SEARCH_CHUNKS:
@@ -228,8 +230,8 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
         chunk = min(size, horizon - offset)
         day0 = first + timedelta(days=offset)
         offset += chunk
-        cal = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality],
-                                  request.empi_id, now)
+        cal = base = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality],
+                                         request.empi_id, now, base)
         start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
         p = cal.earliest(request, exam, channel, not_before=start, days=chunk, campus=campus, ignore=ignore)
         if p is not None:
@@ -285,6 +287,7 @@ async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequen
         raise BookingRefused([builtin("one-patient", "an arrangement is for the exams of one patient")])
     empi_id = patients.pop()
     modalities = [e.modality for _, e in pairs]
+    base: Calendar | None = None
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
@@ -296,12 +299,13 @@ async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequen
             chunk = min(size, horizon - offset)
             day0 = first + timedelta(days=offset)
             offset += chunk
-            cal = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id, now)
+            cal = base = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id,
+                                             now, base)
             start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
             plan = arrange(cal, pairs, channel, not_before=start, days=chunk, campus=campus, fallback=False)
             if plan is not None:
                 return plan
-    cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], modalities, empi_id, now)
+    cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], modalities, empi_id, now, base)
     if len(pairs) == 1:
         return arrange(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
     return one_after_another(cal, pairs, channel, not_before=since, days=horizon, campus=campus)

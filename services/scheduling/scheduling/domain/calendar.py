@@ -339,27 +339,42 @@ def _obj(v: Any) -> dict[str, Any]:
 
 
 async def load_calendar(conn: asyncpg.Connection, *, tz: ZoneInfo, now: datetime, start: datetime, end: datetime,
-                        modalities: Iterable[str], empi_id: str | None = None) -> Calendar:
-    """Everything the search needs for rooms of these modalities between start and end."""
-    mods = sorted(set(modalities))
-    rooms = {r["id"]: Room.from_row(r) for r in await conn.fetch("SELECT * FROM room WHERE modality = ANY($1)", mods)}
-    ids = list(rooms)
-    sessions: dict[tuple[str, int], list[Session]] = defaultdict(list)
-    for r in await conn.fetch("SELECT * FROM room_session WHERE room_id = ANY($1) ORDER BY starts", ids):
-        sessions[(r["room_id"], r["weekday"])].append(Session(r["room_id"], r["weekday"], r["starts"], r["ends"], r["label"]))
-    roster: dict[tuple[str, int], list[RosterEntry]] = defaultdict(list)
-    for r in await conn.fetch("SELECT * FROM roster WHERE room_id = ANY($1) ORDER BY technologist_id", ids):
-        roster[(r["room_id"], r["weekday"])].append(
-            RosterEntry(r["technologist_id"], r["room_id"], r["weekday"], r["starts"], r["ends"]))
-    closures = [
+                        modalities: Iterable[str], empi_id: str | None = None, base: Calendar | None = None) -> Calendar:
+    """Everything the search needs for rooms of these modalities between start and end.
+
+    With `base` (a calendar of the same search), the configuration — rooms, hours, roster, quotas,
+    rules, wards — is taken from it and only the window's appointments and closures are read."""
+    if base is None:
+        mods = sorted(set(modalities))
+        rooms = {r["id"]: Room.from_row(r) for r in await conn.fetch("SELECT * FROM room WHERE modality = ANY($1)", mods)}
+        ids = list(rooms)
+        sessions: dict[tuple[str, int], list[Session]] = defaultdict(list)
+        for r in await conn.fetch("SELECT * FROM room_session WHERE room_id = ANY($1) ORDER BY starts", ids):
+            sessions[(r["room_id"], r["weekday"])].append(
+                Session(r["room_id"], r["weekday"], r["starts"], r["ends"], r["label"]))
+        roster: dict[tuple[str, int], list[RosterEntry]] = defaultdict(list)
+        for r in await conn.fetch("SELECT * FROM roster WHERE room_id = ANY($1) ORDER BY technologist_id", ids):
+            roster[(r["room_id"], r["weekday"])].append(
+                RosterEntry(r["technologist_id"], r["room_id"], r["weekday"], r["starts"], r["ends"]))
+        quotas = [Quota(r["channel"], r["room_id"], r["modality"], r["max_per_session"], r["release_minutes_before"])
+                  for r in await conn.fetch("SELECT * FROM channel_quota")]
+        wards = {r["code"]: Ward(r["code"], r["campus"], r["building"]) for r in await conn.fetch("SELECT * FROM ward")}
+        rules = await load_rules(conn)
+        cal = Calendar(tz, now, rooms, dict(sessions), dict(roster), [], {}, {}, quotas, rules, wards)
+        if empi_id:
+            cal.no_shows = [r["t"] for r in await conn.fetch(
+                "SELECT lower(during) AS t FROM appointment WHERE empi_id = $1 AND status = 'noshow'", empi_id)]
+    else:
+        cal = Calendar(tz, now, base.rooms, base.sessions, base.roster, [], {}, {}, base.quotas, base.rules,
+                       base.wards, no_shows=base.no_shows)
+    ids = list(cal.rooms)
+    cal.closures = [
         (r["room_id"], r["campus"], r["during"].lower, r["during"].upper)
         for r in await conn.fetch(
             "SELECT room_id, campus, during FROM closure WHERE during && tstzrange($1, $2) "
             "AND (room_id IS NULL OR room_id = ANY($3))", start, end, ids)
     ]
-    busy: dict[str, list[Busy]] = defaultdict(list)
-    tech_busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-    technologists = sorted({e.technologist_id for entries in roster.values() for e in entries})
+    technologists = sorted({e.technologist_id for entries in cal.roster.values() for e in entries})
     # Two gist indexes (those of the exclusion constraints) answer this: the rooms' appointments,
     # and those of their technologists in other rooms.
     rows = await conn.fetch(
@@ -370,21 +385,18 @@ async def load_calendar(conn: asyncpg.Connection, *, tz: ZoneInfo, now: datetime
             ORDER BY lower(a.during)""",
         LIVE, start, end, ids, technologists,
     )
+    busy: dict[str, list[Busy]] = defaultdict(list)
+    tech_busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for r in rows:
-        b = Busy(r["during"].lower, r["during"].upper, r["id"], r["mdr"], r["channel"], r["technologist_id"])
-        if r["room_id"] in rooms:
+        during = r["during"]
+        b = Busy(during.lower, during.upper, r["id"], r["mdr"], r["channel"], r["technologist_id"])
+        if r["room_id"] in cal.rooms:
             busy[r["room_id"]].append(b)
         if b.technologist_id:
             tech_busy[b.technologist_id].append((b.start, b.end))
-    quotas = [Quota(r["channel"], r["room_id"], r["modality"], r["max_per_session"], r["release_minutes_before"])
-              for r in await conn.fetch("SELECT * FROM channel_quota")]
-    wards = {r["code"]: Ward(r["code"], r["campus"], r["building"]) for r in await conn.fetch("SELECT * FROM ward")}
-    cal = Calendar(tz, now, rooms, dict(sessions), dict(roster), closures, dict(busy), dict(tech_busy), quotas,
-                   await load_rules(conn), wards)
+    cal.busy, cal.tech_busy = dict(busy), dict(tech_busy)
     if empi_id:
         cal.patient_exams = await patient_exams(conn, empi_id, start - timedelta(days=30), end + timedelta(days=30))
-        cal.no_shows = [r["t"] for r in await conn.fetch(
-            "SELECT lower(during) AS t FROM appointment WHERE empi_id = $1 AND status = 'noshow'", empi_id)]
     return cal
 
 
