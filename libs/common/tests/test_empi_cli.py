@@ -64,3 +64,23 @@ def test_bad_mapping_is_a_clear_error(tmp_path: Path) -> None:
     assert res.returncode == 2 and "no column NOPE" in res.stderr
     res = run("dedupe", str(src))
     assert res.returncode == 2 and "no name column" in res.stderr
+
+
+def test_estimate_saves_a_model_the_service_can_load(tmp_path: Path) -> None:
+    from imaging_common.empi.fellegi_sunter import FellegiSunterModel
+    from imaging_common.empi.synthetic import Generator
+
+    src = tmp_path / "site.csv"
+    records = Generator(seed=3).population(600)
+    with src.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0].row()))
+        writer.writeheader()
+        writer.writerows(r.row() for r in records)
+    model_file = tmp_path / "site.json"
+    res = run("estimate", str(src), "--save-model", str(model_file))
+    assert res.returncode == 0, res.stderr
+    model = FellegiSunterModel.load(model_file)
+    assert model.info["source"] == "EM on site.csv"
+    assert model.weights_table()["national_id"]["exact"] > 0 > model.weights_table()["national_id"]["different"]
+    res = run("dedupe", str(src), "--model", str(model_file), "-o", str(tmp_path / "p.csv"))
+    assert res.returncode == 0 and "EM on site.csv" in res.stderr

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from imaging_common.empi.bands import Band, Thresholds
+from imaging_common.empi.comparators import compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.identifiers import IdType, parse_id_type
-from imaging_common.empi.matcher import ScoredPair, dedupe, link_sets
+from imaging_common.empi.matcher import ScoredPair, candidate_pairs, dedupe, link_sets
 from imaging_common.empi.record import MatchRecord
 
 FIELDS = ("id", "name", "family_name", "given_name", "birth_date", "sex", "id_number", "id_type", "phone", "address",
@@ -153,6 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if model is None and args.no_estimate:
             model = FellegiSunterModel.default()
         left = read_records(args.files[0], args.map, encoding=args.encoding, delimiter=args.delimiter)
+        if args.command == "estimate":
+            # Asked for explicitly: EM on this file whatever its size (the caller judges the result).
+            gammas = [compare(left[i], left[j]) for i, j in candidate_pairs(left)]
+            used = FellegiSunterModel.estimate(gammas, start=FellegiSunterModel.default())
+            used.info["source"] = f"EM on {args.files[0].name}"
+            if args.save_model:
+                used.save(args.save_model)
+            print(json.dumps(used.weights_table(), ensure_ascii=False, indent=1))
+            return 0
         if args.command == "link":
             right = read_records(args.files[1], args.map, encoding=args.encoding, delimiter=args.delimiter)
             pairs, used = link_sets(left, right, model=model, thresholds=thresholds)
@@ -163,9 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.save_model:
         used.save(args.save_model)
-    if args.command == "estimate":
-        print(used.weights_table())
-        return 0
     if args.output:
         with args.output.open("w", newline="", encoding="utf-8") as fh:
             written = write_pairs(pairs, fh, bands)
