@@ -59,7 +59,8 @@ async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: Clien
     rules = checkin.CheckInRules(
         early_minutes=getattr(settings, "queue_early_checkin_minutes", 60),
         late_minutes=getattr(settings, "queue_late_checkin_minutes", 240),
-        on_time_grace_minutes=getattr(settings, "queue_on_time_grace_minutes", 15))
+        on_time_grace_minutes=getattr(settings, "queue_on_time_grace_minutes", 15),
+        timezone=getattr(settings, "queue_timezone", "Asia/Shanghai"))
     webhook = getattr(settings, "queue_webhook_url", None)
     at = now()
     async with ctx.pool.acquire() as conn:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -29,6 +30,7 @@ class CheckInRules:
     early_minutes: float = 60  # how long before the appointment a patient may check in
     late_minutes: float = 240  # after the slot, still accepted (front desk decides) within this
     on_time_grace_minutes: float = 15  # arriving this close to the slot still counts as on time
+    timezone: str = "Asia/Shanghai"  # the center's day: ticket numbers restart at local midnight
 
 
 @dataclass
@@ -109,6 +111,7 @@ async def check_in(
     if not due:
         raise Conflict("; ".join(refusals) or "nothing to check in")
 
+    today = now.astimezone(ZoneInfo(rules.timezone)).date()
     placements = []
     for e in due:
         prep = preparation or ("injection" if e["contrast"] else "none")
@@ -126,12 +129,12 @@ async def check_in(
         q = queues[queue_id]
         policy = priority.effective_policy(json.loads(q["policy"]))
         special = json.loads(e["special"]) if isinstance(e["special"], str) else dict(e["special"] or {})
-        age = priority.age_on(e["birth_date"], now.date())
+        age = priority.age_on(e["birth_date"], today)
         cats = priority.categories_of(patient_class=e["patient_class"], priority=e["priority"], special=special,
                                       age=age, declared=categories, policy=policy)
         start = e["appointment_start"] if e["appointment_status"] == "booked" else None
         on_time = exams.in_slot(start, e["appointment_end"], now, rules.on_time_grace_minutes)
-        ticket = await _next_ticket(conn, queue_id, q["ticket_prefix"], now.date())
+        ticket = await _next_ticket(conn, queue_id, q["ticket_prefix"], today)
         entry_id = uuid.uuid4()
         row = await conn.fetchrow(
             """INSERT INTO queue_entry (entry_id, queue_id, ticket, state, accession_number, order_id, appointment_id,
