@@ -24,7 +24,7 @@ class Settings(CommonSettings):
     # `python -m imaging_common.empi estimate ... --save-model`); unset: the shipped defaults.
     empi_model_file: Path | None = None
     # IMAGING_EMPI_LINK_THRESHOLD / IMAGING_EMPI_REVIEW_THRESHOLD: match-weight bands (log2 units).
-    empi_link_threshold: float = 14.0
+    empi_link_threshold: float = 10.0
     empi_review_threshold: float = 4.0
     # IMAGING_FHIR_IDENTIFIER_SYSTEM: base of FHIR Identifier.system URIs, one per assigning authority.
     fhir_identifier_system: str = "urn:imaging:id:"

@@ -32,7 +32,9 @@ class Band(StrEnum):
 
 @dataclass(frozen=True)
 class Thresholds:
-    link: float = 14.0  # weight >= link: same person
+    # weight >= link: same person. 10 bits = a likelihood ratio of 1024:1, i.e. a posterior above
+    # 0.999 at the ~50 % prior EM finds among blocked pairs; the rules below guard the known traps.
+    link: float = 10.0
     review: float = 4.0  # review <= weight < link: a clerk decides
 
 
