@@ -935,6 +935,31 @@ def test_migration_job_environment_runs_the_real_migrate(
     assert len(applied) == len(set(applied)), f"a migration ran twice: {applied}"
     assert any(name.startswith("registration/") for name in applied), applied
 
+    # The nightly audit CronJob's command, with its environment, finds an intact chain.
+    cron = named(parse_manifests(result.stdout), "CronJob", f"{FULLNAME}-audit")
+    (audit,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    audit_env = container_environment(audit, {"imaging-db": {"password": "unused-with-trust-auth"},
+                                              "imaging-mq": {"password": "guest"}})
+    assert audit_env["IMAGING_AUDIT_RETENTION_DAYS"] == "180"
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # `python` is this venv's
+    verify = subprocess.run([*audit["command"], *audit["args"]], env={"PATH": path, "HOME": str(tmp_path), **audit_env},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_audit_maintenance_cronjob(helm: Helm, rendered: dict[str, list[Manifest]]) -> None:
+    (container,) = named(rendered["minimal"], "CronJob", f"{FULLNAME}-audit")["spec"]["jobTemplate"]["spec"][
+        "template"]["spec"]["containers"]
+    assert container["args"] == ["python -m imaging_common.audit verify"]
+    result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"),
+                           "--set", "audit.maintenance.purge=true,audit.retentionDays=365")
+    cron = named(parse_manifests(result.stdout), "CronJob", f"{FULLNAME}-audit")
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["python -m imaging_common.audit verify && python -m imaging_common.audit purge"]
+    assert {"name": "IMAGING_AUDIT_RETENTION_DAYS", "value": "365"} in container["env"]
+    too_short = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--set", "audit.retentionDays=90")
+    assert too_short.returncode != 0 and "/audit/retentionDays" in too_short.stderr
+
 
 # ---------------------------------------------------------------------------------------------
 # Every Deployment's environment starts the real service in production mode

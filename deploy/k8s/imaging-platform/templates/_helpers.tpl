@@ -184,6 +184,8 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
   value: {{ .Values.log.level | quote }}
 - name: IMAGING_LOG_JSON
   value: {{ .Values.log.json | quote }}
+- name: IMAGING_AUDIT_RETENTION_DAYS
+  value: {{ .Values.audit.retentionDays | quote }}
 {{ include "imaging.connectionEnv" . }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
