@@ -32,6 +32,9 @@ async def test_register_link_typo_and_keep_twin_apart(client, settings, pool) ->
     r = await client.post("/api/registration/patients", json={**body, "identifiers": [{"value": typo}]}, headers=h)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert typo not in r.text
+    r = await client.post("/api/registration/patients", headers=h,
+                          json={**body, "identifiers": [{"type": "library-card", "value": "123"}]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "type"
     # ...and the same person in traditional characters, with a new phone, is linked, not duplicated.
     from opencc import OpenCC
     r = await client.post("/api/registration/patients", headers=h, json={

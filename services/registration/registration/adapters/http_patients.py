@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from imaging_common.audit import client_ip
 from imaging_common.auth import Principal, require_roles
 from imaging_common.empi import store
-from imaging_common.empi.identifiers import InvalidIdentifier
+from imaging_common.empi.identifiers import InvalidIdentifier, parse_id_type
 from imaging_common.empi.matcher import Scorer
 from imaging_common.empi.store import IncomingPerson
 from imaging_common.events.types import ExamItem, SpecialConditions
 from imaging_common.service import ServiceContext
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
@@ -51,6 +51,11 @@ def _actor(request: Request, user: Principal) -> Actor:
 class IdentifierIn(BaseModel):
     type: str = Field("resident-id", examples=["resident-id", "passport", "hospital-card"])
     value: str = Field(min_length=1, max_length=64)
+
+    @field_validator("type")
+    @classmethod
+    def _known_authority(cls, value: str) -> str:
+        return parse_id_type(value).value  # ValueError -> 422 naming the field
 
 
 class PatientIn(BaseModel):
