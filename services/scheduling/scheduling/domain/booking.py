@@ -187,10 +187,19 @@ async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, ex
                     start: datetime, channel: str, actor: Actor, hold: bool = False) -> dict[str, Any]:
     """Book (or hold) this exam in this room at this time, or refuse with every broken rule."""
     now = s.now()
+    exam = await get_exam(conn, exam_code)
+    end = start + timedelta(minutes=exam.duration_minutes)
+    # A slot already taken is refused before queueing for the room's lock: under contention most
+    # attempts are late, and they should not hold up the one that can still win.
+    if await conn.fetchval(
+            "SELECT 1 FROM appointment WHERE room_id = $1 AND during && tstzrange($2, $3) "
+            "AND status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled') "
+            "AND (hold_expires_at IS NULL OR hold_expires_at > $4) LIMIT 1", room_id, start, end, now):
+        raise BookingRefused([builtin("slot-taken", f"room {room_id} is already booked at "
+                                                    f"{start.astimezone(s.tz):%Y-%m-%d %H:%M}")])
     async with conn.transaction():
         request = await get_request(conn, order_id, exam_code, lock=True)
         _refuse_if_not_open(request)
-        exam = await get_exam(conn, exam_code)
         day = start.astimezone(s.tz).date()
         await _lock(conn, [("patient", request.empi_id), ("room", room_id, day.isoformat())])
         await expire_holds(conn, now)
@@ -201,7 +210,6 @@ async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, ex
         room = cal.rooms.get(room_id)
         if room is None:
             raise BookingRefused([builtin("room-modality", f"no {exam.modality} room {room_id!r}")])
-        end = start + timedelta(minutes=exam.duration_minutes)
         _, tech = cal._technologist_for(room.id, start, end)
         p = Placement(request, exam, room, start, end, channel, tech)
         broken = cal.check(p)
