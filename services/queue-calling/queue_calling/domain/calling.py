@@ -102,11 +102,12 @@ async def return_due_skipped(conn: asyncpg.Connection, queue: asyncpg.Record, no
     return len(rows)
 
 
-async def _candidates(conn: asyncpg.Connection, queue_id: str) -> list[priority.Candidate]:
-    rows = await conn.fetch(
-        "SELECT entry_id, priority_level, on_time, sort_key FROM queue_entry WHERE queue_id = $1 AND state = 'waiting'",
-        queue_id)
-    return [priority.Candidate(r["entry_id"], r["priority_level"], r["on_time"], r["sort_key"]) for r in rows]
+async def _candidates(conn: asyncpg.Connection, queue_id: str,
+                      rows: dict[Any, asyncpg.Record]) -> list[priority.Candidate]:
+    """Waiting entries of a queue as candidates; their full rows go into `rows` (read under the queue lock)."""
+    found = await conn.fetch("SELECT * FROM queue_entry WHERE queue_id = $1 AND state = 'waiting'", queue_id)
+    rows.update((r["entry_id"], r) for r in found)
+    return [priority.Candidate(r["entry_id"], r["priority_level"], r["on_time"], r["sort_key"]) for r in found]
 
 
 async def _mark_called(conn: asyncpg.Connection, entry: asyncpg.Record, room: asyncpg.Record, who: Who,
@@ -124,26 +125,26 @@ Result = tuple[dict[str, Any], Change]
 
 async def call_next(conn: asyncpg.Connection, *, room_id: str, who: Who, now: datetime) -> Result:
     """顺呼: the next patient for this room; round robin over its queues, emergencies first."""
-    await _room(conn, room_id)
     queue_ids = await _room_queue_ids(conn, room_id)
     if not queue_ids:
+        await _room(conn, room_id)  # 404 for an unknown room
         raise Conflict(f"room {room_id} serves no queue")
     change = await lock_scope(conn, queue_ids=queue_ids, room_ids=[room_id])
-    room = await _room(conn, room_id)
+    room = change.locked_rooms[room_id]
     await _check_door(conn, room)
-    queues = {r["queue_id"]: r for r in await conn.fetch("SELECT * FROM queue WHERE queue_id = ANY($1::text[])",
-                                                          queue_ids)}
+    queues = change.locked_queues
     # Round robin starts after the queue called last, over the queues that are not paused.
     n = len(queue_ids)
     order = [(room["rr_cursor"] + 1 + i) % n for i in range(n)]
     options: list[tuple[int, str, priority.Candidate, list[priority.Candidate], dict[str, Any]]] = []
+    rows: dict[Any, asyncpg.Record] = {}
     for rank, idx in enumerate(order):
         q = queues[queue_ids[idx]]
         if q["paused"]:
             continue
-        waiting = await _candidates(conn, q["queue_id"])
+        waiting = await _candidates(conn, q["queue_id"], rows)
         if await return_due_skipped(conn, q, now, queue_empty=not waiting):
-            waiting = await _candidates(conn, q["queue_id"])
+            waiting = await _candidates(conn, q["queue_id"], rows)
         policy = priority.effective_policy(json.loads(q["policy"]))
         chosen = priority.choose_next(waiting, policy, q["priority_streak"])
         if chosen is not None:
@@ -155,8 +156,7 @@ async def call_next(conn: asyncpg.Connection, *, room_id: str, who: Who, now: da
     exempt = [o for o in options if o[2].priority_level >= int(o[4]["fairness_exempt"])]
     rank, queue_id, chosen, waiting, policy = (
         max(exempt, key=lambda o: (o[2].priority_level, -o[0])) if exempt else options[0])
-    entry = await entries.get_entry(conn, chosen.entry_id)
-    row = await _mark_called(conn, entry, room, who, now, "next")
+    row = await _mark_called(conn, rows[chosen.entry_id], room, who, now, "next")
     q = queues[queue_id]
     normal_waiting = any(c.priority_level == 0 for c in waiting)
     await conn.execute(

@@ -24,6 +24,9 @@ class Change:
     announcements: list[dict[str, Any]] = field(default_factory=list)
     called: list[dict[str, Any]] = field(default_factory=list)  # entries called (patient notification)
     views: list[dict[str, Any]] = field(default_factory=list)  # filled by views.seal()
+    # The rows as locked (fresh under the lock), so callers need not read them again.
+    locked_rooms: dict[str, asyncpg.Record] = field(default_factory=dict)
+    locked_queues: dict[str, asyncpg.Record] = field(default_factory=dict)
 
     def merge(self, other: Change) -> None:
         self.rooms |= other.rooms
@@ -47,10 +50,12 @@ async def lock_scope(
     new_rooms = rooms - change.rooms
     new_queues = queues - change.queues
     # Adding to a scope already held could break the sorted order; callers lock once, up front.
-    await conn.fetch("SELECT room_id FROM room WHERE room_id = ANY($1::text[]) ORDER BY room_id FOR UPDATE",
-                     sorted(new_rooms))
-    await conn.fetch("SELECT queue_id FROM queue WHERE queue_id = ANY($1::text[]) ORDER BY queue_id FOR UPDATE",
-                     sorted(new_queues))
+    for row in await conn.fetch("SELECT * FROM room WHERE room_id = ANY($1::text[]) ORDER BY room_id FOR UPDATE",
+                                sorted(new_rooms)):
+        change.locked_rooms[row["room_id"]] = row
+    for row in await conn.fetch(
+            "SELECT * FROM queue WHERE queue_id = ANY($1::text[]) ORDER BY queue_id FOR UPDATE", sorted(new_queues)):
+        change.locked_queues[row["queue_id"]] = row
     change.rooms |= rooms
     change.queues |= queues
     return change
