@@ -134,6 +134,10 @@ class HisFeed:
                 raise HL7Error(acks.DATA_TYPE_ERROR, f"identifier refused: {exc}", "PID", 1, 3) from None
             except order_domain.DuplicateOrder as exc:
                 return f"order already received ({exc.order_id})"
+            except store.EmpiError as exc:  # e.g. merging a person already merged elsewhere
+                code = acks.UNKNOWN_KEY_IDENTIFIER if isinstance(exc, store.PersonNotFound) \
+                    else acks.APPLICATION_RECORD_LOCKED
+                raise HL7Error(code, str(exc), "PID", 1, 3) from None
 
     async def _find(self, conn: Any, incoming: IncomingPerson, his_id: str | None) -> Person | None:
         if his_id:
