@@ -7,6 +7,9 @@ DEV_SIGNING_SECRET = "development-only-signing-secret"
 
 
 class Settings(CommonSettings):
+    # IMAGING_DB_POOL_MAX: reporting signs (one transaction each) while its delivery worker drains
+    # the queue, so it keeps more connections than the common default; e.g. 10
+    db_pool_max: int = 10
     # IMAGING_REPORTING_SIGNING_SECRET: encrypts each user's private signing key at rest (AES-GCM);
     # changing it makes existing keys unusable (new ones are made). e.g. a 32+ character random string
     reporting_signing_secret: str = DEV_SIGNING_SECRET

@@ -115,7 +115,7 @@ class DeliveryWorker:
                 outcomes = [await self._send_hl7(receiver, row) for row in rows]
             else:
                 outcomes = list(await asyncio.gather(*(self._send_fhir(receiver, row) for row in rows)))
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():  # one commit for the batch
                 for row, (ok, info, permanent) in zip(rows, outcomes, strict=True):
                     if ok:
                         await deliveries.delivered(conn, row["id"], info)

@@ -74,12 +74,14 @@ async def enqueue(conn: asyncpg.Connection, snap: dict[str, Any]) -> int:
                                 receiving_facility=receiver.receiving_facility, charset=receiver.charset).to_er7()
         else:
             if bundle_json is None:
-                bundle_json = fhir_build.build_bundle(snap).model_dump_json(exclude_none=True)
+                bundle_json = fhir_build.bundle_json(snap)
             payload = bundle_json
-        rows.append((snap["report_id"], snap["version"], receiver.id, snap["result_status"], payload))
-    await conn.executemany(
-        "INSERT INTO delivery (report_id, version, receiver_id, result_status, payload) VALUES ($1, $2, $3, $4, $5)",
-        rows)
+        rows.append((receiver.id, payload))
+    # One statement for all receivers: one round trip, one NOTIFY.
+    await conn.execute(
+        "INSERT INTO delivery (report_id, version, receiver_id, result_status, payload) "
+        "SELECT $1, $2, r, $3, p FROM unnest($4::text[], $5::text[]) AS t(r, p)",
+        snap["report_id"], snap["version"], snap["result_status"], [r for r, _ in rows], [p for _, p in rows])
     return len(rows)
 
 

@@ -126,16 +126,22 @@ def _mark_critical_options(content: dict[str, Any], definition: TemplateDefiniti
 
 
 async def snapshot(conn: asyncpg.Connection, report_id: str, *, version: int | None = None,
-                   kind: str | None = None, reason: str | None = None) -> dict[str, Any]:
-    """Everything the ORU and FHIR builders need about one report version."""
-    report = await report_by_id(conn, report_id)
-    exam = await _exam(conn, report["accession_number"])
+                   kind: str | None = None, reason: str | None = None, known: dict[str, Any] | None = None,
+                   ) -> dict[str, Any]:
+    """Everything the ORU and FHIR builders need about one report version.
+
+    `known` passes what the caller has already read in this transaction (report state and
+    counters, exam, content, definition, signer), so the signing path does not read it twice.
+    """
+    known = known or {}
+    report = known.get("report") or await report_by_id(conn, report_id)
+    exam = known.get("exam") or await _exam(conn, report["accession_number"])
     version = version or report["version"]
-    content = await _version_content(conn, report_id, version)
-    sig = await conn.fetchrow(
+    content = known["content"] if "content" in known else await _version_content(conn, report_id, version)
+    sig = known.get("signature") or await conn.fetchrow(
         "SELECT signer_id, signer_name, signed_at FROM signature WHERE report_id = $1 AND version <= $2 "
         "ORDER BY version DESC, id DESC LIMIT 1", report_id, version)
-    definition = await template_of(conn, report["template_id"])
+    definition = known.get("definition") or await template_of(conn, report["template_id"])
     state = State(report["state"])
     fhir_status = FHIR_STATUS[state]
     result_status = OBR25.get(state, "P")
@@ -222,7 +228,8 @@ async def act(
             report_id, version, step.new_state.value, action.value, json.dumps(new_content, ensure_ascii=False),
             actor.username, actor.display_name, now, note)
         result.version = version
-        await _store_fields(conn, report_id, new_content)
+        if content is not None:
+            await _store_fields(conn, report_id, new_content)
 
         updates: dict[str, Any] = {"state": step.new_state.value, "version": version, "updated_at": now,
                                    "positive": new_content.get("positive")}
@@ -240,15 +247,16 @@ async def act(
             key = await signing.key_for(conn, user_id=actor.user_id, username=actor.username, secret=signing_secret)
             message = signing.statement(report_id=report_id, version=version, kind=kind, content_sha256=digest,
                                         signer_id=actor.user_id, signed_at=now, key_id=key.key_id)
+            # The signature and its log row (standard 10.2.4 (2)) in one statement.
             await conn.execute(
-                """INSERT INTO signature (report_id, version, kind, signer_id, signer_name, signed_at, content_sha256,
-                                         key_id, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                """WITH signed AS (
+                       INSERT INTO signature (report_id, version, kind, signer_id, signer_name, signed_at,
+                                              content_sha256, key_id, signature)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING report_id)
+                   INSERT INTO signature_log (report_id, version, actor, action, outcome, detail)
+                   SELECT report_id, $2, $10, 'sign', 'signed', $11::jsonb FROM signed""",
                 report_id, version, kind, actor.user_id, actor.display_name or actor.username, now, digest,
-                key.key_id, signing.sign(key, message))
-            await conn.execute(
-                "INSERT INTO signature_log (report_id, version, actor, action, outcome, detail) "
-                "VALUES ($1, $2, $3, 'sign', 'signed', $4::jsonb)",
-                report_id, version, actor.username,
+                key.key_id, signing.sign(key, message), actor.username,
                 json.dumps({"kind": kind, "content_sha256": digest, "key_id": key.key_id}))
             updates["signed_version"] = version
             result.content_sha256 = digest
@@ -282,9 +290,13 @@ async def act(
                 result.critical_raised.append(found.finding)
 
         if action in DELIVERING_ACTIONS:
-            snap = await snapshot(conn, report_id, version=version,
-                                  kind=amendment["kind"] if amendment else None,
-                                  reason=amendment["reason"] if amendment else None)
+            known: dict[str, Any] = {
+                "report": {**dict(report), **updates}, "exam": exam, "content": new_content, "definition": definition}
+            if step.signs:
+                known["signature"] = {"signer_id": actor.user_id, "signer_name": actor.display_name or actor.username,
+                                      "signed_at": now}
+            snap = await snapshot(conn, report_id, version=version, kind=amendment["kind"] if amendment else None,
+                                  reason=amendment["reason"] if amendment else None, known=known)
             result.deliveries = await deliveries.enqueue(conn, snap)
 
         if action == Action.FINAL:
@@ -302,7 +314,7 @@ async def act(
 
         await audit.record(conn, actor=actor.username, action="update" if report["version"] else "create",
                            entity="report", entity_id=report_id, patient_id=exam["patient_id"],
-                           source_ip=actor.source_ip,
+                           source_ip=actor.source_ip, service="reporting",
                            detail={"step": action.value, "from": state.value, "to": step.new_state.value,
                                    "version": version, "note": note})
         return result
