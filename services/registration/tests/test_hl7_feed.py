@@ -100,8 +100,10 @@ async def test_orm_and_omi_orders_emit_order_created(feed) -> None:
     assert row["clinical_diagnosis"] == "肺部感染" and row["purpose"] == "排除肺结核" and row["history"] == "咳嗽发热"
     ev = (await events(pool, "order.created", row["accession_number"]))[0]["data"]
     assert ev["special"]["infectious"] is True and ev["items"][0]["modality"] == "CT"
-    # Resent: acknowledged, not duplicated.
+    # Resent: acknowledged, not duplicated, the patient untouched.
+    sources = await pool.fetchval("SELECT count(*) FROM empi_source_record WHERE empi_id = $1", row["empi_id"])
     ack = await send(client, text)
+    assert await pool.fetchval("SELECT count(*) FROM empi_source_record WHERE empi_id = $1", row["empi_id"]) == sources
     assert ack.field("MSA", 1) == "AA" and "already" in ack.field("MSA", 3)
     assert await pool.fetchval("SELECT count(*) FROM exam_order WHERE placer_order_number = $1", placer) == 1
     placer2 = f"OMI{uuid.uuid4().hex[:8]}"

@@ -194,6 +194,10 @@ class HisFeed:
         placer = msg.field("ORC", 2, component=1) or msg.field("OBR", 2, component=1)
         if not placer:
             raise HL7Error(acks.REQUIRED_FIELD_MISSING, "ORC-2 placer order number is required", "ORC", 1, 2)
+        existing = await conn.fetchval(
+            "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
+        if existing:  # a resend: acknowledge it, change nothing (not even the patient)
+            return f"order already received ({existing})"
         items = []
         for n, obr in enumerate(msg.all("OBR"), start=1):
             code = msg.field("OBR", 4, component=1, segment=obr)
