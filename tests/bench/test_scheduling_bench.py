@@ -56,8 +56,9 @@ def today() -> date:
     return datetime.now(TZ).date()
 
 
-async def add_rooms(conn: asyncpg.Connection, prefix: str, modality: str, n: int, *, hours=((8, 12), (13, 17)),
-                    slice_minutes: int = 10) -> list[str]:
+async def add_rooms(
+    conn: asyncpg.Connection, prefix: str, modality: str, n: int, *, hours=((8, 12), (13, 17)), slice_minutes: int = 10
+) -> list[str]:
     rooms = []
     for i in range(n):
         room_id = f"{prefix}{i:02d}"
@@ -65,11 +66,20 @@ async def add_rooms(conn: asyncpg.Connection, prefix: str, modality: str, n: int
         await conn.execute(
             "INSERT INTO room (id, name, modality, campus, building, slice_minutes, capabilities) "
             "VALUES ($1, $1, $2, $3, $4, $5, '{contrast}')",
-            room_id, modality, campus, "A" if i % 2 else "B", slice_minutes)
+            room_id,
+            modality,
+            campus,
+            "A" if i % 2 else "B",
+            slice_minutes,
+        )
         await conn.executemany(
             "INSERT INTO room_session (room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4)",
-            [(room_id, wd, dtime(h0), dtime(h1 % 24) if h1 < 24 else dtime(23, 59)) for wd in range(1, 8)
-             for h0, h1 in hours])
+            [
+                (room_id, wd, dtime(h0), dtime(h1 % 24) if h1 < 24 else dtime(23, 59))
+                for wd in range(1, 8)
+                for h0, h1 in hours
+            ],
+        )
         rooms.append(room_id)
     return rooms
 
@@ -78,22 +88,52 @@ async def add_exam(conn: asyncpg.Connection, code: str, modality: str, minutes: 
     await conn.execute(
         "INSERT INTO exam_type (code, name, modality, duration_minutes, preparation_minutes, contrast, fasting, "
         "body_part) VALUES ($1, $1, $2, $3, $4, $5, $6, $7)",
-        code, modality, minutes, kw.get("prep", 0), kw.get("contrast", "none"), kw.get("fasting", False),
-        kw.get("body_part"))
+        code,
+        modality,
+        minutes,
+        kw.get("prep", 0),
+        kw.get("contrast", "none"),
+        kw.get("fasting", False),
+        kw.get("body_part"),
+    )
     return code
 
 
 async def add_requests(conn: asyncpg.Connection, rows: list[tuple[str, str, str, str, str, dict]]) -> None:
     """(order_id, exam_code, modality, empi_id, patient_class, special) rows, by COPY."""
     records = [
-        (o, code, f"A{o}"[:40], code, mod, empi,
-         json.dumps({"empi_id": empi, "patient_id": f"P{empi}", "name": "测试"}), pclass,
-         "W1" if pclass == "inpatient" else None, json.dumps(special), "routine")
-        for o, code, mod, empi, pclass, special in rows]
+        (
+            o,
+            code,
+            f"A{o}"[:40],
+            code,
+            mod,
+            empi,
+            json.dumps({"empi_id": empi, "patient_id": f"P{empi}", "name": "测试"}),
+            pclass,
+            "W1" if pclass == "inpatient" else None,
+            json.dumps(special),
+            "routine",
+        )
+        for o, code, mod, empi, pclass, special in rows
+    ]
     await conn.copy_records_to_table(
-        "exam_request", records=records,
-        columns=["order_id", "exam_code", "accession_number", "exam_name", "modality", "empi_id", "patient",
-                 "patient_class", "ward", "special", "priority"])
+        "exam_request",
+        records=records,
+        columns=[
+            "order_id",
+            "exam_code",
+            "accession_number",
+            "exam_name",
+            "modality",
+            "empi_id",
+            "patient",
+            "patient_class",
+            "ward",
+            "special",
+            "priority",
+        ],
+    )
 
 
 ALL_RULES = [
@@ -122,15 +162,22 @@ async def pool_90x30(pool: asyncpg.Pool) -> dict[str, object]:
         for i in range(30):
             await conn.execute("INSERT INTO technologist (id, name) VALUES ($1, $1)", f"T{i:02d}")
             await conn.executemany(
-                "INSERT INTO roster (technologist_id, room_id, weekday, starts, ends) VALUES ($1, $2, $3, '08:00', '17:00')",
-                [(f"T{i:02d}", ct_rooms[i], wd) for wd in range(1, 8)])
+                "INSERT INTO roster (technologist_id, room_id, weekday, starts, ends) "
+                "VALUES ($1, $2, $3, '08:00', '17:00')",
+                [(f"T{i:02d}", ct_rooms[i], wd) for wd in range(1, 8)],
+            )
         ct = await add_exam(conn, "B-CT-CHEST", "CT", 15)
         ct_abd = await add_exam(conn, "B-CT-ABD", "CT", 15, body_part="ABDOMEN", contrast="iodinated")
         us = await add_exam(conn, "B-US-GB", "US", 20, fasting=True)
         rf = await add_exam(conn, "B-RF-BARIUM", "RF", 30, contrast="barium", prep=10)
         for name, type_, params in ALL_RULES:
-            await conn.execute("INSERT INTO rule (name, type, params, reason) VALUES ($1, $2, $3::jsonb, $4)",
-                               f"bench-{name}", type_, json.dumps(params), f"bench rule {name}")
+            await conn.execute(
+                "INSERT INTO rule (name, type, params, reason) VALUES ($1, $2, $3::jsonb, $4)",
+                f"bench-{name}",
+                type_,
+                json.dumps(params),
+                f"bench rule {name}",
+            )
         # Occupancy: 90% of 20-minute grid places for two weeks, 45% after that, for 90 days.
         requests, appointments = [], []
         for d in range(0, 91):
@@ -146,29 +193,63 @@ async def pool_90x30(pool: asyncpg.Pool) -> dict[str, object]:
                         empi = f"FILL{random.randrange(20000)}"
                         special = {"mdr": True} if random.random() < 0.01 else {}
                         requests.append((o, ct, "CT", empi, "outpatient", special))
-                        appointments.append((o, ct, f"A{o}"[:40], empi, room, f"T{i:02d}",
-                                             asyncpg.Range(start, start + timedelta(minutes=15)), "booked", "front-desk",
-                                             bool(special)))
+                        appointments.append(
+                            (
+                                o,
+                                ct,
+                                f"A{o}"[:40],
+                                empi,
+                                room,
+                                f"T{i:02d}",
+                                asyncpg.Range(start, start + timedelta(minutes=15)),
+                                "booked",
+                                "front-desk",
+                                bool(special),
+                            )
+                        )
         await add_requests(conn, requests)
         await conn.copy_records_to_table(
-            "appointment", records=appointments,
-            columns=["order_id", "exam_code", "accession_number", "empi_id", "room_id", "technologist_id", "during",
-                     "status", "channel", "mdr"])
+            "appointment",
+            records=appointments,
+            columns=[
+                "order_id",
+                "exam_code",
+                "accession_number",
+                "empi_id",
+                "room_id",
+                "technologist_id",
+                "during",
+                "status",
+                "channel",
+                "mdr",
+            ],
+        )
         await conn.execute("ANALYZE")
         # Patients to search for: outpatients, inpatients, MDR, iodinated contrast; three-exam patients.
         searchers = []
         for n in range(200):
             kind = n % 4
             code = ct_abd if kind == 3 else ct
-            searchers.append((f"S{n}", code, "CT", f"SP{n}", "inpatient" if kind == 1 else "outpatient",
-                              {"mdr": True} if kind == 2 else {}))
+            searchers.append(
+                (
+                    f"S{n}",
+                    code,
+                    "CT",
+                    f"SP{n}",
+                    "inpatient" if kind == 1 else "outpatient",
+                    {"mdr": True} if kind == 2 else {},
+                )
+            )
         triples = []
         for n in range(60):
             for code, mod in ((us, "US"), (ct_abd, "CT"), (rf, "RF")):
                 triples.append((f"T{n}", code, mod, f"TP{n}", "outpatient", {}))
         await add_requests(conn, searchers + triples)
-        return {"appointments": len(appointments), "searchers": [(o, c) for o, c, *_ in searchers],
-                "triples": [[(f"T{n}", us), (f"T{n}", ct_abd), (f"T{n}", rf)] for n in range(60)]}
+        return {
+            "appointments": len(appointments),
+            "searchers": [(o, c) for o, c, *_ in searchers],
+            "triples": [[(f"T{n}", us), (f"T{n}", ct_abd), (f"T{n}", rf)] for n in range(60)],
+        }
 
 
 async def test_earliest_slot_search_90_days_30_rooms(bench, pool, pool_90x30) -> None:
@@ -182,8 +263,12 @@ async def test_earliest_slot_search_90_days_30_rooms(bench, pool, pool_90x30) ->
             assert p is not None
             offsets.append((p.start.astimezone(TZ).date() - today()).days)
     stats = summarize_ms(samples)
-    bench.figure("earliest-slot search p50", stats["p50"], "ms",
-                 note=f"{pool_90x30['appointments']} appointments, 10 rules, n={stats['n']}")
+    bench.figure(
+        "earliest-slot search p50",
+        stats["p50"],
+        "ms",
+        note=f"{pool_90x30['appointments']} appointments, 10 rules, n={stats['n']}",
+    )
     bench.figure("earliest-slot search p95", stats["p95"], "ms", target="<= 50 ms")
     bench.figure("earliest slot found, median days ahead", sorted(offsets)[len(offsets) // 2], "days")
 
@@ -210,10 +295,17 @@ async def test_three_exam_auto_arrange(bench, pool, pool_90x30) -> None:
 
 
 async def _replica(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "IMAGING_HTTP_HOST": "127.0.0.1", "IMAGING_HTTP_PORT": str(port), "IMAGING_DB_POOL_MAX": "20",
-           "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600", "IMAGING_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "IMAGING_HTTP_HOST": "127.0.0.1",
+        "IMAGING_HTTP_PORT": str(port),
+        "IMAGING_DB_POOL_MAX": "20",
+        "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600",
+        "IMAGING_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 async def _wait_ready(url: str) -> None:
@@ -235,11 +327,16 @@ async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
         rooms = await add_rooms(conn, f"BK{tag}-", modality, 3, hours=((7, 21),), slice_minutes=10)
         exam = await add_exam(conn, f"BK-{tag}", modality, 10)
         n_orders = 40000
-        await add_requests(conn, [(f"BO{tag}-{i}", exam, modality, f"BP{tag}-{i}", "outpatient", {})
-                                  for i in range(n_orders)])
+        await add_requests(
+            conn, [(f"BO{tag}-{i}", exam, modality, f"BP{tag}-{i}", "outpatient", {}) for i in range(n_orders)]
+        )
     # every slot of the three rooms, in time order; clients fight over the first 20 still free
-    slots = [(room, at(today() + timedelta(days=d), 7) + timedelta(minutes=10 * k))
-             for d in range(2, 80) for k in range(84) for room in rooms]
+    slots = [
+        (room, at(today() + timedelta(days=d), 7) + timedelta(minutes=10 * k))
+        for d in range(2, 80)
+        for k in range(84)
+        for room in rooms
+    ]
     taken: set[int] = set()
     frontier = 0
     ports = [free_port(), free_port()]
@@ -263,8 +360,13 @@ async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
                     window = [i for i in range(frontier, frontier + 60) if i not in taken][:20]
                     i = random.choice(window)
                     room, start = slots[i]
-                    body = {"order_id": f"BO{tag}-{next(next_order)}", "exam_code": exam, "room_id": room,
-                            "start": start.isoformat(), "channel": "front-desk"}
+                    body = {
+                        "order_id": f"BO{tag}-{next(next_order)}",
+                        "exam_code": exam,
+                        "room_id": room,
+                        "start": start.isoformat(),
+                        "channel": "front-desk",
+                    }
                     t0 = time.perf_counter()
                     r = await c.post(f"{API}/appointments", json=body)
                     latencies.append(time.perf_counter() - t0)
@@ -292,14 +394,25 @@ async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
         double = await conn.fetchval(
             """SELECT count(*) FROM appointment a JOIN appointment b ON a.room_id = b.room_id AND a.id < b.id
                     AND a.during && b.during
-                WHERE a.room_id = ANY($1) AND a.status = 'booked' AND b.status = 'booked'""", rooms)
-        stored = await conn.fetchval("SELECT count(*) FROM appointment WHERE room_id = ANY($1) AND status = 'booked'",
-                                     rooms)
+                WHERE a.room_id = ANY($1) AND a.status = 'booked' AND b.status = 'booked'""",
+            rooms,
+        )
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM appointment WHERE room_id = ANY($1) AND status = 'booked'", rooms
+        )
     stats = summarize_ms(latencies)
-    bench.figure("contended booking: bookings/s", outcomes["booked"] / elapsed, "1/s",
-                 note=f"{CLIENTS} clients, 2 replicas, {elapsed:.0f} s, 20 contended slots at a time")
-    bench.figure("contended booking: attempts/s", sum(outcomes.values()) / elapsed, "1/s",
-                 note=", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+    bench.figure(
+        "contended booking: bookings/s",
+        outcomes["booked"] / elapsed,
+        "1/s",
+        note=f"{CLIENTS} clients, 2 replicas, {elapsed:.0f} s, 20 contended slots at a time",
+    )
+    bench.figure(
+        "contended booking: attempts/s",
+        sum(outcomes.values()) / elapsed,
+        "1/s",
+        note=", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())),
+    )
     bench.figure("contended booking: request p95", stats["p95"], "ms")
     bench.figure("contended booking: double bookings", double, "", target="0")
     assert double == 0

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,52 +59,113 @@ class World:
     def id(self, name: str) -> str:
         return f"{name}-{self.tag}"
 
-    async def room(self, name: str, *, campus: str = "main", building: str = "A", modality: str | None = None,
-                   capabilities: tuple[str, ...] = (), hours: tuple[tuple[str, str], ...] = (("08:00", "12:00"),
-                                                                                             ("13:00", "17:00")),
-                   slice_minutes: int = 10, ae: str | None = None) -> str:
+    async def room(
+        self,
+        name: str,
+        *,
+        campus: str = "main",
+        building: str = "A",
+        modality: str | None = None,
+        capabilities: tuple[str, ...] = (),
+        hours: tuple[tuple[str, str], ...] = (("08:00", "12:00"), ("13:00", "17:00")),
+        slice_minutes: int = 10,
+        ae: str | None = None,
+    ) -> str:
         room_id = self.id(name)
         await self.conn.execute(
             "INSERT INTO room (id, name, modality, campus, building, floor, location, route, station_ae_title, "
             "capabilities, slice_minutes) VALUES ($1, $2, $3, $4, $5, '2F', $6, $7, $8, $9, $10)",
-            room_id, name, modality or self.modality, campus, building, f"{building}栋2层 {name}",
-            f"从{campus}门诊大厅乘电梯到2层，右转 / lift to 2F, turn right", ae or name[:16], list(capabilities),
-            slice_minutes)
+            room_id,
+            name,
+            modality or self.modality,
+            campus,
+            building,
+            f"{building}栋2层 {name}",
+            f"从{campus}门诊大厅乘电梯到2层，右转 / lift to 2F, turn right",
+            ae or name[:16],
+            list(capabilities),
+            slice_minutes,
+        )
         for weekday in range(1, 8):
             for starts, ends in hours:
-                await self.conn.execute("INSERT INTO room_session (room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4)",
-                                        room_id, weekday, time.fromisoformat(starts), time.fromisoformat(ends))
+                await self.conn.execute(
+                    "INSERT INTO room_session (room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4)",
+                    room_id,
+                    weekday,
+                    time.fromisoformat(starts),
+                    time.fromisoformat(ends),
+                )
         return room_id
 
-    async def exam(self, code: str, *, minutes: int = 15, prep: int = 0, contrast: str = "none", fasting: bool = False,
-                   body_part: str | None = None, caps: tuple[str, ...] = (), modality: str | None = None,
-                   preparation: str = "") -> str:
+    async def exam(
+        self,
+        code: str,
+        *,
+        minutes: int = 15,
+        prep: int = 0,
+        contrast: str = "none",
+        fasting: bool = False,
+        body_part: str | None = None,
+        caps: tuple[str, ...] = (),
+        modality: str | None = None,
+        preparation: str = "",
+    ) -> str:
         code = self.id(code)
         await self.conn.execute(
             "INSERT INTO exam_type (code, name, modality, body_part, duration_minutes, preparation_minutes, contrast, "
             "fasting, required_capabilities, preparation) VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            code, modality or self.modality, body_part, minutes, prep, contrast, fasting, list(caps), preparation)
+            code,
+            modality or self.modality,
+            body_part,
+            minutes,
+            prep,
+            contrast,
+            fasting,
+            list(caps),
+            preparation,
+        )
         return code
 
-    async def order(self, *exam_codes: str, patient: str | None = None, patient_class: str = "outpatient",
-                    ward: str | None = None, special: dict[str, Any] | None = None, priority: str = "routine") -> str:
+    async def order(
+        self,
+        *exam_codes: str,
+        patient: str | None = None,
+        patient_class: str = "outpatient",
+        ward: str | None = None,
+        special: dict[str, Any] | None = None,
+        priority: str = "routine",
+    ) -> str:
         order_id = self.id(f"ORD{uuid.uuid4().hex[:6]}")
         empi = patient or self.id("P")
         for code in exam_codes:
             modality = await self.conn.fetchval("SELECT modality FROM exam_type WHERE code = $1", code)
             await self.conn.execute(
-                "INSERT INTO exam_request (order_id, exam_code, accession_number, exam_name, modality, empi_id, patient,"
+                "INSERT INTO exam_request (order_id, exam_code, accession_number, exam_name, modality, empi_id, "
+                "patient,"
                 " patient_class, ward, special, priority) VALUES ($1, $2, $3, $2, $4, $5, $6::jsonb, $7, $8, $9::jsonb,"
                 " $10)",
-                order_id, code, f"A{order_id}"[:32] + code[-4:], modality, empi,
+                order_id,
+                code,
+                f"A{order_id}"[:32] + code[-4:],
+                modality,
+                empi,
                 json.dumps({"empi_id": empi, "patient_id": f"PID{empi}", "name": "张三", "sex": "M"}),
-                patient_class, ward, json.dumps(special or {}), priority)
+                patient_class,
+                ward,
+                json.dumps(special or {}),
+                priority,
+            )
         return order_id
 
     async def rule(self, name: str, type_: str, params: dict[str, Any], reason: str) -> str:
         name = self.id(name)
-        await self.conn.execute("INSERT INTO rule (name, type, params, reason) VALUES ($1, $2, $3::jsonb, $4)",
-                                name, type_, json.dumps(params), reason)
+        await self.conn.execute(
+            "INSERT INTO rule (name, type, params, reason) VALUES ($1, $2, $3::jsonb, $4)",
+            name,
+            type_,
+            json.dumps(params),
+            reason,
+        )
         self.rules.append(name)
         return name
 
@@ -127,16 +188,35 @@ async def world(conn: asyncpg.Connection) -> AsyncIterator[World]:
 
 
 def utc(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc)
+    return t.astimezone(UTC)
 
 
-async def put_appointment(w: World, order_id: str, code: str, room_id: str, start: datetime, *,
-                          status: str = "booked", channel: str = "front-desk") -> str:
+async def put_appointment(
+    w: World,
+    order_id: str,
+    code: str,
+    room_id: str,
+    start: datetime,
+    *,
+    status: str = "booked",
+    channel: str = "front-desk",
+) -> str:
     """An existing appointment, written directly (the state other rules look at)."""
     q = await w.conn.fetchrow("SELECT * FROM exam_request WHERE order_id = $1 AND exam_code = $2", order_id, code)
     minutes = await w.conn.fetchval("SELECT duration_minutes FROM exam_type WHERE code = $1", code)
-    return str(await w.conn.fetchval(
-        "INSERT INTO appointment (order_id, exam_code, accession_number, empi_id, room_id, during, status, channel) "
-        "VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7), $8, $9) RETURNING id",
-        order_id, code, q["accession_number"], q["empi_id"], room_id, start, start + timedelta(minutes=minutes),
-        status, channel))
+    return str(
+        await w.conn.fetchval(
+            "INSERT INTO appointment (order_id, exam_code, accession_number, empi_id, room_id, during, status, "
+            "channel) "
+            "VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7), $8, $9) RETURNING id",
+            order_id,
+            code,
+            q["accession_number"],
+            q["empi_id"],
+            room_id,
+            start,
+            start + timedelta(minutes=minutes),
+            status,
+            channel,
+        )
+    )

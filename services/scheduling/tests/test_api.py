@@ -54,8 +54,10 @@ async def send(settings, event: CloudEvent) -> None:
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(exchange_name(settings.namespace))
-        await exchange.publish(aio_pika.Message(event.to_json(), content_type="application/cloudevents+json",
-                                                message_id=event.id), routing_key=event.type)
+        await exchange.publish(
+            aio_pika.Message(event.to_json(), content_type="application/cloudevents+json", message_id=event.id),
+            routing_key=event.type,
+        )
 
 
 async def eventually(check, timeout: float = 15.0):
@@ -72,15 +74,36 @@ async def eventually(check, timeout: float = 15.0):
 async def setup_room_and_exam(client, admin, tag: str) -> tuple[str, str, str]:
     modality = f"Y{tag[:6]}"
     room = f"CT-{tag}"
-    r = await client.put(f"{API}/rooms/{room}", headers=admin, json={
-        "id": room, "name": "CT 3室", "modality": modality, "campus": "本部", "building": "门诊楼", "floor": "2层",
-        "location": "门诊楼2层 放射科 CT3室", "route": "门诊大厅乘2号电梯到2层，右转50米", "station_ae_title": "CT3",
-        "sessions": [{"weekday": d, "starts": "08:00", "ends": "12:00", "label": "上午"} for d in range(1, 8)]})
+    r = await client.put(
+        f"{API}/rooms/{room}",
+        headers=admin,
+        json={
+            "id": room,
+            "name": "CT 3室",
+            "modality": modality,
+            "campus": "本部",
+            "building": "门诊楼",
+            "floor": "2层",
+            "location": "门诊楼2层 放射科 CT3室",
+            "route": "门诊大厅乘2号电梯到2层，右转50米",
+            "station_ae_title": "CT3",
+            "sessions": [{"weekday": d, "starts": "08:00", "ends": "12:00", "label": "上午"} for d in range(1, 8)],
+        },
+    )
     assert r.status_code == 200, r.text
     code = f"CT-CHEST-{tag}"
-    r = await client.put(f"{API}/exam-types/{code}", headers=admin, json={
-        "code": code, "name": "胸部CT平扫", "modality": modality, "duration_minutes": 15, "preparation_minutes": 5,
-        "preparation": "检查前去除金属物品 / remove metal objects"})
+    r = await client.put(
+        f"{API}/exam-types/{code}",
+        headers=admin,
+        json={
+            "code": code,
+            "name": "胸部CT平扫",
+            "modality": modality,
+            "duration_minutes": 15,
+            "preparation_minutes": 5,
+            "preparation": "检查前去除金属物品 / remove metal objects",
+        },
+    )
     assert r.status_code == 200, r.text
     return room, code, modality
 
@@ -88,10 +111,16 @@ async def setup_room_and_exam(client, admin, tag: str) -> tuple[str, str, str]:
 def order_event(tag: str, code: str, modality: str, **extra) -> tuple[CloudEvent, str]:
     order_id = f"ORD-{tag}"
     model = OrderCreated(
-        order_id=order_id, accession_number=f"ACC{tag}", requested_procedure_id=f"RP{tag}",
-        study_instance_uid=f"1.2.826.0.1.{int(tag, 16)}", ordered_at=datetime.now().astimezone(),
+        order_id=order_id,
+        accession_number=f"ACC{tag}",
+        requested_procedure_id=f"RP{tag}",
+        study_instance_uid=f"1.2.826.0.1.{int(tag, 16)}",
+        ordered_at=datetime.now().astimezone(),
         patient=PatientRef(empi_id=f"E{tag}", patient_id=f"P{tag}", name="李四", sex="F"),
-        items=[ExamItem(code=code, name="胸部CT平扫", modality=modality)], special=SpecialConditions(), **extra)
+        items=[ExamItem(code=code, name="胸部CT平扫", modality=modality)],
+        special=SpecialConditions(),
+        **extra,
+    )
     return CloudEvent.from_data(model, source="/imaging/registration", subject=model.accession_number), order_id
 
 
@@ -101,8 +130,9 @@ async def test_routes_require_a_token_and_the_right_role(client, settings, clerk
     rule = {"name": "x", "type": "booking_window", "params": {"max_days_ahead": 3}, "reason": "r"}
     r = await client.put(f"{API}/rules/x", headers=clerk, json=rule)
     assert r.status_code == 403
-    r = await client.post(f"{API}/appointments", headers=auth(settings, "radiologist"),
-                          json={"order_id": "o", "exam_code": "e"})
+    r = await client.post(
+        f"{API}/appointments", headers=auth(settings, "radiologist"), json={"order_id": "o", "exam_code": "e"}
+    )
     assert r.status_code == 403  # reading the pool is not booking it
     r = await client.get(f"{API}/fhir/Schedule", headers=auth(settings, "radiologist"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
@@ -110,17 +140,29 @@ async def test_routes_require_a_token_and_the_right_role(client, settings, clerk
 
 async def test_rules_are_validated_as_data(client, admin) -> None:
     name = f"bad-{uuid.uuid4().hex[:6]}"
-    r = await client.put(f"{API}/rules/{name}", headers=admin,
-                         json={"name": name, "type": "min_gap", "params": {"a": {"contrast": "iodine"}}, "reason": "r"})
+    r = await client.put(
+        f"{API}/rules/{name}",
+        headers=admin,
+        json={"name": name, "type": "min_gap", "params": {"a": {"contrast": "iodine"}}, "reason": "r"},
+    )
     assert r.status_code == 422 and r.json()["title"] == "Invalid rule"
     assert {tuple(e["loc"]) for e in r.json()["errors"]} >= {("a", "contrast"), ("min_hours",)}
-    r = await client.put(f"{API}/rules/{name}", headers=admin,
-                         json={"name": name, "type": "teleport", "params": {}, "reason": "r"})
+    r = await client.put(
+        f"{API}/rules/{name}", headers=admin, json={"name": name, "type": "teleport", "params": {}, "reason": "r"}
+    )
     assert r.status_code == 422 and "unknown rule type" in r.json()["detail"]
     r = await client.get(f"{API}/rule-types", headers=admin)
-    assert {t["type"] for t in r.json()["data"]} >= {"booking_window", "sequence", "min_gap", "latest_start",
-                                                     "inpatient_proximity", "critical_reserve", "mdr_separation",
-                                                     "capacity", "no_show_limit"}
+    assert {t["type"] for t in r.json()["data"]} >= {
+        "booking_window",
+        "sequence",
+        "min_gap",
+        "latest_start",
+        "inpatient_proximity",
+        "critical_reserve",
+        "mdr_separation",
+        "capacity",
+        "no_show_limit",
+    }
 
 
 async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, settings, admin, clerk) -> None:
@@ -143,25 +185,50 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
     assert req["exam_code"] == code and req["status"] == "open"
 
     day = day_after(2)
-    r = await client.post(f"{API}/find", headers=clerk,
-                          json={"order_id": order_id, "exam_code": code, "not_before": at(day, 0).isoformat()})
+    r = await client.post(
+        f"{API}/find",
+        headers=clerk,
+        json={"order_id": order_id, "exam_code": code, "not_before": at(day, 0).isoformat()},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["room_id"] == room and datetime.fromisoformat(r.json()["start"]) == at(day, 8)
 
     # malformed input gets a problem, and nothing is booked
-    r = await client.post(f"{API}/appointments", headers=clerk,
-                          json={"order_id": order_id, "exam_code": code, "room_id": room, "start": "2026-13-01T99"})
+    r = await client.post(
+        f"{API}/appointments",
+        headers=clerk,
+        json={"order_id": order_id, "exam_code": code, "room_id": room, "start": "2026-13-01T99"},
+    )
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": order_id, "exam_code": code, "room_id": room, "start": at(day, 9).replace(tzinfo=None).isoformat()})
+    r = await client.post(
+        f"{API}/appointments",
+        headers=clerk,
+        json={
+            "order_id": order_id,
+            "exam_code": code,
+            "room_id": room,
+            "start": at(day, 9).replace(tzinfo=None).isoformat(),
+        },
+    )
     assert r.status_code == 422  # a time without its zone is ambiguous
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": order_id, "exam_code": code, "room_id": room, "start": at(day, 9, 3).isoformat()})
+    r = await client.post(
+        f"{API}/appointments",
+        headers=clerk,
+        json={"order_id": order_id, "exam_code": code, "room_id": room, "start": at(day, 9, 3).isoformat()},
+    )
     assert r.status_code == 422 and r.json()["violations"][0]["rule"] == "time-slice"
 
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": order_id, "exam_code": code, "room_id": room, "start": at(day, 9).isoformat(),
-        "channel": "booking-center"})
+    r = await client.post(
+        f"{API}/appointments",
+        headers=clerk,
+        json={
+            "order_id": order_id,
+            "exam_code": code,
+            "room_id": room,
+            "start": at(day, 9).isoformat(),
+            "channel": "booking-center",
+        },
+    )
     assert r.status_code == 201, r.text
     appointment = r.json()
     assert appointment["status"] == "booked"
@@ -182,18 +249,26 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
     fhir_appointment = r.json()
     assert fhir_appointment["resourceType"] == "Appointment" and fhir_appointment["status"] == "booked"
     assert {p["actor"]["reference"] for p in fhir_appointment["participant"]} == {f"Patient/E{tag}", f"Location/{room}"}
-    r = await client.get(f"{API}/fhir/Slot", headers=clerk, params={"schedule": f"Schedule/{room}",
-                                                                    "start": at(day, 0).isoformat()})
+    r = await client.get(
+        f"{API}/fhir/Slot", headers=clerk, params={"schedule": f"Schedule/{room}", "start": at(day, 0).isoformat()}
+    )
     slots = {s["resource"]["start"]: s["resource"]["status"] for s in r.json()["entry"]}
     assert slots[at(day, 9).isoformat()] == "busy" and slots[at(day, 8).isoformat()] == "free"
-    r = await client.get(f"{API}/fhir/Appointment/$find", headers=clerk, params={
-        "based-on": f"ServiceRequest/{order_id}", "service-type": code, "start": at(day, 0).isoformat(), "_count": 3})
+    r = await client.get(
+        f"{API}/fhir/Appointment/$find",
+        headers=clerk,
+        params={
+            "based-on": f"ServiceRequest/{order_id}",
+            "service-type": code,
+            "start": at(day, 0).isoformat(),
+            "_count": 3,
+        },
+    )
     found = r.json()
     assert found["resourceType"] == "Bundle" and found["total"] == 3
     assert all(e["resource"]["status"] == "proposed" for e in found["entry"])
 
-    r = await client.post(f"{API}/appointments/{appointment['id']}/no-show", headers=clerk,
-                          json={"reason": "未到检"})
+    r = await client.post(f"{API}/appointments/{appointment['id']}/no-show", headers=clerk, json={"reason": "未到检"})
     assert r.json()["status"] == "noshow" and r.json()["reason"] == "未到检"
     r = await client.get(f"{API}/patients/E{tag}/no-shows", headers=clerk)
     assert r.json()["count"] == 1
@@ -230,8 +305,10 @@ async def test_order_cancelled_over_rabbitmq_cancels_the_appointment(client, set
     r = await client.post(f"{API}/appointments", headers=clerk, json={"order_id": order_id, "exam_code": code})
     assert r.status_code == 201, r.text
     appointment_id = r.json()["id"]
-    cancel = CloudEvent.from_data(OrderCancelled(order_id=order_id, accession_number=f"ACC{tag}", reason="临床撤销"),
-                                  source="/imaging/registration")
+    cancel = CloudEvent.from_data(
+        OrderCancelled(order_id=order_id, accession_number=f"ACC{tag}", reason="临床撤销"),
+        source="/imaging/registration",
+    )
     await send(settings, cancel)
 
     async def cancelled():
@@ -248,8 +325,11 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
     tag = uuid.uuid4().hex[:8]
     room, code, modality = await setup_room_and_exam(client, admin, tag)
     code2 = f"CT-ABD-{tag}"
-    r = await client.put(f"{API}/exam-types/{code2}", headers=admin, json={
-        "code": code2, "name": "腹部CT", "modality": modality, "duration_minutes": 20})
+    r = await client.put(
+        f"{API}/exam-types/{code2}",
+        headers=admin,
+        json={"code": code2, "name": "腹部CT", "modality": modality, "duration_minutes": 20},
+    )
     assert r.status_code == 200
     from imaging_common.events.types import ExamItem as Item
 
@@ -261,9 +341,15 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
         async with conn.transaction():
             await on_order_created(conn, event)  # the handler itself, no broker: same code path as the consumer
     day = day_after(3)
-    r = await client.post(f"{API}/arrange", headers=clerk, json={
-        "requests": [{"order_id": order_id, "exam_code": code}, {"order_id": order_id, "exam_code": code2}],
-        "not_before": at(day, 0).isoformat(), "hold": True})
+    r = await client.post(
+        f"{API}/arrange",
+        headers=clerk,
+        json={
+            "requests": [{"order_id": order_id, "exam_code": code}, {"order_id": order_id, "exam_code": code2}],
+            "not_before": at(day, 0).isoformat(),
+            "hold": True,
+        },
+    )
     assert r.status_code == 200, r.text
     plan = r.json()
     # chest 08:00-08:15, abdomen at the next 10-minute slice 08:20-08:40 (the other order needs the chest's prep)
@@ -273,8 +359,11 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
         r = await client.post(f"{API}/appointments/{a['id']}/confirm", headers=clerk)
         assert r.json()["status"] == "booked"
     first = plan["appointments"][0]
-    r = await client.post(f"{API}/appointments/{first['id']}/reschedule", headers=clerk,
-                          json={"start": (at(day, 11)).isoformat(), "reason": "病人下午有事"})
+    r = await client.post(
+        f"{API}/appointments/{first['id']}/reschedule",
+        headers=clerk,
+        json={"start": (at(day, 11)).isoformat(), "reason": "病人下午有事"},
+    )
     assert r.status_code == 200 and datetime.fromisoformat(r.json()["start"]) == at(day, 11)
     r = await client.post(f"{API}/appointments/{first['id']}/cancel", headers=clerk, json={})
     assert r.status_code == 422  # a cancellation needs its reason

@@ -20,8 +20,17 @@ def test_every_transition_goes_forward_and_nothing_leaves_a_final_status() -> No
         if before in FINAL:
             assert event is Event.ERROR, (event, before)
     assert {s.value for s in Status} == {
-        "proposed", "pending", "booked", "arrived", "checked-in", "fulfilled", "cancelled", "noshow",
-        "entered-in-error", "waitlist"}
+        "proposed",
+        "pending",
+        "booked",
+        "arrived",
+        "checked-in",
+        "fulfilled",
+        "cancelled",
+        "noshow",
+        "entered-in-error",
+        "waitlist",
+    }
     with pytest.raises(TransitionRefused):
         booking.next_status(Event.HOLD, Status.BOOKED)
     with pytest.raises(TransitionRefused):
@@ -30,8 +39,9 @@ def test_every_transition_goes_forward_and_nothing_leaves_a_final_status() -> No
 
 
 async def outbox(conn, appointment_id: str) -> list[dict]:
-    rows = await conn.fetch("SELECT type, envelope FROM outbox WHERE envelope->>'subject' = $1 ORDER BY 1",
-                            appointment_id)
+    rows = await conn.fetch(
+        "SELECT type, envelope FROM outbox WHERE envelope->>'subject' = $1 ORDER BY 1", appointment_id
+    )
     return [{"type": r["type"], **json.loads(r["envelope"])} for r in rows]
 
 
@@ -39,14 +49,23 @@ async def test_booking_writes_appointment_booked_with_station_ae_title(conn, sch
     room = await world.room("CT1", ae="CT1_AE")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(2), 9),
-                        channel="front-desk", actor=ACTOR)
+    a = await book_slot(
+        conn,
+        scheduler,
+        order_id=order,
+        exam_code=exam,
+        room_id=room,
+        start=at(day_after(2), 9),
+        channel="front-desk",
+        actor=ACTOR,
+    )
     events = await outbox(conn, a["id"])
     assert [e["type"] for e in events] == ["appointment.booked"]
     info = events[0]["data"]["appointment"]
     assert info["station_ae_title"] == "CT1_AE" and info["room_id"] == room and info["exam_code"] == exam
-    audit = await conn.fetchval("SELECT count(*) FROM audit.audit_log WHERE entity = 'appointment' AND entity_id = $1",
-                                a["id"])
+    audit = await conn.fetchval(
+        "SELECT count(*) FROM audit.audit_log WHERE entity = 'appointment' AND entity_id = $1", a["id"]
+    )
     assert audit >= 1
 
 
@@ -56,13 +75,15 @@ async def test_hold_expires_and_gives_the_slot_back(conn, world) -> None:
     exam = await world.exam("CT-HEAD")
     first, second = await world.order(exam), await world.order(exam, patient=world.id("P2"))
     start = at(day_after(2), 9)
-    held = await book_slot(conn, s, order_id=first, exam_code=exam, room_id=room, start=start,
-                           channel="online", actor=ACTOR, hold=True)
+    held = await book_slot(
+        conn, s, order_id=first, exam_code=exam, room_id=room, start=start, channel="online", actor=ACTOR, hold=True
+    )
     assert held["status"] == "pending" and held["hold_expires_at"] is not None
     assert await outbox(conn, held["id"]) == []  # a hold is not announced; only a booking is
     with pytest.raises(BookingRefused) as info:
-        await book_slot(conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk",
-                        actor=ACTOR)
+        await book_slot(
+            conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
+        )
     assert [v.rule for v in info.value.violations] == ["slot-taken"]
     await asyncio.sleep(1.2)
     # the background task expires it (here one round of it); reads and bookings also expire lazily
@@ -70,8 +91,9 @@ async def test_hold_expires_and_gives_the_slot_back(conn, world) -> None:
         assert await booking.expire_holds(conn, s.now()) >= 1
     row = await conn.fetchrow("SELECT status, reason FROM appointment WHERE id = $1::uuid", held["id"])
     assert (row["status"], row["reason"]) == ("cancelled", "hold expired")
-    other = await book_slot(conn, s, order_id=second, exam_code=exam, room_id=room, start=start,
-                            channel="front-desk", actor=ACTOR)
+    other = await book_slot(
+        conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
+    )
     assert other["status"] == "booked"
     with pytest.raises(TransitionRefused):
         await transition(conn, s, held["id"], Event.BOOK, actor=ACTOR)  # too late to confirm
@@ -81,8 +103,17 @@ async def test_hold_confirmed_in_time_becomes_booked(conn, scheduler, world) -> 
     room = await world.room("CT1")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    held = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(2), 10),
-                           channel="kiosk", actor=ACTOR, hold=True)
+    held = await book_slot(
+        conn,
+        scheduler,
+        order_id=order,
+        exam_code=exam,
+        room_id=room,
+        start=at(day_after(2), 10),
+        channel="kiosk",
+        actor=ACTOR,
+        hold=True,
+    )
     booked = await transition(conn, scheduler, held["id"], Event.BOOK, actor=ACTOR)
     assert booked["status"] == "booked" and booked["hold_expires_at"] is None
     assert [e["type"] for e in await outbox(conn, held["id"])] == ["appointment.booked"]
@@ -93,8 +124,16 @@ async def test_no_show_recorded_with_reason_and_counted(conn, scheduler, world) 
     exam = await world.exam("CT-HEAD")
     patient = world.id("P")
     first = await world.order(exam, patient=patient)
-    a = await book_slot(conn, scheduler, order_id=first, exam_code=exam, room_id=room, start=at(day_after(1), 9),
-                        channel="front-desk", actor=ACTOR)
+    a = await book_slot(
+        conn,
+        scheduler,
+        order_id=first,
+        exam_code=exam,
+        room_id=room,
+        start=at(day_after(1), 9),
+        channel="front-desk",
+        actor=ACTOR,
+    )
     done = await transition(conn, scheduler, a["id"], Event.NO_SHOW, actor=ACTOR, reason="电话未接通，未到检")
     assert (done["status"], done["reason"]) == ("noshow", "电话未接通，未到检")
     assert await booking.no_show_count(conn, patient) == 1
@@ -117,14 +156,16 @@ async def test_cancel_keeps_reason_and_frees_the_slot(conn, scheduler, world) ->
     exam = await world.exam("CT-HEAD")
     order, other = await world.order(exam), await world.order(exam, patient=world.id("P2"))
     start = at(day_after(2), 9)
-    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=start,
-                        channel="front-desk", actor=ACTOR)
+    a = await book_slot(
+        conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
+    )
     done = await transition(conn, scheduler, a["id"], Event.CANCEL, actor=ACTOR, reason="病人要求改期")
     assert (done["status"], done["reason"]) == ("cancelled", "病人要求改期")
     cancelled = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.cancelled"]
     assert cancelled[0]["data"]["reason"] == "病人要求改期"
-    b = await book_slot(conn, scheduler, order_id=other, exam_code=exam, room_id=room, start=start,
-                        channel="front-desk", actor=ACTOR)
+    b = await book_slot(
+        conn, scheduler, order_id=other, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
+    )
     assert b["status"] == "booked"
     with pytest.raises(TransitionRefused):
         await transition(conn, scheduler, a["id"], Event.BOOK, actor=ACTOR)
@@ -134,18 +175,28 @@ async def test_reschedule_moves_and_announces(conn, scheduler, world) -> None:
     r1, r2 = await world.room("CT1"), await world.room("CT2")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=r1, start=at(day_after(2), 9),
-                        channel="front-desk", actor=ACTOR)
-    moved = await booking.reschedule(conn, scheduler, a["id"], actor=ACTOR, room_id=r2, start=at(day_after(3), 14),
-                                     reason="病人要求")
+    a = await book_slot(
+        conn,
+        scheduler,
+        order_id=order,
+        exam_code=exam,
+        room_id=r1,
+        start=at(day_after(2), 9),
+        channel="front-desk",
+        actor=ACTOR,
+    )
+    moved = await booking.reschedule(
+        conn, scheduler, a["id"], actor=ACTOR, room_id=r2, start=at(day_after(3), 14), reason="病人要求"
+    )
     assert moved["room_id"] == r2 and moved["start"] == at(day_after(3), 14) and moved["status"] == "booked"
     [event] = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.rescheduled"]
     assert event["data"]["previous_room_id"] == r1
     # the arrival, check-in and fulfilment walk forward
     for ev, status in ((Event.ARRIVE, "arrived"), (Event.CHECK_IN, "checked-in"), (Event.FULFIL, "fulfilled")):
         assert (await transition(conn, scheduler, a["id"], ev, actor=ACTOR))["status"] == status
-    history = await conn.fetch("SELECT event FROM appointment_history WHERE appointment_id = $1::uuid ORDER BY id",
-                               a["id"])
+    history = await conn.fetch(
+        "SELECT event FROM appointment_history WHERE appointment_id = $1::uuid ORDER BY id", a["id"]
+    )
     assert [h["event"] for h in history] == ["book", "reschedule", "arrive", "check-in", "fulfil"]
 
 
@@ -164,8 +215,16 @@ async def test_reminder_sent_once(conn, scheduler, world) -> None:
     room = await world.room("CT1")
     exam = await world.exam("CT-HEAD", preparation="检查前去除金属物品")
     order = await world.order(exam)
-    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(1), 16),
-                        channel="front-desk", actor=ACTOR)
+    a = await book_slot(
+        conn,
+        scheduler,
+        order_id=order,
+        exam_code=exam,
+        room_id=room,
+        start=at(day_after(1), 16),
+        channel="front-desk",
+        actor=ACTOR,
+    )
     hk = housekeeping.Housekeeping(reminder_hours=72, no_show_after_minutes=None)
     await housekeeping.send_reminders(conn, scheduler, hk)
     await housekeeping.send_reminders(conn, scheduler, hk)

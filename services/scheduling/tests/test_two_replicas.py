@@ -23,10 +23,16 @@ API = "/api/scheduling"
 
 
 async def _start(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "IMAGING_HTTP_HOST": "127.0.0.1", "IMAGING_HTTP_PORT": str(port),
-           "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600", "IMAGING_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "IMAGING_HTTP_HOST": "127.0.0.1",
+        "IMAGING_HTTP_PORT": str(port),
+        "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600",
+        "IMAGING_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 async def _ready(proc: subprocess.Popen[bytes], url: str) -> None:
@@ -96,7 +102,9 @@ async def test_two_replicas_booking_at_once_never_overlap(replicas, conn, world,
     overlaps = await conn.fetchval(
         """SELECT count(*) FROM appointment a JOIN appointment b ON a.room_id = b.room_id AND a.id < b.id
                 AND a.during && b.during
-            WHERE a.room_id = $1 AND a.status IN ('pending', 'booked') AND b.status IN ('pending', 'booked')""", room)
+            WHERE a.room_id = $1 AND a.status IN ('pending', 'booked') AND b.status IN ('pending', 'booked')""",
+        room,
+    )
     assert overlaps == 0
     booked = await conn.fetchval("SELECT count(*) FROM appointment WHERE room_id = $1 AND status = 'booked'", room)
     print(f"statuses {dict(statuses)} refusals {dict(rules)} booked {booked}")

@@ -20,8 +20,9 @@ async def housekeeping(ctx: Any) -> AsyncIterator[None]:
     settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
     s = scheduler_for(settings)
     no_show = settings.scheduling_no_show_after_minutes
-    hk = Housekeeping(reminder_hours=settings.scheduling_reminder_hours,
-                      no_show_after_minutes=no_show if no_show >= 0 else None)
+    hk = Housekeeping(
+        reminder_hours=settings.scheduling_reminder_hours, no_show_after_minutes=no_show if no_show >= 0 else None
+    )
     ctx.extras["scheduler"] = s
 
     async def loop() -> None:

@@ -26,8 +26,9 @@ async def _conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 
 def scheduler_for(settings: Settings) -> Scheduler:
-    return Scheduler(tz=settings.tz, hold_minutes=settings.scheduling_hold_minutes,
-                     horizon_days=settings.scheduling_horizon_days)
+    return Scheduler(
+        tz=settings.tz, hold_minutes=settings.scheduling_hold_minutes, horizon_days=settings.scheduling_horizon_days
+    )
 
 
 def _scheduler(request: Request) -> Scheduler:

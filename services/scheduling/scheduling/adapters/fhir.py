@@ -37,25 +37,40 @@ def outcome(status: int, code: str, text: str) -> JSONResponse:
 
 
 def schedule_of(room: Room, horizon_days: int, now: datetime) -> Schedule:
-    return Schedule.model_validate({
-        "resourceType": "Schedule", "id": room.id, "active": room.active,
-        "serviceType": [{"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": room.modality}],
-                         "text": room.modality}],
-        "actor": [{"reference": f"Location/{room.id}", "display": f"{room.campus} {room.name}".strip()}],
-        "planningHorizon": {"start": now.isoformat(), "end": (now + timedelta(days=horizon_days)).isoformat()},
-        "comment": room.location or None,
-    })
+    return Schedule.model_validate(
+        {
+            "resourceType": "Schedule",
+            "id": room.id,
+            "active": room.active,
+            "serviceType": [
+                {
+                    "coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": room.modality}],
+                    "text": room.modality,
+                }
+            ],
+            "actor": [{"reference": f"Location/{room.id}", "display": f"{room.campus} {room.name}".strip()}],
+            "planningHorizon": {"start": now.isoformat(), "end": (now + timedelta(days=horizon_days)).isoformat()},
+            "comment": room.location or None,
+        }
+    )
 
 
 def appointment_resource(a: dict[str, Any]) -> Appointment:
     patient = a["patient"]
     data: dict[str, Any] = {
-        "resourceType": "Appointment", "id": a["id"], "status": a["status"],
+        "resourceType": "Appointment",
+        "id": a["id"],
+        "status": a["status"],
         "identifier": [{"system": "urn:imaging:accession", "value": a["accession_number"]}],
-        "serviceType": [{"coding": [{"system": "urn:imaging:exam-code", "code": a["exam_code"],
-                                     "display": a["exam_name"]}], "text": a["exam_name"]}],
+        "serviceType": [
+            {
+                "coding": [{"system": "urn:imaging:exam-code", "code": a["exam_code"], "display": a["exam_name"]}],
+                "text": a["exam_name"],
+            }
+        ],
         "priority": {"stat": 1, "urgent": 3}.get(a["priority"], 5),
-        "start": a["start"].isoformat(), "end": a["end"].isoformat(),
+        "start": a["start"].isoformat(),
+        "end": a["end"].isoformat(),
         "minutesDuration": int((a["end"] - a["start"]).total_seconds() // 60),
         "created": a["created_at"].isoformat(),
         "basedOn": [{"reference": f"ServiceRequest/{a['order_id']}"}],
@@ -71,25 +86,38 @@ def appointment_resource(a: dict[str, Any]) -> Appointment:
 
 
 def proposed(p: Placement) -> Appointment:
-    return Appointment.model_validate({
-        "resourceType": "Appointment", "status": "proposed",
-        "serviceType": [{"coding": [{"system": "urn:imaging:exam-code", "code": p.exam.code, "display": p.exam.name}]}],
-        "start": p.start.isoformat(), "end": p.end.isoformat(), "minutesDuration": p.exam.duration_minutes,
-        "basedOn": [{"reference": f"ServiceRequest/{p.request.order_id}"}],
-        "participant": [
-            {"actor": {"reference": f"Patient/{p.request.empi_id}"}, "status": "needs-action"},
-            {"actor": {"reference": f"Location/{p.room.id}", "display": p.room.name}, "status": "accepted"},
-        ],
-    })
+    return Appointment.model_validate(
+        {
+            "resourceType": "Appointment",
+            "status": "proposed",
+            "serviceType": [
+                {"coding": [{"system": "urn:imaging:exam-code", "code": p.exam.code, "display": p.exam.name}]}
+            ],
+            "start": p.start.isoformat(),
+            "end": p.end.isoformat(),
+            "minutesDuration": p.exam.duration_minutes,
+            "basedOn": [{"reference": f"ServiceRequest/{p.request.order_id}"}],
+            "participant": [
+                {"actor": {"reference": f"Patient/{p.request.empi_id}"}, "status": "needs-action"},
+                {"actor": {"reference": f"Location/{p.room.id}", "display": p.room.name}, "status": "accepted"},
+            ],
+        }
+    )
 
 
 def bundle(resources: list[Any], request: Request) -> Bundle:
-    return Bundle.model_validate({
-        "resourceType": "Bundle", "type": "searchset", "total": len(resources),
-        "link": [{"relation": "self", "url": str(request.url)}],
-        "entry": [{"resource": r.model_dump(mode="json", exclude_none=True), "search": {"mode": "match"}}
-                  for r in resources],
-    })
+    return Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(resources),
+            "link": [{"relation": "self", "url": str(request.url)}],
+            "entry": [
+                {"resource": r.model_dump(mode="json", exclude_none=True), "search": {"mode": "match"}}
+                for r in resources
+            ],
+        }
+    )
 
 
 @router.get("/Schedule", summary="FHIR Schedules: one per room")
@@ -107,11 +135,16 @@ async def schedule(room_id: str, conn: Conn, s: SchedulerDep, user: Reader) -> J
 
 
 @router.get("/Slot", summary="FHIR Slots of a room's schedule: free, busy or closed")
-async def slots(conn: Conn, s: SchedulerDep, user: Reader, request: Request,
-                schedule: Annotated[str, Query(description="Schedule/<room id> or the room id")],
-                start: Annotated[AwareDatetime, Query(description="from (ge)")],
-                end: Annotated[AwareDatetime | None, Query(description="to (lt), at most 14 days after start")] = None,
-                status: str | None = None) -> JSONResponse:
+async def slots(
+    conn: Conn,
+    s: SchedulerDep,
+    user: Reader,
+    request: Request,
+    schedule: Annotated[str, Query(description="Schedule/<room id> or the room id")],
+    start: Annotated[AwareDatetime, Query(description="from (ge)")],
+    end: Annotated[AwareDatetime | None, Query(description="to (lt), at most 14 days after start")] = None,
+    status: str | None = None,
+) -> JSONResponse:
     room_id = schedule.removeprefix("Schedule/")
     end = end or start + timedelta(days=1)
     if end <= start or end - start > timedelta(days=MAX_SLOT_DAYS):
@@ -129,32 +162,53 @@ async def slots(conn: Conn, s: SchedulerDep, user: Reader, request: Request,
             t = s0
             while t + step <= s1:
                 if start <= t < end:
-                    state = ("busy-unavailable" if cal._closed(room, t, t + step)
-                             else "busy" if cal._room_overlap(room_id, t, t + step, None) else "free")
+                    state = (
+                        "busy-unavailable"
+                        if cal._closed(room, t, t + step)
+                        else "busy"
+                        if cal._room_overlap(room_id, t, t + step, None)
+                        else "free"
+                    )
                     if status is None or status == state:
-                        out.append(Slot.model_validate({
-                            "resourceType": "Slot", "id": f"{room_id}.{t.astimezone(s.tz):%Y%m%d%H%M}",
-                            "schedule": {"reference": f"Schedule/{room_id}"}, "status": state,
-                            "start": t.astimezone(s.tz).isoformat(), "end": (t + step).astimezone(s.tz).isoformat()}))
+                        out.append(
+                            Slot.model_validate(
+                                {
+                                    "resourceType": "Slot",
+                                    "id": f"{room_id}.{t.astimezone(s.tz):%Y%m%d%H%M}",
+                                    "schedule": {"reference": f"Schedule/{room_id}"},
+                                    "status": state,
+                                    "start": t.astimezone(s.tz).isoformat(),
+                                    "end": (t + step).astimezone(s.tz).isoformat(),
+                                }
+                            )
+                        )
                 t += step
         day += timedelta(days=1)
     return fhir(bundle(out, request))
 
 
 @router.get("/Appointment/$find", summary="Find allowed slots for a requested exam ($find): proposed Appointments")
-async def find(conn: Conn, s: SchedulerDep, user: Reader, request: Request,
-               order: Annotated[str, Query(alias="based-on", description="ServiceRequest/<order id>")],
-               service_type: Annotated[str, Query(alias="service-type", description="exam code")],
-               start: AwareDatetime | None = None, end: AwareDatetime | None = None,
-               channel: str = "front-desk", _count: Annotated[int, Query(ge=1, le=50)] = 5) -> JSONResponse:
+async def find(
+    conn: Conn,
+    s: SchedulerDep,
+    user: Reader,
+    request: Request,
+    order: Annotated[str, Query(alias="based-on", description="ServiceRequest/<order id>")],
+    service_type: Annotated[str, Query(alias="service-type", description="exam code")],
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    channel: str = "front-desk",
+    _count: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> JSONResponse:
     order_id = order.removeprefix("ServiceRequest/")
     now = s.now()
     since = max(start or now, now)
     until = end or since + timedelta(days=s.horizon_days)
     req = await booking.get_request(conn, order_id, service_type)
     exam = await booking.get_exam(conn, service_type)
-    cal = await load_calendar(conn, tz=s.tz, now=now, start=since, end=until, modalities=[exam.modality],
-                              empi_id=req.empi_id)
+    cal = await load_calendar(
+        conn, tz=s.tz, now=now, start=since, end=until, modalities=[exam.modality], empi_id=req.empi_id
+    )
     found: list[Appointment] = []
     day = since.astimezone(s.tz).date()
     while len(found) < _count and cal.at(day, datetime.min.time()) < until:
@@ -172,23 +226,49 @@ async def appointment(appointment_id: str, conn: Conn, user: Reader, request: Re
     a = await appointments.get(conn, appointment_id)
     if a is None:
         return outcome(404, "not-found", f"Appointment/{appointment_id} is not known")
-    await audit.record(conn, actor=user.user_id, action="read", entity="appointment", entity_id=a["id"],
-                       patient_id=a["empi_id"], source_ip=request.client.host if request.client else None,
-                       outcome="success", detail={"view": "fhir"})
+    await audit.record(
+        conn,
+        actor=user.user_id,
+        action="read",
+        entity="appointment",
+        entity_id=a["id"],
+        patient_id=a["empi_id"],
+        source_ip=request.client.host if request.client else None,
+        outcome="success",
+        detail={"view": "fhir"},
+    )
     return fhir(appointment_resource(a))
 
 
 @router.get("/Appointment", summary="FHIR Appointment search by patient, status, date")
-async def appointment_search(conn: Conn, user: Reader, request: Request, patient: str | None = None,
-                             status: str | None = None, based_on: Annotated[str | None, Query(alias="based-on")] = None,
-                             _count: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
+async def appointment_search(
+    conn: Conn,
+    user: Reader,
+    request: Request,
+    patient: str | None = None,
+    status: str | None = None,
+    based_on: Annotated[str | None, Query(alias="based-on")] = None,
+    _count: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JSONResponse:
     if patient is None and based_on is None:
         return outcome(400, "required", "search by patient or based-on")
-    rows = await appointments.list_for(conn, empi_id=patient.removeprefix("Patient/") if patient else None,
-                                       order_id=based_on.removeprefix("ServiceRequest/") if based_on else None,
-                                       status=status, limit=_count)
+    rows = await appointments.list_for(
+        conn,
+        empi_id=patient.removeprefix("Patient/") if patient else None,
+        order_id=based_on.removeprefix("ServiceRequest/") if based_on else None,
+        status=status,
+        limit=_count,
+    )
     for a in rows:
-        await audit.record(conn, actor=user.user_id, action="read", entity="appointment", entity_id=a["id"],
-                           patient_id=a["empi_id"], source_ip=request.client.host if request.client else None,
-                           outcome="success", detail={"view": "fhir-search"})
+        await audit.record(
+            conn,
+            actor=user.user_id,
+            action="read",
+            entity="appointment",
+            entity_id=a["id"],
+            patient_id=a["empi_id"],
+            source_ip=request.client.host if request.client else None,
+            outcome="success",
+            detail={"view": "fhir-search"},
+        )
     return fhir(bundle([appointment_resource(a) for a in rows], request))

@@ -110,11 +110,20 @@ class QuotaIn(Strict):
     release_minutes_before: int = Field(1440, ge=0)
 
 
-async def _changed(conn: Any, user: Any, request: Request, entity: str, entity_id: str, action: str,
-                   detail: dict[str, Any]) -> None:
-    await audit.record(conn, actor=user.user_id, action=action, entity=entity, entity_id=entity_id, patient_id=None,
-                       source_ip=request.client.host if request.client else None, outcome="success",
-                       detail=json.loads(json.dumps(detail, default=str)))
+async def _changed(
+    conn: Any, user: Any, request: Request, entity: str, entity_id: str, action: str, detail: dict[str, Any]
+) -> None:
+    await audit.record(
+        conn,
+        actor=user.user_id,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        patient_id=None,
+        source_ip=request.client.host if request.client else None,
+        outcome="success",
+        detail=json.loads(json.dumps(detail, default=str)),
+    )
 
 
 # ---- rooms and calendars ---------------------------------------------------------------------------
@@ -123,11 +132,21 @@ async def _changed(conn: Any, user: Any, request: Request, entity: str, entity_i
 @router.get("/rooms", summary="Rooms of the pool with their working hours")
 async def list_rooms(conn: Conn, user: Reader) -> dict[str, Any]:
     rooms = [dict(r) for r in await conn.fetch("SELECT * FROM room ORDER BY campus, modality, id")]
-    sessions = await conn.fetch("SELECT room_id, weekday, starts, ends, label FROM room_session ORDER BY weekday, starts")
+    sessions = await conn.fetch(
+        "SELECT room_id, weekday, starts, ends, label FROM room_session ORDER BY weekday, starts"
+    )
     for room in rooms:
         room["created_at"] = room["created_at"].isoformat()
-        room["sessions"] = [{"weekday": s["weekday"], "starts": s["starts"].isoformat(), "ends": s["ends"].isoformat(),
-                             "label": s["label"]} for s in sessions if s["room_id"] == room["id"]]
+        room["sessions"] = [
+            {
+                "weekday": s["weekday"],
+                "starts": s["starts"].isoformat(),
+                "ends": s["ends"].isoformat(),
+                "label": s["label"],
+            }
+            for s in sessions
+            if s["room_id"] == room["id"]
+        ]
     return {"data": rooms, "count": len(rooms)}
 
 
@@ -143,21 +162,35 @@ async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request:
                ON CONFLICT (id) DO UPDATE SET name = $2, modality = $3, campus = $4, building = $5, floor = $6,
                    location = $7, route = $8, station_ae_title = $9, capabilities = $10, slice_minutes = $11,
                    active = $12""",
-            body.id, body.name, body.modality, body.campus, body.building, body.floor, body.location, body.route,
-            body.station_ae_title, body.capabilities, body.slice_minutes, body.active)
+            body.id,
+            body.name,
+            body.modality,
+            body.campus,
+            body.building,
+            body.floor,
+            body.location,
+            body.route,
+            body.station_ae_title,
+            body.capabilities,
+            body.slice_minutes,
+            body.active,
+        )
         if body.sessions is not None:
             await conn.execute("DELETE FROM room_session WHERE room_id = $1", room_id)
             await conn.executemany(
                 "INSERT INTO room_session (room_id, weekday, starts, ends, label) VALUES ($1, $2, $3, $4, $5)",
-                [(room_id, s.weekday, s.starts, s.ends, s.label) for s in body.sessions])
+                [(room_id, s.weekday, s.starts, s.ends, s.label) for s in body.sessions],
+            )
         await _changed(conn, user, request, "room", room_id, "update", body.model_dump())
     return body.model_dump()
 
 
 @router.get("/closures", summary="Closures and maintenance windows")
 async def list_closures(conn: Conn, user: Reader) -> dict[str, Any]:
-    rows = await conn.fetch("SELECT id, room_id, campus, lower(during) AS start, upper(during) AS end, kind, reason "
-                            "FROM closure ORDER BY lower(during)")
+    rows = await conn.fetch(
+        "SELECT id, room_id, campus, lower(during) AS start, upper(during) AS end, kind, reason "
+        "FROM closure ORDER BY lower(during)"
+    )
     data = [{**dict(r), "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in rows]
     return {"data": data, "count": len(data)}
 
@@ -169,7 +202,14 @@ async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request
     async with conn.transaction():
         closure_id = await conn.fetchval(
             "INSERT INTO closure (room_id, campus, during, kind, reason) VALUES ($1, $2, tstzrange($3, $4), $5, $6) "
-            "RETURNING id", body.room_id, body.campus, body.start, body.end, body.kind, body.reason)
+            "RETURNING id",
+            body.room_id,
+            body.campus,
+            body.start,
+            body.end,
+            body.kind,
+            body.reason,
+        )
         await _changed(conn, user, request, "closure", str(closure_id), "create", body.model_dump())
     return {"id": closure_id, **body.model_dump(mode="json")}
 
@@ -199,20 +239,33 @@ async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, re
                ON CONFLICT (code) DO UPDATE SET name = $2, modality = $3, body_part = $4, duration_minutes = $5,
                    preparation_minutes = $6, contrast = $7, fasting = $8, required_capabilities = $9,
                    preparation = $10, auto_created = false""",
-            body.code, body.name, body.modality, body.body_part, body.duration_minutes, body.preparation_minutes,
-            body.contrast, body.fasting, body.required_capabilities, body.preparation)
+            body.code,
+            body.name,
+            body.modality,
+            body.body_part,
+            body.duration_minutes,
+            body.preparation_minutes,
+            body.contrast,
+            body.fasting,
+            body.required_capabilities,
+            body.preparation,
+        )
         await _changed(conn, user, request, "exam_type", code, "update", body.model_dump())
     return body.model_dump()
 
 
 @router.put("/technologists/{technologist_id}", summary="Create or update a technologist")
-async def put_technologist(technologist_id: str, body: TechnologistIn, conn: Conn, user: Admin,
-                           request: Request) -> Any:
+async def put_technologist(
+    technologist_id: str, body: TechnologistIn, conn: Conn, user: Admin, request: Request
+) -> Any:
     if body.id != technologist_id:
         return problem(422, "Invalid request", "the id in the path and the body differ")
     async with conn.transaction():
-        await conn.execute("INSERT INTO technologist (id, name) VALUES ($1, $2) "
-                           "ON CONFLICT (id) DO UPDATE SET name = $2", body.id, body.name)
+        await conn.execute(
+            "INSERT INTO technologist (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = $2",
+            body.id,
+            body.name,
+        )
         await _changed(conn, user, request, "technologist", technologist_id, "update", body.model_dump())
     return body.model_dump()
 
@@ -229,7 +282,8 @@ async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin
         await conn.execute("DELETE FROM roster WHERE room_id = $1", room_id)
         await conn.executemany(
             "INSERT INTO roster (technologist_id, room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4, $5)",
-            [(e.technologist_id, room_id, e.weekday, e.starts, e.ends) for e in body])
+            [(e.technologist_id, room_id, e.weekday, e.starts, e.ends) for e in body],
+        )
         await _changed(conn, user, request, "roster", room_id, "update", {"entries": [e.model_dump() for e in body]})
     return {"room_id": room_id, "data": [e.model_dump(mode="json") for e in body], "count": len(body)}
 
@@ -239,9 +293,14 @@ async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Re
     if body.code != code:
         return problem(422, "Invalid request", "the code in the path and the body differ")
     async with conn.transaction():
-        await conn.execute("INSERT INTO ward (code, name, campus, building) VALUES ($1, $2, $3, $4) "
-                           "ON CONFLICT (code) DO UPDATE SET name = $2, campus = $3, building = $4",
-                           body.code, body.name, body.campus, body.building)
+        await conn.execute(
+            "INSERT INTO ward (code, name, campus, building) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (code) DO UPDATE SET name = $2, campus = $3, building = $4",
+            body.code,
+            body.name,
+            body.campus,
+            body.building,
+        )
         await _changed(conn, user, request, "ward", code, "update", body.model_dump())
     return body.model_dump()
 
@@ -262,8 +321,13 @@ async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) ->
     async with conn.transaction():
         quota_id = await conn.fetchval(
             "INSERT INTO channel_quota (channel, room_id, modality, max_per_session, release_minutes_before) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id", body.channel, body.room_id, body.modality,
-            body.max_per_session, body.release_minutes_before)
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            body.channel,
+            body.room_id,
+            body.modality,
+            body.max_per_session,
+            body.release_minutes_before,
+        )
         await _changed(conn, user, request, "channel_quota", str(quota_id), "create", body.model_dump())
     return {"id": quota_id, **body.model_dump()}
 
@@ -307,7 +371,13 @@ async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Re
                ON CONFLICT (name) DO UPDATE SET type = $2, params = $3::jsonb, reason = $4, enabled = $5,
                    updated_by = $6, updated_at = now()
                RETURNING *""",
-            body.name, body.type, json.dumps(body.params, ensure_ascii=False), body.reason, body.enabled, user.user_id)
+            body.name,
+            body.type,
+            json.dumps(body.params, ensure_ascii=False),
+            body.reason,
+            body.enabled,
+            user.user_id,
+        )
         await _changed(conn, user, request, "rule", name, "update", body.model_dump())
     return _rule_out(row)
 

@@ -73,9 +73,16 @@ class OptionalReason(Strict):
 
 def placement_out(p: Placement) -> dict[str, Any]:
     return {
-        "order_id": p.request.order_id, "exam_code": p.request.exam_code, "exam_name": p.exam.name,
-        "room_id": p.room.id, "room_name": p.room.name, "campus": p.room.campus, "start": p.start.isoformat(),
-        "end": p.end.isoformat(), "arrive_by": p.arrive_by.isoformat(), "technologist_id": p.technologist_id,
+        "order_id": p.request.order_id,
+        "exam_code": p.request.exam_code,
+        "exam_name": p.exam.name,
+        "room_id": p.room.id,
+        "room_name": p.room.name,
+        "campus": p.room.campus,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "arrive_by": p.arrive_by.isoformat(),
+        "technologist_id": p.technologist_id,
         "channel": p.channel,
     }
 
@@ -85,52 +92,98 @@ def appointment_out(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _audit_read(conn: Any, request: Request, user: Any, entity_id: str, patient_id: str | None,
-                      what: str) -> None:
-    await audit.record(conn, actor=user.user_id, action="read", entity="appointment", entity_id=entity_id,
-                       patient_id=patient_id, source_ip=request.client.host if request.client else None,
-                       outcome="success", detail={"view": what})
+async def _audit_read(
+    conn: Any, request: Request, user: Any, entity_id: str, patient_id: str | None, what: str
+) -> None:
+    await audit.record(
+        conn,
+        actor=user.user_id,
+        action="read",
+        entity="appointment",
+        entity_id=entity_id,
+        patient_id=patient_id,
+        source_ip=request.client.host if request.client else None,
+        outcome="success",
+        detail={"view": what},
+    )
 
 
 @router.get("/requests", summary="Exams waiting to be scheduled (or scheduled), by patient or order")
-async def list_requests(conn: Conn, user: Reader, request: Request, empi_id: str | None = None,
-                        order_id: str | None = None, status: Literal["open", "cancelled"] | None = None,
-                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+async def list_requests(
+    conn: Conn,
+    user: Reader,
+    request: Request,
+    empi_id: str | None = None,
+    order_id: str | None = None,
+    status: Literal["open", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
     rows = await conn.fetch(
         """SELECT q.*, a.id::text AS appointment_id, a.status AS appointment_status, lower(a.during) AS start
              FROM exam_request q LEFT JOIN appointment a ON a.order_id = q.order_id AND a.exam_code = q.exam_code
                   AND a.status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled')
             WHERE ($1::text IS NULL OR q.empi_id = $1) AND ($2::text IS NULL OR q.order_id = $2)
               AND ($3::text IS NULL OR q.status = $3)
-            ORDER BY q.created_at DESC LIMIT $4""", empi_id, order_id, status, limit)
+            ORDER BY q.created_at DESC LIMIT $4""",
+        empi_id,
+        order_id,
+        status,
+        limit,
+    )
     data = [appointment_out(dict(r)) for r in rows]
     for d in data:
-        await audit.record(conn, actor=user.user_id, action="read", entity="exam_request",
-                           entity_id=f"{d['order_id']}/{d['exam_code']}", patient_id=d["empi_id"],
-                           source_ip=request.client.host if request.client else None, outcome="success", detail={})
+        await audit.record(
+            conn,
+            actor=user.user_id,
+            action="read",
+            entity="exam_request",
+            entity_id=f"{d['order_id']}/{d['exam_code']}",
+            patient_id=d["empi_id"],
+            source_ip=request.client.host if request.client else None,
+            outcome="success",
+            detail={},
+        )
     return {"data": data, "count": len(data)}
 
 
 @router.post("/find", summary="The earliest slot for one exam that satisfies every rule (6.1.5)")
 async def find(body: FindBody, conn: Conn, s: SchedulerDep, user: Reader) -> Any:
-    p = await booking.find_earliest(conn, s, order_id=body.order_id, exam_code=body.exam_code, channel=body.channel,
-                                    not_before=body.not_before, days=body.days, campus=body.campus)
+    p = await booking.find_earliest(
+        conn,
+        s,
+        order_id=body.order_id,
+        exam_code=body.exam_code,
+        channel=body.channel,
+        not_before=body.not_before,
+        days=body.days,
+        campus=body.campus,
+    )
     if p is None:
         return problem(404, "No slot", f"no slot satisfies every rule within {body.days or s.horizon_days} days")
     return placement_out(p)
 
 
 def plan_out(plan: Plan) -> dict[str, Any]:
-    return {"same_day": plan.same_day, "span_minutes": plan.span.total_seconds() / 60,
-            "placements": [placement_out(p) for p in plan.placements]}
+    return {
+        "same_day": plan.same_day,
+        "span_minutes": plan.span.total_seconds() / 60,
+        "placements": [placement_out(p) for p in plan.placements],
+    }
 
 
 @router.post("/arrange", summary="Arrange several exams of one patient close together in a valid order (6.1.5)")
 async def arrange(body: ArrangeBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request) -> Any:
     pairs = [(r.order_id, r.exam_code) for r in body.requests]
     for attempt in range(5):
-        plan = await booking.plan_exams(conn, s, requests=pairs, channel=body.channel, not_before=body.not_before,
-                                        days=body.days, campus=body.campus)
+        plan = await booking.plan_exams(
+            conn,
+            s,
+            requests=pairs,
+            channel=body.channel,
+            not_before=body.not_before,
+            days=body.days,
+            campus=body.campus,
+        )
         if plan is None:
             return problem(404, "No arrangement", "no slots satisfy every rule for these exams within the horizon")
         if not (body.book or body.hold):
@@ -150,21 +203,47 @@ async def book(body: BookBody, conn: Conn, s: SchedulerDep, user: Booker, reques
     if (body.room_id is None) != (body.start is None):
         return problem(422, "Invalid request", "give both room_id and start, or neither for the earliest slot")
     if body.room_id is not None and body.start is not None:
-        a = await booking.book_slot(conn, s, order_id=body.order_id, exam_code=body.exam_code, room_id=body.room_id,
-                                    start=body.start, channel=body.channel, actor=who, hold=body.hold)
+        a = await booking.book_slot(
+            conn,
+            s,
+            order_id=body.order_id,
+            exam_code=body.exam_code,
+            room_id=body.room_id,
+            start=body.start,
+            channel=body.channel,
+            actor=who,
+            hold=body.hold,
+        )
     else:
-        a = await booking.book_earliest(conn, s, order_id=body.order_id, exam_code=body.exam_code,
-                                        channel=body.channel, actor=who, hold=body.hold, campus=body.campus)
+        a = await booking.book_earliest(
+            conn,
+            s,
+            order_id=body.order_id,
+            exam_code=body.exam_code,
+            channel=body.channel,
+            actor=who,
+            hold=body.hold,
+            campus=body.campus,
+        )
     return appointment_out(a)
 
 
 @router.get("/appointments", summary="Appointments by patient, order, room, status or time")
-async def list_appointments(conn: Conn, user: Reader, request: Request, empi_id: str | None = None,
-                            order_id: str | None = None, room_id: str | None = None, status: str | None = None,
-                            start: AwareDatetime | None = None, end: AwareDatetime | None = None,
-                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-    rows = await appointments.list_for(conn, empi_id=empi_id, order_id=order_id, room_id=room_id, status=status,
-                                       start=start, end=end, limit=limit)
+async def list_appointments(
+    conn: Conn,
+    user: Reader,
+    request: Request,
+    empi_id: str | None = None,
+    order_id: str | None = None,
+    room_id: str | None = None,
+    status: str | None = None,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    rows = await appointments.list_for(
+        conn, empi_id=empi_id, order_id=order_id, room_id=room_id, status=status, start=start, end=end, limit=limit
+    )
     for a in rows:
         await _audit_read(conn, request, user, a["id"], a["empi_id"], "list")
     return {"data": [appointment_out(a) for a in rows], "count": len(rows)}
@@ -181,8 +260,9 @@ async def get_appointment(appointment_id: str, conn: Conn, s: SchedulerDep, user
     return appointment_out(a)
 
 
-async def _transition(conn: Any, s: Any, appointment_id: str, event: Event, user: Any, request: Request,
-                      reason: str | None = None) -> dict[str, Any]:
+async def _transition(
+    conn: Any, s: Any, appointment_id: str, event: Event, user: Any, request: Request, reason: str | None = None
+) -> dict[str, Any]:
     a = await booking.transition(conn, s, appointment_id, event, actor=actor(user, request), reason=reason)
     return appointment_out(a)
 
@@ -193,16 +273,26 @@ async def confirm(appointment_id: str, conn: Conn, s: SchedulerDep, user: Booker
 
 
 @router.post("/appointments/{appointment_id}/reschedule", summary="Move to another slot (or the earliest allowed)")
-async def reschedule(appointment_id: str, body: RescheduleBody, conn: Conn, s: SchedulerDep, user: Booker,
-                     request: Request) -> Any:
-    a = await booking.reschedule(conn, s, appointment_id, actor=actor(user, request), room_id=body.room_id,
-                                 start=body.start, reason=body.reason, channel=body.channel)
+async def reschedule(
+    appointment_id: str, body: RescheduleBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
+) -> Any:
+    a = await booking.reschedule(
+        conn,
+        s,
+        appointment_id,
+        actor=actor(user, request),
+        room_id=body.room_id,
+        start=body.start,
+        reason=body.reason,
+        channel=body.channel,
+    )
     return appointment_out(a)
 
 
 @router.post("/appointments/{appointment_id}/cancel", summary="Cancel, keeping the reason")
-async def cancel(appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker,
-                 request: Request) -> Any:
+async def cancel(
+    appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
+) -> Any:
     return await _transition(conn, s, appointment_id, Event.CANCEL, user, request, body.reason)
 
 
@@ -222,34 +312,56 @@ async def fulfil(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, r
 
 
 @router.post("/appointments/{appointment_id}/no-show", summary="Record a no-show, keeping the reason")
-async def no_show(appointment_id: str, body: OptionalReason, conn: Conn, s: SchedulerDep, user: Desk,
-                  request: Request) -> Any:
-    return await _transition(conn, s, appointment_id, Event.NO_SHOW, user, request,
-                             body.reason or "did not attend")
+async def no_show(
+    appointment_id: str, body: OptionalReason, conn: Conn, s: SchedulerDep, user: Desk, request: Request
+) -> Any:
+    return await _transition(conn, s, appointment_id, Event.NO_SHOW, user, request, body.reason or "did not attend")
 
 
 @router.post("/appointments/{appointment_id}/entered-in-error", summary="Mark as entered in error")
-async def entered_in_error(appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker,
-                           request: Request) -> Any:
+async def entered_in_error(
+    appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
+) -> Any:
     return await _transition(conn, s, appointment_id, Event.ERROR, user, request, body.reason)
 
 
 @router.get("/appointments/{appointment_id}/history", summary="Every transition of an appointment")
 async def history(appointment_id: str, conn: Conn, user: Reader) -> Any:
-    rows = await conn.fetch("SELECT at, event, from_status, to_status, actor, detail FROM appointment_history "
-                            "WHERE appointment_id::text = $1 ORDER BY id", appointment_id)
+    rows = await conn.fetch(
+        "SELECT at, event, from_status, to_status, actor, detail FROM appointment_history "
+        "WHERE appointment_id::text = $1 ORDER BY id",
+        appointment_id,
+    )
     return {"data": [appointment_out(dict(r)) for r in rows], "count": len(rows)}
 
 
 @router.get("/patients/{empi_id}/no-shows", summary="A patient's no-shows, counted (5.3.4 (5))")
 async def patient_no_shows(empi_id: str, conn: Conn, user: Reader, request: Request) -> Any:
     rows = await appointments.list_for(conn, empi_id=empi_id, status="noshow")
-    await audit.record(conn, actor=user.user_id, action="read", entity="patient", entity_id=empi_id,
-                       patient_id=empi_id, source_ip=request.client.host if request.client else None,
-                       outcome="success", detail={"view": "no-shows"})
-    return {"empi_id": empi_id, "count": len(rows),
-            "data": [{"appointment_id": a["id"], "start": a["start"].isoformat(), "exam_code": a["exam_code"],
-                      "reason": a["reason"]} for a in rows]}
+    await audit.record(
+        conn,
+        actor=user.user_id,
+        action="read",
+        entity="patient",
+        entity_id=empi_id,
+        patient_id=empi_id,
+        source_ip=request.client.host if request.client else None,
+        outcome="success",
+        detail={"view": "no-shows"},
+    )
+    return {
+        "empi_id": empi_id,
+        "count": len(rows),
+        "data": [
+            {
+                "appointment_id": a["id"],
+                "start": a["start"].isoformat(),
+                "exam_code": a["exam_code"],
+                "reason": a["reason"],
+            }
+            for a in rows
+        ],
+    }
 
 
 async def _receipt(appointment_id: str, conn: Any, s: Any, user: Any, request: Request) -> dict[str, Any] | None:
@@ -266,8 +378,9 @@ async def receipt_json(appointment_id: str, conn: Conn, s: SchedulerDep, user: R
     return r if r is not None else problem(404, "Not Found", f"no appointment {appointment_id}")
 
 
-@router.get("/appointments/{appointment_id}/receipt.html", response_class=HTMLResponse,
-            summary="The printable receipt (5.3.5)")
+@router.get(
+    "/appointments/{appointment_id}/receipt.html", response_class=HTMLResponse, summary="The printable receipt (5.3.5)"
+)
 async def receipt_html(appointment_id: str, conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> Any:
     r = await _receipt(appointment_id, conn, s, user, request)
     if r is None:

@@ -36,18 +36,33 @@ def as_dict(r: asyncpg.Record) -> dict[str, Any]:
 
 async def get(conn: asyncpg.Connection, appointment_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
     try:
-        row = await conn.fetchrow(SELECT + " WHERE a.id = $1::uuid" + (" FOR UPDATE OF a" if for_update else ""),
-                                  appointment_id)
+        row = await conn.fetchrow(
+            SELECT + " WHERE a.id = $1::uuid" + (" FOR UPDATE OF a" if for_update else ""), appointment_id
+        )
     except asyncpg.DataError:  # not a UUID: no such appointment
         return None
     return as_dict(row) if row else None
 
 
-async def list_for(conn: asyncpg.Connection, *, empi_id: str | None = None, order_id: str | None = None,
-                   room_id: str | None = None, status: str | None = None, start: datetime | None = None,
-                   end: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    where, args = ["true"], []  # type: ignore[var-annotated]
-    for column, value in (("a.empi_id", empi_id), ("a.order_id", order_id), ("a.room_id", room_id), ("a.status", status)):
+async def list_for(
+    conn: asyncpg.Connection,
+    *,
+    empi_id: str | None = None,
+    order_id: str | None = None,
+    room_id: str | None = None,
+    status: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    where: list[str] = ["true"]
+    args: list[Any] = []
+    for column, value in (
+        ("a.empi_id", empi_id),
+        ("a.order_id", order_id),
+        ("a.room_id", room_id),
+        ("a.status", status),
+    ):
         if value is not None:
             args.append(value)
             where.append(f"{column} = ${len(args)}")
@@ -65,9 +80,19 @@ async def list_for(conn: asyncpg.Connection, *, empi_id: str | None = None, orde
 def info(a: dict[str, Any]) -> AppointmentInfo:
     """The appointment as the event contract describes it (worklist, queue-calling read this)."""
     return AppointmentInfo(
-        appointment_id=a["id"], order_id=a["order_id"], accession_number=a["accession_number"],
-        patient=PatientRef.model_validate(a["patient"]), exam_code=a["exam_code"], exam_name=a["exam_name"],
-        modality=a["modality"], room_id=a["room_id"], room_name=a["room_name"], station_ae_title=a["station_ae_title"],
-        campus=a["campus"], start=a["start"], end=a["end"], special=SpecialConditions.model_validate(a["special"]),
+        appointment_id=a["id"],
+        order_id=a["order_id"],
+        accession_number=a["accession_number"],
+        patient=PatientRef.model_validate(a["patient"]),
+        exam_code=a["exam_code"],
+        exam_name=a["exam_name"],
+        modality=a["modality"],
+        room_id=a["room_id"],
+        room_name=a["room_name"],
+        station_ae_title=a["station_ae_title"],
+        campus=a["campus"],
+        start=a["start"],
+        end=a["end"],
+        special=SpecialConditions.model_validate(a["special"]),
         priority=a["priority"],
     )

@@ -44,11 +44,21 @@ class _Allowed:
     """One exam's placements of one day that break nothing on their own, generated once and kept,
     in time order; a plan then re-checks only what depends on the plan's other exams."""
 
-    def __init__(self, cal: Calendar, request: ExamRequest, exam: ExamType, day: date, channel: str,
-                 not_before: datetime, campus: str | None):
+    def __init__(
+        self,
+        cal: Calendar,
+        request: ExamRequest,
+        exam: ExamType,
+        day: date,
+        channel: str,
+        not_before: datetime,
+        campus: str | None,
+    ):
         self._source: Iterator[Placement] = (
-            p for p in cal.candidates_on(day, request, exam, channel, not_before=not_before, campus=campus)
-            if not cal.check(p, first_only=True))
+            p
+            for p in cal.candidates_on(day, request, exam, channel, not_before=not_before, campus=campus)
+            if not cal.check(p, first_only=True)
+        )
         self._seen: list[Placement] = []
 
     def __iter__(self) -> Iterator[Placement]:
@@ -95,8 +105,9 @@ def _tightest(exams: Exams) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def arrange_day(cal: Calendar, exams: Exams, channel: str, day: date, *, not_before: datetime,
-                campus: str | None = None) -> list[Placement] | None:
+def arrange_day(
+    cal: Calendar, exams: Exams, channel: str, day: date, *, not_before: datetime, campus: str | None = None
+) -> list[Placement] | None:
     """The tightest valid plan of these exams on one day, or None."""
     since = max(not_before, cal.now)
     allowed = [_Allowed(cal, r, e, day, channel, since, campus) for r, e in exams]
@@ -135,8 +146,16 @@ def arrange_day(cal: Calendar, exams: Exams, channel: str, day: date, *, not_bef
     return sorted(best, key=lambda p: p.start) if best else None
 
 
-def arrange(cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, days: int,
-            campus: str | None = None, fallback: bool = True) -> Plan | None:
+def arrange(
+    cal: Calendar,
+    exams: Exams,
+    channel: str,
+    *,
+    not_before: datetime,
+    days: int,
+    campus: str | None = None,
+    fallback: bool = True,
+) -> Plan | None:
     """The best plan for these exams of one patient within `days` days of the calendar, or None."""
     if not exams:
         return None
@@ -152,18 +171,19 @@ def arrange(cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, 
         best = arrange_day(cal, exams, channel, day, not_before=not_before, campus=campus)
         if best is not None:
             return Plan(best, True)
-    return one_after_another(cal, exams, channel, not_before=not_before, days=days, campus=campus) \
-        if fallback else None
+    return one_after_another(cal, exams, channel, not_before=not_before, days=days, campus=campus) if fallback else None
 
 
-def one_after_another(cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, days: int,
-                      campus: str | None) -> Plan | None:
+def one_after_another(
+    cal: Calendar, exams: Exams, channel: str, *, not_before: datetime, days: int, campus: str | None
+) -> Plan | None:
     """Each exam at its earliest allowed slot after the previous one (days apart when rules say so)."""
     placed: list[Placement] = []
     after = not_before
     for request, exam in exams:
-        p = cal.earliest(request, exam, channel, not_before=after, days=days, campus=campus,
-                         plan=[_planned(x) for x in placed])
+        p = cal.earliest(
+            request, exam, channel, not_before=after, days=days, campus=campus, plan=[_planned(x) for x in placed]
+        )
         if p is None:
             return None
         placed.append(p)

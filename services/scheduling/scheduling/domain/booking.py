@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,7 +64,7 @@ class Scheduler:
     horizon_days: int = 60
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,26 @@ async def expire_holds(conn: asyncpg.Connection, now: datetime) -> int:
     """Holds past their time give the slot back (run lazily before reads and by the background task)."""
     rows = await conn.fetch(
         """UPDATE appointment SET status = 'cancelled', reason = 'hold expired', updated_at = $1
-            WHERE status = 'pending' AND hold_expires_at <= $1 RETURNING id, empi_id""", now)
+            WHERE status = 'pending' AND hold_expires_at <= $1 RETURNING id, empi_id""",
+        now,
+    )
     for r in rows:
         await conn.execute(
             "INSERT INTO appointment_history (appointment_id, event, from_status, to_status, actor, detail) "
-            "VALUES ($1, $2, 'pending', 'cancelled', $3, '{}')", r["id"], Event.EXPIRE.value, SYSTEM.user_id)
+            "VALUES ($1, $2, 'pending', 'cancelled', $3, '{}')",
+            r["id"],
+            Event.EXPIRE.value,
+            SYSTEM.user_id,
+        )
     return len(rows)
 
 
 async def get_request(conn: asyncpg.Connection, order_id: str, exam_code: str, *, lock: bool = False) -> ExamRequest:
-    row = await conn.fetchrow("SELECT * FROM exam_request WHERE order_id = $1 AND exam_code = $2"
-                              + (" FOR UPDATE" if lock else ""), order_id, exam_code)
+    row = await conn.fetchrow(
+        "SELECT * FROM exam_request WHERE order_id = $1 AND exam_code = $2" + (" FOR UPDATE" if lock else ""),
+        order_id,
+        exam_code,
+    )
     if row is None:
         raise NotFound(f"no exam {exam_code!r} requested by order {order_id!r}")
     return ExamRequest.from_row(row)
@@ -114,13 +123,21 @@ async def get_exam(conn: asyncpg.Connection, code: str) -> ExamType:
     return ExamType.from_row(row)
 
 
-async def _calendar_for(conn: asyncpg.Connection, s: Scheduler, days: Sequence[date], modalities: Sequence[str],
-                        empi_id: str, now: datetime, base: Calendar | None = None) -> Calendar:
+async def _calendar_for(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    days: Sequence[date],
+    modalities: Sequence[str],
+    empi_id: str,
+    now: datetime,
+    base: Calendar | None = None,
+) -> Calendar:
     first, last = min(days), max(days)
     start = datetime.combine(first, datetime.min.time(), s.tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), s.tz)
-    return await load_calendar(conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id,
-                               base=base)
+    return await load_calendar(
+        conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id, base=base
+    )
 
 
 def _refuse_if_not_open(request: ExamRequest) -> None:
@@ -132,59 +149,118 @@ async def _live_for_request(conn: asyncpg.Connection, request: ExamRequest) -> a
     return await conn.fetchrow(
         "SELECT id::text AS id, status FROM appointment WHERE order_id = $1 AND exam_code = $2 "
         "AND status IN ('proposed', 'pending', 'booked', 'arrived', 'checked-in', 'waitlist')",
-        request.order_id, request.exam_code)
+        request.order_id,
+        request.exam_code,
+    )
 
 
-async def _history(conn: asyncpg.Connection, appointment_id: str, event: Event, before: str | None, after: str,
-                   actor: Actor, detail: dict[str, Any] | None = None) -> None:
+async def _history(
+    conn: asyncpg.Connection,
+    appointment_id: str,
+    event: Event,
+    before: str | None,
+    after: str,
+    actor: Actor,
+    detail: dict[str, Any] | None = None,
+) -> None:
     await conn.execute(
         "INSERT INTO appointment_history (appointment_id, event, from_status, to_status, actor, detail) "
         "VALUES ($1::uuid, $2, $3, $4, $5, $6::jsonb)",
-        appointment_id, event.value, before, after, actor.user_id, json.dumps(detail or {}, default=str))
+        appointment_id,
+        event.value,
+        before,
+        after,
+        actor.user_id,
+        json.dumps(detail or {}, default=str),
+    )
 
 
-async def _audit(conn: asyncpg.Connection, actor: Actor, action: str, a: dict[str, Any], detail: dict[str, Any]) -> None:
-    await audit.record(conn, actor=actor.user_id, action=action, entity="appointment", entity_id=a["id"],
-                       patient_id=a["empi_id"], source_ip=actor.source_ip, outcome="success", detail=detail)
+async def _audit(
+    conn: asyncpg.Connection, actor: Actor, action: str, a: dict[str, Any], detail: dict[str, Any]
+) -> None:
+    await audit.record(
+        conn,
+        actor=actor.user_id,
+        action=action,
+        entity="appointment",
+        entity_id=a["id"],
+        patient_id=a["empi_id"],
+        source_ip=actor.source_ip,
+        outcome="success",
+        detail=detail,
+    )
 
 
-async def _insert(conn: asyncpg.Connection, p: Placement, status: Status, hold_until: datetime | None,
-                  actor: Actor) -> str:
+async def _insert(
+    conn: asyncpg.Connection, p: Placement, status: Status, hold_until: datetime | None, actor: Actor
+) -> str:
     try:
         async with conn.transaction():  # a savepoint: a lost race leaves the outer transaction usable
-            return str(await conn.fetchval(
-                """INSERT INTO appointment (order_id, exam_code, accession_number, empi_id, room_id, technologist_id,
-                                            during, status, channel, hold_expires_at, booked_by, mdr)
+            return str(
+                await conn.fetchval(
+                    """INSERT INTO appointment (order_id, exam_code, accession_number, empi_id, room_id,
+                                            technologist_id, during, status, channel, hold_expires_at, booked_by, mdr)
                    VALUES ($1, $2, $3, $4, $5, $6, tstzrange($7, $8), $9, $10, $11, $12, $13) RETURNING id""",
-                p.request.order_id, p.request.exam_code, p.request.accession_number, p.request.empi_id, p.room.id,
-                p.technologist_id, p.start, p.end, status.value, p.channel, hold_until, actor.user_id,
-                p.request.mdr))
+                    p.request.order_id,
+                    p.request.exam_code,
+                    p.request.accession_number,
+                    p.request.empi_id,
+                    p.room.id,
+                    p.technologist_id,
+                    p.start,
+                    p.end,
+                    status.value,
+                    p.channel,
+                    hold_until,
+                    actor.user_id,
+                    p.request.mdr,
+                )
+            )
     except asyncpg.ExclusionViolationError as exc:
         raise SlotTaken(f"room {p.room.id} or its technologist was just booked at {p.start.isoformat()}") from exc
     except asyncpg.UniqueViolationError as exc:
-        raise BookingRefused([builtin("already-booked", f"exam {p.request.exam_code} of order "
-                                                        f"{p.request.order_id} already has an appointment")]) from exc
+        raise BookingRefused(
+            [
+                builtin(
+                    "already-booked",
+                    f"exam {p.request.exam_code} of order {p.request.order_id} already has an appointment",
+                )
+            ]
+        ) from exc
 
 
-async def _store(conn: asyncpg.Connection, s: Scheduler, p: Placement, *, hold: bool, actor: Actor,
-                 now: datetime) -> dict[str, Any]:
+async def _store(
+    conn: asyncpg.Connection, s: Scheduler, p: Placement, *, hold: bool, actor: Actor, now: datetime
+) -> dict[str, Any]:
     event = Event.HOLD if hold else Event.BOOK
     status = next_status(event, "new")
     hold_until = now + timedelta(minutes=s.hold_minutes) if hold else None
     appointment_id = await _insert(conn, p, status, hold_until, actor)
-    await _history(conn, appointment_id, event, None, status, actor,
-                   {"room_id": p.room.id, "start": p.start, "channel": p.channel})
+    await _history(
+        conn, appointment_id, event, None, status, actor, {"room_id": p.room.id, "start": p.start, "channel": p.channel}
+    )
     a = await appointments.get(conn, appointment_id)
     assert a is not None
     if status is Status.BOOKED:
-        await events.publish(conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE,
-                             subject=appointment_id)
+        await events.publish(
+            conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE, subject=appointment_id
+        )
     await _audit(conn, actor, "create", a, {"status": status.value, "room_id": p.room.id, "start": p.start.isoformat()})
     return a
 
 
-async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, exam_code: str, room_id: str,
-                    start: datetime, channel: str, actor: Actor, hold: bool = False) -> dict[str, Any]:
+async def book_slot(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    *,
+    order_id: str,
+    exam_code: str,
+    room_id: str,
+    start: datetime,
+    channel: str,
+    actor: Actor,
+    hold: bool = False,
+) -> dict[str, Any]:
     """Book (or hold) this exam in this room at this time, or refuse with every broken rule."""
     now = s.now()
     exam = await get_exam(conn, exam_code)
@@ -192,11 +268,17 @@ async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, ex
     # A slot already taken is refused before queueing for the room's lock: under contention most
     # attempts are late, and they should not hold up the one that can still win.
     if await conn.fetchval(
-            "SELECT 1 FROM appointment WHERE room_id = $1 AND during && tstzrange($2, $3) "
-            "AND status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled') "
-            "AND (hold_expires_at IS NULL OR hold_expires_at > $4) LIMIT 1", room_id, start, end, now):
-        raise BookingRefused([builtin("slot-taken", f"room {room_id} is already booked at "
-                                                    f"{start.astimezone(s.tz):%Y-%m-%d %H:%M}")])
+        "SELECT 1 FROM appointment WHERE room_id = $1 AND during && tstzrange($2, $3) "
+        "AND status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled') "
+        "AND (hold_expires_at IS NULL OR hold_expires_at > $4) LIMIT 1",
+        room_id,
+        start,
+        end,
+        now,
+    ):
+        raise BookingRefused(
+            [builtin("slot-taken", f"room {room_id} is already booked at {start.astimezone(s.tz):%Y-%m-%d %H:%M}")]
+        )
     async with conn.transaction():
         request = await get_request(conn, order_id, exam_code, lock=True)
         _refuse_if_not_open(request)
@@ -204,8 +286,14 @@ async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, ex
         await _lock(conn, [("patient", request.empi_id), ("room", room_id, day.isoformat())])
         await expire_holds(conn, now)
         if await _live_for_request(conn, request):
-            raise BookingRefused([builtin("already-booked", f"exam {exam_code} of order {order_id} already has an "
-                                                            "appointment; reschedule it instead")])
+            raise BookingRefused(
+                [
+                    builtin(
+                        "already-booked",
+                        f"exam {exam_code} of order {order_id} already has an appointment; reschedule it instead",
+                    )
+                ]
+            )
         cal = await _calendar_for(conn, s, [day], [exam.modality], request.empi_id, now)
         room = cal.rooms.get(room_id)
         if room is None:
@@ -218,9 +306,18 @@ async def book_slot(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, ex
         return await _store(conn, s, p, hold=hold, actor=actor, now=now)
 
 
-async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, exam_code: str, channel: str,
-                        not_before: datetime | None = None, days: int | None = None, campus: str | None = None,
-                        ignore: str | None = None) -> Placement | None:
+async def find_earliest(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    *,
+    order_id: str,
+    exam_code: str,
+    channel: str,
+    not_before: datetime | None = None,
+    days: int | None = None,
+    campus: str | None = None,
+    ignore: str | None = None,
+) -> Placement | None:
     """The earliest allowed placement of one requested exam (6.1.5), without booking it."""
     now = s.now()
     request = await get_request(conn, order_id, exam_code)
@@ -238,8 +335,9 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
         chunk = min(size, horizon - offset)
         day0 = first + timedelta(days=offset)
         offset += chunk
-        cal = base = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality],
-                                         request.empi_id, now, base)
+        cal = base = await _calendar_for(
+            conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality], request.empi_id, now, base
+        )
         start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
         p = cal.earliest(request, exam, channel, not_before=start, days=chunk, campus=campus, ignore=ignore)
         if p is not None:
@@ -247,9 +345,19 @@ async def find_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
     return None
 
 
-async def book_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str, exam_code: str, channel: str,
-                        actor: Actor, hold: bool = False, not_before: datetime | None = None,
-                        campus: str | None = None, attempts: int = 5) -> dict[str, Any]:
+async def book_earliest(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    *,
+    order_id: str,
+    exam_code: str,
+    channel: str,
+    actor: Actor,
+    hold: bool = False,
+    not_before: datetime | None = None,
+    campus: str | None = None,
+    attempts: int = 5,
+) -> dict[str, Any]:
     """Find the earliest allowed slot and book it; a lost race retries on fresh data.
 
     Auto-bookings of one modality take turns (an advisory lock held from the search to the commit),
@@ -261,13 +369,30 @@ async def book_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("auto", exam.modality))
-                p = await find_earliest(conn, s, order_id=order_id, exam_code=exam_code, channel=channel,
-                                        not_before=not_before, campus=campus)
+                p = await find_earliest(
+                    conn,
+                    s,
+                    order_id=order_id,
+                    exam_code=exam_code,
+                    channel=channel,
+                    not_before=not_before,
+                    campus=campus,
+                )
                 if p is None:
-                    raise BookingRefused([builtin("no-slot",
-                                                  f"no slot satisfies every rule within {s.horizon_days} days")])
-                return await book_slot(conn, s, order_id=order_id, exam_code=exam_code, room_id=p.room.id,
-                                       start=p.start, channel=channel, actor=actor, hold=hold)
+                    raise BookingRefused(
+                        [builtin("no-slot", f"no slot satisfies every rule within {s.horizon_days} days")]
+                    )
+                return await book_slot(
+                    conn,
+                    s,
+                    order_id=order_id,
+                    exam_code=exam_code,
+                    room_id=p.room.id,
+                    start=p.start,
+                    channel=channel,
+                    actor=actor,
+                    hold=hold,
+                )
         except (SlotTaken, BookingRefused) as exc:
             if isinstance(exc, BookingRefused) and not _raced(exc) or attempt == attempts - 1:
                 raise
@@ -276,13 +401,22 @@ async def book_earliest(conn: asyncpg.Connection, s: Scheduler, *, order_id: str
 
 def _raced(exc: BookingRefused) -> bool:
     """Refusals that mean someone else booked between our search and our booking."""
-    return all(v.rule in {"slot-taken", "technologist", "channel-quota", "capacity"} or v.type == "capacity"
-               for v in exc.violations)
+    return all(
+        v.rule in {"slot-taken", "technologist", "channel-quota", "capacity"} or v.type == "capacity"
+        for v in exc.violations
+    )
 
 
-async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequence[tuple[str, str]], channel: str,
-                     not_before: datetime | None = None, days: int | None = None,
-                     campus: str | None = None) -> Plan | None:
+async def plan_exams(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    *,
+    requests: Sequence[tuple[str, str]],
+    channel: str,
+    not_before: datetime | None = None,
+    days: int | None = None,
+    campus: str | None = None,
+) -> Plan | None:
     """An arrangement for several requested exams of one patient (6.1.5), without booking it."""
     now = s.now()
     pairs: list[tuple[ExamRequest, ExamType]] = []
@@ -307,8 +441,9 @@ async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequen
             chunk = min(size, horizon - offset)
             day0 = first + timedelta(days=offset)
             offset += chunk
-            cal = base = await _calendar_for(conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id,
-                                             now, base)
+            cal = base = await _calendar_for(
+                conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id, now, base
+            )
             start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
             plan = arrange(cal, pairs, channel, not_before=start, days=chunk, campus=campus, fallback=False)
             if plan is not None:
@@ -319,14 +454,16 @@ async def plan_exams(conn: asyncpg.Connection, s: Scheduler, *, requests: Sequen
     return one_after_another(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
 
 
-async def book_plan(conn: asyncpg.Connection, s: Scheduler, plan: Plan, *, actor: Actor,
-                    hold: bool = False) -> list[dict[str, Any]]:
+async def book_plan(
+    conn: asyncpg.Connection, s: Scheduler, plan: Plan, *, actor: Actor, hold: bool = False
+) -> list[dict[str, Any]]:
     """Book every placement of a plan, all or nothing."""
     now = s.now()
     async with conn.transaction():
         first = plan.placements[0]
         keys = [("patient", first.request.empi_id)] + [
-            ("room", p.room.id, p.start.astimezone(s.tz).date().isoformat()) for p in plan.placements]
+            ("room", p.room.id, p.start.astimezone(s.tz).date().isoformat()) for p in plan.placements
+        ]
         await _lock(conn, keys)
         await expire_holds(conn, now)
         days = [p.start.astimezone(s.tz).date() for p in plan.placements]
@@ -336,8 +473,14 @@ async def book_plan(conn: asyncpg.Connection, s: Scheduler, plan: Plan, *, actor
             request = await get_request(conn, p.request.order_id, p.request.exam_code, lock=True)
             _refuse_if_not_open(request)
             if await _live_for_request(conn, request):
-                raise BookingRefused([builtin("already-booked", f"exam {request.exam_code} of order "
-                                                                f"{request.order_id} already has an appointment")])
+                raise BookingRefused(
+                    [
+                        builtin(
+                            "already-booked",
+                            f"exam {request.exam_code} of order {request.order_id} already has an appointment",
+                        )
+                    ]
+                )
             p = Placement(request, p.exam, cal.rooms[p.room.id], p.start, p.end, p.channel, p.technologist_id)
             broken = cal.check(p)
             if broken:
@@ -358,7 +501,9 @@ def _planned(p: Placement, appointment_id: str) -> Any:
 # ---- changes of an existing appointment -----------------------------------------------------------
 
 
-async def _load_for_change(conn: asyncpg.Connection, s: Scheduler, appointment_id: str, now: datetime) -> dict[str, Any]:
+async def _load_for_change(
+    conn: asyncpg.Connection, s: Scheduler, appointment_id: str, now: datetime
+) -> dict[str, Any]:
     a = await appointments.get(conn, appointment_id, for_update=True)
     if a is None:
         raise NotFound(f"no appointment {appointment_id}")
@@ -369,8 +514,15 @@ async def _load_for_change(conn: asyncpg.Connection, s: Scheduler, appointment_i
     return a
 
 
-async def transition(conn: asyncpg.Connection, s: Scheduler, appointment_id: str, event: Event, *, actor: Actor,
-                     reason: str | None = None) -> dict[str, Any]:
+async def transition(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    appointment_id: str,
+    event: Event,
+    *,
+    actor: Actor,
+    reason: str | None = None,
+) -> dict[str, Any]:
     """Move an appointment along its lifecycle (states.py), publishing what others must know."""
     now = s.now()
     async with conn.transaction():
@@ -379,45 +531,89 @@ async def transition(conn: asyncpg.Connection, s: Scheduler, appointment_id: str
         after = next_status(event, before)
         await conn.execute(
             "UPDATE appointment SET status = $2, reason = coalesce($3, reason), hold_expires_at = NULL, "
-            "updated_at = $4 WHERE id = $1::uuid", appointment_id, after.value, reason, now)
+            "updated_at = $4 WHERE id = $1::uuid",
+            appointment_id,
+            after.value,
+            reason,
+            now,
+        )
         await _history(conn, appointment_id, event, before, after, actor, {"reason": reason} if reason else {})
-        a = await appointments.get(conn, appointment_id)
-        assert a is not None
+        changed = await appointments.get(conn, appointment_id)
+        assert changed is not None
+        a = changed
         if event is Event.BOOK:
-            await events.publish(conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE,
-                                 subject=appointment_id)
+            await events.publish(
+                conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE, subject=appointment_id
+            )
         elif event is Event.CANCEL and before in (Status.BOOKED, Status.ARRIVED, Status.CHECKED_IN):
-            await events.publish(conn, AppointmentCancelled(
-                appointment_id=appointment_id, order_id=a["order_id"], accession_number=a["accession_number"],
-                reason=reason or "cancelled"), source=SOURCE, subject=appointment_id)
+            await events.publish(
+                conn,
+                AppointmentCancelled(
+                    appointment_id=appointment_id,
+                    order_id=a["order_id"],
+                    accession_number=a["accession_number"],
+                    reason=reason or "cancelled",
+                ),
+                source=SOURCE,
+                subject=appointment_id,
+            )
         elif event is Event.NO_SHOW:
             count = await no_show_count(conn, a["empi_id"])
-            await events.publish(conn, AppointmentNoShow(
-                appointment_id=appointment_id, order_id=a["order_id"], accession_number=a["accession_number"],
-                patient=PatientRef.model_validate(a["patient"]), reason=reason, no_show_count=count),
-                source=SOURCE, subject=appointment_id)
-        await _audit(conn, actor, "update", a, {"event": event.value, "from": before, "to": after.value,
-                                                "reason": reason})
+            await events.publish(
+                conn,
+                AppointmentNoShow(
+                    appointment_id=appointment_id,
+                    order_id=a["order_id"],
+                    accession_number=a["accession_number"],
+                    patient=PatientRef.model_validate(a["patient"]),
+                    reason=reason,
+                    no_show_count=count,
+                ),
+                source=SOURCE,
+                subject=appointment_id,
+            )
+        await _audit(
+            conn, actor, "update", a, {"event": event.value, "from": before, "to": after.value, "reason": reason}
+        )
         return a
 
 
 async def no_show_count(conn: asyncpg.Connection, empi_id: str, since: datetime | None = None) -> int:
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM appointment WHERE empi_id = $1 AND status = 'noshow' "
-        "AND ($2::timestamptz IS NULL OR lower(during) >= $2)", empi_id, since))
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM appointment WHERE empi_id = $1 AND status = 'noshow' "
+            "AND ($2::timestamptz IS NULL OR lower(during) >= $2)",
+            empi_id,
+            since,
+        )
+    )
 
 
-async def reschedule(conn: asyncpg.Connection, s: Scheduler, appointment_id: str, *, actor: Actor,
-                     room_id: str | None = None, start: datetime | None = None, reason: str | None = None,
-                     channel: str | None = None) -> dict[str, Any]:
+async def reschedule(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    appointment_id: str,
+    *,
+    actor: Actor,
+    room_id: str | None = None,
+    start: datetime | None = None,
+    reason: str | None = None,
+    channel: str | None = None,
+) -> dict[str, Any]:
     """Move a held or booked appointment to a new time (and room); with no time given, to the earliest."""
     now = s.now()
     if start is None:
         a0 = await appointments.get(conn, appointment_id)
         if a0 is None:
             raise NotFound(f"no appointment {appointment_id}")
-        p0 = await find_earliest(conn, s, order_id=a0["order_id"], exam_code=a0["exam_code"],
-                                 channel=channel or a0["channel"], ignore=appointment_id)
+        p0 = await find_earliest(
+            conn,
+            s,
+            order_id=a0["order_id"],
+            exam_code=a0["exam_code"],
+            channel=channel or a0["channel"],
+            ignore=appointment_id,
+        )
         if p0 is None:
             raise BookingRefused([builtin("no-slot", f"no slot satisfies every rule within {s.horizon_days} days")])
         room_id, start = p0.room.id, p0.start
@@ -440,7 +636,8 @@ async def reschedule(conn: asyncpg.Connection, s: Scheduler, appointment_id: str
         cal.busy = {k: [b for b in v if b.appointment_id != appointment_id] for k, v in cal.busy.items()}
         if a["technologist_id"]:
             cal.tech_busy[a["technologist_id"]] = [
-                (b0, b1) for b0, b1 in cal.tech_busy.get(a["technologist_id"], []) if (b0, b1) != (a["start"], a["end"])]
+                (b0, b1) for b0, b1 in cal.tech_busy.get(a["technologist_id"], []) if (b0, b1) != (a["start"], a["end"])
+            ]
         _, tech = cal._technologist_for(room.id, start, end)
         p = Placement(request, exam, room, start, end, ch, tech)
         broken = cal.check(p, ignore=appointment_id)
@@ -451,25 +648,60 @@ async def reschedule(conn: asyncpg.Connection, s: Scheduler, appointment_id: str
                 await conn.execute(
                     "UPDATE appointment SET room_id = $2, technologist_id = $3, during = tstzrange($4, $5), "
                     "channel = $6, updated_at = $7, reminded_at = NULL WHERE id = $1::uuid",
-                    appointment_id, room.id, tech, start, end, ch, now)
+                    appointment_id,
+                    room.id,
+                    tech,
+                    start,
+                    end,
+                    ch,
+                    now,
+                )
         except asyncpg.ExclusionViolationError as exc:
             raise SlotTaken(f"room {room.id} was just booked at {start.isoformat()}") from exc
-        await _history(conn, appointment_id, Event.RESCHEDULE, before, after, actor,
-                       {"from_room": a["room_id"], "from_start": a["start"], "room_id": room.id, "start": start,
-                        "reason": reason})
+        await _history(
+            conn,
+            appointment_id,
+            Event.RESCHEDULE,
+            before,
+            after,
+            actor,
+            {"from_room": a["room_id"], "from_start": a["start"], "room_id": room.id, "start": start, "reason": reason},
+        )
         new = await appointments.get(conn, appointment_id)
         assert new is not None
         if after is Status.BOOKED:
-            await events.publish(conn, AppointmentRescheduled(
-                appointment=appointments.info(new), previous_start=a["start"], previous_room_id=a["room_id"]),
-                source=SOURCE, subject=appointment_id)
-        await _audit(conn, actor, "update", new, {"event": "reschedule", "from_start": a["start"].isoformat(),
-                                                  "start": start.isoformat(), "reason": reason})
+            await events.publish(
+                conn,
+                AppointmentRescheduled(
+                    appointment=appointments.info(new), previous_start=a["start"], previous_room_id=a["room_id"]
+                ),
+                source=SOURCE,
+                subject=appointment_id,
+            )
+        await _audit(
+            conn,
+            actor,
+            "update",
+            new,
+            {"event": "reschedule", "from_start": a["start"].isoformat(), "start": start.isoformat(), "reason": reason},
+        )
         return new
 
 
 __all__ = [
-    "Actor", "BookingRefused", "NotFound", "Scheduler", "SlotTaken", "TransitionRefused", "book_earliest",
-    "book_plan", "book_slot", "expire_holds", "find_earliest", "no_show_count", "plan_exams", "reschedule",
+    "Actor",
+    "BookingRefused",
+    "NotFound",
+    "Scheduler",
+    "SlotTaken",
+    "TransitionRefused",
+    "book_earliest",
+    "book_plan",
+    "book_slot",
+    "expire_holds",
+    "find_earliest",
+    "no_show_count",
+    "plan_exams",
+    "reschedule",
     "transition",
 ]

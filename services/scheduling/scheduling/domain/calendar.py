@@ -16,13 +16,13 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from scheduling.domain.model import ExamRequest, ExamType, Placement, PlannedExam, RosterEntry, Room, Session, Ward
+from scheduling.domain.model import ExamRequest, ExamType, Placement, PlannedExam, Room, RosterEntry, Session, Ward
 from scheduling.domain.rules import RuleContext, RuleType, Violation, build_rule, evaluate
 from scheduling.domain.states import LIVE_IN_ROOM
 
@@ -77,7 +77,7 @@ class Calendar:
     def at(self, day: date, t: time) -> datetime:
         # Kept in UTC like the database's values: aware datetimes with one tzinfo compare without
         # asking the zone for offsets, which the search does millions of times.
-        return datetime.combine(day, t, self.tz).astimezone(timezone.utc)
+        return datetime.combine(day, t, self.tz).astimezone(UTC)
 
     def local_day(self, t: datetime) -> date:
         return t.astimezone(self.tz).date()
@@ -86,8 +86,10 @@ class Calendar:
         key = (room_id, day)
         found = self._sessions_cache.get(key)
         if found is None:
-            found = [(self.at(day, s.starts), self.at(day, s.ends), s)
-                     for s in self.sessions.get((room_id, day.isoweekday()), ())]
+            found = [
+                (self.at(day, s.starts), self.at(day, s.ends), s)
+                for s in self.sessions.get((room_id, day.isoweekday()), ())
+            ]
             self._sessions_cache[key] = found
         return found
 
@@ -95,8 +97,10 @@ class Calendar:
         key = (room_id, day)
         found = self._roster_cache.get(key)
         if found is None:
-            found = [(self.at(day, e.starts), self.at(day, e.ends), e.technologist_id)
-                     for e in self.roster.get((room_id, day.isoweekday()), ())]
+            found = [
+                (self.at(day, e.starts), self.at(day, e.ends), e.technologist_id)
+                for e in self.roster.get((room_id, day.isoweekday()), ())
+            ]
             self._roster_cache[key] = found
         return found
 
@@ -169,26 +173,38 @@ class Calendar:
         session = self.session_of(p.room.id, p.start, p.end)
         in_session = []
         if session:
-            in_session = [(b.start, b.end, b.mdr) for b in self.busy_on(p.room.id, day)
-                          if b.appointment_id != ignore and session[0] <= b.start < session[1]]
-            in_session += [(x.start, x.end, p.request.mdr) for x in plan if x.room_id == p.room.id
-                           and session[0] <= x.start < session[1]]
+            in_session = [
+                (b.start, b.end, b.mdr)
+                for b in self.busy_on(p.room.id, day)
+                if b.appointment_id != ignore and session[0] <= b.start < session[1]
+            ]
+            in_session += [
+                (x.start, x.end, p.request.mdr)
+                for x in plan
+                if x.room_id == p.room.id and session[0] <= x.start < session[1]
+            ]
         ward = self.wards.get(p.request.ward) if p.request.ward else None
         return RuleContext(
-            now=self.now, tz=self.tz,
+            now=self.now,
+            tz=self.tz,
             patient_exams=[x for x in self.patient_exams if x.appointment_id != ignore] + list(plan),
-            session_start=session[0] if session else None, session_end=session[1] if session else None,
+            session_start=session[0] if session else None,
+            session_end=session[1] if session else None,
             session_bookings=in_session,
-            room_day_count=self.day_count(p.room.id, day) - (1 if ignore and self._ignored_same_day(p.room.id, ignore, day) else 0)
+            room_day_count=self.day_count(p.room.id, day)
+            - (1 if ignore and self._ignored_same_day(p.room.id, ignore, day) else 0)
             + sum(1 for x in plan if x.room_id == p.room.id and self.local_day(x.start) == day),
             technologist_day_count=self.technologist_day_count(p.technologist_id, day) if p.technologist_id else 0,
-            ward=ward, no_shows=self.no_shows,
+            ward=ward,
+            no_shows=self.no_shows,
         )
 
     def _ignored_same_day(self, room_id: str, appointment_id: str, day: date) -> bool:
         return any(b.appointment_id == appointment_id for b in self.busy_on(room_id, day))
 
-    def hard_violations(self, p: Placement, ignore: str | None = None, plan: Sequence[PlannedExam] = ()) -> list[Violation]:
+    def hard_violations(
+        self, p: Placement, ignore: str | None = None, plan: Sequence[PlannedExam] = ()
+    ) -> list[Violation]:
         """Built-in constraints: the right room, open, free, staffed, and within the channel's quota."""
         out: list[Violation] = []
         room, exam = p.room, p.exam
@@ -201,10 +217,18 @@ class Calendar:
             out.append(builtin("room-capability", f"room {room.id} lacks {', '.join(sorted(missing))}"))
         session = self.session_of(room.id, p.start, p.end)
         if session is None:
-            out.append(builtin("working-hours", f"room {room.id} does not work from {self._fmt(p.start)} to {self._fmt(p.end)}"))
+            out.append(
+                builtin(
+                    "working-hours", f"room {room.id} does not work from {self._fmt(p.start)} to {self._fmt(p.end)}"
+                )
+            )
         elif (p.start - session[0]) % timedelta(minutes=room.slice_minutes):
-            out.append(builtin("time-slice", f"room {room.id} takes patients every {room.slice_minutes} min from "
-                                             f"{self._fmt(session[0])}"))
+            out.append(
+                builtin(
+                    "time-slice",
+                    f"room {room.id} takes patients every {room.slice_minutes} min from {self._fmt(session[0])}",
+                )
+            )
         if self._closed(room, p.start, p.end):
             out.append(builtin("closure", f"room {room.id} is closed (maintenance or holiday) at that time"))
         if self._room_overlap(room.id, p.start, p.end, ignore) or any(
@@ -224,21 +248,34 @@ class Calendar:
                 break
         return out
 
-    def _quota_violation(self, p: Placement, session: tuple[datetime, datetime], ignore: str | None) -> Violation | None:
+    def _quota_violation(
+        self, p: Placement, session: tuple[datetime, datetime], ignore: str | None
+    ) -> Violation | None:
         for q in self.quotas:
-            if q.channel != p.channel or (q.room_id and q.room_id != p.room.id) or (q.modality and q.modality != p.room.modality):
+            if (
+                q.channel != p.channel
+                or (q.room_id and q.room_id != p.room.id)
+                or (q.modality and q.modality != p.room.modality)
+            ):
                 continue
             if self.now >= session[0] - timedelta(minutes=q.release_minutes_before):
                 continue  # released: unused quota is open to every channel now
-            used = sum(1 for b in self.busy_on(p.room.id, self.local_day(session[0])) if b.channel == p.channel
-                       and b.appointment_id != ignore and session[0] <= b.start < session[1])
+            used = sum(
+                1
+                for b in self.busy_on(p.room.id, self.local_day(session[0]))
+                if b.channel == p.channel and b.appointment_id != ignore and session[0] <= b.start < session[1]
+            )
             if used >= q.max_per_session:
-                return builtin("channel-quota", f"the {p.channel} quota of this session ({q.max_per_session}) is used "
-                                                f"up until {self._fmt(session[0] - timedelta(minutes=q.release_minutes_before))}")
+                return builtin(
+                    "channel-quota",
+                    f"the {p.channel} quota of this session ({q.max_per_session}) is used "
+                    f"up until {self._fmt(session[0] - timedelta(minutes=q.release_minutes_before))}",
+                )
         return None
 
-    def check(self, p: Placement, *, plan: Sequence[PlannedExam] = (), ignore: str | None = None,
-              first_only: bool = False) -> list[Violation]:
+    def check(
+        self, p: Placement, *, plan: Sequence[PlannedExam] = (), ignore: str | None = None, first_only: bool = False
+    ) -> list[Violation]:
         """Every reason this placement cannot be booked (empty: it can)."""
         hard = self.hard_violations(p, ignore, plan)
         if hard and first_only:
@@ -254,14 +291,30 @@ class Calendar:
         """Nearer is better: same building as the inpatient's ward, then same campus (6.1.6 (1))."""
         ward = self.wards.get(request.ward) if request.ward else None
         if ward is not None:
-            return 0 if (room.campus == ward.campus and room.building == ward.building) else 1 if room.campus == ward.campus else 2
+            return (
+                0
+                if (room.campus == ward.campus and room.building == ward.building)
+                else 1
+                if room.campus == ward.campus
+                else 2
+            )
         if campus:
             return 0 if room.campus == campus else 1
         return 0
 
-    def candidates_on(self, day: date, request: ExamRequest, exam: ExamType, channel: str, *,
-                      not_before: datetime, campus: str | None = None, room_ids: Iterable[str] | None = None,
-                      ignore: str | None = None, plan: Sequence[PlannedExam] = ()) -> Iterator[Placement]:
+    def candidates_on(
+        self,
+        day: date,
+        request: ExamRequest,
+        exam: ExamType,
+        channel: str,
+        *,
+        not_before: datetime,
+        campus: str | None = None,
+        room_ids: Iterable[str] | None = None,
+        ignore: str | None = None,
+        plan: Sequence[PlannedExam] = (),
+    ) -> Iterator[Placement]:
         """Free, open, staffed placements of one day, earliest (then nearest) first; rules not yet checked.
 
         Lazy: each room yields its free slices in time order and the rooms are merged, so a search that
@@ -270,19 +323,32 @@ class Calendar:
         wanted = set(room_ids) if room_ids is not None else None
         per_room = []
         for room in self.rooms.values():
-            if (wanted is not None and room.id not in wanted) or not room.active or room.modality != exam.modality \
-                    or not exam.required_capabilities <= room.capabilities:
+            if (
+                (wanted is not None and room.id not in wanted)
+                or not room.active
+                or room.modality != exam.modality
+                or not exam.required_capabilities <= room.capabilities
+            ):
                 continue
-            per_room.append(self._free_slices(room, day, duration, not_before, self.room_rank(room, request, campus),
-                                              ignore, plan))
+            per_room.append(
+                self._free_slices(room, day, duration, not_before, self.room_rank(room, request, campus), ignore, plan)
+            )
         for t, _rank, _rid, room in heapq.merge(*per_room):
             end = t + duration
             staffed, tech = self._technologist_for(room.id, t, end)
             if staffed:
                 yield Placement(request, exam, room, t, end, channel, tech)
 
-    def _free_slices(self, room: Room, day: date, duration: timedelta, not_before: datetime, rank: int,
-                     ignore: str | None, plan: Sequence[PlannedExam]) -> Iterator[tuple[datetime, int, str, Room]]:
+    def _free_slices(
+        self,
+        room: Room,
+        day: date,
+        duration: timedelta,
+        not_before: datetime,
+        rank: int,
+        ignore: str | None,
+        plan: Sequence[PlannedExam],
+    ) -> Iterator[tuple[datetime, int, str, Room]]:
         step = timedelta(minutes=room.slice_minutes)
         for s0, s1, _ in self.sessions_on(room.id, day):
             if s1 - duration < not_before:
@@ -290,15 +356,20 @@ class Calendar:
             t = s0
             if not_before > s0:
                 t = s0 + step * -(-(not_before - s0) // step)  # the first slice at or after not_before
-            taken = sorted([(b.start, b.end) for b in self.busy_on(room.id, day)
-                            if b.start < s1 and b.end > s0 and b.appointment_id != ignore]
-                           + [(x.start, x.end) for x in plan if x.room_id == room.id])
+            taken = sorted(
+                [
+                    (b.start, b.end)
+                    for b in self.busy_on(room.id, day)
+                    if b.start < s1 and b.end > s0 and b.appointment_id != ignore
+                ]
+                + [(x.start, x.end) for x in plan if x.room_id == room.id]
+            )
             k = 0
             while t + duration <= s1:
                 end = t + duration
                 while k < len(taken) and taken[k][1] <= t:
                     k += 1
-                clash = next(((b0, b1) for b0, b1 in taken[k:k + 8] if b0 < end and t < b1), None)
+                clash = next(((b0, b1) for b0, b1 in taken[k : k + 8] if b0 < end and t < b1), None)
                 if clash is not None:
                     t = s0 + step * -(-(clash[1] - s0) // step)  # the first slice after the clash
                     continue
@@ -306,15 +377,35 @@ class Calendar:
                     yield (t, rank, room.id, room)
                 t += step
 
-    def earliest(self, request: ExamRequest, exam: ExamType, channel: str, *, not_before: datetime, days: int,
-                 campus: str | None = None, room_ids: Iterable[str] | None = None, ignore: str | None = None,
-                 plan: Sequence[PlannedExam] = (), same_day_only: bool = False) -> Placement | None:
+    def earliest(
+        self,
+        request: ExamRequest,
+        exam: ExamType,
+        channel: str,
+        *,
+        not_before: datetime,
+        days: int,
+        campus: str | None = None,
+        room_ids: Iterable[str] | None = None,
+        ignore: str | None = None,
+        plan: Sequence[PlannedExam] = (),
+        same_day_only: bool = False,
+    ) -> Placement | None:
         """The earliest placement that breaks no constraint and no rule (6.1.5, one exam)."""
         first_day = self.local_day(max(not_before, self.now))
         for offset in range(1 if same_day_only else days):
             day = first_day + timedelta(days=offset)
-            for p in self.candidates_on(day, request, exam, channel, not_before=max(not_before, self.now),
-                                        campus=campus, room_ids=room_ids, ignore=ignore, plan=plan):
+            for p in self.candidates_on(
+                day,
+                request,
+                exam,
+                channel,
+                not_before=max(not_before, self.now),
+                campus=campus,
+                room_ids=room_ids,
+                ignore=ignore,
+                plan=plan,
+            ):
                 if not self.check(p, plan=plan, ignore=ignore, first_only=True):
                     return p
         return None
@@ -338,41 +429,76 @@ def _obj(v: Any) -> dict[str, Any]:
     return dict(json.loads(v)) if isinstance(v, str) else dict(v or {})
 
 
-async def load_calendar(conn: asyncpg.Connection, *, tz: ZoneInfo, now: datetime, start: datetime, end: datetime,
-                        modalities: Iterable[str], empi_id: str | None = None, base: Calendar | None = None) -> Calendar:
+async def load_calendar(
+    conn: asyncpg.Connection,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    modalities: Iterable[str],
+    empi_id: str | None = None,
+    base: Calendar | None = None,
+) -> Calendar:
     """Everything the search needs for rooms of these modalities between start and end.
 
     With `base` (a calendar of the same search), the configuration — rooms, hours, roster, quotas,
     rules, wards — is taken from it and only the window's appointments and closures are read."""
     if base is None:
         mods = sorted(set(modalities))
-        rooms = {r["id"]: Room.from_row(r) for r in await conn.fetch("SELECT * FROM room WHERE modality = ANY($1)", mods)}
+        rooms = {
+            r["id"]: Room.from_row(r) for r in await conn.fetch("SELECT * FROM room WHERE modality = ANY($1)", mods)
+        }
         ids = list(rooms)
         sessions: dict[tuple[str, int], list[Session]] = defaultdict(list)
         for r in await conn.fetch("SELECT * FROM room_session WHERE room_id = ANY($1) ORDER BY starts", ids):
             sessions[(r["room_id"], r["weekday"])].append(
-                Session(r["room_id"], r["weekday"], r["starts"], r["ends"], r["label"]))
+                Session(r["room_id"], r["weekday"], r["starts"], r["ends"], r["label"])
+            )
         roster: dict[tuple[str, int], list[RosterEntry]] = defaultdict(list)
         for r in await conn.fetch("SELECT * FROM roster WHERE room_id = ANY($1) ORDER BY technologist_id", ids):
             roster[(r["room_id"], r["weekday"])].append(
-                RosterEntry(r["technologist_id"], r["room_id"], r["weekday"], r["starts"], r["ends"]))
-        quotas = [Quota(r["channel"], r["room_id"], r["modality"], r["max_per_session"], r["release_minutes_before"])
-                  for r in await conn.fetch("SELECT * FROM channel_quota")]
+                RosterEntry(r["technologist_id"], r["room_id"], r["weekday"], r["starts"], r["ends"])
+            )
+        quotas = [
+            Quota(r["channel"], r["room_id"], r["modality"], r["max_per_session"], r["release_minutes_before"])
+            for r in await conn.fetch("SELECT * FROM channel_quota")
+        ]
         wards = {r["code"]: Ward(r["code"], r["campus"], r["building"]) for r in await conn.fetch("SELECT * FROM ward")}
         rules = await load_rules(conn)
         cal = Calendar(tz, now, rooms, dict(sessions), dict(roster), [], {}, {}, quotas, rules, wards)
         if empi_id:
-            cal.no_shows = [r["t"] for r in await conn.fetch(
-                "SELECT lower(during) AS t FROM appointment WHERE empi_id = $1 AND status = 'noshow'", empi_id)]
+            cal.no_shows = [
+                r["t"]
+                for r in await conn.fetch(
+                    "SELECT lower(during) AS t FROM appointment WHERE empi_id = $1 AND status = 'noshow'", empi_id
+                )
+            ]
     else:
-        cal = Calendar(tz, now, base.rooms, base.sessions, base.roster, [], {}, {}, base.quotas, base.rules,
-                       base.wards, no_shows=base.no_shows)
+        cal = Calendar(
+            tz,
+            now,
+            base.rooms,
+            base.sessions,
+            base.roster,
+            [],
+            {},
+            {},
+            base.quotas,
+            base.rules,
+            base.wards,
+            no_shows=base.no_shows,
+        )
     ids = list(cal.rooms)
     cal.closures = [
         (r["room_id"], r["campus"], r["during"].lower, r["during"].upper)
         for r in await conn.fetch(
             "SELECT room_id, campus, during FROM closure WHERE during && tstzrange($1, $2) "
-            "AND (room_id IS NULL OR room_id = ANY($3))", start, end, ids)
+            "AND (room_id IS NULL OR room_id = ANY($3))",
+            start,
+            end,
+            ids,
+        )
     ]
     technologists = sorted({e.technologist_id for entries in cal.roster.values() for e in entries})
     # Two gist indexes (those of the exclusion constraints) answer this: the rooms' appointments,
@@ -383,7 +509,11 @@ async def load_calendar(conn: asyncpg.Connection, *, tz: ZoneInfo, now: datetime
             WHERE a.status = ANY($1) AND a.during && tstzrange($2, $3)
               AND (a.room_id = ANY($4) OR a.technologist_id = ANY($5))
             ORDER BY lower(a.during)""",
-        LIVE, start, end, ids, technologists,
+        LIVE,
+        start,
+        end,
+        ids,
+        technologists,
     )
     busy: dict[str, list[Busy]] = defaultdict(list)
     tech_busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
@@ -405,6 +535,11 @@ async def patient_exams(conn: asyncpg.Connection, empi_id: str, start: datetime,
         """SELECT a.id::text AS id, a.room_id, a.during, e.*
              FROM appointment a JOIN exam_type e ON e.code = a.exam_code
             WHERE a.empi_id = $1 AND a.status = ANY($2) AND a.during && tstzrange($3, $4)""",
-        empi_id, LIVE, start, end,
+        empi_id,
+        LIVE,
+        start,
+        end,
     )
-    return [PlannedExam(ExamType.from_row(r), r["during"].lower, r["during"].upper, r["room_id"], r["id"]) for r in rows]
+    return [
+        PlannedExam(ExamType.from_row(r), r["during"].lower, r["during"].upper, r["room_id"], r["id"]) for r in rows
+    ]

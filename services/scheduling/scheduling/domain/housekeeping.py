@@ -29,13 +29,19 @@ async def send_reminders(conn: asyncpg.Connection, s: booking.Scheduler, hk: Hou
             """SELECT id::text AS id FROM appointment
                 WHERE status = 'booked' AND reminded_at IS NULL AND lower(during) > $1 AND lower(during) <= $2
                 ORDER BY lower(during) LIMIT $3 FOR UPDATE SKIP LOCKED""",
-            now, now + timedelta(hours=hk.reminder_hours), limit)
+            now,
+            now + timedelta(hours=hk.reminder_hours),
+            limit,
+        )
         for r in ids:
             a = await appointments.get(conn, r["id"])
             assert a is not None
-            await events.publish(conn, AppointmentReminder(appointment=appointments.info(a),
-                                                           preparation=a["preparation"] or None),
-                                 source=booking.SOURCE, subject=a["id"])
+            await events.publish(
+                conn,
+                AppointmentReminder(appointment=appointments.info(a), preparation=a["preparation"] or None),
+                source=booking.SOURCE,
+                subject=a["id"],
+            )
             await conn.execute("UPDATE appointment SET reminded_at = $2 WHERE id = $1::uuid", r["id"], now)
         return len(ids)
 
@@ -46,12 +52,16 @@ async def record_no_shows(conn: asyncpg.Connection, s: booking.Scheduler, hk: Ho
     now = s.now()
     rows = await conn.fetch(
         "SELECT id::text AS id FROM appointment WHERE status = 'booked' AND upper(during) < $1 "
-        "ORDER BY lower(during) LIMIT $2", now - timedelta(minutes=hk.no_show_after_minutes), limit)
+        "ORDER BY lower(during) LIMIT $2",
+        now - timedelta(minutes=hk.no_show_after_minutes),
+        limit,
+    )
     done = 0
     for r in rows:
         try:
-            await booking.transition(conn, s, r["id"], Event.NO_SHOW, actor=booking.SYSTEM,
-                                     reason="did not arrive (recorded automatically)")
+            await booking.transition(
+                conn, s, r["id"], Event.NO_SHOW, actor=booking.SYSTEM, reason="did not arrive (recorded automatically)"
+            )
             done += 1
         except booking.TransitionRefused:
             continue  # another replica or the desk got there first

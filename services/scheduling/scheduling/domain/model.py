@@ -9,7 +9,13 @@ from typing import Any, Literal
 # Booking channels of smart-imaging standard 5.3.2 (1): booking center, online, kiosk, triage desk,
 # outpatient doctor, ward nurse and inpatient doctor workstations.
 Channel = Literal[
-    "booking-center", "online", "kiosk", "front-desk", "outpatient-doctor", "ward-nurse", "inpatient-doctor",
+    "booking-center",
+    "online",
+    "kiosk",
+    "front-desk",
+    "outpatient-doctor",
+    "ward-nurse",
+    "inpatient-doctor",
 ]
 CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
 
@@ -32,9 +38,18 @@ class Room:
     @classmethod
     def from_row(cls, r: Any) -> Room:
         return cls(
-            id=r["id"], name=r["name"], modality=r["modality"], campus=r["campus"], building=r["building"],
-            floor=r["floor"], location=r["location"], route=r["route"], station_ae_title=r["station_ae_title"],
-            capabilities=frozenset(r["capabilities"]), slice_minutes=r["slice_minutes"], active=r["active"],
+            id=r["id"],
+            name=r["name"],
+            modality=r["modality"],
+            campus=r["campus"],
+            building=r["building"],
+            floor=r["floor"],
+            location=r["location"],
+            route=r["route"],
+            station_ae_title=r["station_ae_title"],
+            capabilities=frozenset(r["capabilities"]),
+            slice_minutes=r["slice_minutes"],
+            active=r["active"],
         )
 
 
@@ -74,9 +89,15 @@ class ExamType:
     @classmethod
     def from_row(cls, r: Any) -> ExamType:
         return cls(
-            code=r["code"], name=r["name"], modality=r["modality"], duration_minutes=r["duration_minutes"],
-            preparation_minutes=r["preparation_minutes"], body_part=r["body_part"], contrast=r["contrast"],
-            fasting=r["fasting"], required_capabilities=frozenset(r["required_capabilities"]),
+            code=r["code"],
+            name=r["name"],
+            modality=r["modality"],
+            duration_minutes=r["duration_minutes"],
+            preparation_minutes=r["preparation_minutes"],
+            body_part=r["body_part"],
+            contrast=r["contrast"],
+            fasting=r["fasting"],
+            required_capabilities=frozenset(r["required_capabilities"]),
             preparation=r["preparation"],
         )
 
@@ -116,9 +137,17 @@ class ExamRequest:
     @classmethod
     def from_row(cls, r: Any) -> ExamRequest:
         return cls(
-            order_id=r["order_id"], exam_code=r["exam_code"], accession_number=r["accession_number"],
-            exam_name=r["exam_name"], modality=r["modality"], empi_id=r["empi_id"], patient=_json(r["patient"]),
-            patient_class=r["patient_class"], ward=r["ward"], special=_json(r["special"]), priority=r["priority"],
+            order_id=r["order_id"],
+            exam_code=r["exam_code"],
+            accession_number=r["accession_number"],
+            exam_name=r["exam_name"],
+            modality=r["modality"],
+            empi_id=r["empi_id"],
+            patient=_json(r["patient"]),
+            patient_class=r["patient_class"],
+            ward=r["ward"],
+            special=_json(r["special"]),
+            priority=r["priority"],
             status=r["status"],
         )
 

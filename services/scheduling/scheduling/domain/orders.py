@@ -28,29 +28,59 @@ async def on_order_created(conn: asyncpg.Connection, event: Any) -> None:
         await conn.execute(
             """INSERT INTO exam_type (code, name, modality, body_part, duration_minutes, contrast, auto_created)
                VALUES ($1, $2, $3, $4, $5, $6, true) ON CONFLICT (code) DO NOTHING""",
-            item.code, item.name, item.modality, item.body_part, DEFAULT_MINUTES.get(item.modality, 20),
-            "iodinated" if item.contrast and item.modality == "CT" else "gadolinium" if item.contrast and
-            item.modality == "MR" else "other" if item.contrast else "none")
+            item.code,
+            item.name,
+            item.modality,
+            item.body_part,
+            DEFAULT_MINUTES.get(item.modality, 20),
+            "iodinated"
+            if item.contrast and item.modality == "CT"
+            else "gadolinium"
+            if item.contrast and item.modality == "MR"
+            else "other"
+            if item.contrast
+            else "none",
+        )
         await conn.execute(
             """INSERT INTO exam_request (order_id, exam_code, accession_number, requested_procedure_id,
                    study_instance_uid, exam_name, modality, empi_id, patient, patient_class, ward, special, priority)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb, $13)
                ON CONFLICT (order_id, exam_code) DO NOTHING""",
-            order.order_id, item.code, order.accession_number, order.requested_procedure_id,
-            order.study_instance_uid, item.name, item.modality, order.patient.empi_id,
-            order.patient.model_dump_json(), order.patient_class, order.ward, order.special.model_dump_json(),
-            order.priority)
+            order.order_id,
+            item.code,
+            order.accession_number,
+            order.requested_procedure_id,
+            order.study_instance_uid,
+            item.name,
+            item.modality,
+            order.patient.empi_id,
+            order.patient.model_dump_json(),
+            order.patient_class,
+            order.ward,
+            order.special.model_dump_json(),
+            order.priority,
+        )
 
 
-async def cancel_order(conn: asyncpg.Connection, scheduler: booking.Scheduler, order_id: str, reason: str,
-                       actor: booking.Actor = SYSTEM) -> int:
+async def cancel_order(
+    conn: asyncpg.Connection, scheduler: booking.Scheduler, order_id: str, reason: str, actor: booking.Actor = SYSTEM
+) -> int:
     """Cancel an order's requests and its live appointments (with the order's reason)."""
-    await conn.execute("UPDATE exam_request SET status = 'cancelled', cancel_reason = $2 WHERE order_id = $1",
-                       order_id, reason)
+    await conn.execute(
+        "UPDATE exam_request SET status = 'cancelled', cancel_reason = $2 WHERE order_id = $1", order_id, reason
+    )
     rows = await conn.fetch(
-        "SELECT id::text AS id FROM appointment WHERE order_id = $1 AND status = ANY($2)", order_id,
-        [Status.PROPOSED.value, Status.WAITLIST.value, Status.PENDING.value, Status.BOOKED.value,
-         Status.ARRIVED.value, Status.CHECKED_IN.value])
+        "SELECT id::text AS id FROM appointment WHERE order_id = $1 AND status = ANY($2)",
+        order_id,
+        [
+            Status.PROPOSED.value,
+            Status.WAITLIST.value,
+            Status.PENDING.value,
+            Status.BOOKED.value,
+            Status.ARRIVED.value,
+            Status.CHECKED_IN.value,
+        ],
+    )
     for r in rows:
         await booking.transition(conn, scheduler, r["id"], Event.CANCEL, actor=actor, reason=reason)
     return len(rows)
@@ -72,7 +102,9 @@ def patient_arrived_handler(scheduler: booking.Scheduler):  # type: ignore[no-un
         row = await conn.fetchrow(
             "SELECT id::text AS id FROM appointment WHERE status = 'booked' AND "
             "(id::text = $1 OR ($1 IS NULL AND accession_number = $2)) ORDER BY lower(during) LIMIT 1",
-            data.appointment_id, data.accession_number)
+            data.appointment_id,
+            data.accession_number,
+        )
         if row is not None:  # walk-ins without an appointment are queue-calling's business
             await booking.transition(conn, scheduler, row["id"], Event.ARRIVE, actor=SYSTEM)
 
@@ -82,8 +114,11 @@ def patient_arrived_handler(scheduler: booking.Scheduler):  # type: ignore[no-un
 async def on_patient_updated(conn: asyncpg.Connection, event: Any) -> None:
     data = parse_data(event)
     assert isinstance(data, PatientUpdated)
-    await conn.execute("UPDATE exam_request SET patient = $2::jsonb WHERE empi_id = $1",
-                       data.patient.empi_id, data.patient.model_dump_json())
+    await conn.execute(
+        "UPDATE exam_request SET patient = $2::jsonb WHERE empi_id = $1",
+        data.patient.empi_id,
+        data.patient.model_dump_json(),
+    )
 
 
 async def on_patient_merged(conn: asyncpg.Connection, event: Any) -> None:
@@ -92,8 +127,12 @@ async def on_patient_merged(conn: asyncpg.Connection, event: Any) -> None:
     assert isinstance(data, PatientMerged)
     survivor = data.surviving
     ids = list(data.merged_empi_ids)
-    await conn.execute("UPDATE exam_request SET empi_id = $1, patient = $2::jsonb WHERE empi_id = ANY($3)",
-                       survivor.empi_id, survivor.model_dump_json(), ids)
+    await conn.execute(
+        "UPDATE exam_request SET empi_id = $1, patient = $2::jsonb WHERE empi_id = ANY($3)",
+        survivor.empi_id,
+        survivor.model_dump_json(),
+        ids,
+    )
     await conn.execute("UPDATE appointment SET empi_id = $1 WHERE empi_id = ANY($2)", survivor.empi_id, ids)
 
 

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-_env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
-                   autoescape=select_autoescape(["html"]))
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"), autoescape=select_autoescape(["html"])
+)
 
 
 def receipt(a: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
@@ -33,8 +34,13 @@ def receipt(a: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "time": f"{start:%Y-%m-%d %H:%M}–{end:%H:%M}",
         "arrive_by": arrive_by.isoformat(),
         "place": place,
-        "room": {"id": a["room_id"], "name": a["room_name"], "campus": a["campus"], "building": a["building"],
-                 "floor": a["floor"]},
+        "room": {
+            "id": a["room_id"],
+            "name": a["room_name"],
+            "campus": a["campus"],
+            "building": a["building"],
+            "floor": a["floor"],
+        },
         "preparation": a["preparation"] or "无特殊准备 / No special preparation",
         "fasting": a["fasting"],
         "route": a["route"] or "请到影像中心分诊台咨询 / Ask at the imaging center front desk",

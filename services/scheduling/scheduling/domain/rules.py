@@ -11,6 +11,7 @@ all channels).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -42,7 +43,9 @@ class Selector(BaseModel):
         )
 
 
-class Params(BaseModel):
+class RuleParams(BaseModel):
+    """Parameters every rule type has."""
+
     model_config = ConfigDict(extra="forbid")
     channels: list[str] | None = None
 
@@ -76,9 +79,10 @@ class RuleContext:
 
 class RuleType:
     type: ClassVar[str]
-    Params: ClassVar[type[Params]]
+    Params: ClassVar[builtins.type[RuleParams]]
+    params: Any  # an instance of the type's own Params
 
-    def __init__(self, name: str, reason: str, params: Params):
+    def __init__(self, name: str, reason: str, params: RuleParams):
         self.name, self.reason, self.params = name, reason, params
 
     def applies(self, p: Placement) -> bool:
@@ -96,7 +100,7 @@ class BookingWindow(RuleType):
 
     type = "booking_window"
 
-    class Params(Params):
+    class Params(RuleParams):
         max_days_ahead: int | None = Field(None, ge=0)  # e.g. 30: no slot after today + 30 days
         min_minutes_before: int = Field(0, ge=0)  # e.g. 60: no booking within the hour before start
         exempt_critical: bool = True  # critical/stat patients ignore the window
@@ -119,7 +123,7 @@ class Sequence_(RuleType):
 
     type = "sequence"
 
-    class Params(Params):
+    class Params(RuleParams):
         first: Selector
         then: Selector
 
@@ -141,7 +145,7 @@ class MinimumGap(RuleType):
 
     type = "min_gap"
 
-    class Params(Params):
+    class Params(RuleParams):
         a: Selector
         b: Selector | None = None  # absent: same as a
         min_hours: float = Field(gt=0)
@@ -162,7 +166,7 @@ class LatestStart(RuleType):
 
     type = "latest_start"
 
-    class Params(Params):
+    class Params(RuleParams):
         selector: Selector
         latest: time  # e.g. "10:00"
 
@@ -177,7 +181,7 @@ class InpatientProximity(RuleType):
 
     type = "inpatient_proximity"
 
-    class Params(Params):
+    class Params(RuleParams):
         within: Literal["campus", "building"] = "campus"
 
     def allows(self, p: Placement, ctx: RuleContext) -> bool:
@@ -194,7 +198,7 @@ class CriticalReserve(RuleType):
 
     type = "critical_reserve"
 
-    class Params(Params):
+    class Params(RuleParams):
         reserved_minutes: int = Field(gt=0)
         modality: str | None = None
 
@@ -210,7 +214,7 @@ class MdrSeparation(RuleType):
 
     type = "mdr_separation"
 
-    class Params(Params):
+    class Params(RuleParams):
         room_ids: list[str] | None = None  # MDR patients only here
         tail_minutes: int | None = Field(60, ge=0)  # MDR patients only this close to the session's end
 
@@ -234,7 +238,7 @@ class Capacity(RuleType):
 
     type = "capacity"
 
-    class Params(Params):
+    class Params(RuleParams):
         per: Literal["room", "technologist"] = "room"
         max_per_day: int = Field(ge=0)
         modality: str | None = None
@@ -255,7 +259,7 @@ class NoShowLimit(RuleType):
 
     type = "no_show_limit"
 
-    class Params(Params):
+    class Params(RuleParams):
         max_no_shows: int = Field(ge=1)
         window_days: int = Field(180, ge=1)
 
@@ -266,8 +270,17 @@ class NoShowLimit(RuleType):
 
 RULE_TYPES: dict[str, type[RuleType]] = {
     cls.type: cls
-    for cls in (BookingWindow, Sequence_, MinimumGap, LatestStart, InpatientProximity, CriticalReserve,
-                MdrSeparation, Capacity, NoShowLimit)
+    for cls in (
+        BookingWindow,
+        Sequence_,
+        MinimumGap,
+        LatestStart,
+        InpatientProximity,
+        CriticalReserve,
+        MdrSeparation,
+        Capacity,
+        NoShowLimit,
+    )
 }
 
 

@@ -94,8 +94,17 @@ def next_status(event: Event, state: str) -> Status:
 
 
 _ORDER = {
-    NEW: 0, S.PROPOSED: 1, S.WAITLIST: 1, S.PENDING: 2, S.BOOKED: 3, S.ARRIVED: 4, S.CHECKED_IN: 5,
-    S.FULFILLED: 6, S.CANCELLED: 6, S.NOSHOW: 6, S.ENTERED_IN_ERROR: 7,
+    NEW: 0,
+    S.PROPOSED: 1,
+    S.WAITLIST: 1,
+    S.PENDING: 2,
+    S.BOOKED: 3,
+    S.ARRIVED: 4,
+    S.CHECKED_IN: 5,
+    S.FULFILLED: 6,
+    S.CANCELLED: 6,
+    S.NOSHOW: 6,
+    S.ENTERED_IN_ERROR: 7,
 }
 
 
