@@ -157,6 +157,15 @@ async def test_config_change_is_pushed_to_connected_screens(api: httpx.AsyncClie
         assert second["screen"]["layout"]["columns"] == 3
         assert (second["screen"]["on_time"], second["screen"]["off_time"]) == ("07:30", "18:30")
         assert second["screen"]["utc_offset_minutes"] == 480
+        listed = (await api.get("/screens", headers=service.headers("admin"))).json()["data"]
+        assert next(x for x in listed if x["screen_id"] == screen["screen_id"])["connected"] == 1
+    for _ in range(40):  # the server notices the closed socket a moment later
+        listed = (await api.get("/screens", headers=service.headers("admin"))).json()["data"]
+        if next(x for x in listed if x["screen_id"] == screen["screen_id"])["connected"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("screen still counted as connected")
     bad = await api.put(f"/screens/{world.id('x')}", headers=service.headers("admin"),
                         json={"kind": "door", "room_ids": [rid, rid + "x"]})
     assert bad.status_code == 422

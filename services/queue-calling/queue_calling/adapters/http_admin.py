@@ -139,6 +139,9 @@ async def put_screen(screen_id: str, body: ScreenIn, user: Admin, ctx: Ctx, ip: 
 async def list_screens(user: Admin, ctx: Ctx) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         data = await configuration.list_screens(conn)
+    online = await hub_of(ctx).online()
+    for screen in data:
+        screen["connected"] = online.get(screen["screen_id"], 0)
     return {"data": data, "count": len(data)}
 
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -100,6 +101,10 @@ class ScreenHub:
         self._pg: asyncpg.Connection | None = None
         self.redis = redis
         self.channel = f"{namespace}:queue_calling:screens"
+        # Which screens are connected, per replica (expires if the replica dies): central management
+        # sees every display's state (smart-imaging standard 6.2.2 (7)).
+        self.online_prefix = f"{namespace}:queue_calling:online:"
+        self.online_key = self.online_prefix + uuid.uuid4().hex[:12]
         self.tz = ZoneInfo(timezone)
         self.announcement = announcement
         self.ping_seconds = ping_seconds
@@ -159,15 +164,36 @@ class ScreenHub:
         self.screens[screen["screen_id"]] = screen
         self.clients.setdefault(screen["screen_id"], set()).add(client)
         client.offer(await self.snapshot(screen))
+        await self._report_online()
         return client
 
-    def detach(self, client: ScreenClient) -> None:
+    async def detach(self, client: ScreenClient) -> None:
         client.close()
         group = self.clients.get(client.screen_id)
         if group is not None:
             group.discard(client)
             if not group:
                 self.clients.pop(client.screen_id, None)
+        with contextlib.suppress(Exception):
+            await self._report_online()
+
+    async def _report_online(self) -> None:
+        counts: dict[Any, Any] = {sid: len(group) for sid, group in self.clients.items() if group}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.online_key)
+            if counts:
+                pipe.hset(self.online_key, mapping=counts)
+                pipe.expire(self.online_key, max(5, int(self.ping_seconds * 3)))
+            await pipe.execute()
+
+    async def online(self) -> dict[str, int]:
+        """Connected sockets per screen, summed over every live replica."""
+        total: dict[str, int] = {}
+        async for key in self.redis.scan_iter(match=self.online_prefix + "*"):
+            for sid, n in (await self.redis.hgetall(key)).items():
+                name = sid.decode() if isinstance(sid, bytes) else str(sid)
+                total[name] = total.get(name, 0) + int(n)
+        return total
 
     def screen_public(self, screen: dict[str, Any]) -> dict[str, Any]:
         offset = datetime.now(self.tz).utcoffset()
@@ -273,6 +299,8 @@ class ScreenHub:
                     await self.resync_all()
                 except Exception:
                     log.warning("screen hub cannot reach PostgreSQL yet; retrying")
+            with contextlib.suppress(Exception):
+                await self._report_online()  # also refreshes the expiry
             text = _dumps({"type": "ping", "server_time": time.time()})
             for group in list(self.clients.values()):
                 for client in list(group):

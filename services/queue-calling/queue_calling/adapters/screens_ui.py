@@ -65,7 +65,7 @@ async def screen_socket(ws: WebSocket, screen_id: str) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
     finally:
-        hub.detach(client)
+        await hub.detach(client)
 
 
 async def _drain(ws: WebSocket) -> None:
