@@ -367,3 +367,32 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
     assert r.status_code == 200 and datetime.fromisoformat(r.json()["start"]) == at(day, 11)
     r = await client.post(f"{API}/appointments/{first['id']}/cancel", headers=clerk, json={})
     assert r.status_code == 422  # a cancellation needs its reason
+
+
+async def test_background_task_expires_holds(settings_for, test_env) -> None:
+    quick = settings_for(Settings, scheduling_hold_minutes=1 / 60, scheduling_housekeeping_seconds=0.3)
+    tag = uuid.uuid4().hex[:8]
+    async with asgi_client(create_app(quick)) as c:
+        admin, clerk = auth(quick, "admin"), auth(quick, "clerk")
+        room, code, modality = await setup_room_and_exam(c, admin, tag)
+        event, order_id = order_event(tag, code, modality)
+        pool = c._transport.app.state.ctx.pool  # type: ignore[attr-defined]
+        from scheduling.domain.orders import on_order_created
+
+        async with pool.acquire() as conn, conn.transaction():
+            await on_order_created(conn, event)
+        r = await c.post(
+            f"{API}/appointments",
+            headers=clerk,
+            json={"order_id": order_id, "exam_code": code, "hold": True, "channel": "online"},
+        )
+        assert r.status_code == 201 and r.json()["status"] == "pending"
+        held = r.json()["id"]
+
+        async def expired():  # read the table itself: a GET would expire the hold lazily
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT status, reason FROM appointment WHERE id = $1::uuid", held)
+            return row if row["status"] == "cancelled" else None
+
+        row = await eventually(expired, timeout=10)
+        assert row["reason"] == "hold expired"

@@ -284,3 +284,22 @@ async def test_channel_quota_until_release(conn, scheduler, world) -> None:
         actor=ACTOR,
     )
     assert a["status"] == "booked"
+
+
+async def test_unused_channel_quota_is_released_at_its_time(conn, scheduler, world) -> None:
+    room = await world.room("CT1")
+    exam = await world.exam("CT-HEAD")
+    first, second = await world.order(exam), await world.order(exam, patient=world.id("P2"))
+    # released 3 days before the session: the session in 2 days is already open to every channel
+    await conn.execute(
+        "INSERT INTO channel_quota (channel, room_id, max_per_session, release_minutes_before) "
+        "VALUES ('kiosk', $1, 1, $2)",
+        room,
+        3 * 24 * 60,
+    )
+    day = day_after(2)
+    await put_appointment(world, first, exam, room, at(day, 8), channel="kiosk")
+    a = await book_slot(
+        conn, scheduler, order_id=second, exam_code=exam, room_id=room, start=at(day, 9), channel="kiosk", actor=ACTOR
+    )
+    assert a["channel"] == "kiosk"
