@@ -162,3 +162,44 @@ async def test_unreachable_receiver_goes_dead_and_can_be_retried(service: Servic
     finally:
         await svc.client.put(f"/api/reporting/receivers/{receiver_id}", headers=ops, json={
             "kind": "hl7", "name": "Down HIS", "host": "127.0.0.1", "port": port, "enabled": False})
+
+
+async def test_fhir_endpoint_errors_retry_or_dead(service: Service, world: World) -> None:
+    """503 is retried until accepted; a 4xx (here: no such endpoint) is dead at once — retrying cannot fix it."""
+    svc = service
+    ops = svc.auth("it-ops", username="ops")
+    r = await svc.client.put(f"/api/reporting/receivers/bad-{world.tag}", headers=ops,
+                             json={"kind": "hl7", "name": "x"})
+    assert r.status_code == 422 and "host and port" in r.json()["detail"]
+    r = await svc.client.put(f"/api/reporting/receivers/bad-{world.tag}", headers=ops,
+                             json={"kind": "fhir", "name": "x", "url": "ftp://nope"})
+    assert r.status_code == 422
+    receiver_id = f"lost-{world.tag}"
+    r = await svc.client.put(f"/api/reporting/receivers/{receiver_id}", headers=ops,
+                             json={"kind": "fhir", "name": "Wrong path", "url": svc.fhir.url + "/no-such-base"})
+    assert r.status_code == 200
+    try:
+        svc.fhir.fail_next = 1
+        acc = await world.exam()
+        prelim = await world.step(acc, "preliminary", svc.auth("radiologist", username=f"rad-{world.tag}"),
+                                  content=CONTENT)
+        await wait_for(lambda: f"DiagnosticReport/{prelim['report_id']}" in svc.fhir.resources)
+
+        async def rows() -> dict[str, dict]:
+            body = (await svc.client.get(f"/api/reporting/deliveries?report_id={prelim['report_id']}",
+                                         headers=ops)).json()
+            return {d["receiver_id"]: d for d in body["data"]}
+
+        await wait_for(lambda: _settled(rows))
+        found = await rows()
+        assert found["test-emr"]["status"] == "delivered" and found["test-emr"]["attempts"] == 2
+        assert found[receiver_id]["status"] == "dead" and found[receiver_id]["attempts"] == 1
+        assert "HTTP 404" in found[receiver_id]["last_error"]
+    finally:
+        await svc.client.put(f"/api/reporting/receivers/{receiver_id}", headers=ops, json={
+            "kind": "fhir", "name": "Wrong path", "url": svc.fhir.url + "/no-such-base", "enabled": False})
+
+
+async def _settled(rows) -> bool:  # type: ignore[no-untyped-def]
+    found = await rows()
+    return all(d["status"] in ("delivered", "dead") for d in found.values()) and len(found) >= 3

@@ -90,7 +90,7 @@ async def worklist(ctx: Ctx, request: Request, user: Reader, modality: str | Non
 
 
 @router.get("/exams/{accession_number}", summary="An exam, its report, the caller's next steps and priors")
-async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Stepper) -> dict[str, Any]:
+async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         exam = await conn.fetchrow("SELECT * FROM exam WHERE accession_number = $1", accession_number)
         if exam is None:
@@ -104,8 +104,7 @@ async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Ste
             "report": await _report_body(conn, report) if report else None,
             "allowed_actions": allowed_actions(state, actor.grades),
             "grades": sorted(g.value for g in actor.grades),
-            "priors": [_jsonable(p) for p in await exams.priors(conn, accession_number)]
-            if not {"radiologist", "senior-radiologist"}.isdisjoint(user.roles) else [],
+            "priors": [_jsonable(p) for p in await exams.priors(conn, accession_number)],
         }
         await audit.record(conn, actor=user.username, action="read", entity="exam", entity_id=accession_number,
                            patient_id=exam["patient_id"], source_ip=audit.client_ip(request))
