@@ -356,10 +356,19 @@ async def _store_fields(conn: asyncpg.Connection, report_id: str, content: dict[
 
 # ---- amendments (standard 7.1.4) -----------------------------------------------------------------
 
+async def _lock_report(conn: asyncpg.Connection, report_id: str) -> asyncpg.Record:
+    """Lock exam then report, the order `act` takes them in, so two steps never deadlock."""
+    accession = await conn.fetchval("SELECT accession_number FROM report WHERE id = $1", report_id)
+    if accession is None:
+        raise NotFound(f"no report {report_id}")
+    await _exam(conn, accession, lock=True)
+    return await report_by_id(conn, report_id, lock=True)
+
+
 async def request_amendment(conn: asyncpg.Connection, *, report_id: str, kind: str, reason: str, actor: Actor,
                             signing_secret: str) -> StepResult:
     async with conn.transaction():
-        report = await report_by_id(conn, report_id, lock=True)
+        report = await _lock_report(conn, report_id)
         transition(Action.REQUEST_AMENDMENT, State(report["state"]), actor.grades)
         await conn.execute(
             "INSERT INTO amendment (report_id, kind, reason, requested_by, previous_version) "
@@ -372,7 +381,7 @@ async def request_amendment(conn: asyncpg.Connection, *, report_id: str, kind: s
 async def review_amendment(conn: asyncpg.Connection, *, report_id: str, approve: bool, note: str | None,
                            actor: Actor, signing_secret: str) -> StepResult:
     async with conn.transaction():
-        report = await report_by_id(conn, report_id, lock=True)
+        report = await _lock_report(conn, report_id)
         action = Action.APPROVE_AMENDMENT if approve else Action.REJECT_AMENDMENT
         transition(action, State(report["state"]), actor.grades)
         await conn.execute(
