@@ -139,6 +139,9 @@ async def test_order_emits_order_created_and_fhir_views(client, settings, pool) 
                                params={"identifier": f"urn:imaging:id:resident-id|{idn}"})).json()
     assert bundle["type"] == "searchset" and bundle["total"] == 1
     assert bundle["entry"][0]["resource"]["id"] == p["empi_id"]
+    by_name = (await client.get("/api/registration/fhir/Patient", headers=fh, params={"name": p["name"]})).json()
+    assert p["empi_id"] in [e["resource"]["id"] for e in by_name["entry"]]
+    assert (await client.get("/api/registration/fhir/Patient", headers=fh)).status_code == 400
     sr = (await client.get(f"/api/registration/fhir/ServiceRequest/{order['order_id']}", headers=fh)).json()
     assert sr["resourceType"] == "ServiceRequest" and sr["priority"] == "urgent"
     assert sr["subject"]["reference"] == f"Patient/{p['empi_id']}"

@@ -27,6 +27,7 @@ from imaging_common.empi.identifiers import Identifier
 from imaging_common.empi.names import name_form, split_han_name
 
 from registration.adapters.http_patients import _ctx
+from registration.domain.orders import load_order
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
@@ -188,10 +189,9 @@ async def search_patient(
 
 
 async def _order(conn: Any, key: str) -> dict[str, Any] | None:
-    from registration.domain.orders import _load
     order_id = await conn.fetchval(
         "SELECT order_id FROM exam_order WHERE order_id::text = $1 OR accession_number = $1", key)
-    return None if order_id is None else await _load(conn, str(order_id))
+    return None if order_id is None else await load_order(conn, str(order_id))
 
 
 @router.get("/ServiceRequest/{order_id}", summary="FHIR ServiceRequest read")

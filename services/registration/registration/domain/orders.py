@@ -76,10 +76,10 @@ async def create_order(
         await audit.record(conn, actor=actor.name, action="create", entity="order", entity_id=order_id,
                            patient_id=person.empi_id, source_ip=actor.source_ip,
                            detail={"accession_number": accession, "source": source})
-        return await _load(conn, order_id)
+        return await load_order(conn, order_id)
 
 
-async def _load(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
+async def load_order(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
     row = await conn.fetchrow("SELECT * FROM exam_order WHERE order_id = $1", order_id)
     if row is None:
         raise store.EmpiError(f"no order {order_id}")
@@ -102,7 +102,7 @@ async def get_order(conn: asyncpg.Connection, key: str, *, actor: Actor) -> dict
         order_id = await conn.fetchval("SELECT order_id FROM exam_order WHERE accession_number = $1", key)
     if order_id is None:
         raise store.EmpiError(f"no order {key}")
-    order = await _load(conn, str(order_id))
+    order = await load_order(conn, str(order_id))
     await audit.record(conn, actor=actor.name, action="read", entity="order", entity_id=order["order_id"],
                        patient_id=order["empi_id"], source_ip=actor.source_ip)
     return order
@@ -120,7 +120,7 @@ async def list_orders(
                                 "ORDER BY ordered_at DESC LIMIT $2", ids, limit)
     else:
         rows = await conn.fetch("SELECT order_id FROM exam_order ORDER BY ordered_at DESC LIMIT $1", limit)
-    out = [await _load(conn, str(r["order_id"])) for r in rows]
+    out = [await load_order(conn, str(r["order_id"])) for r in rows]
     await audit.record(conn, actor=actor.name, action="read", entity="order", patient_id=empi_id,
                        source_ip=actor.source_ip, detail={"count": len(out)})
     return out
