@@ -115,3 +115,23 @@ async def test_unplugged_channel_waits_and_plugged_channel_delivers(api: httpx.A
         assert sent[0][1]["number_ahead"] == 0
     finally:
         service.ctx.extras["sender"].channels.pop("sms", None)
+
+
+async def test_central_webhook_gets_every_patient(service: Service, world: World, settings_for: Any) -> None:
+    """IMAGING_QUEUE_WEBHOOK_URL: a hospital message gateway hears about every patient, no per-patient target."""
+    from imaging_common.testing import asgi_client
+    from queue_calling.app import create_app
+    from queue_calling.settings import Settings
+
+    app, got = receiver()
+    async with http_server(app) as hook_url:
+        other = create_app(settings_for(Settings, queue_webhook_url=f"{hook_url}/hook/gateway"))
+        async with asgi_client(other) as client:
+            await world.queue("ct")
+            order = await world.exam()
+            r = await client.post("/api/queue/check-ins", json={"kind": "barcode", "value": order.accession_number},
+                                  headers=service.headers("clerk"))
+            assert r.status_code == 201, r.text
+            ticket = r.json()["data"][0]["ticket"]
+            await wait_for(lambda: any(g.get("ticket") == ticket for g in got))
+    assert next(g for g in got if g["ticket"] == ticket)["patient"] == "gateway"

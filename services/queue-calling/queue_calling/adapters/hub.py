@@ -164,7 +164,8 @@ class ScreenHub:
         self.screens[screen["screen_id"]] = screen
         self.clients.setdefault(screen["screen_id"], set()).add(client)
         client.offer(await self.snapshot(screen))
-        await self._report_online()
+        with contextlib.suppress(Exception):  # the count is informative; the screen works without it
+            await self._report_online()
         return client
 
     async def detach(self, client: ScreenClient) -> None:
