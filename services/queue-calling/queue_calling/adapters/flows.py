@@ -66,6 +66,7 @@ async def run_change(
             if isinstance(row, dict) and "entry_id" in row:
                 await audit.record(conn, actor=audit_as.actor, action=audit_as.action, entity=audit_as.entity,
                                    entity_id=str(row["entry_id"]), patient_id=row.get("patient_id"),
-                                   source_ip=audit_as.source_ip, detail={**audit_as.detail, "state": row["state"]})
+                                   source_ip=audit_as.source_ip, detail={**audit_as.detail, "state": row["state"]},
+                                   service=ctx.spec.name)
     await after_commit(ctx, change, queued)
     return row
