@@ -61,7 +61,7 @@ class ClinicianSystem:
             body = await request.json()
             ident = next(i["value"] for i in body["identifier"] if i["system"] == IDENT)
             cond = request.headers.get("if-none-exist", "")
-            for rid, res in self.fhir.items():
+            for res in self.fhir.values():
                 if res["resourceType"] == kind and f"|{ident}" in cond and any(
                         i["value"] == ident for i in res["identifier"]):
                     self.duplicates += 1

@@ -15,7 +15,8 @@ OUTCOMES = ("reached", "no-answer", "wrong-number", "other")
 
 
 async def complete_phone_task(conn: asyncpg.Connection, task_id: int, *, outcome: str, called_person: str | None,
-                              called_at: datetime, by: str, notes: str | None, action_taken: str | None) -> dict[str, Any]:
+                              called_at: datetime, by: str, notes: str | None,
+                              action_taken: str | None) -> dict[str, Any]:
     """Record how the call went; a reached clinician acknowledges the critical value by phone."""
     if outcome not in OUTCOMES:
         raise Invalid(f"outcome must be one of {', '.join(OUTCOMES)}")

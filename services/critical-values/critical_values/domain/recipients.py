@@ -71,8 +71,9 @@ async def put_receiver(conn: asyncpg.Connection, *, receiver_id: str, name: str,
         """INSERT INTO receiver (receiver_id, name, department, hl7_host, hl7_port, hl7_message_type, fhir_base_url,
                fhir_request, active) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
            ON CONFLICT (receiver_id) DO UPDATE SET name = EXCLUDED.name, department = EXCLUDED.department,
-               hl7_host = EXCLUDED.hl7_host, hl7_port = EXCLUDED.hl7_port, hl7_message_type = EXCLUDED.hl7_message_type,
-               fhir_base_url = EXCLUDED.fhir_base_url, fhir_request = EXCLUDED.fhir_request, active = EXCLUDED.active""",
+               hl7_host = EXCLUDED.hl7_host, hl7_port = EXCLUDED.hl7_port,
+               hl7_message_type = EXCLUDED.hl7_message_type, fhir_base_url = EXCLUDED.fhir_base_url,
+               fhir_request = EXCLUDED.fhir_request, active = EXCLUDED.active""",
         receiver_id, name, department, hl7_host, hl7_port, hl7_message_type, fhir_base_url, fhir_request, active)
 
 

@@ -51,7 +51,8 @@ async def summary(conn: asyncpg.Connection, *, start: datetime, end: datetime, g
               FROM critical_value c
               WHERE raised_at >= $1 AND raised_at < $2 AND state <> 'rejected' AND $4::text IS NOT NULL)
             SELECT key, count(*) AS total,
-                   count(*) FILTER (WHERE in_window OR raised_at <= $5::timestamptz - make_interval(secs => $3 * 60)) AS eligible,
+                   count(*) FILTER (WHERE in_window
+                                    OR raised_at <= $5::timestamptz - make_interval(secs => $3 * 60)) AS eligible,
                    count(*) FILTER (WHERE in_window) AS completed_within_window,
                    count(*) FILTER (WHERE delivered_in_window) AS delivered_within_window,
                    count(acknowledged_at) AS acknowledged,
