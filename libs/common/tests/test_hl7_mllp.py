@@ -101,3 +101,15 @@ async def test_mllp_round_trip_over_tcp_with_charset_and_errors() -> None:
         writer.close()
         reply = await client.send(ADT.format(charset=""))
         assert b"MSA|AA" in reply
+
+
+@pytest.mark.parametrize("version", ["2.3.1", "2.4", "2.5", "2.6"])
+def test_acks_pass_hl7apy_strict_validation(version: str) -> None:
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    msg = Message.parse(f"MSH|^~\\&|HIS|HOSP|RIS|IMG|20240101120000||ADT^A04^ADT_A01|MSG001|P|{version}\rPID|1||X")
+    for code, err in (("AA", None), ("AE", HL7Error(acks.REQUIRED_FIELD_MISSING, "PID-5 is required", "PID", 1, 5))):
+        er7 = acks.build_ack(msg, code, error=err).to_er7()
+        parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=False).validate()
+        assert Message.parse(er7).field("ERR", 1, component=4) == (err.code if err else "")

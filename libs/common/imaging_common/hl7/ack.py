@@ -1,12 +1,14 @@
 """Acknowledgements: ACK with MSA (AA / AE / AR) and, for errors, an ERR segment naming the problem.
 
-ERR follows v2.5: ERR-2 error location (segment^sequence^field), ERR-3 HL7 error code (table
-0357), ERR-4 severity (E), ERR-8 user message. Older receivers read ERR-1 (v2.3 location +
-code): filled too, so every version finds the problem.
+ERR follows the version of the message answered: from v2.5, ERR-2 error location
+(segment^sequence^field), ERR-3 HL7 error code (table 0357), ERR-4 severity (E), ERR-8 user
+message, and ERR-1 (the older location + code) filled too; for v2.3/2.4, ERR-1 alone, as those
+versions define it. The tests check our ACKs with hl7apy's strict validation for each version.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +55,13 @@ def _now() -> str:
     return datetime.now().strftime("%Y%m%d%H%M%S")
 
 
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return (2, 5)
+
+
 def build_ack(
     original: Message | None, code: str = "AA", *, error: HL7Error | None = None, text: str = "",
     sending_app: str = "IMAGING", sending_facility: str = "RIS", control_id: str | None = None,
@@ -64,14 +73,18 @@ def build_ack(
     ack_msh = build_msh(
         sending_app=sending_app, sending_facility=sending_facility,
         receiving_app=original.field("MSH", 3) if original else "", receiving_facility=original.field("MSH", 4)
-        if original else "", message_type=["ACK", trigger, "ACK"], control_id=control_id or f"ACK{_now()}",
+        if original else "", message_type=["ACK", trigger, "ACK"], control_id=control_id or f"A{uuid.uuid4().hex[:19]}",
         timestamp=_now(), version=version, charset=original.charset if original else None,
         processing_id=original.field("MSH", 11) if original and msh else "P",
     )
     segments: list[Segment] = [ack_msh]
     message_text = text or (error.text if error else "")
     segments.append(build_segment("MSA", code, original.control_id if original else "", message_text[:80]))
-    if error is not None:
+    if error is not None and _version(version) < (2, 5):
+        # v2.3/2.4 ERR has one field: ERR-1 error code and location (ELD).
+        segments.append(build_segment(
+            "ERR", [error.segment, str(error.sequence), str(error.field or ""), error.code]))
+    elif error is not None:
         location = [error.segment, str(error.sequence), str(error.field or "")]
         segments.append(build_segment(
             "ERR",
