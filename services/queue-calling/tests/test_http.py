@@ -87,6 +87,9 @@ async def test_check_in_refusals_are_problem_documents(api: httpx.AsyncClient, s
     assert r.status_code == 422 and r.json()["errors"]
     r = await api.post("/check-ins", content=b"{not json", headers={**h, "content-type": "application/json"})
     assert r.status_code == 422
+    r = await api.post("/check-ins", headers=h, json={"kind": "barcode", "value": "x",
+                                                      "notify": [{"channel": "webhook", "target": "file:///etc/passwd"}]})
+    assert r.status_code == 422
     early = await world.exam()
     await world.book(early, start=now() + timedelta(hours=3))
     r = await api.post("/check-ins", json={"kind": "barcode", "value": early.accession_number}, headers=h)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, status
 from imaging_common import audit
 from imaging_common.events import publish
 from imaging_common.events.types import PatientArrived, PatientRef
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from queue_calling.adapters.deps import CheckInStaff, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import Audit, after_commit, run_change, seal
@@ -34,8 +34,15 @@ Terminal = Annotated[str | None, Header(alias="x-terminal-id", description="call
 
 
 class NotifyTarget(BaseModel):
-    channel: str = Field(examples=["webhook"], description="webhook, or a plugged-in channel: sms, wechat")
-    target: str = Field(max_length=500, examples=["https://kiosk-gw.hospital.local/notify/123"])
+    channel: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$", examples=["webhook"],
+                         description="webhook, or a plugged-in channel: sms, wechat")
+    target: str = Field(min_length=1, max_length=500, examples=["https://kiosk-gw.hospital.local/notify/123"])
+
+    @model_validator(mode="after")
+    def webhook_is_http(self) -> NotifyTarget:
+        if self.channel == "webhook" and not self.target.startswith(("http://", "https://")):
+            raise ValueError("a webhook target is an http(s) URL")
+        return self
 
 
 class CheckInRequest(BaseModel):
