@@ -19,6 +19,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
         "--no-first-run", "--disable-sync"]
 PASSWORD = "front desk 300 a day"
+# Generous waits: `make test` runs on two cores beside other suites; a slow machine must not fail the UI.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ async def site(settings_for):
 @pytest.fixture(scope="module")
 async def browser():
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, timeout=60_000)
         yield b
         await b.close()
 
