@@ -39,6 +39,7 @@ class ClinicianSystem:
     duplicates: int = 0
     hl7_answer: str = "AA"
     fhir_status: int = 201
+    fhir_delay: float = 0.0  # seconds the FHIR server takes to answer
     mllp_port: int = 0
     fhir_url: str = ""
 
@@ -56,6 +57,8 @@ class ClinicianSystem:
 
         @app.post("/fhir/{kind}")
         async def create(kind: str, request: Request) -> JSONResponse:
+            if self.fhir_delay:
+                await asyncio.sleep(self.fhir_delay)
             if self.fhir_status != 201:
                 return JSONResponse({"resourceType": "OperationOutcome"}, status_code=self.fhir_status)
             body = await request.json()

@@ -236,3 +236,32 @@ async def test_dictionary_versions(service: Service, world: World) -> None:
     r = await service.client.post("/api/critical-values/dictionary/versions", json={"items": [
         {**items[0], "category": 4}]}, headers=admin)
     assert r.status_code == 422
+
+
+async def test_acknowledgement_while_a_message_is_in_flight(service: Service, world: World,
+                                                            clinician_system: ClinicianSystem) -> None:
+    """The page acknowledges while the sender holds a notification mid-send: no deadlock, no wait
+    for the slow receiver; the in-flight message is still recorded as delivered afterwards."""
+    await world.receiver(hl7=False, fhir_request=None)
+    order = await world.order()
+    clinician_system.fhir_delay = 1.5
+    try:
+        cv = await raise_value(service, order)
+
+        async def in_flight() -> bool:
+            return bool(await world.pool.fetchval(
+                "SELECT count(*) FROM notification n WHERE critical_id = $1 AND status = 'pending' AND "
+                "NOT EXISTS (SELECT 1 FROM notification m WHERE m.notification_id = n.notification_id "
+                "FOR UPDATE SKIP LOCKED)", cv["critical_id"]))
+        await eventually(in_flight, interval=0.01)
+        t0 = asyncio.get_running_loop().time()
+        r = await service.client.post(f"/api/critical-values/critical-values/{cv['critical_id']}/acknowledge",
+                                      json={}, headers=service.headers("clinician"))
+        assert r.status_code == 200, r.text
+        assert asyncio.get_running_loop().time() - t0 < 1.0
+        [note] = await delivered(world, cv["critical_id"], 1)
+        assert note["status"] == "accepted"
+        row = await world.value(cv["critical_id"])
+        assert row["state"] == "closed" and row["ack_channel"] == "page"
+    finally:
+        clinician_system.fhir_delay = 0.0
