@@ -147,6 +147,14 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     card = page.locator("#patient-card")
     await expect(card).to_be_visible()
     await expect(card.locator("tr.row-inf")).to_contain_text(accession)
+    # Identity check at the desk: the card number typed (or read) against the record.
+    await page.fill("#card-doc", new_id)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#toast")).to_contain_text("证件与档案一致")
+    await page.fill("#card-doc", existing_id)
+    await page.click("#card-verify")
+    await expect(page.locator("#toast")).to_contain_text("不一致")
+    assert await pool.fetchval("SELECT count(*) FROM identity_verification WHERE empi_id = $1", empi) == 2
     await page.close()
 
 

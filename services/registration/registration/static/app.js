@@ -158,12 +158,26 @@ async function openPatient(empiId) {
       <p>${SEX[p.sex] || ""} · ${p.age ?? "?"}岁 · ${esc(p.birth_date || "")} · 证件 ${esc(p.id_number_masked || "无")} ·
       电话 ${esc(p.phone_masked || "无")} · 病人ID <b id="card-patient-id">${esc(p.patient_id)}</b></p>
       <button id="card-order">开申请单 <kbd>F6</kbd></button>
+      <span class="verify"><input id="card-doc" placeholder="刷卡/输入证件号核验" maxlength="18">
+        <button id="card-verify" class="secondary">核验证件</button></span>
       <table class="list"><thead><tr><th>检查号</th><th>项目</th><th>科室</th><th>特殊情况</th><th>时间</th></tr></thead><tbody>
       ${orders.data.map((o) => `<tr class="${o.special.critical ? "row-crit" : o.special.infectious ? "row-inf" : o.special.mdr ? "row-mdr" : ""}">
         <td>${esc(o.accession_number)}</td><td>${esc(o.items.map((i) => i.name).join("、"))}</td>
         <td>${esc(o.ordering_department || "")}</td><td>${specialTags(o.special)}</td>
         <td>${esc(new Date(o.ordered_at).toLocaleString("zh-CN"))}</td></tr>`).join("")}</tbody></table>`;
     $("#card-order").addEventListener("click", () => showTab("order"));
+    const verify = async () => {
+      const number = $("#card-doc").value.trim();
+      if (!number) return;
+      try {
+        const v = await api(`/patients/${encodeURIComponent(p.empi_id)}/verifications`, { method: "POST",
+          body: JSON.stringify({ method: "document-seen", document_type: "resident-id", document_number: number }) });
+        toast(v.document_matches ? "证件与档案一致，已记录核验" : "证件与档案不一致！请核对身份", v.document_matches ? "ok" : "error");
+        $("#card-doc").value = "";
+      } catch (e) { toast(e.message, "error"); }
+    };
+    $("#card-verify").addEventListener("click", verify);
+    $("#card-doc").addEventListener("keydown", (ev) => { if (ev.key === "Enter") verify(); });
   } catch (e) { toast(e.message, "error"); }
 }
 
