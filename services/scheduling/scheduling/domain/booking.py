@@ -131,12 +131,14 @@ async def _calendar_for(
     empi_id: str,
     now: datetime,
     base: Calendar | None = None,
+    *,
+    window: bool = True,
 ) -> Calendar:
     first, last = min(days), max(days)
     start = datetime.combine(first, datetime.min.time(), s.tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), s.tz)
     return await load_calendar(
-        conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id, base=base
+        conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id, base=base, window=window
     )
 
 
@@ -249,6 +251,24 @@ async def _store(
     return a
 
 
+async def _refuse_if_taken(
+    conn: asyncpg.Connection, s: Scheduler, room_id: str, start: datetime, end: datetime, now: datetime
+) -> None:
+    """One indexed read: is the room already taken then?"""
+    if await conn.fetchval(
+        "SELECT 1 FROM appointment WHERE room_id = $1 AND during && tstzrange($2, $3) "
+        "AND status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled') "
+        "AND (hold_expires_at IS NULL OR hold_expires_at > $4) LIMIT 1",
+        room_id,
+        start,
+        end,
+        now,
+    ):
+        raise BookingRefused(
+            [builtin("slot-taken", f"room {room_id} is already booked at {start.astimezone(s.tz):%Y-%m-%d %H:%M}")]
+        )
+
+
 async def book_slot(
     conn: asyncpg.Connection,
     s: Scheduler,
@@ -265,26 +285,21 @@ async def book_slot(
     now = s.now()
     exam = await get_exam(conn, exam_code)
     end = start + timedelta(minutes=exam.duration_minutes)
-    # A slot already taken is refused before queueing for the room's lock: under contention most
-    # attempts are late, and they should not hold up the one that can still win.
-    if await conn.fetchval(
-        "SELECT 1 FROM appointment WHERE room_id = $1 AND during && tstzrange($2, $3) "
-        "AND status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled') "
-        "AND (hold_expires_at IS NULL OR hold_expires_at > $4) LIMIT 1",
-        room_id,
-        start,
-        end,
-        now,
-    ):
-        raise BookingRefused(
-            [builtin("slot-taken", f"room {room_id} is already booked at {start.astimezone(s.tz):%Y-%m-%d %H:%M}")]
-        )
+    # A slot already taken is refused before queueing for the room's lock, and again first thing
+    # under it: under contention most attempts are late, and they should not hold up the next one.
+    await _refuse_if_taken(conn, s, room_id, start, end, now)
+    day = start.astimezone(s.tz).date()
+    async with conn.transaction():
+        await expire_holds(conn, now)
+    # The configuration (rooms, hours, rules, quotas) is read before the locks, to keep the locked
+    # part short: only what other bookings change is read under them.
+    empi_id = (await get_request(conn, order_id, exam_code)).empi_id
+    base = await _calendar_for(conn, s, [day], [exam.modality], empi_id, now, window=False)
     async with conn.transaction():
         request = await get_request(conn, order_id, exam_code, lock=True)
         _refuse_if_not_open(request)
-        day = start.astimezone(s.tz).date()
         await _lock(conn, [("patient", request.empi_id), ("room", room_id, day.isoformat())])
-        await expire_holds(conn, now)
+        await _refuse_if_taken(conn, s, room_id, start, end, now)
         if await _live_for_request(conn, request):
             raise BookingRefused(
                 [
@@ -294,7 +309,7 @@ async def book_slot(
                     )
                 ]
             )
-        cal = await _calendar_for(conn, s, [day], [exam.modality], request.empi_id, now)
+        cal = await _calendar_for(conn, s, [day], [exam.modality], request.empi_id, now, base)
         room = cal.rooms.get(room_id)
         if room is None:
             raise BookingRefused([builtin("room-modality", f"no {exam.modality} room {room_id!r}")])

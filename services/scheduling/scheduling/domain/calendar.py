@@ -439,6 +439,7 @@ async def load_calendar(
     modalities: Iterable[str],
     empi_id: str | None = None,
     base: Calendar | None = None,
+    window: bool = True,
 ) -> Calendar:
     """Everything the search needs for rooms of these modalities between start and end.
 
@@ -489,6 +490,8 @@ async def load_calendar(
             base.wards,
             no_shows=base.no_shows,
         )
+    if not window:  # the configuration only; the caller loads the window later with this as base
+        return cal
     ids = list(cal.rooms)
     cal.closures = [
         (r["room_id"], r["campus"], r["during"].lower, r["during"].upper)
