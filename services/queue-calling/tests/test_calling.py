@@ -212,3 +212,24 @@ async def test_guard_is_in_sql_not_only_in_python(world: World) -> None:
     async with world.pool.acquire() as conn, conn.transaction():
         with pytest.raises(InvalidTransition):
             await entries.transition(conn, stale, calling.Action.CALL, actor="x", terminal=None)
+
+
+async def test_estimated_wait_learns_from_recent_exams(world: World) -> None:
+    from queue_calling.domain import views
+
+    q = await world.queue("ct", minutes=10)
+    room = await world.room("CT1", [q], door_cap=10)
+    for _ in range(8):
+        await world.patient()
+    async with world.pool.acquire() as conn:
+        _, minutes, rooms = await views.number_ahead(conn, q)
+    assert (minutes, rooms) == (10.0, 1)  # nothing observed yet: the configured figure
+    t0 = now() - timedelta(minutes=60)
+    for i in range(5):
+        row, _ = await world.do(calling.call_next, room_id=room, now=t0 + timedelta(minutes=6 * i))
+        await world.do(calling.start, entry_id=row["entry_id"], now=t0 + timedelta(minutes=6 * i + 1))
+        await world.do(calling.finish, entry_id=row["entry_id"], now=t0 + timedelta(minutes=6 * i + 6))
+    async with world.pool.acquire() as conn:
+        ranked, minutes, rooms = await views.number_ahead(conn, q)
+    assert minutes == 6.0 and [a for _, a in ranked] == [0, 1, 2]
+    assert views.estimated_wait_minutes(2, minutes, rooms) == 12.0

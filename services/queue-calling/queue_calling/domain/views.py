@@ -87,7 +87,20 @@ async def number_ahead(conn: asyncpg.Connection, queue_id: str) -> tuple[list[tu
         priority.Candidate(w["entry_id"], w["priority_level"], w["on_time"], w["sort_key"]), policy))
     rooms = await conn.fetchval("SELECT count(*) FROM room_queue rq JOIN room r USING (room_id) "
                                 "WHERE rq.queue_id = $1 AND r.active", queue_id)
-    return [(row, i) for i, row in enumerate(ordered)], float(q["avg_service_minutes"]), max(1, int(rooms))
+    return [(row, i) for i, row in enumerate(ordered)], await minutes_per_patient(conn, q), max(1, int(rooms))
+
+
+async def minutes_per_patient(conn: asyncpg.Connection, queue: asyncpg.Record) -> float:
+    """Room time per patient (called -> finished): the median of the queue's last 20 recent exams
+    once there are 5 of them, else the configured `avg_service_minutes`."""
+    observed = await conn.fetchval(
+        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY minutes) FROM (
+               SELECT extract(epoch FROM finished_at - called_at) / 60 AS minutes FROM queue_entry
+               WHERE queue_id = $1 AND state = 'done' AND called_at IS NOT NULL
+                 AND finished_at > now() - interval '4 hours'
+               ORDER BY finished_at DESC LIMIT 20) recent
+           HAVING count(*) >= 5""", queue["queue_id"])
+    return float(observed) if observed is not None else float(queue["avg_service_minutes"])
 
 
 def estimated_wait_minutes(ahead: int, minutes_per_patient: float, rooms: int) -> float:
