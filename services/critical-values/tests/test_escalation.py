@@ -192,3 +192,27 @@ async def test_chain_validation(service: Service, world: World) -> None:
     async with world.pool.acquire() as conn:
         assert [s["action"] for s in await escalation.chain(conn)]
     assert fallback.OUTCOMES
+
+
+async def test_on_call_recipient_and_missed_notification_deadline(service: Service, world: World) -> None:
+    """No ordering doctor: the department's on-call doctor is the recipient. No clinician system
+    serves the department: a phone task at once, and when the notification deadline passes
+    undelivered, it is logged, escalated (phone) and announced."""
+    code = await short_item(service, world)
+    await world.roster("on-call", "D050", "值班孙医生", phone="13700000050")
+    order = await world.order(doctor=None, doctor_id=None)
+    r = await service.client.post("/api/critical-values/critical-values", json={
+        "accession_number": order["accession_number"], "finding": "急症", "item_code": code},
+        headers=service.headers("radiologist"))
+    cv = r.json()
+    assert cv["recipient_id"] == "D050" and cv["recipient_name"] == "值班孙医生"
+
+    async def missed() -> bool:
+        return "notify-deadline-missed" in await world.actions(cv["critical_id"])
+    await eventually(missed, within=10)
+    tasks = await world.pool.fetch("SELECT * FROM phone_task WHERE critical_id = $1 ORDER BY task_id",
+                                   cv["critical_id"])
+    assert [t["reason"] for t in tasks][:2] == ["no clinician system configured for the department",
+                                               "not delivered to a clinician system in time"]
+    assert tasks[0]["phone"] == "13700000050" and tasks[0]["call_whom"] == "值班孙医生"
+    assert "critical.escalated" in await world.outbox(cv["critical_id"])
