@@ -114,7 +114,7 @@ async def test_order_and_critical_raised_through_rabbitmq(producer: Any, world: 
         await eventually(lambda: world.pool.fetchval("SELECT 1 FROM order_info WHERE accession_number = $1", acc))
         cid = f"CR-{world.uid}"
         raised = CriticalRaised(critical_id=cid, accession_number=acc, patient=patient, finding="肺栓塞",
-                                item_code=None, modality="CT", report_id="R1", raised_by="dr.li",
+                                item_code="CV-PE", modality="CT", report_id="R1", raised_by="dr.li",
                                 raised_at=datetime.now(UTC), confirmed_by_senior=True)
         t0 = time.monotonic()
         await producer(raised, acc)
@@ -128,3 +128,9 @@ async def test_order_and_critical_raised_through_rabbitmq(producer: Any, world: 
         assert row["state"] in ("notifying", "notified")
         assert time.monotonic() - t0 < 10
         assert await world.pool.fetchval("SELECT count(*) FROM critical_value WHERE critical_id = $1", cid) == 1
+        # A code we do not know, from another system: judged by the text, never dropped.
+        other = raised.model_copy(update={"critical_id": f"CR2-{world.uid}", "item_code": "VENDOR-X",
+                                          "finding": "主动脉夹层", "confirmed_by_senior": False})
+        await producer(other, acc)
+        row = await eventually(lambda: world.value(f"CR2-{world.uid}"))
+        assert row["item_code"] == "AOD" and row["state"] == "awaiting-confirmation"

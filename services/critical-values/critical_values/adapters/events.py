@@ -45,7 +45,7 @@ async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> Non
         ordering_department=raised.ordering_department, ward=raised.ward,
         ai_model=raised.raised_by[3:] if raised.raised_by.startswith("ai:") else None,
         # Reporting says so when the finding was already confirmed by a senior doctor.
-        raised_by_senior=bool(extra.get("confirmed_by_senior")))
+        raised_by_senior=bool(extra.get("confirmed_by_senior")), source_strict=False)
     await lifecycle.raise_critical(conn, new, defaults=_defaults())
 
 

@@ -60,14 +60,20 @@ async def versions(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def find(conn: asyncpg.Connection, *, code: str | None, finding: str, modality: str | None) -> Item | None:
-    """The current item for a code, else the first active item whose name appears in the finding text."""
+async def find(conn: asyncpg.Connection, *, code: str | None, finding: str, modality: str | None,
+               strict: bool = True) -> Item | None:
+    """The current item for a code (ours or an alias of it), else the first active item whose name
+    appears in the finding text. An unknown code is refused when `strict` (a person typed it); from
+    another system (`strict=False`) it falls back to the text, so a critical value is never dropped."""
     version = await current_version(conn)
     if code:
-        row = await conn.fetchrow("SELECT * FROM dictionary_item WHERE version = $1 AND code = $2", version, code)
-        if row is None:
+        row = await conn.fetchrow(
+            """SELECT * FROM dictionary_item WHERE version = $1
+               AND code = coalesce((SELECT a.code FROM item_alias a WHERE a.alias = $2), $2)""", version, code)
+        if row is not None:
+            return Item.from_row(row)
+        if strict:
             raise Invalid(f"critical-value item {code!r} is not in dictionary version {version}")
-        return Item.from_row(row)
     text = finding.lower()
     _, current = await items(conn, version)
     for item in current:

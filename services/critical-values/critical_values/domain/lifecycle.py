@@ -51,6 +51,7 @@ class NewCritical:
     ordering_department: str | None = None
     ward: str | None = None
     raised_by_senior: bool = False
+    source_strict: bool = True  # False for events: an unknown item code falls back instead of refusing
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -142,7 +143,8 @@ async def raise_critical(conn: asyncpg.Connection, new: NewCritical, *, defaults
         return existing, False
     if new.source not in ("radiologist", "dictionary", "ai"):
         raise Invalid(f"unknown source {new.source!r}")
-    item = await dictionary.find(conn, code=new.item_code, finding=new.finding, modality=new.modality)
+    item = await dictionary.find(conn, code=new.item_code, finding=new.finding, modality=new.modality,
+                                 strict=new.source_strict)
     version = item.version if item else await dictionary.current_version(conn)
     person, department, ward = await _recipient(conn, new, at)
     # AI findings always wait for a radiologist (8.7.2: AI assists, people decide); dictionary items
