@@ -24,7 +24,6 @@ import httpx
 import pytest
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.testing import free_port, http_server
-
 from print_scp import testkit as tk
 from print_scp.adapters import films_db
 from print_scp.app import create_app

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from imaging_common.config import CommonSettings
+from pydantic import Field
 
 
 class Settings(CommonSettings):

@@ -13,7 +13,6 @@ import httpx
 import pytest
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.testing import asgi_client, free_port
-
 from print_scp.adapters import films_db
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.app import create_app
@@ -32,7 +31,8 @@ class PrintApp:
         return self.settings.print_port
 
     def token(self, *roles: str, username: str = "tester") -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_test_token(self.settings, roles=roles or ('admin',), username=username)}"}
+        token = issue_test_token(self.settings, roles=roles or ("admin",), username=username)
+        return {"Authorization": f"Bearer {token}"}
 
     async def add_study(self, *, patient_id: str | None = None, accession: str | None = None,
                         study_uid: str | None = None, name: str = "ZHANG^SAN", phone: str = "13800001234",

@@ -7,12 +7,11 @@ import time
 from io import BytesIO
 
 import numpy as np
+from print_scp import testkit as tk
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_SET
-
-from print_scp import testkit as tk
 
 PRINT_JOB = "1.2.840.10008.5.1.1.14"
 ANNOTATION = "1.2.840.10008.5.1.1.15"
@@ -68,7 +67,8 @@ async def test_film_box_attribute_errors(print_app) -> None:
 
     out = await asyncio.to_thread(run)
     assert out["missing_format"].Status == 0x0120
-    assert out["bad_format"].Status == 0x0106 and "at least 1" in out["bad_format"].ErrorComment and "STANDARD/0,3" in out["bad_format"].ErrorComment
+    assert out["bad_format"].Status == 0x0106
+    assert "at least 1" in out["bad_format"].ErrorComment and "STANDARD/0,3" in out["bad_format"].ErrorComment
     assert out["bad_size"].Status == 0x0106
     assert out["other_session"].Status == 0x0106
     assert out["min_over_max"].Status == 0x0106

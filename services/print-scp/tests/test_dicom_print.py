@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from print_scp import testkit as tk
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import OrderCreated, PatientRef
-
 from print_scp import testkit as tk
 from print_scp.adapters.events_in import on_order_created
 
@@ -53,7 +52,8 @@ async def test_review_list_manual_match_and_hand_over(print_app, printer) -> Non
     c = print_app.client
     review = await c.get("/api/print/films", params={"match_status": "review"}, headers=print_app.token("technologist"))
     assert str(film["id"]) in [f["id"] for f in review.json()["data"]]
-    assert (await c.post(f"/api/print/films/{film['id']}/handover", headers=print_app.token("clerk"))).status_code == 409
+    early = await c.post(f"/api/print/films/{film['id']}/handover", headers=print_app.token("clerk"))
+    assert early.status_code == 409
     r = await c.post(f"/api/print/films/{film['id']}/match", json={"accession_number": study["accession"]},
                      headers=print_app.token("nurse"))
     assert r.status_code == 403
@@ -133,7 +133,8 @@ async def test_kiosk_releases_films_for_the_slip(print_app, printer) -> None:
     assert (await c.post("/api/print/kiosk/print", json={"slip": study["accession"]})).status_code == 401
     assert (await c.post("/api/print/kiosk/print", json={"slip": study["accession"]},
                          headers={"X-Kiosk-Key": "wrong"})).status_code == 401
-    r = await c.post("/api/print/kiosk/print", json={"slip": study["accession"]}, headers={"X-Kiosk-Key": "kiosk-secret"})
+    r = await c.post("/api/print/kiosk/print", json={"slip": study["accession"]},
+                     headers={"X-Kiosk-Key": "kiosk-secret"})
     assert r.status_code == 200 and r.json()["patient_name"] == "李*"
     [f] = r.json()["films"]
     assert f["id"] == str(film["id"])

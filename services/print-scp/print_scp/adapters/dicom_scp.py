@@ -19,17 +19,28 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.dsutils import encode
-from pynetdicom.sop_class import Verification
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from print_scp.adapters.film_pipeline import FilmPipeline
 from print_scp.domain import statuses as st
 from print_scp.domain.print_session import (
-    ANNOTATION_BOX, COLOR_IMAGE_BOX, COLOR_META, FILM_BOX, FILM_SESSION, GRAYSCALE_IMAGE_BOX, GRAYSCALE_META,
-    PRESENTATION_LUT, PRINT_CLASSES, PRINT_JOB, PRINTER, PRINTER_INSTANCE, PrintAssociation, classes_of_context,
+    ANNOTATION_BOX,
+    COLOR_IMAGE_BOX,
+    COLOR_META,
+    FILM_BOX,
+    FILM_SESSION,
+    GRAYSCALE_IMAGE_BOX,
+    GRAYSCALE_META,
+    PRESENTATION_LUT,
+    PRINT_CLASSES,
+    PRINT_JOB,
+    PRINTER,
+    PRINTER_INSTANCE,
+    PrintAssociation,
+    classes_of_context,
     printer_attributes,
 )
 from print_scp.domain.statuses import PrintFailure
@@ -42,6 +53,7 @@ TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRB
 ACCEPTED = [GRAYSCALE_META, COLOR_META, PRESENTATION_LUT, PRINT_JOB, ANNOTATION_BOX, PRINTER, FILM_SESSION,
             FILM_BOX, GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX]
 PRINTER_EVENT_NORMAL = 1  # N-EVENT-REPORT Event Type ID of the Printer: NORMAL (PS3.4 H.4.6.1.1)
+VERIFICATION = "1.2.840.10008.1.1"
 ACCEPT_TIMEOUT = 120.0  # seconds the association thread waits for a job to become durable
 
 
@@ -51,6 +63,11 @@ def _status(code: int, comment: str | None = None) -> Dataset:
     if comment:
         ds.ErrorComment = comment.replace("\\", "/")[:64]
     return ds
+
+
+def _req(event: evt.Event) -> Any:
+    """The request primitive; pynetdicom types it as a union of every DIMSE primitive."""
+    return event.request
 
 
 def _materialize(ds: Dataset) -> Dataset:
@@ -89,12 +106,14 @@ class PrintScp:
         ae.maximum_associations = 32
         for uid in ACCEPTED:
             ae.add_supported_context(uid, TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
-        handlers: list[tuple[Any, Callable[..., Any]]] = [
+        ae.add_supported_context(VERIFICATION, TRANSFER_SYNTAXES)
+        handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_N_CREATE, self._guard(self._n_create)),
             (evt.EVT_N_SET, self._guard(self._n_set)), (evt.EVT_N_GET, self._guard(self._n_get)),
-            (evt.EVT_N_ACTION, self._guard(self._n_action)), (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
-            (evt.EVT_DIMSE_SENT, self._on_sent), (evt.EVT_RELEASED, self._on_end), (evt.EVT_ABORTED, self._on_end),
+            (evt.EVT_N_ACTION, self._guard(self._n_action)),
+            (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
+            (evt.EVT_DIMSE_SENT, self._on_sent), (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
@@ -160,9 +179,9 @@ class PrintScp:
 
     @staticmethod
     def _class(event: evt.Event, requested: bool) -> str:
-        req = event.request
+        req = _req(event)
         sop_class = str(req.RequestedSOPClassUID if requested else req.AffectedSOPClassUID)
-        if sop_class not in PRINT_CLASSES or sop_class not in classes_of_context(event.context.abstract_syntax):
+        if sop_class not in PRINT_CLASSES or sop_class not in classes_of_context(str(event.context.abstract_syntax)):
             raise PrintFailure(st.NO_SUCH_SOP_CLASS, f"SOP class {sop_class} not on this presentation context")
         return sop_class
 
@@ -176,7 +195,7 @@ class PrintScp:
     def _n_create(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=False)
         state = self._state(event)
-        uid = event.request.AffectedSOPInstanceUID
+        uid = _req(event).AffectedSOPInstanceUID
         uid = str(uid) if uid else None
         ds = self._dataset(event, "attribute_list", st.ATTRIBUTE_LIST_ERROR)
         if sop_class == FILM_SESSION:
@@ -197,7 +216,7 @@ class PrintScp:
     def _n_set(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=True)
         state = self._state(event)
-        uid = str(event.request.RequestedSOPInstanceUID)
+        uid = str(_req(event).RequestedSOPInstanceUID)
         ds = self._dataset(event, "modification_list", st.INVALID_ATTRIBUTE_VALUE)
         code = st.SUCCESS
         if sop_class == FILM_SESSION:
@@ -214,7 +233,7 @@ class PrintScp:
 
     def _n_get(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=True)
-        uid = str(event.request.RequestedSOPInstanceUID)
+        uid = str(_req(event).RequestedSOPInstanceUID)
         if sop_class == PRINTER:
             if uid != PRINTER_INSTANCE:
                 raise PrintFailure(st.NO_SUCH_SOP_INSTANCE, f"the Printer instance is {PRINTER_INSTANCE}")
@@ -237,7 +256,7 @@ class PrintScp:
     def _n_action(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=True)
         state = self._state(event)
-        uid = str(event.request.RequestedSOPInstanceUID)
+        uid = str(_req(event).RequestedSOPInstanceUID)
         if sop_class not in (FILM_SESSION, FILM_BOX):
             raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-ACTION is not defined for this SOP class")
         if event.action_type != 1:
@@ -267,7 +286,7 @@ class PrintScp:
     def _n_delete(self, event: evt.Event) -> Dataset:
         sop_class = self._class(event, requested=True)
         state = self._state(event)
-        uid = str(event.request.RequestedSOPInstanceUID)
+        uid = str(_req(event).RequestedSOPInstanceUID)
         if sop_class == FILM_SESSION:
             state.delete_film_session(uid)
         elif sop_class == FILM_BOX:
@@ -297,9 +316,9 @@ class PrintScp:
             self._pending_reports.discard(key)
             self.message_id = (self.message_id + 1) & 0xFFFF
             msg_id = self.message_id
-        context_id = event.message.context_id
+        context_id = int(event.message.context_id or 0)
         context = next((cx for cx in event.assoc.accepted_contexts if cx.context_id == context_id), None)
-        if context is None or PRINTER not in classes_of_context(context.abstract_syntax):
+        if context is None or PRINTER not in classes_of_context(str(context.abstract_syntax)):
             return
         req = N_EVENT_REPORT()
         req.MessageID = msg_id

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from print_scp.domain.layout import parse_display_format
 from print_scp.domain.pixels import p_values
@@ -100,8 +100,8 @@ def film_dicom(job: FilmJob, film: np.ndarray, sop_uid: str) -> bytes:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = np.ascontiguousarray(film).tobytes()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)

@@ -1,8 +1,8 @@
 """Getting burned-in text ready for OCR: text dark on white, sharp edges, a size Tesseract reads well.
 
-Modalities burn identifiers in as overlay text at (or near) the extreme of the grey scale: white
-on a dark image, or black on a light one after MONOCHROME1 or REVERSE polarity. Thresholding at
-that extreme removes the anatomy behind the text.
+Modalities burn identifiers in as overlay text: white on a dark image, or black on a light one
+after MONOCHROME1 or REVERSE polarity, often over anatomy. A morphological top-hat separates the
+thin strokes from whatever lies behind them (see `text_masks`).
 """
 
 from __future__ import annotations
@@ -13,23 +13,42 @@ from PIL import Image
 TARGET_SIDE = 1400  # Tesseract reads 10-60 px high glyphs best; modality text lands there at this size
 
 
+def _rank(img: np.ndarray, size: int, reduce: np.ufunc) -> np.ndarray:
+    """Separable min/max filter (square window): `size` shifted views per axis, O(size) per pixel."""
+    r = size // 2
+    out = img
+    for axis in (0, 1):
+        padded = np.pad(out, [(r, r) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        n = out.shape[axis]
+        views = [padded[i:i + n] if axis == 0 else padded[:, i:i + n] for i in range(size)]
+        out = reduce.reduce(views)
+    return out
+
+
+def _opening(img: np.ndarray, size: int) -> np.ndarray:
+    return _rank(_rank(img, size, np.minimum), size, np.maximum).astype(np.float32)
+
+
+def _closing(img: np.ndarray, size: int) -> np.ndarray:
+    return _rank(_rank(img, size, np.maximum), size, np.minimum).astype(np.float32)
+
+
 def text_masks(image: np.ndarray) -> list[np.ndarray]:
-    """Binary images (0 = ink, 255 = paper) to OCR, most likely first: bright text, then dark text."""
-    img = image.astype(np.float32)
-    hi = float(np.percentile(img, 99.8))
-    lo = float(np.percentile(img, 0.2))
-    # Soft masks at the source resolution (a ramp over the text's anti-aliased edge), then resized:
-    # resampling the grey image first would smear anatomy into the text's range.
-    t_hi = max(hi - 24.0, 150.0)
-    t_lo = min(lo + 24.0, 105.0)
-    bright = np.clip((img - (t_hi - 24.0)) / 24.0, 0.0, 1.0)
-    dark = np.clip(((t_lo + 24.0) - img) / 24.0, 0.0, 1.0)
-    # The extreme holding the text first; the other one second: it shows the same text inverted
-    # (white on the black background), which Tesseract sometimes reads better. A mask with no
-    # text-like ink at all is skipped: noise there costs Tesseract seconds for nothing.
+    """Binary images (0 = ink, 255 = paper) to OCR, most likely first.
+
+    Overlay glyphs are thin strokes brighter (or darker) than whatever lies around them, so a
+    morphological top-hat (the image minus its opening, or its closing minus the image) keeps
+    them at full contrast over any background, anatomy included, and keeps their anti-aliased
+    edges, which a global threshold cuts.
+    """
+    img = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
+    size = max(5, (min(img.shape) // 100) | 1)  # wider than a stroke, narrower than a glyph
+    f = img.astype(np.float32)
+    bright = np.clip((f - _opening(img, size) - 50.0) / 40.0, 0.0, 1.0)
+    dark = np.clip((_closing(img, size) - f - 50.0) / 40.0, 0.0, 1.0)
     order = (bright, dark) if float(img.mean()) < 128 else (dark, bright)
-    masks = [_scaled(order[0])] if _without_speckle(order[0]) is not None else []
-    return masks + [_scaled(order[1])]
+    masks = [_scaled(m) for m in order if _without_speckle(m) is not None]
+    return masks or [_scaled(order[0])]
 
 
 def _without_speckle(ink: np.ndarray, block: int = 8, min_ink: int = 5) -> np.ndarray | None:

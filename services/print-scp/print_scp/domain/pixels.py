@@ -68,6 +68,7 @@ def p_values(item: Dataset, *, color: bool, reverse: bool = False) -> np.ndarray
     """The image as float32 P-values in 0..1: (rows, cols) grayscale or (rows, cols, 3) RGB."""
     rows, cols = int(item.Rows), int(item.Columns)
     raw = item.PixelData
+    arr: np.ndarray
     if color:
         data = np.frombuffer(raw, dtype=np.uint8, count=rows * cols * 3)
         if int(getattr(item, "PlanarConfiguration", 1)) == 1:  # RRR..GGG..BBB (the print default)
@@ -80,7 +81,7 @@ def p_values(item: Dataset, *, color: bool, reverse: bool = False) -> np.ndarray
         dtype = np.uint8 if ba == 8 else np.dtype("<u2")
         arr = np.frombuffer(raw, dtype=dtype, count=rows * cols).reshape(rows, cols)
         if ba == 16 and bs < 16:
-            arr = arr & ((1 << bs) - 1)  # bits above High Bit may carry overlays; not image
+            arr = np.bitwise_and(arr, (1 << bs) - 1)  # bits above High Bit may carry overlays; not image
         out = arr.astype(np.float32) / float((1 << bs) - 1)
         if str(item.PhotometricInterpretation).strip() == "MONOCHROME1":
             out = 1.0 - out

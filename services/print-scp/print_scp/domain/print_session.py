@@ -370,12 +370,12 @@ class PrintAssociation:
         if uid in self.film_boxes:
             raise PrintFailure(st.DUPLICATE_SOP_INSTANCE, f"Film Box {uid} exists")
         box_class = COLOR_IMAGE_BOX if color else GRAYSCALE_IMAGE_BOX
-        image_uids = []
+        image_uids: list[str] = []
         for box in fmt.boxes():
             ib_uid = generate_uid()
             self.image_boxes[ib_uid] = ImageBox(ib_uid, box_class, box.position, uid)
             image_uids.append(ib_uid)
-        annotation_uids = []
+        annotation_uids: list[str] = []
         if attrs["AnnotationDisplayFormatID"]:
             for pos in range(1, ANNOTATION_BOXES_PER_FORMAT + 1):
                 a_uid = generate_uid()

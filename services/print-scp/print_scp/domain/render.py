@@ -114,7 +114,7 @@ def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarr
             req_px = round(item.requested_width_mm / 25.4 * dpi) if item.requested_width_mm else None
             fitted = _fit(p, bw, bh, mag, req_px)
             od = d_lo + (1.0 - fitted) * (d_hi - d_lo)  # P-value 1 prints at Min Density
-            bright = brightness_of_od(od)
+            bright = np.asarray(brightness_of_od(od))
             if color and bright.ndim == 2:
                 bright = np.repeat(bright[..., None], 3, axis=2)
             fh, fw = bright.shape[:2]

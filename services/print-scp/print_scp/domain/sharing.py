@@ -34,12 +34,13 @@ def token_hash(token: str) -> str:
 def expected_answer(kind: str, patient: dict) -> str | None:
     """The four digits the person opening the link must know; None when we do not have them."""
     source = patient.get("phone") if kind == "phone-last4" else patient.get("id_number_masked")
-    digits = re.sub(r"\D", "", source or "")
+    # Chinese ID numbers end in a check character that may be X.
+    digits = re.sub(r"[^0-9X]", "", (source or "").upper())
     return digits[-4:] if len(digits) >= 4 else None
 
 
 def answer_hash(share_id: str, answer: str) -> str:
-    return hashlib.sha256(f"{share_id}:{answer.strip()}".encode()).hexdigest()
+    return hashlib.sha256(f"{share_id}:{answer.strip().upper()}".encode()).hexdigest()
 
 
 def answer_matches(share_id: str, answer: str, stored: str) -> bool:

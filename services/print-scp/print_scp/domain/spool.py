@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from print_scp.domain.print_session import FilmJob, JobImage, LutSpec
 
@@ -62,8 +62,8 @@ def dump(job: FilmJob) -> bytes:
     block = ds.private_block(0x0009, _CREATOR, create=True)
     block.add_new(0x10, "UT", json.dumps(meta, ensure_ascii=False))
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = _SPOOL_CLASS
-    ds.file_meta.MediaStorageSOPInstanceUID = job.film_box_uid
+    ds.file_meta.MediaStorageSOPClassUID = UID(_SPOOL_CLASS)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(job.film_box_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)

@@ -1,0 +1,110 @@
+"""Domain logic without network or database: layouts, matching, OCR preparation, rendering, spool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from print_scp import testkit as tk
+from print_scp.domain import spool
+from print_scp.domain.film_output import render_job
+from print_scp.domain.layout import LayoutError, film_pixels, parse_display_format
+from print_scp.domain.matching import KnownStudy, fold, match_by_ocr, match_by_study_uid
+from print_scp.domain.print_session import PrintAssociation
+from print_scp.domain.render import BoxImage, FilmLayout, compose
+from print_scp.domain.sharing import answer_hash, answer_matches, expected_answer, mask_name
+from pydicom.uid import generate_uid
+
+PID, ACC = r"[A-Z]{0,3}\d{5,12}", r"[A-Z]{0,3}\d{6,14}"
+
+
+def test_display_formats() -> None:
+    std = parse_display_format("STANDARD\\3,2")
+    assert std.box_count == 6 and [b.position for b in std.boxes()] == [1, 2, 3, 4, 5, 6]
+    assert std.boxes()[3].x == 0 and std.boxes()[3].y == 0.5  # second row starts at position 4
+    row = parse_display_format(["ROW", "2,1"])
+    assert [(b.x, b.y, b.width) for b in row.boxes()] == [(0, 0, 0.5), (0.5, 0, 0.5), (0, 0.5, 1.0)]
+    col = parse_display_format("COL\\1,2")
+    assert [(b.position, b.x, b.y) for b in col.boxes()] == [(1, 0, 0), (2, 0.5, 0), (3, 0.5, 0.5)]
+    for bad in ("", "GRID\\2,2", "STANDARD\\2", "STANDARD\\a,b", "ROW\\0", "STANDARD\\9,9"):
+        with pytest.raises(LayoutError):
+            parse_display_format(bad)
+    assert film_pixels("14INX17IN", "LANDSCAPE", 100) == (1700, 1400)
+
+
+def test_compose_densities_polarity_and_layout() -> None:
+    white = np.ones((10, 10), dtype=np.float32)
+    layout = FilmLayout(parse_display_format("STANDARD\\2,1"), "8INX10IN", border_density="WHITE",
+                        empty_image_density="BLACK")
+    film = compose(layout, [BoxImage(1, white)], dpi=20)
+    assert film.shape == (200, 160)
+    assert film[100, 40] == 255  # a P-value of 1 prints at Min Density: the brightest
+    assert film[100, 120] == 0  # box 2 is empty: Empty Image Density BLACK
+    dim = compose(FilmLayout(parse_display_format("STANDARD\\1,1"), "8INX10IN", max_density=150), [
+        BoxImage(1, np.zeros((10, 10), dtype=np.float32))], dpi=20)
+    assert 100 < dim[100, 80] < 200  # a lower Max Density prints black as grey
+
+
+def test_study_uid_matching() -> None:
+    a = KnownStudy("1.1", "A1", "P1", "E1", "X")
+    b = KnownStudy("1.2", "A2", "P2", "E2", "Y")
+    assert match_by_study_uid([], {}) is None
+    assert match_by_study_uid(["1.1"], {"1.1": a}).study == a
+    assert match_by_study_uid(["9.9"], {}).detail["reason"] == "study-uid-unknown"
+    mixed = match_by_study_uid(["1.1", "1.2"], {"1.1": a, "1.2": b})
+    assert mixed.status == "review" and mixed.detail["reason"] == "study-uids-of-different-patients"
+
+
+def test_ocr_matching_folds_confusions_and_never_guesses() -> None:
+    target = KnownStudy("1.1", "A2026000101", "P00012345", "E1", "X")
+    lookalike = KnownStudy("1.2", "A2026000102", "P00012346", "E2", "Y")
+    day = [target, lookalike]
+    assert fold("PO0Q12D45") == "P00012045"
+    read = match_by_ocr("PID: PO0O12345\nACC: A2O26OOO1O1", day, patient_id_pattern=PID, accession_pattern=ACC)
+    assert read.status == "matched" and read.study == target and read.confidence < 1.0
+    exact = match_by_ocr("PID: P00012345 ACC: A2026000101", day, patient_id_pattern=PID, accession_pattern=ACC)
+    assert exact.confidence == 1.0
+    only_acc = match_by_ocr("ACC: A2026000101", day, patient_id_pattern=PID, accession_pattern=ACC)
+    assert only_acc.status == "review" and only_acc.detail["reason"] == "patient-id-not-read"
+    assert "A2026000101" in only_acc.detail["suggestions"]
+    crossed = match_by_ocr("P00012345 A2026000102", day, patient_id_pattern=PID, accession_pattern=ACC)
+    assert crossed.status == "review" and crossed.detail["reason"] == "accession-and-patient-id-disagree"
+    # One character lost in each: matched only because a single study is that close in both.
+    near = match_by_ocr("P0001234 A202600010", [target], patient_id_pattern=PID, accession_pattern=ACC)
+    assert near.status == "matched" and near.confidence == 0.9
+    ambiguous = match_by_ocr("P0001234 A202600010", day, patient_id_pattern=PID, accession_pattern=ACC)
+    assert ambiguous.status == "review"
+    assert match_by_ocr("", day, patient_id_pattern=PID, accession_pattern=ACC).detail["reason"] == \
+        "no-identifier-read"
+
+
+def _job(items, fmt="STANDARD\\1,1", **box):  # type: ignore[no-untyped-def]
+    pa = PrintAssociation(calling_ae="T", called_ae="PRINT_SCP", peer="t")
+    s, b = generate_uid(), generate_uid()
+    pa.create_film_session(s, tk.session_ds("1.2.3"))
+    _, rsp, _ = pa.create_film_box(b, tk.film_box_ds(s, fmt, **box), color=False)
+    for i, (ref, item) in enumerate(zip(rsp.ReferencedImageBoxSequence, items, strict=False)):
+        pa.set_image_box(ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID, tk.image_box_ds(i + 1, item))
+    [job], _, _ = pa.print_film_box(b)
+    return job
+
+
+def test_spool_round_trip_and_render() -> None:
+    job = _job([tk.to_item(tk.anatomy(64, 1), bits=12), tk.to_item(tk.anatomy(32, 2), bits=8)], "STANDARD\\2,1",
+               orientation="LANDSCAPE", size="8INX10IN")
+    again = spool.load(spool.dump(job))
+    assert again.film == job.film and again.session == job.session and again.study_uids == ["1.2.3"]
+    assert [i.item.PixelData for i in again.images] == [i.item.PixelData for i in job.images]
+    rendered = render_job(again, dpi=50, preview_max=256)
+    assert (rendered.width, rendered.height) == (500, 400)
+    assert rendered.png[:4] == b"\x89PNG" and rendered.dicom[128:132] == b"DICM"
+    assert len(rendered.ocr_images) == 2
+
+
+def test_sharing_helpers() -> None:
+    assert expected_answer("phone-last4", {"phone": "+86 138-0000-1234"}) == "1234"
+    assert expected_answer("id-last4", {"id_number_masked": "1101**********432X"}) == "432X"
+    assert expected_answer("id-last4", {}) is None
+    h = answer_hash("s1", "1234")
+    assert answer_matches("s1", " 1234 ", h) and not answer_matches("s2", "1234", h)
+    assert answer_matches("s1", "432x", answer_hash("s1", "432X"))
+    assert mask_name("张三") == "张*" and mask_name("欧阳娜娜") == "欧**娜" and mask_name("SMITH^JOHN") == "S**** J***"
