@@ -13,6 +13,9 @@ class Settings(CommonSettings):
     # IMAGING_REPORTING_SIGNING_SECRET: encrypts each user's private signing key at rest (AES-GCM);
     # changing it makes existing keys unusable (new ones are made). e.g. a 32+ character random string
     reporting_signing_secret: str = DEV_SIGNING_SECRET
+    # IMAGING_REPORTING_REQUIRE_KEY_APPROVAL: a user's signing key is made on their first signature
+    # and, when true, must be approved by an administrator before it signs (standard 10.2.4 (1))
+    reporting_require_key_approval: bool = False
     # IMAGING_REPORTING_RECEIVERS: JSON list of receivers created at start if missing, e.g.
     # [{"id": "his", "kind": "hl7", "name": "HIS", "host": "his.local", "port": 2575, "charset": "gb18030"},
     #  {"id": "emr", "kind": "fhir", "name": "EMR", "url": "https://emr.local/fhir"}]

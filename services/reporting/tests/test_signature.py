@@ -89,3 +89,43 @@ async def test_keys_are_per_user_and_encrypted_outside_the_report(service: Servi
     assert r.status_code == 200
     body = (await svc.client.get(f"/api/reporting/reports/{report_id}/verify", headers=senior)).json()
     assert body["valid"] is True and body["key_status"] == "revoked"
+
+
+async def test_keys_need_approval_when_required(service: Service, world: World) -> None:
+    """Standard 10.2.4 (1): with approval required, no signature before an administrator approves the key."""
+    svc = service
+    from reporting.domain import reports
+    from reporting.domain.workflow import Action, Grade
+
+    username = f"new-{world.tag}"
+    actor = reports.Actor(f"uid-{world.tag}", username, "新医生", frozenset({Grade.RADIOLOGIST}))
+    acc = await world.exam()
+
+    async def sign() -> None:
+        async with svc.ctx.pool.acquire() as conn:
+            await reports.act(conn, accession_number=acc, action=Action.PRELIMINARY, actor=actor,
+                              content=reports.ReportContent(**CONTENT), require_key_approval=True,
+                              signing_secret=svc.settings.reporting_signing_secret)
+
+    with pytest.raises(signing.SigningError, match="no approved signing key"):
+        await sign()
+    async with svc.ctx.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM report WHERE accession_number = $1", acc) == 0
+        async with conn.transaction():
+            key = await signing.enrol(conn, user_id=actor.user_id, username=username,
+                                      secret=svc.settings.reporting_signing_secret)
+    assert key is not None
+    with pytest.raises(signing.SigningError, match="awaits approval"):
+        await sign()
+    url = f"/api/reporting/signing-keys/{key.key_id}/approve"
+    assert (await svc.client.post(url, headers=svc.auth("senior-radiologist"))).status_code == 403
+    assert (await svc.client.post(url, headers=svc.auth("admin", username="admin"))).status_code == 200
+    assert (await svc.client.post(url, headers=svc.auth("admin", username="admin"))).status_code == 404
+    await sign()
+    keys = (await svc.client.get("/api/reporting/signing-keys", headers=svc.auth("admin"))).json()["data"]
+    mine = next(k for k in keys if k["key_id"] == key.key_id)
+    assert mine["status"] == "active" and mine["approved_by"] == "admin"
+    enrolling = svc.auth("radiologist", username=f"enrol-{world.tag}")
+    r = await svc.client.post("/api/reporting/signing-keys", headers=enrolling)
+    assert r.status_code == 201 and r.json()["status"] == "active"  # this service does not require approval
+    assert (await svc.client.post("/api/reporting/signing-keys", headers=enrolling)).status_code == 409

@@ -116,10 +116,11 @@ class DeliveryWorker:
             else:
                 outcomes = list(await asyncio.gather(*(self._send_fhir(receiver, row) for row in rows)))
             async with self.pool.acquire() as conn, conn.transaction():  # one commit for the batch
+                done = [(row["id"], info) for row, (ok, info, _) in zip(rows, outcomes, strict=True) if ok]
+                if done:
+                    await deliveries.delivered_many(conn, done)
                 for row, (ok, info, permanent) in zip(rows, outcomes, strict=True):
-                    if ok:
-                        await deliveries.delivered(conn, row["id"], info)
-                    else:
+                    if not ok:
                         status = await deliveries.failed(
                             conn, row["id"], info, attempts=row["attempts"],
                             max_attempts=self.settings.reporting_delivery_max_attempts,

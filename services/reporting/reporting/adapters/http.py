@@ -20,7 +20,7 @@ from imaging_common.auth import Principal, require_roles
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field
 
-from reporting.domain import deliveries, exams, qc, reports, stats
+from reporting.domain import deliveries, exams, qc, reports, signing, stats
 from reporting.domain.content import ReportContent
 from reporting.domain.oru import build_oru
 from reporting.domain.templates import MRRTError, TemplateCreate, from_mrrt
@@ -66,6 +66,8 @@ def _domain_error(exc: Exception) -> HTTPException:
         return HTTPException(409, str(exc))
     if isinstance(exc, reports.QCBlocked):
         return HTTPException(422, [{"msg": i.message, **i.public()} for i in exc.issues])
+    if isinstance(exc, signing.SigningError):
+        return HTTPException(409, str(exc))
     if isinstance(exc, reports.InvalidContent):
         return HTTPException(422, [{"msg": p} for p in exc.problems])
     raise exc
@@ -152,8 +154,9 @@ async def step(accession_number: str, action: str, ctx: Ctx, request: Request, u
             result = await reports.act(conn, accession_number=accession_number, action=chosen, actor=actor,
                                        content=body.content, template_id=body.template_id, note=body.note,
                                        signing_secret=_settings(ctx).reporting_signing_secret,
-                                       expected_version=body.expected_version)
-        except (reports.ReportError, InvalidTransition, NotPermitted) as exc:
+                                       expected_version=body.expected_version,
+                                       require_key_approval=_settings(ctx).reporting_require_key_approval)
+        except (reports.ReportError, InvalidTransition, NotPermitted, signing.SigningError) as exc:
             raise _domain_error(exc) from None
     worker = ctx.extras.get("delivery_worker")
     if worker is not None and result.deliveries:
@@ -309,9 +312,39 @@ async def signature_log(ctx: Ctx, user: Senior, report_id: str | None = None,
 @router.get("/signing-keys", summary="Users' public signing keys")
 async def signing_keys(ctx: Ctx, user: Senior) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT key_id, user_id, username, public_key, status, created_at, revoked_at "
+        rows = await conn.fetch("SELECT key_id, user_id, username, public_key, status, created_at, approved_by, "
+                                "approved_at, revoked_at "
                                 "FROM signing_key ORDER BY created_at")
     return {"data": [_jsonable(dict(r)) for r in rows], "count": len(rows)}
+
+
+@router.post("/signing-keys", status_code=201, summary="Enrol: make the caller's signing key (pending approval "
+             "when IMAGING_REPORTING_REQUIRE_KEY_APPROVAL)")
+async def enrol_key(ctx: Ctx, request: Request, user: Reporter) -> dict[str, Any]:
+    settings = _settings(ctx)
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction():
+            key = await signing.enrol(conn, user_id=user.user_id, username=user.username,
+                                      secret=settings.reporting_signing_secret,
+                                      status="pending" if settings.reporting_require_key_approval else "active")
+            if key is None:
+                raise HTTPException(409, "you already have an active or pending signing key")
+            await audit.record(conn, actor=user.username, action="create", entity="signing-key",
+                               entity_id=key.key_id, source_ip=audit.client_ip(request))
+    return {"key_id": key.key_id, "status": "pending" if settings.reporting_require_key_approval else "active"}
+
+
+@router.post("/signing-keys/{key_id}/approve", summary="Approve a pending signing key (standard 10.2.4 (1))")
+async def approve_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction():
+            done = await conn.execute("UPDATE signing_key SET status = 'active', approved_by = $2, approved_at = now() "
+                                      "WHERE key_id = $1 AND status = 'pending'", key_id, user.username)
+            if not done.endswith(" 1"):
+                raise HTTPException(404, f"no pending key {key_id}")
+            await audit.record(conn, actor=user.username, action="update", entity="signing-key", entity_id=key_id,
+                               source_ip=audit.client_ip(request), detail={"status": "active"})
+    return {"key_id": key_id, "status": "active"}
 
 
 @router.post("/signing-keys/{key_id}/revoke", summary="Revoke a key (the user gets a new one on next signing)")

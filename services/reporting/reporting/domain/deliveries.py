@@ -111,6 +111,14 @@ async def delivered(conn: asyncpg.Connection, delivery_id: int, ack: str) -> Non
         "lease_until = NULL WHERE id = $1", delivery_id, ack[:2000])
 
 
+async def delivered_many(conn: asyncpg.Connection, done: list[tuple[int, str]]) -> None:
+    """Mark a batch delivered in one statement (ids with their acknowledgements)."""
+    await conn.execute(
+        "UPDATE delivery SET status = 'delivered', delivered_at = now(), ack = t.ack, last_error = NULL, "
+        "lease_until = NULL FROM unnest($1::bigint[], $2::text[]) AS t(id, ack) WHERE delivery.id = t.id",
+        [i for i, _ in done], [a[:2000] for _, a in done])
+
+
 async def failed(conn: asyncpg.Connection, delivery_id: int, error: str, *, attempts: int, max_attempts: int,
                  base: float, cap: float, permanent: bool = False) -> str:
     """Back to pending with backoff, or dead; returns the new status."""

@@ -166,7 +166,7 @@ async def snapshot(conn: asyncpg.Connection, report_id: str, *, version: int | N
 async def act(
     conn: asyncpg.Connection, *, accession_number: str, action: Action, actor: Actor,
     content: ReportContent | None = None, template_id: str | None = None, note: str | None = None,
-    signing_secret: str, expected_version: int | None = None,
+    signing_secret: str, expected_version: int | None = None, require_key_approval: bool = False,
 ) -> StepResult:
     """Take one workflow step on the exam's report (creating it on the first save)."""
     async with conn.transaction():
@@ -244,7 +244,8 @@ async def act(
             kind = amendment["kind"] if amendment else step.signs
             digest = content_sha256(report_id=report_id, accession_number=accession_number,
                                     patient_id=exam["patient_id"] or "", version=version, content=new_content)
-            key = await signing.key_for(conn, user_id=actor.user_id, username=actor.username, secret=signing_secret)
+            key = await signing.key_for(conn, user_id=actor.user_id, username=actor.username, secret=signing_secret,
+                                        require_approval=require_key_approval)
             message = signing.statement(report_id=report_id, version=version, kind=kind, content_sha256=digest,
                                         signer_id=actor.user_id, signed_at=now, key_id=key.key_id)
             # The signature and its log row (standard 10.2.4 (2)) in one statement.

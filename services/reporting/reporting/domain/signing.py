@@ -27,7 +27,7 @@ from reporting.domain.content import canonical
 
 
 class SigningError(Exception):
-    """No usable key (revoked, secret changed)."""
+    """No usable key (awaiting approval, secret changed)."""
 
 
 def _kek(secret: str) -> AESGCM:
@@ -61,11 +61,16 @@ class UserKey:
 _cache: dict[tuple[str, str], UserKey] = {}  # (user_id, secret digest) -> unlocked key, per process
 
 
-async def key_for(conn: asyncpg.Connection, *, user_id: str, username: str, secret: str) -> UserKey:
-    """The user's active key, created on first use."""
+async def key_for(conn: asyncpg.Connection, *, user_id: str, username: str, secret: str,
+                  require_approval: bool = False) -> UserKey:
+    """The user's active key. Without `require_approval` it is made on first use; with it (standard
+    10.2.4 (1)) the user enrols (`enrol`) and an administrator approves before the first signature."""
     cache_key = (user_id, hashlib.sha256(secret.encode()).hexdigest())
     row = await conn.fetchrow(
-        "SELECT key_id, private_key_enc FROM signing_key WHERE user_id = $1 AND status = 'active'", user_id)
+        "SELECT key_id, private_key_enc, status FROM signing_key WHERE user_id = $1 "
+        "AND status IN ('active', 'pending')", user_id)
+    if row is not None and row["status"] == "pending":
+        raise SigningError(f"signing key {row['key_id']} of {username} awaits approval by an administrator")
     if row is not None:
         cached = _cache.get(cache_key)
         if cached is not None and cached.key_id == row["key_id"]:
@@ -73,19 +78,29 @@ async def key_for(conn: asyncpg.Connection, *, user_id: str, username: str, secr
         found = UserKey(row["key_id"], decrypt_private(bytes(row["private_key_enc"]), secret, row["key_id"]))
         _cache[cache_key] = found
         return found
+    if require_approval:
+        raise SigningError(f"{username} has no approved signing key: enrol (POST /signing-keys) and have an "
+                           "administrator approve it")
+    created = await enrol(conn, user_id=user_id, username=username, secret=secret, status="active")
+    if created is None:  # created concurrently by another request of the same user
+        return await key_for(conn, user_id=user_id, username=username, secret=secret)
+    _cache[cache_key] = created
+    return created
+
+
+async def enrol(conn: asyncpg.Connection, *, user_id: str, username: str, secret: str,
+                status: str = "pending") -> UserKey | None:
+    """Make the user's key pair; None when the user already has an active or pending key."""
     private = Ed25519PrivateKey.generate()
     key_id = f"k-{uuid.uuid4().hex[:16]}"
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     inserted = await conn.fetchval(
-        """INSERT INTO signing_key (key_id, user_id, username, public_key, private_key_enc)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) WHERE status = 'active' DO NOTHING RETURNING key_id""",
-        key_id, user_id, username, public_pem, encrypt_private(private, secret, key_id))
-    if inserted is None:  # created concurrently by another request of the same user
-        return await key_for(conn, user_id=user_id, username=username, secret=secret)
-    found = UserKey(key_id, private)
-    _cache[cache_key] = found
-    return found
+        """INSERT INTO signing_key (key_id, user_id, username, public_key, private_key_enc, status)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (user_id) WHERE status IN ('active', 'pending') DO NOTHING RETURNING key_id""",
+        key_id, user_id, username, public_pem, encrypt_private(private, secret, key_id), status)
+    return UserKey(key_id, private) if inserted else None
 
 
 def statement(*, report_id: str, version: int, kind: str, content_sha256: str, signer_id: str,

@@ -121,11 +121,13 @@ CREATE TABLE signing_key (
     username text NOT NULL,
     public_key text NOT NULL,                       -- PEM
     private_key_enc bytea NOT NULL,                 -- nonce || AES-GCM ciphertext of the PKCS8 DER
-    status text NOT NULL DEFAULT 'active',          -- active, revoked
+    status text NOT NULL DEFAULT 'active',          -- pending (awaiting approval), active, revoked
     created_at timestamptz NOT NULL DEFAULT now(),
+    approved_by text,                               -- standard 10.2.4 (1): approved by the administration
+    approved_at timestamptz,
     revoked_at timestamptz
 );
-CREATE UNIQUE INDEX signing_key_active_idx ON signing_key (user_id) WHERE status = 'active';
+CREATE UNIQUE INDEX signing_key_active_idx ON signing_key (user_id) WHERE status IN ('active', 'pending');
 
 CREATE TABLE signature (
     id bigserial PRIMARY KEY,
