@@ -265,3 +265,15 @@ async def test_acknowledgement_while_a_message_is_in_flight(service: Service, wo
         assert row["state"] == "closed" and row["ack_channel"] == "page"
     finally:
         clinician_system.fhir_delay = 0.0
+
+
+async def test_same_critical_id_twice_at_once_is_one_value(service: Service, world: World) -> None:
+    await world.receiver(hl7=False, fhir_request=None)
+    order = await world.order()
+    cid = f"CV-dup-{world.uid}"
+    body = {"accession_number": order["accession_number"], "finding": "张力性气胸", "critical_id": cid}
+    rs = await asyncio.gather(*[service.client.post("/api/critical-values/critical-values", json=body,
+                                                    headers=service.headers("radiologist")) for _ in range(4)])
+    assert {r.status_code for r in rs} == {201} and {r.json()["critical_id"] for r in rs} == {cid}
+    assert await world.pool.fetchval("SELECT count(*) FROM action_log WHERE critical_id = $1 AND action = 'raised'",
+                                     cid) == 1

@@ -158,12 +158,15 @@ async def raise_critical(conn: asyncpg.Connection, new: NewCritical, *, defaults
         """INSERT INTO critical_value (critical_id, accession_number, patient, patient_id, finding, item_code,
                dictionary_version, category, modality, report_id, source, raised_by, raised_at, ai_model, ai_score,
                state, requires_confirmation, recipient_id, recipient_name, department, ward)
-           VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) RETURNING *""",
+           VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
+           ON CONFLICT (critical_id) DO NOTHING RETURNING *""",
         new.critical_id, new.accession_number, json.dumps(new.patient, default=str, ensure_ascii=False), patient_id,
         new.finding, item.code if item else None, version, item.category if item else defaults.category,
         new.modality.upper() if new.modality else None, new.report_id, new.source, new.raised_by, new.raised_at,
         new.ai_model, new.ai_score, states.AWAITING_CONFIRMATION if needs_confirmation else states.NOTIFYING,
         needs_confirmation, person.person_id, person.name, department, ward)
+    if row is None:  # the same id raised concurrently (a client retry): the first one stands
+        return await get(conn, new.critical_id), False
     await log_action(conn, new.critical_id, actor=new.raised_by, action="raised", detail={
         "source": new.source, "item_code": row["item_code"], "dictionary_version": version,
         "needs_confirmation": needs_confirmation, **({"ai_model": new.ai_model, "ai_score": new.ai_score}
