@@ -15,15 +15,18 @@ import random
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from io import BytesIO
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.testing import free_port, http_server
+from PIL import Image
 from print_scp import testkit as tk
 from print_scp.adapters import films_db
 from print_scp.app import create_app
@@ -193,28 +196,41 @@ async def test_preview_retrieval_rate(bench, ours) -> None:
         await _wait_done(ours.ctx, out["box_uid"])
         async with ours.ctx.pool.acquire() as conn:
             ids.append(str(await conn.fetchval("SELECT id FROM films WHERE film_box_uid = $1", out["box_uid"])))
-    headers = {"Authorization": f"Bearer {token}"}
-    total, concurrency = 1000, 8
-    async with httpx.AsyncClient(base_url=ours.url, headers=headers, timeout=30) as client:
+    total, concurrency = 1500, 8
+    async with httpx.AsyncClient(base_url=ours.url, headers={"Authorization": f"Bearer {token}"}) as client:
         first = await client.get(f"/api/print/films/{ids[0]}/image.png")
-        assert first.status_code == 200
-        from io import BytesIO
+    assert first.status_code == 200
+    size = Image.open(BytesIO(first.content)).size
+    # The load comes from another process, so the client does not share the server's event loop.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LOAD, ours.url, token, str(total), str(concurrency), *ids,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rate = float(out.decode().strip())
+    bench.figure(f"film preview retrievals per second (HTTP, {concurrency} concurrent, auth + audit each)", rate,
+                 "/s", target=">= 150/s (standard 4.3.3)", note=f"previews {size[0]}x{size[1]} PNG")
 
-        from PIL import Image
 
-        size = Image.open(BytesIO(first.content)).size
+_LOAD = """
+import asyncio, sys, time
+import httpx
+url, token, total, concurrency, ids = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+async def main():
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer " + token}, limits=limits,
+                                 timeout=30) as client:
         counter = iter(range(total))
-
-        async def worker() -> None:
+        async def worker():
             for i in counter:
-                r = await client.get(f"/api/print/films/{ids[i % len(ids)]}/image.png")
-                assert r.status_code == 200
-
+                r = await client.get("/api/print/films/" + ids[i % len(ids)] + "/image.png")
+                assert r.status_code == 200, r.status_code
+        await client.get("/api/print/films/" + ids[0] + "/image.png")
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    bench.figure("film preview retrievals per second (HTTP, 8 concurrent, auth + audit each)", total / elapsed,
-                 "/s", target=">= 150/s (standard 4.3.3)", note=f"previews {size[0]}x{size[1]} PNG")
+        print(total / (time.perf_counter() - started))
+asyncio.run(main())
+"""
 
 
 def _job_with(ours, item, study_uid: str) -> dict:  # type: ignore[no-untyped-def]
