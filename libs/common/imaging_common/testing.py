@@ -66,6 +66,12 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "IMAGING_NAMESPACE": TEST_NAMESPACE,
         "IMAGING_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "IMAGING_LOG_JSON": "false",
+        # Listeners get ports of their own, so an all-in-one app started by a test never collides
+        # with a platform running on this machine or with another test session.
+        "IMAGING_PRINT_PORT": str(free_port()),
+        "IMAGING_WORKLIST_PORT": str(free_port()),
+        "IMAGING_MLLP_PORT": str(free_port()),
+        "IMAGING_CRITICAL_MLLP_PORT": str(free_port()),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
