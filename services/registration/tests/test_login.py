@@ -49,6 +49,14 @@ async def login(client: httpx.AsyncClient, username: str, secret: str, *, passwo
                              json={"username": username, "password": password, "totp": totp})
 
 
+async def start_of_totp_step(margin: float = 10.0) -> None:
+    """Wait until at least `margin` seconds remain in the current 30 s TOTP step, so a test that
+    reasons about "this step" and "the previous step" is not split by a step boundary."""
+    remaining = 30 - time.time() % 30
+    if remaining < margin:
+        await asyncio.sleep(remaining + 0.1)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -75,6 +83,7 @@ async def test_login_with_password_and_totp(app, client) -> None:
 
 async def test_wrong_password_wrong_totp_and_replayed_code_are_refused(app, client) -> None:
     username, secret = await make_user(app)
+    await start_of_totp_step()
     assert (await login(client, username, secret, password="wrong password")).status_code == 401
     assert (await login(client, username, secret, code="000000" if cred.totp_code(secret) != "000000"
                         else "111111")).status_code == 401
