@@ -21,8 +21,10 @@ class Settings(CommonSettings):
     # IMAGING_CRITICAL_POLL_SECONDS: how often timers and due deliveries are polled (also woken
     # at once in this process when something is queued), e.g. 0.5.
     critical_poll_seconds: float = 0.5
-    # IMAGING_CRITICAL_DELIVERY_WORKERS: messages sent in parallel by one replica, e.g. 8.
-    critical_delivery_workers: int = 8
+    # IMAGING_CRITICAL_DELIVERY_WORKERS: messages sent in parallel by one replica, e.g. 3. Each holds
+    # a pooled connection while it sends (the row lock is what stops replicas double-sending), so
+    # the engine uses at most IMAGING_DB_POOL_MAX - 2, leaving connections to the API and timers.
+    critical_delivery_workers: int = 3
     # IMAGING_CRITICAL_DELIVERY_TIMEOUT: seconds to wait for an HL7 ACK or FHIR answer, e.g. 5.
     critical_delivery_timeout: float = 5.0
     # IMAGING_CRITICAL_DELIVERY_MAX_ATTEMPTS: tries before giving up and asking a human to phone.

@@ -48,7 +48,8 @@ class Engine:
     async def start(self) -> None:
         headers = {"Authorization": f"Bearer {self.s.critical_fhir_token}"} if self.s.critical_fhir_token else {}
         self._http = httpx.AsyncClient(timeout=self.s.critical_delivery_timeout, headers=headers)
-        for n in range(max(1, self.s.critical_delivery_workers)):
+        workers = max(1, min(self.s.critical_delivery_workers, self.s.db_pool_max - 2))
+        for n in range(workers):
             self._tasks.append(asyncio.create_task(self._deliver_loop(n), name=f"critical-delivery-{n}"))
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="critical-timers"))
 

@@ -25,10 +25,12 @@ async def live_board(user: Viewer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
     return {"now": now, "data": items, "count": len(items)}
 
 
+GroupBy = Literal["department", "doctor", "modality", "item", "day", "week", "month", "hour", "all"]
+
+
 @router.get("/stats", summary="10-minute completion rate, time to acknowledgement, escalations")
 async def statistics(user: QualityControl, ctx: Ctx, start: datetime | None = None, end: datetime | None = None,
-                     group_by: Literal["department", "doctor", "modality", "item", "day", "week", "month", "all"]
-                     = "department", format: Literal["json", "csv"] = "json") -> Any:
+                     group_by: GroupBy = "department", format: Literal["json", "csv"] = "json") -> Any:
     now = datetime.now(UTC)
     end = end or now
     start = start or end - timedelta(days=30)

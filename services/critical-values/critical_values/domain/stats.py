@@ -26,6 +26,7 @@ GROUPS = {
     "day": "to_char(raised_at AT TIME ZONE $4::text, 'YYYY-MM-DD')",
     "week": "to_char(raised_at AT TIME ZONE $4::text, 'IYYY-\"W\"IW')",
     "month": "to_char(raised_at AT TIME ZONE $4::text, 'YYYY-MM')",
+    "hour": "to_char(raised_at AT TIME ZONE $4::text, 'HH24')",  # time distribution (8.7.2 (2))
     "all": "'all'",
 }
 COLUMNS = ("key", "total", "eligible", "completed_within_window", "rate_within_window", "delivered_within_window",
