@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,11 @@ async def housekeeping(ctx: Any) -> AsyncIterator[None]:
         reminder_hours=settings.scheduling_reminder_hours, no_show_after_minutes=no_show if no_show >= 0 else None
     )
     ctx.extras["scheduler"] = s
+    # Everything loaded by now (modules, fhir.resources' many models, settings) lives as long as the
+    # process: moved out of the collector's sight, a full collection no longer walks it, which was
+    # a ~70 ms pause in ~5% of slot searches.
+    gc.collect()
+    gc.freeze()
 
     async def loop() -> None:
         while True:

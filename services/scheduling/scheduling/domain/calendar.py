@@ -276,11 +276,13 @@ class Calendar:
     def check(
         self, p: Placement, *, plan: Sequence[PlannedExam] = (), ignore: str | None = None, first_only: bool = False
     ) -> list[Violation]:
-        """Every reason this placement cannot be booked (empty: it can)."""
+        """Every reason this placement cannot be booked (empty: it can); with first_only, the first
+        found, rules first: a search's candidates are free already, and a rule refuses them cheaper."""
+        if first_only:
+            broken = evaluate(self.rules, p, self.context(p, plan, ignore), first_only=True)
+            return broken or self.hard_violations(p, ignore, plan)[:1]
         hard = self.hard_violations(p, ignore, plan)
-        if hard and first_only:
-            return hard[:1]
-        return hard + evaluate(self.rules, p, self.context(p, plan, ignore), first_only=first_only)
+        return hard + evaluate(self.rules, p, self.context(p, plan, ignore))
 
     def _fmt(self, t: datetime) -> str:
         return t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
