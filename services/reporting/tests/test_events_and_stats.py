@@ -122,3 +122,30 @@ async def test_priors_statistics_page_and_observations(service: Service, world: 
 
     page = await svc.client.get("/ui/reporting/")
     assert page.status_code == 200 and "/api/reporting" in page.text and "Bearer" in page.text
+
+
+async def test_template_option_marks_a_critical_finding(service: Service, world: World) -> None:
+    svc = service
+    senior = svc.auth("senior-radiologist", username=f"senior-{world.tag}")
+    tid = f"HEAD-{world.tag}"
+    template = {"id": tid, "name": "头颅CT", "modality": "CT", "body_part": "HEAD", "definition": {"fields": [
+        {"id": "bleed", "label": "颅内出血", "type": "choice", "options": ["无", "少量", "大量"],
+         "critical_values": ["大量"]}]}}
+    assert (await svc.client.put(f"/api/reporting/templates/{tid}", headers=svc.auth("radiologist"),
+                                 json=template)).status_code == 403
+    r = await svc.client.put(f"/api/reporting/templates/{tid}", headers=senior, json=template)
+    assert r.status_code == 200, r.text
+    bad = {**template, "definition": {"fields": [{"id": "x", "label": "x", "type": "choice", "options": ["a", "a"]}]}}
+    assert (await svc.client.put(f"/api/reporting/templates/{tid}", headers=senior, json=bad)).status_code == 422
+    rad = svc.auth("radiologist", username=f"rad-{world.tag}")
+    acc = await world.exam(modality="CT", body_part="HEAD")
+    calm = await world.step(acc, "save", rad, template_id=tid,
+                            content={"findings": "脑实质未见异常密度。", "impression": "未见异常。",
+                                     "fields": {"bleed": {"value": "无"}}})
+    assert calm["critical_raised"] == []
+    await world.step(acc, "save", rad, content={"findings": "左侧基底节区见高密度影。",
+                                                "impression": "左侧基底节区出血。",
+                                                "fields": {"bleed": {"value": "大量"}}})
+    body = (await svc.client.get(f"/api/reporting/reports/{calm['report_id']}", headers=rad)).json()
+    assert [c["finding"] for c in body["critical_findings"]] == ["颅内出血: 大量"]
+    assert body["critical_findings"][0]["source"] == "radiologist"
