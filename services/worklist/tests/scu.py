@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ def _ae(title: str = "MODALITY1", max_pdu: int = 16382, syntax: str | None = Non
 
 def find_sync(port: int, *queries: Dataset, called: str = "WORKLIST", calling: str = "MODALITY1",
               cancel_after: int | None = None, max_pdu: int = 16382,
-              syntax: str | None = None) -> list[list[Response]]:
+              syntax: str | None = None, pause: float = 0.0, linger: float = 0.0) -> list[list[Response]]:
     """Each query's responses, all on one association (it must stay up between queries)."""
     assoc = _ae(calling, max_pdu, syntax).associate("127.0.0.1", port, ae_title=called)
     assert assoc.is_established, "association refused"
@@ -44,11 +45,14 @@ def find_sync(port: int, *queries: Dataset, called: str = "WORKLIST", calling: s
             for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind, msg_id=7):
                 assert status is not None, "no response (association aborted or timed out)"
                 responses.append((int(status.Status), status, identifier))
+                if pause:
+                    time.sleep(pause)  # a slow modality: reads its responses one by one
                 if cancel_after is not None and len(responses) == cancel_after:
                     cx = next(c for c in assoc.accepted_contexts
                               if c.abstract_syntax == ModalityWorklistInformationFind)
                     assoc.send_c_cancel(7, cx.context_id)
             out.append(responses)
+        time.sleep(linger)  # an abort sent right after the last response would arrive meanwhile
         assert assoc.is_established, "the SCP dropped the association"
     finally:
         assoc.release()

@@ -13,13 +13,15 @@ import pydicom
 import pytest
 from worklist.adapters.dicom.scp import WorklistSCP
 
-from .conftest import FINDSCU, World, now_local
+from .conftest import FINDSCU, World, now_local, scp_settings
 
 
 async def findscu(port: int, keys: list[bytes | str], out: Path, *, called: str = "WORKLIST",
-                  verbose: bool = False) -> tuple[int, str]:
+                  verbose: bool = False, extract: bool = True) -> tuple[int, str]:
     prepare(out)
-    args: list[bytes | str] = [FINDSCU, "-W", "-aet", "CT_MODALITY", "-aec", called, "-X", "-od", str(out)]
+    args: list[bytes | str] = [FINDSCU, "-W", "-aet", "CT_MODALITY", "-aec", called]
+    if extract:
+        args += ["-X", "-od", str(out)]
     if verbose:
         args.append("-v")
     for key in keys:
@@ -111,3 +113,24 @@ async def test_findscu_one_character_wildcard_and_bad_date(scp: WorklistSCP, wor
                                  tmp_path / "bad", verbose=True)
     assert replies(tmp_path / "bad") == []
     assert "DataSetDoesNotMatchSOPClass" in output, output  # DCMTK's name for A900
+
+
+async def test_a_long_stream_is_not_taken_for_an_idle_association(pool, world: World, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """pynetdicom aborts an association whose peer was silent for the network timeout, and it
+    checks right after a C-FIND: a modality reading thousands of responses says nothing meanwhile."""
+    settings = scp_settings(worklist_network_timeout=1.0, worklist_max_results=10000)
+    impatient = WorklistSCP(pool, settings, asyncio.get_running_loop())
+    await asyncio.to_thread(impatient.start)
+    try:
+        await world.conn.execute(
+            """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id,
+                   patient_name, pn_alpha, modality, station_ae_title, start_at)
+               SELECT 'L' || $1 || g, 'C', 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
+               FROM generate_series(1, 6000) g""", world.tag, world.station)
+        keys: list[bytes | str] = ["PatientID", f"(0040,0100)[0].ScheduledStationAETitle={world.station}"]
+        code, output = await findscu(impatient.port, keys, tmp_path, verbose=True, extract=False)
+        assert code == 0, output[-2000:]
+        assert "Received Final Find Response (Success)" in output
+        assert "abort" not in output.lower(), output[-2000:]
+    finally:
+        await asyncio.to_thread(impatient.stop)

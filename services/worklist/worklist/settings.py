@@ -23,6 +23,11 @@ class Settings(CommonSettings):
     worklist_reply_charset: str = "ISO_IR 192"
     # IMAGING_WORKLIST_MAX_ASSOCIATIONS: concurrent modality associations; e.g. 20
     worklist_max_associations: int = 20
+    # IMAGING_WORKLIST_NETWORK_TIMEOUT: seconds a silent modality keeps its association; e.g. 60
+    worklist_network_timeout: float = 60.0
+    # IMAGING_WORKLIST_DICOM_LOG_LEVEL: pynetdicom's own log level; it logs every C-FIND response
+    # at INFO, which at thousands of responses costs more than answering; e.g. WARNING, INFO, DEBUG
+    worklist_dicom_log_level: str = "WARNING"
     # IMAGING_WORKLIST_CODING_SCHEME: Coding Scheme Designator of our local exam codes; e.g. 99IMG
     worklist_coding_scheme: str = "99IMG"
 

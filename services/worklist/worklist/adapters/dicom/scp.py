@@ -57,7 +57,7 @@ from worklist.adapters.dicom.mwl import (
 )
 from worklist.domain import mpps as mpps_domain
 from worklist.domain.mpps import MppsError
-from worklist.domain.query import stream_steps
+from worklist.domain.query import select_sql
 from worklist.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 PENDING, PENDING_WARNING = 0xFF00, 0xFF01
 CANCELLED, OUT_OF_RESOURCES, UNABLE_TO_PROCESS = 0xFE00, 0xA700, 0xC001
 _DONE = object()
-QUEUE_DEPTH = 256  # rows read ahead of the sending thread
+QUEUE_DEPTH = 8  # batches read ahead of the sending thread
+FIRST_BATCH, BATCH = 8, 100  # rows per hand-over: a quick first response, then fewer thread switches
 CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
 REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
 STREAMING_LOOP_DELAY = 0.00005  # seconds pynetdicom's DUL thread sleeps between PDUs while we stream
@@ -104,8 +105,15 @@ class _PendingSender:
             command = encode(message.command_set, True, True)
             self.commands[key] = command
         max_pdu = self.dimse.maximum_pdu_size
-        self._send_fragments(command, b"\x01", b"\x03", context_id, max_pdu)
         payload = self.identifiers.popleft() if self.identifiers else identifier.getvalue()
+        if not max_pdu or len(command) + len(payload) + 12 <= max_pdu:
+            # Both PDVs in one P-DATA-TF PDU (PS3.8 9.3.5 allows several): one send instead of two.
+            pdata = P_DATA()
+            pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
+            pdata.presentation_data_value_list.append((context_id, b"\x02" + payload))
+            self.dimse.dul.send_pdu(pdata)
+            return
+        self._send_fragments(command, b"\x01", b"\x03", context_id, max_pdu)
         self._send_fragments(payload, b"\x00", b"\x02", context_id, max_pdu)
 
     def _send_fragments(self, data: bytes, more: bytes, last: bytes, context_id: int, max_pdu: int) -> None:
@@ -118,7 +126,22 @@ class _PendingSender:
 
 
 # What the C-FIND handler yields while the real identifier waits in _PendingSender.identifiers.
-_STAND_IN = raw_dataset([(0x00080005, "CS", "ISO_IR 6")], charset=None, implicit=True)
+# One per VR encoding, so pydicom writes it without converting anything.
+_STAND_IN = {implicit: raw_dataset([(0x00080005, "CS", "ISO_IR 6")], charset=None, implicit=implicit)
+             for implicit in (True, False)}
+
+
+def _pdu_sent(event: Any) -> None:
+    _keep_alive(event.assoc)
+
+
+def _keep_alive(assoc: Any) -> None:
+    """Tell pynetdicom the association is busy, not idle: its network timeout counts only data
+    received, and a modality reading 100,000 responses sends nothing for a minute. Called for
+    every PDU we send (responses queue up faster than pynetdicom's DUL thread sends them)."""
+    timer = getattr(getattr(assoc, "dul", None), "_idle_timer", None)
+    if timer is not None:
+        timer.restart()
 
 
 def _status(code: int, comment: str | None = None, offending: list[int] | None = None) -> Dataset:
@@ -145,10 +168,12 @@ class WorklistSCP:
         # (they carry patient data anyway). Process-wide: it is a pynetdicom module setting.
         _config.LOG_RESPONSE_IDENTIFIERS = False
         _config.LOG_REQUEST_IDENTIFIERS = False
+        logging.getLogger("pynetdicom").setLevel(settings.worklist_dicom_log_level.upper())
         self.ae = AE(ae_title=settings.worklist_ae_title)
         self.ae.require_called_aet = settings.worklist_require_called_ae
         self.ae.maximum_associations = settings.worklist_max_associations
         self.ae.maximum_pdu_size = 0  # no limit on our side; the peer's limit applies to what we send
+        self.ae.network_timeout = settings.worklist_network_timeout
         # Little endian only (big endian is retired): replies are written as raw little-endian bytes.
         syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
         for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
@@ -159,6 +184,7 @@ class WorklistSCP:
     def start(self) -> None:
         handlers = [
             (evt.EVT_CONN_OPEN, self.on_connection),
+            (evt.EVT_PDU_SENT, _pdu_sent),
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_N_CREATE, self.on_n_create),
             (evt.EVT_N_SET, self.on_n_set),
@@ -221,29 +247,35 @@ class WorklistSCP:
         pending = PENDING_WARNING if parsed.unsupported else PENDING
         sent = 0
         try:
-            while True:
+            done = False
+            while not done:
                 if event.is_cancelled:
                     yield CANCELLED, None
                     return
                 try:
-                    row = rows.get(timeout=CANCEL_POLL)
+                    batch = rows.get(timeout=CANCEL_POLL)
                 except queue.Empty:
                     continue
-                if row is _DONE:
-                    break
-                if isinstance(row, BaseException):
-                    log.error("worklist query failed: %r", row)
+                if isinstance(batch, BaseException):
+                    log.error("worklist query failed: %r", batch)
                     yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
                     return
-                if sent == limit:
-                    yield _status(OUT_OF_RESOURCES, f"more than {limit} matches: narrow the query"), None
-                    return
-                if stand_in:
-                    sender.identifiers.append(self._reply_bytes(row, parsed, implicit))
-                    yield pending, _STAND_IN
-                else:
-                    yield pending, self._reply(row, parsed, implicit)
-                sent += 1
+                for row in batch:
+                    if row is _DONE:
+                        done = True
+                        break
+                    if sent == limit:
+                        yield _status(OUT_OF_RESOURCES, f"more than {limit} matches: narrow the query"), None
+                        return
+                    if sent and event.is_cancelled:
+                        yield CANCELLED, None
+                        return
+                    if stand_in:
+                        sender.identifiers.append(self._reply_bytes(row, parsed, implicit))
+                        yield pending, _STAND_IN[implicit]
+                    else:
+                        yield pending, self._reply(row, parsed, implicit)
+                    sent += 1
             yield 0x0000, None
         finally:
             sender.identifiers.clear()
@@ -269,15 +301,25 @@ class WorklistSCP:
 
     async def _read(self, parsed: ParsedQuery, rows: queue.Queue[Any], stop: threading.Event, limit: int,
                     calling: str) -> None:
-        """On the loop: stream matching rows into `rows`, then _DONE (or the exception)."""
+        """On the loop: stream matching rows into `rows` in small batches, then _DONE (or the exception).
+
+        The first batch is small so the first pending response leaves at once; later batches are
+        what the cursor fetched, handed over together to spare a thread switch per row.
+        """
         count = 0
         try:
             async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                async for row in stream_steps(conn, parsed.query, limit=limit):
-                    if not await self._put(rows, row, stop):
+                sql, args = select_sql(parsed.query, limit=limit)
+                cursor = await conn.cursor(sql, *args)
+                size = FIRST_BATCH
+                while not stop.is_set():
+                    batch: list[Any] = await cursor.fetch(size)
+                    count += len(batch)
+                    if len(batch) < size:
+                        batch.append(_DONE)
+                    if not await self._put(rows, batch, stop) or batch[-1] is _DONE:
                         break
-                    count += 1
-            await self._put(rows, _DONE, stop)
+                    size = BATCH
         except BaseException as exc:  # handed to the thread, which answers with a failure status
             await self._put(rows, exc, stop)
             if not isinstance(exc, Exception):
