@@ -216,3 +216,43 @@ async def test_on_call_recipient_and_missed_notification_deadline(service: Servi
                                                "not delivered to a clinician system in time"]
     assert tasks[0]["phone"] == "13700000050" and tasks[0]["call_whom"] == "值班孙医生"
     assert "critical.escalated" in await world.outbox(cv["critical_id"])
+
+
+async def test_receiver_answering_ae_is_retried_then_phoned(service: Service, world: World,
+                                                            clinician_system: ClinicianSystem) -> None:
+    await world.receiver(fhir=False)
+    order = await world.order()
+    clinician_system.hl7_answer = "AE"
+    try:
+        r = await service.client.post("/api/critical-values/critical-values", json={
+            "accession_number": order["accession_number"], "finding": "颅内出血"},
+            headers=service.headers("radiologist"))
+        cid = r.json()["critical_id"]
+
+        async def gave_up() -> Any:
+            return await world.pool.fetchrow("SELECT * FROM notification WHERE critical_id = $1 AND status = 'failed'",
+                                             cid)
+        note = await eventually(gave_up)
+        assert "receiver answered AE" in note["last_error"] and "ward system busy" in note["last_error"]
+        assert await world.pool.fetchval("SELECT count(*) FROM phone_task WHERE critical_id = $1", cid) == 1
+    finally:
+        clinician_system.hl7_answer = "AA"
+
+
+async def test_report_amended_noted_on_the_timeline(service: Service, world: World) -> None:
+    from critical_values.adapters.events import on_report_amended
+    from imaging_common.events import CloudEvent
+    from imaging_common.events.types import PatientRef, ReportAmended
+
+    order = await world.order()
+    r = await service.client.post("/api/critical-values/critical-values", json={
+        "accession_number": order["accession_number"], "finding": "气胸", "report_id": f"RPT-{world.uid}"},
+        headers=service.headers("radiologist"))
+    cid = r.json()["critical_id"]
+    event = CloudEvent.from_data(ReportAmended(
+        report_id=f"RPT-{world.uid}", version=2, previous_version=1, accession_number=order["accession_number"],
+        patient=PatientRef(empi_id="E", patient_id=order["patient"]["patient_id"], name="张三丰"), kind="corrected",
+        reason="左右侧笔误", signed_by="chief", signed_at=datetime.now(UTC)), source="/imaging/reporting")
+    async with world.pool.acquire() as conn, conn.transaction():
+        await on_report_amended(conn, event)
+    assert "report-amended" in await world.actions(cid)

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 from imaging_common.events import CloudEvent, parse_data
-from imaging_common.events.types import CriticalRaised, OrderCreated
+from imaging_common.events.types import CriticalRaised, OrderCreated, ReportAmended
 
 from critical_values.domain import lifecycle, recipients
 from critical_values.domain.lifecycle import Defaults, NewCritical
@@ -49,4 +49,19 @@ async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> Non
     await lifecycle.raise_critical(conn, new, defaults=_defaults())
 
 
-HANDLERS = {"order.created": on_order_created, "critical.raised": on_critical_raised}
+async def on_report_amended(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    """A corrected or amended report: noted on the timeline of the critical values raised from it,
+    so whoever reviews them sees the finding may have changed (the value itself stays as judged)."""
+    amended = parse_data(event)
+    assert isinstance(amended, ReportAmended)
+    rows = await conn.fetch("SELECT critical_id FROM critical_value WHERE report_id = $1 OR "
+                            "(report_id IS NULL AND accession_number = $2)", amended.report_id,
+                            amended.accession_number)
+    for row in rows:
+        await lifecycle.log_action(conn, row["critical_id"], actor=amended.signed_by, action="report-amended",
+                                   detail={"report_id": amended.report_id, "version": amended.version,
+                                           "kind": amended.kind, "reason": amended.reason})
+
+
+HANDLERS = {"order.created": on_order_created, "critical.raised": on_critical_raised,
+            "report.amended": on_report_amended}
