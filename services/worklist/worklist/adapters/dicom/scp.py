@@ -69,7 +69,6 @@ QUEUE_DEPTH = 8  # batches read ahead of the sending thread
 FIRST_BATCH, BATCH = 8, 100  # rows per hand-over: a quick first response, then fewer thread switches
 CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
 REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
-STREAMING_LOOP_DELAY = 0.00005  # seconds pynetdicom's DUL thread sleeps between PDUs while we stream
 
 
 class _PendingSender:
@@ -235,12 +234,6 @@ class WorklistSCP:
         sender.identifiers.clear()
         # Deflated syntaxes compress the encoded identifier inside pynetdicom: no stand-in then.
         stand_in = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
-        # pynetdicom's DUL thread naps 1 ms whenever its queues are empty, i.e. between our
-        # responses: fine when idle, ruinous while streaming thousands. Nap less meanwhile.
-        dul = event.assoc.dul
-        idle_delay = getattr(dul, "_run_loop_delay", None)
-        if idle_delay is not None:
-            dul._run_loop_delay = STREAMING_LOOP_DELAY
         rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
         reader = asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
@@ -279,8 +272,6 @@ class WorklistSCP:
             yield 0x0000, None
         finally:
             sender.identifiers.clear()
-            if idle_delay is not None:
-                dul._run_loop_delay = idle_delay
             stop.set()  # the reader stops at its next row (cancel, limit, closed association)
             with contextlib.suppress(Exception):
                 reader.result(timeout=REQUEST_TIMEOUT)
