@@ -171,7 +171,14 @@ async def act(
     """Take one workflow step on the exam's report (creating it on the first save)."""
     async with conn.transaction():
         exam = await _exam(conn, accession_number, lock=True)
-        report = await conn.fetchrow("SELECT * FROM report WHERE accession_number = $1 FOR UPDATE", accession_number)
+        # The exam lock serializes every step of this exam's report, so the report row and its
+        # current content read here stay current until commit (one round trip for both).
+        locked = await conn.fetchrow(
+            "SELECT r.*, v.content AS current_content FROM report r LEFT JOIN report_version v "
+            "ON v.report_id = r.id AND v.version = r.version WHERE r.accession_number = $1 FOR UPDATE OF r",
+            accession_number)
+        report = locked
+        current_content = _json(locked["current_content"]) if locked and locked["current_content"] else None
         state = State(report["state"]) if report else State.NONE
         step = transition(action, state, actor.grades)
         if expected_version is not None and report is not None and report["version"] != expected_version:
@@ -193,7 +200,7 @@ async def act(
                 await template_of(conn, template_id)
                 await conn.execute("UPDATE report SET template_id = $2 WHERE id = $1", report_id, template_id)
                 report = await report_by_id(conn, report_id)
-            previous = await _version_content(conn, report_id, report["version"])
+            previous = current_content if current_content is not None else ReportContent().model_dump()
         definition = await template_of(conn, report["template_id"])
 
         new_content = previous
