@@ -14,6 +14,7 @@ Chain steps (configurable in `escalation_chain`), each waiting `after_minutes` f
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ from critical_values.domain import lifecycle, recipients
 from critical_values.domain.errors import Invalid
 from critical_values.domain.recipients import Person
 
+log = logging.getLogger(__name__)
+RETRY_FAILED_TIMER_S = 30.0
 ACTIONS = ("repeat", "backup-clinician", "phone-task", "department-head")
 
 
@@ -52,14 +55,23 @@ async def fire_due(conn: asyncpg.Connection, at: datetime, *, limit: int = 50) -
     fired = []
     for timer in due:
         lateness = (at - timer["due_at"]).total_seconds()
-        await conn.execute("UPDATE timer SET fired_at = $2 WHERE timer_id = $1", timer["timer_id"], at)
-        cv = await lifecycle.get(conn, timer["critical_id"], lock=True)
-        if cv["closed_at"] is not None:
+        try:
+            async with conn.transaction():  # a savepoint: one timer's failure never blocks the others
+                await conn.execute("UPDATE timer SET fired_at = $2 WHERE timer_id = $1", timer["timer_id"], at)
+                cv = await lifecycle.get(conn, timer["critical_id"], lock=True)
+                if cv["closed_at"] is not None:
+                    continue
+                if timer["kind"] == "notify-deadline":
+                    await _notify_deadline(conn, cv, at, lateness)
+                else:
+                    await _ack_deadline(conn, cv, timer["step"], at, lateness)
+        except (asyncpg.PostgresError, ValueError, KeyError, TypeError):
+            # Never drop an escalation: leave the timer unfired and try it again shortly.
+            log.exception("timer %s of %s failed; retrying in %s s", timer["timer_id"], timer["critical_id"],
+                          RETRY_FAILED_TIMER_S)
+            await conn.execute("UPDATE timer SET due_at = $2 WHERE timer_id = $1", timer["timer_id"],
+                               at + timedelta(seconds=RETRY_FAILED_TIMER_S))
             continue
-        if timer["kind"] == "notify-deadline":
-            await _notify_deadline(conn, cv, at, lateness)
-        else:
-            await _ack_deadline(conn, cv, timer["step"], at, lateness)
         fired.append({"timer_id": timer["timer_id"], "critical_id": cv["critical_id"], "kind": timer["kind"],
                       "step": timer["step"], "lateness": lateness})
     return fired
