@@ -307,6 +307,12 @@ async def test_duplicate_delivery_changes_nothing(sandbox: Sandbox) -> None:
         # A relay re-publishing a row (its confirm lost in a crash) is the other way a duplicate arrives.
         relayed = await sb.emit("O-dup2")
         await sb.wait_handled(relayed.id)
+        # The relay marks a row published after its confirm, which may come after the consumer
+        # already handled it: wait for the mark, or resetting it below would race with it.
+        for _ in range(200):
+            if await sb.pool.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", relayed.id):
+                break
+            await asyncio.sleep(0.05)
         await sb.pool.execute("UPDATE outbox SET published_at = NULL WHERE event_id = $1", relayed.id)
         assert bus.relay is not None
         bus.relay.wake()
