@@ -110,14 +110,25 @@ async def test_priors_statistics_page_and_observations(service: Service, world: 
     assert (await svc.client.get(f"/api/reporting/fhir/DiagnosticReport/{rid}",
                                  headers=svc.auth("clerk"))).status_code == 403
 
+    third = await world.exam(3, empi=empi)
+    await world.step(third, "preliminary", rad, content=CONTENT)
+    await world.step(third, "final", senior, content=None)
+    await world.step(await world.exam(4, empi=empi), "preliminary", rad, content=CONTENT)
+    changed = await world.exam(5, empi=empi)
+    await world.step(changed, "preliminary", rad, content=CONTENT)
+    await world.step(changed, "save", senior, content={**CONTENT, "impression": "右肺上叶结节，考虑肺癌。"})
+    await world.step(changed, "final", senior)
+
     stats = await svc.client.get("/api/reporting/statistics", headers=senior)
     assert stats.status_code == 200
     body = stats.json()
     ct = next(t for t in body["turnaround"] if t["modality"] == "CT")
-    assert ct["reports"] >= 2 and ct["exam_to_final_p50_s"] >= 0
+    assert ct["reports"] >= 4 and ct["exam_to_final_p50_s"] >= 0
     doctor = next(d for d in body["positive_rate_by_doctor"] if d["doctor"] == f"rad-{world.tag}")
-    assert doctor["judged"] == 2 and doctor["positive"] == 1 and doctor["positive_rate"] == 50.0
+    assert doctor["judged"] == 4 and doctor["positive"] == 3 and doctor["positive_rate"] == 75.0
     assert body["amendments"]["final_reports"] >= 2
+    agreement = next(d for d in body["review_agreement_by_doctor"] if d["doctor"] == f"rad-{world.tag}")
+    assert agreement == {"doctor": f"rad-{world.tag}", "reviewed": 4, "kept": 3, "agreement_rate": 75.0}
     assert (await svc.client.get("/api/reporting/statistics", headers=rad)).status_code == 403
 
     page = await svc.client.get("/ui/reporting/")

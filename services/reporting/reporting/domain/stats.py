@@ -1,4 +1,5 @@
-"""Report statistics (standard 8.3.2-8.3.3): turnaround per stage, positive rate, amendment rate."""
+"""Report statistics (standard 8.3.2-8.3.3): turnaround per stage, positive rate, amendment rate,
+preliminary/final agreement per doctor."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ async def statistics(conn: asyncpg.Connection, *, since: datetime, until: dateti
                   round(100.0 * count(*) FILTER (WHERE r.amendment_count > 0) / NULLIF(count(*), 0), 2)
                       AS amendment_rate
            FROM report r WHERE r.final_at >= $1 AND r.final_at < $2""", since, until)
+    # Diagnosis agreement (8.3.3), as far as the department sees it: how often the senior's final
+    # impression kept the preliminary one (per preliminary author); a changed one is a finding
+    # to feed back to that doctor.
+    agreement = await conn.fetch(
+        """WITH pairs AS (
+               SELECT r.preliminary_by AS doctor,
+                      (SELECT v.content ->> 'impression' FROM signature s JOIN report_version v
+                         ON v.report_id = s.report_id AND v.version = s.version
+                       WHERE s.report_id = r.id AND s.kind = 'preliminary' ORDER BY s.id DESC LIMIT 1) AS prelim,
+                      (SELECT v.content ->> 'impression' FROM signature s JOIN report_version v
+                         ON v.report_id = s.report_id AND v.version = s.version
+                       WHERE s.report_id = r.id AND s.kind = 'final' ORDER BY s.id LIMIT 1) AS final
+               FROM report r WHERE r.final_at >= $1 AND r.final_at < $2 AND r.preliminary_by IS NOT NULL)
+           SELECT doctor, count(*) AS reviewed, count(*) FILTER (WHERE prelim = final) AS kept,
+                  round(100.0 * count(*) FILTER (WHERE prelim = final) / NULLIF(count(*), 0), 1) AS agreement_rate
+           FROM pairs WHERE prelim IS NOT NULL AND final IS NOT NULL GROUP BY doctor ORDER BY doctor""",
+        since, until)
     requests = await conn.fetch(
         "SELECT kind, status, count(*) AS n FROM amendment WHERE requested_at >= $1 AND requested_at < $2 "
         "GROUP BY kind, status ORDER BY kind, status", since, until)
@@ -52,6 +70,7 @@ async def statistics(conn: asyncpg.Connection, *, since: datetime, until: dateti
         "positive_rate_by_modality": [_floats(r) for r in positive_modality],
         "positive_rate_by_doctor": [_floats(r) for r in positive_doctor],
         "amendments": _floats(amendments) if amendments else {},
+        "review_agreement_by_doctor": [_floats(r) for r in agreement],
         "amendment_requests": [dict(r) for r in requests],
     }
 
