@@ -17,6 +17,7 @@ from reporting.domain.workflow import (
 )
 
 from .conftest import CONTENT, Service, World
+from .peers import wait_for
 
 
 def test_every_state_but_the_ends_has_a_way_out() -> None:
@@ -123,7 +124,12 @@ async def test_walk_every_state_over_the_api(service: Service, world: World) -> 
     # A second exam is cancelled before it is reported.
     acc2 = await world.exam(2)
     await world.step(acc2, "cancel", rad, expect=403)
-    assert (await world.step(acc2, "cancel", admin))["state"] == "cancelled"
+    cancelled = await world.step(acc2, "cancel", admin)
+    assert cancelled["state"] == "cancelled"
+    # The HIS learns the order gets no result (OBR-25 X), the FHIR endpoint sees it cancelled.
+    await wait_for(lambda: [m.field("OBR", 25) for m in svc.hl7.for_accession(acc2)] == ["X"])
+    await wait_for(lambda: svc.fhir.resources.get(f"DiagnosticReport/{cancelled['report_id']}", {}).get("status")
+                   == "cancelled")
 
     history = (await svc.client.get(f"/api/reporting/reports/{report_id}/versions", headers=senior)).json()
     states = [v["state"] for v in history["data"]]
