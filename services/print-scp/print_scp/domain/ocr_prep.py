@@ -47,8 +47,8 @@ def text_masks(image: np.ndarray) -> list[np.ndarray]:
     bright = np.clip((f - _opening(img, size) - 50.0) / 40.0, 0.0, 1.0)
     dark = np.clip((_closing(img, size) - f - 50.0) / 40.0, 0.0, 1.0)
     order = (bright, dark) if float(img.mean()) < 128 else (dark, bright)
-    masks = [_scaled(m) for m in order if _without_speckle(m) is not None]
-    return masks or [_scaled(order[0])]
+    # An image with no text-like strokes at all is not sent to Tesseract: nothing to read there.
+    return [_scaled(m) for m in order if _without_speckle(m) is not None]
 
 
 def _without_speckle(ink: np.ndarray, block: int = 8, min_ink: int = 5) -> np.ndarray | None:
