@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 
 import asyncpg
+from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from imaging_common.hl7 import Message
 
@@ -87,10 +88,10 @@ async def test_oru_is_valid_hl7_v251(service: Service, world: World) -> None:
     rad = svc.auth("radiologist", username=f"rad-{world.tag}")
     acc = await world.exam()
     prelim = await world.step(acc, "preliminary", rad, content=CONTENT)
-    r = await svc.client.get(f"/api/reporting/reports/{prelim['report_id']}/oru", headers=rad)
-    assert r.status_code == 200
+    r = await svc.client.get(f"/api/reporting/reports/{prelim['report_id']}/oru?validate=true", headers=rad)
+    assert r.status_code == 200, r.text
     er7 = r.text.replace("\n", "\r")
-    parsed = parse_message(er7, validation_level=2, find_groups=True)
+    parsed = parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     assert parsed.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
     assert Message.parse(er7).field("OBR", 25) == "P"
 
