@@ -454,3 +454,25 @@ async def test_commit_wakes_the_relay_at_once_without_waiting_for_the_poll(sandb
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_stop_returns_promptly_while_the_broker_is_unreachable(sandbox: Sandbox) -> None:
+    """A pod told to stop during a broker outage must stop, not hang until it is killed."""
+    sb = sandbox
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    try:
+        bus = sb.bus(amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", amqp_reconnect_interval=0.5)
+        await bus.start()
+        await sb.emit("O-before-outage")
+        await proxy.cut()
+        await eventually(lambda: _false_async(bus.is_connected), within=10, what="bus sees the outage")
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(bus.stop(), 30)
+        assert asyncio.get_running_loop().time() - started < 15
+    finally:
+        await proxy.close()
+
+
+async def _false_async(value: bool) -> bool:
+    return not value

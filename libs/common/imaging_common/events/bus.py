@@ -9,8 +9,9 @@ handlers are checked against.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aio_pika
@@ -102,13 +103,26 @@ class EventBus:
         log.info("event bus %s started (schema %s, handlers %s)", self.service, schema, sorted(self.handlers) or "none")
 
     async def stop(self) -> None:
-        """Stop consuming (finishing the message in hand), stop the relay, close the connection."""
+        """Stop consuming (finishing the message in hand), stop the relay, close the connection.
+
+        Each step is bounded: during a broker outage a channel or connection close waits for a
+        broker that is not there, and a service told to stop must stop (the outbox and the broker's
+        redelivery keep everything that was not finished).
+        """
         if self.consumer is not None:
-            await self.consumer.stop()
+            await self._bounded("stop consumer", self.consumer.stop(), 15)
             self.consumer = None
         if self.relay is not None:
-            await self.relay.stop()
+            await self._bounded("stop relay", self.relay.stop(), 10)
             self.relay = None
         if self._connection is not None:
-            await self._connection.close()
+            await self._bounded("close connection", self._connection.close(), 5)
             self._connection = None
+
+    async def _bounded(self, what: str, step: Awaitable[Any], seconds: float) -> None:
+        try:
+            await asyncio.wait_for(step, seconds)
+        except TimeoutError:
+            log.warning("event bus %s: %s took over %.0f s; abandoned", self.service, what, seconds)
+        except Exception:
+            log.warning("event bus %s: %s failed", self.service, what, exc_info=True)

@@ -136,8 +136,9 @@ class EventConsumer:
         self._running = False
         self._stopping.set()
         if self._queue is not None and self._tag is not None:
+            # Bounded: while the broker is unreachable a robust channel waits for it to return.
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+                await asyncio.wait_for(self._queue.cancel(self._tag), 2)
         try:  # let the message in hand finish (a handler stuck longer than this is abandoned: redelivered)
             await asyncio.wait_for(self._lock.acquire(), STOP_GRACE)
             self._lock.release()
