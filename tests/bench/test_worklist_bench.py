@@ -17,16 +17,16 @@ slower (ratio <= 1); at 100,000 items p95 <= 50 ms for (a) and (b).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
-import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pydicom
@@ -35,7 +35,6 @@ from imaging_common import db
 from imaging_common.testing import free_port
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian
-from pynetdicom import AE, evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 from worklist.adapters.dicom.scp import WorklistSCP
 from worklist.app import SERVICE
@@ -238,9 +237,8 @@ async def test_worklist_vs_wlmscpfs(bench, pool: asyncpg.Pool) -> None:  # type:
                              note=f"ours {len(outs['ours'])} / wlmscpfs {len(outs['wlmscpfs'])} matches"
                              + ("" if same else f"; differ: {sorted(outs['ours'] ^ outs['wlmscpfs'])[:5]}"))
                 if q in ("a", "b"):  # the servers alone: one open association, no findscu start-up
-                    query = [_dataset(keys_for(q, today))]
-                    [mine] = await asyncio.to_thread(_pynetdicom_latencies, ours.port, query, 15)
-                    [theirs] = await asyncio.to_thread(_pynetdicom_latencies, peer_port, query, 5)
+                    mine = await one_association(ours.port, keys, 15)
+                    theirs = await one_association(peer_port, keys, 5)
                     bench.compare(f"{names[q]} @10k one association median", statistics.median(mine) * 1000,
                                   statistics.median(theirs) * 1000, "ms", peer_name="wlmscpfs", target=targets[q])
         finally:
@@ -251,41 +249,14 @@ async def test_worklist_vs_wlmscpfs(bench, pool: asyncpg.Pool) -> None:  # type:
         await asyncio.to_thread(shutil.rmtree, folder, True)
 
 
-def _nodelay(event: Any) -> None:
-    # DCMTK sets TCP_NODELAY; pynetdicom does not, and Nagle would add ~40 ms to each round trip.
-    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _pynetdicom_latencies(port: int, queries: list[Dataset], reps: int) -> list[list[float]]:
-    """C-FIND round trips over one open association: the server's own latency, no process start."""
-    ae = AE(ae_title="BENCH")
-    ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate("127.0.0.1", port, ae_title="WORKLIST", evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
-    assert assoc.is_established
-    out: list[list[float]] = [[] for _ in queries]
-    try:
-        for _ in range(reps):
-            for i, query in enumerate(queries):
-                started = time.perf_counter()
-                statuses = [int(s.Status) for s, _ in assoc.send_c_find(query, ModalityWorklistInformationFind)]
-                out[i].append(time.perf_counter() - started)
-                assert statuses[-1] == 0
-    finally:
-        assoc.release()
-    return out
-
-
-def _dataset(keys: list[str]) -> Dataset:
-    ds = Dataset()
-    sps = Dataset()
-    for key in keys:
-        name, _, value = key.partition("=")
-        if name.startswith("(0040,0100)[0]."):
-            setattr(sps, name.split(".", 1)[1], value)
-        else:
-            setattr(ds, name, value)
-    ds.ScheduledProcedureStepSequence = [sps]
-    return ds
+async def one_association(port: int, keys: list[str], reps: int) -> list[float]:
+    """Seconds per C-FIND over one open association, from a client in its own process."""
+    client = Path(__file__).with_name("worklist_client.py")
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(client), str(port), str(reps), json.dumps(keys),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    return [float(x) for x in json.loads(out)]
 
 
 async def test_worklist_at_100k(bench, pool: asyncpg.Pool) -> None:  # type: ignore[no-untyped-def]
@@ -301,10 +272,8 @@ async def test_worklist_at_100k(bench, pool: asyncpg.Pool) -> None:  # type: ign
             ms = [s * 1000 for s in samples]
             bench.figure(f"{label} @100k findscu p50", statistics.median(ms), "ms")
             bench.figure(f"{label} @100k findscu p95", percentile(ms, 95), "ms", target="<= 50")
-        queries = [_dataset(keys_for("a", today)), _dataset(keys_for("b", today))]
-        lat = await asyncio.to_thread(_pynetdicom_latencies, ours.port, queries, 100)
-        for label, samples in zip(("(a) station + today", "(b) one PatientID"), lat, strict=True):
-            ms = [s * 1000 for s in samples]
+        for q, label in (("a", "(a) station + today"), ("b", "(b) one PatientID")):
+            ms = [s * 1000 for s in await one_association(ours.port, keys_for(q, today), 100)]
             bench.figure(f"{label} @100k one association p50", statistics.median(ms), "ms")
             bench.figure(f"{label} @100k one association p95", percentile(ms, 95), "ms", target="<= 50")
     finally:

@@ -109,6 +109,11 @@ async def test_in_progress_then_completed_moves_the_step_and_emits_events(scp: W
     row = await world.conn.fetchrow("SELECT * FROM performed_procedure_steps WHERE sop_instance_uid = $1", uid)
     assert row["status"] == "COMPLETED" and row["step_ids"]
     assert json.loads(row["attributes"])["00100010"]["Value"][0]["Ideographic"] == "张^三"
+    audited = await world.conn.fetch(
+        "SELECT actor, detail->>'mpps_status' AS status FROM audit.audit_log WHERE detail->>'mpps_uid' = $1 "
+        "ORDER BY seq", uid)
+    assert [(a["actor"], a["status"]) for a in audited] == [("dicom:MODALITY1", "IN PROGRESS"),
+                                                            ("dicom:MODALITY1", "COMPLETED")]
 
 
 async def test_discontinued_is_announced_as_such(scp: WorklistSCP, world: World) -> None:

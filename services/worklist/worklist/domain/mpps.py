@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from imaging_common import audit
 from imaging_common.events import publish
 from imaging_common.events.types import ExamCompleted, ExamStarted, PatientRef
 
@@ -143,6 +144,7 @@ async def create(
                 """UPDATE scheduled_procedure_steps SET status = 'in_progress', mpps_uid = $2, started_at = $3,
                        updated_at = now() WHERE id = $1 AND status IN ('scheduled', 'in_progress')""",
                 s["id"], uid, step.started_at)
+        await _audit(conn, f"dicom:{calling_ae_title}", uid, steps, IN_PROGRESS)
         for s in _one_per_accession(steps):
             await publish(conn, ExamStarted(
                 accession_number=s["accession_number"], study_instance_uid=s["study_instance_uid"],
@@ -159,7 +161,14 @@ def _one_per_accession(steps: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
     return list(seen.values())
 
 
-async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep) -> str:
+async def _audit(conn: asyncpg.Connection, actor: str, uid: str, steps: Sequence[asyncpg.Record], status: str) -> None:
+    """The modality changed exams' state: audited in the same transaction as the change."""
+    for s in steps:
+        await audit.record(conn, actor=actor, action="update", entity="worklist-item", entity_id=str(s["id"]),
+                           patient_id=s["patient_id"], detail={"mpps_uid": uid, "mpps_status": status})
+
+
+async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, actor: str = "dicom") -> str:
     """N-SET: apply the modification per TRANSITIONS; returns the status after it."""
     async with conn.transaction():
         row = await conn.fetchrow("SELECT * FROM performed_procedure_steps WHERE sop_instance_uid = $1 FOR UPDATE", uid)
@@ -193,6 +202,7 @@ async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep) -> s
                 """UPDATE scheduled_procedure_steps SET status = $2, completed_at = $3, updated_at = now()
                    WHERE id = $1 AND status IN ('scheduled', 'in_progress')""",
                 s["id"], final, change.ended_at)
+        await _audit(conn, actor, uid, steps, requested)
         for s in _one_per_accession(steps):
             await publish(conn, ExamCompleted(
                 accession_number=s["accession_number"], study_instance_uid=s["study_instance_uid"],

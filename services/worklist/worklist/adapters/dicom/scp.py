@@ -363,7 +363,7 @@ class WorklistSCP:
         uid = event.request.RequestedSOPInstanceUID
         try:
             change = parse_set(event.modification_list, self.tz)
-            self._run(self._update(uid, change))
+            self._run(self._update(uid, change, event.assoc.requestor.ae_title))
         except MppsError as exc:
             log.info("MPPS N-SET %s refused: %s", uid, exc.comment)
             return failure_status(exc), None
@@ -372,9 +372,9 @@ class WorklistSCP:
             return _status(0x0110, "processing failure"), None
         return 0x0000, Dataset()
 
-    async def _update(self, uid: str, change: mpps_domain.PerformedStep) -> None:
+    async def _update(self, uid: str, change: mpps_domain.PerformedStep, calling: str) -> None:
         async with self.pool.acquire() as conn:
-            await mpps_domain.update(conn, uid, change)
+            await mpps_domain.update(conn, uid, change, actor=f"dicom:{calling}")
 
 
 def _summary(parsed: ParsedQuery) -> dict[str, Any]:
