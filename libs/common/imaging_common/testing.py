@@ -70,7 +70,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         # with a platform running on this machine or with another test session.
         "IMAGING_PRINT_PORT": str(free_port()),
         "IMAGING_WORKLIST_PORT": str(free_port()),
-        "IMAGING_MLLP_PORT": str(free_port()),
+        "IMAGING_MLLP_PORT": "0",  # any free port: registration tests run several apps at once
         "IMAGING_CRITICAL_MLLP_PORT": str(free_port()),
     }
     saved = {k: os.environ.get(k) for k in env}
