@@ -26,6 +26,8 @@ class Settings(CommonSettings):
     print_event_reports: bool = True
     # IMAGING_PRINT_RENDER_DPI: film resolution of the stored sheet (14x17 in at 150 dpi = 2100x2550).
     print_render_dpi: int = 150
+    # IMAGING_PRINT_RENDER_WORKERS: films rendered and matched at once (each in a worker thread).
+    print_render_workers: int = 2
     # IMAGING_PRINT_PREVIEW_MAX: longest side in pixels of the PNG preview.
     print_preview_max: int = 1024
     # IMAGING_PRINT_STORE: "directory" (under IMAGING_PRINT_STORE_DIR, default $IMAGING_DATA_DIR/print)

@@ -80,6 +80,7 @@ class FilmPipeline:
     async def run(self) -> None:
         """The renderer: drains spooled films, then sleeps until woken (or polls, for other replicas)."""
         while True:
+            self._wake.clear()  # before draining: a job accepted meanwhile sets it again
             try:
                 while await self.process_one():
                     pass
@@ -88,7 +89,6 @@ class FilmPipeline:
             except Exception:  # a broken film must not stop the others; it was marked failed or stays spooled
                 log.exception("film pipeline error")
                 await asyncio.sleep(1.0)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
             except TimeoutError:

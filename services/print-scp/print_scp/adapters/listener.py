@@ -44,13 +44,17 @@ async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
     pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)
     scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop())
     await asyncio.to_thread(scp.start)
-    renderer = asyncio.create_task(pipeline.run(), name="print-film-renderer")
+    # Several renderers: OCR of one film (up to a second) does not hold up the films behind it.
+    renderers = [asyncio.create_task(pipeline.run(), name=f"print-film-renderer-{i}")
+                 for i in range(max(1, settings.print_render_workers))]
     runtime = PrintRuntime(settings, store, pipeline, scp)
     ctx.extras["print"] = runtime
     try:
         yield runtime
     finally:
         await asyncio.to_thread(scp.stop)
-        renderer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renderer
+        for task in renderers:
+            task.cancel()
+        for task in renderers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
