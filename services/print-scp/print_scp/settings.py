@@ -7,7 +7,8 @@ from pydantic import Field
 
 
 class Settings(CommonSettings):
-    # IMAGING_PRINT_HOST / IMAGING_PRINT_PORT: where the DICOM print SCP listens, e.g. 0.0.0.0:11112.
+    # IMAGING_PRINT_HOST / IMAGING_PRINT_PORT: where the DICOM print SCP listens, e.g. 0.0.0.0:11112
+    # (0: any free port, logged at start; for test runs of the whole platform side by side).
     print_host: str = "0.0.0.0"
     print_port: int = 11112
     # IMAGING_PRINT_AE_TITLE: the AE title modalities print to, e.g. PRINT_SCP.

@@ -92,6 +92,7 @@ class PrintScp:
         self.calibrated_at = datetime.now(UTC)
         self.broken_sessions = 0
         self.message_id = 0x4000
+        self.port = settings.print_port
 
     # ---- server ----------------------------------------------------------------------------
 
@@ -117,7 +118,8 @@ class PrintScp:
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
-        log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, s.print_port)
+        self.port = int(self._server.server_address[1])  # the real one when IMAGING_PRINT_PORT=0
+        log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, self.port)
 
     def stop(self) -> None:
         if self._server is not None:
