@@ -130,8 +130,26 @@ _STAND_IN = {implicit: raw_dataset([(0x00080005, "CS", "ISO_IR 6")], charset=Non
              for implicit in (True, False)}
 
 
+def _socket_of(assoc: Any) -> socket.socket | None:
+    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+
+
+def _quick_ack(event: Any) -> None:
+    """ACK what the modality sent at once. A modality with Nagle's algorithm on (DCMTK's findscu
+    unless TCP_NODELAY=1) writes a C-FIND as two segments and holds the second until the first is
+    ACKed, which Linux delays ~40 ms: every query would wait that long for nothing. Linux leaves
+    quick-ACK mode by itself (as soon as we answer), so it is set again after each PDU sent or
+    received."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    sock = _socket_of(event.assoc)
+    if quickack is not None and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+
 def _pdu_sent(event: Any) -> None:
     _keep_alive(event.assoc)
+    _quick_ack(event)  # sending put the socket back in delayed-ACK ("ping-pong") mode
 
 
 def _keep_alive(assoc: Any) -> None:
@@ -184,6 +202,7 @@ class WorklistSCP:
         handlers = [
             (evt.EVT_CONN_OPEN, self.on_connection),
             (evt.EVT_PDU_SENT, _pdu_sent),
+            (evt.EVT_PDU_RECV, _quick_ack),
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_N_CREATE, self.on_n_create),
             (evt.EVT_N_SET, self.on_n_set),
@@ -206,10 +225,12 @@ class WorklistSCP:
     def on_connection(event: Any) -> None:
         """Send each PDU at once: pynetdicom writes a response in several small segments, and
         Nagle's algorithm against the peer's delayed ACK would hold each reply ~40 ms."""
-        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        sock = _socket_of(event.assoc)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _quick_ack(event)
+
 
     # -- C-FIND ------------------------------------------------------------------------------
 
