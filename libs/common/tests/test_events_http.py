@@ -11,6 +11,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 import pytest
+from fastapi import APIRouter
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.events import CloudEvent
@@ -39,12 +40,19 @@ async def app_and_settings(test_env: dict[str, str], tmp_path: Path) -> AsyncIte
     settings = CommonSettings(namespace=f"{test_env['IMAGING_NAMESPACE']}-dl{suffix}")
     spec = ServiceSpec(
         name=f"evhttp_{suffix}", prefix=f"evhttp-{suffix}", migrations=tmp_path / "migrations",
-        routers=[dead_letters_router(QUEUE_OF)],
+        routers=[_mounted(dead_letters_router(QUEUE_OF))],
     )
     try:
         yield create_service_app(spec, settings), settings
     finally:
         await delete_namespace(settings.amqp_url, settings.namespace)
+
+
+def _mounted(router: APIRouter) -> APIRouter:
+    # Every service app already has its own /admin/dead-letters; this one shows another queue.
+    outer = APIRouter(prefix=f"/{QUEUE_OF}-queue")
+    outer.include_router(router)
+    return outer
 
 
 async def _dead_letter(settings: CommonSettings, event: CloudEvent) -> None:
@@ -63,7 +71,7 @@ async def _dead_letter(settings: CommonSettings, event: CloudEvent) -> None:
 
 async def test_dead_letter_api_lists_replays_and_purges_for_it_ops_only(app_and_settings) -> None:  # type: ignore[no-untyped-def]
     app, settings = app_and_settings
-    base = f"/api/{app.state.spec.prefix}/admin/dead-letters"  # type: ignore[attr-defined]
+    base = f"/api/{app.state.spec.prefix}/{QUEUE_OF}-queue/admin/dead-letters"  # type: ignore[attr-defined]
     ops = {"Authorization": f"Bearer {issue_test_token(settings, roles=['it-ops'], username='ops1')}"}
     clerk = {"Authorization": f"Bearer {issue_test_token(settings, roles=['clerk'], username='clerk1')}"}
     async with asgi_client(app) as client:
