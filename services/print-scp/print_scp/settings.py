@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from imaging_common.config import CommonSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class Settings(CommonSettings):
@@ -32,9 +34,27 @@ class Settings(CommonSettings):
     # IMAGING_PRINT_PREVIEW_MAX: longest side in pixels of the PNG preview.
     print_preview_max: int = 1024
     # IMAGING_PRINT_STORE: "directory" (under IMAGING_PRINT_STORE_DIR, default $IMAGING_DATA_DIR/print)
-    # or "s3" (not implemented yet: the FilmStore interface is where it goes).
-    print_store: str = "directory"
+    # or "s3" (an S3-compatible bucket, IMAGING_PRINT_S3_* below; checked at startup).
+    print_store: Literal["directory", "s3"] = "directory"
     print_store_dir: str | None = None
+    # IMAGING_PRINT_S3_BUCKET / IMAGING_PRINT_S3_PREFIX: where films go, e.g. "imaging-films" and
+    # "hospital-a" (keys become hospital-a/films/2026/11/23/<id>.png). The bucket must exist.
+    print_s3_bucket: str | None = None
+    print_s3_prefix: str = ""
+    # IMAGING_PRINT_S3_ENDPOINT_URL: the S3-compatible server, e.g. https://minio.hospital.local:9000 or
+    # https://oss-cn-hangzhou.aliyuncs.com; unset = AWS S3 of IMAGING_PRINT_S3_REGION.
+    print_s3_endpoint_url: str | None = None
+    print_s3_region: str | None = None
+    # IMAGING_PRINT_S3_ACCESS_KEY_ID / IMAGING_PRINT_S3_SECRET_ACCESS_KEY: unset = boto3's own chain
+    # (AWS_* variables, instance or pod role).
+    print_s3_access_key_id: str | None = None
+    print_s3_secret_access_key: SecretStr | None = None
+    # IMAGING_PRINT_S3_ADDRESSING_STYLE: "path" (http://minio:9000/<bucket>/...: MinIO, Ceph without a
+    # wildcard DNS name), "virtual" (http://<bucket>.oss-cn-hangzhou.aliyuncs.com/...: Aliyun OSS requires
+    # it) or "auto" (botocore's choice: virtual-hosted on a named host, path on an IP address).
+    print_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # IMAGING_PRINT_S3_TIMEOUT: seconds to connect or to wait for a response, per attempt.
+    print_s3_timeout: float = 10.0
     # IMAGING_PRINT_PATIENT_ID_PATTERN / IMAGING_PRINT_ACCESSION_PATTERN: formats OCR candidates must
     # have to count as identifiers (regular expressions, full match), e.g. "P\\d{8}" and "A\\d{10}".
     print_patient_id_pattern: str = r"[A-Z]{0,3}\d{5,12}"

@@ -12,6 +12,7 @@ from imaging_common.service import ServiceContext
 
 from print_scp.adapters.dicom_scp import PrintScp
 from print_scp.adapters.film_pipeline import FilmPipeline
+from print_scp.adapters.s3_store import S3Store
 from print_scp.adapters.storage_fs import DirectoryStore
 from print_scp.domain.storage import FilmStore
 from print_scp.settings import Settings
@@ -31,16 +32,17 @@ def settings_of(ctx: ServiceContext) -> Settings:
     return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
 
 
-def make_store(settings: Settings) -> FilmStore:
-    if settings.print_store == "directory":
-        return DirectoryStore(Path(settings.print_store_dir or settings.data_dir / "print"))
-    raise ValueError(f"IMAGING_PRINT_STORE={settings.print_store!r}: only 'directory' is implemented")
+async def open_store(settings: Settings) -> FilmStore:
+    """The configured film store, usable: an S3 bucket is checked first (StoreMisconfigured names the setting)."""
+    if settings.print_store == "s3":
+        return await S3Store.open(settings)
+    return DirectoryStore(Path(settings.print_store_dir or settings.data_dir / "print"))
 
 
 @contextlib.asynccontextmanager
 async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
     settings = settings_of(ctx)
-    store = make_store(settings)
+    store = await open_store(settings)
     pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)
     scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop())
     await asyncio.to_thread(scp.start)
@@ -58,3 +60,5 @@ async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
         for task in renderers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if isinstance(store, S3Store):
+            store.close()

@@ -55,5 +55,8 @@ class DirectoryStore:
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._get, key)
 
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
+
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)

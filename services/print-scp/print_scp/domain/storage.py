@@ -1,8 +1,9 @@
 """Where films are kept: an object store addressed by keys like `films/2026/11/23/<id>.png`.
 
-Writes are atomic: a reader sees the whole object or none. The directory store (default) writes
-a temporary file, fsyncs it and renames it into place; an S3-compatible store would PUT whole
-objects, which S3 makes visible atomically.
+Writes are atomic: a reader sees the whole object or none. The directory store (default,
+adapters/storage_fs.py) writes a temporary file, fsyncs it and renames it into place; the
+S3-compatible store (adapters/s3_store.py) PUTs whole objects in one request, which S3 makes
+visible atomically, with a Content-MD5 the server checks before it keeps anything.
 """
 
 from __future__ import annotations
@@ -14,9 +15,19 @@ class ObjectNotFound(KeyError):
     """No object under that key."""
 
 
+class StoreMisconfigured(RuntimeError):
+    """The configured store cannot be used (missing bucket, unreachable endpoint, refused credentials).
+
+    Raised at startup, with a message naming the setting to fix, so a service never runs
+    accepting prints it cannot keep.
+    """
+
+
 class FilmStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     async def get(self, key: str) -> bytes: ...
+
+    async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
