@@ -25,7 +25,7 @@ from imaging_common.dicom.rawwrite import Element
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from worklist.domain.query import StepQuery
 from worklist.domain.steps import PRIORITIES
@@ -157,15 +157,15 @@ KNOWN_EMPTY = {
 class ParsedQuery:
     query: StepQuery
     charsets: list[str]
-    requested_top: list[Tag] = field(default_factory=list)  # in query order, SPS sequence included
-    requested_sps: list[Tag] = field(default_factory=list)  # empty list + sps_full: every SPS key
+    requested_top: list[BaseTag] = field(default_factory=list)  # in query order, SPS sequence included
+    requested_sps: list[BaseTag] = field(default_factory=list)  # empty list + sps_full: every SPS key
     sps_full: bool = False
     has_sps: bool = False
     unsupported: list[str] = field(default_factory=list)  # keys flagged with FF01
     plan: list[Any] | None = None  # how to fill each requested key (reply_plan), made on first use
 
 
-def _keyword(tag: Tag) -> str:
+def _keyword(tag: BaseTag) -> str:
     return keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})"
 
 
@@ -204,7 +204,7 @@ def parse_identifier(ds: Dataset) -> ParsedQuery:
     return parsed
 
 
-def _text(ds: Dataset, tag: Tag, keyword: str, charsets: list[str]) -> str | None:
+def _text(ds: Dataset, tag: BaseTag, keyword: str, charsets: list[str]) -> str | None:
     try:
         return text_value(ds, tag, charsets)
     except UnicodeDecodeError:
@@ -261,7 +261,7 @@ def _parse_sps(ds: Dataset, parsed: ParsedQuery) -> None:
         raise IdentifierError(0xA900, str(exc), [int(Tag(SPS_DATE)), int(Tag(SPS_TIME))]) from None
 
 
-def _vr(tag: Tag) -> str:
+def _vr(tag: BaseTag) -> str:
     if not keyword_for_tag(tag):
         return "UN"  # private or unknown: returned empty, so the VR only has to be harmless
     vr = dictionary_VR(tag)
@@ -282,7 +282,7 @@ Getter = Callable[[Row], Any]
 PlanEntry = tuple[int, str, Any]  # (tag, VR, getter | nested plan for the SPS item | "code" | None)
 
 
-def _plan_entry(tag: Tag, values: dict[str, Getter], code_sequences: set[str]) -> PlanEntry:
+def _plan_entry(tag: BaseTag, values: dict[str, Getter], code_sequences: set[str]) -> PlanEntry:
     keyword = _keyword(tag)
     if keyword in code_sequences:
         return int(tag), "SQ", "code"

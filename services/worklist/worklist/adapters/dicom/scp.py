@@ -41,7 +41,7 @@ from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     Verification,
@@ -101,8 +101,11 @@ class _PendingSender:
         if command is None:
             message = C_FIND_RSP()
             message.primitive_to_message(primitive)
-            command = encode(message.command_set, True, True)
-            self.commands[key] = command
+            encoded = encode(message.command_set, True, True)
+            if encoded is None:  # pynetdicom logged why; let its own path answer
+                self.original(primitive, context_id)
+                return
+            command = self.commands[key] = encoded
         max_pdu = self.dimse.maximum_pdu_size
         payload = self.identifiers.popleft() if self.identifiers else identifier.getvalue()
         if not max_pdu or len(command) + len(payload) + 12 <= max_pdu:
@@ -199,7 +202,7 @@ class WorklistSCP:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self.on_connection),
             (evt.EVT_PDU_SENT, _pdu_sent),
             (evt.EVT_PDU_RECV, _quick_ack),
