@@ -25,7 +25,7 @@ from print_scp.domain import spool
 from print_scp.domain.film_output import RenderedFilm, render_job
 from print_scp.domain.matching import KnownStudy, MatchDecision, match_by_ocr, match_by_study_uid
 from print_scp.domain.print_session import FilmJob
-from print_scp.domain.storage import FilmStore
+from print_scp.domain.storage import FilmStore, ObjectNotFound
 from print_scp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,16 @@ class FilmPipeline:
             if row is None:
                 return False
             film_id = str(row["id"])
+            # Outside the try below: a store that is briefly unreachable must leave the film spooled
+            # (the transaction rolls back and the run loop retries), never mark it failed for good.
             try:
-                job = spool.load(await self.store.get(row["spool_key"]))
+                spooled: bytes | None = await self.store.get(row["spool_key"])
+            except ObjectNotFound:
+                spooled = None  # gone for good: fall through to "failed" below
+            try:
+                if spooled is None:
+                    raise ObjectNotFound(row["spool_key"])
+                job = spool.load(spooled)
                 rendered = await asyncio.to_thread(render_job, job, dpi=self.settings.print_render_dpi,
                                                    preview_max=self.settings.print_preview_max)
             except Exception as exc:  # undecodable spool or a render bug: keep the row, say why
