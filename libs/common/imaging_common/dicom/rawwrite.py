@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Union
 
 from pydicom.dataelem import RawDataElement
@@ -38,13 +39,20 @@ def _value_bytes(vr: str, value: str | None, codec: str) -> bytes:
     return data
 
 
-def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+@lru_cache(maxsize=1024)
+def _prefix(tag: int, vr: str, implicit: bool) -> tuple[bytes, str]:
+    """The bytes before the length, and the length's struct format (cached: few distinct keys)."""
     group_element = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
     if implicit:
-        return group_element + struct.pack("<I", length)
+        return group_element, "<I"
     if vr in _LONG_EXPLICIT:
-        return group_element + vr.encode() + b"\x00\x00" + struct.pack("<I", length)
-    return group_element + vr.encode() + struct.pack("<H", length)
+        return group_element + vr.encode() + b"\x00\x00", "<I"
+    return group_element + vr.encode(), "<H"
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    prefix, length_format = _prefix(tag, vr, implicit)
+    return prefix + struct.pack(length_format, length)
 
 
 def encode_value(vr: str, value: Value, *, codec: str, implicit: bool) -> bytes:

@@ -75,11 +75,12 @@ Row = Any  # an asyncpg Record (mapping of column -> value)
 
 
 def _da(value: date | datetime | None) -> str:
-    return value.strftime("%Y%m%d") if value else ""
+    # f-strings, not strftime: this runs for every key of every response
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}" if value else ""
 
 
 def _tm(value: datetime | None) -> str:
-    return value.strftime("%H%M%S") if value else ""
+    return f"{value.hour:02d}{value.minute:02d}{value.second:02d}" if value else ""
 
 
 def _sps_status(row: Row) -> str:
