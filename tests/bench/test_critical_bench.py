@@ -79,7 +79,7 @@ class Stub:
 
 @pytest.fixture(scope="module")
 async def env(test_env: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(test_env["DATABASE_URL"])
     pool = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
     stub = Stub()
     async with MLLPServer(MessageService(stub.on_hl7), "127.0.0.1", free_port()) as mllp, \

@@ -144,7 +144,7 @@ async def test_empi_database_match_latency(bench, test_env) -> None:
     try:
         await conn.execute(f"CREATE SCHEMA {schema}")
         await conn.execute(f"SET search_path = {schema}")
-        await conn.execute((Path(store.__file__).parent / "schema.sql").read_text())
+        await conn.execute((Path(store.__file__).parent / "migrations" / "0001_empi.sql").read_text())
         gen = Generator(seed=123)
         people = gen.population(100000, duplicate_rate=0.0)
         persons, sources, idents, keys = [], [], [], []

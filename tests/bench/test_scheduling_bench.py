@@ -43,7 +43,7 @@ random.seed(4)
 
 @pytest.fixture(scope="module")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(test_env["DATABASE_URL"])
     p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
     yield p
     await p.close()

@@ -171,7 +171,7 @@ async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     for tool in (FINDSCU, WLMSCPFS):
         if not Path(tool).exists():
             pytest.fail(f"{tool} is missing: install Debian's dcmtk (make system-deps)")
-    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(test_env["DATABASE_URL"])
     p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
     async with p.acquire() as conn:
         await conn.execute("TRUNCATE scheduled_procedure_steps")

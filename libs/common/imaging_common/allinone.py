@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-from imaging_common import db
 from imaging_common.config import CommonSettings
 from imaging_common.runner import exit_if_infrastructure_missing, serve
 from imaging_common.service import ServiceSpec
@@ -104,7 +103,7 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
 async def migrate_all(settings: CommonSettings) -> list[str]:
     applied: list[str] = []
     for spec, _ in discover_services():
-        applied += await db.migrate_service(settings.database_url, spec.schema, spec.migrations)
+        applied += await spec.migrate(settings.database_url)
     return applied
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -161,13 +162,21 @@ async def migrate_component(
     return applied_names
 
 
-async def migrate_service(database_url: str, schema: str, service_migrations: Path) -> list[str]:
-    """Bring the shared audit schema and the service's schema up to date."""
+async def migrate_service(
+    database_url: str, schema: str, service_migrations: Path, library_migrations: Mapping[str, Path] | None = None
+) -> list[str]:
+    """Bring the shared audit schema and the service's schema up to date.
+
+    `library_migrations` are tables a library owns but a service holds (the EMPI's), applied in the
+    service's schema as their own components, before the service's migrations that may use them.
+    """
     await ensure_database(database_url)
     conn = await asyncpg.connect(database_url, timeout=5)
     try:
         done = await migrate_component(conn, AUDIT_SCHEMA, "audit", load_migrations(AUDIT_MIGRATIONS))
         done += await migrate_component(conn, schema, "platform", load_migrations(PLATFORM_MIGRATIONS))
+        for component, folder in (library_migrations or {}).items():
+            done += await migrate_component(conn, schema, component, load_migrations(folder))
         done += await migrate_component(conn, schema, "service", load_migrations(service_migrations))
         return done
     finally:

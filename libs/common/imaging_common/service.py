@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class ServiceSpec:
     name: str  # "worklist"; also the PostgreSQL schema and the event source
     prefix: str  # URL prefix after /api/ and /ui/, e.g. "worklist", "critical-values"
     migrations: Path  # the service's migrations/ folder
+    # Tables a library owns but this service holds, e.g. {"empi": imaging_common.empi.MIGRATIONS}.
+    library_migrations: Mapping[str, Path] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()  # routers with paths relative to /api/<prefix>
     ui_routers: Sequence[APIRouter] = ()  # pages, relative to /ui/<prefix>
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
@@ -57,6 +59,10 @@ class ServiceSpec:
     @property
     def schema(self) -> str:
         return self.name
+
+    async def migrate(self, database_url: str) -> list[str]:
+        """Apply this service's migrations (and the library tables it holds); names of those applied."""
+        return await db.migrate_service(database_url, self.schema, self.migrations, self.library_migrations)
 
     @property
     def api_prefix(self) -> str:
@@ -173,7 +179,7 @@ async def service_context(
     spec: ServiceSpec, settings: CommonSettings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[ServiceContext]:
     """Connect, migrate and start a service's machinery; undo it all on exit."""
-    await db.migrate_service(settings.database_url, spec.schema, spec.migrations)
+    await spec.migrate(settings.database_url)
     pool = await db.create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_max)
     redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
     registry = registry or CollectorRegistry()

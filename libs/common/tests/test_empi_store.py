@@ -14,7 +14,7 @@ from imaging_common.empi import store
 from imaging_common.empi.identifiers import InvalidIdentifier, resident_check_char
 from imaging_common.empi.store import IncomingPerson
 
-SCHEMA_SQL = (Path(store.__file__).parent / "schema.sql").read_text()
+SCHEMA_SQL = (Path(store.__file__).parent / "migrations" / "0001_empi.sql").read_text()
 
 
 def rid(region: str, born: str, seq: int) -> str:

@@ -104,7 +104,7 @@ async def clinician_system(test_env: dict[str, str]) -> AsyncIterator[ClinicianS
 
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(test_env["DATABASE_URL"])
     p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=6)
     yield p
     await p.close()

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+from imaging_common import empi
 from imaging_common.service import ServiceSpec, create_service_app
 
 from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients, http_ui
@@ -13,6 +14,7 @@ SERVICE = ServiceSpec(
     prefix="registration",
     title="Registration",
     migrations=Path(__file__).parent / "migrations",
+    library_migrations={"empi": empi.MIGRATIONS},
     routers=[http_auth.router, http_patients.router, http_fhir.router],
     on_ready=[http_auth.on_ready],
     listeners=[hl7_feed.mllp_listener],

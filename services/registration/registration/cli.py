@@ -14,7 +14,7 @@ import getpass
 import sys
 
 import asyncpg
-from imaging_common import audit, db
+from imaging_common import audit
 from imaging_common.config import CommonSettings
 
 from registration.app import SERVICE
@@ -23,7 +23,7 @@ from registration.domain import staff
 
 async def _run(args: argparse.Namespace) -> int:
     settings = CommonSettings()
-    await db.migrate_service(settings.database_url, SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(settings.database_url)
     conn = await asyncpg.connect(settings.database_url, timeout=5, server_settings={"application_name": "registration"})
     try:
         if args.action == "list":

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from imaging_common import db
 from imaging_common.auth import credentials as cred
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.testing import TEST_DATABASE, asgi_client
@@ -156,7 +155,7 @@ async def test_bootstrap_admin_generated_is_printed_once(settings_for, capfd) ->
 
 async def test_bootstrap_is_safe_when_replicas_start_together(settings_for) -> None:
     async with fresh_database() as url:
-        await db.migrate_service(url, SERVICE.schema, SERVICE.migrations)
+        await SERVICE.migrate(url)
         settings = settings_for(Settings, database_url=url)
         conns = [await asyncpg.connect(url) for _ in range(3)]
         try:

@@ -27,7 +27,7 @@ FINDSCU = "/usr/bin/findscu"  # DCMTK's; pynetdicom installs its own findscu ear
 
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate_service(test_env["DATABASE_URL"], SERVICE.schema, SERVICE.migrations)
+    await SERVICE.migrate(test_env["DATABASE_URL"])
     p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=10)
     yield p
     await p.close()

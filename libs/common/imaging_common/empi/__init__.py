@@ -9,13 +9,19 @@
 - cli: `python -m imaging_common.empi dedupe|link|estimate` for legacy CSV files
 """
 
+from pathlib import Path
+
 from imaging_common.empi.bands import Band, Thresholds
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.identifiers import Identifier, IdType, InvalidIdentifier, mask, parse_resident_id
 from imaging_common.empi.matcher import MatchIndex, ScoredPair, Scorer, dedupe, link_sets
 from imaging_common.empi.record import MatchRecord
 
+# The EMPI tables, migrated in the schema of the service holding the index (ServiceSpec.library_migrations).
+MIGRATIONS = Path(__file__).parent / "migrations"
+
 __all__ = [
+    "MIGRATIONS",
     "Band", "FellegiSunterModel", "IdType", "Identifier", "InvalidIdentifier", "MatchIndex", "MatchRecord",
     "ScoredPair", "Scorer", "Thresholds", "dedupe", "link_sets", "mask", "parse_resident_id",
 ]

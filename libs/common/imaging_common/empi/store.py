@@ -1,4 +1,4 @@
-"""EMPI storage helpers for a service holding the index (tables in empi/schema.sql).
+"""EMPI storage helpers for a service holding the index (tables in empi/migrations/).
 
 All functions take an asyncpg connection and do their work in a transaction (joining the
 caller's, so a service can audit and publish events in the same one). Every decision is kept in

@@ -1,5 +1,7 @@
 -- EMPI tables, created in the schema of the service that holds the index (registration).
--- imaging_common.empi.store reads and writes them; a service copies this file into its migrations.
+-- imaging_common.empi.store reads and writes them. A service holding the index lists this folder
+-- (imaging_common.empi.MIGRATIONS) in its ServiceSpec.library_migrations, so it is migrated as its own
+-- component ("empi") in that service's schema, versioned apart from the service's own migrations.
 CREATE SEQUENCE empi_patient_seq;
 
 -- One row per person: the golden record (survivorship.py) and what became of the person.
