@@ -23,14 +23,16 @@ async def platform_url(test_env):
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_health_ready_metrics(platform_url: str, prefix: str) -> None:
     async with httpx.AsyncClient(base_url=platform_url) as client:
-        alive = await client.get(f"/api/{prefix}/healthz")
+        alive = await client.get(f"/api/{prefix}/healthz", headers={"x-correlation-id": f"cid-{prefix}"})
         assert alive.status_code == 200 and alive.json()["status"] == "alive"
+        assert alive.headers["x-correlation-id"] == f"cid-{prefix}"  # carried through, for the logs
+        assert (await client.get(f"/api/{prefix}/readyz")).headers["x-correlation-id"]  # or made up
         ready = await client.get(f"/api/{prefix}/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"postgresql": "ok", "rabbitmq": "ok", "redis": "ok"}
         metrics = await client.get(f"/api/{prefix}/metrics")
         assert metrics.status_code == 200
-        assert "http_requests_total" in metrics.text
+        assert 'route="/healthz",service=' in metrics.text  # counted by route template, per service
         openapi = await client.get(f"/api/{prefix}/openapi.json")
         assert openapi.status_code == 200
 

@@ -151,27 +151,48 @@ def _session_router() -> APIRouter:
     return router
 
 
-def _install_request_metrics(app: FastAPI, spec: ServiceSpec, registry: CollectorRegistry) -> None:
-    requests = Counter(
-        "http_requests_total", "HTTP requests", ["service", "method", "route", "status"], registry=registry
-    )
-    latency = Histogram(
-        "http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
-        registry=registry,
-    )
+class RequestMetrics:
+    """Plain ASGI middleware: a correlation id per request, and request counts and latencies.
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        cid = request.headers.get("x-correlation-id") or new_correlation_id()
+    Not `@app.middleware("http")`: Starlette's BaseHTTPMiddleware wraps every response in a
+    stream of its own, a measurable cost on every request of a busy terminal or screen.
+    """
+
+    def __init__(self, app: Any, *, service: str, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.service = service
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests", ["service", "method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        cid = headers.get(b"x-correlation-id", b"").decode("latin-1") or new_correlation_id()
         bind_correlation_id(cid)
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")  # route template keeps label cardinality low
-        requests.labels(spec.name, request.method, path, str(response.status_code)).inc()
-        latency.labels(spec.name, request.method, path).observe(time.perf_counter() - started)
-        response.headers["x-correlation-id"] = cid
-        return response
+        status = 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-correlation-id", cid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # The route template (set in scope by the router) keeps label cardinality low.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(self.service, scope["method"], route, str(status)).inc()
+            self.latency.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
 
 
 @contextlib.asynccontextmanager
@@ -224,7 +245,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.state.spec = spec
     app.state.settings = settings
     install_problem_handlers(app)
-    _install_request_metrics(app, spec, registry)
+    app.add_middleware(RequestMetrics, service=spec.name, registry=registry)
     app.include_router(_health_router(spec), prefix=spec.api_prefix)
     app.include_router(_session_router(), prefix=spec.api_prefix)
     app.include_router(dead_letters_router(), prefix=spec.api_prefix)
