@@ -4,11 +4,11 @@ A clinician-system stub speaks real MLLP (ACK) and FHIR REST on this machine. Pr
 - p50/p99 from raised to FHIR Communication accepted and to HL7 ACK received (target p99 <= 1 s),
   as the service recorded them (raised_at -> notification.accepted_at);
 - escalation lateness after a missed acknowledgement deadline (timer fired - due; target <= 2 s);
-- a run through RabbitMQ (critical.raised events) where the service is stopped and its broker
-  connection cut in the middle, then both come back: lost notifications (target 0) and duplicates
-  (re-sent with the same identifier, dropped by the receiver).
-The broker of this machine is shared with other test sessions, so its "restart" is a cut of the
-service's connection to it (TcpProxy: RST, reconnects refused for 3 s), not a restart of the server.
+- a run through RabbitMQ (critical.raised events) where RabbitMQ and the service are both restarted
+  in the middle: lost notifications (target 0) and duplicates (re-sent with the same identifier,
+  dropped by the receiver).
+RabbitMQ is really restarted (`rabbitmqctl stop_app` / `start_app`): run `make bench` when nothing
+else on this machine is using its broker.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from imaging_common.events import EventBus, publish
 from imaging_common.events.types import CriticalRaised, PatientRef
 from imaging_common.hl7 import Message, MessageService, MLLPServer
 from imaging_common.testing import asgi_client, free_port, http_server
-from imaging_common.testing_proxy import TcpProxy
 
 from .conftest import percentile
 
@@ -169,17 +168,19 @@ async def test_critical_notification_latency_and_escalation(env: dict[str, Any],
         bench.figure("escalation lateness max", max(lateness), "ms", target="<= 2000 ms")
 
 
+async def rabbitmqctl(*args: str) -> None:
+    proc = await asyncio.create_subprocess_exec("rabbitmqctl", *args, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, f"rabbitmqctl {' '.join(args)}: {err.decode(errors='replace')}"
+
+
 async def test_critical_restart_service_and_broker(env: dict[str, Any], bench: Any, test_env: dict[str, str]) -> None:
     tag = uuid.uuid4().hex[:6]
     code, _ = await setup(env, tag, ack_minutes=30)
     stub: Stub = env["stub"]
     dup_before = stub.duplicates
     base = CommonSettings()
-    host, port = "127.0.0.1", 5672
-    proxy = TcpProxy(host, port)
-    await proxy.start()
-    proxied_amqp = base.amqp_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}").replace(
-        f"localhost:{port}", f"127.0.0.1:{proxy.port}")
     # The producer (reporting's outbox and relay) talks to the broker directly.
     schema = "critical_values_bench_producer"
     conn = await asyncpg.connect(test_env["DATABASE_URL"])
@@ -198,7 +199,7 @@ async def test_critical_restart_service_and_broker(env: dict[str, Any], bench: A
         nonlocal starts
         while True:
             starts += 1
-            app = create_app(settings(amqp_url=proxied_amqp, amqp_reconnect_interval=0.5))
+            app = create_app(settings(amqp_reconnect_interval=0.5))
             try:
                 async with asgi_client(app):
                     await stop.wait()
@@ -222,16 +223,16 @@ async def test_critical_restart_service_and_broker(env: dict[str, Any], bench: A
                     empi_id=f"E{n}", patient_id=f"P{tag}{n}", name="张三丰"), finding="bench", item_code=code,
                 raised_by="bench", raised_at=datetime.now(UTC)), source="/imaging/reporting", subject=f"{tag}-{n}")
         if n == N // 2:
-            # In the middle: the service stops (its loops cancelled mid-send), the broker goes away,
-            # the service starts again while the broker is still away, then the broker returns.
-            # (Stopped before the cut: EventBus.stop() does not return while its broker is unreachable.)
+            # In the middle: RabbitMQ stops; during the outage the service stops (its loops
+            # cancelled mid-send) and starts again (retrying like a restarting pod until the broker
+            # answers); then RabbitMQ starts. The producer's relay rides out the outage too.
+            await rabbitmqctl("stop_app")
             stop1.set()
             await svc
-            await proxy.cut()
-            await asyncio.sleep(1.0)
             restarted = asyncio.create_task(run_service(stop2))
             await asyncio.sleep(2.0)
-            await proxy.restore()
+            await rabbitmqctl("start_app")
+            await rabbitmqctl("await_startup")
         await asyncio.sleep(max(0.0, started + (n + 1) * SPREAD_S / N - time.monotonic()))
     pool: asyncpg.Pool = env["pool"]
     deadline = time.monotonic() + 90
@@ -246,7 +247,6 @@ async def test_critical_restart_service_and_broker(env: dict[str, Any], bench: A
         await restarted
     await producer.stop()
     await ppool.close()
-    await proxy.close()
     nids = await pool.fetch("SELECT notification_id, channel FROM notification WHERE critical_id LIKE $1 AND step = 0",
                             f"BR-{tag}-%")
     raised = await pool.fetchval("SELECT count(*) FROM critical_value WHERE critical_id LIKE $1", f"BR-{tag}-%")
