@@ -134,3 +134,44 @@ async def test_a_long_stream_is_not_taken_for_an_idle_association(pool, world: W
         assert "abort" not in output.lower(), output[-2000:]
     finally:
         await asyncio.to_thread(impatient.stop)
+
+
+async def test_cancel_stops_the_stream_promptly(pool, world: World, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """C-CANCEL after the first response ends a 40,000-match stream with FE00, and the SCP carries on.
+
+    DCMTK's findscu is the modality here: pynetdicom's own SCU cannot send its C-CANCEL while its
+    reader thread is flooded with incoming responses, so it would measure the client, not us.
+    """
+    roomy = WorklistSCP(pool, scp_settings(worklist_max_results=100000), asyncio.get_running_loop())
+    await asyncio.to_thread(roomy.start)
+    try:
+        await world.conn.execute(
+            """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id,
+                   patient_name, pn_alpha, modality, station_ae_title, start_at)
+               SELECT 'C' || $1 || g, 'C', 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
+               FROM generate_series(1, 40000) g""", world.tag, world.station)
+        prepare(tmp_path)
+        keys = with_value(["PatientID", "(0040,0100)[0].ScheduledStationAETitle"],
+                          ScheduledStationAETitle=world.station)
+        args = [FINDSCU, "-W", "-v", "--cancel", "1", "-aet", "CT_MODALITY", "-aec", "WORKLIST"]
+        for key in keys:
+            args += ["-k", key]
+        proc = await asyncio.create_subprocess_exec(*args, "127.0.0.1", str(roomy.port),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
+        output = stdout.decode("utf-8", "replace")
+        assert proc.returncode == 0, output
+        assert "Sending Cancel Request" in output, output
+        assert "Received Final Find Response (Cancel" in output, output[-2000:]  # status FE00
+        received = output.count("(Pending)")
+        # Honoured mid-stream (under a second here; how soon in responses depends on the machine).
+        assert received < 40000, f"{received} pending responses: the stream ran to its end"
+        # The SCP carries on: the next modality query is answered.
+        code, again = await findscu(roomy.port, with_value(["PatientID", "(0040,0100)[0].ScheduledStationAETitle"],
+                                                           ScheduledStationAETitle=world.station, PatientID="P7"),
+                                    tmp_path / "again")
+        assert code == 0 and len(replies(tmp_path / "again")) == 1, again
+    finally:
+        await asyncio.to_thread(roomy.stop)
+        await world.conn.execute("DELETE FROM scheduled_procedure_steps WHERE accession_number LIKE $1",
+                                 f"C{world.tag}%")
