@@ -368,6 +368,8 @@ async def test_one_patient_end_to_end(platform: Platform, tmp_path: Path) -> Non
                                                               "status": ["completed"]}, headers=tech)).json()
         assert len(steps["data"]) == 1, steps
         await eventually(lambda: _entry_state(api, arrival["entry_id"], tech, "done"), "queue entry done")
+        await eventually(lambda: _appointment_status(api, appointment["id"], admin, "fulfilled"),
+                         "the appointment fulfilled (scheduling consumed exam.started/exam.completed)")
 
         # ---- 6. DCMTK's print client prints a film with PID/ACC burned in; OCR matches it ----
         img = tk.burn_text(tk.anatomy(512, 3), [f"PID: {patient_id}", f"ACC: {accession}"],

@@ -41,6 +41,8 @@ SERVICE = ServiceSpec(
         "order.created": orders.on_order_created,
         "order.cancelled": _Lazy(orders.order_cancelled_handler),
         "patient.arrived": _Lazy(orders.patient_arrived_handler),
+        "exam.started": _Lazy(orders.exam_progress_handler),
+        "exam.completed": _Lazy(orders.exam_progress_handler),
         "patient.updated": orders.on_patient_updated,
         "patient.merged": orders.on_patient_merged,
     },

@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from imaging_common.events import CloudEvent
-from imaging_common.events.types import ExamItem, OrderCreated, PatientArrived, PatientMerged, PatientRef
+from imaging_common.events.types import (
+    ExamCompleted,
+    ExamItem,
+    ExamStarted,
+    OrderCreated,
+    PatientArrived,
+    PatientMerged,
+    PatientRef,
+)
 from scheduling.domain import booking, orders
 from scheduling.domain.booking import book_slot
 
@@ -78,3 +86,23 @@ async def test_merge_moves_no_shows_to_the_survivor(conn, scheduler, world) -> N
         await orders.on_patient_merged(conn, event(merged))
     assert await booking.no_show_count(conn, survivor) == 1
     assert await booking.no_show_count(conn, old) == 0
+
+
+async def test_mpps_moves_the_appointment_to_checked_in_then_fulfilled(conn, scheduler, world) -> None:
+    room = await world.room("CT1")
+    exam = await world.exam("CT-CHEST")
+    order = await world.order(exam)
+    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(1), 10),
+                        channel="front-desk", actor=ACTOR)
+    common = dict(accession_number=a["accession_number"], study_instance_uid="1.2.3",
+                  patient=PatientRef(**a["patient"]), mpps_uid="1.2.3.4", station_ae_title="CT1", modality="CT")
+    async with conn.transaction():  # the patient skipped the desk: booked -> checked-in
+        await orders.exam_progress_handler(scheduler)(conn, event(ExamStarted(**common, started_at=datetime.now(UTC))))
+    assert await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", a["id"]) == "checked-in"
+    done = ExamCompleted(**common, completed_at=datetime.now(UTC), exam_code=exam)
+    for _ in range(2):  # a second delivery finds nothing left to move
+        async with conn.transaction():
+            await orders.exam_progress_handler(scheduler)(conn, event(done))
+    assert await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", a["id"]) == "fulfilled"
+    history = await conn.fetch("SELECT * FROM appointment_history WHERE appointment_id = $1::uuid ORDER BY id", a["id"])
+    assert [h["to_status"] for h in history][-2:] == ["checked-in", "fulfilled"]

@@ -20,7 +20,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 # Which event types each service consumes. A service's handlers must be a subset (checked at start).
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "registration": (),
-    "scheduling": ("order.created", "order.cancelled", "patient.updated", "patient.merged", "patient.arrived"),
+    "scheduling": (
+        "order.created", "order.cancelled", "patient.updated", "patient.merged", "patient.arrived",
+        "exam.started", "exam.completed",
+    ),
     "worklist": (
         "order.created", "order.cancelled", "appointment.booked", "appointment.rescheduled",
         "appointment.cancelled", "patient.updated", "patient.merged", "patient.arrived",

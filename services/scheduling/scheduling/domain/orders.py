@@ -10,10 +10,18 @@ from typing import Any
 
 import asyncpg
 from imaging_common.events import parse_data
-from imaging_common.events.types import OrderCancelled, OrderCreated, PatientArrived, PatientMerged, PatientUpdated
+from imaging_common.events.types import (
+    ExamCompleted,
+    ExamStarted,
+    OrderCancelled,
+    OrderCreated,
+    PatientArrived,
+    PatientMerged,
+    PatientUpdated,
+)
 
 from scheduling.domain import booking
-from scheduling.domain.states import Event, Status
+from scheduling.domain.states import TRANSITIONS, Event, Status
 
 # An exam code not configured yet gets a row with these minutes, marked auto_created for the admin.
 DEFAULT_MINUTES = {"CT": 15, "MR": 30, "DX": 10, "CR": 10, "US": 20, "RF": 30, "MG": 15, "NM": 45, "PT": 60, "XA": 60}
@@ -109,6 +117,38 @@ def patient_arrived_handler(scheduler: booking.Scheduler):  # type: ignore[no-un
             await booking.transition(conn, scheduler, row["id"], Event.ARRIVE, actor=SYSTEM)
 
     return on_patient_arrived
+
+
+def exam_progress_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
+    """The modality's MPPS, relayed by the worklist: started -> checked-in, completed -> fulfilled.
+
+    A patient who skipped the check-in desk is checked in on the way, so the appointment still
+    walks its table forward; a discontinued exam leaves the appointment for staff to decide.
+    """
+
+    async def on_exam_progress(conn: asyncpg.Connection, event: Any) -> None:
+        data = parse_data(event)
+        if isinstance(data, ExamStarted):
+            steps: tuple[Event, ...] = (Event.CHECK_IN,)
+        elif isinstance(data, ExamCompleted) and data.status == "completed":
+            steps = (Event.CHECK_IN, Event.FULFIL)
+        else:
+            return
+        exam_code = getattr(data, "exam_code", None)
+        row = await conn.fetchrow(
+            "SELECT id::text AS id FROM appointment WHERE accession_number = $1 AND ($2::text IS NULL OR "
+            "exam_code = $2) AND status IN ('booked', 'arrived', 'checked-in') ORDER BY lower(during) LIMIT 1",
+            data.accession_number,
+            exam_code,
+        )
+        if row is None:  # an exam without an appointment (walk-in, external RIS) is not ours to track
+            return
+        for step in steps:
+            status = await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", row["id"])
+            if (step, status) in TRANSITIONS:
+                await booking.transition(conn, scheduler, row["id"], step, actor=SYSTEM)
+
+    return on_exam_progress
 
 
 async def on_patient_updated(conn: asyncpg.Connection, event: Any) -> None:
