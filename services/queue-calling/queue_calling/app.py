@@ -14,7 +14,6 @@ from imaging_common.service import ServiceContext, ServiceSpec, create_service_a
 from queue_calling.adapters import events, http_admin, http_terminal, screens_ui
 from queue_calling.adapters.hub import ScreenHub
 from queue_calling.adapters.notify import NotificationSender
-from queue_calling.domain.errors import QueueError
 from queue_calling.domain.states import InvalidTransition
 from queue_calling.settings import Settings
 
@@ -62,10 +61,6 @@ SERVICE = ServiceSpec(
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(SERVICE, settings or Settings())
-
-    @app.exception_handler(QueueError)
-    async def refused(request: Request, exc: QueueError) -> JSONResponse:
-        return problem(exc.status, exc.title, str(exc))
 
     @app.exception_handler(InvalidTransition)
     async def invalid_transition(request: Request, exc: InvalidTransition) -> JSONResponse:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-
-class CriticalError(Exception):
-    status = 400
-    title = "Bad Request"
+from imaging_common import errors
 
 
-class NotFound(CriticalError):
-    status = 404
-    title = "Not Found"
+class CriticalError(errors.Refusal):
+    pass
 
 
-class Conflict(CriticalError):
-    status = 409
-    title = "Conflict"
+class NotFound(errors.NotFound, CriticalError):
+    pass
 
 
-class Invalid(CriticalError):
-    status = 422
-    title = "Unprocessable Content"
+class Conflict(errors.Conflict, CriticalError):
+    pass
+
+
+class Invalid(errors.Invalid, CriticalError):
+    pass

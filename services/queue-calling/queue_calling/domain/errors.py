@@ -1,25 +1,24 @@
-"""Domain refusals; the HTTP adapter maps them to problem+json (404 / 409 / 422)."""
+"""Domain refusals; the service factory maps them to problem+json (404 / 409 / 422)."""
 
 from __future__ import annotations
 
+from imaging_common import errors
 
-class QueueError(Exception):
+
+class QueueError(errors.Refusal):
     """Base of refusals the caller can act on."""
 
     status = 409
     title = "Conflict"
 
 
-class NotFound(QueueError):
-    status = 404
-    title = "Not Found"
+class NotFound(errors.NotFound, QueueError):
+    pass
 
 
-class Conflict(QueueError):
-    status = 409
-    title = "Conflict"
+class Conflict(errors.Conflict, QueueError):
+    pass
 
 
-class Invalid(QueueError):
-    status = 422
+class Invalid(errors.Invalid, QueueError):
     title = "Invalid request"
