@@ -12,7 +12,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -157,3 +157,32 @@ async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def event_producer(
+    database_url: str, *, service: str, schema: str
+) -> AsyncIterator[Callable[[Any, str], Awaitable[None]]]:
+    """Another service's outbox and relay in a schema of its own, publishing onto the session's
+    exchange: yields `emit(model, subject)`, which commits one event as that service would."""
+    from imaging_common import db
+    from imaging_common.events import EventBus, publish
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await db.migrate_component(conn, schema, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
+    finally:
+        await conn.close()
+    pool = await db.create_pool(database_url, schema)
+    bus = EventBus(settings=CommonSettings(), service=service, pool=pool, handlers={})
+    await bus.start()
+
+    async def emit(model: Any, subject: str) -> None:
+        async with pool.acquire() as c, c.transaction():
+            await publish(c, model, source=f"/imaging/{service}", subject=subject)
+
+    try:
+        yield emit
+    finally:
+        await bus.stop()
+        await pool.close()

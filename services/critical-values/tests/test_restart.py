@@ -11,14 +11,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
 from critical_values.app import create_app
-from imaging_common import db
-from imaging_common.config import CommonSettings
-from imaging_common.events import EventBus, publish
-from imaging_common.events.types import CriticalRaised, EventData, ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import asgi_client
+from imaging_common.events.types import CriticalRaised, ExamItem, OrderCreated, PatientRef
+from imaging_common.testing import asgi_client, event_producer
 
 from .conftest import ClinicianSystem, Service, World, eventually, fast_settings
 from .test_escalation import timeline
@@ -77,26 +73,9 @@ async def test_restart_in_the_middle_does_not_lose_a_timer(world: World, clinici
 
 @pytest.fixture(scope="module")
 async def producer(test_env: dict[str, str]) -> AsyncIterator[Any]:
-    """Another service's outbox and relay (reporting, registration), publishing onto the session's exchange."""
-    url = test_env["DATABASE_URL"]
-    conn = await asyncpg.connect(url)
-    try:
-        await db.migrate_component(conn, PRODUCER_SCHEMA, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
-    finally:
-        await conn.close()
-    pool = await db.create_pool(url, PRODUCER_SCHEMA)
-    bus = EventBus(settings=CommonSettings(), service="reporting", pool=pool, handlers={})
-    await bus.start()
-
-    async def emit(model: EventData, subject: str) -> None:
-        async with pool.acquire() as c, c.transaction():
-            await publish(c, model, source="/imaging/test-producer", subject=subject)
-
-    try:
+    """Another service's outbox and relay (reporting), publishing onto the session's exchange."""
+    async with event_producer(test_env["DATABASE_URL"], service="reporting", schema=PRODUCER_SCHEMA) as emit:
         yield emit
-    finally:
-        await bus.stop()
-        await pool.close()
 
 
 async def test_order_and_critical_raised_through_rabbitmq(producer: Any, world: World,

@@ -10,13 +10,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from imaging_common import db
-from imaging_common.config import CommonSettings
-from imaging_common.events import EventBus, publish
-from imaging_common.events.types import EventData, ExamCompleted, OrderCancelled
+from imaging_common.events.types import ExamCompleted, OrderCancelled
+from imaging_common.testing import event_producer
 
 from .conftest import Service, World
 from .test_http import setup_room
@@ -26,26 +23,9 @@ PRODUCER_SCHEMA = "queue_calling_test_producer"
 
 @pytest.fixture(scope="module")
 async def producer(test_env: dict[str, str]) -> AsyncIterator[Any]:
-    """Another service's outbox and relay (its own schema), publishing onto the session's exchange."""
-    url = test_env["DATABASE_URL"]
-    conn = await asyncpg.connect(url)
-    try:
-        await db.migrate_component(conn, PRODUCER_SCHEMA, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
-    finally:
-        await conn.close()
-    pool = await db.create_pool(url, PRODUCER_SCHEMA)
-    bus = EventBus(settings=CommonSettings(), service="registration", pool=pool, handlers={})
-    await bus.start()
-
-    async def emit(model: EventData, subject: str) -> None:
-        async with pool.acquire() as c, c.transaction():
-            await publish(c, model, source="/imaging/test-producer", subject=subject)
-
-    try:
+    """Another service's outbox and relay (registration), publishing onto the session's exchange."""
+    async with event_producer(test_env["DATABASE_URL"], service="registration", schema=PRODUCER_SCHEMA) as emit:
         yield emit
-    finally:
-        await bus.stop()
-        await pool.close()
 
 
 async def eventually(check: Any, within: float = 20) -> Any:
