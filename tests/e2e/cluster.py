@@ -11,12 +11,15 @@ An HTTP client routes `/api/<prefix>/…` to the owning process (what the gatewa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.config import CommonSettings
 from imaging_common.testing import free_port
+
+from e2e.journey import Site, clinician_system, spy_on_bus
 
 # service name -> (python package, HTTP prefix)
 SERVICES: dict[str, tuple[str, str]] = {
@@ -224,3 +229,38 @@ class Cluster:
     def usage(self) -> dict[str, dict[str, Any]]:
         return {name: {"cpu_s": svc.cpu_seconds(), "rss": svc.rss_bytes()} for name, svc in self.services.items()
                 if svc.proc is not None and svc.proc.poll() is None}
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(test_env: dict[str, str], folder: Path,
+                          extra_env: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
+    """All seven services started on a database of their own; stopped and the database dropped after."""
+    cluster = Cluster.prepare(test_env, folder, extra_env)
+    await cluster.create_database()
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
+        await cluster.drop_database()
+
+
+@contextlib.asynccontextmanager
+async def cluster_site(test_env: dict[str, str], folder: Path,
+                       extra_env: dict[str, str] | None = None) -> AsyncIterator[tuple[Cluster, Site]]:
+    """A cluster with a clinician-system stub as reporting's receivers, a bus spy, and a routed API client."""
+    tag = uuid.uuid4().hex[:6]
+    async with clinician_system() as clinician:
+        env = {
+            "IMAGING_REPORTING_RECEIVERS": json.dumps(clinician.report_receivers(tag)),
+            "IMAGING_REPORTING_DELIVERY_POLL": "0.2", "IMAGING_REPORTING_DELIVERY_RETRY_BASE": "0.1",
+            "IMAGING_REPORTING_DELIVERY_RETRY_MAX": "0.5",
+            "IMAGING_CRITICAL_POLL_SECONDS": "0.1", "IMAGING_CRITICAL_RETRY_SECONDS": "0.2",
+            **(extra_env or {}),
+        }
+        async with running_cluster(test_env, folder, env) as cluster, spy_on_bus(cluster.settings) as log, \
+                httpx.AsyncClient(transport=cluster.transport(), base_url="http://platform", timeout=30) as api:
+            site = Site(api=api, settings=cluster.settings, worklist_port=cluster.port("IMAGING_WORKLIST_PORT"),
+                        print_port=cluster.port("IMAGING_PRINT_PORT"), clinician=clinician, log=log,
+                        ui_url=lambda prefix: cluster.url(PREFIX_OWNER[prefix]))
+            yield cluster, site
