@@ -180,3 +180,31 @@ async def test_duplicate_review_resolved_in_the_ui(site, browser) -> None:
     status = await app.state.ctx.pool.fetchval("SELECT status FROM empi_review WHERE id = $1::uuid", review_ids[0])
     assert status == "distinct"
     await page.close()
+
+
+async def test_duplicate_merged_keeping_the_record_the_clerk_chose(site, browser) -> None:
+    """Either side can survive a merge: the clerk keeps the record the patient's films and card carry."""
+    base, app, settings = site
+    name = uname()
+    async with httpx.AsyncClient(base_url=base) as api:
+        for phone in (None, "13600005678"):
+            r = await api.post("/api/registration/patients", headers=auth(settings), json={
+                "name": name, "birth_date": "1961-11-11", "sex": "F", "phone": phone})
+        review_ids = r.json()["review_ids"]
+        assert review_ids
+        review = next(x for x in (await api.get("/api/registration/reviews", headers=auth(settings))).json()["data"]
+                      if x["id"] == review_ids[0])
+    left, right = review["left"]["empi_id"], review["right"]["empi_id"]
+    username, secret = await new_clerk(app)
+    page = await browser.new_page()
+    await login(page, base, username, secret)
+    await page.keyboard.press("F4")
+    row = page.locator("#review-list tbody tr", has_text=name)
+    await expect(row).to_have_count(1)
+    await row.locator("button.keep-left").click()
+    await expect(page.locator("#toast")).to_contain_text("已合并")
+    await expect(page.locator("#review-list tbody tr", has_text=name)).to_have_count(0)
+    pool = app.state.ctx.pool
+    assert await pool.fetchval("SELECT merged_into FROM empi_person WHERE empi_id = $1", right) == left
+    assert await pool.fetchval("SELECT merged_into FROM empi_person WHERE empi_id = $1", left) is None
+    await page.close()

@@ -268,7 +268,10 @@ async function loadReviews() {
       <td>${who(r.left)}</td><td>${who(r.right)}</td><td>${r.weight}</td>
       <td><small>${Object.entries(r.explanation.fields || {}).filter(([, v]) => v.level !== "missing")
         .map(([k, v]) => `${k}: ${v.level}`).join("<br>")}</small></td>
-      <td><button class="merge" data-id="${r.id}" data-survivor="${esc(r.right.empi_id)}">合并</button>
+      <td><button class="merge keep-left" data-id="${r.id}" data-survivor="${esc(r.left.empi_id)}"
+            title="合并为一人，保留左侧档案（病人ID ${esc(r.left.patient_id)}）">合并·保留左</button>
+          <button class="merge keep-right" data-id="${r.id}" data-survivor="${esc(r.right.empi_id)}"
+            title="合并为一人，保留右侧档案（病人ID ${esc(r.right.patient_id)}）">合并·保留右</button>
           <button class="secondary distinct" data-id="${r.id}">不是同一人</button></td></tr>`).join("")
       || '<tr><td colspan="5" class="muted">没有待审核的疑似重复。</td></tr>';
     document.querySelectorAll("#review-list .merge, #review-list .distinct").forEach((b) => b.addEventListener("click", async () => {
