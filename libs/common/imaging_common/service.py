@@ -29,7 +29,7 @@ from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
 from imaging_common.events.deadletters import dead_letters_router
-from imaging_common.observability import bind_correlation_id, configure_logging, new_correlation_id
+from imaging_common.observability import accepted_correlation_id, bind_correlation_id, configure_logging
 from imaging_common.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,9 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
         registry: CollectorRegistry = request.app.state.registry
+        ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+        if ctx is not None:  # queue depth is read now, from the broker (bounded; never fails the scrape)
+            await ctx.bus.refresh_queue_depth()
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -174,7 +177,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        cid = headers.get(b"x-correlation-id", b"").decode("latin-1") or new_correlation_id()
+        cid = accepted_correlation_id(headers.get(b"x-correlation-id", b"").decode("latin-1"))
         bind_correlation_id(cid)
         started = time.perf_counter()
         status = 500

@@ -10,7 +10,9 @@ handlers are checked against.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -22,7 +24,13 @@ from prometheus_client import CollectorRegistry
 from imaging_common.events.consumer import EventConsumer, EventHandler
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay
-from imaging_common.events.topology import check_handlers, declare_topology
+from imaging_common.events.topology import (
+    check_handlers,
+    dead_letter_queue_name,
+    declare_topology,
+    queue_name,
+    retry_queue_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,9 @@ class EventBus:
         self.relay: OutboxRelay | None = None
         self.consumer: EventConsumer | None = None
         self._connection: AbstractRobustConnection | None = None
+        self._depth_channel: Any = None  # a RobustChannel (its declare_queue takes robust=)
+        self._depth_lock = asyncio.Lock()
+        self._depth_read_at = float("-inf")
 
     @property
     def is_connected(self) -> bool:
@@ -102,6 +113,46 @@ class EventBus:
             raise
         log.info("event bus %s started (schema %s, handlers %s)", self.service, schema, sorted(self.handlers) or "none")
 
+    async def refresh_queue_depth(self, *, max_age: float = 2.0, within: float = 1.0) -> None:
+        """Read how many messages wait in this service's queues into `events_queue_depth`.
+
+        Called when /metrics is scraped: three passive declares on a channel of its own, at most
+        once per `max_age` seconds. Never raises: with the broker away the samples are removed
+        (absent, not stale; /readyz says why) and the scrape goes on.
+        """
+        async with self._depth_lock:
+            if time.monotonic() - self._depth_read_at < max_age:
+                return
+            self._depth_read_at = time.monotonic()
+            queues = {"main": queue_name(self.namespace, self.service),
+                      "retry": retry_queue_name(self.namespace, self.service),
+                      "dlq": dead_letter_queue_name(self.namespace, self.service)}
+            gauge = self.metrics.queue_depth
+            try:
+                depths = await asyncio.wait_for(self._read_depths(list(queues.values())), within)
+            except Exception as exc:  # broker away or slow, queue missing: no figure rather than a wrong one
+                log.debug("queue depth of %s not read: %s: %s", self.service, type(exc).__name__, exc)
+                self._depth_channel = None  # a failed passive declare closes the channel; open another next time
+                for label in queues:
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(self.service, label)
+                return
+            for label, depth in zip(queues, depths, strict=True):
+                gauge.labels(self.service, label).set(depth)
+
+    async def _read_depths(self, names: list[str]) -> list[int]:
+        if self._connection is None or not self.is_connected:
+            raise ConnectionError("not connected")
+        channel = self._depth_channel
+        if channel is None or channel.is_closed:
+            channel = self._depth_channel = await self._connection.channel(publisher_confirms=False)
+        depths = []
+        for name in names:
+            # robust=False: a passive declare is a question, not something to redeclare on reconnect.
+            queue = await channel.declare_queue(name, passive=True, robust=False)
+            depths.append(int(queue.declaration_result.message_count or 0))
+        return depths
+
     async def stop(self) -> None:
         """Stop consuming (finishing the message in hand), stop the relay, close the connection.
 
@@ -118,6 +169,7 @@ class EventBus:
         if self._connection is not None:
             await self._bounded("close connection", self._connection.close(), 5)
             self._connection = None
+            self._depth_channel = None
 
     async def _bounded(self, what: str, step: Awaitable[Any], seconds: float) -> None:
         try:

@@ -208,6 +208,11 @@ class EventConsumer:
                                         retries=retries)
             await message.ack()
             return
+        else:
+            # One line per event applied, so a correlation id shows every service it reached.
+            log.log(logging.INFO if outcome == "applied" else logging.DEBUG, "%s: %s %s %s from %s",
+                    self.service, event.type, event.subject or "-", outcome, event.source,
+                    extra={"service": self.service, "event_type": event.type, "event_id": event.id})
         finally:
             bind_correlation_id(None)
         self.metrics.consumed.labels(self.service, event.type, outcome).inc()

@@ -2,41 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-M = TypeVar("M", Counter, Gauge)
-
-
-def _metric(kind: type[M], name: str, doc: str, labels: list[str], registry: CollectorRegistry) -> M:
-    """Register a metric, or reuse it when this registry already has it (an app started twice)."""
-    existing: Any = getattr(registry, "_names_to_collectors", {}).get(name)
-    if isinstance(existing, kind):
-        return existing
-    return kind(name, doc, labels, registry=registry)
+from imaging_common.observability import registered
 
 
 class EventMetrics:
     """Counters labelled by service and event type; one instance per EventBus."""
 
     def __init__(self, service: str, registry: CollectorRegistry | None) -> None:
-        registry = registry if registry is not None else CollectorRegistry()  # unexported when none given
         self.service = service
-        self.outbox_backlog = _metric(
+        self.outbox_backlog = registered(
             Gauge, "events_outbox_backlog", "Outbox rows not yet confirmed by the broker", ["service"], registry
         )
-        self.published = _metric(
+        self.published = registered(
             Counter, "events_published", "Events published with a broker confirm", ["service", "type"], registry
         )
-        self.consumed = _metric(
+        self.consumed = registered(
             Counter, "events_consumed", "Events handled (outcome: applied, duplicate, ignored)",
             ["service", "type", "outcome"], registry,
         )
-        self.retried = _metric(
+        self.retried = registered(
             Counter, "events_retried", "Failed events sent to the retry queue", ["service", "type"], registry
         )
-        self.dead_lettered = _metric(
+        self.dead_lettered = registered(
             Counter, "events_dead_lettered", "Events sent to the dead-letter queue", ["service", "type", "kind"],
             registry,
+        )
+        self.queue_depth = registered(
+            Gauge, "events_queue_depth",
+            "Messages ready in the service's queues (queue: main, retry, dlq), read when /metrics is scraped",
+            ["service", "queue"], registry,
         )
