@@ -5,6 +5,9 @@ returns (an ACK); it keeps a connection open for many messages, bounds the frame
 never lets a handler error kill the listener. `MLLPClient` sends a message and waits for the
 reply on a persistent connection, reconnecting when the peer closed it. Both are asyncio and
 generic: registration receives the HIS feed with them; reporting and critical-values send with them.
+
+Given `metrics=HL7Metrics(service, registry)`, both count each message and time it (observe.py);
+the server handles each message under its own correlation id ("<MSH-3>-<MSH-10>").
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from imaging_common.hl7.observe import HL7Metrics, ack_code, message_correlation_id, message_type, msh_fields
+from imaging_common.observability import correlation_scope
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +66,13 @@ async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) ->
 class MLLPServer:
     """`async with MLLPServer(handler, host, port) as server:` serves until the block exits."""
 
-    def __init__(self, handler: Handler, host: str = "0.0.0.0", port: int = 2575, *, idle_timeout: float = 600.0):
+    def __init__(self, handler: Handler, host: str = "0.0.0.0", port: int = 2575, *, idle_timeout: float = 600.0,
+                 metrics: HL7Metrics | None = None):
         self.handler = handler
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
+        self.metrics = metrics
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -81,14 +90,19 @@ class MLLPServer:
                     break
                 if payload is None:
                     break
-                try:
-                    reply = await self.handler(payload, peer)
-                except Exception:  # the handler must answer AE itself; this is the last resort
-                    log.exception("MLLP handler failed for a message from %s", peer[0])
-                    reply = None
-                if reply:
-                    writer.write(frame(reply))
-                    await writer.drain()
+                started = time.perf_counter()
+                fields = msh_fields(payload)
+                with correlation_scope(message_correlation_id(fields)):
+                    try:
+                        reply = await self.handler(payload, peer)
+                    except Exception:  # the handler must answer AE itself; this is the last resort
+                        log.exception("MLLP handler failed for a message from %s", peer[0])
+                        reply = None
+                    if reply:
+                        writer.write(frame(reply))
+                        await writer.drain()
+                if self.metrics is not None:
+                    self.metrics.record("in", message_type(fields), ack_code(reply), time.perf_counter() - started)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -124,10 +138,11 @@ class MLLPServer:
 class MLLPClient:
     """A persistent connection to an MLLP peer: `reply = await client.send(message_bytes)`."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0):
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0, metrics: HL7Metrics | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.metrics = metrics
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -138,6 +153,18 @@ class MLLPClient:
 
     async def send(self, payload: bytes | str, *, encoding: str = "utf-8") -> bytes:
         data = payload.encode(encoding) if isinstance(payload, str) else payload
+        if self.metrics is None:
+            return await self._send(data)
+        started = time.perf_counter()
+        ack = "error"
+        try:
+            reply = await self._send(data)
+            ack = ack_code(reply)
+            return reply
+        finally:
+            self.metrics.record("out", message_type(msh_fields(data)), ack, time.perf_counter() - started)
+
+    async def _send(self, data: bytes) -> bytes:
         async with self._lock:  # one message in flight per connection (MLLP has no multiplexing)
             for attempt in (1, 2):
                 if self._writer is None or self._writer.is_closing():

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from imaging_common.hl7 import Message, MLLPClient, decode
+from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
 
 from critical_values.adapters import messages
 from critical_values.domain import escalation, notifications
@@ -31,9 +31,10 @@ class DeliveryError(Exception):
 
 
 class Engine:
-    def __init__(self, pool: asyncpg.Pool, settings: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Any, *, hl7_metrics: HL7Metrics | None = None) -> None:
         self.pool = pool
         self.s = settings
+        self.hl7_metrics = hl7_metrics
         self._wake_delivery = asyncio.Event()
         self._wake_timers = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -132,7 +133,7 @@ class Engine:
         client = self._mllp.get(key)
         if client is None:
             client = self._mllp[key] = MLLPClient(note["hl7_host"], int(note["hl7_port"]),
-                                                  timeout=self.s.critical_delivery_timeout)
+                                                  timeout=self.s.critical_delivery_timeout, metrics=self.hl7_metrics)
         msg = messages.hl7_message(cv, note, message_type=note["hl7_message_type"],
                                    sending_app=self.s.critical_sending_app,
                                    sending_facility=self.s.critical_sending_facility,
@@ -184,7 +185,7 @@ def _resource_id(response: httpx.Response, kind: str) -> str | None:
 
 @contextlib.asynccontextmanager
 async def engine_listener(ctx: Any) -> AsyncIterator[None]:
-    engine = Engine(ctx.pool, ctx.settings)
+    engine = Engine(ctx.pool, ctx.settings, hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry))
     await engine.start()
     ctx.extras["engine"] = engine
     try:

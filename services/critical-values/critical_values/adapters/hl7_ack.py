@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imaging_common import audit
-from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
+from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
 
 from critical_values.domain import lifecycle, notifications
@@ -83,6 +83,7 @@ async def mllp_listener(ctx: Any) -> AsyncIterator[None]:
         return
     service = MessageService(make_handler(ctx), application=s.critical_sending_app,
                              facility=s.critical_sending_facility)
-    async with MLLPServer(service, s.critical_mllp_host, s.critical_mllp_port) as server:
+    async with MLLPServer(service, s.critical_mllp_host, s.critical_mllp_port,
+                          metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as server:
         ctx.extras["mllp_port"] = server.port
         yield

@@ -23,7 +23,7 @@ from imaging_common.empi.identifiers import IdType, InvalidIdentifier, parse_id_
 from imaging_common.empi.names import has_han
 from imaging_common.empi.store import IncomingPerson, Person
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.hl7 import HL7Error, Message, MessageService
+from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import MLLPServer
 from imaging_common.service import ServiceContext
@@ -246,7 +246,8 @@ def mllp_listener(ctx: ServiceContext) -> contextlib.AbstractAsyncContextManager
         feed = HisFeed(ctx)
         service = MessageService(feed.handle, application=settings.hl7_application, facility=settings.hl7_facility,
                                  default_charset=settings.hl7_default_charset)
-        async with MLLPServer(service, settings.mllp_host, settings.mllp_port) as server:
+        async with MLLPServer(service, settings.mllp_host, settings.mllp_port,
+                              metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as server:
             ctx.extras["mllp_port"] = server.port
             yield server
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from imaging_common.hl7 import Message, MLLPClient
+from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
 from imaging_common.hl7.charset import decode
 from imaging_common.service import ServiceContext
 
@@ -32,8 +32,10 @@ _RETRYABLE_HTTP = {408, 409, 429}
 
 
 class DeliveryWorker:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, database_url: str, schema: str):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, database_url: str, schema: str, *,
+                 hl7_metrics: HL7Metrics | None = None):
         self.pool = pool
+        self.hl7_metrics = hl7_metrics
         self.settings = settings
         self.database_url = database_url
         self.schema = schema
@@ -135,7 +137,8 @@ class DeliveryWorker:
         client = self._mllp.get(receiver.id)
         if client is None or (client.host, client.port) != (receiver.host, receiver.port):
             client = self._mllp[receiver.id] = MLLPClient(receiver.host or "127.0.0.1", receiver.port or 2575,
-                                                          timeout=self.settings.reporting_delivery_timeout)
+                                                          timeout=self.settings.reporting_delivery_timeout,
+                                                          metrics=self.hl7_metrics)
         try:
             payload = row["payload"].encode(receiver.charset, errors="strict")
         except (UnicodeEncodeError, LookupError) as exc:
@@ -192,7 +195,8 @@ async def delivery_listener(ctx: ServiceContext) -> AsyncIterator[Any]:
     if not settings.reporting_delivery_enabled:
         yield None
         return
-    worker = DeliveryWorker(ctx.pool, settings, settings.database_url, ctx.spec.schema)
+    worker = DeliveryWorker(ctx.pool, settings, settings.database_url, ctx.spec.schema,
+                            hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry))
     await worker.start()
     ctx.extras["delivery_worker"] = worker
     try:
