@@ -4,6 +4,9 @@ pynetdicom runs each association in its own thread, and every handler below runs
 Work that needs the database or the film store (accepting a print job) is handed to the asyncio
 loop with `run_coroutine_threadsafe` and waited for, so the modality is answered only once the
 job is durable; nothing here ever runs inside the event loop itself.
+
+The `DimseObserver` counts associations and responses on the service's /metrics and gives each
+association a correlation id, bound in its thread: the job accepted on the loop carries it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
+from imaging_common.dicom.observe import DimseObserver
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -82,8 +86,10 @@ def _materialize(ds: Dataset) -> Dataset:
 
 
 class PrintScp:
-    def __init__(self, *, settings: Settings, pipeline: FilmPipeline, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, *, settings: Settings, pipeline: FilmPipeline, loop: asyncio.AbstractEventLoop,
+                 observer: DimseObserver | None = None) -> None:
         self.settings, self.pipeline, self.loop = settings, pipeline, loop
+        self.observer = observer
         self._states: dict[int, PrintAssociation] = {}
         self._session_ids: dict[int, str] = {}
         self._pending_reports: set[int] = set()
@@ -117,6 +123,8 @@ class PrintScp:
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
+        if self.observer is not None:
+            handlers += self.observer.handlers()
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
         self.port = int(self._server.server_address[1])  # the real one when IMAGING_PRINT_PORT=0
         log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, self.port)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from imaging_common.dicom.observe import DimseObserver
 from imaging_common.service import ServiceContext
 
 from print_scp.adapters.dicom_scp import PrintScp
@@ -44,7 +45,8 @@ async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
     settings = settings_of(ctx)
     store = await open_store(settings)
     pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)
-    scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop())
+    scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop(),
+                   observer=DimseObserver(ctx.spec.name, ctx.registry))
     await asyncio.to_thread(scp.start)
     # Several renderers: OCR of one film (up to a second) does not hold up the films behind it.
     renderers = [asyncio.create_task(pipeline.run(), name=f"print-film-renderer-{i}")

@@ -1,0 +1,148 @@
+"""A pynetdicom SCP's counters and correlation ids, as notification handlers added beside its own.
+
+    observer = DimseObserver(ctx.spec.name, ctx.registry)
+    handlers += observer.handlers()        # before ae.start_server(..., evt_handlers=handlers)
+    observer.bind(server)                  # or on a server already running
+
+Each association gets a new correlation id when it is accepted (or rejected), logged once with
+the calling AE title. It is bound in the association's own thread, where pynetdicom calls every
+DIMSE handler of that association, so their log lines carry it, and so do the coroutines they
+hand to the event loop with `asyncio.run_coroutine_threadsafe` (and any event those put in
+the outbox). Counted on the service's registry:
+
+    dicom_associations_total{service, outcome}        accepted, rejected, released, aborted
+    dicom_associations_active{service}                associations open now
+    dicom_dimse_responses_total{service, command, status}
+                                                      responses sent: command "C-FIND", "N-ACTION"...,
+                                                      status success / pending / warning / cancel / failure
+
+Responses are counted as pynetdicom sends them (EVT_DIMSE_SENT); an SCP that writes some
+responses itself, bypassing `dimse.send_msg`, leaves those out. Cheap on purpose: one counter
+increment per response, nothing logged per message.
+This module imports pynetdicom (the rest of imaging_common.dicom does not): import it by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pynetdicom import evt
+
+from imaging_common.observability import bind_correlation_id, new_correlation_id, registered
+
+log = logging.getLogger(__name__)
+
+SUCCESS, PENDING, WARNING, CANCEL, FAILURE = "success", "pending", "warning", "cancel", "failure"
+
+
+def status_class(code: int | None) -> str:
+    """The class of a DIMSE status (PS3.7 Annex C): success, pending, warning, cancel or failure."""
+    if code == 0x0000:
+        return SUCCESS
+    if code in (0xFF00, 0xFF01):
+        return PENDING
+    if code == 0xFE00:
+        return CANCEL
+    if code is not None and (code == 0x0001 or 0xB000 <= code <= 0xBFFF or code in (0x0107, 0x0116)):
+        return WARNING
+    return FAILURE
+
+
+def _calling(assoc: Any) -> tuple[str, str]:
+    requestor = assoc.requestor
+    title = requestor.ae_title
+    title = title.decode("ascii", "replace") if isinstance(title, bytes) else str(title)
+    return title.strip(), f"{requestor.address}:{requestor.port}"
+
+
+class DimseObserver:
+    """Counters and correlation ids of one service's SCP; thread-safe (pynetdicom calls from many threads)."""
+
+    def __init__(self, service: str, registry: CollectorRegistry | None) -> None:
+        self.service = service
+        self.associations = registered(
+            Counter, "dicom_associations", "DICOM associations by outcome (accepted, rejected, released, aborted)",
+            ["service", "outcome"], registry)
+        self.active = registered(Gauge, "dicom_associations_active", "DICOM associations open now", ["service"],
+                                 registry)
+        self.responses = registered(
+            Counter, "dicom_dimse_responses", "DIMSE responses sent, by command and status class",
+            ["service", "command", "status"], registry)
+        self._children: dict[tuple[str, str], Any] = {}  # (message class, status class) -> counter child
+        self._open: set[int] = set()
+        self._lock = threading.Lock()
+        self.active.labels(service)  # present (0) before the first association
+
+    def handlers(self) -> list[tuple[evt.EventType, Callable[[evt.Event], None]]]:
+        return [
+            (evt.EVT_ACCEPTED, self._accepted),
+            (evt.EVT_REJECTED, self._rejected),
+            (evt.EVT_DIMSE_SENT, self._sent),
+            (evt.EVT_RELEASED, self._released),
+            (evt.EVT_ABORTED, self._aborted),
+            (evt.EVT_CONN_CLOSE, self._closed),
+        ]
+
+    def bind(self, server: Any) -> None:
+        """Add the handlers to a running `AssociationServer` (and its open associations)."""
+        for event, handler in self.handlers():
+            server.bind(event, handler)
+
+    # -- association life (in the association's thread) ---------------------------------------
+
+    def _accepted(self, event: evt.Event) -> None:
+        cid = new_correlation_id()
+        bind_correlation_id(cid)  # this thread is this association's: the id lasts as long as it
+        calling, peer = _calling(event.assoc)
+        log.info("DICOM association from %s (%s) accepted by %s", calling, peer, self.service,
+                 extra={"service": self.service, "calling_ae": calling, "peer": peer})
+        with self._lock:
+            self._open.add(id(event.assoc))
+        self.associations.labels(self.service, "accepted").inc()
+        self.active.labels(self.service).inc()
+
+    def _rejected(self, event: evt.Event) -> None:
+        bind_correlation_id(new_correlation_id())
+        calling, peer = _calling(event.assoc)
+        log.info("DICOM association from %s (%s) rejected by %s", calling, peer, self.service,
+                 extra={"service": self.service, "calling_ae": calling, "peer": peer})
+        self.associations.labels(self.service, "rejected").inc()
+
+    def _released(self, event: evt.Event) -> None:
+        self.associations.labels(self.service, "released").inc()
+        self._end(event)
+
+    def _aborted(self, event: evt.Event) -> None:
+        calling, peer = _calling(event.assoc)
+        log.info("DICOM association from %s (%s) aborted", calling, peer,
+                 extra={"service": self.service, "calling_ae": calling, "peer": peer})
+        self.associations.labels(self.service, "aborted").inc()
+        self._end(event)
+
+    def _closed(self, event: evt.Event) -> None:
+        self._end(event)  # a connection dropped without release or abort still leaves the gauge
+
+    def _end(self, event: evt.Event) -> None:
+        with self._lock:
+            if id(event.assoc) not in self._open:
+                return
+            self._open.discard(id(event.assoc))
+        self.active.labels(self.service).dec()
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _sent(self, event: evt.Event) -> None:
+        message = event.message  # type: ignore[attr-defined]
+        name = type(message).__name__  # "C_FIND_RSP", "N_ACTION_RSP", "N_EVENT_REPORT_RQ"
+        if not name.endswith("_RSP"):
+            return
+        status = status_class(message.command_set.get("Status"))
+        child = self._children.get((name, status))
+        if child is None:
+            command = name[:-4].replace("_", "-")
+            child = self._children[(name, status)] = self.responses.labels(self.service, command, status)
+        child.inc()
