@@ -247,3 +247,19 @@ async def test_a_rejected_association_is_counted_and_logged(json_logs) -> None:
     assert sample(registry, "dicom_associations_total", service="print_scp", outcome="rejected") == 1
     rejected = [line for line in json_logs.lines if "rejected by print_scp" in line["message"]]
     assert rejected and rejected[0]["calling_ae"] == "MODALITY2" and rejected[0]["correlation_id"]
+
+
+# ---- queue depth ---------------------------------------------------------------------------------------
+
+
+async def test_queue_depth_without_a_broker_leaves_no_figure_and_no_error() -> None:
+    from imaging_common.config import CommonSettings
+    from imaging_common.events import EventBus
+
+    registry = CollectorRegistry()
+    bus = EventBus(settings=CommonSettings(), service="scheduling", pool=None, handlers={},  # type: ignore[arg-type]
+                   registry=registry)
+    bus.metrics.queue_depth.labels("scheduling", "dlq").set(3)  # a figure from before the broker went away
+    await bus.refresh_queue_depth()  # not connected: must not raise
+    assert sample(registry, "events_queue_depth", service="scheduling", queue="dlq") == 0.0
+    assert registry.get_sample_value("events_queue_depth", {"service": "scheduling", "queue": "dlq"}) is None
