@@ -232,7 +232,8 @@ async def test_a_rejected_association_is_counted_and_logged(json_logs) -> None:
     ae = AE(ae_title="PRINTER")
     ae.require_called_aet = True
     ae.add_supported_context(Verification)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=observer.handlers())
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    observer.bind(server)  # on a server already running (how the worklist SCP is observed)
 
     def wrong_called_ae() -> bool:
         scu = AE(ae_title="MODALITY2")
