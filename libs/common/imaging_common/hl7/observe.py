@@ -18,6 +18,7 @@ asked about a control id finds everything it caused.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -79,6 +80,7 @@ class HL7Metrics:
             Histogram, "hl7_mllp_duration_seconds", "MLLP message to acknowledgement, seconds",
             ["service", "direction", "type"], registry)
         self._types: set[str] = set()
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labels -> (counter, histogram)
         self._lock = threading.Lock()
 
     def _bounded(self, kind: str) -> str:
@@ -92,5 +94,10 @@ class HL7Metrics:
 
     def record(self, direction: str, kind: str, ack: str, seconds: float) -> None:
         kind = self._bounded(kind)
-        self.messages.labels(self.service, direction, kind, ack).inc()
-        self.duration.labels(self.service, direction, kind).observe(seconds)
+        children = self._children.get((direction, kind, ack))
+        if children is None:
+            children = self._children[(direction, kind, ack)] = (
+                self.messages.labels(self.service, direction, kind, ack),
+                self.duration.labels(self.service, direction, kind))
+        children[0].inc()
+        children[1].observe(seconds)
