@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from imaging_common.dicom.observe import DimseObserver, status_class
+from imaging_common.dicom.observe import DimseObserver, count_responses, status_class
 from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import MLLPClient, MLLPServer
@@ -185,6 +185,7 @@ async def test_each_association_has_its_id_in_handlers_logs_and_the_coroutines_t
 
     def on_echo(event: evt.Event) -> int:
         asyncio.run_coroutine_threadsafe(on_loop(), loop).result(5)
+        count_responses(event.assoc, "C-FIND", 0xFF00, 3)  # as an SCP writing responses itself does
         return 0x0000
 
     ae = AE(ae_title="OBSERVED")
@@ -223,6 +224,8 @@ async def test_each_association_has_its_id_in_handlers_logs_and_the_coroutines_t
     assert sample(registry, "dicom_associations_active", service="worklist") == 0
     assert sample(registry, "dicom_dimse_responses_total", service="worklist", command="C-ECHO",
                   status="success") == 2
+    assert sample(registry, "dicom_dimse_responses_total", service="worklist", command="C-FIND",
+                  status="pending") == 6
     assert threading.current_thread() is threading.main_thread() and current_correlation_id() is None
 
 

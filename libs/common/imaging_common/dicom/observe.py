@@ -16,9 +16,10 @@ the outbox). Counted on the service's registry:
                                                       responses sent: command "C-FIND", "N-ACTION"...,
                                                       status success / pending / warning / cancel / failure
 
-Responses are counted as pynetdicom sends them (EVT_DIMSE_SENT); an SCP that writes some
-responses itself, bypassing `dimse.send_msg`, leaves those out. Cheap on purpose: one counter
-increment per response, nothing logged per message.
+Responses are counted as pynetdicom sends them (EVT_DIMSE_SENT). An SCP that writes responses to
+the socket itself (the worklist's C-FIND fast path) counts those with
+`count_responses(assoc, "C-FIND", status, n)`. Cheap on purpose: a dictionary lookup and a counter
+increment per response (a few µs), nothing logged per message.
 This module imports pynetdicom (the rest of imaging_common.dicom does not): import it by name.
 """
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SUCCESS, PENDING, WARNING, CANCEL, FAILURE = "success", "pending", "warning", "cancel", "failure"
 STATUS_TAG = 0x00000900  # (0000,0900) Status, in a response's command set
+_OBSERVER = "_imaging_dimse_observer"  # attribute of an accepted Association naming its observer
 
 
 def status_class(code: int | None) -> str:
@@ -51,6 +53,15 @@ def status_class(code: int | None) -> str:
     if code is not None and (code == 0x0001 or 0xB000 <= code <= 0xBFFF or code in (0x0107, 0x0116)):
         return WARNING
     return FAILURE
+
+
+def count_responses(assoc: Any, command: str, status: int, n: int = 1) -> None:
+    """Count `n` responses an SCP wrote itself, bypassing `dimse.send_msg` (so EVT_DIMSE_SENT never
+    fired for them): `count_responses(event.assoc, "C-FIND", 0xFF00, len(batch))`. No-op when the
+    association is not observed."""
+    observer: DimseObserver | None = getattr(assoc, _OBSERVER, None)
+    if observer is not None:
+        observer.count(command, status, n)
 
 
 def _calling(assoc: Any) -> tuple[str, str]:
@@ -101,6 +112,7 @@ class DimseObserver:
         calling, peer = _calling(event.assoc)
         log.info("DICOM association from %s (%s) accepted by %s", calling, peer, self.service,
                  extra={"service": self.service, "calling_ae": calling, "peer": peer})
+        setattr(event.assoc, _OBSERVER, self)  # for count_responses
         with self._lock:
             self._open.add(id(event.assoc))
         self.associations.labels(self.service, "accepted").inc()
@@ -144,9 +156,12 @@ class DimseObserver:
         command_set = message.command_set
         # pydicom's element map: ~1 µs, where `command_set.Status` costs ~15 µs per response.
         element = getattr(command_set, "_dict", {}).get(STATUS_TAG) or command_set.get(STATUS_TAG)
-        status = status_class(element.value if element is not None else None)
-        child = self._children.get((name, status))
+        self.count(name[:-4].replace("_", "-"), element.value if element is not None else None)
+
+    def count(self, command: str, status: int | None, n: int = 1) -> None:
+        """Count `n` responses of `command` ("C-FIND") with DIMSE status `status`."""
+        kind = status_class(status)
+        child = self._children.get((command, kind))
         if child is None:
-            command = name[:-4].replace("_", "-")
-            child = self._children[(name, status)] = self.responses.labels(self.service, command, status)
-        child.inc()
+            child = self._children[(command, kind)] = self.responses.labels(self.service, command, kind)
+        child.inc(n)
