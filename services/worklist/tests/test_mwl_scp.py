@@ -201,3 +201,22 @@ async def test_wrong_called_ae_title_is_rejected(scp: WorklistSCP) -> None:
 
     rejected, aborted = await asyncio.to_thread(run)
     assert rejected and not aborted
+
+
+async def test_batched_responses_match_pynetdicoms_whatever_the_peers_pdu(scp: WorklistSCP, world: World) -> None:
+    """Pendings are written as P-DATA bytes in batches (wire.py); deflated ones still go through
+    pynetdicom's own encoding. The same items must come back alike either way, even through a
+    peer maximum PDU so small that every command and data set is cut into many fragments."""
+    for i in range(30):  # more than the first batch, with Chinese and Latin names
+        await world.step(i, patient_name="ZHANG^SAN=张^三" if i % 2 else f"DOE^JOHN{i}")
+    query = mwl_query(charset="ISO_IR 192", station=world.station)
+
+    def replies(responses: list) -> list[Dataset]:  # type: ignore[type-arg]
+        assert [r[0] for r in responses] == [0xFF00] * 30 + [0x0000]
+        return sorted((r[2] for r in responses[:-1]), key=lambda d: d.AccessionNumber)
+
+    [pynetdicoms] = await find(scp.port, query, syntax=DeflatedExplicitVRLittleEndian)
+    for max_pdu, syntax in ((0, ImplicitVRLittleEndian), (64, ImplicitVRLittleEndian), (64, ExplicitVRLittleEndian),
+                            (16382, ExplicitVRLittleEndian)):
+        [ours] = await find(scp.port, query, max_pdu=max_pdu, syntax=syntax)
+        assert replies(ours) == replies(pynetdicoms), (max_pdu, syntax)

@@ -14,14 +14,15 @@ pynetdicom answer "processing failure", never abort the association, but we answ
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import queue
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from io import BytesIO
 from typing import Any
 
 import asyncpg
@@ -40,7 +41,6 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -55,6 +55,8 @@ from worklist.adapters.dicom.mwl import (
     reply_elements,
     reply_texts,
 )
+from worklist.adapters.dicom.prompt import make_prompt
+from worklist.adapters.dicom.wire import message_pdus
 from worklist.domain import mpps as mpps_domain
 from worklist.domain.mpps import MppsError
 from worklist.domain.query import select_sql
@@ -71,66 +73,90 @@ CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
 REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
 
 
-class _PendingSender:
-    """`dimse.send_msg` for one association, with a fast path for C-FIND pending responses.
+class _ResponseWriter:
+    """`dimse.send_msg` for one association: C-FIND responses written straight to its socket.
 
-    pynetdicom builds and encodes the command set of every response through pydicom (~1 ms),
-    and in a long C-FIND every pending response has the same command set. This sends the
-    cached command bytes and our already encoded identifier as P-DATA fragments exactly as
-    pynetdicom's `DIMSEMessage.encode_msg` does (PS3.8 E.2: command fragments flagged 01/03,
-    data set fragments 00/02, each PDV within the peer's maximum PDU). Anything else goes
-    through pynetdicom unchanged.
+    pynetdicom builds and encodes every response's command set through pydicom (~1 ms) and
+    hands each PDU to its DUL thread through a queue that thread polls. In a C-FIND every
+    pending response has the same command set: it is encoded once per query shape (only
+    the Message ID Being Responded To differs between queries), and whole batches of
+    responses go out as P-DATA-TF bytes (wire.py) in one `sendall` from the association
+    thread. That thread is the only one queueing P-DATA for the association, and the peer
+    waits for each response before it asks again, so the DUL thread has nothing to send
+    meanwhile; writes still wait for its queue to be empty. Responses carrying more than a
+    status (error comments, offending elements) and everything else go through pynetdicom.
     """
 
-    def __init__(self, dimse: Any) -> None:
-        self.dimse = dimse
-        self.original = dimse.send_msg
-        self.commands: dict[tuple[Any, ...], bytes] = {}
-        # Identifiers we encoded ourselves, in the order their pending responses are sent; the
-        # handler yields a one-element stand-in so pynetdicom's own encoding costs nothing.
-        self.identifiers: collections.deque[bytes] = collections.deque()
+    def __init__(self, assoc: Any) -> None:
+        self.assoc = assoc
+        self.dimse = assoc.dimse
+        self.original = assoc.dimse.send_msg
+        self.templates: dict[tuple[Any, ...], tuple[bytes, int]] = {}
 
     def __call__(self, primitive: Any, context_id: int) -> None:
+        command = self.command(primitive)
         identifier = getattr(primitive, "Identifier", None)
-        if not (type(primitive) is C_FIND and primitive.MessageIDBeingRespondedTo is not None
-                and primitive.Status in (PENDING, PENDING_WARNING) and identifier is not None):
+        dataset = identifier.getvalue() if identifier is not None else None
+        if command is None or not self.write(message_pdus(context_id, command, dataset, self.max_pdu)):
             self.original(primitive, context_id)
-            return
-        key = (primitive.MessageIDBeingRespondedTo, primitive.Status, primitive.AffectedSOPClassUID)
-        command = self.commands.get(key)
-        if command is None:
+
+    @property
+    def max_pdu(self) -> int:
+        return int(self.dimse.maximum_pdu_size or 0)
+
+    def command(self, primitive: Any) -> bytes | None:
+        """The encoded command set of a C-FIND response that carries only a status; else None."""
+        if type(primitive) is not C_FIND or primitive.MessageIDBeingRespondedTo is None or any(
+                getattr(primitive, extra, None) is not None for extra in _STATUS_EXTRAS):
+            return None
+        message_id = primitive.MessageIDBeingRespondedTo
+        key = (primitive.Status, primitive.AffectedSOPClassUID, primitive.Identifier is not None)
+        template = self.templates.get(key)
+        if template is None:
             message = C_FIND_RSP()
             message.primitive_to_message(primitive)
             encoded = encode(message.command_set, True, True)
-            if encoded is None:  # pynetdicom logged why; let its own path answer
-                self.original(primitive, context_id)
-                return
-            command = self.commands[key] = encoded
-        max_pdu = self.dimse.maximum_pdu_size
-        payload = self.identifiers.popleft() if self.identifiers else identifier.getvalue()
-        if not max_pdu or len(command) + len(payload) + 12 <= max_pdu:
-            # Both PDVs in one P-DATA-TF PDU (PS3.8 9.3.5 allows several): one send instead of two.
-            pdata = P_DATA()
-            pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-            pdata.presentation_data_value_list.append((context_id, b"\x02" + payload))
-            self.dimse.dul.send_pdu(pdata)
-            return
-        self._send_fragments(command, b"\x01", b"\x03", context_id, max_pdu)
-        self._send_fragments(payload, b"\x00", b"\x02", context_id, max_pdu)
+            offset = encoded.find(_MESSAGE_ID_RESPONDED_TO) if encoded else -1
+            if encoded is None or offset < 0:
+                return None
+            template = self.templates[key] = (encoded, offset + len(_MESSAGE_ID_RESPONDED_TO))
+        encoded, at = template
+        return encoded[:at] + struct.pack("<H", message_id) + encoded[at + 2:]
 
-    def _send_fragments(self, data: bytes, more: bytes, last: bytes, context_id: int, max_pdu: int) -> None:
-        size = len(data) if not max_pdu else max_pdu - 6
-        chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-        for n, chunk in enumerate(chunks):
-            pdata = P_DATA()
-            pdata.presentation_data_value_list.append((context_id, (last if n == len(chunks) - 1 else more) + chunk))
-            self.dimse.dul.send_pdu(pdata)
+    def write(self, data: bytes) -> bool:
+        """Send PDU bytes on the association's socket; False when there is no socket to write to."""
+        sock = _socket_of(self.assoc)
+        dul = getattr(self.assoc, "dul", None)
+        if sock is None or dul is None:
+            return False
+        deadline = time.monotonic() + 1.0
+        while not dul.to_provider_queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.0005)  # never interleave with a PDU pynetdicom is still sending
+        try:
+            sock.sendall(data)
+        except OSError:
+            dul.event_queue.put("Evt17")  # transport closed: what pynetdicom's own send reports
+            return True
+        _keep_alive(self.assoc)
+        _set_quick_ack(sock)
+        return True
 
 
-# What the C-FIND handler yields while the real identifier waits in _PendingSender.identifiers.
-# One per VR encoding, so pydicom writes it without converting anything.
-_STAND_IN = {implicit: raw_dataset([(0x00080005, "CS", "ISO_IR 6")], charset=None, implicit=implicit)
-             for implicit in (True, False)}
+# Optional C-FIND response parameters: a response with any of them goes through pynetdicom.
+_STATUS_EXTRAS = ("ErrorComment", "OffendingElement", "ErrorID", "AffectedSOPInstanceUID")
+# (0000,0120) Message ID Being Responded To with its length 2, implicit VR little endian
+_MESSAGE_ID_RESPONDED_TO = b"\x00\x00\x20\x01\x02\x00\x00\x00"
+
+
+def _pending_response(request: Any, status: int) -> C_FIND:
+    """A pending C-FIND response as pynetdicom builds it (for its command set)."""
+    rsp = C_FIND()
+    rsp.MessageID = request.MessageID
+    rsp.MessageIDBeingRespondedTo = request.MessageID
+    rsp.AffectedSOPClassUID = request.AffectedSOPClassUID
+    rsp.Status = status
+    rsp.Identifier = BytesIO(b"\0\0")  # present: the command says a data set follows
+    return rsp
 
 
 def _socket_of(assoc: Any) -> socket.socket | None:
@@ -143,9 +169,14 @@ def _quick_ack(event: Any) -> None:
     ACKed, which Linux delays ~40 ms: every query would wait that long for nothing. Linux leaves
     quick-ACK mode by itself (as soon as we answer), so it is set again after each PDU sent or
     received."""
-    quickack = getattr(socket, "TCP_QUICKACK", None)
     sock = _socket_of(event.assoc)
-    if quickack is not None and sock is not None:
+    if sock is not None:
+        _set_quick_ack(sock)
+
+
+def _set_quick_ack(sock: socket.socket) -> None:
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
@@ -227,7 +258,9 @@ class WorklistSCP:
     @staticmethod
     def on_connection(event: Any) -> None:
         """Send each PDU at once: pynetdicom writes a response in several small segments, and
-        Nagle's algorithm against the peer's delayed ACK would hold each reply ~40 ms."""
+        Nagle's algorithm against the peer's delayed ACK would hold each reply ~40 ms. And let
+        pynetdicom's loops wake on work rather than sleep through it (prompt.py)."""
+        make_prompt(event.assoc)
         sock = _socket_of(event.assoc)
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -252,17 +285,20 @@ class WorklistSCP:
         limit = self.settings.worklist_max_results
         implicit = UID(event.context.transfer_syntax).is_implicit_VR
         dimse = event.assoc.dimse
-        if not isinstance(dimse.send_msg, _PendingSender):
-            dimse.send_msg = _PendingSender(dimse)
-        sender: _PendingSender = dimse.send_msg
-        sender.identifiers.clear()
-        # Deflated syntaxes compress the encoded identifier inside pynetdicom: no stand-in then.
-        stand_in = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
+        if not isinstance(dimse.send_msg, _ResponseWriter):
+            dimse.send_msg = _ResponseWriter(event.assoc)
+        writer: _ResponseWriter = dimse.send_msg
+        pending = PENDING_WARNING if parsed.unsupported else PENDING
+        # Deflated syntaxes: pynetdicom compresses each identifier, so those are yielded to it.
+        # Otherwise pendings are written here, a batch of rows at a time (see _ResponseWriter).
+        direct = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
+        command = writer.command(_pending_response(event.request, pending)) if direct else None
+        context_id = event.context.context_id
         rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
         reader = asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
-        pending = PENDING_WARNING if parsed.unsupported else PENDING
         sent = 0
+        out: list[bytes] = []
         try:
             done = False
             while not done:
@@ -277,25 +313,30 @@ class WorklistSCP:
                     log.error("worklist query failed: %r", batch)
                     yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
                     return
+                max_pdu = writer.max_pdu
                 for row in batch:
                     if row is _DONE:
                         done = True
                         break
                     if sent == limit:
+                        writer.write(b"".join(out))
                         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches: narrow the query"), None
                         return
                     if sent and event.is_cancelled:
+                        writer.write(b"".join(out))
                         yield CANCELLED, None
                         return
-                    if stand_in:
-                        sender.identifiers.append(self._reply_bytes(row, parsed, implicit))
-                        yield pending, _STAND_IN[implicit]
+                    if command is not None:
+                        out.append(message_pdus(context_id, command, self._reply_bytes(row, parsed, implicit), max_pdu))
                     else:
                         yield pending, self._reply(row, parsed, implicit)
                     sent += 1
+                if out:  # what this batch matched leaves now; the next batch is being read meanwhile
+                    if not writer.write(b"".join(out)):
+                        return  # no socket: the association is gone
+                    out.clear()
             yield 0x0000, None
         finally:
-            sender.identifiers.clear()
             stop.set()  # the reader stops at its next row (cancel, limit, closed association)
             with contextlib.suppress(Exception):
                 reader.result(timeout=REQUEST_TIMEOUT)
