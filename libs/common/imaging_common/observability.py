@@ -76,7 +76,9 @@ def correlation_id_from(*parts: str) -> str:
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged too.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# (uvicorn's `color_message` is its message again, with terminal colours.)
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -93,7 +95,7 @@ class JsonFormatter(logging.Formatter):
         if cid:
             entry["correlation_id"] = cid
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and key not in entry:
+            if key not in _RECORD_ATTRS and key not in entry and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -29,7 +29,7 @@ from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
 from imaging_common.events.deadletters import dead_letters_router
-from imaging_common.observability import accepted_correlation_id, bind_correlation_id, configure_logging
+from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope
 from imaging_common.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,6 @@ class RequestMetrics:
             return
         headers = dict(scope.get("headers") or ())
         cid = accepted_correlation_id(headers.get(b"x-correlation-id", b"").decode("latin-1"))
-        bind_correlation_id(cid)
         started = time.perf_counter()
         status = 500
 
@@ -190,7 +189,9 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # Scoped, not just bound: an in-process client (tests) runs the app in its own task.
+            with correlation_scope(cid):
+                await self.app(scope, receive, send_with_id)
         finally:
             # The route template (set in scope by the router) keeps label cardinality low.
             route = getattr(scope.get("route"), "path", "unmatched")
