@@ -174,3 +174,35 @@ def test_placeholder_phones_are_no_evidence() -> None:
     a = rec("a", "王芳", sex="F", idn=None, phone="13800000000", address=None)
     b = rec("b", "王芳", sex="F", idn=None, phone="13800000000", address=None)
     assert SCORER.score(a, b).band is Band.REVIEW  # a shared placeholder does not corroborate
+
+
+def test_weaker_agreement_never_weighs_more_than_stronger() -> None:
+    # EM saw no two different people with phones one digit apart: u ~ 0, the raw ratio beats "exact".
+    model = FellegiSunterModel.default()
+    m = {k: list(v) for k, v in model.m.items()}
+    u = {k: list(v) for k, v in model.u.items()}
+    m["phone"], u["phone"] = [0.75, 0.02, 0.23], [0.001, 1e-6, 0.999]
+    w = FellegiSunterModel(m, u, model.prior).weights_table()
+    assert w["phone"]["one-typo"] == w["phone"]["exact"] > 0 > w["phone"]["different"]
+    for levels in w.values():
+        values = list(levels.values())
+        assert values == sorted(values, reverse=True)
+
+
+def test_generator_ground_truth_is_consistent() -> None:
+    from imaging_common.empi.identifiers import parse_resident_id
+    records = Generator(seed=3).population(6000)
+    for r in records:
+        if r.id_number and "id-typo" not in r.tags:
+            card = parse_resident_id(r.id_number)  # every untouched ID number is valid...
+            if r.kind != "duplicate" or "dob-typo" not in r.tags:
+                assert card.birth_date == r.birth_date  # ...and agrees with its holder's birth date
+            if r.sex:
+                assert card.sex == r.sex
+        if "card-read" in r.tags:
+            assert not {"homophone", "pinyin-only", "traditional", "dob-typo", "id-typo"} & set(r.tags)
+    originals = {r.person_id: r for r in records if r.kind != "duplicate"}
+    twins = [r for r in originals.values() if r.kind == "twin"]
+    assert twins and all(originals[t.person_id - 1].name != t.name for t in twins)  # twins are named apart
+    namesakes = [r for r in originals.values() if r.kind == "namesake-same-dob"]
+    assert namesakes and all(originals[n.person_id - 1].birth_date == n.birth_date for n in namesakes)

@@ -39,6 +39,17 @@ _U_START = {
 }
 
 
+def _monotone(weights: list[float]) -> list[float]:
+    """Levels run from strongest agreement to disagreement; a weaker level never weighs more than a
+    stronger one. EM can say otherwise when a level is rare among non-matches in the sample (no two
+    different people had phones one digit apart), but a typo is not better evidence than agreement:
+    families buy consecutive numbers, and a pinyin-only name says less than the same characters."""
+    out: list[float] = []
+    for w in weights:
+        out.append(min(w, out[-1]) if out else w)
+    return out
+
+
 @dataclass
 class FellegiSunterModel:
     m: dict[str, list[float]]
@@ -48,7 +59,7 @@ class FellegiSunterModel:
 
     def __post_init__(self) -> None:
         self._weights = [
-            [math.log2(max(m, _EPS) / max(u, _EPS)) for m, u in zip(self.m[name], self.u[name], strict=True)]
+            _monotone([math.log2(max(m, _EPS) / max(u, _EPS)) for m, u in zip(self.m[name], self.u[name], strict=True)])
             for name, _ in FIELDS
         ]
 

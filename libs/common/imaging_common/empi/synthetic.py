@@ -1,12 +1,19 @@
 """Synthetic Chinese identities with realistic duplicates, hard negatives and ground truth.
 
 Used by the EMPI benchmark and tests, and to estimate the shipped default parameters. The
-population has namesakes (common names from a small pool), twins (same family name, birth date,
-address and phone; consecutive ID numbers, often alike-sounding given names), same-name people
-born the same day, and homophone namesakes. A person's duplicate records carry the errors
-front desks make: one wrong ID digit or two swapped, a missing ID, a homophone picked from the
-input method, a pinyin-only entry (foreign system), traditional characters, a birth-date typo or
-day/month swap, a new phone, an abbreviated or moved address, a missing sex.
+population has namesakes (family names drawn with their real frequencies: 王, 李 and 张 are
+each about 7 % of the population), twins (same family name, birth date, address and phone;
+consecutive ID numbers, often alike-sounding given names), same-name people born the same day,
+and homophone namesakes. Every ID number agrees with the birth date and sex of its holder.
+
+A person's duplicate records carry the errors front desks make, and where they make them. About
+half of the re-registrations of a person who holds an ID card read it with a card reader: the ID
+number, name (characters), birth date and sex are then exact. The others are typed: one wrong ID
+digit or two swapped, a missing ID, a homophone picked from the input method, a pinyin-only entry
+(foreign system), traditional characters, a birth-date typo or day/month swap. Any record may
+carry a new phone (or one mistyped digit), an abbreviated or moved address, a missing sex. The
+overall rate of each error is what it was before the card reader was modelled; the errors are
+now concentrated on typed records, e.g. a homophone comes with a missing ID more often.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from itertools import accumulate
 
 from opencc import OpenCC
 
@@ -25,6 +33,10 @@ SURNAMES = list(
     "潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦"
     "邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 ) + ["欧阳", "司马"]
+# Shares in percent of the 20 most common family names (2020 census, rounded), in SURNAMES order;
+# the rest share what is left evenly. Common names make namesakes, as they do at a real desk.
+_TOP_SHARES = [7.1, 7.0, 6.4, 5.4, 4.5, 3.1, 2.4, 2.3, 2.0, 1.9, 1.5, 1.5, 1.3, 1.3, 1.3, 1.1, 1.1, 1.1, 1.0, 0.9]
+SURNAME_CUM_WEIGHTS = list(accumulate(_TOP_SHARES + [0.5] * (len(SURNAMES) - len(_TOP_SHARES))))
 # Homophone groups (same toneless pinyin): the input method offers all of them.
 HOMOPHONES = [
     "伟维玮炜", "静晶婧", "丽莉立力", "敏民", "明鸣铭", "华花", "杰洁婕", "涛韬", "芳方", "娟鹃", "军君均", "强蔷",
@@ -43,6 +55,7 @@ STREETS = ["建国路", "人民路", "解放路", "中山路", "和平街", "长
            "学院路", "科技路", "滨江路", "幸福里", "朝阳街", "东风路", "青年路", "北京路", "南京路"]
 
 _S2T = OpenCC("s2t")
+CARD_READ = 0.5  # share of an ID holder's re-registrations where the ID card is read by a card reader
 
 
 @dataclass
@@ -105,9 +118,18 @@ class Generator:
         sex = r.choice("MF")
         born = date(1935, 1, 1) + timedelta(days=r.randrange(0, 31000))
         id_number = _resident_id(r, r.choice(REGIONS), born, sex) if r.random() < 0.93 else None
-        return SyntheticRecord(self._rid(), pid, r.choice(SURNAMES) + self._given(), sex, born, id_number,
+        family = r.choices(SURNAMES, cum_weights=SURNAME_CUM_WEIGHTS)[0]
+        return SyntheticRecord(self._rid(), pid, family + self._given(), sex, born, id_number,
                                self._phone() if r.random() < 0.9 else None,
                                self._address() if r.random() < 0.8 else None)
+
+    def _born_with(self, base: SyntheticRecord, pid: int, name: str, kind: str) -> SyntheticRecord:
+        """Another person (own ID region and sequence, phone, address) with `base`'s birth date and sex."""
+        other = self._person(pid)
+        born, sex = base.birth_date or date(2000, 1, 1), base.sex or "M"
+        # The ID number embeds the birth date and sex: it must be this person's, not the discarded draw's.
+        id_number = _resident_id(self.rng, other.id_number[:6], born, sex) if other.id_number else None
+        return replace(other, name=name, birth_date=born, sex=sex, id_number=id_number, kind=kind, tags=["namesake"])
 
     def population(self, people: int, *, duplicate_rate: float = 0.3) -> list[SyntheticRecord]:
         """Records of `people` persons (originals + duplicates), shuffled."""
@@ -121,9 +143,11 @@ class Generator:
             if roll < 0.02 and pid + 1 < people:  # twins
                 pid += 1
                 twin_sex = base.sex if r.random() < 0.6 else ("F" if base.sex == "M" else "M")
-                given = self._given()
-                if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
-                    given = base.name[1] + r.choice(GIVEN)
+                given = base.name[1:]
+                while given == base.name[1:]:  # parents never give twins the same name
+                    given = self._given()
+                    if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
+                        given = base.name[1] + r.choice(GIVEN)
                 twin_id = None
                 if base.id_number:
                     seq = int(base.id_number[14:17]) + (1 if twin_sex != base.sex else 2)
@@ -133,16 +157,12 @@ class Generator:
                                      sex=twin_sex, id_number=twin_id, kind="twin", tags=["twin"]))
             elif roll < 0.03 and pid + 1 < people:  # namesake born the same day
                 pid += 1
-                other = self._person(pid)
-                group.append(replace(other, name=base.name, birth_date=base.birth_date, sex=base.sex,
-                                     kind="namesake-same-dob", tags=["namesake"]))
+                group.append(self._born_with(base, pid, base.name, "namesake-same-dob"))
             elif roll < 0.035 and pid + 1 < people:  # homophone namesake born the same day
                 pid += 1
-                other = self._person(pid)
                 alt = _homophone(r, base.name[-1])
                 if alt:
-                    group.append(replace(other, name=base.name[:-1] + alt, birth_date=base.birth_date, sex=base.sex,
-                                         kind="homophone-namesake", tags=["namesake"]))
+                    group.append(self._born_with(base, pid, base.name[:-1] + alt, "homophone-namesake"))
             for person in list(group):
                 if r.random() < duplicate_rate:
                     for _ in range(1 if r.random() < 0.8 else 2):
@@ -155,29 +175,10 @@ class Generator:
     def duplicate(self, p: SyntheticRecord) -> SyntheticRecord:
         r = self.rng
         d = replace(p, record_id=self._rid(), kind="duplicate", tags=[])
-        roll = r.random()
-        if d.id_number and roll < 0.08:
-            d.id_number = _typo(r, d.id_number)
-            d.tags.append("id-typo")
-        elif d.id_number and roll < 0.18:
-            d.id_number = None
-            d.tags.append("id-missing")
-        roll = r.random()
-        if roll < 0.10:
-            pos = r.randrange(1, len(d.name))
-            alt = _homophone(r, d.name[pos])
-            if alt:
-                d.name = d.name[:pos] + alt + d.name[pos + 1:]
-                d.tags.append("homophone")
-        elif roll < 0.18:
-            d.name = (latin_of(d.name) or d.name).replace("^", " ")
-            d.tags.append("pinyin-only")
-        elif roll < 0.23:
-            d.name = _S2T.convert(d.name)
-            d.tags.append("traditional")
-        if d.birth_date and r.random() < 0.08:
-            d.birth_date = _date_typo(r, d.birth_date)
-            d.tags.append("dob-typo")
+        if d.id_number and r.random() < CARD_READ:
+            d.tags.append("card-read")  # ID number, name, birth date and sex exact, from the chip
+        else:
+            self._typed_errors(d)
         roll = r.random()
         if roll < 0.15:
             d.phone = self._phone()
@@ -185,6 +186,9 @@ class Generator:
         elif roll < 0.23:
             d.phone = None
             d.tags.append("no-phone")
+        elif d.phone and roll < 0.25:
+            d.phone = _typo(r, d.phone, len(d.phone))
+            d.tags.append("phone-typo")
         roll = r.random()
         if d.address and roll < 0.15:
             d.address = d.address[3:]  # city dropped
@@ -192,18 +196,51 @@ class Generator:
         elif roll < 0.25:
             d.address = self._address()
             d.tags.append("moved")
-        if r.random() < 0.05:
-            d.sex = None
         return d
 
+    def _typed_errors(self, d: SyntheticRecord) -> None:
+        """Errors of a record typed by the clerk; rates scaled so that, over all duplicates, each
+        error is as frequent as when every record was typed (the card reader moves errors, it
+        does not remove them)."""
+        r = self.rng
+        typed = 1 - CARD_READ * 0.93  # share of duplicates that are typed (93 % of people hold an ID)
+        id_typed = 1 - CARD_READ  # share of an ID holder's duplicates that are typed
+        roll = r.random()
+        if d.id_number and roll < 0.08 / id_typed:
+            d.id_number = _typo(r, d.id_number, 17)
+            d.tags.append("id-typo")
+        elif d.id_number and roll < 0.18 / id_typed:
+            d.id_number = None
+            d.tags.append("id-missing")
+        roll = r.random()
+        if roll < 0.10 / typed:
+            pos = r.randrange(1, len(d.name))
+            alt = _homophone(r, d.name[pos])
+            if alt:
+                d.name = d.name[:pos] + alt + d.name[pos + 1:]
+                d.tags.append("homophone")
+        elif roll < 0.18 / typed:
+            d.name = (latin_of(d.name) or d.name).replace("^", " ")
+            d.tags.append("pinyin-only")
+        elif roll < 0.23 / typed:
+            d.name = _S2T.convert(d.name)
+            d.tags.append("traditional")
+        if d.birth_date and r.random() < 0.08 / typed:
+            d.birth_date = _date_typo(r, d.birth_date)
+            d.tags.append("dob-typo")
+        if r.random() < 0.05 / typed:
+            d.sex = None
 
-def _typo(r: random.Random, value: str) -> str:
+
+def _typo(r: random.Random, value: str, span: int) -> str:
+    """One wrong digit or two neighbours swapped among the first `span` characters (an ID number's
+    first 17: the check character stays, so the typed number fails its check)."""
     chars = list(value)
     if r.random() < 0.7:
-        i = r.randrange(0, 17)
+        i = r.randrange(0, span)
         chars[i] = r.choice([c for c in "0123456789" if c != chars[i]])
     else:
-        i = r.randrange(0, 16)
+        i = r.randrange(0, span - 1)
         if chars[i] == chars[i + 1]:
             chars[i] = str((int(chars[i]) + 1) % 10)
         else:
