@@ -200,6 +200,9 @@ async def test_dicom_associations_are_logged_under_their_own_id_and_counted(plat
     assert {line["calling_ae"] for line in accepted} == {"OPS_ECHO", "MODALITY1"}
     ids = {line["correlation_id"] for line in accepted}
     assert len(ids) == 2  # one id per association
+    # The print itself is logged under its association's id, naming the films it spooled.
+    print_id = next(line["correlation_id"] for line in accepted if line["calling_ae"] == "MODALITY1")
+    assert any(line["message"].startswith("print from MODALITY1") for line in logs.with_id(print_id))
 
     for command, least in (("C-ECHO", 1), ("N-GET", 1), ("N-CREATE", 2), ("N-SET", 1), ("N-ACTION", 1),
                            ("N-DELETE", 2)):

@@ -288,6 +288,10 @@ class PrintScp:
                 raise PrintFailure(st.PROCESSING_FAILURE, f"job not stored: {type(exc).__name__}") from None
             for job in jobs:
                 state.mark_job(job.job_uid, "DONE")
+            # Once per print (not per message): ties this association's correlation id to the film
+            # ids that film.printed / film.matched will carry when the renderer is done with them.
+            log.info("print from %s: film(s) %s spooled", state.calling_ae, ", ".join(j.film_id for j in jobs),
+                     extra={"calling_ae": state.calling_ae})
             if self.settings.print_event_reports:
                 with self._lock:
                     self._pending_reports.add(id(event.assoc))
