@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -52,8 +53,23 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if dependency_unavailable(exc):
+            # The database (or another peer) is away: a retryable condition, not a bug.
+            log.warning("unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+            response = problem(503, "Service Unavailable", "a backing service is unreachable; retry shortly")
+            response.headers["Retry-After"] = "5"
+            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal Server Error", "an unexpected error was logged")
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """PostgreSQL refusing or dropping connections (or any peer's socket refused, reset or timed out)."""
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                        asyncpg.TooManyConnectionsError, ConnectionError, TimeoutError)):
+        return True
+    # asyncio reports a refused connect to several addresses (localhost: ::1 and 127.0.0.1) as a plain OSError.
+    return type(exc) is OSError and "Connect call failed" in str(exc)
 
 
 def _title(status: int) -> str:
