@@ -101,3 +101,21 @@ async def test_concurrent_registrations_of_one_person_make_one_person(pool: asyn
 
     ids = await asyncio.gather(*(reg() for _ in range(4)))
     assert len(set(ids)) == 1
+
+
+async def test_patient_ref_carries_the_latest_hospital_card_for_check_in(pool: asyncpg.Pool) -> None:
+    from imaging_common.events.types import PatientRef
+    idn = rid("440106", "19660301", 58)
+    async with pool.acquire() as conn:
+        first = await store.register(conn, IncomingPerson(
+            name="黄丽华", identifiers=[("resident-id", idn), ("hospital-card", "C0001234")]), actor="clerk1")
+        assert first.person.patient_ref()["card_number"] == "C0001234"
+        # The card was lost: a new one is issued; the event carries the card the patient now holds.
+        again = await store.register(conn, IncomingPerson(
+            name="黄丽华", identifiers=[("resident-id", idn), ("hospital-card", "C0009876")]), actor="clerk2")
+        assert again.outcome == "linked"
+        ref = PatientRef(**again.person.patient_ref())
+        assert ref.card_number == "C0009876" and ref.id_number_masked == idn[:4] + "*" * 10 + idn[-4:]
+        assert idn not in ref.model_dump_json()
+        nocard = await store.register(conn, person("周建国", rid("440106", "19700707", 71)), actor="clerk1")
+        assert nocard.person.patient_ref()["card_number"] is None

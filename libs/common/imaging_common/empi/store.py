@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -42,6 +42,9 @@ class EmpiError(ValueError):
 
 class PersonNotFound(EmpiError):
     pass
+
+
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 def new_empi_id() -> str:
@@ -110,11 +113,19 @@ class Person:
     def id_number_masked(self) -> str | None:
         return mask(self.id_number)
 
+    @property
+    def card_number(self) -> str | None:
+        """The hospital card last presented (a lost card is replaced by a new number; the old one stays known)."""
+        cards = [i for i in self.identifiers if i["type"] == IdType.HOSPITAL_CARD.value and i["valid"]]
+        if not cards:
+            return None
+        return str(max(cards, key=lambda i: i.get("last_seen") or _LONG_AGO)["value"])
+
     def patient_ref(self) -> dict[str, Any]:
-        """Fields of events.types.PatientRef (the ID number masked, never whole)."""
+        """Fields of events.types.PatientRef (the ID number masked, never whole; the card for check-in)."""
         return {"empi_id": self.empi_id, "patient_id": self.patient_id, "name": self.name,
                 "name_latin": self.name_latin, "birth_date": self.birth_date, "sex": self.sex,
-                "phone": self.phone, "id_number_masked": self.id_number_masked}
+                "phone": self.phone, "id_number_masked": self.id_number_masked, "card_number": self.card_number}
 
 
 @dataclass
@@ -176,8 +187,11 @@ async def get_person(conn: asyncpg.Connection, empi_id: str, *, follow_merged: b
             raise EmpiError("broken merge chain")
         seen.add(row["empi_id"])
     person = Person.from_row(row)
+    # When each number was last given (its newest source record): the card a patient carries is the latest.
     idents = await conn.fetch(
-        "SELECT DISTINCT type, value, valid FROM empi_identifier WHERE empi_id = $1 ORDER BY type, value",
+        """SELECT i.type, i.value, i.valid, max(s.created_at) AS last_seen
+           FROM empi_identifier i JOIN empi_source_record s ON s.id = i.source_record_id
+           WHERE i.empi_id = $1 GROUP BY i.type, i.value, i.valid ORDER BY i.type, i.value""",
         person.empi_id)
     person.identifiers = [dict(r) for r in idents]
     return person
