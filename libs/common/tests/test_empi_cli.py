@@ -84,3 +84,21 @@ def test_estimate_saves_a_model_the_service_can_load(tmp_path: Path) -> None:
     assert model.weights_table()["national_id"]["exact"] > 0 > model.weights_table()["national_id"]["different"]
     res = run("dedupe", str(src), "--model", str(model_file), "-o", str(tmp_path / "p.csv"))
     assert res.returncode == 0 and "EM on site.csv" in res.stderr
+
+
+def test_card_and_insurance_columns_are_found_by_their_usual_headers(tmp_path: Path) -> None:
+    idn = rid("510104", "19920714", 33)
+    his = tmp_path / "his.csv"
+    his.write_text(f"病历号,姓名,性别,出生日期,身份证号,就诊卡号\nH1,刘洋,男,1992-07-14,{idn},K778899\n"
+                   "H2,刘阳,男,1992-07-14,,K112233\n", encoding="utf-8")
+    pacs = tmp_path / "pacs.csv"
+    # The PACS got the ID from the insurance card, and one patient only by card number (name typed by ear).
+    pacs.write_text(f"编号,姓名,性别,出生日期,医保卡号,就诊卡号\nP1,刘阳,男,1992-07-14,{idn},\n"
+                    "P2,刘洋,男,1992-07-14,,K112233\n", encoding="utf-8")
+    out = tmp_path / "pairs.csv"
+    res = run("link", str(his), str(pacs), "-o", str(out), "--no-estimate")
+    assert res.returncode == 0, res.stderr
+    bands = {(r["left_id"], r["right_id"]): r["band"] for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert bands[("H1", "P1")] == "link"  # homophone, but the ID number agrees (from the insurance card)
+    # The same card and a homophone: weighty, but a parent may bring one twin's card for the other -> a clerk.
+    assert bands[("H2", "P2")] == "review"

@@ -206,3 +206,18 @@ def test_generator_ground_truth_is_consistent() -> None:
     assert twins and all(originals[t.person_id - 1].name != t.name for t in twins)  # twins are named apart
     namesakes = [r for r in originals.values() if r.kind == "namesake-same-dob"]
     assert namesakes and all(originals[n.person_id - 1].birth_date == n.birth_date for n in namesakes)
+
+
+def test_medical_insurance_number_that_is_the_resident_id_counts_as_the_id() -> None:
+    # 社会保障号码 = 公民身份号码: a record from the insurance card reader carries the ID that way.
+    by_card = MatchRecord.build("a", name="张伟", identifiers=[("medical-insurance", ZHANG)], phone="13912340000")
+    assert by_card.national["resident-id"].value == ZHANG and by_card.birth_date == date(1985, 3, 12)
+    typed = rec("b", "张维", phone=None, address=None)  # homophone: links only because an ID agrees
+    assert SCORER.score(by_card, typed).band is Band.LINK
+    # A city's own insurance number (not ID-shaped) stays a local identifier, never a national one.
+    local = MatchRecord.build("c", name="张伟", identifiers=[("medical-insurance", "SZ00012345")])
+    assert not local.national and ("medical-insurance", "SZ00012345") in local.local
+    # An explicit valid ID number wins over the insurance number.
+    other = rid("310104", "19850312", 22)
+    both = MatchRecord.build("d", name="张伟", identifiers=[("medical-insurance", other), ("resident-id", ZHANG)])
+    assert both.national["resident-id"].value == ZHANG

@@ -10,7 +10,7 @@ Column mapping: `--map FIELD=COLUMN[,COLUMN...]` where FIELD is one of id, name,
 given_name, birth_date, sex, id_number, id_type, phone, address, postcode, or `ident:<type>` for
 another identifier column (type as in identifiers.IdType, e.g. ident:hospital-card). Several
 columns are joined (address parts). Unmapped fields default to a column of the same name, or
-to common Chinese headers (姓名, 性别, 出生日期, 身份证号, 电话, 地址...). The Fellegi–Sunter
+to common headers (姓名, 性别, 出生日期, 身份证号, 电话, 地址, 就诊卡号, 医保卡号...). The Fellegi–Sunter
 parameters are estimated by EM on the file's own candidate pairs unless --model/--no-estimate.
 """
 
@@ -45,6 +45,9 @@ DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
     "phone": ("phone", "mobile", "tel", "电话", "手机", "联系电话"),
     "address": ("address", "地址", "住址", "家庭住址"),
     "postcode": ("postcode", "zip", "邮编"),
+    # Other identifiers a legacy file often carries: evidence when two files share them.
+    "ident:hospital-card": ("card_number", "hospital_card", "就诊卡号", "诊疗卡号", "卡号"),
+    "ident:medical-insurance": ("insurance_number", "medical_insurance", "医保号", "医保卡号", "社保卡号"),
 }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from imaging_common.empi.identifiers import Identifier, IdType
+from imaging_common.empi.identifiers import Identifier, IdType, is_valid_resident_id
 from imaging_common.empi.names import NameForm, name_form, to_simplified
 
 _DIGITS = re.compile(r"\D+")
@@ -105,6 +105,14 @@ class MatchRecord:
                     national[kind_key] = Identifier(kind_key, ident.value, ident.valid)
             else:
                 local.add((ident.type.value, ident.value))
+        resident = national.get(IdType.RESIDENT_ID)
+        if resident is None or not resident.valid:
+            # The social security (medical insurance) number is the resident ID number for most people
+            # (社会保障号码 = 公民身份号码): read from the insurance card, it is that evidence too.
+            for kind_name, number in sorted(local):
+                if kind_name == IdType.MEDICAL_INSURANCE.value and is_valid_resident_id(number):
+                    national[IdType.RESIDENT_ID] = Identifier(IdType.RESIDENT_ID, number)
+                    break
         dob = parse_date(birth_date)
         sx = normalize_sex(sex)
         resident = national.get(IdType.RESIDENT_ID)
