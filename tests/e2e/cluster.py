@@ -98,10 +98,16 @@ class Cluster:
     env: dict[str, str]
     folder: Path
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    direct_database_url: str = ""  # the cluster's database on the server itself (services may go through a proxy)
 
     @classmethod
-    def prepare(cls, test_env: dict[str, str], folder: Path, extra_env: dict[str, str] | None = None) -> Cluster:
-        """Ports, a key pair shared by all services, and a database and namespace of the cluster's own."""
+    def prepare(cls, test_env: dict[str, str], folder: Path, extra_env: dict[str, str] | None = None, *,
+                database_port: int | None = None) -> Cluster:
+        """Ports, a key pair shared by all services, and a database and namespace of the cluster's own.
+
+        `database_port`: the services reach PostgreSQL on 127.0.0.1 at this port (a TcpProxy a fault
+        test cuts); creating, dropping and inspecting the database go to the server directly.
+        """
         tag = uuid.uuid4().hex[:8]
         folder.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -124,8 +130,12 @@ class Cluster:
             "IMAGING_EVENT_RETRY_DELAY_MS": "1000",
             "IMAGING_AMQP_RECONNECT_INTERVAL": "0.5",
         })
+        direct_url = db_url
+        if database_port is not None:
+            db_url = urlunsplit(urlsplit(db_url)._replace(netloc=_with_host_port(db_url, "127.0.0.1", database_port)))
+            env["DATABASE_URL"] = db_url
         env.update(extra_env or {})
-        cluster = cls(env, folder)
+        cluster = cls(env, folder, direct_database_url=direct_url)
         for name, (package, prefix) in SERVICES.items():
             cluster.services[name] = ServiceProcess(name, package, prefix, free_port(), folder / f"{name}.log")
         return cluster
@@ -147,7 +157,7 @@ class Cluster:
         return self.services[service].url
 
     async def create_database(self) -> None:
-        admin = urlunsplit(urlsplit(self.env["DATABASE_URL"])._replace(path="/postgres"))
+        admin = urlunsplit(urlsplit(self.direct_database_url)._replace(path="/postgres"))
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(f'CREATE DATABASE "{self.db_name}"')
@@ -155,7 +165,7 @@ class Cluster:
             await conn.close()
 
     async def drop_database(self) -> None:
-        admin = urlunsplit(urlsplit(self.env["DATABASE_URL"])._replace(path="/postgres"))
+        admin = urlunsplit(urlsplit(self.direct_database_url)._replace(path="/postgres"))
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
@@ -231,11 +241,17 @@ class Cluster:
                 if svc.proc is not None and svc.proc.poll() is None}
 
 
+def _with_host_port(url: str, host: str, port: int) -> str:
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+
+
 @contextlib.asynccontextmanager
-async def running_cluster(test_env: dict[str, str], folder: Path,
-                          extra_env: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
+async def running_cluster(test_env: dict[str, str], folder: Path, extra_env: dict[str, str] | None = None, *,
+                          database_port: int | None = None) -> AsyncIterator[Cluster]:
     """All seven services started on a database of their own; stopped and the database dropped after."""
-    cluster = Cluster.prepare(test_env, folder, extra_env)
+    cluster = Cluster.prepare(test_env, folder, extra_env, database_port=database_port)
     await cluster.create_database()
     try:
         await cluster.start()
@@ -246,8 +262,8 @@ async def running_cluster(test_env: dict[str, str], folder: Path,
 
 
 @contextlib.asynccontextmanager
-async def cluster_site(test_env: dict[str, str], folder: Path,
-                       extra_env: dict[str, str] | None = None) -> AsyncIterator[tuple[Cluster, Site]]:
+async def cluster_site(test_env: dict[str, str], folder: Path, extra_env: dict[str, str] | None = None, *,
+                       database_port: int | None = None) -> AsyncIterator[tuple[Cluster, Site]]:
     """A cluster with a clinician-system stub as reporting's receivers, a bus spy, and a routed API client."""
     tag = uuid.uuid4().hex[:6]
     async with clinician_system() as clinician:
@@ -258,7 +274,8 @@ async def cluster_site(test_env: dict[str, str], folder: Path,
             "IMAGING_CRITICAL_POLL_SECONDS": "0.1", "IMAGING_CRITICAL_RETRY_SECONDS": "0.2",
             **(extra_env or {}),
         }
-        async with running_cluster(test_env, folder, env) as cluster, spy_on_bus(cluster.settings) as log, \
+        async with running_cluster(test_env, folder, env, database_port=database_port) as cluster, \
+                spy_on_bus(cluster.settings) as log, \
                 httpx.AsyncClient(transport=cluster.transport(), base_url="http://platform", timeout=30) as api:
             site = Site(api=api, settings=cluster.settings, worklist_port=cluster.port("IMAGING_WORKLIST_PORT"),
                         print_port=cluster.port("IMAGING_PRINT_PORT"), clinician=clinician, log=log,

@@ -65,9 +65,14 @@ class ClinicianSystem:
     fhir: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, resource as posted)
     mllp_port: int = 0
     url: str = ""
+    # A fault test may hold back the ACK of chosen messages (the sender then waits, as on a slow HIS).
+    hold_ack: Callable[[Message], asyncio.Event | None] | None = None
 
     async def on_hl7(self, message: Message) -> str | None:
         self.hl7.append(message)
+        gate = self.hold_ack(message) if self.hold_ack else None
+        if gate is not None:
+            await gate.wait()
         return None
 
     def app(self) -> FastAPI:
@@ -118,22 +123,29 @@ class EventLog:
 @contextlib.asynccontextmanager
 async def spy_on_bus(settings: CommonSettings) -> AsyncIterator[EventLog]:
     log = EventLog()
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await aio_pika.connect_robust(settings.amqp_url, reconnect_interval=0.5)
+    queue: aio_pika.abc.AbstractRobustQueue | None = None
     try:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(exchange_name(settings.namespace), aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
-        queue = await channel.declare_queue(f"{settings.namespace}.e2e-spy-{uuid.uuid4().hex[:6]}", exclusive=True,
-                                            auto_delete=True)
+        # Durable, so events published while the spy reconnects after a broker restart wait for it;
+        # x-expires removes the queue should the test die before deleting it.
+        queue = await channel.declare_queue(f"{settings.namespace}.e2e-spy-{uuid.uuid4().hex[:6]}", durable=True,
+                                            arguments={"x-expires": 600_000})
         await queue.bind(exchange, routing_key="#")
 
         async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             async with message.process():
                 log.events.append(json.loads(message.body))
 
-        await queue.consume(collect)
+        tag = await queue.consume(collect)
         yield log
+        await queue.cancel(tag)
     finally:
+        if queue is not None:
+            with contextlib.suppress(Exception):
+                await queue.delete(if_unused=False, if_empty=False)
         await connection.close()
 
 
@@ -329,8 +341,10 @@ class Journey:
         assert self.accession
         await self._learn_order()
 
-    async def register_by_api(self) -> None:
-        """What the registration page posts: the patient (EMPI match or new), then the order."""
+    async def register_by_api(self, *, after_order: Callable[[], Awaitable[None]] | None = None) -> None:
+        """What the registration page posts: the patient (EMPI match or new), then the order.
+
+        `after_order` runs the moment the order is committed (a fault test kills registration there)."""
         desk = self.who("clerk")
         async with self.timed("register"):
             r = await self.api.post("/api/registration/patients", headers=desk, json={
@@ -343,6 +357,8 @@ class Journey:
                 "clinical_diagnosis": "胸痛气促", "purpose": "排除气胸", "items": [CHEST_CT]})
             assert r.status_code == 201, r.text
             self.accession = r.json()["accession_number"]
+        if after_order is not None:
+            await after_order()
         await self._learn_order()
 
     async def _learn_order(self) -> None:
@@ -479,16 +495,16 @@ class Journey:
 
     # -- 6. film: DCMTK's print client, PID/ACC burned in, matched by OCR --
 
-    def film_image(self) -> str:
-        img = tk.burn_text(tk.anatomy(512, 3), [f"PID: {self.patient_id}", f"ACC: {self.accession}"],
-                           font_path=tk.FONTS[0], font_px=22)
-        return tk.modality_image_file(self.workdir / f"ct-{self.accession}.dcm", img)
+    def film_image(self, size: int = 512) -> str:
+        img = tk.burn_text(tk.anatomy(size, 3), [f"PID: {self.patient_id}", f"ACC: {self.accession}"],
+                           font_path=tk.FONTS[0], font_px=22 * size // 512)
+        return tk.modality_image_file(self.workdir / f"ct-{self.accession}-{size}.dcm", img)
 
-    async def print_film(self, *, port: int | None = None) -> str:
+    async def print_film(self, *, port: int | None = None, size: int = 512) -> str:
         """Print one film with dcmprscu; returns DCMTK's log (raises if the print client failed)."""
-        folder = self.workdir / f"print-{self.accession}"
+        folder = self.workdir / f"print-{self.accession}-{uuid.uuid4().hex[:4]}"
         cfg = tk.dcmtk_print_config(folder, port=port or self.site.print_port)
-        image = self.film_image()
+        image = self.film_image(size)
         await run("dcmpsprt", "-c", cfg, "-p", "PLATFORM", image)
         [stored_print] = list((folder / "db").glob("SP_*.dcm"))
         async with self.timed("print"):
