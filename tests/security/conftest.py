@@ -1,0 +1,141 @@
+"""A sandboxed all-in-one platform for the security checks.
+
+The checks call every route, fuzz admin endpoints and throw hostile input at search fields, so
+they run against a platform of their own: its own database, broker/Redis namespace and listener
+ports. Whatever they create, change or purge (dead letters, escalation chains, receivers...)
+never reaches the session's shared database that the other suites rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from imaging_common.allinone import build_platform, discover_services
+from imaging_common.auth.roles import ROLES
+from imaging_common.auth.testing import issue_test_token
+from imaging_common.config import CommonSettings
+from imaging_common.testing import TEST_DATABASE, http_server
+
+from security.openapi_routes import Operation, operations_of
+
+
+@dataclass
+class Sandbox:
+    url: str
+    settings: CommonSettings
+    database_url: str
+    apps: dict[str, Any]  # service name -> its FastAPI app (for declared roles)
+    kiosk_key: str
+
+    def token(self, *roles: str, ttl_seconds: int | None = None, username: str = "security") -> str:
+        return issue_test_token(self.settings, roles=roles, username=username, ttl_seconds=ttl_seconds)
+
+    def headers(self, *roles: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(*roles)}"}
+
+    @property
+    def everyone(self) -> dict[str, str]:
+        """A token holding every role: admitted by every protected route."""
+        return self.headers(*ROLES)
+
+    async def operations(self) -> dict[str, list[Operation]]:
+        """Each service's operations, read from the OpenAPI document it serves."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            found = {}
+            for spec, _ in discover_services():
+                r = await client.get(f"{spec.api_prefix}/openapi.json")
+                assert r.status_code == 200, (spec.name, r.status_code)
+                found[spec.name] = operations_of(r.json())
+            return found
+
+
+@contextlib.contextmanager
+def _environment(overrides: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _admin_url(database_url: str) -> str:
+    return urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+
+
+@contextlib.asynccontextmanager
+async def sandbox_platform(common_settings: CommonSettings, label: str) -> AsyncIterator[Sandbox]:
+    """Serve the whole platform over HTTP on a database and namespace of its own."""
+    name = f"{TEST_DATABASE}_{label}"
+    admin = _admin_url(common_settings.database_url)
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    database_url = urlunsplit(urlsplit(common_settings.database_url)._replace(path=f"/{name}"))
+    namespace = f"{common_settings.namespace}-{label}"
+    kiosk_key = uuid.uuid4().hex
+    overrides = {
+        "DATABASE_URL": database_url, "IMAGING_NAMESPACE": namespace, "IMAGING_PRINT_KIOSK_KEY": kiosk_key,
+        # Listeners on any free port: never collide with a platform another test module started.
+        "IMAGING_PRINT_PORT": "0", "IMAGING_WORKLIST_PORT": "0", "IMAGING_MLLP_PORT": "0",
+        "IMAGING_CRITICAL_MLLP_PORT": "0",
+        # Small pools: PostgreSQL's connections are shared with every suite running on this machine.
+        "IMAGING_DB_POOL_MAX": "2",
+    }
+    # Apps read their settings when built; the environment is the session's again right after.
+    with _environment(overrides):
+        settings = CommonSettings()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for pause in (2, 4, 8, 0):
+                with _environment(overrides):
+                    platform = build_platform()
+                try:
+                    url = await stack.enter_async_context(http_server(platform))
+                    break
+                except SystemExit:  # startup failed: PostgreSQL, shared with other suites, may be full
+                    if not pause:
+                        raise
+                    await asyncio.sleep(pause)
+            apps = {spec.name: platform.app_for(spec.api_prefix) for spec, _ in discover_services()}
+            yield Sandbox(url, settings, database_url, apps, kiosk_key)
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        from imaging_common.events.topology import delete_namespace
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(delete_namespace(settings.amqp_url, namespace), 10)
+
+
+@pytest.fixture(scope="package")
+async def sandbox(common_settings: CommonSettings) -> AsyncIterator[Sandbox]:
+    """Shared by the sweeps, which change nothing but a few rows of their own."""
+    async with sandbox_platform(common_settings, "sec") as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+async def fuzz_sandbox(common_settings: CommonSettings) -> AsyncIterator[Sandbox]:
+    """The fuzzer's own: it creates, changes and purges at random."""
+    async with sandbox_platform(common_settings, "fuzz") as box:
+        yield box
