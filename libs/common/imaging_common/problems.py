@@ -51,6 +51,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         return problem(422, "Invalid request", "the request does not match the schema", errors=errors)
 
+    @app.exception_handler(asyncpg.DataError)
+    async def unstorable_value(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # SQLSTATE class 22 (and asyncpg's own argument checks): a value the request carried that
+        # PostgreSQL cannot hold or compare, e.g. a NUL character in a search field, an integer
+        # out of range. The caller's input, not a server fault; logged in case it is ours.
+        log.warning("refused a value on %s %s: %s", request.method, request.url.path, exc)
+        return problem(422, "Invalid request", "a value in the request cannot be stored or searched: "
+                       f"{type(exc).__name__}")
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if dependency_unavailable(exc):
