@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from imaging_common import audit
 
@@ -33,7 +33,10 @@ async def statistics(user: QualityControl, ctx: Ctx, start: datetime | None = No
                      group_by: GroupBy = "department", format: Literal["json", "csv"] = "json") -> Any:
     now = datetime.now(UTC)
     end = end or now
-    start = start or end - timedelta(days=30)
+    try:
+        start = start or end - timedelta(days=30)
+    except OverflowError:  # an end within 30 days of 0001-01-01: no default start exists
+        raise HTTPException(422, "end is too early: give a start as well") from None
     s = ctx.settings
     async with ctx.pool.acquire() as conn:
         rows = await stats.summary(conn, start=start, end=end, group_by=group_by, now=now,

@@ -645,6 +645,9 @@ async def retry_delivery(delivery_id: int, ctx: Ctx, request: Request, user: Ops
 async def statistics(ctx: Ctx, user: Senior, since: datetime | None = None,
                      until: datetime | None = None) -> dict[str, Any]:
     until = until or datetime.now(UTC)
-    since = since or until - timedelta(days=30)
+    try:
+        since = since or until - timedelta(days=30)
+    except OverflowError:  # an until within 30 days of 0001-01-01: no default since exists
+        raise HTTPException(422, "until is too early: give since as well") from None
     async with ctx.pool.acquire() as conn:
         return await stats.statistics(conn, since=since, until=until)
