@@ -183,6 +183,12 @@ class RoomSummary(BaseModel):
     discontinued: int
 
 
+def _refuse_last_day(day: date) -> None:
+    """A day is searched up to the next midnight, which 9999-12-31 does not have."""
+    if day >= date.max:
+        raise HTTPException(422, f"date out of range: {day.isoformat()}")
+
+
 # ---- routes --------------------------------------------------------------------------------
 
 
@@ -203,7 +209,9 @@ async def list_items(
                              statuses=list(status) if status else ["scheduled", "in_progress", "completed",
                                                                    "discontinued"])
     if day is not None:
-        q.start = combined_datetime_range(day.strftime("%Y%m%d"), None)
+        _refuse_last_day(day)
+        # isoformat, not strftime("%Y"): a DA value has 8 digits even before the year 1000.
+        q.start = combined_datetime_range(day.isoformat().replace("-", ""), None)
     async with ctx.pool.acquire() as conn:
         rows = await step_query.find_steps(conn, q, limit=limit)
         await audit.record(conn, **audit.request_context(request, user), action="read", entity="worklist",
@@ -271,6 +279,7 @@ async def rooms(request: Request, user: Staff,
     ctx = _ctx(request)
     tz = _settings(ctx).tz
     day = day or datetime.now(tz).date()
+    _refuse_last_day(day)
     start = datetime.combine(day, datetime.min.time())
     rows = await ctx.pool.fetch(
         """SELECT room_id, location, station_ae_title,
