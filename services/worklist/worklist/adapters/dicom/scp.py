@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 from imaging_common import audit
 from imaging_common.dicom import choose_reply_charset
-from imaging_common.dicom.rawwrite import encode_dataset, raw_dataset
+from imaging_common.dicom.rawwrite import raw_dataset
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     UID,
@@ -56,6 +56,7 @@ from worklist.adapters.dicom.mwl import (
     reply_texts,
 )
 from worklist.adapters.dicom.prompt import make_prompt
+from worklist.adapters.dicom.replies import ReplyEncoder
 from worklist.adapters.dicom.wire import message_pdus
 from worklist.domain import mpps as mpps_domain
 from worklist.domain.mpps import MppsError
@@ -68,7 +69,7 @@ PENDING, PENDING_WARNING = 0xFF00, 0xFF01
 CANCELLED, OUT_OF_RESOURCES, UNABLE_TO_PROCESS = 0xFE00, 0xA700, 0xC001
 _DONE = object()
 QUEUE_DEPTH = 8  # batches read ahead of the sending thread
-FIRST_BATCH, BATCH = 8, 100  # rows per hand-over: a quick first response, then fewer thread switches
+FIRST_BATCH, BATCH = 50, 200  # rows per hand-over: a selective query in one fetch, then fewer thread switches
 CANCEL_POLL = 0.02  # seconds between C-CANCEL checks while waiting for a row
 REQUEST_TIMEOUT = 30.0  # seconds an MPPS request may wait for the database
 
@@ -293,10 +294,12 @@ class WorklistSCP:
         # Otherwise pendings are written here, a batch of rows at a time (see _ResponseWriter).
         direct = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
         command = writer.command(_pending_response(event.request, pending)) if direct else None
+        encode_reply = ReplyEncoder(parsed, implicit=implicit, coding_scheme=self.settings.worklist_coding_scheme,
+                                    fallback_charset=self.settings.worklist_reply_charset)
         context_id = event.context.context_id
         rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
-        reader = asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
+        asyncio.run_coroutine_threadsafe(self._read(parsed, rows, stop, limit + 1, calling), self.loop)
         sent = 0
         out: list[bytes] = []
         try:
@@ -327,7 +330,7 @@ class WorklistSCP:
                         yield CANCELLED, None
                         return
                     if command is not None:
-                        out.append(message_pdus(context_id, command, self._reply_bytes(row, parsed, implicit), max_pdu))
+                        out.append(message_pdus(context_id, command, encode_reply(row), max_pdu))
                     else:
                         yield pending, self._reply(row, parsed, implicit)
                     sent += 1
@@ -337,9 +340,11 @@ class WorklistSCP:
                     out.clear()
             yield 0x0000, None
         finally:
-            stop.set()  # the reader stops at its next row (cancel, limit, closed association)
-            with contextlib.suppress(Exception):
-                reader.result(timeout=REQUEST_TIMEOUT)
+            # The reader stops at its next row (cancel, limit, closed association) or ends by
+            # itself, writing the audit row after the modality has its answer. Not waited for:
+            # this runs when pynetdicom lets go of the handler, and waiting would hold the
+            # association (the modality's next request or its release) for the audit's commit.
+            stop.set()
 
     def _elements(self, row: Any, parsed: ParsedQuery) -> tuple[list[Any], str | None]:
         elements = reply_elements(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
@@ -351,10 +356,6 @@ class WorklistSCP:
         elements, charset = self._elements(row, parsed)
         return raw_dataset(elements, charset=charset, implicit=implicit)
 
-    def _reply_bytes(self, row: Any, parsed: ParsedQuery, implicit: bool) -> bytes:
-        elements, charset = self._elements(row, parsed)
-        return encode_dataset(elements, charset=charset, implicit=implicit)
-
     async def _read(self, parsed: ParsedQuery, rows: queue.Queue[Any], stop: threading.Event, limit: int,
                     calling: str) -> None:
         """On the loop: stream matching rows into `rows` in small batches, then _DONE (or the exception).
@@ -364,28 +365,27 @@ class WorklistSCP:
         """
         count = 0
         try:
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                sql, args = select_sql(parsed.query, limit=limit)
-                cursor = await conn.cursor(sql, *args)
-                size = FIRST_BATCH
-                while not stop.is_set():
-                    batch: list[Any] = await cursor.fetch(size)
-                    count += len(batch)
-                    if len(batch) < size:
-                        batch.append(_DONE)
-                    if not await self._put(rows, batch, stop) or batch[-1] is _DONE:
-                        break
-                    size = BATCH
+            async with self.pool.acquire() as conn:
+                async with conn.transaction(readonly=True):
+                    sql, args = select_sql(parsed.query, limit=limit)
+                    cursor = await conn.cursor(sql, *args)
+                    size = FIRST_BATCH
+                    while not stop.is_set():
+                        batch: list[Any] = await cursor.fetch(size)
+                        count += len(batch)
+                        if len(batch) < size:
+                            batch.append(_DONE)
+                        if not await self._put(rows, batch, stop) or batch[-1] is _DONE:
+                            break
+                        size = BATCH
+                with contextlib.suppress(Exception):  # the audit trail must not fail the modality's query
+                    await audit.record(conn, actor=f"dicom:{calling}", action="read", entity="worklist",
+                                       detail={"protocol": "MWL C-FIND", "matches": count,
+                                               "query": _summary(parsed)})
         except BaseException as exc:  # handed to the thread, which answers with a failure status
             await self._put(rows, exc, stop)
             if not isinstance(exc, Exception):
                 raise
-            return
-        with contextlib.suppress(Exception):  # the audit trail must not fail the modality's query
-            async with self.pool.acquire() as conn:
-                await audit.record(conn, actor=f"dicom:{calling}", action="read", entity="worklist",
-                                   detail={"protocol": "MWL C-FIND", "matches": count,
-                                           "query": _summary(parsed)})
 
     @staticmethod
     async def _put(rows: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
