@@ -11,7 +11,7 @@ from imaging_common.dicom import choose_reply_charset
 from imaging_common.dicom.rawwrite import encode_dataset
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from worklist.adapters.dicom.mwl import parse_identifier, reply_elements, reply_texts
+from worklist.adapters.dicom.mwl import REPLY_COLUMNS, parse_identifier, reply_elements, reply_texts
 from worklist.adapters.dicom.replies import ReplyEncoder
 
 from .scu import mwl_query
@@ -32,6 +32,7 @@ def _row(**over: Any) -> dict[str, Any]:
         "protocol_code": "CT-CHEST",
     }
     row.update(over)
+    assert set(row) == set(REPLY_COLUMNS)  # what a C-FIND selects: a value read from elsewhere fails here
     return row
 
 

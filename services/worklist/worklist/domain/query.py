@@ -10,7 +10,7 @@ each one on before the next is read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -157,9 +157,11 @@ def where(query: StepQuery) -> tuple[str, list[object]]:
     return " AND ".join(conditions) or "true", params.values
 
 
-def select_sql(query: StepQuery, *, limit: int | None = None) -> tuple[str, list[object]]:
+def select_sql(query: StepQuery, *, limit: int | None = None, columns: Sequence[str] = ()) -> tuple[str, list[object]]:
+    """The matching rows in start order; only `columns` (names from our own code) when given."""
     condition, args = where(query)
-    sql = f"SELECT * FROM scheduled_procedure_steps WHERE {condition} ORDER BY start_at NULLS LAST, id"
+    selected = ", ".join(columns) or "*"
+    sql = f"SELECT {selected} FROM scheduled_procedure_steps WHERE {condition} ORDER BY start_at NULLS LAST, id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sql, args

@@ -129,6 +129,15 @@ SPS_VALUES: dict[str, Callable[[Row], Any]] = {
     "CommentsOnTheScheduledProcedureStep": lambda r: r["body_part"]
     + (f" ({r['laterality']})" if r["laterality"] else ""),
 }
+# The columns the values above (and the code sequences) read: a C-FIND selects only these, as a
+# universal query decodes every selected column of 10,000 rows.
+REPLY_COLUMNS = (
+    "accession_number", "referring_physician", "patient_name", "patient_id", "issuer_of_patient_id", "birth_date",
+    "sex", "study_instance_uid", "requested_procedure_id", "requested_procedure_description", "priority",
+    "requesting_service", "admission_id", "current_location", "reason", "history", "medical_alerts",
+    "station_ae_title", "start_at", "end_at", "modality", "performing_physician", "description", "sps_id",
+    "station_name", "location", "status", "arrived_at", "contrast", "body_part", "laterality", "protocol_code",
+)
 # Code sequences: one item of our local exam code (CodeValue, CodingSchemeDesignator, CodeMeaning).
 CODE_SEQUENCES_TOP = {"RequestedProcedureCodeSequence"}
 CODE_SEQUENCES_SPS = {"ScheduledProtocolCodeSequence"}

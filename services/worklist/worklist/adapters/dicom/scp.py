@@ -49,6 +49,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
 
 from worklist.adapters.dicom.mpps import failure_status, parse_create, parse_set
 from worklist.adapters.dicom.mwl import (
+    REPLY_COLUMNS,
     IdentifierError,
     ParsedQuery,
     parse_identifier,
@@ -367,7 +368,7 @@ class WorklistSCP:
         try:
             async with self.pool.acquire() as conn:
                 async with conn.transaction(readonly=True):
-                    sql, args = select_sql(parsed.query, limit=limit)
+                    sql, args = select_sql(parsed.query, limit=limit, columns=REPLY_COLUMNS)
                     cursor = await conn.cursor(sql, *args)
                     size = FIRST_BATCH
                     while not stop.is_set():
