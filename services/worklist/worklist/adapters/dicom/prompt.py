@@ -5,8 +5,9 @@ it found nothing to do, then looks at its socket and its send queue; the associa
 sleeps 1 ms, then looks for a decoded DIMSE message or an A-RELEASE / A-ABORT. A query
 crosses both loops on the way in and a release crosses them three times, so each modality
 query waited a few milliseconds on sleeps alone. Here:
-- the DUL's idle sleep becomes a wait on its socket (same 1 ms at most: its timers and its
-  send queue are still looked at as often), so a PDU that arrives is read at once;
+- the DUL's idle sleep becomes a wait on its socket and on a wake-up socket pair written to
+  whenever a PDU is queued for it to send (same 1 ms at most: its timers are still looked at
+  as often), so a PDU that arrives is read at once and one queued is sent at once;
 - the association reactor's look-up waits on an event set whenever a DIMSE message or an
   upper-layer primitive is queued for it, instead of finding the queue empty for 1 ms more.
 Both only change how long a loop waits, never what it does.
@@ -14,9 +15,13 @@ Both only change how long a loop waits, never what it does.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import select
+import socket
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.dul import DULServiceProvider
@@ -27,17 +32,23 @@ REACTOR_WAIT = 0.02  # the association reactor's longest wait (it checks its kil
 
 class _PromptDUL(DULServiceProvider):
     """pynetdicom's DUL whose idle sleep (`time.sleep(self._run_loop_delay)`) is spent waiting
-    on the socket: reading `_run_loop_delay` waits, then lets the sleep be zero."""
+    on its sockets: reading `_run_loop_delay` waits, then lets the sleep be zero."""
+
+    _wake_up: socket.socket | None = None  # readable when something was queued to send
 
     @property  # type: ignore[override]
     def _run_loop_delay(self) -> float:
         sock = getattr(self.socket, "socket", None)
         if sock is None or self._kill_thread:
             return IDLE_WAIT
+        waits = [sock] if self._wake_up is None else [sock, self._wake_up]
         try:
-            select.select([sock], [], [], IDLE_WAIT)
+            ready, _, _ = select.select(waits, [], [], IDLE_WAIT)
         except (OSError, ValueError):  # closed meanwhile: sleep as pynetdicom would
             return IDLE_WAIT
+        if self._wake_up is not None and self._wake_up in ready:
+            with contextlib.suppress(OSError):
+                self._wake_up.recv(4096)  # the queue itself is what the loop looks at next
         return 0.0
 
     @_run_loop_delay.setter
@@ -46,11 +57,22 @@ class _PromptDUL(DULServiceProvider):
 
 
 class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
-    wake: threading.Event
+    on_put: Callable[[], None]
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
-        self.wake.set()
+        self.on_put()
+
+
+def _waking(q: queue.Queue[Any], on_put: Callable[[], None]) -> None:
+    if type(q) is queue.Queue:
+        q.__class__ = _WakingQueue
+        q.on_put = on_put  # type: ignore[attr-defined]
+
+
+def _ring(bell: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # full (the DUL has many wake-ups pending already) or closed
+        bell.send(b"\0")
 
 
 def make_prompt(assoc: Any) -> None:
@@ -58,12 +80,16 @@ def make_prompt(assoc: Any) -> None:
     dul, dimse = assoc.dul, assoc.dimse
     if type(dul) is DULServiceProvider:
         dul.__class__ = _PromptDUL
+        wake_up, bell = socket.socketpair()
+        for end in (wake_up, bell):
+            end.setblocking(False)
+        dul._wake_up = wake_up  # type: ignore[attr-defined]
+        _waking(dul.to_provider_queue, lambda: _ring(bell))
+        weakref.finalize(dul, _close, wake_up, bell)
     wake = threading.Event()
     queues = (dimse.msg_queue, dul.to_user_queue)
     for q in queues:
-        if type(q) is queue.Queue:
-            q.__class__ = _WakingQueue
-            q.wake = wake  # type: ignore[attr-defined]
+        _waking(q, wake.set)
     original = dimse.get_msg
 
     def get_msg(block: bool = False) -> Any:
@@ -76,3 +102,8 @@ def make_prompt(assoc: Any) -> None:
         return original(block)
 
     dimse.get_msg = get_msg
+
+
+def _close(*ends: socket.socket) -> None:
+    for end in ends:
+        end.close()
