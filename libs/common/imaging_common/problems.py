@@ -60,14 +60,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid request", "a value in the request cannot be stored or searched: "
                        f"{type(exc).__name__}")
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not dependency_unavailable(exc):
+            raise exc  # any other OSError: the 500 below, logged with its traceback
+        # The database (or another peer) is away: a retryable condition, not a bug.
+        log.warning("unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        response = problem(503, "Service Unavailable", "a backing service is unreachable; retry shortly")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    # Registered per class (not in the catch-all below, after which Starlette re-raises for the
+    # server to log a traceback): an outage is answered, and logged once as a warning.
+    for kind in (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                 asyncpg.TooManyConnectionsError):
+        app.add_exception_handler(kind, unavailable)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if dependency_unavailable(exc):
-            # The database (or another peer) is away: a retryable condition, not a bug.
-            log.warning("unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-            response = problem(503, "Service Unavailable", "a backing service is unreachable; retry shortly")
-            response.headers["Retry-After"] = "5"
-            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal Server Error", "an unexpected error was logged")
 
