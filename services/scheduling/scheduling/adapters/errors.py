@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import asyncpg
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from imaging_common.problems import problem
@@ -25,6 +26,11 @@ def as_problem(exc: Exception) -> Response | None:
         return problem(404, "Not Found", str(exc))
     if isinstance(exc, InvalidRule):
         return problem(422, "Invalid rule", str(exc), errors=exc.errors)
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        # A room, exam type or ward the body names does not exist (or is still referenced, on delete).
+        referencing = str(exc).startswith("insert or update")
+        return problem(422 if referencing else 409, "Unknown reference" if referencing else "Still referenced",
+                       exc.detail or str(exc))
     return None
 
 
@@ -37,7 +43,8 @@ class DomainRoute(APIRoute):
         async def run(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (BookingRefused, SlotTaken, TransitionRefused, NotFound, InvalidRule) as exc:
+            except (BookingRefused, SlotTaken, TransitionRefused, NotFound, InvalidRule,
+                    asyncpg.ForeignKeyViolationError) as exc:
                 response = as_problem(exc)
                 assert response is not None
                 return response
