@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 from imaging_common.allinone import build_platform, discover_services
@@ -27,6 +26,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.testing import TEST_DATABASE, http_server
 
 from security.openapi_routes import Operation, operations_of
+from security.unavailable import connect
 
 
 @dataclass
@@ -82,7 +82,7 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
     """Serve the whole platform over HTTP on a database and namespace of its own."""
     name = f"{TEST_DATABASE}_{label}"
     admin = _admin_url(common_settings.database_url)
-    conn = await asyncpg.connect(admin)
+    conn = await connect(admin)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -103,7 +103,7 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
         settings = CommonSettings()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            for pause in (2, 4, 8, 0):
+            for pause in (2, 4, 8, 15, 30, 0):
                 with _environment(overrides):
                     platform = build_platform()
                 try:
@@ -116,7 +116,7 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
             apps = {spec.name: platform.app_for(spec.api_prefix) for spec, _ in discover_services()}
             yield Sandbox(url, settings, database_url, apps, kiosk_key)
     finally:
-        conn = await asyncpg.connect(admin)
+        conn = await connect(admin)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 
 R = TypeVar("R")
@@ -42,3 +43,15 @@ def send_sync(call: Callable[[], R]) -> R:
         response = call()
     return response
 
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """A connection of the checks' own, waiting while PostgreSQL has no free connection slot."""
+    for pause in (*PAUSES, 0):
+        try:
+            return await asyncpg.connect(database_url)
+        except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError):
+            if not pause:
+                raise
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
