@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import BytesIO
+from types import SimpleNamespace
 
 import pytest
 from pynetdicom.dimse_messages import C_FIND_RSP
@@ -10,6 +11,7 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+from worklist.adapters.dicom.scp import _ResponseWriter
 from worklist.adapters.dicom.wire import message_pdus
 
 CONTEXT_ID = 3
@@ -100,3 +102,13 @@ def test_a_tiny_pdu_still_moves_one_byte_per_fragment() -> None:
     rsp = _response(b"\x08\x00\x50\x00\x02\x00\x00\x00AB")
     ours = message_pdus(CONTEXT_ID, _command(rsp), b"\x08\x00\x50\x00\x02\x00\x00\x00AB", 7)
     assert ours == b"".join(_pynetdicom_pdus(rsp, 7))
+
+
+@pytest.mark.parametrize("status, dataset", [(0xFF00, b"\x08\x00\x50\x00\x00\x00\x00\x00"), (0xFF01, b"\0\0"),
+                                             (0x0000, None), (0xFE00, None)])
+def test_cached_command_sets_carry_each_querys_message_id(status: int, dataset: bytes | None) -> None:
+    """The SCP encodes a response's command set once and patches the Message ID in (scp.py)."""
+    writer = _ResponseWriter(SimpleNamespace(dimse=SimpleNamespace(send_msg=None)))
+    for message_id in (1, 7, 300, 65535, 2):
+        rsp = _response(dataset, status=status, message_id=message_id)
+        assert writer.command(rsp) == _command(rsp)

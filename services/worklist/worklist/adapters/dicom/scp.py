@@ -80,8 +80,9 @@ class _ResponseWriter:
 
     pynetdicom builds and encodes every response's command set through pydicom (~1 ms) and
     hands each PDU to its DUL thread through a queue that thread polls. In a C-FIND every
-    pending response has the same command set: it is encoded once per query shape (only
-    the Message ID Being Responded To differs between queries), and whole batches of
+    pending response has the same command set: it is encoded once per status and SOP class
+    for the process (only the Message ID Being Responded To differs between queries, and is
+    patched in), and whole batches of
     responses go out as P-DATA-TF bytes (wire.py) in one `sendall` from the association
     thread. That thread is the only one queueing P-DATA for the association, and the peer
     waits for each response before it asks again, so the DUL thread has nothing to send
@@ -93,7 +94,6 @@ class _ResponseWriter:
         self.assoc = assoc
         self.dimse = assoc.dimse
         self.original = assoc.dimse.send_msg
-        self.templates: dict[tuple[Any, ...], tuple[bytes, int]] = {}
 
     def __call__(self, primitive: Any, context_id: int) -> None:
         command = self.command(primitive)
@@ -113,7 +113,7 @@ class _ResponseWriter:
             return None
         message_id = primitive.MessageIDBeingRespondedTo
         key = (primitive.Status, primitive.AffectedSOPClassUID, primitive.Identifier is not None)
-        template = self.templates.get(key)
+        template = _COMMAND_TEMPLATES.get(key)
         if template is None:
             message = C_FIND_RSP()
             message.primitive_to_message(primitive)
@@ -121,7 +121,7 @@ class _ResponseWriter:
             offset = encoded.find(_MESSAGE_ID_RESPONDED_TO) if encoded else -1
             if encoded is None or offset < 0:
                 return None
-            template = self.templates[key] = (encoded, offset + len(_MESSAGE_ID_RESPONDED_TO))
+            template = _COMMAND_TEMPLATES[key] = (encoded, offset + len(_MESSAGE_ID_RESPONDED_TO))
         encoded, at = template
         return encoded[:at] + struct.pack("<H", message_id) + encoded[at + 2:]
 
@@ -145,9 +145,12 @@ class _ResponseWriter:
 
 
 # Optional C-FIND response parameters: a response with any of them goes through pynetdicom.
-_STATUS_EXTRAS = ("ErrorComment", "OffendingElement", "ErrorID", "AffectedSOPInstanceUID")
+_STATUS_EXTRAS = C_FIND.STATUS_OPTIONAL_KEYWORDS  # ErrorComment, OffendingElement
 # (0000,0120) Message ID Being Responded To with its length 2, implicit VR little endian
 _MESSAGE_ID_RESPONDED_TO = b"\x00\x00\x20\x01\x02\x00\x00\x00"
+# (status, SOP class, has a data set) -> encoded command set and where its message ID goes;
+# shared by all associations (pydicom takes ~1 ms to encode one, twice per association otherwise)
+_COMMAND_TEMPLATES: dict[tuple[Any, ...], tuple[bytes, int]] = {}
 
 
 def _pending_response(request: Any, status: int) -> C_FIND:
