@@ -126,7 +126,7 @@ class _ResponseWriter:
         return encoded[:at] + struct.pack("<H", message_id) + encoded[at + 2:]
 
     def write(self, data: bytes) -> bool:
-        """Send PDU bytes on the association's socket; False when there is no socket to write to."""
+        """Send PDU bytes on the association's socket; False when it is gone (nothing more to send)."""
         sock = _socket_of(self.assoc)
         dul = getattr(self.assoc, "dul", None)
         if sock is None or dul is None:
@@ -138,7 +138,7 @@ class _ResponseWriter:
             sock.sendall(data)
         except OSError:
             dul.event_queue.put("Evt17")  # transport closed: what pynetdicom's own send reports
-            return True
+            return False
         _keep_alive(self.assoc)
         _set_quick_ack(sock)
         return True
@@ -340,7 +340,7 @@ class WorklistSCP:
                     sent += 1
                 if out:  # what this batch matched leaves now; the next batch is being read meanwhile
                     if not writer.write(b"".join(out)):
-                        return  # no socket: the association is gone
+                        return  # the connection is gone: pynetdicom winds the association up
                     out.clear()
             yield 0x0000, None
         finally:
