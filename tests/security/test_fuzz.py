@@ -28,7 +28,7 @@ from security.conftest import Sandbox
 from security.unavailable import send_sync
 
 # Examples per operation; IMAGING_FUZZ_EXAMPLES and IMAGING_FUZZ_SEED for a deeper or different run by hand.
-EXAMPLES = int(os.environ.get("IMAGING_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("IMAGING_FUZZ_EXAMPLES", "5"))
 SEED = int(os.environ.get("IMAGING_FUZZ_SEED", "20261123"))
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 REQUEST_TIMEOUT = 30
