@@ -61,3 +61,26 @@ async def test_event_metrics_and_dead_letter_admin_on_every_service(platform_url
         assert (await client.get(url, headers={"authorization": f"Bearer {clerk}"})).status_code == 403
         listed = await client.get(url, headers={"authorization": f"Bearer {ops}"})
         assert listed.status_code == 200 and listed.json()["count"] == 0
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_an_oversized_body_is_refused_before_it_is_read(platform_url: str, prefix: str) -> None:
+    """413 problem+json for a body over IMAGING_MAX_BODY_BYTES, announced or streamed, even without a token."""
+    from imaging_common.config import CommonSettings
+
+    limit = CommonSettings().max_body_bytes
+    big = b"[" + b"1," * (limit // 2) + b"1]"
+
+    async def streamed():  # no Content-Length: refused once the limit is passed
+        for i in range(0, len(big), 1 << 16):
+            yield big[i:i + (1 << 16)]
+
+    # Streamed bodies reach a route that reads its JSON body: one per service, taken from its OpenAPI.
+    async with httpx.AsyncClient(base_url=platform_url, timeout=30) as client:
+        paths = (await client.get(f"/api/{prefix}/openapi.json")).json()["paths"]
+        reads_json = [p for p, ops in paths.items() if "{" not in p and "requestBody" in ops.get("post", {})]
+        assert reads_json, prefix
+        for path, content in ((f"/api/{prefix}/session", big), (reads_json[0], streamed())):
+            r = await client.post(path, content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 413, (path, r.status_code, r.text[:200])
+            assert r.headers["content-type"].startswith("application/problem+json"), r.headers

@@ -53,6 +53,10 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # IMAGING_MAX_BODY_BYTES: a request body larger than this is refused with 413 before it is read
+    # (8 MiB holds a 5,000-step worklist import; nothing the pages send comes near it).
+    max_body_bytes: int = 8 << 20
+
     # Seconds a dependency check may take before readiness calls it down.
     readiness_timeout: float = 2.0
 

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imaging_common import db
 from imaging_common.auth import Principal, TokenVerifier, require_roles
@@ -30,7 +31,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
 from imaging_common.events.deadletters import dead_letters_router
 from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope
-from imaging_common.problems import install_problem_handlers
+from imaging_common.problems import install_problem_handlers, problem
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,35 @@ def _session_router() -> APIRouter:
     return router
 
 
+class BodyLimit:
+    """Refuse a request body over `limit` bytes with 413 problem+json: at once when Content-Length
+    announces it, or as soon as a streamed body passes it (raised inside the app, so the problem
+    handlers answer) - never reading more than the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        announced = dict(scope["headers"]).get(b"content-length", b"")
+        if announced.isdigit() and int(announced) > self.limit:
+            await problem(413, "Content Too Large", f"request body over {self.limit} bytes")(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise StarletteHTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 class RequestMetrics:
     """Plain ASGI middleware: a correlation id per request, and request counts and latencies.
 
@@ -249,6 +279,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.state.spec = spec
     app.state.settings = settings
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, service=spec.name, registry=registry)
     app.include_router(_health_router(spec), prefix=spec.api_prefix)
     app.include_router(_session_router(), prefix=spec.api_prefix)
