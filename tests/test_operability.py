@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aio_pika
@@ -30,6 +31,7 @@ from imaging_common.testing import http_server
 from print_scp import testkit as tk
 
 T = TypeVar("T")
+FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another echoscu earlier on PATH)
 # Every service that consumes order.created (topology.SUBSCRIPTIONS).
 ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values"}
@@ -215,6 +217,31 @@ async def test_dicom_associations_are_logged_under_their_own_id_and_counted(plat
     # Each service's /metrics holds its own: the worklist's registry has no print SCP in it.
     assert await metric(platform, "worklist", "dicom_dimse_responses_total", service="print_scp",
                         command="C-ECHO", status="success") is None
+
+
+async def test_worklist_queries_are_counted_though_their_replies_bypass_pynetdicom(platform: Platform) -> None:
+    """The worklist writes C-FIND pendings to the socket itself: they are counted all the same."""
+    tag = uuid.uuid4().hex[:6].upper()
+    start = datetime.now().replace(microsecond=0).isoformat()
+    items = [{"accession_number": f"OPS{tag}{i}", "patient_id": f"OPS{tag}{i}", "patient_name": f"OPS^{tag}",
+              "modality": "CT", "station_ae_title": f"OPS{tag}", "start": start} for i in range(3)]
+    async with httpx.AsyncClient(base_url=platform.url) as client:
+        r = await client.post("/api/worklist/items", json={"items": items}, headers=platform.headers("admin"))
+        assert r.status_code in (200, 201), r.text
+    before = {s: await metric(platform, "worklist", "dicom_dimse_responses_total", service="worklist",
+                              command="C-FIND", status=s) or 0 for s in ("pending", "success")}
+    port = platform.ctx("worklist").extras["worklist_scp"].port
+    proc = await asyncio.create_subprocess_exec(FINDSCU, "-W", "-aet", f"OPS{tag}", "-aec", "WORKLIST",
+                                                "-k", f"PatientName=OPS^{tag}", "-k", "PatientID", "127.0.0.1",
+                                                str(port), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    after = {s: await metric(platform, "worklist", "dicom_dimse_responses_total", service="worklist",
+                             command="C-FIND", status=s) or 0 for s in ("pending", "success")}
+    assert after["pending"] - before["pending"] == 3 and after["success"] - before["success"] == 1, (before, after)
+    assert (await metric(platform, "worklist", "dicom_associations_total", service="worklist",
+                         outcome="accepted") or 0) >= 1
 
 
 async def _active_is_zero(platform: Platform) -> bool:

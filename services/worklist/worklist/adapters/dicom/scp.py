@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 from imaging_common import audit
 from imaging_common.dicom import choose_reply_charset
+from imaging_common.dicom.observe import DimseObserver, count_responses
 from imaging_common.dicom.rawwrite import raw_dataset
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -101,6 +102,8 @@ class _ResponseWriter:
         dataset = identifier.getvalue() if identifier is not None else None
         if command is None or not self.write(message_pdus(context_id, command, dataset, self.max_pdu)):
             self.original(primitive, context_id)
+        else:  # written here: EVT_DIMSE_SENT never fires for it
+            count_responses(self.assoc, "C-FIND", primitive.Status)
 
     @property
     def max_pdu(self) -> int:
@@ -349,6 +352,8 @@ class WorklistSCP:
             # this runs when pynetdicom lets go of the handler, and waiting would hold the
             # association (the modality's next request or its release) for the audit's commit.
             stop.set()
+            if command is not None:
+                count_responses(event.assoc, "C-FIND", pending, sent)
 
     def _elements(self, row: Any, parsed: ParsedQuery) -> tuple[list[Any], str | None]:
         elements = reply_elements(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
@@ -460,6 +465,8 @@ async def worklist_listener(ctx: Any) -> AsyncIterator[WorklistSCP]:
     settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
     scp = WorklistSCP(ctx.pool, settings, asyncio.get_running_loop())
     await asyncio.to_thread(scp.start)
+    # Association and DIMSE counts on /metrics, a correlation id per association (MPPS events carry it).
+    DimseObserver(ctx.spec.name, ctx.registry).bind(scp.server)
     ctx.extras["worklist_scp"] = scp
     started = time.monotonic()
     try:
