@@ -603,8 +603,13 @@ class Journey:
         self.communication_id = comm["id"]
         [oru] = await eventually(lambda: now_true(self.critical_orus()), "HL7 ORU^R01 at the clinician system")
         assert oru.type[:2] == ("ORU", "R01") and oru.field("MSH", 15) == "AL"
-        await eventually(lambda: now_true(self.site.log.has("critical.notified", self.critical_id)),
-                         "critical.notified")
+        # One critical.notified per channel, written with the receiver's Communication id: the HIS's
+        # acknowledgement refers to that id, so wait for the FHIR one before acknowledging.
+        await eventually(lambda: now_true({"fhir", "hl7"} <= self.notified_channels()),
+                         "critical.notified for the FHIR and HL7 channels")
+
+    def notified_channels(self) -> set[str]:
+        return {e["data"]["channel"] for e in self.site.log.about(self.critical_id) if e["type"] == "critical.notified"}
 
     async def acknowledge_critical(self) -> None:
         ack = {"resourceType": "Communication", "status": "completed",
@@ -616,7 +621,9 @@ class Journey:
                                     headers=self.site.headers("clinician", username=f"e2e-his-{self.dept.tag}"))
         assert r.status_code == 201, r.text
         senior = self.site.headers("senior-radiologist", username=f"e2e-senior-{self.dept.tag}")
-        value = (await self.api.get(f"/api/critical-values/critical-values/{self.critical_id}", headers=senior)).json()
+        r = await self.api.get(f"/api/critical-values/critical-values/{self.critical_id}", headers=senior)
+        assert r.status_code == 200, r.text
+        value = r.json()
         assert value["state"] == "closed" and value["outcome"] == "acknowledged"
         assert value["acknowledged_by"] == "李医生" and value["action_taken"] == "已行胸腔闭式引流"
         await eventually(lambda: now_true(self.site.log.has("critical.closed", self.critical_id)), "critical.closed")

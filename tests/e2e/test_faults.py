@@ -85,7 +85,24 @@ class Platform:
     reference_deadlines: dict[str, float] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
 
+    async def bring_back(self, *names: str) -> None:
+        """Start killed services again; like a pod's restart policy, a start that exits early is retried
+        (on a shared PostgreSQL server the first attempt may meet "too many clients")."""
+        for attempt in range(5):
+            try:
+                await self.cluster.start(*[n for n in names if not self.running(n)])
+                return
+            except AssertionError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(2)
+
+    def running(self, name: str) -> bool:
+        proc = self.cluster.services[name].proc
+        return proc is not None and proc.poll() is None
+
     async def patient(self) -> Journey:
+        await clear_of_local_midnight(margin_minutes=2)  # one patient's journey takes well under a minute
         dept = await set_up_department(self.site, uuid.uuid4().hex[:6].upper())
         return Journey(self.site, dept, self.workdir)
 
@@ -155,7 +172,6 @@ class Platform:
 
 @pytest.fixture(scope="module")
 async def platform(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    await clear_of_local_midnight(margin_minutes=12)
     db = urlsplit(test_env["DATABASE_URL"])
     pg = TcpProxy(db.hostname or "127.0.0.1", db.port or 5432)
     await pg.start()
@@ -182,9 +198,9 @@ async def healed(platform: Platform) -> AsyncIterator[None]:
     """Whatever a failed fault left broken (a service down, the database cut) is mended for the next."""
     yield
     await platform.pg.restore()
-    down = [name for name, svc in platform.cluster.services.items() if svc.proc is None or svc.proc.poll() is not None]
+    down = [name for name in platform.cluster.services if not platform.running(name)]
     if down:
-        await platform.cluster.start(*down)
+        await platform.bring_back(*down)
 
 
 # ---- a service killed where work is pending for it -----------------------------------------------
@@ -201,7 +217,7 @@ async def test_registration_killed_after_an_order_is_committed(platform: Platfor
                            "order.created", f"%{j.accession}%")
         checks.note("order.created in the outbox at the kill", 1, len(rows))
         checks.note("   ... not yet relayed at the kill", "either", rows[0]["published_at"] is None if rows else "-")
-        await p.cluster.start("registration")
+        await p.bring_back("registration")
 
     await j.register_by_api(after_order=crash)
     await steps(j, "order_on_bus", STEPS[-1])
@@ -213,11 +229,11 @@ async def test_scheduling_down_while_order_and_exam_events_are_produced(platform
     j = await p.patient()
     p.cluster.kill("scheduling")
     await steps(j, "register_by_api", "order_on_bus")  # order.created waits in scheduling's queue
-    await p.cluster.start("scheduling")
+    await p.bring_back("scheduling")
     await steps(j, "book", "query_worklist")
     p.cluster.kill("scheduling")
     await j.start_exam()  # exam.started waits in scheduling's queue
-    await p.cluster.start("scheduling")
+    await p.bring_back("scheduling")
     await steps(j, "complete_exam", STEPS[-1])  # checks the appointment fulfilled
     await p.finish(j, checks)
 
@@ -227,7 +243,7 @@ async def test_worklist_down_while_order_and_appointment_events_are_produced(pla
     j = await p.patient()
     p.cluster.kill("worklist")
     await steps(j, "register_by_api", "book")
-    await p.cluster.start("worklist")
+    await p.bring_back("worklist")
     await steps(j, "check_in", STEPS[-1])  # exactly one item on the modality's worklist
     await p.finish(j, checks)
 
@@ -237,11 +253,11 @@ async def test_queue_calling_down_while_appointment_and_exam_events_are_produced
     j = await p.patient()
     p.cluster.kill("queue-calling")
     await steps(j, "register_by_api", "book")
-    await p.cluster.start("queue-calling")
+    await p.bring_back("queue-calling")
     await steps(j, "check_in", "query_worklist")
     p.cluster.kill("queue-calling")
     await performed_by_modality(j, complete=False)  # exam.started waits in the queue service's queue
-    await p.cluster.start("queue-calling")
+    await p.bring_back("queue-calling")
     await eventually(lambda: j.entry_is("in_exam"), "queue entry in exam after the restart")
     await steps(j, "complete_exam", STEPS[-1])
     await p.finish(j, checks)
@@ -254,8 +270,13 @@ async def test_print_scp_killed_with_a_film_spooled(platform: Platform) -> None:
     before = await p.films_in_total()
     await j.print_film()
     p.cluster.kill("print-scp")
-    checks.note("film matched before the kill", False, bool(j.site.log.has("film.matched", j.accession)))
-    await p.cluster.start("print-scp")
+    schema = await p.schema_of("films")
+    rows = await p.sql(f'SELECT status, match_status FROM "{schema}".films ORDER BY created_at DESC LIMIT $1',
+                       await p.films_in_total() - before)
+    checks.note("films recorded at the kill (status/match)", "0 or 1",
+                [f"{r['status']}/{r['match_status']}" for r in rows])
+    checks.note("film.matched on the bus before the kill", False, j.site.log.has("film.matched", j.accession))
+    await p.bring_back("print-scp")
     await steps(j, "film_matched", STEPS[-1])
     checks.check("films stored in total (all patients) by this print", 1, await p.films_in_total() - before)
     await p.finish(j, checks)
@@ -282,7 +303,7 @@ async def test_reporting_killed_with_an_oru_unacknowledged(platform: Platform) -
     finally:
         j.site.clinician.hold_ack = None
         gate.set()
-    await p.cluster.start("reporting")
+    await p.bring_back("reporting")
     # At-least-once: the delivery row (its payload, so its MSH-10, fixed when the report was signed)
     # is sent again once its lease expires; the HIS can drop the copy by control id.
     finals = await eventually(lambda: now_true(len([m for m in j.report_orus() if m.field("OBR", 25) == "F"]) >= 2),
@@ -309,7 +330,7 @@ async def test_critical_values_down_while_a_critical_value_is_raised(platform: P
     await steps(j, "register_by_api", "film_matched")
     p.cluster.kill("critical-values")
     await j.report()  # signing raises the critical value: critical.raised waits in the service's queue
-    await p.cluster.start("critical-values")
+    await p.bring_back("critical-values")
     await steps(j, "report_delivered", STEPS[-1])
     deadlines = await p.deadlines(j)
     for key, expected in p.reference_deadlines.items():
@@ -457,18 +478,18 @@ async def test_dicom_associations_cut_mid_transfer(platform: Platform) -> None:
     await j.start_exam()
     await j.complete_exam()
 
-    # A large image, cut after 1 MB of it went to the print SCP.
+    # A large image (1024² at 12 bits, 2 MB), cut after 300 kB of it went to the print SCP.
     before = await p.films_in_total()
     prn = CuttingProxy("127.0.0.1", j.site.print_port)
     await prn.start()
     try:
-        prn.arm(to_server=1_000_000)
+        prn.arm(to_server=300_000)
         try:
-            await j.print_film(port=prn.port, size=2048)
+            await j.print_film(port=prn.port, size=1024)
             outcome = "dcmprscu exited 0"
         except AssertionError as exc:
             outcome = (str(exc).splitlines() or ["print not completed (no N-EVENT-REPORT in the log)"])[0]
-        checks.note("bytes sent before the cut", ">= 1 MB", prn.moved["to_server"])
+        checks.note("bytes sent before the cut", ">= 300 kB", prn.moved["to_server"])
         checks.note("dcmprscu after the cut", "fails", outcome)
         checks.check("print association cut mid-image", True, prn.tripped.is_set())
     finally:
@@ -476,7 +497,7 @@ async def test_dicom_associations_cut_mid_transfer(platform: Platform) -> None:
     await asyncio.sleep(2)  # anything the SCP would (wrongly) make of the cut print would show by now
     checks.check("films stored from the cut print", 0, await p.films_in_total() - before)
     checks.check("films listed for the patient after the cut", 0, len(await j.films()))
-    await j.print_film(size=2048)  # the modality prints again
+    await j.print_film(size=1024)  # the modality prints again
     await steps(j, "film_matched", STEPS[-1])
     checks.check("films stored in total", 1, await p.films_in_total() - before)
     await p.finish(j, checks)
