@@ -75,11 +75,6 @@ def test_ocr_matching_folds_confusions_and_never_guesses() -> None:
     assert ambiguous.status == "review"
     assert match_by_ocr("", day, patient_id_pattern=PID, accession_pattern=ACC).detail["reason"] == \
         "no-identifier-read"
-    # Zeros read as O right after the letter prefix: the prefix is not taken to be 'POO'.
-    zeros = KnownStudy("1.3", "A2026000103", "P0000000011", "E3", "Z")
-    read = match_by_ocr("PID: POOOOOO0011 ACC: A2026000103", [zeros, target], patient_id_pattern=PID,
-                        accession_pattern=ACC)
-    assert read.status == "matched" and read.study == zeros, read.detail
 
 
 def _job(items, fmt="STANDARD\\1,1", **box):  # type: ignore[no-untyped-def]

@@ -78,13 +78,14 @@ def _tokens(text: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def _well_formed(token: str, pattern: re.Pattern[str]) -> bool:
-    """The token could be an identifier of this format once confusable letters after a letter
-    prefix (up to three) are read as digits. Every prefix length is tried: in 'POOOOOO0011' the
-    prefix is 'P', and the O's that follow are zeros, not more prefix."""
-    if pattern.fullmatch(token):
-        return True
-    prefixes = [k for k in range(min(3, len(token)) + 1) if k == 0 or token[:k].isalpha()]
-    return any(pattern.fullmatch(token[:k] + token[k:].translate(_FOLD)) for k in prefixes)
+    """The token could be an identifier of this format once confusable letters are read as digits."""
+    return bool(pattern.fullmatch(token)) or bool(pattern.fullmatch(_as_digits_after_prefix(token)))
+
+
+def _as_digits_after_prefix(token: str) -> str:
+    m = re.match(r"([A-Z]{0,3})(.*)", token)
+    assert m
+    return m.group(1) + m.group(2).translate(_FOLD)
 
 
 def match_by_ocr(text: str, studies: list[KnownStudy], *, patient_id_pattern: str,
