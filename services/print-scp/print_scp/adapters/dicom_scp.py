@@ -25,7 +25,7 @@ from imaging_common.dicom.observe import DimseObserver
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 
 from print_scp.adapters.film_pipeline import FilmPipeline
@@ -85,6 +85,20 @@ def _materialize(ds: Dataset) -> Dataset:
     return ds
 
 
+class _ReportAfterAction:
+    """`dimse.send_msg` of one association: once an N-ACTION response is queued, the printer's
+    N-EVENT-REPORT follows it (DICOM lets the SCP report on the association at any time; after the
+    response is when a modality waiting for that response expects nothing else)."""
+
+    def __init__(self, scp: PrintScp, assoc: Any) -> None:
+        self.scp, self.assoc, self.original = scp, assoc, assoc.dimse.send_msg
+
+    def __call__(self, primitive: Any, context_id: int) -> None:
+        self.original(primitive, context_id)
+        if isinstance(primitive, N_ACTION) and primitive.MessageIDBeingRespondedTo is not None:
+            self.scp._send_printer_report(self.assoc, context_id)
+
+
 class PrintScp:
     def __init__(self, *, settings: Settings, pipeline: FilmPipeline, loop: asyncio.AbstractEventLoop,
                  observer: DimseObserver | None = None) -> None:
@@ -119,7 +133,7 @@ class PrintScp:
             (evt.EVT_N_SET, self._guard(self._n_set)), (evt.EVT_N_GET, self._guard(self._n_get)),
             (evt.EVT_N_ACTION, self._guard(self._n_action)),
             (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
-            (evt.EVT_DIMSE_SENT, self._on_sent), (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
@@ -295,6 +309,9 @@ class PrintScp:
             if self.settings.print_event_reports:
                 with self._lock:
                     self._pending_reports.add(id(event.assoc))
+                dimse = event.assoc.dimse
+                if not isinstance(dimse.send_msg, _ReportAfterAction):
+                    dimse.send_msg = _ReportAfterAction(self, event.assoc)
         return _status(code), reply if len(reply) else None
 
     def _n_delete(self, event: evt.Event) -> Dataset:
@@ -313,25 +330,23 @@ class PrintScp:
 
     # ---- printer status reports ------------------------------------------------------------
 
-    def _on_sent(self, event: evt.Event) -> None:
-        """Right after a print's N-ACTION-RSP went out, tell the SCU the printer is NORMAL.
+    def _send_printer_report(self, assoc: Any, context_id: int) -> None:
+        """Right after a print's N-ACTION-RSP was queued, tell the SCU the printer is NORMAL.
 
-        Sent from the association's own thread between two messages (the SCU is not waiting for
-        anything of ours then), without blocking for the reply: pynetdicom's send_n_event_report
-        waits for the reactor it would be running in. The SCU's N-EVENT-REPORT-RSP arrives later
-        and is discarded by the reactor as an unsolicited response.
+        Sent from the association's own thread between two messages, after the response (not
+        from EVT_DIMSE_SENT, which pynetdicom fires before it writes the message: the SCU would
+        get the report while still waiting for its N-ACTION-RSP). Not waited for: pynetdicom's
+        send_n_event_report waits for the reactor it would be running in. The SCU's
+        N-EVENT-REPORT-RSP arrives later and is discarded by the reactor as an unsolicited response.
         """
-        if type(event.message).__name__ != "N_ACTION_RSP":
-            return
-        key = id(event.assoc)
+        key = id(assoc)
         with self._lock:
             if key not in self._pending_reports:
                 return
             self._pending_reports.discard(key)
             self.message_id = (self.message_id + 1) & 0xFFFF
             msg_id = self.message_id
-        context_id = int(event.message.context_id or 0)
-        context = next((cx for cx in event.assoc.accepted_contexts if cx.context_id == context_id), None)
+        context = next((cx for cx in assoc.accepted_contexts if cx.context_id == context_id), None)
         if context is None or PRINTER not in classes_of_context(str(context.abstract_syntax)):
             return
         req = N_EVENT_REPORT()
@@ -346,6 +361,6 @@ class PrintScp:
         if encoded is not None:
             req.EventInformation = BytesIO(encoded)
         try:
-            event.assoc.dimse.send_msg(req, context_id)
+            assoc.dimse.send_msg(req, context_id)
         except Exception:  # a report is a courtesy; never let it break the association
             log.exception("printer N-EVENT-REPORT not sent")
