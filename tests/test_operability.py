@@ -9,9 +9,8 @@ import asyncio
 import json
 import logging
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,7 +26,7 @@ from imaging_common.events.topology import dead_letter_queue_name, exchange_name
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
 from imaging_common.observability import JsonFormatter
-from imaging_common.testing import http_server
+from imaging_common.testing import eventually, http_server
 from print_scp import testkit as tk
 
 T = TypeVar("T")
@@ -105,19 +104,6 @@ async def platform(test_env: dict[str, str]) -> AsyncIterator[Platform]:
             yield platform
         finally:
             await connection.close()
-
-
-async def eventually(check: Callable[[], Awaitable[T] | T], what: str, within: float = 30.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def metric(platform: Platform, prefix: str, name: str, **labels: str) -> float | None:

@@ -157,18 +157,15 @@ class Cluster:
         return self.services[service].url
 
     async def create_database(self) -> None:
-        admin = urlunsplit(urlsplit(self.direct_database_url)._replace(path="/postgres"))
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        finally:
-            await conn.close()
+        await self._on_server(f'CREATE DATABASE "{self.db_name}"')
 
     async def drop_database(self) -> None:
-        admin = urlunsplit(urlsplit(self.direct_database_url)._replace(path="/postgres"))
-        conn = await asyncpg.connect(admin)
+        await self._on_server(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    async def _on_server(self, sql: str) -> None:
+        conn = await asyncpg.connect(urlunsplit(urlsplit(self.direct_database_url)._replace(path="/postgres")))
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            await conn.execute(sql)
         finally:
             await conn.close()
 

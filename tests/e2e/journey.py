@@ -33,7 +33,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
 from imaging_common.hl7 import Message, MessageService, MLLPServer
-from imaging_common.testing import free_port, http_server
+from imaging_common.testing import eventually, free_port, http_server
 from print_scp import testkit as tk
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -147,18 +147,6 @@ async def spy_on_bus(settings: CommonSettings) -> AsyncIterator[EventLog]:
             with contextlib.suppress(Exception):
                 await queue.delete(if_unused=False, if_empty=False)
         await connection.close()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], what: str, within: float = 30.0) -> T:
-    """Poll `check` until it returns something truthy (no fixed sleeps: a deadline instead)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def now_true(value: T) -> T:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.preflight import check_infrastructure
 
 S = TypeVar("S", bound=CommonSettings)
+T = TypeVar("T")
 
 _RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"imaging_test_{_RUN_ID}"
@@ -186,3 +189,17 @@ async def event_producer(
     finally:
         await bus.stop()
         await pool.close()
+
+
+async def eventually(check: Callable[[], Awaitable[T] | T], what: str, within: float = 30.0) -> T:
+    """Poll `check` (sync or async) until it returns something truthy: a deadline, not a fixed sleep."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
