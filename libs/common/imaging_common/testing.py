@@ -24,10 +24,15 @@ import pytest
 import uvicorn
 
 from imaging_common.config import CommonSettings
+from imaging_common.dicom import reactor_guard
 from imaging_common.preflight import check_infrastructure
 
 S = TypeVar("S", bound=CommonSettings)
 T = TypeVar("T")
+
+# Every pynetdicom SCU in the tests and benches (the modalities) waits for its responses
+# without the reactor race that drops one now and then on a loaded machine.
+reactor_guard.install()
 
 _RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"imaging_test_{_RUN_ID}"
