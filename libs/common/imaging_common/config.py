@@ -45,6 +45,10 @@ class CommonSettings(BaseSettings):
     # IMAGING_HTTP_HOST / IMAGING_HTTP_PORT: where the HTTP API and pages listen.
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # IMAGING_HTTP_KEEP_ALIVE: seconds an idle HTTP connection stays open. A gateway or load balancer
+    # reuses idle upstream connections until its own idle timeout (commonly 60 s); if we close first,
+    # a request it sends at that moment meets a reset (502 at the gateway, a lost answer for a POST).
+    http_keep_alive: int = 75
 
     # IMAGING_DB_POOL_MAX: connections per service pool (seven pools in the all-in-one run).
     db_pool_max: int = 5

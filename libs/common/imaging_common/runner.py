@@ -30,6 +30,7 @@ def serve(app: object, settings: CommonSettings) -> None:
         log_config=None,  # our JSON logging is already configured
         access_log=False,
         lifespan="on",
+        timeout_keep_alive=settings.http_keep_alive,
         # Screens get a couple of kB per call on the LAN; deflating each message for each socket
         # costs more CPU than the rest of a call (tests/bench/test_queue_bench.py).
         ws_per_message_deflate=False,
