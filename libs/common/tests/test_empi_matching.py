@@ -221,3 +221,72 @@ def test_medical_insurance_number_that_is_the_resident_id_counts_as_the_id() -> 
     other = rid("310104", "19850312", 22)
     both = MatchRecord.build("d", name="张伟", identifiers=[("medical-insurance", other), ("resident-id", ZHANG)])
     assert both.national["resident-id"].value == ZHANG
+
+
+def _index_with_population(extra: list[MatchRecord]) -> MatchIndex:
+    index = MatchIndex()
+    _, mrs = _records(3000, seed=21)
+    for r in mrs + extra:
+        index.add(r)
+    return index
+
+
+# 王伟 is made common in the index (30 people of that name, born on other days); 覃炜婕 is rare.
+COMMON = [rec(f"ww{n}", "王伟", dob=f"19{50 + n}-07-0{1 + n % 9}", idn=None, phone=None, address=None)
+          for n in range(30)]
+
+
+def test_name_frequency_weights_common_names_less_than_rare_ones() -> None:
+    from imaging_common.empi.frequencies import NameFrequencies
+    index = _index_with_population(COMMON)
+    freqs, ref = index.frequencies, index.scorer.model.name_frequency_ref
+    assert ref is not None
+    common, rare = freqs.bits(name_form("王伟"), ref, exclude=1), freqs.bits(name_form("覃炜婕"), ref, exclude=1)
+    assert common < 0 < 4 <= rare  # 王伟 is commoner than the typical coinciding name, 覃炜婕 far rarer
+    # The pair's own records do not make a name common: only other people's do.
+    two = NameFrequencies([rec("a", "覃炜婕"), rec("b", "覃炜婕")])
+    assert two.frequency(name_form("覃炜婕"), exclude=2) < two.frequency(name_form("覃炜婕"))
+    # Traditional characters count as the same name.
+    assert freqs.frequency(name_form("王偉")) == freqs.frequency(name_form("王伟"))
+
+
+def test_rare_name_and_birth_date_link_a_common_name_never_does() -> None:
+    known_rare = rec("rare", "覃炜婕", sex="F", phone="13912345678", address=None)
+    known_common = rec("common", "王伟", idn=rid("310104", "19850312", 23), phone="13912340000", address=None)
+    index = _index_with_population([*COMMON, known_rare, known_common])
+    # The same day, nothing else on file to compare (no ID number typed, no phone, no address).
+    rare = index.match(rec("q1", "覃炜婕", sex="F", idn=None, phone=None, address=None))
+    assert rare[0].right.ref == "rare" and rare[0].band is Band.LINK, rare[0].explain(index.scorer.model)
+    assert rare[0].explain(index.scorer.model)["fields"]["name"]["frequency_bits"] >= 4
+    common = [s for s in index.match(rec("q2", "王伟", idn=None, phone=None, address=None)) if s.right.ref == "common"]
+    assert common and common[0].band is Band.REVIEW  # its weight is lowered below the link threshold...
+    assert common[0].name_bits < 0
+    # ...and even weighed as an average name, the guard keeps name + birth date alone for a clerk.
+    plain = Scorer().score(rec("q2", "王伟", idn=None, phone=None, address=None), known_common)
+    assert plain.band is Band.REVIEW and plain.reason == "only name and birth date agree"
+    # A rare name that agrees only by sound is still the twin guard's: never an automatic link.
+    twin = index.match(rec("q3", "覃炜洁", sex="F", idn=None, phone="13912345678", address=None))
+    assert all(s.band is not Band.LINK for s in twin)
+
+
+def test_frequency_weights_in_batch_dedupe() -> None:
+    _, mrs = _records(3000, seed=22)
+    extra = [*COMMON, rec("r1", "覃炜婕", sex="F", idn=None, phone=None, address=None),
+             rec("r2", "覃炜婕", sex="F", idn=None, phone=None, address=None),
+             rec("c1", "王伟", idn=None, phone=None, address=None),
+             rec("c2", "王伟", idn=None, phone=None, address=None)]
+    pairs, model = dedupe(mrs + extra)
+    band = {frozenset((p.left.ref, p.right.ref)): p.band for p in pairs}
+    assert model.name_frequency_ref is not None
+    assert band[frozenset(("r1", "r2"))] is Band.LINK
+    assert band[frozenset(("c1", "c2"))] is Band.REVIEW
+
+
+def test_generator_namesakes_follow_name_frequency() -> None:
+    from imaging_common.empi.synthetic import name_frequency, same_day_namesake_rate
+    assert same_day_namesake_rate(name_frequency("王伟")) > 0.01  # the commonest names: a few percent
+    assert same_day_namesake_rate(name_frequency("覃炜婕")) < 1e-5  # a rare one: almost never
+    records = Generator(seed=4).population(20000, duplicate_rate=0.0)
+    namesakes = [r for r in records if r.kind == "namesake-same-dob"]
+    mean_f = sum(name_frequency(r.name) for r in records) / len(records)
+    assert namesakes and sum(name_frequency(r.name) for r in namesakes) / len(namesakes) > 3 * mean_f

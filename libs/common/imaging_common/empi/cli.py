@@ -27,6 +27,7 @@ from pathlib import Path
 from imaging_common.empi.bands import Band, Thresholds
 from imaging_common.empi.comparators import compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
+from imaging_common.empi.frequencies import NameFrequencies
 from imaging_common.empi.identifiers import IdType, parse_id_type
 from imaging_common.empi.matcher import ScoredPair, candidate_pairs, dedupe, link_sets
 from imaging_common.empi.record import MatchRecord
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Asked for explicitly: EM on this file whatever its size (the caller judges the result).
             gammas = [compare(left[i], left[j]) for i, j in candidate_pairs(left)]
             used = FellegiSunterModel.estimate(gammas, start=FellegiSunterModel.default())
+            used.name_frequency_ref = NameFrequencies(left).reference()
             used.info["source"] = f"EM on {args.files[0].name}"
             if args.save_model:
                 used.save(args.save_model)

@@ -6,7 +6,9 @@ and u is P(level | different people). A missing value contributes nothing (it is
 out of both likelihoods). The parameters are not hand-set: `estimate()` fits them with the EM
 algorithm of Winkler (1988) on the unlabeled comparison vectors of blocked candidate pairs,
 assuming conditional independence of fields given match status. The hand-set starting point
-only breaks the symmetry between the two latent classes (which one is "match").
+only breaks the symmetry between the two latent classes (which one is "match"). An exact name
+agreement is further weighted by how common the name is (frequencies.py), around the reference
+frequency `name_frequency_ref` estimated with the model.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class FellegiSunterModel:
     u: dict[str, list[float]]
     prior: float = 0.01  # P(match) among candidate pairs
     info: dict[str, Any] = field(default_factory=dict)  # how it was estimated
+    # Name frequency the exact-name u belongs to (frequencies.py): exact agreement on a rarer name
+    # weighs more, on a commoner one less. None: no value-specific name weights.
+    name_frequency_ref: float | None = None
 
     def __post_init__(self) -> None:
         self._weights = [
@@ -98,14 +103,17 @@ class FellegiSunterModel:
 
     # ---- persistence --------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"m": self.m, "u": self.u, "prior": self.prior, "info": self.info}
+        return {"m": self.m, "u": self.u, "prior": self.prior, "name_frequency_ref": self.name_frequency_ref,
+                "info": self.info}
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False))
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> FellegiSunterModel:
-        return cls(body["m"], body["u"], float(body["prior"]), body.get("info", {}))
+        ref = body.get("name_frequency_ref")
+        return cls(body["m"], body["u"], float(body["prior"]), body.get("info", {}),
+                   float(ref) if ref else None)
 
     @classmethod
     def load(cls, path: Path) -> FellegiSunterModel:

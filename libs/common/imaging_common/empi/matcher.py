@@ -5,19 +5,24 @@ that share a key and returns them best first with their band. `dedupe()` and `li
 compare every blocked pair of one or two record sets; they estimate the Fellegi–Sunter
 parameters by EM on those pairs first (the FS way: learned from the data at hand), falling back
 to the shipped defaults when there are too few pairs to learn from.
+
+An exact name agreement is weighted by the name's frequency among the records at hand (the
+index's, or the files'): frequencies.py. A `Scorer` used without frequencies (the database-backed
+path) weighs every exact name agreement alike, as the model's exact level says.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 from imaging_common.empi.bands import Band, Thresholds, band_for
 from imaging_common.empi.blocking import blocking_keys
-from imaging_common.empi.comparators import compare
+from imaging_common.empi.comparators import NAME_EXACT, compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
+from imaging_common.empi.frequencies import NameFrequencies
 from imaging_common.empi.record import MatchRecord
 
 # A block larger than this (e.g. a very common name with no birth date) is too weak to compare
@@ -34,10 +39,14 @@ class ScoredPair:
     weight: float
     band: Band
     reason: str | None = None
+    name_bits: float = 0.0  # frequency weight of an exact name agreement, included in `weight`
 
     def explain(self, model: FellegiSunterModel) -> dict[str, object]:
-        return {"weight": round(self.weight, 2), "band": self.band.value, "reason": self.reason,
-                "fields": model.explain(self.gamma)}
+        fields = model.explain(self.gamma)
+        if self.name_bits:
+            fields["name"] = {**fields["name"], "weight": round(fields["name"]["weight"] + self.name_bits, 2),
+                              "frequency_bits": round(self.name_bits, 2)}
+        return {"weight": round(self.weight, 2), "band": self.band.value, "reason": self.reason, "fields": fields}
 
 
 class Scorer:
@@ -45,11 +54,20 @@ class Scorer:
         self.model = model or FellegiSunterModel.default()
         self.thresholds = thresholds or Thresholds()
 
-    def score(self, a: MatchRecord, b: MatchRecord) -> ScoredPair:
+    def score(self, a: MatchRecord, b: MatchRecord, frequencies: NameFrequencies | None = None) -> ScoredPair:
+        """`frequencies`: name counts of the records matched against, for value-specific name weights."""
         gamma = compare(a, b)
-        weight = self.model.weight(gamma)
-        band, reason = band_for(weight, gamma, a, b, self.thresholds)
-        return ScoredPair(a, b, gamma, weight, band, reason)
+        bits = 0.0
+        if frequencies is not None and gamma[0] == NAME_EXACT:
+            bits = frequencies.bits(a.name, self.model.name_frequency_ref, exclude=1)  # b is counted
+        return _scored(a, b, gamma, self.model, self.thresholds, bits)
+
+
+def _scored(a: MatchRecord, b: MatchRecord, gamma: tuple[int, ...], model: FellegiSunterModel,
+            thresholds: Thresholds, bits: float) -> ScoredPair:
+    weight = model.weight(gamma) + bits
+    band, reason = band_for(weight, gamma, a, b, thresholds, bits)
+    return ScoredPair(a, b, gamma, weight, band, reason, bits)
 
 
 class MatchIndex:
@@ -61,6 +79,7 @@ class MatchIndex:
         self._keys: dict[str, set[str]] = {}
         # Lists, not sets: most blocks hold one or two records, and 800,000 small sets cost memory and time.
         self._blocks: dict[str, list[str]] = defaultdict(list)
+        self.frequencies = NameFrequencies()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -70,12 +89,15 @@ class MatchIndex:
             self.remove(record.ref)
         keys = blocking_keys(record)
         self._records[record.ref] = record
+        self.frequencies.add(record)
         self._keys[record.ref] = keys
         for key in keys:
             self._blocks[key].append(record.ref)
 
     def remove(self, ref: str) -> None:
-        self._records.pop(ref, None)
+        gone = self._records.pop(ref, None)
+        if gone is not None:
+            self.frequencies.remove(gone)
         for key in self._keys.pop(ref, ()):
             block = self._blocks.get(key)
             if block is not None:
@@ -95,7 +117,7 @@ class MatchIndex:
 
     def match(self, record: MatchRecord, *, include_new: bool = False) -> list[ScoredPair]:
         """Candidates scored, best first; band NEW ones only when asked."""
-        scored = [self.scorer.score(record, self._records[ref]) for ref in self.candidates(record)]
+        scored = [self.scorer.score(record, self._records[ref], self.frequencies) for ref in self.candidates(record)]
         if not include_new:
             scored = [s for s in scored if s.band is not Band.NEW]
         scored.sort(key=lambda s: s.weight, reverse=True)
@@ -128,19 +150,27 @@ def candidate_pairs(
 
 def _score_pairs(
     pairs: list[tuple[MatchRecord, MatchRecord]], model: FellegiSunterModel | None, estimate: bool,
-    thresholds: Thresholds | None,
+    thresholds: Thresholds | None, frequencies: NameFrequencies,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     gammas = [compare(a, b) for a, b in pairs]
     if model is None:
         model = FellegiSunterModel.default()
         if estimate and len(gammas) >= MIN_PAIRS_FOR_EM:
             model = FellegiSunterModel.estimate(gammas, start=model)
+            # The exact-name u just estimated belongs to these records' names.
+            model.name_frequency_ref = frequencies.reference()
+    if model.name_frequency_ref is None:  # a model from before frequencies: these records' reference
+        model = replace(model, name_frequency_ref=frequencies.reference())
     th = thresholds or Thresholds()
+    bits_of: dict[object, float] = {}  # one frequency look-up per distinct name
     out = []
     for (a, b), gamma in zip(pairs, gammas, strict=True):
-        weight = model.weight(gamma)
-        band, reason = band_for(weight, gamma, a, b, th)
-        out.append(ScoredPair(a, b, gamma, weight, band, reason))
+        bits = 0.0
+        if gamma[0] == NAME_EXACT and a.name is not None:
+            bits = bits_of.get(a.name)
+            if bits is None:
+                bits = bits_of[a.name] = frequencies.bits(a.name, model.name_frequency_ref, exclude=2)
+        out.append(_scored(a, b, gamma, model, th, bits))
     return out, model
 
 
@@ -150,7 +180,7 @@ def dedupe(
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     """Every blocked pair of one record set, scored and banded; and the model used."""
     pairs = [(records[i], records[j]) for i, j in candidate_pairs(records)]
-    return _score_pairs(pairs, model, estimate, thresholds)
+    return _score_pairs(pairs, model, estimate, thresholds, NameFrequencies(records))
 
 
 def link_sets(
@@ -158,7 +188,7 @@ def link_sets(
     estimate: bool = True, thresholds: Thresholds | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     pairs = [(left[i], right[j]) for i, j in candidate_pairs(left, right)]
-    return _score_pairs(pairs, model, estimate, thresholds)
+    return _score_pairs(pairs, model, estimate, thresholds, NameFrequencies([*left, *right]))
 
 
 def clusters(refs: Iterable[str], links: Iterable[tuple[str, str]]) -> list[set[str]]:

@@ -14,10 +14,26 @@ digit or two swapped, a missing ID, a homophone picked from the input method, a 
 carry a new phone (or one mistyped digit), an abbreviated or moved address, a missing sex. The
 overall rate of each error is what it was before the card reader was modelled; the errors are
 now concentrated on typed records, e.g. a homophone comes with a missing ID more often.
+
+Namesakes born the same day follow the names' frequencies, as they do in a real catchment. A
+hospital serves about `CATCHMENT` (2 million) people whose birth dates spread over the
+generator's `BIRTH_DAYS` (~31,000 days, 85 years). Someone whose full name has frequency f
+(family-name share x given-name share) shares name and birth date with, on average,
+lambda = CATCHMENT * f / BIRTH_DAYS other people, so gets such a namesake with probability
+1 - exp(-lambda): 2-3 % for 王伟 or 张敏, 0.1 % for 王伟强, a few in a million for a rare family
+name with an uncommon two-character given name (汤炜婕). Homophone namesakes likewise, with f the
+summed frequency of the names that differ by one homophone character (王伟 -> 王维/王玮/王炜).
+Every such namesake is put in the data set, as if everyone in the catchment were a patient: the
+worst case for the matcher. Given
+names are drawn with unequal frequencies (a handful of characters such as 伟, 敏, 静, 丽, 强 are
+far more common than 炜 or 婕), so common full names exist and carry the hard negatives; before
+this change every person had the same ~1.5 % chance of a same-day namesake whatever their name,
+which made a rare name and a common one equally weak evidence. Twins stay at 2 % of people.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -26,7 +42,7 @@ from itertools import accumulate
 from opencc import OpenCC
 
 from imaging_common.empi.identifiers import resident_check_char
-from imaging_common.empi.names import latin_of
+from imaging_common.empi.names import latin_of, split_han_name
 
 SURNAMES = list(
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"
@@ -45,6 +61,20 @@ HOMOPHONES = [
     "俊骏", "博波", "琳林霖", "晨辰", "婷亭", "雪学", "梅玫", "峰锋丰", "斌彬", "秀绣", "龙隆", "凯恺", "睿瑞",
 ]
 GIVEN = [ch for group in HOMOPHONES for ch in group] + list("国志海东光春成晓小云天宁安德金荣桂生秋")
+# Given-name characters in three rough frequency tiers (relative weights): the very common ones of
+# Chinese naming, then the usual ones (the first of each homophone group, the extras, and a few
+# alternatives that are common in their own right), then the rarer homophone alternatives.
+COMMON_GIVEN = "伟敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
+USUAL_GIVEN = {group[0] for group in HOMOPHONES} | set("国志海东光春成晓小云天宁安德金荣生秋燕颖慧欣宇嘉林鸿健晶玉")
+GIVEN_WEIGHTS = [5.0 if ch in COMMON_GIVEN else 2.0 if ch in USUAL_GIVEN else 1.0 for ch in GIVEN]
+GIVEN_CUM_WEIGHTS = list(accumulate(GIVEN_WEIGHTS))
+_GIVEN_SHARE = {ch: w / GIVEN_CUM_WEIGHTS[-1] for ch, w in zip(GIVEN, GIVEN_WEIGHTS, strict=True)}
+_SURNAME_SHARE = {s: w / SURNAME_CUM_WEIGHTS[-1] for s, w in zip(
+    SURNAMES, _TOP_SHARES + [0.5] * (len(SURNAMES) - len(_TOP_SHARES)), strict=True)}
+SINGLE_GIVEN = 0.3  # share of one-character given names
+CATCHMENT = 2_000_000  # people a hospital serves: the pool same-day namesakes come from
+BIRTH_DAYS = 31000  # birth dates are spread over this many days (1935 onwards)
+TWIN_RATE = 0.02
 REGIONS = ["110101", "110105", "110108", "120101", "310101", "310104", "310115", "320102", "320106", "330102",
            "330106", "340102", "350102", "370102", "410102", "420102", "430102", "440103", "440106", "440304",
            "450102", "500103", "510104", "510107", "610102", "210102", "220102", "230102", "130102", "140105"]
@@ -85,6 +115,32 @@ def _resident_id(rng: random.Random, region: str, born: date, sex: str, seq: int
     return first17 + resident_check_char(first17)
 
 
+def name_frequency(name: str) -> float:
+    """Share of people with this full name under the generator's distribution (0 for other names)."""
+    family, given = split_han_name(name)
+    f = _SURNAME_SHARE.get(family, 0.0) * (SINGLE_GIVEN if len(given) == 1 else 1 - SINGLE_GIVEN if len(given) == 2
+                                            else 0.0)
+    for ch in given:
+        f *= _GIVEN_SHARE.get(ch, 0.0)
+    return f
+
+
+def homophone_variants(name: str) -> list[str]:
+    """Names that differ from `name` by one given-name character of the same sound."""
+    family, given = split_han_name(name)
+    out = []
+    for i, ch in enumerate(given):
+        for group in HOMOPHONES:
+            if ch in group:
+                out += [family + given[:i] + alt + given[i + 1:] for alt in group if alt != ch]
+    return out
+
+
+def same_day_namesake_rate(frequency: float) -> float:
+    """P(at least one other person in the catchment has this name and this birth date): Poisson."""
+    return 1 - math.exp(-CATCHMENT * frequency / BIRTH_DAYS)
+
+
 def _homophone(rng: random.Random, ch: str) -> str | None:
     for group in HOMOPHONES:
         if ch in group and len(group) > 1:
@@ -102,8 +158,8 @@ class Generator:
         return f"R{self._n:07d}"
 
     def _given(self) -> str:
-        k = 1 if self.rng.random() < 0.3 else 2
-        return "".join(self.rng.choice(GIVEN) for _ in range(k))
+        k = 1 if self.rng.random() < SINGLE_GIVEN else 2
+        return "".join(self.rng.choices(GIVEN, cum_weights=GIVEN_CUM_WEIGHTS, k=k))
 
     def _phone(self) -> str:
         return "1" + self.rng.choice("3456789") + "".join(self.rng.choice("0123456789") for _ in range(9))
@@ -139,15 +195,14 @@ class Generator:
         while pid < people:
             base = self._person(pid)
             group = [base]
-            roll = r.random()
-            if roll < 0.02 and pid + 1 < people:  # twins
+            if r.random() < TWIN_RATE and pid + 1 < people:  # twins
                 pid += 1
                 twin_sex = base.sex if r.random() < 0.6 else ("F" if base.sex == "M" else "M")
                 given = base.name[1:]
                 while given == base.name[1:]:  # parents never give twins the same name
                     given = self._given()
                     if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
-                        given = base.name[1] + r.choice(GIVEN)
+                        given = base.name[1] + r.choices(GIVEN, cum_weights=GIVEN_CUM_WEIGHTS)[0]
                 twin_id = None
                 if base.id_number:
                     seq = int(base.id_number[14:17]) + (1 if twin_sex != base.sex else 2)
@@ -155,14 +210,19 @@ class Generator:
                                            seq % 1000)
                 group.append(replace(base, record_id=self._rid(), person_id=pid, name=base.name[0] + given,
                                      sex=twin_sex, id_number=twin_id, kind="twin", tags=["twin"]))
-            elif roll < 0.03 and pid + 1 < people:  # namesake born the same day
-                pid += 1
-                group.append(self._born_with(base, pid, base.name, "namesake-same-dob"))
-            elif roll < 0.035 and pid + 1 < people:  # homophone namesake born the same day
-                pid += 1
-                alt = _homophone(r, base.name[-1])
-                if alt:
-                    group.append(self._born_with(base, pid, base.name[:-1] + alt, "homophone-namesake"))
+            elif pid + 1 < people:
+                # Namesakes born the same day, as often as the name's frequency makes them (docstring).
+                variants = homophone_variants(base.name)
+                freqs = [name_frequency(v) for v in variants]
+                p_same = same_day_namesake_rate(name_frequency(base.name))
+                roll = r.random()
+                if roll < p_same:
+                    pid += 1
+                    group.append(self._born_with(base, pid, base.name, "namesake-same-dob"))
+                elif roll < p_same + same_day_namesake_rate(sum(freqs)):
+                    pid += 1
+                    alt = r.choices(variants, weights=freqs)[0]
+                    group.append(self._born_with(base, pid, alt, "homophone-namesake"))
             for person in list(group):
                 if r.random() < duplicate_rate:
                     for _ in range(1 if r.random() < 0.8 else 2):
