@@ -122,6 +122,7 @@ class Patient:
     report_id: str = ""
     critical_id: str = ""
     calls: int = 0
+    print_log: str = ""  # dcmprscu's debug log of the OCR film: the film box UID the print SCP gave it
     marks: dict[str, float] = field(default_factory=dict)  # moment -> monotonic time
 
 
@@ -175,17 +176,25 @@ class MeteredRouter(PrefixRouter):
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__(cluster)
-        # Idle connections dropped well before uvicorn closes them (5 s): reusing one the server is
-        # closing at that moment fails the request (no retry for a POST).
+        # Idle connections dropped well before the services close them (IMAGING_HTTP_KEEP_ALIVE, 75 s),
+        # as a gateway does: reusing one the server is closing at that moment fails the request.
         self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=200, max_keepalive_connections=100,
-                                                                  keepalive_expiry=2.0))
+                                                                  keepalive_expiry=20.0))
         self.count: Counter[str] = Counter()
         self.status: Counter[tuple[str, int]] = Counter()
+        self.lost: list[tuple[str, str, str]] = []  # (service, correlation id, what) of answers never received
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.split("/")
         owner = PREFIX_OWNER.get(parts[2] if len(parts) > 2 else "", "?")
-        response = await super().handle_async_request(request)
+        # Every request traceable in the service's log (its correlation id) if its answer goes missing.
+        request.headers.setdefault("X-Correlation-ID", uuid.uuid4().hex)
+        try:
+            response = await super().handle_async_request(request)
+        except httpx.TransportError as exc:
+            self.lost.append((owner, request.headers["X-Correlation-ID"],
+                              f"{request.method} {request.url.path}: {exc!r}"))
+            raise
         self.count[owner] += 1
         self.status[(owner, response.status_code)] += 1
         return response
@@ -712,6 +721,7 @@ class Day:
         log = await run("dcmprscu", "-c", cfg, "-p", "PLATFORM", "-d", str(stored))
         if "N-ACTION RSP" not in log:
             raise AssertionError(f"dcmprscu: {log[-500:]}")
+        p.print_log = log
 
     async def radiologist(self, n: int, exams: asyncio.Queue[Patient | None], to_sign: asyncio.Queue[Patient]) -> None:
         """Drafts and signs preliminary: waits for the exam on reporting (exam.completed consumed)."""
@@ -871,19 +881,20 @@ def expected_events(p: Patient) -> dict[str, int]:
 async def review_desk(day: Day) -> None:
     """A technologist works the film review list: reads the identifiers off each film and attaches it
     by hand. OCR sends a film here when it cannot be sure (e.g. a zero read twice makes the patient ID
-    one edit away from two patients of the day): safe, and part of a real day."""
+    one edit away from two patients of the day, or a digit misread): safe, and part of a real day.
+    The person reads the burned-in PID/ACC that OCR misread; here that reading is the print the film
+    came from (its film box UID in the modality's print log), never what OCR made of it."""
     tech = day.who("technologist")
     r = await day.api.get("/api/print/films", headers=tech, params={"match_status": "review", "limit": 500})
     if not day.expect(r, "film review list", 200):
         return
-    ocr = [p for p in day.patients if p.ocr_film]
+    ocr = [p for p in day.patients if p.ocr_film and p.print_log]
     for film in r.json()["data"]:
         if film["id"] in day.reviewed:
             continue
-        seen = dumps(film)  # the burned-in PID/ACC, as the person reads them off the film
-        [p, *others] = [p for p in ocr if p.accession in seen] or [None]
+        [p, *others] = [p for p in ocr if film["film_box_uid"] in p.print_log] or [None]
         if p is None or others:
-            day.meter.error(f"film {film['id']} in review: not one patient's identifiers on it")
+            day.meter.error(f"film {film['id']} in review: printed by none of the day's OCR prints")
             day.reviewed.add(film["id"])
             continue
         r = await day.timed("film matched by hand", day.api.post(
@@ -1036,10 +1047,6 @@ def json_keys(obj: Any, out: set[str]) -> set[str]:
         for v in obj:
             json_keys(v, out)
     return out
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
 
 
 __all__ = ["Day", "Meter", "MeteredRouter", "Usage", "env_patients", "json_keys", "local_zone", "plan_day",

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from e2e.cluster import cluster_site
+from e2e.cluster import Cluster, cluster_site
 
 from .day_load import (
     DAY_CRITICALS,
@@ -96,7 +96,20 @@ async def test_a_days_load(bench, test_env: dict[str, str]) -> None:  # type: ig
                 day.pool.shutdown(wait=False)
             report(bench, day, usage, router, checked, n, zone, day_s, settle_s, len(bus.events) - events_before)
     (work / "errors.txt").write_text("\n".join(day.meter.errors))
+    trace_lost_answers(cluster, router, work / "lost-answers.txt")
     assert not day.meter.errors, f"{len(day.meter.errors)} errors, first: {day.meter.errors[:10]}"
+
+
+def trace_lost_answers(cluster: Cluster, router: MeteredRouter, out: Path) -> None:
+    """Each request whose answer never came, with what its service logged under its correlation id
+    (did the service get it, finish it, fail it?)."""
+    lines = []
+    for svc, cid, what in router.lost:
+        logged = [line for line in cluster.services[svc].log.read_text(errors="replace").splitlines() if cid in line]
+        lines += [f"{svc} {cid} {what}", *(f"    {line[:400]}" for line in logged or ["(nothing logged)"])]
+    out.write_text("\n".join(lines))
+    if lines:
+        print(f"\n  answers lost in transit ({len(router.lost)}), with the services' log lines:", *lines[:40], sep="\n")
 
 
 def report(bench, day: Day, usage: Usage, router: MeteredRouter, checked: dict[str, int], n: int,  # type: ignore[no-untyped-def]
@@ -136,6 +149,8 @@ def report(bench, day: Day, usage: Usage, router: MeteredRouter, checked: dict[s
         share = usage.cpu[name] / (day_s + settle_s)
         bench.figure(f"CPU {name}", usage.cpu[name], "s", note=f"({share:.0%} of a core)")
         bench.figure(f"peak RSS {name}", usage.peak_rss[name] / 2**20, "MiB")
+    bench.figure("films OCR sent to the review list, matched by hand", len(day.reviewed), "films",
+                 note=f"(of {sum(p.ocr_film for p in day.patients)} DCMTK films without a Study Instance UID)")
     for what, c in sorted(m.waits.items()):
         bench.figure(f"waits: {what}", c, "retries")
     for what, c in sorted(checked.items()):

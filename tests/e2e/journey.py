@@ -274,6 +274,7 @@ class Journey:
     worklist_item: pydicom.Dataset | None = None
     mpps_uid: str = ""
     film_id: str = ""
+    print_log: str = ""  # dcmprscu's debug log of the last film printed
     report_id: str = ""
     critical_id: str = ""
     communication_id: str = ""
@@ -498,6 +499,7 @@ class Journey:
         async with self.timed("print"):
             log = await run("dcmprscu", "-c", cfg, "-p", "PLATFORM", "-d", str(stored_print))
         assert "N-ACTION RSP" in log and "N-EVENT-REPORT RQ" in log
+        self.print_log = log
         return log
 
     async def films(self) -> list[dict[str, Any]]:
@@ -515,6 +517,9 @@ class Journey:
         self.timings["film_matched"] = time.perf_counter() - started
         assert film["patient_id"] == self.patient_id and film["match_method"] == "ocr", film
         assert film["calling_ae_title"] == "DCMPRSCU" and film["image_count"] == 1
+        # The film box UID the SCP gave in its N-CREATE response: how the day bench's review desk tells
+        # which print a film in review came from.
+        assert film["film_box_uid"] in self.print_log, "film box UID not in dcmprscu's log"
         self.film_id = film["id"]
         await eventually(lambda: now_true(self.site.log.has("film.printed", film["id"])), "film.printed")
         await eventually(lambda: now_true(self.site.log.has("film.matched", self.accession)), "film.matched")
