@@ -13,7 +13,7 @@ namesakes born the same day. The quality bench measures that limit instead of hi
 chosen with the ground truth in hand (an in-sample oracle, so an upper bound), and the missed
 pairs are split into those look-alikes, those the twin guard keeps for a clerk on purpose (a
 name that agrees only by sound, no ID number agreeing: 张子涵/张子寒 may be twins), and the rest.
-An exact name agreement also carries how common the name is (frequency weights, in bits): the
+An exact or pinyin name agreement also carries how common the name is (frequency weights, in bits): the
 ceiling is computed on comparison vectors with that frequency class (whole bits) appended, and
 on the bare vectors for comparison. Namesakes born the same day are as frequent as their name
 makes them in a catchment of 2 million people (synthetic.py).
@@ -67,8 +67,8 @@ def oracle_ceiling(stat: dict[tuple[int | None, ...], list[int]], n_true: int) -
 
 
 def pattern(x: ScoredPair) -> tuple[int | None, ...]:
-    """The comparison vector and, for an exact name agreement, the name's frequency class (bits)."""
-    return (*x.gamma, round(x.name_bits) if x.gamma[0] == c.NAME_EXACT else None)
+    """The comparison vector and, for an exact or pinyin name agreement, the name's frequency class (bits)."""
+    return (*x.gamma, round(x.name_bits) if x.gamma[0] in (c.NAME_EXACT, c.NAME_PINYIN) else None)
 
 
 def missed_because(x: ScoredPair | None, stat: dict[tuple[int | None, ...], list[int]]) -> str:

@@ -243,6 +243,9 @@ def test_name_frequency_weights_common_names_less_than_rare_ones() -> None:
     assert ref is not None
     common, rare = freqs.bits(name_form("王伟"), ref, exclude=1), freqs.bits(name_form("覃炜婕"), ref, exclude=1)
     assert common < 0 < 4 <= rare  # 王伟 is commoner than the typical coinciding name, 覃炜婕 far rarer
+    # By sound, WANG WEI is commoner still (王伟, 王维, 王玮...), QIN WEIJIE still rare.
+    assert freqs.frequency(name_form("王伟"), script="L") > freqs.frequency(name_form("王伟"))
+    assert freqs.bits(name_form("覃炜婕"), ref, exclude=1, script="L") >= 4
     # The pair's own records do not make a name common: only other people's do.
     two = NameFrequencies([rec("a", "覃炜婕"), rec("b", "覃炜婕")])
     assert two.frequency(name_form("覃炜婕"), exclude=2) < two.frequency(name_form("覃炜婕"))
@@ -264,6 +267,12 @@ def test_rare_name_and_birth_date_link_a_common_name_never_does() -> None:
     # ...and even weighed as an average name, the guard keeps name + birth date alone for a clerk.
     plain = Scorer().score(rec("q2", "王伟", idn=None, phone=None, address=None), known_common)
     assert plain.band is Band.REVIEW and plain.reason == "only name and birth date agree"
+    # The same by pinyin (a record from a system without characters): QIN WEIJIE is rare, WANG WEI is not.
+    by_pinyin = index.match(rec("q4", "QIN WEIJIE", sex="F", idn=None, phone=None, address=None))
+    assert by_pinyin[0].right.ref == "rare" and by_pinyin[0].band is Band.LINK
+    wang = index.match(rec("q5", "WANG WEI", idn=None, phone=None, address=None))
+    wang = [s for s in wang if s.right.ref == "common"]
+    assert wang and wang[0].band is Band.REVIEW
     # A rare name that agrees only by sound is still the twin guard's: never an automatic link.
     twin = index.match(rec("q3", "覃炜洁", sex="F", idn=None, phone="13912345678", address=None))
     assert all(s.band is not Band.LINK for s in twin)

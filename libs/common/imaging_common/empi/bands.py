@@ -12,8 +12,9 @@ can only lower a band, never raise it. They encode what no weight should overrid
 3. Name + birth date + sex are not enough on their own for a common name: namesakes born the
    same day exist in every city (a 王伟 has one with a chance of a few percent). An automatic
    link also needs an ID number, a hospital card/HIS id, the phone number or the address to
-   agree, unless the name is rare: at least RARE_NAME_BITS of frequency weight above the typical
-   coinciding name (16 times rarer), where a same-day namesake is a one-in-thousands event.
+   agree, unless the name (in characters, or its pinyin for a pinyin-only record) is rare: at
+   least RARE_NAME_BITS of frequency weight above the typical coinciding name (16 times rarer),
+   where a same-day namesake is a one-in-thousands event.
 4. Different sex, or a different name altogether, goes to a person, not to the machine.
 """
 
@@ -46,7 +47,7 @@ RARE_NAME_BITS = 4.0
 def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchRecord,
              thresholds: Thresholds, name_bits: float = 0.0) -> tuple[Band, str | None]:
     """The band and, when a rule lowered it, the rule's reason. `name_bits`: the frequency weight of
-    an exact name agreement, already in `weight` (0 when frequencies are unknown)."""
+    an exact or pinyin name agreement, already in `weight` (0 when frequencies are unknown)."""
     band = Band.LINK if weight >= thresholds.link else Band.REVIEW if weight >= thresholds.review else Band.NEW
     if band is Band.NEW:
         return band, None
@@ -63,6 +64,6 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     if sex == 1:
         return Band.REVIEW, "sex differs"
     corroborated = id_agrees or local == 0 or phone in (0, 1) or address == 0
-    if not corroborated and not (name == c.NAME_EXACT and name_bits >= RARE_NAME_BITS):
+    if not corroborated and not (name in (c.NAME_EXACT, c.NAME_PINYIN) and name_bits >= RARE_NAME_BITS):
         return Band.REVIEW, "only name and birth date agree"
     return band, None

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Asked for explicitly: EM on this file whatever its size (the caller judges the result).
             gammas = [compare(left[i], left[j]) for i, j in candidate_pairs(left)]
             used = FellegiSunterModel.estimate(gammas, start=FellegiSunterModel.default())
-            used.name_frequency_ref = NameFrequencies(left).reference()
+            used.name_frequency_ref = NameFrequencies(left).references()
             used.info["source"] = f"EM on {args.files[0].name}"
             if args.save_model:
                 used.save(args.save_model)

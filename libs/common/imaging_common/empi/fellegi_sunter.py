@@ -58,9 +58,9 @@ class FellegiSunterModel:
     u: dict[str, list[float]]
     prior: float = 0.01  # P(match) among candidate pairs
     info: dict[str, Any] = field(default_factory=dict)  # how it was estimated
-    # Name frequency the exact-name u belongs to (frequencies.py): exact agreement on a rarer name
-    # weighs more, on a commoner one less. None: no value-specific name weights.
-    name_frequency_ref: float | None = None
+    # Name frequencies the name levels' u belong to, per script (frequencies.py: "H" characters, "L"
+    # pinyin): agreement on a rarer name weighs more, on a commoner one less. None: no such weights.
+    name_frequency_ref: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self._weights = [
@@ -113,7 +113,7 @@ class FellegiSunterModel:
     def from_json(cls, body: dict[str, Any]) -> FellegiSunterModel:
         ref = body.get("name_frequency_ref")
         return cls(body["m"], body["u"], float(body["prior"]), body.get("info", {}),
-                   float(ref) if ref else None)
+                   {k: float(v) for k, v in ref.items()} if ref else None)
 
     @classmethod
     def load(cls, path: Path) -> FellegiSunterModel:

@@ -13,15 +13,20 @@ and the value-specific u is u(v) = u_exact * f(v) / f_ref. The weight of an exac
 on v is log2(m_exact / u(v)) = the model's weight + log2(f_ref / f(v)): positive for a name
 rarer than the typical coinciding one, negative for a commoner one (bounded by MAX_BITS).
 
+Two scripts are counted. Characters ("H"): the names written in Chinese characters, for two
+records that agree on the characters. Pinyin ("L"): every name as it sounds (the characters
+read as pinyin, Latin-script names as written), for a pinyin-only record that agrees with
+characters by sound, or two Latin-script names; "ZHANG WEI" is as common as 张伟, 张维 and 张玮
+together. Each has its own reference frequency.
+
 f(v) is estimated from the records at hand (the index, or the file being deduplicated), not
 from a shipped table, because name fashions differ between regions and generations. A full name
 is seen too rarely to count it directly (a rare name seen twice is the same person twice), so
 f(v) = f(family) x f(given): the family name and the given name counted separately; a given
-name is at least as frequent as the product of its characters' frequencies (a given name seen
-only in the pair being scored is not thereby unique), and as frequent as counted when it is
-commoner than that. The pair's own records are left out of the counts (u is about other people
-having the name), with add-one smoothing for values never seen. Names in Latin script
-(pinyin-only, foreign patients) are counted apart, token by token.
+name is at least as frequent as the product of its characters' (syllables') frequencies (a
+given name seen only in the pair being scored is not thereby unique), and as frequent as
+counted when it is commoner than that. The pair's own records are left out of the counts (u is
+about other people having the name), with add-one smoothing for values never seen.
 """
 
 from __future__ import annotations
@@ -29,50 +34,60 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
-from imaging_common.empi.names import NameForm, split_han_name
+from imaging_common.empi.names import NameForm, pinyin_syllables, split_han_name
 from imaging_common.empi.record import MatchRecord
 
 MAX_BITS = 10.0  # a frequency estimate is never trusted beyond a factor 1024 either way
+HAN, PINYIN = "H", "L"
 
 
-def name_parts(name: NameForm) -> tuple[str, str, str]:
-    """(script, family, given) of a name: the units frequencies are counted on."""
-    if name.han:
+@lru_cache(maxsize=262144)
+def name_parts(name: NameForm, script: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """(family, given, units of the given name) of a name in one script; None if it has no such form."""
+    if script == HAN:
+        if not name.han:
+            return None
         family, given = split_han_name(name.han)
-        return "H", family, given
+        return family, given, tuple(given)
     family, _, given = name.pinyin.partition(" ")
-    return "L", family, given
+    if name.han:  # characters read as pinyin: the syllables are known
+        return family, given, tuple(pinyin_syllables(split_han_name(name.han)[1]))
+    return family, given, tuple(given.split())
 
 
 class NameFrequencies:
-    """Counts of family names, given names and given-name characters over a set of records."""
+    """Counts of family names, given names and their characters (syllables) over a set of records."""
 
     def __init__(self, records: Iterable[MatchRecord] = ()):
         self.total: Counter[str] = Counter()  # names per script
         self.family: Counter[tuple[str, str]] = Counter()
         self.given: Counter[tuple[str, str]] = Counter()
-        self.chars: Counter[tuple[str, str]] = Counter()  # given-name characters (tokens for Latin)
-        self.char_total: Counter[str] = Counter()
+        self.units: Counter[tuple[str, str]] = Counter()  # given-name characters / syllables
+        self.unit_total: Counter[str] = Counter()
         self.length: Counter[tuple[str, int]] = Counter()
-        self.full: Counter[tuple[str, str, str]] = Counter()  # distinct full names, for f_ref
+        self.full: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()  # distinct names, for f_ref
         for r in records:
             self.add(r)
 
     def _update(self, name: NameForm | None, step: int) -> None:
         if name is None:
             return
-        script, family, given = name_parts(name)
-        units = list(given) if script == "H" else given.split()
-        self.total[script] += step
-        self.char_total[script] += step * len(units)
-        touched = [(self.family, (script, family)), (self.given, (script, given)),
-                   (self.length, (script, len(units))), (self.full, (script, family, given))]
-        touched += [(self.chars, (script, unit)) for unit in units]
-        for counter, key in touched:
-            counter[key] += step
-            if counter[key] <= 0:  # a record left the index: distinct counts must not keep it
-                del counter[key]
+        for script in (HAN, PINYIN):
+            parts = name_parts(name, script)
+            if parts is None:
+                continue
+            family, given, units = parts
+            self.total[script] += step
+            self.unit_total[script] += step * len(units)
+            touched = [(self.family, (script, family)), (self.given, (script, given)),
+                       (self.length, (script, len(units))), (self.full, (script, family, given, units))]
+            touched += [(self.units, (script, unit)) for unit in units]
+            for counter, key in touched:
+                counter[key] += step
+                if counter[key] <= 0:  # a record left the index: distinct counts must not keep it
+                    del counter[key]
 
     def add(self, record: MatchRecord) -> None:
         self._update(record.name, 1)
@@ -80,37 +95,44 @@ class NameFrequencies:
     def remove(self, record: MatchRecord) -> None:
         self._update(record.name, -1)
 
-    def frequency(self, name: NameForm, exclude: int = 0) -> float:
+    def frequency(self, name: NameForm, exclude: int = 0, script: str = HAN) -> float | None:
         """Share of people with this name. `exclude`: records of the pair being scored that are counted
         here (2 in a file, 1 in an index): u is about OTHER people having the name."""
-        script, family, given = name_parts(name)
-        return self._frequency(script, family, given, exclude)
+        parts = name_parts(name, script)
+        return None if parts is None else self._frequency(script, *parts, exclude=exclude)
 
-    def _frequency(self, script: str, family: str, given: str, exclude: int = 0) -> float:
+    def _frequency(self, script: str, family: str, given: str, units: tuple[str, ...], exclude: int = 0) -> float:
         n = max(self.total[script] - exclude, 0) + 1
         f_family = (max(self.family[script, family] - exclude, 0) + 1) / n
-        units = list(given) if script == "H" else given.split()
         # The given name as its characters would make it; as counted when it is commoner than that
         # (子涵 is a fashion, not a coincidence). Never below the characters: a given name seen only
         # in this pair is not thereby unique.
         prior = (self.length[script, len(units)] + 1) / n
-        chars_n = self.char_total[script] + len(self.chars) + 1
+        units_n = self.unit_total[script] + len(self.units) + 1
         for unit in units:
-            prior *= (self.chars[script, unit] + 1) / chars_n
+            prior *= (self.units[script, unit] + 1) / units_n
         f_given = max(prior, (self.given[script, given] - exclude) / n)
         return min(f_family * f_given, 1.0)
 
-    def reference(self) -> float | None:
+    def reference(self, script: str = HAN) -> float | None:
         """f_ref = sum f^3 / sum f^2 over the distinct names seen (None when there are none)."""
         s2 = s3 = 0.0
-        for script, family, given in self.full:
-            f = self._frequency(script, family, given)
+        for sc, family, given, units in self.full:
+            if sc != script:
+                continue
+            f = self._frequency(script, family, given, units)
             s2 += f * f
             s3 += f * f * f
         return s3 / s2 if s2 else None
 
-    def bits(self, name: NameForm | None, reference: float | None, exclude: int = 0) -> float:
-        """log2(f_ref / f(name)): what agreeing on this very name adds to the exact-level weight."""
-        if name is None or not reference:
+    def references(self) -> dict[str, float]:
+        return {script: ref for script in (HAN, PINYIN) if (ref := self.reference(script)) is not None}
+
+    def bits(self, name: NameForm | None, references: dict[str, float] | None, exclude: int = 0,
+             script: str = HAN) -> float:
+        """log2(f_ref / f(name)): what agreeing on this very name adds to the level's weight."""
+        ref = (references or {}).get(script)
+        f = self.frequency(name, exclude, script) if name is not None and ref else None
+        if not f:
             return 0.0
-        return max(-MAX_BITS, min(MAX_BITS, math.log2(reference / self.frequency(name, exclude))))
+        return max(-MAX_BITS, min(MAX_BITS, math.log2(ref / f)))

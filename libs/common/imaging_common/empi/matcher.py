@@ -6,9 +6,9 @@ compare every blocked pair of one or two record sets; they estimate the Fellegiâ
 parameters by EM on those pairs first (the FS way: learned from the data at hand), falling back
 to the shipped defaults when there are too few pairs to learn from.
 
-An exact name agreement is weighted by the name's frequency among the records at hand (the
-index's, or the files'): frequencies.py. A `Scorer` used without frequencies (the database-backed
-path) weighs every exact name agreement alike, as the model's exact level says.
+An exact or pinyin name agreement is weighted by the name's frequency among the records at hand
+(the index's, or the files'): frequencies.py. A `Scorer` used without frequencies (the
+database-backed path) weighs every name agreement of a level alike, as the model says.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from itertools import combinations
 
 from imaging_common.empi.bands import Band, Thresholds, band_for
 from imaging_common.empi.blocking import blocking_keys
-from imaging_common.empi.comparators import NAME_EXACT, compare
+from imaging_common.empi.comparators import NAME_EXACT, NAME_PINYIN, compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
-from imaging_common.empi.frequencies import NameFrequencies
+from imaging_common.empi.frequencies import HAN, PINYIN, NameFrequencies
+from imaging_common.empi.names import NameForm
 from imaging_common.empi.record import MatchRecord
 
 # A block larger than this (e.g. a very common name with no birth date) is too weak to compare
@@ -39,7 +40,7 @@ class ScoredPair:
     weight: float
     band: Band
     reason: str | None = None
-    name_bits: float = 0.0  # frequency weight of an exact name agreement, included in `weight`
+    name_bits: float = 0.0  # frequency weight of an exact or pinyin name agreement, included in `weight`
 
     def explain(self, model: FellegiSunterModel) -> dict[str, object]:
         fields = model.explain(self.gamma)
@@ -58,9 +59,22 @@ class Scorer:
         """`frequencies`: name counts of the records matched against, for value-specific name weights."""
         gamma = compare(a, b)
         bits = 0.0
-        if frequencies is not None and gamma[0] == NAME_EXACT:
-            bits = frequencies.bits(a.name, self.model.name_frequency_ref, exclude=1)  # b is counted
+        if frequencies is not None and (agreed := agreed_name(a, b, gamma)) is not None:
+            name, script = agreed
+            bits = frequencies.bits(name, self.model.name_frequency_ref, exclude=1, script=script)  # b is counted
         return _scored(a, b, gamma, self.model, self.thresholds, bits)
+
+
+def agreed_name(a: MatchRecord, b: MatchRecord, gamma: tuple[int, ...]) -> tuple[NameForm, str] | None:
+    """The name two records agree on and the script its frequency is counted in; None unless they agree
+    exactly or by pinyin (a name that agrees only by sound among characters is the twin guard's)."""
+    if a.name is None or b.name is None:
+        return None
+    if gamma[0] == NAME_EXACT:
+        return a.name, HAN if a.name.han and b.name.han else PINYIN
+    if gamma[0] == NAME_PINYIN:
+        return (a.name if a.name.han else b.name), PINYIN  # the characters' side knows the syllables
+    return None
 
 
 def _scored(a: MatchRecord, b: MatchRecord, gamma: tuple[int, ...], model: FellegiSunterModel,
@@ -157,19 +171,21 @@ def _score_pairs(
         model = FellegiSunterModel.default()
         if estimate and len(gammas) >= MIN_PAIRS_FOR_EM:
             model = FellegiSunterModel.estimate(gammas, start=model)
-            # The exact-name u just estimated belongs to these records' names.
-            model.name_frequency_ref = frequencies.reference()
+            # The name levels' u just estimated belong to these records' names.
+            model.name_frequency_ref = frequencies.references()
     if model.name_frequency_ref is None:  # a model from before frequencies: these records' reference
-        model = replace(model, name_frequency_ref=frequencies.reference())
+        model = replace(model, name_frequency_ref=frequencies.references())
     th = thresholds or Thresholds()
-    bits_of: dict[object, float] = {}  # one frequency look-up per distinct name
+    bits_of: dict[tuple[NameForm, str], float] = {}  # one frequency look-up per distinct name
     out = []
     for (a, b), gamma in zip(pairs, gammas, strict=True):
         bits = 0.0
-        if gamma[0] == NAME_EXACT and a.name is not None:
-            bits = bits_of.get(a.name)
+        agreed = agreed_name(a, b, gamma)
+        if agreed is not None:
+            bits = bits_of.get(agreed)
             if bits is None:
-                bits = bits_of[a.name] = frequencies.bits(a.name, model.name_frequency_ref, exclude=2)
+                bits = bits_of[agreed] = frequencies.bits(agreed[0], model.name_frequency_ref, exclude=2,
+                                                          script=agreed[1])
         out.append(_scored(a, b, gamma, model, th, bits))
     return out, model
 

@@ -57,6 +57,11 @@ def _pinyin_char(ch: str) -> str:
     return "".join(lazy_pinyin(ch, style=Style.NORMAL, errors="ignore"))
 
 
+def pinyin_syllables(han: str) -> list[str]:
+    """Upper-case toneless pinyin of each character ("子涵" -> ["ZI", "HAN"])."""
+    return [p.upper() for p in map(_pinyin_char, han) if p]
+
+
 def to_simplified(text: str) -> str:
     """Character by character (cached): matching needs the same fold on both sides, not phrase fidelity."""
     return "".join(map(_simplified_char, text))
