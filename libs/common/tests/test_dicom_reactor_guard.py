@@ -71,3 +71,47 @@ def test_a_response_is_never_taken_by_the_reactor() -> None:
             assoc.release()
     finally:
         server.shutdown()
+
+
+def test_a_send_whose_reactor_stops_unannounced_ends_instead_of_spinning() -> None:
+    """What pynetdicom's DUL does when its loop meets an exception: `assoc._kill` set directly, so a
+    reactor between two looks leaves its loop unpaused while a send waits for it to pause. The send
+    must go on (and end with an answer or its DIMSE timeout), not spin forever."""
+    reactor_guard.install()
+    scp = AE(ae_title="ECHO_SCP")
+    scp.add_supported_context(Verification)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    try:
+        scu = AE(ae_title="ECHO_SCU")
+        scu.add_requested_context(Verification)
+        scu.dimse_timeout = 2
+        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP")
+        assert assoc.is_established
+        # Hold the reactor inside its look-up (unpaused), as a descheduled thread would be.
+        held, entered, go_on = threading.Event(), threading.Event(), threading.Event()
+        original = assoc.dimse.get_msg
+
+        def look_up(block: bool = False) -> Any:
+            if not block and held.is_set() and threading.current_thread() is assoc:
+                entered.set()
+                go_on.wait(5)
+            return original(block)
+
+        assoc.dimse.get_msg = look_up
+        held.set()
+        assert entered.wait(2)
+        outcome: list[Any] = []
+        sender = threading.Thread(target=lambda: outcome.append(assoc.send_c_echo()), daemon=True)
+        sender.start()
+        time.sleep(0.1)  # the send is spinning, waiting for the reactor to pause
+        assoc._kill = True  # the DUL's way of stopping it
+        go_on.set()
+        assoc.join(5)
+        assert not assoc.is_alive()
+        sender.join(10)
+        assert not sender.is_alive(), "send_c_echo still spinning for a reactor that is gone"
+        assert outcome
+        assoc.abort()
+    finally:
+        server.shutdown()

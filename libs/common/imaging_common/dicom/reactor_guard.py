@@ -1,4 +1,5 @@
-"""Close a race in pynetdicom's association reactor that loses DIMSE responses.
+"""Close two holes in pynetdicom's association reactor: a race that loses DIMSE responses, and
+a send that waits forever for a reactor that has stopped.
 
 A `send_*` call (C-ECHO, C-FIND, N-CREATE, N-ACTION...) pauses the association's reactor thread
 so that the response it is about to wait for is not taken off the queue by the reactor: it
@@ -14,15 +15,32 @@ the checkpoint is cleared, i.e. while a `send_*` owns the queue. Ordering argume
 sender saw `_is_paused` true, it had cleared the checkpoint before the reactor reset the flag,
 hence before the reactor's check here; if the reactor's check saw the checkpoint set, the sender
 clears it later and then finds `_is_paused` false and waits for the next loop.
+
+
+Second, a `send_*` spinning on `_is_paused` waits forever once the reactor has stopped without
+saying so: when its DUL thread meets an exception it sets `assoc._kill` directly (not `kill()`,
+which would also set `_is_paused`), the reactor leaves its loop unpaused, and the modality's
+thread spins at 100 % for good. Here a reactor that is not running (not started yet, told to
+stop, or ended) counts as paused; the send then meets the dead connection and its DIMSE timeout,
+an error the caller sees. With the first guard nothing can be taken from under a send anyway.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 
 _installed = False
+
+
+def _paused(self: Association) -> bool:
+    return bool(self.__dict__.get("_paused_flag", False)) or self._kill or not self.is_alive()
+
+
+def _set_paused(self: Association, value: bool) -> None:
+    self.__dict__["_paused_flag"] = value
 
 
 def install() -> None:
@@ -38,4 +56,5 @@ def install() -> None:
         return original(self, block)
 
     DIMSEServiceProvider.get_msg = get_msg  # type: ignore[method-assign]
+    Association._is_paused = property(_paused, _set_paused)  # type: ignore[assignment]
     _installed = True
