@@ -14,7 +14,7 @@ from imaging_common.empi import store
 from imaging_common.empi.identifiers import InvalidIdentifier, resident_check_char
 from imaging_common.empi.store import IncomingPerson
 
-SCHEMA_SQL = (Path(store.__file__).parent / "migrations" / "0001_empi.sql").read_text()
+SCHEMA_SQL = "\n".join(p.read_text() for p in sorted((Path(store.__file__).parent / "migrations").glob("*.sql")))
 
 
 def rid(region: str, born: str, seq: int) -> str:
@@ -119,3 +119,59 @@ async def test_patient_ref_carries_the_latest_hospital_card_for_check_in(pool: a
         assert idn not in ref.model_dump_json()
         nocard = await store.register(conn, person("周建国", rid("440106", "19700707", 71)), actor="clerk1")
         assert nocard.person.patient_ref()["card_number"] is None
+
+
+async def _population(conn: asyncpg.Connection, names: list[tuple[str, date]]) -> None:
+    """People already in the index (as an upgrade finds them: stored before names were counted)."""
+    rows = [(f"POP{uuid.uuid4().hex[:12]}", name, born) for name, born in names]
+    await conn.executemany("INSERT INTO empi_person (empi_id, patient_id, name, birth_date) VALUES ($1, $1, $2, $3)",
+                           rows)
+    await conn.executemany(
+        "INSERT INTO empi_source_record (id, empi_id, source, name, birth_date, actor) "
+        "VALUES ($1, $2, 'batch', $3, $4, 'import')", [(uuid.uuid4(), *row) for row in rows])
+
+
+async def test_name_frequencies_from_the_database_weigh_rare_names_more(pool: asyncpg.Pool) -> None:
+    """The registration path weighs an agreed name by its frequency as the in-memory index does:
+    counts kept in empi_name_count, older records counted once (count_names), none meanwhile."""
+    from imaging_common.empi.frequencies import NameFrequencies
+    from imaging_common.empi.names import name_form
+    from imaging_common.empi.record import MatchRecord
+    from imaging_common.empi.synthetic import Generator
+
+    people = [(r.name, r.birth_date or date(1980, 1, 1)) for r in Generator(seed=5).population(3000)]
+    people += [("王伟", date(1950 + n, 7, 1 + n % 9)) for n in range(30)]  # a common name, born other days
+    born = date(1988, 11, 2)
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE empi_name_count")
+        await conn.execute("UPDATE empi_source_record SET name_counted = false")
+        await _population(conn, people)
+        rare = await store.register(conn, person("覃炜婕", None, birth_date=born, sex="F", phone="13912345678"),
+                                    actor="clerk1")
+        common = await store.register(conn, person("王伟", rid("310104", "19881102", 23), birth_date=born,
+                                                   phone="13912340000"), actor="clerk1")
+        # Older records not yet counted: no frequencies, so name + birth date alone is a clerk's decision.
+        assert await store.name_frequencies(conn, name_form("覃炜婕")) is None
+        held = await store.find_candidates(conn, person("覃炜婕", None, birth_date=born, sex="F").match_record(),
+                                           scorer=store.Scorer())
+        assert held[0].empi_id == rare.person.empi_id and held[0].scored.band is store.Band.REVIEW
+
+        counted = await store.count_names(conn)
+        existing = await conn.fetch("SELECT name FROM empi_source_record")
+        assert counted == len(existing) - 2  # the two registrations were counted when stored
+        assert await store.count_names(conn) == 0
+        # The database's counts give the frequencies the in-memory counts of the same names give.
+        memory = NameFrequencies(MatchRecord.build(str(n), name=r["name"]) for n, r in enumerate(existing))
+        for name in ("王伟", "覃炜婕", "WANG WEI"):
+            form = name_form(name)
+            db = await store.name_frequencies(conn, form)
+            assert db is not None
+            for script in ("H", "L"):
+                assert db.frequency(form, 1, script) == pytest.approx(memory.frequency(form, 1, script)), name
+
+        # Same day, nothing else to compare: the rare name links, the common one waits for a clerk.
+        again = await store.register(conn, person("覃炜婕", None, birth_date=born, sex="F"), actor="clerk2")
+        assert again.outcome == "linked" and again.person.empi_id == rare.person.empi_id
+        namesake = await store.register(conn, person("王伟", None, birth_date=born), actor="clerk2")
+        assert namesake.outcome == "created" and namesake.review_ids
+        assert [c.scored.name_bits for c in namesake.candidates if c.empi_id == common.person.empi_id][0] < 0

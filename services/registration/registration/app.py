@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from imaging_common import empi
 from imaging_common.service import ServiceSpec, create_service_app
 
-from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients, http_ui
+from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients, http_ui, name_counts
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -17,7 +17,7 @@ SERVICE = ServiceSpec(
     library_migrations={"empi": empi.MIGRATIONS},
     routers=[http_auth.router, http_patients.router, http_fhir.router],
     on_ready=[http_auth.on_ready],
-    listeners=[hl7_feed.mllp_listener],
+    listeners=[hl7_feed.mllp_listener, name_counts.name_count_listener],
     ui_routers=[http_ui.router],
 )
 

@@ -153,3 +153,27 @@ async def test_order_emits_order_created_and_fhir_views(client, settings, pool) 
     assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
     listed = (await client.get("/api/registration/orders", params={"empi_id": p["empi_id"]}, headers=h)).json()
     assert listed["count"] == 1
+
+
+async def test_names_stored_before_the_counts_are_counted_in_the_background(app, client, settings, pool) -> None:
+    """An upgrade finds source records without name counts: the service counts them after starting
+    (the registrations it stores itself are counted as they are stored)."""
+    from registration.adapters.name_counts import count_stored_names
+    application, _ = app
+    ctx = application.state.ctx
+    await ctx.extras["name_counts"]  # the start-up pass is over
+    r = await client.post("/api/registration/patients", headers=auth(settings),
+                          json={"name": uname(), "identifiers": [{"type": "resident-id", "value": rid()}]})
+    assert r.status_code == 201, r.text
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM empi_source_record WHERE NOT name_counted") == 0
+        before = await conn.fetchval("SELECT n FROM empi_name_count WHERE script = 'H' AND kind = 'length' "
+                                     "AND value = '2'") or 0
+        await conn.execute("UPDATE empi_source_record SET name_counted = false WHERE empi_id = $1",
+                           r.json()["patient"]["empi_id"])
+        await conn.execute("UPDATE empi_name_count SET n = n - 1 WHERE script = 'H' AND kind = 'length' "
+                           "AND value = '2'")
+    assert await count_stored_names(ctx) == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT n FROM empi_name_count WHERE script = 'H' AND kind = 'length' "
+                                   "AND value = '2'") == before

@@ -35,6 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from imaging_common.empi.names import NameForm, pinyin_syllables, split_han_name
 from imaging_common.empi.record import MatchRecord
@@ -57,10 +58,48 @@ def name_parts(name: NameForm, script: str) -> tuple[str, str, tuple[str, ...]] 
     return family, given, tuple(given.split())
 
 
+def count_keys(name: NameForm) -> Counter[tuple[str, str, str]]:
+    """What one record's name adds to the counts, as (script, kind, value): the form a database keeps
+    them in (empi/store.py), summed over the records; kinds family, given, length, unit."""
+    out: Counter[tuple[str, str, str]] = Counter()
+    for script in (HAN, PINYIN):
+        parts = name_parts(name, script)
+        if parts is None:
+            continue
+        family, given, units = parts
+        out.update([(script, "family", family), (script, "given", given), (script, "length", str(len(units)))])
+        out.update((script, "unit", unit) for unit in units)
+    return out
+
+
+def _bump(counter: Counter[Any], key: Any, step: int) -> None:
+    counter[key] += step
+    if counter[key] <= 0:  # a record left the index: distinct counts must not keep it
+        del counter[key]
+
+
 class NameFrequencies:
     """Counts of family names, given names and their characters (syllables) over a set of records."""
 
+    @classmethod
+    def from_counts(cls, counts: dict[tuple[str, str, str], int], totals: dict[str, tuple[int, int]],
+                    distinct_units: int) -> NameFrequencies:
+        """Counts kept elsewhere (a database): those of the names to be looked up (count_keys), the
+        names and units per script (`totals`: script -> (names, units)) and the distinct units."""
+        freqs = cls()
+        kinds = {"family": freqs.family, "given": freqs.given, "unit": freqs.units}
+        for (script, kind, value), n in counts.items():
+            if kind == "length":
+                freqs.length[script, int(value)] = n
+            elif kind in kinds:
+                kinds[kind][script, value] = n
+        for script, (names, units) in totals.items():
+            freqs.total[script], freqs.unit_total[script] = names, units
+        freqs._distinct_units = distinct_units
+        return freqs
+
     def __init__(self, records: Iterable[MatchRecord] = ()):
+        self._distinct_units: int | None = None  # set by from_counts: units not all loaded
         self.total: Counter[str] = Counter()  # names per script
         self.family: Counter[tuple[str, str]] = Counter()
         self.given: Counter[tuple[str, str]] = Counter()
@@ -74,20 +113,16 @@ class NameFrequencies:
     def _update(self, name: NameForm | None, step: int) -> None:
         if name is None:
             return
+        for (script, kind, value), n in count_keys(name).items():
+            if kind == "length":
+                _bump(self.length, (script, int(value)), step * n)
+            else:
+                _bump({"family": self.family, "given": self.given, "unit": self.units}[kind], (script, value), step * n)
         for script in (HAN, PINYIN):
-            parts = name_parts(name, script)
-            if parts is None:
-                continue
-            family, given, units = parts
-            self.total[script] += step
-            self.unit_total[script] += step * len(units)
-            touched = [(self.family, (script, family)), (self.given, (script, given)),
-                       (self.length, (script, len(units))), (self.full, (script, family, given, units))]
-            touched += [(self.units, (script, unit)) for unit in units]
-            for counter, key in touched:
-                counter[key] += step
-                if counter[key] <= 0:  # a record left the index: distinct counts must not keep it
-                    del counter[key]
+            if (parts := name_parts(name, script)) is not None:
+                self.total[script] += step
+                self.unit_total[script] += step * len(parts[2])
+                _bump(self.full, (script, *parts), step)
 
     def add(self, record: MatchRecord) -> None:
         self._update(record.name, 1)
@@ -108,7 +143,8 @@ class NameFrequencies:
         # (子涵 is a fashion, not a coincidence). Never below the characters: a given name seen only
         # in this pair is not thereby unique.
         prior = (self.length[script, len(units)] + 1) / n
-        units_n = self.unit_total[script] + len(self.units) + 1
+        distinct = len(self.units) if self._distinct_units is None else self._distinct_units
+        units_n = self.unit_total[script] + distinct + 1
         for unit in units:
             prior *= (self.units[script, unit] + 1) / units_n
         f_given = max(prior, (self.given[script, given] - exclude) / n)
@@ -133,6 +169,6 @@ class NameFrequencies:
         """log2(f_ref / f(name)): what agreeing on this very name adds to the level's weight."""
         ref = (references or {}).get(script)
         f = self.frequency(name, exclude, script) if name is not None and ref else None
-        if not f:
+        if not f or not ref:
             return 0.0
         return max(-MAX_BITS, min(MAX_BITS, math.log2(ref / f)))

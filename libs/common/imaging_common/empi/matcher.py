@@ -182,10 +182,9 @@ def _score_pairs(
         bits = 0.0
         agreed = agreed_name(a, b, gamma)
         if agreed is not None:
-            bits = bits_of.get(agreed)
-            if bits is None:
-                bits = bits_of[agreed] = frequencies.bits(agreed[0], model.name_frequency_ref, exclude=2,
-                                                          script=agreed[1])
+            if agreed not in bits_of:
+                bits_of[agreed] = frequencies.bits(agreed[0], model.name_frequency_ref, exclude=2, script=agreed[1])
+            bits = bits_of[agreed]
         out.append(_scored(a, b, gamma, model, th, bits))
     return out, model
 

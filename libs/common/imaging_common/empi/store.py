@@ -17,6 +17,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -26,9 +27,10 @@ import asyncpg
 
 from imaging_common.empi.bands import Band
 from imaging_common.empi.blocking import blocking_keys
+from imaging_common.empi.frequencies import NameFrequencies, count_keys
 from imaging_common.empi.identifiers import Identifier, IdType, mask
 from imaging_common.empi.matcher import MAX_BLOCK, ScoredPair, Scorer
-from imaging_common.empi.names import name_form
+from imaging_common.empi.names import NameForm, name_form
 from imaging_common.empi.record import MatchRecord, normalize_phone, normalize_sex
 from imaging_common.empi.survivorship import SourceRecord, golden_record
 
@@ -226,9 +228,10 @@ async def find_candidates(
            WHERE p.status = 'active' AND NOT (p.empi_id = ANY($2::text[]))
            LIMIT $3""",
         list(blocking_keys(record)), list(exclude), limit, MAX_BLOCK)
+    frequencies = await name_frequencies(conn, record.name) if rows else None
     best: dict[str, ScoredPair] = {}
     for row in rows:
-        scored = scorer.score(record, _match_record_of(row))
+        scored = scorer.score(record, _match_record_of(row), frequencies)
         current = best.get(row["empi_id"])
         if current is None or scored.weight > current.weight:
             best[row["empi_id"]] = scored
@@ -237,13 +240,69 @@ async def find_candidates(
     return out
 
 
+async def name_frequencies(conn: asyncpg.Connection, name: NameForm | None) -> NameFrequencies | None:
+    """The counts a name's frequency weight needs (frequencies.py), from empi_name_count. None while
+    records stored before the counts are not all counted (count_names): a name would look rarer than
+    it is, and a rare name links more readily; without frequencies the weights are as before."""
+    if name is None or await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM empi_source_record WHERE NOT name_counted)"):
+        return None
+    keys = list(count_keys(name))
+    rows = await conn.fetch(
+        """SELECT c.script, c.kind, c.value, c.n FROM empi_name_count c
+           JOIN unnest($1::text[], $2::text[], $3::text[]) AS q(script, kind, value) USING (script, kind, value)""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    sums = await conn.fetch("SELECT script, kind, sum(n) AS n, count(*) AS distinct_values FROM empi_name_count "
+                            "WHERE kind IN ('length', 'unit') GROUP BY script, kind")
+    totals: dict[str, tuple[int, int]] = {}
+    for r in sums:
+        names, units = totals.get(r["script"], (0, 0))
+        totals[r["script"]] = (int(r["n"]), units) if r["kind"] == "length" else (names, int(r["n"]))
+    if not totals:
+        return None
+    return NameFrequencies.from_counts({(r["script"], r["kind"], r["value"]): int(r["n"]) for r in rows}, totals,
+                                       sum(int(r["distinct_values"]) for r in sums if r["kind"] == "unit"))
+
+
+async def _add_name_counts(conn: asyncpg.Connection, counts: dict[tuple[str, str, str], int]) -> None:
+    # Rows locked in key order: two registrations counting the same names cannot deadlock.
+    keys = sorted(counts)
+    await conn.execute(
+        """INSERT INTO empi_name_count (script, kind, value, n)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ORDER BY 1, 2, 3
+           ON CONFLICT (script, kind, value) DO UPDATE SET n = empi_name_count.n + excluded.n""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [counts[k] for k in keys])
+
+
+async def count_names(conn: asyncpg.Connection, batch: int = 2000) -> int:
+    """Count the names of source records stored before empi_name_count existed; returns how many.
+    Safe to run from several replicas at once (each takes rows the others have not locked)."""
+    done = 0
+    while True:
+        async with conn.transaction():
+            rows = await conn.fetch("SELECT id, name FROM empi_source_record WHERE NOT name_counted "
+                                    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", batch)
+            if not rows:
+                return done
+            counts: Counter[tuple[str, str, str]] = Counter()
+            for r in rows:
+                if r["name"] and (form := name_form(r["name"])) is not None:
+                    counts.update(count_keys(form))
+            if counts:
+                await _add_name_counts(conn, counts)
+            await conn.execute("UPDATE empi_source_record SET name_counted = true WHERE id = ANY($1::uuid[])",
+                               [r["id"] for r in rows])
+            done += len(rows)
+
+
 async def _insert_source(conn: asyncpg.Connection, empi_id: str, incoming: IncomingPerson, actor: str) -> str:
     sid = str(uuid.uuid4())
     idents = incoming.normalized_identifiers(strict=False)
     body = [{"type": i.type.value, "value": i.value, "valid": i.valid} for i in idents]
     await conn.execute(
         """INSERT INTO empi_source_record (id, empi_id, source, source_key, name, birth_date, sex, phone, address,
-               postcode, identifiers, actor) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12)""",
+               postcode, identifiers, actor, name_counted)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12,true)""",
         sid, empi_id, incoming.source, incoming.source_key, incoming.name, incoming.birth_date,
         normalize_sex(incoming.sex), normalize_phone(incoming.phone), incoming.address, incoming.postcode,
         json.dumps(body, ensure_ascii=False), actor)
@@ -251,9 +310,11 @@ async def _insert_source(conn: asyncpg.Connection, empi_id: str, incoming: Incom
         await conn.executemany(
             "INSERT INTO empi_identifier (source_record_id, empi_id, type, value, valid) VALUES ($1,$2,$3,$4,$5) "
             "ON CONFLICT DO NOTHING", [(sid, empi_id, i["type"], i["value"], i["valid"]) for i in body])
-    keys = blocking_keys(incoming.match_record(sid))
+    record = incoming.match_record(sid)
     await conn.executemany("INSERT INTO empi_block_key (key, source_record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                           [(k, sid) for k in keys])
+                           [(k, sid) for k in blocking_keys(record)])
+    if record.name is not None:
+        await _add_name_counts(conn, count_keys(record.name))
     return sid
 
 
