@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import resource
 import statistics
+import threading
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -198,6 +201,19 @@ class MeteredRouter(PrefixRouter):
         self.count[owner] += 1
         self.status[(owner, response.status_code)] += 1
         return response
+
+
+class DicomFailure(logging.Handler):
+    """An exception pynetdicom logs in its own threads (its DUL's), as an error of the day."""
+
+    def __init__(self, meter: Meter) -> None:
+        super().__init__(logging.ERROR)
+        self.meter = meter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None:
+            self.meter.error(f"{record.threadName}: {record.getMessage()} "
+                             + "".join(traceback.format_exception(*record.exc_info))[-1500:])
 
 
 @dataclass
@@ -493,7 +509,9 @@ class Day:
     async def dicom(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            out = await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            # Bounded: the SCU's own timeouts are 60 s; a call that outlives them is hung, and one hung
+            # modality must be an error of the day, not a room that stops calling.
+            out = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self.pool, fn, *args), 300)
         except Exception as exc:  # say which operation: a DIMSE timeout surfaces as a status without Status
             raise RuntimeError(f"{op} after {time.perf_counter() - t0:.1f} s: {exc!r}") from exc
         self.meter.steps[op].append(time.perf_counter() - t0)
@@ -854,12 +872,22 @@ class Day:
                 await asyncio.sleep(2)
             day.cancel()
 
+        def thread_died(args: threading.ExceptHookArgs) -> None:  # e.g. an association's reactor
+            where = args.thread.name if args.thread else "?"
+            self.meter.error(f"thread {where} died: " + "".join(traceback.format_exception(
+                args.exc_type, args.exc_value, args.exc_traceback))[-1500:])
+
         watchdog = asyncio.create_task(give_up())
+        hook, threading.excepthook = threading.excepthook, thread_died
+        failures = DicomFailure(self.meter)
+        logging.getLogger("pynetdicom").addHandler(failures)
         try:
             await day
         except asyncio.CancelledError:
             self.meter.error("the day was abandoned after 300 errors")
         finally:
+            logging.getLogger("pynetdicom").removeHandler(failures)
+            threading.excepthook = hook
             watchdog.cancel()
         self.ended = time.monotonic()
 
