@@ -24,11 +24,11 @@ lambda = CATCHMENT * f / BIRTH_DAYS other people, so gets such a namesake with p
 name with an uncommon two-character given name (汤炜婕). Homophone namesakes likewise, with f the
 summed frequency of the names that differ by one homophone character (王伟 -> 王维/王玮/王炜).
 Every such namesake is put in the data set, as if everyone in the catchment were a patient: the
-worst case for the matcher. Given
-names are drawn with unequal frequencies (a handful of characters such as 伟, 敏, 静, 丽, 强 are
-far more common than 炜 or 婕), so common full names exist and carry the hard negatives; before
-this change every person had the same ~1.5 % chance of a same-day namesake whatever their name,
-which made a rare name and a common one equally weak evidence. Twins stay at 2 % of people.
+worst case for the matcher. Given names are drawn with unequal frequencies (a handful of
+characters such as 伟, 敏, 静, 丽, 强 are far more common than 炜 or 婕), so common full names
+exist and carry the hard negatives; before this change every person had the same ~1.5 % chance
+of a same-day namesake whatever their name, which made a rare name and a common one equally weak
+evidence. Twins stay at 2 % of people.
 """
 
 from __future__ import annotations
