@@ -1,10 +1,9 @@
-"""The reactor guard: a response that arrives while the reactor sits between its checkpoint and
-its queue look-up still reaches the send_* that waits for it.
-
-The interleaving is forced, not hoped for: the requestor's reactor is held for 50 ms right after
-its checkpoint wait returned (a descheduled thread), the C-ECHO is sent in that window, and the
-caller reaches its queue only after 150 ms (descheduled too), by which time the response has
-been queued and the reactor has looked.
+"""The reactor guard (imaging_common.dicom.reactor_guard), each hole forced open, not hoped for:
+- a response that arrives while the reactor sits between its checkpoint and its queue look-up
+  (held there 50 ms, as a descheduled thread would be) still reaches the send_* waiting for it;
+- a send whose reactor was stopped behind its back ends instead of spinning;
+- a printer's N-EVENT-REPORT, before a reply or while the modality releases, is answered and
+  neither loses the reply nor lets the release overtake the answer.
 """
 
 from __future__ import annotations
@@ -15,7 +14,9 @@ from typing import Any
 
 from imaging_common.dicom import reactor_guard
 from imaging_common.testing import free_port
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 
@@ -114,4 +115,92 @@ def test_a_send_whose_reactor_stops_unannounced_ends_instead_of_spinning() -> No
         assert outcome
         assoc.abort()
     finally:
+        server.shutdown()
+
+
+PRINTER = "1.2.840.10008.5.1.1.16"
+
+
+def _report(assoc: Any, context_id: int) -> None:
+    """What a print SCP sends unasked: the printer's status (N-EVENT-REPORT-RQ, event type 1 NORMAL)."""
+    req = N_EVENT_REPORT()
+    req.MessageID = 7
+    req.AffectedSOPClassUID = PRINTER
+    req.AffectedSOPInstanceUID = "1.2.840.10008.5.1.1.17"
+    req.EventTypeID = 1
+    assoc.dimse.send_msg(req, context_id)
+
+
+def _echo_scp(on_echo: Any) -> tuple[Any, int]:
+    scp = AE(ae_title="ECHO_SCP")
+    scp.add_supported_context(Verification)
+    port = free_port()
+    return scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)]), port
+
+
+def test_a_request_that_comes_before_the_reply_is_answered_and_the_reply_still_taken() -> None:
+    """The SCP sends its printer report between the request and the reply."""
+    reactor_guard.install()
+
+    def on_echo(event: Any) -> int:
+        _report(event.assoc, event.context.context_id)  # the report goes out before the echo's reply
+        return 0x0000
+
+    server, port = _echo_scp(on_echo)
+    reports: list[int] = []
+    try:
+        scu = AE(ae_title="ECHO_SCU")
+        scu.add_requested_context(Verification)
+        scu.dimse_timeout = 3
+        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP", evt_handlers=[
+            (evt.EVT_N_EVENT_REPORT, lambda event: reports.append(event.request.EventTypeID) or (0x0000, None))])
+        assert assoc.is_established
+        status = assoc.send_c_echo()
+        assert status.get("Status") == 0x0000 and reports == [1] and assoc.is_established
+        assoc.release()
+        assert assoc.is_released
+    finally:
+        server.shutdown()
+
+
+def test_a_release_waits_while_a_request_is_being_answered() -> None:
+    """pynetdicom answers the printer's report in a thread of its own. The modality releases while
+    that answer is being made: the A-RELEASE-RQ must not overtake the N-EVENT-REPORT-RSP (the DUL
+    would die on Evt9 in Sta7), and the answering thread must not leave the reactor marked running
+    (the release would spin forever). The answer is held until the A-RELEASE-RQ goes out, or 1 s."""
+    reactor_guard.install()
+
+    def on_echo(event: Any) -> int:
+        threading.Timer(0.05, _report, (event.assoc, event.context.context_id)).start()  # after the reply
+        return 0x0000
+
+    server, port = _echo_scp(on_echo)
+    answering, release_sent = threading.Event(), threading.Event()
+
+    def on_report(event: Any) -> tuple[int, None]:
+        answering.set()
+        release_sent.wait(1)
+        return 0x0000, None
+
+    def on_acse_sent(event: Any) -> None:
+        if isinstance(event.primitive, A_RELEASE):
+            release_sent.set()
+
+    died: list[str] = []
+    hook, threading.excepthook = threading.excepthook, lambda args: died.append(repr(args.exc_value))
+    try:
+        scu = AE(ae_title="ECHO_SCU")
+        scu.add_requested_context(Verification)
+        scu.acse_timeout = scu.dimse_timeout = 3
+        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP", evt_handlers=[
+            (evt.EVT_N_EVENT_REPORT, on_report), (evt.EVT_ACSE_SENT, on_acse_sent)])
+        assert assoc.send_c_echo().get("Status") == 0x0000
+        assert answering.wait(3)
+        releasing = threading.Thread(target=assoc.release, daemon=True)
+        releasing.start()
+        releasing.join(10)
+        assert not releasing.is_alive(), "release() still waiting"
+        assert assoc.is_released and not died, died
+    finally:
+        threading.excepthook = hook
         server.shutdown()

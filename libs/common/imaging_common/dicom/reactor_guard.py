@@ -23,24 +23,40 @@ which would also set `_is_paused`), the reactor leaves its loop unpaused, and th
 thread spins at 100 % for good. Here a reactor that is not running (not started yet, told to
 stop, or ended) counts as paused; the send then meets the dead connection and its DIMSE timeout,
 an error the caller sees. With the first guard nothing can be taken from under a send anyway.
+
+Third, a peer may send a request of its own at any time: a print SCP reports the printer's status
+(N-EVENT-REPORT) right after an N-ACTION response. pynetdicom answers an N-EVENT-REPORT in a
+thread of its own, through the same `_serve_request` the reactor uses, which sets `_is_paused`
+before the handler and clears it after. From that thread both writes are wrong: the first lets a
+release go out before the answer (the answer then meets Sta7, the DUL thread dies on "Invalid
+event 'Evt9' for the current state 'Sta7'" and every later send waits for nothing), the second
+marks a reactor that sits at its checkpoint as running, and the next send spins forever. Here
+only the reactor's own thread says whether it is paused, and while any thread answers a request
+the reactor counts as busy: a send or a release waits for the answer to be sent.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 
 _installed = False
+_counting = threading.Lock()  # guards each association's set of threads answering a request
 
 
 def _paused(self: Association) -> bool:
-    return bool(self.__dict__.get("_paused_flag", False)) or self._kill or not self.is_alive()
+    if self._kill or not self.is_alive() or threading.current_thread() is self:
+        return True  # no reactor to race with, or a handler in the reactor's own thread
+    answering = self.__dict__.get("_answering", set()) - {threading.get_ident()}  # a handler may send
+    return bool(self.__dict__.get("_paused_flag", False)) and not answering
 
 
 def _set_paused(self: Association, value: bool) -> None:
-    self.__dict__["_paused_flag"] = value
+    if threading.current_thread() is self:  # the reactor; kill() from elsewhere is `_kill`, read above
+        self.__dict__["_paused_flag"] = value
 
 
 def install() -> None:
@@ -49,12 +65,24 @@ def install() -> None:
     if _installed:
         return
     original = DIMSEServiceProvider.get_msg
+    serve = Association._serve_request
 
     def get_msg(self: DIMSEServiceProvider, block: bool = False) -> Any:
         if not block and not self.assoc._reactor_checkpoint.is_set():
-            return None, None
+            return None, None  # the reactor's look-up while a send owns the queue
         return original(self, block)
 
+    def serve_request(self: Association, msg: Any, context_id: int) -> None:
+        me = threading.get_ident()
+        with _counting:
+            self.__dict__["_answering"] = self.__dict__.get("_answering", set()) | {me}
+        try:
+            serve(self, msg, context_id)
+        finally:
+            with _counting:
+                self.__dict__["_answering"] = self.__dict__["_answering"] - {me}
+
     DIMSEServiceProvider.get_msg = get_msg  # type: ignore[method-assign]
+    Association._serve_request = serve_request  # type: ignore[method-assign]
     Association._is_paused = property(_paused, _set_paused)  # type: ignore[assignment]
     _installed = True
