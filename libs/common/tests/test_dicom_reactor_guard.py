@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from imaging_common.dicom import reactor_guard
@@ -54,24 +56,50 @@ def _echo_in_the_window(assoc: Any) -> int | None:
     return int(status.Status) if "Status" in status else None
 
 
-def test_a_response_is_never_taken_by_the_reactor() -> None:
-    reactor_guard.install()
+PRINTER = "1.2.840.10008.5.1.1.16"
+
+
+def _report(assoc: Any, context_id: int) -> None:
+    """What a print SCP sends unasked: the printer's status (N-EVENT-REPORT-RQ, event type 1 NORMAL)."""
+    req = N_EVENT_REPORT()
+    req.MessageID = 7
+    req.AffectedSOPClassUID = PRINTER
+    req.AffectedSOPInstanceUID = "1.2.840.10008.5.1.1.17"
+    req.EventTypeID = 1
+    assoc.dimse.send_msg(req, context_id)
+
+
+@contextlib.contextmanager
+def _echo_peer(on_echo: Any = None) -> Iterator[int]:
+    """A Verification SCP on a free port (its C-ECHO handler `on_echo`, if given)."""
     scp = AE(ae_title="ECHO_SCP")
     scp.add_supported_context(Verification)
     port = free_port()
-    server = scp.start_server(("127.0.0.1", port), block=False)
+    handlers = [(evt.EVT_C_ECHO, on_echo)] if on_echo else []
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
     try:
-        scu = AE(ae_title="ECHO_SCU")
-        scu.add_requested_context(Verification)
-        scu.dimse_timeout = 3
-        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP")
-        assert assoc.is_established
+        yield port
+    finally:
+        server.shutdown()
+
+
+def _associate(port: int, timeout: float, handlers: list[Any] | None = None) -> Any:
+    scu = AE(ae_title="ECHO_SCU")
+    scu.add_requested_context(Verification)
+    scu.acse_timeout = scu.dimse_timeout = timeout
+    assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP", evt_handlers=handlers or [])
+    assert assoc.is_established
+    return assoc
+
+
+def test_a_response_is_never_taken_by_the_reactor() -> None:
+    reactor_guard.install()
+    with _echo_peer() as port:
+        assoc = _associate(port, 3)
         try:
             assert _echo_in_the_window(assoc) == 0x0000
         finally:
             assoc.release()
-    finally:
-        server.shutdown()
 
 
 def test_a_send_whose_reactor_stops_unannounced_ends_instead_of_spinning() -> None:
@@ -79,16 +107,8 @@ def test_a_send_whose_reactor_stops_unannounced_ends_instead_of_spinning() -> No
     reactor between two looks leaves its loop unpaused while a send waits for it to pause. The send
     must go on (and end with an answer or its DIMSE timeout), not spin forever."""
     reactor_guard.install()
-    scp = AE(ae_title="ECHO_SCP")
-    scp.add_supported_context(Verification)
-    port = free_port()
-    server = scp.start_server(("127.0.0.1", port), block=False)
-    try:
-        scu = AE(ae_title="ECHO_SCU")
-        scu.add_requested_context(Verification)
-        scu.dimse_timeout = 2
-        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP")
-        assert assoc.is_established
+    with _echo_peer() as port:
+        assoc = _associate(port, 2)
         # Hold the reactor inside its look-up (unpaused), as a descheduled thread would be.
         held, entered, go_on = threading.Event(), threading.Event(), threading.Event()
         original = assoc.dimse.get_msg
@@ -114,28 +134,6 @@ def test_a_send_whose_reactor_stops_unannounced_ends_instead_of_spinning() -> No
         assert not sender.is_alive(), "send_c_echo still spinning for a reactor that is gone"
         assert outcome
         assoc.abort()
-    finally:
-        server.shutdown()
-
-
-PRINTER = "1.2.840.10008.5.1.1.16"
-
-
-def _report(assoc: Any, context_id: int) -> None:
-    """What a print SCP sends unasked: the printer's status (N-EVENT-REPORT-RQ, event type 1 NORMAL)."""
-    req = N_EVENT_REPORT()
-    req.MessageID = 7
-    req.AffectedSOPClassUID = PRINTER
-    req.AffectedSOPInstanceUID = "1.2.840.10008.5.1.1.17"
-    req.EventTypeID = 1
-    assoc.dimse.send_msg(req, context_id)
-
-
-def _echo_scp(on_echo: Any) -> tuple[Any, int]:
-    scp = AE(ae_title="ECHO_SCP")
-    scp.add_supported_context(Verification)
-    port = free_port()
-    return scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)]), port
 
 
 def test_a_request_that_comes_before_the_reply_is_answered_and_the_reply_still_taken() -> None:
@@ -146,21 +144,14 @@ def test_a_request_that_comes_before_the_reply_is_answered_and_the_reply_still_t
         _report(event.assoc, event.context.context_id)  # the report goes out before the echo's reply
         return 0x0000
 
-    server, port = _echo_scp(on_echo)
     reports: list[int] = []
-    try:
-        scu = AE(ae_title="ECHO_SCU")
-        scu.add_requested_context(Verification)
-        scu.dimse_timeout = 3
-        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP", evt_handlers=[
+    with _echo_peer(on_echo) as port:
+        assoc = _associate(port, 3, [
             (evt.EVT_N_EVENT_REPORT, lambda event: reports.append(event.request.EventTypeID) or (0x0000, None))])
-        assert assoc.is_established
         status = assoc.send_c_echo()
         assert status.get("Status") == 0x0000 and reports == [1] and assoc.is_established
         assoc.release()
         assert assoc.is_released
-    finally:
-        server.shutdown()
 
 
 def test_a_release_waits_while_a_request_is_being_answered() -> None:
@@ -174,7 +165,6 @@ def test_a_release_waits_while_a_request_is_being_answered() -> None:
         threading.Timer(0.05, _report, (event.assoc, event.context.context_id)).start()  # after the reply
         return 0x0000
 
-    server, port = _echo_scp(on_echo)
     answering, release_sent = threading.Event(), threading.Event()
 
     def on_report(event: Any) -> tuple[int, None]:
@@ -189,18 +179,14 @@ def test_a_release_waits_while_a_request_is_being_answered() -> None:
     died: list[str] = []
     hook, threading.excepthook = threading.excepthook, lambda args: died.append(repr(args.exc_value))
     try:
-        scu = AE(ae_title="ECHO_SCU")
-        scu.add_requested_context(Verification)
-        scu.acse_timeout = scu.dimse_timeout = 3
-        assoc = scu.associate("127.0.0.1", port, ae_title="ECHO_SCP", evt_handlers=[
-            (evt.EVT_N_EVENT_REPORT, on_report), (evt.EVT_ACSE_SENT, on_acse_sent)])
-        assert assoc.send_c_echo().get("Status") == 0x0000
-        assert answering.wait(3)
-        releasing = threading.Thread(target=assoc.release, daemon=True)
-        releasing.start()
-        releasing.join(10)
-        assert not releasing.is_alive(), "release() still waiting"
-        assert assoc.is_released and not died, died
+        with _echo_peer(on_echo) as port:
+            assoc = _associate(port, 3, [(evt.EVT_N_EVENT_REPORT, on_report), (evt.EVT_ACSE_SENT, on_acse_sent)])
+            assert assoc.send_c_echo().get("Status") == 0x0000
+            assert answering.wait(3)
+            releasing = threading.Thread(target=assoc.release, daemon=True)
+            releasing.start()
+            releasing.join(10)
+            assert not releasing.is_alive(), "release() still waiting"
+            assert assoc.is_released and not died, died
     finally:
         threading.excepthook = hook
-        server.shutdown()
