@@ -5,6 +5,7 @@ and `world`, which builds steps whose identifiers and station AE title are uniqu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,6 +46,25 @@ async def scp(pool: asyncpg.Pool) -> AsyncIterator[WorklistSCP]:
     await asyncio.to_thread(server.start)
     yield server
     await asyncio.to_thread(server.stop)
+
+
+@contextlib.asynccontextmanager
+async def busy_station(pool: asyncpg.Pool, world: World, prefix: str, steps_today: int) -> AsyncIterator[WorklistSCP]:
+    """An SCP of its own with no result limit, and `steps_today` steps for the world's station
+    (accessions `prefix` + tag + n, patients P1..Pn), all removed afterwards."""
+    roomy = WorklistSCP(pool, scp_settings(worklist_max_results=100000), asyncio.get_running_loop())
+    await asyncio.to_thread(roomy.start)
+    try:
+        await world.conn.execute(
+            """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id,
+                   patient_name, pn_alpha, modality, station_ae_title, start_at)
+               SELECT $3 || $1 || g, $3, 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
+               FROM generate_series(1, $4::int) g""", world.tag, world.station, prefix, steps_today)
+        yield roomy
+    finally:
+        await asyncio.to_thread(roomy.stop)
+        await world.conn.execute("DELETE FROM scheduled_procedure_steps WHERE accession_number LIKE $1",
+                                 f"{prefix}{world.tag}%")
 
 
 def now_local() -> datetime:

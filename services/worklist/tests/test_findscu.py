@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from worklist.adapters.dicom.scp import WorklistSCP
 
-from .conftest import FINDSCU, World, now_local, scp_settings
+from .conftest import FINDSCU, World, busy_station, now_local, scp_settings
 
 
 async def findscu(port: int, keys: list[bytes | str], out: Path, *, called: str = "WORKLIST",
@@ -142,14 +142,7 @@ async def test_cancel_stops_the_stream_promptly(pool, world: World, tmp_path: Pa
     DCMTK's findscu is the modality here: pynetdicom's own SCU cannot send its C-CANCEL while its
     reader thread is flooded with incoming responses, so it would measure the client, not us.
     """
-    roomy = WorklistSCP(pool, scp_settings(worklist_max_results=100000), asyncio.get_running_loop())
-    await asyncio.to_thread(roomy.start)
-    try:
-        await world.conn.execute(
-            """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id,
-                   patient_name, pn_alpha, modality, station_ae_title, start_at)
-               SELECT 'C' || $1 || g, 'C', 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
-               FROM generate_series(1, 40000) g""", world.tag, world.station)
+    async with busy_station(pool, world, "C", 40000) as roomy:
         prepare(tmp_path)
         keys = with_value(["PatientID", "(0040,0100)[0].ScheduledStationAETitle"],
                           ScheduledStationAETitle=world.station)
@@ -171,7 +164,3 @@ async def test_cancel_stops_the_stream_promptly(pool, world: World, tmp_path: Pa
                                                            ScheduledStationAETitle=world.station, PatientID="P7"),
                                     tmp_path / "again")
         assert code == 0 and len(replies(tmp_path / "again")) == 1, again
-    finally:
-        await asyncio.to_thread(roomy.stop)
-        await world.conn.execute("DELETE FROM scheduled_procedure_steps WHERE accession_number LIKE $1",
-                                 f"C{world.tag}%")

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from imaging_common.testing import eventually
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
@@ -16,7 +17,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from worklist.adapters.dicom.scp import WorklistSCP
 
-from .conftest import World, now_local, scp_settings
+from .conftest import World, busy_station, now_local, scp_settings
 from .scu import find, mwl_query
 
 
@@ -229,14 +230,7 @@ async def test_batched_responses_match_pynetdicoms_whatever_the_peers_pdu(scp: W
 async def test_a_modality_that_drops_the_connection_mid_stream_stops_it(pool, world: World) -> None:  # type: ignore[no-untyped-def]
     """Pendings go out in batches straight to the socket: a peer gone mid-stream (its socket
     closed, no release) must end the stream there, and the SCP must answer the next modality."""
-    roomy = WorklistSCP(pool, scp_settings(worklist_max_results=100000), asyncio.get_running_loop())
-    await asyncio.to_thread(roomy.start)
-    try:
-        await world.conn.execute(
-            """INSERT INTO scheduled_procedure_steps (accession_number, protocol_code, source, patient_id,
-                   patient_name, pn_alpha, modality, station_ae_title, start_at)
-               SELECT 'D' || $1 || g, 'D', 'import', 'P' || g, 'N^' || g, 'N^' || g, 'CT', $2, now()
-               FROM generate_series(1, 20000) g""", world.tag, world.station)
+    async with busy_station(pool, world, "D", 20000) as roomy:
 
         def drop_after_first_response() -> int:
             assoc = AE(ae_title="MODALITY1")
@@ -253,17 +247,8 @@ async def test_a_modality_that_drops_the_connection_mid_stream_stops_it(pool, wo
         [responses] = await find(roomy.port, mwl_query(station=world.station, PatientID="P7"))
         assert [r[0] for r in responses] == [0xFF00, 0x0000]
         # the dropped query's reader stopped early: its audit row counts the rows it read
-        read = None
-        for _ in range(100):
-            read = await world.conn.fetchval(
-                """SELECT (detail->>'matches')::int FROM audit.audit_log WHERE actor = 'dicom:MODALITY1'
-                   AND detail->'query'->>'station_ae_title' = $1 AND NOT detail->'query' ? 'patient_id'""",
-                world.station)
-            if read is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert read is not None and read < 20000, read
-    finally:
-        await asyncio.to_thread(roomy.stop)
-        await world.conn.execute("DELETE FROM scheduled_procedure_steps WHERE accession_number LIKE $1",
-                                 f"D{world.tag}%")
+        row = await eventually(lambda: world.conn.fetchrow(
+            """SELECT (detail->>'matches')::int AS read FROM audit.audit_log WHERE actor = 'dicom:MODALITY1'
+               AND detail->'query'->>'station_ae_title' = $1 AND NOT detail->'query' ? 'patient_id'""",
+            world.station), "the dropped query's audit row", within=10)
+        assert row["read"] is not None and row["read"] < 20000, row
