@@ -19,9 +19,8 @@ import asyncpg
 from imaging_common import events
 from imaging_common.events.types import FilmMatched, FilmPrinted, PatientRef
 
-from print_scp.adapters import films_db
+from print_scp.adapters import films_db, spool_store
 from print_scp.adapters.ocr_tesseract import OcrUnavailable, read_text
-from print_scp.domain import spool
 from print_scp.domain.film_output import RenderedFilm, render_job
 from print_scp.domain.matching import KnownStudy, MatchDecision, match_by_ocr, match_by_study_uid
 from print_scp.domain.print_session import FilmJob
@@ -34,7 +33,7 @@ SOURCE = "/imaging/print_scp"
 
 def film_keys(film_id: str, printed_at: datetime) -> dict[str, str]:
     day = printed_at.astimezone(UTC).strftime("%Y/%m/%d")
-    return {"spool": f"spool/{film_id}.dcm", "dicom": f"films/{day}/{film_id}.dcm", "png": f"films/{day}/{film_id}.png"}
+    return {"dicom": f"films/{day}/{film_id}.dcm", "png": f"films/{day}/{film_id}.png"}
 
 
 async def patient_ref(conn: asyncpg.Connection, study: KnownStudy) -> PatientRef:
@@ -67,14 +66,11 @@ class FilmPipeline:
 
     async def accept(self, jobs: list[FilmJob], *, session_id: str) -> None:
         """Make the jobs durable; only then may the modality be told they printed."""
-        for job in jobs:
-            data = await asyncio.to_thread(spool.dump, job)
-            await self.store.put(film_keys(job.film_id, job.printed_at)["spool"], data, "application/dicom")
+        keys = await spool_store.put_jobs(self.store, jobs)
         async with self.pool.acquire() as conn, conn.transaction():
             await films_db.insert_session(conn, session_id=session_id, job=jobs[0])
             for job in jobs:
-                await films_db.insert_film(conn, session_id=session_id, job=job,
-                                           spool_key=film_keys(job.film_id, job.printed_at)["spool"])
+                await films_db.insert_film(conn, session_id=session_id, job=job, spool_key=keys[job.film_id])
         self._wake.set()
 
     async def run(self) -> None:
@@ -104,14 +100,11 @@ class FilmPipeline:
             film_id = str(row["id"])
             # Outside the try below: a store that is briefly unreachable must leave the film spooled
             # (the transaction rolls back and the run loop retries), never mark it failed for good.
+            spooled = await spool_store.fetch(self.store, row["spool_key"])
             try:
-                spooled: bytes | None = await self.store.get(row["spool_key"])
-            except ObjectNotFound:
-                spooled = None  # gone for good: fall through to "failed" below
-            try:
-                if spooled is None:
+                if spooled is None:  # gone for good
                     raise ObjectNotFound(row["spool_key"])
-                job = spool.load(spooled)
+                job = spool_store.decode(spooled)
                 rendered = await asyncio.to_thread(render_job, job, dpi=self.settings.print_render_dpi,
                                                    preview_max=self.settings.print_preview_max)
             except Exception as exc:  # undecodable spool or a render bug: keep the row, say why
@@ -123,7 +116,7 @@ class FilmPipeline:
             decision = await self.decide(conn, job, rendered)
             await publish_match(conn, film_id, decision)
             await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
-        await self.store.delete(row["spool_key"])
+        await spool_store.remove_job(self.store, row["spool_key"])
         self.processed += 1
         return True
 
