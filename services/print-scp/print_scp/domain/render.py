@@ -7,6 +7,9 @@ lower density: brightness = (D_VIEW_MAX - OD) / (D_VIEW_MAX - D_VIEW_MIN), clipp
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +18,14 @@ from PIL import Image, ImageDraw, ImageFont
 from print_scp.domain.layout import DisplayFormat, film_pixels
 
 D_VIEW_MIN, D_VIEW_MAX = 0.20, 3.00  # densities shown as white and black in the preview
+log = logging.getLogger(__name__)
+
+# Annotations are Chinese names and exam titles: Noto Sans CJK (Debian fonts-noto-cjk) draws Han and Latin.
+# Without it DejaVu still draws the Latin part, so a film is never refused for a missing font.
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+CJK_FACE = "Noto Sans CJK SC"  # the .ttc holds JP/KR/SC/TC/HK faces; Han glyph shapes differ by region
+LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+ELLIPSIS = "\u2026"
 _RESAMPLE = {"REPLICATE": Image.Resampling.NEAREST, "BILINEAR": Image.Resampling.BILINEAR,
              "CUBIC": Image.Resampling.BICUBIC, "NONE": None}
 
@@ -129,17 +140,110 @@ def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarr
     return out
 
 
+@functools.cache
+def _annotation_face() -> tuple[str, int] | None:
+    """(path, face index) of the annotation font, looked up once; None: Pillow's built-in font."""
+    # Pillow looks a missing path's file name up in the system font folders; font.path is where it found it.
+    try:
+        for index in range(16):  # a .ttc has a handful of faces; an index past the last raises OSError
+            font = ImageFont.truetype(CJK_FONT, 12, index=index)
+            if font.getname()[0] == CJK_FACE:
+                return str(font.path), index
+    except OSError:
+        pass
+    try:
+        latin = str(ImageFont.truetype(LATIN_FONT, 12).path)
+    except OSError:
+        log.warning("annotation fonts %s and %s missing: annotations in Pillow's built-in font, Latin only",
+                    CJK_FONT, LATIN_FONT)
+        return None
+    log.warning("annotation font %s (%s, Debian fonts-noto-cjk) missing: Chinese annotations print as boxes",
+                CJK_FONT, CJK_FACE)
+    return latin, 0
+
+
+@functools.lru_cache(maxsize=64)  # a film uses one size per (dpi, text length); few distinct sizes
+def annotation_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    face = _annotation_face()
+    if face is None:
+        return ImageFont.load_default(size)
+    return ImageFont.truetype(face[0], size, index=face[1])
+
+
+# One FreeType face is shared by all renders; render_job runs in worker threads and Pillow gives no
+# promise that drawing with the same face from two threads at once is safe.
+_font_lock = threading.Lock()
+
+
+def _line_height(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> int:
+    if isinstance(font, ImageFont.FreeTypeFont):
+        ascent, descent = font.getmetrics()
+        return ascent + descent
+    box = font.getbbox("Ag")
+    return int(box[3] - box[1]) + 2
+
+
+def wrap_text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
+    """Greedy lines no wider than `width`: break at a space when the line has one, else between any two
+    characters (Chinese has no spaces, and a long ID must not run off the sheet either)."""
+    lines: list[str] = []
+    line = ""
+    for ch in text:
+        if not line and ch == " ":
+            continue  # a line never starts with the space it was broken at
+        if font.getlength(line + ch) <= width or not line:
+            line += ch
+            continue
+        cut = line.rfind(" ")
+        if ch != " " and cut > 0:
+            lines.append(line[:cut].rstrip())
+            line = line[cut + 1:] + ch
+        else:
+            lines.append(line.rstrip())
+            line = "" if ch == " " else ch
+    if line.strip():
+        lines.append(line.rstrip())
+    return [ln for ln in lines if ln]
+
+
+def _ellipsize(line: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
+    while line and font.getlength(line + ELLIPSIS) > width:
+        line = line[:-1]
+    return line.rstrip() + ELLIPSIS
+
+
+def fit_annotation(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont,
+                                                                 list[str]]:
+    """Font and lines for `text` in a width x height strip: the largest size from half the strip height
+    down to under a third at which the wrapped text fits; past that, the smallest size, cut with an ellipsis."""
+    largest = max(6, height // 2)
+    smallest = min(largest, max(6, int(height * 0.28)))
+    for size in range(largest, smallest - 1, -1):
+        font = annotation_font(size)
+        lines = wrap_text(text, font, width)
+        if len(lines) * _line_height(font) <= height:
+            return font, lines
+    font = annotation_font(smallest)
+    lines = wrap_text(text, font, width)
+    keep = max(1, height // _line_height(font))
+    if len(lines) > keep:
+        lines = lines[:keep - 1] + [_ellipsize(lines[keep - 1], font, width)]
+    return font, lines
+
+
 def _draw_annotations(film: np.ndarray, texts: list[str], top: int, height: int) -> np.ndarray:
     img = Image.fromarray(film)
     draw = ImageDraw.Draw(img)
-    try:
-        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
-            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", max(10, int(height * 0.5)))
-    except OSError:
-        font = ImageFont.load_default()
+    white = 255 if film.ndim == 2 else (255, 255, 255)
     draw.rectangle((0, top, film.shape[1], top + height), fill=0 if film.ndim == 2 else (0, 0, 0))
-    draw.text((10, top + height // 6), "   ".join(t for t in texts if t),
-              fill=255 if film.ndim == 2 else (255, 255, 255), font=font)
+    margin = max(2, height // 5)
+    with _font_lock:
+        font, lines = fit_annotation("   ".join(t for t in texts if t), film.shape[1] - 2 * margin, height)
+        line_h = _line_height(font)
+        y = top + max(0, (height - line_h * len(lines)) // 2)
+        for line in lines:
+            draw.text((margin, y), line, fill=white, font=font)
+            y += line_h
     return np.asarray(img)
 
 
