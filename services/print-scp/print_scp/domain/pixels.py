@@ -2,12 +2,16 @@
 
 Grayscale boxes carry MONOCHROME1/2 with 8 bits stored in 8 allocated, or 12 (or 16) stored in 16;
 color boxes carry RGB, 8 bits, usually planar configuration 1 (PS3.3 C.13.5.1). A P-value of 1 is
-the brightest the film can show (least dense), 0 the darkest.
+the brightest the film can show (least dense), 0 the darkest. Pixels that are not square (Pixel Aspect
+Ratio, WS/T 597-2018 Table 4) are resampled to square ones here, so every later step may assume them.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset
 
 from print_scp.domain.statuses import INVALID_ATTRIBUTE_VALUE, MISSING_ATTRIBUTE_VALUE, PrintFailure
@@ -15,6 +19,7 @@ from print_scp.domain.statuses import INVALID_ATTRIBUTE_VALUE, MISSING_ATTRIBUTE
 _REQUIRED = ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
              "BitsStored", "HighBit", "PixelRepresentation", "PixelData")
 MAX_IMAGE_SIDE = 8192  # larger than any film scanner's output; protects memory
+_IS_INTEGER = re.compile(r"\s*\+?\d{1,10}\s*")  # IS (PS3.5 6.2): at most 12 characters, here unsigned
 
 
 def _tag_of(keyword: str) -> list[int]:
@@ -22,6 +27,52 @@ def _tag_of(keyword: str) -> list[int]:
 
     tag = tag_for_keyword(keyword)
     return [int(tag)] if tag is not None else []
+
+
+def pixel_aspect_ratio(item: Dataset) -> tuple[int, int] | None:
+    """Pixel Aspect Ratio (0028,0034) as (row spacing, column spacing), e.g. (1, 2) for pixels twice as
+    wide as tall; None when absent or empty (square pixels). A value that is not two positive integers
+    is refused: guessing would print anatomy stretched or squashed."""
+    if "PixelAspectRatio" not in item:
+        return None
+    try:
+        value = item["PixelAspectRatio"].value  # pydicom keeps an IS it cannot parse as str or float
+    except (ValueError, TypeError):  # pydicom set to raise on invalid values
+        value = "?"
+    if value is None or value == "" or value == []:
+        return None
+    values = [value] if isinstance(value, str | int | float) else list(value)
+    texts = [str(v) for v in values]
+    if len(texts) != 2 or not all(_IS_INTEGER.fullmatch(t) for t in texts) or any(int(t) < 1 for t in texts):
+        raise PrintFailure(INVALID_ATTRIBUTE_VALUE, f"image: PixelAspectRatio {'/'.join(texts)!r} is not two "
+                           "positive integers", _tag_of("PixelAspectRatio"))
+    return int(texts[0]), int(texts[1])
+
+
+def square_pixels(p: np.ndarray, ratio: tuple[int, int] | None) -> np.ndarray:
+    """Resample P-values of pixels `ratio` = (row spacing, column spacing) to square pixels.
+
+    The axis with the coarser spacing is stretched, so no detail is thrown away; when that would exceed
+    MAX_IMAGE_SIDE the finer axis is shrunk instead. Bilinear: the film box fit resamples again anyway.
+    """
+    if ratio is None or ratio[0] == ratio[1]:
+        return p
+    rows, cols = p.shape[:2]
+    v, h = ratio
+    unit = min(v, h)
+    new_rows, new_cols = rows * v / unit, cols * h / unit
+    shrink = min(1.0, MAX_IMAGE_SIDE / max(new_rows, new_cols))
+    size = (max(1, round(new_cols * shrink)), max(1, round(new_rows * shrink)))
+    if size == (cols, rows):
+        return p
+
+    def resample(plane: np.ndarray) -> np.ndarray:
+        img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+        return np.asarray(img.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+    if p.ndim == 2:
+        return resample(p)
+    return np.stack([resample(p[..., c]) for c in range(p.shape[2])], axis=-1)
 
 
 def check_image_item(item: Dataset, *, color: bool) -> None:
@@ -62,10 +113,12 @@ def check_image_item(item: Dataset, *, color: bool) -> None:
         raise bad("PixelData", f"has {got} bytes, {rows}x{cols}x{spp}x{ba // 8} needs {expected}")
     if color and "PlanarConfiguration" in item and int(item.PlanarConfiguration) not in (0, 1):
         raise bad("PlanarConfiguration", "must be 0 or 1")
+    pixel_aspect_ratio(item)
 
 
 def p_values(item: Dataset, *, color: bool, reverse: bool = False) -> np.ndarray:
-    """The image as float32 P-values in 0..1: (rows, cols) grayscale or (rows, cols, 3) RGB."""
+    """The image as float32 P-values in 0..1: (rows, cols) grayscale or (rows, cols, 3) RGB, in square
+    pixels (so rows and columns differ from the item's when its Pixel Aspect Ratio is not 1:1)."""
     rows, cols = int(item.Rows), int(item.Columns)
     raw = item.PixelData
     arr: np.ndarray
@@ -87,4 +140,4 @@ def p_values(item: Dataset, *, color: bool, reverse: bool = False) -> np.ndarray
             out = 1.0 - out
     if reverse:  # Polarity REVERSE (2020,0020): print the image as its negative
         out = 1.0 - out
-    return out
+    return square_pixels(out, pixel_aspect_ratio(item))
