@@ -10,9 +10,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SERVICES := $(sort $(wildcard services/*))
 # Debian packages the tests and the platform use: real DICOM peers, OCR, a browser for UI tests.
-SYSTEM_PACKAGES := dcmtk tesseract-ocr tesseract-ocr-eng chromium fonts-noto-cjk fonts-dejavu-core fonts-liberation
+SYSTEM_PACKAGES := dcmtk tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim chromium fonts-noto-cjk fonts-dejavu-core fonts-liberation
 # A binary per package, to tell whether it is there.
-SYSTEM_BINARIES := /usr/bin/findscu /usr/bin/tesseract /usr/bin/chromium /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
+SYSTEM_BINARIES := /usr/bin/findscu /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata /usr/bin/chromium /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
 
 include deploy/k8s/helm.mk
 
