@@ -71,3 +71,17 @@ class Settings(CommonSettings):
     print_public_base_url: str = "http://localhost:8080"
     # IMAGING_PRINT_KIOSK_KEY: shared secret of the self-service kiosks (header X-Kiosk-Key); unset = kiosk off.
     print_kiosk_key: str | None = None
+    # IMAGING_PRINT_ARCHIVE_AE_TITLE / _HOST / _PORT: the PACS matched films are sent to (C-STORE), e.g.
+    # PACS at pacs.hospital.local:104; AE title unset = archive off (films are not queued).
+    print_archive_ae_title: str | None = Field(None, max_length=16)
+    print_archive_host: str = "localhost"
+    print_archive_port: int = 104
+    # IMAGING_PRINT_ARCHIVE_CALLING_AE: our AE title towards the PACS, e.g. PRINT_SCP; unset = IMAGING_PRINT_AE_TITLE.
+    print_archive_calling_ae: str | None = Field(None, max_length=16)
+    # IMAGING_PRINT_ARCHIVE_MAX_ATTEMPTS: sends tried before a film is marked failed (staff may retry it).
+    print_archive_max_attempts: int = Field(8, ge=1)
+    # IMAGING_PRINT_ARCHIVE_RETRY_SECONDS: wait after the first failed send, doubled after each next one
+    # (30: 30 s, 1 min, 2 min ... the 8th attempt about an hour after the first).
+    print_archive_retry_seconds: float = Field(30.0, gt=0)
+    # IMAGING_PRINT_ARCHIVE_TIMEOUT: seconds to connect to the PACS and to wait for each of its answers.
+    print_archive_timeout: float = Field(30.0, gt=0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from imaging_common.dicom.observe import DimseObserver
 from imaging_common.service import ServiceContext
 
+from print_scp.adapters.archive import ArchiveSender, configured
 from print_scp.adapters.dicom_scp import PrintScp
 from print_scp.adapters.film_pipeline import FilmPipeline
 from print_scp.adapters.s3_store import S3Store
@@ -27,6 +28,7 @@ class PrintRuntime:
     store: FilmStore
     pipeline: FilmPipeline
     scp: PrintScp
+    archive: ArchiveSender | None = None  # None: no archive configured
 
 
 def settings_of(ctx: ServiceContext) -> Settings:
@@ -49,17 +51,20 @@ async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
                    observer=DimseObserver(ctx.spec.name, ctx.registry))
     await asyncio.to_thread(scp.start)
     # Several renderers: OCR of one film (up to a second) does not hold up the films behind it.
-    renderers = [asyncio.create_task(pipeline.run(), name=f"print-film-renderer-{i}")
-                 for i in range(max(1, settings.print_render_workers))]
-    runtime = PrintRuntime(settings, store, pipeline, scp)
+    tasks = [asyncio.create_task(pipeline.run(), name=f"print-film-renderer-{i}")
+             for i in range(max(1, settings.print_render_workers))]
+    archive = ArchiveSender(pool=ctx.pool, store=store, settings=settings) if configured(settings) else None
+    if archive is not None:
+        tasks.append(asyncio.create_task(archive.run(), name="print-film-archive"))
+    runtime = PrintRuntime(settings, store, pipeline, scp, archive)
     ctx.extras["print"] = runtime
     try:
         yield runtime
     finally:
         await asyncio.to_thread(scp.stop)
-        for task in renderers:
+        for task in tasks:
             task.cancel()
-        for task in renderers:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if isinstance(store, S3Store):
