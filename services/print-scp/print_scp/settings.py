@@ -59,6 +59,11 @@ class Settings(CommonSettings):
     # have to count as identifiers (regular expressions, full match), e.g. "P\\d{8}" and "A\\d{10}".
     print_patient_id_pattern: str = r"[A-Z]{0,3}\d{5,12}"
     print_accession_pattern: str = r"[A-Z]{0,3}\d{6,14}"
+    # IMAGING_PRINT_ISSUER_OF_PATIENT_ID: Issuer of Patient ID (0010,0021) written into matched films,
+    # e.g. the hospital's code "HOSP-A" (as the worklist gives the modalities); empty = left out.
+    print_issuer_of_patient_id: str = Field("", max_length=64)
+    # IMAGING_PRINT_TIMEZONE: the zone of Study Date/Time written into films, e.g. Asia/Shanghai.
+    print_timezone: str = "Asia/Shanghai"
     # IMAGING_PRINT_OCR_WINDOW_HOURS: studies active this long before the print time are candidates.
     print_ocr_window_hours: int = 36
     # IMAGING_PRINT_TESSERACT: the OCR engine binary.

@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 from print_scp import testkit as tk
 from print_scp.domain import spool
-from print_scp.domain.film_output import render_job
+from print_scp.domain.film_output import film_dicom, render_job
 from print_scp.domain.layout import LayoutError, film_pixels, parse_display_format
-from print_scp.domain.matching import KnownStudy, fold, match_by_ocr, match_by_study_uid
 from print_scp.domain.print_session import PrintAssociation
 from print_scp.domain.render import BoxImage, FilmLayout, compose
 from print_scp.domain.sharing import answer_hash, answer_matches, expected_answer, mask_name
 from pydicom.uid import generate_uid
-
-PID, ACC = r"[A-Z]{0,3}\d{5,12}", r"[A-Z]{0,3}\d{6,14}"
 
 
 def test_display_formats() -> None:
@@ -44,39 +41,6 @@ def test_compose_densities_polarity_and_layout() -> None:
     assert 100 < dim[100, 80] < 200  # a lower Max Density prints black as grey
 
 
-def test_study_uid_matching() -> None:
-    a = KnownStudy("1.1", "A1", "P1", "E1", "X")
-    b = KnownStudy("1.2", "A2", "P2", "E2", "Y")
-    assert match_by_study_uid([], {}) is None
-    assert match_by_study_uid(["1.1"], {"1.1": a}).study == a
-    assert match_by_study_uid(["9.9"], {}).detail["reason"] == "study-uid-unknown"
-    mixed = match_by_study_uid(["1.1", "1.2"], {"1.1": a, "1.2": b})
-    assert mixed.status == "review" and mixed.detail["reason"] == "study-uids-of-different-patients"
-
-
-def test_ocr_matching_folds_confusions_and_never_guesses() -> None:
-    target = KnownStudy("1.1", "A2026000101", "P00012345", "E1", "X")
-    lookalike = KnownStudy("1.2", "A2026000102", "P00012346", "E2", "Y")
-    day = [target, lookalike]
-    assert fold("PO0Q12D45") == "P00012045"
-    read = match_by_ocr("PID: PO0O12345\nACC: A2O26OOO1O1", day, patient_id_pattern=PID, accession_pattern=ACC)
-    assert read.status == "matched" and read.study == target and read.confidence < 1.0
-    exact = match_by_ocr("PID: P00012345 ACC: A2026000101", day, patient_id_pattern=PID, accession_pattern=ACC)
-    assert exact.confidence == 1.0
-    only_acc = match_by_ocr("ACC: A2026000101", day, patient_id_pattern=PID, accession_pattern=ACC)
-    assert only_acc.status == "review" and only_acc.detail["reason"] == "patient-id-not-read"
-    assert "A2026000101" in only_acc.detail["suggestions"]
-    crossed = match_by_ocr("P00012345 A2026000102", day, patient_id_pattern=PID, accession_pattern=ACC)
-    assert crossed.status == "review" and crossed.detail["reason"] == "accession-and-patient-id-disagree"
-    # One character lost in each: matched only because a single study is that close in both.
-    near = match_by_ocr("P0001234 A202600010", [target], patient_id_pattern=PID, accession_pattern=ACC)
-    assert near.status == "matched" and near.confidence == 0.9
-    ambiguous = match_by_ocr("P0001234 A202600010", day, patient_id_pattern=PID, accession_pattern=ACC)
-    assert ambiguous.status == "review"
-    assert match_by_ocr("", day, patient_id_pattern=PID, accession_pattern=ACC).detail["reason"] == \
-        "no-identifier-read"
-
-
 def _job(items, fmt="STANDARD\\1,1", **box):  # type: ignore[no-untyped-def]
     pa = PrintAssociation(calling_ae="T", called_ae="PRINT_SCP", peer="t")
     s, b = generate_uid(), generate_uid()
@@ -96,7 +60,7 @@ def test_spool_round_trip_and_render() -> None:
     assert [i.item.PixelData for i in again.images] == [i.item.PixelData for i in job.images]
     rendered = render_job(again, dpi=50, preview_max=256)
     assert (rendered.width, rendered.height) == (500, 400)
-    assert rendered.png[:4] == b"\x89PNG" and rendered.dicom[128:132] == b"DICM"
+    assert rendered.png[:4] == b"\x89PNG" and film_dicom(again, rendered.film, None)[0][128:132] == b"DICM"
     assert len(rendered.ocr_images) == 2
 
 

@@ -243,6 +243,17 @@ class FilmMatched(EventData):
     matched_by: str | None = None  # staff user for manual matches
 
 
+class FilmUnmatched(EventData):
+    """A matched film no longer belongs to its study (order cancelled, matched again by hand...):
+    whoever showed it with the patient's films stops; film.matched follows if it goes elsewhere."""
+
+    event_type: str = "film.unmatched"
+    film_id: str
+    patient: PatientRef  # the patient it was attached to
+    accession_number: str
+    reason: str  # e.g. "order-cancelled"
+
+
 # ---- reports (reporting) -------------------------------------------------------------------
 
 
@@ -334,6 +345,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         PatientRegistered, PatientUpdated, PatientMerged, OrderCreated, OrderCancelled,
         AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow,
         AppointmentReminder, PatientArrived, ExamStarted, ExamCompleted, FilmPrinted, FilmMatched,
+        FilmUnmatched,
         ReportSigned, ReportAmended, CriticalRaised, CriticalNotified, CriticalAcknowledged,
         CriticalEscalated, CriticalClosed,
     )

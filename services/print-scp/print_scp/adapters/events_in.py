@@ -1,7 +1,9 @@
-"""What other services tell us: the studies films are matched to (and late matches they allow).
+"""What other services tell us: the studies films are matched to, and what re-decides films.
 
 A film printed with a Study Instance UID the platform did not know yet waits in review; when the
-order for that UID arrives, the film is matched then (method 1, late).
+order for that UID arrives, the film is decided again on all its evidence (method 1, late).
+A cancelled order takes its films back to review; a patient corrected or merged gets their films'
+DICOM rewritten with the identity they now have (film_decisions.apply).
 """
 
 from __future__ import annotations
@@ -10,23 +12,77 @@ import json
 
 import asyncpg
 from imaging_common.events import parse_data
-from imaging_common.events.types import ExamCompleted, ExamStarted, OrderCreated, PatientMerged, PatientUpdated
+from imaging_common.events.types import (
+    ExamCompleted,
+    ExamStarted,
+    OrderCancelled,
+    OrderCreated,
+    PatientMerged,
+    PatientUpdated,
+)
 
-from print_scp.adapters import films_db
-from print_scp.adapters.film_pipeline import publish_match
-from print_scp.domain.matching import match_by_study_uid
+from print_scp.adapters import film_decisions, films_db
+from print_scp.domain.matching import KnownStudy, MatchDecision, Reading, decide
+
+
+def _readings(detail: dict) -> list[Reading]:
+    """What the film's text named when it was decided, for deciding again with a newly known study."""
+    out = []
+    for r in detail.get("readings", []):
+        out.append(Reading(r["source"], unknown_patient_ids=list(r.get("unknown_patient_ids", [])),
+                           unknown_accessions=list(r.get("unknown_accessions", []))))
+    return out
 
 
 async def _rematch_waiting(conn: asyncpg.Connection, study_uid: str) -> None:
+    """Films that waited for this UID's order: decided again with the UIDs now known and the text read
+    then (identifiers that named studies then are looked up anew by their values)."""
     rows = await conn.fetch(
-        """SELECT id, sent_study_uids FROM films WHERE match_status = 'review' AND $1 = ANY(sent_study_uids)
-           AND spool_key IS NULL FOR UPDATE""", study_uid)
+        """SELECT id, sent_study_uids, match_detail FROM films WHERE match_status = 'review'
+           AND $1 = ANY(sent_study_uids) AND spool_key IS NULL FOR UPDATE""", study_uid)
     for row in rows:
         uids = list(row["sent_study_uids"])
-        decision = match_by_study_uid(uids, await films_db.studies_by_uid(conn, uids))
-        if decision is not None and decision.status == "matched":
+        detail = film_decisions.evidence(row)
+        if detail.get("reason") not in ("study-uid-unknown", "study-uid-partly-unknown"):
+            continue  # a conflict or a cancelled order stays for a person to decide
+        readings = await _known_readings(conn, detail)
+        decision = decide(uids, await films_db.studies_by_uid(conn, uids), readings,
+                          cancelled_uids=await films_db.cancelled_uids(conn, uids))
+        if decision.status == "matched":
             decision.detail["late"] = True
-            await publish_match(conn, str(row["id"]), decision)
+            await film_decisions.apply(conn, str(row["id"]), decision)
+
+
+async def _known_readings(conn: asyncpg.Connection, detail: dict) -> list[Reading]:
+    readings = _readings(detail)
+    for stored, reading in zip(detail.get("readings", []), readings, strict=True):
+        for acc in stored.get("accessions", []):
+            rec = await films_db.study_by_accession(conn, acc)
+            if rec is not None:
+                reading.accessions.append(_known(rec))
+        for pid in stored.get("patient_ids", []):
+            for rec in await conn.fetch("SELECT * FROM studies WHERE patient_id = $1", pid):
+                reading.patient_ids.append(_known(rec))
+    return readings
+
+
+def _known(rec: asyncpg.Record) -> KnownStudy:
+    return KnownStudy(rec["study_instance_uid"], rec["accession_number"], rec["patient_id"], rec["empi_id"],
+                      rec["patient_name"])
+
+
+async def _reidentify_matched(conn: asyncpg.Connection, where: str, *args: object) -> None:
+    """Matched films whose patient changed (corrected, merged): DICOM rewritten, decision kept."""
+    rows = await conn.fetch(f"SELECT id, study_instance_uid, match_method, match_confidence, match_detail, "
+                            f"matched_by FROM films WHERE match_status = 'matched' AND dicom_key IS NOT NULL "
+                            f"AND {where} FOR UPDATE", *args)
+    for row in rows:
+        rec = await conn.fetchrow("SELECT * FROM studies WHERE study_instance_uid = $1", row["study_instance_uid"])
+        if rec is None:
+            continue
+        detail = film_decisions.evidence(row) | {"identity_updated": True}
+        decision = MatchDecision("matched", row["match_method"], _known(rec), row["match_confidence"] or 1.0, detail)
+        await film_decisions.apply(conn, str(row["id"]), decision, matched_by=row["matched_by"])
 
 
 async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
@@ -60,34 +116,53 @@ async def on_exam_completed(conn: asyncpg.Connection, event: object) -> None:
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
+async def on_order_cancelled(conn: asyncpg.Connection, event: object) -> None:
+    """A cancelled order keeps no film: its films go back to review (and out of the archive queue)."""
+    data = parse_data(event)  # type: ignore[arg-type]
+    assert isinstance(data, OrderCancelled)
+    await conn.execute("UPDATE studies SET status = 'cancelled', updated_at = now() WHERE accession_number = $1",
+                       data.accession_number)
+    rows = await conn.fetch("SELECT id, match_detail FROM films WHERE accession_number = $1 "
+                            "AND match_status = 'matched' FOR UPDATE", data.accession_number)
+    for row in rows:
+        detail = film_decisions.evidence(row) | {
+            "reason": "order-cancelled", "explanation": f"order {data.accession_number} was cancelled"
+            + (f": {data.reason}" if data.reason else ""), "previous_accession_number": data.accession_number}
+        await film_decisions.apply(conn, str(row["id"]), MatchDecision("review", "study-uid", None, 0.0, detail))
+
+
 async def on_patient_updated(conn: asyncpg.Connection, event: object) -> None:
-    """Names and IDs change (corrections): studies and already matched films follow."""
+    """Names and IDs change (corrections): studies and already matched films follow, DICOM included."""
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, PatientUpdated)
-    p = data.patient
-    await conn.execute(
-        "UPDATE studies SET patient_id = $2, patient_name = $3, patient = $4::jsonb, updated_at = now() "
-        "WHERE empi_id = $1", p.empi_id, p.patient_id, p.name, json.dumps(p.model_dump(mode="json")))
-    await conn.execute("UPDATE films SET patient_id = $2, patient_name = $3 WHERE empi_id = $1",
-                       p.empi_id, p.patient_id, p.name)
+    await _set_patient(conn, [data.patient.empi_id], data.patient.model_dump(mode="json"))
+    await _reidentify_matched(conn, "empi_id = $1", data.patient.empi_id)
 
 
 async def on_patient_merged(conn: asyncpg.Connection, event: object) -> None:
     """Studies and films of merged records now belong to the surviving patient."""
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, PatientMerged)
-    p = data.surviving
-    await conn.execute(
-        "UPDATE studies SET empi_id = $2, patient_id = $3, patient_name = $4, patient = $5::jsonb, "
-        "updated_at = now() WHERE empi_id = ANY($1::text[]) OR empi_id = $2",
-        data.merged_empi_ids, p.empi_id, p.patient_id, p.name, json.dumps(p.model_dump(mode="json")))
-    await conn.execute(
-        "UPDATE films SET empi_id = $2, patient_id = $3, patient_name = $4 WHERE empi_id = ANY($1::text[])",
-        data.merged_empi_ids, p.empi_id, p.patient_id, p.name)
+    everyone = [*data.merged_empi_ids, data.surviving.empi_id]
+    await _set_patient(conn, everyone, data.surviving.model_dump(mode="json"))
+    await _reidentify_matched(conn, "empi_id = ANY($1::text[])", everyone)
+
+
+async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: dict) -> None:
+    """The studies of these EMPI ids now have this patient, merged into what each knew (a partial
+    payload blanks nothing)."""
+    for rec in await conn.fetch("SELECT study_instance_uid, patient FROM studies WHERE empi_id = ANY($1::text[]) "
+                                "FOR UPDATE", empi_ids):
+        merged = films_db.merge_patient(film_decisions.evidence({"match_detail": rec["patient"]}), patient)
+        await conn.execute("UPDATE studies SET empi_id = $2, patient_id = $3, patient_name = $4, patient = $5::jsonb, "
+                           "updated_at = now() WHERE study_instance_uid = $1", rec["study_instance_uid"],
+                           merged["empi_id"], merged["patient_id"], merged["name"],
+                           json.dumps(merged, ensure_ascii=False))
 
 
 EVENT_HANDLERS = {
     "order.created": on_order_created,
+    "order.cancelled": on_order_cancelled,
     "exam.started": on_exam_started,
     "exam.completed": on_exam_completed,
     "patient.updated": on_patient_updated,

@@ -1,8 +1,9 @@
 """From an accepted print job to a stored, matched film, with its events.
 
-    N-ACTION print ──accept()──► spool object + films row (status 'spooled')  ── answer the modality
-    renderer task ──► render (thread) ──► DICOM + PNG stored ──► match (UID, else OCR in a thread)
-                  ──► films row updated, film.printed + film.matched in the outbox, one transaction
+    N-ACTION print ──accept()──► spool + films row (status 'spooled') ── answer the modality
+    renderer task ──► render (thread) ──► OCR of every image box (thread) ──► decide (matching.py)
+                  ──► film.dcm with the decided identity + PNG stored ──► films row, film.printed,
+                      film.matched, archive queue — one transaction
 
 A film keeps its spool key until all of that committed, so a crash anywhere means the job is
 simply done again (object keys derive from the film id: rewriting them is harmless).
@@ -11,51 +12,28 @@ simply done again (object keys derive from the film id: rewriting them is harmle
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime
 
 import asyncpg
 from imaging_common import events
-from imaging_common.events.types import FilmMatched, FilmPrinted, PatientRef
+from imaging_common.events.types import FilmPrinted
 
-from print_scp.adapters import films_db, spool_store
+from print_scp.adapters import film_decisions, films_db, spool_store
 from print_scp.adapters.ocr_tesseract import OcrUnavailable, read_text
-from print_scp.domain.film_output import RenderedFilm, render_job
-from print_scp.domain.matching import KnownStudy, MatchDecision, match_by_ocr, match_by_study_uid
+from print_scp.domain.film_output import RenderedFilm, film_dicom, render_job
+from print_scp.domain.matching import MatchDecision, Source, StudyIndex, decide
 from print_scp.domain.print_session import FilmJob
 from print_scp.domain.storage import FilmStore, ObjectNotFound
 from print_scp.settings import Settings
 
 log = logging.getLogger(__name__)
-SOURCE = "/imaging/print_scp"
+SOURCE = film_decisions.SOURCE
 
 
 def film_keys(film_id: str, printed_at: datetime) -> dict[str, str]:
     day = printed_at.astimezone(UTC).strftime("%Y/%m/%d")
     return {"dicom": f"films/{day}/{film_id}.dcm", "png": f"films/{day}/{film_id}.png"}
-
-
-async def patient_ref(conn: asyncpg.Connection, study: KnownStudy) -> PatientRef:
-    raw = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1", study.study_instance_uid)
-    data = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
-    return PatientRef.model_validate(data or {"empi_id": study.empi_id, "patient_id": study.patient_id,
-                                              "name": study.patient_name})
-
-
-async def publish_match(conn: asyncpg.Connection, film_id: str, decision: MatchDecision,
-                        matched_by: str | None = None) -> None:
-    """Record the decision; announce film.matched when it attaches the film to a patient."""
-    await films_db.set_match(conn, film_id, status=decision.status, method=decision.method,
-                             confidence=decision.confidence, detail=decision.detail, study=decision.study,
-                             matched_by=matched_by)
-    if decision.status == "matched" and decision.study is not None:
-        await events.publish(conn, FilmMatched(
-            film_id=film_id, patient=await patient_ref(conn, decision.study),
-            accession_number=decision.study.accession_number,
-            study_instance_uid=decision.study.study_instance_uid, method=decision.method or "manual",
-            confidence=decision.confidence, matched_by=matched_by,
-        ), source=SOURCE, subject=film_id)
 
 
 class FilmPipeline:
@@ -78,7 +56,7 @@ class FilmPipeline:
         while True:
             self._wake.clear()  # before draining: a job accepted meanwhile sets it again
             try:
-                while await self.process_one():
+                while await self.process_one() or await self.rewrite_one():
                     pass
             except asyncio.CancelledError:
                 raise
@@ -86,7 +64,7 @@ class FilmPipeline:
                 log.exception("film pipeline error")
                 await asyncio.sleep(1.0)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
             except TimeoutError:
                 pass
 
@@ -112,20 +90,40 @@ class FilmPipeline:
                 await films_db.mark_failed(conn, film_id, f"{type(exc).__name__}: {exc}")
                 await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
                 return True
-            await self._store(conn, job, rendered)
             decision = await self.decide(conn, job, rendered)
-            await publish_match(conn, film_id, decision)
+            await self._store(conn, job, rendered, decision)
+            await film_decisions.record(conn, film_id, decision, previous=None)
             await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
         await spool_store.remove_job(self.store, row["spool_key"])
         self.processed += 1
         return True
 
-    async def _store(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm) -> None:
+    def wake(self) -> None:
+        """Look for work now (a film re-decided in this process, say)."""
+        self._wake.set()
+
+    async def rewrite_one(self) -> bool:
+        """One re-decided film's DICOM rewritten with the identity its row now has (film_decisions)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            replaced = await film_decisions.rewrite_stale(conn, self.store, self.settings)
+        if replaced is None:
+            return False
+        try:
+            await self.store.delete(replaced)
+        except Exception:  # an orphan object, never referenced again: not worth failing for
+            log.warning("film object %s not deleted", replaced, exc_info=True)
+        return True
+
+    async def _store(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm,
+                     decision: MatchDecision) -> None:
         keys = film_keys(job.film_id, job.printed_at)
-        await self.store.put(keys["dicom"], rendered.dicom, "application/dicom")
+        who = await film_decisions.identity(conn, decision.study if decision.status == "matched" else None,
+                                            self.settings)
+        dicom, sop_uid = await asyncio.to_thread(film_dicom, job, rendered.film, who)
+        await self.store.put(keys["dicom"], dicom, "application/dicom")
         await self.store.put(keys["png"], rendered.png, "image/png")
         await films_db.mark_stored(conn, job.film_id, dicom_key=keys["dicom"], png_key=keys["png"],
-                                   sop_uid=rendered.sop_instance_uid, width=rendered.width, height=rendered.height)
+                                   sop_uid=sop_uid, width=rendered.width, height=rendered.height)
         await events.publish(conn, FilmPrinted(
             film_id=job.film_id, calling_ae_title=job.calling_ae, film_size=job.film.get("FilmSizeID"),
             image_count=len(job.images), copies=int(job.session.get("NumberOfCopies") or 1),
@@ -133,32 +131,27 @@ class FilmPipeline:
         ), source=SOURCE, subject=job.film_id)
 
     async def decide(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm) -> MatchDecision:
-        """WS/T 597 5.4: method 1 when a Study Instance UID came, method 2 (OCR) otherwise."""
-        by_uid = match_by_study_uid(job.study_uids, await films_db.studies_by_uid(conn, job.study_uids))
-        if by_uid is not None:
-            return by_uid
-        studies = await films_db.studies_around(conn, job.printed_at, self.settings.print_ocr_window_hours)
-        return await self.ocr_match(rendered, job.annotations, studies)
-
-    async def ocr_match(self, rendered: RenderedFilm, annotations: list[str],
-                        studies: list[KnownStudy]) -> MatchDecision:
+        """WS/T 597 5.4 on all the evidence: the UIDs sent, every image box's text, the annotations."""
         s = self.settings
-
-        def decide(text: str) -> MatchDecision:
-            return match_by_ocr(text, studies, patient_id_pattern=s.print_patient_id_pattern,
-                                accession_pattern=s.print_accession_pattern)
-
-        annotation_text = "\n".join(annotations)  # annotation boxes carry text as text: no OCR needed
-        if annotation_text.strip():
-            by_annotation = decide(annotation_text)
-            if by_annotation.status == "matched":
-                by_annotation.detail["source"] = "annotation"
-                return by_annotation
+        uid_studies = await films_db.studies_by_uid(conn, job.study_uids)
+        cancelled = await films_db.cancelled_uids(conn, job.study_uids)
+        window = await films_db.studies_around(conn, job.printed_at, s.print_ocr_window_hours)
+        index = StudyIndex([*window, *uid_studies.values()], patient_id_pattern=s.print_patient_id_pattern,
+                           accession_pattern=s.print_accession_pattern)
+        sources = [Source("annotation", text) for text in job.annotations if text.strip()]
         try:
-            text = await asyncio.to_thread(read_text, rendered.ocr_images, binary=s.print_tesseract,
-                                           enough=lambda t: decide(annotation_text + "\n" + t).status == "matched")
+            texts = await asyncio.to_thread(self._ocr_boxes, rendered)
         except OcrUnavailable as exc:
-            return MatchDecision("review", "ocr", None, 0.0, {"reason": "ocr-failed", "error": str(exc)})
-        decision = decide(annotation_text + "\n" + text)
-        decision.detail["ocr_text"] = text[:2000]
+            return MatchDecision("review", "study-uid" if job.study_uids else "ocr", None, 0.0, {
+                "reason": "ocr-failed", "explanation": "the film's text could not be read to check it",
+                "error": str(exc), "sent_study_uids": job.study_uids})
+        sources += [Source(f"box {position}", text) for position, text in texts]
+        decision = decide(job.study_uids, uid_studies, [index.read(src) for src in sources],
+                          studies_considered=len(index.studies), cancelled_uids=cancelled)
+        decision.detail["ocr_text"] = {src.name: src.text[:500] for src in sources if src.text.strip()}
         return decision
+
+    def _ocr_boxes(self, rendered: RenderedFilm) -> list[tuple[int, str]]:
+        """Every image box read on its own (a film may hold several patients' images)."""
+        return [(position, read_text([image], binary=self.settings.print_tesseract))
+                for position, image in rendered.ocr_images]

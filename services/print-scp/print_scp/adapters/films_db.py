@@ -66,10 +66,11 @@ async def mark_failed(conn: asyncpg.Connection, film_id: str, failure: str) -> N
 async def set_match(conn: asyncpg.Connection, film_id: str, *, status: str, method: str | None,
                     confidence: float | None, detail: dict[str, Any], study: KnownStudy | None,
                     matched_by: str | None = None) -> None:
+    # clock_timestamp(): the moment of the decision, not the start of the (long: OCR) transaction
     await conn.execute(
         """UPDATE films SET match_status = $2, match_method = $3, match_confidence = $4, match_detail = $5::jsonb,
                study_instance_uid = $6, accession_number = $7, patient_id = $8, empi_id = $9, patient_name = $10,
-               matched_by = $11, matched_at = CASE WHEN $2 = 'matched' THEN now() END
+               matched_by = $11, matched_at = CASE WHEN $2 = 'matched' THEN clock_timestamp() END
            WHERE id = $1""",
         film_id, status, method, confidence, json.dumps(detail, ensure_ascii=False, default=str),
         study.study_instance_uid if study else None, study.accession_number if study else None,
@@ -79,8 +80,48 @@ async def set_match(conn: asyncpg.Connection, film_id: str, *, status: str, meth
 
 
 async def studies_by_uid(conn: asyncpg.Connection, uids: list[str]) -> dict[str, KnownStudy]:
-    rows = await conn.fetch("SELECT * FROM studies WHERE study_instance_uid = ANY($1::text[])", uids)
+    """Known studies by UID, cancelled orders left out (a film never attaches to one)."""
+    rows = await conn.fetch("SELECT * FROM studies WHERE study_instance_uid = ANY($1::text[]) "
+                            "AND status <> 'cancelled'", uids)
     return {r["study_instance_uid"]: _study(r) for r in rows}
+
+
+async def cancelled_uids(conn: asyncpg.Connection, uids: list[str]) -> list[str]:
+    rows = await conn.fetch("SELECT study_instance_uid FROM studies WHERE study_instance_uid = ANY($1::text[]) "
+                            "AND status = 'cancelled'", uids)
+    return [r["study_instance_uid"] for r in rows]
+
+
+async def study_record(conn: asyncpg.Connection, study_uid: str) -> dict[str, Any] | None:
+    """The study with its patient (PatientRef as JSON), for the identity a matched film carries."""
+    row = await conn.fetchrow("SELECT * FROM studies WHERE study_instance_uid = $1", study_uid)
+    if row is None:
+        return None
+    out = dict(row)
+    out["patient"] = _json(row["patient"])
+    return out
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
+
+
+def merge_patient(known: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A patient as last received, never blanking a known field: a partial payload (an MPPS-born event
+    without phone or sex, say) fills gaps and corrects values, but None or sex 'U' erase nothing."""
+    out = dict(known)
+    if new.get("name") and new["name"] != known.get("name") and not new.get("name_latin"):
+        out.pop("name_latin", None)  # the Latin form was of the old name
+    for k, v in new.items():
+        if v is None or v == "" or (k == "sex" and v == "U" and known.get("sex") not in (None, "U")):
+            continue
+        out[k] = v
+    return out
+
+
+async def set_dicom(conn: asyncpg.Connection, film_id: str, *, dicom_key: str, sop_uid: str) -> None:
+    await conn.execute("UPDATE films SET dicom_key = $2, sop_instance_uid = $3 WHERE id = $1",
+                       film_id, dicom_key, sop_uid)
 
 
 async def study_by_accession(conn: asyncpg.Connection, accession: str) -> asyncpg.Record | None:
@@ -100,6 +141,9 @@ async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: s
                        order_id: str | None = None, modality: str | None = None, exam_name: str | None = None,
                        status: str | None = None, ordered_at: datetime | None = None,
                        started_at: datetime | None = None, completed_at: datetime | None = None) -> None:
+    known = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1 FOR UPDATE", study_uid)
+    if known is not None:
+        patient = merge_patient(_json(known), patient)
     await conn.execute(
         """INSERT INTO studies (study_instance_uid, accession_number, order_id, empi_id, patient_id, patient_name,
                patient, modality, exam_name, status, ordered_at, started_at, completed_at)
@@ -110,7 +154,7 @@ async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: s
                empi_id = EXCLUDED.empi_id, patient_id = EXCLUDED.patient_id, patient_name = EXCLUDED.patient_name,
                patient = EXCLUDED.patient, modality = coalesce(EXCLUDED.modality, studies.modality),
                exam_name = coalesce(EXCLUDED.exam_name, studies.exam_name),
-               status = coalesce($10, studies.status),
+               status = CASE WHEN studies.status = 'cancelled' THEN 'cancelled' ELSE coalesce($10, studies.status) END,
                ordered_at = coalesce(EXCLUDED.ordered_at, studies.ordered_at),
                started_at = coalesce(EXCLUDED.started_at, studies.started_at),
                completed_at = coalesce(EXCLUDED.completed_at, studies.completed_at),

@@ -18,8 +18,7 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
-from print_scp.adapters import films_db
-from print_scp.adapters.film_pipeline import publish_match
+from print_scp.adapters import film_decisions, films_db
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.domain import sharing
 from print_scp.domain.matching import KnownStudy, MatchDecision
@@ -101,6 +100,8 @@ async def _film_object(request: Request, film_id: str, user: Principal, kind: st
         key = row["png_key"] if kind == "png" else row["dicom_key"]
         if key is None:
             raise HTTPException(409, "the film is still being rendered")
+        if kind == "dicom" and await conn.fetchval("SELECT dicom_stale FROM films WHERE id = $1", film_id):
+            raise HTTPException(409, "the film was matched anew; its DICOM is being rewritten with that identity")
         await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request), detail={"format": kind})
     try:
@@ -135,19 +136,22 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
         study = await films_db.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(422, f"no study with accession number {body.accession_number}")
+        if study["status"] == "cancelled":
+            raise HTTPException(422, f"order {body.accession_number} was cancelled: no film can be attached to it")
         if row["match_status"] == "matched" and row["accession_number"] == body.accession_number:
             return film_public(row)
         known = KnownStudy(study["study_instance_uid"], study["accession_number"], study["patient_id"],
                            study["empi_id"], study["patient_name"])
-        detail = {"previous": {"status": row["match_status"], "accession_number": row["accession_number"]},
-                  "note": body.note}
-        await publish_match(conn, film_id, MatchDecision("matched", "manual", known, 1.0, detail),
-                            matched_by=user.username)
+        detail = {"rule": "manual", "note": body.note, "evidence_at_review": film_decisions.evidence(row),
+                  "previous": {"status": row["match_status"], "accession_number": row["accession_number"]}}
+        await film_decisions.apply(conn, film_id, MatchDecision("matched", "manual", known, 1.0, detail),
+                                   matched_by=user.username)
         await audit.record(conn, actor=user.username, action="update", entity="film", entity_id=film_id,
                            patient_id=known.patient_id, source_ip=client_ip(request),
                            detail={"match": "manual", "accession_number": known.accession_number,
                                    "previous": detail["previous"]})
         row = await films_db.film(conn, film_id)
+    runtime(request).pipeline.wake()  # rewrite its DICOM with that identity now
     return film_public(row)
 
 

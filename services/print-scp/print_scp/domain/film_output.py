@@ -1,15 +1,26 @@
-"""From a spooled job to what is kept: the composed film as DICOM, a PNG preview, OCR inputs.
+"""From a spooled job to what is kept: the composed film, a PNG preview, OCR inputs, and the film
+as DICOM (Secondary Capture) carrying the identity of the study it was matched to.
 
-CPU-bound (numpy, Pillow, zlib): the caller runs `render_job` in a worker thread.
+The DICOM is written once the match is decided, and written again whenever the decision changes
+(manual match, order cancelled, patients merged), with new Series and SOP Instance UIDs each time,
+so an archive never holds two identities under one UID. An unmatched film carries none of a
+patient's identity: empty Type 2 patient/study attributes and a Study Instance UID of its own.
+
+CPU-bound (numpy, Pillow, zlib): the caller runs `render_job`, `film_dicom` and `reidentify` in a
+worker thread.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
+from imaging_common.dicom.names import person_name
 from PIL import Image
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
@@ -22,14 +33,52 @@ from print_scp.domain.render import BoxImage, FilmLayout, PresentationLut, compo
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
+CHARSET = "ISO_IR 192"  # UTF-8: Chinese names, labels and annotations as sent, whatever the modality used
+
+
 @dataclass
 class RenderedFilm:
-    dicom: bytes
+    film: np.ndarray  # the composed sheet, 8-bit
     png: bytes
     width: int
     height: int
-    sop_instance_uid: str
-    ocr_images: list[np.ndarray]  # each printed image as it shows on film (8-bit), for burned-in text
+    ocr_images: list[tuple[int, np.ndarray]]  # (image box position, the image as printed, 8-bit)
+
+
+@dataclass(frozen=True)
+class FilmIdentity:
+    """Who and which study a matched film belongs to, as DICOM values."""
+
+    patient_name: str  # PN, e.g. "ZHANG^SAN=张三"
+    patient_id: str
+    issuer_of_patient_id: str
+    birth_date: str  # YYYYMMDD or ""
+    sex: str  # M, F, O or ""
+    accession_number: str
+    study_instance_uid: str
+    study_date: str  # YYYYMMDD or ""
+    study_time: str  # HHMMSS or ""
+    study_description: str = ""
+
+
+def identity_of(study: dict[str, Any], *, issuer: str, tz: ZoneInfo) -> FilmIdentity:
+    """The identity of a study row (with its patient as PatientRef JSON): DICOM values, local dates."""
+    p = study["patient"]
+    name = str(p.get("name") or "")
+    latin = p.get("name_latin")
+    # Han characters alone in the first group, as most Chinese modalities and PACS expect, unless
+    # a Latin form is known: then "ZHANG^SAN=张三" (PS3.5 6.2.1, as the worklist sends it)
+    pn = person_name(latin, name) if latin and not name.isascii() else name
+    birth = str(p.get("birth_date") or "").replace("-", "")
+    sex = p.get("sex") if p.get("sex") in ("M", "F", "O") else ""
+    when = study.get("started_at") or study.get("ordered_at") or study.get("completed_at")
+    local = when.astimezone(tz) if when else None
+    return FilmIdentity(
+        patient_name=pn, patient_id=str(p.get("patient_id") or study["patient_id"]), issuer_of_patient_id=issuer,
+        birth_date=birth[:8], sex=str(sex), accession_number=study["accession_number"],
+        study_instance_uid=study["study_instance_uid"], study_date=local.strftime("%Y%m%d") if local else "",
+        study_time=local.strftime("%H%M%S") if local else "", study_description=str(study.get("exam_name") or "")[:64],
+    )
 
 
 def _lut(spec) -> PresentationLut | None:  # type: ignore[no-untyped-def]
@@ -56,31 +105,76 @@ def render_job(job: FilmJob, *, dpi: int, preview_max: int) -> RenderedFilm:
         p = p_values(img.item, color=img.color, reverse=img.polarity == "REVERSE")
         boxes.append(BoxImage(img.position, p, img.magnification, img.requested_size_mm, _lut(img.lut)))
         gray = p if p.ndim == 2 else p.mean(axis=2)
-        ocr_images.append((gray * 255.0 + 0.5).astype(np.uint8))
+        ocr_images.append((img.position, (gray * 255.0 + 0.5).astype(np.uint8)))
     film = compose(layout, boxes, dpi=dpi)
-    uid = generate_uid()
-    dicom = film_dicom(job, film, uid)
     small = preview(film, preview_max)
     buf = io.BytesIO()
     Image.fromarray(small).save(buf, format="PNG", compress_level=1)  # speed over size: previews are small
-    return RenderedFilm(dicom, buf.getvalue(), film.shape[1], film.shape[0], uid, ocr_images)
+    return RenderedFilm(film, buf.getvalue(), film.shape[1], film.shape[0], ocr_images)
 
 
-def film_dicom(job: FilmJob, film: np.ndarray, sop_uid: str) -> bytes:
-    """The sheet as a Secondary Capture image carrying the print session facts."""
+def _apply_identity(ds: Dataset, identity: FilmIdentity | None) -> str:
+    """Set (or clear) the patient and study of the film; new Series and SOP Instance UIDs. Returns the SOP UID."""
+    i = identity
+    ds.SpecificCharacterSet = CHARSET
+    ds.PatientName = i.patient_name if i else ""
+    ds.PatientID = i.patient_id if i else ""
+    if i and i.issuer_of_patient_id:
+        ds.IssuerOfPatientID = i.issuer_of_patient_id
+    elif "IssuerOfPatientID" in ds:
+        del ds.IssuerOfPatientID
+    ds.PatientBirthDate = i.birth_date if i else ""
+    ds.PatientSex = i.sex if i else ""
+    ds.AccessionNumber = i.accession_number if i else ""
+    ds.StudyInstanceUID = i.study_instance_uid if i else generate_uid()
+    ds.StudyDate = i.study_date if i else ""
+    ds.StudyTime = i.study_time if i else ""
+    if i and i.study_description:
+        ds.StudyDescription = i.study_description
+    elif "StudyDescription" in ds:
+        del ds.StudyDescription
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return str(ds.SOPInstanceUID)
+
+
+def _encode(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def reidentify(dicom: bytes, identity: FilmIdentity | None) -> tuple[bytes, str]:
+    """A stored film with its identity replaced (matched to another study, or unmatched)."""
+    ds = dcmread(io.BytesIO(dicom))
+    sop_uid = _apply_identity(ds, identity)
+    return _encode(ds), sop_uid
+
+
+def film_dicom(job: FilmJob, film: np.ndarray, identity: FilmIdentity | None) -> tuple[bytes, str]:
+    """The sheet as a Secondary Capture image carrying the print session facts and its identity."""
     ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = SECONDARY_CAPTURE
-    ds.SOPInstanceUID = sop_uid
+    sop_uid = _apply_identity(ds, identity)
     ds.Modality = "OT"
     ds.ConversionType = "WSD"  # workstation: a print job, not a scan of paper
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.SeriesNumber = ""
+    ds.PatientOrientation = ""
     ds.ContentDate = job.printed_at.strftime("%Y%m%d")
     ds.ContentTime = job.printed_at.strftime("%H%M%S")
-    ds.StudyInstanceUID = job.study_uids[0] if job.study_uids else generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
     ds.InstanceNumber = 1
     ds.SeriesDescription = "Virtual film (WS/T 597-2018)"
-    ds.ImageComments = (f"printed by {job.calling_ae} at {job.printed_at.isoformat()}; "
-                        f"{job.film['ImageDisplayFormat']} {job.film['FilmSizeID']} {job.film['FilmOrientation']}")
+    comments = [f"printed by {job.calling_ae} at {job.printed_at.isoformat()}; "
+                f"{job.film['ImageDisplayFormat']} {job.film['FilmSizeID']} {job.film['FilmOrientation']}"]
+    # The Annotation Boxes' text as printed on the sheet (the SC IOD has no element of its own for it)
+    comments += [f"annotation {n}: {text}" for n, text in enumerate(job.annotations, 1) if text]
+    ds.ImageComments = "\n".join(comments)
     ds.FilmSizeID = job.film["FilmSizeID"]
     ds.FilmOrientation = job.film["FilmOrientation"]
     ds.ImageDisplayFormat = job.film["ImageDisplayFormat"]
@@ -99,10 +193,4 @@ def film_dicom(job: FilmJob, film: np.ndarray, sop_uid: str) -> bytes:
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = np.ascontiguousarray(film).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
-    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+    return _encode(ds), sop_uid
