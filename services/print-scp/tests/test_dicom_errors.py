@@ -251,3 +251,78 @@ async def test_color_film(print_app) -> None:
     ds = dcmread(B(data))
     assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
     assert np.asarray(ds.pixel_array).shape == (film["height"], film["width"], 3)
+
+
+async def test_empty_page_warnings_only_for_a_film_box_without_images(print_app) -> None:
+    """PS3.4 H.4.1.2.4 / H.4.2.2.4: B602 / B603 mean an empty page; a partly filled sheet prints (Success)."""
+    item = tk.to_item(tk.anatomy(64, 6), bits=12)
+
+    def run() -> dict:
+        assoc = _assoc(print_app.port)
+        try:
+            s = _session(assoc)
+            out: dict = {}
+
+            def box(fmt: str) -> tuple[str, Dataset]:
+                uid = generate_uid()
+                st, rsp = assoc.send_n_create(tk.film_box_ds(s, fmt), tk.FILM_BOX, uid, meta_uid=tk.GRAY_META)
+                assert st.Status == 0
+                return uid, rsp
+
+            partly, rsp = box("STANDARD\\2,2")
+            ref = rsp.ReferencedImageBoxSequence[0]
+            assoc.send_n_set(tk.image_box_ds(1, item), tk.GRAY_BOX, ref.ReferencedSOPInstanceUID, meta_uid=tk.GRAY_META)
+            out["session_partly_filled"] = assoc.send_n_action(None, 1, tk.FILM_SESSION, s,
+                                                               meta_uid=tk.GRAY_META)[0].Status
+            out["box_partly_filled"] = assoc.send_n_action(None, 1, tk.FILM_BOX, partly, meta_uid=tk.GRAY_META)[0].Status
+            empty, _ = box("STANDARD\\1,1")
+            out["box_empty"] = assoc.send_n_action(None, 1, tk.FILM_BOX, empty, meta_uid=tk.GRAY_META)[0].Status
+            out["session_with_empty_box"] = assoc.send_n_action(None, 1, tk.FILM_SESSION, s,
+                                                                meta_uid=tk.GRAY_META)[0].Status
+            out["partly"] = partly
+            return out
+        finally:
+            assoc.release()
+
+    out = await asyncio.to_thread(run)
+    assert out["session_partly_filled"] == 0x0000
+    assert out["box_partly_filled"] == 0x0000
+    assert out["box_empty"] == 0xB603
+    assert out["session_with_empty_box"] == 0xB602  # the partly filled sheet is printed all the same
+    films = await print_app.wait_films("film_box_uid = $1", out["partly"], count=3)
+    assert [f["image_count"] for f in films] == [1, 1, 1]
+
+
+async def test_error_comments_end_between_words_never_inside_a_number_or_uid(print_app) -> None:
+    """Error Comment (LO) holds 64 characters: a longer one ends with "..." where a word ends."""
+    lut_uid = "1.2.826.0.1.3680043.8.498." + "1" * 38  # 64 characters, a UID as long as UIDs get
+    rows, cols = 1000, 5000
+    long_pixels = tk.to_item(np.zeros((rows, cols), dtype=np.float32), bits=12)
+    long_pixels.PixelData = long_pixels.PixelData + b"\0" * 100  # 10000100 bytes where 10000000 belong
+
+    def run() -> dict:
+        assoc = _assoc(print_app.port)
+        try:
+            s = _session(assoc)
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = tk.PLUT
+            ref.ReferencedSOPInstanceUID = lut_uid
+            ds = tk.film_box_ds(s)
+            ds.ReferencedPresentationLUTSequence = [ref]
+            out = {"unknown_lut": assoc.send_n_create(ds, tk.FILM_BOX, generate_uid(), meta_uid=tk.GRAY_META)[0]}
+            box_uid = generate_uid()
+            _, box = assoc.send_n_create(tk.film_box_ds(s), tk.FILM_BOX, box_uid, meta_uid=tk.GRAY_META)
+            ib = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+            out["long_pixels"] = assoc.send_n_set(tk.image_box_ds(1, long_pixels), tk.GRAY_BOX, ib,
+                                                  meta_uid=tk.GRAY_META)[0]
+            return out
+        finally:
+            assoc.release()
+
+    out = await asyncio.to_thread(run)
+    assert out["unknown_lut"].Status == 0x0106
+    assert out["unknown_lut"].ErrorComment == "unknown Presentation LUT..."  # not half the UID
+    assert out["long_pixels"].Status == 0x0106
+    comment = out["long_pixels"].ErrorComment
+    assert comment == "image: PixelData has 10000100 bytes, 1000x5000x1x2 needs..."  # not "needs 1000000"
+    assert len(comment) <= 64

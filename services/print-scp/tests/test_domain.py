@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from print_scp import testkit as tk
 from print_scp.domain import spool
+from print_scp.domain import statuses as st
 from print_scp.domain.film_output import film_dicom, render_job
 from print_scp.domain.layout import LayoutError, film_pixels, parse_display_format
 from print_scp.domain.print_session import PrintAssociation
@@ -62,6 +63,32 @@ def test_spool_round_trip_and_render() -> None:
     assert (rendered.width, rendered.height) == (500, 400)
     assert rendered.png[:4] == b"\x89PNG" and film_dicom(again, rendered.film, None)[0][128:132] == b"DICM"
     assert len(rendered.ocr_images) == 2
+
+
+def test_session_print_statuses_empty_page_only_for_a_box_without_images() -> None:
+    pa = PrintAssociation(calling_ae="T", called_ae="PRINT_SCP", peer="t")
+    s = generate_uid()
+    pa.create_film_session(s, tk.session_ds())
+    _, rsp, _ = pa.create_film_box(generate_uid(), tk.film_box_ds(s, "STANDARD\\2,2"), color=False)
+    ref = rsp.ReferencedImageBoxSequence[0]
+    pa.set_image_box(ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID,
+                     tk.image_box_ds(1, tk.to_item(tk.anatomy(16, 1))))
+    jobs, status, _ = pa.print_film_session(s)  # one image of four: a partly filled sheet prints
+    assert status == st.SUCCESS and len(jobs) == 1 and len(jobs[0].images) == 1
+    pa.create_film_box(generate_uid(), tk.film_box_ds(s), color=False)  # a second sheet, left empty
+    jobs, status, _ = pa.print_film_session(s)
+    assert status == st.WARN_SESSION_EMPTY_PAGE and len(jobs) == 1
+
+
+def test_error_comment_is_cut_between_words_never_inside_a_uid() -> None:
+    uid = "1.2.826.0.1.3680043.8.498.12345678901234567890"
+    cut = st.error_comment(f"SOP class {uid} not on this presentation context")
+    assert len(cut) <= 64 and cut == "SOP class 1.2.826.0.1.3680043.8.498.12345678901234567890 not..."
+    cut = st.error_comment(f"Requested Image Size 355.6 mm exceeds the box of film {uid}")
+    assert cut == "Requested Image Size 355.6 mm exceeds the box of film..."
+    assert st.error_comment("short\\one") == "short/one"
+    assert st.error_comment("x" * 80) == "..."  # one 80-character token: nothing of it rather than a part
+    assert st.PrintFailure(st.PROCESSING_FAILURE, "Pixel Data " + "9" * 70).comment == "Pixel Data..."
 
 
 def test_sharing_helpers() -> None:

@@ -65,7 +65,7 @@ def _status(code: int, comment: str | None = None) -> Dataset:
     ds = Dataset()
     ds.Status = code
     if comment:
-        ds.ErrorComment = comment.replace("\\", "/")[:64]
+        ds.ErrorComment = st.error_comment(comment)
     return ds
 
 

@@ -541,11 +541,11 @@ class PrintAssociation:
         jobs, empty = [], False
         for box in self.film_boxes.values():
             job = self._job(box, collated=True)
-            if job is None or len(job.images) < len(box.image_box_uids):
+            if job is None:  # an empty page; a partly filled sheet prints as it is (PS3.4 H.4.1.2.4)
                 empty = True
-            if job is not None:
+            else:
                 jobs.append(job)
-        status = st.WARN_SESSION_HAS_EMPTY_IMAGE_BOX if empty else st.SUCCESS
+        status = st.WARN_SESSION_EMPTY_PAGE if empty else st.SUCCESS
         return jobs, status, self._action_reply(jobs)
 
     def _action_reply(self, jobs: list[FilmJob]) -> Dataset:
@@ -570,7 +570,8 @@ class PrintAssociation:
             return None
         study_uids += [u for u in self.session.study_uids if u not in study_uids]
         if len(self.jobs) >= self.max_jobs:
-            raise PrintFailure(st.FAIL_PRINT_QUEUE_FULL, "print queue of this association is full")
+            raise PrintFailure(st.FAIL_SESSION_PRINT_QUEUE_FULL if collated else st.FAIL_PRINT_QUEUE_FULL,
+                               "print queue of this association is full")
         job_uid = generate_uid()
         now = datetime.now(UTC)
         self.jobs[job_uid] = {"status": "PENDING", "created": now, "priority": self.session.attrs["PrintPriority"]}

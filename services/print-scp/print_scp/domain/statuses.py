@@ -24,15 +24,42 @@ RESOURCE_LIMITATION = 0x0213
 # Print management (PS3.4 H.4)
 WARN_MEMORY_ALLOCATION_NOT_SUPPORTED = 0xB600
 WARN_SESSION_PRINTING_NOT_SUPPORTED = 0xB601
-WARN_SESSION_HAS_EMPTY_IMAGE_BOX = 0xB602
+# Empty page: a film box of the session (B602) or the film box printed (B603) holds no image at all
+WARN_SESSION_EMPTY_PAGE = 0xB602
 WARN_EMPTY_PAGE = 0xB603
 WARN_IMAGE_DEMAGNIFIED = 0xB604
 WARN_DENSITY_OUT_OF_RANGE = 0xB605
 FAIL_SESSION_HAS_NO_FILM_BOX = 0xC600
-FAIL_PRINT_QUEUE_FULL = 0xC602
+FAIL_SESSION_PRINT_QUEUE_FULL = 0xC601  # Film Session N-ACTION
+FAIL_PRINT_QUEUE_FULL = 0xC602  # Film Box N-ACTION
 FAIL_IMAGE_LARGER_THAN_BOX = 0xC603
 FAIL_IMAGE_POSITION_COLLISION = 0xC604
 FAIL_INSUFFICIENT_MEMORY = 0xC605
+
+
+ERROR_COMMENT_MAX = 64  # Error Comment (0000,0902) is one LO value
+
+
+def _joined(a: str, b: str) -> bool:
+    """Whether a cut between characters a and b would split a word, a number or a UID."""
+    def part(c: str) -> bool:
+        return c.isalnum() or c in "._-+"
+    return part(a) and part(b)
+
+
+def error_comment(text: str, limit: int = ERROR_COMMENT_MAX) -> str:
+    """`text` as an Error Comment: at most `limit` characters, no backslash (the VM delimiter).
+
+    A longer text is cut where a word ends and marked with "...", never inside a number or a UID:
+    a half UID in a log or on the modality's screen names the wrong instance.
+    """
+    text = text.replace("\\", "/")
+    if len(text) <= limit:
+        return text
+    end = limit - 3
+    while end > 0 and _joined(text[end - 1], text[end]):
+        end -= 1
+    return text[:end].rstrip(" ,;:(/=") + "..."
 
 
 class PrintFailure(Exception):
@@ -41,6 +68,5 @@ class PrintFailure(Exception):
     def __init__(self, status: int, comment: str, offending: list[int] | None = None) -> None:
         super().__init__(comment)
         self.status = status
-        # Error Comment (0000,0902) is one LO value: 64 characters, no backslash (the VM delimiter)
-        self.comment = comment.replace("\\", "/")[:64]
+        self.comment = error_comment(comment)
         self.offending = offending or []  # tags for Offending Element (0000,0901)
