@@ -40,15 +40,17 @@ def configured(settings: Settings) -> bool:
 async def queue_film(conn: asyncpg.Connection, film_id: str) -> bool:
     """Send the film's current film.dcm to the archive, now and anew (call once its match is recorded).
 
-    Nothing happens when no archive is configured, or when the film is not matched and stored:
-    a PACS must never receive a film without its patient. True when queued.
+    Nothing happens when no archive is configured, or when the film is not matched and stored, or
+    its film.dcm still awaits the identity of a new decision (dicom_stale): a PACS must never receive
+    a film without its patient, or with another's. True when queued.
     """
     if not _running:
         return False
     queued = await conn.fetchval(
         """UPDATE films SET archive_status = 'pending', archive_attempts = 0, archive_next_at = now(),
                   archive_error = NULL
-           WHERE id = $1 AND match_status = 'matched' AND dicom_key IS NOT NULL RETURNING id""", film_id)
+           WHERE id = $1 AND match_status = 'matched' AND dicom_key IS NOT NULL AND NOT dicom_stale
+           RETURNING id""", film_id)
     if queued is None:
         log.warning("film %s not queued for the archive: not matched, or its film.dcm not stored", film_id)
     return queued is not None
@@ -143,7 +145,7 @@ class ArchiveSender:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """SELECT id, dicom_key, archive_attempts FROM films
-                   WHERE archive_status = 'pending' AND archive_next_at <= now()
+                   WHERE archive_status = 'pending' AND archive_next_at <= now() AND NOT dicom_stale
                    ORDER BY archive_next_at FOR UPDATE SKIP LOCKED LIMIT 1""")
             if row is None:
                 return False
