@@ -18,6 +18,16 @@ from print_scp.adapters.listener import PrintRuntime
 from print_scp.app import create_app
 from print_scp.settings import Settings
 
+OCR_SAFE = "12345689"  # Tesseract reads a 7 as "/7" now and then: flow tests burn in IDs it reads reliably
+
+
+def ocr_safe_digits(n: int, count: int) -> str:
+    out = ""
+    for _ in range(count):
+        n, d = divmod(n, len(OCR_SAFE))
+        out += OCR_SAFE[d]
+    return out
+
 
 @dataclass
 class PrintApp:
@@ -40,8 +50,11 @@ class PrintApp:
         """A study as the events would have told us (the handlers' SQL, directly)."""
         n = uuid.uuid4().int
         study = {
-            "patient_id": patient_id or f"P{n % 10**8:08d}", "accession": accession or f"A{(n >> 40) % 10**10:010d}",
-            "study_uid": study_uid or f"1.2.826.0.1.3680043.2.461.{n % 10**12}", "empi_id": f"E{n % 10**9}",
+            "patient_id": patient_id or f"P{ocr_safe_digits(n, 8)}",
+            "accession": accession or f"A{ocr_safe_digits(n >> 40, 10)}",
+            # a UID component never starts with 0 (PS3.5 9.1)
+            "study_uid": study_uid or f"1.2.826.0.1.3680043.2.461.{n % (9 * 10**11) + 10**11}",
+            "empi_id": f"E{n % 10**9}",
         }
         patient = {"empi_id": study["empi_id"], "patient_id": study["patient_id"], "name": name, "phone": phone,
                    "sex": "M", "id_number_masked": "1101**********4321"}

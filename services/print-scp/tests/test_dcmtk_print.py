@@ -85,3 +85,18 @@ async def test_dcmtk_four_images_session_print_with_presentation_lut(print_app, 
     assert film["display_format"] == "STANDARD\\2,2"
     assert film["match_status"] == "matched", film["match_detail"]
     assert film["accession_number"] == study["accession"]
+
+
+async def test_dcmtk_job_with_ids_one_digit_off_goes_to_review(print_app, tmp_path: Path) -> None:
+    """A film whose burned-in IDs are each one digit off a real patient's is that patient's only as a
+    suggestion: it waits for a person (issue 16's near match)."""
+    study = await print_app.add_study()
+    pid, acc = study["patient_id"], study["accession"]
+    pid, acc = pid[:-1] + ("2" if pid[-1] != "2" else "3"), acc[:-1] + ("2" if acc[-1] != "2" else "3")
+    img = tk.burn_text(tk.anatomy(512, 8), [f"PID: {pid}", f"ACC: {acc}"], font_path=tk.FONTS[0], font_px=22)
+    log = await dcmtk_print(tmp_path, print_app.port, [tk.modality_image_file(tmp_path / "ct.dcm", img)])
+    assert_printed(log)
+    [film] = await print_app.wait_films("calling_ae_title = 'DCMPRSCU' AND match_detail->>'read_patient_ids' LIKE $1",
+                                        f"%{pid}%")
+    assert film["match_status"] == "review" and film["patient_id"] is None, film["match_detail"]
+    assert study["accession"] in film["match_detail"]

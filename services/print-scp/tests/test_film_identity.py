@@ -18,18 +18,11 @@ from print_scp.adapters import films_db
 from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged
 from pydicom import dcmread
 
+from .conftest import OCR_SAFE as SAFE
+from .conftest import ocr_safe_digits as _digits
 from .conftest import print_once
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-SAFE = "12345689"  # Tesseract reads a 7 as "/7" now and then; these tests are about matching, not OCR
-
-
-def _digits(n: int, count: int) -> str:
-    out = ""
-    for _ in range(count):
-        n, d = divmod(n, len(SAFE))
-        out += SAFE[d]
-    return out
 
 
 async def _study(app: Any, *, when: datetime | None = None, **patient: Any) -> dict[str, Any]:
