@@ -22,7 +22,7 @@ from imaging_common.events.types import FilmPrinted
 from print_scp.adapters import film_decisions, films_db, spool_store
 from print_scp.adapters.ocr_tesseract import OcrUnavailable, read_text
 from print_scp.domain.film_output import RenderedFilm, film_dicom, render_job
-from print_scp.domain.matching import MatchDecision, Source, StudyIndex, decide
+from print_scp.domain.matching import KnownStudy, MatchDecision, Source, StudyIndex, decide
 from print_scp.domain.print_session import FilmJob
 from print_scp.domain.storage import FilmStore, ObjectNotFound
 from print_scp.settings import Settings
@@ -132,21 +132,27 @@ class FilmPipeline:
 
     async def decide(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm) -> MatchDecision:
         """WS/T 597 5.4 on all the evidence: the UIDs sent, every image box's text, the annotations."""
-        s = self.settings
         uid_studies = await films_db.studies_by_uid(conn, job.study_uids)
         cancelled = await films_db.cancelled_uids(conn, job.study_uids)
-        window = await films_db.studies_around(conn, job.printed_at, s.print_ocr_window_hours)
+        window = await films_db.studies_around(conn, job.printed_at, self.settings.print_ocr_window_hours)
+        return await self.decide_on(rendered, job.annotations, job.study_uids, uid_studies, window, cancelled)
+
+    async def decide_on(self, rendered: RenderedFilm, annotations: list[str], sent_uids: list[str],
+                        uid_studies: dict[str, KnownStudy], window: list[KnownStudy],
+                        cancelled: list[str] = ()) -> MatchDecision:  # type: ignore[assignment]
+        """The decision once the candidate studies are known (the benchmark calls it without a database)."""
+        s = self.settings
         index = StudyIndex([*window, *uid_studies.values()], patient_id_pattern=s.print_patient_id_pattern,
                            accession_pattern=s.print_accession_pattern)
-        sources = [Source("annotation", text) for text in job.annotations if text.strip()]
+        sources = [Source("annotation", text) for text in annotations if text.strip()]
         try:
             texts = await asyncio.to_thread(self._ocr_boxes, rendered)
         except OcrUnavailable as exc:
-            return MatchDecision("review", "study-uid" if job.study_uids else "ocr", None, 0.0, {
+            return MatchDecision("review", "study-uid" if sent_uids else "ocr", None, 0.0, {
                 "reason": "ocr-failed", "explanation": "the film's text could not be read to check it",
-                "error": str(exc), "sent_study_uids": job.study_uids})
+                "error": str(exc), "sent_study_uids": sent_uids})
         sources += [Source(f"box {position}", text) for position, text in texts]
-        decision = decide(job.study_uids, uid_studies, [index.read(src) for src in sources],
+        decision = decide(sent_uids, uid_studies, [index.read(src) for src in sources],
                           studies_considered=len(index.studies), cancelled_uids=cancelled)
         decision.detail["ocr_text"] = {src.name: src.text[:500] for src in sources if src.text.strip()}
         return decision
