@@ -274,7 +274,8 @@ async def test_empty_page_warnings_only_for_a_film_box_without_images(print_app)
             assoc.send_n_set(tk.image_box_ds(1, item), tk.GRAY_BOX, ref.ReferencedSOPInstanceUID, meta_uid=tk.GRAY_META)
             out["session_partly_filled"] = assoc.send_n_action(None, 1, tk.FILM_SESSION, s,
                                                                meta_uid=tk.GRAY_META)[0].Status
-            out["box_partly_filled"] = assoc.send_n_action(None, 1, tk.FILM_BOX, partly, meta_uid=tk.GRAY_META)[0].Status
+            out["box_partly_filled"] = assoc.send_n_action(None, 1, tk.FILM_BOX, partly,
+                                                           meta_uid=tk.GRAY_META)[0].Status
             empty, _ = box("STANDARD\\1,1")
             out["box_empty"] = assoc.send_n_action(None, 1, tk.FILM_BOX, empty, meta_uid=tk.GRAY_META)[0].Status
             out["session_with_empty_box"] = assoc.send_n_action(None, 1, tk.FILM_SESSION, s,

@@ -56,8 +56,10 @@ def _job(items, fmt="STANDARD\\1,1", **box):  # type: ignore[no-untyped-def]
 def test_spool_round_trip_and_render() -> None:
     job = _job([tk.to_item(tk.anatomy(64, 1), bits=12), tk.to_item(tk.anatomy(32, 2), bits=8)], "STANDARD\\2,1",
                orientation="LANDSCAPE", size="8INX10IN")
-    again = spool.load(spool.dump(job))
+    objects = {f"spool/images/{i}.dcm": spool.image_object_of(image) for i, image in enumerate(job.images)}
+    again = spool.load(spool.manifest(job, list(objects)), objects)
     assert again.film == job.film and again.session == job.session and again.study_uids == ["1.2.3"]
+    assert [i.spool_key for i in again.images] == list(objects)
     assert [i.item.PixelData for i in again.images] == [i.item.PixelData for i in job.images]
     rendered = render_job(again, dpi=50, preview_max=256)
     assert (rendered.width, rendered.height) == (500, 400)

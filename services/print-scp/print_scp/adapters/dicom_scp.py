@@ -1,9 +1,11 @@
 """The DICOM print SCP (pynetdicom): thin handlers over `PrintAssociation`, bridged to the event loop.
 
 pynetdicom runs each association in its own thread, and every handler below runs in that thread.
-Work that needs the database or the film store (accepting a print job) is handed to the asyncio
-loop with `run_coroutine_threadsafe` and waited for, so the modality is answered only once the
-job is durable; nothing here ever runs inside the event loop itself.
+Work that needs the database or the film store is handed to the asyncio loop with
+`run_coroutine_threadsafe`; nothing here ever runs inside the event loop itself. An image box's
+pixels are spooled as its N-SET arrives, in the background while the modality sends on
+(spool_store.AssociationSpool); a print waits for those writes and for its manifest and films row,
+so the modality is answered only once the job is durable.
 
 The `DimseObserver` counts associations and responses on the service's /metrics and gives each
 association a correlation id, bound in its thread: the job accepted on the loop carries it.
@@ -28,7 +30,9 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 
+from print_scp.adapters import spool_store
 from print_scp.adapters.film_pipeline import FilmPipeline
+from print_scp.adapters.spool_store import AssociationSpool
 from print_scp.domain import statuses as st
 from print_scp.domain.print_session import (
     ANNOTATION_BOX,
@@ -59,6 +63,7 @@ ACCEPTED = [GRAYSCALE_META, COLOR_META, PRESENTATION_LUT, PRINT_JOB, ANNOTATION_
 PRINTER_EVENT_NORMAL = 1  # N-EVENT-REPORT Event Type ID of the Printer: NORMAL (PS3.4 H.4.6.1.1)
 VERIFICATION = "1.2.840.10008.1.1"
 ACCEPT_TIMEOUT = 120.0  # seconds the association thread waits for a job to become durable
+SWEEP_EVERY = 3600.0  # seconds between sweeps of spool objects a crash left behind
 
 
 def _status(code: int, comment: str | None = None) -> Dataset:
@@ -67,6 +72,18 @@ def _status(code: int, comment: str | None = None) -> Dataset:
     if comment:
         ds.ErrorComment = st.error_comment(comment)
     return ds
+
+
+def _declared(ds: Dataset) -> Dataset:
+    """`ds` with Specific Character Set ISO_IR 192 (UTF-8) when a text value needs it: a Chinese session
+    label echoed in a response would otherwise go out as "???" in the default repertoire."""
+    if "SpecificCharacterSet" not in ds and any(
+            isinstance(e.value, str) and not e.value.isascii() for e in ds if e.VR in _TEXT_VRS):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "PN", "UC"})
 
 
 def _req(event: evt.Event) -> Any:
@@ -105,6 +122,8 @@ class PrintScp:
         self.settings, self.pipeline, self.loop = settings, pipeline, loop
         self.observer = observer
         self._states: dict[int, PrintAssociation] = {}
+        self._spools: dict[int, AssociationSpool] = {}
+        self._sweeper: Any = None
         self._session_ids: dict[int, str] = {}
         self._pending_reports: set[int] = set()
         self._lock = threading.Lock()
@@ -142,11 +161,26 @@ class PrintScp:
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
         self.port = int(self._server.server_address[1])  # the real one when IMAGING_PRINT_PORT=0
         log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, self.port)
+        self._sweeper = asyncio.run_coroutine_threadsafe(self._sweep_forever(), self.loop)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        """Spool objects that a crash left behind (written at an N-SET, never printed) are deleted in time."""
+        while True:
+            try:
+                await spool_store.sweep(self.pipeline.store, self.pipeline.pool)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("spool sweep failed; trying again later")
+            await asyncio.sleep(SWEEP_EVERY)
 
     # ---- association life ------------------------------------------------------------------
 
@@ -168,14 +202,26 @@ class PrintScp:
                     peer=f"{req.address}:{req.port}", print_job_class=PRINT_JOB in accepted,
                     annotation_class=ANNOTATION_BOX in accepted)
                 self._states[key] = state
+                self._spools[key] = AssociationSpool(self.pipeline.store, self.loop)
             return state
+
+    def _spool(self, event: evt.Event) -> AssociationSpool:
+        self._state(event)
+        return self._spools[id(event.assoc)]
+
+    def _drop_unreferenced(self, event: evt.Event, state: PrintAssociation) -> None:
+        """Images spooled for boxes that are gone or were set again will never print: delete them."""
+        self._spool(event).keep_only({b.spool_key for b in state.image_boxes.values() if b.spool_key})
 
     def _on_end(self, event: evt.Event) -> None:
         key = id(event.assoc)
         with self._lock:
             state = self._states.pop(key, None)
+            spool = self._spools.pop(key, None)
             self._session_ids.pop(key, None)
             self._pending_reports.discard(key)
+        if spool is not None:
+            spool.close()
         if state is not None and state.unprinted_films():
             self.broken_sessions += 1
             log.warning("association from %s ended with %d unprinted film box(es); nothing was printed from them",
@@ -235,7 +281,7 @@ class PrintScp:
             raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-CREATE is not defined for this SOP class")
         if uid is None:
             out.AffectedSOPInstanceUID = new_uid  # pynetdicom moves it into the response command
-        return _status(code), out
+        return _status(code), _declared(out)
 
     def _n_set(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=True)
@@ -249,11 +295,16 @@ class PrintScp:
             out, code = state.set_film_box(uid, ds)
         elif sop_class in (GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX):
             out, code = state.set_image_box(sop_class, uid, ds)
+            # The request's own bytes, as they came: spooled without decoding and re-encoding 8 MB.
+            state.image_boxes[uid].spool_key = self._spool(event).put(
+                _req(event).ModificationList.getvalue(), transfer_syntax=str(event.context.transfer_syntax),
+                sop_class=sop_class, image_box_uid=uid)
+            self._drop_unreferenced(event, state)  # the image this box had before, if any
         elif sop_class == ANNOTATION_BOX:
             out = state.set_annotation_box(uid, ds)
         else:
             raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-SET is not defined for this SOP class")
-        return _status(code), out
+        return _status(code), _declared(out)
 
     def _n_get(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:
         sop_class = self._class(event, requested=True)
@@ -291,8 +342,11 @@ class PrintScp:
             jobs, code, reply = state.print_film_session(uid)
         if jobs:
             session_id = self._session_ids.get(id(event.assoc)) or str(uuid.uuid4())
-            future = asyncio.run_coroutine_threadsafe(self.pipeline.accept(jobs, session_id=session_id), self.loop)
+            spool = self._spool(event)
             try:
+                spool.ready(jobs, timeout=ACCEPT_TIMEOUT)
+                future = asyncio.run_coroutine_threadsafe(self.pipeline.accept(jobs, session_id=session_id),
+                                                          self.loop)
                 future.result(timeout=ACCEPT_TIMEOUT)
             except Exception as exc:
                 log.exception("print job not accepted")
@@ -300,6 +354,7 @@ class PrintScp:
                     state.film_boxes[job.film_box_uid].printed = False
                     state.mark_job(job.job_uid, "FAILURE")
                 raise PrintFailure(st.PROCESSING_FAILURE, f"job not stored: {type(exc).__name__}") from None
+            spool.accepted(jobs)
             for job in jobs:
                 state.mark_job(job.job_uid, "DONE")
             # Once per print (not per message): ties this association's correlation id to the film
@@ -326,6 +381,7 @@ class PrintScp:
             state.delete_presentation_lut(uid)
         else:
             raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-DELETE is not defined for this SOP class")
+        self._drop_unreferenced(event, state)
         return _status(st.SUCCESS)
 
     # ---- printer status reports ------------------------------------------------------------

@@ -1,45 +1,234 @@
 """The print spool in the film store: a job is written here before the modality is answered.
 
-`put_jobs` makes accepted jobs durable; the renderer reads one back with `fetch` and `decode` and, once its
-film is stored and matched, removes it with `remove_job`. What the spool object(s) look like is
-this module's and `domain/spool.py`'s business alone.
+    N-SET image box ──AssociationSpool.put──► spool/images/<uuid>.dcm   (in the background; answered at once)
+    N-ACTION ──AssociationSpool.ready (those writes done) ──put_jobs──► spool/<film id>.json ──► films row
+    renderer ──fetch + decode──► FilmJob ... film stored and matched ──remove_job──► manifest and images gone
+
+The bulk of a job (its pixels) is thus made durable while the modality is still sending the next image,
+and the print only writes a small manifest before the films row. Image objects that never become part
+of a print (a box set again, a film box deleted, an association aborted) are deleted when that is known;
+whatever a crash leaves behind is removed by `sweep`. What the objects look like is `domain/spool.py`'s
+business.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
+from print_scp.adapters.s3_store import S3Store
+from print_scp.adapters.storage_fs import DirectoryStore
 from print_scp.domain import spool
 from print_scp.domain.print_session import FilmJob
 from print_scp.domain.storage import FilmStore, ObjectNotFound
 
+log = logging.getLogger(__name__)
+SPOOL = "spool/"
+IMAGES = "spool/images/"
+# Spool objects older than this that no spooled film refers to are swept. Far longer than an association
+# lives (its peer goes silent for IMAGING_PRINT_NETWORK_TIMEOUT at most), so a print still being sent is
+# never swept from under it.
+SWEEP_AGE = timedelta(hours=24)
 
-def spool_key(film_id: str) -> str:
-    return f"spool/{film_id}.dcm"
+
+def manifest_key(film_id: str) -> str:
+    return f"{SPOOL}{film_id}.json"
+
+
+def image_key() -> str:
+    return f"{IMAGES}{uuid.uuid4()}.dcm"
+
+
+async def put_image(store: FilmStore, key: str, modification_list: bytes, *, transfer_syntax: str,
+                    sop_class: str, image_box_uid: str) -> None:
+    """One image box's N-SET as received, made durable under `key`."""
+    data = await asyncio.to_thread(spool.image_object, modification_list, transfer_syntax=transfer_syntax,
+                                   sop_class=sop_class, image_box_uid=image_box_uid)
+    await store.put(key, data, "application/dicom")
 
 
 async def put_jobs(store: FilmStore, jobs: list[FilmJob]) -> dict[str, str]:
-    """Store each job's spool; returns film id -> spool key (what the films row remembers)."""
-    keys = {}
-    for job in jobs:
-        data = await asyncio.to_thread(spool.dump, job)
-        keys[job.film_id] = spool_key(job.film_id)
-        await store.put(keys[job.film_id], data, "application/dicom")
-    return keys
+    """Store each job's manifest; returns film id -> manifest key (what the films row remembers).
+
+    Images already spooled at their N-SET (`JobImage.spool_key`, durable: see `AssociationSpool.ready`) are
+    only referred to; any other is written first.
+    """
+
+    async def one(job: FilmJob) -> None:
+        keys = []
+        for image in job.images:
+            key = image.spool_key
+            if key is None:
+                key = image_key()
+                await store.put(key, await asyncio.to_thread(spool.image_object_of, image), "application/dicom")
+            keys.append(key)
+        await store.put(manifest_key(job.film_id), spool.manifest(job, keys), "application/json")
+
+    await asyncio.gather(*(one(job) for job in jobs))
+    return {job.film_id: manifest_key(job.film_id) for job in jobs}
 
 
-async def fetch(store: FilmStore, key: str) -> bytes | None:
-    """The spooled bytes; None when gone for good. A store outage raises (the film stays spooled)."""
+@dataclass
+class Spooled:
+    """What `fetch` read: a manifest and its image objects, or (legacy=True) a one-file spool."""
+
+    manifest: bytes
+    images: dict[str, bytes] = field(default_factory=dict)
+    legacy: bool = False
+
+
+async def fetch(store: FilmStore, key: str) -> Spooled | None:
+    """The spooled job; None when it (or one of its images) is gone for good. A store outage raises
+    (the film stays spooled)."""
     try:
-        return await store.get(key)
+        data = await store.get(key)
+        if not key.endswith(".json"):
+            return Spooled(data, legacy=True)
+        try:
+            keys = spool.manifest_image_keys(data)
+        except (ValueError, KeyError, TypeError):  # unreadable: `decode` says so, and the film fails
+            return Spooled(data)
+        images = await asyncio.gather(*(store.get(k) for k in keys))
     except ObjectNotFound:
         return None
+    return Spooled(data, dict(zip(keys, images, strict=True)))
 
 
-def decode(data: bytes) -> FilmJob:
+def decode(spooled: Spooled) -> FilmJob:
     """The job from what `fetch` returned; raises on a spool that cannot be read (the film fails)."""
-    return spool.load(data)
+    if spooled.legacy:
+        return spool.load_legacy(spooled.manifest)
+    return spool.load(spooled.manifest, spooled.images)
+
+
+async def _image_keys(store: FilmStore, key: str) -> list[str]:
+    if not key.endswith(".json"):
+        return []
+    try:
+        return spool.manifest_image_keys(await store.get(key))
+    except (ObjectNotFound, ValueError, KeyError, TypeError):
+        return []
 
 
 async def remove_job(store: FilmStore, key: str) -> None:
+    """The spooled job gone: its images, then its manifest."""
+    await asyncio.gather(*(store.delete(k) for k in await _image_keys(store, key)))
     await store.delete(key)
+
+
+# ---- objects of one association ------------------------------------------------------------------
+
+
+class AssociationSpool:
+    """The image objects one association writes as its N-SETs arrive; used from that association's thread.
+
+    An object is *pending* until a print using it is accepted; from then on it belongs to that film (its
+    manifest names it and the renderer removes it). A pending object no image box refers to any more
+    is deleted once its write is done.
+    """
+
+    def __init__(self, store: FilmStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.store, self.loop = store, loop
+        self.pending: dict[str, concurrent.futures.Future[None]] = {}
+        self.owned: set[str] = set()
+
+    def put(self, modification_list: bytes, *, transfer_syntax: str, sop_class: str, image_box_uid: str) -> str:
+        """Start writing an image box's N-SET; returns its key at once (the N-SET is answered meanwhile)."""
+        key = image_key()
+        self.pending[key] = asyncio.run_coroutine_threadsafe(
+            put_image(self.store, key, modification_list, transfer_syntax=transfer_syntax, sop_class=sop_class,
+                      image_box_uid=image_box_uid), self.loop)
+        return key
+
+    def ready(self, jobs: list[FilmJob], timeout: float) -> None:
+        """Wait until the jobs' image objects are durable. An image whose write failed, or whose object
+        already belongs to an earlier print of the same box, is left for `put_jobs` to write (spool_key
+        None): a retried print then works once the store is back."""
+        for job in jobs:
+            for image in job.images:
+                future = self.pending.get(image.spool_key) if image.spool_key else None
+                if future is None:
+                    image.spool_key = None
+                    continue
+                try:
+                    future.result(timeout=timeout)
+                except concurrent.futures.TimeoutError:
+                    raise TimeoutError(f"spooling image {image.position} took over {timeout:.0f} s") from None
+                except Exception:
+                    log.warning("image %s not spooled at its N-SET; written with the print", image.position,
+                                exc_info=True)
+                    image.spool_key = None
+
+    def accepted(self, jobs: list[FilmJob]) -> None:
+        for job in jobs:
+            for image in job.images:
+                if image.spool_key is not None and self.pending.pop(image.spool_key, None) is not None:
+                    self.owned.add(image.spool_key)
+
+    def keep_only(self, referenced: set[str]) -> None:
+        """Delete the pending objects no image box refers to any more."""
+        for key in [k for k in self.pending if k not in referenced]:
+            self._discard(key)
+
+    def close(self) -> None:
+        """The association ended: what was never printed goes."""
+        self.keep_only(set())
+
+    def _discard(self, key: str) -> None:
+        future = self.pending.pop(key)
+
+        async def delete() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+            try:
+                await self.store.delete(key)
+            except Exception:  # the sweep gets it later
+                log.warning("unprinted spool image %s not deleted", key, exc_info=True)
+
+        with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown): the sweep gets it later
+            asyncio.run_coroutine_threadsafe(delete(), self.loop)
+
+
+# ---- sweeping what a crash left ------------------------------------------------------------------
+
+
+def _old_keys(store: FilmStore, prefix: str, before: datetime) -> list[str]:
+    """Keys under `prefix` last written before `before` (blocking: run it in a thread)."""
+    if isinstance(store, DirectoryStore):
+        base, cutoff = store.root / prefix, before.timestamp()
+        return [p.relative_to(store.root).as_posix() for p in (base.rglob("*") if base.is_dir() else [])
+                if p.is_file() and p.stat().st_mtime < cutoff]
+    if isinstance(store, S3Store):
+        skip = len(store.key(""))
+        pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=store.key(prefix))
+        return [o["Key"][skip:] for page in pages for o in page.get("Contents", []) if o["LastModified"] < before]
+    log.warning("spool sweep: %s cannot list its keys; stale spool objects stay", type(store).__name__)
+    return []
+
+
+async def sweep(store: FilmStore, pool: asyncpg.Pool, *, age: timedelta = SWEEP_AGE) -> int:
+    """Delete spool objects older than `age` that no spooled film refers to; returns how many.
+
+    They are what a crash between an N-SET and its print (or between a manifest and its films row)
+    left behind. Replicas may sweep at the same time: deleting twice is harmless.
+    """
+    before = datetime.now(UTC) - age
+    async with pool.acquire() as conn:
+        spooled = {r["spool_key"] for r in await conn.fetch("SELECT spool_key FROM films WHERE spool_key IS NOT NULL")}
+    referenced = set(spooled)
+    for key in spooled:
+        referenced.update(await _image_keys(store, key))
+    # Old temporary files of the directory store (a write cut by a crash) go too.
+    stale = [k for k in await asyncio.to_thread(_old_keys, store, SPOOL, before) if k not in referenced]
+    for key in stale:
+        await store.delete(key)
+    if stale:
+        log.info("spool sweep: %d stale object(s) deleted", len(stale))
+    return len(stale)

@@ -149,6 +149,7 @@ class ImageBox:
     decimate_crop: str | None = None
     lut_uid: str | None = None
     study_uids: list[str] = field(default_factory=list)
+    spool_key: str | None = None  # where the adapter spooled `image` as its N-SET arrived
 
 
 @dataclass
@@ -180,6 +181,7 @@ class JobImage:
     magnification: str | None
     requested_size_mm: float | None
     lut: LutSpec | None
+    spool_key: str | None = None  # the spooled copy of `item`, if one was written before the print
 
 
 @dataclass
@@ -564,7 +566,7 @@ class PrintAssociation:
                 continue
             lut = self.luts.get(ib.lut_uid) if ib.lut_uid else None
             images.append(JobImage(ib.position, ib.sop_class == COLOR_IMAGE_BOX, ib.image, ib.polarity,
-                                   ib.magnification, ib.requested_size_mm, lut))
+                                   ib.magnification, ib.requested_size_mm, lut, ib.spool_key))
             study_uids += [u for u in ib.study_uids if u not in study_uids]
         if not images:
             return None
