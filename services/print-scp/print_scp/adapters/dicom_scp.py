@@ -126,6 +126,7 @@ class PrintScp:
         self._sweeper: Any = None
         self._session_ids: dict[int, str] = {}
         self._pending_reports: set[int] = set()
+        self._render_on_close: set[int] = set()
         self._lock = threading.Lock()
         self._server: Any = None
         self.calibrated_at = datetime.now(UTC)
@@ -154,7 +155,7 @@ class PrintScp:
             (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
-            (evt.EVT_CONN_CLOSE, self._on_end),
+            (evt.EVT_CONN_CLOSE, self._on_close),
         ]
         if self.observer is not None:
             handlers += self.observer.handlers()
@@ -222,10 +223,23 @@ class PrintScp:
             self._pending_reports.discard(key)
         if spool is not None:
             spool.close()
+        if state is not None and state.printed_films:
+            with self._lock:
+                self._render_on_close.add(key)
         if state is not None and state.unprinted_films():
             self.broken_sessions += 1
             log.warning("association from %s ended with %d unprinted film box(es); nothing was printed from them",
                         state.calling_ae, state.unprinted_films())
+
+    def _on_close(self, event: evt.Event) -> None:
+        """The connection is closed: render what the association printed. Not earlier: the renderer
+        would compete with the rest of the association (its deletes, its release)."""
+        self._on_end(event)
+        with self._lock:
+            printed = id(event.assoc) in self._render_on_close
+            self._render_on_close.discard(id(event.assoc))
+        if printed:
+            self.loop.call_soon_threadsafe(self.pipeline.wake)
 
     # ---- dispatch --------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ class FilmPipeline:
             await films_db.insert_session(conn, session_id=session_id, job=jobs[0])
             for job in jobs:
                 await films_db.insert_film(conn, session_id=session_id, job=job, spool_key=keys[job.film_id])
-        self._wake.set()
+        # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
+        # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
+        # an association that stays open.
 
     async def run(self) -> None:
         """The renderer: drains spooled films, then sleeps until woken (or polls, for other replicas)."""
