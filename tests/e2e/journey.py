@@ -275,6 +275,7 @@ class Journey:
     mpps_uid: str = ""
     film_id: str = ""
     print_log: str = ""  # dcmprscu's debug log of the last film printed
+    film_reviewed: bool = False  # OCR was not sure: the technologist attached the film from the review list
     report_id: str = ""
     critical_id: str = ""
     communication_id: str = ""
@@ -509,13 +510,31 @@ class Journey:
         return r.json()["data"]
 
     async def film_matched(self, within: float = 60) -> dict[str, Any]:
-        async def matched() -> Any:
-            return [f for f in await self.films() if f["match_status"] == "matched"]
+        """The film reaches the patient: matched by OCR, or — when OCR could not be sure of every
+        character (a run of zeros miscounted, say) — sent to review and attached there by the
+        technologist, who reads the film. Never matched to anyone else on the way."""
+        tech = self.who("technologist")
+
+        async def decided() -> Any:
+            matched = [f for f in await self.films() if f["match_status"] == "matched"]
+            if matched:
+                return matched
+            r = await self.api.get("/api/print/films", params={"match_status": "review", "limit": 500}, headers=tech)
+            assert r.status_code == 200, r.text
+            return [f for f in r.json()["data"] if f["film_box_uid"] in self.print_log]
 
         started = time.perf_counter()
-        [film] = await eventually(matched, "the film matched to the patient", within=within)
+        [film] = await eventually(decided, "the film matched to the patient or in review", within=within)
+        if film["match_status"] == "review":
+            detail = film["match_detail"] or {}
+            assert detail.get("reason") != "conflict" and film["patient_id"] is None, detail
+            r = await self.api.post(f"/api/print/films/{film['id']}/match", headers=tech,
+                                    json={"accession_number": self.accession, "note": "read off the film"})
+            assert r.status_code == 200, r.text
+            film = r.json()
+            self.film_reviewed = True
         self.timings["film_matched"] = time.perf_counter() - started
-        assert film["patient_id"] == self.patient_id and film["match_method"] == "ocr", film
+        assert film["patient_id"] == self.patient_id and film["match_method"] in ("ocr", "manual"), film
         assert film["calling_ae_title"] == "DCMPRSCU" and film["image_count"] == 1
         # The film box UID the SCP gave in its N-CREATE response: how the day bench's review desk tells
         # which print a film in review came from.
