@@ -119,24 +119,26 @@ def _apply_identity(ds: Dataset, identity: FilmIdentity | None) -> str:
     ds.SpecificCharacterSet = CHARSET
     ds.PatientName = i.patient_name if i else ""
     ds.PatientID = i.patient_id if i else ""
-    if i and i.issuer_of_patient_id:
-        ds.IssuerOfPatientID = i.issuer_of_patient_id
-    elif "IssuerOfPatientID" in ds:
-        del ds.IssuerOfPatientID
+    _optional(ds, "IssuerOfPatientID", i.issuer_of_patient_id if i else "")
     ds.PatientBirthDate = i.birth_date if i else ""
     ds.PatientSex = i.sex if i else ""
     ds.AccessionNumber = i.accession_number if i else ""
     ds.StudyInstanceUID = i.study_instance_uid if i else generate_uid()
     ds.StudyDate = i.study_date if i else ""
     ds.StudyTime = i.study_time if i else ""
-    if i and i.study_description:
-        ds.StudyDescription = i.study_description
-    elif "StudyDescription" in ds:
-        del ds.StudyDescription
+    _optional(ds, "StudyDescription", i.study_description if i else "")
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return str(ds.SOPInstanceUID)
+
+
+def _optional(ds: Dataset, keyword: str, value: str) -> None:
+    """A Type 3 attribute: set when there is a value, absent otherwise (never left from an old identity)."""
+    if value:
+        setattr(ds, keyword, value)
+    elif keyword in ds:
+        delattr(ds, keyword)
 
 
 def _encode(ds: Dataset) -> bytes:
