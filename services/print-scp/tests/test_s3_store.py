@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import boto3
 import pytest
-from imaging_common.testing import TEST_DATABASE, TEST_NAMESPACE, asgi_client, free_port
+from imaging_common.testing import TEST_DATABASE, TEST_NAMESPACE, asgi_client, eventually, free_port
 from print_scp import testkit as tk
 from print_scp.adapters.s3_store import S3Store
 from print_scp.app import create_app
@@ -177,10 +177,15 @@ async def test_print_service_keeps_films_in_s3_and_serves_them(isolated: dict[st
         assert film["match_status"] == "matched" and film["patient_id"] == study["patient_id"]
         # The film, its preview and no leftover spool are in the bucket, under the prefix.
         s3 = admin_client(s3_endpoint)
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix="hospital-a/")
-        keys = {o["Key"] for o in listed.get("Contents", [])}
+
+        async def bucket_without_spool() -> set[str] | None:
+            # the renderer removes the spool just after its transaction commits: the row shows first
+            listed = await asyncio.to_thread(s3.list_objects_v2, Bucket=bucket, Prefix="hospital-a/")
+            keys = {o["Key"] for o in listed.get("Contents", [])}
+            return None if [k for k in keys if k.startswith("hospital-a/spool/")] else keys
+
+        keys = await eventually(bucket_without_spool, "no spool left in the bucket", within=15)
         assert {f"hospital-a/{film['png_key']}", f"hospital-a/{film['dicom_key']}"} <= keys
-        assert not [k for k in keys if k.startswith("hospital-a/spool/")]
         stored_png = s3.get_object(Bucket=bucket, Key=f"hospital-a/{film['png_key']}")["Body"].read()
         r = await app.client.get(f"/api/print/films/{film['id']}/image.png", headers=app.token("radiologist"))
         assert r.status_code == 200 and r.content == stored_png and r.content[:8] == b"\x89PNG\r\n\x1a\n"
