@@ -299,3 +299,20 @@ def test_generator_namesakes_follow_name_frequency() -> None:
     namesakes = [r for r in records if r.kind == "namesake-same-dob"]
     mean_f = sum(name_frequency(r.name) for r in records) / len(records)
     assert namesakes and sum(name_frequency(r.name) for r in namesakes) / len(namesakes) > 3 * mean_f
+
+
+def test_name_frequencies_say_nothing_until_enough_names_are_counted() -> None:
+    """A new hospital's first patients: with a handful of names counted, every name looks like
+    everyone's (-10 bits) and two records of one person would never even reach the clerk."""
+    from imaging_common.empi.frequencies import MIN_NAMES, NameFrequencies
+    from imaging_common.empi.names import name_form
+
+    ref = {"H": 0.00024}
+    one = MatchRecord.build("1", name="葛珏蓁")
+    assert NameFrequencies([one]).bits(name_form("葛珏蓁"), ref, exclude=1) == 0.0
+    family, given, last = "王李张刘陈杨", "伟芳娜敏静丽强磊", "军洋勇艳杰娟涛明"
+    others = [MatchRecord.build(str(i), name=family[i % 6] + given[i % 8] + last[i // 48 % 8])
+              for i in range(MIN_NAMES + 10)]
+    counted = NameFrequencies([one, *others])
+    assert counted.bits(name_form("葛珏蓁"), ref, exclude=1) > 0  # rarer than the typical coinciding name
+    assert counted.bits(name_form("王伟军"), ref, exclude=1) < 0

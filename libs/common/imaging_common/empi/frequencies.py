@@ -41,6 +41,10 @@ from imaging_common.empi.names import NameForm, pinyin_syllables, split_han_name
 from imaging_common.empi.record import MatchRecord
 
 MAX_BITS = 10.0  # a frequency estimate is never trusted beyond a factor 1024 either way
+# Below this many names counted (a new hospital, a small file), a name's share says nothing about
+# the population: with one record counted, every name is "everyone's". An agreeing name then weighs
+# as the model's average coinciding name (0 bits), as before frequencies were counted.
+MIN_NAMES = 1000
 HAN, PINYIN = "H", "L"
 
 
@@ -168,6 +172,8 @@ class NameFrequencies:
              script: str = HAN) -> float:
         """log2(f_ref / f(name)): what agreeing on this very name adds to the level's weight."""
         ref = (references or {}).get(script)
+        if self.total[script] - exclude < MIN_NAMES:
+            return 0.0
         f = self.frequency(name, exclude, script) if name is not None and ref else None
         if not f or not ref:
             return 0.0
