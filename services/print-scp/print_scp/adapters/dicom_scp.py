@@ -24,6 +24,7 @@ from io import BytesIO
 from typing import Any
 
 from imaging_common.dicom.observe import DimseObserver
+from imaging_common.dicom.prompt import make_prompt
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -190,6 +191,7 @@ class PrintScp:
         sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
         if sock is not None:  # small DIMSE responses must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        make_prompt(event.assoc)  # pynetdicom's loops wake on each message instead of polling every 1 ms
 
     def _state(self, event: evt.Event) -> PrintAssociation:
         key = id(event.assoc)

@@ -29,6 +29,7 @@ import asyncpg
 from imaging_common import audit
 from imaging_common.dicom import choose_reply_charset
 from imaging_common.dicom.observe import DimseObserver, count_responses
+from imaging_common.dicom.prompt import make_prompt
 from imaging_common.dicom.rawwrite import raw_dataset
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -57,7 +58,6 @@ from worklist.adapters.dicom.mwl import (
     reply_elements,
     reply_texts,
 )
-from worklist.adapters.dicom.prompt import make_prompt
 from worklist.adapters.dicom.replies import ReplyEncoder
 from worklist.adapters.dicom.wire import message_pdus
 from worklist.domain import mpps as mpps_domain

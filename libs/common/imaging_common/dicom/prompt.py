@@ -1,4 +1,5 @@
-"""pynetdicom's polling loops made to wake when there is work, for our acceptor associations.
+"""pynetdicom's polling loops made to wake when there is work, for our acceptor associations
+(the worklist and print SCPs).
 
 pynetdicom runs two threads per association that poll: the DUL reactor sleeps 1 ms whenever
 it found nothing to do, then looks at its socket and its send queue; the association reactor
