@@ -139,3 +139,30 @@ async def test_malformed_messages_get_ae_or_ar_and_store_nothing(feed) -> None:
     assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "1"
     assert await pool.fetchval("SELECT count(*) FROM empi_person") == persons
     assert await pool.fetchval("SELECT count(*) FROM empi_identifier WHERE value = $1", his) == 0
+
+
+async def test_orm_cancel_and_discontinue_cancel_the_order_once(feed) -> None:
+    client, pool = feed
+    his = f"H{uuid.uuid4().hex[:8]}"
+    for control in ("CA", "DC"):
+        placer = f"ORD{uuid.uuid4().hex[:8]}"
+        ack = await send(client, msg("ORM^O01", pid(his, "周^芷若", rid()), f"ORC|NW|{placer}",
+                                     "OBR|1|||DX-CHEST^胸部正位" + "|" * 20 + "DX"))
+        assert ack.field("MSA", 1) == "AA", ack.to_er7()
+        accession = await pool.fetchval("SELECT accession_number FROM exam_order WHERE placer_order_number = $1",
+                                        placer)
+        reason = "||||||||||||||^患者拒绝检查"  # ORC-16 order control code reason
+        ack = await send(client, msg("ORM^O01", pid(his, "周^芷若"), f"ORC|{control}|{placer}{reason}",
+                                     "OBR|1|||DX-CHEST^胸部正位"))
+        assert ack.field("MSA", 1) == "AA" and "cancelled" in ack.field("MSA", 3), ack.to_er7()
+        status = await pool.fetchval("SELECT status FROM exam_order WHERE placer_order_number = $1", placer)
+        assert status == "cancelled"
+        [cancelled] = await events(pool, "order.cancelled", accession)
+        assert cancelled["data"]["reason"] == "患者拒绝检查"
+        # Said again (a resend): acknowledged, announced once.
+        ack = await send(client, msg("ORM^O01", pid(his, "周^芷若"), f"ORC|{control}|{placer}", "OBR|1|||DX-CHEST"))
+        assert ack.field("MSA", 1) == "AA" and "already cancelled" in ack.field("MSA", 3)
+        assert len(await events(pool, "order.cancelled", accession)) == 1
+    # A cancel of an order nobody sent: AE naming ORC-2.
+    ack = await send(client, msg("ORM^O01", pid(his, "周^芷若"), "ORC|CA|NOSUCH1", "OBR|1|||DX-CHEST"))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "2"

@@ -4,6 +4,7 @@
     ADT^A08             update            -> new source record for the patient (registered if unknown)
     ADT^A40             merge             -> MRG-1 patient folded into the PID patient
     ORM^O01, OMI^O23    new order (NW)    -> patient found or registered, then the order (order.created)
+                        cancel (CA, DC)   -> the order by ORC-2 placer number cancelled (order.cancelled), once
 
 Each message is processed in ONE database transaction: an error anywhere rolls back everything
 it did, and the answer is AE/AR with an ERR segment naming the field. A resent order (same
@@ -107,6 +108,9 @@ def person_from_pid(msg: Message) -> tuple[IncomingPerson, str | None]:
     ), his_id
 
 
+CANCEL_CONTROLS = ("CA", "DC")  # HL7 v2.5 table 0119: cancel order request, discontinue order request
+
+
 class HisFeed:
     """Turns one parsed message into domain calls inside one transaction."""
 
@@ -188,12 +192,14 @@ class HisFeed:
         if msg.segment("ORC") is None or msg.segment("OBR") is None:
             raise HL7Error(acks.SEGMENT_SEQUENCE_ERROR, "ORC and OBR segments are required", "ORC", 1, None)
         control = msg.field("ORC", 1)
-        if control != "NW":
-            raise HL7Error(acks.TABLE_VALUE_NOT_FOUND, f"ORC-1 order control {control!r} not supported (NW only)",
-                           "ORC", 1, 1)
+        if control not in ("NW", *CANCEL_CONTROLS):
+            raise HL7Error(acks.TABLE_VALUE_NOT_FOUND, f"ORC-1 order control {control!r} not supported "
+                           f"(NW, {', '.join(CANCEL_CONTROLS)})", "ORC", 1, 1)
         placer = msg.field("ORC", 2, component=1) or msg.field("OBR", 2, component=1)
         if not placer:
             raise HL7Error(acks.REQUIRED_FIELD_MISSING, "ORC-2 placer order number is required", "ORC", 1, 2)
+        if control in CANCEL_CONTROLS:
+            return await self.cancel(conn, msg, placer, control, actor)
         existing = await conn.fetchval(
             "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
         if existing:  # a resend: acknowledge it, change nothing (not even the patient)
@@ -234,6 +240,18 @@ class HisFeed:
             purpose=" ".join(msg.field("NTE", 3, segment=s) for s in msg.all("NTE")) or None,
         )
         return f"order {order['accession_number']} for {person.patient_id}"
+
+
+    async def cancel(self, conn: Any, msg: Message, placer: str, control: str, actor: Actor) -> str:
+        """ORC-1 CA (cancel) or DC (discontinue) of an order we have: order.cancelled, once."""
+        order_id = await conn.fetchval(
+            "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
+        if order_id is None:
+            raise HL7Error(acks.UNKNOWN_KEY_IDENTIFIER, f"ORC-2: no order {placer} to cancel", "ORC", 1, 2)
+        reason = (msg.field("ORC", 16, component=2) or msg.field("ORC", 16, component=1)
+                  or ("HIS discontinued the order" if control == "DC" else "HIS cancelled the order"))
+        order, changed = await order_domain.cancel_order(conn, order_id=str(order_id), reason=reason, actor=actor)
+        return f"order {order['accession_number']} {'cancelled' if changed else 'already cancelled'}"
 
 
 def mllp_listener(ctx: ServiceContext) -> contextlib.AbstractAsyncContextManager[Any]:

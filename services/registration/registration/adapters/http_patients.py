@@ -297,6 +297,23 @@ async def list_orders(request: Request, user: Readers, empi_id: str | None = Non
     return {"data": data, "count": len(data)}
 
 
+class OrderCancel(BaseModel):
+    reason: str = Field(min_length=1, max_length=200, description="why, e.g. 患者取消检查 or 重复开单")
+
+
+@router.post("/orders/{key}/cancel", tags=["orders"], summary="Cancel an order: worklist, appointment, queue follow")
+async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orderers) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            order, _changed = await order_domain.cancel_order(
+                conn, order_id=await order_domain.find_order(conn, key), reason=body.reason,
+                actor=_actor(request, user))
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    return order
+
+
 @router.get("/orders/{key}", tags=["orders"], summary="One order by id or accession number")
 async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
     ctx = _ctx(request)

@@ -17,7 +17,7 @@ import asyncpg
 from imaging_common import audit
 from imaging_common.empi import store
 from imaging_common.events import publish
-from imaging_common.events.types import ExamItem, OrderCreated, SpecialConditions
+from imaging_common.events.types import ExamItem, OrderCancelled, OrderCreated, SpecialConditions
 
 from registration.domain.patients import SOURCE, Actor, patient_ref, summary
 
@@ -79,6 +79,36 @@ async def create_order(
         return await load_order(conn, order_id)
 
 
+async def _order_id(conn: asyncpg.Connection, key: str) -> str | None:
+    try:
+        uuid.UUID(key)
+        found = await conn.fetchval("SELECT order_id FROM exam_order WHERE order_id = $1::uuid", key)
+    except ValueError:
+        found = await conn.fetchval("SELECT order_id FROM exam_order WHERE accession_number = $1", key)
+    return None if found is None else str(found)
+
+
+async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str,
+                       actor: Actor) -> tuple[dict[str, Any], bool]:
+    """Cancel an order (the desk, or the HIS's ORC-1 CA/DC) and announce order.cancelled: the worklist
+    step, the appointment, the queue entry and the films of that order follow. Returns the order and
+    whether this call cancelled it (False: it already was; nothing is announced twice)."""
+    async with conn.transaction():
+        row = await conn.fetchrow("SELECT order_id, accession_number, status, empi_id FROM exam_order "
+                                  "WHERE order_id = $1::uuid FOR UPDATE", order_id)
+        if row is None:
+            raise store.EmpiError(f"no order {order_id}")
+        if row["status"] == "cancelled":
+            return await load_order(conn, order_id), False
+        await conn.execute("UPDATE exam_order SET status = 'cancelled' WHERE order_id = $1::uuid", order_id)
+        await publish(conn, OrderCancelled(order_id=order_id, accession_number=row["accession_number"], reason=reason),
+                      source=SOURCE, subject=row["accession_number"])
+        await audit.record(conn, actor=actor.name, action="update", entity="order", entity_id=order_id,
+                           patient_id=row["empi_id"], source_ip=actor.source_ip,
+                           detail={"accession_number": row["accession_number"], "cancelled": True, "reason": reason})
+        return await load_order(conn, order_id), True
+
+
 async def load_order(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
     row = await conn.fetchrow("SELECT * FROM exam_order WHERE order_id = $1", order_id)
     if row is None:
@@ -93,13 +123,17 @@ async def load_order(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
     return out
 
 
+async def find_order(conn: asyncpg.Connection, key: str) -> str:
+    """The order id of an order id or accession number."""
+    order_id = await _order_id(conn, key)
+    if order_id is None:
+        raise store.EmpiError(f"no order {key}")
+    return order_id
+
+
 async def get_order(conn: asyncpg.Connection, key: str, *, actor: Actor) -> dict[str, Any]:
     """By order id or accession number; the read is audited."""
-    try:
-        uuid.UUID(key)
-        order_id = await conn.fetchval("SELECT order_id FROM exam_order WHERE order_id = $1::uuid", key)
-    except ValueError:
-        order_id = await conn.fetchval("SELECT order_id FROM exam_order WHERE accession_number = $1", key)
+    order_id = await _order_id(conn, key)
     if order_id is None:
         raise store.EmpiError(f"no order {key}")
     order = await load_order(conn, str(order_id))
