@@ -122,3 +122,20 @@ async def test_import_is_an_upsert_and_replaces_data(world: World) -> None:
     await world.step(1, patient_name="LI^SI=李^四")
     rows = await find_steps(world.conn, StepQuery(station_ae_title=world.station))
     assert len(rows) == 1 and rows[0]["patient_name"] == "LI^SI=李^四"
+
+
+async def test_a_cancelled_order_stays_off_the_worklist_whatever_arrives_after_or_before(world: World) -> None:
+    """Delivery order is not guaranteed: the cancel may come first, and a late booking never revives it."""
+    cancelled = OrderCancelled(order_id=world.id("O"), accession_number=world.id("A"), reason="重复开单")
+    assert await steps.apply_order_cancelled(world.conn, cancelled) == 0  # nothing to cancel yet: a tombstone
+    start = datetime(2030, 3, 2, 2, 30, tzinfo=UTC)
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, start)), TZ)
+    await steps.apply_appointment(world.conn, AppointmentRescheduled(
+        appointment=appointment(world, start, room="R2"), previous_start=start, previous_room_id=world.id("R1")), TZ)
+    assert await active(world) == []
+    status = await world.conn.fetchval("SELECT status FROM scheduled_procedure_steps WHERE accession_number = $1",
+                                       world.id("A"))
+    assert status == "cancelled"  # kept, with its data, off the worklist
+    await world.step(1, accession_number=world.id("A"), protocol_code="CT-CHEST")  # an import cannot revive it
+    assert await active(world) == []

@@ -130,7 +130,17 @@ async def _upsert(conn: asyncpg.Connection, data: StepData, update: Sequence[str
         f"ON CONFLICT (accession_number, protocol_code) DO UPDATE SET {sets}, updated_at = now() "
         "RETURNING id"
     )
-    return int(await conn.fetchval(sql, *values.values()))
+    step_id = int(await conn.fetchval(sql, *values.values()))
+    # An order cancelled before this event arrived (delivery order is not guaranteed): the step
+    # exists with its data, off the worklist.
+    await conn.execute(
+        f"UPDATE scheduled_procedure_steps SET status = 'cancelled' WHERE id = $1 AND status = 'scheduled' "
+        f"AND {_TOMBSTONED}", step_id)
+    return step_id
+
+
+_TOMBSTONED = ("EXISTS (SELECT 1 FROM cancelled_orders c "
+               "WHERE c.accession_number = scheduled_procedure_steps.accession_number)")
 
 
 _PATIENT_COLUMNS = ("patient_id", "empi_id", "patient_name", "pn_alpha", "pn_ideo", "pn_phon", "birth_date", "sex")
@@ -200,8 +210,9 @@ async def apply_appointment(
         "appointment_id", "modality", "station_ae_title", "station_name", "location", "room_id", "start_at",
         "end_at", "priority",
     ])
-    await conn.execute(
-        "UPDATE scheduled_procedure_steps SET status = 'scheduled' WHERE id = $1 AND status = 'cancelled'", step_id
+    await conn.execute(  # never the step of a cancelled order: its cancel may have come first
+        f"UPDATE scheduled_procedure_steps SET status = 'scheduled' WHERE id = $1 AND status = 'cancelled' "
+        f"AND NOT {_TOMBSTONED}", step_id
     )
     return step_id
 
@@ -218,6 +229,11 @@ async def apply_appointment_cancelled(conn: asyncpg.Connection, event: Appointme
 
 
 async def apply_order_cancelled(conn: asyncpg.Connection, event: OrderCancelled) -> int:
+    """The order's scheduled steps leave the worklist, and its tombstone keeps later (or late) events
+    about it from bringing them back. A step already in progress is the modality's to finish."""
+    await conn.execute("INSERT INTO cancelled_orders (accession_number, order_id, reason) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (accession_number) DO NOTHING", event.accession_number, event.order_id,
+                       event.reason)
     result = await conn.execute(
         """UPDATE scheduled_procedure_steps SET status = 'cancelled', updated_at = now()
            WHERE status = 'scheduled' AND accession_number = $1""",
@@ -269,8 +285,8 @@ async def import_steps(conn: asyncpg.Connection, steps: Sequence[StepData]) -> l
             row = await conn.fetchrow(
                 f"INSERT INTO scheduled_procedure_steps ({', '.join(names)}) VALUES ({placeholders}) "
                 f"ON CONFLICT (accession_number, protocol_code) DO UPDATE SET {update}, updated_at = now(), "
-                "status = CASE WHEN scheduled_procedure_steps.status = 'cancelled' THEN 'scheduled' "
-                "ELSE scheduled_procedure_steps.status END "
+                "status = CASE WHEN scheduled_procedure_steps.status = 'cancelled' "
+                f"AND NOT {_TOMBSTONED} THEN 'scheduled' ELSE scheduled_procedure_steps.status END "
                 "RETURNING id, sps_id, (xmax = 0) AS created",
                 *values.values(),
             )
