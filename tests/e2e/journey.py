@@ -428,26 +428,27 @@ class Journey:
 
     # -- 4. worklist (DCMTK findscu) --
 
-    async def query_worklist(self) -> None:
+    async def worklist_items(self) -> list[pydicom.Dataset]:
+        """What DCMTK findscu gets for this accession at the test's station."""
         out = self.workdir / f"mwl-{self.accession}"
         station = self.dept.station
+        for f in out.glob("rsp*.dcm"):
+            f.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        await run(FINDSCU, "-W", "-aet", station, "-aec", "WORKLIST", "-X", "-od", str(out),
+                  "-k", "0008,0005=ISO_IR 192", "-k", "PatientName", "-k", "PatientID", "-k", "PatientSex",
+                  "-k", f"AccessionNumber={self.accession}", "-k", "StudyInstanceUID",
+                  "-k", "RequestedProcedureID", "-k", f"(0040,0100)[0].ScheduledStationAETitle={station}",
+                  "-k", "(0040,0100)[0].ScheduledProcedureStepStartDate", "-k", "(0040,0100)[0].Modality",
+                  "-k", "(0040,0100)[0].ScheduledProcedureStepID",
+                  "-k", "(0040,0100)[0].ScheduledProcedureStepStatus",
+                  "127.0.0.1", str(self.site.worklist_port))
+        return [pydicom.dcmread(f) for f in sorted(out.glob("rsp*.dcm"))]
 
-        async def on_worklist() -> list[pydicom.Dataset]:
-            for f in out.glob("rsp*.dcm"):
-                f.unlink()
-            out.mkdir(parents=True, exist_ok=True)
-            await run(FINDSCU, "-W", "-aet", station, "-aec", "WORKLIST", "-X", "-od", str(out),
-                      "-k", "0008,0005=ISO_IR 192", "-k", "PatientName", "-k", "PatientID", "-k", "PatientSex",
-                      "-k", f"AccessionNumber={self.accession}", "-k", "StudyInstanceUID",
-                      "-k", "RequestedProcedureID", "-k", f"(0040,0100)[0].ScheduledStationAETitle={station}",
-                      "-k", "(0040,0100)[0].ScheduledProcedureStepStartDate", "-k", "(0040,0100)[0].Modality",
-                      "-k", "(0040,0100)[0].ScheduledProcedureStepID",
-                      "-k", "(0040,0100)[0].ScheduledProcedureStepStatus",
-                      "127.0.0.1", str(self.site.worklist_port))
-            return [pydicom.dcmread(f) for f in sorted(out.glob("rsp*.dcm"))]
-
+    async def query_worklist(self) -> None:
+        station = self.dept.station
         started = time.perf_counter()
-        [item] = await eventually(on_worklist, "the patient on the modality's worklist")
+        [item] = await eventually(self.worklist_items, "the patient on the modality's worklist")
         self.timings["worklist"] = time.perf_counter() - started
         assert item.PatientID == self.patient_id and self.name[0] in str(item.PatientName), item
         if self.study_uid:

@@ -29,7 +29,7 @@ from critical_values.settings import Settings as CriticalSettings
 from imaging_common.allinone import build_platform
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
-from imaging_common.testing import http_server
+from imaging_common.testing import eventually, http_server
 from playwright.async_api import async_playwright, expect
 from reporting.settings import Settings as ReportingSettings
 from websockets.asyncio.client import connect as ws_connect
@@ -41,6 +41,7 @@ from e2e.journey import (
     Site,
     clear_of_local_midnight,
     clinician_system,
+    now_true,
     set_up_department,
     spy_on_bus,
 )
@@ -133,3 +134,30 @@ async def _screen_message(ws: Any, kind: str, timeout: float = 15.0) -> dict[str
         for m in (msg["messages"] if msg["type"] == "batch" else [msg]):
             if m["type"] == kind:
                 return m
+
+
+async def test_an_order_cancelled_after_check_in_leaves_every_service(site: Site, tmp_path: Path) -> None:
+    """The desk cancels a booked, checked-in exam: the modality's worklist (DCMTK findscu) no longer has
+    it, the appointment is cancelled (its slot free) and the queue entry leaves the hall screen."""
+    await clear_of_local_midnight()
+    dept = await set_up_department(site, uuid.uuid4().hex[:6].upper())
+    j = Journey(site, dept, tmp_path)
+    await j.register_by_api()
+    await j.book()
+    await j.check_in()
+    await j.query_worklist()
+    r = await j.api.post(f"/api/registration/orders/{j.accession}/cancel", headers=j.who("clerk"),
+                         json={"reason": "患者取消检查"})
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    await eventually(lambda: now_true(site.log.has("order.cancelled", j.accession)), "order.cancelled on RabbitMQ")
+
+    async def off_the_worklist() -> bool:
+        return not await j.worklist_items()
+
+    await eventually(off_the_worklist, "the step gone from the modality's worklist")
+    await eventually(lambda: j.appointment_is("cancelled"), "the appointment cancelled")
+    await eventually(lambda: j.entry_is("cancelled"), "the queue entry cancelled")
+    again = await j.api.post(f"/api/registration/orders/{j.accession}/cancel", headers=j.who("clerk"),
+                             json={"reason": "again"})
+    assert again.status_code == 200
+    assert site.log.types(j.accession).count("order.cancelled") == 1
