@@ -103,6 +103,44 @@ async def test_mllp_round_trip_over_tcp_with_charset_and_errors() -> None:
         assert b"MSA|AA" in reply
 
 
+async def test_a_late_ack_goes_to_its_own_message_not_the_next() -> None:
+    """An ACK slower than the client's timeout is matched to its message by MSA-2 (and handed to
+    on_late_reply); the next message on the same connection reads its own ACK, sent once."""
+    received: list[str] = []
+    slow = {"M1": 0.7, "M4": 0.7}
+
+    async def handle(msg: Message) -> str | None:
+        received.append(msg.control_id)
+        if received.count(msg.control_id) == 1:
+            await asyncio.sleep(slow.get(msg.control_id, 0))
+        return None
+
+    late: list[str] = []
+
+    async def on_late(reply: bytes) -> None:
+        late.append(Message.parse(reply.decode()).field("MSA", 2))
+
+    port = free_port()
+    message = ADT.format(charset="")
+    async with MLLPServer(MessageService(handle), "127.0.0.1", port), \
+            MLLPClient("127.0.0.1", port, timeout=0.5, on_late_reply=on_late) as client:
+        with pytest.raises(TimeoutError):
+            await client.send(message.replace("MSG001", "M1"))
+        reply = await client.send(message.replace("MSG001", "M2"))
+        assert b"MSA|AA|M2" in reply
+        assert late == ["M1"] and client.late_replies == 1
+        reply = await client.send(message.replace("MSG001", "M3"))
+        assert b"MSA|AA|M3" in reply
+        # The same message sent again after a timeout: the first answer serves it, the duplicate's
+        # answer is late and does not reach M5.
+        with pytest.raises(TimeoutError):
+            await client.send(message.replace("MSG001", "M4"))
+        assert b"MSA|AA|M4" in await client.send(message.replace("MSG001", "M4"))
+        assert b"MSA|AA|M5" in await client.send(message.replace("MSG001", "M5"))
+        assert late == ["M1", "M4"]
+    assert received == ["M1", "M2", "M3", "M4", "M4", "M5"]
+
+
 @pytest.mark.parametrize("version", ["2.3.1", "2.4", "2.5", "2.6"])
 def test_acks_pass_hl7apy_strict_validation(version: str) -> None:
     from hl7apy.consts import VALIDATION_LEVEL

@@ -6,6 +6,11 @@ never lets a handler error kill the listener. `MLLPClient` sends a message and w
 reply on a persistent connection, reconnecting when the peer closed it. Both are asyncio and
 generic: registration receives the HIS feed with them; reporting and critical-values send with them.
 
+A reply is matched to the message it answers by MSA-2 (= that message's MSH-10), not by its place
+on the connection: when a send times out, the connection stays open and the id stays owed a reply;
+when that late reply arrives it goes to `on_late_reply` (if given), never to the next send. A
+reply whose MSA-2 names no message we sent (or that has none) still goes to the waiting send.
+
 Given `metrics=HL7Metrics(service, registry)`, both count each message and time it (observe.py);
 the server handles each message under its own correlation id ("<MSH-3>-<MSH-10>").
 """
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from imaging_common.hl7.observe import HL7Metrics, ack_code, message_correlation_id, message_type, msh_fields
@@ -28,6 +34,7 @@ END = b"\x1c\r"
 MAX_FRAME = 4 * 1024 * 1024  # bytes; a larger "message" is a broken peer, not a patient
 
 Handler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]
+LateReplyHandler = Callable[[bytes], Awaitable[None]]
 
 
 class FramingError(ValueError):
@@ -36,6 +43,27 @@ class FramingError(ValueError):
 
 def frame(payload: bytes) -> bytes:
     return START + payload + END
+
+
+def control_id(payload: bytes) -> str | None:
+    """MSH-10 of a raw message, or None."""
+    fields = msh_fields(payload)
+    return (fields[9].decode("latin-1").strip() or None) if len(fields) >= 10 else None
+
+
+def acknowledged_id(payload: bytes) -> str | None:
+    """MSA-2 of a raw acknowledgement (the MSH-10 it answers), or None when it has no MSA."""
+    fields = msh_fields(payload)
+    if len(fields) < 2 or not fields[1]:
+        return None
+    sep = payload[payload.find(b"MSH") + 3:][:1]
+    for segment in payload.replace(b"\n", b"\r").split(b"\r"):
+        if segment.startswith(b"MSA" + sep):
+            parts = segment.split(sep)
+            if len(parts) > 2:
+                return parts[2].split(fields[1][:1])[0].decode("latin-1").strip() or None
+            return None
+    return None
 
 
 async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) -> bytes | None:
@@ -136,20 +164,70 @@ class MLLPServer:
 
 
 class MLLPClient:
-    """A persistent connection to an MLLP peer: `reply = await client.send(message_bytes)`."""
+    """A persistent connection to an MLLP peer: `reply = await client.send(message_bytes)`.
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0, metrics: HL7Metrics | None = None):
+    One message is in flight at a time (MLLP has no multiplexing). A background reader takes every
+    frame off the connection as it arrives and routes it by MSA-2: to the send waiting for it, or,
+    for a message whose send already timed out, to `on_late_reply(reply)` (keep it short; it runs
+    on the reader). So an ACK slower than the timeout never becomes the next message's reply.
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0, metrics: HL7Metrics | None = None,
+                 on_late_reply: LateReplyHandler | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
         self.metrics = metrics
+        self.on_late_reply = on_late_reply
+        self.late_replies = 0  # replies that arrived after their send had timed out
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._replies: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+        self._owed: Counter[str] = Counter()  # MSH-10s sent on this connection and not yet answered
+        self._waiting: str | None = None  # MSH-10 of the message whose send is waiting now
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> None:
-        self._reader, self._writer = await asyncio.wait_for(
+        reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, limit=MAX_FRAME + 16), self.timeout)
+        self._reader = reader
+        self._replies = asyncio.Queue()
+        self._owed.clear()
+        self._pump = asyncio.create_task(self._read_replies(reader, self._replies),
+                                         name=f"mllp-replies-{self.host}:{self.port}")
+
+    async def _read_replies(self, reader: asyncio.StreamReader, replies: asyncio.Queue[bytes | Exception | None]) \
+            -> None:
+        try:
+            while True:
+                reply = await read_frame(reader)
+                if reply is None:
+                    replies.put_nowait(None)
+                    return
+                ref = acknowledged_id(reply)
+                if ref is not None and ref != self._waiting and self._owed[ref] > 0:
+                    self._owe(ref, -1)
+                    self.late_replies += 1
+                    log.info("MLLP peer %s:%s answered %s after its send had timed out", self.host, self.port, ref)
+                    if self.on_late_reply is not None:
+                        try:
+                            await self.on_late_reply(reply)
+                        except Exception:
+                            log.exception("late MLLP reply handler failed")
+                    continue
+                if ref is not None:
+                    self._owe(ref, -1)
+                replies.put_nowait(reply)
+        except (ConnectionError, FramingError, OSError) as exc:
+            replies.put_nowait(exc)
+
+    def _owe(self, ref: str, n: int) -> None:
+        self._owed[ref] += n
+        if self._owed[ref] <= 0:
+            del self._owed[ref]
+        while len(self._owed) > 1000:  # a peer that never answers must not grow this forever
+            del self._owed[next(iter(self._owed))]
 
     async def send(self, payload: bytes | str, *, encoding: str = "utf-8") -> bytes:
         data = payload.encode(encoding) if isinstance(payload, str) else payload
@@ -164,35 +242,62 @@ class MLLPClient:
         finally:
             self.metrics.record("out", message_type(msh_fields(data)), ack, time.perf_counter() - started)
 
+    def _usable(self) -> bool:
+        return (self._writer is not None and not self._writer.is_closing() and self._pump is not None
+                and not self._pump.done())
+
     async def _send(self, data: bytes) -> bytes:
+        ref = control_id(data)
         async with self._lock:  # one message in flight per connection (MLLP has no multiplexing)
             for attempt in (1, 2):
-                if self._writer is None or self._writer.is_closing():
+                if not self._usable():
+                    await self.close()
                     await self._connect()
-                assert self._reader is not None and self._writer is not None
+                assert self._writer is not None
+                while not self._replies.empty():  # answers nobody waits for any more (no MSA-2 of ours)
+                    stale = self._replies.get_nowait()
+                    if not isinstance(stale, bytes):
+                        break
+                    log.warning("MLLP peer %s:%s: discarding a reply to no message waiting (%s)", self.host,
+                                self.port, acknowledged_id(stale))
+                if not self._usable():
+                    await self.close()
+                    await self._connect()
                 try:
                     self._writer.write(frame(data))
+                    if ref is not None:
+                        self._owe(ref, 1)
+                    self._waiting = ref
                     await self._writer.drain()
-                    reply = await asyncio.wait_for(read_frame(self._reader), self.timeout)
-                except (ConnectionError, FramingError) as exc:
+                    reply = await asyncio.wait_for(self._replies.get(), self.timeout)
+                except ConnectionError as exc:
                     await self.close()
                     if attempt == 2:
                         raise ConnectionError(f"MLLP peer {self.host}:{self.port}: {exc}") from exc
                     continue
-                if reply is None:  # the peer closed an idle connection: reconnect once
+                finally:
+                    self._waiting = None  # on a timeout the id stays owed: its late reply is not ours
+                if isinstance(reply, Exception) or reply is None:
                     await self.close()
                     if attempt == 2:
-                        raise ConnectionError(f"MLLP peer {self.host}:{self.port} closed without replying")
-                    continue
+                        why = f": {reply}" if reply is not None else " closed without replying"
+                        raise ConnectionError(f"MLLP peer {self.host}:{self.port}{why}")
+                    continue  # the peer closed an idle connection: reconnect once
                 return reply
         raise ConnectionError("unreachable")
 
     async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump
+            self._pump = None
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
         self._reader = self._writer = None
+        self._owed.clear()
 
     async def __aenter__(self) -> MLLPClient:
         return self
