@@ -13,6 +13,7 @@ from imaging_common.events.types import (
     OrderCancelled,
     OrderCreated,
     PatientArrived,
+    PatientMerged,
     PatientRef,
     PatientUpdated,
 )
@@ -139,3 +140,18 @@ async def test_a_cancelled_order_stays_off_the_worklist_whatever_arrives_after_o
     assert status == "cancelled"  # kept, with its data, off the worklist
     await world.step(1, accession_number=world.id("A"), protocol_code="CT-CHEST")  # an import cannot revive it
     assert await active(world) == []
+
+
+async def test_merged_patients_steps_answer_with_the_survivor_and_keep_what_the_merge_did_not_say(world: World) -> None:
+    await steps.apply_order_created(world.conn, order(world), TZ)
+    await world.conn.execute("UPDATE scheduled_procedure_steps SET birth_date = '1970-05-06' "
+                             "WHERE accession_number = $1", world.id("A"))
+    survivor = PatientRef(empi_id=world.id("E2"), patient_id=world.id("P2"), name="张三", name_latin="ZHANG^SAN")
+    changed = await steps.apply_patient_merged(world.conn, PatientMerged(
+        surviving=survivor, merged_empi_ids=[world.id("E")], merged_patient_ids=[world.id("P")]))
+    assert changed == 1
+    [row] = await active(world)
+    assert (row["empi_id"], row["patient_id"]) == (world.id("E2"), world.id("P2"))
+    assert str(row["birth_date"]) == "1970-05-06" and row["sex"] == "M"  # the merge payload had neither
+    assert await find_steps(world.conn, StepQuery(patient_id=world.id("P"))) == []
+    assert len(await find_steps(world.conn, StepQuery(patient_id=world.id("P2")))) == 1

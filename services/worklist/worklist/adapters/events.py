@@ -18,6 +18,7 @@ from imaging_common.events.types import (
     OrderCancelled,
     OrderCreated,
     PatientArrived,
+    PatientMerged,
     PatientUpdated,
 )
 
@@ -66,6 +67,12 @@ async def on_patient_updated(conn: asyncpg.Connection, event: CloudEvent) -> Non
     await steps.apply_patient_updated(conn, data)
 
 
+async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, PatientMerged)
+    await steps.apply_patient_merged(conn, data)
+
+
 HANDLERS: dict[str, EventHandler] = {
     "order.created": on_order_created,
     "order.cancelled": on_order_cancelled,
@@ -74,4 +81,5 @@ HANDLERS: dict[str, EventHandler] = {
     "appointment.cancelled": on_appointment_cancelled,
     "patient.arrived": on_patient_arrived,
     "patient.updated": on_patient_updated,
+    "patient.merged": on_patient_merged,
 }

@@ -28,6 +28,7 @@ from imaging_common.events.types import (
     OrderCancelled,
     OrderCreated,
     PatientArrived,
+    PatientMerged,
     PatientRef,
     PatientUpdated,
 )
@@ -253,13 +254,25 @@ async def apply_patient_arrived(conn: asyncpg.Connection, event: PatientArrived)
 
 async def apply_patient_updated(conn: asyncpg.Connection, event: PatientUpdated) -> int:
     """Demographics corrected at registration reach the modality before it starts."""
-    values = _patient_fields(event.patient)
+    return await _set_patient(conn, [event.patient.empi_id], event.patient)
+
+
+async def apply_patient_merged(conn: asyncpg.Connection, event: PatientMerged) -> int:
+    """Steps of the merged records now carry the survivor: the modality's MWL answers with the surviving
+    PatientID and name (the PatientID it had printed is an alias now, kept by registration)."""
+    return await _set_patient(conn, [*event.merged_empi_ids, event.surviving.empi_id], event.surviving)
+
+
+async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: PatientRef) -> int:
+    """The patient of steps not yet finished; a partial payload (no birth date, sex U) blanks nothing."""
+    values = _patient_fields(patient)
     pn = split_person_name(str(values["patient_name"])).match_forms()
     result = await conn.execute(
-        """UPDATE scheduled_procedure_steps SET patient_id = $2, patient_name = $3, pn_alpha = $4, pn_ideo = $5,
-               pn_phon = $6, birth_date = $7, sex = $8, updated_at = now()
-           WHERE empi_id = $1 AND status IN ('scheduled', 'in_progress')""",
-        event.patient.empi_id, values["patient_id"], values["patient_name"], pn.alphabetic, pn.ideographic,
+        """UPDATE scheduled_procedure_steps SET empi_id = $2, patient_id = $3, patient_name = $4, pn_alpha = $5,
+               pn_ideo = $6, pn_phon = $7, birth_date = coalesce($8, birth_date),
+               sex = CASE WHEN $9 = '' THEN sex ELSE $9 END, updated_at = now()
+           WHERE empi_id = ANY($1::text[]) AND status IN ('scheduled', 'in_progress')""",
+        empi_ids, patient.empi_id, values["patient_id"], values["patient_name"], pn.alphabetic, pn.ideographic,
         pn.phonetic, values["birth_date"], values["sex"],
     )
     return int(result.split()[-1])
