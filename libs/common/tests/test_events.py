@@ -218,6 +218,21 @@ async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) 
     assert not bus.is_connected
 
 
+async def test_a_subscribed_event_without_a_handler_is_counted_and_logged(  # type: ignore[no-untyped-def]
+        sandbox: Sandbox, caplog) -> None:
+    bus = sandbox.bus(handlers={"order.created": sandbox.handle})  # scheduling subscribes to order.cancelled too
+    async with running(bus):
+        for n in range(2):
+            await sandbox.emit(f"O-ignored-{n}")
+
+        async def both_ignored() -> bool:
+            return bool(bus.metrics.consumed.labels(SERVICE, EVENT, "ignored")._value.get() == 2)
+
+        await eventually(both_ignored, 15.0, "both events acknowledged unapplied")
+    warnings = [r for r in caplog.records if "has no handler" in r.getMessage()]
+    assert len(warnings) == 1 and EVENT in warnings[0].getMessage()  # once per type, not per event
+
+
 async def test_events_committed_one_after_another_are_handled_in_that_order(sandbox: Sandbox) -> None:
     sb = sandbox
     backlog = [await sb.emit(f"O-backlog-{i}") for i in range(60)]  # relayed as pipelined batches

@@ -111,6 +111,7 @@ class EventConsumer:
         self.namespace = namespace
         self.pool = pool
         self.handlers = dict(handlers)
+        self._ignored_types: set[str] = set()  # event types received without a handler, warned about once
         self.metrics = metrics
         self.max_retries = max_retries
         self.retry_delay_ms = retry_delay_ms
@@ -179,8 +180,13 @@ class EventConsumer:
             return
         handler = self.handlers.get(event.type)
         if handler is None:
-            # Subscribed but not (yet) handled by this version of the service: nothing to apply.
+            # Subscribed but not (yet) handled by this version of the service: nothing to apply, but
+            # never in silence (events_consumed_total{outcome="ignored"}, and a warning per type).
             self.metrics.consumed.labels(self.service, event.type, "ignored").inc()
+            if event.type not in self._ignored_types:
+                self._ignored_types.add(event.type)
+                log.warning("%s receives %s events but has no handler for them: acknowledged unapplied "
+                            "(first: %s)", self.service, event.type, event.id)
             await message.ack()
             return
         try:
