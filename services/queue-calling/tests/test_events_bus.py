@@ -80,6 +80,10 @@ async def test_events_in_and_out_through_rabbitmq(producer: Any, api: httpx.Asyn
         return await world.state(entry["entry_id"]) == "done"
 
     await eventually(done)
+    # A performed exam is not checked in (and so never called) again.
+    again = await api.post("/check-ins", json={"kind": "appointment", "value": f"AP-{order.order_id}"},
+                           headers=service.headers("clerk"))
+    assert again.status_code == 409 and "already performed" in again.text, again.text
 
     # a cancelled order leaves the queue
     other = world.order()

@@ -51,7 +51,9 @@ async def on_exam_started(conn: asyncpg.Connection, event: Any) -> None:
 
 
 async def on_exam_completed(conn: asyncpg.Connection, event: Any) -> None:
-    await _entry_action(conn, parse_data(event).accession_number, "finish")
+    accession = parse_data(event).accession_number
+    await _entry_action(conn, accession, "finish")
+    await exams.mark_performed(conn, accession_number=accession)  # never checked in or called again
 
 
 async def _entry_action(conn: asyncpg.Connection, accession_number: str, action: str) -> None:

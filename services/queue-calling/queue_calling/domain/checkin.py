@@ -91,6 +91,10 @@ async def check_in(
     if accession_numbers:
         found = [e for e in found if e["accession_number"] in set(accession_numbers)]
     if not found:
+        done = [e["accession_number"] for e in await exams.find_exams(conn, kind=kind, value=value, status="performed")
+                if not accession_numbers or e["accession_number"] in set(accession_numbers)]
+        if done:
+            raise Conflict(f"exam {', '.join(done)} was already performed: it is not checked in again")
         raise NotFound(f"no active exam matches this {kind}")
     if len({e["empi_id"] for e in found}) > 1:
         raise Conflict(f"this {kind} matches several patients; scan the application form barcode instead")

@@ -102,6 +102,15 @@ async def cancel_order(conn: asyncpg.Connection, *, accession_number: str) -> No
     )
 
 
+async def mark_performed(conn: asyncpg.Connection, *, accession_number: str) -> None:
+    """The modality finished the exam (MPPS COMPLETED/DISCONTINUED): it is no longer checked in or called.
+    A cancelled order stays cancelled."""
+    await conn.execute(
+        "UPDATE exam SET order_status = 'performed', updated_at = now() WHERE accession_number = $1 "
+        "AND order_status = 'active'", accession_number,
+    )
+
+
 async def update_patient(conn: asyncpg.Connection, patient: Any) -> None:
     cols = _patient_columns(patient)
     await conn.execute(
@@ -119,8 +128,9 @@ async def update_patient(conn: asyncpg.Connection, patient: Any) -> None:
 IDENTIFIER_KINDS = ("barcode", "id_number", "card", "appointment")
 
 
-async def find_exams(conn: asyncpg.Connection, *, kind: str, value: str) -> list[asyncpg.Record]:
-    """Exams matching what was scanned; active orders only."""
+async def find_exams(conn: asyncpg.Connection, *, kind: str, value: str,
+                     status: str = "active") -> list[asyncpg.Record]:
+    """Exams matching what was scanned, of orders in `status` (active: the ones to check in)."""
     value = value.strip()
     if kind == "barcode":
         where, arg = "(accession_number = $1 OR order_id = $1)", value
@@ -130,7 +140,7 @@ async def find_exams(conn: asyncpg.Connection, *, kind: str, value: str) -> list
         where, arg = "(card_number = $1 OR patient_id = $1 OR visit_number = $1)", value
     elif kind == "id_number":
         rows = await conn.fetch(
-            "SELECT * FROM exam WHERE id_number_sha256 = $1 AND order_status = 'active'", id_number_digest(value)
+            "SELECT * FROM exam WHERE id_number_sha256 = $1 AND order_status = $2", id_number_digest(value), status
         )
         if rows:
             return list(rows)
@@ -140,13 +150,13 @@ async def find_exams(conn: asyncpg.Connection, *, kind: str, value: str) -> list
         where = "id_number_sha256 IS NULL AND left(id_number_masked, 4) = $1 AND right(id_number_masked, 4) = $2 " \
                 "AND length(id_number_masked) = $3"
         rows = await conn.fetch(
-            f"SELECT * FROM exam WHERE {where} AND order_status = 'active'",
-            value[:4].upper(), value[-4:].upper(), len(value),
+            f"SELECT * FROM exam WHERE {where} AND order_status = $4",
+            value[:4].upper(), value[-4:].upper(), len(value), status,
         )
         return list(rows)
     else:
         raise ValueError(f"unknown identifier kind {kind!r}; one of {', '.join(IDENTIFIER_KINDS)}")
-    return list(await conn.fetch(f"SELECT * FROM exam WHERE {where} AND order_status = 'active'", arg))
+    return list(await conn.fetch(f"SELECT * FROM exam WHERE {where} AND order_status = $2", arg, status))
 
 
 def in_slot(start: datetime | None, end: datetime | None, now: datetime, grace_minutes: float) -> bool:
