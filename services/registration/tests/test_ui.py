@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -155,6 +156,13 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     await page.click("#card-verify")
     await expect(page.locator("#toast")).to_contain_text("不一致")
     assert await pool.fetchval("SELECT count(*) FROM identity_verification WHERE empi_id = $1", empi) == 2
+    # The patient changes their mind: the clerk cancels the exam with a reason; order.cancelled follows.
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("患者取消检查")))
+    await card.locator("tr.row-inf .order-cancel").click()
+    await expect(page.locator("#toast")).to_contain_text(f"检查 {accession} 已取消")
+    await expect(card.locator("tr.row-inf")).to_contain_text("已取消")
+    [cancelled] = await events(pool, "order.cancelled", accession)
+    assert cancelled["data"]["reason"] == "患者取消检查"
     await page.close()
 
 

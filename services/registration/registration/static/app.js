@@ -160,12 +160,24 @@ async function openPatient(empiId) {
       <button id="card-order">开申请单 <kbd>F6</kbd></button>
       <span class="verify"><input id="card-doc" placeholder="刷卡/输入证件号核验" maxlength="18">
         <button id="card-verify" class="secondary">核验证件</button></span>
-      <table class="list"><thead><tr><th>检查号</th><th>项目</th><th>科室</th><th>特殊情况</th><th>时间</th></tr></thead><tbody>
+      <table class="list"><thead><tr><th>检查号</th><th>项目</th><th>科室</th><th>特殊情况</th><th>时间</th><th>状态</th></tr></thead><tbody>
       ${orders.data.map((o) => `<tr class="${o.special.critical ? "row-crit" : o.special.infectious ? "row-inf" : o.special.mdr ? "row-mdr" : ""}">
         <td>${esc(o.accession_number)}</td><td>${esc(o.items.map((i) => i.name).join("、"))}</td>
         <td>${esc(o.ordering_department || "")}</td><td>${specialTags(o.special)}</td>
-        <td>${esc(new Date(o.ordered_at).toLocaleString("zh-CN"))}</td></tr>`).join("")}</tbody></table>`;
+        <td>${esc(new Date(o.ordered_at).toLocaleString("zh-CN"))}</td>
+        <td>${o.status === "cancelled" ? '<span class="tag">已取消</span>'
+          : `<button class="secondary order-cancel" data-accession="${esc(o.accession_number)}">取消检查</button>`}</td></tr>`).join("")}</tbody></table>`;
     $("#card-order").addEventListener("click", () => showTab("order"));
+    // Cancelling reaches the worklist, the appointment, the queue and the films (order.cancelled): ask why.
+    card.querySelectorAll(".order-cancel").forEach((b) => b.addEventListener("click", async () => {
+      const reason = (window.prompt(`取消检查 ${b.dataset.accession}：请填写原因`) || "").trim();
+      if (!reason) return;
+      try {
+        await api(`/orders/${encodeURIComponent(b.dataset.accession)}/cancel`, { method: "POST", body: JSON.stringify({ reason }) });
+        toast(`检查 ${b.dataset.accession} 已取消`);
+        openPatient(p.empi_id);
+      } catch (e) { toast(e.message, "error"); }
+    }));
     const verify = async () => {
       const number = $("#card-doc").value.trim();
       if (!number) return;
