@@ -32,9 +32,8 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
         "order.created", "order.cancelled", "appointment.booked", "appointment.rescheduled",
         "appointment.cancelled", "patient.updated", "exam.started", "exam.completed",
     ),
-    "print_scp": (
-        "order.created", "order.cancelled", "appointment.booked", "patient.updated", "patient.merged",
-        "exam.started", "exam.completed",
+    "print_scp": (  # films match studies: appointments say nothing a film needs
+        "order.created", "order.cancelled", "patient.updated", "patient.merged", "exam.started", "exam.completed",
     ),
     "reporting": ("order.created", "exam.completed", "patient.updated", "patient.merged", "film.matched"),
     "critical_values": ("critical.raised", "order.created", "report.amended"),
