@@ -27,10 +27,15 @@ class Settings(CommonSettings):
     critical_delivery_workers: int = 3
     # IMAGING_CRITICAL_DELIVERY_TIMEOUT: seconds to wait for an HL7 ACK or FHIR answer, e.g. 5.
     critical_delivery_timeout: float = 5.0
-    # IMAGING_CRITICAL_DELIVERY_MAX_ATTEMPTS: tries before giving up and asking a human to phone.
+    # IMAGING_CRITICAL_DELIVERY_MAX_ATTEMPTS: tries (with backoff) before a human is asked to phone;
+    # delivery then goes on at IMAGING_CRITICAL_SLOW_RETRY_SECONDS.
     critical_delivery_max_attempts: int = 5
     # IMAGING_CRITICAL_RETRY_SECONDS: first retry delay, doubled each time up to 60 s, e.g. 2.
     critical_retry_seconds: float = 2.0
+    # IMAGING_CRITICAL_SLOW_RETRY_SECONDS: once the attempts above are spent (and a phone task was
+    # made), the message is still tried every this many seconds until the receiver accepts it or
+    # the value is closed, e.g. 300.
+    critical_slow_retry_seconds: float = 300.0
     # IMAGING_CRITICAL_DEFAULT_NOTIFY_MINUTES / _ACK_MINUTES / _CATEGORY: for a finding that
     # matches no dictionary item (a radiologist may still raise it).
     critical_default_notify_minutes: float = 10.0
@@ -38,7 +43,8 @@ class Settings(CommonSettings):
     critical_default_category: int = 1
     # IMAGING_CRITICAL_FHIR_TOKEN: bearer token sent to clinician systems' FHIR endpoints, if any.
     critical_fhir_token: str | None = None
-    # IMAGING_CRITICAL_TIMEZONE: local time for statistics per day/week/month.
+    # IMAGING_CRITICAL_TIMEZONE: local time, e.g. Asia/Shanghai: statistics per day/week/month, and
+    # the zone of a time a clinician system sends without an offset (HL7 EVN-6, FHIR dateTime).
     critical_timezone: str = "Asia/Shanghai"
     # IMAGING_CRITICAL_WINDOW_MINUTES: the completion window of 8.7.1 (2) (10 minutes).
     critical_window_minutes: float = 10.0

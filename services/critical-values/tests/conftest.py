@@ -5,6 +5,7 @@ and a `world` that builds orders, receivers and rosters with ids unique to the t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -42,8 +43,16 @@ class ClinicianSystem:
     fhir_delay: float = 0.0  # seconds the FHIR server takes to answer
     mllp_port: int = 0
     fhir_url: str = ""
+    sequential_ids: bool = False  # number FHIR resources 1, 2, 3... per kind, as many systems do
+    next_hl7_delay: float = 0.0  # seconds the next HL7 message waits for its ACK (once)
+    hl7_received: list[str] = field(default_factory=list)  # every MSH-10 received, duplicates too
+    _counters: dict[str, int] = field(default_factory=dict)
 
     async def on_hl7(self, message: Message) -> str | None:
+        self.hl7_received.append(message.control_id)
+        delay, self.next_hl7_delay = self.next_hl7_delay, 0.0
+        if delay:
+            await asyncio.sleep(delay)
         if self.hl7_answer != "AA":
             raise HL7Error(acks.APPLICATION_INTERNAL_ERROR, "ward system busy")
         if any(m.control_id == message.control_id for _, m in self.hl7):
@@ -69,11 +78,15 @@ class ClinicianSystem:
                         i["value"] == ident for i in res["identifier"]):
                     self.duplicates += 1
                     return JSONResponse(res, status_code=200)
-            rid = f"{kind[:4].lower()}-{uuid.uuid4().hex[:10]}"
-            self.fhir[rid] = {**body, "id": rid}
+            if self.sequential_ids:
+                self._counters[kind] = self._counters.get(kind, 0) + 1
+                rid = str(self._counters[kind])
+            else:
+                rid = f"{kind[:4].lower()}-{uuid.uuid4().hex[:10]}"
+            self.fhir[f"{kind}/{rid}" if self.sequential_ids else rid] = {**body, "id": rid}
             if kind == "Communication":
                 self.fhir_times[ident] = time.monotonic()
-            return JSONResponse(self.fhir[rid], status_code=201, headers={"Location": f"{kind}/{rid}"})
+            return JSONResponse({**body, "id": rid}, status_code=201, headers={"Location": f"{kind}/{rid}"})
 
         return app
 
@@ -102,6 +115,16 @@ async def clinician_system(test_env: dict[str, str]) -> AsyncIterator[ClinicianS
         yield stub
 
 
+@contextlib.asynccontextmanager
+async def clinician_system_running(stub: ClinicianSystem, *, application: str = "HIS",
+                                   mllp_port: int | None = None) -> AsyncIterator[ClinicianSystem]:
+    async with MLLPServer(MessageService(stub.on_hl7, application=application, facility="WARD"), "127.0.0.1",
+                          mllp_port or free_port()) as server, http_server(stub.fhir_app()) as url:
+        stub.mllp_port = server.port
+        stub.fhir_url = f"{url}/fhir"
+        yield stub
+
+
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     await SERVICE.migrate(test_env["DATABASE_URL"])
@@ -113,7 +136,8 @@ async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 def fast_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = dict(critical_mllp_host="127.0.0.1", critical_mllp_port=free_port(),
                                 critical_poll_seconds=0.1, critical_retry_seconds=0.2,
-                                critical_delivery_max_attempts=3, critical_delivery_timeout=3.0)
+                                critical_delivery_max_attempts=3, critical_delivery_timeout=3.0,
+                                critical_slow_retry_seconds=1.0)
     base.update(overrides)
     return Settings(**base)
 
@@ -164,14 +188,16 @@ class World:
         return f"急诊科-{self.uid}"
 
     async def receiver(self, *, hl7: bool = True, fhir: bool = True, fhir_request: str | None = "Task",
-                       hl7_port: int | None = None, fhir_url: str | None = None) -> str:
-        rid = f"HIS-{self.uid}"
+                       hl7_port: int | None = None, fhir_url: str | None = None, receiver_id: str | None = None,
+                       department: str | None = None, **identity: Any) -> str:
+        """A receiver; by default it acknowledges as MSH-3 = its id and FHIR username = its id."""
+        rid = receiver_id or f"HIS-{self.uid}"
         async with self.pool.acquire() as conn:
             await recipients.put_receiver(
-                conn, receiver_id=rid, name="急诊临床系统", department=self.department,
+                conn, receiver_id=rid, name="急诊临床系统", department=department or self.department,
                 hl7_host="127.0.0.1" if hl7 else None, hl7_port=(hl7_port or self.stub.mllp_port) if hl7 else None,
                 hl7_message_type="ORU^R01", fhir_base_url=(fhir_url or self.stub.fhir_url) if fhir else None,
-                fhir_request=fhir_request, active=True)
+                fhir_request=fhir_request, active=True, **identity)
         return rid
 
     async def order(self, *, doctor: str | None = "王医生", doctor_id: str | None = "D001",

@@ -28,7 +28,7 @@ async def delivered(world: World, cid: str, count: int = 2) -> list:
 
 async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communication(
         service: Service, world: World, clinician_system: ClinicianSystem) -> None:
-    await world.receiver(fhir_request="Task")
+    rid = await world.receiver(fhir_request="Task")
     order = await world.order()
     cv = await raise_value(service, order)
     assert cv["item_code"] == "TPTX" and cv["dictionary_version"] >= 1 and cv["state"] == "notifying"
@@ -61,7 +61,7 @@ async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communicatio
            "inResponseTo": [{"reference": f"Communication/{comm['id']}"}],
            "sender": {"identifier": {"value": "D001"}, "display": "王医生"},
            "payload": [{"contentString": "已安排胸腔闭式引流"}]}
-    clin = service.headers("clinician", username="his-system")
+    clin = service.headers("clinician", username=rid)  # the receiver's own service account
     r = await service.client.post("/api/critical-values/fhir/Communication", json=ack, headers=clin)
     assert r.status_code == 201, r.text
     row = await world.value(cv["critical_id"])
@@ -85,12 +85,12 @@ async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communicatio
 
 
 async def test_fhir_task_update_acknowledges(service: Service, world: World) -> None:
-    await world.receiver(hl7=False, fhir_request="Task")
+    rid = await world.receiver(hl7=False, fhir_request="Task")
     order = await world.order()
     cv = await raise_value(service, order, finding="颅内出血，左侧基底节区")
     assert cv["item_code"] == "ICH"
     [note] = await delivered(world, cv["critical_id"], 1)
-    clin = service.headers("clinician", username="his-system")
+    clin = service.headers("clinician", username=rid)
     r = await service.client.put(f"/api/critical-values/fhir/Task/{note['task_id']}", json={
         "resourceType": "Task", "status": "completed", "intent": "order", "owner": {"display": "赵医生"},
         "note": [{"text": "已请神经外科会诊"}]}, headers=clin)
@@ -111,11 +111,11 @@ async def test_fhir_task_update_acknowledges(service: Service, world: World) -> 
 
 
 async def test_hl7_application_ack_over_mllp(service: Service, world: World) -> None:
-    await world.receiver(fhir=False)
+    rid = await world.receiver(fhir=False)
     order = await world.order()
     cv = await raise_value(service, order)
     [note] = await delivered(world, cv["critical_id"], 1)
-    ack = ("MSH|^~\\&|HIS|WARD|IMAGING-CV|RIS|20240101120000||ACK^R01^ACK|APP1|P|2.5|||||UNICODE UTF-8\r"
+    ack = (f"MSH|^~\\&|{rid}|WARD|IMAGING-CV|RIS|20240101120000||ACK^R01^ACK|APP1|P|2.5|||||UNICODE UTF-8\r"
            f"MSA|AA|{note['notification_id']}\rEVN||20240101120000|||D001^王医生\rNTE|1||已处理\r")
     async with MLLPClient("127.0.0.1", service.mllp_port, timeout=5) as client:
         reply = Message.parse((await client.send(ack)).decode())

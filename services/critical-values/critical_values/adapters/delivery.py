@@ -38,7 +38,8 @@ class Engine:
         self._wake_delivery = asyncio.Event()
         self._wake_timers = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._mllp: dict[tuple[int, str, int], MLLPClient] = {}
+        self._mllp: dict[tuple[int, str, str, int], MLLPClient] = {}
+        self._late: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self.fired_lateness: list[float] = []  # seconds late of each fired timer (benchmarks read it)
 
@@ -61,6 +62,9 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        for late in list(self._late):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await late
         for client in self._mllp.values():
             await client.close()
         self._mllp.clear()
@@ -123,17 +127,25 @@ class Engine:
                 log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
                 await notifications.failed_attempt(conn, note, at=datetime.now(UTC), error=error,
                                                    max_attempts=self.s.critical_delivery_max_attempts,
-                                                   retry_seconds=self.s.critical_retry_seconds)
+                                                   retry_seconds=self.s.critical_retry_seconds,
+                                                   slow_retry_seconds=self.s.critical_slow_retry_seconds)
                 return True
             await notifications.accepted(conn, note, at=datetime.now(UTC), remote_id=remote_id, task_id=task_id)
         return True
 
     async def _send_hl7(self, worker: int, cv: asyncpg.Record, note: asyncpg.Record) -> str | None:
-        key = (worker, note["hl7_host"], int(note["hl7_port"]))
+        receiver_id = note["receiver_id"]
+        key = (worker, receiver_id, note["hl7_host"], int(note["hl7_port"]))
         client = self._mllp.get(key)
         if client is None:
+            async def on_late_reply(reply: bytes) -> None:
+                task = asyncio.create_task(self._late_ack(receiver_id, reply), name=f"critical-late-ack-{receiver_id}")
+                self._late.add(task)
+                task.add_done_callback(self._late.discard)
+
             client = self._mllp[key] = MLLPClient(note["hl7_host"], int(note["hl7_port"]),
-                                                  timeout=self.s.critical_delivery_timeout, metrics=self.hl7_metrics)
+                                                  timeout=self.s.critical_delivery_timeout, metrics=self.hl7_metrics,
+                                                  on_late_reply=on_late_reply)
         msg = messages.hl7_message(cv, note, message_type=note["hl7_message_type"],
                                    sending_app=self.s.critical_sending_app,
                                    sending_facility=self.s.critical_sending_facility,
@@ -148,6 +160,28 @@ class Engine:
         if code not in ("AA", "CA"):
             raise DeliveryError(f"receiver answered {code}: {reply.field('MSA', 3) or reply.field('ERR', 8)}")
         return None
+
+    async def _late_ack(self, receiver_id: str, reply_bytes: bytes) -> None:
+        """An ACK that came after its send had timed out: it is that notification's ACK (matched by
+        MSA-2, among what we sent this receiver). AA/CA = delivered, unless it was meanwhile."""
+        try:
+            text, _ = decode(reply_bytes)
+            reply = Message.parse(text)
+            code, ref = reply.field("MSA", 1), reply.field("MSA", 2)
+            async with self.pool.acquire() as conn, conn.transaction():
+                note = await conn.fetchrow(
+                    "SELECT * FROM notification WHERE notification_id = $1 AND receiver_id = $2 AND channel = 'hl7' "
+                    "FOR UPDATE", ref, receiver_id)
+                if note is None or note["status"] != "pending":
+                    return
+                if code not in ("AA", "CA"):
+                    log.info("late %s from %s for %s: the retry goes on", code, receiver_id, ref)
+                    return
+                await notifications.accepted(conn, note, at=datetime.now(UTC), late=True)
+            log.info("notification %s delivered to %s by a late ACK", ref, receiver_id)
+            self.wake()
+        except Exception:
+            log.exception("late ACK from %s could not be recorded", receiver_id)
 
     async def _send_fhir(self, cv: asyncpg.Record, note: asyncpg.Record) -> tuple[str | None, str | None]:
         assert self._http is not None

@@ -42,6 +42,12 @@ class ReceiverIn(BaseModel):
     fhir_base_url: str | None = Field(None, pattern=r"^https?://")
     fhir_request: Literal["Task", "CommunicationRequest"] | None = None
     active: bool = True
+    # How it is recognised when it acknowledges: HL7 ACK MSH-3 (default: the receiver id), MSH-4
+    # (default: any), peer addresses (default: any); FHIR service account (default: the receiver id).
+    ack_application: str | None = Field(None, min_length=1, max_length=180)
+    ack_facility: str | None = Field(None, min_length=1, max_length=180)
+    ack_hosts: list[str] = []
+    fhir_client: str | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def one_channel(self) -> ReceiverIn:

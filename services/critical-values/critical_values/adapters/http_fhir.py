@@ -6,12 +6,17 @@
     PUT  /api/critical-values/fhir/Task/<id>        the Task we created, status "completed" (or
          "accepted"/"in-progress": read and being handled); owner: who; note[0].text: the action
 
+The caller must be a configured receiver's service account (receiver `fhir_client`, by default a
+username equal to the receiver id): the reference is resolved only among the notifications sent to
+that receiver, whose own Communication/Task ids mean nothing for any other receiver. `sent` /
+`lastModified` are what the receiver claims (no offset = local time); they are kept beside the
+time we received the acknowledgement, which is its record.
+
 Errors come back as FHIR OperationOutcome with the HTTP status the FHIR REST spec asks for.
 """
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +25,7 @@ from fastapi.responses import JSONResponse
 from imaging_common import audit
 
 from critical_values.adapters.deps import ClientIp, Clinician, Ctx
-from critical_values.domain import lifecycle, notifications
+from critical_values.domain import lifecycle, notifications, recipients, times
 from critical_values.domain.errors import CriticalError
 
 router = APIRouter(prefix="/fhir", tags=["FHIR acknowledgement"])
@@ -49,30 +54,34 @@ def _who(ref: Any, fallback: str) -> tuple[str, str | None]:
     return fallback, None
 
 
-def _when(value: Any) -> datetime:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return datetime.now(UTC)
-
-
-async def _ack(ctx: Ctx, ip: str | None, user: Any, ref: str, *, who: str, who_id: str | None, at: datetime,
-               action: str | None, via: str) -> JSONResponse | tuple[Any, bool]:
+async def _ack(ctx: Ctx, ip: str | None, user: Any, ref: str, *, who: str, who_id: str | None, claimed: Any,
+               action: str | None, via: str, task: bool) -> JSONResponse | tuple[Any, bool]:
+    received_at = datetime.now(UTC)
+    claimed_at = times.fhir_instant(claimed, times.zone(getattr(ctx.settings, "critical_timezone", None)))
     async with ctx.pool.acquire() as conn, conn.transaction():
-        note = await notifications.by_reference(conn, ref)
+        receivers = await recipients.receivers_by_fhir_client(conn, user.username)
+        if not receivers:
+            await audit.record(conn, actor=user.username, action="update", entity="critical_value", source_ip=ip,
+                               outcome="failure", detail={"via": via, "refused": "not a clinician system's account",
+                                                          "reference": ref})
+            return outcome(403, "forbidden", f"{user.username} is not the account of a configured clinician system")
+        note = await notifications.by_reference(conn, ref, receivers=receivers, remote=not task, task=task)
         if note is None:
-            return outcome(404, "not-found", f"no critical-value notification {ref}")
+            return outcome(404, "not-found", f"no critical-value notification {ref} was sent to {user.username}")
+        detail: dict[str, Any] = {"via": via, "notification_id": note["notification_id"],
+                                  "receiver": note["receiver_id"], "by_id": who_id, "system_user": user.username}
+        if claimed and claimed_at is None:
+            detail["claimed_time_unreadable"] = str(claimed)[:64]
         try:
             cv, changed = await lifecycle.acknowledge(conn, note["critical_id"], by=who, channel="fhir",
-                                                      action_taken=action, at=at,
-                                                      detail={"via": via, "notification_id": note["notification_id"],
-                                                              "by_id": who_id, "system_user": user.username})
+                                                      action_taken=action, at=received_at, claimed_at=claimed_at,
+                                                      detail=detail)
         except CriticalError as exc:
             return outcome(409, "conflict", str(exc))
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=note["critical_id"], patient_id=cv["patient_id"], source_ip=ip,
-                           detail={"via": via, "acknowledged_by": who, "changed": changed})
+                           detail={"via": via, "acknowledged_by": who, "receiver": note["receiver_id"],
+                                   "changed": changed})
     return cv, changed
 
 
@@ -90,8 +99,8 @@ async def communication(request: Request, user: Clinician, ctx: Ctx, ip: ClientI
     who, who_id = _who(body.get("sender"), user.display_name or user.username)
     payload = body.get("payload") or []
     action = next((p.get("contentString") for p in payload if isinstance(p, dict) and p.get("contentString")), None)
-    result = await _ack(ctx, ip, user, refs[0], who=who, who_id=who_id, at=_when(body.get("sent")), action=action,
-                        via="fhir-communication")
+    result = await _ack(ctx, ip, user, refs[0], who=who, who_id=who_id, claimed=body.get("sent"), action=action,
+                        via="fhir-communication", task=False)
     if isinstance(result, JSONResponse):
         return result
     cv, changed = result
@@ -111,8 +120,8 @@ async def task(task_id: str, request: Request, user: Clinician, ctx: Ctx, ip: Cl
     who, who_id = _who(body.get("owner"), user.display_name or user.username)
     notes = body.get("note") or []
     action = next((n.get("text") for n in notes if isinstance(n, dict) and n.get("text")), None)
-    result = await _ack(ctx, ip, user, task_id, who=who, who_id=who_id, at=_when(body.get("lastModified")),
-                        action=action, via=f"fhir-task-{status}")
+    result = await _ack(ctx, ip, user, task_id, who=who, who_id=who_id, claimed=body.get("lastModified"),
+                        action=action, via=f"fhir-task-{status}", task=True)
     if isinstance(result, JSONResponse):
         return result
     return JSONResponse({**body, "id": task_id}, status_code=200, media_type=FHIR_JSON)

@@ -240,8 +240,13 @@ async def _finish(conn: asyncpg.Connection, cv: asyncpg.Record, at: datetime) ->
 
 async def acknowledge(conn: asyncpg.Connection, critical_id: str, *, by: str, channel: str,
                       action_taken: str | None = None, at: datetime | None = None,
+                      claimed_at: datetime | None = None,
                       detail: dict[str, Any] | None = None) -> tuple[asyncpg.Record, bool]:
-    """The clinician confirmed receipt (and what they did): the loop is closed. Idempotent."""
+    """The clinician confirmed receipt (and what they did): the loop is closed. Idempotent.
+
+    `at` is the record: when the acknowledgement reached us (or, for a phone call entered later,
+    when our staff made it); deadlines and statistics use it. `claimed_at` is when a clinician
+    system says it happened: evidence, kept beside it, never used for the record."""
     at = at or now_utc()
     cv = await get(conn, critical_id, lock=True)
     if cv["acknowledged_at"] is not None:
@@ -249,10 +254,12 @@ async def acknowledge(conn: asyncpg.Connection, critical_id: str, *, by: str, ch
     new_state = states.next_state(cv["state"], "acknowledge")
     cv = await conn.fetchrow(
         """UPDATE critical_value SET state = $2, acknowledged_at = $3, acknowledged_by = $4, ack_channel = $5,
-               action_taken = $6, closed_at = $3, outcome = 'acknowledged' WHERE critical_id = $1 RETURNING *""",
-        critical_id, new_state, at, by, channel, action_taken)
+               action_taken = $6, closed_at = $3, outcome = 'acknowledged', acknowledged_claimed_at = $7
+           WHERE critical_id = $1 RETURNING *""",
+        critical_id, new_state, at, by, channel, action_taken, claimed_at)
+    claimed = {"claimed_at": claimed_at.isoformat()} if claimed_at else {}
     await log_action(conn, critical_id, actor=by, action="acknowledged", channel=channel,
-                     detail={"action_taken": action_taken, **(detail or {})}, at=at)
+                     detail={"action_taken": action_taken, **claimed, **(detail or {})}, at=at)
     await _finish(conn, cv, at)
     acc = cv["accession_number"]
     await publish(conn, CriticalAcknowledged(critical_id=critical_id, accession_number=acc, acknowledged_by=by,

@@ -27,17 +27,20 @@ async def claim_due(conn: asyncpg.Connection, at: datetime) -> asyncpg.Record | 
 
 
 async def accepted(conn: asyncpg.Connection, note: asyncpg.Record, *, at: datetime, remote_id: str | None = None,
-                   task_id: str | None = None) -> None:
-    """The receiver accepted the message (HL7 AA/CA, FHIR 201): the clinician system has it."""
+                   task_id: str | None = None, late: bool = False) -> None:
+    """The receiver accepted the message (HL7 AA/CA, FHIR 201): the clinician system has it.
+    `late`: its ACK came after our send had timed out (attempts already counted that send)."""
     await conn.execute(
-        """UPDATE notification SET status = 'accepted', accepted_at = $2, attempts = attempts + 1, remote_id = $3,
+        """UPDATE notification SET status = 'accepted', accepted_at = $2,
+               attempts = attempts + CASE WHEN $5 THEN 0 ELSE 1 END, remote_id = $3,
                task_id = $4, last_error = NULL WHERE notification_id = $1""",
-        note["notification_id"], at, remote_id, task_id)
+        note["notification_id"], at, remote_id, task_id, late)
     cv = await lifecycle.get(conn, note["critical_id"], lock=True)
     await lifecycle.log_action(conn, cv["critical_id"], actor="system", action="delivered", channel=note["channel"],
                                recipient=note["recipient_name"] or note["recipient_id"],
                                detail={"notification_id": note["notification_id"], "receiver": note["receiver_id"],
-                                       "step": note["step"], "remote_id": remote_id, "task_id": task_id}, at=at)
+                                       "step": note["step"], "remote_id": remote_id, "task_id": task_id,
+                                       **({"late_ack": True} if late else {})}, at=at)
     if cv["state"] not in (states.NOTIFYING, states.NOTIFIED):
         return
     first = cv["first_notified_at"] is None
@@ -57,31 +60,44 @@ async def accepted(conn: asyncpg.Connection, note: asyncpg.Record, *, at: dateti
 
 
 async def failed_attempt(conn: asyncpg.Connection, note: asyncpg.Record, *, at: datetime, error: str,
-                         max_attempts: int, retry_seconds: float) -> bool:
-    """Record a failed attempt; after `max_attempts` give up and ask a human to phone. True = gave up."""
+                         max_attempts: int, retry_seconds: float, slow_retry_seconds: float = 300.0) -> bool:
+    """Record a failed attempt. Within the budget of `max_attempts` the next try backs off (doubling,
+    at most 60 s); when the budget is spent a human is asked to phone (once), and the message is
+    still tried every `slow_retry_seconds` until the receiver accepts it or the value is closed
+    (closing cancels it). True = the budget was spent by this attempt."""
     attempts = note["attempts"] + 1
-    give_up = attempts >= max_attempts
-    delay = min(retry_seconds * 2 ** (attempts - 1), 60.0)
+    spent_now = attempts == max_attempts
+    if attempts < max_attempts:
+        delay = min(retry_seconds * 2 ** (attempts - 1), 60.0)
+    else:
+        delay = max(slow_retry_seconds, retry_seconds)
     await conn.execute(
-        """UPDATE notification SET attempts = $2, last_error = $3, next_attempt_at = $4,
-               status = CASE WHEN $5 THEN 'failed' ELSE status END WHERE notification_id = $1""",
-        note["notification_id"], attempts, error[:500], at + timedelta(seconds=delay), give_up)
-    await lifecycle.log_action(conn, note["critical_id"], actor="system",
-                               action="delivery-failed" if give_up else "delivery-retry", channel=note["channel"],
-                               detail={"notification_id": note["notification_id"], "attempt": attempts,
-                                       "error": error[:200]}, at=at)
-    if give_up:
+        """UPDATE notification SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE notification_id = $1""",
+        note["notification_id"], attempts, error[:500], at + timedelta(seconds=delay))
+    if attempts < max_attempts or spent_now:  # the slow retries after that stay on the row, not the timeline
+        await lifecycle.log_action(conn, note["critical_id"], actor="system",
+                                   action="delivery-failed" if spent_now else "delivery-retry", channel=note["channel"],
+                                   detail={"notification_id": note["notification_id"], "attempt": attempts,
+                                           "error": error[:200],
+                                           **({"slow_retry_seconds": delay} if spent_now else {})}, at=at)
+    if spent_now:
         cv = await lifecycle.get(conn, note["critical_id"], lock=True)
         if cv["closed_at"] is None:
             # 7.1.3 (4): when the system cannot deliver, staff phone the clinical department.
             await lifecycle.create_phone_task(conn, cv, reason=f"{note['channel']} delivery to {note['receiver_id']} "
                                               "failed", whom=Person(note["recipient_id"], note["recipient_name"]),
                                               at=at)
-    return give_up
+    return spent_now
 
 
-async def by_reference(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:
-    """A notification by our identifier, the receiver's Communication id, or its Task id."""
+async def by_reference(conn: asyncpg.Connection, ref: str, *, receivers: list[str], remote: bool = False,
+                       task: bool = False) -> asyncpg.Record | None:
+    """A notification sent to one of `receivers` (the system that answers), by our identifier, or,
+    when asked, by the id that receiver gave our Communication (`remote`) or Task (`task`). The
+    receiver's ids are unique only within it: another receiver's id 1 is not this one's."""
+    if not receivers:
+        return None
     return await conn.fetchrow(
-        "SELECT * FROM notification WHERE notification_id = $1 OR remote_id = $1 OR task_id = $1 "
-        "ORDER BY (notification_id = $1) DESC LIMIT 1", ref)
+        """SELECT * FROM notification WHERE receiver_id = ANY($2::text[])
+             AND (notification_id = $1 OR ($3 AND remote_id = $1) OR ($4 AND task_id = $1))
+           ORDER BY (notification_id = $1) DESC, created_at DESC LIMIT 1""", ref, receivers, remote, task)

@@ -66,15 +66,47 @@ async def receivers_for(conn: asyncpg.Connection, department: str | None) -> lis
 
 async def put_receiver(conn: asyncpg.Connection, *, receiver_id: str, name: str, department: str,
                        hl7_host: str | None, hl7_port: int | None, hl7_message_type: str,
-                       fhir_base_url: str | None, fhir_request: str | None, active: bool) -> None:
+                       fhir_base_url: str | None, fhir_request: str | None, active: bool,
+                       ack_application: str | None = None, ack_facility: str | None = None,
+                       ack_hosts: list[str] | None = None, fhir_client: str | None = None) -> None:
+    """Create or change a receiver. How it is recognised when it answers: HL7 ACKs by MSH-3
+    `ack_application` (default: its receiver_id, the MSH-5 we address it by), MSH-4 `ack_facility`
+    (default: any) and peer address in `ack_hosts` (default: any); FHIR by the service account
+    `fhir_client` (default: a username equal to its receiver_id)."""
     await conn.execute(
         """INSERT INTO receiver (receiver_id, name, department, hl7_host, hl7_port, hl7_message_type, fhir_base_url,
-               fhir_request, active) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+               fhir_request, active, ack_application, ack_facility, ack_hosts, fhir_client)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
            ON CONFLICT (receiver_id) DO UPDATE SET name = EXCLUDED.name, department = EXCLUDED.department,
                hl7_host = EXCLUDED.hl7_host, hl7_port = EXCLUDED.hl7_port,
                hl7_message_type = EXCLUDED.hl7_message_type, fhir_base_url = EXCLUDED.fhir_base_url,
-               fhir_request = EXCLUDED.fhir_request, active = EXCLUDED.active""",
-        receiver_id, name, department, hl7_host, hl7_port, hl7_message_type, fhir_base_url, fhir_request, active)
+               fhir_request = EXCLUDED.fhir_request, active = EXCLUDED.active,
+               ack_application = EXCLUDED.ack_application, ack_facility = EXCLUDED.ack_facility,
+               ack_hosts = EXCLUDED.ack_hosts, fhir_client = EXCLUDED.fhir_client""",
+        receiver_id, name, department, hl7_host, hl7_port, hl7_message_type, fhir_base_url, fhir_request, active,
+        ack_application or None, ack_facility or None, list(ack_hosts or []), fhir_client or None)
+
+
+async def receivers_by_hl7_sender(conn: asyncpg.Connection, *, application: str, facility: str,
+                                  host: str | None) -> list[str]:
+    """The receivers an HL7 message with this MSH-3/MSH-4, from this address, comes from (usually
+    one; several when one clinician system is configured per department). [] = an unknown peer."""
+    if not application:
+        return []
+    rows = await conn.fetch(
+        """SELECT receiver_id FROM receiver
+           WHERE coalesce(ack_application, receiver_id) = $1
+             AND (ack_facility IS NULL OR ack_facility = $2)
+             AND (cardinality(ack_hosts) = 0 OR $3 = ANY(ack_hosts))
+           ORDER BY receiver_id""", application, facility, host)
+    return [r["receiver_id"] for r in rows]
+
+
+async def receivers_by_fhir_client(conn: asyncpg.Connection, username: str) -> list[str]:
+    """The receivers whose FHIR service account this is. [] = not a clinician system's account."""
+    rows = await conn.fetch("SELECT receiver_id FROM receiver WHERE coalesce(fhir_client, receiver_id) = $1 "
+                            "ORDER BY receiver_id", username)
+    return [r["receiver_id"] for r in rows]
 
 
 async def add_roster_entry(conn: asyncpg.Connection, *, department: str, duty: str, person_id: str,
