@@ -232,6 +232,37 @@ def print_film(assoc, items: list[Dataset], *, fmt: str = "STANDARD\\1,1", study
     return out
 
 
+ANNOTATION_BOX = "1.2.840.10008.5.1.1.15"
+
+
+def print_annotated(port: int, item: Dataset, *, label: str, text: str, charset: str,
+                    film_size: str = "14INX17IN") -> str:
+    """One film box with a session label and one Annotation Box text, both sent in `charset` (e.g.
+    GB18030), printed over a fresh association; returns the film box UID. Asserts each status."""
+    assoc = print_ae((ANNOTATION_BOX,)).associate("127.0.0.1", port, ae_title="PRINT_SCP")
+    assert assoc.is_established
+    try:
+        s, box_uid = generate_uid(), generate_uid()
+        st, echoed = assoc.send_n_create(session_ds(label=label, SpecificCharacterSet=charset), FILM_SESSION, s,
+                                         meta_uid=GRAY_META)
+        assert st.Status == 0 and echoed.FilmSessionLabel == label  # the response declares its character set
+        st, box = assoc.send_n_create(film_box_ds(s, size=film_size, AnnotationDisplayFormatID="LABEL"), FILM_BOX,
+                                      box_uid, meta_uid=GRAY_META)
+        assert st.Status == 0
+        annotation = Dataset()
+        annotation.SpecificCharacterSet = charset
+        annotation.AnnotationPosition = 1
+        annotation.TextString = text
+        ann = box.ReferencedBasicAnnotationBoxSequence[0].ReferencedSOPInstanceUID
+        assert assoc.send_n_set(annotation, ANNOTATION_BOX, ann, meta_uid=ANNOTATION_BOX)[0].Status == 0
+        ref = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+        assert assoc.send_n_set(image_box_ds(1, item), GRAY_BOX, ref, meta_uid=GRAY_META)[0].Status == 0
+        assert assoc.send_n_action(None, 1, FILM_BOX, box_uid, meta_uid=GRAY_META)[0].Status == 0
+        return box_uid
+    finally:
+        assoc.release()
+
+
 # ---- DCMTK print client (dcmpsprt renders a job, dcmprscu sends it) ----------------------------
 
 def dcmtk_print_config(workdir, *, port: int, ae_title: str = "PRINT_SCP", printer: str = "PLATFORM",  # type: ignore[no-untyped-def]

@@ -12,36 +12,8 @@ import pytest
 from PIL import Image
 from print_scp import testkit as tk
 from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
-ANNOTATION = "1.2.840.10008.5.1.1.15"
 LABEL, NOTE = "张三 胸部CT", "右肺结节随访"
-
-
-def _print_with_annotation(port: int, charset: str) -> str:
-    assoc = tk.print_ae((ANNOTATION,)).associate("127.0.0.1", port, ae_title="PRINT_SCP")
-    assert assoc.is_established
-    try:
-        s, box_uid = generate_uid(), generate_uid()
-        session = tk.session_ds(label=LABEL, SpecificCharacterSet=charset)
-        assert assoc.send_n_create(session, tk.FILM_SESSION, s, meta_uid=tk.GRAY_META)[0].Status == 0
-        st, box = assoc.send_n_create(tk.film_box_ds(s, size="8INX10IN", AnnotationDisplayFormatID="LABEL"),
-                                      tk.FILM_BOX, box_uid, meta_uid=tk.GRAY_META)
-        assert st.Status == 0
-        text = Dataset()
-        text.SpecificCharacterSet = charset
-        text.AnnotationPosition = 1
-        text.TextString = NOTE
-        ann = box.ReferencedBasicAnnotationBoxSequence[0].ReferencedSOPInstanceUID
-        assert assoc.send_n_set(text, ANNOTATION, ann, meta_uid=ANNOTATION)[0].Status == 0
-        ref = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
-        item = tk.to_item(tk.anatomy(256, 3), bits=12)
-        assert assoc.send_n_set(tk.image_box_ds(1, item), tk.GRAY_BOX, ref, meta_uid=tk.GRAY_META)[0].Status == 0
-        assert assoc.send_n_action(None, 1, tk.FILM_BOX, box_uid, meta_uid=tk.GRAY_META)[0].Status == 0
-        return box_uid
-    finally:
-        assoc.release()
 
 
 def _read_chinese(strip: np.ndarray) -> str:
@@ -56,7 +28,9 @@ def _read_chinese(strip: np.ndarray) -> str:
 
 @pytest.mark.parametrize("charset", ["ISO_IR 192", "GB18030"])
 async def test_chinese_label_and_annotation_survive_to_film_dcm_and_png(print_app, charset: str) -> None:
-    box_uid = await asyncio.to_thread(_print_with_annotation, print_app.port, charset)
+    item = tk.to_item(tk.anatomy(256, 3), bits=12)
+    box_uid = await asyncio.to_thread(tk.print_annotated, print_app.port, item, label=LABEL, text=NOTE,
+                                      charset=charset, film_size="8INX10IN")
     [film] = await print_app.wait_films("film_box_uid = $1", box_uid)
     assert film["session_label"] == LABEL
     headers = print_app.token("radiologist")

@@ -27,7 +27,6 @@ from print_scp.adapters.film_pipeline import FilmPipeline
 from print_scp.adapters.storage_fs import DirectoryStore
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 ANNOTATION = "1.2.840.10008.5.1.1.15"
@@ -177,29 +176,8 @@ async def test_chinese_label_and_annotation_keep_their_characters_in_the_spool(s
                                                                                charset: str) -> None:
     item = tk.to_item(tk.anatomy(64, 11), bits=12)
 
-    def run() -> str:
-        assoc = tk.print_ae((ANNOTATION,)).associate("127.0.0.1", spooler.scp.port, ae_title="PRINT_SCP")
-        try:
-            s, box_uid = generate_uid(), generate_uid()
-            session = tk.session_ds(label=TEXT, SpecificCharacterSet=charset)
-            st, echoed = assoc.send_n_create(session, tk.FILM_SESSION, s, meta_uid=tk.GRAY_META)
-            assert st.Status == 0 and echoed.FilmSessionLabel == TEXT  # the response declares its character set
-            st, box = assoc.send_n_create(tk.film_box_ds(s, AnnotationDisplayFormatID="LABEL"), tk.FILM_BOX, box_uid,
-                                          meta_uid=tk.GRAY_META)
-            text = Dataset()
-            text.SpecificCharacterSet = charset
-            text.AnnotationPosition = 1
-            text.TextString = TEXT
-            ann = box.ReferencedBasicAnnotationBoxSequence[0].ReferencedSOPInstanceUID
-            assert assoc.send_n_set(text, ANNOTATION, ann, meta_uid=ANNOTATION)[0].Status == 0
-            ref = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
-            assoc.send_n_set(tk.image_box_ds(1, item), tk.GRAY_BOX, ref, meta_uid=tk.GRAY_META)
-            assert assoc.send_n_action(None, 1, tk.FILM_BOX, box_uid, meta_uid=tk.GRAY_META)[0].Status == 0
-            return box_uid
-        finally:
-            assoc.release()
-
-    box_uid = await asyncio.to_thread(run)
+    box_uid = await asyncio.to_thread(tk.print_annotated, spooler.scp.port, item, label=TEXT, text=TEXT,
+                                      charset=charset)
     row = await spooler.film(box_uid)
     assert row["session_label"] == TEXT
     spooled = await spool_store.fetch(DirectoryStore(spooler.root), row["spool_key"])
