@@ -29,7 +29,6 @@ from print_scp.app import SERVICE
 from print_scp.settings import Settings
 from pydicom.uid import generate_uid
 
-ANNOTATION = "1.2.840.10008.5.1.1.15"
 TEXT = "张三 胸部CT"
 
 
