@@ -559,7 +559,8 @@ class Day:
         for i, dept in enumerate(DEPARTMENTS):
             r = await api.put(f"/api/critical-values/receivers/day-ward-{i}", headers=admin, json={
                 "name": f"{dept}临床系统", "department": dept, "hl7_host": "127.0.0.1",
-                "hl7_port": stub.mllp_port, "fhir_base_url": f"{stub.url}/cv-fhir"})
+                "hl7_port": stub.mllp_port, "fhir_base_url": f"{stub.url}/cv-fhir",
+                "fhir_client": "day-clinician"})  # one hospital system acknowledges for every ward (FHIR)
             assert r.status_code == 200, r.text
 
     # -- stages (queues between them are the patient walking to the next place) --

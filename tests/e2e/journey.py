@@ -240,7 +240,8 @@ async def set_up_department(site: Site, tag: str, *, door_cap: int = 2) -> Depar
     # The department's clinician system: the critical-values service picks receivers when a value is raised.
     r = await api.put(f"/api/critical-values/receivers/e2e-ward-{tag}", headers=admin, json={
         "name": "呼吸科临床系统", "department": dept.name, "hl7_host": "127.0.0.1",
-        "hl7_port": site.clinician.mllp_port, "fhir_base_url": f"{site.clinician.url}/cv-fhir"})
+        "hl7_port": site.clinician.mllp_port, "fhir_base_url": f"{site.clinician.url}/cv-fhir",
+        "fhir_client": f"e2e-his-{tag}"})  # the account the clinician system acknowledges with (FHIR)
     assert r.status_code == 200, r.text
     return dept
 
