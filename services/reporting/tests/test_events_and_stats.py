@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 
 from imaging_common.events import publish
-from imaging_common.events.types import ExamCompleted, ExamItem, OrderCreated, PatientRef
+from imaging_common.events.types import ExamCompleted, ExamItem, OrderCancelled, OrderCreated, PatientRef
+from reporting.domain import exams
 
 from .conftest import CONTENT, Service, World
 from .peers import wait_for
@@ -48,6 +49,26 @@ async def test_order_and_exam_events_through_rabbitmq_fill_the_worklist(service:
         audited = await conn.fetchval("SELECT count(*) FROM audit.audit_log WHERE actor = $1 AND entity = 'worklist'",
                                       f"rad-{world.tag}")
     assert audited >= 1
+
+    # The order cancelled (over RabbitMQ too): the exam leaves the worklist and a late exam.completed
+    # does not bring it back; a cancel that comes before its order wins as well.
+    async with svc.ctx.pool.acquire() as conn, conn.transaction():
+        await publish(conn, OrderCancelled(order_id=order.order_id, accession_number=acc, reason="重复开单"),
+                      source="/imaging/registration", subject=acc)
+
+    async def gone() -> bool:
+        body = (await svc.client.get("/api/reporting/worklist?modality=DX", headers=rad)).json()
+        return not any(row["accession_number"] == acc for row in body["data"])
+
+    await wait_for(gone, timeout=20)
+    early = f"EW{world.tag}"
+    async with svc.ctx.pool.acquire() as conn, conn.transaction():
+        await exams.apply_order_cancelled(conn, OrderCancelled(order_id="O-early", accession_number=early))
+        await exams.apply_order_created(conn, order.model_copy(update={"accession_number": early}))
+        await exams.apply_exam_completed(conn, done.model_copy(update={"accession_number": early}))
+        await exams.apply_exam_completed(conn, done)
+        assert await conn.fetchval("SELECT status FROM exam WHERE accession_number = $1", early) == "cancelled"
+        assert await conn.fetchval("SELECT status FROM exam WHERE accession_number = $1", acc) == "cancelled"
 
 
 async def test_critical_finding_raised_at_once_on_a_draft(service: Service, world: World) -> None:

@@ -35,7 +35,8 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "print_scp": (  # films match studies: appointments say nothing a film needs
         "order.created", "order.cancelled", "patient.updated", "patient.merged", "exam.started", "exam.completed",
     ),
-    "reporting": ("order.created", "exam.completed", "patient.updated", "patient.merged", "film.matched"),
+    "reporting": ("order.created", "order.cancelled", "exam.completed", "patient.updated", "patient.merged",
+                  "film.matched"),
     "critical_values": ("critical.raised", "order.created", "report.amended"),
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 from imaging_common.events import CloudEvent, EventHandler, parse_data
-from imaging_common.events.types import ExamCompleted, OrderCreated, PatientMerged, PatientUpdated
+from imaging_common.events.types import ExamCompleted, OrderCancelled, OrderCreated, PatientMerged, PatientUpdated
 
 from reporting.domain import exams
 
@@ -15,6 +15,12 @@ async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
     data = parse_data(event)
     assert isinstance(data, OrderCreated)
     await exams.apply_order_created(conn, data)
+
+
+async def on_order_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, OrderCancelled)
+    await exams.apply_order_cancelled(conn, data)
 
 
 async def on_exam_completed(conn: asyncpg.Connection, event: CloudEvent) -> None:
@@ -37,6 +43,7 @@ async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None
 
 HANDLERS: dict[str, EventHandler] = {
     "order.created": on_order_created,
+    "order.cancelled": on_order_cancelled,
     "exam.completed": on_exam_completed,
     "patient.updated": on_patient_updated,
     "patient.merged": on_patient_merged,

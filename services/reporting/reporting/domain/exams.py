@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import asyncpg
-from imaging_common.events.types import ExamCompleted, OrderCreated, PatientMerged, PatientUpdated
+from imaging_common.events.types import ExamCompleted, OrderCancelled, OrderCreated, PatientMerged, PatientUpdated
 
 
 def _patient_json(patient: Any) -> str:
@@ -52,10 +52,22 @@ async def apply_exam_completed(conn: asyncpg.Connection, done: ExamCompleted) ->
                body_part = COALESCE(exam.body_part, EXCLUDED.body_part),
                exam_code = COALESCE(exam.exam_code, EXCLUDED.exam_code),
                exam_name = COALESCE(exam.exam_name, EXCLUDED.exam_name),
-               completed_at = EXCLUDED.completed_at, status = EXCLUDED.status, updated_at = now()""",
+               completed_at = EXCLUDED.completed_at, updated_at = now(),
+               status = CASE WHEN exam.status = 'cancelled' THEN 'cancelled' ELSE EXCLUDED.status END""",
         done.accession_number, done.order_id, done.study_instance_uid, done.patient.empi_id, done.patient.patient_id,
         _patient_json(done.patient), done.patient.name, done.patient.sex, done.modality, done.body_part,
         done.exam_code, done.exam_name, done.completed_at, done.status)
+
+
+async def apply_order_cancelled(conn: asyncpg.Connection, cancel: OrderCancelled) -> None:
+    """A cancelled order leaves the radiologists' worklist, and stays off it whatever arrives later (its
+    order.created or exam.completed may come after the cancel); an exam already being reported is left
+    to its radiologist."""
+    await conn.execute(
+        """INSERT INTO exam (accession_number, order_id, status) VALUES ($1, $2, 'cancelled')
+           ON CONFLICT (accession_number) DO UPDATE SET status = 'cancelled', updated_at = now()
+           WHERE NOT EXISTS (SELECT 1 FROM report r WHERE r.accession_number = exam.accession_number)""",
+        cancel.accession_number, cancel.order_id)
 
 
 async def apply_patient_updated(conn: asyncpg.Connection, update: PatientUpdated) -> None:
