@@ -23,11 +23,12 @@ from imaging_common import audit
 from imaging_common.audit import client_ip
 from imaging_common.auth import Principal, require_roles
 from imaging_common.empi import store
-from imaging_common.empi.identifiers import Identifier
+from imaging_common.empi.identifiers import Identifier, mask, mask_phone
 from imaging_common.empi.names import name_form, split_han_name
 
 from registration.adapters.http_patients import _ctx
 from registration.domain.orders import load_order
+from registration.domain.patients import MIN_NAME_CHARACTERS, like_prefix, name_search_form
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
@@ -35,6 +36,9 @@ Readers = Annotated[Principal, Depends(require_roles(
     "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician", "admin"))]
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier type codes (ACSN, PLAC)
 _GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
+
+
+MAX_RESULTS = 50  # one search never lists more of the register than this
 
 
 def _fhir(body: Any, status: int = 200) -> JSONResponse:
@@ -47,7 +51,9 @@ def _outcome(status: int, code: str, text: str) -> JSONResponse:
                   "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
 
 
-def patient_resource(person: store.Person, system: str) -> Patient:
+def patient_resource(person: store.Person, system: str, *, masked: bool = False) -> Patient:
+    """The Patient; `masked` (search results, which may list many people): ID numbers and phone show
+    their first and last digits only and the address is left out — a single read shows them whole."""
     family = given = None
     form = name_form(person.name)
     if form and form.is_han and form.han == person.name:
@@ -60,7 +66,8 @@ def patient_resource(person: store.Person, system: str) -> Patient:
                       **({"given": [giv]} if giv else {})})
     identifiers = [{"use": "official", "system": f"{system}empi", "value": person.empi_id},
                    {"use": "usual", "system": f"{system}pacs-patient-id", "value": person.patient_id}]
-    identifiers += [{"system": f"{system}{i['type']}", "value": i["value"]} for i in person.identifiers if i["valid"]]
+    identifiers += [{"system": f"{system}{i['type']}", "value": mask(i["value"]) if masked else i["value"]}
+                    for i in person.identifiers if i["valid"]]
     body: dict[str, Any] = {
         "resourceType": "Patient", "id": person.empi_id, "active": person.status == "active",
         "identifier": identifiers, "name": names, "gender": _GENDER.get(person.sex, "unknown"),
@@ -69,8 +76,8 @@ def patient_resource(person: store.Person, system: str) -> Patient:
     if person.birth_date:
         body["birthDate"] = person.birth_date.isoformat()
     if person.phone:
-        body["telecom"] = [{"system": "phone", "value": person.phone}]
-    if person.address:
+        body["telecom"] = [{"system": "phone", "value": mask_phone(person.phone) if masked else person.phone}]
+    if person.address and not masked:
         body["address"] = [{"text": person.address, **({"postalCode": person.postcode} if person.postcode else {})}]
     if person.status == "merged" and person.merged_into:
         body["link"] = [{"other": {"reference": f"Patient/{person.merged_into}"}, "type": "replaced-by"}]
@@ -132,7 +139,7 @@ async def read_patient(empi_id: str, request: Request, user: Readers) -> JSONRes
 async def search_patient(
     request: Request, user: Readers, identifier: str | None = None, name: str | None = None,
     family: str | None = None, given: str | None = None, birthdate: str | None = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=100)] = 20,
+    count: Annotated[int, Query(alias="_count", ge=1, le=MAX_RESULTS)] = 20,
 ) -> JSONResponse:
     ctx = _ctx(request)
     system_base = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
@@ -141,6 +148,9 @@ async def search_patient(
     where, args = ["p.status = 'active'"], []
     if identifier:
         system, _, value = identifier.rpartition("|")
+        value = value.strip()
+        if not value:
+            return _outcome(400, "required", "identifier needs a value (system|value)")
         kind = system[len(system_base):] if system.startswith(system_base) else (system or None)
         if kind == "empi":
             args.append(value)
@@ -161,11 +171,15 @@ async def search_patient(
                 clause += f" AND i.type = ${len(args)}"
             where.append(f"EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND {clause})")
     text = name or ((family or "") + (given or ""))
-    if text:
-        form = name_form(text)
-        if form is not None:
-            args += [form.han or text, form.key]
-            where.append(f"(p.name LIKE ${len(args) - 1} || '%' OR p.name_key LIKE ${len(args)} || '%')")
+    if text.strip():
+        form = name_search_form(text)
+        if form is None:
+            return _outcome(400, "too-costly", f"a name search needs at least {MIN_NAME_CHARACTERS} letters or "
+                            "characters of the name")
+        args += [like_prefix(form.han or form.key), like_prefix(form.key)]
+        where.append(f"(p.name LIKE ${len(args) - 1} ESCAPE '\\' OR p.name_key LIKE ${len(args)} ESCAPE '\\')")
+    if len(where) == 1:  # only "active": the criteria were empty once normalised (name=-, identifier=|)
+        return _outcome(400, "required", "search criteria are empty once normalised: give a name, an identifier")
     if birthdate:
         try:
             from datetime import date as _date
@@ -178,11 +192,15 @@ async def search_patient(
         rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {' AND '.join(where)} "
                                 f"ORDER BY p.created_at LIMIT ${len(args)}", *args)
         people = [await store.get_person(conn, r["empi_id"]) for r in rows]
+    # Who was shown, one audit row each: a patient's audit trail lists every search that returned them.
     await _audit(request, user, "patient", None, None, search=True, results=len(people))
+    for p in people:
+        await _audit(request, user, "patient", p.empi_id, p.empi_id, search_result=True)
     bundle = Bundle.model_validate({
         "resourceType": "Bundle", "type": "searchset", "total": len(people),
         "entry": [{"fullUrl": f"{request.base_url}api/registration/fhir/Patient/{p.empi_id}",
-                   "resource": json.loads(patient_resource(p, system_base).model_dump_json(exclude_none=True)),
+                   "resource": json.loads(patient_resource(p, system_base, masked=True)
+                                          .model_dump_json(exclude_none=True)),
                    "search": {"mode": "match"}} for p in people],
     })
     return _fhir(bundle)

@@ -20,7 +20,7 @@ from imaging_common.empi.bands import Thresholds
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.identifiers import Identifier, IdType, InvalidIdentifier, mask, mask_phone
 from imaging_common.empi.matcher import Scorer
-from imaging_common.empi.names import has_han, name_form
+from imaging_common.empi.names import NameForm, has_han, name_form
 from imaging_common.empi.record import normalize_phone
 from imaging_common.empi.store import IncomingPerson, Person, Resolution
 from imaging_common.events import publish
@@ -136,16 +136,17 @@ async def search(conn: asyncpg.Connection, query: str, *, actor: Actor, limit: i
             phone, compact, limit)
         empi_ids += [r["empi_id"] for r in rows]
     else:
-        form = name_form(q)
+        form = name_search_form(q)
         if form is not None:
             if has_han(q):
                 rows = await conn.fetch(
-                    """SELECT empi_id FROM empi_person WHERE status = 'active' AND (name = $1 OR name LIKE $1 || '%'
-                       OR name_key = $2) ORDER BY (name = $1) DESC, name LIMIT $3""", form.han, form.key, limit)
+                    """SELECT empi_id FROM empi_person WHERE status = 'active' AND (name = $1
+                       OR name LIKE $3 ESCAPE '\\' OR name_key = $2) ORDER BY (name = $1) DESC, name LIMIT $4""",
+                    form.han, form.key, like_prefix(form.han or ""), limit)
             else:
                 rows = await conn.fetch(
-                    """SELECT empi_id FROM empi_person WHERE status = 'active' AND name_key LIKE $1 || '%'
-                       ORDER BY (name_key = $1) DESC, name_key LIMIT $2""", form.key, limit)
+                    """SELECT empi_id FROM empi_person WHERE status = 'active' AND name_key LIKE $2 ESCAPE '\\'
+                       ORDER BY (name_key = $1) DESC, name_key LIMIT $3""", form.key, like_prefix(form.key), limit)
             empi_ids += [r["empi_id"] for r in rows]
     out: list[Person] = []
     seen: set[str] = set()
@@ -157,6 +158,24 @@ async def search(conn: asyncpg.Connection, query: str, *, actor: Actor, limit: i
     await audit.record(conn, actor=actor.name, action="search", entity="patient", source_ip=actor.source_ip,
                        detail={"kind": kind, "query": mask(q) if kind == "number" else q, "results": len(out)})
     return out
+
+
+MIN_NAME_CHARACTERS = 2  # a name search narrower than one character of a name (or one Latin letter)
+
+
+def name_search_form(text: str) -> NameForm | None:
+    """The name a search looks for, or None when too little is left of it once punctuation and
+    wildcards are dropped ("-", "%", "张"): such a search would list the register."""
+    cleaned = " ".join("".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text).split())
+    form = name_form(cleaned) if cleaned else None
+    if form is None or len(form.han or form.key.replace(" ", "")) < MIN_NAME_CHARACTERS:
+        return None
+    return form
+
+
+def like_prefix(value: str) -> str:
+    """`value%` for LIKE ... ESCAPE '\\', with LIKE's own characters in `value` taken literally."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 async def match_preview(conn: asyncpg.Connection, incoming: IncomingPerson, *, scorer: Scorer,
