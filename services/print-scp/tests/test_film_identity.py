@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imaging_common.events.envelope import CloudEvent
-from imaging_common.events.types import OrderCancelled, PatientMerged, PatientRef
+from imaging_common.events.types import OrderCancelled, PatientMerged, PatientRef, PatientUpdated
 from print_scp import testkit as tk
 from print_scp.adapters import films_db
-from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged
+from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged, on_patient_updated
 from pydicom import dcmread
 
 from .conftest import OCR_SAFE as SAFE
@@ -119,6 +119,14 @@ async def test_matched_film_carries_its_patient_and_study_and_follows_later_even
     assert ds.AccessionNumber == a["accession"] and ds.StudyInstanceUID == a["study_uid"]
     assert ds.StudyDate and ds.StudyTime and ds.StudyDescription == "胸部CT平扫"
     assert ds.SOPInstanceUID == film["sop_instance_uid"]
+
+    # A new phone number is no change of the film's identity: its DICOM is left as it is.
+    phone_only = PatientUpdated(patient=PatientRef.model_validate(a["patient"] | {"phone": "13999990000"}),
+                                changed=["phone"])
+    async with print_app.ctx.pool.acquire() as conn, conn.transaction():
+        await on_patient_updated(conn, CloudEvent.from_data(phone_only, source="/imaging/registration"))
+        same = await conn.fetchrow("SELECT sop_instance_uid, dicom_stale FROM films WHERE id = $1", film["id"])
+    assert same["sop_instance_uid"] == ds.SOPInstanceUID and not same["dicom_stale"]
 
     # Patients merged: the film's DICOM now names the survivor (new series and instance UIDs).
     survivor = PatientRef(empi_id=f"E-surv-{uuid.uuid4().hex[:6]}", patient_id=f"PS{uuid.uuid4().int % 10**8:08d}",

@@ -22,7 +22,7 @@ from imaging_common.events.types import (
 )
 
 from print_scp.adapters import film_decisions, films_db
-from print_scp.domain.matching import KnownStudy, MatchDecision, Reading, decide
+from print_scp.domain.matching import MatchDecision, Reading, decide
 
 
 def _readings(detail: dict) -> list[Reading]:
@@ -59,29 +59,24 @@ async def _known_readings(conn: asyncpg.Connection, detail: dict) -> list[Readin
         for acc in stored.get("accessions", []):
             rec = await films_db.study_by_accession(conn, acc)
             if rec is not None:
-                reading.accessions.append(_known(rec))
+                reading.accessions.append(films_db.known_study(rec))
         for pid in stored.get("patient_ids", []):
             for rec in await conn.fetch("SELECT * FROM studies WHERE patient_id = $1", pid):
-                reading.patient_ids.append(_known(rec))
+                reading.patient_ids.append(films_db.known_study(rec))
     return readings
 
 
-def _known(rec: asyncpg.Record) -> KnownStudy:
-    return KnownStudy(rec["study_instance_uid"], rec["accession_number"], rec["patient_id"], rec["empi_id"],
-                      rec["patient_name"])
-
-
-async def _reidentify_matched(conn: asyncpg.Connection, where: str, *args: object) -> None:
-    """Matched films whose patient changed (corrected, merged): DICOM rewritten, decision kept."""
-    rows = await conn.fetch(f"SELECT id, study_instance_uid, match_method, match_confidence, match_detail, "
-                            f"matched_by FROM films WHERE match_status = 'matched' AND dicom_key IS NOT NULL "
-                            f"AND {where} FOR UPDATE", *args)
+async def _reidentify_matched(conn: asyncpg.Connection, study_uids: list[str]) -> None:
+    """Matched films of studies whose patient identity changed (corrected, merged): DICOM rewritten,
+    decision kept."""
+    rows = await conn.fetch("SELECT id, study_instance_uid, match_method, match_confidence, match_detail, matched_by "
+                            "FROM films WHERE match_status = 'matched' AND dicom_key IS NOT NULL "
+                            "AND study_instance_uid = ANY($1::text[]) FOR UPDATE", study_uids)
     for row in rows:
         rec = await conn.fetchrow("SELECT * FROM studies WHERE study_instance_uid = $1", row["study_instance_uid"])
-        if rec is None:
-            continue
         detail = film_decisions.evidence(row) | {"identity_updated": True}
-        decision = MatchDecision("matched", row["match_method"], _known(rec), row["match_confidence"] or 1.0, detail)
+        decision = MatchDecision("matched", row["match_method"], films_db.known_study(rec),
+                                 row["match_confidence"] or 1.0, detail)
         await film_decisions.apply(conn, str(row["id"]), decision, matched_by=row["matched_by"])
 
 
@@ -135,29 +130,38 @@ async def on_patient_updated(conn: asyncpg.Connection, event: object) -> None:
     """Names and IDs change (corrections): studies and already matched films follow, DICOM included."""
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, PatientUpdated)
-    await _set_patient(conn, [data.patient.empi_id], data.patient.model_dump(mode="json"))
-    await _reidentify_matched(conn, "empi_id = $1", data.patient.empi_id)
+    changed = await _set_patient(conn, [data.patient.empi_id], data.patient.model_dump(mode="json"))
+    await _reidentify_matched(conn, changed)
 
 
 async def on_patient_merged(conn: asyncpg.Connection, event: object) -> None:
     """Studies and films of merged records now belong to the surviving patient."""
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, PatientMerged)
-    everyone = [*data.merged_empi_ids, data.surviving.empi_id]
-    await _set_patient(conn, everyone, data.surviving.model_dump(mode="json"))
-    await _reidentify_matched(conn, "empi_id = ANY($1::text[])", everyone)
+    changed = await _set_patient(conn, [*data.merged_empi_ids, data.surviving.empi_id],
+                                 data.surviving.model_dump(mode="json"))
+    await _reidentify_matched(conn, changed)
 
 
-async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: dict) -> None:
+async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: dict) -> list[str]:
     """The studies of these EMPI ids now have this patient, merged into what each knew (a partial
-    payload blanks nothing)."""
+    payload blanks nothing). Returns the studies whose film identity changed (a new phone is not one)."""
+    changed = []
     for rec in await conn.fetch("SELECT study_instance_uid, patient FROM studies WHERE empi_id = ANY($1::text[]) "
                                 "FOR UPDATE", empi_ids):
-        merged = films_db.merge_patient(film_decisions.evidence({"match_detail": rec["patient"]}), patient)
+        known = films_db.as_dict(rec["patient"])
+        merged = films_db.merge_patient(known, patient)
         await conn.execute("UPDATE studies SET empi_id = $2, patient_id = $3, patient_name = $4, patient = $5::jsonb, "
                            "updated_at = now() WHERE study_instance_uid = $1", rec["study_instance_uid"],
                            merged["empi_id"], merged["patient_id"], merged["name"],
                            json.dumps(merged, ensure_ascii=False))
+        if any(known.get(k) != merged.get(k) for k in IDENTITY_FIELDS):
+            changed.append(rec["study_instance_uid"])
+    return changed
+
+
+# What a film's DICOM says of its patient (film_output.identity_of): a change of any re-identifies it.
+IDENTITY_FIELDS = ("empi_id", "patient_id", "name", "name_latin", "birth_date", "sex")
 
 
 EVENT_HANDLERS = {

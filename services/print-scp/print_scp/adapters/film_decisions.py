@@ -13,7 +13,6 @@ a film's DICOM never names a patient its row does not.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,18 +22,18 @@ from imaging_common.events.types import FilmMatched, FilmUnmatched, PatientRef
 
 from print_scp.adapters import archive, films_db
 from print_scp.domain.film_output import FilmIdentity, identity_of, reidentify
-from print_scp.domain.matching import KnownStudy, MatchDecision
+from print_scp.domain.matching import MatchDecision
 from print_scp.domain.storage import FilmStore
 from print_scp.settings import Settings
 
 SOURCE = "/imaging/print_scp"
 
 
-async def identity(conn: asyncpg.Connection, study: KnownStudy | None, settings: Settings) -> FilmIdentity | None:
-    """What a film matched to `study` carries in its DICOM (None: unmatched, no one's identity)."""
-    if study is None:
+async def identity(conn: asyncpg.Connection, study_uid: str | None, settings: Settings) -> FilmIdentity | None:
+    """What a film matched to that study carries in its DICOM (None: unmatched, no one's identity)."""
+    if study_uid is None:
         return None
-    record = await films_db.study_record(conn, study.study_instance_uid)
+    record = await films_db.study_record(conn, study_uid)
     if record is None:
         return None
     return identity_of(record, issuer=settings.print_issuer_of_patient_id, tz=ZoneInfo(settings.print_timezone))
@@ -101,12 +100,7 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
     if row is None:
         return None
     film_id, old_key = str(row["id"]), row["dicom_key"]
-    study = None
-    if row["match_status"] == "matched":
-        record_ = await films_db.study_record(conn, row["study_instance_uid"])
-        study = record_ and KnownStudy(record_["study_instance_uid"], record_["accession_number"],
-                                       record_["patient_id"], record_["empi_id"], record_["patient_name"])
-    who = await identity(conn, study, settings)
+    who = await identity(conn, row["study_instance_uid"] if row["match_status"] == "matched" else None, settings)
     dicom, sop_uid = await asyncio.to_thread(reidentify, await store.get(old_key), who)
     new_key = f"{old_key.rsplit('/', 1)[0]}/{film_id}.{sop_uid}.dcm"
     await store.put(new_key, dicom, "application/dicom")
@@ -119,5 +113,4 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
 
 def evidence(row: Any) -> dict[str, Any]:
     """The decision detail stored on a films row."""
-    detail = row["match_detail"]
-    return json.loads(detail) if isinstance(detail, str) else dict(detail or {})
+    return films_db.as_dict(row["match_detail"])

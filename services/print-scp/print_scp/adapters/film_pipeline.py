@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -96,7 +97,7 @@ class FilmPipeline:
             await self._store(conn, job, rendered, decision)
             await film_decisions.record(conn, film_id, decision, previous=None)
             await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
-        await spool_store.remove_job(self.store, row["spool_key"])
+        await spool_store.remove_job(self.store, row["spool_key"], spooled)
         self.processed += 1
         return True
 
@@ -119,8 +120,8 @@ class FilmPipeline:
     async def _store(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm,
                      decision: MatchDecision) -> None:
         keys = film_keys(job.film_id, job.printed_at)
-        who = await film_decisions.identity(conn, decision.study if decision.status == "matched" else None,
-                                            self.settings)
+        matched = decision.study.study_instance_uid if decision.status == "matched" and decision.study else None
+        who = await film_decisions.identity(conn, matched, self.settings)
         dicom, sop_uid = await asyncio.to_thread(film_dicom, job, rendered.film, who)
         await self.store.put(keys["dicom"], dicom, "application/dicom")
         await self.store.put(keys["png"], rendered.png, "image/png")
@@ -141,7 +142,7 @@ class FilmPipeline:
 
     async def decide_on(self, rendered: RenderedFilm, annotations: list[str], sent_uids: list[str],
                         uid_studies: dict[str, KnownStudy], window: list[KnownStudy],
-                        cancelled: list[str] = ()) -> MatchDecision:  # type: ignore[assignment]
+                        cancelled: Sequence[str] = ()) -> MatchDecision:
         """The decision once the candidate studies are known (the benchmark calls it without a database)."""
         s = self.settings
         index = StudyIndex([*window, *uid_studies.values()], patient_id_pattern=s.print_patient_id_pattern,

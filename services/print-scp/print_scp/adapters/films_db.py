@@ -18,7 +18,7 @@ FILM_COLUMNS = """id, session_id, film_box_uid, print_job_uid, status, failure, 
     patient_name, matched_by, matched_at, handed_over_at, handed_over_by"""
 
 
-def _study(row: asyncpg.Record) -> KnownStudy:
+def known_study(row: asyncpg.Record) -> KnownStudy:
     return KnownStudy(row["study_instance_uid"], row["accession_number"], row["patient_id"], row["empi_id"],
                       row["patient_name"])
 
@@ -83,7 +83,7 @@ async def studies_by_uid(conn: asyncpg.Connection, uids: list[str]) -> dict[str,
     """Known studies by UID, cancelled orders left out (a film never attaches to one)."""
     rows = await conn.fetch("SELECT * FROM studies WHERE study_instance_uid = ANY($1::text[]) "
                             "AND status <> 'cancelled'", uids)
-    return {r["study_instance_uid"]: _study(r) for r in rows}
+    return {r["study_instance_uid"]: known_study(r) for r in rows}
 
 
 async def cancelled_uids(conn: asyncpg.Connection, uids: list[str]) -> list[str]:
@@ -98,11 +98,12 @@ async def study_record(conn: asyncpg.Connection, study_uid: str) -> dict[str, An
     if row is None:
         return None
     out = dict(row)
-    out["patient"] = _json(row["patient"])
+    out["patient"] = as_dict(row["patient"])
     return out
 
 
-def _json(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """A jsonb value as asyncpg hands it (text, or a dict when a codec is set) as a dict."""
     return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
@@ -134,7 +135,7 @@ async def studies_around(conn: asyncpg.Connection, at: datetime, hours: int) -> 
         """SELECT * FROM studies WHERE status <> 'cancelled'
                AND coalesce(completed_at, started_at, ordered_at, updated_at) BETWEEN $1 AND $2""",
         at - timedelta(hours=hours), at + timedelta(hours=2))
-    return [_study(r) for r in rows]
+    return [known_study(r) for r in rows]
 
 
 async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: str, patient: dict[str, Any],
@@ -143,7 +144,7 @@ async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: s
                        started_at: datetime | None = None, completed_at: datetime | None = None) -> None:
     known = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1 FOR UPDATE", study_uid)
     if known is not None:
-        patient = merge_patient(_json(known), patient)
+        patient = merge_patient(as_dict(known), patient)
     await conn.execute(
         """INSERT INTO studies (study_instance_uid, accession_number, order_id, empi_id, patient_id, patient_name,
                patient, modality, exam_name, status, ordered_at, started_at, completed_at)

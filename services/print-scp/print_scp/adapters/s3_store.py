@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -144,6 +145,14 @@ class S3Store:
     async def delete(self, key: str) -> None:
         # S3 answers 204 for a key that is not there: deleting twice is fine, as for the directory store.
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.key(key))
+
+    def _keys_older_than(self, prefix: str, before: datetime) -> list[str]:
+        skip = len(self.key(""))
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.key(prefix))
+        return [o["Key"][skip:] for page in pages for o in page.get("Contents", []) if o["LastModified"] < before]
+
+    async def keys_older_than(self, prefix: str, before: datetime) -> list[str]:
+        return await asyncio.to_thread(self._keys_older_than, prefix, before)
 
     def close(self) -> None:
         self.client.close()

@@ -23,8 +23,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from print_scp.adapters.s3_store import S3Store
-from print_scp.adapters.storage_fs import DirectoryStore
 from print_scp.domain import spool
 from print_scp.domain.print_session import FilmJob
 from print_scp.domain.storage import FilmStore, ObjectNotFound
@@ -117,9 +115,9 @@ async def _image_keys(store: FilmStore, key: str) -> list[str]:
         return []
 
 
-async def remove_job(store: FilmStore, key: str) -> None:
-    """The spooled job gone: its images, then its manifest."""
-    await asyncio.gather(*(store.delete(k) for k in await _image_keys(store, key)))
+async def remove_job(store: FilmStore, key: str, spooled: Spooled) -> None:
+    """The spooled job gone once its film is stored: its images (as `fetch` read them), then its manifest."""
+    await asyncio.gather(*(store.delete(k) for k in spooled.images))
     await store.delete(key)
 
 
@@ -199,20 +197,6 @@ class AssociationSpool:
 # ---- sweeping what a crash left ------------------------------------------------------------------
 
 
-def _old_keys(store: FilmStore, prefix: str, before: datetime) -> list[str]:
-    """Keys under `prefix` last written before `before` (blocking: run it in a thread)."""
-    if isinstance(store, DirectoryStore):
-        base, cutoff = store.root / prefix, before.timestamp()
-        return [p.relative_to(store.root).as_posix() for p in (base.rglob("*") if base.is_dir() else [])
-                if p.is_file() and p.stat().st_mtime < cutoff]
-    if isinstance(store, S3Store):
-        skip = len(store.key(""))
-        pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=store.key(prefix))
-        return [o["Key"][skip:] for page in pages for o in page.get("Contents", []) if o["LastModified"] < before]
-    log.warning("spool sweep: %s cannot list its keys; stale spool objects stay", type(store).__name__)
-    return []
-
-
 async def sweep(store: FilmStore, pool: asyncpg.Pool, *, age: timedelta = SWEEP_AGE) -> int:
     """Delete spool objects older than `age` that no spooled film refers to; returns how many.
 
@@ -225,8 +209,7 @@ async def sweep(store: FilmStore, pool: asyncpg.Pool, *, age: timedelta = SWEEP_
     referenced = set(spooled)
     for key in spooled:
         referenced.update(await _image_keys(store, key))
-    # Old temporary files of the directory store (a write cut by a crash) go too.
-    stale = [k for k in await asyncio.to_thread(_old_keys, store, SPOOL, before) if k not in referenced]
+    stale = [k for k in await store.keys_older_than(SPOOL, before) if k not in referenced]
     for key in stale:
         await store.delete(key)
     if stale:

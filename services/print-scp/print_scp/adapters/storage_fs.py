@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from print_scp.domain.storage import ObjectNotFound
@@ -49,6 +50,12 @@ class DirectoryStore:
         except FileNotFoundError:
             pass
 
+    def _keys_older_than(self, prefix: str, before: datetime) -> list[str]:
+        # Temporary files of a write a crash cut (.tmp-*) are listed too: they are old objects as well.
+        base, cutoff = self.root / prefix, before.timestamp()
+        return [p.relative_to(self.root).as_posix() for p in (base.rglob("*") if base.is_dir() else [])
+                if p.is_file() and p.stat().st_mtime < cutoff]
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._put, key, data)
 
@@ -60,3 +67,6 @@ class DirectoryStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
+
+    async def keys_older_than(self, prefix: str, before: datetime) -> list[str]:
+        return await asyncio.to_thread(self._keys_older_than, prefix, before)

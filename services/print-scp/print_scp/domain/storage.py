@@ -8,6 +8,7 @@ visible atomically, with a Content-MD5 the server checks before it keeps anythin
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 
@@ -31,3 +32,7 @@ class FilmStore(Protocol):
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def keys_older_than(self, prefix: str, before: datetime) -> list[str]:
+        """Keys under `prefix` last written before `before` (the spool's sweep of what a crash left)."""
+        ...
