@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.ack import HL7Error, build_ack
@@ -22,6 +23,9 @@ from imaging_common.hl7.message import HL7ParseError, Message
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[str | None]]
+# The (host, port) the message being handled came from, for a handler that must know who is speaking
+# (an acknowledgement accepted only from its receiver's addresses); None outside a handler.
+current_peer: ContextVar[tuple[str, int] | None] = ContextVar("hl7_peer", default=None)
 
 
 class MessageService:
@@ -53,6 +57,7 @@ class MessageService:
                                                   else acks.REQUIRED_FIELD_MISSING, str(exc), exc.segment, 1,
                                                   exc.position, True), codec)
         kind = "^".join(message.type[:2])
+        token = current_peer.set(peer)
         try:
             note = await self.handle(message)
         except HL7Error as err:
@@ -62,5 +67,7 @@ class MessageService:
             log.exception("HL7 %s %s failed", kind, message.control_id)
             return self._ack(message, "AE", HL7Error(acks.APPLICATION_INTERNAL_ERROR,
                                                      "internal error; nothing was stored", "MSH", 1, None), codec)
+        finally:
+            current_peer.reset(token)
         log.info("HL7 %s %s accepted", kind, message.control_id)
         return self._ack(message, "AA", None, codec, note or "")

@@ -30,6 +30,7 @@ import asyncpg
 from imaging_common import audit
 from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
+from imaging_common.hl7.receiver import current_peer
 
 from critical_values.domain import lifecycle, notifications, recipients, times
 from critical_values.domain.errors import CriticalError
@@ -37,11 +38,13 @@ from critical_values.domain.errors import CriticalError
 log = logging.getLogger(__name__)
 
 
-def make_handler(ctx: Any, peer_host: str | None = None):  # type: ignore[no-untyped-def]
+def make_handler(ctx: Any):  # type: ignore[no-untyped-def]
     local = times.zone(getattr(ctx.settings, "critical_timezone", None))
 
     async def handle(message: Message) -> str | None:
         received_at = datetime.now(UTC)
+        peer = current_peer.get()
+        peer_host = peer[0] if peer else None
         code, trigger, _ = message.type
         if code != "ACK":
             raise HL7Error(acks.UNSUPPORTED_MESSAGE_TYPE, f"only ACK (application acknowledgement) is accepted here, "
@@ -110,14 +113,9 @@ async def mllp_listener(ctx: Any) -> AsyncIterator[None]:
     if not getattr(s, "critical_mllp_enabled", True):
         yield
         return
-
-    async def serve(payload: bytes, peer: tuple[str, int]) -> bytes | None:
-        # One MessageService per message, so the handler knows the peer's address.
-        service = MessageService(make_handler(ctx, peer[0] if peer else None), application=s.critical_sending_app,
-                                 facility=s.critical_sending_facility)
-        return await service(payload, peer)
-
-    async with MLLPServer(serve, s.critical_mllp_host, s.critical_mllp_port,
+    service = MessageService(make_handler(ctx), application=s.critical_sending_app,
+                             facility=s.critical_sending_facility)
+    async with MLLPServer(service, s.critical_mllp_host, s.critical_mllp_port,
                           metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as server:
         ctx.extras["mllp_port"] = server.port
         yield
