@@ -27,7 +27,7 @@ from imaging_common.empi.identifiers import Identifier, mask, mask_phone
 from imaging_common.empi.names import name_form, split_han_name
 
 from registration.adapters.http_patients import _ctx
-from registration.domain.orders import load_order
+from registration.domain.orders import load_order, order_id_of
 from registration.domain.patients import MIN_NAME_CHARACTERS, like_prefix, name_search_form
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
@@ -207,9 +207,8 @@ async def search_patient(
 
 
 async def _order(conn: Any, key: str) -> dict[str, Any] | None:
-    order_id = await conn.fetchval(
-        "SELECT order_id FROM exam_order WHERE order_id::text = $1 OR accession_number = $1", key)
-    return None if order_id is None else await load_order(conn, str(order_id))
+    order_id = await order_id_of(conn, key)
+    return None if order_id is None else await load_order(conn, order_id)
 
 
 @router.get("/ServiceRequest/{order_id}", summary="FHIR ServiceRequest read")

@@ -306,9 +306,11 @@ async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orde
     ctx = _ctx(request)
     try:
         async with ctx.pool.acquire() as conn:
-            order, _changed = await order_domain.cancel_order(
-                conn, order_id=await order_domain.find_order(conn, key), reason=body.reason,
-                actor=_actor(request, user))
+            order_id = await order_domain.order_id_of(conn, key)
+            if order_id is None:
+                raise store.EmpiError(f"no order {key}")
+            order, _changed = await order_domain.cancel_order(conn, order_id=order_id, reason=body.reason,
+                                                              actor=_actor(request, user))
     except store.EmpiError as exc:
         raise _not_found(exc) from None
     return order

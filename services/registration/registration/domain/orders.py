@@ -79,7 +79,8 @@ async def create_order(
         return await load_order(conn, order_id)
 
 
-async def _order_id(conn: asyncpg.Connection, key: str) -> str | None:
+async def order_id_of(conn: asyncpg.Connection, key: str) -> str | None:
+    """The order id of an order id or accession number; None when there is no such order."""
     try:
         uuid.UUID(key)
         found = await conn.fetchval("SELECT order_id FROM exam_order WHERE order_id = $1::uuid", key)
@@ -123,17 +124,9 @@ async def load_order(conn: asyncpg.Connection, order_id: str) -> dict[str, Any]:
     return out
 
 
-async def find_order(conn: asyncpg.Connection, key: str) -> str:
-    """The order id of an order id or accession number."""
-    order_id = await _order_id(conn, key)
-    if order_id is None:
-        raise store.EmpiError(f"no order {key}")
-    return order_id
-
-
 async def get_order(conn: asyncpg.Connection, key: str, *, actor: Actor) -> dict[str, Any]:
     """By order id or accession number; the read is audited."""
-    order_id = await _order_id(conn, key)
+    order_id = await order_id_of(conn, key)
     if order_id is None:
         raise store.EmpiError(f"no order {key}")
     order = await load_order(conn, str(order_id))
