@@ -161,3 +161,8 @@ async def test_an_order_cancelled_after_check_in_leaves_every_service(site: Site
                              json={"reason": "again"})
     assert again.status_code == 200
     assert site.log.types(j.accession).count("order.cancelled") == 1
+    nobody = await j.api.post("/api/registration/orders/NO-SUCH-ORDER/cancel", headers=j.who("clerk"),
+                              json={"reason": "x"})
+    assert nobody.status_code == 404
+    unreasoned = await j.api.post(f"/api/registration/orders/{j.accession}/cancel", headers=j.who("clerk"), json={})
+    assert unreasoned.status_code == 422
