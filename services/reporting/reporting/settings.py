@@ -33,6 +33,11 @@ class Settings(CommonSettings):
     reporting_delivery_batch: int = 50
     # IMAGING_REPORTING_DELIVERY_ENABLED: run the delivery worker in this process; e.g. true
     reporting_delivery_enabled: bool = True
+    # IMAGING_REPORTING_SINGLE_READER: a site with one radiologist on duty may sign the final report
+    # of its own preliminary and decide its own amendment request; each such step is recorded as
+    # signed single-reader (report.single_reader, amendment.single_reader, the audit row). false
+    # (the default) keeps four eyes: final signer != preliminary author, reviewer != requester.
+    reporting_single_reader: bool = False
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> "Settings":

@@ -156,7 +156,8 @@ async def step(accession_number: str, action: str, ctx: Ctx, request: Request, u
                                        content=body.content, template_id=body.template_id, note=body.note,
                                        signing_secret=_settings(ctx).reporting_signing_secret,
                                        expected_version=body.expected_version,
-                                       require_key_approval=_settings(ctx).reporting_require_key_approval)
+                                       require_key_approval=_settings(ctx).reporting_require_key_approval,
+                                       single_reader_site=_settings(ctx).reporting_single_reader)
         except (reports.ReportError, InvalidTransition, NotPermitted, signing.SigningError) as exc:
             raise _domain_error(exc) from None
     worker = ctx.extras.get("delivery_worker")
@@ -417,7 +418,8 @@ async def review_amendment(report_id: str, body: AmendmentReview, ctx: Ctx, requ
         try:
             result = await reports.review_amendment(conn, report_id=report_id, approve=body.approve, note=body.note,
                                                     actor=actor,
-                                                    signing_secret=_settings(ctx).reporting_signing_secret)
+                                                    signing_secret=_settings(ctx).reporting_signing_secret,
+                                                    single_reader_site=_settings(ctx).reporting_single_reader)
         except (reports.ReportError, InvalidTransition, NotPermitted) as exc:
             raise _domain_error(exc) from None
     return result.__dict__

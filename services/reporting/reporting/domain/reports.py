@@ -19,7 +19,7 @@ from reporting.domain import critical as critical_finder
 from reporting.domain import deliveries, qc, signing
 from reporting.domain.content import ReportContent, content_sha256, diff
 from reporting.domain.templates import TemplateDefinition, check_values
-from reporting.domain.workflow import FHIR_STATUS, OBR25, Action, Grade, State, transition
+from reporting.domain.workflow import FHIR_STATUS, OBR25, Action, Grade, State, four_eyes, transition
 
 SOURCE = "/imaging/reporting"
 SIGNING_ACTIONS = {Action.PRELIMINARY, Action.FINAL, Action.SIGN_AMENDED}
@@ -167,8 +167,14 @@ async def act(
     conn: asyncpg.Connection, *, accession_number: str, action: Action, actor: Actor,
     content: ReportContent | None = None, template_id: str | None = None, note: str | None = None,
     signing_secret: str, expected_version: int | None = None, require_key_approval: bool = False,
+    single_reader_site: bool = False, single_reader: bool = False,
 ) -> StepResult:
-    """Take one workflow step on the exam's report (creating it on the first save)."""
+    """Take one workflow step on the exam's report (creating it on the first save).
+
+    Four eyes: the final signature must come from someone else than the preliminary author unless
+    the site allows single reading (`single_reader_site`), and then the report and the audit row
+    record it. `single_reader` says the caller already found this step single-read (amendment review).
+    """
     async with conn.transaction():
         exam = await _exam(conn, accession_number, lock=True)
         # The exam lock serializes every step of this exam's report, so the report row and its
@@ -183,6 +189,9 @@ async def act(
         step = transition(action, state, actor.grades)
         if expected_version is not None and report is not None and report["version"] != expected_version:
             raise Conflict(f"the report is at version {report['version']}, not {expected_version}: reload it")
+        if action == Action.FINAL and report is not None:
+            single_reader = four_eyes(report["preliminary_by"], actor.username, single_reader_site=single_reader_site,
+                                      what="the final signer (the preliminary was signed by that reader)")
         now = datetime.now(UTC)
         if report is None:
             report_id = str(uuid.uuid4())
@@ -246,6 +255,8 @@ async def act(
             updates.update(final_at=now, final_by=actor.username)
         if action == Action.SIGN_AMENDED:
             updates["amendment_count"] = report["amendment_count"] + 1
+        if single_reader and action == Action.FINAL:
+            updates["single_reader"] = True
 
         if step.signs:
             kind = amendment["kind"] if amendment else step.signs
@@ -265,7 +276,8 @@ async def act(
                    SELECT report_id, $2, $10, 'sign', 'signed', $11::jsonb FROM signed""",
                 report_id, version, kind, actor.user_id, actor.display_name or actor.username, now, digest,
                 key.key_id, signing.sign(key, message), actor.username,
-                json.dumps({"kind": kind, "content_sha256": digest, "key_id": key.key_id}))
+                json.dumps({"kind": kind, "content_sha256": digest, "key_id": key.key_id,
+                            **({"single_reader": True} if single_reader else {})}))
             updates["signed_version"] = version
             result.content_sha256 = digest
 
@@ -324,7 +336,8 @@ async def act(
                            entity="report", entity_id=report_id, patient_id=exam["patient_id"],
                            source_ip=actor.source_ip, service="reporting",
                            detail={"step": action.value, "from": state.value, "to": step.new_state.value,
-                                   "version": version, "note": note})
+                                   "version": version, "note": note,
+                                   **({"single_reader": True} if single_reader else {})})
         return result
 
 
@@ -387,17 +400,23 @@ async def request_amendment(conn: asyncpg.Connection, *, report_id: str, kind: s
 
 
 async def review_amendment(conn: asyncpg.Connection, *, report_id: str, approve: bool, note: str | None,
-                           actor: Actor, signing_secret: str) -> StepResult:
+                           actor: Actor, signing_secret: str, single_reader_site: bool = False) -> StepResult:
+    """Approve or reject the pending request; four eyes: not by the person who asked for it."""
     async with conn.transaction():
         report = await _lock_report(conn, report_id)
         action = Action.APPROVE_AMENDMENT if approve else Action.REJECT_AMENDMENT
         transition(action, State(report["state"]), actor.grades)
+        requested_by = await conn.fetchval(
+            "SELECT requested_by FROM amendment WHERE report_id = $1 AND status = 'requested' ORDER BY id DESC "
+            "LIMIT 1", report_id)
+        single = four_eyes(requested_by, actor.username, single_reader_site=single_reader_site,
+                           what="whoever decides an amendment request (the request was made by that person)")
         await conn.execute(
-            "UPDATE amendment SET status = $2, reviewed_by = $3, reviewed_at = now(), review_note = $4 "
-            "WHERE report_id = $1 AND status = 'requested'",
-            report_id, "approved" if approve else "rejected", actor.username, note)
+            "UPDATE amendment SET status = $2, reviewed_by = $3, reviewed_at = now(), review_note = $4, "
+            "single_reader = $5 WHERE report_id = $1 AND status = 'requested'",
+            report_id, "approved" if approve else "rejected", actor.username, note, single)
         return await act(conn, accession_number=report["accession_number"], action=action, actor=actor, note=note,
-                         signing_secret=signing_secret)
+                         signing_secret=signing_secret, single_reader=single)
 
 
 # ---- reading -------------------------------------------------------------------------------------

@@ -124,6 +124,21 @@ class NotPermitted(WorkflowError):
     """The step exists but the caller's grade may not take it (HTTP 403)."""
 
 
+class SameReader(NotPermitted):
+    """Four eyes: this step needs a second person, and the site does not allow single reading (HTTP 403)."""
+
+
+def four_eyes(first: str | None, second: str, *, what: str, single_reader_site: bool) -> bool:
+    """Whether `second` taking the step after `first` is single reading (allowed only on a
+    single-reader site, then True so the caller records it); a different person is False."""
+    if not first or first != second:
+        return False
+    if not single_reader_site:
+        raise SameReader(f"four eyes: {what} must be someone else than {first} "
+                         "(this site does not allow single-reader operation)")
+    return True
+
+
 def transition(action: Action, state: State, grades: set[Grade] | frozenset[Grade]) -> Transition:
     """The step `action` from `state` for a caller holding `grades`, or raise why not."""
     step = TABLE.get((action, state))
