@@ -22,10 +22,12 @@ import asyncpg
 import pytest
 from imaging_common import db
 from imaging_common.config import CommonSettings
-from imaging_common.events import CloudEvent, EventBus, parse_data, publish
+from imaging_common.events import CloudEvent, EventBus, parse_data, publish, versions
 from imaging_common.events.deadletters import list_dead_letters, purge_dead_letters, replay_dead_letters
-from imaging_common.events.topology import delete_namespace, queue_name
-from imaging_common.events.types import OrderCancelled
+from imaging_common.events.metrics import EventMetrics
+from imaging_common.events.outbox import OutboxRelay, RelayError
+from imaging_common.events.topology import SUBSCRIPTIONS, declare_topology, delete_namespace, queue_name
+from imaging_common.events.types import OrderCancelled, PatientRef
 from imaging_common.observability import bind_correlation_id, current_correlation_id
 from imaging_common.testing_proxy import TcpProxy
 from prometheus_client import CollectorRegistry
@@ -79,13 +81,21 @@ class Sandbox:
                 source="/imaging/test", subject=f"ACC-{order_id}",
             )
 
+    def handlers(self) -> dict[str, Any]:
+        """A handler for every type SERVICE subscribes to (a bus starts only with all of them)."""
+        return {t: self.handle if t == EVENT else _ignore for t in SUBSCRIPTIONS[SERVICE]}
+
     def bus(self, handlers: dict[str, Any] | None = None, **settings: Any) -> EventBus:
         s = self.settings.model_copy(update=settings) if settings else self.settings
         return EventBus(
             settings=s, service=SERVICE, pool=self.pool,
-            handlers={EVENT: self.handle} if handlers is None else handlers,
+            handlers=self.handlers() if handlers is None else handlers,
             registry=CollectorRegistry(),
         )
+
+
+async def _ignore(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -218,9 +228,18 @@ async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) 
     assert not bus.is_connected
 
 
-async def test_a_subscribed_event_without_a_handler_is_counted_and_logged(  # type: ignore[no-untyped-def]
-        sandbox: Sandbox, caplog) -> None:
+async def test_a_subscription_without_a_handler_refuses_to_start(sandbox: Sandbox) -> None:
     bus = sandbox.bus(handlers={"order.created": sandbox.handle})  # scheduling subscribes to order.cancelled too
+    with pytest.raises(ValueError, match=r"order.cancelled.*no handler"):
+        await bus.start()
+    assert not bus.is_connected
+
+
+async def test_a_subscribed_event_without_a_handler_is_counted_and_logged(  # type: ignore[no-untyped-def]
+        sandbox: Sandbox, caplog, monkeypatch) -> None:
+    # An older replica during a rolling upgrade: a newer publisher bound a type it cannot handle.
+    monkeypatch.setattr("imaging_common.events.bus.check_handlers", lambda service, handled: None)
+    bus = sandbox.bus(handlers={"order.created": sandbox.handle})
     async with running(bus):
         for n in range(2):
             await sandbox.emit(f"O-ignored-{n}")
@@ -292,7 +311,7 @@ async def test_database_outage_delays_events_without_burning_their_retries(
     pool = await db.create_pool(via_proxy, sb.schema, max_size=3)
     try:
         bus = EventBus(settings=sb.settings.model_copy(update={"database_url": via_proxy}), service=SERVICE,
-                       pool=pool, handlers={EVENT: sb.handle})
+                       pool=pool, handlers=sb.handlers())
         async with running(bus):
             await proxy.cut()
             event = CloudEvent.from_data(OrderCancelled(order_id="O-dbdown", accession_number="A"), source="/t")
@@ -491,3 +510,89 @@ async def test_stop_returns_promptly_while_the_broker_is_unreachable(sandbox: Sa
 
 async def _false_async(value: bool) -> bool:
     return not value
+
+
+# ---- per-subject versions ---------------------------------------------------------------
+
+
+async def _emit_versioned(sb: Sandbox, order_id: str, version: int) -> CloudEvent:
+    async with sb.pool.acquire() as conn, conn.transaction():
+        return await publish(conn, OrderCancelled(order_id=order_id, accession_number=f"ACC-{order_id}",
+                                                  reason=f"v{version}", version=version),
+                             source="/imaging/test", subject=f"ACC-{order_id}")
+
+
+async def test_an_event_older_than_one_applied_is_stale_and_never_reaches_the_handler(sandbox: Sandbox) -> None:
+    sb = sandbox
+    bus = sb.bus()
+    async with running(bus):
+        newer = await _emit_versioned(sb, "O-v", 3)
+        await sb.wait_handled(newer.id)
+        older = await _emit_versioned(sb, "O-v", 2)
+        same = await _emit_versioned(sb, "O-v", 3)  # the same snapshot under a new event id
+        other = await _emit_versioned(sb, "O-w", 1)  # another subject is not held back
+        await sb.wait_handled(other.id)
+
+        async def both_stale() -> bool:
+            return bool(bus.metrics.consumed.labels(SERVICE, EVENT, "stale")._value.get() == 2)
+
+        await eventually(both_stale, 15.0, "the older and the equal version acknowledged as stale")
+        assert await sb.handled(older.id) == 0 and await sb.handled(same.id) == 0
+        assert await sb.pool.fetchval("SELECT version FROM subject_versions WHERE subject_key = 'order:O-v'") == 3
+
+
+async def test_producer_versions_count_per_subject(sandbox: Sandbox) -> None:
+    async with sandbox.pool.acquire() as conn, conn.transaction():
+        got = [await versions.next_version(conn, key) for key in ("order:A", "order:A", "order:B", "order:A")]
+    assert got == [1, 2, 1, 3]
+
+
+async def test_a_patient_copy_takes_only_newer_snapshots_and_is_never_blanked(sandbox: Sandbox) -> None:
+    known = {"name": "张三", "sex": "M", "phone": "13800000000", "birth_date": "1980-01-01"}
+    async with sandbox.pool.acquire() as conn, conn.transaction():
+        v5 = PatientRef(empi_id="E1", patient_id="P1", name="张三丰", sex="M", version=5)
+        assert await versions.patient_is_current(conn, v5)
+        v4 = PatientRef(empi_id="E1", patient_id="P1", name="张三", sex="U", version=4)
+        assert not await versions.patient_is_current(conn, v4)
+        unversioned = PatientRef(empi_id="E1", patient_id="P1", name="某人")
+        assert not await versions.patient_is_current(conn, unversioned)
+        assert await versions.patient_is_current(conn, v5)  # the same snapshot again is still current
+    fields = ("name", "sex", "phone", "birth_date")
+    newer = versions.merge_patient(known, v5.model_dump(mode="json", include=set(fields)), current=True)
+    assert newer == {**known, "name": "张三丰"}  # phone and birth date absent from the payload: kept
+    older = versions.merge_patient(known | {"phone": None}, {"name": "X", "sex": "U", "phone": "139"}, current=False)
+    assert older == {**known, "phone": "139"}  # an old snapshot only fills the gap
+
+
+class _FailingRelay(OutboxRelay):
+    """A relay whose broker refuses one given event (a nack, a timeout)."""
+
+    refuse: str = ""
+
+    async def _publish_row(self, row: asyncpg.Record) -> None:
+        if row["event_id"] == self.refuse:
+            raise RuntimeError("broker nack")
+        await super()._publish_row(row)
+
+
+async def test_the_relay_stops_a_batch_at_the_first_failure(sandbox: Sandbox) -> None:
+    sb = sandbox
+    events = [await sb.emit(f"O-stop-{i}") for i in range(4)]
+    connection = await aio_pika.connect(sb.settings.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_topology(channel, sb.namespace)
+        relay = _FailingRelay(pool=sb.pool, database_url=sb.settings.database_url, schema=sb.schema,
+                              exchange=exchange, app_id="test", metrics=EventMetrics("scheduling", CollectorRegistry()))
+        relay.refuse = events[1].id
+        with pytest.raises(RelayError, match="not confirmed"):
+            await relay.relay_once()
+        sent = {r["event_id"] for r in await sb.pool.fetch(
+            "SELECT event_id FROM outbox WHERE published_at IS NOT NULL")}
+        assert sent == {events[0].id}  # nothing after the refused row went out ahead of it
+        relay.refuse = ""
+        assert await relay.relay_once() == 3
+    finally:
+        await connection.close()
+    ids = [m.message_id for m in await drain(sb, "worklist")]
+    assert ids == [e.id for e in events]

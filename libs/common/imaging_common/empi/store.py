@@ -127,7 +127,8 @@ class Person:
         """Fields of events.types.PatientRef (the ID number masked, never whole; the card for check-in)."""
         return {"empi_id": self.empi_id, "patient_id": self.patient_id, "name": self.name,
                 "name_latin": self.name_latin, "birth_date": self.birth_date, "sex": self.sex,
-                "phone": self.phone, "id_number_masked": self.id_number_masked, "card_number": self.card_number}
+                "phone": self.phone, "id_number_masked": self.id_number_masked, "card_number": self.card_number,
+                "version": self.version}
 
 
 @dataclass
@@ -446,6 +447,8 @@ async def merge(conn: asyncpg.Connection, survivor: str, merged: str, *, actor: 
             "UPDATE empi_review SET status = 'obsolete', resolved_at = now(), resolved_by = $3 WHERE status = 'open' "
             "AND ((left_empi = $1 AND right_empi = $2) OR (left_empi = $2 AND right_empi = $1))",
             keep.empi_id, gone.empi_id, actor)
+        # A merge is news about the survivor even when no field of its golden record changes.
+        await conn.execute("UPDATE empi_person SET version = version + 1 WHERE empi_id = $1", keep.empi_id)
         person, changed = await recompute(conn, keep.empi_id)
         detail = {"merged": gone.empi_id, "merged_patient_id": gone.patient_id, "moved_source_records": moved,
                   "reason": reason, "changed": changed}
@@ -476,6 +479,7 @@ async def unmerge(conn: asyncpg.Connection, merged: str, *, actor: str, reason: 
         a, b = sorted((survivor, gone.empi_id))
         await conn.execute("INSERT INTO empi_distinct (a, b, decided_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                            a, b, actor)
+        await conn.execute("UPDATE empi_person SET version = version + 1 WHERE empi_id = $1", survivor)
         kept, _ = await recompute(conn, survivor)
         restored, _ = await recompute(conn, gone.empi_id)
         await _history(conn, survivor, "unmerge", actor, {"restored": gone.empi_id, "moved_back": moved,

@@ -66,7 +66,8 @@ class EventBus:
 
     async def start(self) -> None:
         """Check handlers, connect, declare the topology, start the relay and (if any handlers) the consumer."""
-        check_handlers(self.service, self.handlers)
+        if self.handlers:  # a publisher-only bus ({}) consumes nothing
+            check_handlers(self.service, self.handlers)
         schema = await self.pool.fetchval("SELECT current_schema()")
         if schema is None or not await self.pool.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
             raise RuntimeError(

@@ -4,14 +4,15 @@ For each message on `<ns>.<service>`:
   1. read the CloudEvents envelope; a body that is not one goes straight to the DLQ;
   2. data that does not validate against its type's model goes straight to the DLQ too
      (retrying cannot fix it);
-  3. in ONE transaction: insert the event id into `inbox` (already there = a redelivery: skip)
-     and call the handler, `handler(conn, event)`; commit, then ack;
+  3. in ONE transaction: insert the event id into `inbox` (already there = a redelivery: skip),
+     claim the event's per-subject versions (not newer than what was applied = "stale": skip, see
+     `versions`) and call the handler, `handler(conn, event)`; commit, then ack;
   4. a handler that raises: the message is re-sent to `<ns>.<service>.retry`, where it waits
      `event_retry_delay_ms` and flows back into the queue, carrying its failure count; after
      `event_max_retries` failures it goes to `<ns>.<service>.dlq` with headers naming the error.
      The original is acked once the copy is confirmed, so later messages keep flowing.
-Messages are handled one at a time, in queue order (prefetch only saves round trips), so a
-consumer sees `order.created` before the `order.cancelled` that followed it.
+Messages are handled one at a time per replica, in queue order (prefetch only saves round trips).
+Across replicas, retries and re-sends nothing keeps that order: the versions do.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
+from imaging_common.events import versions
 from imaging_common.events.envelope import CONTENT_TYPE, CloudEvent, EventError, MalformedEvent, parse_data
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.topology import (
@@ -38,6 +40,7 @@ from imaging_common.events.topology import (
     queue_name,
     retry_queue_name,
 )
+from imaging_common.events.types import EventData
 from imaging_common.observability import bind_correlation_id
 
 log = logging.getLogger(__name__)
@@ -190,7 +193,7 @@ class EventConsumer:
             await message.ack()
             return
         try:
-            parse_data(event)
+            data = parse_data(event)
         except EventError as exc:
             await self._dead_letter(message, kind="invalid-data", error=str(exc), event_type=event.type)
             await message.ack()
@@ -198,7 +201,7 @@ class EventConsumer:
 
         bind_correlation_id(event.correlationid or event.id)
         try:
-            outcome = await self._apply(event, handler)
+            outcome = await self._apply(event, data, handler)
         except HandlerFailed as failure:
             cause = failure.__cause__ or failure
             error = f"{type(cause).__name__}: {cause}"
@@ -216,7 +219,7 @@ class EventConsumer:
             return
         else:
             # One line per event applied, so a correlation id shows every service it reached.
-            log.log(logging.INFO if outcome == "applied" else logging.DEBUG, "%s: %s %s %s from %s",
+            log.log(logging.DEBUG if outcome == "duplicate" else logging.INFO, "%s: %s %s %s from %s",
                     self.service, event.type, event.subject or "-", outcome, event.source,
                     extra={"service": self.service, "event_type": event.type, "event_id": event.id})
         finally:
@@ -224,8 +227,8 @@ class EventConsumer:
         self.metrics.consumed.labels(self.service, event.type, outcome).inc()
         await message.ack()
 
-    async def _apply(self, event: CloudEvent, handler: EventHandler) -> str:
-        """Record the event id and run the handler in one transaction; "applied" or "duplicate"."""
+    async def _apply(self, event: CloudEvent, data: EventData, handler: EventHandler) -> str:
+        """Record the event id and run the handler in one transaction; "applied", "duplicate" or "stale"."""
         async with self.pool.acquire() as conn:
             in_handler = False
             try:
@@ -237,6 +240,8 @@ class EventConsumer:
                     )
                     if not inserted:
                         return "duplicate"
+                    if not await versions.claim(conn, data.subject_versions()):
+                        return "stale"  # an older snapshot than one applied: its id stays in the inbox
                     in_handler = True
                     await handler(conn, event)
             except Exception as exc:

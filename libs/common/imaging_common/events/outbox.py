@@ -2,7 +2,7 @@
 
 The producer never talks to RabbitMQ inside its transaction. `publish(conn, model, ...)` inserts
 the envelope into the service's `outbox` table; when the transaction commits, a trigger NOTIFYs
-and the `OutboxRelay` publishes the new rows in order, each with a publisher confirm, stamping
+and the `OutboxRelay` publishes the new rows in order, each confirmed before the next, stamping
 `published_at` only after the broker confirmed. A rollback publishes nothing; a broker that is
 away only delays delivery (rows wait; the relay retries with backoff). Several replicas may run
 a relay on one schema: a transaction-scoped advisory lock lets one publish at a time, which also
@@ -155,13 +155,14 @@ class OutboxRelay:
                     "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
                     self.batch_size,
                 )
-                # Pipelined: the batch's publishes are written in seq order (tasks start in order and
-                # aiormq writes under a FIFO lock); their confirms are awaited together.
-                results = await asyncio.gather(*(self._publish_row(row) for row in rows), return_exceptions=True)
-                for row, result in zip(rows, results, strict=True):
-                    if isinstance(result, BaseException):
-                        failure = failure or (row["seq"], result)
-                        continue
+                # One at a time, each confirmed before the next is sent, stopping at the first that
+                # fails: a later row never reaches the broker before an earlier one of this schema.
+                for row in rows:
+                    try:
+                        await self._publish_row(row)
+                    except Exception as exc:
+                        failure = (row["seq"], exc)
+                        break
                     published.append(row["seq"])  # confirmed: on the broker, so never publish it again
                     self.metrics.published.labels(self.metrics.service, row["type"]).inc()
                 if published:

@@ -20,6 +20,14 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="allow")
     event_type: str = Field("", exclude=True)  # overridden by each subclass as a ClassVar-like default
 
+    def subject_versions(self) -> list[tuple[str, int]]:
+        """(subject key, version) pairs this event is a snapshot of, e.g. [("order:O1", 3)].
+
+        A consumer applies the event only if it is newer than what it applied for at least one
+        of them (see `imaging_common.events.versions`); events without versions always apply.
+        """
+        return []
+
 
 # ---- shared parts -------------------------------------------------------------------------
 
@@ -40,6 +48,10 @@ class PatientRef(BaseModel):
     id_number_masked: str | None = None  # e.g. "1101**********1234"; never the full number
     id_number_sha256: str | None = None  # SHA-256 hex of the upper-cased ID number: check-in by ID card
     card_number: str | None = None  # hospital (visit) card number, for check-in by card
+    # The patient's record version in registration when this snapshot was taken (EMPI person
+    # version). A copy is overwritten only by a snapshot at least as new; without a version the
+    # snapshot only fills fields the copy does not know (see events.versions.merge_patient).
+    version: int | None = None
 
 
 class SpecialConditions(BaseModel):
@@ -54,9 +66,16 @@ class SpecialConditions(BaseModel):
 # ---- patients (registration) ---------------------------------------------------------------
 
 
+def _patient_version(patient: PatientRef) -> list[tuple[str, int]]:
+    return [(f"patient:{patient.empi_id}", patient.version)] if patient.version is not None else []
+
+
 class PatientRegistered(EventData):
     event_type: str = "patient.registered"
     patient: PatientRef
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _patient_version(self.patient)
 
 
 class PatientUpdated(EventData):
@@ -64,12 +83,19 @@ class PatientUpdated(EventData):
     patient: PatientRef
     changed: list[str] = []  # names of changed fields
 
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _patient_version(self.patient)
+
 
 class PatientMerged(EventData):
     event_type: str = "patient.merged"
     surviving: PatientRef  # the golden record after the merge
     merged_empi_ids: list[str]  # EMPI ids folded into the survivor
     merged_patient_ids: list[str] = []  # their PACS PatientIDs, now aliases of the survivor
+    merged_versions: dict[str, int] = {}  # EMPI id -> its version after the merge
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _patient_version(self.surviving) + [(f"patient:{e}", v) for e, v in self.merged_versions.items()]
 
 
 # ---- orders (registration) -----------------------------------------------------------------
@@ -107,6 +133,21 @@ class OrderCreated(EventData):
     special: SpecialConditions = SpecialConditions()
     priority: Literal["routine", "urgent", "stat"] = "routine"
     ordered_at: datetime
+    requested_at: datetime | None = None  # when the exam is wanted (TQ1-7), if the order says
+    # Per-order version in registration: 1 when created, +1 with each change or cancel.
+    version: int | None = None
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return [(f"order:{self.order_id}", self.version)] if self.version is not None else []
+
+
+class OrderChanged(OrderCreated):
+    """The order as it now is (items, time, priority, department, patient...): a whole snapshot, so
+    a consumer that missed or has not yet seen order.created can apply it alone."""
+
+    event_type: str = "order.changed"
+    changed: list[str] = []  # names of changed fields, e.g. ["items", "priority"]
+    reason: str | None = None
 
 
 class OrderCancelled(EventData):
@@ -114,6 +155,10 @@ class OrderCancelled(EventData):
     order_id: str
     accession_number: str
     reason: str | None = None
+    version: int | None = None  # the order's version (see OrderCreated.version)
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return [(f"order:{self.order_id}", self.version)] if self.version is not None else []
 
 
 # ---- appointments (scheduling) -------------------------------------------------------------
@@ -135,11 +180,19 @@ class AppointmentInfo(BaseModel):
     end: datetime
     special: SpecialConditions = SpecialConditions()
     priority: Literal["routine", "urgent", "stat"] = "routine"
+    version: int | None = None  # per-appointment version in scheduling, +1 with each change
+
+
+def _appointment_version(appointment_id: str, version: int | None) -> list[tuple[str, int]]:
+    return [(f"appointment:{appointment_id}", version)] if version is not None else []
 
 
 class AppointmentBooked(EventData):
     event_type: str = "appointment.booked"
     appointment: AppointmentInfo
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _appointment_version(self.appointment.appointment_id, self.appointment.version)
 
 
 class AppointmentRescheduled(EventData):
@@ -148,6 +201,9 @@ class AppointmentRescheduled(EventData):
     previous_start: datetime
     previous_room_id: str
 
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _appointment_version(self.appointment.appointment_id, self.appointment.version)
+
 
 class AppointmentCancelled(EventData):
     event_type: str = "appointment.cancelled"
@@ -155,6 +211,10 @@ class AppointmentCancelled(EventData):
     order_id: str
     accession_number: str
     reason: str
+    version: int | None = None
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _appointment_version(self.appointment_id, self.version)
 
 
 class AppointmentNoShow(EventData):
@@ -165,6 +225,10 @@ class AppointmentNoShow(EventData):
     patient: PatientRef
     reason: str | None = None
     no_show_count: int = 1  # the patient's no-shows so far, for the consequences rule
+    version: int | None = None
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return _appointment_version(self.appointment_id, self.version)
 
 
 class AppointmentReminder(EventData):
@@ -342,7 +406,7 @@ class CriticalClosed(EventData):
 EVENT_MODELS: dict[str, type[EventData]] = {
     model.model_fields["event_type"].default: model
     for model in (
-        PatientRegistered, PatientUpdated, PatientMerged, OrderCreated, OrderCancelled,
+        PatientRegistered, PatientUpdated, PatientMerged, OrderCreated, OrderChanged, OrderCancelled,
         AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow,
         AppointmentReminder, PatientArrived, ExamStarted, ExamCompleted, FilmPrinted, FilmMatched,
         FilmUnmatched,
