@@ -298,7 +298,10 @@ class _Collector:
 
     def patient(self, accession: str, record: str, held: Mapping[str, Any],
                 name_form: Callable[[Person], str] | None = None) -> None:
-        """Compare the fields this copy holds with the person the accession belongs to now."""
+        """Compare the fields this copy holds with the person the accession belongs to now (an order
+        registration never issued is one drift already, unless imported: then its EMPI id decides)."""
+        if accession not in self.ref.orders and accession not in self.ref.external:
+            return
         p = self.ref.patient_of(accession, _text(held.get("empi_id")))
         if p is None:
             return
