@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from imaging_common import empi
 from imaging_common.service import ServiceSpec, create_service_app
 
-from registration.adapters import hl7_feed, http_auth, http_fhir, http_patients, http_ui, name_counts
+from registration.adapters import hl7_feed, http_auth, http_consistency, http_fhir, http_patients, http_ui, name_counts
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -15,7 +15,7 @@ SERVICE = ServiceSpec(
     title="Registration",
     migrations=Path(__file__).parent / "migrations",
     library_migrations={"empi": empi.MIGRATIONS},
-    routers=[http_auth.router, http_patients.router, http_fhir.router],
+    routers=[http_auth.router, http_patients.router, http_fhir.router, http_consistency.router],
     on_ready=[http_auth.on_ready],
     listeners=[hl7_feed.mllp_listener, name_counts.name_count_listener],
     ui_routers=[http_ui.router],
