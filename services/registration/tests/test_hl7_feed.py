@@ -135,7 +135,7 @@ async def test_malformed_messages_get_ae_or_ar_and_store_nothing(feed) -> None:
     ack = await send(client, "hello, this is not HL7")
     assert ack.field("MSA", 1) == "AR"
     # Unsupported order control: AE naming ORC-1.
-    ack = await send(client, msg("ORM^O01", pid(his, "钱^多"), f"ORC|XO|{placer}", "OBR|1|||CT-1^CT"))
+    ack = await send(client, msg("ORM^O01", pid(his, "钱^多"), f"ORC|RP|{placer}", "OBR|1|||CT-1^CT"))
     assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "1"
     assert await pool.fetchval("SELECT count(*) FROM empi_person") == persons
     assert await pool.fetchval("SELECT count(*) FROM empi_identifier WHERE value = $1", his) == 0
@@ -166,3 +166,45 @@ async def test_orm_cancel_and_discontinue_cancel_the_order_once(feed) -> None:
     # A cancel of an order nobody sent: AE naming ORC-2.
     ack = await send(client, msg("ORM^O01", pid(his, "周^芷若"), "ORC|CA|NOSUCH1", "OBR|1|||DX-CHEST"))
     assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "2"
+
+
+async def test_orm_xo_changes_the_order_and_announces_the_whole_order_once(feed) -> None:
+    client, pool = feed
+    his, other, placer = f"H{uuid.uuid4().hex[:8]}", f"H{uuid.uuid4().hex[:8]}", f"ORD{uuid.uuid4().hex[:8]}"
+    obr = "OBR|1|||CT-CHEST^胸部CT平扫" + "|" * 20 + "CT"
+    ack = await send(client, msg("ORM^O01", pid(his, "吴^桐", rid()), "PV1|1|O", f"ORC|NW|{placer}", obr))
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    accession = await pool.fetchval("SELECT accession_number FROM exam_order WHERE placer_order_number = $1", placer)
+    [created] = await events(pool, "order.created", accession)
+    # The HIS changes the item, the priority (TQ1-9 S), the wanted time (TQ1-7, +08:00) and the department.
+    reason = "||||||||||||||^临床更改检查项目"
+    change = msg("ORM^O01", pid(his, "吴^桐"), "PV1|1|O", f"ORC|XO|{placer}{reason}|^急诊科",
+                 "TQ1|1||||||202612081430+0800||S", "OBR|1|||CT-HEAD^头颅CT平扫" + "|" * 20 + "CT")
+    ack = await send(client, change)
+    assert ack.field("MSA", 1) == "AA" and "changed" in ack.field("MSA", 3), ack.to_er7()
+    row = await pool.fetchrow("SELECT * FROM exam_order WHERE placer_order_number = $1", placer)
+    assert "CT-HEAD" in str(row["items"]) and "CT-CHEST" not in str(row["items"])
+    assert row["priority"] == "stat" and row["ordering_department"] == "急诊科"
+    assert row["requested_at"].isoformat() == "2026-12-08T06:30:00+00:00"
+    [changed] = await events(pool, "order.changed", accession)
+    data = changed["data"]
+    assert data["version"] == created["data"]["version"] + 1
+    assert [i["code"] for i in data["items"]] == ["CT-HEAD"] and data["reason"] == "临床更改检查项目"
+    assert set(data["changed"]) >= {"items", "priority", "requested_at", "ordering_department"}
+    assert data["patient"]["empi_id"] == row["empi_id"]  # a whole snapshot: the patient rides along
+    # Said again: acknowledged, nothing announced.
+    ack = await send(client, change)
+    assert ack.field("MSA", 1) == "AA" and "unchanged" in ack.field("MSA", 3)
+    assert len(await events(pool, "order.changed", accession)) == 1
+    # An XO naming another known patient is refused: an order never moves to someone else this way.
+    await send(client, msg("ADT^A04", "EVN|A04", pid(other, uname(), dob="19650303")))
+    ack = await send(client, msg("ORM^O01", pid(other, "郑^爽"), f"ORC|XO|{placer}", obr))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=1) == "PID", ack.to_er7()
+    # Unknown order: AE naming ORC-2; a cancelled order cannot change.
+    ack = await send(client, msg("ORM^O01", pid(his, "吴^桐"), "ORC|XO|NOSUCH2", obr))
+    assert ack.field("MSA", 1) == "AE" and ack.field("ERR", 2, component=3) == "2"
+    await send(client, msg("ORM^O01", pid(his, "吴^桐"), f"ORC|CA|{placer}", obr))
+    ack = await send(client, msg("ORM^O01", pid(his, "吴^桐"), f"ORC|XO|{placer}", obr))
+    assert ack.field("MSA", 1) == "AE" and "cancelled" in ack.field("ERR", 8), ack.to_er7()
+    [cancelled] = await events(pool, "order.cancelled", accession)
+    assert cancelled["data"]["version"] == data["version"] + 1

@@ -156,13 +156,24 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     await page.click("#card-verify")
     await expect(page.locator("#toast")).to_contain_text("不一致")
     assert await pool.fetchval("SELECT count(*) FROM identity_verification WHERE empi_id = $1", empi) == 2
+    # The ward calls: make it urgent. The whole order goes out again as order.changed, one version newer.
+    await card.locator("tr.row-inf .order-change").click()
+    dialog = page.locator("dialog.order-change-dialog")
+    await dialog.locator("select[name=priority]").select_option("urgent")
+    await dialog.locator("input[name=reason]").fill("病情加重")
+    await dialog.locator("button[value=save]").click()
+    await expect(page.locator("#toast")).to_contain_text(f"检查 {accession} 已更改")
+    [changed] = await events(pool, "order.changed", accession)
+    assert changed["data"]["priority"] == "urgent" and changed["data"]["changed"] == ["priority"]
+    assert changed["data"]["version"] == ev["version"] + 1 and changed["data"]["reason"] == "病情加重"
+    assert changed["data"]["items"][0]["name"] == "胸部CT平扫"  # a whole snapshot, not just the change
     # The patient changes their mind: the clerk cancels the exam with a reason; order.cancelled follows.
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("患者取消检查")))
     await card.locator("tr.row-inf .order-cancel").click()
     await expect(page.locator("#toast")).to_contain_text(f"检查 {accession} 已取消")
     await expect(card.locator("tr.row-inf")).to_contain_text("已取消")
     [cancelled] = await events(pool, "order.cancelled", accession)
-    assert cancelled["data"]["reason"] == "患者取消检查"
+    assert cancelled["data"]["reason"] == "患者取消检查" and cancelled["data"]["version"] == ev["version"] + 2
     await page.close()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from imaging_common.events.types import (
     AppointmentBooked,
@@ -11,6 +11,7 @@ from imaging_common.events.types import (
     AppointmentRescheduled,
     ExamItem,
     OrderCancelled,
+    OrderChanged,
     OrderCreated,
     PatientArrived,
     PatientMerged,
@@ -155,3 +156,41 @@ async def test_merged_patients_steps_answer_with_the_survivor_and_keep_what_the_
     assert str(row["birth_date"]) == "1970-05-06" and row["sex"] == "M"  # the merge payload had neither
     assert await find_steps(world.conn, StepQuery(patient_id=world.id("P"))) == []
     assert len(await find_steps(world.conn, StepQuery(patient_id=world.id("P2")))) == 1
+
+
+def changed(w: World, *codes: str, version: int, **fields: object) -> OrderChanged:
+    """The whole order again, as registration announces a change (ORC-1 XO, the desk)."""
+    return OrderChanged(**(order(w, *codes).model_dump() | {"version": version, "changed": ["items"], **fields}))
+
+
+async def test_an_order_change_alone_makes_the_steps_and_a_dropped_item_leaves_the_worklist(world: World) -> None:
+    # order.changed may be the first this service hears of the order (order.created late or stale).
+    await steps.apply_order_created(world.conn, changed(world, "CT-CHEST", "CT-HEAD", version=2), TZ)
+    assert {r["protocol_code"] for r in await active(world)} == {"CT-CHEST", "CT-HEAD"}
+    wanted = datetime(2030, 3, 4, 6, 0, tzinfo=UTC)
+    await steps.apply_order_created(world.conn, changed(world, "CT-HEAD", version=3, requested_at=wanted,
+                                                        priority="stat"), TZ)
+    [row] = await active(world)
+    assert row["protocol_code"] == "CT-HEAD" and row["priority"] == "stat"
+    assert row["start_at"] == datetime(2030, 3, 4, 14, 0)  # no appointment: the order's wanted time
+    # Once booked, the appointment's time stands against a later change of the order.
+    start = datetime(2030, 3, 5, 2, 0, tzinfo=UTC)
+    await steps.apply_appointment(world.conn, AppointmentBooked(appointment=appointment(world, start, "CT-HEAD")), TZ)
+    await steps.apply_order_created(world.conn, changed(world, "CT-HEAD", version=4, requested_at=wanted), TZ)
+    [row] = await active(world)
+    assert row["start_at"] == datetime(2030, 3, 5, 10, 0)
+
+
+async def test_an_order_snapshot_older_than_the_patient_copy_does_not_rename_them(world: World) -> None:
+    newer = patient(world, "张叁", "ZHANG^SAN").model_copy(update={"version": 7, "birth_date": date(1980, 1, 2)})
+    await steps.apply_order_created(world.conn, changed(world, version=2, patient=newer), TZ)
+    older = patient(world, "张三", "ZHANG^SAN").model_copy(update={"version": 6, "sex": "U"})
+    await steps.apply_order_created(world.conn, changed(world, version=3, patient=older, priority="stat"), TZ)
+    [row] = await active(world)
+    assert row["priority"] == "stat"  # the order's own news applies...
+    assert row["patient_name"] == "ZHANG^SAN=张叁" and row["sex"] == "M"  # ...its old patient snapshot does not
+    assert row["birth_date"] == date(1980, 1, 2)
+    partial = newer.model_copy(update={"version": 8, "birth_date": None, "sex": "U"})
+    await steps.apply_patient_updated(world.conn, PatientUpdated(patient=partial))
+    [row] = await active(world)
+    assert row["birth_date"] == date(1980, 1, 2) and row["sex"] == "M"  # a partial payload blanks nothing

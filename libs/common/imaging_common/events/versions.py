@@ -81,6 +81,9 @@ def merge_patient(known: Mapping[str, Any] | None, incoming: Mapping[str, Any], 
     """The copy to keep: a current snapshot's values win where it has one; otherwise (older or
     unversioned) it only fills what the copy lacks. Empty values never replace known ones."""
     merged = dict(known or {})
+    renamed = current and not _empty("name", incoming.get("name")) and incoming.get("name") != merged.get("name")
+    if renamed and _empty("name_latin", incoming.get("name_latin")):
+        merged.pop("name_latin", None)  # the Latin form was of the old name
     for name, value in incoming.items():
         if name not in merged:
             merged[name] = value

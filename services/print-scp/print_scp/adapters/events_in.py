@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import asyncpg
-from imaging_common.events import parse_data
+from imaging_common.events import parse_data, versions
 from imaging_common.events.types import (
     ExamCompleted,
     ExamStarted,
@@ -81,13 +81,23 @@ async def _reidentify_matched(conn: asyncpg.Connection, study_uids: list[str]) -
 
 
 async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
+    """order.created, and order.changed (the whole order again, perhaps first): the study is recorded;
+    if the order now names another patient (a merge, an unmerge) its matched films are re-identified."""
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, OrderCreated)
+    before = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1", data.study_instance_uid)
     await films_db.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), order_id=data.order_id,
         modality=data.items[0].modality if data.items else None,
-        exam_name=", ".join(i.name for i in data.items) or None, ordered_at=data.ordered_at)
+        exam_name=", ".join(i.name for i in data.items) or None, ordered_at=data.ordered_at,
+        current=await versions.patient_is_current(conn, data.patient))
+    if before is not None:
+        after = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1",
+                                    data.study_instance_uid)
+        old, new = films_db.as_dict(before), films_db.as_dict(after)
+        if any(old.get(k) != new.get(k) for k in IDENTITY_FIELDS):
+            await _reidentify_matched(conn, [data.study_instance_uid])
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
@@ -97,7 +107,7 @@ async def on_exam_started(conn: asyncpg.Connection, event: object) -> None:
     await films_db.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), modality=data.modality, status="started",
-        started_at=data.started_at)
+        started_at=data.started_at, current=await versions.patient_is_current(conn, data.patient))
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
@@ -107,7 +117,8 @@ async def on_exam_completed(conn: asyncpg.Connection, event: object) -> None:
     await films_db.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), order_id=data.order_id, modality=data.modality,
-        exam_name=data.exam_name, status=data.status, started_at=data.started_at, completed_at=data.completed_at)
+        exam_name=data.exam_name, status=data.status, started_at=data.started_at, completed_at=data.completed_at,
+        current=await versions.patient_is_current(conn, data.patient))
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
@@ -144,13 +155,14 @@ async def on_patient_merged(conn: asyncpg.Connection, event: object) -> None:
 
 
 async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: dict) -> list[str]:
-    """The studies of these EMPI ids now have this patient, merged into what each knew (a partial
-    payload blanks nothing). Returns the studies whose film identity changed (a new phone is not one)."""
+    """The studies of these EMPI ids now have this patient (a patient event: the newest snapshot, the
+    consumer saw to that), merged into what each knew (a partial payload blanks nothing). Returns the
+    studies whose film identity changed (a new phone is not one)."""
     changed = []
     for rec in await conn.fetch("SELECT study_instance_uid, patient FROM studies WHERE empi_id = ANY($1::text[]) "
                                 "FOR UPDATE", empi_ids):
         known = films_db.as_dict(rec["patient"])
-        merged = films_db.merge_patient(known, patient)
+        merged = versions.merge_patient(known, patient, current=True)
         await conn.execute("UPDATE studies SET empi_id = $2, patient_id = $3, patient_name = $4, patient = $5::jsonb, "
                            "updated_at = now() WHERE study_instance_uid = $1", rec["study_instance_uid"],
                            merged["empi_id"], merged["patient_id"], merged["name"],
@@ -166,6 +178,7 @@ IDENTITY_FIELDS = ("empi_id", "patient_id", "name", "name_latin", "birth_date", 
 
 EVENT_HANDLERS = {
     "order.created": on_order_created,
+    "order.changed": on_order_created,
     "order.cancelled": on_order_cancelled,
     "exam.started": on_exam_started,
     "exam.completed": on_exam_completed,

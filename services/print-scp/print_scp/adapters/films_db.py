@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from imaging_common.events import versions
 
 from print_scp.domain.matching import KnownStudy
 from print_scp.domain.print_session import FilmJob
@@ -107,19 +108,6 @@ def as_dict(value: Any) -> dict[str, Any]:
     return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
-def merge_patient(known: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A patient as last received, never blanking a known field: a partial payload (an MPPS-born event
-    without phone or sex, say) fills gaps and corrects values, but None or sex 'U' erase nothing."""
-    out = dict(known)
-    if new.get("name") and new["name"] != known.get("name") and not new.get("name_latin"):
-        out.pop("name_latin", None)  # the Latin form was of the old name
-    for k, v in new.items():
-        if v is None or v == "" or (k == "sex" and v == "U" and known.get("sex") not in (None, "U")):
-            continue
-        out[k] = v
-    return out
-
-
 async def set_dicom(conn: asyncpg.Connection, film_id: str, *, dicom_key: str, sop_uid: str) -> None:
     await conn.execute("UPDATE films SET dicom_key = $2, sop_instance_uid = $3 WHERE id = $1",
                        film_id, dicom_key, sop_uid)
@@ -141,10 +129,13 @@ async def studies_around(conn: asyncpg.Connection, at: datetime, hours: int) -> 
 async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: str, patient: dict[str, Any],
                        order_id: str | None = None, modality: str | None = None, exam_name: str | None = None,
                        status: str | None = None, ordered_at: datetime | None = None,
-                       started_at: datetime | None = None, completed_at: datetime | None = None) -> None:
+                       started_at: datetime | None = None, completed_at: datetime | None = None,
+                       current: bool = False) -> None:
+    """Record what an event says of a study; its patient replaces the known one only when `current` (the
+    newest snapshot of them, events.versions), otherwise it fills gaps."""
     known = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1 FOR UPDATE", study_uid)
     if known is not None:
-        patient = merge_patient(as_dict(known), patient)
+        patient = versions.merge_patient(as_dict(known), patient, current=current)
     await conn.execute(
         """INSERT INTO studies (study_instance_uid, accession_number, order_id, empi_id, patient_id, patient_name,
                patient, modality, exam_name, status, ordered_at, started_at, completed_at)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from imaging_common.empi import store
@@ -24,7 +24,7 @@ from imaging_common.empi.identifiers import IdType, InvalidIdentifier, parse_id_
 from imaging_common.empi.names import has_han
 from imaging_common.empi.store import IncomingPerson, Person
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
+from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, times
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import MLLPServer
 from imaging_common.service import ServiceContext
@@ -57,6 +57,17 @@ def _date(msg: Message, seg: str, n: int) -> date | None:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:
         raise HL7Error(acks.DATA_TYPE_ERROR, f"{seg}-{n} is not a date (YYYYMMDD)", seg, 1, n) from None
+
+
+def _datetime(msg: Message, seg: str, n: int, component: int = 1) -> datetime | None:
+    """An HL7 DTM field as an instant (an offset honoured, none: the hospital's local time)."""
+    raw = msg.field(seg, n, component=component)
+    if not raw:
+        return None
+    at = times.hl7_instant(raw, times.zone(None))
+    if at is None:
+        raise HL7Error(acks.DATA_TYPE_ERROR, f"{seg}-{n} is not a date/time (YYYYMMDDHHMM[SS][+ZZZZ])", seg, 1, n)
+    return at
 
 
 def person_from_pid(msg: Message) -> tuple[IncomingPerson, str | None]:
@@ -109,6 +120,44 @@ def person_from_pid(msg: Message) -> tuple[IncomingPerson, str | None]:
 
 
 CANCEL_CONTROLS = ("CA", "DC")  # HL7 v2.5 table 0119: cancel order request, discontinue order request
+CHANGE_CONTROL = "XO"  # table 0119: change order/service request
+
+
+def order_form(msg: Message) -> dict[str, Any]:
+    """What an ORM^O01 / OMI^O23 asks for, as create_order/change_order take it (not the patient)."""
+    items = []
+    for n, obr in enumerate(msg.all("OBR"), start=1):
+        code = msg.field("OBR", 4, component=1, segment=obr)
+        name = msg.field("OBR", 4, component=2, segment=obr) or code
+        if not code:
+            raise HL7Error(acks.REQUIRED_FIELD_MISSING, "OBR-4 exam item is required", "OBR", n, 4)
+        modality = (msg.field("OBR", 24, segment=obr) or code.split("-")[0]).upper()[:16]
+        items.append(ExamItem(code=code, name=name, modality=modality,
+                              body_part=msg.field("OBR", 15, component=1, segment=obr) or None))
+    danger = " ".join(msg.field("OBR", 12, component=c) for c in (1, 2)).upper()
+    danger_text = msg.field("OBR", 12, component=2)
+    special = SpecialConditions(
+        critical="CRIT" in danger or "危重" in danger_text, mdr="MDR" in danger or "耐药" in danger_text,
+        infectious="INF" in danger or "传染" in danger_text, notes=danger_text or None)
+    doctor = msg.repetitions("ORC", 12) or msg.repetitions("OBR", 16)
+    doc = (doctor[0] + [""] * 3) if doctor else ["", "", ""]
+    doc_name = (doc[1] + doc[2]) if has_han(doc[1] + doc[2]) else " ".join(p for p in (doc[2], doc[1]) if p)
+    priority_code = (msg.field("TQ1", 9, component=1) or msg.field("OBR", 27, component=6)
+                     or msg.field("ORC", 7, component=6) or "R").upper()
+    location = msg.repetitions("PV1", 3)
+    loc = (location[0] + [""] * 3) if location else ["", "", ""]
+    return {
+        "items": items, "special": special, "priority": PRIORITY.get(priority_code[:1], "routine"),
+        "patient_class": PATIENT_CLASS.get(msg.field("PV1", 2)[:1].upper(), "outpatient"),
+        "requested_at": _datetime(msg, "TQ1", 7) or _datetime(msg, "OBR", 27, component=4),
+        "visit_number": msg.field("PV1", 19, component=1) or None, "ward": loc[0] or None, "bed": loc[2] or None,
+        "ordering_doctor": doc_name or None, "ordering_doctor_id": doc[0] or None,
+        "ordering_department": msg.field("ORC", 17, component=2) or msg.field("ORC", 17, component=1)
+        or msg.field("PV1", 10) or None,
+        "clinical_diagnosis": msg.field("OBR", 31, component=2) or msg.field("OBR", 31, component=1) or None,
+        "history": msg.field("OBR", 13) or None,
+        "purpose": " ".join(msg.field("NTE", 3, segment=s) for s in msg.all("NTE")) or None,
+    }
 
 
 class HisFeed:
@@ -192,55 +241,48 @@ class HisFeed:
         if msg.segment("ORC") is None or msg.segment("OBR") is None:
             raise HL7Error(acks.SEGMENT_SEQUENCE_ERROR, "ORC and OBR segments are required", "ORC", 1, None)
         control = msg.field("ORC", 1)
-        if control not in ("NW", *CANCEL_CONTROLS):
+        if control not in ("NW", CHANGE_CONTROL, *CANCEL_CONTROLS):
             raise HL7Error(acks.TABLE_VALUE_NOT_FOUND, f"ORC-1 order control {control!r} not supported "
-                           f"(NW, {', '.join(CANCEL_CONTROLS)})", "ORC", 1, 1)
+                           f"(NW, {CHANGE_CONTROL}, {', '.join(CANCEL_CONTROLS)})", "ORC", 1, 1)
         placer = msg.field("ORC", 2, component=1) or msg.field("OBR", 2, component=1)
         if not placer:
             raise HL7Error(acks.REQUIRED_FIELD_MISSING, "ORC-2 placer order number is required", "ORC", 1, 2)
         if control in CANCEL_CONTROLS:
             return await self.cancel(conn, msg, placer, control, actor)
+        if control == CHANGE_CONTROL:
+            return await self.change(conn, msg, placer, actor)
         existing = await conn.fetchval(
             "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
         if existing:  # a resend: acknowledge it, change nothing (not even the patient)
             return f"order already received ({existing})"
-        items = []
-        for n, obr in enumerate(msg.all("OBR"), start=1):
-            code = msg.field("OBR", 4, component=1, segment=obr)
-            name = msg.field("OBR", 4, component=2, segment=obr) or code
-            if not code:
-                raise HL7Error(acks.REQUIRED_FIELD_MISSING, "OBR-4 exam item is required", "OBR", n, 4)
-            modality = (msg.field("OBR", 24, segment=obr) or code.split("-")[0]).upper()[:16]
-            items.append(ExamItem(code=code, name=name, modality=modality,
-                                  body_part=msg.field("OBR", 15, component=1, segment=obr) or None))
+        form = order_form(msg)
         person, _ = await self._register_or_update(conn, msg, actor)
-        danger = " ".join(msg.field("OBR", 12, component=c) for c in (1, 2)).upper()
-        danger_text = msg.field("OBR", 12, component=2)
-        special = SpecialConditions(
-            critical="CRIT" in danger or "危重" in danger_text, mdr="MDR" in danger or "耐药" in danger_text,
-            infectious="INF" in danger or "传染" in danger_text, notes=danger_text or None)
-        doctor = msg.repetitions("ORC", 12) or msg.repetitions("OBR", 16)
-        doc = (doctor[0] + [""] * 3) if doctor else ["", "", ""]
-        doc_name = (doc[1] + doc[2]) if has_han(doc[1] + doc[2]) else " ".join(p for p in (doc[2], doc[1]) if p)
-        priority_code = (msg.field("TQ1", 9, component=1) or msg.field("OBR", 27, component=6)
-                         or msg.field("ORC", 7, component=6) or "R").upper()
-        location = msg.repetitions("PV1", 3)
-        loc = (location[0] + [""] * 3) if location else ["", "", ""]
         order = await order_domain.create_order(
-            conn, empi_id=person.empi_id, items=items, actor=actor, accession_prefix=self.settings.accession_prefix,
-            source="his", placer_order_number=placer,
-            patient_class=PATIENT_CLASS.get(msg.field("PV1", 2)[:1].upper(), "outpatient"),
-            special=special, priority=PRIORITY.get(priority_code[:1], "routine"),
-            visit_number=msg.field("PV1", 19, component=1) or None, ward=loc[0] or None, bed=loc[2] or None,
-            ordering_doctor=doc_name or None, ordering_doctor_id=doc[0] or None,
-            ordering_department=msg.field("ORC", 17, component=2) or msg.field("ORC", 17, component=1)
-            or msg.field("PV1", 10) or None,
-            clinical_diagnosis=msg.field("OBR", 31, component=2) or msg.field("OBR", 31, component=1) or None,
-            history=msg.field("OBR", 13) or None,
-            purpose=" ".join(msg.field("NTE", 3, segment=s) for s in msg.all("NTE")) or None,
+            conn, empi_id=person.empi_id, actor=actor, accession_prefix=self.settings.accession_prefix,
+            source="his", placer_order_number=placer, **form,
         )
         return f"order {order['accession_number']} for {person.patient_id}"
 
+    async def change(self, conn: Any, msg: Message, placer: str, actor: Actor) -> str:
+        """ORC-1 XO: the order as the HIS now has it (items, time, priority, department...). The patient
+        does not change this way: a PID naming someone else is refused, not followed."""
+        order_id = await conn.fetchval(
+            "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
+        if order_id is None:
+            raise HL7Error(acks.UNKNOWN_KEY_IDENTIFIER, f"ORC-2: no order {placer} to change", "ORC", 1, 2)
+        _, his_id = person_from_pid(msg)
+        owner = await conn.fetchval("SELECT empi_id FROM exam_order WHERE order_id = $1", order_id)
+        named = await store.find_by_identifier(conn, IdType.HIS_PATIENT_ID.value, his_id) if his_id else None
+        if named is not None and named.empi_id != (await store.get_person(conn, owner, follow_merged=True)).empi_id:
+            raise HL7Error(acks.APPLICATION_RECORD_LOCKED, f"ORC-2: order {placer} belongs to another patient; "
+                           "cancel it and order again for this one", "PID", 1, 3)
+        reason = msg.field("ORC", 16, component=2) or msg.field("ORC", 16, component=1) or "HIS changed the order"
+        try:
+            order, changed = await order_domain.change_order(conn, order_id=str(order_id), changes=order_form(msg),
+                                                             reason=reason, actor=actor)
+        except order_domain.OrderClosed as exc:
+            raise HL7Error(acks.APPLICATION_RECORD_LOCKED, str(exc), "ORC", 1, 1) from None
+        return f"order {order['accession_number']} " + (f"changed: {', '.join(changed)}" if changed else "unchanged")
 
     async def cancel(self, conn: Any, msg: Message, placer: str, control: str, actor: Actor) -> str:
         """ORC-1 CA (cancel) or DC (discontinue) of an order we have: order.cancelled, once."""

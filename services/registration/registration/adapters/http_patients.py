@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -15,7 +15,7 @@ from imaging_common.empi.matcher import Scorer
 from imaging_common.empi.store import IncomingPerson
 from imaging_common.events.types import ExamItem, SpecialConditions
 from imaging_common.service import ServiceContext
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
@@ -314,6 +314,48 @@ async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orde
     except store.EmpiError as exc:
         raise _not_found(exc) from None
     return order
+
+
+class OrderChange(BaseModel):
+    """Only the fields sent change; the patient, accession number and Study UID never do."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200, description="why, e.g. 临床医生更改检查项目")
+    items: list[ExamItem] | None = Field(None, min_length=1)
+    priority: Literal["routine", "urgent", "stat"] | None = None
+    requested_at: datetime | None = None
+    patient_class: Literal["outpatient", "inpatient", "emergency", "physical-exam"] | None = None
+    visit_number: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    ordering_doctor: str | None = None
+    ordering_doctor_id: str | None = None
+    ordering_department: str | None = None
+    clinical_diagnosis: str | None = None
+    history: str | None = None
+    purpose: str | None = None
+    special: SpecialConditions | None = None
+
+
+@router.post("/orders/{key}/change", tags=["orders"],
+             summary="Change an order's items, time, priority or department: worklist, appointment, queue follow")
+async def change_order(key: str, body: OrderChange, request: Request, user: Orderers) -> dict[str, Any]:
+    ctx = _ctx(request)
+    changes = body.model_dump(exclude={"reason"}, exclude_unset=True)
+    if not changes:
+        raise HTTPException(422, "nothing to change: send at least one field besides the reason")
+    try:
+        async with ctx.pool.acquire() as conn:
+            order_id = await order_domain.order_id_of(conn, key)
+            if order_id is None:
+                raise store.EmpiError(f"no order {key}")
+            order, changed = await order_domain.change_order(conn, order_id=order_id, changes=changes,
+                                                             reason=body.reason, actor=_actor(request, user))
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+    except order_domain.OrderClosed as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {**order, "changed": changed}
 
 
 @router.get("/orders/{key}", tags=["orders"], summary="One order by id or accession number")

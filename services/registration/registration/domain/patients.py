@@ -238,8 +238,15 @@ async def merge(conn: asyncpg.Connection, survivor: str, merged: str, *, actor: 
 
 
 async def _merged_event(conn: asyncpg.Connection, survivor: Person, gone: Person) -> None:
+    from registration.domain.orders import announce_orders_of  # orders build on patients, not the reverse
+
+    after = await store.get_person(conn, gone.empi_id)
     await publish(conn, PatientMerged(surviving=patient_ref(survivor), merged_empi_ids=[gone.empi_id],
-                                      merged_patient_ids=[gone.patient_id]), source=SOURCE, subject=survivor.empi_id)
+                                      merged_patient_ids=[gone.patient_id],
+                                      merged_versions={gone.empi_id: after.version}),
+                  source=SOURCE, subject=survivor.empi_id)
+    await announce_orders_of(conn, [gone.empi_id],
+                             reason=f"patient {gone.patient_id} merged into {survivor.patient_id}")
 
 
 async def unmerge(conn: asyncpg.Connection, merged: str, *, actor: Actor, reason: str) -> tuple[Person, Person]:
@@ -248,6 +255,9 @@ async def unmerge(conn: asyncpg.Connection, merged: str, *, actor: Actor, reason
         for person in (kept, restored):
             await publish(conn, PatientUpdated(patient=patient_ref(person), changed=["unmerged"]), source=SOURCE,
                           subject=person.empi_id)
+        from registration.domain.orders import announce_orders_of  # orders build on patients, not the reverse
+
+        await announce_orders_of(conn, [restored.empi_id], reason=f"patient {restored.patient_id} unmerged")
         await audit.record(conn, actor=actor.name, action="unmerge", entity="patient", entity_id=restored.empi_id,
                            patient_id=restored.empi_id, source_ip=actor.source_ip,
                            detail={"from": kept.empi_id, "reason": reason})

@@ -166,7 +166,9 @@ async function openPatient(empiId) {
         <td>${esc(o.ordering_department || "")}</td><td>${specialTags(o.special)}</td>
         <td>${esc(new Date(o.ordered_at).toLocaleString("zh-CN"))}</td>
         <td>${o.status === "cancelled" ? '<span class="tag">已取消</span>'
-          : `<button class="secondary order-cancel" data-accession="${esc(o.accession_number)}">取消检查</button>`}</td></tr>`).join("")}</tbody></table>`;
+          : `<button class="secondary order-change" data-accession="${esc(o.accession_number)}" data-priority="${esc(o.priority)}"
+               data-department="${esc(o.ordering_department || "")}">更改</button>
+             <button class="secondary order-cancel" data-accession="${esc(o.accession_number)}">取消检查</button>`}</td></tr>`).join("")}</tbody></table>`;
     $("#card-order").addEventListener("click", () => showTab("order"));
     // Cancelling reaches the worklist, the appointment, the queue and the films (order.cancelled): ask why.
     card.querySelectorAll(".order-cancel").forEach((b) => b.addEventListener("click", async () => {
@@ -178,6 +180,8 @@ async function openPatient(empiId) {
         openPatient(p.empi_id);
       } catch (e) { toast(e.message, "error"); }
     }));
+    // A change reaches the worklist, the appointment and the queue too (order.changed): ask why.
+    card.querySelectorAll(".order-change").forEach((b) => b.addEventListener("click", () => changeOrder(b, p)));
     const verify = async () => {
       const number = $("#card-doc").value.trim();
       if (!number) return;
@@ -191,6 +195,35 @@ async function openPatient(empiId) {
     $("#card-verify").addEventListener("click", verify);
     $("#card-doc").addEventListener("keydown", (ev) => { if (ev.key === "Enter") verify(); });
   } catch (e) { toast(e.message, "error"); }
+}
+
+function changeOrder(button, patient) {
+  const dlg = document.createElement("dialog");
+  dlg.className = "order-change-dialog";
+  dlg.innerHTML = `<form method="dialog"><h3>更改检查 ${esc(button.dataset.accession)}</h3>
+    <label>优先级 <select name="priority"><option value="routine">常规</option><option value="urgent">加急</option>
+      <option value="stat">急诊</option></select></label>
+    <label>申请科室 <input name="ordering_department" maxlength="60"></label>
+    <label>预约检查时间 <input name="requested_at" type="datetime-local"></label>
+    <label>更改原因 <input name="reason" required maxlength="200"></label>
+    <menu><button value="save">保存更改</button> <button value="cancel" formnovalidate class="secondary">放弃</button></menu></form>`;
+  document.body.appendChild(dlg);
+  const f = dlg.querySelector("form");
+  f.priority.value = button.dataset.priority;
+  f.ordering_department.value = button.dataset.department;
+  dlg.addEventListener("close", async () => {
+    dlg.remove();
+    if (dlg.returnValue !== "save") return;
+    const body = { reason: f.reason.value.trim(), priority: f.priority.value,
+                   ordering_department: f.ordering_department.value.trim() || null };
+    if (f.requested_at.value) body.requested_at = new Date(f.requested_at.value).toISOString();
+    try {
+      const o = await api(`/orders/${encodeURIComponent(button.dataset.accession)}/change`, { method: "POST", body: JSON.stringify(body) });
+      toast(o.changed.length ? `检查 ${button.dataset.accession} 已更改` : "没有需要更改的内容");
+      openPatient(patient.empi_id);
+    } catch (e) { toast(e.message, "error"); }
+  });
+  dlg.showModal();
 }
 
 // ---- register ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def _tz() -> ZoneInfo:
 
 async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
     data = parse_data(event)
-    assert isinstance(data, OrderCreated)
+    assert isinstance(data, OrderCreated)  # or OrderChanged: the whole order either way
     await steps.apply_order_created(conn, data, _tz())
 
 
@@ -75,6 +75,7 @@ async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None
 
 HANDLERS: dict[str, EventHandler] = {
     "order.created": on_order_created,
+    "order.changed": on_order_created,
     "order.cancelled": on_order_cancelled,
     "appointment.booked": on_appointment_booked,
     "appointment.rescheduled": on_appointment_booked,

@@ -13,13 +13,14 @@ Events may arrive in any order (an appointment before its order): every writer u
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from imaging_common.dicom import person_name, split_person_name
+from imaging_common.events import versions
 from imaging_common.events.types import (
     AppointmentBooked,
     AppointmentCancelled,
@@ -120,12 +121,15 @@ class StepData:
 _DATA_FIELDS = [f.name for f in fields(StepData) if f.name != "extra"]
 
 
-async def _upsert(conn: asyncpg.Connection, data: StepData, update: Sequence[str]) -> int:
-    """Insert the step or update `update` columns of the existing one; returns its id."""
+async def _upsert(conn: asyncpg.Connection, data: StepData, update: Sequence[str],
+                  rules: Mapping[str, str] | None = None) -> int:
+    """Insert the step or update `update` columns of the existing one (by `rules` where given, else
+    never blanking a known birth date or sex); returns its id."""
     values = data.columns()
     names = list(values)
     placeholders = ", ".join(f"${i + 1}" for i in range(len(names)))
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
+    rules = {**_KEEP_KNOWN, **(rules or {})}
+    sets = ", ".join(f"{c} = {rules.get(c, f'EXCLUDED.{c}')}" for c in update)
     sql = (
         f"INSERT INTO scheduled_procedure_steps ({', '.join(names)}) VALUES ({placeholders}) "
         f"ON CONFLICT (accession_number, protocol_code) DO UPDATE SET {sets}, updated_at = now() "
@@ -139,6 +143,15 @@ async def _upsert(conn: asyncpg.Connection, data: StepData, update: Sequence[str
         f"AND {_TOMBSTONED}", step_id)
     return step_id
 
+
+# Columns an update must not blank: a payload without a birth date or sex keeps the known one.
+_KEEP_KNOWN = {
+    "birth_date": "coalesce(EXCLUDED.birth_date, scheduled_procedure_steps.birth_date)",
+    "sex": "CASE WHEN EXCLUDED.sex = '' THEN scheduled_procedure_steps.sex ELSE EXCLUDED.sex END",
+}
+# An order's own time moves a step only while no appointment has given it one.
+_ORDER_TIME = {"start_at": "CASE WHEN scheduled_procedure_steps.appointment_id IS NULL THEN EXCLUDED.start_at "
+                           "ELSE scheduled_procedure_steps.start_at END"}
 
 _TOMBSTONED = ("EXISTS (SELECT 1 FROM cancelled_orders c "
                "WHERE c.accession_number = scheduled_procedure_steps.accession_number)")
@@ -156,7 +169,12 @@ def _patient_fields(patient: PatientRef) -> dict[str, object]:
 
 
 async def apply_order_created(conn: asyncpg.Connection, order: OrderCreated, tz: ZoneInfo) -> list[int]:
-    """One step per exam item; a step an appointment made first keeps its time and station."""
+    """One step per exam item; a step an appointment made first keeps its time and station.
+
+    Also order.changed, a whole snapshot that may come first: steps are upserted from it, and a
+    scheduled step whose item the order no longer asks for leaves the worklist (one in progress is
+    the modality's to finish). The patient columns follow it only if its patient snapshot is the
+    newest this service has seen (events.versions)."""
     alerts = []
     if order.special.critical:
         alerts.append("危重")
@@ -166,6 +184,8 @@ async def apply_order_created(conn: asyncpg.Connection, order: OrderCreated, tz:
         alerts.append("多重耐药")
     if order.special.notes:
         alerts.append(order.special.notes)
+    current = await versions.patient_is_current(conn, order.patient)
+    patient_columns = _PATIENT_COLUMNS if current else ()
     ids = []
     for item in order.items:
         data = StepData(
@@ -173,7 +193,7 @@ async def apply_order_created(conn: asyncpg.Connection, order: OrderCreated, tz:
             order_id=order.order_id, requested_procedure_id=order.requested_procedure_id,
             study_instance_uid=order.study_instance_uid, **_patient_fields(order.patient),  # type: ignore[arg-type]
             modality=item.modality, description=item.name, requested_procedure_description=item.name,
-            start_at=local_wall_time(order.ordered_at, tz), priority=order.priority,
+            start_at=local_wall_time(order.requested_at or order.ordered_at, tz), priority=order.priority,
             referring_physician=order.ordering_doctor or "", requesting_service=order.ordering_department or "",
             admission_id=order.visit_number or "", patient_class=order.patient_class,
             current_location=" ".join(p for p in (order.ward, order.bed) if p),
@@ -181,13 +201,17 @@ async def apply_order_created(conn: asyncpg.Connection, order: OrderCreated, tz:
             medical_alerts="; ".join(alerts), body_part=item.body_part or "", laterality=item.laterality or "",
             contrast=item.contrast,
         )
-        update = ["order_id", "requested_procedure_id", "study_instance_uid", *_PATIENT_COLUMNS, "description",
+        update = ["order_id", "requested_procedure_id", "study_instance_uid", *patient_columns, "description",
                   "requested_procedure_description", "priority", "referring_physician", "requesting_service",
                   "admission_id", "patient_class", "current_location", "reason", "history", "medical_alerts",
-                  "body_part", "laterality", "contrast"]
+                  "body_part", "laterality", "contrast", "start_at"]
         if item.modality:
             update.append("modality")
-        ids.append(await _upsert(conn, data, update))
+        ids.append(await _upsert(conn, data, update, _ORDER_TIME))
+    await conn.execute(  # items the order no longer asks for
+        """UPDATE scheduled_procedure_steps SET status = 'cancelled', updated_at = now()
+           WHERE accession_number = $1 AND status = 'scheduled' AND NOT (protocol_code = ANY($2::text[]))""",
+        order.accession_number, [item.code for item in order.items])
     return ids
 
 
