@@ -1,19 +1,30 @@
-"""Event handlers: orders and completed exams become the radiologists' worklist; patient
-updates and merges follow the patient. Each runs in the transaction that records the event in
-the inbox, so a redelivery changes nothing twice; raising makes the bus retry, then dead-letter."""
+"""Event handlers: orders and completed exams become the radiologists' worklist; changed orders,
+patient updates and merges follow the patient (domain/patients.py says how, signed reports included);
+films matched by the print SCP are listed with their exam. Each runs in the transaction that records
+the event in the inbox, after the consumer has checked the event's per-subject versions, so a
+redelivery or an older snapshot changes nothing; raising makes the bus retry, then dead-letter."""
 
 from __future__ import annotations
 
 import asyncpg
 from imaging_common.events import CloudEvent, EventHandler, parse_data
-from imaging_common.events.types import ExamCompleted, OrderCancelled, OrderCreated, PatientMerged, PatientUpdated
+from imaging_common.events.types import (
+    ExamCompleted,
+    FilmMatched,
+    FilmUnmatched,
+    OrderCancelled,
+    OrderCreated,
+    PatientMerged,
+    PatientUpdated,
+)
 
-from reporting.domain import exams
+from reporting.domain import exams, films
 
 
-async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def on_order(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    """order.created and order.changed alike: a whole order snapshot, upserted."""
     data = parse_data(event)
-    assert isinstance(data, OrderCreated)
+    assert isinstance(data, OrderCreated)  # OrderChanged is one
     await exams.apply_order_created(conn, data)
 
 
@@ -41,10 +52,25 @@ async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None
     await exams.apply_patient_merged(conn, data)
 
 
+async def on_film_matched(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, FilmMatched)
+    await films.apply_matched(conn, data, event.time)
+
+
+async def on_film_unmatched(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, FilmUnmatched)
+    await films.apply_unmatched(conn, data, event.time)
+
+
 HANDLERS: dict[str, EventHandler] = {
-    "order.created": on_order_created,
+    "order.created": on_order,
+    "order.changed": on_order,
     "order.cancelled": on_order_cancelled,
     "exam.completed": on_exam_completed,
     "patient.updated": on_patient_updated,
     "patient.merged": on_patient_merged,
+    "film.matched": on_film_matched,
+    "film.unmatched": on_film_unmatched,
 }

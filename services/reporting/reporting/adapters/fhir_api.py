@@ -77,7 +77,7 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
         ids = await conn.fetch(
             """SELECT r.id FROM report r JOIN exam e USING (accession_number)
                WHERE ($1::text IS NULL OR e.accession_number = $1)
-                 AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2)
+                 AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2 OR e.patient ->> 'patient_id' = $2)
                ORDER BY r.updated_at DESC LIMIT 100""", value, patient)
         entries = []
         for row in ids:

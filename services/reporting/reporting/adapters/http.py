@@ -21,7 +21,7 @@ from imaging_common.auth import Principal, require_roles
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field
 
-from reporting.domain import deliveries, exams, qc, reports, signing, stats
+from reporting.domain import deliveries, exams, films, patients, qc, reports, signing, stats
 from reporting.domain.content import ReportContent
 from reporting.domain.oru import build_oru
 from reporting.domain.templates import MRRTError, TemplateCreate, from_mrrt
@@ -108,6 +108,11 @@ async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Rea
             "allowed_actions": allowed_actions(state, actor.grades),
             "grades": sorted(g.value for g in actor.grades),
             "priors": [_jsonable(p) for p in await exams.priors(conn, accession_number)],
+            "films": [_jsonable(f) for f in await films.films_of(conn, accession_number)],
+            # The order went to another patient after the report was signed: it needs an amendment.
+            "patient_change": _jsonable(change) if (change := await patients.pending_change(conn, accession_number))
+            else None,
+            "patient_changes": [_jsonable(c) for c in await patients.changes(conn, accession_number)],
         }
         await audit.record(conn, actor=user.username, action="read", entity="exam", entity_id=accession_number,
                            patient_id=exam["patient_id"], source_ip=audit.client_ip(request))
