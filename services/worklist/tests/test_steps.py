@@ -194,3 +194,14 @@ async def test_an_order_snapshot_older_than_the_patient_copy_does_not_rename_the
     await steps.apply_patient_updated(world.conn, PatientUpdated(patient=partial))
     [row] = await active(world)
     assert row["birth_date"] == date(1980, 1, 2) and row["sex"] == "M"  # a partial payload blanks nothing
+
+
+async def test_a_cancel_during_the_exam_is_reported_on_the_step_not_erased(world: World) -> None:
+    [step_id] = await steps.apply_order_created(world.conn, order(world), TZ)
+    await world.conn.execute("UPDATE scheduled_procedure_steps SET status = 'in_progress', mpps_uid = '1.2.3' "
+                             "WHERE id = $1", step_id)  # what an MPPS N-CREATE IN PROGRESS does
+    await steps.apply_order_cancelled(world.conn, OrderCancelled(order_id=world.id("O"),
+                                                                 accession_number=world.id("A")))
+    row = await world.conn.fetchrow("SELECT status, order_cancelled_at FROM scheduled_procedure_steps "
+                                    "WHERE id = $1", step_id)
+    assert row["status"] == "in_progress" and row["order_cancelled_at"] is not None

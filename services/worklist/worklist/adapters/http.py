@@ -76,6 +76,7 @@ class StepPublic(BaseModel):
     mpps_uid: str | None
     started_at: datetime | None
     completed_at: datetime | None
+    order_cancelled_at: datetime | None = None  # the order was cancelled while this step was in progress
 
     @classmethod
     def of(cls, row: Any) -> StepPublic:

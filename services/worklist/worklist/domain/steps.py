@@ -12,6 +12,7 @@ Events may arrive in any order (an appointment before its order): every writer u
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -33,6 +34,8 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("scheduled", "in_progress")  # states a modality still sees on its worklist
 PRIORITIES = {"routine": "ROUTINE", "urgent": "HIGH", "stat": "STAT"}
@@ -264,6 +267,13 @@ async def apply_order_cancelled(conn: asyncpg.Connection, event: OrderCancelled)
            WHERE status = 'scheduled' AND accession_number = $1""",
         event.accession_number,
     )
+    performing = await conn.fetch(
+        """UPDATE scheduled_procedure_steps SET order_cancelled_at = now(), updated_at = now()
+           WHERE status = 'in_progress' AND accession_number = $1 AND order_cancelled_at IS NULL
+           RETURNING sps_id, mpps_uid""", event.accession_number)
+    for step in performing:  # reported, not erased: the MPPS completes or discontinues it
+        log.warning("order %s cancelled while step %s is in progress (MPPS %s): left to the modality to finish",
+                    event.accession_number, step["sps_id"], step["mpps_uid"])
     return int(result.split()[-1])
 
 
