@@ -101,9 +101,21 @@ class CommonSettings(BaseSettings):
     refresh_token_ttl_seconds: int = 43200
     # IMAGING_SESSION_IDLE_SECONDS: a session unused this long is closed (30 min).
     session_idle_seconds: int = 1800
-    # IMAGING_LOGIN_MAX_FAILURES / IMAGING_LOGIN_LOCK_SECONDS: 5 failed logins lock for 15 min.
+    # Login throttling (imaging_common.auth.throttle; never a hard lock anyone can renew):
+    # IMAGING_LOGIN_MAX_FAILURES: failed logins for one name from one address before that pair is
+    # paused, and consecutive failures on a name (any address) before its attempts are slowed (5).
     login_max_failures: int = 5
+    # IMAGING_LOGIN_PAUSE_SECONDS: first pause of a (name, address) pair (60), doubling at each
+    # further pause up to IMAGING_LOGIN_LOCK_SECONDS (900), which is also how long failures are remembered.
+    login_pause_seconds: int = 60
     login_lock_seconds: int = 900
+    # IMAGING_LOGIN_MAX_DELAY_SECONDS: longest hold-back of an attempt on a name with many failures
+    # (1 s doubling per failure beyond IMAGING_LOGIN_MAX_FAILURES), e.g. 10.
+    login_max_delay_seconds: float = 10.0
+    # IMAGING_LOGIN_ADDRESS_MAX_FAILURES / IMAGING_LOGIN_ADDRESS_WINDOW_SECONDS: failed logins from one
+    # client address, over all names, before it is refused until the window ends (30 per 900 s).
+    login_address_max_failures: int = 30
+    login_address_window_seconds: int = 900
     # Optional trusted hospital OIDC issuer: IMAGING_OIDC_ISSUER (its `iss`), IMAGING_OIDC_JWKS_URL,
     # IMAGING_OIDC_AUDIENCE (checked when set), IMAGING_OIDC_ROLES_CLAIM (dotted path, e.g.
     # realm_access.roles), IMAGING_OIDC_USERNAME_CLAIM, IMAGING_OIDC_ROLE_MAP
@@ -120,10 +132,15 @@ class CommonSettings(BaseSettings):
     jwks_cache_seconds: int = 300
 
     # First admin, created by registration on an empty staff table: IMAGING_ADMIN_USER,
-    # IMAGING_ADMIN_PASSWORD, IMAGING_ADMIN_TOTP_SECRET (base32). Unset: generated and printed once.
+    # IMAGING_ADMIN_PASSWORD, IMAGING_ADMIN_TOTP_SECRET (base32), or the same read from a mounted
+    # Secret: IMAGING_ADMIN_PASSWORD_FILE, IMAGING_ADMIN_TOTP_SECRET_FILE (e.g. /run/secrets/admin-password).
+    # Development: what is unset is generated and printed once. Production: both must come from
+    # there (registration refuses to start otherwise) and nothing secret is ever printed or logged.
     admin_user: str | None = None
     admin_password: str | None = None
     admin_totp_secret: str | None = None
+    admin_password_file: Path | None = None
+    admin_totp_secret_file: Path | None = None
 
     # --- Audit (imaging_common.audit; standard 10.5.2: kept at least six months) ---
     # IMAGING_AUDIT_RETENTION_DAYS: `python -m imaging_common.audit purge` removes older rows; >= 180.

@@ -5,6 +5,7 @@ Thin: request/response models and status codes; the rules live in domain/staff.p
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -13,12 +14,14 @@ from fastapi.responses import JSONResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, RefreshRefused, SessionStore, TokenIssuer, jwks, require_roles
 from imaging_common.auth.dependencies import unauthorized
+from imaging_common.auth.throttle import LoginThrottle
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field
 
 from registration.domain import staff
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Staff = Annotated[Principal, Depends(require_roles())]
@@ -67,6 +70,11 @@ def _issuer(ctx: ServiceContext) -> TokenIssuer:
     return issuer
 
 
+def _throttle(ctx: ServiceContext) -> LoginThrottle:
+    throttle: LoginThrottle = ctx.extras["login_throttle"]
+    return throttle
+
+
 def _sessions(ctx: ServiceContext) -> SessionStore:
     sessions: SessionStore = ctx.extras["sessions"]
     return sessions
@@ -79,20 +87,25 @@ async def _tokens_for(ctx: ServiceContext, user: staff.StaffUser, sid: str, refr
 
 
 @router.post("/auth/login", response_model=TokenResponse, summary="Log in with password and TOTP code",
-             responses={401: {"description": "wrong credentials"}, 423: {"description": "account locked"}})
+             responses={401: {"description": "wrong credentials (the same for every reason)"},
+                        429: {"description": "too many failed logins from this address (Retry-After)"}})
 async def login(body: LoginRequest, request: Request) -> Any:
     ctx = _ctx(request)
-    async with ctx.pool.acquire() as conn:
-        try:
+    ip = audit.client_ip(request)
+    throttle = _throttle(ctx)
+    try:
+        # Throttle checks and the progressive delay come before a database connection is taken.
+        await staff.admit(ctx.pool, throttle, username=body.username, source_ip=ip)
+        async with ctx.pool.acquire() as conn:
             user = await staff.authenticate(conn, _sessions(ctx), ctx.settings, username=body.username,
-                                            password=body.password, totp=body.totp,
-                                            source_ip=audit.client_ip(request))
-        except staff.AccountLocked as exc:
-            return problem(423, "Locked", f"account locked after repeated failed logins until "
-                           f"{exc.until.isoformat()}; try again later or ask an admin to unlock it",
-                           locked_until=exc.until.isoformat())
-        except staff.InvalidCredentials:
-            return problem(401, "Unauthorized", "invalid username, password or TOTP code")
+                                            password=body.password, totp=body.totp, source_ip=ip, throttle=throttle)
+    except staff.Throttled as exc:
+        response = problem(429, "Too Many Requests", "too many failed logins from this address; try again later",
+                           retry_after=exc.retry_after)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except staff.InvalidCredentials:
+        return problem(401, "Unauthorized", "invalid username, password or TOTP code")
     session = await _sessions(ctx).create(user_id=user.id, username=user.username)
     return await _tokens_for(ctx, user, session.session_id, session.refresh_token)
 
@@ -189,6 +202,21 @@ async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Req
     if body.roles is not None or body.active is False:
         # Tokens carry roles: end the sessions so the next token has the new ones.
         await _sessions(ctx).revoke_user(user.id)
+    if body.unlock:
+        await _throttle(ctx).unlock(user.username)
+    return user.public()
+
+
+@router.post("/auth/users/{user_id}/unlock", summary="Lift the login pauses and delay on an account (admin)")
+async def unlock_user(user_id: str, admin: Admin, request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        user = await staff.update_user(conn, user_id, unlock=True)
+        if user is None:
+            raise HTTPException(404, f"no staff account {user_id}")
+        await _throttle(ctx).unlock(user.username)
+        await audit.record(conn, **audit.request_context(request, admin), action="update", entity="staff_user",
+                           entity_id=user.id, detail={"unlock": True})
     return user.public()
 
 
@@ -208,10 +236,16 @@ async def audit_log(
 
 
 async def on_ready(ctx: ServiceContext) -> None:
-    """Give the service its token issuer and session store; create the first admin if none."""
+    """Give the service its token issuer, session store and login throttle; create the first admin if none."""
     ctx.extras["token_issuer"] = TokenIssuer.from_settings(ctx.settings)
     ctx.extras["sessions"] = SessionStore(ctx.redis, ctx.settings)
+    ctx.extras["login_throttle"] = LoginThrottle(ctx.redis, ctx.settings)
     async with ctx.pool.acquire() as conn:
-        result = await staff.bootstrap_admin(conn, ctx.settings)
-    if result is not None and result.generated:
+        result = await staff.bootstrap_admin(conn, ctx.settings)  # BootstrapRefused: the service does not start
+    if result is None:
+        return
+    if result.generated and ctx.settings.env != "production":
+        # Development only: the made-up credentials are shown once on the terminal.
         print(staff.bootstrap_message(result), file=sys.stderr, flush=True)
+    else:
+        log.info("first administrator %s created with the credentials from the Secret", result.admin.user.username)

@@ -1,23 +1,28 @@
-"""Staff accounts and login (smart-imaging standard 10.2.3): roles, argon2id + TOTP, lockout.
+"""Staff accounts and login (smart-imaging standard 10.2.3): roles, argon2id + TOTP, throttling.
 
-Every login attempt is audited, whatever its outcome. Five failed attempts in a row lock the
-account for `login_lock_seconds`; the counter and the lock live in `staff_users`, so every
-replica sees them. A TOTP code is accepted within ±1 step and only once (used steps in Redis).
+Every login attempt is audited, whatever its outcome. Unknown account, wrong password or code and
+a disabled account get one and the same answer. Failed logins are throttled in Redis
+(imaging_common.auth.throttle) per client address and per (name, address), with a progressive
+delay per name: nobody can keep a named account locked, and an admin lifts it at once
+(`unlock`). A TOTP code is accepted within ±1 step and only once (used steps in Redis).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from imaging_common import audit
 from imaging_common.auth import ROLES, SessionStore
 from imaging_common.auth import credentials as cred
+from imaging_common.auth.throttle import LoginThrottle
 from imaging_common.config import CommonSettings
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -36,10 +41,12 @@ class InvalidCredentials(Exception):
     """Wrong username, password or TOTP code; deliberately does not say which."""
 
 
-class AccountLocked(Exception):
-    def __init__(self, until: datetime):
-        super().__init__(f"account locked until {until.isoformat()}")
-        self.until = until
+class Throttled(Exception):
+    """Too many failed logins from this address, or for this name from this address (HTTP 429)."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -167,11 +174,34 @@ async def update_user(
     return StaffUser.from_row(row) if row else None
 
 
+async def admit(pool: Any, throttle: LoginThrottle, *, username: str,
+                source_ip: str | None) -> None:
+    """Before any check, and before holding a database connection: refuse a throttled attempt
+    (`Throttled`, audited) or hold it back by the name's progressive delay (see auth.throttle)."""
+    username = username.strip().lower()
+    refused = await throttle.refusal(username, source_ip)
+    if refused is not None:
+        async with pool.acquire() as conn:
+            await audit.record(conn, actor=username or "anonymous", action="login", entity="staff_user",
+                               source_ip=source_ip, outcome="denied",
+                               detail={"reason": "throttled", "scope": refused.scope,
+                                       "retry_after": refused.retry_after})
+        raise Throttled(refused.retry_after)
+    delay = await throttle.delay(username)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 async def authenticate(
     conn: asyncpg.Connection, sessions: SessionStore, settings: CommonSettings, *,
-    username: str, password: str, totp: str, source_ip: str | None = None,
+    username: str, password: str, totp: str, source_ip: str | None = None, throttle: LoginThrottle | None = None,
 ) -> StaffUser:
-    """Check password and TOTP, apply the lockout, audit the attempt; return the user or raise."""
+    """Check password and TOTP, count the failure (throttle), audit the attempt; return the user or raise.
+
+    Unknown account, wrong password, wrong or replayed code, disabled account: one and the same
+    `InvalidCredentials` (the audit row says which). There is no account lock to answer differently:
+    throttling (`admit`, `auth.throttle`) is per address and per (name, address), the same for
+    names that exist and names that do not."""
     username = username.strip().lower()
     now = datetime.now(UTC)
     failure: Exception | None = None
@@ -181,49 +211,44 @@ async def authenticate(
             "WHERE username = $1 FOR UPDATE", username)
         base: dict[str, Any] = {"actor": username or "anonymous", "action": "login", "entity": "staff_user",
                                 "source_ip": source_ip}
+        reason = None
         if row is None:
             await cred.verify_password_async(cred.DUMMY_HASH, password)  # same time as a real check
-            await audit.record(conn, **base, outcome="failure", detail={"reason": "unknown user"})
-            failure = InvalidCredentials()
-        elif row["locked_until"] is not None and row["locked_until"] > now:
-            await audit.record(conn, **base, entity_id=str(row["id"]), outcome="locked",
-                               detail={"locked_until": row["locked_until"].isoformat()})
-            failure = AccountLocked(row["locked_until"])
+            reason = "unknown user"
+        elif not await cred.verify_password_async(row["password_hash"], password):
+            reason = "wrong password"
         else:
-            reason = None
-            if not await cred.verify_password_async(row["password_hash"], password):
-                reason = "wrong password"
-            else:
-                step = cred.totp_matching_step(row["totp_secret"], totp)
-                if step is None:
-                    reason = "wrong TOTP code"
-                elif not await sessions.claim_totp_step(str(row["id"]), step):
-                    reason = "TOTP code already used"
-                elif not row["active"]:
-                    reason = "account disabled"
-            if reason is None:
-                new_hash = (await cred.hash_password_async(password)
-                            if cred.needs_rehash(row["password_hash"]) else row["password_hash"])
-                row = await conn.fetchrow(
-                    f"""UPDATE registration.staff_users SET failed_logins = 0, locked_until = NULL,
-                           last_login_at = $2, password_hash = $3 WHERE id = $1 RETURNING {_COLUMNS}""",
-                    row["id"], now, new_hash)
-                await audit.record(conn, **base, entity_id=str(row["id"]), outcome="success")
-            else:
-                # A lock that has run out starts a fresh count.
-                failures = 1 if row["locked_until"] is not None else row["failed_logins"] + 1
-                locked_until = None
-                if failures >= settings.login_max_failures:
-                    locked_until = now + timedelta(seconds=settings.login_lock_seconds)
-                await conn.execute(
-                    "UPDATE registration.staff_users SET failed_logins = $2, locked_until = $3 WHERE id = $1",
-                    row["id"], 0 if locked_until else failures, locked_until)
-                detail: dict[str, Any] = {"reason": reason, "failures": failures}
-                if locked_until:
-                    detail["locked_until"] = locked_until.isoformat()
-                await audit.record(conn, **base, entity_id=str(row["id"]),
-                                   outcome="locked" if locked_until else "failure", detail=detail)
-                failure = AccountLocked(locked_until) if locked_until else InvalidCredentials()
+            step = cred.totp_matching_step(row["totp_secret"], totp)
+            if step is None:
+                reason = "wrong TOTP code"
+            elif not await sessions.claim_totp_step(str(row["id"]), step):
+                reason = "TOTP code already used"
+            elif not row["active"]:
+                reason = "account disabled"
+        if reason is None:
+            assert row is not None
+            new_hash = (await cred.hash_password_async(password)
+                        if cred.needs_rehash(row["password_hash"]) else row["password_hash"])
+            row = await conn.fetchrow(
+                f"""UPDATE registration.staff_users SET failed_logins = 0, locked_until = NULL,
+                       last_login_at = $2, password_hash = $3 WHERE id = $1 RETURNING {_COLUMNS}""",
+                row["id"], now, new_hash)
+            await audit.record(conn, **base, entity_id=str(row["id"]), outcome="success")
+            if throttle is not None:
+                await throttle.succeeded(username, source_ip)
+        else:
+            detail: dict[str, Any] = {"reason": reason}
+            if throttle is not None:
+                counted = await throttle.failed(username, source_ip)
+                detail["failures"] = counted.account_failures
+                if counted.paused_for:
+                    detail["paused_for"] = counted.paused_for  # this address, this name: 429 meanwhile
+            if row is not None:
+                await conn.execute("UPDATE registration.staff_users SET failed_logins = failed_logins + 1 "
+                                   "WHERE id = $1", row["id"])
+            await audit.record(conn, **base, entity_id=str(row["id"]) if row is not None else None,
+                               outcome="failure", detail=detail)
+            failure = InvalidCredentials()
     if failure is not None:
         raise failure
     assert row is not None
@@ -236,23 +261,58 @@ class BootstrapResult:
     generated: bool  # True when the credentials were made up here (print them once)
 
 
+class BootstrapRefused(RuntimeError):
+    """Production with no staff yet and no first-admin credentials from a Secret: refuse to start."""
+
+
+def _from_secret(value: str | None, path: Path | None, variable: str) -> str | None:
+    """A credential given directly (environment, e.g. from a Kubernetes Secret) or in a mounted file."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise BootstrapRefused(f"{variable}_FILE={path} cannot be read: {exc.strerror}") from None
+        if not text:
+            raise BootstrapRefused(f"{variable}_FILE={path} is empty")
+        return text
+    return value or None
+
+
+def first_admin_credentials(settings: CommonSettings) -> tuple[str | None, str | None]:
+    """(password, TOTP secret) of the first admin from the Secret, each None when not configured."""
+    return (_from_secret(settings.admin_password, settings.admin_password_file, "IMAGING_ADMIN_PASSWORD"),
+            _from_secret(settings.admin_totp_secret, settings.admin_totp_secret_file, "IMAGING_ADMIN_TOTP_SECRET"))
+
+
 async def bootstrap_admin(conn: asyncpg.Connection, settings: CommonSettings) -> BootstrapResult | None:
     """Create the first admin on an empty staff table; None when staff already exist.
 
+    Development makes up what is not configured (and the caller prints it once). Production takes
+    the password and TOTP secret only from the Secret (IMAGING_ADMIN_PASSWORD[_FILE],
+    IMAGING_ADMIN_TOTP_SECRET[_FILE]) and refuses (`BootstrapRefused`) without them.
     Safe when replicas start together: the check and insert run under one advisory lock.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM registration.staff_users)"):
             return None
-        generated = not (settings.admin_user and settings.admin_password and settings.admin_totp_secret)
-        admin = await create_user(
-            conn, username=settings.admin_user or "admin", roles=["admin"], display_name="Administrator",
-            password=settings.admin_password, totp_secret=settings.admin_totp_secret,
-        )
+        password, totp_secret = first_admin_credentials(settings)
+        generated = password is None or totp_secret is None
+        if generated and settings.env == "production":
+            raise BootstrapRefused(
+                "no staff account exists and the first admin's credentials are not configured: in production "
+                "set IMAGING_ADMIN_PASSWORD_FILE and IMAGING_ADMIN_TOTP_SECRET_FILE (a mounted Secret) or "
+                "IMAGING_ADMIN_PASSWORD and IMAGING_ADMIN_TOTP_SECRET; nothing is generated or printed")
+        try:
+            admin = await create_user(
+                conn, username=settings.admin_user or "admin", roles=["admin"], display_name="Administrator",
+                password=password, totp_secret=totp_secret,
+            )
+        except StaffError as exc:
+            raise BootstrapRefused(f"the first admin's credentials are refused: {exc}") from None
         await audit.record(conn, actor="bootstrap", action="create", entity="staff_user", entity_id=admin.user.id,
                            detail={"username": admin.user.username, "roles": ["admin"],
-                                   "credentials": "generated" if generated else "from environment"})
+                                   "credentials": "generated" if generated else "from secret"})
     return BootstrapResult(admin, generated)
 
 
