@@ -77,8 +77,10 @@ async def list_for(
     return [as_dict(r) for r in await conn.fetch(sql, *args)]
 
 
-def info(a: dict[str, Any]) -> AppointmentInfo:
-    """The appointment as the event contract describes it (worklist, queue-calling read this)."""
+def info(a: dict[str, Any], version: int | None = None) -> AppointmentInfo:
+    """The appointment as the event contract describes it (worklist, queue-calling read this).
+
+    `version`: the appointment's version as published (booking.next_version), for events that change it."""
     return AppointmentInfo(
         appointment_id=a["id"],
         order_id=a["order_id"],
@@ -95,4 +97,5 @@ def info(a: dict[str, Any]) -> AppointmentInfo:
         end=a["end"],
         special=SpecialConditions.model_validate(a["special"]),
         priority=a["priority"],
+        version=version,
     )

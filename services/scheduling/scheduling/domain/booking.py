@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from imaging_common import audit, events
+from imaging_common.events import versions
 from imaging_common.events.types import (
     AppointmentBooked,
     AppointmentCancelled,
@@ -75,6 +76,12 @@ class Actor:
 
 
 SYSTEM = Actor("system:scheduling", "scheduling")
+
+
+async def next_version(conn: asyncpg.Connection, appointment_id: str) -> int:
+    """The appointment's next version, numbered in the transaction that publishes its event: consumers
+    apply appointment.* events of one appointment in this order (imaging_common.events.versions)."""
+    return await versions.next_version(conn, f"appointment:{appointment_id}")
 
 
 def _lock_key(*parts: str) -> int:
@@ -244,8 +251,9 @@ async def _store(
     a = await appointments.get(conn, appointment_id)
     assert a is not None
     if status is Status.BOOKED:
+        version = await next_version(conn, appointment_id)
         await events.publish(
-            conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE, subject=appointment_id
+            conn, AppointmentBooked(appointment=appointments.info(a, version)), source=SOURCE, subject=appointment_id
         )
     await _audit(conn, actor, "create", a, {"status": status.value, "room_id": p.room.id, "start": p.start.isoformat()})
     return a
@@ -557,8 +565,12 @@ async def transition(
         assert changed is not None
         a = changed
         if event is Event.BOOK:
+            version = await next_version(conn, appointment_id)
             await events.publish(
-                conn, AppointmentBooked(appointment=appointments.info(a)), source=SOURCE, subject=appointment_id
+                conn,
+                AppointmentBooked(appointment=appointments.info(a, version)),
+                source=SOURCE,
+                subject=appointment_id,
             )
         elif event is Event.CANCEL and before in (Status.BOOKED, Status.ARRIVED, Status.CHECKED_IN):
             await events.publish(
@@ -568,6 +580,7 @@ async def transition(
                     order_id=a["order_id"],
                     accession_number=a["accession_number"],
                     reason=reason or "cancelled",
+                    version=await next_version(conn, appointment_id),
                 ),
                 source=SOURCE,
                 subject=appointment_id,
@@ -583,6 +596,7 @@ async def transition(
                     patient=PatientRef.model_validate(a["patient"]),
                     reason=reason,
                     no_show_count=count,
+                    version=await next_version(conn, appointment_id),
                 ),
                 source=SOURCE,
                 subject=appointment_id,
@@ -688,7 +702,9 @@ async def reschedule(
             await events.publish(
                 conn,
                 AppointmentRescheduled(
-                    appointment=appointments.info(new), previous_start=a["start"], previous_room_id=a["room_id"]
+                    appointment=appointments.info(new, await next_version(conn, appointment_id)),
+                    previous_start=a["start"],
+                    previous_room_id=a["room_id"],
                 ),
                 source=SOURCE,
                 subject=appointment_id,
