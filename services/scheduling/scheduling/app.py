@@ -38,7 +38,8 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=(http_booking.router, http_admin.router, fhir.router),
     event_handlers={
-        "order.created": orders.on_order_created,
+        "order.created": _Lazy(orders.order_handler),
+        "order.changed": _Lazy(orders.order_handler),
         "order.cancelled": _Lazy(orders.order_cancelled_handler),
         "patient.arrived": _Lazy(orders.patient_arrived_handler),
         "exam.started": _Lazy(orders.exam_progress_handler),

@@ -321,7 +321,7 @@ async def test_order_cancelled_over_rabbitmq_cancels_the_appointment(client, set
     assert r.status_code == 422 and r.json()["violations"][0]["rule"] == "order-cancelled"
 
 
-async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
+async def test_arrange_and_hold_through_the_api(client, admin, clerk, settings) -> None:
     tag = uuid.uuid4().hex[:8]
     room, code, modality = await setup_room_and_exam(client, admin, tag)
     code2 = f"CT-ABD-{tag}"
@@ -335,11 +335,12 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk) -> None:
 
     event, order_id = order_event(tag, code, modality)
     event.data["items"].append(Item(code=code2, name="腹部CT", modality=modality).model_dump())  # type: ignore[index]
-    from scheduling.domain.orders import on_order_created
+    from scheduling.adapters.deps import scheduler_for
+    from scheduling.domain.orders import order_handler
 
     async with client._transport.app.state.ctx.pool.acquire() as conn:  # type: ignore[attr-defined]
-        async with conn.transaction():
-            await on_order_created(conn, event)  # the handler itself, no broker: same code path as the consumer
+        async with conn.transaction():  # the handler itself, no broker: same code path as the consumer
+            await order_handler(scheduler_for(settings))(conn, event)
     day = day_after(3)
     r = await client.post(
         f"{API}/arrange",
@@ -377,10 +378,11 @@ async def test_background_task_expires_holds(settings_for, test_env) -> None:
         room, code, modality = await setup_room_and_exam(c, admin, tag)
         event, order_id = order_event(tag, code, modality)
         pool = c._transport.app.state.ctx.pool  # type: ignore[attr-defined]
-        from scheduling.domain.orders import on_order_created
+        from scheduling.adapters.deps import scheduler_for
+        from scheduling.domain.orders import order_handler
 
         async with pool.acquire() as conn, conn.transaction():
-            await on_order_created(conn, event)
+            await order_handler(scheduler_for(quick))(conn, event)
         r = await c.post(
             f"{API}/appointments",
             headers=clerk,

@@ -25,7 +25,7 @@ def event(model) -> CloudEvent:
     return CloudEvent.from_data(model, source="/imaging/test")
 
 
-async def test_order_created_is_idempotent_and_makes_unknown_exam_types(conn, world) -> None:
+async def test_order_created_is_idempotent_and_makes_unknown_exam_types(conn, scheduler, world) -> None:
     code = world.id("DX-HAND")
     order = OrderCreated(
         order_id=world.id("O"),
@@ -40,7 +40,7 @@ async def test_order_created_is_idempotent_and_makes_unknown_exam_types(conn, wo
     )
     for _ in range(2):
         async with conn.transaction():
-            await orders.on_order_created(conn, event(order))
+            await orders.order_handler(scheduler)(conn, event(order))
     rows = await conn.fetch("SELECT * FROM exam_request WHERE order_id = $1", order.order_id)
     assert len(rows) == 1 and rows[0]["patient_class"] == "inpatient" and rows[0]["ward"] == "W3"
     exam = await conn.fetchrow("SELECT * FROM exam_type WHERE code = $1", code)
