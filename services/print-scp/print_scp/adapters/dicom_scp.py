@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
-from pynetdicom.dsutils import encode
+from pynetdicom.dsutils import decode, encode
 
 from print_scp.adapters import spool_store
 from print_scp.adapters.film_pipeline import FilmPipeline
@@ -273,8 +273,18 @@ class PrintScp:
 
     @staticmethod
     def _dataset(event: evt.Event, attr: str, failure: int) -> Dataset:
+        """The request's data set (`attr`: its primitive's parameter, e.g. "ModificationList"), decoded.
+
+        Not through pynetdicom's `event.modification_list` & co, which copy the whole encoded data set
+        (`getvalue()`, 8 MB for an image box) only to see whether it is empty."""
+        raw = getattr(_req(event), attr, None)
         try:
-            return _materialize(getattr(event, attr))
+            if raw is None or not raw.getbuffer().nbytes:
+                return Dataset()
+            ts = event.context.transfer_syntax
+            ds = decode(raw, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+            ds.set_original_encoding(ts.is_implicit_VR, ts.is_little_endian)
+            return _materialize(ds)
         except Exception as exc:
             raise PrintFailure(failure, f"malformed dataset: {type(exc).__name__}") from None
 
@@ -283,7 +293,7 @@ class PrintScp:
         state = self._state(event)
         uid = _req(event).AffectedSOPInstanceUID
         uid = str(uid) if uid else None
-        ds = self._dataset(event, "attribute_list", st.ATTRIBUTE_LIST_ERROR)
+        ds = self._dataset(event, "AttributeList", st.ATTRIBUTE_LIST_ERROR)
         if sop_class == FILM_SESSION:
             new_uid, out, code = state.create_film_session(uid, ds)
             with self._lock:
@@ -303,23 +313,36 @@ class PrintScp:
         sop_class = self._class(event, requested=True)
         state = self._state(event)
         uid = str(_req(event).RequestedSOPInstanceUID)
-        ds = self._dataset(event, "modification_list", st.INVALID_ATTRIBUTE_VALUE)
+        if sop_class in (GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX):
+            return self._n_set_image_box(event, state, sop_class, uid)
+        ds = self._dataset(event, "ModificationList", st.INVALID_ATTRIBUTE_VALUE)
         code = st.SUCCESS
         if sop_class == FILM_SESSION:
             out = state.set_film_session(uid, ds)
         elif sop_class == FILM_BOX:
             out, code = state.set_film_box(uid, ds)
-        elif sop_class in (GRAYSCALE_IMAGE_BOX, COLOR_IMAGE_BOX):
-            out, code = state.set_image_box(sop_class, uid, ds)
-            # The request's own bytes, as they came: spooled without decoding and re-encoding 8 MB.
-            state.image_boxes[uid].spool_key = self._spool(event).put(
-                _req(event).ModificationList.getvalue(), transfer_syntax=str(event.context.transfer_syntax),
-                sop_class=sop_class, image_box_uid=uid)
-            self._drop_unreferenced(event, state)  # the image this box had before, if any
         elif sop_class == ANNOTATION_BOX:
             out = state.set_annotation_box(uid, ds)
         else:
             raise PrintFailure(st.UNRECOGNIZED_OPERATION, "N-SET is not defined for this SOP class")
+        return _status(code), _declared(out)
+
+    def _n_set_image_box(self, event: evt.Event, state: PrintAssociation, sop_class: str,
+                         uid: str) -> tuple[Dataset, Dataset | None]:
+        """The request's own bytes, as they came, start on their way to the spool before they are even
+        decoded (no 8 MB copy: the writer reads the received buffer); dropped again if the box refuses them."""
+        spool = self._spool(event)
+        raw = _req(event).ModificationList
+        key = spool.put(raw.getbuffer() if raw is not None else b"", transfer_syntax=str(event.context.transfer_syntax),
+                        sop_class=sop_class, image_box_uid=uid)
+        try:
+            ds = self._dataset(event, "ModificationList", st.INVALID_ATTRIBUTE_VALUE)
+            out, code = state.set_image_box(sop_class, uid, ds)
+        except BaseException:
+            self._drop_unreferenced(event, state)  # this write, unless the box is set after all
+            raise
+        state.image_boxes[uid].spool_key = key
+        self._drop_unreferenced(event, state)  # the image this box had before, if any
         return _status(code), _declared(out)
 
     def _n_get(self, event: evt.Event) -> tuple[Dataset, Dataset | None]:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -135,6 +136,9 @@ class S3Store:
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._put, key, data, content_type)
+
+    def put_parts_blocking(self, key: str, parts: Sequence[bytes | memoryview], content_type: str) -> None:
+        self._put(key, b"".join(parts), content_type)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._get, key)

@@ -1,6 +1,6 @@
 """The print spool in the film store: a job is written here before the modality is answered.
 
-    N-SET image box ──AssociationSpool.put──► spool/images/<uuid>.dcm   (in the background; answered at once)
+    N-SET image box ──AssociationSpool.put──► spool/images/<uuid>.dcm   (a writer thread; answered at once)
     N-ACTION ──AssociationSpool.ready (those writes done) ──put_jobs──► spool/<film id>.json ──► films row
     renderer ──fetch + decode──► FilmJob ... film stored and matched ──remove_job──► manifest and images gone
 
@@ -44,12 +44,17 @@ def image_key() -> str:
     return f"{IMAGES}{uuid.uuid4()}.dcm"
 
 
-async def put_image(store: FilmStore, key: str, modification_list: bytes, *, transfer_syntax: str,
-                    sop_class: str, image_box_uid: str) -> None:
-    """One image box's N-SET as received, made durable under `key`."""
-    data = await asyncio.to_thread(spool.image_object, modification_list, transfer_syntax=transfer_syntax,
-                                   sop_class=sop_class, image_box_uid=image_box_uid)
-    await store.put(key, data, "application/dicom")
+def put_image(store: FilmStore, key: str, modification_list: bytes | memoryview, *, transfer_syntax: str,
+              sop_class: str, image_box_uid: str) -> None:
+    """One image box's N-SET as received, made durable under `key` (blocking: a spool writer thread)."""
+    parts = spool.image_object_parts(modification_list, transfer_syntax=transfer_syntax, sop_class=sop_class,
+                                     image_box_uid=image_box_uid)
+    store.put_parts_blocking(key, parts, "application/dicom")
+
+
+# Threads that write image objects as their N-SETs arrive: straight from the association's thread, with no
+# round trip through the event loop. Several, so the images of a 2x2 film are written side by side.
+_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="print-spool-writer")
 
 
 async def put_jobs(store: FilmStore, jobs: list[FilmJob]) -> dict[str, str]:
@@ -137,12 +142,14 @@ class AssociationSpool:
         self.pending: dict[str, concurrent.futures.Future[None]] = {}
         self.owned: set[str] = set()
 
-    def put(self, modification_list: bytes, *, transfer_syntax: str, sop_class: str, image_box_uid: str) -> str:
-        """Start writing an image box's N-SET; returns its key at once (the N-SET is answered meanwhile)."""
+    def put(self, modification_list: bytes | memoryview, *, transfer_syntax: str, sop_class: str,
+            image_box_uid: str) -> str:
+        """Start writing an image box's N-SET; returns its key at once (the N-SET is answered meanwhile).
+        `modification_list` must stay unchanged until the write is done (`ready`)."""
         key = image_key()
-        self.pending[key] = asyncio.run_coroutine_threadsafe(
-            put_image(self.store, key, modification_list, transfer_syntax=transfer_syntax, sop_class=sop_class,
-                      image_box_uid=image_box_uid), self.loop)
+        self.pending[key] = _WRITERS.submit(put_image, self.store, key, modification_list,
+                                            transfer_syntax=transfer_syntax, sop_class=sop_class,
+                                            image_box_uid=image_box_uid)
         return key
 
     def ready(self, jobs: list[FilmJob], timeout: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -22,14 +23,25 @@ class DirectoryStore:
         return path
 
     def _put(self, key: str, data: bytes) -> None:
+        self.put_parts_blocking(key, [data], "")
+
+    def put_parts_blocking(self, key: str, parts: Sequence[bytes | memoryview], content_type: str) -> None:
+        """The parts written with one writev (no joined copy of an 8 MB image), fsynced, renamed into place."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                views = [memoryview(p).cast("B") for p in parts]
+                while views:
+                    written = os.writev(fd, views)
+                    while views and written >= len(views[0]):
+                        written -= len(views.pop(0))
+                    if views:
+                        views[0] = views[0][written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
         except BaseException:
             try:

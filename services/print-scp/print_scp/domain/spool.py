@@ -46,8 +46,8 @@ def _lut_from(d: dict | None) -> LutSpec | None:
     return LutSpec(d["uid"], d["shape"], None if d["table"] is None else np.asarray(d["table"], dtype=np.float32))
 
 
-def _part10(body: bytes, *, transfer_syntax: str, sop_class: str, sop_instance: str) -> bytes:
-    """Preamble, DICM and File Meta Information, then `body`: a data set already encoded in `transfer_syntax`."""
+def _part10_head(*, transfer_syntax: str, sop_class: str, sop_instance: str) -> bytes:
+    """Preamble, DICM and File Meta Information: what precedes a data set encoded in `transfer_syntax`."""
     head = Dataset()
     head.file_meta = FileMetaDataset()
     head.file_meta.MediaStorageSOPClassUID = UID(sop_class)
@@ -55,13 +55,25 @@ def _part10(body: bytes, *, transfer_syntax: str, sop_class: str, sop_instance: 
     head.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     buf = io.BytesIO()
     dcmwrite(buf, head, enforce_file_format=True)  # an empty data set: the header alone
-    return buf.getvalue() + body
+    return buf.getvalue()
+
+
+def _part10(body: bytes, *, transfer_syntax: str, sop_class: str, sop_instance: str) -> bytes:
+    return _part10_head(transfer_syntax=transfer_syntax, sop_class=sop_class, sop_instance=sop_instance) + body
+
+
+def image_object_parts(modification_list: bytes | memoryview, *, transfer_syntax: str, sop_class: str,
+                       image_box_uid: str) -> list[bytes | memoryview]:
+    """The image object of one image box N-SET, from the request's own encoded data set, as the parts to
+    write one after the other (the 8 MB data set is not copied into a joined object)."""
+    return [_part10_head(transfer_syntax=transfer_syntax, sop_class=sop_class, sop_instance=image_box_uid),
+            modification_list]
 
 
 def image_object(modification_list: bytes, *, transfer_syntax: str, sop_class: str, image_box_uid: str) -> bytes:
     """The image object of one image box N-SET, from the request's own encoded data set."""
-    return _part10(modification_list, transfer_syntax=transfer_syntax, sop_class=sop_class,
-                   sop_instance=image_box_uid)
+    return b"".join(image_object_parts(modification_list, transfer_syntax=transfer_syntax, sop_class=sop_class,
+                                       image_box_uid=image_box_uid))
 
 
 def image_object_of(image: JobImage) -> bytes:

@@ -8,6 +8,7 @@ visible atomically, with a Content-MD5 the server checks before it keeps anythin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +27,10 @@ class StoreMisconfigured(RuntimeError):
 
 class FilmStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def put_parts_blocking(self, key: str, parts: Sequence[bytes | memoryview], content_type: str) -> None:
+        """`put` of the parts one after the other, blocking, from any thread (the print SCP's spool writer)."""
+        ...
 
     async def get(self, key: str) -> bytes: ...
 
