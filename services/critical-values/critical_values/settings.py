@@ -48,3 +48,7 @@ class Settings(CommonSettings):
     critical_timezone: str = "Asia/Shanghai"
     # IMAGING_CRITICAL_WINDOW_MINUTES: the completion window of 8.7.1 (2) (10 minutes).
     critical_window_minutes: float = 10.0
+    # IMAGING_CRITICAL_CLOCK_SKEW_SECONDS: how far ahead of our clock a claimed time (HL7 EVN-6, FHIR
+    # sent/lastModified, raised_at or called_at sent by a client) may be and still be believed as
+    # evidence, e.g. 300. Records, deadlines and statistics always use the time we received it.
+    critical_clock_skew_seconds: float = 300.0

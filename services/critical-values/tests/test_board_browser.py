@@ -3,7 +3,7 @@ urgency (an overdue one red), masked names, the QC statistics for a senior docto
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from critical_values.app import create_app
@@ -26,9 +26,14 @@ async def test_board_in_chromium(world: World) -> None:
         r1 = await client.post("/api/critical-values/critical-values", headers=rad, json={
             "accession_number": fresh["accession_number"], "finding": "张力性气胸"})
         r2 = await client.post("/api/critical-values/critical-values", headers=rad, json={
-            "accession_number": late["accession_number"], "finding": "颅内出血",
-            "raised_at": (datetime.now(UTC) - timedelta(minutes=20)).isoformat()})
+            "accession_number": late["accession_number"], "finding": "颅内出血"})
         assert r1.status_code == r2.status_code == 201
+        # A raised_at sent by a client is only a claim (issue 18): the deadlines run from when the value
+        # reached us. Age this one in the database, as if it had reached us 20 minutes ago.
+        await world.pool.execute(
+            """UPDATE critical_value SET raised_at = raised_at - $2::interval, notify_due_at = notify_due_at - $2,
+                   ack_due_at = ack_due_at - $2 WHERE critical_id = $1""",
+            r2.json()["critical_id"], timedelta(minutes=20))
         token = issue_test_token(settings, roles=["senior-radiologist"], username="qc.chief")
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,

@@ -142,7 +142,11 @@ async def test_manual_back_entry_links_a_phone_record(service: Service, world: W
     assert r.status_code == 200 and r.json()["acknowledged"]
     row = await world.value(cid)
     assert row["ack_channel"] == "phone" and row["acknowledged_by"] == "王医生"
-    assert abs((row["acknowledged_at"] - called).total_seconds()) < 0.01  # when the call really happened
+    # Recorded when it reached the system (deadlines, statistics); the call's own time kept as its claim.
+    assert abs((row["acknowledged_claimed_at"] - called).total_seconds()) < 0.01
+    assert row["acknowledged_claim_invalid"] is None  # after the (claimed) discovery, not in the future
+    assert (datetime.now(UTC) - row["acknowledged_at"]).total_seconds() < 30
+    assert abs((row["raised_claimed_at"] - (called - timedelta(minutes=2))).total_seconds()) < 0.01
     assert row["action_taken"] == "胸穿减压"
     assert "back-entry-linked" in await world.actions(cid)
 

@@ -8,7 +8,7 @@ import asyncpg
 from imaging_common.events import CloudEvent, parse_data
 from imaging_common.events.types import CriticalRaised, OrderCreated, ReportAmended
 
-from critical_values.domain import lifecycle, recipients
+from critical_values.domain import lifecycle, recipients, times
 from critical_values.domain.lifecycle import Defaults, NewCritical
 from critical_values.settings import Settings
 
@@ -19,7 +19,7 @@ def _defaults() -> Defaults:
     global _settings
     _settings = _settings or Settings()
     return Defaults(_settings.critical_default_category, _settings.critical_default_notify_minutes,
-                    _settings.critical_default_ack_minutes)
+                    _settings.critical_default_ack_minutes, times.skew_of(_settings))
 
 
 async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
@@ -45,7 +45,8 @@ async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> Non
         ordering_department=raised.ordering_department, ward=raised.ward,
         ai_model=raised.raised_by[3:] if raised.raised_by.startswith("ai:") else None,
         # Reporting says so when the finding was already confirmed by a senior doctor.
-        raised_by_senior=bool(extra.get("confirmed_by_senior")), source_strict=False)
+        raised_by_senior=bool(extra.get("confirmed_by_senior")), source_strict=False,
+        trusted_time=True)  # reporting's own clock, through the outbox: its raised_at is the record if plausible
     await lifecycle.raise_critical(conn, new, defaults=_defaults())
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -71,14 +71,15 @@ def make_handler(ctx: Any):  # type: ignore[no-untyped-def]
             async with conn.transaction():
                 return await _acknowledge(conn, message, receivers, status=status, ref=ref, who=who, by_id=by_id,
                                           action=action, received_at=received_at, claimed_raw=claimed_raw,
-                                          claimed_at=claimed_at, peer_host=peer_host)
+                                          claimed_at=claimed_at, peer_host=peer_host,
+                                          skew=times.skew_of(ctx.settings))
 
     return handle
 
 
 async def _acknowledge(conn: asyncpg.Connection, message: Message, receivers: list[str], *, status: str, ref: str,
                        who: str, by_id: str, action: str | None, received_at: datetime, claimed_raw: str,
-                       claimed_at: datetime | None, peer_host: str | None) -> str:
+                       claimed_at: datetime | None, peer_host: str | None, skew: timedelta = times.SKEW) -> str:
     """Resolve MSA-2 among the notifications sent to `receivers` and acknowledge (caller's transaction)."""
     note = await notifications.by_reference(conn, ref, receivers=receivers)
     if note is None:
@@ -97,13 +98,15 @@ async def _acknowledge(conn: asyncpg.Connection, message: Message, receivers: li
     try:
         cv, changed = await lifecycle.acknowledge(
             conn, note["critical_id"], by=who, channel="hl7", action_taken=action, at=received_at,
-            claimed_at=claimed_at, detail=detail)
+            claimed_at=claimed_at, skew=skew, detail=detail)
     except CriticalError as exc:
         raise HL7Error(acks.APPLICATION_RECORD_LOCKED, str(exc), "MSA", 1, 2) from None
     await audit.record(conn, actor=who, action="update", entity="critical_value",
                        entity_id=note["critical_id"], patient_id=cv["patient_id"], source_ip=peer_host,
                        detail={"via": "hl7-application-ack", "notification_id": ref,
-                               "receiver": note["receiver_id"], "changed": changed})
+                               "receiver": note["receiver_id"], "changed": changed,
+                               **({"claimed_at_invalid": cv["acknowledged_claim_invalid"]}
+                                  if changed and cv["acknowledged_claim_invalid"] else {})})
     return "acknowledged" if changed else "already acknowledged"
 
 

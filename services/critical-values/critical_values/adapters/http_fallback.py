@@ -11,7 +11,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import Caller, ClientIp, Ctx, Viewer
-from critical_values.domain import fallback
+from critical_values.domain import fallback, times
 
 router = APIRouter(tags=["fallback"])
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["fallback"])
 class PhoneOutcomeIn(BaseModel):
     outcome: Literal["reached", "no-answer", "wrong-number", "other"]
     called_person: str | None = Field(None, max_length=200)
-    called_at: datetime | None = None
+    called_at: datetime | None = None  # when the call was made, if not just now: kept as a claim
     notes: str | None = Field(None, max_length=2000)
     action_taken: str | None = Field(None, max_length=2000)
 
@@ -56,13 +56,15 @@ async def phone_tasks(user: Caller, ctx: Ctx, ip: ClientIp, status: Literal["ope
 async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
         result = await fallback.complete_phone_task(
-            conn, task_id, outcome=body.outcome, called_person=body.called_person,
-            called_at=body.called_at or datetime.now(UTC), by=user.username, notes=body.notes,
-            action_taken=body.action_taken)
+            conn, task_id, outcome=body.outcome, called_person=body.called_person, called_at=body.called_at,
+            recorded_at=datetime.now(UTC), by=user.username, notes=body.notes, action_taken=body.action_taken,
+            skew=times.skew_of(ctx.settings))
         pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", result["critical_id"])
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=result["critical_id"], patient_id=pid, source_ip=ip,
-                           detail={"phone_task": task_id, "outcome": body.outcome})
+                           detail={"phone_task": task_id, "outcome": body.outcome,
+                                   **({"called_at_invalid": result["called_at_invalid"]}
+                                      if result["called_at_invalid"] else {})})
     return result
 
 
@@ -72,13 +74,18 @@ async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp)
         record_id = await fallback.add_manual_record(
             conn, accession_number=body.accession_number, finding=body.finding, called_person=body.called_person,
             called_at=body.called_at, caller=user.username, read_back=body.read_back,
-            action_taken=body.action_taken, notes=body.notes, entered_by=user.username)
+            action_taken=body.action_taken, notes=body.notes, entered_by=user.username, entered_at=datetime.now(UTC),
+            skew=times.skew_of(ctx.settings))
         result: dict[str, Any] = {"record_id": record_id, "critical_id": None, "acknowledged": False}
         if body.critical_id:
-            result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC))
+            result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC),
+                                         skew=times.skew_of(ctx.settings))
+        invalid = await conn.fetchval("SELECT called_at_invalid FROM manual_record WHERE record_id = $1", record_id)
+        result["called_at_invalid"] = invalid
         await audit.record(conn, actor=user.username, action="create", entity="manual_record",
                            entity_id=str(record_id), source_ip=ip,
-                           detail={"accession_number": body.accession_number, "linked": result["critical_id"]})
+                           detail={"accession_number": body.accession_number, "linked": result["critical_id"],
+                                   **({"called_at_invalid": invalid} if invalid else {})})
     return result
 
 
@@ -100,7 +107,8 @@ async def list_manual(user: Viewer, ctx: Ctx, ip: ClientIp, linked: bool = False
 @router.post("/manual-records/{record_id}/link", summary="Back-entry: link a manual record to its critical value")
 async def link(record_id: int, body: LinkIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC))
+        result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC),
+                                     skew=times.skew_of(ctx.settings))
         pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", body.critical_id)
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=body.critical_id, patient_id=pid, source_ip=ip,

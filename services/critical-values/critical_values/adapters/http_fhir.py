@@ -75,13 +75,14 @@ async def _ack(ctx: Ctx, ip: str | None, user: Any, ref: str, *, who: str, who_i
         try:
             cv, changed = await lifecycle.acknowledge(conn, note["critical_id"], by=who, channel="fhir",
                                                       action_taken=action, at=received_at, claimed_at=claimed_at,
-                                                      detail=detail)
+                                                      skew=times.skew_of(ctx.settings), detail=detail)
         except CriticalError as exc:
             return outcome(409, "conflict", str(exc))
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=note["critical_id"], patient_id=cv["patient_id"], source_ip=ip,
                            detail={"via": via, "acknowledged_by": who, "receiver": note["receiver_id"],
-                                   "changed": changed})
+                                   "changed": changed, **({"claimed_at_invalid": cv["acknowledged_claim_invalid"]}
+                                                          if changed and cv["acknowledged_claim_invalid"] else {})})
     return cv, changed
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
@@ -14,7 +14,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import ClientIp, Clinician, Confirmer, Ctx, Raiser, Senior, Viewer, wake
-from critical_values.domain import lifecycle, recipients, states
+from critical_values.domain import lifecycle, recipients, states, times
 from critical_values.domain.errors import Invalid
 from critical_values.domain.lifecycle import Defaults, NewCritical
 
@@ -37,7 +37,9 @@ class RaiseIn(BaseModel):
     report_id: str | None = None
     patient: PatientIn | None = None  # taken from the order when omitted
     critical_id: str | None = Field(None, max_length=80)  # the caller's id makes a retry idempotent
-    raised_at: datetime | None = None  # back-entry of a value found while the system was down
+    # When it was found, for a back-entry after downtime: kept as raised_claimed_at (judged); the value's
+    # raised_at, from which deadlines run, is when it reaches us.
+    raised_at: datetime | None = None
 
 
 class AiFindingIn(RaiseIn):
@@ -60,7 +62,7 @@ class NoteIn(BaseModel):
 def defaults(ctx: Any) -> Defaults:
     s = ctx.settings
     return Defaults(getattr(s, "critical_default_category", 1), getattr(s, "critical_default_notify_minutes", 10.0),
-                    getattr(s, "critical_default_ack_minutes", 15.0))
+                    getattr(s, "critical_default_ack_minutes", 15.0), times.skew_of(s))
 
 
 def public(row: Any) -> dict[str, Any]:
@@ -83,13 +85,16 @@ async def _raise(ctx: Ctx, body: RaiseIn, *, user: Any, ip: str | None, source: 
         new = NewCritical(
             critical_id=body.critical_id or f"CV-{uuid.uuid4().hex[:16]}", accession_number=body.accession_number,
             patient=patient, finding=body.finding, raised_by=user.username if source != "ai" else f"ai:{ai_model}",
-            raised_at=body.raised_at or datetime.now(UTC), source=source, item_code=body.item_code,
+            raised_at=body.raised_at, source=source, item_code=body.item_code,
             modality=body.modality or (order["modality"] if order else None), report_id=body.report_id,
             ai_model=ai_model, ai_score=ai_score, raised_by_senior="senior-radiologist" in user.roles)
         row, created = await lifecycle.raise_critical(conn, new, defaults=defaults(ctx))
         await audit.record(conn, actor=user.username, action="create", entity="critical_value",
                            entity_id=row["critical_id"], patient_id=row["patient_id"], source_ip=ip,
-                           detail={"source": source, "created": created, "finding": body.finding})
+                           detail={"source": source, "created": created, "finding": body.finding,
+                                   **({"raised_claimed_at": body.raised_at.isoformat()} if body.raised_at else {}),
+                                   **({"raised_claim_invalid": row["raised_claim_invalid"]}
+                                      if created and row["raised_claim_invalid"] else {})})
     wake(ctx)
     return public(row)
 

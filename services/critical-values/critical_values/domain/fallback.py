@@ -3,21 +3,24 @@ outcome, and manual records of phone notifications entered later and linked to t
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from critical_values.domain import lifecycle
+from critical_values.domain import lifecycle, times
 from critical_values.domain.errors import Conflict, Invalid, NotFound
 
 OUTCOMES = ("reached", "no-answer", "wrong-number", "other")
 
 
 async def complete_phone_task(conn: asyncpg.Connection, task_id: int, *, outcome: str, called_person: str | None,
-                              called_at: datetime, by: str, notes: str | None,
-                              action_taken: str | None) -> dict[str, Any]:
-    """Record how the call went; a reached clinician acknowledges the critical value by phone."""
+                              called_at: datetime | None, recorded_at: datetime, by: str, notes: str | None,
+                              action_taken: str | None, skew: timedelta = times.SKEW) -> dict[str, Any]:
+    """Record how the call went; a reached clinician acknowledges the critical value by phone.
+
+    `recorded_at` (now) is the record; `called_at`, when the caller says the call was made, is kept
+    beside it and judged (called_at_invalid), never used for deadlines or statistics."""
     if outcome not in OUTCOMES:
         raise Invalid(f"outcome must be one of {', '.join(OUTCOMES)}")
     if outcome == "reached" and not called_person:
@@ -27,36 +30,48 @@ async def complete_phone_task(conn: asyncpg.Connection, task_id: int, *, outcome
         raise NotFound(f"phone task {task_id} does not exist")
     if task["status"] == "done":
         raise Conflict(f"phone task {task_id} is already done ({task['outcome']})")
+    cv = await lifecycle.get(conn, task["critical_id"])
+    invalid = times.claim_problem(called_at, received=recorded_at, not_before=times.raised_since(cv), skew=skew)
     await conn.execute(
         """UPDATE phone_task SET status = 'done', outcome = $2, called_person = $3, called_at = $4, recorded_by = $5,
-               notes = $6 WHERE task_id = $1""", task_id, outcome, called_person, called_at, by, notes)
+               notes = $6, recorded_at = $7, called_at_invalid = $8 WHERE task_id = $1""",
+        task_id, outcome, called_person, called_at or recorded_at, by, notes, recorded_at, invalid)
+    claimed = {"called_at": called_at.isoformat()} if called_at else {}
+    if invalid:
+        claimed["called_at_invalid"] = invalid
     await lifecycle.log_action(conn, task["critical_id"], actor=by, action="phone-call", channel="phone",
                                recipient=called_person, detail={"task_id": task_id, "outcome": outcome,
-                                                                "notes": notes}, at=called_at)
+                                                                "notes": notes, **claimed}, at=recorded_at)
     acknowledged = False
-    if outcome == "reached":
-        cv = await lifecycle.get(conn, task["critical_id"])
-        if cv["closed_at"] is None:
-            await lifecycle.acknowledge(conn, task["critical_id"], by=called_person or "", channel="phone",
-                                        action_taken=action_taken, at=called_at,
-                                        detail={"task_id": task_id, "recorded_by": by})
-            acknowledged = True
-    return {"task_id": task_id, "critical_id": task["critical_id"], "outcome": outcome, "acknowledged": acknowledged}
+    if outcome == "reached" and cv["closed_at"] is None:
+        await lifecycle.acknowledge(conn, task["critical_id"], by=called_person or "", channel="phone",
+                                    action_taken=action_taken, at=recorded_at, claimed_at=called_at, skew=skew,
+                                    detail={"task_id": task_id, "recorded_by": by})
+        acknowledged = True
+    return {"task_id": task_id, "critical_id": task["critical_id"], "outcome": outcome, "acknowledged": acknowledged,
+            "called_at_invalid": invalid}
 
 
 async def add_manual_record(conn: asyncpg.Connection, *, accession_number: str, finding: str, called_person: str,
                             called_at: datetime, caller: str, read_back: bool, action_taken: str | None,
-                            notes: str | None, entered_by: str) -> int:
+                            notes: str | None, entered_by: str, entered_at: datetime,
+                            skew: timedelta = times.SKEW) -> int:
+    """`called_at` is what was written down (a claim, judged here: not in the future); the record
+    reached us at `entered_at`. Linking it judges it again against the value's raise time."""
+    invalid = times.claim_problem(called_at, received=entered_at, skew=skew)
     return int(await conn.fetchval(
         """INSERT INTO manual_record (accession_number, finding, called_person, called_at, caller, read_back,
-               action_taken, notes, entered_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING record_id""",
-        accession_number, finding, called_person, called_at, caller, read_back, action_taken, notes, entered_by))
+               action_taken, notes, entered_by, entered_at, called_at_invalid)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING record_id""",
+        accession_number, finding, called_person, called_at, caller, read_back, action_taken, notes, entered_by,
+        entered_at, invalid))
 
 
 async def link(conn: asyncpg.Connection, record_id: int, critical_id: str, *, by: str,
-               at: datetime) -> dict[str, Any]:
-    """Back-entry: tie a manual phone record to its critical value; the phone call acknowledges it
-    at the time it really happened, so statistics show when the clinician was actually told."""
+               at: datetime, skew: timedelta = times.SKEW) -> dict[str, Any]:
+    """Back-entry: tie a manual phone record to its critical value. The phone call acknowledges it
+    as of now (`at`, when the system learns of it: deadlines and statistics); the time written
+    down is kept as the acknowledgement's claimed time, judged like any other claim."""
     rec = await conn.fetchrow("SELECT * FROM manual_record WHERE record_id = $1 FOR UPDATE", record_id)
     if rec is None:
         raise NotFound(f"manual record {record_id} does not exist")
@@ -76,8 +91,12 @@ async def link(conn: asyncpg.Connection, record_id: int, critical_id: str, *, by
                                        "read_back": rec["read_back"]}, at=at)
     acknowledged = False
     if cv["closed_at"] is None and cv["state"] != "awaiting-confirmation":
-        await lifecycle.acknowledge(conn, critical_id, by=rec["called_person"], channel="phone",
-                                    action_taken=rec["action_taken"], at=rec["called_at"],
-                                    detail={"manual_record": record_id, "caller": rec["caller"], "entered_by": by})
+        cv, _ = await lifecycle.acknowledge(
+            conn, critical_id, by=rec["called_person"], channel="phone", action_taken=rec["action_taken"], at=at,
+            claimed_at=rec["called_at"], skew=skew,
+            detail={"manual_record": record_id, "caller": rec["caller"], "entered_by": by})
         acknowledged = True
+        if cv["acknowledged_claim_invalid"]:
+            await conn.execute("UPDATE manual_record SET called_at_invalid = $2 WHERE record_id = $1",
+                               record_id, cv["acknowledged_claim_invalid"])
     return {"record_id": record_id, "critical_id": critical_id, "acknowledged": acknowledged}

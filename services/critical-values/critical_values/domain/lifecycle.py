@@ -16,7 +16,7 @@ import asyncpg
 from imaging_common.events import publish
 from imaging_common.events.types import CriticalAcknowledged, CriticalClosed, CriticalEscalated
 
-from critical_values.domain import dictionary, recipients, states
+from critical_values.domain import dictionary, recipients, states, times
 from critical_values.domain.errors import Conflict, Invalid, NotFound
 from critical_values.domain.recipients import Person
 
@@ -30,6 +30,7 @@ class Defaults:
     category: int = 1
     notify_minutes: float = 10.0
     ack_minutes: float = 15.0
+    skew: timedelta = times.SKEW  # a claimed time may be this far ahead of ours (IMAGING_CRITICAL_CLOCK_SKEW_SECONDS)
 
 
 @dataclass
@@ -39,7 +40,9 @@ class NewCritical:
     patient: dict[str, Any]
     finding: str
     raised_by: str
-    raised_at: datetime
+    # When the raiser says it was found (a back-entry after downtime): a claim, kept beside the time
+    # it reached us, which is the record (deadlines, statistics) unless `trusted_time`.
+    raised_at: datetime | None = None
     source: str = "radiologist"  # radiologist | dictionary | ai
     item_code: str | None = None
     modality: str | None = None
@@ -52,6 +55,9 @@ class NewCritical:
     ward: str | None = None
     raised_by_senior: bool = False
     source_strict: bool = True  # False for events: an unknown item code falls back instead of refusing
+    # True for the platform's own events (reporting's clock, through the outbox): their raised_at is
+    # the record when plausible. A client's raised_at (HTTP) is only ever a claim.
+    trusted_time: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,8 +142,14 @@ async def _recipient(conn: asyncpg.Connection, new: NewCritical, at: datetime) -
 
 async def raise_critical(conn: asyncpg.Connection, new: NewCritical, *, defaults: Defaults,
                          at: datetime | None = None) -> tuple[asyncpg.Record, bool]:
-    """Record a critical value (idempotent on critical_id); returns (row, created)."""
+    """Record a critical value (idempotent on critical_id); returns (row, created).
+
+    `at` is when it reached us: the value's raised_at, from which deadlines run. What the raiser
+    claims (`new.raised_at`) is kept as raised_claimed_at, judged (raised_claim_invalid), and only
+    for the platform's own events (`trusted_time`) and when plausible taken as the record."""
     at = at or now_utc()
+    claim_invalid = times.claim_problem(new.raised_at, received=at, skew=defaults.skew)
+    raised_at = new.raised_at if new.trusted_time and new.raised_at and claim_invalid is None else at
     existing = await conn.fetchrow("SELECT * FROM critical_value WHERE critical_id = $1", new.critical_id)
     if existing is not None:
         return existing, False
@@ -157,27 +169,29 @@ async def raise_critical(conn: asyncpg.Connection, new: NewCritical, *, defaults
     row = await conn.fetchrow(
         """INSERT INTO critical_value (critical_id, accession_number, patient, patient_id, finding, item_code,
                dictionary_version, category, modality, report_id, source, raised_by, raised_at, ai_model, ai_score,
-               state, requires_confirmation, recipient_id, recipient_name, department, ward)
-           VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
+               state, requires_confirmation, recipient_id, recipient_name, department, ward, raised_claimed_at,
+               raised_claim_invalid)
+           VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)
            ON CONFLICT (critical_id) DO NOTHING RETURNING *""",
         new.critical_id, new.accession_number, json.dumps(new.patient, default=str, ensure_ascii=False), patient_id,
         new.finding, item.code if item else None, version, item.category if item else defaults.category,
-        new.modality.upper() if new.modality else None, new.report_id, new.source, new.raised_by, new.raised_at,
+        new.modality.upper() if new.modality else None, new.report_id, new.source, new.raised_by, raised_at,
         new.ai_model, new.ai_score, states.AWAITING_CONFIRMATION if needs_confirmation else states.NOTIFYING,
-        needs_confirmation, person.person_id, person.name, department, ward)
+        needs_confirmation, person.person_id, person.name, department, ward, new.raised_at, claim_invalid)
     if row is None:  # the same id raised concurrently (a client retry): the first one stands
         return await get(conn, new.critical_id), False
     await log_action(conn, new.critical_id, actor=new.raised_by, action="raised", detail={
         "source": new.source, "item_code": row["item_code"], "dictionary_version": version,
         "needs_confirmation": needs_confirmation, **({"ai_model": new.ai_model, "ai_score": new.ai_score}
-                                                     if new.source == "ai" else {})}, at=at)
+                                                     if new.source == "ai" else {}),
+        **({"claimed_at": new.raised_at.isoformat()} if new.raised_at else {}),
+        **({"claimed_at_invalid": claim_invalid} if claim_invalid else {})}, at=at)
     notify_minutes = item.notify_minutes if item else defaults.notify_minutes
     ack_minutes = item.ack_minutes if item else defaults.ack_minutes
     # Deadlines run from the discovery, not from the confirmation: 8.7.1 (2) measures raised -> told.
     row = await conn.fetchrow(
         "UPDATE critical_value SET notify_due_at = $2, ack_due_at = $3 WHERE critical_id = $1 RETURNING *",
-        new.critical_id, new.raised_at + timedelta(minutes=notify_minutes),
-        new.raised_at + timedelta(minutes=ack_minutes))
+        new.critical_id, raised_at + timedelta(minutes=notify_minutes), raised_at + timedelta(minutes=ack_minutes))
     if not needs_confirmation:
         await start_notifying(conn, row, at=at)
     return await get(conn, new.critical_id), True
@@ -240,24 +254,31 @@ async def _finish(conn: asyncpg.Connection, cv: asyncpg.Record, at: datetime) ->
 
 async def acknowledge(conn: asyncpg.Connection, critical_id: str, *, by: str, channel: str,
                       action_taken: str | None = None, at: datetime | None = None,
-                      claimed_at: datetime | None = None,
+                      claimed_at: datetime | None = None, skew: timedelta = times.SKEW,
                       detail: dict[str, Any] | None = None) -> tuple[asyncpg.Record, bool]:
     """The clinician confirmed receipt (and what they did): the loop is closed. Idempotent.
 
-    `at` is the record: when the acknowledgement reached us (or, for a phone call entered later,
-    when our staff made it); deadlines and statistics use it. `claimed_at` is when a clinician
-    system says it happened: evidence, kept beside it, never used for the record."""
+    `at` is the record: when the acknowledgement reached us (a phone call: when it was recorded);
+    deadlines and statistics use it. `claimed_at` is when a clinician system or the caller says it
+    happened: evidence, kept beside it and judged (acknowledged_claim_invalid: in the future beyond
+    `skew`, before the value was raised, unreadable), never used for the record."""
     at = at or now_utc()
     cv = await get(conn, critical_id, lock=True)
     if cv["acknowledged_at"] is not None:
         return cv, False
     new_state = states.next_state(cv["state"], "acknowledge")
+    invalid = times.claim_problem(claimed_at, received=at, not_before=times.raised_since(cv), skew=skew)
+    if claimed_at is None and (detail or {}).get("claimed_time_unreadable"):
+        invalid = times.UNREADABLE
     cv = await conn.fetchrow(
         """UPDATE critical_value SET state = $2, acknowledged_at = $3, acknowledged_by = $4, ack_channel = $5,
-               action_taken = $6, closed_at = $3, outcome = 'acknowledged', acknowledged_claimed_at = $7
+               action_taken = $6, closed_at = $3, outcome = 'acknowledged', acknowledged_claimed_at = $7,
+               acknowledged_claim_invalid = $8
            WHERE critical_id = $1 RETURNING *""",
-        critical_id, new_state, at, by, channel, action_taken, claimed_at)
-    claimed = {"claimed_at": claimed_at.isoformat()} if claimed_at else {}
+        critical_id, new_state, at, by, channel, action_taken, claimed_at, invalid)
+    claimed: dict[str, Any] = {"claimed_at": claimed_at.isoformat()} if claimed_at else {}
+    if invalid:
+        claimed["claimed_at_invalid"] = invalid
     await log_action(conn, critical_id, actor=by, action="acknowledged", channel=channel,
                      detail={"action_taken": action_taken, **claimed, **(detail or {})}, at=at)
     await _finish(conn, cv, at)

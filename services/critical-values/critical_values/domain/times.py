@@ -4,6 +4,10 @@ A time with an offset is that instant (`20261207095541+0800` is 01:55:41Z); one 
 is local time in the service's zone (IMAGING_CRITICAL_TIMEZONE), never UTC. What a peer claims is
 evidence, kept beside the time we received it; the record (deadlines, statistics) uses ours.
 A time that cannot be read is None: nothing is made up for it.
+
+`claim_problem` judges a claim against what we know: never ahead of our clock beyond the allowed
+skew, never before the critical value was raised. An implausible claim is kept with its reason and
+flagged; it is never used for deadlines or statistics (those use the time we received it anyway).
 """
 
 from __future__ import annotations
@@ -52,3 +56,34 @@ def fhir_instant(value: Any, local: tzinfo) -> datetime | None:
     if at.tzinfo is None:
         at = at.replace(tzinfo=local)
     return at.astimezone(UTC)
+
+
+SKEW = timedelta(minutes=5)
+FUTURE = "in the future"
+BEFORE_RAISED = "before the critical value was raised"
+UNREADABLE = "unreadable"
+
+
+def skew_of(settings: Any) -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "critical_clock_skew_seconds", SKEW.total_seconds())))
+
+
+def claim_problem(claimed: datetime | None, *, received: datetime, not_before: datetime | None = None,
+                  skew: timedelta = SKEW) -> str | None:
+    """Why a claimed time cannot be believed (None: plausible, or nothing claimed)."""
+    if claimed is None:
+        return None
+    if claimed > received + skew:
+        return FUTURE
+    if not_before is not None and claimed < not_before - skew:
+        return BEFORE_RAISED
+    return None
+
+
+def raised_since(cv: Any) -> datetime:
+    """The earliest believable moment a critical value existed: its claimed discovery when that claim
+    was plausible (a value found while the system was down), else when it reached us."""
+    claimed = cv["raised_claimed_at"]
+    if claimed is not None and cv["raised_claim_invalid"] is None:
+        return min(claimed, cv["raised_at"])
+    return cv["raised_at"]  # type: ignore[no-any-return]
