@@ -208,3 +208,23 @@ async def test_orm_xo_changes_the_order_and_announces_the_whole_order_once(feed)
     assert ack.field("MSA", 1) == "AE" and "cancelled" in ack.field("ERR", 8), ack.to_er7()
     [cancelled] = await events(pool, "order.cancelled", accession)
     assert cancelled["data"]["version"] == data["version"] + 1
+
+
+async def test_only_an_a08_renames_a_known_patient_other_messages_wait_for_the_desk(feed) -> None:
+    client, pool = feed
+    his, idn = f"H{uuid.uuid4().hex[:8]}", rid(born="19750607")
+    tag = uname()[-3:]
+    await send(client, msg("ADT^A04^ADT_A01", "EVN|A04", pid(his, f"张^子涵{tag}", idn, dob="19750607")))
+    empi = await pool.fetchval("SELECT empi_id FROM empi_identifier WHERE type = 'his-patient-id' AND value = $1", his)
+    # A re-registration (A04) or an order's PID with a homophone: acknowledged, nothing renamed, a pending change.
+    ack = await send(client, msg("ADT^A04^ADT_A01", "EVN|A04", pid(his, f"张^子寒{tag}", idn, dob="19750607")))
+    assert ack.field("MSA", 1) == "AA" and "waits for the desk" in ack.field("MSA", 3), ack.to_er7()
+    assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子涵{tag}"
+    assert await pool.fetchval("SELECT count(*) FROM empi_source_record WHERE empi_id = $1 AND status = 'pending'",
+                               empi) == 1
+    assert await events(pool, "patient.updated", empi) == []
+    # The HIS's explicit update (A08) is the change itself.
+    ack = await send(client, msg("ADT^A08^ADT_A01", "EVN|A08", pid(his, f"张^子寒{tag}", idn, dob="19750607")))
+    assert ack.field("MSA", 1) == "AA", ack.to_er7()
+    assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子寒{tag}"
+    assert (await events(pool, "patient.updated", empi))[-1]["data"]["patient"]["name"] == f"张子寒{tag}"

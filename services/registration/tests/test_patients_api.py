@@ -177,3 +177,49 @@ async def test_names_stored_before_the_counts_are_counted_in_the_background(app,
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT n FROM empi_name_count WHERE script = 'H' AND kind = 'length' "
                                    "AND value = '2'") == before
+
+
+async def test_a_homophone_re_registration_never_renames_the_patient_silently(client, settings, pool) -> None:
+    """张子寒 registered with 张子涵's ID number: linked to them, but the name waits for the desk, which sees
+    the old and the new name and decides; only a yes changes the record everywhere (patient.updated)."""
+    h = auth(settings)
+    tag = uname()[-3:]
+    idn = rid(born="19920304")
+    r = await client.post("/api/registration/patients", headers=h, json={
+        "name": f"张子涵{tag}", "sex": "F", "identifiers": [{"type": "resident-id", "value": idn}]})
+    empi = r.json()["patient"]["empi_id"]
+    await wait_published(pool, "patient.registered", empi)
+    r = await client.post("/api/registration/patients", headers=h, json={
+        "name": f"张子寒{tag}", "sex": "F", "phone": "13811112222",
+        "identifiers": [{"type": "resident-id", "value": idn}]})
+    res = r.json()
+    assert r.status_code == 201 and res["outcome"] == "pending", r.text
+    assert res["patient"]["name"] == f"张子涵{tag}" and res["patient"]["phone"] is None  # nothing applied yet
+    assert res["pending"]["changes"] == {"name": [f"张子涵{tag}", f"张子寒{tag}"]}
+    assert await events(pool, "patient.updated", empi) == []
+    listed = (await client.get("/api/registration/pending-changes", headers=h)).json()["data"]
+    mine = next(c for c in listed if c["empi_id"] == empi)
+    assert mine["changes"] == {"name": [f"张子涵{tag}", f"张子寒{tag}"]} and mine["id"] == res["pending"]["id"]
+    assert await pool.fetchval("SELECT count(*) FROM audit.audit_log WHERE entity_id = $1 AND action = 'read' "
+                               "AND detail->>'pending_change' = $2", empi, mine["id"]) == 1
+
+    # The clerk checks the ID card: the new name is right.
+    r = await client.post(f"/api/registration/pending-changes/{mine['id']}/confirm", headers=h)
+    assert r.status_code == 200 and r.json()["patient"]["name"] == f"张子寒{tag}", r.text
+    assert set(r.json()["changed"]) >= {"name", "phone"}
+    [updated] = await events(pool, "patient.updated", empi)
+    assert updated["data"]["patient"]["name"] == f"张子寒{tag}"
+    again = await client.post(f"/api/registration/pending-changes/{mine['id']}/confirm", headers=h)
+    assert again.status_code == 404  # decided once
+
+    # A wrong one is rejected: the record stays as it is; a clerk who saw both may also confirm at once.
+    r = await client.post("/api/registration/patients", headers=h, json={
+        "name": f"章子寒{tag}", "identifiers": [{"type": "resident-id", "value": idn}]})
+    assert r.json()["outcome"] == "pending"
+    r = await client.post(f"/api/registration/pending-changes/{r.json()['pending']['id']}/reject", headers=h)
+    assert r.status_code == 200 and r.json()["patient"]["name"] == f"张子寒{tag}" and r.json()["changed"] == []
+    r = await client.post("/api/registration/patients", headers=h, json={
+        "name": f"张梓寒{tag}", "confirm_changes": True, "identifiers": [{"type": "resident-id", "value": idn}]})
+    assert r.json()["outcome"] == "linked" and r.json()["patient"]["name"] == f"张梓寒{tag}"
+    r = await client.get("/api/registration/pending-changes", headers=auth(settings, "radiologist"))
+    assert r.status_code == 403

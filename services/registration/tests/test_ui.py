@@ -227,3 +227,48 @@ async def test_duplicate_merged_keeping_the_record_the_clerk_chose(site, browser
     assert await pool.fetchval("SELECT merged_into FROM empi_person WHERE empi_id = $1", right) == left
     assert await pool.fetchval("SELECT merged_into FROM empi_person WHERE empi_id = $1", left) is None
     await page.close()
+
+
+async def test_a_homophone_at_the_desk_shows_old_and_new_and_asks(site, browser) -> None:
+    """Registering 张子寒 with 张子涵's ID card: the clerk sees both names and decides; a change left for later
+    is listed under 待审核 with both names, where another clerk keeps the record as it is."""
+    base, app, settings = site
+    pool = app.state.ctx.pool
+    tag = uname()[-3:]
+    idn = rid(born="19900512")
+    async with httpx.AsyncClient(base_url=base) as api:
+        r = await api.post("/api/registration/patients", headers=auth(settings), json={
+            "name": f"张子涵{tag}", "identifiers": [{"value": idn}]})
+        empi = r.json()["patient"]["empi_id"]
+    username, secret = await new_clerk(app)
+    page = await browser.new_page()
+    await login(page, base, username, secret)
+
+    async def register(name: str) -> None:
+        await page.keyboard.press("F3")
+        await page.fill("#reg-name", name)
+        await page.fill("#reg-id", idn)
+        await expect(page.locator("#reg-id-hint")).to_have_text("号码有效")
+        await page.keyboard.press("Control+Enter")
+
+    await register(f"张子寒{tag}")
+    dialog = page.locator("dialog.pending-change-dialog")
+    await expect(dialog).to_contain_text(f"张子涵{tag}")
+    await expect(dialog).to_contain_text(f"张子寒{tag}")
+    await dialog.locator("button[value=confirm]").click()
+    await expect(page.locator("#toast")).to_contain_text("已确认")
+    await expect(page.locator("#tab-order")).to_be_visible()  # on to the order, as after any registration
+    assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子寒{tag}"
+    assert (await events(pool, "patient.updated", empi))[-1]["data"]["patient"]["name"] == f"张子寒{tag}"
+
+    await register(f"章子寒{tag}")
+    await page.locator("dialog.pending-change-dialog button[value=later]").click()
+    await expect(page.locator("#tab-order")).to_be_visible()
+    await page.keyboard.press("F4")
+    row = page.locator("#pending-list tbody tr", has_text=f"章子寒{tag}")
+    await expect(row).to_contain_text(f"张子寒{tag}")
+    await row.locator("button.pending-reject").click()
+    await expect(page.locator("#toast")).to_contain_text("保持原资料")
+    await expect(page.locator("#pending-list tbody tr", has_text=f"章子寒{tag}")).to_have_count(0)
+    assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子寒{tag}"
+    await page.close()

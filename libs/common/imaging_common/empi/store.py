@@ -141,12 +141,17 @@ class Candidate:
 @dataclass
 class Resolution:
     person: Person
-    outcome: Literal["created", "linked"]
+    outcome: Literal["created", "linked", "pending"]
     source_record_id: str
     candidates: list[Candidate]
     review_ids: list[str]
     changed: list[str]
+    # outcome "pending": field -> [now, proposed] of who the person is; nothing applied until confirmed
+    pending: dict[str, list[Any]] = field(default_factory=dict)
 
+
+# Who a person is: a link or a feed never changes these without a person's yes (confirm_pending).
+DEMOGRAPHICS = ("name", "birth_date", "sex")
 
 _PERSON_FIELDS = ("name", "name_latin", "birth_date", "sex", "phone", "address", "postcode", "id_type", "id_number",
                   "verified")
@@ -329,7 +334,7 @@ async def recompute(conn: asyncpg.Connection, empi_id: str) -> tuple[Person, lis
     before = await conn.fetchrow("SELECT * FROM empi_person WHERE empi_id = $1 FOR UPDATE", empi_id)
     if before is None:
         raise PersonNotFound(f"no person {empi_id}")
-    rows = await conn.fetch("SELECT * FROM empi_source_record WHERE empi_id = $1", empi_id)
+    rows = await conn.fetch("SELECT * FROM empi_source_record WHERE empi_id = $1 AND status = 'applied'", empi_id)
     golden = golden_record([_source_from_row(r) for r in rows])
     values = {f: getattr(golden, f) for f in _PERSON_FIELDS}
     changed = [f for f in _PERSON_FIELDS if before[f] != values[f]]
@@ -357,6 +362,7 @@ async def _create_person(conn: asyncpg.Connection, incoming: IncomingPerson, act
 async def register(
     conn: asyncpg.Connection, incoming: IncomingPerson, *, actor: str, scorer: Scorer | None = None,
     link_to: str | None = None, force_new: bool = False, patient_id_prefix: str = "P", strict: bool = True,
+    confirm: bool = False,
 ) -> Resolution:
     """Find or create the person this description is about.
 
@@ -365,6 +371,7 @@ async def register(
     every candidate in the review band (or in the link band when the clerk forced a new person).
     `strict` refuses a malformed ID number (the desk, where the clerk can fix it); a feed passes
     strict=False so the number is kept, marked invalid, as evidence for matching.
+    A link that would change who the person is (DEMOGRAPHICS) is held "pending" unless `confirm`.
     """
     scorer = scorer or Scorer()
     incoming.normalized_identifiers(strict=strict)  # raises InvalidIdentifier for a malformed number
@@ -379,6 +386,8 @@ async def register(
             target = candidates[0].empi_id
         if target is not None:
             sid = await _insert_source(conn, target, incoming, actor)
+            if not confirm and (pending := await _hold_if_renaming(conn, target, sid, actor)):
+                return Resolution(await get_person(conn, target), "pending", sid, candidates, [], [], pending)
             person, changed = await recompute(conn, target)
             score = next((c.scored for c in candidates if c.empi_id == target), None)
             await _history(conn, target, "link", actor, {
@@ -399,14 +408,75 @@ async def register(
 
 
 async def update(conn: asyncpg.Connection, empi_id: str, incoming: IncomingPerson, *, actor: str,
-                 strict: bool = True) -> tuple[Person, list[str]]:
-    """New data about a known person (a correction at the desk, ADT^A08): a new source record wins by recency."""
+                 strict: bool = True, confirm: bool = True) -> tuple[Person, list[str]]:
+    """New data about a known person (a correction at the desk, ADT^A08): a new source record wins by recency.
+
+    `confirm=False` (a feed's message that is not an explicit update): a change of who the person is waits
+    for the desk (pending) and nothing is changed; the returned list is then empty."""
     incoming.normalized_identifiers(strict=strict)
     async with conn.transaction():
         person = await get_person(conn, empi_id, follow_merged=True)
         sid = await _insert_source(conn, person.empi_id, incoming, actor)
+        if not confirm and await _hold_if_renaming(conn, person.empi_id, sid, actor):
+            return person, []
         person, changed = await recompute(conn, person.empi_id)
         await _history(conn, person.empi_id, "update", actor, {"source_record_id": sid, "changed": changed})
+        return person, changed
+
+
+async def _proposed_changes(conn: asyncpg.Connection, empi_id: str, sid: str) -> dict[str, list[Any]]:
+    """field -> [now, with this source record applied] for the DEMOGRAPHICS it would change."""
+    rows = await conn.fetch("SELECT * FROM empi_source_record WHERE empi_id = $1 AND (status = 'applied' OR id = $2)",
+                            empi_id, sid)
+    golden = golden_record([_source_from_row(r) for r in rows])
+    now = await conn.fetchrow("SELECT name, birth_date, sex FROM empi_person WHERE empi_id = $1", empi_id)
+    return {f: [now[f], getattr(golden, f)] for f in DEMOGRAPHICS if now[f] != getattr(golden, f)}
+
+
+async def _hold_if_renaming(conn: asyncpg.Connection, empi_id: str, sid: str, actor: str) -> dict[str, list[Any]]:
+    """Mark the new source record pending when it would change who the person is; returns the changes."""
+    changes = await _proposed_changes(conn, empi_id, sid)
+    if changes:
+        await conn.execute("UPDATE empi_source_record SET status = 'pending' WHERE id = $1", sid)
+        await _history(conn, empi_id, "change-pending", actor,
+                       {"source_record_id": sid, "changes": {k: [str(v) if v is not None else None for v in pair]
+                                                             for k, pair in changes.items()}})
+    return changes
+
+
+async def has_pending(conn: asyncpg.Connection, empi_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM empi_source_record WHERE empi_id = $1 "
+                                    "AND status = 'pending')", empi_id))
+
+
+async def pending_changes(conn: asyncpg.Connection, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Changes of who a person is waiting for the desk, oldest first, each with [now, proposed] per field."""
+    rows = await conn.fetch(
+        "SELECT s.id, s.empi_id, s.source, s.source_key, s.actor, s.created_at, p.patient_id "
+        "FROM empi_source_record s JOIN empi_person p USING (empi_id) WHERE s.status = 'pending' "
+        "ORDER BY s.created_at LIMIT $1", limit)
+    out = []
+    for r in rows:
+        out.append({"id": str(r["id"]), "empi_id": r["empi_id"], "patient_id": r["patient_id"], "source": r["source"],
+                    "source_key": r["source_key"], "actor": r["actor"], "created_at": r["created_at"],
+                    "changes": await _proposed_changes(conn, r["empi_id"], str(r["id"]))})
+    return out
+
+
+async def decide_pending(conn: asyncpg.Connection, source_record_id: str, *, accept: bool,
+                         actor: str) -> tuple[Person, list[str]]:
+    """A person at the desk says yes (the record joins the golden record) or no (it stays, rejected)."""
+    async with conn.transaction():
+        row = await conn.fetchrow("SELECT empi_id, status FROM empi_source_record WHERE id = $1::uuid FOR UPDATE",
+                                  source_record_id)
+        if row is None or row["status"] != "pending":
+            raise EmpiError(f"no pending change {source_record_id}")
+        await conn.execute("UPDATE empi_source_record SET status = $2, decided_by = $3, decided_at = now() "
+                           "WHERE id = $1::uuid", source_record_id, "applied" if accept else "rejected", actor)
+        empi_id = (await get_person(conn, row["empi_id"], follow_merged=True)).empi_id
+        person, changed = await recompute(conn, empi_id) if accept else (await get_person(conn, empi_id), [])
+        await _history(conn, empi_id, "change-confirmed" if accept else "change-rejected", actor,
+                       {"source_record_id": source_record_id, "changed": changed})
         return person, changed
 
 

@@ -199,14 +199,20 @@ class HisFeed:
                 return found
         return None
 
-    async def _register_or_update(self, conn: Any, msg: Message, actor: Actor) -> tuple[Person, str]:
+    async def _register_or_update(self, conn: Any, msg: Message, actor: Actor,
+                                  explicit: bool = False) -> tuple[Person, str]:
+        """The PID's patient, found by HIS patient ID or matched. Only an explicit update (A08) changes who
+        a known patient is (name, birth date, sex); any other message's different values wait for the desk."""
         incoming, his_id = person_from_pid(msg)
         known = await self._find(conn, incoming, his_id)
         if known is not None:
-            person, _ = await patient_domain.update(conn, known.empi_id, incoming, actor=actor, strict=False)
-            return person, "updated"
+            before = known.version
+            person, _ = await patient_domain.update(conn, known.empi_id, incoming, actor=actor, strict=False,
+                                                    confirm=explicit)
+            held = not explicit and person.version == before and await store.has_pending(conn, person.empi_id)
+            return person, "updated" + (" (a change of name, birth date or sex waits for the desk)" if held else "")
         res = await patient_domain.register(conn, incoming, actor=actor, scorer=self.scorer, strict=False,
-                                            patient_id_prefix=self.settings.patient_id_prefix)
+                                            patient_id_prefix=self.settings.patient_id_prefix, confirm=explicit)
         return res.person, res.outcome
 
     async def admit(self, conn: Any, msg: Message, actor: Actor) -> str:
@@ -214,7 +220,8 @@ class HisFeed:
         return f"{outcome} {person.patient_id}"
 
     async def update(self, conn: Any, msg: Message, actor: Actor) -> str:
-        return await self.admit(conn, msg, actor)
+        person, outcome = await self._register_or_update(conn, msg, actor, explicit=True)
+        return f"{outcome} {person.patient_id}"
 
     async def merge(self, conn: Any, msg: Message, actor: Actor) -> str:
         incoming, his_id = person_from_pid(msg)

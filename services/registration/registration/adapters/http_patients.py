@@ -79,6 +79,8 @@ class PatientIn(BaseModel):
 class RegisterIn(PatientIn):
     link_to: str | None = Field(None, description="EMPI id the clerk chose in the same-name panel")
     force_new: bool = Field(False, description="the clerk says: a different person, despite a likely match")
+    confirm_changes: bool = Field(False, description="the clerk saw the old and new name/birth date/sex of the "
+                                  "patient this links to and says they are right; otherwise such a change waits")
 
 
 class VerificationIn(BaseModel):
@@ -136,13 +138,15 @@ async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) 
         async with ctx.pool.acquire() as conn:
             res = await patient_domain.register(
                 conn, body.incoming(), actor=_actor(request, user), scorer=_scorer(ctx), link_to=body.link_to,
-                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix)  # type: ignore[attr-defined]
+                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix,  # type: ignore[attr-defined]
+                confirm=body.confirm_changes)
     except InvalidIdentifier as exc:
         raise _bad_identifier(exc) from None
     except store.EmpiError as exc:
         raise _not_found(exc) from None
     return {"outcome": res.outcome, "patient": patient_domain.detail(res.person), "review_ids": res.review_ids,
-            "changed": res.changed}
+            "changed": res.changed, "pending": {"id": res.source_record_id, "changes": res.pending} if res.pending
+            else None}
 
 
 @router.post("/patients/match", tags=["patients"],
@@ -197,6 +201,30 @@ async def update_patient(empi_id: str, body: PatientIn, request: Request, user: 
         raise _bad_identifier(exc) from None
     except store.EmpiError as exc:
         raise _not_found(exc) from None
+    return {"patient": patient_domain.detail(person), "changed": changed}
+
+
+@router.get("/pending-changes", tags=["patients"],
+            summary="Changes of a patient's name, birth date or sex waiting for the desk (old vs new)")
+async def list_pending_changes(request: Request, user: DeskStaff,
+                               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        data = await patient_domain.pending_changes(conn, actor=_actor(request, user), limit=limit)
+    return {"data": data, "count": len(data)}
+
+
+@router.post("/pending-changes/{change_id}/{decision}", tags=["patients"],
+             summary="Confirm (patient.updated follows) or reject a pending change of who a patient is")
+async def decide_pending_change(change_id: str, decision: Literal["confirm", "reject"], request: Request,
+                                user: DeskStaff) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        async with ctx.pool.acquire() as conn:
+            person, changed = await patient_domain.decide_change(conn, change_id, accept=decision == "confirm",
+                                                                 actor=_actor(request, user))
+    except (store.EmpiError, asyncpg.DataError) as exc:
+        raise HTTPException(404, str(exc)) from None
     return {"patient": patient_domain.detail(person), "changed": changed}
 
 

@@ -75,10 +75,13 @@ def detail(person: Person) -> dict[str, Any]:
 
 async def register(conn: asyncpg.Connection, incoming: IncomingPerson, *, actor: Actor, scorer: Scorer,
                    link_to: str | None = None, force_new: bool = False, strict: bool = True,
-                   patient_id_prefix: str = "P") -> Resolution:
+                   patient_id_prefix: str = "P", confirm: bool = False) -> Resolution:
+    """Register (or link) a patient. A link that would change who a known patient is (name, birth date,
+    sex) is held pending (outcome "pending", the changes in `pending`) until the desk confirms it."""
     async with conn.transaction():
         res = await store.register(conn, incoming, actor=actor.name, scorer=scorer, link_to=link_to,
-                                   force_new=force_new, strict=strict, patient_id_prefix=patient_id_prefix)
+                                   force_new=force_new, strict=strict, patient_id_prefix=patient_id_prefix,
+                                   confirm=confirm)
         p = res.person
         if res.outcome == "created":
             await publish(conn, PatientRegistered(patient=patient_ref(p)), source=SOURCE, subject=p.empi_id)
@@ -88,20 +91,44 @@ async def register(conn: asyncpg.Connection, incoming: IncomingPerson, *, actor:
         await audit.record(conn, actor=actor.name, action="create" if res.outcome == "created" else "link",
                            entity="patient", entity_id=p.empi_id, patient_id=p.empi_id, source_ip=actor.source_ip,
                            detail={"source": incoming.source, "outcome": res.outcome, "reviews": res.review_ids,
-                                   "changed": res.changed})
+                                   "changed": res.changed, "pending": sorted(res.pending)})
         return res
 
 
 async def update(conn: asyncpg.Connection, empi_id: str, incoming: IncomingPerson, *, actor: Actor,
-                 strict: bool = True) -> tuple[Person, list[str]]:
+                 strict: bool = True, confirm: bool = True) -> tuple[Person, list[str]]:
     async with conn.transaction():
-        person, changed = await store.update(conn, empi_id, incoming, actor=actor.name, strict=strict)
+        person, changed = await store.update(conn, empi_id, incoming, actor=actor.name, strict=strict,
+                                             confirm=confirm)
         if changed:
             await publish(conn, PatientUpdated(patient=patient_ref(person), changed=changed), source=SOURCE,
                           subject=person.empi_id)
         await audit.record(conn, actor=actor.name, action="update", entity="patient", entity_id=person.empi_id,
                            patient_id=person.empi_id, source_ip=actor.source_ip,
                            detail={"changed": changed, "source": incoming.source})
+        return person, changed
+
+
+async def pending_changes(conn: asyncpg.Connection, *, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
+    """Changes of who a patient is, waiting for the desk, with the current and the proposed values."""
+    items = await store.pending_changes(conn, limit=limit)
+    for item in items:
+        await audit.record(conn, actor=actor.name, action="read", entity="patient", entity_id=item["empi_id"],
+                           patient_id=item["empi_id"], source_ip=actor.source_ip, detail={"pending_change": item["id"]})
+    return items
+
+
+async def decide_change(conn: asyncpg.Connection, source_record_id: str, *, accept: bool,
+                        actor: Actor) -> tuple[Person, list[str]]:
+    """The desk confirms (patient.updated follows) or rejects a pending change."""
+    async with conn.transaction():
+        person, changed = await store.decide_pending(conn, source_record_id, accept=accept, actor=actor.name)
+        if changed:
+            await publish(conn, PatientUpdated(patient=patient_ref(person), changed=changed), source=SOURCE,
+                          subject=person.empi_id)
+        await audit.record(conn, actor=actor.name, action="update", entity="patient", entity_id=person.empi_id,
+                           patient_id=person.empi_id, source_ip=actor.source_ip,
+                           detail={"pending_change": source_record_id, "accepted": accept, "changed": changed})
         return person, changed
 
 

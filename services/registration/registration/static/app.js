@@ -86,7 +86,7 @@ function showTab(name) {
   $("#print-form").hidden = true;
   const focus = { find: "#search", register: "#reg-name", order: "#ord-class", reviews: null }[name];
   if (focus) $(focus).focus();
-  if (name === "reviews") loadReviews();
+  if (name === "reviews") { loadPending(); loadReviews(); }
   if (name === "order") showOrderPatient();
 }
 document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
@@ -288,6 +288,8 @@ $("#register-form").addEventListener("submit", async (ev) => {
     toast(res.outcome === "created" ? `已登记新病人 ${p.name}，病人ID ${p.patient_id}` +
       (res.review_ids.length ? `（${res.review_ids.length} 条疑似重复待审核）` : "")
       : `已归入现有档案 ${p.name}，病人ID ${p.patient_id}`);
+    // Linked to a patient whose name, birth date or sex it would change: nothing changed yet; ask.
+    if (res.pending) await confirmPending(res.pending, p);
     ev.target.reset();
     state.patient = p;
     refreshReviewCount();
@@ -296,9 +298,66 @@ $("#register-form").addEventListener("submit", async (ev) => {
   } catch (e) { toast(e.message, "error"); }
 });
 
+// ---- changes of who a patient is -------------------------------------------------------------
+const FIELD = { name: "姓名", birth_date: "出生日期", sex: "性别" };
+function changeText(changes) {
+  const show = (k, v) => esc((k === "sex" ? SEX[v] : v) || "无");
+  return Object.entries(changes).map(([k, [was, now]]) =>
+    `${FIELD[k] || k}：<b>${show(k, was)}</b> → <b>${show(k, now)}</b>`).join("<br>");
+}
+
+async function decidePending(id, decision) {
+  await api(`/pending-changes/${encodeURIComponent(id)}/${decision}`, { method: "POST" });
+  toast(decision === "confirm" ? "已确认，资料已更改" : "已驳回，保持原资料");
+}
+
+function confirmPending(pending, patient) {
+  return new Promise((resolve) => {
+    const dlg = document.createElement("dialog");
+    dlg.className = "pending-change-dialog";
+    dlg.innerHTML = `<form method="dialog"><h3>病人资料将被更改</h3>
+      <p>病人ID ${esc(patient.patient_id)} 的档案与本次登记不一致：</p><p class="changes">${changeText(pending.changes)}</p>
+      <p>请核对证件后确认。</p>
+      <menu><button value="confirm">确认更改</button> <button value="reject" class="secondary">保持原资料</button>
+        <button value="later" class="secondary">稍后处理</button></menu></form>`;
+    document.body.appendChild(dlg);
+    dlg.addEventListener("close", async () => {
+      dlg.remove();
+      try {
+        if (dlg.returnValue === "confirm" || dlg.returnValue === "reject") await decidePending(pending.id, dlg.returnValue);
+        else toast("资料变更留在“待审核”中");
+      } catch (e) { toast(e.message, "error"); }
+      refreshReviewCount();
+      resolve();
+    });
+    dlg.showModal();
+  });
+}
+
+async function loadPending() {
+  try {
+    const res = await api("/pending-changes");
+    $("#pending-list tbody").innerHTML = res.data.map((c) => `<tr>
+      <td>${esc(c.patient_id)}</td><td>${changeText(c.changes)}</td>
+      <td>${esc(c.source)} · ${esc(c.actor)}<br><small>${esc(new Date(c.created_at).toLocaleString("zh-CN"))}</small></td>
+      <td><button class="pending-confirm" data-id="${esc(c.id)}">确认更改</button>
+          <button class="secondary pending-reject" data-id="${esc(c.id)}">保持原资料</button></td></tr>`).join("")
+      || '<tr><td colspan="4" class="muted">没有待确认的资料变更。</td></tr>';
+    document.querySelectorAll("#pending-list button").forEach((b) => b.addEventListener("click", async () => {
+      try {
+        await decidePending(b.dataset.id, b.classList.contains("pending-confirm") ? "confirm" : "reject");
+        loadPending(); refreshReviewCount();
+      } catch (e) { toast(e.message, "error"); }
+    }));
+  } catch (e) { toast(e.message, "error"); }
+}
+
 // ---- possible duplicates -------------------------------------------------------------------
 async function refreshReviewCount() {
-  try { const r = await api("/reviews?limit=200"); $("#review-count").textContent = r.count || ""; } catch { /* shown on open */ }
+  try {
+    const [r, c] = await Promise.all([api("/reviews?limit=200"), api("/pending-changes?limit=200")]);
+    $("#review-count").textContent = (r.count + c.count) || "";
+  } catch { /* shown on open */ }
 }
 
 function who(p) {
