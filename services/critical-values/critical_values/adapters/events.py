@@ -1,4 +1,7 @@
-"""Event handlers: orders tell us who ordered (the recipient); critical.raised starts the loop."""
+"""Event handlers: orders tell us who ordered (the recipient); critical.raised starts the loop; changed
+orders re-route open values and values follow their order's and their patient's identity
+(domain/follow.py). Each runs in the transaction that records the event in the inbox, after the
+consumer has checked the event's per-subject versions (an older snapshot never reaches us)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ from typing import Any
 
 import asyncpg
 from imaging_common.events import CloudEvent, parse_data
-from imaging_common.events.types import CriticalRaised, OrderCreated, ReportAmended
+from imaging_common.events.types import CriticalRaised, OrderCreated, PatientMerged, PatientUpdated, ReportAmended
 
-from critical_values.domain import lifecycle, recipients, times
+from critical_values.domain import follow, lifecycle, times
 from critical_values.domain.lifecycle import Defaults, NewCritical
 from critical_values.settings import Settings
 
@@ -22,15 +25,23 @@ def _defaults() -> Defaults:
                     _settings.critical_default_ack_minutes, times.skew_of(_settings))
 
 
-async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def on_order(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    """order.created and order.changed alike: the whole order, upserted."""
     order = parse_data(event)
-    assert isinstance(order, OrderCreated)
-    await recipients.remember_order(
-        conn, accession_number=order.accession_number, order_id=order.order_id,
-        patient=order.patient.model_dump(mode="json"), patient_class=order.patient_class,
-        ordering_doctor_id=order.ordering_doctor_id, ordering_doctor=order.ordering_doctor,
-        ordering_department=order.ordering_department, ward=order.ward,
-        modality=order.items[0].modality if order.items else None)
+    assert isinstance(order, OrderCreated)  # OrderChanged is one
+    await follow.apply_order(conn, order)
+
+
+async def on_patient_updated(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, PatientUpdated)
+    await follow.apply_patient_updated(conn, data.patient)
+
+
+async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, PatientMerged)
+    await follow.apply_patient_merged(conn, data.surviving, data.merged_empi_ids)
 
 
 async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> None:
@@ -39,7 +50,8 @@ async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> Non
     extra: dict[str, Any] = raised.model_extra or {}
     new = NewCritical(
         critical_id=raised.critical_id, accession_number=raised.accession_number,
-        patient=raised.patient.model_dump(mode="json"), finding=raised.finding, raised_by=raised.raised_by,
+        patient=await follow.patient_for_value(conn, raised.accession_number, raised.patient),
+        finding=raised.finding, raised_by=raised.raised_by,
         raised_at=raised.raised_at, source=raised.source, item_code=raised.item_code, modality=raised.modality,
         report_id=raised.report_id, ordering_doctor_id=raised.ordering_doctor_id,
         ordering_department=raised.ordering_department, ward=raised.ward,
@@ -64,5 +76,6 @@ async def on_report_amended(conn: asyncpg.Connection, event: CloudEvent) -> None
                                            "kind": amended.kind, "reason": amended.reason})
 
 
-HANDLERS = {"order.created": on_order_created, "critical.raised": on_critical_raised,
-            "report.amended": on_report_amended}
+HANDLERS = {"order.created": on_order, "order.changed": on_order, "critical.raised": on_critical_raised,
+            "report.amended": on_report_amended, "patient.updated": on_patient_updated,
+            "patient.merged": on_patient_merged}
