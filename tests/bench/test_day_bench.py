@@ -4,8 +4,9 @@
 by 6 radiologists and 2 seniors, 30 critical values — see `day_load` for the day's shape. The seven
 services run as their own processes (e2e.cluster), as deployed. Printed: throughput per interface,
 p50/p95 per step, CPU seconds and peak RSS per service, wall time, and errors (target 0: HTTP 5xx or
-unexpected 4xx, DICOM failures, missing or duplicated effects at the end). The bench fails when the
-day had any error.
+unexpected 4xx, DICOM failures, missing or duplicated effects at the end), and the consistency check's
+drifts between every service's copy of orders and patients and registration's (target 0, listed in
+var/bench/day/drifts.txt). The bench fails when the day had any error or drift.
 
     .venv/bin/python -m pytest tests/bench/test_day_bench.py -s -p no:cacheprovider
     IMAGING_DAY_PATIENTS=300 ... for a quicker developer run (the full day is the default)
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from e2e.cluster import Cluster, cluster_site
+from imaging_common import consistency
 
 from .day_load import (
     DAY_CRITICALS,
@@ -95,9 +97,26 @@ async def test_a_days_load(bench, test_env: dict[str, str]) -> None:  # type: ig
                         await w
                 day.pool.shutdown(wait=False)
             report(bench, day, usage, router, checked, n, zone, day_s, settle_s, len(bus.events) - events_before)
+        drifts = await consistency_at_end_of_day(bench, cluster, work)
     (work / "errors.txt").write_text("\n".join(day.meter.errors))
     trace_lost_answers(cluster, router, work / "lost-answers.txt")
     assert not day.meter.errors, f"{len(day.meter.errors)} errors, first: {day.meter.errors[:10]}"
+    assert drifts.ok, f"{len(drifts.drifts)} drift(s) at the end of the day (var/bench/day/drifts.txt):\n" + \
+        "\n".join(drifts.table().splitlines()[:40])
+
+
+async def consistency_at_end_of_day(bench, cluster: Cluster, work: Path) -> consistency.Report:  # type: ignore[no-untyped-def]
+    """Every service's copy of the day's orders and patients against registration's (issue 17: target
+    0 drifts); only drifts still there after 10 s count (a change still on the bus is not one)."""
+    drifts = await consistency.check_settled(consistency.connector(cluster.direct_database_url), settle=10)
+    (work / "drifts.txt").write_text(drifts.table())
+    (work / "drifts.json").write_text(drifts.to_json())
+    print("\n  consistency check:", *drifts.table().splitlines()[-60:], sep="\n    ")
+    bench.figure("consistency drifts (service copies vs registration, settled 10 s)", len(drifts.drifts), "drifts",
+                 target="0", note=f"({sum(drifts.checked.values())} rows compared; {drifts.transient} transient)")
+    for what, count in drifts.counts().items():
+        bench.figure(f"drifts: {what}", count, "drifts")
+    return drifts
 
 
 def trace_lost_answers(cluster: Cluster, router: MeteredRouter, out: Path) -> None:
