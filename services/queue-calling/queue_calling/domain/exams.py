@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from imaging_common.events import versions
 
 
 def id_number_digest(id_number: str) -> str:
@@ -19,26 +20,85 @@ def id_number_digest(id_number: str) -> str:
     return hashlib.sha256(id_number.strip().upper().encode()).hexdigest()
 
 
-def _patient_columns(p: Any) -> dict[str, Any]:
+# PatientRef field -> exam column: the patient copy kept with each exam.
+PATIENT_COLUMNS = {
+    "patient_id": "patient_id",
+    "name": "patient_name",
+    "birth_date": "birth_date",
+    "sex": "sex",
+    "phone": "phone",
+    "id_number_masked": "id_number_masked",
+    "id_number_sha256": "id_number_sha256",
+    "card_number": "card_number",
+}
+
+
+def _patient_fields(p: Any) -> dict[str, Any]:
     extra = p.model_extra or {}
-    return {
-        "empi_id": p.empi_id,
-        "patient_id": p.patient_id,
-        "patient_name": p.name,
-        "birth_date": p.birth_date,
-        "sex": p.sex,
-        "phone": p.phone,
-        "id_number_masked": p.id_number_masked,
-        "id_number_sha256": getattr(p, "id_number_sha256", None) or extra.get("id_number_sha256"),
-        "card_number": getattr(p, "card_number", None) or extra.get("card_number"),
-    }
+    return {f: getattr(p, f, None) if getattr(p, f, None) is not None else extra.get(f) for f in PATIENT_COLUMNS}
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    return {column: fields.get(f) for f, column in PATIENT_COLUMNS.items()}
+
+
+async def apply_patient(conn: asyncpg.Connection, patient: Any, *, current: bool) -> dict[str, Any]:
+    """Merge a snapshot of a patient into every exam's copy of them (versions.merge_patient: a current
+    snapshot wins where it has a value, an older or unversioned one only fills gaps, and nothing known
+    is ever blanked); returns the exam columns of the patient for an exam taking this snapshot."""
+    incoming = _patient_fields(patient)
+    rows = await conn.fetch(
+        f"SELECT accession_number, {', '.join(PATIENT_COLUMNS.values())} FROM exam WHERE empi_id = $1 "
+        "ORDER BY updated_at DESC, accession_number FOR UPDATE", patient.empi_id)
+    copy: dict[str, Any] | None = None
+    for r in rows:
+        known = {f: r[column] for f, column in PATIENT_COLUMNS.items()}
+        merged = versions.merge_patient(known, incoming, current=current)
+        if merged != known:
+            cols = _columns(merged)
+            await conn.execute(
+                f"UPDATE exam SET {', '.join(f'{c} = ${i + 2}' for i, c in enumerate(cols))}, updated_at = now() "
+                "WHERE accession_number = $1", r["accession_number"], *cols.values())
+        copy = merged if copy is None else versions.merge_patient(copy, merged, current=False)
+    if copy is None:
+        copy = versions.merge_patient(None, incoming, current=current)
+    return {"empi_id": patient.empi_id, **_columns(copy)}
+
+
+async def _upsert(conn: asyncpg.Connection, accession_number: str, cols: dict[str, Any], *,
+                  update: list[str] | None = None, exists: bool = False) -> None:
+    """Insert the exam (`cols` then has every required column) or update `update` (default all) of it."""
+    names = list(cols)
+    update = names if update is None else update
+    if exists:  # the row is locked by the caller: only what is given, no insert (a partial row could not be)
+        values = [cols[n] for n in update]
+        await conn.execute(
+            f"UPDATE exam SET {', '.join(f'{n} = ${i + 2}' for i, n in enumerate(update))}, updated_at = now() "
+            "WHERE accession_number = $1", accession_number, *values)
+    else:
+        action = (f"DO UPDATE SET {', '.join(f'{n} = EXCLUDED.{n}' for n in update)}, updated_at = now()"
+                  if update else "DO NOTHING")
+        await conn.execute(
+            f"""INSERT INTO exam (accession_number, {", ".join(names)})
+                VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(names)))})
+                ON CONFLICT (accession_number) {action}""",
+            accession_number, *cols.values(),
+        )
+    # A cancel may have come first (tombstone): whatever arrives later, the exam stays cancelled.
+    await conn.execute(
+        "UPDATE exam SET order_status = 'cancelled', updated_at = now() WHERE accession_number = $1 "
+        "AND order_status <> 'cancelled' AND EXISTS (SELECT 1 FROM cancelled_order WHERE accession_number = $1)",
+        accession_number)
 
 
 async def record_order(conn: asyncpg.Connection, order: Any) -> None:
-    """order.created: one exam per accession number; several items are shown as one exam."""
+    """order.created / order.changed, the whole order as it now is: one exam per accession number
+    (several items are shown as one exam). An order without a version (an older producer) does not
+    overwrite what an order event already set; its patient only fills gaps."""
     items = order.items
+    current = await versions.patient_is_current(conn, order.patient)
     cols = {
-        **_patient_columns(order.patient),
+        **await apply_patient(conn, order.patient, current=current),
         "order_id": order.order_id,
         "visit_number": order.visit_number,
         "patient_class": order.patient_class,
@@ -48,21 +108,30 @@ async def record_order(conn: asyncpg.Connection, order: Any) -> None:
         "exam_name": "、".join(i.name for i in items) or "",
         "modality": items[0].modality if items else "",
         "contrast": any(i.contrast for i in items),
+        "order_known": True,
     }
-    names = list(cols)
-    await conn.execute(
-        f"""INSERT INTO exam (accession_number, {", ".join(names)})
-            VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(names)))})
-            ON CONFLICT (accession_number) DO UPDATE SET
-            {", ".join(f"{n} = EXCLUDED.{n}" for n in names)}, updated_at = now()""",
-        order.accession_number, *cols.values(),
-    )
+    known = await conn.fetchval("SELECT order_known FROM exam WHERE accession_number = $1 FOR UPDATE",
+                                order.accession_number)
+    if getattr(order, "version", None) is None and known:
+        patient = [c for c in cols if c == "empi_id" or c in PATIENT_COLUMNS.values()]
+        await _upsert(conn, order.accession_number, cols, update=patient)
+    else:
+        await _upsert(conn, order.accession_number, cols)
 
 
 async def record_appointment(conn: asyncpg.Connection, appt: Any) -> None:
-    """appointment.booked / .rescheduled: the exam's slot, room (device) and special conditions."""
-    cols = {
-        **_patient_columns(appt.patient),
+    """appointment.booked / .rescheduled: the exam's slot, room (device) and special conditions.
+
+    An appointment may arrive before its order (events are not ordered across producers): it then
+    makes the exam. Once the order is known, the item, priority and special conditions are the
+    order's (a change of the order may be newer than scheduling's copy), and so is the patient when
+    the appointment names another one."""
+    row = await conn.fetchrow("SELECT empi_id, order_known FROM exam WHERE accession_number = $1 FOR UPDATE",
+                              appt.accession_number)
+    current = await versions.patient_is_current(conn, appt.patient)
+    patient = await apply_patient(conn, appt.patient, current=current)
+    ordered = row is not None and row["order_known"]
+    cols: dict[str, Any] = {
         "order_id": appt.order_id,
         "appointment_id": appt.appointment_id,
         "appointment_status": "booked",
@@ -70,21 +139,13 @@ async def record_appointment(conn: asyncpg.Connection, appt: Any) -> None:
         "room_name": appt.room_name,
         "appointment_start": appt.start,
         "appointment_end": appt.end,
-        "exam_code": appt.exam_code,
-        "exam_name": appt.exam_name,
-        "modality": appt.modality,
-        "priority": appt.priority,
-        "special": json.dumps(appt.special.model_dump()),
     }
-    names = list(cols)
-    # An appointment may arrive before its order (events are not ordered across producers).
-    await conn.execute(
-        f"""INSERT INTO exam (accession_number, {", ".join(names)})
-            VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(names)))})
-            ON CONFLICT (accession_number) DO UPDATE SET
-            {", ".join(f"{n} = EXCLUDED.{n}" for n in names)}, updated_at = now()""",
-        appt.accession_number, *cols.values(),
-    )
+    if not ordered:
+        cols |= {"exam_code": appt.exam_code, "exam_name": appt.exam_name, "modality": appt.modality,
+                 "priority": appt.priority, "special": json.dumps(appt.special.model_dump())}
+    if row is None or not ordered or row["empi_id"] == appt.patient.empi_id:
+        cols |= patient
+    await _upsert(conn, appt.accession_number, cols, exists=row is not None)
 
 
 async def cancel_appointment(conn: asyncpg.Connection, *, accession_number: str, appointment_id: str) -> None:
@@ -95,7 +156,12 @@ async def cancel_appointment(conn: asyncpg.Connection, *, accession_number: str,
     )
 
 
-async def cancel_order(conn: asyncpg.Connection, *, accession_number: str) -> None:
+async def cancel_order(conn: asyncpg.Connection, *, accession_number: str, order_id: str = "",
+                       reason: str | None = None) -> None:
+    """order.cancelled: the exam is cancelled, and its tombstone keeps it so whatever comes later."""
+    await conn.execute(
+        "INSERT INTO cancelled_order (accession_number, order_id, reason) VALUES ($1, $2, $3) "
+        "ON CONFLICT (accession_number) DO NOTHING", accession_number, order_id, reason)
     await conn.execute(
         "UPDATE exam SET order_status = 'cancelled', updated_at = now() WHERE accession_number = $1",
         accession_number,
@@ -112,17 +178,25 @@ async def mark_performed(conn: asyncpg.Connection, *, accession_number: str) -> 
 
 
 async def update_patient(conn: asyncpg.Connection, patient: Any) -> None:
-    cols = _patient_columns(patient)
-    await conn.execute(
-        """UPDATE exam SET patient_name = $2, birth_date = $3, sex = $4, phone = $5, updated_at = now()
-           WHERE empi_id = $1""",
-        cols["empi_id"], cols["patient_name"], cols["birth_date"], cols["sex"], cols["phone"],
-    )
-    await conn.execute(
-        "UPDATE queue_entry SET patient_name = $2, sex = $3 WHERE empi_id = $1 AND state IN "
-        "('waiting', 'called', 'skipped', 'in_exam')",
-        cols["empi_id"], cols["patient_name"], cols["sex"],
-    )
+    """patient.updated: every exam's copy of the patient (live queue entries follow: adapters.events)."""
+    await apply_patient(conn, patient, current=await versions.patient_is_current(conn, patient))
+
+
+async def merge_patients(conn: asyncpg.Connection, surviving: Any, merged_empi_ids: list[str]) -> None:
+    """patient.merged: the merged records' exams become the survivor's, with the survivor's identity;
+    what the survivor's copy does not know (a phone, an ID) is kept from the merged record's."""
+    copy = await apply_patient(conn, surviving, current=await versions.patient_is_current(conn, surviving))
+    survivor = {f: copy[column] for f, column in PATIENT_COLUMNS.items()}
+    ids = [e for e in merged_empi_ids if e != surviving.empi_id]
+    rows = await conn.fetch(
+        f"SELECT accession_number, {', '.join(PATIENT_COLUMNS.values())} FROM exam WHERE empi_id = ANY($1::text[]) "
+        "ORDER BY accession_number FOR UPDATE", ids)
+    for r in rows:
+        own = {f: r[column] for f, column in PATIENT_COLUMNS.items() if f != "patient_id"}
+        cols = {"empi_id": surviving.empi_id, **_columns(versions.merge_patient(survivor, own, current=False))}
+        await conn.execute(
+            f"UPDATE exam SET {', '.join(f'{c} = ${i + 2}' for i, c in enumerate(cols))}, updated_at = now() "
+            "WHERE accession_number = $1", r["accession_number"], *cols.values())
 
 
 IDENTIFIER_KINDS = ("barcode", "id_number", "card", "appointment")
