@@ -257,6 +257,7 @@ async def test_merge_re_points_appointments_and_requests_to_the_survivor(client,
     assert [x["id"] for x in r.json()["data"]] == [appointment_id]
     req = await request_row(pool, created.order_id, code)
     assert req["empi_id"] == f"E{gold}" and req["patient"]["name"] == "张子涵"
+    assert req["patient"]["phone"] == "13900000000"  # the survivor's copy said nothing of it: kept
 
     # registration then re-publishes the order with its new owner: nothing moves back
     await deliver(settings, pool, order(tag, code, modality, OrderChanged, version=2, patient=survivor,

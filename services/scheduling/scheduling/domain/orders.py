@@ -312,12 +312,18 @@ async def on_patient_merged(conn: asyncpg.Connection, event: Any) -> None:
     survivor = data.surviving
     ids = [e for e in data.merged_empi_ids if e != survivor.empi_id]
     copy = await patient_copy(conn, survivor, current=await versions.patient_is_current(conn, survivor))
-    await conn.execute(
-        "UPDATE exam_request SET empi_id = $1, patient = $2::jsonb WHERE empi_id = ANY($3)",
-        survivor.empi_id,
-        _json(copy),
-        ids,
-    )
+    for r in await conn.fetch(
+        "SELECT order_id, exam_code, patient FROM exam_request WHERE empi_id = ANY($1) FOR UPDATE", ids
+    ):
+        # The survivor's identity; what its copy does not know (a phone, an ID) is kept from the merged record.
+        own = {k: v for k, v in _obj(r["patient"]).items() if k not in ("empi_id", "patient_id", "version")}
+        await conn.execute(
+            "UPDATE exam_request SET empi_id = $3, patient = $4::jsonb WHERE order_id = $1 AND exam_code = $2",
+            r["order_id"],
+            r["exam_code"],
+            survivor.empi_id,
+            _json(versions.merge_patient(copy, own, current=False)),
+        )
     await conn.execute(
         "UPDATE appointment SET empi_id = $1, updated_at = now() WHERE empi_id = ANY($2)", survivor.empi_id, ids
     )
