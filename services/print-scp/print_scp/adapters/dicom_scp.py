@@ -24,7 +24,6 @@ from io import BytesIO
 from typing import Any
 
 from imaging_common.dicom.observe import DimseObserver
-from imaging_common.dicom.prompt import make_prompt
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -32,6 +31,7 @@ from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import decode, encode
 
 from print_scp.adapters import spool_store
+from print_scp.adapters.fast_dul import make_fast
 from print_scp.adapters.film_pipeline import FilmPipeline
 from print_scp.adapters.spool_store import AssociationSpool
 from print_scp.domain import statuses as st
@@ -191,7 +191,7 @@ class PrintScp:
         sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
         if sock is not None:  # small DIMSE responses must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        make_prompt(event.assoc)  # pynetdicom's loops wake on each message instead of polling every 1 ms
+        make_fast(event.assoc)  # loops woken by each message instead of polling every 1 ms; PDUs read in one go
 
     def _state(self, event: evt.Event) -> PrintAssociation:
         key = id(event.assoc)
