@@ -98,7 +98,7 @@ async def test_an_answered_print_is_rendered_after_a_crash_from_the_spool_alone(
     row = await spooler.film(out["box_uid"])
     assert row is not None and row["status"] == "spooled" and row["spool_key"]
     restarted = FilmPipeline(pool=spooler.pool, store=DirectoryStore(spooler.root), settings=spooler.settings)
-    spooled = await spool_store.fetch(restarted.store, row["spool_key"])
+    spooled = await spool_store.fetch(restarted.store, row["spool_key"], row["spool_manifest"])
     assert spooled is not None
     job = spool_store.decode(spooled)
     assert [i.item.PixelData for i in job.images] == [i.PixelData for i in items]
@@ -154,7 +154,7 @@ async def test_deleted_film_box_drops_its_images_and_sweep_removes_what_a_crash_
     out = await asyncio.to_thread(run)
     assert out["deleted"] == 0 and out["print"] == 0
     row = await spooler.film(out["box_uid"])
-    kept = set(spool_store.spool.manifest_image_keys((spooler.root / row["spool_key"]).read_bytes()))
+    kept = set(spool_store.spool.manifest_image_keys(row["spool_manifest"]))  # committed with the row
     await _eventually(lambda: {p.relative_to(spooler.root).as_posix() for p in spooler.images()} == kept,
                       "only the printed film's image stays spooled")
     # A crash between an N-SET and its print leaves an image object (and a manifest without a row).
@@ -162,12 +162,11 @@ async def test_deleted_film_box_drops_its_images_and_sweep_removes_what_a_crash_
     for path in orphans:
         path.write_bytes(b"left by a crash")
     old = time.time() - 2 * spool_store.SWEEP_AGE.total_seconds()
-    for path in [*orphans, *spooler.images(), spooler.root / row["spool_key"]]:
+    for path in [*orphans, *spooler.images()]:
         os.utime(path, (old, old))
     assert await spool_store.sweep(DirectoryStore(spooler.root), spooler.pool) == 2
     assert not any(p.exists() for p in orphans)
     assert {p.relative_to(spooler.root).as_posix() for p in spooler.images()} == kept  # still to be rendered
-    assert (spooler.root / row["spool_key"]).is_file()
 
 
 @pytest.mark.parametrize("charset", ["ISO_IR 192", "GB18030"])
@@ -179,7 +178,7 @@ async def test_chinese_label_and_annotation_keep_their_characters_in_the_spool(s
                                       charset=charset)
     row = await spooler.film(box_uid)
     assert row["session_label"] == TEXT
-    spooled = await spool_store.fetch(DirectoryStore(spooler.root), row["spool_key"])
+    spooled = await spool_store.fetch(DirectoryStore(spooler.root), row["spool_key"], row["spool_manifest"])
     assert spooled is not None
     job = spool_store.decode(spooled)
     assert job.session["FilmSessionLabel"] == TEXT

@@ -45,11 +45,13 @@ class FilmPipeline:
 
     async def accept(self, jobs: list[FilmJob], *, session_id: str) -> None:
         """Make the jobs durable; only then may the modality be told they printed."""
-        keys = await spool_store.put_jobs(self.store, jobs)
-        async with self.pool.acquire() as conn, conn.transaction():
+        spooled = await spool_store.put_jobs(self.store, jobs)
+        async with self.pool.acquire() as conn, conn.transaction():  # one commit makes the print durable
             await films_db.insert_session(conn, session_id=session_id, job=jobs[0])
             for job in jobs:
-                await films_db.insert_film(conn, session_id=session_id, job=job, spool_key=keys[job.film_id])
+                key, manifest = spooled[job.film_id]
+                await films_db.insert_film(conn, session_id=session_id, job=job, spool_key=key)
+                await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", job.film_id, manifest)
         # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
         # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
         # an association that stays open.
@@ -74,14 +76,14 @@ class FilmPipeline:
     async def process_one(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                """SELECT id, spool_key, status, printed_at FROM films WHERE spool_key IS NOT NULL
+                """SELECT id, spool_key, spool_manifest, status, printed_at FROM films WHERE spool_key IS NOT NULL
                    ORDER BY printed_at FOR UPDATE SKIP LOCKED LIMIT 1""")
             if row is None:
                 return False
             film_id = str(row["id"])
             # Outside the try below: a store that is briefly unreachable must leave the film spooled
             # (the transaction rolls back and the run loop retries), never mark it failed for good.
-            spooled = await spool_store.fetch(self.store, row["spool_key"])
+            spooled = await spool_store.fetch(self.store, row["spool_key"], row["spool_manifest"])
             try:
                 if spooled is None:  # gone for good
                     raise ObjectNotFound(row["spool_key"])
@@ -91,12 +93,12 @@ class FilmPipeline:
             except Exception as exc:  # undecodable spool or a render bug: keep the row, say why
                 log.exception("film %s could not be rendered", film_id)
                 await films_db.mark_failed(conn, film_id, f"{type(exc).__name__}: {exc}")
-                await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
+                await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
                 return True
             decision = await self.decide(conn, job, rendered)
             await self._store(conn, job, rendered, decision)
             await film_decisions.record(conn, film_id, decision, previous=None)
-            await conn.execute("UPDATE films SET spool_key = NULL WHERE id = $1", film_id)
+            await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
         await spool_store.remove_job(self.store, row["spool_key"], spooled)
         self.processed += 1
         return True

@@ -1,11 +1,12 @@
 """The print spool in the film store: a job is written here before the modality is answered.
 
     N-SET image box ──AssociationSpool.put──► spool/images/<uuid>.dcm   (a writer thread; answered at once)
-    N-ACTION ──AssociationSpool.ready (those writes done) ──put_jobs──► spool/<film id>.json ──► films row
+    N-ACTION ──AssociationSpool.ready (those writes done) ──put_jobs──► manifest, committed in the films row
     renderer ──fetch + decode──► FilmJob ... film stored and matched ──remove_job──► manifest and images gone
 
 The bulk of a job (its pixels) is thus made durable while the modality is still sending the next image,
-and the print only writes a small manifest before the films row. Image objects that never become part
+and the print only commits its films row, with the small manifest in it (spool_manifest; films spooled
+before that have it in the store at spool/<film id>.json). Image objects that never become part
 of a print (a box set again, a film box deleted, an association aborted) are deleted when that is known;
 whatever a crash leaves behind is removed by `sweep`. What the objects look like is `domain/spool.py`'s
 business.
@@ -57,14 +58,15 @@ def put_image(store: FilmStore, key: str, modification_list: bytes | memoryview,
 _WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="print-spool-writer")
 
 
-async def put_jobs(store: FilmStore, jobs: list[FilmJob]) -> dict[str, str]:
-    """Store each job's manifest; returns film id -> manifest key (what the films row remembers).
+async def put_jobs(store: FilmStore, jobs: list[FilmJob]) -> dict[str, tuple[str, bytes]]:
+    """Each job's manifest; returns film id -> (spool key, manifest), which the films row keeps (the
+    manifest is committed with the row, not written to the store).
 
     Images already spooled at their N-SET (`JobImage.spool_key`, durable: see `AssociationSpool.ready`) are
     only referred to; any other is written first.
     """
 
-    async def one(job: FilmJob) -> None:
+    async def one(job: FilmJob) -> tuple[str, tuple[str, bytes]]:
         keys = []
         for image in job.images:
             key = image.spool_key
@@ -72,10 +74,9 @@ async def put_jobs(store: FilmStore, jobs: list[FilmJob]) -> dict[str, str]:
                 key = image_key()
                 await store.put(key, await asyncio.to_thread(spool.image_object_of, image), "application/dicom")
             keys.append(key)
-        await store.put(manifest_key(job.film_id), spool.manifest(job, keys), "application/json")
+        return job.film_id, (manifest_key(job.film_id), spool.manifest(job, keys))
 
-    await asyncio.gather(*(one(job) for job in jobs))
-    return {job.film_id: manifest_key(job.film_id) for job in jobs}
+    return dict(await asyncio.gather(*(one(job) for job in jobs)))
 
 
 @dataclass
@@ -87,11 +88,11 @@ class Spooled:
     legacy: bool = False
 
 
-async def fetch(store: FilmStore, key: str) -> Spooled | None:
-    """The spooled job; None when it (or one of its images) is gone for good. A store outage raises
-    (the film stays spooled)."""
+async def fetch(store: FilmStore, key: str, manifest: bytes | None = None) -> Spooled | None:
+    """The spooled job (`manifest`: the films row's, if it has one); None when it (or one of its images) is
+    gone for good. A store outage raises (the film stays spooled)."""
     try:
-        data = await store.get(key)
+        data = manifest if manifest is not None else await store.get(key)
         if not key.endswith(".json"):
             return Spooled(data, legacy=True)
         try:
@@ -111,17 +112,18 @@ def decode(spooled: Spooled) -> FilmJob:
     return spool.load(spooled.manifest, spooled.images)
 
 
-async def _image_keys(store: FilmStore, key: str) -> list[str]:
+async def _image_keys(store: FilmStore, key: str, manifest: bytes | None) -> list[str]:
     if not key.endswith(".json"):
         return []
     try:
-        return spool.manifest_image_keys(await store.get(key))
+        return spool.manifest_image_keys(manifest if manifest is not None else await store.get(key))
     except (ObjectNotFound, ValueError, KeyError, TypeError):
         return []
 
 
 async def remove_job(store: FilmStore, key: str, spooled: Spooled) -> None:
-    """The spooled job gone once its film is stored: its images (as `fetch` read them), then its manifest."""
+    """The spooled job gone once its film is stored: its images (as `fetch` read them), then its manifest
+    object (if it has one in the store: films spooled before manifests were kept in their row)."""
     await asyncio.gather(*(store.delete(k) for k in spooled.images))
     await store.delete(key)
 
@@ -212,10 +214,11 @@ async def sweep(store: FilmStore, pool: asyncpg.Pool, *, age: timedelta = SWEEP_
     """
     before = datetime.now(UTC) - age
     async with pool.acquire() as conn:
-        spooled = {r["spool_key"] for r in await conn.fetch("SELECT spool_key FROM films WHERE spool_key IS NOT NULL")}
+        spooled = {r["spool_key"]: r["spool_manifest"] for r in await conn.fetch(
+            "SELECT spool_key, spool_manifest FROM films WHERE spool_key IS NOT NULL")}
     referenced = set(spooled)
-    for key in spooled:
-        referenced.update(await _image_keys(store, key))
+    for key, manifest in spooled.items():
+        referenced.update(await _image_keys(store, key, manifest))
     stale = [k for k in await store.keys_older_than(SPOOL, before) if k not in referenced]
     for key in stale:
         await store.delete(key)
