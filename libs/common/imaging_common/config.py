@@ -142,6 +142,50 @@ class CommonSettings(BaseSettings):
     admin_password_file: Path | None = None
     admin_totp_secret_file: Path | None = None
 
+    # --- Known peers on the protocol ports (imaging_common.peers; issue 18 item 1) ---
+    # IMAGING_PEERS_MODE: what a DICOM or MLLP port does with a peer missing from its service's
+    # registry (GET/PUT /api/<service>/admin/peers): "enforce" refuses it (A-ASSOCIATE-RJ 1/1/3,
+    # MLLP connection closed), "audit-only" lets it in, "off" checks nothing; refusals and unknown
+    # peers are audited in both first modes. Unset: enforce in production, audit-only in development.
+    # Each port can differ: IMAGING_WORKLIST_PEERS, IMAGING_MLLP_PEERS, IMAGING_CRITICAL_MLLP_PEERS.
+    peers_mode: Literal["enforce", "audit-only", "off"] | None = None
+    # IMAGING_PEERS_REFRESH_SECONDS: how soon a registry change made by another replica applies, e.g. 5.
+    peers_refresh_seconds: float = 5.0
+
+    # --- DICOM TLS (PS3.15 B.9 BCP 195; imaging_common.tls), for worklist and print listeners ---
+    # IMAGING_DICOM_TLS_CERT_FILE / _KEY_FILE: PEM certificate chain and key of our TLS ports, e.g.
+    # /run/secrets/imaging/dicom-tls/tls.crt. IMAGING_DICOM_TLS_CA_FILE: the CA client (modality)
+    # certificates must chain to. IMAGING_DICOM_TLS_REQUIRE_CLIENT_CERT: mutual TLS (true/false);
+    # unset: required when a CA file is given.
+    dicom_tls_cert_file: Path | None = None
+    dicom_tls_key_file: Path | None = None
+    dicom_tls_ca_file: Path | None = None
+    dicom_tls_require_client_cert: bool | None = None
+
+    # --- MLLP over TLS: our listeners (HIS feed, critical-value ACKs) and our clients ---
+    # IMAGING_MLLP_TLS_CERT_FILE / _KEY_FILE / _CA_FILE / _REQUIRE_CLIENT_CERT: as for DICOM above,
+    # for the MLLP TLS ports (IMAGING_MLLP_TLS_PORT, IMAGING_CRITICAL_MLLP_TLS_PORT).
+    mllp_tls_cert_file: Path | None = None
+    mllp_tls_key_file: Path | None = None
+    mllp_tls_ca_file: Path | None = None
+    mllp_tls_require_client_cert: bool | None = None
+    # IMAGING_MLLP_CLIENT_TLS_DESTINATIONS: MLLP destinations we send to over TLS (reporting's ORU,
+    # critical-value notifications): "*" for all, or a comma list of host or host:port, e.g.
+    # "his.hospital.local:2575,emr.hospital.local". IMAGING_MLLP_CLIENT_TLS_CA_FILE: the CA their
+    # certificates chain to (unset: the system's CAs); the host name is checked against it.
+    # IMAGING_MLLP_CLIENT_TLS_CERT_FILE / _KEY_FILE: our client certificate, for peers requiring mTLS.
+    mllp_client_tls_destinations: str = ""
+    mllp_client_tls_ca_file: Path | None = None
+    mllp_client_tls_cert_file: Path | None = None
+    mllp_client_tls_key_file: Path | None = None
+
+    def peer_mode(self, port_mode: str | None = None) -> str:
+        """The peer check of one port: its own setting, else IMAGING_PEERS_MODE, else by IMAGING_ENV."""
+        mode = port_mode or self.peers_mode or ("enforce" if self.env == "production" else "audit-only")
+        if mode not in ("enforce", "audit-only", "off"):
+            raise ValueError(f"peer mode must be enforce, audit-only or off, not {mode!r}")
+        return mode
+
     # --- Audit (imaging_common.audit; standard 10.5.2: kept at least six months) ---
     # IMAGING_AUDIT_RETENTION_DAYS: `python -m imaging_common.audit purge` removes older rows; >= 180.
     audit_retention_days: int = 180

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+from imaging_common import peers
+from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
 from worklist.adapters.dicom.scp import worklist_listener
@@ -16,10 +18,11 @@ SERVICE = ServiceSpec(
     prefix="worklist",
     title="Worklist",
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    library_migrations={"peers": peers.MIGRATIONS},
+    routers=[router, peers_router({"dicom": "worklist_peers"})],
     ui_routers=[ui_router],
     event_handlers=HANDLERS,
-    listeners=[worklist_listener],
+    listeners=[peers.registry_listener, worklist_listener],
 )
 
 

@@ -1,5 +1,6 @@
 """Settings of the worklist service (environment variables, see CommonSettings)."""
 
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from imaging_common.config import CommonSettings
@@ -11,6 +12,14 @@ class Settings(CommonSettings):
     # IMAGING_WORKLIST_HOST / IMAGING_WORKLIST_PORT: where the DICOM SCP listens; e.g. 0.0.0.0 / 11113
     worklist_host: str = "0.0.0.0"
     worklist_port: int = 11113
+    # IMAGING_WORKLIST_TLS_PORT: a second listener of the same AE over DICOM TLS (PS3.15 B.9 BCP 195),
+    # e.g. 2763 (the Helm chart's port); unset: none. Needs IMAGING_DICOM_TLS_CERT_FILE / _KEY_FILE;
+    # mutual TLS with IMAGING_DICOM_TLS_CA_FILE (+ IMAGING_DICOM_TLS_REQUIRE_CLIENT_CERT).
+    worklist_tls_port: int | None = None
+    # IMAGING_WORKLIST_PEERS: enforce | audit-only | off, what both ports do with a calling AE title
+    # (and address, certificate) missing from GET/PUT /api/worklist/admin/peers; unset: IMAGING_PEERS_MODE
+    # (enforce in production, audit-only in development).
+    worklist_peers: Literal["enforce", "audit-only", "off"] | None = None
     # IMAGING_WORKLIST_REQUIRE_CALLED_AE: refuse associations addressed to another AE title
     worklist_require_called_ae: bool = True
     # IMAGING_WORKLIST_MAX_RESULTS: C-FIND answers at most this many items, then fails with A700

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import queue
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -28,9 +29,17 @@ from typing import Any
 import asyncpg
 from imaging_common import audit
 from imaging_common.dicom import choose_reply_charset
+from imaging_common.dicom.access import (
+    PeerGate,
+    dicom_server_context,
+    guard_tls_socket,
+    start_tls_server,
+    tls_lock,
+)
 from imaging_common.dicom.observe import DimseObserver, count_responses
 from imaging_common.dicom.prompt import make_prompt
 from imaging_common.dicom.rawwrite import raw_dataset
+from imaging_common.peers import PeerRegistry
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     UID,
@@ -87,7 +96,9 @@ class _ResponseWriter:
     responses go out as P-DATA-TF bytes (wire.py) in one `sendall` from the association
     thread. That thread is the only one queueing P-DATA for the association, and the peer
     waits for each response before it asks again, so the DUL thread has nothing to send
-    meanwhile; writes still wait for its queue to be empty. Responses carrying more than a
+    meanwhile; writes still wait for its queue to be empty. Over TLS the DUL thread may still be
+    reading (a C-CANCEL) while we write, which one SSL socket does not allow: both then take the
+    association's TLS lock (imaging_common.dicom.access.guard_tls_socket). Responses carrying more than a
     status (error comments, offending elements) and everything else go through pynetdicom.
     """
 
@@ -137,8 +148,13 @@ class _ResponseWriter:
         deadline = time.monotonic() + 1.0
         while not dul.to_provider_queue.empty() and time.monotonic() < deadline:
             time.sleep(0.0005)  # never interleave with a PDU pynetdicom is still sending
+        lock = tls_lock(self.assoc)
         try:
-            sock.sendall(data)
+            if lock is None:
+                sock.sendall(data)
+            else:
+                with lock:
+                    sock.sendall(data)
         except OSError:
             dul.event_queue.put("Evt17")  # transport closed: what pynetdicom's own send reports
             return False
@@ -216,12 +232,16 @@ def _status(code: int, comment: str | None = None, offending: list[int] | None =
 class WorklistSCP:
     """One AE answering MWL C-FIND and MPPS; `start()` binds the port, `stop()` closes it."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, loop: asyncio.AbstractEventLoop,
+                 peers: PeerRegistry | None = None) -> None:
         self.pool = pool
         self.settings = settings
         self.loop = loop
         self.tz = settings.tz
         self.server: Any = None
+        self.tls_server: Any = None
+        # Known peers (issue 18): calling AE title + address (+ certificate), per IMAGING_WORKLIST_PEERS.
+        self.gate = PeerGate(peers, mode=settings.peer_mode(settings.worklist_peers), port="worklist")
         # pynetdicom formats every C-FIND response identifier for a DEBUG log line whether or not
         # DEBUG is on, which costs more than building the response; keep identifiers out of logs
         # (they carry patient data anyway). Process-wide: it is a pynetdicom module setting.
@@ -248,20 +268,34 @@ class WorklistSCP:
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_N_CREATE, self.on_n_create),
             (evt.EVT_N_SET, self.on_n_set),
+            *self.gate.handlers(),
         ]
+        tls_context = dicom_server_context(self.settings) if self.settings.worklist_tls_port is not None else None
         self.server = self.ae.start_server(
             (self.settings.worklist_host, self.settings.worklist_port), block=False, evt_handlers=handlers)
-        log.info("worklist SCP %s listening on %s:%s", self.settings.worklist_ae_title,
-                 self.settings.worklist_host, self.settings.worklist_port)
+        log.info("worklist SCP %s listening on %s:%s (known peers: %s)", self.settings.worklist_ae_title,
+                 self.settings.worklist_host, self.port, self.gate.mode)
+        if tls_context is not None and self.settings.worklist_tls_port is not None:
+            self.tls_server = start_tls_server(
+                self.ae, (self.settings.worklist_host, self.settings.worklist_tls_port), tls_context, handlers,
+                on_handshake_failure=self.gate.on_handshake_failure)
+            log.info("worklist SCP %s listening for DICOM TLS on %s:%s (client certificate %s)",
+                     self.settings.worklist_ae_title, self.settings.worklist_host, self.tls_port,
+                     "required" if tls_context.verify_mode == ssl.CERT_REQUIRED else "not required")
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+        for server in (self.tls_server, self.server):
+            if server is not None:
+                server.shutdown()
+        self.server = self.tls_server = None
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1]) if self.server else self.settings.worklist_port
+
+    @property
+    def tls_port(self) -> int | None:
+        return int(self.tls_server.server_address[1]) if self.tls_server else self.settings.worklist_tls_port
 
     @staticmethod
     def on_connection(event: Any) -> None:
@@ -269,6 +303,7 @@ class WorklistSCP:
         Nagle's algorithm against the peer's delayed ACK would hold each reply ~40 ms. And let
         pynetdicom's loops wake on work rather than sleep through it (prompt.py)."""
         make_prompt(event.assoc)
+        guard_tls_socket(event.assoc)  # over TLS: our direct writes and the DUL's reads take turns
         sock = _socket_of(event.assoc)
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -463,10 +498,13 @@ def _summary(parsed: ParsedQuery) -> dict[str, Any]:
 async def worklist_listener(ctx: Any) -> AsyncIterator[WorklistSCP]:
     """ServiceSpec listener: the SCP runs while the service runs (`ctx.extras["worklist_scp"]`)."""
     settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
-    scp = WorklistSCP(ctx.pool, settings, asyncio.get_running_loop())
+    scp = WorklistSCP(ctx.pool, settings, asyncio.get_running_loop(), peers=ctx.extras.get("peers"))
     await asyncio.to_thread(scp.start)
     # Association and DIMSE counts on /metrics, a correlation id per association (MPPS events carry it).
-    DimseObserver(ctx.spec.name, ctx.registry).bind(scp.server)
+    observer = DimseObserver(ctx.spec.name, ctx.registry)
+    for server in (scp.server, scp.tls_server):
+        if server is not None:
+            observer.bind(server)
     ctx.extras["worklist_scp"] = scp
     started = time.monotonic()
     try:
