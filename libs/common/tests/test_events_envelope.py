@@ -81,10 +81,13 @@ def test_unregistered_model_is_refused() -> None:
         CloudEvent.from_data(Homemade(), source="/x")
 
 
-def test_handlers_must_be_subscribed() -> None:
-    check_handlers("scheduling", ["order.created"])
+def test_handlers_match_subscriptions_exactly() -> None:
+    subscribed = list(SUBSCRIPTIONS["scheduling"])
+    check_handlers("scheduling", subscribed)
     with pytest.raises(ValueError, match=r"report.signed.*SUBSCRIPTIONS\['scheduling'\]"):
-        check_handlers("scheduling", ["order.created", "report.signed"])
+        check_handlers("scheduling", [*subscribed, "report.signed"])
+    with pytest.raises(ValueError, match=r"subscribes to \['order.cancelled'\] but has no handler"):
+        check_handlers("scheduling", [t for t in subscribed if t != "order.cancelled"])
     with pytest.raises(ValueError, match="no SUBSCRIPTIONS entry"):
         check_handlers("nonexistent", ["order.created"])
     assert "order.created" in SUBSCRIPTIONS["scheduling"]

@@ -17,28 +17,54 @@ import aio_pika
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-# Which event types each service consumes. A service's handlers must be a subset (checked at start).
-SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+from imaging_common.events.types import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    CriticalRaised,
+    EventData,
+    ExamCompleted,
+    ExamStarted,
+    FilmMatched,
+    FilmUnmatched,
+    OrderCancelled,
+    OrderChanged,
+    OrderCreated,
+    PatientArrived,
+    PatientMerged,
+    PatientUpdated,
+    ReportAmended,
+)
+
+# What each service consumes, by event model: every one must have a handler (checked at start), so a
+# subscription is never acknowledged unapplied. Queues are bound to the models' type strings.
+_SUBSCRIBED_MODELS: dict[str, tuple[type[EventData], ...]] = {
     "registration": (),
     "scheduling": (
-        "order.created", "order.cancelled", "patient.updated", "patient.merged", "patient.arrived",
-        "exam.started", "exam.completed",
+        OrderCreated, OrderChanged, OrderCancelled, PatientUpdated, PatientMerged, PatientArrived, ExamStarted,
+        ExamCompleted,
     ),
     "worklist": (
-        "order.created", "order.cancelled", "appointment.booked", "appointment.rescheduled",
-        "appointment.cancelled", "patient.updated", "patient.merged", "patient.arrived",
+        OrderCreated, OrderChanged, OrderCancelled, AppointmentBooked, AppointmentRescheduled, AppointmentCancelled,
+        PatientUpdated, PatientMerged, PatientArrived,
     ),
     "queue_calling": (
-        "order.created", "order.cancelled", "appointment.booked", "appointment.rescheduled",
-        "appointment.cancelled", "patient.updated", "exam.started", "exam.completed",
+        OrderCreated, OrderChanged, OrderCancelled, AppointmentBooked, AppointmentRescheduled, AppointmentCancelled,
+        PatientUpdated, PatientMerged, ExamStarted, ExamCompleted,
     ),
     "print_scp": (  # films match studies: appointments say nothing a film needs
-        "order.created", "order.cancelled", "patient.updated", "patient.merged", "exam.started", "exam.completed",
+        OrderCreated, OrderChanged, OrderCancelled, PatientUpdated, PatientMerged, ExamStarted, ExamCompleted,
     ),
-    "reporting": ("order.created", "order.cancelled", "exam.completed", "patient.updated", "patient.merged",
-                  "film.matched"),
-    "critical_values": ("critical.raised", "order.created", "report.amended"),
+    "reporting": (OrderCreated, OrderChanged, OrderCancelled, ExamCompleted, PatientUpdated, PatientMerged,
+                  FilmMatched, FilmUnmatched),
+    "critical_values": (CriticalRaised, OrderCreated, OrderChanged, ReportAmended, PatientUpdated, PatientMerged),
 }
+
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    service: tuple(model.model_fields["event_type"].default for model in models)
+    for service, models in _SUBSCRIBED_MODELS.items()
+}
+"""Service -> the event types its queue receives."""
 
 
 def exchange_name(namespace: str) -> str:
@@ -76,7 +102,8 @@ def subscribers_of(event_type: str) -> list[str]:
 
 
 def check_handlers(service: str, handled: Iterable[str]) -> None:
-    """A service may only handle types it subscribes to: anything else would never arrive."""
+    """A service handles exactly what it subscribes to: a handler for anything else would never be
+    called, and a subscription without a handler would acknowledge events unapplied."""
     subscribed = set(SUBSCRIPTIONS.get(service, ()))
     extra = sorted(set(handled) - subscribed)
     if extra:
@@ -85,6 +112,9 @@ def check_handlers(service: str, handled: Iterable[str]) -> None:
             f"service {service!r} has handlers for {extra} but does not subscribe to them{known}; "
             f"add them to SUBSCRIPTIONS[{service!r}] in imaging_common/events/topology.py"
         )
+    missing = sorted(subscribed - set(handled))
+    if missing:
+        raise ValueError(f"service {service!r} subscribes to {missing} but has no handler for them")
 
 
 async def declare_topology(channel: AbstractChannel, namespace: str) -> AbstractExchange:
