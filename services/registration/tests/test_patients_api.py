@@ -223,3 +223,32 @@ async def test_a_homophone_re_registration_never_renames_the_patient_silently(cl
     assert r.json()["outcome"] == "linked" and r.json()["patient"]["name"] == f"张梓寒{tag}"
     r = await client.get("/api/registration/pending-changes", headers=auth(settings, "radiologist"))
     assert r.status_code == 403
+
+
+async def test_order_change_says_what_changed_and_refuses_what_cannot(client, settings, pool) -> None:
+    h = auth(settings)
+    p = (await client.post("/api/registration/patients", headers=h, json={
+        "name": uname(), "identifiers": [{"value": rid()}]})).json()["patient"]
+    order = (await client.post("/api/registration/orders", headers=h, json={
+        "empi_id": p["empi_id"], "ordering_department": "呼吸内科",
+        "items": [{"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT"}]})).json()
+    acc = order["accession_number"]
+    url = f"/api/registration/orders/{acc}/change"
+    r = await client.post(url, headers=h, json={"reason": "改为急诊", "priority": "stat", "ward": "急诊观察室"})
+    assert r.status_code == 200 and sorted(r.json()["changed"]) == ["priority", "ward"], r.text
+    [changed] = await events(pool, "order.changed", acc)
+    assert changed["data"]["ordering_department"] == "呼吸内科"  # unchanged fields ride along: a whole order
+    r = await client.post(url, headers=h, json={"reason": "再说一次", "priority": "stat"})
+    assert r.status_code == 200 and r.json()["changed"] == []
+    assert len(await events(pool, "order.changed", acc)) == 1  # nothing new, nothing announced
+    for body in ({"reason": "x"}, {"priority": "stat"}, {"reason": "x", "empi_id": "E1"},
+                 {"reason": "x", "accession_number": "A1"}, {"reason": "x", "items": []}):
+        r = await client.post(url, headers=h, json=body)
+        assert r.status_code == 422, (body, r.text)
+    r = await client.post(url, headers=auth(settings, "radiologist"), json={"reason": "x", "priority": "urgent"})
+    assert r.status_code == 403
+    r = await client.post("/api/registration/orders/NO-SUCH/change", headers=h, json={"reason": "x", "bed": "1"})
+    assert r.status_code == 404
+    await client.post(f"/api/registration/orders/{acc}/cancel", headers=h, json={"reason": "取消"})
+    r = await client.post(url, headers=h, json={"reason": "x", "priority": "urgent"})
+    assert r.status_code == 409 and "cancelled" in r.text

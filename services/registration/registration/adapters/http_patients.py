@@ -105,9 +105,9 @@ class UnmergeIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class OrderIn(BaseModel):
-    empi_id: str
-    patient_class: Literal["outpatient", "inpatient", "emergency", "physical-exam"] = "outpatient"
+class OrderText(BaseModel):
+    """The free-text parts of an application form, the same for a new order and a change."""
+
     visit_number: str | None = None
     ward: str | None = None
     bed: str | None = None
@@ -117,9 +117,18 @@ class OrderIn(BaseModel):
     clinical_diagnosis: str | None = None
     history: str | None = None
     purpose: str | None = None
+
+
+PatientClass = Literal["outpatient", "inpatient", "emergency", "physical-exam"]
+Priority = Literal["routine", "urgent", "stat"]
+
+
+class OrderIn(OrderText):
+    empi_id: str
+    patient_class: PatientClass = "outpatient"
     items: list[ExamItem] = Field(min_length=1)
     special: SpecialConditions = SpecialConditions()
-    priority: Literal["routine", "urgent", "stat"] = "routine"
+    priority: Priority = "routine"
 
 
 def _bad_identifier(exc: InvalidIdentifier) -> HTTPException:
@@ -344,24 +353,15 @@ async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orde
     return order
 
 
-class OrderChange(BaseModel):
+class OrderChange(OrderText):
     """Only the fields sent change; the patient, accession number and Study UID never do."""
 
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200, description="why, e.g. 临床医生更改检查项目")
     items: list[ExamItem] | None = Field(None, min_length=1)
-    priority: Literal["routine", "urgent", "stat"] | None = None
+    priority: Priority | None = None
     requested_at: datetime | None = None
-    patient_class: Literal["outpatient", "inpatient", "emergency", "physical-exam"] | None = None
-    visit_number: str | None = None
-    ward: str | None = None
-    bed: str | None = None
-    ordering_doctor: str | None = None
-    ordering_doctor_id: str | None = None
-    ordering_department: str | None = None
-    clinical_diagnosis: str | None = None
-    history: str | None = None
-    purpose: str | None = None
+    patient_class: PatientClass | None = None
     special: SpecialConditions | None = None
 
 
