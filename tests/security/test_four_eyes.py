@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
-import asyncpg
 import httpx
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCreated, PatientRef
@@ -19,7 +18,7 @@ from reporting.domain import exams
 from reporting.settings import Settings
 
 from security.conftest import Sandbox
-from security.unavailable import connect
+from security.unavailable import Resending
 
 CONTENT = {"findings": "右肺上叶见一结节，大小约12mm，边界清楚。", "impression": "右肺上叶结节，建议随访。",
            "positive": True}
@@ -40,14 +39,10 @@ async def _exam(box: Sandbox) -> str:
     done = ExamCompleted(accession_number=accession, study_instance_uid=order.study_instance_uid, patient=patient,
                          mpps_uid=f"1.2.3.{int(tag, 16)}", station_ae_title="CT1", modality="CT",
                          completed_at=datetime.now(UTC), order_id=order.order_id)
-    conn = await connect(box.database_url)
-    try:
-        await conn.execute("SET search_path TO reporting, public")
-        async with conn.transaction():
-            await exams.apply_order_created(conn, order)
-            await exams.apply_exam_completed(conn, done)
-    finally:
-        await conn.close()
+    # Through the sandbox reporting's own pool: no extra connection to a PostgreSQL shared with other suites.
+    async with box.apps["reporting"].state.ctx.pool.acquire() as conn, conn.transaction():
+        await exams.apply_order_created(conn, order)
+        await exams.apply_exam_completed(conn, done)
     return accession
 
 
@@ -73,13 +68,9 @@ async def _single_reader_site(box: Sandbox) -> AsyncIterator[str]:
 
 
 async def _audit_steps(box: Sandbox, report_id: str) -> list[dict[str, str | None]]:
-    conn = await connect(box.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT actor, detail->>'step' AS step, detail->>'single_reader' AS single FROM audit.audit_log "
-            "WHERE entity = 'report' AND entity_id = $1 AND action <> 'read' ORDER BY seq", report_id)
-    finally:
-        await conn.close()
+    rows = await box.apps["reporting"].state.ctx.pool.fetch(
+        "SELECT actor, detail->>'step' AS step, detail->>'single_reader' AS single FROM audit.audit_log "
+        "WHERE entity = 'report' AND entity_id = $1 AND action <> 'read' ORDER BY seq", report_id)
     return [dict(r) for r in rows]
 
 
@@ -87,7 +78,7 @@ async def test_final_signer_and_amendment_reviewer_are_second_readers(sandbox: S
     box = sandbox
     accession = await _exam(box)
     wang, li = _as(box, "dr.wang", *BOTH), _as(box, "dr.li", *BOTH)
-    async with httpx.AsyncClient(base_url=f"{box.url}/api/reporting", timeout=30) as api:
+    async with httpx.AsyncClient(base_url=f"{box.url}/api/reporting", timeout=30, transport=Resending()) as api:
         step = f"/exams/{accession}/report"
         r = await api.post(f"{step}/preliminary", headers=wang, json={"content": CONTENT})
         assert r.status_code == 200, r.text
@@ -125,8 +116,8 @@ async def test_single_reader_site_records_it(sandbox: Sandbox) -> None:
     box = sandbox
     accession = await _exam(box)
     zhao = _as(box, "dr.zhao", *BOTH)
-    async with _single_reader_site(box) as url, httpx.AsyncClient(base_url=f"{url}/api/reporting",
-                                                                  timeout=30) as api:
+    async with _single_reader_site(box) as url, httpx.AsyncClient(base_url=f"{url}/api/reporting", timeout=30,
+                                                                  transport=Resending()) as api:
         step = f"/exams/{accession}/report"
         r = await api.post(f"{step}/preliminary", headers=zhao, json={"content": CONTENT})
         assert r.status_code == 200, r.text
@@ -146,11 +137,7 @@ async def test_single_reader_site_records_it(sandbox: Sandbox) -> None:
     assert steps["final"] == "true" and steps["approve-amendment"] == "true"
     assert steps["preliminary"] is None and steps["request-amendment"] is None
     # The signature log says so too, beside the signature it concerns.
-    conn: asyncpg.Connection = await connect(box.database_url)
-    try:
-        single = await conn.fetchval(
-            "SELECT detail->>'single_reader' FROM reporting.signature_log WHERE report_id = $1 AND action = 'sign' "
-            "AND detail->>'kind' = 'final'", report_id)
-    finally:
-        await conn.close()
+    single = await box.apps["reporting"].state.ctx.pool.fetchval(
+        "SELECT detail->>'single_reader' FROM reporting.signature_log WHERE report_id = $1 AND action = 'sign' "
+        "AND detail->>'kind' = 'final'", report_id)
     assert single == "true"

@@ -23,7 +23,7 @@ from registration.domain import staff
 from registration.settings import Settings
 
 from security.conftest import Sandbox
-from security.unavailable import connect
+from security.unavailable import Resending, connect
 
 LOGIN = "/api/registration/auth/login"
 
@@ -31,12 +31,12 @@ LOGIN = "/api/registration/auth/login"
 def _from(box_url: str, address: str) -> httpx.AsyncClient:
     """A client whose connections come from `address` (any 127.x.y.z reaches the server on 127.0.0.1)."""
     return httpx.AsyncClient(base_url=box_url, timeout=60,
-                             transport=httpx.AsyncHTTPTransport(local_address=address))
+                             transport=Resending(httpx.AsyncHTTPTransport(local_address=address)))
 
 
 async def _staff(box: Sandbox, *roles: str) -> dict[str, str]:
     """A staff account made by an admin over HTTP: username, password, totp_secret, id."""
-    async with httpx.AsyncClient(base_url=box.url, timeout=30) as api:
+    async with httpx.AsyncClient(base_url=box.url, timeout=30, transport=Resending()) as api:
         r = await api.post("/api/registration/auth/users", headers=box.headers("admin"),
                            json={"username": f"s{uuid.uuid4().hex[:10]}", "roles": list(roles or ("clerk",))})
         assert r.status_code == 201, r.text
@@ -60,7 +60,7 @@ def _answer(r: httpx.Response) -> tuple[int, str, dict[str, object]]:
 async def test_one_answer_for_unknown_wrong_disabled_and_paused(sandbox: Sandbox) -> None:
     box = sandbox
     real, disabled = await _staff(box), await _staff(box)
-    async with httpx.AsyncClient(base_url=box.url, timeout=30) as api:
+    async with httpx.AsyncClient(base_url=box.url, timeout=30, transport=Resending()) as api:
         r = await api.patch(f"/api/registration/auth/users/{disabled['id']}", headers=box.headers("admin"),
                             json={"active": False})
         assert r.status_code == 200
@@ -106,7 +106,7 @@ async def test_a_named_account_cannot_be_held_locked(sandbox: Sandbox) -> None:
         assert r.status_code == 200, r.text
         assert time.monotonic() - started >= 1  # the name had 5 failures: held back 1 s, not refused
     # An admin lifts the pause at once (the attacker's address would otherwise wait it out).
-    async with httpx.AsyncClient(base_url=box.url, timeout=30) as api:
+    async with httpx.AsyncClient(base_url=box.url, timeout=30, transport=Resending()) as api:
         r = await api.post(f"/api/registration/auth/users/{victim['id']}/unlock", headers=box.headers("admin"))
         assert r.status_code == 200 and r.json()["failed_logins"] == 0
         r = await api.post(f"/api/registration/auth/users/{victim['id']}/unlock", headers=box.headers("clerk"))

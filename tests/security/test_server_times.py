@@ -17,7 +17,7 @@ from imaging_common.hl7.mllp import MLLPClient
 from imaging_common.testing import free_port
 
 from security.conftest import Sandbox
-from security.unavailable import connect
+from security.unavailable import Resending
 
 API = "/api/critical-values"
 FUTURE, BEFORE = times.FUTURE, times.BEFORE_RAISED
@@ -42,6 +42,7 @@ class Ward:
         self.department = f"急诊科-{self.uid}"
         self.receiver = f"his-{self.uid}"
         self.rad = box.headers("radiologist")
+        self.pool = box.apps["critical_values"].state.ctx.pool
 
     async def open(self) -> None:
         r = await self.api.put(f"{API}/receivers/{self.receiver}", headers=self.box.headers("admin"), json={
@@ -51,16 +52,14 @@ class Ward:
 
     async def order(self) -> str:
         accession = f"ST{self.uid}{uuid.uuid4().hex[:6]}"
-        conn = await connect(self.box.database_url)
-        try:  # what order.created leaves in critical-values (who ordered, for which department)
-            await conn.execute("SET search_path TO critical_values, public")
+        # What order.created leaves in critical-values (who ordered, for which department), through the
+        # sandbox service's own pool: no extra connection to a PostgreSQL shared with other suites.
+        async with self.pool.acquire() as conn:
             await recipients.remember_order(
                 conn, accession_number=accession, order_id=f"O-{accession}",
                 patient={"patient_id": f"P{self.uid}", "name": "张三丰"}, patient_class="E",
                 ordering_doctor_id="D001", ordering_doctor="李医生", ordering_department=self.department,
                 ward=None, modality="CT")
-        finally:
-            await conn.close()
         return accession
 
     async def raise_value(self, **extra: Any) -> dict[str, Any]:
@@ -89,7 +88,7 @@ async def _hl7_ack(port: int, sender: str, ref: str, evn6: str) -> Message:
 async def test_claimed_times_are_kept_judged_and_never_the_record(sandbox: Sandbox) -> None:
     box = sandbox
     mllp_port = box.apps["critical_values"].state.ctx.extras["mllp_port"]
-    async with httpx.AsyncClient(base_url=box.url, timeout=30) as api:
+    async with httpx.AsyncClient(base_url=box.url, timeout=30, transport=Resending()) as api:
         ward = Ward(box, api)
         await ward.open()
 
@@ -155,15 +154,10 @@ async def test_claimed_times_are_kept_judged_and_never_the_record(sandbox: Sandb
 
         # A phone task's outcome "called" in 2000: recorded now, the call's time flagged.
         phoned = await ward.raise_value()
-        conn = await connect(box.database_url)
-        try:
-            await conn.execute("SET search_path TO critical_values, public")
-            async with conn.transaction():
-                cv = await lifecycle.get(conn, phoned["critical_id"])
-                task_id = await lifecycle.create_phone_task(conn, cv, reason="test: call the ward", whom=None,
-                                                            at=datetime.now(UTC))
-        finally:
-            await conn.close()
+        async with ward.pool.acquire() as conn, conn.transaction():
+            cv = await lifecycle.get(conn, phoned["critical_id"])
+            task_id = await lifecycle.create_phone_task(conn, cv, reason="test: call the ward", whom=None,
+                                                        at=datetime.now(UTC))
         r = await api.post(f"{API}/phone-tasks/{task_id}/outcome", headers=nurse, json={
             "outcome": "reached", "called_person": "王医生", "called_at": "2000-01-01T00:00:00+08:00"})
         assert r.status_code == 200 and r.json()["called_at_invalid"] == BEFORE, r.text
@@ -180,17 +174,13 @@ async def test_claimed_times_are_kept_judged_and_never_the_record(sandbox: Sandb
         assert mine["median_ack_seconds"] < 60 and mine["open"] == 2
 
     # Each refused claim is on the audit trail of its value.
-    conn = await connect(box.database_url)
-    try:
-        flagged = await conn.fetch(
-            "SELECT entity_id, coalesce(detail->>'claimed_at_invalid', detail->>'raised_claim_invalid', "
-            "detail->>'called_at_invalid') AS why FROM audit.audit_log WHERE entity IN ('critical_value', "
-            "'manual_record') AND entity_id = ANY($1::text[]) AND (detail ? 'claimed_at_invalid' OR "
-            "detail ? 'raised_claim_invalid' OR detail ? 'called_at_invalid')",
-            [future["critical_id"], hl7["critical_id"], fhir["critical_id"], task["critical_id"],
-             phoned["critical_id"]])
-    finally:
-        await conn.close()
+    flagged = await box.apps["critical_values"].state.ctx.pool.fetch(
+        "SELECT entity_id, coalesce(detail->>'claimed_at_invalid', detail->>'raised_claim_invalid', "
+        "detail->>'called_at_invalid') AS why FROM audit.audit_log WHERE entity IN ('critical_value', "
+        "'manual_record') AND entity_id = ANY($1::text[]) AND (detail ? 'claimed_at_invalid' OR "
+        "detail ? 'raised_claim_invalid' OR detail ? 'called_at_invalid')",
+        [future["critical_id"], hl7["critical_id"], fhir["critical_id"], task["critical_id"],
+         phoned["critical_id"]])
     assert {r["entity_id"]: r["why"] for r in flagged} == {
         future["critical_id"]: FUTURE, hl7["critical_id"]: BEFORE, fhir["critical_id"]: FUTURE,
         task["critical_id"]: BEFORE, phoned["critical_id"]: BEFORE}

@@ -55,3 +55,24 @@ async def connect(database_url: str) -> asyncpg.Connection:
                 raise
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+class Resending(httpx.AsyncBaseTransport):
+    """An httpx transport that resends what was answered 503 + Retry-After (see `send`), so a check
+    written with a plain client sees the code's own answer when PostgreSQL is briefly full."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        for pause in PAUSES:
+            if not _busy(response):
+                break
+            await response.aclose()
+            await asyncio.sleep(pause)
+            response = await self.inner.handle_async_request(request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
