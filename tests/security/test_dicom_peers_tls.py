@@ -82,7 +82,7 @@ async def worklist(settings_for: Any, tmp_path_factory: pytest.TempPathFactory) 
     certs = make_certificates(tmp_path_factory.mktemp("dicom-tls"))
     port, tls_port = free_port(), free_port()
     settings = settings_for(Settings, worklist_host="127.0.0.1", worklist_port=port, worklist_tls_port=tls_port,
-                            worklist_peers="enforce", dicom_tls_cert_file=certs.server.cert,
+                            worklist_peers="enforce", db_pool_max=3, dicom_tls_cert_file=certs.server.cert,
                             dicom_tls_key_file=certs.server.key, dicom_tls_ca_file=certs.ca)
     app = create_service_app(SERVICE, settings)
     async with http_server(app) as url:

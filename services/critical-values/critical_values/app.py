@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from imaging_common import peers
+from imaging_common.peers.api import peers_router
 from imaging_common.problems import problem
 from imaging_common.service import ServiceSpec, create_service_app
 
@@ -20,10 +22,12 @@ SERVICE = ServiceSpec(
     prefix="critical-values",
     title="Critical values",
     migrations=Path(__file__).parent / "migrations",
-    routers=(http_values.router, http_fhir.router, http_fallback.router, http_board.router, http_admin.router),
+    library_migrations={"peers": peers.MIGRATIONS},
+    routers=(http_values.router, http_fhir.router, http_fallback.router, http_board.router, http_admin.router,
+             peers_router({"mllp": "critical_mllp_peers"})),
     ui_routers=(ui.ui_router,),
     event_handlers=events.HANDLERS,
-    listeners=(engine_listener, mllp_listener),
+    listeners=(peers.registry_listener, engine_listener, mllp_listener),
 )
 
 

@@ -5,6 +5,8 @@ Each value: its default, the variable that sets it, an example.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from imaging_common.config import CommonSettings
 
 
@@ -15,6 +17,14 @@ class Settings(CommonSettings):
     critical_mllp_port: int = 2577
     # IMAGING_CRITICAL_MLLP_ENABLED: false when no clinician system answers over HL7, e.g. false.
     critical_mllp_enabled: bool = True
+    # IMAGING_CRITICAL_MLLP_TLS_PORT: the same ACK port over MLLP/TLS (IMAGING_MLLP_TLS_CERT_FILE / _KEY_FILE,
+    # mutual TLS with IMAGING_MLLP_TLS_CA_FILE [+ _REQUIRE_CLIENT_CERT]), e.g. 2578; unset: none.
+    critical_mllp_tls_port: int | None = None
+    # IMAGING_CRITICAL_MLLP_PEERS: enforce | audit-only | off for both ACK ports: a connection from an address
+    # no clinician system is registered at (GET/PUT /api/critical-values/admin/peers, kind clinician-system,
+    # MSH-3 = the receiver's ack_application or id) is closed; an ACK whose MSH-3/MSH-4 is not registered
+    # at that address is answered AR; audited. Unset: IMAGING_PEERS_MODE.
+    critical_mllp_peers: Literal["enforce", "audit-only", "off"] | None = None
     # IMAGING_CRITICAL_SENDING_APP / _FACILITY: MSH-3/MSH-4 of our messages, e.g. RIS / 影像中心.
     critical_sending_app: str = "IMAGING-CV"
     critical_sending_facility: str = "RIS"

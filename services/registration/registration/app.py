@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from fastapi import FastAPI
-from imaging_common import empi
+from imaging_common import empi, peers
+from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
 from registration.adapters import hl7_feed, http_auth, http_consistency, http_fhir, http_patients, http_ui, name_counts
@@ -14,10 +15,11 @@ SERVICE = ServiceSpec(
     prefix="registration",
     title="Registration",
     migrations=Path(__file__).parent / "migrations",
-    library_migrations={"empi": empi.MIGRATIONS},
-    routers=[http_auth.router, http_patients.router, http_fhir.router, http_consistency.router],
+    library_migrations={"empi": empi.MIGRATIONS, "peers": peers.MIGRATIONS},
+    routers=[http_auth.router, http_patients.router, http_fhir.router, http_consistency.router,
+             peers_router({"mllp": "mllp_peers"})],
     on_ready=[http_auth.on_ready],
-    listeners=[hl7_feed.mllp_listener, name_counts.name_count_listener],
+    listeners=[peers.registry_listener, hl7_feed.mllp_listener, name_counts.name_count_listener],
     ui_routers=[http_ui.router],
 )
 

@@ -1,6 +1,7 @@
 """Settings of the registration service (environment variables, see CommonSettings)."""
 
 from pathlib import Path
+from typing import Literal
 
 from imaging_common.config import CommonSettings
 
@@ -11,6 +12,13 @@ class Settings(CommonSettings):
     mllp_port: int = 2575
     # IMAGING_MLLP_ENABLED: start the MLLP listener with the service (tests start their own).
     mllp_enabled: bool = True
+    # IMAGING_MLLP_TLS_PORT: the same feed over MLLP/TLS (IMAGING_MLLP_TLS_CERT_FILE / _KEY_FILE, mutual
+    # TLS with IMAGING_MLLP_TLS_CA_FILE [+ _REQUIRE_CLIENT_CERT]), e.g. 2576; unset: none.
+    mllp_tls_port: int | None = None
+    # IMAGING_MLLP_PEERS: enforce | audit-only | off for both feed ports: a connection from an address no
+    # HIS is registered at (GET/PUT /api/registration/admin/peers) is closed, a message whose MSH-3/MSH-4
+    # is not registered at that address answered AR; audited. Unset: IMAGING_PEERS_MODE.
+    mllp_peers: Literal["enforce", "audit-only", "off"] | None = None
     # IMAGING_HL7_DEFAULT_CHARSET: how a message without MSH-18 is decoded; many HIS send GB18030 unlabelled.
     hl7_default_charset: str = "utf-8"
     # IMAGING_HL7_FACILITY: MSH-3/MSH-4 of our acknowledgements, e.g. "IMAGING^RIS".

@@ -13,6 +13,11 @@ reply whose MSA-2 names no message we sent (or that has none) still goes to the 
 
 Given `metrics=HL7Metrics(service, registry)`, both count each message and time it (observe.py);
 the server handles each message under its own correlation id ("<MSH-3>-<MSH-10>").
+
+TLS (issue 18): `MLLPServer(ssl=context)` accepts MLLP over TLS (the handshake is made per
+connection, bounded by `handshake_timeout`, a failure reported to the gate); `MLLPClient(ssl=context)`
+connects over TLS, checking the server's name. `MLLPServer(gate=MllpGate(...))` admits only known
+peers (access.py): an unknown address is closed before anything is read.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as ssl_module
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+from imaging_common.hl7.access import MllpGate, current_admission
 from imaging_common.hl7.observe import HL7Metrics, ack_code, message_correlation_id, message_type, msh_fields
 from imaging_common.observability import correlation_scope
 
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 START = b"\x0b"
 END = b"\x1c\r"
 MAX_FRAME = 4 * 1024 * 1024  # bytes; a larger "message" is a broken peer, not a patient
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to complete its handshake
 
 Handler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]
 LateReplyHandler = Callable[[bytes], Awaitable[None]]
@@ -95,12 +104,16 @@ class MLLPServer:
     """`async with MLLPServer(handler, host, port) as server:` serves until the block exits."""
 
     def __init__(self, handler: Handler, host: str = "0.0.0.0", port: int = 2575, *, idle_timeout: float = 600.0,
-                 metrics: HL7Metrics | None = None):
+                 metrics: HL7Metrics | None = None, ssl: ssl_module.SSLContext | None = None,
+                 gate: MllpGate | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT):
         self.handler = handler
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
         self.metrics = metrics
+        self.ssl = ssl
+        self.gate = gate
+        self.handshake_timeout = handshake_timeout
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -110,6 +123,20 @@ class MLLPServer:
         if task is not None:
             self._connections.add(task)
         try:
+            if self.ssl is not None:
+                try:  # here, not by start_server: a failed handshake is ours to report
+                    await asyncio.wait_for(writer.start_tls(self.ssl), self.handshake_timeout)
+                except (OSError, TimeoutError, ssl_module.SSLError) as exc:
+                    log.warning("MLLP TLS handshake with %s failed: %s", peer[0], exc or type(exc).__name__)
+                    if self.gate is not None:
+                        await self.gate.handshake_failed(peer[0], exc)
+                    return
+            if self.gate is not None:
+                ssl_object = writer.get_extra_info("ssl_object")
+                admission = await self.gate.admit(peer[0], _fingerprint(ssl_object), tls=ssl_object is not None)
+                if admission is None:
+                    return  # an unknown peer: closed before anything is read (audited by the gate)
+                current_admission.set(admission)  # this connection's task: seen by the handler
             while True:
                 try:
                     payload = await asyncio.wait_for(read_frame(reader), self.idle_timeout)
@@ -141,7 +168,17 @@ class MLLPServer:
                 await writer.wait_closed()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_FRAME + 16)
+        if self.ssl is None:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_FRAME + 16)
+        else:
+            # TLS is started by _serve (a failed handshake is reported to the gate); until then the
+            # connection must not be read, or the client's hello would land in the plain stream.
+            loop = asyncio.get_running_loop()
+
+            def protocol() -> asyncio.StreamReaderProtocol:
+                return _UnreadProtocol(asyncio.StreamReader(limit=MAX_FRAME + 16, loop=loop), self._serve, loop=loop)
+
+            self._server = await loop.create_server(protocol, self.host, self.port)
         sock = self._server.sockets[0].getsockname()
         self.port = sock[1]
         log.info("MLLP listening on %s:%s", self.host, self.port)
@@ -163,6 +200,21 @@ class MLLPServer:
         await self.stop()
 
 
+class _UnreadProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that reads nothing until `start_tls` takes the connection over (it resumes reading)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        super().connection_made(transport)
+
+
+def _fingerprint(ssl_object: object) -> str | None:
+    from imaging_common.tls import peer_fingerprint
+
+    return peer_fingerprint(ssl_object) if ssl_object is not None else None
+
+
 class MLLPClient:
     """A persistent connection to an MLLP peer: `reply = await client.send(message_bytes)`.
 
@@ -173,9 +225,12 @@ class MLLPClient:
     """
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, metrics: HL7Metrics | None = None,
-                 on_late_reply: LateReplyHandler | None = None):
+                 on_late_reply: LateReplyHandler | None = None, ssl: ssl_module.SSLContext | None = None,
+                 server_hostname: str | None = None):
         self.host = host
         self.port = port
+        self.ssl = ssl  # MLLP over TLS; the server's certificate must name `server_hostname` (default: host)
+        self.server_hostname = server_hostname
         self.timeout = timeout
         self.metrics = metrics
         self.on_late_reply = on_late_reply
@@ -189,8 +244,11 @@ class MLLPClient:
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> None:
+        tls: dict[str, Any] = {} if self.ssl is None else {
+            "ssl": self.ssl, "server_hostname": self.server_hostname or self.host,
+            "ssl_handshake_timeout": self.timeout}
         reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=MAX_FRAME + 16), self.timeout)
+            asyncio.open_connection(self.host, self.port, limit=MAX_FRAME + 16, **tls), self.timeout)
         self._reader = reader
         self._replies = asyncio.Queue()
         self._owed.clear()
@@ -304,6 +362,27 @@ class MLLPClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+@contextlib.asynccontextmanager
+async def gated_ports(handler: Handler, *, host: str, port: int, tls_port: int | None, settings: Any,
+                      registry: Any, mode: str, name: str, metrics: HL7Metrics | None = None,
+                      ) -> AsyncIterator[tuple[MLLPServer, MLLPServer | None]]:
+    """A service's MLLP port, and its MLLP-over-TLS twin when `tls_port` is set (IMAGING_MLLP_TLS_*),
+    both admitting only the known peers of `registry` per `mode` (enforce | audit-only | off)."""
+    from imaging_common.hl7.access import mllp_server_context
+
+    gate = MllpGate(registry, mode=mode, port=name)
+    context = mllp_server_context(settings) if tls_port is not None else None  # bad files: refuse to start
+    async with contextlib.AsyncExitStack() as stack:
+        plain = await stack.enter_async_context(MLLPServer(handler, host, port, metrics=metrics, gate=gate))
+        secure = None
+        if context is not None and tls_port is not None:
+            secure = await stack.enter_async_context(
+                MLLPServer(handler, host, tls_port, metrics=metrics, gate=gate, ssl=context))
+            log.info("MLLP over TLS (%s) listening on %s:%s, client certificate %s", name, host, secure.port,
+                     "required" if context.verify_mode == ssl_module.CERT_REQUIRED else "not required")
+        yield plain, secure
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 from imaging_common.hl7 import ack as acks
+from imaging_common.hl7.access import current_admission
 from imaging_common.hl7.ack import HL7Error, build_ack
 from imaging_common.hl7.charset import UnsupportedCharset, decode
 from imaging_common.hl7.message import HL7ParseError, Message
@@ -57,6 +58,14 @@ class MessageService:
                                                   else acks.REQUIRED_FIELD_MISSING, str(exc), exc.segment, 1,
                                                   exc.position, True), codec)
         kind = "^".join(message.type[:2])
+        admission = current_admission.get()  # a known-peer gate admitted the connection: is this its sender?
+        if admission is not None:
+            refusal = await admission.refuse_sender(message.field("MSH", 3, component=1),
+                                                    message.field("MSH", 4, component=1), message.control_id)
+            if refusal:
+                log.info("HL7 %s %s refused: %s", kind, message.control_id, refusal)
+                return self._ack(message, "AR", HL7Error(acks.APPLICATION_INTERNAL_ERROR, refusal, "MSH", 1, 3,
+                                                         True), codec)
         token = current_peer.set(peer)
         try:
             note = await self.handle(message)

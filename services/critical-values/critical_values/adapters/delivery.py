@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
+from imaging_common.hl7.access import client_tls
 
 from critical_values.adapters import messages
 from critical_values.domain import escalation, notifications
@@ -145,7 +146,8 @@ class Engine:
 
             client = self._mllp[key] = MLLPClient(note["hl7_host"], int(note["hl7_port"]),
                                                   timeout=self.s.critical_delivery_timeout, metrics=self.hl7_metrics,
-                                                  on_late_reply=on_late_reply)
+                                                  on_late_reply=on_late_reply,
+                                                  ssl=client_tls(self.s, note["hl7_host"], int(note["hl7_port"])))
         msg = messages.hl7_message(cv, note, message_type=note["hl7_message_type"],
                                    sending_app=self.s.critical_sending_app,
                                    sending_facility=self.s.critical_sending_facility,

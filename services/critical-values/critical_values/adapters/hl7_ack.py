@@ -28,8 +28,9 @@ from typing import Any
 
 import asyncpg
 from imaging_common import audit
-from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, MLLPServer
+from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
 from imaging_common.hl7 import ack as acks
+from imaging_common.hl7.mllp import gated_ports
 from imaging_common.hl7.receiver import current_peer
 
 from critical_values.domain import lifecycle, notifications, recipients, times
@@ -118,7 +119,11 @@ async def mllp_listener(ctx: Any) -> AsyncIterator[None]:
         return
     service = MessageService(make_handler(ctx), application=s.critical_sending_app,
                              facility=s.critical_sending_facility)
-    async with MLLPServer(service, s.critical_mllp_host, s.critical_mllp_port,
-                          metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as server:
+    async with gated_ports(service, host=s.critical_mllp_host, port=s.critical_mllp_port,
+                           tls_port=s.critical_mllp_tls_port, settings=s, registry=ctx.extras.get("peers"),
+                           mode=s.peer_mode(s.critical_mllp_peers), name="critical-values-mllp",
+                           metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as (server, tls_server):
         ctx.extras["mllp_port"] = server.port
+        if tls_server is not None:
+            ctx.extras["mllp_tls_port"] = tls_server.port
         yield

@@ -26,7 +26,7 @@ from imaging_common.empi.store import IncomingPerson, Person
 from imaging_common.events.types import ExamItem, SpecialConditions
 from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, times
 from imaging_common.hl7 import ack as acks
-from imaging_common.hl7.mllp import MLLPServer
+from imaging_common.hl7.mllp import MLLPServer, gated_ports
 from imaging_common.service import ServiceContext
 
 from registration.domain import orders as order_domain
@@ -313,9 +313,13 @@ def mllp_listener(ctx: ServiceContext) -> contextlib.AbstractAsyncContextManager
         feed = HisFeed(ctx)
         service = MessageService(feed.handle, application=settings.hl7_application, facility=settings.hl7_facility,
                                  default_charset=settings.hl7_default_charset)
-        async with MLLPServer(service, settings.mllp_host, settings.mllp_port,
-                              metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as server:
+        async with gated_ports(service, host=settings.mllp_host, port=settings.mllp_port,
+                               tls_port=settings.mllp_tls_port, settings=settings, registry=ctx.extras.get("peers"),
+                               mode=settings.peer_mode(settings.mllp_peers), name="registration-mllp",
+                               metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as (server, tls_server):
             ctx.extras["mllp_port"] = server.port
+            if tls_server is not None:
+                ctx.extras["mllp_tls_port"] = tls_server.port
             yield server
 
     return run()

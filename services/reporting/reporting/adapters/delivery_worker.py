@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
+from imaging_common.hl7.access import client_tls
 from imaging_common.hl7.charset import decode
 from imaging_common.service import ServiceContext
 
@@ -136,9 +137,10 @@ class DeliveryWorker:
     async def _send_hl7(self, receiver: Receiver, row: asyncpg.Record) -> tuple[bool, str, bool]:
         client = self._mllp.get(receiver.id)
         if client is None or (client.host, client.port) != (receiver.host, receiver.port):
-            client = self._mllp[receiver.id] = MLLPClient(receiver.host or "127.0.0.1", receiver.port or 2575,
-                                                          timeout=self.settings.reporting_delivery_timeout,
-                                                          metrics=self.hl7_metrics)
+            host, port = receiver.host or "127.0.0.1", receiver.port or 2575
+            client = self._mllp[receiver.id] = MLLPClient(host, port, timeout=self.settings.reporting_delivery_timeout,
+                                                          metrics=self.hl7_metrics,
+                                                          ssl=client_tls(self.settings, host, port))
         try:
             payload = row["payload"].encode(receiver.charset, errors="strict")
         except (UnicodeEncodeError, LookupError) as exc:
