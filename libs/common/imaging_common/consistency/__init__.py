@@ -406,9 +406,10 @@ async def _reporting(conn: asyncpg.Connection, s: str, c: _Collector) -> None:
         c.cancelled_but(order, r["status"] != "cancelled" and not r["reported"], r["status"], record)
         if r["empi_id"] is None and r["status"] == "cancelled":
             continue  # a cancel's tombstone (it came before the order): it holds no patient
+        shown = _json(r["patient"])  # exam.patient_id stays what a signature covers; the patient shown follows
         c.patient(r["accession_number"], record, {
-            "empi_id": r["empi_id"], "patient_id": r["patient_id"], "name": r["patient_name"], "sex": r["sex"],
-            "birth_date": _json(r["patient"]).get("birth_date")})
+            "empi_id": r["empi_id"], "patient_id": shown.get("patient_id") or r["patient_id"],
+            "name": r["patient_name"], "sex": r["sex"], "birth_date": shown.get("birth_date")})
     c.missing((r["accession_number"] for r in exams), "exam")
 
 
