@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from imaging_common import audit
 from imaging_common.peers import DICOM_KINDS, HL7_KINDS, Peer, PeerRegistry, normalize_address
@@ -30,6 +30,15 @@ class PeerIn(BaseModel):
     addresses: list[str] = Field(min_length=1, max_length=256)
     cert_sha256: str | None = Field(None, max_length=100)
     active: bool = True
+
+    @field_validator("name", "hl7_application", "hl7_facility")
+    @classmethod
+    def _printable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("control characters are not allowed")
+        if value is not None and info.field_name != "name" and any(c in value for c in "|^~\\&"):
+            raise ValueError("HL7 delimiters (| ^ ~ \\ &) are not part of a name or MSH-3/MSH-4 component")
+        return value
 
     @field_validator("addresses")
     @classmethod
