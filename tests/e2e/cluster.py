@@ -58,6 +58,7 @@ class ServiceProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # a replica's own listening ports
 
     @property
     def url(self) -> str:
@@ -176,7 +177,7 @@ class Cluster:
     def spawn(self, name: str) -> None:
         svc = self.services[name]
         assert svc.proc is None or svc.proc.poll() is not None, f"{name} is already running"
-        env = dict(self.env, IMAGING_HTTP_PORT=str(svc.port), IMAGING_HTTP_HOST="127.0.0.1")
+        env = dict(self.env, **svc.env, IMAGING_HTTP_PORT=str(svc.port), IMAGING_HTTP_HOST="127.0.0.1")
         svc.starts += 1
         with open(svc.log, "ab") as out:
             out.write(f"\n----- start {svc.starts} -----\n".encode())
@@ -206,6 +207,17 @@ class Cluster:
         for name in names:
             self.spawn(name)
         await asyncio.gather(*(self.wait_ready(name) for name in names))
+
+    def add_replica(self, name: str) -> str:
+        """A second process of a service, consuming the same queue (as a second pod would); it gets DICOM
+        and MLLP ports of its own. Returns its name, for start()/kill()."""
+        base = self.services[name]
+        replica = f"{name}#{sum(1 for n in self.services if n.split('#')[0] == name) + 1}"
+        ports = ("IMAGING_PRINT_PORT", "IMAGING_WORKLIST_PORT", "IMAGING_MLLP_PORT", "IMAGING_CRITICAL_MLLP_PORT")
+        self.services[replica] = ServiceProcess(replica, base.package, base.prefix, free_port(),
+                                                self.folder / f"{replica}.log",
+                                                env={p: str(free_port()) for p in ports})
+        return replica
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown hooks, no flushing — what a crashed pod or an OOM kill looks like."""

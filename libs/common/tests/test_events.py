@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -27,7 +28,14 @@ from imaging_common.events.deadletters import list_dead_letters, purge_dead_lett
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay, RelayError
 from imaging_common.events.topology import SUBSCRIPTIONS, declare_topology, delete_namespace, queue_name
-from imaging_common.events.types import OrderCancelled, PatientRef
+from imaging_common.events.types import (
+    ExamItem,
+    OrderCancelled,
+    OrderChanged,
+    OrderCreated,
+    PatientMerged,
+    PatientRef,
+)
 from imaging_common.observability import bind_correlation_id, current_correlation_id
 from imaging_common.testing_proxy import TcpProxy
 from prometheus_client import CollectorRegistry
@@ -596,3 +604,28 @@ async def test_the_relay_stops_a_batch_at_the_first_failure(sandbox: Sandbox) ->
         await connection.close()
     ids = [m.message_id for m in await drain(sb, "worklist")]
     assert ids == [e.id for e in events]
+
+
+async def test_prepare_leaves_out_a_merge_an_unmerge_overtook_and_freshens_late_patients(sandbox: Sandbox) -> None:
+    """An unmerge's order.changed (restored patient, version 4) applied before the merge it undoes (version 3
+    of that patient): the merge folds nobody in; a late order with the patient's old snapshot is freshened."""
+    when = datetime(2026, 12, 7, tzinfo=UTC)
+    restored = PatientRef(empi_id="E-B", patient_id="P-B", name="乙", sex="F", version=4)
+    survivor = PatientRef(empi_id="E-A", patient_id="P-A", name="甲", sex="M", version=5)
+    item = [ExamItem(code="CT-CHEST", name="胸部CT平扫", modality="CT")]
+
+    def order(event: type[OrderCreated], acc: str, version: int, patient: PatientRef) -> OrderCreated:
+        return event(order_id=f"O-{acc}", accession_number=acc, requested_procedure_id=acc,
+                     study_instance_uid=f"2.25.{version}", patient=patient, items=item, ordered_at=when,
+                     version=version)
+
+    async with sandbox.pool.acquire() as conn, conn.transaction():
+        assert await versions.prepare(conn, order(OrderChanged, "A1", 4, restored)) is not None
+        merged = await versions.prepare(conn, PatientMerged(surviving=survivor, merged_empi_ids=["E-B"],
+                                                            merged_patient_ids=["P-B"], merged_versions={"E-B": 3}))
+        assert isinstance(merged, PatientMerged) and merged.merged_empi_ids == [] and merged.merged_patient_ids == []
+        late = await versions.prepare(conn, order(OrderCreated, "A2", 1, restored.model_copy(
+            update={"version": 2, "name": "乙旧", "phone": "13900000000"})))
+        assert isinstance(late, OrderCreated)
+        assert late.patient.name == "乙" and late.patient.version == 4 and late.patient.phone == "13900000000"
+        assert await versions.prepare(conn, order(OrderChanged, "A1", 3, survivor)) is None  # stale

@@ -240,8 +240,11 @@ class EventConsumer:
                     )
                     if not inserted:
                         return "duplicate"
-                    if not await versions.claim(conn, data.subject_versions()):
+                    fresh = await versions.prepare(conn, data)
+                    if fresh is None:
                         return "stale"  # an older snapshot than one applied: its id stays in the inbox
+                    if fresh is not data:  # the handler reads what is news, with the newest patients known
+                        event = event.model_copy(update={"data": fresh.model_dump(mode="json", exclude={"event_type"})})
                     in_handler = True
                     await handler(conn, event)
             except Exception as exc:

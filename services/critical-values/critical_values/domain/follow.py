@@ -206,7 +206,9 @@ async def apply_patient_updated(conn: asyncpg.Connection, patient: PatientRef) -
 
 
 async def apply_patient_merged(conn: asyncpg.Connection, survivor: PatientRef, merged_empi_ids: list[str]) -> None:
-    """Orders and values (open and closed) of the merged records show the survivor."""
+    """Orders and values (open and closed) of the merged records show the survivor; the survivor's own
+    take its golden record, which a merge recomputes."""
+    await apply_patient_updated(conn, survivor)
     current = await versions.patient_is_current(conn, survivor)
     incoming = survivor.model_dump(mode="json")
     base = await known_copy(conn, survivor.empi_id)

@@ -92,6 +92,8 @@ async def apply_patient_updated(conn: asyncpg.Connection, update: PatientUpdated
 
 
 async def apply_patient_merged(conn: asyncpg.Connection, merged: PatientMerged) -> None:
+    """The survivor's own exams take its golden record (a merge recomputes it), then the merged ones join."""
+    await patients.apply_updated(conn, merged.surviving)
     await patients.apply_merged(conn, merged.surviving, merged.merged_empi_ids, merged.merged_patient_ids)
 
 
