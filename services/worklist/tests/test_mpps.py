@@ -89,6 +89,9 @@ async def test_in_progress_then_completed_moves_the_step_and_emits_events(scp: W
     [started] = await outbox(world, world.id("A1"))
     assert started["type"] == "exam.started" and started["data"]["mpps_uid"] == uid
     assert started["data"]["patient"]["patient_id"] == world.id("P1")
+    # the patient as registration names them, not the DICOM PN form; no version: it only fills gaps
+    assert {k: started["data"]["patient"].get(k) for k in ("name", "name_latin", "sex", "version")} == {
+        "name": "张三", "name_latin": "ZHANG^SAN", "sex": "M", "version": None}
     # the modality still sees it, now STARTED
     [responses] = await find(scp.port, mwl_query(station=world.station))
     assert responses[0][2].ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"

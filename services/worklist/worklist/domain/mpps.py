@@ -21,7 +21,9 @@ from typing import Any
 import asyncpg
 from imaging_common import audit
 from imaging_common.events import publish
-from imaging_common.events.types import ExamCompleted, ExamStarted, PatientRef
+from imaging_common.events.types import ExamCompleted, ExamStarted
+
+from worklist.domain.steps import patient_of_step
 
 SOURCE = "/imaging/worklist"
 
@@ -92,10 +94,6 @@ class PerformedStep:
     attributes: dict[str, Any] = field(default_factory=dict)  # DICOM JSON of the request
 
 
-def _patient_of(step: asyncpg.Record) -> PatientRef:
-    return PatientRef(empi_id=step["empi_id"] or "", patient_id=step["patient_id"], name=step["patient_name"])
-
-
 async def _linked_steps(conn: asyncpg.Connection, refs: Sequence[ScheduledStepRef]) -> list[asyncpg.Record]:
     """The scheduled steps an MPPS performs: by SPS ID, else accession number, else study UID."""
     found: dict[int, asyncpg.Record] = {}
@@ -148,7 +146,7 @@ async def create(
         for s in _one_per_accession(steps):
             await publish(conn, ExamStarted(
                 accession_number=s["accession_number"], study_instance_uid=s["study_instance_uid"],
-                patient=_patient_of(s), mpps_uid=uid, station_ae_title=step.station_ae_title or "",
+                patient=patient_of_step(s), mpps_uid=uid, station_ae_title=step.station_ae_title or "",
                 modality=step.modality or s["modality"], started_at=step.started_at or datetime.now().astimezone(),
             ), source=SOURCE, subject=s["accession_number"])
     return [s["id"] for s in steps]
@@ -206,7 +204,7 @@ async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, a
         for s in _one_per_accession(steps):
             await publish(conn, ExamCompleted(
                 accession_number=s["accession_number"], study_instance_uid=s["study_instance_uid"],
-                patient=_patient_of(s), mpps_uid=uid, station_ae_title=row["station_ae_title"],
+                patient=patient_of_step(s), mpps_uid=uid, station_ae_title=row["station_ae_title"],
                 modality=row["modality"] or s["modality"], status=final, started_at=row["started_at"],
                 completed_at=change.ended_at, order_id=s["order_id"], exam_code=s["protocol_code"] or None,
                 exam_name=s["description"] or None, body_part=s["body_part"] or None,

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -55,6 +56,19 @@ def patient_pn(patient: PatientRef) -> str:
     if patient.name.isascii() or not patient.name_latin:
         return patient.name
     return person_name(patient.name_latin, patient.name)
+
+
+def patient_of_step(step: Mapping[str, Any]) -> PatientRef:
+    """The patient a step holds, as a PatientRef says it (the reverse of patient_pn): "ZHANG^SAN=张三" is
+    name "张三", name_latin "ZHANG^SAN". No version: a step's copy only fills what a consumer lacks."""
+    groups = split_person_name(step["patient_name"])
+    if groups.ideographic:  # Chinese names are registered without the family^given caret
+        name, latin = groups.ideographic.replace("^", ""), groups.alphabetic or None
+    else:
+        name, latin = groups.alphabetic, None
+    sex = step["sex"] if step["sex"] in ("M", "F", "O") else "U"
+    return PatientRef(empi_id=step["empi_id"] or "", patient_id=step["patient_id"], name=name, name_latin=latin,
+                      birth_date=step["birth_date"], sex=sex)
 
 
 def local_wall_time(at: datetime | None, tz: ZoneInfo) -> datetime | None:
