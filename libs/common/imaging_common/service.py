@@ -88,7 +88,7 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)  # what listeners share with routes
 
     async def readiness(self) -> dict[str, str]:
-        """Check each dependency; a value other than "ok" names what is wrong."""
+        """Check each dependency: "ok" or "unreachable" (the reason is logged, never answered)."""
         timeout = self.settings.readiness_timeout
 
         async def pg() -> None:
@@ -107,8 +107,10 @@ class ServiceContext:
             try:
                 await asyncio.wait_for(check(), timeout)
                 results[name] = "ok"
-            except Exception as exc:  # any failure means not ready; say which and why
-                results[name] = f"unreachable: {type(exc).__name__}: {exc}".strip()
+            except Exception as exc:  # any failure means not ready: name which; why goes to the log only
+                # Exception text names internal hosts, ports and users: never in the answer (issue 18, 8).
+                results[name] = "unreachable"
+                log.warning("readiness: %s unreachable: %s: %s", name, type(exc).__name__, exc)
         return results
 
 
