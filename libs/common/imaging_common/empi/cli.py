@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from imaging_common.csvsafe import SafeWriter
 from imaging_common.empi.bands import Band, Thresholds
 from imaging_common.empi.comparators import compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
@@ -123,7 +124,7 @@ def read_records(path: Path, mapping_items: Sequence[str], *, encoding: str, del
 
 
 def write_pairs(pairs: Sequence[ScoredPair], out, bands: set[Band]) -> int:  # type: ignore[no-untyped-def]
-    writer = csv.writer(out)
+    writer = SafeWriter(out)  # ids come from the input files: never a formula in the output
     writer.writerow(["left_id", "right_id", "score", "band"])
     n = 0
     for p in sorted(pairs, key=lambda p: -p.weight):

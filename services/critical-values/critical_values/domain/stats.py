@@ -9,12 +9,12 @@ values a senior doctor rejected are not critical values and are left out.
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from imaging_common.csvsafe import SafeDictWriter
 
 from critical_values.domain.errors import Invalid
 
@@ -77,9 +77,10 @@ async def summary(conn: asyncpg.Connection, *, start: datetime, end: datetime, g
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """Keys are HIS text (department, doctor, item): cells starting = + - @ are quoted (csvsafe)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\r\n")
+    writer = SafeDictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\r\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if r[k] is None else r[k] for k in COLUMNS})
+        writer.writerow({k: r[k] for k in COLUMNS})
     return buf.getvalue()
