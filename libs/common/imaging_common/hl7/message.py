@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 SEGMENT_SEPARATOR = "\r"
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\x09]")  # C0 controls and DEL (CR/LF become .br)
 
 
 class HL7ParseError(ValueError):
@@ -65,11 +66,16 @@ class Encoding:
         return "".join(out)
 
     def escape_text(self, text: str) -> str:
+        """A value as it may stand in a field: delimiters as \\F\\ \\S\\ \\R\\ \\T\\ \\E\\ (HL7 v2 2.7),
+        line breaks as \\.br\\, and every other control character (MLLP's <VT> 0x0B and <FS> 0x1C among
+        them, which would end the frame early) as \\Xhh\\: nothing taken from data can break a
+        segment, a message or its MLLP frame."""
         e = self.escape
         text = text.replace(e, f"{e}E{e}")
         for ch, code in ((self.field, "F"), (self.component, "S"), (self.repetition, "R"), (self.subcomponent, "T")):
             text = text.replace(ch, f"{e}{code}{e}")
-        return text.replace("\r\n", f"{e}.br{e}").replace("\n", f"{e}.br{e}").replace("\r", f"{e}.br{e}")
+        text = text.replace("\r\n", f"{e}.br{e}").replace("\n", f"{e}.br{e}").replace("\r", f"{e}.br{e}")
+        return _CONTROL.sub(lambda m: f"{e}X{ord(m.group()):02X}{e}", text)
 
 
 @dataclass
@@ -196,9 +202,10 @@ def build_msh(*, sending_app: str, sending_facility: str, receiving_app: str, re
               message_type: list[str], control_id: str, timestamp: str, version: str = "2.5",
               charset: str | None = None, processing_id: str = "P") -> Segment:
     enc = Encoding()
-    fields = ["MSH", enc.field, enc.msh2, sending_app, sending_facility, receiving_app, receiving_facility, timestamp,
-              "", enc.component.join(message_type), control_id, processing_id, version, "", "", "", "", "",
-              charset or ""]
+    esc = enc.escape_text  # every value may come from data (a peer's MSH-3, a receiver's settings)
+    fields = ["MSH", enc.field, enc.msh2, esc(sending_app), esc(sending_facility), esc(receiving_app),
+              esc(receiving_facility), esc(timestamp), "", enc.component.join(esc(t) for t in message_type),
+              esc(control_id), esc(processing_id), esc(version), "", "", "", "", "", esc(charset or "")]
     while fields and fields[-1] == "" and len(fields) > 13:
         fields.pop()
     return Segment("MSH", fields)

@@ -51,6 +51,10 @@ class FramingError(ValueError):
 
 
 def frame(payload: bytes) -> bytes:
+    """<VT> payload <FS><CR>. A payload holding <VT> or <FS> would end the frame early and let the rest
+    be read as another message: refused (values are escaped as \\X0B\\ / \\X1C\\ when built)."""
+    if b"\x0b" in payload or b"\x1c" in payload:
+        raise FramingError("an HL7 message may not contain MLLP's <VT> (0x0B) or <FS> (0x1C): escape them")
     return START + payload + END
 
 

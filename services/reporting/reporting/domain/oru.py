@@ -66,8 +66,8 @@ def build_oru(snap: dict[str, Any], *, receiving_application: str = "HIS", recei
     pid.fields[3] = "~".join("^".join(_esc(c) for c in rep) for rep in ids)
     pid.fields[5] = "~".join("^".join(_esc(c) for c in rep) for rep in names)
     birth = patient.get("birth_date")
-    pid.fields[7] = str(birth).replace("-", "") if birth else ""
-    pid.fields[8] = patient.get("sex") or "U"
+    pid.fields[7] = _esc(str(birth).replace("-", "")) if birth else ""
+    pid.fields[8] = _esc(patient.get("sex") or "U")
     segments.append(pid)
     segments.append(build_segment("PV1", "1", {"inpatient": "I", "emergency": "E"}.get(
         exam.get("patient_class") or "", "O")))
