@@ -4,11 +4,14 @@
     ADT^A08             update            -> new source record for the patient (registered if unknown)
     ADT^A40             merge             -> MRG-1 patient folded into the PID patient
     ORM^O01, OMI^O23    new order (NW)    -> patient found or registered, then the order (order.created)
+                        change (XO)       -> the order by ORC-2 placer number changed (order.changed)
                         cancel (CA, DC)   -> the order by ORC-2 placer number cancelled (order.cancelled), once
 
 Each message is processed in ONE database transaction: an error anywhere rolls back everything
 it did, and the answer is AE/AR with an ERR segment naming the field. A resent order (same
-ORC-2 placer number) is acknowledged AA without creating a second order.
+ORC-2 placer number) is acknowledged AA without creating a second order. ADT is answered ACK,
+ORM^O01 ORR^O02 and OMI^O23 ORI^O24 with the order's ORC (hl7_replies.py); docs/hl7-interface.md
+is the interface specification.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from imaging_common.empi.identifiers import IdType, InvalidIdentifier, parse_id_
 from imaging_common.empi.names import has_han
 from imaging_common.empi.store import IncomingPerson, Person
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService, times
+from imaging_common.hl7 import HL7Error, HL7Metrics, Message, times
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import MLLPServer, gated_ports
 from imaging_common.service import ServiceContext
 
+from registration.adapters.hl7_replies import OrderFeedService, note_order
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
 from registration.domain.patients import Actor
@@ -186,6 +190,7 @@ class HisFeed:
             except InvalidIdentifier as exc:
                 raise HL7Error(acks.DATA_TYPE_ERROR, f"identifier refused: {exc}", "PID", 1, 3) from None
             except order_domain.DuplicateOrder as exc:
+                note_order(await order_domain.load_order(conn, exc.order_id))
                 return f"order already received ({exc.order_id})"
             except store.EmpiError as exc:  # e.g. merging a person already merged elsewhere
                 code = acks.UNKNOWN_KEY_IDENTIFIER if isinstance(exc, store.PersonNotFound) \
@@ -261,6 +266,7 @@ class HisFeed:
         existing = await conn.fetchval(
             "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
         if existing:  # a resend: acknowledge it, change nothing (not even the patient)
+            note_order(await order_domain.load_order(conn, str(existing)))
             return f"order already received ({existing})"
         form = order_form(msg)
         person, _ = await self._register_or_update(conn, msg, actor)
@@ -268,6 +274,7 @@ class HisFeed:
             conn, empi_id=person.empi_id, actor=actor, accession_prefix=self.settings.accession_prefix,
             source="his", placer_order_number=placer, **form,
         )
+        note_order(order)
         return f"order {order['accession_number']} for {person.patient_id}"
 
     async def change(self, conn: Any, msg: Message, placer: str, actor: Actor) -> str:
@@ -277,6 +284,7 @@ class HisFeed:
             "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
         if order_id is None:
             raise HL7Error(acks.UNKNOWN_KEY_IDENTIFIER, f"ORC-2: no order {placer} to change", "ORC", 1, 2)
+        note_order(await order_domain.load_order(conn, str(order_id)))
         _, his_id = person_from_pid(msg)
         owner = await conn.fetchval("SELECT empi_id FROM exam_order WHERE order_id = $1", order_id)
         named = await store.find_by_identifier(conn, IdType.HIS_PATIENT_ID.value, his_id) if his_id else None
@@ -289,6 +297,7 @@ class HisFeed:
                                                              reason=reason, actor=actor)
         except order_domain.OrderClosed as exc:
             raise HL7Error(acks.APPLICATION_RECORD_LOCKED, str(exc), "ORC", 1, 1) from None
+        note_order(order)
         return f"order {order['accession_number']} " + (f"changed: {', '.join(changed)}" if changed else "unchanged")
 
     async def cancel(self, conn: Any, msg: Message, placer: str, control: str, actor: Actor) -> str:
@@ -297,9 +306,11 @@ class HisFeed:
             "SELECT order_id FROM exam_order WHERE source = 'his' AND placer_order_number = $1", placer)
         if order_id is None:
             raise HL7Error(acks.UNKNOWN_KEY_IDENTIFIER, f"ORC-2: no order {placer} to cancel", "ORC", 1, 2)
+        note_order(await order_domain.load_order(conn, str(order_id)))
         reason = (msg.field("ORC", 16, component=2) or msg.field("ORC", 16, component=1)
                   or ("HIS discontinued the order" if control == "DC" else "HIS cancelled the order"))
         order, changed = await order_domain.cancel_order(conn, order_id=str(order_id), reason=reason, actor=actor)
+        note_order(order)
         return f"order {order['accession_number']} {'cancelled' if changed else 'already cancelled'}"
 
 
@@ -311,7 +322,7 @@ def mllp_listener(ctx: ServiceContext) -> contextlib.AbstractAsyncContextManager
             yield None
             return
         feed = HisFeed(ctx)
-        service = MessageService(feed.handle, application=settings.hl7_application, facility=settings.hl7_facility,
+        service = OrderFeedService(feed.handle, application=settings.hl7_application, facility=settings.hl7_facility,
                                  default_charset=settings.hl7_default_charset)
         async with gated_ports(service, host=settings.mllp_host, port=settings.mllp_port,
                                tls_port=settings.mllp_tls_port, settings=settings, registry=ctx.extras.get("peers"),
