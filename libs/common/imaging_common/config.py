@@ -117,10 +117,11 @@ class CommonSettings(BaseSettings):
     login_address_max_failures: int = 30
     login_address_window_seconds: int = 900
     # Optional trusted hospital OIDC issuer: IMAGING_OIDC_ISSUER (its `iss`), IMAGING_OIDC_JWKS_URL,
-    # IMAGING_OIDC_AUDIENCE (checked when set), IMAGING_OIDC_ROLES_CLAIM (dotted path, e.g.
-    # realm_access.roles), IMAGING_OIDC_USERNAME_CLAIM, IMAGING_OIDC_ROLE_MAP
-    # ("HIS_RAD=radiologist,HIS_REG=clerk"; unmapped values that are platform roles pass as they are),
-    # IMAGING_OIDC_ALGORITHMS (asymmetric only, comma separated).
+    # IMAGING_OIDC_AUDIENCE (the platform's client id at the IdP; every token must name it in `aud`;
+    # required in production, IMAGING_JWT_AUDIENCE in development), IMAGING_OIDC_ROLES_CLAIM (dotted
+    # path, e.g. realm_access.roles), IMAGING_OIDC_USERNAME_CLAIM, IMAGING_OIDC_ROLE_MAP
+    # ("HIS_RAD=radiologist,HIS_REG=clerk"; only mapped IdP roles grant anything: an IdP role named
+    # "admin" grants nothing unless the map says admin=admin), IMAGING_OIDC_ALGORITHMS (asymmetric only).
     oidc_issuer: str | None = None
     oidc_jwks_url: str | None = None
     oidc_audience: str | None = None

@@ -13,6 +13,7 @@ tampered) is an `AuthError`, which the HTTP layer turns into 401.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,6 +28,8 @@ from imaging_common.auth.keys import KeyConfigurationError, PublicKey, SigningKe
 from imaging_common.auth.roles import ROLES
 from imaging_common.auth.sessions import SessionStore
 from imaging_common.config import CommonSettings
+
+log = logging.getLogger(__name__)
 
 LEEWAY_SECONDS = 5  # clock skew tolerated between replicas
 ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
@@ -161,7 +164,7 @@ class TokenVerifier:
     local_key: PublicKey | None = None
     local_jwks: JwksCache | None = None
     oidc_jwks: JwksCache | None = None
-    role_map: dict[str, str] = field(default_factory=dict)
+    role_map: dict[str, list[str]] = field(default_factory=dict)  # IdP role -> platform roles
 
     @classmethod
     async def from_settings(cls, settings: CommonSettings, redis: Any) -> TokenVerifier:
@@ -185,13 +188,32 @@ class TokenVerifier:
             bad = set(verifier.oidc_algorithms) - ASYMMETRIC_ALGORITHMS
             if bad:
                 raise KeyConfigurationError(f"IMAGING_OIDC_ALGORITHMS may only name asymmetric algorithms, not {bad}")
+            if not (settings.oidc_audience or "").strip():
+                # Without an audience any token the hospital's IdP issued to any application (the HIS's,
+                # a portal's) would open the platform (issue 18, 8).
+                if settings.env == "production":
+                    raise KeyConfigurationError(
+                        "IMAGING_OIDC_ISSUER is set but IMAGING_OIDC_AUDIENCE is not: in production the "
+                        "platform's client id at the IdP must be configured (tokens must name it in `aud`)")
+                log.warning("IMAGING_OIDC_AUDIENCE unset: OIDC tokens must carry aud=%r (IMAGING_JWT_AUDIENCE); "
+                            "configure the platform's client id at the IdP", settings.jwt_audience)
             verifier.oidc_jwks = JwksCache(settings.oidc_jwks_url, settings.jwks_cache_seconds)
             for pair in filter(None, (p.strip() for p in settings.oidc_role_map.split(","))):
                 external, _, role = pair.partition("=")
-                if role.strip() not in ROLES:
-                    raise KeyConfigurationError(f"IMAGING_OIDC_ROLE_MAP maps to unknown role {role!r}")
-                verifier.role_map[external.strip()] = role.strip()
+                if not external.strip() or role.strip() not in ROLES:
+                    raise KeyConfigurationError(f"IMAGING_OIDC_ROLE_MAP: {pair!r} does not map an IdP role to one of "
+                                                f"{', '.join(ROLES)}")
+                verifier.role_map.setdefault(external.strip(), [])
+                if role.strip() not in verifier.role_map[external.strip()]:
+                    verifier.role_map[external.strip()].append(role.strip())
+            if not verifier.role_map:
+                log.warning("IMAGING_OIDC_ROLE_MAP is empty: OIDC tokens are verified but grant no role")
         return verifier
+
+    @property
+    def oidc_audience(self) -> str:
+        """The `aud` an OIDC token must carry: always checked (the platform's own audience when unset)."""
+        return (self.settings.oidc_audience or "").strip() or self.settings.jwt_audience
 
     @property
     def oidc_algorithms(self) -> list[str]:
@@ -210,15 +232,17 @@ class TokenVerifier:
             return await self._verify_oidc(token, header)
         raise AuthError("token from an untrusted issuer")
 
-    def _decode(self, token: str, key: Any, algorithms: list[str], audience: str | None, issuer: str,
+    def _decode(self, token: str, key: Any, algorithms: list[str], audience: str, issuer: str,
                 header: dict[str, Any]) -> dict[str, Any]:
         # Check the header ourselves too: never let the token choose its own algorithm.
         if header.get("alg") not in algorithms:
             raise AuthError(f"token algorithm {header.get('alg')!r} is not accepted")
+        if "aud" not in jwt.get_unverified_claims(token):  # python-jose lets a token without aud pass
+            raise AuthError("token claims rejected: no audience")
         try:
             return dict(jwt.decode(
                 token, key, algorithms=algorithms, audience=audience, issuer=issuer,
-                options={"verify_aud": audience is not None, "require_exp": True, "require_iat": True,
+                options={"verify_aud": True, "require_aud": True, "require_exp": True, "require_iat": True,
                          "require_sub": True, "leeway": LEEWAY_SECONDS},
             ))
         except ExpiredSignatureError:
@@ -254,15 +278,17 @@ class TokenVerifier:
     async def _verify_oidc(self, token: str, header: dict[str, Any]) -> Principal:
         assert self.oidc_jwks is not None and self.settings.oidc_issuer
         key = await self.oidc_jwks.key_for(header.get("kid"))
-        claims = self._decode(token, key, self.oidc_algorithms, self.settings.oidc_audience,
-                              self.settings.oidc_issuer, header)
+        claims = self._decode(token, key, self.oidc_algorithms, self.oidc_audience, self.settings.oidc_issuer,
+                              header)
         raw = _claim_path(claims, self.settings.oidc_roles_claim)
         values = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
-        roles = []
+        roles: list[str] = []
+        # Only what IMAGING_OIDC_ROLE_MAP names grants anything: an IdP role called "admin" is the IdP's,
+        # not ours, unless the map says "admin=admin".
         for value in values:
-            role = self.role_map.get(str(value), str(value))
-            if role in ROLES and role not in roles:
-                roles.append(role)
+            for role in self.role_map.get(str(value), []):
+                if role in ROLES and role not in roles:
+                    roles.append(role)
         username = _claim_path(claims, self.settings.oidc_username_claim) or claims["sub"]
         return Principal(
             user_id=f"oidc:{claims['sub']}", username=str(username), display_name=str(claims.get("name", username)),
