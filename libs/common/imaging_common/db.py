@@ -13,6 +13,7 @@ never runs against a schema it does not understand.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -162,6 +163,72 @@ async def migrate_component(
     return applied_names
 
 
+AUDIT_OWNER_ROLE = "imaging_audit_owner"
+AUDIT_WRITER_ROLE = "imaging_audit_writer"
+
+
+async def migrate_audit(conn: asyncpg.Connection) -> list[str]:
+    """Bring the shared audit schema up to date, as its owner, and let this connection's role write to it.
+
+    The audit schema belongs to imaging_audit_owner; the application's role only holds
+    imaging_audit_writer (SELECT, and EXECUTE on audit.append). So when migrations are pending they run
+    on IMAGING_AUDIT_OWNER_DATABASE_URL when set (production: an administrator able to create roles and
+    own the schema), else on `conn` (development: the superuser of DATABASE_URL). Already up to date, the
+    application's role needs nothing but to read audit.schema_migrations. In production the HMAC key
+    must be configured (IMAGING_AUDIT_HMAC_KEY[_FILE]): refused here, at start, rather than at the first
+    audited action.
+    """
+    from imaging_common.audit.keys import AuditSettings, load_key
+
+    settings = AuditSettings()
+    if settings.env == "production":
+        load_key(settings)  # raises AuditKeyError naming the variables
+    migrations = load_migrations(AUDIT_MIGRATIONS)
+    applied: set[int] = set()
+    if await conn.fetchval("SELECT to_regclass('audit.schema_migrations')") is not None:
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            applied = {r["version"] for r in await conn.fetch(
+                "SELECT version FROM audit.schema_migrations WHERE component = 'audit'")}
+    if applied.issuperset(m.version for m in migrations) and not applied - {m.version for m in migrations}:
+        done: list[str] = []
+        owner: asyncpg.Connection | None = None
+    else:
+        owner = (await asyncpg.connect(settings.audit_owner_database_url, timeout=5)
+                 if settings.audit_owner_database_url else None)
+        try:
+            done = await migrate_component(owner or conn, AUDIT_SCHEMA, "audit", migrations)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            if owner is not None:
+                await owner.close()
+            raise MigrationError(
+                f"the audit migrations need a role that can create roles and own the audit schema ({exc}); "
+                "set IMAGING_AUDIT_OWNER_DATABASE_URL to such an administrator, or run "
+                "`python -m imaging_common.allinone migrate` once as one (see the README, Audit)"
+            ) from None
+    try:
+        app = await conn.fetchrow(
+            "SELECT session_user AS name, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS super, "
+            "pg_has_role(session_user, $1, 'MEMBER') AS writer, pg_has_role(session_user, $2, 'MEMBER') AS owner",
+            AUDIT_WRITER_ROLE, AUDIT_OWNER_ROLE)
+        if app["super"] or app["owner"]:
+            if settings.env == "production":
+                log.error("DATABASE_URL logs in as %s, which %s: the application could rewrite the audit trail; "
+                          "give the services a role that only holds %s", app["name"],
+                          "is a superuser" if app["super"] else f"is a member of {AUDIT_OWNER_ROLE}",
+                          AUDIT_WRITER_ROLE)
+        elif not app["writer"]:
+            granter = owner or conn
+            try:
+                await granter.execute(f'GRANT {AUDIT_WRITER_ROLE} TO "{app["name"].replace(chr(34), chr(34) * 2)}"')
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{app['name']} cannot write the audit log: `GRANT {AUDIT_WRITER_ROLE} TO "
+                                     f"{app['name']}` as the audit owner or an administrator ({exc})") from None
+    finally:
+        if owner is not None:
+            await owner.close()
+    return done
+
+
 async def migrate_service(
     database_url: str, schema: str, service_migrations: Path, library_migrations: Mapping[str, Path] | None = None
 ) -> list[str]:
@@ -173,7 +240,7 @@ async def migrate_service(
     await ensure_database(database_url)
     conn = await asyncpg.connect(database_url, timeout=5)
     try:
-        done = await migrate_component(conn, AUDIT_SCHEMA, "audit", load_migrations(AUDIT_MIGRATIONS))
+        done = await migrate_audit(conn)
         done += await migrate_component(conn, schema, "platform", load_migrations(PLATFORM_MIGRATIONS))
         for component, folder in (library_migrations or {}).items():
             done += await migrate_component(conn, schema, component, load_migrations(folder))

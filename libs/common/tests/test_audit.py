@@ -10,7 +10,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -141,25 +141,52 @@ async def fresh_database() -> AsyncIterator[str]:
         await admin.close()
 
 
+async def backdate(conn: asyncpg.Connection, seqs: list[int], days: int) -> None:
+    """Make rows `days` old and re-seal the chain from the first of them with the installation's key:
+    what only someone holding both the database and the key could do (here: to test the retention)."""
+    key = audit.keys.writer_key()
+    async with conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("UPDATE audit.audit_log SET occurred_at = occurred_at - make_interval(days => $2) "
+                           "WHERE seq = ANY($1::bigint[])", seqs, days)
+        rows = await conn.fetch("SELECT * FROM audit.audit_log WHERE seq >= $1 ORDER BY seq", min(seqs))
+        prev = rows[0]["prev_hash"]
+        switch = await conn.fetchval("SELECT hmac_from_seq FROM audit.audit_chain")
+        for row in rows:
+            entry = audit.AuditEntry.from_row(row)
+            digest = audit.row_hash(prev, entry.__dict__, key if entry.seq >= switch else None)
+            await conn.execute("UPDATE audit.audit_log SET prev_hash = $2, row_hash = $3 WHERE seq = $1",
+                               entry.seq, prev, digest)
+            prev = digest
+        await conn.execute("UPDATE audit.audit_chain SET head_hash = $1", prev)
+
+
 async def test_purge_keeps_the_chain_verifiable() -> None:
     async with fresh_database() as url:
         conn = await asyncpg.connect(url)
         try:
             old = [await audit.record(conn, actor="old", action="read", entity="patient") for _ in range(3)]
-            cutoff = datetime.now(UTC)
+            await backdate(conn, [1, *(e.seq for e in old)], 200)  # the chain-upgrade marker (row 1) too
             kept = await audit.record(conn, actor="new", action="read", entity="patient")
-            assert await audit.purge(conn, older_than=cutoff, actor="test") == len(old)
+            assert (await audit.verify(conn)).ok
+            cutoff = datetime.now(UTC) - timedelta(days=190)
+            assert await audit.purge(conn, older_than=cutoff, actor="test") == len(old) + 1
             chain = await conn.fetchrow("SELECT * FROM audit.audit_chain")
-            assert chain["anchor_seq"] == old[-1].seq and chain["anchor_hash"] == old[-1].row_hash
-            assert chain["purged_rows"] == len(old)
+            last_old = await conn.fetchval("SELECT prev_hash FROM audit.audit_log WHERE seq = $1", kept.seq)
+            assert chain["anchor_seq"] == old[-1].seq and chain["anchor_hash"] == last_old
+            assert chain["purged_rows"] == len(old) + 1
             assert await conn.fetchval("SELECT min(seq) FROM audit.audit_log") == kept.seq
             report = await audit.verify(conn)
             assert report.ok and report.checked == 2, str(report)  # the kept row and the purge's own record
             purge_entry = (await audit.entries(conn, action="purge", limit=1))[0]
-            assert purge_entry.detail["rows"] == len(old) and purge_entry.actor == "test"
+            assert purge_entry.detail["rows"] == len(old) + 1 and purge_entry.actor == "test"
+            assert purge_entry.detail["anchor_seq"] == old[-1].seq
             # Records after the purge extend the chain as before.
             await audit.record(conn, actor="new", action="read", entity="patient")
             assert (await audit.verify(conn)).ok
+            # Rows younger than the retention are never purged, whatever the caller asks.
+            with pytest.raises(ValueError, match="younger than 180 days"):
+                await audit.purge(conn, older_than=datetime.now(UTC), actor="test")
             # Deleting the first row after the anchor is still noticed.
             await _as_superuser_bypassing_triggers(conn, "DELETE FROM audit.audit_log WHERE seq = $1", kept.seq)
             report = await audit.verify(conn)
