@@ -52,8 +52,8 @@ def assert_printed(log: str, prints: int = 1) -> None:
     assert all(status == 0 for _, status in got), got
     assert sum(1 for kind, _ in got if kind == "N-ACTION RSP") == prints, got
     assert "N-EVENT-REPORT RQ" in log  # the printer status report reached the client and was answered
-    # ... after the print was answered: a modality waiting for its N-ACTION-RSP gets that first.
-    assert log.index("N-ACTION RSP") < log.index("N-EVENT-REPORT RQ"), log
+    # ... after the print and the film session's delete (WS/T 597 Appendix A), not between them.
+    assert log.index("N-ACTION RSP") < log.index("N-DELETE RSP") < log.index("N-EVENT-REPORT RQ"), log
 
 
 async def test_dcmtk_job_with_burned_in_ids_is_matched_by_ocr(print_app, tmp_path: Path) -> None:

@@ -214,6 +214,10 @@ async def test_printer_event_report_print_job_and_annotation_boxes(print_app) ->
             out["job"] = (st.Status, job.ExecutionStatus)
             out["unknown_job"] = assoc.send_n_get([], PRINT_JOB, generate_uid(), meta_uid=PRINT_JOB)[0].Status
             out["box_uid"] = box_uid
+            out["reports_before_deletes"] = list(reports)
+            assoc.send_n_delete(tk.FILM_BOX, box_uid, meta_uid=tk.GRAY_META)
+            assoc.send_n_delete(tk.FILM_SESSION, s, meta_uid=tk.GRAY_META)
+            time.sleep(0.2)  # the report follows the session's N-DELETE-RSP
             return out
         finally:
             assoc.release()
@@ -221,7 +225,8 @@ async def test_printer_event_report_print_job_and_annotation_boxes(print_app) ->
     out = await asyncio.to_thread(run)
     assert out["annotations"] == 2 and out["annotation"] == 0 and out["print"] == 0
     assert out["job"] == (0, "DONE") and out["unknown_job"] == 0x0112
-    assert reports == [1]  # NORMAL
+    # WS/T 597 Appendix A: the printer's report comes after the print and its deletes, before A-RELEASE.
+    assert out["reports_before_deletes"] == [] and reports == [1]  # NORMAL
     [film] = await print_app.wait_films("film_box_uid = $1", out["box_uid"])
     # No UID was sent: the annotation text carried the identifiers, no OCR guess needed.
     assert film["match_status"] == "matched" and film["match_method"] == "ocr"

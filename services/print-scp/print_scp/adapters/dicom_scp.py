@@ -27,7 +27,7 @@ from imaging_common.dicom.observe import DimseObserver
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
+from pynetdicom.dimse_primitives import N_DELETE, N_EVENT_REPORT
 from pynetdicom.dsutils import decode, encode
 
 from print_scp.adapters import spool_store
@@ -103,17 +103,19 @@ def _materialize(ds: Dataset) -> Dataset:
     return ds
 
 
-class _ReportAfterAction:
-    """`dimse.send_msg` of one association: once an N-ACTION response is queued, the printer's
-    N-EVENT-REPORT follows it (DICOM lets the SCP report on the association at any time; after the
-    response is when a modality waiting for that response expects nothing else)."""
+class _ReportAfterPrint:
+    """`dimse.send_msg` of one association: once a printed film session's N-DELETE response is queued, the
+    printer's N-EVENT-REPORT follows it, where WS/T 597 Appendix A puts it (after the print and its
+    deletes, before A-RELEASE): sent right after the N-ACTION response, it held up the modality's next
+    request while it answered the report."""
 
     def __init__(self, scp: PrintScp, assoc: Any) -> None:
         self.scp, self.assoc, self.original = scp, assoc, assoc.dimse.send_msg
 
     def __call__(self, primitive: Any, context_id: int) -> None:
         self.original(primitive, context_id)
-        if isinstance(primitive, N_ACTION) and primitive.MessageIDBeingRespondedTo is not None:
+        if (isinstance(primitive, N_DELETE) and primitive.MessageIDBeingRespondedTo is not None
+                and str(primitive.AffectedSOPClassUID or "") == FILM_SESSION):
             self.scp._send_printer_report(self.assoc, context_id)
 
 
@@ -383,10 +385,16 @@ class PrintScp:
             session_id = self._session_ids.get(id(event.assoc)) or str(uuid.uuid4())
             spool = self._spool(event)
             try:
-                spool.ready(jobs, timeout=ACCEPT_TIMEOUT)
+                # The films rows are committed while the images' writes finish (not after): the answer
+                # waits for both, so an answered print is durable; a crash in between leaves a row
+                # whose image never arrived, which the renderer knows was never answered.
+                planned = [image.spool_key for job in jobs for image in job.images]
                 future = asyncio.run_coroutine_threadsafe(self.pipeline.accept(jobs, session_id=session_id),
                                                           self.loop)
+                spool.ready(jobs, timeout=ACCEPT_TIMEOUT)
                 future.result(timeout=ACCEPT_TIMEOUT)
+                if [image.spool_key for job in jobs for image in job.images] != planned:  # a write failed
+                    asyncio.run_coroutine_threadsafe(self.pipeline.respool(jobs), self.loop).result(ACCEPT_TIMEOUT)
             except Exception as exc:
                 log.exception("print job not accepted")
                 for job in jobs:
@@ -404,8 +412,8 @@ class PrintScp:
                 with self._lock:
                     self._pending_reports.add(id(event.assoc))
                 dimse = event.assoc.dimse
-                if not isinstance(dimse.send_msg, _ReportAfterAction):
-                    dimse.send_msg = _ReportAfterAction(self, event.assoc)
+                if not isinstance(dimse.send_msg, _ReportAfterPrint):
+                    dimse.send_msg = _ReportAfterPrint(self, event.assoc)
         return _status(code), reply if len(reply) else None
 
     def _n_delete(self, event: evt.Event) -> Dataset:
@@ -426,11 +434,11 @@ class PrintScp:
     # ---- printer status reports ------------------------------------------------------------
 
     def _send_printer_report(self, assoc: Any, context_id: int) -> None:
-        """Right after a print's N-ACTION-RSP was queued, tell the SCU the printer is NORMAL.
+        """After a printed session's N-DELETE-RSP was queued, tell the SCU the printer is NORMAL.
 
         Sent from the association's own thread between two messages, after the response (not
         from EVT_DIMSE_SENT, which pynetdicom fires before it writes the message: the SCU would
-        get the report while still waiting for its N-ACTION-RSP). Not waited for: pynetdicom's
+        get the report while still waiting for its N-DELETE-RSP). Not waited for: pynetdicom's
         send_n_event_report waits for the reactor it would be running in. The SCU's
         N-EVENT-REPORT-RSP arrives later and is discarded by the reactor as an unsolicited response.
         """

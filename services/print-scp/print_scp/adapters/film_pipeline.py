@@ -37,6 +37,11 @@ def film_keys(film_id: str, printed_at: datetime) -> dict[str, str]:
     return {"dicom": f"films/{day}/{film_id}.dcm", "png": f"films/{day}/{film_id}.png"}
 
 
+# A films row is committed while its print's images are still being made durable (dicom_scp._n_action);
+# an image missing for longer than this means the print was never answered (a crash): the film fails.
+SPOOL_GRACE_SECONDS = 60.0
+
+
 class FilmPipeline:
     def __init__(self, *, pool: asyncpg.Pool, store: FilmStore, settings: Settings) -> None:
         self.pool, self.store, self.settings = pool, store, settings
@@ -55,6 +60,15 @@ class FilmPipeline:
         # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
         # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
         # an association that stays open.
+
+    async def respool(self, jobs: list[FilmJob]) -> None:
+        """Images whose write at their N-SET failed (spool_key None after AssociationSpool.ready) are
+        written now and the films rows' manifests name them; before the print is answered."""
+        spooled = await spool_store.put_jobs(self.store, jobs)
+        async with self.pool.acquire() as conn, conn.transaction():
+            for job in jobs:
+                await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", job.film_id,
+                                   spooled[job.film_id][1])
 
     async def run(self) -> None:
         """The renderer: drains spooled films, then sleeps until woken (or polls, for other replicas)."""
@@ -84,8 +98,12 @@ class FilmPipeline:
             # Outside the try below: a store that is briefly unreachable must leave the film spooled
             # (the transaction rolls back and the run loop retries), never mark it failed for good.
             spooled = await spool_store.fetch(self.store, row["spool_key"], row["spool_manifest"])
+            if spooled is None and await conn.fetchval(
+                    "SELECT created_at > now() - make_interval(secs => $2) FROM films WHERE id = $1", film_id,
+                    SPOOL_GRACE_SECONDS):
+                return False  # its print is being answered right now (another replica's): look again later
             try:
-                if spooled is None:  # gone for good
+                if spooled is None:  # gone for good (a crash before its print was answered)
                     raise ObjectNotFound(row["spool_key"])
                 job = spool_store.decode(spooled)
                 rendered = await asyncio.to_thread(render_job, job, dpi=self.settings.print_render_dpi,
