@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,6 @@ class Sandbox:
     settings: CommonSettings
     database_url: str
     apps: dict[str, Any]  # service name -> its FastAPI app (for declared roles)
-    kiosk_key: str
 
     def token(self, *roles: str, ttl_seconds: int | None = None, username: str = "security") -> str:
         return issue_test_token(self.settings, roles=roles, username=username, ttl_seconds=ttl_seconds)
@@ -89,9 +87,8 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
         await conn.close()
     database_url = urlunsplit(urlsplit(common_settings.database_url)._replace(path=f"/{name}"))
     namespace = f"{common_settings.namespace}-{label}"
-    kiosk_key = uuid.uuid4().hex
     overrides = {
-        "DATABASE_URL": database_url, "IMAGING_NAMESPACE": namespace, "IMAGING_PRINT_KIOSK_KEY": kiosk_key,
+        "DATABASE_URL": database_url, "IMAGING_NAMESPACE": namespace,
         # Listeners on any free port: never collide with a platform another test module started.
         "IMAGING_PRINT_PORT": "0", "IMAGING_WORKLIST_PORT": "0", "IMAGING_MLLP_PORT": "0",
         "IMAGING_CRITICAL_MLLP_PORT": "0",
@@ -114,7 +111,7 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
                         raise
                     await asyncio.sleep(pause)
             apps = {spec.name: platform.app_for(spec.api_prefix) for spec, _ in discover_services()}
-            yield Sandbox(url, settings, database_url, apps, kiosk_key)
+            yield Sandbox(url, settings, database_url, apps)
     finally:
         conn = await connect(admin)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections import Counter
 
 import httpx
@@ -34,8 +35,8 @@ PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/api/registration/auth/jwks", "public keys that verify tokens; public by design"),
     ("POST", r"/api/print/cloud-film/verify", "patients open a share link: share token + identity check"),
     ("GET", r"/api/print/cloud-film/films/\{film_id\}\.png", "patients' shared film: needs the X-Share-Grant"),
-    ("POST", r"/api/print/kiosk/print", "self-service kiosk: needs the kiosk key (X-Kiosk-Key)"),
-    ("GET", r"/api/print/kiosk/films/\{film_id\}\.png", "self-service kiosk: needs the kiosk key"),
+    ("POST", r"/api/print/kiosk/(lookup|collected)", "self-service kiosk: a registered device's key + a slip token"),
+    ("GET", r"/api/print/kiosk/films/\{film_id\}\.png", "self-service kiosk: device key (X-Kiosk-Key) + slip (X-Slip)"),
     ("GET", r"/ui/print/(review|cloud-film)", "static page shell; its data comes through the guarded API"),
     ("GET", r"/ui/queue/screens/\{screen_id\}", "hall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/queue/terminal", "static terminal shell; its data comes through the guarded API"),
@@ -162,12 +163,19 @@ async def test_public_routes_keep_their_own_checks(sandbox: Sandbox) -> None:
         assert r.status_code == 401, r.text
         for key in (None, "wrong-key"):
             headers = {"X-Kiosk-Key": key} if key else {}
-            r = await client.post("/api/print/kiosk/print", json={"slip": "SEC0000001"}, headers=headers)
+            r = await client.post("/api/print/kiosk/lookup", json={"slip": "SEC0000001"}, headers=headers)
             assert r.status_code == 401, r.text
-            r = await client.get(f"/api/print/kiosk/films/{film}.png", headers=headers)
+            r = await client.post("/api/print/kiosk/collected", json={"slip": "SEC0000001", "film_ids": [film]},
+                                  headers=headers)
             assert r.status_code == 401, r.text
-        r = await client.post("/api/print/kiosk/print", json={"slip": "SEC0000001"},
-                              headers={"X-Kiosk-Key": sandbox.kiosk_key})
+            r = await client.get(f"/api/print/kiosk/films/{film}.png", headers={**headers, "X-Slip": "SEC0000001"})
+            assert r.status_code == 401, r.text
+        device = f"sec-{uuid.uuid4().hex[:8]}"
+        r = await client.post("/api/print/admin/kiosks", json={"id": device, "name": "security"},
+                              headers=sandbox.headers("it-ops"))
+        assert r.status_code == 201, r.text
+        r = await client.post("/api/print/kiosk/lookup", json={"slip": "SEC0000001"},
+                              headers={"X-Kiosk-Key": r.json()["key"]})
         assert r.status_code == 404, r.text  # the right key gets in; nothing printed for that slip
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from print_scp.adapters import http_archive, http_films, http_public, http_ui
+from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, http_ui
 from print_scp.adapters.events_in import EVENT_HANDLERS
 from print_scp.adapters.listener import print_listener
 from print_scp.settings import Settings
@@ -15,7 +15,7 @@ SERVICE = ServiceSpec(
     prefix="print",
     title="Print SCP",
     migrations=Path(__file__).parent / "migrations",
-    routers=(http_films.router, http_archive.router, http_public.router),
+    routers=(http_films.router, http_archive.router, http_kiosk.router, http_public.router),
     ui_routers=(http_ui.router,),
     event_handlers=EVENT_HANDLERS,
     listeners=(print_listener,),

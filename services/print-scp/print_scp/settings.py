@@ -74,8 +74,14 @@ class Settings(CommonSettings):
     print_share_max_attempts: int = 5
     # IMAGING_PRINT_PUBLIC_BASE_URL: base of links printed in QR codes, e.g. https://imaging.hospital.cn
     print_public_base_url: str = "http://localhost:8080"
-    # IMAGING_PRINT_KIOSK_KEY: shared secret of the self-service kiosks (header X-Kiosk-Key); unset = kiosk off.
-    print_kiosk_key: str | None = None
+    # Self-service kiosks: each device is registered with a key of its own (/api/print/admin/kiosks,
+    # header X-Kiosk-Key); the patient's slip carries a token issued at the desk (/api/print/slips).
+    # IMAGING_PRINT_KIOSK_DEVICE_PER_MINUTE / IMAGING_PRINT_KIOSK_ADDRESS_PER_MINUTE: kiosk requests
+    # one device / one client address may make per minute (Redis; more get 429 + Retry-After).
+    print_kiosk_device_per_minute: int = Field(30, ge=1)
+    print_kiosk_address_per_minute: int = Field(60, ge=1)
+    # IMAGING_PRINT_SLIP_VALID_DAYS: how long a slip's token fetches films.
+    print_slip_valid_days: int = Field(30, ge=1, le=365)
     # IMAGING_PRINT_ARCHIVE_AE_TITLE / _HOST / _PORT: the PACS matched films are sent to (C-STORE), e.g.
     # PACS at pacs.hospital.local:104; AE title unset = archive off (films are not queued).
     print_archive_ae_title: str | None = Field(None, max_length=16)

@@ -81,7 +81,7 @@ class PrintApp:
 
 @pytest.fixture(scope="session")
 async def print_app(settings_for: Any) -> AsyncIterator[PrintApp]:
-    settings = settings_for(Settings, print_port=free_port(), print_host="127.0.0.1", print_kiosk_key="kiosk-secret")
+    settings = settings_for(Settings, print_port=free_port(), print_host="127.0.0.1")
     app = create_app(settings)
     async with asgi_client(app) as client:
         ctx = app.state.ctx

@@ -126,22 +126,33 @@ async def test_cloud_film_share_link_identity_check_expiry_and_lock(print_app, p
     assert (await c.post("/api/print/cloud-film/verify", json={"token": "x" * 32, "answer": "1"})).status_code == 404
 
 
-async def test_kiosk_releases_films_for_the_slip(print_app, printer) -> None:
+async def test_kiosk_lists_the_slips_films_and_records_collection(print_app, printer) -> None:
     study = await print_app.add_study(name="李四")
     film = await printer([tk.to_item(tk.anatomy(96, 12))], study_uid=study["study_uid"])
     c = print_app.client
-    assert (await c.post("/api/print/kiosk/print", json={"slip": study["accession"]})).status_code == 401
-    assert (await c.post("/api/print/kiosk/print", json={"slip": study["accession"]},
+    r = await c.post("/api/print/admin/kiosks", json={"id": "hall-1", "name": "门诊大厅 1"},
+                     headers=print_app.token("it-ops"))
+    assert r.status_code == 201, r.text
+    key = {"X-Kiosk-Key": r.json()["key"]}
+    r = await c.post("/api/print/slips", json={"accession_number": study["accession"]}, headers=print_app.token("clerk"))
+    assert r.status_code == 201, r.text
+    slip = r.json()["token"]
+    assert (await c.post("/api/print/kiosk/lookup", json={"slip": slip})).status_code == 401
+    assert (await c.post("/api/print/kiosk/lookup", json={"slip": slip},
                          headers={"X-Kiosk-Key": "wrong"})).status_code == 401
-    r = await c.post("/api/print/kiosk/print", json={"slip": study["accession"]},
-                     headers={"X-Kiosk-Key": "kiosk-secret"})
+    # The accession number is not a slip.
+    assert (await c.post("/api/print/kiosk/lookup", json={"slip": study["accession"]}, headers=key)).status_code == 404
+    r = await c.post("/api/print/kiosk/lookup", json={"slip": slip}, headers=key)
     assert r.status_code == 200 and r.json()["patient_name"] == "李*"
     [f] = r.json()["films"]
-    assert f["id"] == str(film["id"])
-    png = await c.get(f["png"], headers={"X-Kiosk-Key": "kiosk-secret"})
+    assert f["id"] == str(film["id"]) and f["collected"] is False
+    png = await c.get(f["png"], headers={**key, "X-Slip": slip})
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
-    assert (await c.post("/api/print/kiosk/print", json={"slip": "A-UNKNOWN"},
-                         headers={"X-Kiosk-Key": "kiosk-secret"})).status_code == 404
+    assert (await c.get(f["png"], headers=key)).status_code == 404
+    async with print_app.ctx.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT handed_over_at FROM films WHERE id = $1", film["id"]) is None
+    r = await c.post("/api/print/kiosk/collected", json={"slip": slip, "film_ids": [f["id"]]}, headers=key)
+    assert r.status_code == 200 and r.json()["films"][0]["handed_over_by"] == "kiosk:hall-1", r.text
 
 
 async def test_pages(print_app) -> None:

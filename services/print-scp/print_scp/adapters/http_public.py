@@ -3,16 +3,18 @@
 - Cloud film (/api/print/cloud-film/...): whoever holds a share link answers the identity check
   (last four digits of the phone or ID number) within the link's validity; a short-lived grant in
   Redis then lets them fetch that study's films. Wrong answers count; enough of them lock the link.
-- Self-service kiosk (/api/print/kiosk/...): a kiosk presents its shared key (X-Kiosk-Key); the
-  patient scans their slip (accession number) and their films are released for printing at once
-  (WS/T 597 Appendix B).
+- Self-service kiosk (/api/print/kiosk/...): a registered device presents its own key (X-Kiosk-Key);
+  the patient scans the token on their slip (issued at the desk, never the accession number); the
+  lookup lists their films and changes nothing; the films count as handed over only when the patient
+  confirms they were printed and taken (/kiosk/collected). Requests are rate-limited per device and
+  per address (Redis). WS/T 597 Appendix B; see domain/kiosk.py.
 Public answers show masked names only.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,7 +24,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from print_scp.adapters.http_films import client_ip, runtime
-from print_scp.domain import sharing
+from print_scp.domain import kiosk, sharing
 from print_scp.domain.storage import ObjectNotFound
 
 router = APIRouter(tags=["cloud film and kiosk (public, own checks)"])
@@ -111,55 +113,136 @@ async def shared_film(request: Request, film_id: str,
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 
-def _kiosk(request: Request, key: str | None) -> None:
-    configured = runtime(request).settings.print_kiosk_key
-    if not configured:
-        raise HTTPException(404, "self-service printing is not enabled")
-    if not key or not hmac.compare_digest(key.encode(), configured.encode()):
+class KioskDevice:
+    def __init__(self, device_id: str, name: str) -> None:
+        self.id, self.name = device_id, name
+
+    @property
+    def actor(self) -> str:
+        return f"kiosk:{self.id}"
+
+
+async def _over_limit(request: Request, what: str, limit: int) -> int | None:
+    """Count one request against `what` in this minute's window; seconds to wait when over `limit`."""
+    ctx = request.app.state.ctx
+    window = int(time.time() // 60)
+    key = f"{ctx.settings.namespace}:print:kiosk-rate:{what}:{window}"
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        count, _ = await pipe.incr(key).expire(key, 120).execute()
+    return 60 - int(time.time()) % 60 + 1 if int(count) > limit else None
+
+
+async def _kiosk(request: Request, key: str | None) -> KioskDevice:
+    """The registered, unrevoked device presenting `key`, within the per-address and per-device rates."""
+    settings = runtime(request).settings
+    ip = client_ip(request) or "?"
+    # The address first: wrong keys and wrong slips from one place are throttled before anything is looked up.
+    wait = await _over_limit(request, f"address:{ip}", settings.print_kiosk_address_per_minute)
+    if wait:
+        raise HTTPException(429, "too many kiosk requests from this address", headers={"Retry-After": str(wait)})
+    if not key or len(key) > 200:
         raise HTTPException(401, "unknown kiosk")
+    async with request.app.state.ctx.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT id, name FROM kiosk_devices WHERE key_sha256 = $1 AND revoked_at IS NULL",
+                                  kiosk.digest(key))
+    if row is None:
+        raise HTTPException(401, "unknown kiosk")
+    device = KioskDevice(row["id"], row["name"])
+    wait = await _over_limit(request, f"device:{device.id}", settings.print_kiosk_device_per_minute)
+    if wait:
+        raise HTTPException(429, "too many requests from this kiosk", headers={"Retry-After": str(wait)})
+    return device
 
 
 class Slip(BaseModel):
-    slip: str = Field(min_length=1, max_length=64, description="the accession number scanned from the slip")
+    slip: str = Field(min_length=1, max_length=64, description="the token read from the QR code on the patient's slip")
 
 
-@router.post("/kiosk/print", summary="Self-service: the patient scans their slip; their films are released")
-async def kiosk_print(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
-                      ) -> dict[str, Any]:
-    _kiosk(request, x_kiosk_key)
-    slip = body.slip.strip()
+async def _slip(conn: Any, token: str | None) -> Any:
+    """The valid slip for `token` (hash lookup), or 404 in one wording whatever is wrong."""
+    row = None
+    if token and len(token) <= 64:
+        row = await conn.fetchrow("SELECT id, accession_number, empi_id FROM film_slips WHERE token_sha256 = $1 "
+                                  "AND revoked_at IS NULL AND expires_at > now()", kiosk.digest(token.strip()))
+    if row is None:
+        raise HTTPException(404, "this slip is not valid: please ask at the desk")
+    return row
+
+
+_SLIP_FILMS = """SELECT id, patient_id, patient_name, copies, film_size, printed_at, handed_over_at FROM films
+                 WHERE accession_number = $1 AND empi_id = $2 AND match_status = 'matched' AND status = 'stored'
+                 ORDER BY printed_at"""
+
+
+@router.post("/kiosk/lookup", summary="Self-service: the patient scans their slip; their films are listed "
+             "(nothing is recorded as handed over)")
+async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
+                       ) -> dict[str, Any]:
+    device = await _kiosk(request, x_kiosk_key)
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """UPDATE films SET handed_over_at = coalesce(handed_over_at, now()),
-                   handed_over_by = coalesce(handed_over_by, 'kiosk')
-               WHERE accession_number = $1 AND match_status = 'matched' AND status = 'stored'
-               RETURNING id, patient_id, patient_name, copies, film_size, printed_at""", slip)
-        await audit.record(conn, actor="kiosk", action="update", entity="film",
+        slip = await _slip(conn, body.slip)
+        rows = await conn.fetch(_SLIP_FILMS, slip["accession_number"], slip["empi_id"])
+        # A read of patient data is audited (standard 10.5); nothing about the films changes.
+        await audit.record(conn, actor=device.actor, action="read", entity="film",
                            patient_id=rows[0]["patient_id"] if rows else None, source_ip=client_ip(request),
-                           detail={"kiosk_print": slip, "films": [str(r["id"]) for r in rows]})
+                           detail={"kiosk_lookup": str(slip["id"]), "films": [str(r["id"]) for r in rows]})
     if not rows:
         raise HTTPException(404, "no films for this slip yet: please ask at the desk")
     return {"patient_name": sharing.mask_name(rows[0]["patient_name"]),
             "films": [{"id": str(r["id"]), "copies": r["copies"], "film_size": r["film_size"],
+                       "collected": r["handed_over_at"] is not None,
                        "png": f"/api/print/kiosk/films/{r['id']}.png"} for r in rows]}
 
 
-@router.get("/kiosk/films/{film_id}.png", summary="A released film's image for the kiosk printer",
+@router.get("/kiosk/films/{film_id}.png", summary="A film of the slip, for the kiosk printer (X-Kiosk-Key, X-Slip)",
             response_class=Response)
-async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str | None, Header()] = None) -> Response:
-    _kiosk(request, x_kiosk_key)
+async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str | None, Header()] = None,
+                     x_slip: Annotated[str | None, Header()] = None) -> Response:
+    device = await _kiosk(request, x_kiosk_key)
     try:
         uuid.UUID(film_id)
     except ValueError:
         raise HTTPException(404, "no such film") from None
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT png_key, patient_id FROM films WHERE id = $1 AND handed_over_by = 'kiosk' "
-                                  "AND handed_over_at > now() - interval '1 hour'", film_id)
-        if row is None:
-            raise HTTPException(404, "no such film released at a kiosk")
-        await audit.record(conn, actor="kiosk", action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request))
-    data = await runtime(request).store.get(row["png_key"])
+        slip = await _slip(conn, x_slip)
+        row = await conn.fetchrow("SELECT png_key, patient_id FROM films WHERE id = $1 AND accession_number = $2 "
+                                  "AND empi_id = $3 AND match_status = 'matched' AND status = 'stored'",
+                                  film_id, slip["accession_number"], slip["empi_id"])
+        if row is None or row["png_key"] is None:
+            raise HTTPException(404, "no such film on this slip")
+        await audit.record(conn, actor=device.actor, action="read", entity="film", entity_id=film_id,
+                           patient_id=row["patient_id"], source_ip=client_ip(request),
+                           detail={"kiosk_slip": str(slip["id"])})
+    try:
+        data = await runtime(request).store.get(row["png_key"])
+    except ObjectNotFound:
+        raise HTTPException(404, "the film's image is missing") from None
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 
+class Collected(Slip):
+    film_ids: list[uuid.UUID] = Field(min_length=1, max_length=64, description="films printed and taken")
+
+
+@router.post("/kiosk/collected", summary="Self-service: the patient confirms their films were printed and taken "
+             "(recorded as handed over by this kiosk)")
+async def kiosk_collected(request: Request, body: Collected, x_kiosk_key: Annotated[str | None, Header()] = None
+                          ) -> dict[str, Any]:
+    device = await _kiosk(request, x_kiosk_key)
+    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+        slip = await _slip(conn, body.slip)
+        rows = await conn.fetch(
+            """UPDATE films SET handed_over_at = coalesce(handed_over_at, now()),
+                   handed_over_by = coalesce(handed_over_by, $4)
+               WHERE id = ANY($3::uuid[]) AND accession_number = $1 AND empi_id = $2 AND match_status = 'matched'
+                   AND status = 'stored'
+               RETURNING id, patient_id, handed_over_at, handed_over_by""",
+            slip["accession_number"], slip["empi_id"], [str(f) for f in body.film_ids], device.actor)
+        if len(rows) != len(set(body.film_ids)):
+            raise HTTPException(404, "a film given is not on this slip")  # the transaction rolls back
+        await audit.record(conn, actor=device.actor, action="update", entity="film", patient_id=rows[0]["patient_id"],
+                           source_ip=client_ip(request),
+                           detail={"handed_over": True, "kiosk_slip": str(slip["id"]),
+                                   "films": [str(r["id"]) for r in rows]})
+    return {"films": [{"id": str(r["id"]), "handed_over_at": r["handed_over_at"].isoformat(),
+                       "handed_over_by": r["handed_over_by"]} for r in rows]}
