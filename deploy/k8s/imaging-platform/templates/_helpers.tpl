@@ -170,6 +170,14 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
 {{- end }}
 {{- end -}}
 
+{{/* IMAGING_AUDIT_OWNER_DATABASE_URL for the migration Job and the audit CronJob (never the services). */}}
+{{- define "imaging.auditOwnerEnv" -}}
+{{- with .Values.audit.ownerDatabase.existingSecret }}
+- name: IMAGING_AUDIT_OWNER_DATABASE_URL
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: {{ $.Values.audit.ownerDatabase.key | quote }}}}
+{{- end }}
+{{- end -}}
+
 {{/* Settings every platform container gets (services and the migration Job). */}}
 {{- define "imaging.commonEnv" -}}
 - name: IMAGING_ENV
@@ -186,6 +194,10 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
   value: {{ .Values.log.json | quote }}
 - name: IMAGING_AUDIT_RETENTION_DAYS
   value: {{ .Values.audit.retentionDays | quote }}
+{{- with .Values.audit.hmacKey.existingSecret }}
+- name: IMAGING_AUDIT_HMAC_KEY
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: {{ $.Values.audit.hmacKey.key | quote }}}}
+{{- end }}
 {{ include "imaging.connectionEnv" . }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
@@ -267,6 +279,7 @@ criticalAck:
 {{- if .Values.services.registration.enabled -}}
 {{- required "auth.jwtPrivateKey.existingSecret is required: a Secret with the RSA private key (PEM) that signs staff tokens" .Values.auth.jwtPrivateKey.existingSecret | and "" -}}
 {{- end -}}
+{{- required "audit.hmacKey.existingSecret is required: a Secret with 32+ random characters (key hmac-key) that keys the audit chain's HMAC" .Values.audit.hmacKey.existingSecret | and "" -}}
 {{- if .Values.services.reporting.enabled -}}
 {{- required "auth.reportingSigningSecret.existingSecret is required: a Secret with a random string of 32+ characters that encrypts radiologists' signing keys" .Values.auth.reportingSigningSecret.existingSecret | and "" -}}
 {{- end -}}

@@ -13,16 +13,21 @@
 -- Rows from here on are chained with HMAC-SHA256 under a key kept outside the database
 -- (IMAGING_AUDIT_HMAC_KEY[_FILE]); older rows stay verifiable by the plain SHA-256 rule up to the
 -- switch point audit_chain.hmac_from_seq, whose row is the HMAC'd 'chain-upgrade' marker.
+-- Roles an administrator made beforehand are used as they are (no CREATEROLE needed then).
 DO $$
 BEGIN
-    BEGIN
-        CREATE ROLE imaging_audit_owner NOLOGIN;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;  -- another database/replica made it
-    END;
-    BEGIN
-        CREATE ROLE imaging_audit_writer NOLOGIN;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-    END;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'imaging_audit_owner') THEN
+        BEGIN
+            CREATE ROLE imaging_audit_owner NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;  -- another database/replica made it
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'imaging_audit_writer') THEN
+        BEGIN
+            CREATE ROLE imaging_audit_writer NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
+    END IF;
 END $$;
 
 ALTER TABLE audit_chain
