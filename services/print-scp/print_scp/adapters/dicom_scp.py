@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
+from imaging_common.dicom.fast_accept import use_fast_accept
 from imaging_common.dicom.observe import DimseObserver
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -163,6 +164,7 @@ class PrintScp:
         if self.observer is not None:
             handlers += self.observer.handlers()
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
+        use_fast_accept(self._server)
         self.port = int(self._server.server_address[1])  # the real one when IMAGING_PRINT_PORT=0
         log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, self.port)
         self._sweeper = asyncio.run_coroutine_threadsafe(self._sweep_forever(), self.loop)
