@@ -509,7 +509,7 @@ def test_service_secrets_come_from_secrets(rendered: dict[str, list[Manifest]]) 
         "name": "imaging-reporting", "key": "signing-secret"}
     assert env_of("print-scp")["IMAGING_PRINT_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "imaging-print-s3", "key": "secret-access-key"}
-    assert env_of("critical-values")["IMAGING_CRITICAL_FHIR_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env_of("critical-values")["IMAGING_CRITICAL_FHIR_TOKENS"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 @pytest.mark.parametrize("config", ["minimal", "production", "full"])

@@ -131,6 +131,12 @@ class CommonSettings(BaseSettings):
     oidc_algorithms: str = "RS256"
     # IMAGING_JWKS_CACHE_SECONDS: how long a fetched JWKS is trusted before it is fetched again.
     jwks_cache_seconds: int = 300
+    # IMAGING_OUTBOUND_ALLOW: where receivers and webhooks may point (imaging_common.outbound): host
+    # names, .domains and networks, e.g. "his.hospital.local,.emr.hospital.local,10.20.0.0/16".
+    # Non-public addresses (loopback, private, link-local, cloud metadata...) are refused unless a listed
+    # network holds them; checked when configured and again, resolved, at every call. Unset: loopback and
+    # private networks in development, nothing in production.
+    outbound_allow: str | None = None
 
     # First admin, created by registration on an empty staff table: IMAGING_ADMIN_USER,
     # IMAGING_ADMIN_PASSWORD, IMAGING_ADMIN_TOTP_SECRET (base32), or the same read from a mounted

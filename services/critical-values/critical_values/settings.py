@@ -5,9 +5,11 @@ Each value: its default, the variable that sets it, an example.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from imaging_common.config import CommonSettings
+from pydantic import SecretStr, field_validator
 
 
 class Settings(CommonSettings):
@@ -51,8 +53,27 @@ class Settings(CommonSettings):
     critical_default_notify_minutes: float = 10.0
     critical_default_ack_minutes: float = 15.0
     critical_default_category: int = 1
-    # IMAGING_CRITICAL_FHIR_TOKEN: bearer token sent to clinician systems' FHIR endpoints, if any.
+    # IMAGING_CRITICAL_FHIR_TOKENS: each clinician system's own bearer token for its FHIR endpoint, a JSON
+    # object by receiver id, e.g. {"his-er": "…", "emr": "…"} (from a Secret); a receiver not named gets
+    # none. (IMAGING_CRITICAL_FHIR_TOKEN, one token sent to every endpoint, is refused.)
+    critical_fhir_tokens: SecretStr = SecretStr("{}")
     critical_fhir_token: str | None = None
+
+    @field_validator("critical_fhir_token")
+    @classmethod
+    def _no_global_token(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("IMAGING_CRITICAL_FHIR_TOKEN (one token sent to every FHIR endpoint) is no longer "
+                             "used: give each receiver its own in IMAGING_CRITICAL_FHIR_TOKENS, e.g. {\"his\": \"…\"}")
+        return value
+
+    @field_validator("critical_fhir_tokens")
+    @classmethod
+    def _tokens_are_a_map(cls, value: SecretStr) -> SecretStr:
+        parsed = json.loads(value.get_secret_value() or "{}")
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            raise ValueError("IMAGING_CRITICAL_FHIR_TOKENS must be a JSON object of receiver id -> token")
+        return value
     # IMAGING_CRITICAL_TIMEZONE: local time, e.g. Asia/Shanghai: statistics per day/week/month, and
     # the zone of a time a clinician system sends without an offset (HL7 EVN-6, FHIR dateTime).
     critical_timezone: str = "Asia/Shanghai"
@@ -62,3 +83,10 @@ class Settings(CommonSettings):
     # sent/lastModified, raised_at or called_at sent by a client) may be and still be believed as
     # evidence, e.g. 300. Records, deadlines and statistics always use the time we received it.
     critical_clock_skew_seconds: float = 300.0
+
+
+def fhir_tokens(settings: Any) -> dict[str, str]:
+    """Receiver id -> its own FHIR bearer token."""
+    raw = getattr(settings, "critical_fhir_tokens", None)
+    text = raw.get_secret_value() if isinstance(raw, SecretStr) else (raw or "{}")
+    return {str(k): str(v) for k, v in json.loads(text).items()}

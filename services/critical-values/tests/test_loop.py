@@ -248,11 +248,10 @@ async def test_acknowledgement_while_a_message_is_in_flight(service: Service, wo
     try:
         cv = await raise_value(service, order)
 
-        async def in_flight() -> bool:
+        async def in_flight() -> bool:  # being sent: marked, with no transaction holding it
             return bool(await world.pool.fetchval(
                 "SELECT count(*) FROM notification n WHERE critical_id = $1 AND status = 'pending' AND "
-                "NOT EXISTS (SELECT 1 FROM notification m WHERE m.notification_id = n.notification_id "
-                "FOR UPDATE SKIP LOCKED)", cv["critical_id"]))
+                "sending_until > now()", cv["critical_id"]))
         await eventually(in_flight, interval=0.01)
         t0 = asyncio.get_running_loop().time()
         r = await service.client.post(f"/api/critical-values/critical-values/{cv['critical_id']}/acknowledge",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from imaging_common.outbound import AllowList
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, ServiceSpec, create_service_app
 
@@ -37,8 +38,12 @@ async def screen_hub(ctx: ServiceContext) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def notification_sender(ctx: ServiceContext) -> AsyncIterator[None]:
     s = ctx.settings
+    allow = AllowList.from_settings(s)
+    webhook = getattr(s, "queue_webhook_url", None)
+    if webhook:
+        allow.check_url(webhook)  # IMAGING_QUEUE_WEBHOOK_URL must be on IMAGING_OUTBOUND_ALLOW: refuse to start
     sender = NotificationSender(ctx.pool, max_attempts=getattr(s, "queue_notify_max_attempts", 5),
-                                webhook_timeout=getattr(s, "queue_webhook_timeout", 5.0))
+                                webhook_timeout=getattr(s, "queue_webhook_timeout", 5.0), allow=allow)
     await sender.start()
     ctx.extras["sender"] = sender
     try:

@@ -1,7 +1,10 @@
 """Settings of the reporting service (environment variables, see CommonSettings)."""
 
+import json
+from typing import Any
+
 from imaging_common.config import CommonSettings
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 
 DEV_SIGNING_SECRET = "development-only-signing-secret"
 
@@ -20,6 +23,10 @@ class Settings(CommonSettings):
     # [{"id": "his", "kind": "hl7", "name": "HIS", "host": "his.local", "port": 2575, "charset": "gb18030"},
     #  {"id": "emr", "kind": "fhir", "name": "EMR", "url": "https://emr.local/fhir"}]
     reporting_receivers: str = "[]"
+    # IMAGING_REPORTING_FHIR_TOKENS: each FHIR receiver's own bearer token, a JSON object by receiver id,
+    # e.g. {"emr": "…"} (from a Secret); sent to that receiver only. Receivers' hosts and URLs must be in
+    # IMAGING_OUTBOUND_ALLOW.
+    reporting_fhir_tokens: SecretStr = SecretStr("{}")
     # IMAGING_REPORTING_DELIVERY_MAX_ATTEMPTS: then the delivery is 'dead' (visible, retried by hand); e.g. 20
     reporting_delivery_max_attempts: int = 20
     # IMAGING_REPORTING_DELIVERY_RETRY_BASE / _MAX: backoff seconds, doubling per attempt; e.g. 1.0 / 300.0
@@ -45,3 +52,13 @@ class Settings(CommonSettings):
                                          or len(self.reporting_signing_secret) < 32):
             raise ValueError("IMAGING_REPORTING_SIGNING_SECRET must be set (32+ characters) in production")
         return self
+
+
+def fhir_tokens(settings: Any) -> dict[str, str]:
+    """Receiver id -> its own FHIR bearer token."""
+    raw = getattr(settings, "reporting_fhir_tokens", None)
+    text = raw.get_secret_value() if isinstance(raw, SecretStr) else (raw or "{}")
+    parsed = json.loads(text or "{}")
+    if not isinstance(parsed, dict):
+        raise ValueError("IMAGING_REPORTING_FHIR_TOKENS must be a JSON object of receiver id -> token")
+    return {str(k): str(v) for k, v in parsed.items()}

@@ -230,8 +230,12 @@ class MLLPClient:
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, metrics: HL7Metrics | None = None,
                  on_late_reply: LateReplyHandler | None = None, ssl: ssl_module.SSLContext | None = None,
-                 server_hostname: str | None = None):
+                 server_hostname: str | None = None,
+                 resolve: Callable[[str, int], Awaitable[str]] | None = None):
         self.host = host
+        # `resolve(host, port)`: the address to connect to, checked at each connect (an outbound
+        # allow-list, imaging_common.outbound: DNS rebinding cannot redirect the connection).
+        self.resolve = resolve
         self.port = port
         self.ssl = ssl  # MLLP over TLS; the server's certificate must name `server_hostname` (default: host)
         self.server_hostname = server_hostname
@@ -251,8 +255,9 @@ class MLLPClient:
         tls: dict[str, Any] = {} if self.ssl is None else {
             "ssl": self.ssl, "server_hostname": self.server_hostname or self.host,
             "ssl_handshake_timeout": self.timeout}
+        address = await self.resolve(self.host, self.port) if self.resolve is not None else self.host
         reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=MAX_FRAME + 16, **tls), self.timeout)
+            asyncio.open_connection(address, self.port, limit=MAX_FRAME + 16, **tls), self.timeout)
         self._reader = reader
         self._replies = asyncio.Queue()
         self._owed.clear()

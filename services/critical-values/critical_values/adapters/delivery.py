@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
 from imaging_common.hl7.access import client_tls
+from imaging_common.outbound import AllowList, guarded_client
 
 from critical_values.adapters import messages
 from critical_values.domain import escalation, notifications
+from critical_values.settings import fhir_tokens
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class Engine:
         self._mllp: dict[tuple[int, str, str, int], MLLPClient] = {}
         self._late: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        self.allow = AllowList.from_settings(settings)
+        self.tokens: dict[str, str] = {}
         self.fired_lateness: list[float] = []  # seconds late of each fired timer (benchmarks read it)
 
     def wake(self) -> None:
@@ -49,8 +53,10 @@ class Engine:
         self._wake_timers.set()
 
     async def start(self) -> None:
-        headers = {"Authorization": f"Bearer {self.s.critical_fhir_token}"} if self.s.critical_fhir_token else {}
-        self._http = httpx.AsyncClient(timeout=self.s.critical_delivery_timeout, headers=headers)
+        # Only to allowed destinations, resolved and checked at each call; no redirects; no shared token.
+        self.allow = AllowList.from_settings(self.s)
+        self.tokens = fhir_tokens(self.s)
+        self._http = guarded_client(self.allow, timeout=self.s.critical_delivery_timeout)
         workers = max(1, min(self.s.critical_delivery_workers, self.s.db_pool_max - 2))
         for n in range(workers):
             self._tasks.append(asyncio.create_task(self._deliver_loop(n), name=f"critical-delivery-{n}"))
@@ -112,26 +118,51 @@ class Engine:
             await self._sleep(self._wake_delivery)
 
     async def deliver_one(self, worker: int = 0) -> bool:
-        """Send one due notification; False when none is due."""
+        """Send one due notification; False when none is due.
+
+        Claimed and leased in one short transaction (next_attempt_at and sending_until moved past the
+        send's longest time: other workers and replicas leave it alone, closing or re-routing the value
+        lets it finish), sent with no transaction open, and its outcome recorded in another: a slow
+        receiver never holds a row lock or a pooled transaction. A crash mid-send leaves the lease to
+        run out: the row is sent again with the same identifier."""
+        lease = timedelta(seconds=self.s.critical_delivery_timeout * 3 + 5)
         async with self.pool.acquire() as conn, conn.transaction():
             note = await notifications.claim_due(conn, datetime.now(UTC))
             if note is None:
                 return False
+            until = datetime.now(UTC) + lease
+            await conn.execute("UPDATE notification SET next_attempt_at = $2, sending_until = $2 "
+                               "WHERE notification_id = $1", note["notification_id"], until)
             cv = await conn.fetchrow("SELECT * FROM critical_value WHERE critical_id = $1", note["critical_id"])
-            try:
-                if note["channel"] == "hl7":
-                    remote_id, task_id = await self._send_hl7(worker, cv, note), None
-                else:
-                    remote_id, task_id = await self._send_fhir(cv, note)
-            except (DeliveryError, OSError, httpx.HTTPError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
-                await notifications.failed_attempt(conn, note, at=datetime.now(UTC), error=error,
+        error = None
+        remote_id = task_id = None
+        try:
+            if note["channel"] == "hl7":
+                remote_id, task_id = await self._send_hl7(worker, cv, note), None
+            else:
+                remote_id, task_id = await self._send_fhir(cv, note)
+        except (DeliveryError, OSError, httpx.HTTPError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                """SELECT n.*, r.hl7_host, r.hl7_port, r.hl7_message_type, r.fhir_base_url, r.fhir_request
+                   FROM notification n JOIN receiver r USING (receiver_id)
+                   WHERE n.notification_id = $1 FOR UPDATE OF n""", note["notification_id"])
+            if current is None:
+                return True
+            await conn.execute("UPDATE notification SET sending_until = NULL WHERE notification_id = $1",
+                               note["notification_id"])
+            if current["status"] != "pending":
+                return True  # a late ACK recorded it meanwhile
+            if error is not None:
+                await notifications.failed_attempt(conn, current, at=datetime.now(UTC), error=error,
                                                    max_attempts=self.s.critical_delivery_max_attempts,
                                                    retry_seconds=self.s.critical_retry_seconds,
                                                    slow_retry_seconds=self.s.critical_slow_retry_seconds)
-                return True
-            await notifications.accepted(conn, note, at=datetime.now(UTC), remote_id=remote_id, task_id=task_id)
+            else:
+                await notifications.accepted(conn, current, at=datetime.now(UTC), remote_id=remote_id,
+                                             task_id=task_id)
         return True
 
     async def _send_hl7(self, worker: int, cv: asyncpg.Record, note: asyncpg.Record) -> str | None:
@@ -147,7 +178,8 @@ class Engine:
             client = self._mllp[key] = MLLPClient(note["hl7_host"], int(note["hl7_port"]),
                                                   timeout=self.s.critical_delivery_timeout, metrics=self.hl7_metrics,
                                                   on_late_reply=on_late_reply,
-                                                  ssl=client_tls(self.s, note["hl7_host"], int(note["hl7_port"])))
+                                                  ssl=client_tls(self.s, note["hl7_host"], int(note["hl7_port"])),
+                                                  resolve=self.allow.resolve)
         msg = messages.hl7_message(cv, note, message_type=note["hl7_message_type"],
                                    sending_app=self.s.critical_sending_app,
                                    sending_facility=self.s.critical_sending_facility,
@@ -191,6 +223,9 @@ class Engine:
         ident = f"{messages.IDENTIFIER_SYSTEM}|{note['notification_id']}"
         headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
                    "If-None-Exist": f"identifier={ident}"}  # conditional create: a re-send is not a new resource
+        token = self.tokens.get(note["receiver_id"])
+        if token:  # this receiver's own credential (IMAGING_CRITICAL_FHIR_TOKENS), sent to it alone
+            headers["Authorization"] = f"Bearer {token}"
         body = messages.communication(cv, note, at=datetime.now(UTC))
         r = await self._http.post(f"{base}/Communication", json=body, headers=headers)
         if r.status_code not in (200, 201):

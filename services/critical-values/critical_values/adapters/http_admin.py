@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from imaging_common import audit
+from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field, model_validator
 
 from critical_values.adapters.deps import Admin, ClientIp, Ctx, Viewer
@@ -107,6 +108,14 @@ async def list_receivers(user: Admin, ctx: Ctx) -> dict[str, Any]:
 
 @router.put("/receivers/{receiver_id}", summary="Create or change a clinician system")
 async def put_receiver(receiver_id: str, body: ReceiverIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+    allow = AllowList.from_settings(ctx.settings)
+    try:  # only destinations IMAGING_OUTBOUND_ALLOW names (checked again, resolved, at every send)
+        if body.hl7_host:
+            allow.check_host(body.hl7_host)
+        if body.fhir_base_url:
+            allow.check_url(body.fhir_base_url)
+    except DestinationRefused as exc:
+        raise HTTPException(422, f"destination refused: {exc}") from None
     async with ctx.pool.acquire() as conn, conn.transaction():
         await recipients.put_receiver(conn, receiver_id=receiver_id, **body.model_dump())
         await audit.record(conn, actor=user.username, action="update", entity="critical_receiver",

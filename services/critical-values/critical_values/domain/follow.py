@@ -161,7 +161,8 @@ async def reroute(conn: asyncpg.Connection, critical_id: str, order: OrderCreate
     await conn.execute(
         """UPDATE notification SET status = 'cancelled', last_error = 're-routed: the order changed'
            WHERE notification_id IN (SELECT notification_id FROM notification WHERE critical_id = $1
-               AND status = 'pending' AND recipient_id IS NOT DISTINCT FROM $2
+               AND status = 'pending' AND (sending_until IS NULL OR sending_until < now())
+               AND recipient_id IS NOT DISTINCT FROM $2
                AND recipient_name IS NOT DISTINCT FROM $3 FOR UPDATE SKIP LOCKED)""",
         critical_id, previous["recipient_id"], previous["recipient_name"])
     step = int(cv["escalation_level"] or 0)

@@ -241,13 +241,15 @@ async def reject(conn: asyncpg.Connection, critical_id: str, *, by: str, reason:
 async def _finish(conn: asyncpg.Connection, cv: asyncpg.Record, at: datetime) -> None:
     """Stop everything still running for a closed value: timers, unsent messages, open phone tasks."""
     cid = cv["critical_id"]
-    # SKIP LOCKED: a timer being fired or a message being sent right now holds its row and waits for
+    # SKIP LOCKED: a timer being fired or a message being claimed right now holds its row and waits for
     # this value's lock; waiting for it here would deadlock. Those finish after us and find it closed.
+    # A message in flight (sending_until ahead: called with no transaction open) finishes and is recorded.
     await conn.execute("""UPDATE timer SET cancelled = true WHERE timer_id IN (SELECT timer_id FROM timer
                           WHERE critical_id = $1 AND fired_at IS NULL FOR UPDATE SKIP LOCKED)""", cid)
     await conn.execute("""UPDATE notification SET status = 'cancelled', last_error = 'closed before delivery'
                           WHERE notification_id IN (SELECT notification_id FROM notification WHERE critical_id = $1
-                          AND status = 'pending' FOR UPDATE SKIP LOCKED)""", cid)
+                          AND status = 'pending' AND (sending_until IS NULL OR sending_until < now())
+                          FOR UPDATE SKIP LOCKED)""", cid)
     await conn.execute("UPDATE phone_task SET status = 'done', outcome = 'other', notes = 'closed: ' || $2, "
                        "called_at = $3 WHERE critical_id = $1 AND status = 'open'", cid, cv["outcome"] or "", at)
 

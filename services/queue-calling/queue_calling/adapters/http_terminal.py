@@ -7,10 +7,11 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from imaging_common import audit
 from imaging_common.events import publish
 from imaging_common.events.types import PatientArrived, PatientRef
+from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field, model_validator
 
 from queue_calling.adapters.deps import CheckInStaff, ClientIp, Ctx, TerminalStaff
@@ -69,6 +70,13 @@ async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: Clien
         on_time_grace_minutes=getattr(settings, "queue_on_time_grace_minutes", 15),
         timezone=getattr(settings, "queue_timezone", "Asia/Shanghai"))
     webhook = getattr(settings, "queue_webhook_url", None)
+    allow = AllowList.from_settings(settings)
+    for t in body.notify:
+        if t.channel == "webhook":
+            try:  # a webhook goes only where IMAGING_OUTBOUND_ALLOW says (checked again at every send)
+                allow.check_url(t.target)
+            except DestinationRefused as exc:
+                raise HTTPException(422, f"notify target refused: {exc}") from None
     at = now()
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
+from imaging_common.outbound import DEVELOPMENT_DEFAULT, AllowList, guarded_client
 
 from queue_calling.domain import notifications
 from queue_calling.domain.notifications import Channel
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 class WebhookChannel:
     """POST the notification as JSON; any 2xx is delivered, anything else is retried."""
 
-    def __init__(self, timeout: float) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout)
+    def __init__(self, timeout: float, allow: AllowList | None = None) -> None:
+        # Only to destinations IMAGING_OUTBOUND_ALLOW names, resolved and checked at each call; no redirects.
+        self.client = guarded_client(allow or AllowList.parse(DEVELOPMENT_DEFAULT), timeout=timeout)
 
     async def __call__(self, target: str, payload: dict[str, Any]) -> None:
         response = await self.client.post(target, json=payload, headers={"user-agent": "imaging-queue-calling"})
@@ -42,10 +43,12 @@ class WebhookChannel:
 
 
 class NotificationSender:
-    def __init__(self, pool: asyncpg.Pool, *, max_attempts: int, webhook_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_attempts: int, webhook_timeout: float,
+                 allow: AllowList | None = None) -> None:
         self.pool = pool
         self.max_attempts = max_attempts
-        self.webhook = WebhookChannel(webhook_timeout)
+        self.lease = timedelta(seconds=webhook_timeout * 3 + 5)
+        self.webhook = WebhookChannel(webhook_timeout, allow)
         self.channels: dict[str, Channel] = {"webhook": self.webhook}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,27 +85,39 @@ class NotificationSender:
                 self._wake.clear()
 
     async def send_due(self, limit: int = 50) -> int:
-        """Deliver what is due; returns how many rows were handled."""
+        """Deliver what is due; returns how many rows were handled.
+
+        Claimed and leased in one short transaction, sent with no transaction open (a slow webhook holds
+        no row lock or pooled transaction), each outcome recorded after. A crash mid-send leaves the
+        lease to run out, and the row is sent again."""
+        now = datetime.now(UTC)
         async with self.pool.acquire() as conn, conn.transaction():
-            now = datetime.now(UTC)
             due = [r for r in await notifications.claim_due(conn, limit=limit, now=now)]
-            handled = 0
             for row in due:
-                channel = self.channels.get(row["channel"])
-                if channel is None:
+                plugged = row["channel"] in self.channels
+                await conn.execute("UPDATE notification SET next_attempt_at = $2 WHERE notification_id = $1",
+                                   row["notification_id"], now + (self.lease if plugged else timedelta(minutes=1)))
+                if not plugged:
                     # Not plugged in on this replica: leave it for later, don't spin on it.
-                    await conn.execute("UPDATE notification SET next_attempt_at = $2 WHERE notification_id = $1",
-                                       row["notification_id"], now + timedelta(minutes=1))
                     log.warning("no %s channel registered; notification %s waits", row["channel"],
                                 row["notification_id"])
-                    continue
-                try:
-                    await channel(row["target"], json.loads(row["payload"]))
-                except Exception as exc:
+        handled = 0
+        for row in due:
+            channel = self.channels.get(row["channel"])
+            if channel is None:
+                continue
+            error = None
+            try:
+                await channel(row["target"], json.loads(row["payload"]))
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+            at = datetime.now(UTC)
+            async with self.pool.acquire() as conn:
+                if error is not None:
                     attempts = row["attempts"] + 1
-                    retry_at = None if attempts >= self.max_attempts else now + timedelta(seconds=2 ** attempts)
-                    await notifications.mark_failed(conn, row["notification_id"], str(exc), now, retry_at=retry_at)
+                    retry_at = None if attempts >= self.max_attempts else at + timedelta(seconds=2 ** attempts)
+                    await notifications.mark_failed(conn, row["notification_id"], error, at, retry_at=retry_at)
                 else:
-                    await notifications.mark_sent(conn, row["notification_id"], now)
-                handled += 1
-            return handled
+                    await notifications.mark_sent(conn, row["notification_id"], at)
+            handled += 1
+        return handled

@@ -21,11 +21,12 @@ import httpx
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
 from imaging_common.hl7.access import client_tls
 from imaging_common.hl7.charset import decode
+from imaging_common.outbound import AllowList, DestinationRefused, guarded_client
 from imaging_common.service import ServiceContext
 
 from reporting.domain import deliveries
 from reporting.domain.deliveries import Receiver
-from reporting.settings import Settings
+from reporting.settings import Settings, fhir_tokens
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "reporting_delivery"
@@ -47,10 +48,13 @@ class DeliveryWorker:
         self._http: httpx.AsyncClient | None = None
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # receivers woken while their lane was busy
+        self.allow = AllowList.from_settings(settings)
+        self.tokens = fhir_tokens(settings)
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=self.settings.reporting_delivery_timeout,
-                                       limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+        # Only to allowed destinations, resolved and checked at each call; no redirects.
+        self._http = guarded_client(self.allow, timeout=self.settings.reporting_delivery_timeout,
+                                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
         try:
             self._listen = await asyncpg.connect(self.database_url, timeout=5)
             await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -140,7 +144,8 @@ class DeliveryWorker:
             host, port = receiver.host or "127.0.0.1", receiver.port or 2575
             client = self._mllp[receiver.id] = MLLPClient(host, port, timeout=self.settings.reporting_delivery_timeout,
                                                           metrics=self.hl7_metrics,
-                                                          ssl=client_tls(self.settings, host, port))
+                                                          ssl=client_tls(self.settings, host, port),
+                                                          resolve=self.allow.resolve)
         try:
             payload = row["payload"].encode(receiver.charset, errors="strict")
         except (UnicodeEncodeError, LookupError) as exc:
@@ -168,9 +173,11 @@ class DeliveryWorker:
         assert self._http is not None
         base = (receiver.url or "").rstrip("/")
         try:
-            response = await self._http.post(base + "/", content=row["payload"].encode(),
-                                              headers={"Content-Type": "application/fhir+json; charset=utf-8",
-                                                       "Accept": "application/fhir+json"})
+            headers = {"Content-Type": "application/fhir+json; charset=utf-8", "Accept": "application/fhir+json"}
+            token = self.tokens.get(receiver.id)
+            if token:  # this receiver's own credential (IMAGING_REPORTING_FHIR_TOKENS), sent to it alone
+                headers["Authorization"] = f"Bearer {token}"
+            response = await self._http.post(base + "/", content=row["payload"].encode(), headers=headers)
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}", False
         if 200 <= response.status_code < 300:
@@ -191,6 +198,12 @@ async def delivery_listener(ctx: ServiceContext) -> AsyncIterator[Any]:
 
     configured = json.loads(settings.reporting_receivers or "[]")
     if configured:
+        allow = AllowList.from_settings(settings)
+        for receiver in configured:  # a receiver the allow-list does not name stops the start, named
+            try:
+                deliveries.check_destination(allow, receiver)
+            except DestinationRefused as exc:
+                raise RuntimeError(f"IMAGING_REPORTING_RECEIVERS: receiver {receiver.get('id')!r}: {exc}") from None
         async with ctx.pool.acquire() as conn:
             for receiver in configured:
                 await deliveries.upsert_receiver(conn, receiver)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
+from imaging_common.outbound import AllowList, DestinationRefused
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field
 
@@ -610,6 +611,10 @@ async def put_receiver(receiver_id: str, body: ReceiverPut, ctx: Ctx, request: R
         raise HTTPException(422, "an HL7 receiver needs host and port")
     if body.kind == "fhir" and not body.url:
         raise HTTPException(422, "a FHIR receiver needs url")
+    try:  # only destinations IMAGING_OUTBOUND_ALLOW names (checked again, resolved, at every send)
+        deliveries.check_destination(AllowList.from_settings(ctx.settings), body.model_dump())
+    except DestinationRefused as exc:
+        raise HTTPException(422, f"destination refused: {exc}") from None
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
             receiver = await deliveries.upsert_receiver(conn, {"id": receiver_id, **body.model_dump()})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from imaging_common.outbound import AllowList
 
 from reporting.domain import fhir as fhir_build
 from reporting.domain.oru import build_oru
@@ -43,6 +44,14 @@ class Receiver:
 async def receivers(conn: asyncpg.Connection, *, enabled_only: bool = True) -> list[Receiver]:
     rows = await conn.fetch("SELECT * FROM receiver" + (" WHERE enabled" if enabled_only else "") + " ORDER BY id")
     return [Receiver.from_row(r) for r in rows]
+
+
+def check_destination(allow: AllowList, data: dict[str, Any]) -> None:
+    """DestinationRefused unless the receiver's host or URL is on the outbound allow-list."""
+    if data.get("kind") == "hl7":
+        allow.check_host(data.get("host"))
+    else:
+        allow.check_url(data.get("url"))
 
 
 async def upsert_receiver(conn: asyncpg.Connection, data: dict[str, Any]) -> Receiver:
