@@ -33,6 +33,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
 from imaging_common.hl7 import Message, MessageService, MLLPServer
+from imaging_common.hl7.mllp import MLLPClient
 from imaging_common.testing import eventually, free_port, http_server
 from print_scp import testkit as tk
 from pydicom.dataset import Dataset
@@ -193,6 +194,7 @@ class Site:
     clinician: ClinicianSystem
     log: EventLog
     ui_url: Callable[[str], str]  # prefix -> base URL of that service's pages (Chromium, WebSockets)
+    mllp_port: int = 0  # registration's HIS feed
 
     def headers(self, *roles: str, username: str | None = None) -> dict[str, str]:
         name = username or f"e2e-{roles[0]}"
@@ -331,6 +333,26 @@ class Journey:
         self.accession = (await page.locator("#print-accession").inner_text()).strip()
         assert self.accession
         await self._learn_order()
+
+    async def order_from_his(self, his_id: str, placer: str) -> None:
+        """The HIS registers the patient (ADT^A04) and orders a chest CT for them (ORM^O01 NW), over MLLP."""
+        family, given = self.name[0], self.name[1:]
+        pid = f"PID|1||{his_id}^^^HIS^PI~{self.id_number}^^^CHN^NNCHN||{family}^{given}||19800101|M"
+        await self.his_says("ADT^A04^ADT_A01", "EVN|A04", pid, "PV1|1|O")
+        await self.his_says("ORM^O01^ORM_O01", pid, "PV1|1|O", f"ORC|NW|{placer}|||||||||||||||^{self.dept.name}",
+                            "OBR|1|||CT-CHEST^胸部CT平扫" + "|" * 20 + "CT")
+        r = await self.api.get("/api/registration/orders", params={"limit": 200}, headers=self.who("admin"))
+        self.accession = next(o["accession_number"] for o in r.json()["data"] if o["placer_order_number"] == placer)
+        await self._learn_order()
+        await self.order_on_bus()
+
+    async def his_says(self, kind: str, *segments: str) -> Message:
+        head = (f"MSH|^~\\&|HIS|HOSP|RIS|IMG|20261207083000||{kind}|{uuid.uuid4().hex[:12]}|P|2.5||||||"
+                "UNICODE UTF-8")
+        async with MLLPClient("127.0.0.1", self.site.mllp_port, timeout=20) as client:
+            ack = Message.parse((await client.send(("\r".join([head, *segments]) + "\r").encode())).decode())
+        assert ack.field("MSA", 1) == "AA", ack.to_er7()
+        return ack
 
     async def register_by_api(self, *, after_order: Callable[[], Awaitable[None]] | None = None) -> None:
         """What the registration page posts: the patient (EMPI match or new), then the order.

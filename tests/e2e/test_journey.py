@@ -61,11 +61,13 @@ async def site(test_env: dict[str, str]) -> AsyncIterator[Site]:
             "critical_values": CriticalSettings(critical_poll_seconds=0.1, critical_retry_seconds=0.2),
         }
         settings = CommonSettings()
-        async with http_server(build_platform(settings_for=settings_for)) as url, spy_on_bus(settings) as log, \
+        platform = build_platform(settings_for=settings_for)
+        async with http_server(platform) as url, spy_on_bus(settings) as log, \
                 httpx.AsyncClient(base_url=url, timeout=30) as api:
+            registration = next(app for app in platform.apps if app.state.ctx.spec.name == "registration")
             yield Site(api=api, settings=settings, worklist_port=int(test_env["IMAGING_WORKLIST_PORT"]),
                        print_port=int(test_env["IMAGING_PRINT_PORT"]), clinician=clinician, log=log,
-                       ui_url=lambda prefix: url)
+                       ui_url=lambda prefix: url, mllp_port=registration.state.ctx.extras["mllp_port"])
             # Receivers live in the shared test database: later reports must not queue to a gone stub.
             ops = {"Authorization": "Bearer " + issue_test_token(settings, roles=["admin"], username="e2e")}
             for rec in receivers:
@@ -134,6 +136,46 @@ async def _screen_message(ws: Any, kind: str, timeout: float = 15.0) -> dict[str
         for m in (msg["messages"] if msg["type"] == "batch" else [msg]):
             if m["type"] == kind:
                 return m
+
+
+async def test_the_his_cancels_and_merges_and_the_modality_sees_it(site: Site, tmp_path: Path) -> None:
+    """Issue 17, done when: ORC-1 CA from the HIS takes a booked, checked-in exam off the worklist (DCMTK
+    findscu) within seconds, frees the slot and empties the queue entry; after ADT^A40 findscu answers
+    another exam of the merged patient with the surviving PatientID."""
+    await clear_of_local_midnight()
+    dept = await set_up_department(site, uuid.uuid4().hex[:6].upper())
+    tag = uuid.uuid4().hex[:8]
+    cancelled = Journey(site, dept, tmp_path)
+    await cancelled.order_from_his(f"HC{tag}", f"PC{tag}")
+    await cancelled.book()
+    await cancelled.check_in()
+    await cancelled.query_worklist()
+    await cancelled.his_says("ORM^O01^ORM_O01", f"PID|1||HC{tag}^^^HIS^PI", f"ORC|CA|PC{tag}",
+                             "OBR|1|||CT-CHEST^胸部CT平扫")
+    started = time.perf_counter()
+
+    async def off_the_worklist() -> bool:
+        return not await cancelled.worklist_items()
+
+    await eventually(off_the_worklist, "the HIS-cancelled step gone from findscu's answer")
+    off_after = time.perf_counter() - started
+    await eventually(lambda: cancelled.appointment_is("cancelled"), "the slot freed")
+    await eventually(lambda: cancelled.entry_is("cancelled"), "the queue entry gone")
+    assert off_after < 10, off_after
+
+    merged, survivor = Journey(site, dept, tmp_path), Journey(site, dept, tmp_path)
+    await merged.order_from_his(f"HM{tag}", f"PM{tag}")
+    await survivor.order_from_his(f"HS{tag}", f"PS{tag}")
+    await merged.book()
+    await merged.query_worklist()
+    await merged.his_says("ADT^A40^ADT_A39", "EVN|A40",
+                          f"PID|1||HS{tag}^^^HIS^PI||{survivor.name[0]}^{survivor.name[1:]}", f"MRG|HM{tag}^^^HIS^PI")
+
+    async def shows_the_survivor() -> bool:
+        items = await merged.worklist_items()
+        return len(items) == 1 and items[0].PatientID == survivor.patient_id
+
+    await eventually(shows_the_survivor, "findscu answering the merged patient's exam with the surviving PatientID")
 
 
 async def test_an_order_cancelled_after_check_in_leaves_every_service(site: Site, tmp_path: Path) -> None:
