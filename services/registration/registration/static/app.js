@@ -52,11 +52,20 @@ function saveTokens(t) {
   sessionStorage.setItem("reg.token", t.access_token); sessionStorage.setItem("reg.refresh", t.refresh_token);
 }
 
-function logout(callApi = true) {
-  if (callApi && state.token) fetch(`${API}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${state.token}` } });
+// Log out: the session is revoked server-side (every token of it, in every service) before the page
+// goes on; the stored tokens are dropped and the page is emptied and reloaded, so no patient data stays
+// on the screen or in memory (an expired session, callApi = false, is cleared the same way).
+async function logout(callApi = true) {
+  const token = state.token;
   state.token = state.refresh = null;
   sessionStorage.clear();
-  $("#main-view").hidden = true; $("#login-view").hidden = false; $("#login-username").focus();
+  document.body.replaceChildren();
+  if (callApi && token) {
+    try {
+      await fetch(`${API}/auth/logout`, { method: "POST", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
+    } catch (e) { /* offline: the session still ends at its idle timeout */ }
+  }
+  location.replace(location.pathname);
 }
 
 // ---- login ---------------------------------------------------------------------------------
