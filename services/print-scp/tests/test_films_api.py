@@ -134,7 +134,8 @@ async def test_kiosk_lists_the_slips_films_and_records_collection(print_app, pri
                      headers=print_app.token("it-ops"))
     assert r.status_code == 201, r.text
     key = {"X-Kiosk-Key": r.json()["key"]}
-    r = await c.post("/api/print/slips", json={"accession_number": study["accession"]}, headers=print_app.token("clerk"))
+    r = await c.post("/api/print/slips", json={"accession_number": study["accession"]},
+                     headers=print_app.token("clerk"))
     assert r.status_code == 201, r.text
     slip = r.json()["token"]
     assert (await c.post("/api/print/kiosk/lookup", json={"slip": slip})).status_code == 401
