@@ -7,7 +7,17 @@ from imaging_common import empi, peers
 from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
-from registration.adapters import hl7_feed, http_auth, http_consistency, http_fhir, http_patients, http_ui, name_counts
+from registration.adapters import (
+    events,
+    his_status_worker,
+    hl7_feed,
+    http_auth,
+    http_consistency,
+    http_fhir,
+    http_patients,
+    http_ui,
+    name_counts,
+)
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -19,7 +29,9 @@ SERVICE = ServiceSpec(
     routers=[http_auth.router, http_patients.router, http_fhir.router, http_consistency.router,
              peers_router({"mllp": "mllp_peers"})],
     on_ready=[http_auth.on_ready],
-    listeners=[peers.registry_listener, hl7_feed.mllp_listener, name_counts.name_count_listener],
+    event_handlers=events.HANDLERS,
+    listeners=[peers.registry_listener, hl7_feed.mllp_listener, name_counts.name_count_listener,
+               his_status_worker.his_status_listener],
     ui_routers=[http_ui.router],
 )
 

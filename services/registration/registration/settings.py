@@ -36,3 +36,21 @@ class Settings(CommonSettings):
     empi_review_threshold: float = 4.0
     # IMAGING_FHIR_IDENTIFIER_SYSTEM: base of FHIR Identifier.system URIs, one per assigning authority.
     fhir_identifier_system: str = "urn:imaging:id:"
+    # IMAGING_HIS_STATUS_HOST / IMAGING_HIS_STATUS_PORT: the HIS's MLLP listener for order status updates
+    # (ORM^O01 ORC-1 SC/OC about orders it placed, docs/hl7-interface.md); unset: none are sent or queued.
+    # Over TLS when listed in IMAGING_MLLP_CLIENT_TLS_DESTINATIONS.
+    his_status_host: str | None = None
+    his_status_port: int | None = None
+    # IMAGING_HIS_STATUS_APPLICATION / _FACILITY: MSH-5/MSH-6 of those messages; _CHARSET: their encoding
+    # (utf-8 or gb18030, named in MSH-18).
+    his_status_application: str = "HIS"
+    his_status_facility: str = ""
+    his_status_charset: str = "utf-8"
+    # IMAGING_HIS_STATUS_TIMEOUT: seconds to wait for the HIS's answer; RETRY_BASE doubling up to RETRY_MAX
+    # between attempts of a message not accepted (AE, no answer); POLL: seconds between looks at the queue
+    # when no NOTIFY came; BATCH: messages claimed at once.
+    his_status_timeout: float = 10.0
+    his_status_retry_base: float = 5.0
+    his_status_retry_max: float = 600.0
+    his_status_poll: float = 5.0
+    his_status_batch: int = 50

@@ -39,7 +39,7 @@ from imaging_common.events.types import (
 # What each service consumes, by event model: every one must have a handler (checked at start), so a
 # subscription is never acknowledged unapplied. Queues are bound to the models' type strings.
 _SUBSCRIBED_MODELS: dict[str, tuple[type[EventData], ...]] = {
-    "registration": (),
+    "registration": (AppointmentBooked, AppointmentRescheduled, ExamStarted, ExamCompleted),  # order status
     "scheduling": (
         OrderCreated, OrderChanged, OrderCancelled, PatientUpdated, PatientMerged, PatientArrived, ExamStarted,
         ExamCompleted,

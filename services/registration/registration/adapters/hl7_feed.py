@@ -309,7 +309,8 @@ class HisFeed:
         note_order(await order_domain.load_order(conn, str(order_id)))
         reason = (msg.field("ORC", 16, component=2) or msg.field("ORC", 16, component=1)
                   or ("HIS discontinued the order" if control == "DC" else "HIS cancelled the order"))
-        order, changed = await order_domain.cancel_order(conn, order_id=str(order_id), reason=reason, actor=actor)
+        order, changed = await order_domain.cancel_order(conn, order_id=str(order_id), reason=reason, actor=actor,
+                                                         by_his=True)
         note_order(order)
         return f"order {order['accession_number']} {'cancelled' if changed else 'already cancelled'}"
 

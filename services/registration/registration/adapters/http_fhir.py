@@ -84,6 +84,15 @@ def patient_resource(person: store.Person, system: str, *, masked: bool = False)
     return Patient.model_validate(body)
 
 
+def request_status(order: dict[str, Any]) -> str:
+    """ServiceRequest.status as HL7's v2 order status maps to it (ORC-5 CA/DC -> revoked, CM -> completed,
+    SC/IP -> active): revoked once cancelled or its exam discontinued, completed once its exam completed,
+    else active. on-hold is never used: nothing holds an order here (the HIS's HD is not accepted)."""
+    if order["status"] == "cancelled" or order.get("exam_status") == "discontinued":
+        return "revoked"
+    return "completed" if order.get("exam_status") == "completed" else "active"
+
+
 def service_request_resource(order: dict[str, Any], system: str) -> ServiceRequest:
     special = order["special"] or {}
     notes = [label for key, label in (("critical", "危重"), ("mdr", "多重耐药菌"), ("infectious", "传染病"))
@@ -92,7 +101,7 @@ def service_request_resource(order: dict[str, Any], system: str) -> ServiceReque
         "resourceType": "ServiceRequest", "id": order["order_id"],
         "identifier": [{"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]},
                         "system": f"{system}accession", "value": order["accession_number"]}],
-        "status": "revoked" if order["status"] == "cancelled" else "active", "intent": "order",
+        "status": request_status(order), "intent": "order",
         "priority": {"routine": "routine", "urgent": "urgent", "stat": "stat"}[order["priority"]],
         "code": {"coding": [{"system": f"{system}exam-item", "code": i["code"], "display": i["name"]}
                             for i in order["items"]], "text": "、".join(i["name"] for i in order["items"])},

@@ -20,6 +20,7 @@ from imaging_common.events import publish
 from imaging_common.events.types import ExamItem, OrderCancelled, OrderChanged, OrderCreated, SpecialConditions
 from imaging_common.events.versions import next_version
 
+from registration.domain import his_status
 from registration.domain.patients import SOURCE, Actor, patient_ref, summary
 
 # What a change (ORC-1 XO, the desk) may alter; the patient, accession and Study UID never change.
@@ -96,11 +97,12 @@ async def order_id_of(conn: asyncpg.Connection, key: str) -> str | None:
     return None if found is None else str(found)
 
 
-async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str,
-                       actor: Actor) -> tuple[dict[str, Any], bool]:
-    """Cancel an order (the desk, or the HIS's ORC-1 CA/DC) and announce order.cancelled: the worklist
-    step, the appointment, the queue entry and the films of that order follow. Returns the order and
-    whether this call cancelled it (False: it already was; nothing is announced twice)."""
+async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str, actor: Actor,
+                       by_his: bool = False) -> tuple[dict[str, Any], bool]:
+    """Cancel an order (the desk, or the HIS's ORC-1 CA/DC: `by_his`) and announce order.cancelled: the
+    worklist step, the appointment, the queue entry and the films of that order follow; a HIS order the
+    desk cancelled is reported to the HIS (ORC-1 OC, his_status). Returns the order and whether this call
+    cancelled it (False: it already was; nothing is announced twice)."""
     async with conn.transaction():
         row = await conn.fetchrow("SELECT order_id, accession_number, status, empi_id FROM exam_order "
                                   "WHERE order_id = $1::uuid FOR UPDATE", order_id)
@@ -113,6 +115,8 @@ async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str,
         await publish(conn, OrderCancelled(order_id=order_id, accession_number=row["accession_number"], reason=reason,
                                            version=await next_version(conn, f"order:{order_id}")),
                       source=SOURCE, subject=row["accession_number"])
+        if not by_his:
+            await his_status.cancelled_at_desk(conn, order_id, reason)
         await audit.record(conn, actor=actor.name, action="update", entity="order", entity_id=order_id,
                            patient_id=row["empi_id"], source_ip=actor.source_ip,
                            detail={"accession_number": row["accession_number"], "cancelled": True, "reason": reason})

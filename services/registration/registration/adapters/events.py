@@ -1,0 +1,58 @@
+"""Event handlers: how each order's exam goes, from the services that run it (domain/his_status.py).
+
+    appointment.booked, appointment.rescheduled (scheduling)  -> scheduled (with the appointment's start)
+    exam.started (worklist, MPPS IN PROGRESS)                  -> in-progress
+    exam.completed (worklist, MPPS COMPLETED / DISCONTINUED)   -> completed / discontinued
+
+Each runs in the transaction that records the event in the inbox, after the consumer dropped stale
+appointment versions; exam events carry no order version, so the status itself only moves forward.
+The FHIR ServiceRequest shows it, and the HIS is told about the orders it placed. patient.arrived is
+not subscribed: checked in is not yet "in process" for the HIS (docs/hl7-interface.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from imaging_common.events import CloudEvent, EventHandler, parse_data
+from imaging_common.events.types import AppointmentBooked, AppointmentRescheduled, ExamCompleted, ExamStarted
+
+from registration.domain import his_status
+
+log = logging.getLogger(__name__)
+
+
+async def on_appointment(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, AppointmentBooked | AppointmentRescheduled)
+    appointment = data.appointment
+    outcome = await his_status.advance(conn, status="scheduled", at=event.time or datetime.now(UTC),
+                                       order_id=appointment.order_id,
+                                       accession_number=appointment.accession_number, start=appointment.start)
+    log.info("%s %s: %s", event.type, appointment.accession_number, outcome)
+
+
+async def on_exam_started(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, ExamStarted)
+    outcome = await his_status.advance(conn, status="in-progress", at=data.started_at,
+                                       accession_number=data.accession_number)
+    log.info("exam.started %s: %s", data.accession_number, outcome)
+
+
+async def on_exam_completed(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    data = parse_data(event)
+    assert isinstance(data, ExamCompleted)
+    outcome = await his_status.advance(conn, status=data.status, at=data.completed_at, order_id=data.order_id,
+                                       accession_number=data.accession_number)
+    log.info("exam.completed (%s) %s: %s", data.status, data.accession_number, outcome)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "appointment.booked": on_appointment,
+    "appointment.rescheduled": on_appointment,
+    "exam.started": on_exam_started,
+    "exam.completed": on_exam_completed,
+}
