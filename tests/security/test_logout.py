@@ -45,10 +45,11 @@ async def _log_in(page: Page, url: str, token: str) -> None:
 
 
 async def _log_out(page: Page) -> None:
-    async with page.expect_response(lambda r: r.url.endswith("/api/registration/auth/logout")) as done:
-        await page.click("#logout")
-    assert (await done.value).status == 204
-    await page.wait_for_load_state("load")
+    """Click "log out": the revocation is answered 204, then the page reloads (emptied) without a token."""
+    async with page.expect_navigation(wait_until="load"):
+        async with page.expect_response(lambda r: r.url.endswith("/api/registration/auth/logout")) as done:
+            await page.click("#logout")
+        assert (await done.value).status == 204
     assert await page.evaluate("sessionStorage.getItem('imaging.access_token')") is None
 
 
