@@ -69,8 +69,8 @@ async def his(settings_for, test_env):
                 event_producer(test_env["DATABASE_URL"], service="worklist", schema=WORKLIST) as perform:
             ctx = app.state.ctx
             async with MLLPClient("127.0.0.1", ctx.extras["mllp_port"], timeout=20) as feed:
-                yield {"stub": stub, "client": client, "pool": ctx.pool, "settings": settings, "feed": feed,
-                       "book": book, "perform": perform}
+                yield {"stub": stub, "server": server, "client": client, "pool": ctx.pool, "settings": settings,
+                       "feed": feed, "book": book, "perform": perform}
 
 
 async def _emit(h: dict[str, Any], producer: str, data: EventData, subject: str) -> None:
@@ -235,6 +235,29 @@ async def test_ae_is_retried_with_the_same_message_and_ar_is_never_retried(his) 
     assert "stub says AR" in row["last_error"] and "MSA|AR" in row["ack"]
     await asyncio.sleep(his["settings"].his_status_retry_max * 2)  # several retry periods: no second AR attempt
     assert stub.statuses(refused) == [("SC", "SC"), ("SC", "IP")]
+
+
+async def test_a_his_away_is_waited_for_and_then_told_everything_in_order(his) -> None:
+    stub, server, placer = his["stub"], his["server"], f"ORD{uuid.uuid4().hex[:8]}"
+    await _his_orders(his, placer, f"H{uuid.uuid4().hex[:8]}")
+    order = await _order(his, placer)
+    await server.stop()  # the HIS's listener is down
+    try:
+        await _emit(his, "book", _booked(order, datetime(2026, 12, 13, 1, 0, tzinfo=UTC), 1), order["accession_number"])
+        await _emit(his, "perform", _started(order), order["accession_number"])
+
+        async def tried_twice() -> bool:
+            row = await his["pool"].fetchrow("SELECT attempts, last_error, status FROM his_status_message "
+                                             "WHERE order_id = $1::uuid ORDER BY id LIMIT 1", order["order_id"])
+            return bool(row and row["attempts"] >= 2 and row["status"] == "pending" and row["last_error"])
+
+        await eventually(tried_twice, "the SC retried while the HIS is away")
+        assert stub.received[placer] == []
+        assert [q[:3] for q in await _queue(his, order)] == [("SC", "SC", "pending"), ("SC", "IP", "pending")]
+    finally:
+        await server.start()  # back, on the same port
+    await eventually(lambda: stub.statuses(placer) == [("SC", "SC"), ("SC", "IP")], "SC then IP once the HIS is back")
+    await eventually(lambda: _all_sent(his, order), "both acknowledged")
 
 
 async def test_desk_cancel_tells_the_his_oc_and_nothing_follows(his) -> None:
