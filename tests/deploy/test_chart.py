@@ -507,8 +507,8 @@ def test_service_secrets_come_from_secrets(rendered: dict[str, list[Manifest]]) 
 
     assert env_of("reporting")["IMAGING_REPORTING_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"] == {
         "name": "imaging-reporting", "key": "signing-secret"}
-    assert env_of("print-scp")["IMAGING_PRINT_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "imaging-print-s3", "key": "secret-access-key"}
+    assert env_of("reporting")["IMAGING_REPORTING_FHIR_TOKENS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "imaging-reporting-fhir", "key": "tokens"}
     assert env_of("critical-values")["IMAGING_CRITICAL_FHIR_TOKENS"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
