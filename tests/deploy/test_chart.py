@@ -155,6 +155,9 @@ LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
 CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor"}
+# The audit chain's HMAC key, as the chart's audit.hmacKey Secret holds it (the same for the migration Job,
+# which writes the chain's first keyed row, and the audit CronJob, which verifies it).
+AUDIT_SECRET = {"imaging-audit": {"hmac-key": "chart-test-audit-hmac-key-" + "0123456789abcdef" * 2}}
 FULLNAME = f"{RELEASE}-imaging"
 
 
@@ -920,7 +923,7 @@ def test_migration_job_environment_runs_the_real_migrate(
     job = named(parse_manifests(result.stdout), "Job", f"{FULLNAME}-migrate")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = container_environment(container, {"imaging-db": {"password": "unused-with-trust-auth"},
-                                            "imaging-mq": {"password": "guest"}})
+                                            "imaging-mq": {"password": "guest"}, **AUDIT_SECRET})
     assert env["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert env["DATABASE_URL"] == f"postgresql://postgres@127.0.0.1:5432/{fresh_database}?sslmode=disable"
     env["IMAGING_DATA_DIR"] = str(tmp_path)  # the Job's emptyDir
@@ -939,7 +942,7 @@ def test_migration_job_environment_runs_the_real_migrate(
     cron = named(parse_manifests(result.stdout), "CronJob", f"{FULLNAME}-audit")
     (audit,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     audit_env = container_environment(audit, {"imaging-db": {"password": "unused-with-trust-auth"},
-                                              "imaging-mq": {"password": "guest"}})
+                                              "imaging-mq": {"password": "guest"}, **AUDIT_SECRET})
     assert audit_env["IMAGING_AUDIT_RETENTION_DAYS"] == "180"
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # `python` is this venv's
     verify = subprocess.run([*audit["command"], *audit["args"]], env={"PATH": path, "HOME": str(tmp_path), **audit_env},
@@ -1002,7 +1005,9 @@ def test_every_deployment_environment_starts_its_service_in_production(
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     secrets = {"imaging-db": {"password": "unused-with-trust-auth"}, "imaging-mq": {"password": "guest"},
-               "imaging-reporting": {"signing-secret": uuid.uuid4().hex + uuid.uuid4().hex}}
+               "imaging-reporting": {"signing-secret": uuid.uuid4().hex + uuid.uuid4().hex}, **AUDIT_SECRET,
+               "imaging-first-admin": {"username": "admin", "password": "first admin " + uuid.uuid4().hex,
+                                       "totp-secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}}
     result = helm.template(
         "-f", str(EXAMPLES / "values-minimal.yaml"),
         "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
