@@ -145,6 +145,9 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
         async with self.pool.acquire() as conn, conn.transaction():
+            # The value before its notification, as acknowledging, escalating and re-routing lock them:
+            # the other order deadlocked with them (and the outcome of a send was lost).
+            await conn.execute("SELECT 1 FROM critical_value WHERE critical_id = $1 FOR UPDATE", note["critical_id"])
             current = await conn.fetchrow(
                 """SELECT n.*, r.hl7_host, r.hl7_port, r.hl7_message_type, r.fhir_base_url, r.fhir_request
                    FROM notification n JOIN receiver r USING (receiver_id)
