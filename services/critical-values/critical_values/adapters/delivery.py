@@ -206,6 +206,9 @@ class Engine:
             reply = Message.parse(text)
             code, ref = reply.field("MSA", 1), reply.field("MSA", 2)
             async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(  # the value first, then its notification (see deliver_one)
+                    "SELECT 1 FROM critical_value WHERE critical_id = (SELECT critical_id FROM notification "
+                    "WHERE notification_id = $1 AND receiver_id = $2) FOR UPDATE", ref, receiver_id)
                 note = await conn.fetchrow(
                     "SELECT * FROM notification WHERE notification_id = $1 AND receiver_id = $2 AND channel = 'hl7' "
                     "FOR UPDATE", ref, receiver_id)
