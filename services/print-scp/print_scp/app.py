@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+from imaging_common import peers
+from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
 from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, http_ui
@@ -15,10 +17,12 @@ SERVICE = ServiceSpec(
     prefix="print",
     title="Print SCP",
     migrations=Path(__file__).parent / "migrations",
-    routers=(http_films.router, http_archive.router, http_kiosk.router, http_public.router),
+    library_migrations={"peers": peers.MIGRATIONS},
+    routers=(http_films.router, http_archive.router, http_kiosk.router, http_public.router,
+             peers_router({"dicom": "print_peers"})),
     ui_routers=(http_ui.router,),
     event_handlers=EVENT_HANDLERS,
-    listeners=(print_listener,),
+    listeners=(peers.registry_listener, print_listener),
 )
 
 

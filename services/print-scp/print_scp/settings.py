@@ -13,6 +13,13 @@ class Settings(CommonSettings):
     # (0: any free port, logged at start; for test runs of the whole platform side by side).
     print_host: str = "0.0.0.0"
     print_port: int = 11112
+    # IMAGING_PRINT_TLS_PORT: a second listener of the same AE over DICOM TLS (PS3.15 B.9 BCP 195), e.g.
+    # 2762 (the Helm chart's port); unset: none. Certificates from IMAGING_DICOM_TLS_CERT_FILE / _KEY_FILE,
+    # mutual TLS with IMAGING_DICOM_TLS_CA_FILE (+ IMAGING_DICOM_TLS_REQUIRE_CLIENT_CERT).
+    print_tls_port: int | None = None
+    # IMAGING_PRINT_PEERS: enforce | audit-only | off, for modalities (calling AE title, address,
+    # certificate) missing from /api/print/admin/peers; unset: IMAGING_PEERS_MODE, else by IMAGING_ENV.
+    print_peers: Literal["enforce", "audit-only", "off"] | None = None
     # IMAGING_PRINT_AE_TITLE: the AE title modalities print to, e.g. PRINT_SCP.
     print_ae_title: str = Field("PRINT_SCP", max_length=16)
     # IMAGING_PRINT_MAX_PDU: largest PDU we receive (bytes); big PDUs move 8 MB images faster.

@@ -130,10 +130,10 @@ GRAY_BOX = "1.2.840.10008.5.1.1.4"
 COLOR_BOX = "1.2.840.10008.5.1.1.4.1"
 
 
-def print_ae(extra_contexts: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def print_ae(extra_contexts: tuple[str, ...] = (), ae_title: str = "MODALITY1"):  # type: ignore[no-untyped-def]
     from pynetdicom import AE
 
-    ae = AE(ae_title="MODALITY1")
+    ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = 4 * 1024 * 1024
     for uid in (GRAY_META, COLOR_META, PLUT, *extra_contexts):
         ae.add_requested_context(uid)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
+from imaging_common.dicom.access import PeerGate, dicom_server_context, start_tls_server
 from imaging_common.dicom.fast_accept import use_fast_accept
 from imaging_common.dicom.observe import DimseObserver
+from imaging_common.peers import PeerRegistry
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -122,9 +125,12 @@ class _ReportAfterPrint:
 
 class PrintScp:
     def __init__(self, *, settings: Settings, pipeline: FilmPipeline, loop: asyncio.AbstractEventLoop,
-                 observer: DimseObserver | None = None) -> None:
+                 observer: DimseObserver | None = None, peers: PeerRegistry | None = None) -> None:
         self.settings, self.pipeline, self.loop = settings, pipeline, loop
         self.observer = observer
+        # Known peers (issue 18): calling AE title + address (+ certificate), per IMAGING_PRINT_PEERS.
+        self.gate = PeerGate(peers, mode=settings.peer_mode(settings.print_peers), port="print-scp")
+        self._tls_server: Any = None
         self._states: dict[int, PrintAssociation] = {}
         self._spools: dict[int, AssociationSpool] = {}
         self._sweeper: Any = None
@@ -163,16 +169,31 @@ class PrintScp:
         ]
         if self.observer is not None:
             handlers += self.observer.handlers()
+        handlers += self.gate.handlers()
         self._server = ae.start_server((s.print_host, s.print_port), block=False, evt_handlers=handlers)
         use_fast_accept(self._server)
         self.port = int(self._server.server_address[1])  # the real one when IMAGING_PRINT_PORT=0
-        log.info("print SCP %s listening on %s:%s", s.print_ae_title, s.print_host, self.port)
+        log.info("print SCP %s listening on %s:%s (known peers: %s)", s.print_ae_title, s.print_host, self.port,
+                 self.gate.mode)
+        if s.print_tls_port is not None:
+            context = dicom_server_context(s)
+            self._tls_server = start_tls_server(ae, (s.print_host, s.print_tls_port), context, handlers,
+                                                on_handshake_failure=self.gate.on_handshake_failure)
+            use_fast_accept(self._tls_server)
+            log.info("print SCP %s listening for DICOM TLS on %s:%s (client certificate %s)", s.print_ae_title,
+                     s.print_host, self.tls_port,
+                     "required" if context.verify_mode == ssl.CERT_REQUIRED else "not required")
         self._sweeper = asyncio.run_coroutine_threadsafe(self._sweep_forever(), self.loop)
 
+    @property
+    def tls_port(self) -> int | None:
+        return int(self._tls_server.server_address[1]) if self._tls_server else self.settings.print_tls_port
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._tls_server, self._server):
+            if server is not None:
+                server.shutdown()
+        self._server = self._tls_server = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

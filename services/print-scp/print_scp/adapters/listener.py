@@ -67,7 +67,7 @@ async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
     store = await open_store(settings)
     pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)
     scp = PrintScp(settings=settings, pipeline=pipeline, loop=asyncio.get_running_loop(),
-                   observer=DimseObserver(ctx.spec.name, ctx.registry))
+                   observer=DimseObserver(ctx.spec.name, ctx.registry), peers=ctx.extras.get("peers"))
     await asyncio.to_thread(scp.start)
     # Several renderers: OCR of one film (up to a second) does not hold up the films behind it.
     tasks = [asyncio.create_task(pipeline.run(), name=f"print-film-renderer-{i}")
