@@ -24,6 +24,12 @@ class Settings(CommonSettings):
     print_ae_title: str = Field("PRINT_SCP", max_length=16)
     # IMAGING_PRINT_MAX_PDU: largest PDU we receive (bytes); big PDUs move 8 MB images faster.
     print_max_pdu: int = 4 * 1024 * 1024
+    # Image data in memory (adapters/memory_budget.py): one N-SET data set, the images one association
+    # holds until printed and deleted, and everything arriving and held. Over the first or the last
+    # while a data set arrives: A-ABORT; an image box over a limit: N-SET refused with 0x0213.
+    print_max_image_bytes: int = 256 * 1024 * 1024
+    print_max_association_bytes: int = 1024 * 1024 * 1024
+    print_max_memory_bytes: int = 2 * 1024 * 1024 * 1024
     # IMAGING_PRINT_DIMSE_TIMEOUT / IMAGING_PRINT_NETWORK_TIMEOUT: seconds before a silent peer is dropped.
     print_dimse_timeout: float = 60.0
     print_network_timeout: float = 120.0

@@ -10,7 +10,7 @@ from imaging_common import events
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import ExamCompleted, OrderCreated, PatientMerged, PatientRef, PatientUpdated
 from print_scp import testkit as tk
-from print_scp.adapters.events_in import on_exam_completed, on_patient_merged, on_patient_updated
+from print_scp.adapters.events_in import on_exam_completed, on_order_created, on_patient_merged, on_patient_updated
 
 
 def _patient(tag: str, name: str = "赵六") -> PatientRef:
@@ -57,3 +57,22 @@ async def test_exam_completed_patient_updated_and_merged_follow_films(print_app,
         study = await conn.fetchrow("SELECT empi_id, status FROM studies WHERE study_instance_uid = $1", uid)
     assert dict(row) == {"empi_id": f"E-{other}", "patient_id": f"P{other}", "patient_name": "赵六一"}
     assert study["empi_id"] == f"E-{other}" and study["status"] == "completed"
+
+
+async def test_an_exam_under_a_study_uid_of_its_own_stays_the_orders_study(print_app) -> None:
+    """A modality that made its own Study UID for an ordered accession: the exam is applied to the
+    accession's study (the order's UID), never refused over and over into the dead-letter queue."""
+    tag = uuid.uuid4().hex[:8]
+    uid, own = f"1.2.826.0.1.3680043.2.461.{int(tag, 16)}", f"1.2.826.0.1.3680043.2.462.{int(tag, 16)}"
+    order = OrderCreated(order_id=f"O-{tag}", accession_number=f"A-{tag}", requested_procedure_id="RP1",
+                         study_instance_uid=uid, patient=_patient(tag),
+                         items=[{"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT"}],
+                         ordered_at=datetime.now(UTC))
+    done = ExamCompleted(accession_number=f"A-{tag}", study_instance_uid=own, patient=_patient(tag),
+                         mpps_uid="1.2.3", station_ae_title="CT1", modality="CT", completed_at=datetime.now(UTC))
+    async with print_app.ctx.pool.acquire() as conn, conn.transaction():
+        await on_order_created(conn, CloudEvent.from_data(order, source="/imaging/registration"))
+        await on_exam_completed(conn, CloudEvent.from_data(done, source="/imaging/worklist"))
+        rows = await conn.fetch("SELECT study_instance_uid, status FROM studies WHERE accession_number = $1",
+                                f"A-{tag}")
+    assert [tuple(r) for r in rows] == [(uid, "completed")]

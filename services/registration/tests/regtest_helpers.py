@@ -24,7 +24,8 @@ def rid(region: str | None = None, born: str | None = None, seq: int | None = No
 
 def uname() -> str:
     """A random Chinese name, rare enough not to meet other tests' patients."""
-    return random.choice("欧阳司马诸葛上官") + "".join(random.choice("霁翀珏璟斐翊琰玥瑾蓁") for _ in range(2))
+    given = "霁翀珏璟斐翊琰玥瑾蓁昀骞晟弈琪瑶"
+    return random.choice("欧阳司马诸葛上官") + "".join(random.choice(given) for _ in range(2))
 
 
 def auth(settings: Settings, *roles: str, username: str = "clerk-test") -> dict[str, str]:

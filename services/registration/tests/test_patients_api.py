@@ -214,12 +214,13 @@ async def test_a_homophone_re_registration_never_renames_the_patient_silently(cl
 
     # A wrong one is rejected: the record stays as it is; a clerk who saw both may also confirm at once.
     r = await client.post("/api/registration/patients", headers=h, json={
-        "name": f"章子寒{tag}", "identifiers": [{"type": "resident-id", "value": idn}]})
+        "name": f"张紫寒{tag}", "sex": "F", "identifiers": [{"type": "resident-id", "value": idn}]})
     assert r.json()["outcome"] == "pending"
     r = await client.post(f"/api/registration/pending-changes/{r.json()['pending']['id']}/reject", headers=h)
     assert r.status_code == 200 and r.json()["patient"]["name"] == f"张子寒{tag}" and r.json()["changed"] == []
     r = await client.post("/api/registration/patients", headers=h, json={
-        "name": f"张梓寒{tag}", "confirm_changes": True, "identifiers": [{"type": "resident-id", "value": idn}]})
+        "name": f"张梓寒{tag}", "sex": "F", "confirm_changes": True,
+        "identifiers": [{"type": "resident-id", "value": idn}]})
     assert r.json()["outcome"] == "linked" and r.json()["patient"]["name"] == f"张梓寒{tag}"
     r = await client.get("/api/registration/pending-changes", headers=auth(settings, "radiologist"))
     assert r.status_code == 403

@@ -261,14 +261,14 @@ async def test_a_homophone_at_the_desk_shows_old_and_new_and_asks(site, browser)
     assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子寒{tag}"
     assert (await events(pool, "patient.updated", empi))[-1]["data"]["patient"]["name"] == f"张子寒{tag}"
 
-    await register(f"章子寒{tag}")
+    await register(f"张紫寒{tag}")
     await page.locator("dialog.pending-change-dialog button[value=later]").click()
     await expect(page.locator("#tab-order")).to_be_visible()
     await page.keyboard.press("F4")
-    row = page.locator("#pending-list tbody tr", has_text=f"章子寒{tag}")
+    row = page.locator("#pending-list tbody tr", has_text=f"张紫寒{tag}")
     await expect(row).to_contain_text(f"张子寒{tag}")
     await row.locator("button.pending-reject").click()
     await expect(page.locator("#toast")).to_contain_text("保持原资料")
-    await expect(page.locator("#pending-list tbody tr", has_text=f"章子寒{tag}")).to_have_count(0)
+    await expect(page.locator("#pending-list tbody tr", has_text=f"张紫寒{tag}")).to_have_count(0)
     assert await pool.fetchval("SELECT name FROM empi_person WHERE empi_id = $1", empi) == f"张子寒{tag}"
     await page.close()

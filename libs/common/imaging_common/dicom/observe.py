@@ -109,6 +109,7 @@ class DimseObserver:
     def _accepted(self, event: evt.Event) -> None:
         cid = new_correlation_id()
         bind_correlation_id(cid)  # this thread is this association's: the id lasts as long as it
+        setattr(event.assoc, _CORRELATION_ID, cid)  # for its other threads (bind_association_id)
         calling, peer = _calling(event.assoc)
         log.info("DICOM association from %s (%s) accepted by %s", calling, peer, self.service,
                  extra={"service": self.service, "calling_ae": calling, "peer": peer})
@@ -165,3 +166,15 @@ class DimseObserver:
         if child is None:
             child = self._children[(command, kind)] = self.responses.labels(self.service, command, kind)
         child.inc(n)
+
+
+_CORRELATION_ID = "_imaging_correlation_id"
+
+
+def bind_association_id(assoc: Any) -> None:
+    """In another thread of an association (its DUL thread answering requests, say), log under the
+    association's correlation id, as its own thread does."""
+    cid = getattr(assoc, _CORRELATION_ID, None)
+    if cid is not None:
+        bind_correlation_id(cid)
+

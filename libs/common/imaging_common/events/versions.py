@@ -135,21 +135,19 @@ async def remember_patient(conn: asyncpg.Connection, patient: PatientRef, *, as_
 
 async def newest_patient(conn: asyncpg.Connection, patient: PatientRef) -> PatientRef:
     """The newest snapshot of this patient the service has seen: `patient` itself when it is at least as
-    new (it is remembered), else the kept one (for a merged patient: the survivor), its gaps filled from
-    `patient` when both are the same person. Unversioned and nothing kept: `patient` as it is."""
+    new (it is remembered), else the kept one (for a merged patient: the survivor) as it is: an older or
+    unversioned snapshot adds nothing to it (what it lacks, the copies keep). Unversioned and nothing
+    kept: `patient` as it is."""
     row = await conn.fetchrow("SELECT version, snapshot FROM patient_snapshots WHERE empi_id = $1", patient.empi_id)
     if patient.version is not None and (row is None or patient.version >= row["version"]):
         await remember_patient(conn, patient)
         return patient
     if row is None:
         return patient
-    kept = PatientRef.model_validate_json(row["snapshot"]) if isinstance(row["snapshot"], str) \
-        else PatientRef.model_validate(row["snapshot"])
-    if kept.empi_id != patient.empi_id:
-        return kept
-    filled = merge_patient(kept.model_dump(mode="json"), patient.model_dump(mode="json", exclude={"version"}),
-                           current=False)
-    return PatientRef.model_validate(filled)
+    snapshot = row["snapshot"]
+    if isinstance(snapshot, str):
+        return PatientRef.model_validate_json(snapshot)
+    return PatientRef.model_validate(snapshot)
 
 
 async def freshen(conn: asyncpg.Connection, data: EventData) -> EventData:

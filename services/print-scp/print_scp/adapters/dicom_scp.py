@@ -37,6 +37,7 @@ from pynetdicom.dsutils import decode, encode
 from print_scp.adapters import spool_store
 from print_scp.adapters.fast_dul import make_fast
 from print_scp.adapters.film_pipeline import FilmPipeline
+from print_scp.adapters.memory_budget import MemoryBudget
 from print_scp.adapters.spool_store import AssociationSpool
 from print_scp.domain import statuses as st
 from print_scp.domain.print_session import (
@@ -131,6 +132,9 @@ class PrintScp:
         # Known peers (issue 18): calling AE title + address (+ certificate), per IMAGING_PRINT_PEERS.
         self.gate = PeerGate(peers, mode=settings.peer_mode(settings.print_peers), port="print-scp")
         self._tls_server: Any = None
+        self.budget = MemoryBudget(max_image=settings.print_max_image_bytes,
+                                   max_association=settings.print_max_association_bytes,
+                                   max_total=settings.print_max_memory_bytes, held=self._held_bytes)
         self._states: dict[int, PrintAssociation] = {}
         self._spools: dict[int, AssociationSpool] = {}
         self._sweeper: Any = None
@@ -211,12 +215,18 @@ class PrintScp:
 
     # ---- association life ------------------------------------------------------------------
 
-    @staticmethod
-    def _on_open(event: evt.Event) -> None:
+    def _held_bytes(self, key: int | None) -> int:
+        """Bytes of the images one association (None: every one) holds in memory."""
+        with self._lock:
+            states = list(self._states.values()) if key is None else [s for s in (self._states.get(key),) if s]
+        return sum(box.size for state in states for box in list(state.image_boxes.values()) if box.image is not None)
+
+    def _on_open(self, event: evt.Event) -> None:
         sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
         if sock is not None:  # small DIMSE responses must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        make_fast(event.assoc)  # loops woken by each message instead of polling every 1 ms; PDUs read in one go
+        # loops woken by each message instead of polling every 1 ms; PDUs read in one go, within the budget
+        make_fast(event.assoc, budget=self.budget)
 
     def _state(self, event: evt.Event) -> PrintAssociation:
         key = id(event.assoc)
@@ -243,6 +253,7 @@ class PrintScp:
 
     def _on_end(self, event: evt.Event) -> None:
         key = id(event.assoc)
+        self.budget.arrived(key)
         with self._lock:
             state = self._states.pop(key, None)
             spool = self._spools.pop(key, None)
@@ -358,6 +369,12 @@ class PrintScp:
         decoded (no 8 MB copy: the writer reads the received buffer); dropped again if the box refuses them."""
         spool = self._spool(event)
         raw = _req(event).ModificationList
+        size = len(raw.getbuffer()) if raw is not None else 0
+        box = state.image_boxes.get(uid)
+        refusal = self.budget.refuse_to_hold(id(event.assoc), size,
+                                             replacing=box.size if box is not None and box.image is not None else 0)
+        if refusal is not None:
+            raise PrintFailure(st.RESOURCE_LIMITATION, refusal)
         key = spool.put(raw.getbuffer() if raw is not None else b"", transfer_syntax=str(event.context.transfer_syntax),
                         sop_class=sop_class, image_box_uid=uid)
         try:
@@ -367,6 +384,7 @@ class PrintScp:
             self._drop_unreferenced(event, state)  # this write, unless the box is set after all
             raise
         state.image_boxes[uid].spool_key = key
+        state.image_boxes[uid].size = size
         self._drop_unreferenced(event, state)  # the image this box had before, if any
         return _status(code), _declared(out)
 

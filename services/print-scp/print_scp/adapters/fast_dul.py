@@ -26,6 +26,7 @@ import struct
 import threading
 from typing import Any
 
+from imaging_common.dicom.observe import bind_association_id
 from imaging_common.dicom.prompt import make_prompt
 from pynetdicom import evt
 from pynetdicom.association import Association
@@ -103,11 +104,33 @@ def read_pdu(dul: Any) -> None:
             dul.event_queue.put("Evt19")
             return
     else:
+        refusal = _count(dul.assoc, items)
+        if refusal is not None:  # nothing is answered before a whole request is in: A-ABORT
+            log.warning("association from %s aborted: %s", dul.assoc.requestor.ae_title, refusal)
+            dul.assoc.abort()
+            return
         pdu, event = P_DATA_TF(), "Evt10"
         pdu.presentation_data_value_items = items
         evt.trigger(dul.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
     dul.event_queue.put(event)
     dul._recv_pdu.put(pdu)
+
+
+def _count(assoc: Any, items: list[PresentationDataValueItem]) -> str | None:
+    """Data set bytes arriving, against the association's memory budget (memory_budget.py)."""
+    budget = getattr(assoc, "_print_budget", None)
+    if budget is None:
+        return None
+    for item in items:
+        control = item.presentation_data_value[0]
+        if control & 0x01:  # a command fragment: small, not counted
+            continue
+        refusal = budget.arriving(id(assoc), len(item.presentation_data_value) - 1)
+        if refusal is not None:
+            return refusal  # type: ignore[no-any-return]
+        if control & 0x02:  # the data set's last fragment: its handler holds it from now on
+            budget.arrived(id(assoc))
+    return None
 
 
 _SERVED_HERE = (N_GET, N_CREATE, N_SET, N_ACTION, N_DELETE)
@@ -123,6 +146,7 @@ def _serve_in_dul(assoc: Any) -> None:
         context_id, msg = item
         if (threading.current_thread() is dul and isinstance(msg, _SERVED_HERE) and msg.is_valid_request
                 and context_id in assoc._accepted_cx and not assoc._sent_release and not assoc._kill):
+            bind_association_id(assoc)  # logged under the association's id, as in its own thread
             assoc._serve_request(msg, context_id)
         else:
             put(item, block, timeout)
@@ -134,10 +158,12 @@ def _serve_in_dul(assoc: Any) -> None:
     assoc.abort = abort
 
 
-def make_fast(assoc: Any) -> None:
-    """make_prompt's loops, PDUs read as above, print requests answered in the DUL thread; for an
-    acceptor association at EVT_CONN_OPEN."""
+def make_fast(assoc: Any, budget: Any = None) -> None:
+    """make_prompt's loops, PDUs read as above (data set bytes counted against `budget`, a
+    memory_budget.MemoryBudget), print requests answered in the DUL thread; for an acceptor
+    association at EVT_CONN_OPEN."""
     make_prompt(assoc)
+    assoc._print_budget = budget
     dul = assoc.dul
     base = type(dul)
     if not getattr(base, "_print_fast_read", False):

@@ -133,6 +133,11 @@ async def upsert_study(conn: asyncpg.Connection, *, study_uid: str, accession: s
                        current: bool = False) -> None:
     """Record what an event says of a study; its patient replaces the known one only when `current` (the
     newest snapshot of them, events.versions), otherwise it fills gaps."""
+    order_uid = await conn.fetchval("SELECT study_instance_uid FROM studies WHERE accession_number = $1", accession)
+    if order_uid is not None and order_uid != study_uid:
+        # The modality made its own Study UID for this accession: the accession's study stays the one
+        # registration assigned (films naming the other UID go to review, never to a guess).
+        study_uid = order_uid
     known = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1 FOR UPDATE", study_uid)
     if known is not None:
         patient = versions.merge_patient(as_dict(known), patient, current=current)

@@ -150,6 +150,7 @@ class ImageBox:
     lut_uid: str | None = None
     study_uids: list[str] = field(default_factory=list)
     spool_key: str | None = None  # where the adapter spooled `image` as its N-SET arrived
+    size: int = 0  # bytes of the N-SET data set holding `image` (the adapter's memory budget)
 
 
 @dataclass

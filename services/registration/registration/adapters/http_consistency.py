@@ -33,7 +33,7 @@ def _ctx(request: Request) -> ServiceContext:
             summary="Drifts between each service's copy of orders and patients and registration's (admin; audited)")
 async def consistency_check(
     request: Request, admin: Admins,
-    settle: float = Query(0.0, ge=0, le=60, description="look again after this many seconds and list only the "
+    settle: float = Query(0.0, ge=0, le=10, description="look again after this many seconds and list only the "
                                                           "drifts still there (events in flight)"),
 ) -> dict[str, Any]:
     ctx = _ctx(request)
