@@ -310,7 +310,11 @@ async def test_many_replies_and_a_cancel_over_tls(worklist: Worklist) -> None:
         statuses = await asyncio.to_thread(query, None)
         assert statuses.count(0xFF00) == 600 and statuses[-1] == 0
         cancelled = await asyncio.to_thread(query, 5)
-        assert cancelled[-1] == 0xFE00 and cancelled.count(0xFF00) < 600
+        # Cancelled mid-stream (0xFE00), or, on a quiet machine, every reply already in the socket buffers
+        # when the C-CANCEL is read (then the query ends as it would have, PS3.7 9.1.2.1.6 allows it):
+        # either way in step, on an association still up.
+        assert (cancelled[-1] == 0xFE00 and cancelled.count(0xFF00) < 600) or \
+            (cancelled[-1] == 0 and cancelled.count(0xFF00) == 600), cancelled[-3:]
         findscu = await _run(FINDSCU, *_tls(worklist.certs), "-W", "-aet", ae, "-aec", "WORKLIST",
                              "-k", f"PatientName=TLS{tag}*", "-k", "AccessionNumber", "127.0.0.1",
                              str(worklist.tls_port))
