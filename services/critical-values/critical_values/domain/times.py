@@ -12,51 +12,13 @@ flagged; it is never used for deadlines or statistics (those use the time we rec
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-# YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]][+/-ZZZZ]  (HL7 v2.5 TS / DTM)
-_HL7 = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?(?:([+-])(\d{2})(\d{2}))?$")
+# Reading a claimed time is shared with registration's HIS feed: one implementation.
+from imaging_common.hl7.times import fhir_instant, hl7_instant, zone
 
-
-def zone(name: str | None) -> tzinfo:
-    return ZoneInfo(name or "Asia/Shanghai")
-
-
-def hl7_instant(value: str | None, local: tzinfo) -> datetime | None:
-    """The instant of an HL7 TS (first component), local time when it carries no offset."""
-    text = (value or "").split("^", 1)[0].strip()
-    m = _HL7.match(text)
-    if not m:
-        return None
-    year, month, day, hour, minute, second, fraction, sign, oh, om = m.groups()
-    try:
-        tz: tzinfo = local
-        if sign:
-            offset = timedelta(hours=int(oh), minutes=int(om))
-            tz = timezone(-offset if sign == "-" else offset)
-        micro = int((fraction or "0").ljust(6, "0")[:6])
-        at = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-                      int(second or 0), micro, tzinfo=tz)
-    except ValueError:
-        return None
-    return at.astimezone(UTC)
-
-
-def fhir_instant(value: Any, local: tzinfo) -> datetime | None:
-    """The instant of a FHIR instant/dateTime string, local time when it carries no offset."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=local)
-    return at.astimezone(UTC)
-
+__all__ = ["claim_problem", "fhir_instant", "hl7_instant", "raised_since", "skew_of", "zone"]
 
 SKEW = timedelta(minutes=5)
 FUTURE = "in the future"
