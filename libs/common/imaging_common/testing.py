@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import inspect
 import os
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +40,33 @@ reactor_guard.install()
 _RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"imaging_test_{_RUN_ID}"
 TEST_NAMESPACE = f"test-{_RUN_ID}"
+
+# How long the interpreter may take to exit once the summary is printed. A CI run once printed
+# "652 passed" and then hung until the job's time limit: something (a thread, an atexit hook)
+# kept the process alive. The watchdog prints every thread's stack so the cause can be found,
+# and ends the process with the session's own status.
+EXIT_GRACE_SECONDS = float(os.environ.get("IMAGING_TEST_EXIT_GRACE", "60"))
+_session_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _session_status
+    _session_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    def watchdog() -> None:
+        time.sleep(EXIT_GRACE_SECONDS)
+        sys.stderr.write(f"\nthe test process did not exit {EXIT_GRACE_SECONDS:.0f} s after the summary;"
+                         " what still runs:\n")
+        for thread in threading.enumerate():
+            sys.stderr.write(f"  {thread.name} 0x{thread.ident or 0:016x} daemon={thread.daemon}\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(_session_status)
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
 
 
 def _admin_url(database_url: str) -> str:
