@@ -3,7 +3,9 @@
 Services are found through the `imaging.services` entry point group (each service's
 pyproject declares its `SERVICE`), so this module depends on none of them. Requests are
 dispatched by path prefix: `/api/<prefix>` and `/ui/<prefix>` go to the service that owns it,
-so URLs are the same as behind the Kubernetes gateway.
+`/fhir/R4/<ResourceType>` to the service declaring that type (`ServiceSpec.fhir`), and the rest of
+`/fhir/R4` (`/metadata`, unknown types) to the first service serving FHIR, so URLs are the same as
+behind the Kubernetes gateway.
 
     python -m imaging_common.allinone          # serve (what `make run` does)
     python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
@@ -23,6 +25,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from imaging_common.config import CommonSettings
+from imaging_common.fhir import BASE as FHIR_BASE
 from imaging_common.runner import exit_if_infrastructure_missing, serve
 from imaging_common.service import ServiceSpec
 
@@ -97,6 +100,10 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
         app = create_app(settings) if settings is not None else create_app()
         apps[spec.api_prefix] = app
         apps[spec.ui_prefix] = app
+        if spec.fhir is not None:
+            apps.setdefault(FHIR_BASE, app)  # any FHIR service answers /metadata with every service's resources
+            for resource_type in spec.fhir.resource_types:
+                apps[f"{FHIR_BASE}/{resource_type}"] = app
     return PlatformApp(apps)
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -32,6 +32,9 @@ from imaging_common.events import EventBus, EventHandler
 from imaging_common.events.deadletters import dead_letters_router
 from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope
 from imaging_common.problems import install_problem_handlers, problem
+
+if TYPE_CHECKING:
+    from imaging_common.fhir import FhirFace
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class ServiceSpec:
     title: str = ""
     # Called once after migration with the context, e.g. to bootstrap the first admin.
     on_ready: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
+    # Its FHIR resources, served under the platform's one base /fhir/R4 (imaging_common.fhir).
+    fhir: FhirFace | None = None
 
     @property
     def schema(self) -> str:
@@ -290,4 +295,8 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         app.include_router(router, prefix=spec.api_prefix)
     for router in spec.ui_routers:
         app.include_router(router, prefix=spec.ui_prefix)
+    if spec.fhir is not None:
+        from imaging_common.fhir.face import mount  # fhir.resources loads only in services that serve FHIR
+
+        mount(app, spec)
     return app

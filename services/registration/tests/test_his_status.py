@@ -22,6 +22,7 @@ from imaging_common.events.types import (
     ExamStarted,
     PatientRef,
 )
+from imaging_common.fhir.testing import r4b
 from imaging_common.hl7 import Message
 from imaging_common.hl7.ack import build_ack
 from imaging_common.hl7.mllp import MLLPClient, MLLPServer
@@ -131,11 +132,9 @@ async def _order(h: dict[str, Any], placer: str) -> dict[str, Any]:
 
 
 async def _fhir_status(h: dict[str, Any], order: dict[str, Any]) -> str:
-    r = await h["client"].get(f"/api/registration/fhir/ServiceRequest/{order['order_id']}",
+    r = await h["client"].get(f"/fhir/R4/ServiceRequest/{order['order_id']}",
                               headers=auth(h["settings"], "clinician", username="dr-his-status"))
-    assert r.status_code == 200, r.text
-    assert r.json()["resourceType"] == "ServiceRequest"
-    return str(r.json()["status"])
+    return str(r4b(r, resource_type="ServiceRequest")["status"])
 
 
 async def _queue(h: dict[str, Any], order: dict[str, Any]) -> list[tuple[str, str, str, int]]:

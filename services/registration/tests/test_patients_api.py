@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imaging_common.fhir.testing import r4b
 from regtest_helpers import auth, events, rid, uname, wait_published
 
 
@@ -131,26 +132,38 @@ async def test_order_emits_order_created_and_fhir_views(client, settings, pool) 
     assert r.status_code == 404
 
     fh = auth(settings, "clinician", username="dr-test")
-    pat = (await client.get(f"/api/registration/fhir/Patient/{p['empi_id']}", headers=fh))
-    assert pat.headers["content-type"].startswith("application/fhir+json")
-    assert pat.json()["resourceType"] == "Patient"
-    assert {"system": "urn:imaging:id:resident-id", "value": idn} in pat.json()["identifier"]
-    bundle = (await client.get("/api/registration/fhir/Patient", headers=fh,
-                               params={"identifier": f"urn:imaging:id:resident-id|{idn}"})).json()
+    pat = r4b(await client.get(f"/fhir/R4/Patient/{p['empi_id']}", headers=fh), resource_type="Patient")
+    assert {"system": "urn:imaging:id:resident-id", "value": idn} in pat["identifier"]
+    bundle = r4b(await client.get("/fhir/R4/Patient", headers=fh,
+                                  params={"identifier": f"urn:imaging:id:resident-id|{idn}"}), resource_type="Bundle")
     assert bundle["type"] == "searchset" and bundle["total"] == 1
     assert bundle["entry"][0]["resource"]["id"] == p["empi_id"]
-    by_name = (await client.get("/api/registration/fhir/Patient", headers=fh, params={"name": p["name"]})).json()
+    assert bundle["entry"][0]["fullUrl"].endswith(f"/fhir/R4/Patient/{p['empi_id']}")
+    assert idn not in str(bundle["entry"])  # a search shows ID numbers masked
+    by_name = r4b(await client.get("/fhir/R4/Patient", headers=fh, params={"name": p["name"]}))
     assert p["empi_id"] in [e["resource"]["id"] for e in by_name["entry"]]
-    assert (await client.get("/api/registration/fhir/Patient", headers=fh)).status_code == 400
-    sr = (await client.get(f"/api/registration/fhir/ServiceRequest/{order['order_id']}", headers=fh)).json()
-    assert sr["resourceType"] == "ServiceRequest" and sr["priority"] == "urgent"
+    r4b(await client.get("/fhir/R4/Patient", headers=fh), status=400)
+    sr = r4b(await client.get(f"/fhir/R4/ServiceRequest/{order['order_id']}", headers=fh),
+             resource_type="ServiceRequest")
+    assert sr["priority"] == "urgent"
     assert sr["subject"]["reference"] == f"Patient/{p['empi_id']}"
     assert any("传染病" in n["text"] for n in sr["note"])
-    by_acc = (await client.get("/api/registration/fhir/ServiceRequest", headers=fh,
-                               params={"identifier": order["accession_number"]})).json()
-    assert by_acc["total"] == 1
-    missing = await client.get("/api/registration/fhir/Patient/NOPE", headers=fh)
-    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+    by_acc = r4b(await client.get("/fhir/R4/ServiceRequest", headers=fh,
+                                  params={"identifier": order["accession_number"]}), resource_type="Bundle")
+    assert by_acc["total"] == 1 and by_acc["entry"][0]["resource"]["id"] == order["order_id"]
+    by_subject = r4b(await client.get("/fhir/R4/ServiceRequest", headers=fh,
+                                      params={"subject": f"Patient/{p['empi_id']}"}), resource_type="Bundle")
+    assert [e["resource"]["id"] for e in by_subject["entry"]] == [order["order_id"]]
+    missing = r4b(await client.get("/fhir/R4/Patient/NOPE", headers=fh), status=404)
+    assert missing["issue"][0]["code"] == "not-found"
+    # Errors under the base are OperationOutcomes too: no token, a role that may not read, a bad _count.
+    assert r4b(await client.get(f"/fhir/R4/Patient/{p['empi_id']}"), status=401)["issue"][0]["code"] == "login"
+    r4b(await client.get(f"/fhir/R4/Patient/{p['empi_id']}", headers=auth(settings, "it-ops")), status=403)
+    r4b(await client.get("/fhir/R4/Patient", headers=fh, params={"name": p["name"], "_count": "0"}), status=422)
+    # The former base answers 308 to the new one, query kept.
+    moved = await client.get("/api/registration/fhir/Patient", headers=fh, params={"name": p["name"]})
+    assert moved.status_code == 308
+    assert moved.headers["location"] == f"/fhir/R4/Patient?{moved.request.url.query.decode()}"
     listed = (await client.get("/api/registration/orders", params={"empi_id": p["empi_id"]}, headers=h)).json()
     assert listed["count"] == 1
 

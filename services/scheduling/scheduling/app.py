@@ -36,7 +36,8 @@ SERVICE = ServiceSpec(
     prefix="scheduling",
     title="Scheduling",
     migrations=Path(__file__).parent / "migrations",
-    routers=(http_booking.router, http_admin.router, fhir.router),
+    routers=(http_booking.router, http_admin.router),
+    fhir=fhir.FACE,
     event_handlers={
         "order.created": _Lazy(orders.order_handler),
         "order.changed": _Lazy(orders.order_handler),

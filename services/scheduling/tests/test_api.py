@@ -14,6 +14,7 @@ from imaging_common.auth.testing import issue_test_token
 from imaging_common.events import CloudEvent
 from imaging_common.events.topology import exchange_name
 from imaging_common.events.types import ExamItem, OrderCancelled, OrderCreated, PatientRef, SpecialConditions
+from imaging_common.fhir.testing import r4b
 from imaging_common.testing import asgi_client
 from scheduling.app import create_app
 from scheduling.settings import Settings
@@ -21,6 +22,7 @@ from scheduling.settings import Settings
 from .conftest import at, day_after
 
 API = "/api/scheduling"
+FHIR = "/fhir/R4"
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +136,17 @@ async def test_routes_require_a_token_and_the_right_role(client, settings, clerk
         f"{API}/appointments", headers=auth(settings, "radiologist"), json={"order_id": "o", "exam_code": "e"}
     )
     assert r.status_code == 403  # reading the pool is not booking it
-    r = await client.get(f"{API}/fhir/Schedule", headers=auth(settings, "radiologist"))
-    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    r = await client.get(f"{FHIR}/Schedule", headers=auth(settings, "radiologist"))
+    schedules = r4b(r, resource_type="Bundle")
+    assert all(e["fullUrl"].endswith(f"{FHIR}/Schedule/{e['resource']['id']}") for e in schedules["entry"])
+    # FHIR errors are OperationOutcomes: no token, a role that may not read, an unknown room, a bad query.
+    assert r4b(await client.get(f"{FHIR}/Schedule"), status=401)["issue"][0]["code"] == "login"
+    r4b(await client.get(f"{FHIR}/Schedule", headers=auth(settings, "it-ops")), status=403)
+    r4b(await client.get(f"{FHIR}/Schedule/no-such-room", headers=clerk), status=404)
+    r4b(await client.get(f"{FHIR}/Slot", headers=clerk, params={"schedule": "Schedule/x", "start": "tomorrow"}),
+        status=422)
+    moved = await client.get(f"{API}/fhir/Schedule/x", headers=clerk)
+    assert moved.status_code == 308 and moved.headers["location"] == f"{FHIR}/Schedule/x"
 
 
 async def test_rules_are_validated_as_data(client, admin) -> None:
@@ -245,17 +256,17 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "门诊大厅乘2号电梯到2层" in r.text and "window.print()" in r.text
 
-    r = await client.get(f"{API}/fhir/Appointment/{appointment['id']}", headers=clerk)
-    fhir_appointment = r.json()
-    assert fhir_appointment["resourceType"] == "Appointment" and fhir_appointment["status"] == "booked"
+    r = await client.get(f"{FHIR}/Appointment/{appointment['id']}", headers=clerk)
+    fhir_appointment = r4b(r, resource_type="Appointment")
+    assert fhir_appointment["status"] == "booked"
     assert {p["actor"]["reference"] for p in fhir_appointment["participant"]} == {f"Patient/E{tag}", f"Location/{room}"}
     r = await client.get(
-        f"{API}/fhir/Slot", headers=clerk, params={"schedule": f"Schedule/{room}", "start": at(day, 0).isoformat()}
+        f"{FHIR}/Slot", headers=clerk, params={"schedule": f"Schedule/{room}", "start": at(day, 0).isoformat()}
     )
-    slots = {s["resource"]["start"]: s["resource"]["status"] for s in r.json()["entry"]}
+    slots = {s["resource"]["start"]: s["resource"]["status"] for s in r4b(r, resource_type="Bundle")["entry"]}
     assert slots[at(day, 9).isoformat()] == "busy" and slots[at(day, 8).isoformat()] == "free"
     r = await client.get(
-        f"{API}/fhir/Appointment/$find",
+        f"{FHIR}/Appointment/$find",
         headers=clerk,
         params={
             "based-on": f"ServiceRequest/{order_id}",
@@ -264,8 +275,8 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
             "_count": 3,
         },
     )
-    found = r.json()
-    assert found["resourceType"] == "Bundle" and found["total"] == 3
+    found = r4b(r, resource_type="Bundle")
+    assert found["total"] == 3
     assert all(e["resource"]["status"] == "proposed" for e in found["entry"])
 
     r = await client.post(f"{API}/appointments/{appointment['id']}/no-show", headers=clerk, json={"reason": "未到检"})
@@ -276,6 +287,10 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
     assert r.status_code == 409 and r.json()["status_now"] == "noshow"
     r = await client.get(f"{API}/appointments/{uuid.uuid4()}", headers=clerk)
     assert r.status_code == 404
+    searched = r4b(await client.get(f"{FHIR}/Appointment", headers=clerk, params={"patient": f"Patient/E{tag}"}),
+                   resource_type="Bundle")
+    assert [e["resource"]["id"] for e in searched["entry"]] == [appointment["id"]]
+    assert searched["entry"][0]["resource"]["status"] == "noshow"
 
     # the relay publishes what the booking wrote to the outbox
     seen: dict[str, dict] = {}

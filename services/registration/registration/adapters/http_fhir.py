@@ -1,9 +1,10 @@
-"""FHIR R4 read views (R4B models from fhir.resources): Patient (PDQm-like search) and ServiceRequest.
+"""FHIR R4 read views (R4B models from fhir.resources): Patient (PDQm-like search) and ServiceRequest,
+under the platform's FHIR base (imaging_common.fhir; the former /api/registration/fhir/... redirects).
 
-    GET /api/registration/fhir/Patient/{empi_id}
-    GET /api/registration/fhir/Patient?identifier=[system|]value & family/given/name & birthdate
-    GET /api/registration/fhir/ServiceRequest/{order_id}
-    GET /api/registration/fhir/ServiceRequest?identifier=<accession> | subject=Patient/<empi_id>
+    GET /fhir/R4/Patient/{empi_id}
+    GET /fhir/R4/Patient?identifier=[system|]value & family/given/name & birthdate
+    GET /fhir/R4/ServiceRequest/{order_id}
+    GET /fhir/R4/ServiceRequest?identifier=<accession> | subject=Patient/<empi_id>
 
 Identifier systems are `<IMAGING_FHIR_IDENTIFIER_SYSTEM><authority>`, e.g. urn:imaging:id:resident-id;
 the EMPI id is urn:imaging:id:empi and the PACS PatientID urn:imaging:id:pacs-patient-id.
@@ -11,12 +12,10 @@ the EMPI id is urn:imaging:id:empi and the PACS PatientID urn:imaging:id:pacs-pa
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from imaging_common import audit
@@ -25,13 +24,14 @@ from imaging_common.auth import Principal, require_roles
 from imaging_common.empi import store
 from imaging_common.empi.identifiers import Identifier, mask, mask_phone
 from imaging_common.empi.names import name_form, split_han_name
+from imaging_common.fhir import FhirFace, ResourceCapability, SearchParam
+from imaging_common.fhir.resources import fhir_response, outcome, searchset
 
 from registration.adapters.http_patients import _ctx
 from registration.domain.orders import load_order, order_id_of
 from registration.domain.patients import MIN_NAME_CHARACTERS, like_prefix, name_search_form
 
-router = APIRouter(prefix="/fhir", tags=["fhir"])
-FHIR_JSON = "application/fhir+json"
+router = APIRouter(tags=["fhir"])
 Readers = Annotated[Principal, Depends(require_roles(
     "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician", "admin"))]
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier type codes (ACSN, PLAC)
@@ -41,14 +41,24 @@ _GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 MAX_RESULTS = 50  # one search never lists more of the register than this
 
 
-def _fhir(body: Any, status: int = 200) -> JSONResponse:
-    data = body if isinstance(body, dict) else json.loads(body.model_dump_json(exclude_none=True))
-    return JSONResponse(data, status_code=status, media_type=FHIR_JSON)
-
-
-def _outcome(status: int, code: str, text: str) -> JSONResponse:
-    return _fhir({"resourceType": "OperationOutcome",
-                  "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
+FACE = FhirFace(router, (
+    ResourceCapability("Patient", ("read", "search-type"), documentation=(
+        "The EMPI's golden record; id = EMPI id. Search results show ID numbers and phone masked and no "
+        "address; a read shows them whole. Every read and every person a search returns is audited."), search=(
+        SearchParam("identifier", "token", "[system|]value; systems urn:imaging:id:<authority>, e.g. "
+                    "urn:imaging:id:resident-id, urn:imaging:id:empi, urn:imaging:id:pacs-patient-id"),
+        SearchParam("name", "string", "prefix of the name in Han characters or pinyin (at least "
+                    f"{MIN_NAME_CHARACTERS})"),
+        SearchParam("family", "string", "with given: the name as family + given"),
+        SearchParam("given", "string"),
+        SearchParam("birthdate", "date", "YYYY-MM-DD, exact; only beside identifier or a name"),
+        SearchParam("_count", "number", "at most 50"))),
+    ResourceCapability("ServiceRequest", ("read", "search-type"), documentation=(
+        "An exam order; id = order id or accession number. status active, completed once its exam completed, "
+        "revoked once cancelled or discontinued."), search=(
+        SearchParam("identifier", "token", "the accession number ([system|]value)"),
+        SearchParam("subject", "reference", "Patient/<EMPI id>"))),
+))
 
 
 def patient_resource(person: store.Person, system: str, *, masked: bool = False) -> Patient:
@@ -139,9 +149,9 @@ async def read_patient(empi_id: str, request: Request, user: Readers) -> JSONRes
         async with ctx.pool.acquire() as conn:
             person = await store.get_person(conn, empi_id)
     except store.EmpiError:
-        return _outcome(404, "not-found", f"Patient/{empi_id} not found")
+        return outcome(404, "not-found", f"Patient/{empi_id} not found")
     await _audit(request, user, "patient", person.empi_id, person.empi_id)
-    return _fhir(patient_resource(person, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
+    return fhir_response(patient_resource(person, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
 
 
 @router.get("/Patient", summary="FHIR Patient search (identifier, name, family, given, birthdate)")
@@ -153,13 +163,13 @@ async def search_patient(
     ctx = _ctx(request)
     system_base = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
     if not any((identifier, name, family, given)):
-        return _outcome(400, "required", "search needs identifier, name, family or given")
+        return outcome(400, "required", "search needs identifier, name, family or given")
     where, args = ["p.status = 'active'"], []
     if identifier:
         system, _, value = identifier.rpartition("|")
         value = value.strip()
         if not value:
-            return _outcome(400, "required", "identifier needs a value (system|value)")
+            return outcome(400, "required", "identifier needs a value (system|value)")
         kind = system[len(system_base):] if system.startswith(system_base) else (system or None)
         if kind == "empi":
             args.append(value)
@@ -172,7 +182,7 @@ async def search_patient(
                 try:
                     value = Identifier.of(kind, value, strict=False).value
                 except ValueError:
-                    return _outcome(400, "value", f"unknown identifier system {system}")
+                    return outcome(400, "value", f"unknown identifier system {system}")
             args.append(value)
             clause = f"i.value = ${len(args)}"
             if kind:
@@ -183,18 +193,18 @@ async def search_patient(
     if text.strip():
         form = name_search_form(text)
         if form is None:
-            return _outcome(400, "too-costly", f"a name search needs at least {MIN_NAME_CHARACTERS} letters or "
+            return outcome(400, "too-costly", f"a name search needs at least {MIN_NAME_CHARACTERS} letters or "
                             "characters of the name")
         args += [like_prefix(form.han or form.key), like_prefix(form.key)]
         where.append(f"(p.name LIKE ${len(args) - 1} ESCAPE '\\' OR p.name_key LIKE ${len(args)} ESCAPE '\\')")
     if len(where) == 1:  # only "active": the criteria were empty once normalised (name=-, identifier=|)
-        return _outcome(400, "required", "search criteria are empty once normalised: give a name, an identifier")
+        return outcome(400, "required", "search criteria are empty once normalised: give a name, an identifier")
     if birthdate:
         try:
             from datetime import date as _date
             args.append(_date.fromisoformat(birthdate))
         except ValueError:
-            return _outcome(400, "value", "birthdate must be YYYY-MM-DD")
+            return outcome(400, "value", "birthdate must be YYYY-MM-DD")
         where.append(f"p.birth_date = ${len(args)}")
     args.append(count)
     async with ctx.pool.acquire() as conn:
@@ -205,14 +215,7 @@ async def search_patient(
     await _audit(request, user, "patient", None, None, search=True, results=len(people))
     for p in people:
         await _audit(request, user, "patient", p.empi_id, p.empi_id, search_result=True)
-    bundle = Bundle.model_validate({
-        "resourceType": "Bundle", "type": "searchset", "total": len(people),
-        "entry": [{"fullUrl": f"{request.base_url}api/registration/fhir/Patient/{p.empi_id}",
-                   "resource": json.loads(patient_resource(p, system_base, masked=True)
-                                          .model_dump_json(exclude_none=True)),
-                   "search": {"mode": "match"}} for p in people],
-    })
-    return _fhir(bundle)
+    return fhir_response(searchset(request, [patient_resource(p, system_base, masked=True) for p in people]))
 
 
 async def _order(conn: Any, key: str) -> dict[str, Any] | None:
@@ -226,9 +229,9 @@ async def read_service_request(order_id: str, request: Request, user: Readers) -
     async with ctx.pool.acquire() as conn:
         order = await _order(conn, order_id)
     if order is None:
-        return _outcome(404, "not-found", f"ServiceRequest/{order_id} not found")
+        return outcome(404, "not-found", f"ServiceRequest/{order_id} not found")
     await _audit(request, user, "order", order["order_id"], order["empi_id"])
-    return _fhir(service_request_resource(order, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
+    return fhir_response(service_request_resource(order, ctx.settings.fhir_identifier_system))  # type: ignore[attr-defined]
 
 
 @router.get("/ServiceRequest", summary="FHIR ServiceRequest search (identifier = accession, subject)")
@@ -245,11 +248,6 @@ async def search_service_request(request: Request, user: Readers, identifier: st
                                    "LIMIT 100", subject.removeprefix("Patient/"))
             orders = [o for o in [await _order(conn, str(r["order_id"])) for r in ids] if o]
         else:
-            return _outcome(400, "required", "search needs identifier or subject")
+            return outcome(400, "required", "search needs identifier or subject")
     await _audit(request, user, "order", None, None, search=True, results=len(orders))
-    bundle = Bundle.model_validate({
-        "resourceType": "Bundle", "type": "searchset", "total": len(orders),
-        "entry": [{"resource": json.loads(service_request_resource(o, system).model_dump_json(exclude_none=True)),
-                   "search": {"mode": "match"}} for o in orders],
-    })
-    return _fhir(bundle)
+    return fhir_response(searchset(request, [service_request_resource(o, system) for o in orders]))

@@ -1,6 +1,7 @@
 """FHIR R4 read views: Schedule (one per room), Slot (its time slices), Appointment, and the
 `Appointment/$find` search for allowed slots. Built with fhir.resources' R4B models (R4B keeps R4's
-Schedule/Slot/Appointment unchanged) and served as application/fhir+json."""
+Schedule/Slot/Appointment unchanged) and served as application/fhir+json under the platform's FHIR
+base /fhir/R4 (imaging_common.fhir; the former /api/scheduling/fhir/... redirects there)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from fhir.resources.R4B.appointment import Appointment
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.schedule import Schedule
 from fhir.resources.R4B.slot import Slot
 from imaging_common import audit
+from imaging_common.fhir import FhirFace, Operation, ResourceCapability, SearchParam
+from imaging_common.fhir.resources import fhir_response, outcome, searchset
 from pydantic import AwareDatetime
 
 from scheduling.adapters.deps import Conn, Reader, SchedulerDep
@@ -22,18 +24,29 @@ from scheduling.domain import appointments, booking
 from scheduling.domain.calendar import load_calendar
 from scheduling.domain.model import Placement, Room
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=DomainRoute)
-FHIR_JSON = "application/fhir+json"
+router = APIRouter(tags=["fhir"], route_class=DomainRoute)
 MAX_SLOT_DAYS = 14
+FIND = "urn:imaging:fhir:OperationDefinition:Appointment-find"  # ours; no published definition is followed
 
-
-def fhir(resource: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(resource.model_dump(mode="json", exclude_none=True), status_code=status, media_type=FHIR_JSON)
-
-
-def outcome(status: int, code: str, text: str) -> JSONResponse:
-    body = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+FACE = FhirFace(router, (
+    ResourceCapability("Schedule", ("read", "search-type"),
+                       documentation="One per room; id = room id. A search without parameters lists every room."),
+    ResourceCapability("Slot", ("search-type",), documentation="A room's time slices: free, busy or busy-unavailable.",
+                       search=(SearchParam("schedule", "reference", "Schedule/<room id> (required)"),
+                               SearchParam("start", "date", "instant with offset: slices starting at or after it "
+                                           "(required)"),
+                               SearchParam("end", "date", f"instant: slices starting before it; default start + 1 "
+                                           f"day, at most {MAX_SLOT_DAYS} days"),
+                               SearchParam("status", "token", "free | busy | busy-unavailable"))),
+    ResourceCapability("Appointment", ("read", "search-type"), documentation="An exam's booking; id = appointment id.",
+                       search=(SearchParam("patient", "reference", "Patient/<EMPI id>"),
+                               SearchParam("based-on", "reference", "ServiceRequest/<order id>"),
+                               SearchParam("status", "token", "an AppointmentStatus"),
+                               SearchParam("_count", "number", "at most 500")),
+                       operations=(Operation("find", FIND, (
+                           "GET Appointment/$find?based-on=ServiceRequest/<order id>&service-type=<exam code>"
+                           "[&start&end&channel&_count]: the allowed slots as proposed Appointments")),)),
+))
 
 
 def schedule_of(room: Room, horizon_days: int, now: datetime) -> Schedule:
@@ -105,25 +118,10 @@ def proposed(p: Placement) -> Appointment:
     )
 
 
-def bundle(resources: list[Any], request: Request) -> Bundle:
-    return Bundle.model_validate(
-        {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(resources),
-            "link": [{"relation": "self", "url": str(request.url)}],
-            "entry": [
-                {"resource": r.model_dump(mode="json", exclude_none=True), "search": {"mode": "match"}}
-                for r in resources
-            ],
-        }
-    )
-
-
 @router.get("/Schedule", summary="FHIR Schedules: one per room")
 async def schedules(conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> JSONResponse:
     rooms = [Room.from_row(r) for r in await conn.fetch("SELECT * FROM room ORDER BY id")]
-    return fhir(bundle([schedule_of(r, s.horizon_days, s.now()) for r in rooms], request))
+    return fhir_response(searchset(request, [schedule_of(r, s.horizon_days, s.now()) for r in rooms]))
 
 
 @router.get("/Schedule/{room_id}", summary="FHIR Schedule of one room")
@@ -131,7 +129,7 @@ async def schedule(room_id: str, conn: Conn, s: SchedulerDep, user: Reader) -> J
     row = await conn.fetchrow("SELECT * FROM room WHERE id = $1", room_id)
     if row is None:
         return outcome(404, "not-found", f"Schedule/{room_id} is not known")
-    return fhir(schedule_of(Room.from_row(row), s.horizon_days, s.now()))
+    return fhir_response(schedule_of(Room.from_row(row), s.horizon_days, s.now()))
 
 
 @router.get("/Slot", summary="FHIR Slots of a room's schedule: free, busy or closed")
@@ -184,7 +182,7 @@ async def slots(
                         )
                 t += step
         day += timedelta(days=1)
-    return fhir(bundle(out, request))
+    return fhir_response(searchset(request, out))
 
 
 @router.get("/Appointment/$find", summary="Find allowed slots for a requested exam ($find): proposed Appointments")
@@ -218,7 +216,7 @@ async def find(
                 if len(found) >= _count:
                     break
         day += timedelta(days=1)
-    return fhir(bundle(found, request))
+    return fhir_response(searchset(request, found))
 
 
 @router.get("/Appointment/{appointment_id}", summary="FHIR Appointment")
@@ -237,7 +235,7 @@ async def appointment(appointment_id: str, conn: Conn, user: Reader, request: Re
         outcome="success",
         detail={"view": "fhir"},
     )
-    return fhir(appointment_resource(a))
+    return fhir_response(appointment_resource(a))
 
 
 @router.get("/Appointment", summary="FHIR Appointment search by patient, status, date")
@@ -271,4 +269,4 @@ async def appointment_search(
             outcome="success",
             detail={"view": "fhir-search"},
         )
-    return fhir(bundle([appointment_resource(a) for a in rows], request))
+    return fhir_response(searchset(request, [appointment_resource(a) for a in rows]))
