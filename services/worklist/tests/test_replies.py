@@ -37,8 +37,8 @@ def _row(**over: Any) -> dict[str, Any]:
 
 
 def _generic(row: dict[str, Any], query: Dataset, implicit: bool) -> bytes:
-    parsed = parse_identifier(query)
-    elements = reply_elements(row, parsed, coding_scheme=SCHEME)
+    parsed = parse_identifier(query, coding_scheme=SCHEME)
+    elements = reply_elements(row, parsed)
     charset = choose_reply_charset(reply_texts(elements), requested=parsed.charsets, fallback=FALLBACK)
     return encode_dataset(elements, charset=charset, implicit=implicit)
 
@@ -67,13 +67,13 @@ ROWS = [
 @pytest.mark.parametrize("query_index", range(5))
 def test_the_same_bytes_as_the_generic_encoding(implicit: bool, query_index: int) -> None:
     query = _queries()[query_index]
-    encoder = ReplyEncoder(parse_identifier(query), implicit=implicit, coding_scheme=SCHEME, fallback_charset=FALLBACK)
+    encoder = ReplyEncoder(parse_identifier(query, coding_scheme=SCHEME), implicit=implicit, fallback_charset=FALLBACK)
     for row in ROWS:
         assert encoder(row) == _generic(row, query, implicit), row
 
 
 def test_the_bytes_read_back_as_the_reply() -> None:
-    encoder = ReplyEncoder(parse_identifier(mwl_query(charset="GB18030")), implicit=False, coding_scheme=SCHEME,
+    encoder = ReplyEncoder(parse_identifier(mwl_query(charset="GB18030"), coding_scheme=SCHEME), implicit=False,
                            fallback_charset=FALLBACK)
     ds = read_dataset(BytesIO(encoder(_row())), is_implicit_VR=False, is_little_endian=True)
     assert ds.SpecificCharacterSet == "GB18030" and str(ds.PatientName) == "ZHANG^SAN=张^三"

@@ -67,6 +67,8 @@ class StepQuery:
     performing_physician: str | None = None
     start: DateTimeRange | None = None
     sps_status: str | None = None  # DICOM values, `\\`-separated; None: the active steps
+    coded: bool | None = None  # a code's scheme was matched: True, steps with a code; False, none
+    also: list[tuple[str, str]] = field(default_factory=list)  # more values for a string attribute above
     room_id: str | None = None  # API only
     statuses: list[str] | None = None  # API only: our own states, e.g. ["completed"]
     ids: list[int] = field(default_factory=list)  # API only
@@ -127,6 +129,12 @@ def where(query: StepQuery) -> tuple[str, list[object]]:
         cond = _string_condition(column, getattr(query, attr), params)
         if cond:
             conditions.append(cond)
+    for attr, value in query.also:
+        cond = _string_condition(_STRING_COLUMNS[attr], value, params)
+        if cond:
+            conditions.append(cond)
+    if query.coded is not None:
+        conditions.append("protocol_code <> ''" if query.coded else "false")
     for prefix, value in (("pn", query.patient_name), ("pp", query.performing_physician)):
         cond = _name_condition(prefix, value, params)
         if cond:

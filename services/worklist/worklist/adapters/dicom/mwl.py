@@ -1,9 +1,13 @@
 """Modality Worklist identifiers (PS3.4 K.6.1): query Dataset -> StepQuery, step row -> reply Dataset.
 
-Matching keys we honour (K.6.1.2.2 and the issue's list), top level and inside the Scheduled
-Procedure Step Sequence; every other key the modality sends is a return key: we fill it when we
-hold the value and return it empty otherwise (IHE SWF: every requested key comes back). A key
-we neither match nor know is flagged with the warning "optional keys not supported" (FF01).
+The keys we know are one registry (`top_keys`): every Table K.6-1 and IHE SWF RAD-5 key, each
+with what we hold for it (a getter over the step row, or nothing: returned empty) and what it
+matches on; sequences with the keys of their item. A query's keys are read against it, at any
+depth: a key with a value is a matching key where we match on it, every key is a return key
+(IHE SWF: every requested key comes back). Sequences follow C.2.2.2.6: one item, whose keys
+are matched item by item and returned alone; a zero-length item (or no item) asks for the
+whole sequence. A key we neither match nor know, or a value on a key we only return, gets the
+warning "optional keys not supported" (FF01) and comes back as we hold it (empty when unknown).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from imaging_common.dicom import (
@@ -20,6 +25,7 @@ from imaging_common.dicom import (
     dataset_charsets,
     is_universal,
     text_value,
+    wildcard_match,
 )
 from imaging_common.dicom.rawwrite import Element
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -32,6 +38,7 @@ from worklist.domain.steps import PRIORITIES
 
 SPS_SEQUENCE = Tag("ScheduledProcedureStepSequence")
 SPECIFIC_CHARACTER_SET = Tag("SpecificCharacterSet")
+DEFAULT_CODING_SCHEME = "99IMG"  # Settings.worklist_coding_scheme's default
 
 
 class IdentifierError(ValueError):
@@ -44,34 +51,8 @@ class IdentifierError(ValueError):
         self.offending = offending or []
 
 
-# ---- what we match on ----------------------------------------------------------------------
-
-# top-level keyword -> StepQuery attribute
-TOP_MATCHING = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "AccessionNumber": "accession_number",
-    "RequestedProcedureID": "requested_procedure_id",
-    "StudyInstanceUID": "study_instance_uid",
-    "IssuerOfPatientID": "issuer_of_patient_id",
-    "AdmissionID": "admission_id",
-    "PatientSex": "sex",
-}
-SPS_MATCHING = {
-    "ScheduledStationAETitle": "station_ae_title",
-    "Modality": "modality",
-    "ScheduledPerformingPhysicianName": "performing_physician",
-    "ScheduledStationName": "station_name",
-    "ScheduledProcedureStepLocation": "location",
-    "ScheduledProcedureStepID": "sps_id",
-    "ScheduledProcedureStepStatus": "sps_status",
-}
-SPS_DATE, SPS_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"
-
-
-# ---- what we return ------------------------------------------------------------------------
-
 Row = Any  # an asyncpg Record (mapping of column -> value)
+Getter = Callable[[Row], Any]
 
 
 def _da(value: date | datetime | None) -> str:
@@ -91,127 +72,295 @@ def _sps_status(row: Row) -> str:
     return row["status"].upper()  # COMPLETED, DISCONTINUED, CANCELLED (only when asked for)
 
 
-TOP_VALUES: dict[str, Callable[[Row], Any]] = {
-    "AccessionNumber": lambda r: r["accession_number"],
-    "ReferringPhysicianName": lambda r: r["referring_physician"],
-    "PatientName": lambda r: r["patient_name"],
-    "PatientID": lambda r: r["patient_id"],
-    "IssuerOfPatientID": lambda r: r["issuer_of_patient_id"],
-    "PatientBirthDate": lambda r: _da(r["birth_date"]),
-    "PatientSex": lambda r: r["sex"],
-    "StudyInstanceUID": lambda r: r["study_instance_uid"],
-    "RequestedProcedureID": lambda r: r["requested_procedure_id"],
-    "RequestedProcedureDescription": lambda r: r["requested_procedure_description"],
-    "RequestedProcedurePriority": lambda r: PRIORITIES.get(r["priority"], "ROUTINE"),
-    "RequestingPhysician": lambda r: r["referring_physician"],
-    "RequestingService": lambda r: r["requesting_service"],
-    "AdmissionID": lambda r: r["admission_id"],
-    "CurrentPatientLocation": lambda r: r["current_location"],
-    "ReasonForTheRequestedProcedure": lambda r: r["reason"],
-    "AdditionalPatientHistory": lambda r: r["history"],
-    "MedicalAlerts": lambda r: r["medical_alerts"],
-    "PatientState": lambda r: r["medical_alerts"],
-}
-SPS_VALUES: dict[str, Callable[[Row], Any]] = {
-    "ScheduledStationAETitle": lambda r: r["station_ae_title"],
-    "ScheduledProcedureStepStartDate": lambda r: _da(r["start_at"]),
-    "ScheduledProcedureStepStartTime": lambda r: _tm(r["start_at"]),
-    "ScheduledProcedureStepEndDate": lambda r: _da(r["end_at"]),
-    "ScheduledProcedureStepEndTime": lambda r: _tm(r["end_at"]),
-    "Modality": lambda r: r["modality"],
-    "ScheduledPerformingPhysicianName": lambda r: r["performing_physician"],
-    "ScheduledProcedureStepDescription": lambda r: r["description"],
-    "ScheduledProcedureStepID": lambda r: r["sps_id"],
-    "ScheduledStationName": lambda r: r["station_name"],
-    "ScheduledProcedureStepLocation": lambda r: r["location"],
-    "ScheduledProcedureStepStatus": _sps_status,
-    "RequestedContrastAgent": lambda r: "CONTRAST" if r["contrast"] else "",
-    "CommentsOnTheScheduledProcedureStep": lambda r: r["body_part"]
-    + (f" ({r['laterality']})" if r["laterality"] else ""),
-}
-# The columns the values above (and the code sequences) read: a C-FIND selects only these, as a
-# universal query decodes every selected column of 10,000 rows.
-REPLY_COLUMNS = (
-    "accession_number", "referring_physician", "patient_name", "patient_id", "issuer_of_patient_id", "birth_date",
-    "sex", "study_instance_uid", "requested_procedure_id", "requested_procedure_description", "priority",
-    "requesting_service", "admission_id", "current_location", "reason", "history", "medical_alerts",
-    "station_ae_title", "start_at", "end_at", "modality", "performing_physician", "description", "sps_id",
-    "station_name", "location", "status", "arrived_at", "contrast", "body_part", "laterality", "protocol_code",
-)
-# Code sequences: one item of our local exam code (CodeValue, CodingSchemeDesignator, CodeMeaning).
-CODE_SEQUENCES_TOP = {"RequestedProcedureCodeSequence"}
-CODE_SEQUENCES_SPS = {"ScheduledProtocolCodeSequence"}
+# ---- the keys we know ----------------------------------------------------------------------
 
-# IHE SWF / K.6.1 keys we know but hold no value for: returned empty, without a warning.
-KNOWN_EMPTY = {
-    "ReferencedStudySequence", "ReferencedPatientSequence", "PatientWeight", "PatientSize", "Allergies",
-    "PregnancyStatus", "SpecialNeeds", "ConfidentialityConstraintOnPatientDataDescription",
-    "PatientTransportArrangements", "NamesOfIntendedRecipientsOfResults", "ImagingServiceRequestComments",
-    "AdmittingDiagnosesDescription", "OtherPatientIDs", "OtherPatientIDsSequence", "EthnicGroup", "PatientComments",
-    "InstitutionName", "InstitutionAddress", "StudyDate", "StudyTime", "PatientAge", "PatientAddress",
-    "IssuerOfAdmissionID", "IssuerOfAdmissionIDSequence", "IssuerOfAccessionNumberSequence",
-    "ReferencedRequestSequence", "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest",
-    "RouteOfAdmissions", "AdmittingDate", "AdmittingTime", "VisitStatusID", "ServiceEpisodeID",
-    "PatientBirthTime", "ResponsiblePerson", "ResponsibleOrganization", "ReasonForRequestedProcedureCodeSequence",
-    "RequestedProcedureLocation", "RequestedProcedureComments", "ReferringPhysicianIdentificationSequence",
-    "LastMenstrualDate", "SmokingStatus", "StudyComments", "TypeOfPatientID",
-    "IssuerOfPatientIDQualifiersSequence", "QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability",
-    "ScheduledSpecimenSequence", "PreMedication", "ScheduledProtocolCodeSequence",
-    "ScheduledStationNameCodeSequence", "ScheduledStationClassCodeSequence",
-    "ScheduledStationGeographicLocationCodeSequence", "ScheduledProcessingApplicationsCodeSequence",
-    "ScheduledHumanPerformersSequence", "ProtocolContextSequence", "ScheduledProcedureStepModificationDateTime",
-}
+# How a key with a value is matched (the conformance statement's "matching type" column):
+# a StepQuery attribute (single value, `*`/`?` wildcards, `\\` lists), or one of these.
+MATCH_START_DATE, MATCH_START_TIME = "start_date", "start_time"  # one combined range (C.2.2.2.5.1)
+MATCH_CODING_SCHEME = "coding_scheme"  # our one local scheme: a step with a code matches it
+
+
+@dataclass(frozen=True)
+class Key:
+    """One attribute of the worklist information model as we serve it."""
+
+    keyword: str
+    value: Getter | None = None  # what we hold; None: nothing, returned empty (Type 2: unknown)
+    match: str | None = None  # how a value matches; None: return key only
+    items: tuple[Key, ...] | None = None  # SQ: the keys of its item
+    has_item: Getter | None = None  # SQ with items: whether a step holds one (None: always)
+    expand: bool = True  # SQ items: returned when the whole sequence is asked for (empty item)
+
+    @property
+    def tag(self) -> BaseTag:
+        return Tag(self.keyword)
+
+    @property
+    def vr(self) -> str:
+        return _vr(self.tag)
+
+    def item_keys(self) -> dict[int, Key]:
+        return {int(k.tag): k for k in self.items or ()}
+
+
+def _empty(*keywords: str) -> tuple[Key, ...]:
+    """Keys of the model we hold nothing for: accepted, returned empty (sequences: no item)."""
+    return tuple(Key(k) for k in keywords)
+
+
+def _code_item(value: Getter | None, meaning: Getter | None, scheme: str) -> tuple[Key, ...]:
+    """The Code Sequence Macro (PS3.3 8.8) of an item: our exam code in our local scheme."""
+    return (
+        Key("CodeValue", value, match="protocol_code" if value else None),
+        Key("CodingSchemeDesignator", (lambda r: scheme) if value else None,
+            match=MATCH_CODING_SCHEME if value else None),
+        Key("CodingSchemeVersion", expand=False),  # a local scheme has no versions
+        Key("CodeMeaning", meaning),
+        Key("ProtocolContextSequence", expand=False),  # only in Scheduled Protocol Code Sequence items
+    )
+
+
+def _code_sequence(keyword: str, scheme: str) -> Key:
+    return Key(keyword, items=_code_item(lambda r: r["protocol_code"], lambda r: r["description"][:64], scheme),
+               has_item=lambda r: bool(r["protocol_code"]))
+
+
+_REFERENCE_ITEM = _empty("ReferencedSOPClassUID", "ReferencedSOPInstanceUID")
+_ANY_CODE_ITEM = _empty("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning")
+_ISSUER_ITEM = _empty("LocalNamespaceEntityID", "UniversalEntityID", "UniversalEntityIDType")  # HL7v2 HD macro
+_PERSON_ITEM = (Key("PersonIdentificationCodeSequence", items=_ANY_CODE_ITEM),
+                Key("InstitutionCodeSequence", items=_ANY_CODE_ITEM),
+                *_empty("PersonAddress", "PersonTelephoneNumbers", "PersonTelecomInformation", "InstitutionName",
+                        "InstitutionAddress"))  # Person Identification Macro (PS3.3 10.1)
+_OTHER_ID_ITEM = (*_empty("PatientID", "IssuerOfPatientID", "TypeOfPatientID"),
+                  Key("IssuerOfPatientIDQualifiersSequence"))
+
+
+@lru_cache(maxsize=8)
+def top_keys(scheme: str = DEFAULT_CODING_SCHEME) -> dict[int, Key]:
+    """Every key of the model by tag (top level); `scheme` is our exam codes' designator."""
+    sps = Key("ScheduledProcedureStepSequence", items=(
+        Key("ScheduledStationAETitle", lambda r: r["station_ae_title"], match="station_ae_title"),
+        Key("ScheduledStationName", lambda r: r["station_name"], match="station_name"),
+        Key("ScheduledProcedureStepLocation", lambda r: r["location"], match="location"),
+        Key("ScheduledProcedureStepStartDate", lambda r: _da(r["start_at"]), match=MATCH_START_DATE),
+        Key("ScheduledProcedureStepStartTime", lambda r: _tm(r["start_at"]), match=MATCH_START_TIME),
+        Key("ScheduledProcedureStepEndDate", lambda r: _da(r["end_at"])),
+        Key("ScheduledProcedureStepEndTime", lambda r: _tm(r["end_at"])),
+        Key("ScheduledPerformingPhysicianName", lambda r: r["performing_physician"], match="performing_physician"),
+        Key("ScheduledProcedureStepDescription", lambda r: r["description"]),
+        _code_sequence("ScheduledProtocolCodeSequence", scheme),
+        Key("ScheduledProcedureStepID", lambda r: r["sps_id"], match="sps_id"),
+        Key("ScheduledProcedureStepStatus", _sps_status, match="sps_status"),
+        Key("CommentsOnTheScheduledProcedureStep",
+            lambda r: r["body_part"] + (f" ({r['laterality']})" if r["laterality"] else "")),
+        Key("Modality", lambda r: r["modality"], match="modality"),
+        Key("RequestedContrastAgent", lambda r: "CONTRAST" if r["contrast"] else ""),
+        *_empty("PreMedication", "ScheduledProcedureStepModificationDateTime", "AnatomicalOrientationType"),
+        Key("ScheduledPerformingPhysicianIdentificationSequence", items=_PERSON_ITEM, expand=False),
+        Key("ScheduledStationNameCodeSequence", items=_ANY_CODE_ITEM, expand=False),
+        Key("ScheduledStationClassCodeSequence", items=_ANY_CODE_ITEM, expand=False),
+        Key("ScheduledStationGeographicLocationCodeSequence", items=_ANY_CODE_ITEM, expand=False),
+        Key("ScheduledProcessingApplicationsCodeSequence", items=_ANY_CODE_ITEM, expand=False),
+        Key("ScheduledHumanPerformersSequence", expand=False),
+        Key("ScheduledSpecimenSequence", expand=False),
+    ))
+    keys = (
+        sps,
+        # Requested Procedure
+        Key("RequestedProcedureID", lambda r: r["requested_procedure_id"], match="requested_procedure_id"),
+        Key("RequestedProcedureDescription", lambda r: r["requested_procedure_description"]),
+        _code_sequence("RequestedProcedureCodeSequence", scheme),
+        Key("StudyInstanceUID", lambda r: r["study_instance_uid"], match="study_instance_uid"),
+        Key("ReferencedStudySequence", items=_REFERENCE_ITEM),
+        Key("RequestedProcedurePriority", lambda r: PRIORITIES.get(r["priority"], "ROUTINE")),
+        Key("ReasonForTheRequestedProcedure", lambda r: r["reason"]),
+        Key("ReasonForRequestedProcedureCodeSequence", items=_ANY_CODE_ITEM),
+        *_empty("RequestedProcedureComments", "StudyDate", "StudyTime", "StudyDescription",
+                "PatientTransportArrangements", "RequestedProcedureLocation", "ConfidentialityCode",
+                "ReportingPriority", "NamesOfIntendedRecipientsOfResults"),
+        Key("IntendedRecipientsOfResultsIdentificationSequence", items=_PERSON_ITEM),
+        # Imaging Service Request
+        Key("AccessionNumber", lambda r: r["accession_number"], match="accession_number"),
+        Key("IssuerOfAccessionNumberSequence", items=_ISSUER_ITEM),
+        Key("RequestingPhysician", lambda r: r["referring_physician"]),
+        Key("ReferringPhysicianName", lambda r: r["referring_physician"]),
+        Key("RequestingService", lambda r: r["requesting_service"]),
+        Key("RequestingServiceCodeSequence", items=_ANY_CODE_ITEM),
+        Key("RequestingPhysicianIdentificationSequence", items=_PERSON_ITEM),
+        Key("ReferringPhysicianIdentificationSequence", items=_PERSON_ITEM),
+        *_empty("ReasonForTheImagingServiceRequest", "ImagingServiceRequestComments",
+                "IssueDateOfImagingServiceRequest", "IssueTimeOfImagingServiceRequest",
+                "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest",
+                "OrderEnteredBy", "OrderEntererLocation", "OrderCallbackPhoneNumber",
+                "OrderCallbackTelecomInformation", "ReferencedRequestSequence"),
+        # Visit Identification, Status, Relationship, Admission
+        Key("AdmissionID", lambda r: r["admission_id"], match="admission_id"),
+        Key("CurrentPatientLocation", lambda r: r["current_location"]),
+        Key("ReferencedPatientSequence", items=_REFERENCE_ITEM),
+        Key("InstitutionCodeSequence", items=_ANY_CODE_ITEM),
+        Key("InstitutionalDepartmentTypeCodeSequence", items=_ANY_CODE_ITEM),
+        Key("AdmittingDiagnosesCodeSequence", items=_ANY_CODE_ITEM),
+        Key("IssuerOfAdmissionIDSequence", items=_ISSUER_ITEM),
+        Key("IssuerOfServiceEpisodeIDSequence", items=_ISSUER_ITEM),
+        *_empty("IssuerOfAdmissionID", "InstitutionName", "InstitutionAddress",
+                "InstitutionalDepartmentName", "RouteOfAdmissions", "AdmittingDate", "AdmittingTime",
+                "AdmittingDiagnosesDescription", "VisitStatusID", "PatientInstitutionResidence",
+                "ScheduledPatientInstitutionResidence", "VisitComments", "ServiceEpisodeID",
+                "ServiceEpisodeDescription", "ReferringPhysicianAddress",
+                "ReferringPhysicianTelephoneNumbers", "ReferencedVisitSequence", "ReferencedPatientAliasSequence"),
+        # Patient Identification, Demographic, Medical
+        Key("PatientName", lambda r: r["patient_name"], match="patient_name"),
+        Key("PatientID", lambda r: r["patient_id"], match="patient_id"),
+        Key("IssuerOfPatientID", lambda r: r["issuer_of_patient_id"], match="issuer_of_patient_id"),
+        Key("PatientBirthDate", lambda r: _da(r["birth_date"])),
+        Key("PatientSex", lambda r: r["sex"], match="sex"),
+        Key("MedicalAlerts", lambda r: r["medical_alerts"]),
+        Key("PatientState", lambda r: r["medical_alerts"]),
+        Key("AdditionalPatientHistory", lambda r: r["history"]),
+        Key("OtherPatientIDsSequence", items=_OTHER_ID_ITEM),
+        Key("PatientPrimaryLanguageCodeSequence", items=_ANY_CODE_ITEM),
+        *_empty("IssuerOfPatientIDQualifiersSequence", "TypeOfPatientID", "OtherPatientIDs", "OtherPatientNames",
+                "PatientBirthName", "PatientBirthTime", "PatientAge", "PatientWeight", "PatientSize",
+                "PatientAddress", "PatientTelephoneNumbers", "PatientTelecomInformation", "MilitaryRank",
+                "BranchOfService", "EthnicGroup", "Occupation", "PatientComments", "PatientMotherBirthName",
+                "MedicalRecordLocator", "PatientReligiousPreference", "ResponsiblePerson", "ResponsiblePersonRole",
+                "ResponsibleOrganization", "PatientSpeciesDescription", "PatientSpeciesCodeSequence",
+                "PatientBreedDescription", "PatientBreedCodeSequence", "BreedRegistrationSequence",
+                "PatientSexNeutered", "ConfidentialityConstraintOnPatientDataDescription", "PregnancyStatus",
+                "Allergies", "SpecialNeeds", "LastMenstrualDate", "SmokingStatus", "PertinentDocumentsSequence",
+                "ReferencedPatientPhotoSequence"),
+        # Not of the model, but sent by modalities that reuse their Q/R query code: returned empty
+        *_empty("QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability", "TimezoneOffsetFromUTC"),
+    )
+    return {int(k.tag): k for k in keys}
+
+
+# ---- reading a query -----------------------------------------------------------------------
+
+ALL = "all"  # a sequence asked for whole (zero-length item, or no item)
+Requested = tuple[BaseTag, Any]  # (tag, None | ALL | list[Requested] for a sequence's item keys)
 
 
 @dataclass
 class ParsedQuery:
     query: StepQuery
     charsets: list[str]
-    requested_top: list[BaseTag] = field(default_factory=list)  # in query order, SPS sequence included
-    requested_sps: list[BaseTag] = field(default_factory=list)  # empty list + sps_full: every SPS key
-    sps_full: bool = False
-    has_sps: bool = False
+    requested: list[Requested] = field(default_factory=list)  # in query order, SPS sequence included
+    coding_scheme: str = DEFAULT_CODING_SCHEME
     unsupported: list[str] = field(default_factory=list)  # keys flagged with FF01
     plan: list[Any] | None = None  # how to fill each requested key (reply_plan), made on first use
+    _date: str | None = None
+    _time: str | None = None
 
 
 def _keyword(tag: BaseTag) -> str:
     return keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})"
 
 
-def parse_identifier(ds: Dataset) -> ParsedQuery:
+def _vr(tag: BaseTag) -> str:
+    if not keyword_for_tag(tag):
+        return "UN"  # private or unknown: returned empty, so the VR only has to be harmless
+    return dictionary_VR(tag).split(" or ")[0]
+
+
+_BINARY_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV", "SV", "UV", "UN"}
+
+
+def _element_vr(ds: Dataset, tag: BaseTag, keyword: str) -> str:
+    """The element's VR; in implicit VR (no VR on the wire) or declared UN, the dictionary's."""
+    try:
+        vr = ds.get_item(tag).VR
+    except Exception:  # noqa: BLE001 - a broken element is a malformed identifier
+        raise IdentifierError(0xA900, f"unreadable element {keyword}", [int(tag)]) from None
+    if vr in (None, "UN") and keyword_for_tag(tag):
+        return _vr(tag)
+    return vr or "UN"
+
+
+def parse_identifier(ds: Dataset, *, coding_scheme: str = DEFAULT_CODING_SCHEME) -> ParsedQuery:
     """Read a Modality Worklist query; raises IdentifierError for what is not one."""
     try:
         charsets = dataset_charsets(ds)
     except UnknownCharacterSet as exc:
         raise IdentifierError(0xA900, str(exc), [int(SPECIFIC_CHARACTER_SET)]) from None
-    parsed = ParsedQuery(StepQuery(), charsets)
-    q = parsed.query
+    parsed = ParsedQuery(StepQuery(), charsets, coding_scheme=coding_scheme)
+    parsed.requested = _parse_keys(ds, top_keys(coding_scheme), parsed)
+    try:
+        parsed.query.start = combined_datetime_range(parsed._date, parsed._time)
+    except InvalidMatchValue as exc:
+        raise IdentifierError(0xA900, str(exc), [int(Tag("ScheduledProcedureStepStartDate")),
+                                                 int(Tag("ScheduledProcedureStepStartTime"))]) from None
+    return parsed
+
+
+def _parse_keys(ds: Dataset, known: dict[int, Key], parsed: ParsedQuery) -> list[Requested]:
+    """The keys of one level (the identifier or a sequence's item), matching values noted."""
+    requested: list[Requested] = []
     for elem_tag in list(ds.keys()):
         tag = Tag(elem_tag)
         if tag == SPECIFIC_CHARACTER_SET or tag.element == 0x0000:  # group lengths carry no key
             continue
         keyword = _keyword(tag)
-        parsed.requested_top.append(tag)
-        if tag == SPS_SEQUENCE:
-            _parse_sps(ds, parsed)
-            continue
-        try:
-            vr = ds.get_item(tag).VR
-        except Exception:  # noqa: BLE001 - a broken element is a malformed identifier
-            raise IdentifierError(0xA900, f"unreadable element {keyword}", [int(tag)]) from None
+        key = known.get(int(tag))
+        vr = _element_vr(ds, tag, keyword)
         if vr == "SQ":
-            if keyword not in CODE_SEQUENCES_TOP and keyword not in KNOWN_EMPTY:
-                parsed.unsupported.append(keyword)
+            requested.append((tag, _parse_sequence(ds, tag, keyword, key, parsed)))
             continue
-        value = _text(ds, tag, keyword, charsets)
-        if keyword in TOP_MATCHING:
-            setattr(q, TOP_MATCHING[keyword], value)
-        elif keyword not in TOP_VALUES and keyword not in KNOWN_EMPTY:
+        requested.append((tag, None))
+        if key is None:
             parsed.unsupported.append(keyword)
-        elif value and not is_universal(value) and keyword not in TOP_MATCHING:
-            parsed.unsupported.append(keyword)  # a value to match on a key we only return
-    return parsed
+            continue
+        if vr in _BINARY_VRS:
+            raw = ds.get_item(tag).value  # raw bytes, or a value pydicom has already converted
+            value: str | None = "" if raw is None or raw in (b"", "") or raw == [] else "<binary>"
+        else:
+            value = _text(ds, tag, keyword, parsed.charsets)
+        _match(parsed, key, value)
+    return requested
+
+
+def _parse_sequence(ds: Dataset, tag: BaseTag, keyword: str, key: Key | None, parsed: ParsedQuery) -> Any:
+    """A sequence key (C.2.2.2.6): its one item's keys, or ALL for a zero-length item or none."""
+    try:
+        seq = ds[tag].value
+    except Exception:  # noqa: BLE001
+        raise IdentifierError(0xA900, f"malformed {keyword}", [int(tag)]) from None
+    if seq is None or (isinstance(seq, bytes | str) and not seq):
+        seq = []
+    if not isinstance(seq, DicomSequence | list):
+        raise IdentifierError(0xA900, f"{keyword} is not a sequence", [int(tag)])
+    if len(seq) > 1:
+        raise IdentifierError(0xA900, f"{keyword} must have one item", [int(tag)])
+    if key is None:
+        parsed.unsupported.append(keyword)
+        return ALL  # returned empty: nothing of it is known
+    if len(seq) == 0 or len(seq[0]) == 0:
+        return ALL
+    return _parse_keys(seq[0], key.item_keys(), parsed)
+
+
+def _match(parsed: ParsedQuery, key: Key, value: str | None) -> None:
+    """Note a key's value for matching; a value on a key we do not match on is flagged (FF01)."""
+    if key.match is None:
+        if value and not is_universal(value):
+            parsed.unsupported.append(key.keyword)  # a value to match on a key we only return
+        return
+    if key.match == MATCH_START_DATE:
+        parsed._date = value
+    elif key.match == MATCH_START_TIME:
+        parsed._time = value
+    elif key.match == MATCH_CODING_SCHEME:
+        if value is not None and not is_universal(value):
+            # our codes are all of one scheme: it matches every step that has a code, or none
+            ok = any(wildcard_match(v.strip(" "), parsed.coding_scheme) for v in value.split("\\"))
+            parsed.query.coded = ok and parsed.query.coded is not False
+    else:
+        q = parsed.query
+        if getattr(q, key.match) is None or is_universal(getattr(q, key.match)):
+            setattr(q, key.match, value)
+        elif value is not None and not is_universal(value):
+            q.also.append((key.match, value))  # the same column asked twice (two code sequences)
 
 
 def _text(ds: Dataset, tag: BaseTag, keyword: str, charsets: list[str]) -> str | None:
@@ -224,117 +373,74 @@ def _text(ds: Dataset, tag: BaseTag, keyword: str, charsets: list[str]) -> str |
         raise IdentifierError(0xA900, f"malformed value of {keyword}", [int(tag)]) from None
 
 
-def _parse_sps(ds: Dataset, parsed: ParsedQuery) -> None:
-    parsed.has_sps = True
-    try:
-        seq = ds[SPS_SEQUENCE].value
-    except Exception:  # noqa: BLE001
-        raise IdentifierError(0xA900, "malformed Scheduled Procedure Step Sequence", [int(SPS_SEQUENCE)]) from None
-    if not isinstance(seq, DicomSequence | list):
-        raise IdentifierError(0xA900, "Scheduled Procedure Step Sequence is not a sequence", [int(SPS_SEQUENCE)])
-    if len(seq) == 0:
-        parsed.sps_full = True  # an empty sequence asks for all of it (C.2.2.2.6)
-        return
-    if len(seq) > 1:
-        raise IdentifierError(0xA900, "Scheduled Procedure Step Sequence must have one item", [int(SPS_SEQUENCE)])
-    item = seq[0]
-    q = parsed.query
-    date_value = time_value = None
-    for elem_tag in list(item.keys()):
-        tag = Tag(elem_tag)
-        if tag.element == 0x0000 or tag == SPECIFIC_CHARACTER_SET:
-            continue
-        keyword = _keyword(tag)
-        parsed.requested_sps.append(tag)
-        try:
-            vr = item.get_item(tag).VR
-        except Exception:  # noqa: BLE001
-            raise IdentifierError(0xA900, f"unreadable element {keyword}", [int(tag)]) from None
-        if vr == "SQ":
-            if keyword not in CODE_SEQUENCES_SPS and keyword not in KNOWN_EMPTY:
-                parsed.unsupported.append(keyword)
-            continue
-        value = _text(item, tag, keyword, parsed.charsets)
-        if keyword == SPS_DATE:
-            date_value = value
-        elif keyword == SPS_TIME:
-            time_value = value
-        elif keyword in SPS_MATCHING:
-            setattr(q, SPS_MATCHING[keyword], value)
-        elif keyword not in SPS_VALUES and keyword not in KNOWN_EMPTY:
-            parsed.unsupported.append(keyword)
-        elif value and not is_universal(value):
-            parsed.unsupported.append(keyword)
-    try:
-        q.start = combined_datetime_range(date_value, time_value)
-    except InvalidMatchValue as exc:
-        raise IdentifierError(0xA900, str(exc), [int(Tag(SPS_DATE)), int(Tag(SPS_TIME))]) from None
+# ---- what we return ------------------------------------------------------------------------
 
 
-def _vr(tag: BaseTag) -> str:
-    if not keyword_for_tag(tag):
-        return "UN"  # private or unknown: returned empty, so the VR only has to be harmless
-    vr = dictionary_VR(tag)
-    return vr.split(" or ")[0]
+@dataclass(frozen=True)
+class Items:
+    """A sequence in a reply plan: one item (when the step holds one) filled by `plan`."""
+
+    present: Getter | None  # None: always one item
+    plan: list[PlanEntry]
 
 
-def _code_item(row: Row, scheme: str) -> list[Element]:
-    return [(0x00080100, "SH", row["protocol_code"]), (0x00080102, "SH", scheme),
-            (0x00080104, "LO", row["description"][:64])]
+PlanEntry = tuple[int, str, Any]  # (tag, VR, getter | Items | None: returned empty)
 
 
-def _code_sequence(row: Row, scheme: str) -> list[list[Element]]:
-    return [_code_item(row, scheme)] if row["protocol_code"] else []
+def _holds(key: Key) -> bool:
+    """Whether we can hold a value for the key (for a sequence: for a key of its item)."""
+    return key.value is not None or any(_holds(k) for k in key.items or ())
 
 
-# A reply plan: per requested key, how to fill it — worked out once per query, run per row.
-Getter = Callable[[Row], Any]
-PlanEntry = tuple[int, str, Any]  # (tag, VR, getter | nested plan for the SPS item | "code" | None)
-
-
-def _plan_entry(tag: BaseTag, values: dict[str, Getter], code_sequences: set[str]) -> PlanEntry:
-    keyword = _keyword(tag)
-    if keyword in code_sequences:
-        return int(tag), "SQ", "code"
-    if keyword in values:
-        return int(tag), _vr(tag), values[keyword]
-    return int(tag), _vr(tag), None
-
-
-def reply_plan(parsed: ParsedQuery) -> list[PlanEntry]:
+def _plan(requested: Any, known: dict[int, Key]) -> list[PlanEntry]:
+    if requested == ALL:  # the whole sequence: every key we hold something for
+        requested = [(k.tag, ALL if k.items is not None else None) for k in known.values() if k.expand and _holds(k)]
     plan: list[PlanEntry] = []
-    for tag in parsed.requested_top:
-        if tag == SPS_SEQUENCE:
-            sps_tags = _ALL_SPS if parsed.sps_full else parsed.requested_sps
-            plan.append((int(tag), "SQ", [_plan_entry(t, SPS_VALUES, CODE_SEQUENCES_SPS) for t in sps_tags]))
+    for tag, sub in requested:
+        key = known.get(int(tag))
+        if key is None:
+            plan.append((int(tag), _vr(tag), None))
+        elif sub is not None:  # a sequence
+            how = Items(key.has_item, _plan(sub, key.item_keys())) if _holds(key) else None
+            plan.append((int(tag), "SQ", how))
         else:
-            plan.append(_plan_entry(tag, TOP_VALUES, CODE_SEQUENCES_TOP))
+            plan.append((int(tag), key.vr, key.value))
     return plan
 
 
-def _run_plan(plan: list[PlanEntry], row: Row, scheme: str) -> list[Element]:
+def reply_plan(parsed: ParsedQuery) -> list[PlanEntry]:
+    """Per requested key, how to fill it — worked out once per query, run per row."""
+    return _plan(parsed.requested, top_keys(parsed.coding_scheme))
+
+
+def _run_plan(plan: list[PlanEntry], row: Row) -> list[Element]:
     out: list[Element] = []
     for tag, vr, how in plan:
         if how is None:
             out.append((tag, vr, [] if vr == "SQ" else ""))
-        elif how == "code":
-            out.append((tag, vr, _code_sequence(row, scheme)))
-        elif isinstance(how, list):
-            out.append((tag, vr, [_run_plan(how, row, scheme)]))
+        elif isinstance(how, Items):
+            out.append((tag, vr, [_run_plan(how.plan, row)] if how.present is None or how.present(row) else []))
         else:
             out.append((tag, vr, how(row)))
     return out
 
 
-def reply_elements(row: Row, parsed: ParsedQuery, *, coding_scheme: str) -> list[Element]:
+def reply_elements(row: Row, parsed: ParsedQuery) -> list[Element]:
     """The reply identifier for one step: exactly the requested keys, filled where we can."""
     if parsed.plan is None:
         parsed.plan = reply_plan(parsed)
-    return _run_plan(parsed.plan, row, coding_scheme)
+    return _run_plan(parsed.plan, row)
 
 
-_ALL_SPS = [Tag(k) for k in SPS_VALUES] + [Tag("ScheduledProtocolCodeSequence")]
-
+# The columns the getters above read: a C-FIND selects only these, as a universal query
+# decodes every selected column of 10,000 rows.
+REPLY_COLUMNS = (
+    "accession_number", "referring_physician", "patient_name", "patient_id", "issuer_of_patient_id", "birth_date",
+    "sex", "study_instance_uid", "requested_procedure_id", "requested_procedure_description", "priority",
+    "requesting_service", "admission_id", "current_location", "reason", "history", "medical_alerts",
+    "station_ae_title", "start_at", "end_at", "modality", "performing_physician", "description", "sps_id",
+    "station_name", "location", "status", "arrived_at", "contrast", "body_part", "laterality", "protocol_code",
+)
 
 _TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC"}
 

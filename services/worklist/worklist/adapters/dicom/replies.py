@@ -17,7 +17,7 @@ from typing import Any
 from imaging_common.dicom import choose_reply_charset
 from imaging_common.dicom.charsets import python_codecs
 
-from worklist.adapters.dicom.mwl import ParsedQuery, PlanEntry, Row, reply_plan
+from worklist.adapters.dicom.mwl import Items, ParsedQuery, PlanEntry, Row, reply_plan
 
 _TEXT = {"PN", "LO", "SH", "LT", "ST", "UT", "UC"}  # the VRs Specific Character Set applies to
 _LONG_EXPLICIT = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
@@ -27,6 +27,16 @@ SPECIFIC_CHARACTER_SET = 0x00080005
 
 # one element of a compiled plan: header prefix, length packer, VR, how to get the value
 _Node = tuple[bytes, Callable[[int], bytes], str, Any]
+
+
+class _Nested:
+    """A sequence of a compiled plan: whether the step holds its item, and the item's nodes."""
+
+    __slots__ = ("present", "nodes")
+
+    def __init__(self, present: Callable[[Row], Any] | None, nodes: list[_Node]) -> None:
+        self.present = present
+        self.nodes = nodes
 
 
 def _prefix(tag: int, vr: str, implicit: bool) -> tuple[bytes, Callable[[int], bytes]]:
@@ -42,8 +52,8 @@ def _compile(plan: list[PlanEntry], implicit: bool) -> list[_Node]:
     nodes: list[_Node] = []
     for tag, vr, how in sorted(plan, key=lambda e: e[0]):
         prefix, pack = _prefix(tag, vr, implicit)
-        if isinstance(how, list):
-            how = _compile(how, implicit)
+        if isinstance(how, Items):
+            how = _Nested(how.present, _compile(how.plan, implicit))
         nodes.append((prefix, pack, vr, how))
     return nodes
 
@@ -52,15 +62,11 @@ class ReplyEncoder:
     """`encoder(row)` -> the reply identifier's bytes for one step (little endian, the query's
     transfer syntax), with (0008,0005) when the reply needs more than ASCII."""
 
-    def __init__(self, parsed: ParsedQuery, *, implicit: bool, coding_scheme: str, fallback_charset: str) -> None:
+    def __init__(self, parsed: ParsedQuery, *, implicit: bool, fallback_charset: str) -> None:
         if parsed.plan is None:
             parsed.plan = reply_plan(parsed)
         self.requested = parsed.charsets
         self.fallback = fallback_charset
-        self.scheme = coding_scheme
-        # the one item of a code sequence: CodeValue, CodingSchemeDesignator, CodeMeaning
-        self.code_item = [(*_prefix(tag, "SH" if tag != 0x00080104 else "LO", implicit),
-                           "SH" if tag != 0x00080104 else "LO", None) for tag in (0x00080100, 0x00080102, 0x00080104)]
         self.nodes = _compile(parsed.plan, implicit)
         self.charset_prefix, self.charset_pack = _prefix(SPECIFIC_CHARACTER_SET, "CS", implicit)
         tags = sorted(tag for tag, _, _ in parsed.plan)
@@ -86,14 +92,9 @@ class ReplyEncoder:
         for _, _, vr, how in nodes:
             if how is None:
                 out.append(None)
-            elif how == "code":
-                code = row["protocol_code"]
-                item = [code, self.scheme, row["description"][:64]] if code else None
-                if item:
-                    texts.extend(v for v in item if v)
-                out.append(item)
-            elif isinstance(how, list):
-                out.append(self._values(how, row, texts))
+            elif isinstance(how, _Nested):
+                present = how.present is None or how.present(row)
+                out.append(self._values(how.nodes, row, texts) if present else None)
             else:
                 value = how(row)
                 if value and vr in _TEXT:
@@ -108,10 +109,8 @@ class ReplyEncoder:
             if vr == "SQ":
                 if value is None:
                     data = b""
-                elif how == "code":
-                    data = self._item(b"".join(self._encode(self.code_item, value, codec)))
                 else:
-                    data = self._item(b"".join(self._encode(how, value, codec)))
+                    data = self._item(b"".join(self._encode(how.nodes, value, codec)))
             elif value:
                 data = value.encode(codec if vr in _TEXT else "ascii")
                 if len(data) % 2:

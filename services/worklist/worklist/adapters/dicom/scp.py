@@ -316,7 +316,7 @@ class WorklistSCP:
     def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         calling = event.assoc.requestor.ae_title
         try:
-            parsed = parse_identifier(event.identifier)
+            parsed = parse_identifier(event.identifier, coding_scheme=self.settings.worklist_coding_scheme)
         except IdentifierError as exc:
             log.info("C-FIND from %s refused: %s", calling, exc.comment)
             yield _status(exc.status, exc.comment, exc.offending), None
@@ -336,8 +336,7 @@ class WorklistSCP:
         # Otherwise pendings are written here, a batch of rows at a time (see _ResponseWriter).
         direct = UID(event.context.transfer_syntax) != DeflatedExplicitVRLittleEndian
         command = writer.command(_pending_response(event.request, pending)) if direct else None
-        encode_reply = ReplyEncoder(parsed, implicit=implicit, coding_scheme=self.settings.worklist_coding_scheme,
-                                    fallback_charset=self.settings.worklist_reply_charset)
+        encode_reply = ReplyEncoder(parsed, implicit=implicit, fallback_charset=self.settings.worklist_reply_charset)
         context_id = event.context.context_id
         rows: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
@@ -391,7 +390,7 @@ class WorklistSCP:
                 count_responses(event.assoc, "C-FIND", pending, sent)
 
     def _elements(self, row: Any, parsed: ParsedQuery) -> tuple[list[Any], str | None]:
-        elements = reply_elements(row, parsed, coding_scheme=self.settings.worklist_coding_scheme)
+        elements = reply_elements(row, parsed)
         charset = choose_reply_charset(
             reply_texts(elements), requested=parsed.charsets, fallback=self.settings.worklist_reply_charset)
         return elements, charset
