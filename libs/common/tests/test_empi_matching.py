@@ -72,15 +72,40 @@ def test_pinyin_only_and_traditional_entries_link() -> None:
     assert SCORER.score(rec("a", "张伟"), rec("b", "張偉", address=None)).band is Band.LINK
 
 
-def test_twins_are_never_linked() -> None:
-    # Same family name, birth date, address and phone; consecutive ID sequence numbers.
+def test_twin_decision() -> None:
+    # Twins: same family name, birth date, address and phone; consecutive ID sequence numbers.
     a = rec("a", "张子涵", idn=rid("110105", "20150601", 121))
     b = rec("b", "张子轩", idn=rid("110105", "20150601", 123))
     pair = SCORER.score(a, b)
     assert pair.band is Band.NEW and pair.reason == "different valid ID numbers"
-    # Without ID numbers (young children): at most a review, never an automatic link.
-    a2, b2 = rec("a", "张子涵", idn=None), rec("b", "张子寒", idn=None)
-    assert SCORER.score(a2, b2).band is not Band.LINK
+    # Different valid ID numbers are never linked, even when the names sound the same.
+    same_sound_ids = SCORER.score(a, rec("b", "张子寒", idn=rid("110105", "20150601", 123)))
+    assert same_sound_ids.band is Band.NEW and same_sound_ids.reason == "different valid ID numbers"
+    # Without ID numbers (young children). Parents do not give twins names that sound the same, tones
+    # included: 张子涵 / 张子寒 (zǐ hán / zǐ hán) with the same birth date, phone and address is one child
+    # whose name was typed through a pinyin input method.
+    a2 = rec("a", "张子涵", idn=None)
+    linked = SCORER.score(a2, rec("b", "张子寒", idn=None))
+    assert linked.band is Band.LINK, linked.explain(SCORER.model)
+    assert SCORER.score(a2, rec("b", "张子寒", idn=None, phone=None)).band is Band.LINK  # the address agrees
+    # A name that differs by a tone only (hán / hàn) or by a syllable keeps the twin guard: a clerk decides.
+    tone = SCORER.score(a2, rec("b", "张子汉", idn=None))
+    assert tone.band is Band.REVIEW and "twins" in (tone.reason or "")
+    syllable = SCORER.score(a2, rec("b", "张子轩", idn=None))
+    assert syllable.band is not Band.LINK
+    # The same sound needs the birth date and the phone or address too, and no identifier against it.
+    assert SCORER.score(a2, rec("b", "张子寒", idn=None, phone=None, address=None)).band is not Band.LINK
+    assert SCORER.score(a2, rec("b", "张子寒", idn=None, dob="2015-06-01")).band is not Band.LINK
+    # An ID number that disagrees, even one that fails its check (so no proof of a second person).
+    other = rid("440106", "20150601", 48)
+    invalid_other = other[:17] + ("0" if other[17] != "0" else "1")
+    with_other_id = SCORER.score(a, rec("b", "张子寒", idn=invalid_other))
+    assert with_other_id.gamma[3] == c.ID_DIFFERENT and with_other_id.band is not Band.LINK
+    card_a = MatchRecord.build("a", name="张子涵", birth_date="1985-03-12", sex="M", phone="13812345678",
+                               identifiers=[("hospital-card", "K1")])
+    card_b = MatchRecord.build("b", name="张子寒", birth_date="1985-03-12", sex="M", phone="13812345678",
+                               identifiers=[("hospital-card", "K2")])
+    assert SCORER.score(card_a, card_b).band is not Band.LINK  # two hospital cards: two children
 
 
 def test_namesakes_born_the_same_day_are_not_linked() -> None:
@@ -273,9 +298,12 @@ def test_rare_name_and_birth_date_link_a_common_name_never_does() -> None:
     wang = index.match(rec("q5", "WANG WEI", idn=None, phone=None, address=None))
     wang = [s for s in wang if s.right.ref == "common"]
     assert wang and wang[0].band is Band.REVIEW
-    # A rare name that agrees only by sound is still the twin guard's: never an automatic link.
-    twin = index.match(rec("q3", "覃炜洁", sex="F", idn=None, phone="13912345678", address=None))
+    # A rare name that differs by a tone (炜 wěi / 维 wéi) is still the twin guard's: never an automatic link.
+    twin = index.match(rec("q3", "覃维婕", sex="F", idn=None, phone="13912345678", address=None))
     assert all(s.band is not Band.LINK for s in twin)
+    # Read the same, tones included (婕 / 洁: jié), with the phone agreeing: the same person.
+    typed = index.match(rec("q6", "覃炜洁", sex="F", idn=None, phone="13912345678", address=None))
+    assert typed[0].right.ref == "rare" and typed[0].band is Band.LINK
 
 
 def test_frequency_weights_in_batch_dedupe() -> None:

@@ -6,9 +6,14 @@ can only lower a band, never raise it. They encode what no weight should overrid
 1. Two VALID numbers from the same national authority that differ mean two people. The
    MOD 11-2 check digit catches every single wrong digit and every swap of neighbours, so a
    typo cannot produce a second valid number. Twins have consecutive numbers: never merged.
-2. A name that matches only by sound (different characters, same pinyin) or only roughly is
-   linked automatically only when an ID number agrees (exactly or with one typo): twins are
-   often named alike (张子涵/张子轩), homophones are how input methods mistype.
+2. The twin decision. Parents do not give twins names that sound the same: they call them by
+   those names. Two names in characters that sound the same, tones included (张子涵 / 张子寒:
+   zǐ hán / zǐ hán), are one name typed through a pinyin input method: with the same birth date,
+   the phone or the address agreeing and no identifier that disagrees, they may be linked
+   automatically. A name that differs in sound, by a syllable or only by a tone (张子涵 / 张子汉:
+   hán / hàn), or agrees only roughly, is linked automatically only when an ID number agrees
+   (exactly or with one typo): twins are often named alike (张子涵/张子轩). Twins with different
+   valid ID numbers are never linked (rule 1).
 3. Name + birth date + sex are not enough on their own for a common name: namesakes born the
    same day exist in every city (a 王伟 has one with a chance of a few percent). An automatic
    link also needs an ID number, a hospital card/HIS id, the phone number or the address to
@@ -58,7 +63,10 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     name, dob, sex, nid, local, phone, address = gamma
     id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
     if name in (c.NAME_HOMOPHONE, c.NAME_SIMILAR) and not id_agrees:
-        return Band.REVIEW, "name agrees only by sound or roughly, and no ID number agrees"
+        if not same_sound(a, b):
+            return Band.REVIEW, "names sound different (a syllable or a tone) and no ID number agrees: twins?"
+        if not (dob == c.DOB_EXACT and (phone == 0 or address == 0) and nid == c.MISSING and local != 1):
+            return Band.REVIEW, "names sound the same, but birth date and phone or address do not all agree"
     if name == c.NAME_DIFFERENT or name == c.MISSING:
         return Band.REVIEW, "names differ"
     if sex == 1:
@@ -67,3 +75,8 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     if not corroborated and not (name in (c.NAME_EXACT, c.NAME_PINYIN) and name_bits >= RARE_NAME_BITS):
         return Band.REVIEW, "only name and birth date agree"
     return band, None
+
+
+def same_sound(a: MatchRecord, b: MatchRecord) -> bool:
+    """Two names in characters that are read the same, tones included (张子涵 / 张子寒)."""
+    return bool(a.name and b.name and a.name.han and b.name.han and a.name.tones == b.name.tones)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,11 +122,12 @@ class FellegiSunterModel:
     # ---- estimation ---------------------------------------------------------------------
     @classmethod
     def estimate(
-        cls, gammas: Iterable[Sequence[int]], *, start: FellegiSunterModel | None = None,
+        cls, gammas: Iterable[Sequence[int]] | Mapping[tuple[int, ...], int], *, start: FellegiSunterModel | None = None,
         max_iter: int = 200, tol: float = 1e-7,
     ) -> FellegiSunterModel:
-        """EM over comparison vectors (repeated patterns are counted once, weighted by count)."""
-        counts = Counter(tuple(g) for g in gammas)
+        """EM over comparison vectors (repeated patterns are counted once, weighted by count); `gammas`
+        may also be a mapping of pattern -> count."""
+        counts = Counter(gammas) if isinstance(gammas, Mapping) else Counter(tuple(g) for g in gammas)
         if not counts:
             raise ValueError("no candidate pairs to estimate from")
         patterns = np.array(list(counts.keys()), dtype=np.int64)  # (P, F)

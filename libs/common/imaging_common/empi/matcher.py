@@ -14,12 +14,14 @@ database-backed path) weighs every name agreement of a level alike, as the model
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+import numpy as np
+
 from imaging_common.empi.bands import Band, Thresholds, band_for
-from imaging_common.empi.blocking import blocking_keys
+from imaging_common.empi.blocking import PASSES, WINDOW, blocking_keys, neighbourhood_key
 from imaging_common.empi.comparators import NAME_EXACT, NAME_PINYIN, compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.frequencies import HAN, PINYIN, NameFrequencies
@@ -29,7 +31,9 @@ from imaging_common.empi.record import MatchRecord
 # A block larger than this (e.g. a very common name with no birth date) is too weak to compare
 # all against all; its pairs are found, if at all, through the other keys.
 MAX_BLOCK = 200
-MIN_PAIRS_FOR_EM = 5000  # fewer pairs than this: EM is poorly identified, the defaults do better
+# Fewer records than this: EM is poorly identified, the defaults do better. (Counted in records, not
+# candidate pairs: the sorted neighbourhood gives every record WINDOW - 1 pairs whatever the file.)
+MIN_RECORDS_FOR_EM = 5000
 
 
 @dataclass(frozen=True)
@@ -138,72 +142,151 @@ class MatchIndex:
         return scored
 
 
+def candidate_array(
+    left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None = None, *,
+    progress: Callable[[str, int], None] | None = None,
+) -> np.ndarray:
+    """Index pairs (i, j) sharing a key of any blocking pass or neighbours in name order, as an (n, 2)
+    array sorted by i then j: within `left` (dedupe, i < j) or across `left` x `right` (link, j in
+    `right`). One pass at a time, and pairs kept as integers: a million records fit in memory."""
+    n_left = len(left)
+    records: Sequence[MatchRecord] = left if right is None else [*left, *right]
+    total = len(records)
+    codes: list[np.ndarray] = []
+
+    def keep(found: list[int]) -> None:
+        arr = np.fromiter(found, dtype=np.int64, count=len(found))
+        if right is not None:  # linking two files: only pairs across them
+            arr = arr[(arr // total < n_left) & (arr % total >= n_left)]
+        codes.append(np.unique(arr))
+
+    for label, keys_of in PASSES:
+        blocks: dict[str, list[int]] = defaultdict(list)
+        for i, rec in enumerate(records):
+            for key in keys_of(rec):
+                blocks[key].append(i)
+        found: list[int] = []
+        for members in blocks.values():
+            if len(members) == 2:
+                found.append(members[0] * total + members[1])
+            elif 2 < len(members) <= MAX_BLOCK:
+                found.extend(a * total + b for a, b in combinations(members, 2))  # members increase: a < b
+        del blocks
+        keep(found)
+        if progress is not None:
+            progress(label, len(found))
+    # Sorted neighbourhood on the normalised name.
+    order = sorted(range(total), key=lambda i: neighbourhood_key(records[i]))
+    found = []
+    for pos, i in enumerate(order):
+        for j in order[pos + 1:pos + WINDOW]:
+            found.append(i * total + j if i < j else j * total + i)
+    keep(found)
+    if progress is not None:
+        progress("sorted neighbourhood", len(found))
+    merged = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    pairs = np.stack([merged // total, merged % total], axis=1)
+    if right is not None:
+        pairs[:, 1] -= n_left
+    return pairs
+
+
 def candidate_pairs(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None = None
 ) -> Iterator[tuple[int, int]]:
     """Index pairs sharing a blocking key: within `left` (dedupe) or across `left` x `right` (link)."""
-    blocks: dict[str, list[int]] = defaultdict(list)
-    offset = len(left)
-    for i, rec in enumerate(left):
-        for key in blocking_keys(rec):
-            blocks[key].append(i)
-    if right is not None:
-        for j, rec in enumerate(right):
-            for key in blocking_keys(rec):
-                blocks[key].append(offset + j)
-    pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if 2 <= len(members) <= MAX_BLOCK:
-            pairs.update(combinations(members, 2))  # members are in increasing order: i < j
-    for i, j in sorted(pairs):
-        if right is None:
-            yield i, j
-        elif i < offset <= j:  # linking two files: only pairs across them
-            yield i, j - offset
+    for i, j in candidate_array(left, right).tolist():
+        yield i, j
 
 
 def _score_pairs(
-    pairs: list[tuple[MatchRecord, MatchRecord]], model: FellegiSunterModel | None, estimate: bool,
-    thresholds: Thresholds | None, frequencies: NameFrequencies,
+    left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None, idx: np.ndarray,
+    model: FellegiSunterModel | None, estimate: bool, thresholds: Thresholds | None, frequencies: NameFrequencies,
+    keep: Iterable[Band] | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
-    gammas = [compare(a, b) for a, b in pairs]
+    """Compare every candidate pair once (its comparison vector kept as a pattern number: a million
+    records' pairs fit in memory), estimate the model on the pattern counts, then band every pair;
+    only pairs of the `keep` bands (default all) become ScoredPair objects."""
+    other = left if right is None else right
+    n_records = len(left) + (len(right) if right is not None else 0)
+    pattern_of: dict[tuple[int, ...], int] = {}
+    pattern_ids = np.empty(len(idx), dtype=np.int32)
+    step = 200_000
+    for k, (i, j) in enumerate(idx.tolist()):
+        gamma = compare(left[i], other[j])
+        pid = pattern_of.get(gamma)
+        if pid is None:
+            pid = pattern_of[gamma] = len(pattern_of)
+        pattern_ids[k] = pid
+        if progress is not None and k % step == step - 1:
+            progress(k + 1, len(idx))
+    if progress is not None:
+        progress(len(idx), len(idx))
+    patterns = list(pattern_of)
     if model is None:
         model = FellegiSunterModel.default()
-        if estimate and len(gammas) >= MIN_PAIRS_FOR_EM:
-            model = FellegiSunterModel.estimate(gammas, start=model)
+        if estimate and n_records >= MIN_RECORDS_FOR_EM and len(idx):
+            counts = np.bincount(pattern_ids, minlength=len(patterns))
+            model = FellegiSunterModel.estimate(dict(zip(patterns, counts.tolist(), strict=True)), start=model)
             # The name levels' u just estimated belong to these records' names.
             model.name_frequency_ref = frequencies.references()
     if model.name_frequency_ref is None:  # a model from before frequencies: these records' reference
         model = replace(model, name_frequency_ref=frequencies.references())
     th = thresholds or Thresholds()
+    wanted = set(keep) if keep is not None else set(Band)
+    pattern_weight = [model.weight(g) for g in patterns]
     bits_of: dict[tuple[NameForm, str], float] = {}  # one frequency look-up per distinct name
     out = []
-    for (a, b), gamma in zip(pairs, gammas, strict=True):
+    for (i, j), pid in zip(idx.tolist(), pattern_ids.tolist(), strict=True):
+        a, b = left[i], other[j]
+        gamma = patterns[pid]
         bits = 0.0
-        agreed = agreed_name(a, b, gamma)
-        if agreed is not None:
-            if agreed not in bits_of:
-                bits_of[agreed] = frequencies.bits(agreed[0], model.name_frequency_ref, exclude=2, script=agreed[1])
-            bits = bits_of[agreed]
-        out.append(_scored(a, b, gamma, model, th, bits))
+        if gamma[0] in (NAME_EXACT, NAME_PINYIN):
+            agreed = agreed_name(a, b, gamma)
+            if agreed is not None:
+                if agreed not in bits_of:
+                    bits_of[agreed] = frequencies.bits(agreed[0], model.name_frequency_ref, exclude=2,
+                                                       script=agreed[1])
+                bits = bits_of[agreed]
+        weight = pattern_weight[pid] + bits
+        band, reason = band_for(weight, gamma, a, b, th, bits)
+        if band in wanted:
+            out.append(ScoredPair(a, b, gamma, weight, band, reason, bits))
     return out, model
 
 
 def dedupe(
     records: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None, estimate: bool = True,
-    thresholds: Thresholds | None = None,
+    thresholds: Thresholds | None = None, keep: Iterable[Band] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
-    """Every blocked pair of one record set, scored and banded; and the model used."""
-    pairs = [(records[i], records[j]) for i, j in candidate_pairs(records)]
-    return _score_pairs(pairs, model, estimate, thresholds, NameFrequencies(records))
+    """Every blocked pair of one record set, scored and banded (those of the `keep` bands, default all);
+    and the model used. `progress(stage, done, total)` is told how blocking and comparing go."""
+    idx = candidate_array(records, progress=_blocking_progress(progress))
+    return _score_pairs(records, None, idx, model, estimate, thresholds, NameFrequencies(records), keep,
+                        _compare_progress(progress))
 
 
 def link_sets(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None,
-    estimate: bool = True, thresholds: Thresholds | None = None,
+    estimate: bool = True, thresholds: Thresholds | None = None, keep: Iterable[Band] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
-    pairs = [(left[i], right[j]) for i, j in candidate_pairs(left, right)]
-    return _score_pairs(pairs, model, estimate, thresholds, NameFrequencies([*left, *right]))
+    idx = candidate_array(left, right, progress=_blocking_progress(progress))
+    return _score_pairs(left, right, idx, model, estimate, thresholds, NameFrequencies([*left, *right]), keep,
+                        _compare_progress(progress))
+
+
+def _blocking_progress(progress: Callable[[str, int, int], None] | None) -> Callable[[str, int], None] | None:
+    if progress is None:
+        return None
+    return lambda label, found: progress(f"blocking: {label}", found, 0)
+
+
+def _compare_progress(progress: Callable[[str, int, int], None] | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress("comparing pairs", done, total)
 
 
 def clusters(refs: Iterable[str], links: Iterable[tuple[str, str]]) -> list[set[str]]:

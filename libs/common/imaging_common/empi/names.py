@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from opencc import OpenCC
-from pypinyin import Style, lazy_pinyin
+from pypinyin import Style, lazy_pinyin, pinyin
 
 _T2S = OpenCC("t2s")
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -29,6 +29,11 @@ COMPOUND_SURNAMES = frozenset(
 SURNAME_READINGS = {"单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "朴": "piao", "区": "ou",
                     "查": "zha", "尉迟": "yuchi", "万俟": "moqi", "黑": "he", "盖": "ge", "乐": "yue",
                     "覃": "qin", "翟": "zhai", "缪": "miao", "长孙": "zhangsun", "重": "chong"}
+# The same surnames with their tones (numbered pinyin, one syllable per character).
+SURNAME_TONES = {"单": ("shan4",), "曾": ("zeng1",), "解": ("xie4",), "仇": ("qiu2",), "朴": ("piao2",),
+                 "区": ("ou1",), "查": ("zha1",), "尉迟": ("yu4", "chi2"), "万俟": ("mo4", "qi2"), "黑": ("he4",),
+                 "盖": ("ge3",), "乐": ("yue4",), "覃": ("qin2",), "翟": ("zhai2",), "缪": ("miao4",),
+                 "长孙": ("zhang3", "sun1"), "重": ("chong2",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,9 @@ class NameForm:
     sorted_key: str  # tokens sorted, for family/given order swaps
     fuzzy: str  # key with southern-accent merges, for blocking
     family_key: str  # pinyin of the family name (first token or compound surname)
+    # Pinyin with tones, one numbered syllable per character ("zi3", "han2"); () for Latin script.
+    # Two names in characters that read the same, tones included, sound the same when called out.
+    tones: tuple[str, ...] = ()
 
     @property
     def is_han(self) -> bool:
@@ -55,6 +63,26 @@ def _simplified_char(ch: str) -> str:
 @lru_cache(maxsize=65536)
 def _pinyin_char(ch: str) -> str:
     return "".join(lazy_pinyin(ch, style=Style.NORMAL, errors="ignore"))
+
+
+@lru_cache(maxsize=65536)
+def _tone_char(ch: str) -> str:
+    """The usual reading with its tone; a neutral-tone reading (子 as a suffix: zi5) gives way to the
+    first toned one, since a character in a name is read on its own (子涵: zi3)."""
+    readings = pinyin(ch, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True, errors="ignore")
+    if not readings or not readings[0]:
+        return ""
+    first = pinyin(ch, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")[0][0]
+    if first.endswith("5"):
+        first = next((r for r in readings[0] if not r.endswith("5")), first)
+    return first
+
+
+def tone_syllables(han: str) -> tuple[str, ...]:
+    """Numbered pinyin of a name in characters, the surname read as a surname (单: shan4)."""
+    family, given = split_han_name(han)
+    head = SURNAME_TONES.get(family) or tuple(map(_tone_char, family))
+    return head + tuple(t for t in map(_tone_char, given) if t)
 
 
 def pinyin_syllables(han: str) -> list[str]:
@@ -114,7 +142,7 @@ def name_form(raw: str | None) -> NameForm | None:
     key = "".join(written)
     return NameForm(
         han=han, pinyin=" ".join(written), key=key, sorted_key="".join(sorted(written)),
-        fuzzy=_fuzzy(key), family_key=written[0],
+        fuzzy=_fuzzy(key), family_key=written[0], tones=tone_syllables(han) if han else (),
     )
 
 

@@ -3,7 +3,8 @@
 Used by the EMPI benchmark and tests, and to estimate the shipped default parameters. The
 population has namesakes (family names drawn with their real frequencies: 王, 李 and 张 are
 each about 7 % of the population), twins (same family name, birth date, address and phone;
-consecutive ID numbers, often alike-sounding given names), same-name people born the same day,
+consecutive ID numbers, often alike-sounding given names, never ones that sound the same, tones
+included), same-name people born the same day,
 and homophone namesakes. Every ID number agrees with the birth date and sex of its holder.
 
 A person's duplicate records carry the errors front desks make, and where they make them. About
@@ -42,7 +43,7 @@ from itertools import accumulate
 from opencc import OpenCC
 
 from imaging_common.empi.identifiers import resident_check_char
-from imaging_common.empi.names import latin_of, split_han_name
+from imaging_common.empi.names import latin_of, name_form, split_han_name
 
 SURNAMES = list(
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"
@@ -199,7 +200,9 @@ class Generator:
                 pid += 1
                 twin_sex = base.sex if r.random() < 0.6 else ("F" if base.sex == "M" else "M")
                 given = base.name[1:]
-                while given == base.name[1:]:  # parents never give twins the same name
+                # Parents never give twins names that sound the same, tones included (they call them by
+                # those names); alike-sounding ones are common (张子涵 / 张子轩, 张子涵 / 张子汉).
+                while name_form(base.name[0] + given).tones == name_form(base.name).tones:
                     given = self._given()
                     if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
                         given = base.name[1] + r.choices(GIVEN, cum_weights=GIVEN_CUM_WEIGHTS)[0]
