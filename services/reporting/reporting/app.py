@@ -5,9 +5,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
+from reporting.adapters import fhir_api
 from reporting.adapters.delivery_worker import delivery_listener
 from reporting.adapters.events import HANDLERS
-from reporting.adapters.fhir_api import fhir_router
 from reporting.adapters.http import router
 from reporting.adapters.ui import ui_router
 from reporting.settings import Settings
@@ -17,7 +17,8 @@ SERVICE = ServiceSpec(
     prefix="reporting",
     title="Reporting",
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, fhir_router],
+    routers=[router],
+    fhir=fhir_api.FACE,
     ui_routers=[ui_router],
     event_handlers=HANDLERS,
     listeners=[delivery_listener],

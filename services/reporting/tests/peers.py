@@ -1,6 +1,7 @@
 """Test receivers speaking the real protocols: an HL7 v2 receiver on MLLP (imaging_common.hl7's
 server and MessageService, as a HIS would run) and a FHIR R4 server over HTTP (a small FastAPI
-app accepting transaction Bundles, validated with fhir.resources, served by uvicorn)."""
+app accepting transaction Bundles, every one and its resources validated with fhir.resources' R4B
+models and refused 400 otherwise, served by uvicorn)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fhir.resources.bundle import Bundle
+from fhir.resources.R4B.bundle import Bundle
 from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
 from imaging_common.testing import http_server
@@ -56,6 +57,7 @@ async def hl7_receiver(default_charset: str = "utf-8") -> AsyncIterator[HL7Recei
 class FHIRStore:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Type/id" -> resource
     history: list[dict[str, Any]] = field(default_factory=list)  # every DiagnosticReport PUT, in order
+    refused: list[str] = field(default_factory=list)  # why each Bundle that is not valid R4B was refused
     fail_next: int = 0
     url: str = ""
 
@@ -73,6 +75,7 @@ def fhir_app(store: FHIRStore) -> FastAPI:
         try:
             bundle = Bundle.model_validate(body)
         except Exception as exc:
+            store.refused.append(str(exc)[:500])
             return JSONResponse({"resourceType": "OperationOutcome", "issue": [
                 {"severity": "error", "code": "invalid", "diagnostics": str(exc)[:500]}]}, status_code=400)
         if bundle.type != "transaction":

@@ -10,6 +10,7 @@ import base64
 import asyncpg
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
+from imaging_common.fhir.testing import r4b
 from imaging_common.hl7 import Message
 
 from .conftest import CONTENT, Service, World
@@ -62,11 +63,19 @@ async def test_sign_then_amend_reaches_hl7_and_fhir(service: Service, world: Wor
     assert any(e.get("valueString") == "侧别错误：应为左肺" for e in fhir_c.get("extension", []))
 
     # Our FHIR read API shows the same, and the history keeps the reason.
-    r = await svc.client.get(f"/api/reporting/fhir/DiagnosticReport/{report_id}", headers=clinician)
-    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
-    assert r.json()["status"] == "corrected"
-    r = await svc.client.get(f"/api/reporting/fhir/DiagnosticReport?identifier={acc}", headers=clinician)
-    assert r.json()["total"] == 1
+    r = await svc.client.get(f"/fhir/R4/DiagnosticReport/{report_id}", headers=clinician)
+    assert r4b(r, resource_type="DiagnosticReport")["status"] == "corrected"
+    r = await svc.client.get(f"/fhir/R4/DiagnosticReport?identifier={acc}", headers=clinician)
+    found = r4b(r, resource_type="Bundle")
+    assert found["total"] == 1 and found["entry"][0]["fullUrl"].endswith(f"/fhir/R4/DiagnosticReport/{report_id}")
+    r = await svc.client.get(f"/fhir/R4/DiagnosticReport?patient=Patient/{fhir_c['subject']['identifier']['value']}",
+                             headers=clinician)
+    assert report_id in [e["resource"]["id"] for e in r4b(r, resource_type="Bundle")["entry"]]
+    # Errors are OperationOutcomes; the former base redirects.
+    r4b(await svc.client.get(f"/fhir/R4/DiagnosticReport/{report_id}"), status=401)
+    r4b(await svc.client.get("/fhir/R4/DiagnosticReport", headers=clinician), status=400)
+    moved = await svc.client.get(f"/api/reporting/fhir/DiagnosticReport?identifier={acc}", headers=clinician)
+    assert moved.status_code == 308 and moved.headers["location"] == f"/fhir/R4/DiagnosticReport?identifier={acc}"
     history = (await svc.client.get(f"/api/reporting/reports/{report_id}/amendments", headers=senior)).json()
     assert history["data"][0]["reason"] == "侧别错误：应为左肺" and history["data"][0]["status"] == "completed"
 
@@ -80,6 +89,9 @@ async def test_sign_then_amend_reaches_hl7_and_fhir(service: Service, world: Wor
     await world.step(acc, "withdraw", senior, note="检查号错误")
     await wait_for(lambda: statuses(svc, acc) == ["P", "F", "C", "W"])
     await wait_for(lambda: svc.fhir.resources[f"DiagnosticReport/{report_id}"]["status"] == "entered-in-error")
+    # Every Bundle pushed (preliminary, final, corrected, withdrawn) parsed with the R4B models.
+    assert not svc.fhir.refused, svc.fhir.refused
+    assert len([h for h in svc.fhir.history if h["id"] == report_id]) == 4
 
 
 async def test_oru_is_valid_hl7_v251(service: Service, world: World) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from imaging_common.events import publish
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCancelled, OrderCreated, PatientRef
+from imaging_common.fhir.testing import r4b
 from reporting.domain import exams
 
 from .conftest import CONTENT, Service, World
@@ -121,15 +122,17 @@ async def test_priors_statistics_page_and_observations(service: Service, world: 
                "fields": {"size": {"value": 7, "unit": "mm"}, "kind": {"value": "solid", "critical": True}}}
     rid = (await world.step(new, "preliminary", rad, content=content))["report_id"]
     await world.step(new, "final", senior)
-    r = await svc.client.get(f"/api/reporting/fhir/Observation/{rid}-size", headers=svc.auth("clinician"))
-    assert r.status_code == 200 and r.json()["valueQuantity"] == {"value": 7, "unit": "mm",
-                                                                  "system": "http://unitsofmeasure.org", "code": "mm"}
-    r = await svc.client.get(f"/api/reporting/fhir/Observation/{rid}-kind", headers=svc.auth("clinician"))
-    assert r.json()["interpretation"][0]["coding"][0]["code"] == "AA"
-    assert (await svc.client.get(f"/api/reporting/fhir/Observation/{rid}-none",
-                                 headers=svc.auth("clinician"))).status_code == 404
-    assert (await svc.client.get(f"/api/reporting/fhir/DiagnosticReport/{rid}",
-                                 headers=svc.auth("clerk"))).status_code == 403
+    r = await svc.client.get(f"/fhir/R4/Observation/{rid}-size", headers=svc.auth("clinician"))
+    assert r4b(r, resource_type="Observation")["valueQuantity"] == {
+        "value": 7, "unit": "mm", "system": "http://unitsofmeasure.org", "code": "mm"}
+    r = await svc.client.get(f"/fhir/R4/Observation/{rid}-kind", headers=svc.auth("clinician"))
+    assert r4b(r, resource_type="Observation")["interpretation"][0]["coding"][0]["code"] == "AA"
+    r4b(await svc.client.get(f"/fhir/R4/Observation/{rid}-none", headers=svc.auth("clinician")), status=404)
+    r = await svc.client.get(f"/fhir/R4/DiagnosticReport/{rid}", headers=svc.auth("clerk"))
+    assert r4b(r, status=403)["issue"][0]["code"] == "forbidden"
+    report = r4b(await svc.client.get(f"/fhir/R4/DiagnosticReport/{rid}", headers=svc.auth("clinician")),
+                 resource_type="DiagnosticReport")
+    assert {f"Observation/{rid}-size", f"Observation/{rid}-kind"} <= {o["reference"] for o in report["result"]}
 
     third = await world.exam(3, empi=empi)
     await world.step(third, "preliminary", rad, content=CONTENT)

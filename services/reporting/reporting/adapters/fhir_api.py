@@ -1,4 +1,6 @@
-"""FHIR R4 read API `/api/reporting/fhir/...`: DiagnosticReport and Observation of signed reports.
+"""FHIR R4 read API under the platform's FHIR base `/fhir/R4` (imaging_common.fhir; the former
+`/api/reporting/fhir/...` redirects there): DiagnosticReport and Observation of signed reports, built
+with fhir.resources' R4B models (reporting.domain.fhir).
 
 Clinicians see what was released: the last signed version (an amendment in progress shows the
 version still in force); a report never signed shows its status with no content.
@@ -13,13 +15,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
+from imaging_common.fhir import FhirFace, ResourceCapability, SearchParam
+from imaging_common.fhir.resources import fhir_response, outcome, searchset
 from imaging_common.service import ServiceContext
 
 from reporting.domain import fhir, reports
 from reporting.domain.fhir import ACCESSION_SYSTEM
 
-fhir_router = APIRouter(prefix="/fhir", tags=["fhir"])
-FHIR_JSON = "application/fhir+json"
+fhir_router = APIRouter(tags=["fhir"])
 Clinical = Annotated[Principal, Depends(require_roles("clinician", "radiologist", "senior-radiologist", "admin"))]
 
 
@@ -30,10 +33,15 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-def _outcome(status: int, text: str) -> JSONResponse:
-    return JSONResponse({"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": "not-found" if status == 404 else "invalid", "diagnostics": text}]},
-        status_code=status, media_type=FHIR_JSON)
+FACE = FhirFace(fhir_router, (
+    ResourceCapability("DiagnosticReport", ("read", "search-type"), documentation=(
+        "A radiology report; id = report id, the same for every version: the last signed version (an amendment "
+        "in progress shows the one in force); a report never signed shows its status with no content."), search=(
+        SearchParam("identifier", "token", "the accession number ([system|]value)"),
+        SearchParam("patient", "reference", "Patient/<EMPI id>, or the bare EMPI id or PACS patient id"))),
+    ResourceCapability("Observation", ("read",), documentation=(
+        "One structured finding of a signed report; id = <report id>-<field id>.")),
+))
 
 
 async def _released(conn: asyncpg.Connection, report_id: str) -> dict[str, Any]:
@@ -59,19 +67,20 @@ async def diagnostic_report(report_id: str, request: Request, user: Clinical) ->
         try:
             snap = await _released(conn, report_id)
         except reports.NotFound:
-            return _outcome(404, f"DiagnosticReport/{report_id} not found")
+            return outcome(404, "not-found", f"DiagnosticReport/{report_id} not found")
         observations = fhir.build_observations(snap)
         resource = fhir.build_diagnostic_report(snap, observations)
         await _audit(conn, user, request, "report", report_id, snap["patient"].get("patient_id"))
-    return JSONResponse(resource.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+    return fhir_response(resource)
 
 
-@fhir_router.get("/DiagnosticReport", summary="Search: identifier=<accession> or patient=<patient id>")
+@fhir_router.get("/DiagnosticReport", summary="Search: identifier=<accession> or patient=[Patient/]<patient id>")
 async def search(request: Request, user: Clinical, identifier: str | None = None,
                  patient: str | None = None) -> JSONResponse:
     if not identifier and not patient:
-        return _outcome(400, "search by identifier (accession number) or patient")
+        return outcome(400, "required", "search by identifier (accession number) or patient")
     value = identifier.split("|", 1)[-1] if identifier else None
+    patient = patient.removeprefix("Patient/") if patient else None  # a reference, or the bare id
     ctx = _ctx(request)
     async with ctx.pool.acquire() as conn:
         ids = await conn.fetch(
@@ -79,16 +88,12 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
                WHERE ($1::text IS NULL OR e.accession_number = $1)
                  AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2 OR e.patient ->> 'patient_id' = $2)
                ORDER BY r.updated_at DESC LIMIT 100""", value, patient)
-        entries = []
+        found = []
         for row in ids:
             snap = await _released(conn, row["id"])
-            resource = fhir.build_diagnostic_report(snap, fhir.build_observations(snap))
-            entries.append({"fullUrl": f"DiagnosticReport/{row['id']}",
-                            "resource": resource.model_dump(mode="json", exclude_none=True),
-                            "search": {"mode": "match"}})
+            found.append(fhir.build_diagnostic_report(snap, fhir.build_observations(snap)))
         await _audit(conn, user, request, "report-search", value or patient or "", patient)
-    return JSONResponse({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries,
-                         "link": [{"relation": "self", "url": str(request.url)}]}, media_type=FHIR_JSON)
+    return fhir_response(searchset(request, found))
 
 
 @fhir_router.get("/Observation/{observation_id}", summary="FHIR Observation of one structured finding")
@@ -98,13 +103,13 @@ async def observation(observation_id: str, request: Request, user: Clinical) -> 
         report_id = await conn.fetchval(
             "SELECT r.id FROM report r WHERE $1 LIKE r.id || '-%' ORDER BY length(r.id) DESC LIMIT 1", observation_id)
         if report_id is None:
-            return _outcome(404, f"Observation/{observation_id} not found")
+            return outcome(404, "not-found", f"Observation/{observation_id} not found")
         snap = await _released(conn, report_id)
         found = next((o for o in fhir.build_observations(snap) if o.id == observation_id), None)
         if found is None:
-            return _outcome(404, f"Observation/{observation_id} not found")
+            return outcome(404, "not-found", f"Observation/{observation_id} not found")
         await _audit(conn, user, request, "observation", observation_id, snap["patient"].get("patient_id"))
-    return JSONResponse(found.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+    return fhir_response(found)
 
 
-__all__ = ["ACCESSION_SYSTEM", "fhir_router"]
+__all__ = ["ACCESSION_SYSTEM", "FACE", "fhir_router"]

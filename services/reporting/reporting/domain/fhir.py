@@ -1,8 +1,9 @@
 """FHIR R4 DiagnosticReport (+ one Observation per structured finding) for a report snapshot.
 
-Built and validated with fhir.resources. The same id is used for every version of a report, so
-an amended/corrected report replaces the earlier one at every endpoint (PUT semantics), and a
-withdrawn one becomes `entered-in-error` there.
+Built and validated with fhir.resources' R4B models (the package has no R4; R4B left DiagnosticReport
+and Observation as R4 defined them, so what validates is R4 on the wire). The same id is used for
+every version of a report, so an amended/corrected report replaces the earlier one at every endpoint
+(PUT semantics), and a withdrawn one becomes `entered-in-error` there.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir.resources.bundle import Bundle
-from fhir.resources.diagnosticreport import DiagnosticReport
-from fhir.resources.observation import Observation
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
 
 SYSTEMS = {"RadLex": "http://radlex.org", "SNOMED-CT": "http://snomed.info/sct", "LOINC": "http://loinc.org"}
 ACCESSION_SYSTEM = "urn:imaging:accession"
