@@ -102,3 +102,67 @@ def test_card_and_insurance_columns_are_found_by_their_usual_headers(tmp_path: P
     assert bands[("H1", "P1")] == "link"  # homophone, but the ID number agrees (from the insurance card)
     # The same card and a homophone: weighty, but a parent may bring one twin's card for the other -> a clerk.
     assert bands[("H2", "P2")] == "review"
+
+
+def test_malformed_rows_are_reported_with_their_line_numbers(tmp_path: Path) -> None:
+    a = rid("440106", "19800101", 51)
+    src = tmp_path / "broken.csv"
+    src.write_text(
+        "编号,姓名,性别,出生日期,身份证号,电话,地址\n"  # line 1
+        f"1,林丽,女,1980-01-01,{a},13512345678,广州市天河区\n"  # 2
+        '2,"黄海,男,1975-05-05,,13800001111,广州市越秀区\n'  # 3: the quote never ends
+        f"3,林丽,女,1980-01-01,{a},13512345678,\"广州市\n天河区\"\n"  # 4-5: a quoted address over two lines
+        "4,王芳,女,1990-02-02\n"  # 6: too few fields
+        f"5,林莉,女,1980-01-01,{a},13512345678,广州市天河区\n",  # 7
+        encoding="utf-8")
+    out = tmp_path / "out.csv"
+    res = run("dedupe", str(src), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "line 3: unterminated quote" in res.stderr
+    assert "line 6: 4 fields where the header has 7" in res.stderr
+    assert "2 malformed rows skipped" in res.stderr
+    linked = {frozenset((r["left_id"], r["right_id"])) for r in csv.DictReader(out.open(encoding="utf-8"))
+              if r["band"] == "link"}
+    # The rows after the broken quote are read: 1, 3 and 5 are one person.
+    assert linked == {frozenset(("1", "3")), frozenset(("1", "5")), frozenset(("3", "5"))}
+    strict = run("dedupe", str(src), "-o", str(out), "--strict")
+    assert strict.returncode == 2 and "error: line 3: unterminated quote" in strict.stderr
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    from imaging_common.empi.synthetic import Generator
+
+    src = tmp_path / "site.csv"
+    records = Generator(seed=5).population(300)
+    with src.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0].row()))
+        writer.writeheader()
+        writer.writerows(r.row() for r in records)
+    res = run("dedupe", str(src), "-o", str(tmp_path / "p.csv"))
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert "\r" not in res.stderr and "\x1b" not in res.stderr  # no bar drawn into a log
+    assert any(line.startswith("reading site.csv:") and "records" in line for line in lines)
+    assert any(line.startswith("comparing pairs:") and "(100%)" in line and "ETA" in line for line in lines)
+    assert "peak memory" in lines[-1]
+    quiet = run("dedupe", str(src), "-o", str(tmp_path / "p.csv"), "--quiet")
+    assert len(quiet.stderr.strip().splitlines()) == 1
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    import io
+
+    from imaging_common.empi.cli import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = Progress(out, interval=0)
+    bar("comparing pairs", 50, 100)
+    bar("comparing pairs", 100, 100)
+    bar.close()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and "[############            ] 50/100 pairs (50%), ETA" in text
+    assert text.endswith("(100%), ETA 0:00\n")

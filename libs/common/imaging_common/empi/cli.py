@@ -19,10 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from imaging_common.csvsafe import SafeWriter
 from imaging_common.empi.bands import Band, Thresholds
@@ -85,41 +88,170 @@ def parse_mapping(items: Sequence[str], header: Sequence[str]) -> dict[str, list
     return mapping
 
 
-def read_records(path: Path, mapping_items: Sequence[str], *, encoding: str, delimiter: str,
-                 prefix: str = "") -> list[MatchRecord]:
-    with path.open(newline="", encoding=encoding) as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        mapping = parse_mapping(mapping_items, reader.fieldnames or [])
+class MalformedCsv(ValueError):
+    """A row the CSV reader cannot take (with --strict: the first one stops the run)."""
 
-        def get(row: dict[str, str], name: str) -> str | None:
-            cols = mapping.get(name)
+
+MAX_QUOTED_LINES = 20  # a quoted field running over more lines than this is an unterminated quote
+
+
+class Progress:
+    """Progress on standard error: a bar redrawn in place on a terminal, plain lines every few seconds
+    otherwise (a log file, a CI job). Stages: records read, blocking passes, pairs compared (with ETA)."""
+
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, interval: float | None = None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.interval = interval if interval is not None else (0.2 if self.tty else 10.0)
+        self._stage = ""
+        self._started = self._last = time.monotonic()
+
+    def __call__(self, stage: str, done: int, total: int, unit: str = "pairs") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if stage != self._stage:
+            if self.tty and self._stage:
+                self.stream.write("\n")
+            self._stage, self._started, self._last = stage, now, 0.0
+        finished = total > 0 and done >= total
+        if now - self._last < self.interval and not finished:
+            return
+        self._last = now
+        if total > 0:
+            fraction = min(done / total, 1.0)
+            elapsed = now - self._started
+            eta = elapsed / fraction * (1 - fraction) if fraction > 0 else 0.0
+            figures = f"{done:,}/{total:,} {unit} ({fraction:.0%}), ETA {_clock(eta)}"
+        else:
+            fraction, figures = 0.0, f"{done:,} {unit}"
+        if self.tty:
+            bar = "#" * round(fraction * 24) if total > 0 else ""
+            self.stream.write(f"\r\x1b[K{stage} [{bar:<24}] {figures}" if total > 0 else f"\r\x1b[K{stage}: {figures}")
+        else:
+            self.stream.write(f"{stage}: {figures}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._stage:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._stage = ""
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def csv_rows(fh: TextIO, *, delimiter: str, strict: bool = False,
+             malformed: list[str] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row; the first row is the header. A malformed row (an unterminated
+    quote, a wrong number of fields) is reported in `malformed` as "line N: why" and skipped, the
+    lines after it read again on their own; with `strict`, MalformedCsv is raised instead."""
+    header_len: int | None = None
+    lines = iter(fh)
+    pushed: list[tuple[int, str]] = []  # lines to read again after a malformed row, next one last
+    lineno = 0
+
+    def next_line() -> tuple[int, str] | None:
+        nonlocal lineno
+        if pushed:
+            return pushed.pop()
+        line = next(lines, None)
+        if line is None:
+            return None
+        lineno += 1
+        return lineno, line
+
+    def bad(at: int, why: str, pending: list[tuple[int, str]]) -> None:
+        message = f"line {at}: {why}"
+        if strict:
+            raise MalformedCsv(message)
+        if malformed is not None:
+            malformed.append(message)
+        pushed.extend(reversed(pending[1:]))  # the swallowed lines may be good rows
+
+    while True:
+        first = next_line()
+        if first is None:
+            return
+        pending = [first]
+        quotes = first[1].count('"')
+        while quotes % 2 and len(pending) <= MAX_QUOTED_LINES:
+            more = next_line()
+            if more is None:
+                break
+            pending.append(more)
+            quotes += more[1].count('"')
+        at = first[0]
+        if quotes % 2:
+            bad(at, "unterminated quote (the row's quoted field never ends)", pending)
+            continue
+        try:
+            fields = next(csv.reader([line for _, line in pending], delimiter=delimiter, strict=True), [])
+        except csv.Error as exc:
+            if len(pending) > 1 and first[1].count('"') % 2:  # its quote closed only by a later row's
+                bad(at, f"unterminated quote (the quoted field runs into the next rows: {exc})", pending)
+            else:
+                bad(at, f"cannot be read as CSV ({exc})", pending)
+            continue
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # a blank line
+        if header_len is None:
+            header_len = len(fields)
+        elif len(fields) != header_len:
+            bad(at, f"{len(fields)} fields where the header has {header_len}", pending)
+            continue
+        yield at, fields
+
+
+def read_records(path: Path, mapping_items: Sequence[str], *, encoding: str, delimiter: str,
+                 prefix: str = "", strict: bool = False, malformed: list[str] | None = None,
+                 progress: Progress | None = None) -> list[MatchRecord]:
+    size = path.stat().st_size
+    with path.open(newline="", encoding=encoding) as fh:
+        rows = csv_rows(fh, delimiter=delimiter, strict=strict, malformed=malformed)
+        first = next(rows, None)
+        header = first[1] if first else []
+        mapping = parse_mapping(mapping_items, header)
+        position = {h: k for k, h in enumerate(header)}
+        columns = {name: [position[c] for c in cols] for name, cols in mapping.items()}
+
+        def get(fields: list[str], name: str) -> str | None:
+            cols = columns.get(name)
             if not cols:
                 return None
             if len(cols) == 1:
-                return (row.get(cols[0]) or "").strip() or None
-            return "".join((row.get(c) or "").strip() for c in cols) or None
+                return fields[cols[0]].strip() or None
+            return "".join(fields[c].strip() for c in cols) or None
 
         out = []
-        for n, row in enumerate(reader, start=1):
+        for n, (_line, fields) in enumerate(rows, start=1):
             idents: list[tuple[str | IdType, str]] = []
-            number = get(row, "id_number")
+            number = get(fields, "id_number")
             if number:
                 try:
-                    kind = parse_id_type(get(row, "id_type"))
+                    kind = parse_id_type(get(fields, "id_type"))
                 except ValueError:
                     kind = IdType.RESIDENT_ID
                 idents.append((kind, number))
-            for name in mapping:
+            for name in columns:
                 if name.startswith("ident:"):
-                    value = get(row, name)
+                    value = get(fields, name)
                     if value:
                         idents.append((name[6:], value))
             out.append(MatchRecord.build(
-                prefix + (get(row, "id") or str(n)), name=get(row, "name"), family_name=get(row, "family_name"),
-                given_name=get(row, "given_name"), birth_date=get(row, "birth_date"), sex=get(row, "sex"),
-                identifiers=idents, phone=get(row, "phone"), address=get(row, "address"),
-                postcode=get(row, "postcode"),
+                prefix + (get(fields, "id") or str(n)), name=get(fields, "name"),
+                family_name=get(fields, "family_name"), given_name=get(fields, "given_name"),
+                birth_date=get(fields, "birth_date"), sex=get(fields, "sex"), identifiers=idents,
+                phone=get(fields, "phone"), address=get(fields, "address"), postcode=get(fields, "postcode"),
             ))
+            if progress is not None and n % 5000 == 0:
+                progress(f"reading {path.name}", fh.buffer.tell(), size, "bytes")  # type: ignore[attr-defined]
+        if progress is not None:
+            progress(f"reading {path.name}", size, size, f"bytes, {len(out):,} records")
         return out
 
 
@@ -151,33 +283,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--bands", default="link,review", help="bands to write: link,review,new")
         p.add_argument("--link-threshold", type=float, default=Thresholds.link)
         p.add_argument("--review-threshold", type=float, default=Thresholds.review)
+        p.add_argument("--strict", action="store_true", help="stop at the first malformed CSV row (default: report "
+                       "it with its line number and go on)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    progress = Progress(enabled=not args.quiet)
+    malformed: list[str] = []
+    read = {"encoding": args.encoding, "delimiter": args.delimiter, "strict": args.strict, "malformed": malformed,
+            "progress": progress}
+    tally: Counter[Band] = Counter()
     try:
         bands = {Band(b.strip()) for b in args.bands.split(",") if b.strip()}
         thresholds = Thresholds(link=args.link_threshold, review=args.review_threshold)
         model = FellegiSunterModel.load(args.model) if args.model else None
         if model is None and args.no_estimate:
             model = FellegiSunterModel.default()
-        left = read_records(args.files[0], args.map, encoding=args.encoding, delimiter=args.delimiter)
+        left = read_records(args.files[0], args.map, **read)  # type: ignore[arg-type]
         if args.command == "estimate":
             # Asked for explicitly: EM on this file whatever its size (the caller judges the result).
-            gammas = [compare(left[i], left[j]) for i, j in candidate_pairs(left)]
+            gammas = Counter(compare(left[i], left[j]) for i, j in candidate_pairs(left))
             used = FellegiSunterModel.estimate(gammas, start=FellegiSunterModel.default())
             used.name_frequency_ref = NameFrequencies(left).references()
             used.info["source"] = f"EM on {args.files[0].name}"
             if args.save_model:
                 used.save(args.save_model)
+            progress.close()
+            _report_malformed(malformed)
             print(json.dumps(used.weights_table(), ensure_ascii=False, indent=1))
             return 0
+        n_records = len(left)
         if args.command == "link":
-            right = read_records(args.files[1], args.map, encoding=args.encoding, delimiter=args.delimiter)
-            pairs, used = link_sets(left, right, model=model, thresholds=thresholds)
+            right = read_records(args.files[1], args.map, **read)  # type: ignore[arg-type]
+            n_records += len(right)
+            pairs, used = link_sets(left, right, model=model, thresholds=thresholds, keep=bands, progress=progress,
+                                    tally=tally)
         else:
-            pairs, used = dedupe(left, model=model, thresholds=thresholds)
+            pairs, used = dedupe(left, model=model, thresholds=thresholds, keep=bands, progress=progress,
+                                 tally=tally)
     except (MappingError, ValueError, OSError, UnicodeDecodeError) as exc:
+        progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    progress.close()
+    _report_malformed(malformed)
     if args.save_model:
         used.save(args.save_model)
     if args.output:
@@ -185,7 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = write_pairs(pairs, fh, bands)
     else:
         written = write_pairs(pairs, sys.stdout, bands)
-    counts = {b.value: sum(1 for p in pairs if p.band is b) for b in Band}
-    print(f"{len(left)} records, {len(pairs)} candidate pairs, bands {counts}, {written} written, "
-          f"model: {used.info.get('source')}, {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    counts = {b.value: tally[b] for b in Band}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"{n_records} records, {sum(tally.values())} candidate pairs, bands {counts}, {written} written, "
+          f"{len(malformed)} malformed rows skipped, model: {used.info.get('source')}, "
+          f"{time.perf_counter() - started:.1f} s, peak memory {peak:.0f} MiB", file=sys.stderr)
     return 0
+
+
+MAX_REPORTED = 100
+
+
+def _report_malformed(malformed: list[str]) -> None:
+    for message in malformed[:MAX_REPORTED]:
+        print(f"malformed row skipped: {message}", file=sys.stderr)
+    if len(malformed) > MAX_REPORTED:
+        print(f"... and {len(malformed) - MAX_REPORTED} more malformed rows skipped", file=sys.stderr)

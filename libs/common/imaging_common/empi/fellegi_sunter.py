@@ -122,7 +122,8 @@ class FellegiSunterModel:
     # ---- estimation ---------------------------------------------------------------------
     @classmethod
     def estimate(
-        cls, gammas: Iterable[Sequence[int]] | Mapping[tuple[int, ...], int], *, start: FellegiSunterModel | None = None,
+        cls, gammas: Iterable[Sequence[int]] | Mapping[tuple[int, ...], int], *,
+        start: FellegiSunterModel | None = None,
         max_iter: int = 200, tol: float = 1e-7,
     ) -> FellegiSunterModel:
         """EM over comparison vectors (repeated patterns are counted once, weighted by count); `gammas`

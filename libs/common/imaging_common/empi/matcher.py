@@ -13,7 +13,7 @@ database-backed path) weighs every name agreement of a level alike, as the model
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
@@ -195,14 +195,14 @@ def candidate_pairs(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None = None
 ) -> Iterator[tuple[int, int]]:
     """Index pairs sharing a blocking key: within `left` (dedupe) or across `left` x `right` (link)."""
-    for i, j in candidate_array(left, right).tolist():
-        yield i, j
+    yield from map(tuple, candidate_array(left, right).tolist())  # type: ignore[misc]
 
 
 def _score_pairs(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None, idx: np.ndarray,
     model: FellegiSunterModel | None, estimate: bool, thresholds: Thresholds | None, frequencies: NameFrequencies,
     keep: Iterable[Band] | None = None, progress: Callable[[int, int], None] | None = None,
+    tally: Counter[Band] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     """Compare every candidate pair once (its comparison vector kept as a pattern number: a million
     records' pairs fit in memory), estimate the model on the pattern counts, then band every pair;
@@ -250,6 +250,8 @@ def _score_pairs(
                 bits = bits_of[agreed]
         weight = pattern_weight[pid] + bits
         band, reason = band_for(weight, gamma, a, b, th, bits)
+        if tally is not None:
+            tally[band] += 1
         if band in wanted:
             out.append(ScoredPair(a, b, gamma, weight, band, reason, bits))
     return out, model
@@ -258,23 +260,24 @@ def _score_pairs(
 def dedupe(
     records: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None, estimate: bool = True,
     thresholds: Thresholds | None = None, keep: Iterable[Band] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None, tally: Counter[Band] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     """Every blocked pair of one record set, scored and banded (those of the `keep` bands, default all);
-    and the model used. `progress(stage, done, total)` is told how blocking and comparing go."""
+    and the model used. `progress(stage, done, total)` is told how blocking and comparing go; `tally`
+    counts the pairs of every band."""
     idx = candidate_array(records, progress=_blocking_progress(progress))
     return _score_pairs(records, None, idx, model, estimate, thresholds, NameFrequencies(records), keep,
-                        _compare_progress(progress))
+                        _compare_progress(progress), tally)
 
 
 def link_sets(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord], *, model: FellegiSunterModel | None = None,
     estimate: bool = True, thresholds: Thresholds | None = None, keep: Iterable[Band] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None, tally: Counter[Band] | None = None,
 ) -> tuple[list[ScoredPair], FellegiSunterModel]:
     idx = candidate_array(left, right, progress=_blocking_progress(progress))
     return _score_pairs(left, right, idx, model, estimate, thresholds, NameFrequencies([*left, *right]), keep,
-                        _compare_progress(progress))
+                        _compare_progress(progress), tally)
 
 
 def _blocking_progress(progress: Callable[[str, int, int], None] | None) -> Callable[[str, int], None] | None:

@@ -142,6 +142,11 @@ def same_day_namesake_rate(frequency: float) -> float:
     return 1 - math.exp(-CATCHMENT * frequency / BIRTH_DAYS)
 
 
+def _tones(name: str) -> tuple[str, ...]:
+    form = name_form(name)
+    return form.tones if form is not None else ()
+
+
 def _homophone(rng: random.Random, ch: str) -> str | None:
     for group in HOMOPHONES:
         if ch in group and len(group) > 1:
@@ -202,7 +207,7 @@ class Generator:
                 given = base.name[1:]
                 # Parents never give twins names that sound the same, tones included (they call them by
                 # those names); alike-sounding ones are common (张子涵 / 张子轩, 张子涵 / 张子汉).
-                while name_form(base.name[0] + given).tones == name_form(base.name).tones:
+                while _tones(base.name[0] + given) == _tones(base.name):
                     given = self._given()
                     if r.random() < 0.5 and len(base.name) >= 3:  # 张子涵 / 张子轩
                         given = base.name[1] + r.choices(GIVEN, cum_weights=GIVEN_CUM_WEIGHTS)[0]
