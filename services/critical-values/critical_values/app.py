@@ -23,8 +23,9 @@ SERVICE = ServiceSpec(
     title="Critical values",
     migrations=Path(__file__).parent / "migrations",
     library_migrations={"peers": peers.MIGRATIONS},
-    routers=(http_values.router, http_fhir.router, http_fallback.router, http_board.router, http_admin.router,
+    routers=(http_values.router, http_fallback.router, http_board.router, http_admin.router,
              peers_router({"mllp": "critical_mllp_peers"})),
+    fhir=http_fhir.FACE,
     ui_routers=(ui.ui_router,),
     event_handlers=events.HANDLERS,
     listeners=(peers.registry_listener, engine_listener, mllp_listener),
@@ -36,10 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(CriticalError)
     async def refused(request: Request, exc: CriticalError) -> JSONResponse:
-        if request.url.path.startswith(f"{SERVICE.api_prefix}/fhir/"):
-            return JSONResponse({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "processing", "diagnostics": str(exc)}]}, status_code=exc.status,
-                media_type="application/fhir+json")
+        # Under /fhir/R4 the platform's FHIR face answers it as an OperationOutcome (imaging_common.fhir).
         return problem(exc.status, exc.title, str(exc))
 
     return app

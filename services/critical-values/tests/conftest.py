@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from imaging_common import db
 from imaging_common.auth.testing import issue_test_token
+from imaging_common.fhir.testing import r4b_resource
 from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
 from imaging_common.testing import asgi_client, free_port, http_server
@@ -32,7 +33,8 @@ IDENT = "urn:imaging:critical-values:notification"
 
 @dataclass
 class ClinicianSystem:
-    """A hospital clinician system: receives ORU^R01 over MLLP and Communication/Task over FHIR."""
+    """A hospital clinician system: receives ORU^R01 over MLLP and Communication/Task over FHIR (each
+    resource parsed with fhir.resources' R4B models, refused 400 when it is not valid R4)."""
 
     hl7: list[tuple[float, Message]] = field(default_factory=list)
     fhir: dict[str, dict[str, Any]] = field(default_factory=dict)  # resource id -> resource
@@ -46,6 +48,7 @@ class ClinicianSystem:
     sequential_ids: bool = False  # number FHIR resources 1, 2, 3... per kind, as many systems do
     next_hl7_delay: float = 0.0  # seconds the next HL7 message waits for its ACK (once)
     hl7_received: list[str] = field(default_factory=list)  # every MSH-10 received, duplicates too
+    fhir_refused: list[str] = field(default_factory=list)  # why each resource that was not valid R4B was refused
     _counters: dict[str, int] = field(default_factory=dict)
 
     async def on_hl7(self, message: Message) -> str | None:
@@ -71,6 +74,12 @@ class ClinicianSystem:
             if self.fhir_status != 201:
                 return JSONResponse({"resourceType": "OperationOutcome"}, status_code=self.fhir_status)
             body = await request.json()
+            try:
+                r4b_resource(body, kind)
+            except (AssertionError, ValueError) as exc:
+                self.fhir_refused.append(f"{kind}: {exc}"[:500])
+                return JSONResponse({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "invalid", "diagnostics": str(exc)[:500]}]}, status_code=400)
             ident = next(i["value"] for i in body["identifier"] if i["system"] == IDENT)
             cond = request.headers.get("if-none-exist", "")
             for res in self.fhir.values():

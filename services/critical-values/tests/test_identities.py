@@ -82,24 +82,24 @@ async def test_two_receivers_numbering_from_1_never_close_each_others_values(
 
         # FHIR: B acknowledges "Communication/1": B's own value closes, A's stays open.
         b_headers = service.headers("clinician", username=f"emr-b-{b_world.uid}")
-        r = await service.client.post("/api/critical-values/fhir/Communication", headers=b_headers, json={
+        r = await service.client.post("/fhir/R4/Communication", headers=b_headers, json={
             "resourceType": "Communication", "status": "completed", "inResponseTo": [{"reference": "Communication/1"}],
             "sender": {"display": "B院李医生"}})
         assert r.status_code == 201, r.text
         assert await state(b_cv) == "closed" and await state(a_cv) == "notified"
         # B again on Task 1: that is B's Task (already acknowledged), never A's.
-        r = await service.client.put("/api/critical-values/fhir/Task/1", headers=b_headers, json={
+        r = await service.client.put("/fhir/R4/Task/1", headers=b_headers, json={
             "resourceType": "Task", "status": "completed", "intent": "order"})
         assert r.status_code == 200 and await state(a_cv) == "notified"
         # An account that is no configured clinician system may not acknowledge at all.
-        r = await service.client.put("/api/critical-values/fhir/Task/1", json={
+        r = await service.client.put("/fhir/R4/Task/1", json={
             "resourceType": "Task", "status": "completed", "intent": "order"},
             headers=service.headers("clinician", username="his-system"))
         assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
         assert await state(a_cv) == "notified"
 
         # A's own Task 1 (A's default identity: its receiver id) closes A's value.
-        r = await service.client.put("/api/critical-values/fhir/Task/1", json={
+        r = await service.client.put("/fhir/R4/Task/1", json={
             "resourceType": "Task", "status": "completed", "intent": "order", "owner": {"display": "A院王医生"}},
             headers=service.headers("clinician", username=a))
         assert r.status_code == 200, r.text
@@ -146,7 +146,7 @@ async def test_claimed_time_kept_beside_the_time_received(service: Service, worl
                                                           evn6=hl7_local(claimed, offset=how == "hl7+0800")))
             assert reply.field("MSA", 1) == "AA", reply.field("ERR", 8)
         else:
-            r = await service.client.post("/api/critical-values/fhir/Communication", json={
+            r = await service.client.post("/fhir/R4/Communication", json={
                 "resourceType": "Communication", "status": "completed",
                 "inResponseTo": [{"reference": f"Communication/{notes['fhir']['remote_id']}"}],
                 "sent": claimed.astimezone(SHANGHAI).replace(tzinfo=None).isoformat()},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from imaging_common.fhir.testing import r4b, r4b_resource
 from imaging_common.hl7 import Message, MLLPClient
 
 from .conftest import IDENT, ClinicianSystem, Service, World, eventually
@@ -50,8 +51,10 @@ async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communicatio
     assert comm["status"] == "completed" and comm["priority"] == "stat"
     assert comm["recipient"][0]["identifier"]["value"] == "D001"
     assert fhir_note["remote_id"] == comm["id"] and fhir_note["task_id"]
-    task = clinician_system.fhir[fhir_note["task_id"]]
-    assert task["resourceType"] == "Task" and task["focus"]["reference"] == f"Communication/{comm['id']}"
+    task = r4b_resource(clinician_system.fhir[fhir_note["task_id"]], "Task")
+    assert task["focus"]["reference"] == f"Communication/{comm['id']}"
+    r4b_resource(comm, "Communication")
+    assert not clinician_system.fhir_refused, clinician_system.fhir_refused  # the stub parsed each with R4B
 
     row = await world.value(cv["critical_id"])
     assert row["state"] == "notified" and row["first_notified_at"] is not None
@@ -62,15 +65,21 @@ async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communicatio
            "sender": {"identifier": {"value": "D001"}, "display": "王医生"},
            "payload": [{"contentString": "已安排胸腔闭式引流"}]}
     clin = service.headers("clinician", username=rid)  # the receiver's own service account
-    r = await service.client.post("/api/critical-values/fhir/Communication", json=ack, headers=clin)
-    assert r.status_code == 201, r.text
+    r = await service.client.post("/fhir/R4/Communication", json=ack, headers=clin)
+    stored = r4b(r, status=201, resource_type="Communication")
+    assert r.headers["location"] == f"Communication/{stored['id']}" and stored["received"]
+    assert stored["inResponseTo"] == ack["inResponseTo"] and stored["payload"] == ack["payload"]
+    assert stored["sender"] == {"display": "王医生", "identifier": {"value": "D001"}}
     row = await world.value(cv["critical_id"])
     assert row["state"] == "closed" and row["outcome"] == "acknowledged"
     assert row["acknowledged_by"] == "王医生" and row["ack_channel"] == "fhir"
     assert row["action_taken"] == "已安排胸腔闭式引流"
     # Again: idempotent, 200 not 201.
-    r = await service.client.post("/api/critical-values/fhir/Communication", json=ack, headers=clin)
-    assert r.status_code == 200
+    r = await service.client.post("/fhir/R4/Communication", json=ack, headers=clin)
+    assert r4b(r, resource_type="Communication")["id"] == stored["id"]
+    # The former base answers 308 (the method and body go along to the new one).
+    moved = await service.client.post("/api/critical-values/fhir/Communication", json=ack, headers=clin)
+    assert moved.status_code == 308 and moved.headers["location"] == "/fhir/R4/Communication"
     types = await world.outbox(cv["critical_id"])
     assert types.count("critical.notified") == 2  # one per channel
     assert "critical.acknowledged" in types and types[-1] == "critical.closed"
@@ -91,23 +100,28 @@ async def test_fhir_task_update_acknowledges(service: Service, world: World) -> 
     assert cv["item_code"] == "ICH"
     [note] = await delivered(world, cv["critical_id"], 1)
     clin = service.headers("clinician", username=rid)
-    r = await service.client.put(f"/api/critical-values/fhir/Task/{note['task_id']}", json={
+    r = await service.client.put(f"/fhir/R4/Task/{note['task_id']}", json={
         "resourceType": "Task", "status": "completed", "intent": "order", "owner": {"display": "赵医生"},
         "note": [{"text": "已请神经外科会诊"}]}, headers=clin)
-    assert r.status_code == 200, r.text
+    task = r4b(r, resource_type="Task")
+    assert task["id"] == note["task_id"] and task["status"] == "completed" and task["owner"]["display"] == "赵医生"
     row = await world.value(cv["critical_id"])
     assert row["acknowledged_by"] == "赵医生" and row["action_taken"] == "已请神经外科会诊"
     # Malformed FHIR: OperationOutcome, nothing changes.
     for body, status in (({"resourceType": "Patient"}, 400), ({"resourceType": "Task", "status": "draft"}, 422)):
-        r = await service.client.put(f"/api/critical-values/fhir/Task/{note['task_id']}", json=body, headers=clin)
-        assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome"
-    r = await service.client.post("/api/critical-values/fhir/Communication", json={
+        r4b(await service.client.put(f"/fhir/R4/Task/{note['task_id']}", json=body, headers=clin), status=status)
+    r = await service.client.post("/fhir/R4/Communication", json={
         "resourceType": "Communication", "status": "completed",
         "inResponseTo": [{"reference": "Communication/nope"}]}, headers=clin)
-    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
-    r = await service.client.post("/api/critical-values/fhir/Communication", content=b"{not json",
+    r4b(r, status=404)
+    r = await service.client.post("/fhir/R4/Communication", content=b"{not json",
                                   headers={**clin, "Content-Type": "application/fhir+json"})
-    assert r.status_code == 400
+    r4b(r, status=400)
+    # No token, a role that may not acknowledge: OperationOutcome too.
+    assert r4b(await service.client.put(f"/fhir/R4/Task/{note['task_id']}", json=body), status=401)["issue"][0][
+        "code"] == "login"
+    r4b(await service.client.put(f"/fhir/R4/Task/{note['task_id']}", json=body,
+                                 headers=service.headers("technologist")), status=403)
 
 
 async def test_hl7_application_ack_over_mllp(service: Service, world: World) -> None:

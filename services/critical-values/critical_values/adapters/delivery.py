@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from imaging_common.fhir.resources import validated
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
 from imaging_common.hl7.access import client_tls
 from imaging_common.outbound import AllowList, guarded_client
@@ -232,7 +233,7 @@ class Engine:
         token = self.tokens.get(note["receiver_id"])
         if token:  # this receiver's own credential (IMAGING_CRITICAL_FHIR_TOKENS), sent to it alone
             headers["Authorization"] = f"Bearer {token}"
-        body = messages.communication(cv, note, at=datetime.now(UTC))
+        body = _r4b(messages.communication(cv, note, at=datetime.now(UTC)))
         r = await self._http.post(f"{base}/Communication", json=body, headers=headers)
         if r.status_code not in (200, 201):
             raise DeliveryError(f"FHIR Communication answered {r.status_code}: {r.text[:200]}")
@@ -240,13 +241,22 @@ class Engine:
         task_id = None
         if note["fhir_request"]:
             kind = note["fhir_request"]
-            req = messages.work_request(kind, cv, note, f"Communication/{remote_id or note['notification_id']}",
-                                        at=datetime.now(UTC))
+            req = _r4b(messages.work_request(kind, cv, note, f"Communication/{remote_id or note['notification_id']}",
+                                             at=datetime.now(UTC)))
             t = await self._http.post(f"{base}/{kind}", json=req, headers=headers)
             if t.status_code not in (200, 201):
                 raise DeliveryError(f"FHIR {kind} answered {t.status_code}: {t.text[:200]}")
             task_id = _resource_id(t, kind)
         return remote_id, task_id
+
+
+def _r4b(body: dict[str, Any]) -> dict[str, Any]:
+    """The resource once fhir.resources' R4B model accepts it; a failed attempt (recorded, retried,
+    dead at last) when not, so a resource we built wrong is never sent."""
+    try:
+        return validated(body)
+    except ValueError as exc:  # pydantic's ValidationError
+        raise DeliveryError(f"{body.get('resourceType')} is not valid FHIR R4: {exc}") from exc
 
 
 def _resource_id(response: httpx.Response, kind: str) -> str | None:

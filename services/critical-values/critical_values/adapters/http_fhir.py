@@ -1,9 +1,11 @@
-"""FHIR R4 endpoints a clinician system calls to acknowledge (standard 7.1.3 (1): the loop back).
+"""FHIR R4 endpoints a clinician system calls to acknowledge (standard 7.1.3 (1): the loop back),
+under the platform's FHIR base (imaging_common.fhir; the former /api/critical-values/fhir/... answers
+308 to it, which keeps the method and body).
 
-    POST /api/critical-values/fhir/Communication   a completed Communication in response:
+    POST /fhir/R4/Communication   a completed Communication in response:
          inResponseTo: [{"reference": "Communication/<our notification id or your Communication id>"}]
          sender: who read it; payload[0].contentString: the action taken
-    PUT  /api/critical-values/fhir/Task/<id>        the Task we created, status "completed" (or
+    PUT  /fhir/R4/Task/<id>        the Task we created, status "completed" (or
          "accepted"/"in-progress": read and being handled); owner: who; note[0].text: the action
 
 The caller must be a configured receiver's service account (receiver `fhir_client`, by default a
@@ -12,7 +14,9 @@ that receiver, whose own Communication/Task ids mean nothing for any other recei
 `lastModified` are what the receiver claims (no offset = local time); they are kept beside the
 time we received the acknowledgement, which is its record.
 
-Errors come back as FHIR OperationOutcome with the HTTP status the FHIR REST spec asks for.
+Bodies are read leniently (a claimed time without an offset is local time, not an error); what we
+answer is the acknowledgement as we recorded it, validated with the R4B models. Errors come back as
+FHIR OperationOutcome with the HTTP status the FHIR REST spec asks for.
 """
 
 from __future__ import annotations
@@ -23,18 +27,25 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from imaging_common import audit
+from imaging_common.fhir import FhirFace, ResourceCapability
+from imaging_common.fhir.resources import fhir_response, outcome, validated
 
 from critical_values.adapters.deps import ClientIp, Clinician, Ctx
 from critical_values.domain import lifecycle, notifications, recipients, times
 from critical_values.domain.errors import CriticalError
 
-router = APIRouter(prefix="/fhir", tags=["FHIR acknowledgement"])
-FHIR_JSON = "application/fhir+json"
+router = APIRouter(tags=["FHIR acknowledgement"])
 
-
-def outcome(status: int, code: str, text: str) -> JSONResponse:
-    return JSONResponse({"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": code, "diagnostics": text}]}, status_code=status, media_type=FHIR_JSON)
+FACE = FhirFace(router, (
+    ResourceCapability("Communication", ("create",), documentation=(
+        "A clinician system acknowledges a critical result: a completed Communication inResponseTo the one we "
+        "sent (Communication/<its id or our notification id>); sender = who read it, payload[0].contentString = "
+        "the action taken, sent = when (kept as claimed beside our time). The caller must be the receiver's "
+        "service account. 201 the first time, 200 when already acknowledged.")),
+    ResourceCapability("Task", ("update",), documentation=(
+        "The Task we gave a clinician system, updated to accepted, in-progress or completed; owner = who, "
+        "note[0].text = the action taken, lastModified = when.")),
+))
 
 
 async def _body(request: Request, kind: str) -> dict[str, Any] | JSONResponse:
@@ -105,9 +116,14 @@ async def communication(request: Request, user: Clinician, ctx: Ctx, ip: ClientI
     if isinstance(result, JSONResponse):
         return result
     cv, changed = result
-    stored = {**body, "id": f"ack-{cv['critical_id']}"}
-    return JSONResponse(stored, status_code=201 if changed else 200, media_type=FHIR_JSON,
-                        headers={"Location": f"Communication/ack-{cv['critical_id']}"})
+    ack_id = f"ack-{cv['critical_id']}"
+    stored = validated(_clean({
+        "resourceType": "Communication", "id": ack_id, "status": "completed",
+        "inResponseTo": [{"reference": f"Communication/{refs[0]}"}],
+        "sender": _party(cv["acknowledged_by"] or who, who_id), "sent": _instant(cv["acknowledged_claimed_at"]),
+        "received": _instant(cv["acknowledged_at"]),
+        "payload": [{"contentString": cv["action_taken"]}] if cv["action_taken"] else None}))
+    return fhir_response(stored, status=201 if changed else 200, headers={"Location": f"Communication/{ack_id}"})
 
 
 @router.put("/Task/{task_id}", summary="A clinician system updates the Task we gave it")
@@ -125,4 +141,23 @@ async def task(task_id: str, request: Request, user: Clinician, ctx: Ctx, ip: Cl
                         action=action, via=f"fhir-task-{status}", task=True)
     if isinstance(result, JSONResponse):
         return result
-    return JSONResponse({**body, "id": task_id}, status_code=200, media_type=FHIR_JSON)
+    cv, _ = result
+    intent = body.get("intent")
+    stored = validated(_clean({
+        "resourceType": "Task", "id": task_id, "status": status,
+        "intent": intent if isinstance(intent, str) and intent else "order",
+        "owner": _party(cv["acknowledged_by"] or who, who_id), "lastModified": _instant(cv["acknowledged_at"]),
+        "note": [{"text": cv["action_taken"]}] if cv["action_taken"] else None}))
+    return fhir_response(stored)
+
+
+def _party(display: str, identifier: str | None) -> dict[str, Any]:
+    return {"display": display, **({"identifier": {"value": identifier}} if identifier else {})}
+
+
+def _instant(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat() if at else None
+
+
+def _clean(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
