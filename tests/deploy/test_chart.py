@@ -545,6 +545,25 @@ def test_tcp_routes_when_the_gateway_api_serves_them(rendered: dict[str, list[Ma
     assert {lst["port"] for lst in gateway["spec"]["listeners"] if lst["protocol"] == "TCP"} == ports
 
 
+def expected_http_paths(disabled: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Path prefix -> Service the gateway or ingress must send it to: /api and /ui of every service,
+    /fhir/R4/<Type> to the service declaring the type (what the installed services declare to
+    imaging_common.fhir, so the chart cannot drift from the code), and the rest of /fhir/R4
+    (/metadata, unknown types) to the first enabled service serving FHIR, in key order."""
+    from imaging_common.fhir.capability import installed_faces
+
+    chart_key = {package: key for key, (package, _) in SERVICES.items()}
+    paths = {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
+             for service, (_, prefix) in SERVICES.items() if service not in disabled for base in ("api", "ui")}
+    fhir = sorted(chart_key[name] for name, _ in installed_faces() if chart_key[name] not in disabled)
+    for name, face in installed_faces():
+        if chart_key[name] not in disabled:
+            paths.update({f"/fhir/R4/{kind}": f"{FULLNAME}-{chart_key[name]}" for kind in face.resource_types})
+    if fhir:
+        paths["/fhir/R4"] = f"{FULLNAME}-{fhir[0]}"
+    return paths
+
+
 @pytest.mark.parametrize("config", ["production", "full-with-crds"])
 def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Manifest]], config: str) -> None:
     routed: dict[str, str] = {}
@@ -556,9 +575,8 @@ def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Mani
         for rule in route["spec"]["rules"]:
             for match in rule["matches"]:
                 routed[match["path"]["value"]] = rule["backendRefs"][0]["name"]
-    expected = {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
-                for service, (_, prefix) in SERVICES.items() for base in ("api", "ui")}
-    assert routed == expected
+    assert routed == expected_http_paths()
+    assert routed["/fhir/R4/Patient"] == f"{FULLNAME}-registration" and routed["/fhir/R4"]
     https = [lst for lst in named(rendered[config], "Gateway", FULLNAME)["spec"]["listeners"] if lst["name"] == "https"]
     assert https[0]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "imaging-tls"}]
     redirect = named(rendered[config], "HTTPRoute", f"{FULLNAME}-https-redirect")
@@ -571,9 +589,20 @@ def test_http_routes_cover_every_api_and_ui_prefix(rendered: dict[str, list[Mani
 def test_ingress_alternative_routes_every_prefix(rendered: dict[str, list[Manifest]]) -> None:
     (ingress,) = by_kind(rendered["ingress-nodeport"], "Ingress")
     paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
-                     for service, (_, prefix) in SERVICES.items() for base in ("api", "ui")}
+    assert paths == expected_http_paths()
+    assert all(p["pathType"] == "Prefix" for p in ingress["spec"]["rules"][0]["http"]["paths"])
     assert not by_kind(rendered["ingress-nodeport"], "HTTPRoute")
+
+
+def test_fhir_base_follows_the_enabled_services(helm: Helm) -> None:
+    """Without critical values its FHIR types are not routed, and the rest of /fhir/R4 goes to the next
+    service serving FHIR."""
+    result = helm.template(*CONFIGS["ingress-nodeport"], "--set", "services.critical-values.enabled=false")
+    assert result.returncode == 0, result.stderr
+    (ingress,) = by_kind(parse_manifests(result.stdout), "Ingress")
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == expected_http_paths(frozenset({"critical-values"}))
+    assert "/fhir/R4/Communication" not in paths and paths["/fhir/R4"] == f"{FULLNAME}-registration"
 
 
 def test_service_monitors_only_when_the_crd_is_served(rendered: dict[str, list[Manifest]]) -> None:

@@ -2,14 +2,31 @@
 Facts about the services that are code, not configuration: the Python package a container runs,
 the URL prefix under /api and /ui, and which network listeners it opens.
 */}}
+{{/* fhir: the FHIR resource types the service declares (its ServiceSpec.fhir), routed to it under /fhir/R4. */}}
 {{- define "imaging.catalog" -}}
 print-scp:       {module: print_scp,       prefix: print,           title: "DICOM print (film)"}
-registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface"}
+registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface", fhir: [Patient, ServiceRequest]}
 worklist:        {module: worklist,        prefix: worklist,        title: "Modality worklist and MPPS"}
-scheduling:      {module: scheduling,      prefix: scheduling,      title: "Scheduling"}
-reporting:       {module: reporting,       prefix: reporting,       title: "Reporting"}
-critical-values: {module: critical_values, prefix: critical-values, title: "Critical values"}
+scheduling:      {module: scheduling,      prefix: scheduling,      title: "Scheduling", fhir: [Schedule, Slot, Appointment]}
+reporting:       {module: reporting,       prefix: reporting,       title: "Reporting", fhir: [DiagnosticReport, Observation]}
+critical-values: {module: critical_values, prefix: critical-values, title: "Critical values", fhir: [Communication, Task]}
 queue-calling:   {module: queue_calling,   prefix: queue,           title: "Queue calling"}
+{{- end -}}
+
+{{/*
+The service that answers the rest of the FHIR base /fhir/R4 (/metadata, which lists every service's
+resources whichever service answers it, and unknown types, as an OperationOutcome): the first enabled
+service, in key order, that serves FHIR - the one the all-in-one process picks too. Empty if none.
+*/}}
+{{- define "imaging.fhirBaseService" -}}
+{{- $catalog := include "imaging.catalog" . | fromYaml -}}
+{{- $found := "" -}}
+{{- range $key, $svc := .Values.services -}}
+{{- if and $svc.enabled (index $catalog $key).fhir (not $found) -}}
+{{- $found = $key -}}
+{{- end -}}
+{{- end -}}
+{{- $found -}}
 {{- end -}}
 
 {{- define "imaging.fullname" -}}
