@@ -4,7 +4,9 @@ error under the base is an R4B OperationOutcome, and the former per-service base
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -148,6 +150,22 @@ async def test_former_bases_redirect_permanently(platform_url: str, service: str
         assert followed.url.path == BASE + path.split("?")[0] and followed.request.method == method
         r4b(followed, status=403)
         assert (await client.get(f"/api/{PREFIXES[service]}/fhir")).headers["location"] == BASE
+
+
+def test_the_document_lists_what_the_services_declare() -> None:
+    """docs/fhir.md's table: one row per declared type, with its service, interactions and search parameters."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "fhir.md").read_text()
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)` \| (.*)$", text, re.M)}
+    assert set(rows) == set(SERVED)
+    for resource in declared_resources():
+        service, interactions, search = (cell.strip() for cell in rows[resource.type].split(" | ", 2))
+        assert service == SERVED[resource.type].replace("_", "-"), resource.type
+        assert [i.strip() for i in interactions.split(",") if not i.strip().startswith("operation")] == list(
+            resource.interactions), resource.type
+        documented = set(re.findall(r"`(_?[a-z][a-z-]*)`", search.split("; `GET")[0]))
+        assert {p.name for p in resource.search} <= documented, (resource.type, documented)
+        for operation in resource.operations:
+            assert f"${operation.name}" in search and f"operation `${operation.name}`" in interactions
 
 
 def test_statement_date_is_a_valid_instant() -> None:
