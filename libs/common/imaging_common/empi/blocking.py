@@ -9,7 +9,7 @@ date pass kept 40 % of their pairs):
   accent), family name + date (a given-name typo or homophone);
 - phonetic name + birth date: Soundex of each name token + date (a typo in the name, either
   order of family and given name);
-- birth date + initial: the date and the first letter of each name token (a name typed anew);
+- birth date + initial: the date and the given name's first letter (a name typed anew);
 - postcode + phonetic name token (a mistyped or missing birth date);
 - sorted neighbourhood (batch only): records sorted on their normalised name, each compared with
   its WINDOW - 1 followers (two typos in the name and one in the date).
@@ -43,8 +43,11 @@ def identifier_keys(r: MatchRecord) -> set[str]:
         v = ident.value
         keys.add(f"I:{kind.value}:{v}")
         if len(v) == 18:
-            keys.add(f"Ia:{v[:12]}")  # region + year + month: a typo in day/sequence/check
-            keys.add(f"Ib:{v[:6]}{v[12:]}")  # region + day + sequence: a typo in year/month
+            # Region, birth date, sequence + check: each key leaves one part out, so that a wrong digit in
+            # that part keeps the key; each is narrow (a million records share a region and a birth month
+            # by the thousand, a region and a birth day by the handful).
+            keys.add(f"Ia:{v[:14]}")  # region + date: a typo in the sequence
+            keys.add(f"Ib:{v[:6]}{v[14:]}")  # region + sequence: a typo in the date
             keys.add(f"Ic:{v[6:]}")  # date + sequence: a typo in the region
     for authority, number in r.local:
         keys.add(f"L:{authority}:{number}")
@@ -75,10 +78,16 @@ def phonetic_date_keys(r: MatchRecord) -> set[str]:
 
 
 def date_initial_keys(r: MatchRecord) -> set[str]:
-    if r.birth_date is None:
+    """Birth date + the given name's initial: a name typed anew. A Latin-script name gives every token's
+    initial (systems disagree on which is the family name); a Chinese one not its family name's: a few
+    letters start half the Chinese family names, and its order is known."""
+    tokens = _tokens(r)
+    if r.birth_date is None or not tokens or r.name is None:
         return set()
     day = r.birth_date.isoformat()
-    return {f"DI:{day}:{t[0]}" for t in _tokens(r) if t}
+    if r.name.han:
+        return {f"DI:{day}:{tokens[-1][0]}"}
+    return {f"DI:{day}:{t[0]}" for t in tokens if t}
 
 
 def postcode_name_keys(r: MatchRecord) -> set[str]:
@@ -93,7 +102,7 @@ PASSES: tuple[tuple[str, Callable[[MatchRecord], set[str]]], ...] = (
     ("phonetic name + birth date", phonetic_date_keys), ("birth date + initial", date_initial_keys),
     ("postcode + name", postcode_name_keys),
 )
-WINDOW = 7  # sorted neighbourhood: each record meets the next WINDOW - 1 in name order
+WINDOW = 5  # sorted neighbourhood: each record meets the next WINDOW - 1 in name order
 
 
 def blocking_keys(r: MatchRecord) -> set[str]:
