@@ -330,11 +330,11 @@ def _parse_sequence(ds: Dataset, tag: BaseTag, keyword: str, key: Key | None, pa
         seq = []
     if not isinstance(seq, DicomSequence | list):
         raise IdentifierError(0xA900, f"{keyword} is not a sequence", [int(tag)])
-    if len(seq) > 1:
-        raise IdentifierError(0xA900, f"{keyword} must have one item", [int(tag)])
     if key is None:
         parsed.unsupported.append(keyword)
         return ALL  # returned empty: nothing of it is known
+    if len(seq) > 1:
+        raise IdentifierError(0xA900, f"{keyword} must have one item", [int(tag)])
     if len(seq) == 0 or len(seq[0]) == 0:
         return ALL
     return _parse_keys(seq[0], key.item_keys(), parsed)
