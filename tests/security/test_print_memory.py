@@ -6,6 +6,7 @@ the job goes on; what a printed and deleted film held counts no more. Real DICOM
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ from print_scp import testkit as tk
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
 from pydicom.uid import generate_uid
+from pynetdicom.dul import DULServiceProvider
 
 MB = 1024 * 1024
 IMAGE = tk.to_item(tk.anatomy(1024, 3), bits=12)  # 2 MB of pixel data per N-SET
@@ -112,3 +114,13 @@ async def test_a_data_set_over_the_image_limit_aborts_its_association(port: int)
     status, alive = await asyncio.to_thread(_too_big, port)
     assert status is None and not alive  # no answer: the association was ended while the data came in
     assert await asyncio.to_thread(_per_association, port)  # the SCP serves the next one as before
+    # ... and the aborted association's threads are gone: its DUL thread once waited for itself to stop,
+    # forever, and (not a daemon) kept the process from exiting
+    deadline = time.monotonic() + 10
+    while _upper_layers() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert _upper_layers() == []
+
+
+def _upper_layers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if isinstance(t, DULServiceProvider) and t.is_alive()]

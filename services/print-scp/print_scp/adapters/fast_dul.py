@@ -13,8 +13,9 @@ the DUL thread that decoded it, instead of being queued for the association's re
 wakes, answers and queues the response for the DUL thread to wake and send: two thread hand-offs per
 message, each a GIL hand-over that a loaded machine makes last. The modality waits for each answer
 before it sends on (one operation at a time), so nothing is answered out of turn; the reactor still
-handles anything else (C-ECHO, release, abort). An abort from such a request's handling is queued,
-not waited for (the DUL thread it would wait for is this one).
+handles anything else (C-ECHO, release, abort). An abort from such a request's handling, or from the
+memory budget while a data set arrives, is queued, not waited for: a blocking abort waits for the DUL
+thread to stop, and that is this thread (it waited forever, and kept the process from exiting).
 
 EVT_DATA_RECV (the raw bytes of every PDU) is not fired for P-DATA-TF PDUs: nothing here binds it.
 """
@@ -29,7 +30,6 @@ from typing import Any
 from imaging_common.dicom.observe import bind_association_id
 from imaging_common.dicom.prompt import make_prompt
 from pynetdicom import evt
-from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_GET, N_SET
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_items import PresentationDataValueItem
@@ -107,7 +107,7 @@ def read_pdu(dul: Any) -> None:
         refusal = _count(dul.assoc, items)
         if refusal is not None:  # nothing is answered before a whole request is in: A-ABORT
             log.warning("association from %s aborted: %s", dul.assoc.requestor.ae_title, refusal)
-            dul.assoc.abort()
+            dul.assoc._abort_nonblocking()  # see the module's docstring
             return
         pdu, event = P_DATA_TF(), "Evt10"
         pdu.presentation_data_value_items = items
@@ -147,15 +147,18 @@ def _serve_in_dul(assoc: Any) -> None:
         if (threading.current_thread() is dul and isinstance(msg, _SERVED_HERE) and msg.is_valid_request
                 and context_id in assoc._accepted_cx and not assoc._sent_release and not assoc._kill):
             bind_association_id(assoc)  # logged under the association's id, as in its own thread
-            assoc._serve_request(msg, context_id)
+            # pynetdicom's ACSE swaps `assoc.abort` itself around its handlers, so it is swapped here
+            # too, for the request only (see the module's docstring)
+            previous = assoc.abort
+            assoc.abort = assoc._abort_nonblocking
+            try:
+                assoc._serve_request(msg, context_id)
+            finally:
+                assoc.abort = previous
         else:
             put(item, block, timeout)
 
-    def abort(block: bool = True) -> None:
-        Association.abort(assoc, block=block and threading.current_thread() is not dul)
-
     queue.put = put_or_serve
-    assoc.abort = abort
 
 
 def make_fast(assoc: Any, budget: Any = None) -> None:
