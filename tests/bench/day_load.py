@@ -822,7 +822,7 @@ class Day:
                    "sender": {"identifier": {"value": "D001"}, "display": "李医生"},
                    "payload": [{"contentString": "已处理"}]}
             r = await self.timed("critical acknowledge (FHIR)", self.api.post(
-                "/api/critical-values/fhir/Communication", json=ack, headers=clinician))
+                "/fhir/R4/Communication", json=ack, headers=clinician))
             if self.expect(r, f"critical acknowledge {p.accession}", 201):
                 self.acked += 1
 

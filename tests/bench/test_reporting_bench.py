@@ -53,12 +53,12 @@ class Arrivals:
 
 # The clinicians' systems run in their own process, as they would in a hospital: an HL7 receiver
 # (imaging_common.hl7 MLLP server + MessageService, answering AA) and a FHIR server (FastAPI over
-# uvicorn, validating each transaction Bundle with fhir.resources). It prints one line per arrival.
+# uvicorn, validating each transaction Bundle with fhir.resources' R4B models). It prints one line per arrival.
 RECEIVERS = r"""
 import asyncio, sys, time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fhir.resources.bundle import Bundle
+from fhir.resources.R4B.bundle import Bundle
 from imaging_common.hl7 import MessageService, MLLPServer
 from imaging_common.testing import http_server
 

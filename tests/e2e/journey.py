@@ -653,7 +653,7 @@ class Journey:
                "sender": {"identifier": {"value": "D001"}, "display": "李医生"},
                "payload": [{"contentString": "已行胸腔闭式引流"}]}
         async with self.timed("critical_ack"):
-            r = await self.api.post("/api/critical-values/fhir/Communication", json=ack,
+            r = await self.api.post("/fhir/R4/Communication", json=ack,
                                     headers=self.site.headers("clinician", username=f"e2e-his-{self.dept.tag}"))
         assert r.status_code == 201, r.text
         senior = self.site.headers("senior-radiologist", username=f"e2e-senior-{self.dept.tag}")

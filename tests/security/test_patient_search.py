@@ -10,7 +10,7 @@ import httpx
 
 from security.conftest import Sandbox
 
-SEARCH = "/api/registration/fhir/Patient"
+SEARCH = "/fhir/R4/Patient"
 
 
 async def _register(api: httpx.AsyncClient, box: Sandbox, name: str, id_number: str) -> str:

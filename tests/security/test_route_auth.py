@@ -40,6 +40,7 @@ PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/print/(review|cloud-film)", "static page shell; its data comes through the guarded API"),
     ("GET", r"/ui/queue/screens/\{screen_id\}", "hall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/queue/terminal", "static terminal shell; its data comes through the guarded API"),
+    ("GET", r"/fhir/R4/metadata", "FHIR CapabilityStatement: what is served and how to authenticate, no data"),
 ]
 # Served but not in the OpenAPI documents: pages and well-known aliases.
 HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
@@ -57,11 +58,15 @@ def _public(table: list[tuple[str, str, str]], method: str, path: str) -> str | 
     return next((why for m, pattern, why in table if m == method and re.fullmatch(pattern, path)), None)
 
 
-def _refusal(r: httpx.Response, status: int, what: str) -> str | None:
+def _refusal(r: httpx.Response, status: int, what: str, *, fhir: bool = False) -> str | None:
+    """What is wrong with a refusal: a problem document, or under the FHIR base an OperationOutcome."""
     if r.status_code != status:
         return f"{what}: {r.status_code} {r.text[:200]}"
-    if not r.headers.get("content-type", "").startswith("application/problem+json"):
+    expected = "application/fhir+json" if fhir else "application/problem+json"
+    if not r.headers.get("content-type", "").startswith(expected):
         return f"{what}: {status} but content-type {r.headers.get('content-type')}"
+    if fhir and r.json().get("resourceType") != "OperationOutcome":
+        return f"{what}: {status} but no OperationOutcome"
     if status == 401 and not r.headers.get("www-authenticate", "").startswith("Bearer"):
         return f"{what}: 401 without WWW-Authenticate: Bearer"
     return None
@@ -78,7 +83,7 @@ async def _sweep(client: httpx.AsyncClient, op: Operation, admitted: frozenset[s
     for what, token, status in calls:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = await send(client, op.method, op.url(), headers=headers, **body)
-        problem = _refusal(r, status, what)
+        problem = _refusal(r, status, what, fhir=op.path.startswith("/fhir/R4/"))
         if problem:
             problems.append(f"{op}: {problem}")
     return problems

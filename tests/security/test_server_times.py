@@ -119,7 +119,7 @@ async def test_claimed_times_are_kept_judged_and_never_the_record(sandbox: Sandb
         # FHIR: a Communication sent "tomorrow", a Task modified in 2000 (the receiver's account).
         system = {"Authorization": f"Bearer {box.token('clinician', username=ward.receiver)}"}
         fhir = await ward.raise_value()
-        r = await api.post(f"{API}/fhir/Communication", headers=system, json={
+        r = await api.post("/fhir/R4/Communication", headers=system, json={
             "resourceType": "Communication", "status": "completed",
             "inResponseTo": [{"reference": f"Communication/{await ward.notification(fhir['critical_id'], 'fhir')}"}],
             "sent": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
@@ -127,7 +127,7 @@ async def test_claimed_times_are_kept_judged_and_never_the_record(sandbox: Sandb
         row = await ward.value(fhir["critical_id"])
         assert _recent(row["acknowledged_at"]) and row["acknowledged_claim_invalid"] == FUTURE
         task = await ward.raise_value()
-        r = await api.put(f"{API}/fhir/Task/{await ward.notification(task['critical_id'], 'fhir')}", headers=system,
+        r = await api.put(f"/fhir/R4/Task/{await ward.notification(task['critical_id'], 'fhir')}", headers=system,
                           json={"resourceType": "Task", "status": "completed", "lastModified": "2000-01-01T08:00:00"})
         assert r.status_code == 200, r.text
         row = await ward.value(task["critical_id"])

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from imaging_common.service import ServiceSpec
 
 log = logging.getLogger(__name__)
-REDIRECT_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def under_base(path: str) -> bool:
@@ -51,29 +50,31 @@ def _metadata_router() -> APIRouter:
 _STARTED = datetime.now(UTC).replace(microsecond=0).isoformat()  # the statement's date: this software's start
 
 
-def _redirect_router(api_prefix: str) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+class FhirFace:
+    """ASGI middleware of a service serving FHIR.
 
-    async def moved(request: Request) -> Response:
-        rest = request.url.path[len(f"{api_prefix}/fhir"):]
-        query = request.url.query
-        return Response(status_code=308, headers={"Location": BASE + rest + (f"?{query}" if query else "")})
+    Under /fhir/R4, a problem+json error becomes an OperationOutcome with the same status and headers
+    (WWW-Authenticate, Retry-After, the correlation id); an exception nothing handled becomes a 500
+    OperationOutcome (logged here, with its traceback). Under the service's former base
+    `/api/<prefix>/fhir`, any method answers 308 to the same path and query under /fhir/R4 (before
+    routing: it answers no data, so it needs no token, and is no route of the service's API)."""
 
-    router.add_api_route(f"{api_prefix}/fhir", moved, methods=REDIRECT_METHODS)
-    router.add_api_route(f"{api_prefix}/fhir/{{rest:path}}", moved, methods=REDIRECT_METHODS)
-    return router
-
-
-class FhirErrors:
-    """ASGI middleware: under /fhir/R4, a problem+json error becomes an OperationOutcome with the same
-    status and headers (WWW-Authenticate, Retry-After, the correlation id); an exception nothing
-    handled becomes a 500 OperationOutcome (logged here, with its traceback)."""
-
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, former_base: str) -> None:
         self.app = app
+        self.former_base = former_base
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not under_base(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == self.former_base or path.startswith(self.former_base + "/"):
+            raw = (scope.get("raw_path") or path.encode()).decode("latin-1").split("?", 1)[0]  # still %-encoded
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = BASE + raw[len(self.former_base):] + (f"?{query}" if query else "")
+            await Response(status_code=308, headers={"Location": location})(scope, receive, send)
+            return
+        if not under_base(path):
             await self.app(scope, receive, send)
             return
         held: dict[str, Any] | None = None  # the start of a problem response, until its body is complete
@@ -134,5 +135,4 @@ def mount(app: FastAPI, spec: ServiceSpec) -> None:
     assert spec.fhir is not None
     app.include_router(spec.fhir.router, prefix=BASE)
     app.include_router(_metadata_router(), prefix=BASE)
-    app.include_router(_redirect_router(spec.api_prefix))
-    app.add_middleware(FhirErrors)
+    app.add_middleware(FhirFace, former_base=f"{spec.api_prefix}/fhir")
