@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from worklist.adapters.dicom.scp import WorklistSCP
 
@@ -88,3 +89,45 @@ async def test_broad_swf_query_from_dcmtk_findscu(scp: WorklistSCP, world: World
     replies = [pydicom.dcmread(p) for p in sorted(replies_dir.glob("rsp*.dcm"))]
     assert len(replies) == 2, log
     _check(replies, steps, query)
+
+
+async def test_code_sequences_match_item_by_item(scp: WorklistSCP, world: World) -> None:
+    """Sequence matching (C.2.2.2.6) on our exam code: Code Value and Coding Scheme Designator in either code
+    sequence; both sequences must match when both carry a value; a step without a code matches none."""
+    await world.step(1, protocol_code="CT-CHEST")
+    await world.step(2, protocol_code="", description="")
+
+    def query(requested: dict[str, str] | None, protocol: dict[str, str] | None) -> Dataset:
+        q = Dataset()
+        q.AccessionNumber = ""
+        sps = Dataset()
+        sps.ScheduledStationAETitle = world.station
+        if protocol is not None:
+            sps.ScheduledProtocolCodeSequence = [_code(**protocol)]
+        q.ScheduledProcedureStepSequence = [sps]
+        if requested is not None:
+            q.RequestedProcedureCodeSequence = [_code(**requested)]
+        return q
+
+    cases = [
+        (query({"CodeValue": "CT-CHEST"}, None), {"A1"}),
+        (query(None, {"CodeValue": "CT-*"}), {"A1"}),
+        (query(None, {"CodeValue": "MR-HEAD\\CT-CHEST"}), {"A1"}),
+        (query({"CodeValue": "MR-HEAD"}, None), set()),
+        (query({"CodingSchemeDesignator": "99IMG"}, None), {"A1"}),  # every step with a code
+        (query({"CodingSchemeDesignator": "LN"}, None), set()),
+        (query({"CodeValue": "CT-CHEST"}, {"CodeValue": "CT-CHEST"}), {"A1"}),
+        (query({"CodeValue": "CT-CHEST"}, {"CodeValue": "MR-HEAD"}), set()),  # both must match
+        (query({"CodeValue": ""}, {"CodeMeaning": ""}), {"A1", "A2"}),  # return keys only
+    ]
+    results = await find(scp.port, *(q for q, _ in cases))
+    for (q, wanted), responses in zip(cases, results, strict=True):
+        assert [r[0] for r in responses][-1] == 0x0000 and {r[0] for r in responses[:-1]} <= {0xFF00}, q
+        assert {r[2].AccessionNumber for r in responses[:-1]} == {world.id(a) for a in wanted}, q
+
+
+def _code(**values: str) -> Dataset:
+    item = Dataset()
+    for k, v in values.items():
+        setattr(item, k, v)
+    return item
