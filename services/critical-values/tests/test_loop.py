@@ -93,6 +93,17 @@ async def test_notified_over_hl7_and_fhir_then_acknowledged_by_fhir_communicatio
     assert audited >= 1
 
 
+async def test_communication_request_sent_is_valid_r4(service: Service, world: World) -> None:
+    """A receiver that wants a CommunicationRequest to work on gets one, valid R4B, about our Communication."""
+    await world.receiver(hl7=False, fhir_request="CommunicationRequest")
+    cv = await raise_value(service, await world.order())
+    [note] = await delivered(world, cv["critical_id"], 1)
+    request = r4b_resource(world.stub.fhir[note["task_id"]], "CommunicationRequest")
+    assert request["about"] == [{"reference": f"Communication/{note['remote_id']}"}]
+    assert request["status"] == "active" and request["priority"] == "stat" and request["payload"][0]["contentString"]
+    assert not world.stub.fhir_refused, world.stub.fhir_refused
+
+
 async def test_fhir_task_update_acknowledges(service: Service, world: World) -> None:
     rid = await world.receiver(hl7=False, fhir_request="Task")
     order = await world.order()
