@@ -35,7 +35,7 @@ SEARCH_TYPES = frozenset({"number", "date", "string", "token", "reference", "com
 
 @dataclass(frozen=True)
 class SearchParam:
-    name: str  # as in the query string: "identifier", "based-on", "_count"
+    name: str  # as in the query string: "identifier", "based-on" (result parameters such as _count are not listed)
     type: str  # a SearchParamType: token, string, date, reference, number...
     documentation: str = ""
 
@@ -126,6 +126,8 @@ def capability_statement(resources: tuple[ResourceCapability, ...], *, base_url:
 
     body: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
+        "name": "ImagingPlatformFhirServer",
+        "title": "Imaging center platform: FHIR R4 server",
         "status": "active",
         "date": date,
         "publisher": "Imaging center platform",

@@ -43,16 +43,16 @@ MAX_RESULTS = 50  # one search never lists more of the register than this
 
 FACE = FhirFace(router, (
     ResourceCapability("Patient", ("read", "search-type"), documentation=(
-        "The EMPI's golden record; id = EMPI id. Search results show ID numbers and phone masked and no "
-        "address; a read shows them whole. Every read and every person a search returns is audited."), search=(
+        "The EMPI's golden record; id = EMPI id. Search results (_count at most 50) show ID numbers and phone "
+        "masked and no address; a read shows them whole. Every read and every person a search returns is "
+        "audited."), search=(
         SearchParam("identifier", "token", "[system|]value; systems urn:imaging:id:<authority>, e.g. "
                     "urn:imaging:id:resident-id, urn:imaging:id:empi, urn:imaging:id:pacs-patient-id"),
         SearchParam("name", "string", "prefix of the name in Han characters or pinyin (at least "
                     f"{MIN_NAME_CHARACTERS})"),
         SearchParam("family", "string", "with given: the name as family + given"),
         SearchParam("given", "string"),
-        SearchParam("birthdate", "date", "YYYY-MM-DD, exact; only beside identifier or a name"),
-        SearchParam("_count", "number", "at most 50"))),
+        SearchParam("birthdate", "date", "YYYY-MM-DD, exact; only beside identifier or a name"))),
     ResourceCapability("ServiceRequest", ("read", "search-type"), documentation=(
         "An exam order; id = order id or accession number. status active, completed once its exam completed, "
         "revoked once cancelled or discontinued."), search=(

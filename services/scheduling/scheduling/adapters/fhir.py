@@ -35,14 +35,14 @@ FACE = FhirFace(router, (
                        search=(SearchParam("schedule", "reference", "Schedule/<room id> (required)"),
                                SearchParam("start", "date", "instant with offset: slices starting at or after it "
                                            "(required)"),
-                               SearchParam("end", "date", f"instant: slices starting before it; default start + 1 "
-                                           f"day, at most {MAX_SLOT_DAYS} days"),
+                               SearchParam("end", "date", f"ours, not FHIR's: slices starting before this instant; "
+                                           f"default start + 1 day, at most {MAX_SLOT_DAYS} days"),
                                SearchParam("status", "token", "free | busy | busy-unavailable"))),
-    ResourceCapability("Appointment", ("read", "search-type"), documentation="An exam's booking; id = appointment id.",
+    ResourceCapability("Appointment", ("read", "search-type"),
+                       documentation="An exam's booking; id = appointment id. A search returns at most 500 (_count).",
                        search=(SearchParam("patient", "reference", "Patient/<EMPI id>"),
                                SearchParam("based-on", "reference", "ServiceRequest/<order id>"),
-                               SearchParam("status", "token", "an AppointmentStatus"),
-                               SearchParam("_count", "number", "at most 500")),
+                               SearchParam("status", "token", "an AppointmentStatus")),
                        operations=(Operation("find", FIND, (
                            "GET Appointment/$find?based-on=ServiceRequest/<order id>&service-type=<exam code>"
                            "[&start&end&channel&_count]: the allowed slots as proposed Appointments")),)),
