@@ -94,7 +94,9 @@ def _int(ds: Dataset, keyword: str, default: int | None, lo: int, hi: int) -> in
     except ValueError:
         raise PrintFailure(st.INVALID_ATTRIBUTE_VALUE, f"{keyword} {value!r} is not a number", _tag(keyword)) from None
     if not lo <= number <= hi:
-        raise PrintFailure(st.ATTRIBUTE_VALUE_OUT_OF_RANGE, f"{keyword} {number} outside {lo}..{hi}", _tag(keyword))
+        # A failure, not 0x0116 (Attribute Value Out of Range): that is a warning in PS3.7 C.4, telling the
+        # SCU the instance was created or changed all the same, while nothing was.
+        raise PrintFailure(st.INVALID_ATTRIBUTE_VALUE, f"{keyword} {number} outside {lo}..{hi}", _tag(keyword))
     return number
 
 
@@ -480,30 +482,33 @@ class PrintAssociation:
             raise PrintFailure(st.MISSING_ATTRIBUTE_VALUE, f"{seq_kw} required", _tag(seq_kw))
         item = seq[0]
         check_image_item(item, color=color)
-        box.polarity = _enum(ds, "Polarity", POLARITIES, "NORMAL") or "NORMAL"
-        box.magnification = _enum(ds, "MagnificationType", MAGNIFICATIONS, None)
-        box.smoothing = _text(ds, "SmoothingType")
-        box.configuration = _text(ds, "ConfigurationInformation")
-        box.decimate_crop = _enum(ds, "RequestedDecimateCropBehavior", ("DECIMATE", "CROP", "FAIL"), None)
-        box.min_density = _int(ds, "MinDensity", None, 0, 10000)
-        box.max_density = _int(ds, "MaxDensity", None, 0, 10000)
+        # Everything is checked before the box changes: a failure status says nothing was set.
+        polarity = _enum(ds, "Polarity", POLARITIES, "NORMAL") or "NORMAL"
+        magnification = _enum(ds, "MagnificationType", MAGNIFICATIONS, None)
+        decimate_crop = _enum(ds, "RequestedDecimateCropBehavior", ("DECIMATE", "CROP", "FAIL"), None)
+        min_density = _int(ds, "MinDensity", None, 0, 10000)
+        max_density = _int(ds, "MaxDensity", None, 0, 10000)
         status = st.SUCCESS
+        requested_size_mm = box.requested_size_mm
         size = _text(ds, "RequestedImageSize")
         if size is not None:
             try:
-                box.requested_size_mm = float(size)
+                requested_size_mm = float(size)
             except ValueError:
                 raise PrintFailure(st.INVALID_ATTRIBUTE_VALUE, f"Requested Image Size {size!r}",
                                    _tag("RequestedImageSize")) from None
             film = self.film_boxes[box.film_box_uid].attrs
             limit = self._box_width_mm(film, box.position)
-            if box.requested_size_mm > limit:
-                if box.decimate_crop == "FAIL":
+            if requested_size_mm > limit:
+                if decimate_crop == "FAIL":
                     raise PrintFailure(st.FAIL_IMAGE_LARGER_THAN_BOX,
                                        f"Requested Image Size {size} mm exceeds the box ({limit:.0f} mm)")
                 status = st.WARN_IMAGE_DEMAGNIFIED
-        if "ReferencedPresentationLUTSequence" in ds:
-            box.lut_uid = self._lut_ref(ds)
+        lut_uid = self._lut_ref(ds) if "ReferencedPresentationLUTSequence" in ds else box.lut_uid
+        box.polarity, box.magnification, box.decimate_crop = polarity, magnification, decimate_crop
+        box.smoothing, box.configuration = _text(ds, "SmoothingType"), _text(ds, "ConfigurationInformation")
+        box.min_density, box.max_density = min_density, max_density
+        box.requested_size_mm, box.lut_uid = requested_size_mm, lut_uid
         box.study_uids = study_uids_in(ds) + [u for u in study_uids_in(item) if u not in study_uids_in(ds)]
         box.image = item
         return Dataset(), status
@@ -541,6 +546,12 @@ class PrintAssociation:
         self._session_or_fail(uid)
         if not self.film_boxes:
             raise PrintFailure(st.FAIL_SESSION_HAS_NO_FILM_BOX, "the Film Session has no Film Box")
+        # All or nothing: a queue that fills half way would leave the first boxes marked printed with
+        # jobs that are never stored, behind a C601 that says no Print Job was created.
+        sheets = sum(1 for box in self.film_boxes.values() if any(
+            self.image_boxes[u].image is not None for u in box.image_box_uids))
+        if sheets and len(self.jobs) + sheets > self.max_jobs:
+            raise PrintFailure(st.FAIL_SESSION_PRINT_QUEUE_FULL, "print queue of this association is full")
         jobs, empty = [], False
         for box in self.film_boxes.values():
             job = self._job(box, collated=True)
