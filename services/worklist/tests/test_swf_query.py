@@ -131,3 +131,88 @@ def _code(**values: str) -> Dataset:
     for k, v in values.items():
         setattr(item, k, v)
     return item
+
+
+WLMSCPFS = "/usr/bin/wlmscpfs"
+
+
+def _as_dataset(tree: dict[str, object]) -> Dataset:
+    ds = Dataset()
+    for keyword, value in tree.items():
+        if isinstance(value, list):
+            setattr(ds, keyword, [_as_dataset(item) for item in value])
+        elif value:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def _common(ours: object, theirs: object) -> tuple[object, object]:
+    """Both replies restricted to what both returned (wlmscpfs drops the keys it does not support)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        keys = ours.keys() & theirs.keys()
+        pairs = {k: _common(ours[k], theirs[k]) for k in keys}
+        return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        pairs_ = [_common(a, b) for a, b in zip(ours, theirs, strict=True)]
+        return [a for a, _ in pairs_], [b for _, b in pairs_]
+    return ours, theirs
+
+
+async def test_broad_swf_query_answers_as_dcmtk_wlmscpfs_does(scp: WorklistSCP, world: World, tmp_path: Path) -> None:
+    """The same items as DCMTK worklist files, the same broad query from findscu to both SCPs: the same items
+    come back, and every attribute both return has the same value (wlmscpfs answers only the keys it knows)."""
+    from imaging_common.testing import free_port
+    from pydicom.dataset import FileMetaDataset
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+    for tool in (FINDSCU, DUMP2DCM, WLMSCPFS):
+        if not Path(tool).exists():
+            pytest.fail(f"{tool} is missing: install Debian's dcmtk (make system-deps)")
+    steps = await _steps(world)
+    folder = tmp_path / "wl" / "WORKLIST"
+    folder.mkdir(parents=True)
+    (folder / "lockfile").touch()
+    for accession, (step, row) in steps.items():
+        ds = _as_dataset(held(step, row))  # type: ignore[arg-type]
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ModalityWorklistInformationFind
+        ds.file_meta.MediaStorageSOPInstanceUID = row["study_instance_uid"]
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        pydicom.dcmwrite(folder / f"{accession}.wl", ds, enforce_file_format=True)
+    port = free_port()
+    peer = await asyncio.create_subprocess_exec(WLMSCPFS, "-csk", "-dfr", "-dfp", str(tmp_path / "wl"), str(port),
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        query = swf_query(station=world.station, date=now_local().strftime("%Y%m%d"))
+        (tmp_path / "query.dump").write_text(dump(query), encoding="utf-8")
+        made = await asyncio.create_subprocess_exec(DUMP2DCM, str(tmp_path / "query.dump"),
+                                                    str(tmp_path / "query.dcm"))
+        assert await made.wait() == 0
+        answers: dict[str, dict[str, dict[str, object]]] = {}
+        for label, target in (("ours", scp.port), ("wlmscpfs", port)):
+            out = tmp_path / label
+            out.mkdir()
+            for _ in range(100):  # wlmscpfs may still be starting
+                proc = await asyncio.create_subprocess_exec(
+                    FINDSCU, "-W", "-aet", "CT_MODALITY", "-aec", "WORKLIST", "-X", "-od", str(out), "127.0.0.1",
+                    str(target), str(tmp_path / "query.dcm"), stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT)
+                log, _ = await asyncio.wait_for(proc.communicate(), 60)
+                if proc.returncode == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert proc.returncode == 0, log.decode("utf-8", "replace")
+            answers[label] = {d.AccessionNumber: as_tree(d) for d in map(pydicom.dcmread, sorted(out.glob("rsp*")))}
+        assert set(answers["ours"]) == set(answers["wlmscpfs"]) == set(steps)
+        for accession in steps:
+            # Pregnancy Status (US, Type 2) held by nobody: wlmscpfs fills 4 ("unknown"), we return it
+            # zero-length, which Type 2 allows and also means unknown
+            assert answers["wlmscpfs"][accession].pop("PregnancyStatus") == "4"
+            assert answers["ours"][accession].pop("PregnancyStatus") == ""
+            ours, theirs = _common(answers["ours"][accession], answers["wlmscpfs"][accession])
+            assert len(ours) > 40  # type: ignore[arg-type]
+            assert ours == theirs, accession
+    finally:
+        peer.terminate()
+        await peer.wait()
