@@ -99,7 +99,14 @@ async def test_every_fhir_service_answers_the_same_metadata(test_env, service: s
     (app,) = [create_app() for spec, create_app in discover_services() if spec.name == service]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ris.local") as client:
         statement = r4b(await client.get(f"{BASE}/metadata"), resource_type="CapabilityStatement")
-    _check_statement(statement)
+        _check_statement(statement)
+        assert statement["implementation"]["url"] == f"http://ris.local{BASE}"
+        # Behind a gateway terminating TLS: the address the client used; a malformed host is not taken.
+        behind = r4b(await client.get(f"{BASE}/metadata", headers={
+            "X-Forwarded-Proto": "https", "X-Forwarded-Host": "ris.hospital.local"}))
+        assert behind["implementation"]["url"] == f"https://ris.hospital.local{BASE}"
+        odd = r4b(await client.get(f"{BASE}/metadata", headers={"X-Forwarded-Host": "a b/<x>"}))
+        assert odd["implementation"]["url"] == f"http://ris.local{BASE}"
 
 
 @pytest.mark.parametrize("kind", sorted(SERVED))

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 
 from imaging_common.fhir.capability import BASE, capability_statement, declared_resources
-from imaging_common.fhir.resources import FHIR_JSON, outcome, outcome_body, outcome_from_problem
+from imaging_common.fhir.resources import FHIR_JSON, base_url, outcome, outcome_body, outcome_from_problem
 from imaging_common.problems import PROBLEM_JSON
 
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ def _metadata_router() -> APIRouter:
 
     @router.get("/metadata", summary="FHIR CapabilityStatement of the whole platform")
     async def metadata(request: Request) -> JSONResponse:
-        base_url = str(request.base_url).rstrip("/") + BASE
-        statement = capability_statement(declared_resources(), base_url=base_url, date=_STARTED)
+        statement = capability_statement(declared_resources(), base_url=base_url(request), date=_STARTED)
         return JSONResponse(statement, media_type=FHIR_JSON)
 
     return router

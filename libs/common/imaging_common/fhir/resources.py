@@ -9,6 +9,7 @@ application/fhir+json; errors as OperationOutcome, one shape for every service.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,9 +64,21 @@ def as_json(resource: FHIRAbstractModel | dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 def base_url(request: Request) -> str:
-    """The absolute FHIR base this request came through, e.g. https://ris.hospital.local/fhir/R4."""
-    return str(request.base_url).rstrip("/") + BASE
+    """The absolute FHIR base this request came through, e.g. https://ris.hospital.local/fhir/R4: behind a
+    gateway that terminates TLS, the scheme and host the client used (X-Forwarded-Proto / -Host, which the
+    gateway sets; forged by a client, they change only the links in its own answer)."""
+    url = request.base_url
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if proto in ("http", "https"):
+        url = url.replace(scheme=proto)
+    if host and _HOST.fullmatch(host):
+        url = url.replace(netloc=host)
+    return str(url).rstrip("/") + BASE
 
 
 def searchset(request: Request, resources: Sequence[FHIRAbstractModel | dict[str, Any]]) -> dict[str, Any]:
@@ -78,8 +91,10 @@ def searchset(request: Request, resources: Sequence[FHIRAbstractModel | dict[str
         if body.get("id"):
             entry["fullUrl"] = f"{base}/{body['resourceType']}/{body['id']}"
         entries.append(entry)
+    query = request.url.query
+    self_url = base[:-len(BASE)] + request.url.path + (f"?{query}" if query else "")
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-              "link": [{"relation": "self", "url": str(request.url)}], "entry": entries}
+              "link": [{"relation": "self", "url": self_url}], "entry": entries}
     Bundle.model_validate(bundle)
     return bundle
 
