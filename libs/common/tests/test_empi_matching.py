@@ -344,3 +344,39 @@ def test_name_frequencies_say_nothing_until_enough_names_are_counted() -> None:
     counted = NameFrequencies([one, *others])
     assert counted.bits(name_form("葛珏蓁"), ref, exclude=1) > 0  # rarer than the typical coinciding name
     assert counted.bits(name_form("王伟军"), ref, exclude=1) < 0
+
+
+def _latin(ref: str, family: str, given: str, number: str | None = "7131335", **kw: str | None) -> MatchRecord:
+    fields: dict[str, str | None] = {"birth_date": "1970-02-03", "sex": "M", "address": "12 Wattle Street Kirrawee NSW"}
+    fields.update(kw)
+    return MatchRecord.build(ref, family_name=family, given_name=given,
+                             identifiers=[("medical-insurance", number)] if number else [], **fields)  # type: ignore[arg-type]
+
+
+def test_foreign_names_with_typos_link_but_pinyin_twins_keep_the_guard() -> None:
+    a = _latin("a", "SMITH", "JONATHAN")
+    # A typo in each part of a Latin-script name that is no pinyin: a typo, weighed like any agreement.
+    assert c.compare_name(a, _latin("b", "SMYTH", "JONATHON")) == c.NAME_SIMILAR
+    assert SCORER.score(a, _latin("b", "SMYTH", "JONATHON")).band is Band.LINK
+    assert SCORER.score(a, _latin("b", "SMYTH", "JONATHON", number=None)).band is Band.LINK  # the address agrees
+    assert SCORER.score(a, _latin("b", "JONATHAN", "SMIHT")).band is Band.LINK  # swapped order, one typo
+    # A replaced given name (the twins' pattern) with the same social security number: the number decides.
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB")).band is Band.LINK
+    # ...but not without it, nor with a number one digit off (twins' numbers are often consecutive).
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number=None)).band is not Band.LINK
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131336")).band is not Band.LINK
+    # A name one typo apart with a number one typo apart and the same birth date: one person.
+    assert SCORER.score(a, _latin("b", "SMITH", "JONATHON", number="7131353")).band is Band.LINK
+    # Pinyin-only records of twins (子涵 / 子航): a letter apart is another syllable, the twin guard's.
+    z1 = _latin("z1", "ZHANG", "ZIHAN", number=None, phone="13812345678")
+    z2 = _latin("z2", "ZHANG", "ZIHANG", number=None, phone="13812345678")
+    assert c.compare_name(z1, z2) == c.NAME_SIMILAR
+    assert SCORER.score(z1, z2).band is Band.REVIEW
+    # Different sex is never linked by the machine.
+    assert SCORER.score(a, _latin("b", "SMYTH", "JONATHON", sex="F")).band is not Band.LINK
+
+
+def test_same_sound_with_a_birth_date_typo_needs_phone_and_address() -> None:
+    a = rec("a", "张子涵", idn=None)
+    assert SCORER.score(a, rec("b", "张子寒", idn=None, dob="1985-03-13")).band is Band.LINK
+    assert SCORER.score(a, rec("b", "张子寒", idn=None, dob="1985-03-13", address=None)).band is not Band.LINK

@@ -21,6 +21,12 @@ can only lower a band, never raise it. They encode what no weight should overrid
    least RARE_NAME_BITS of frequency weight above the typical coinciding name (16 times rarer),
    where a same-day namesake is a one-in-thousands event.
 4. Different sex, or a different name altogether, goes to a person, not to the machine.
+5. Except for names in Latin script on both sides (foreign patients, legacy files of other systems):
+   their typos, swapped, missing and replaced parts are linked automatically when an ID number or a
+   medical-insurance (social security) number agrees, and the weight is over the link threshold; a
+   name one typo apart also when that number has one typo and the birth date agrees. The twin guard
+   (rule 2) is for Chinese names: a Latin-script name one typo apart that cannot be read as pinyin
+   (SMITH / SMYTH) is a typo, weighed like any other agreement; ZIHAN / ZIHANG stay the guard's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from imaging_common.empi import comparators as c
+from imaging_common.empi.names import reads_as_pinyin
 from imaging_common.empi.record import MatchRecord
 
 
@@ -62,10 +69,21 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
         return band, None
     name, dob, sex, nid, local, phone, address = gamma
     id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
-    if name in (c.NAME_HOMOPHONE, c.NAME_SIMILAR) and not id_agrees:
+    if latin_script(a, b) and sex != 1 and (
+            (name in (c.NAME_SIMILAR, c.NAME_DIFFERENT) and (id_agrees or c.personal_number_agrees(a, b)))
+            or (name == c.NAME_SIMILAR and dob == c.DOB_EXACT and c.personal_number_near(a, b))):
+        # Rule 5: Latin-script names from other systems carry typos, swaps, missing and replaced parts;
+        # a number issued to one person that agrees decides, as for a homophone (weight permitting); one
+        # with a typo, when the name is one typo apart and the birth date agrees.
+        return band, None
+    if name in (c.NAME_HOMOPHONE, c.NAME_SIMILAR) and not id_agrees and not (
+            name == c.NAME_SIMILAR and foreign_names(a, b)):
         if not same_sound(a, b):
             return Band.REVIEW, "names sound different (a syllable or a tone) and no ID number agrees: twins?"
-        if not (dob == c.DOB_EXACT and (phone == 0 or address == 0) and nid == c.MISSING and local != 1):
+        # The birth date agrees, or has one typo while phone and address both agree (twins share the day:
+        # a date typed wrong makes no twin of a name that sounds the same).
+        dob_agrees = dob == c.DOB_EXACT or (dob == c.DOB_NEAR and phone == 0 and address == 0)
+        if not (dob_agrees and (phone == 0 or address == 0) and nid == c.MISSING and local != 1):
             return Band.REVIEW, "names sound the same, but birth date and phone or address do not all agree"
     if name == c.NAME_DIFFERENT or name == c.MISSING:
         return Band.REVIEW, "names differ"
@@ -80,3 +98,13 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
 def same_sound(a: MatchRecord, b: MatchRecord) -> bool:
     """Two names in characters that are read the same, tones included (张子涵 / 张子寒)."""
     return bool(a.name and b.name and a.name.han and b.name.han and a.name.tones == b.name.tones)
+
+
+def latin_script(a: MatchRecord, b: MatchRecord) -> bool:
+    return bool(a.name and b.name and not a.name.han and not b.name.han)
+
+
+def foreign_names(a: MatchRecord, b: MatchRecord) -> bool:
+    """Two Latin-script names, not both readable as pinyin: a letter wrong in SMITH is a typo, not a
+    twin's other syllable (ZIHAN / ZIHANG are two names, twins' perhaps: the twin guard's)."""
+    return latin_script(a, b) and not (reads_as_pinyin(a.name) and reads_as_pinyin(b.name))  # type: ignore[arg-type]

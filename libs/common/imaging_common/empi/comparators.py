@@ -46,7 +46,32 @@ def compare_name(a: MatchRecord, b: MatchRecord) -> int:
         return NAME_EXACT if not (x.han or y.han) else NAME_PINYIN
     if x.fuzzy == y.fuzzy or jellyfish.jaro_winkler_similarity(x.key, y.key) >= 0.93:
         return NAME_SIMILAR
+    if not (x.han or y.han) and latin_tokens_close(x.pinyin.split(" "), y.pinyin.split(" ")):
+        return NAME_SIMILAR
     return NAME_DIFFERENT
+
+
+def close_token(a: str, b: str) -> bool:
+    """One typo apart (a wrong, missing or extra letter, two letters swapped), two in words of five letters
+    or more."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 2:
+        return False
+    d = jellyfish.damerau_levenshtein_distance(a, b)
+    return d <= 1 or (d == 2 and min(len(a), len(b)) >= 5)
+
+
+def latin_tokens_close(x: list[str], y: list[str]) -> bool:
+    """Two Latin-script names whose tokens pair up one typo apart, in either order (family and given
+    names are swapped between systems); a token missing on one side pairs with nothing."""
+    short, long_ = (x, y) if len(x) <= len(y) else (y, x)
+    if len(long_) > 4:
+        return False
+    from itertools import permutations
+
+    return any(all(close_token(a, b) for a, b in zip(short, order, strict=False))
+               for order in permutations(long_, len(short)))
 
 
 # ---- birth date ----------------------------------------------------------------------------
@@ -99,6 +124,20 @@ def compare_national_id(a: MatchRecord, b: MatchRecord) -> int:
         level = ID_NEAR if (not (x.valid and y.valid) and near_string(x.value, y.value)) else ID_DIFFERENT
         best = level if best == MISSING else min(best, level)
     return best
+
+
+def personal_number_agrees(a: MatchRecord, b: MatchRecord) -> bool:
+    """The same medical-insurance (social security) number: issued to one person, unlike a hospital card a
+    parent may bring for the other twin; a resident-ID-shaped one is already a national ID (record.py)."""
+    shared = a.local & b.local
+    return any(kind == "medical-insurance" for kind, _ in shared)
+
+
+def personal_number_near(a: MatchRecord, b: MatchRecord) -> bool:
+    """Medical-insurance numbers one wrong digit or one swap apart (no check digit tells a typo)."""
+    x = [n for kind, n in a.local if kind == "medical-insurance"]
+    y = [n for kind, n in b.local if kind == "medical-insurance"]
+    return any(near_string(u, v) for u in x for v in y)
 
 
 def both_valid_national_ids_differ(a: MatchRecord, b: MatchRecord) -> bool:

@@ -153,3 +153,34 @@ def latin_of(raw: str | None) -> str | None:
         return None
     parts = form.pinyin.split(" ", 1)
     return "^".join(parts)
+
+
+def _syllables() -> frozenset[str]:
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    out = set()
+    for readings in pinyin_dict.values():
+        for r in readings.split(","):
+            plain = "".join(ch for ch in unicodedata.normalize("NFD", r) if not unicodedata.combining(ch))
+            plain = plain.upper().replace("Ü", "V")
+            if any(v in plain for v in "AEIOUV"):  # not the interjections hm, ng
+                out.add(plain)
+    return frozenset(out)
+
+
+PINYIN_SYLLABLES = _syllables()
+
+
+@lru_cache(maxsize=65536)
+def is_pinyin(token: str) -> bool:
+    """The token splits into pinyin syllables ("ZIHAN" = ZI HAN; "MICHAELA" does not)."""
+    n = len(token)
+    ok = [True] + [False] * n
+    for end in range(1, n + 1):
+        ok[end] = any(ok[start] and token[start:end] in PINYIN_SYLLABLES for start in range(max(0, end - 6), end))
+    return ok[n]
+
+
+def reads_as_pinyin(name: NameForm) -> bool:
+    """A name in characters, or in Latin letters that could be a Chinese name's pinyin."""
+    return bool(name.han) or all(is_pinyin(t) for t in name.pinyin.split(" "))
