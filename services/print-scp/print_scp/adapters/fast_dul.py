@@ -144,8 +144,14 @@ def _serve_in_dul(assoc: Any) -> None:
 
     def put_or_serve(item: Any, block: bool = True, timeout: float | None = None) -> None:
         context_id, msg = item
-        if (threading.current_thread() is dul and isinstance(msg, _SERVED_HERE) and msg.is_valid_request
-                and context_id in assoc._accepted_cx and not assoc._sent_release and not assoc._kill):
+        # Only once established: a modality sends its first request the moment it has the A-ASSOCIATE-AC,
+        # and pynetdicom marks the association established only after its EVT_ACCEPTED handlers have run
+        # in the association's thread; its N-service SCPs silently drop the response to a request served
+        # before that (a print stalled for the modality's whole DIMSE timeout, ~7 % of associations
+        # under load). Such a request goes to the reactor, which starts once the association is established.
+        if (threading.current_thread() is dul and assoc.is_established and isinstance(msg, _SERVED_HERE)
+                and msg.is_valid_request and context_id in assoc._accepted_cx and not assoc._sent_release
+                and not assoc._kill):
             bind_association_id(assoc)  # logged under the association's id, as in its own thread
             # pynetdicom's ACSE swaps `assoc.abort` itself around its handlers, so it is swapped here
             # too, for the request only (see the module's docstring)
