@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from imaging_common.service import ServiceSpec
 
 log = logging.getLogger(__name__)
+_STARTED = datetime.now(UTC).replace(microsecond=0).isoformat()  # the statement's date: this software's start
 
 
 def under_base(path: str) -> bool:
@@ -44,9 +45,6 @@ def _metadata_router() -> APIRouter:
         return JSONResponse(statement, media_type=FHIR_JSON)
 
     return router
-
-
-_STARTED = datetime.now(UTC).replace(microsecond=0).isoformat()  # the statement's date: this software's start
 
 
 class FhirFace:
@@ -126,7 +124,7 @@ def _unknown_type(path: str) -> str | None:
     first = path[len(BASE):].strip("/").split("/", 1)[0]
     if not first or first == "metadata" or first in {r.type for r in declared_resources()}:
         return None
-    return first
+    return first[:64]
 
 
 def mount(app: FastAPI, spec: ServiceSpec) -> None:
