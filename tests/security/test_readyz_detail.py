@@ -41,12 +41,13 @@ async def test_readyz_answers_without_exception_text(test_env) -> None:
             deadline = asyncio.get_running_loop().time() + 20
             while True:
                 r = await client.get("/api/worklist/readyz")
-                if r.status_code == 503 or asyncio.get_running_loop().time() > deadline:
+                if r.json().get("degraded") or asyncio.get_running_loop().time() > deadline:
                     break
                 await asyncio.sleep(0.2)
-            assert r.status_code == 503, r.text
+            # Redis away degrades the pod, it stays ready (issue 22, 2); what is down is named, never why.
+            assert r.status_code == 200, r.text
             body = r.json()
-            assert body["failing"] == ["redis"] and body["checks"]["redis"] == "unreachable", body
+            assert body["degraded"] == ["redis"] and body["checks"]["redis"] == "unreachable", body
             for leak in ("localhost", str(proxy.port), "Error", "onnect", "closed", "guest"):
                 assert leak not in r.text, (leak, r.text)
     finally:

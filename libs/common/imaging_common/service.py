@@ -22,7 +22,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imaging_common import db
@@ -30,7 +30,7 @@ from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, EventHandler
 from imaging_common.events.deadletters import dead_letters_router
-from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope
+from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope, registered
 from imaging_common.problems import install_problem_handlers, problem
 
 if TYPE_CHECKING:
@@ -93,7 +93,10 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)  # what listeners share with routes
 
     async def readiness(self) -> dict[str, str]:
-        """Check each dependency: "ok" or "unreachable" (the reason is logged, never answered)."""
+        """Check each dependency at once: "ok" or "unreachable" (the reason is logged, never answered).
+
+        Each result also sets `dependency_up{service, dependency}` (1/0) on the service's /metrics.
+        """
         timeout = self.settings.readiness_timeout
 
         async def pg() -> None:
@@ -107,16 +110,31 @@ class ServiceContext:
             if not self.bus.is_connected:
                 raise ConnectionError("not connected")
 
-        results: dict[str, str] = {}
-        for name, check in (("postgresql", pg), ("rabbitmq", mq), ("redis", rds)):
+        async def one(name: str, check: Callable[[], Awaitable[None]]) -> str:
             try:
                 await asyncio.wait_for(check(), timeout)
-                results[name] = "ok"
-            except Exception as exc:  # any failure means not ready: name which; why goes to the log only
+                return "ok"
+            except Exception as exc:  # any failure means down: name which; why goes to the log only
                 # Exception text names internal hosts, ports and users: never in the answer (issue 18, 8).
-                results[name] = "unreachable"
                 log.warning("readiness: %s unreachable: %s: %s", name, type(exc).__name__, exc)
+                return "unreachable"
+
+        checks = {"postgresql": pg, "rabbitmq": mq, "redis": rds}
+        states = await asyncio.gather(*(one(name, check) for name, check in checks.items()))
+        results = dict(zip(checks, states, strict=True))
+        gauge = registered(Gauge, "dependency_up", "1 when the dependency answered the last readiness check, else 0",
+                           ["service", "dependency"], self.registry)
+        for name, state in results.items():
+            gauge.labels(self.spec.name, name).set(1 if state == "ok" else 0)
         return results
+
+
+# Without PostgreSQL a pod cannot accept work, so it leaves its Service. Without RabbitMQ it still
+# can (events wait in the outbox and are relayed when the broker is back), and without Redis the
+# listeners still can (MLLP, DICOM need no Redis; HTTP logins and sessions suffer on every pod alike):
+# taking every pod out of its Service for those would turn a broker blip into an outage of the HIS
+# feed and the modalities. They make the pod "degraded": still ready, reported, alerted on.
+REQUIRED_FOR_WORK = frozenset({"postgresql"})
 
 
 def _health_router(spec: ServiceSpec) -> APIRouter:
@@ -126,26 +144,30 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "alive", "service": spec.name}
 
-    @router.get("/readyz", summary="Readiness: PostgreSQL, RabbitMQ and Redis reachable")
+    @router.get("/readyz", summary="Readiness: PostgreSQL reachable; RabbitMQ or Redis down only degrades")
     async def readyz(request: Request) -> JSONResponse:
         ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
         if ctx is None:
             return JSONResponse({"status": "starting", "service": spec.name}, status_code=503)
         checks = await ctx.readiness()
-        failing = [name for name, state in checks.items() if state != "ok"]
-        body: dict[str, object] = {
-            "status": "ready" if not failing else "not ready", "service": spec.name, "checks": checks,
-        }
+        down = [name for name, state in checks.items() if state != "ok"]
+        failing = [name for name in down if name in REQUIRED_FOR_WORK]
+        degraded = [name for name in down if name not in REQUIRED_FOR_WORK]
+        status = "not ready" if failing else "degraded" if degraded else "ready"
+        body: dict[str, object] = {"status": status, "service": spec.name, "checks": checks}
         if failing:
             body["failing"] = failing
+        if degraded:
+            body["degraded"] = degraded
         return JSONResponse(body, status_code=503 if failing else 200)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
         registry: CollectorRegistry = request.app.state.registry
         ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-        if ctx is not None:  # queue depth is read now, from the broker (bounded; never fails the scrape)
+        if ctx is not None:  # queue depth and dependency_up are read now (bounded; never fail the scrape)
             await ctx.bus.refresh_queue_depth()
+            await ctx.readiness()
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
