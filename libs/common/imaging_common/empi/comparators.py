@@ -179,13 +179,14 @@ ADDRESS_LEVELS = ("same", "similar", "different")
 
 
 def compare_address(a: MatchRecord, b: MatchRecord) -> int:
-    if not a.address_grams or not b.address_grams:
+    if not a.address or not b.address:
         return MISSING
     if a.address == b.address:
         return 0
-    inter = len(a.address_grams & b.address_grams)
+    x, y = a.address_grams, b.address_grams
+    inter = len(x & y)
     # Overlap coefficient: an address written with or without the province is the same address.
-    score = inter / min(len(a.address_grams), len(b.address_grams))
+    score = inter / min(len(x), len(y))
     if score >= 0.85:
         return 0
     return 1 if score >= 0.5 else 2

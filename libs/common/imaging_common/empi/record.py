@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date
 from typing import Any
 
@@ -36,7 +37,10 @@ def normalize_address(value: str | None) -> str | None:
     return text or None
 
 
+@lru_cache(maxsize=131072)
 def bigrams(text: str) -> frozenset[str]:
+    """Character pairs of an address; computed when compared, not kept per record (two kilobytes each:
+    a million records' would not fit the batch's memory), cached for the records met most."""
     return frozenset(text[i:i + 2] for i in range(len(text) - 1)) if len(text) > 1 else frozenset((text,))
 
 
@@ -78,8 +82,11 @@ class MatchRecord:
     local: frozenset[tuple[str, str]] = frozenset()  # (authority, number): cards, HIS/PACS ids
     phone: str | None = None
     address: str | None = None
-    address_grams: frozenset[str] = frozenset()
     postcode: str | None = None
+
+    @property
+    def address_grams(self) -> frozenset[str]:
+        return bigrams(self.address) if self.address else frozenset()
 
     @classmethod
     def build(
@@ -125,7 +132,6 @@ class MatchRecord:
         addr = normalize_address(address)
         return cls(
             ref=ref, name=name_form(name), birth_date=dob, sex=sx, national=national, local=frozenset(local),
-            phone=normalize_phone(phone), address=addr, address_grams=bigrams(addr) if addr else frozenset(),
-            postcode=_DIGITS.sub("", postcode) if postcode else None,
+            phone=normalize_phone(phone), address=addr, postcode=_DIGITS.sub("", postcode) if postcode else None,
         )
 
