@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from imaging_common.hl7 import times
 from imaging_common.hl7.message import Message, Segment, build_msh, build_segment
 
 # HL7 table 0357: message error condition codes.
@@ -51,8 +52,9 @@ class HL7Error(Exception):
         return self.text
 
 
-def _now() -> str:
-    return datetime.now().strftime("%Y%m%d%H%M%S")
+def now_ts() -> str:
+    """Now as HL7 TS/DTM in the hospital's local time with its offset (never the host's zone unlabelled)."""
+    return datetime.now(UTC).astimezone(times.zone(None)).strftime("%Y%m%d%H%M%S%z")
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -62,24 +64,33 @@ def _version(text: str) -> tuple[int, ...]:
         return (2, 5)
 
 
+def _hd(original: Message | None, n: int) -> list[str]:
+    """MSH-n of the answered message as its HD components (echoed in our MSH-5/MSH-6 as they came)."""
+    reps = original.repetitions("MSH", n) if original else []
+    return reps[0] if reps else [""]
+
+
 def build_ack(
     original: Message | None, code: str = "AA", *, error: HL7Error | None = None, text: str = "",
     sending_app: str = "IMAGING", sending_facility: str = "RIS", control_id: str | None = None,
+    answered_id: str | None = None,
 ) -> Message:
-    """ACK for `original` (may be None when it could not be parsed at all)."""
+    """ACK for `original` (None when it could not be parsed; `answered_id` is then its MSH-10 if that
+    could be read from the raw message, for MSA-2)."""
     msh = original.segment("MSH") if original else None
     trigger = original.type[1] if original else ""
     version = original.version if original else "2.5"
     ack_msh = build_msh(
         sending_app=sending_app, sending_facility=sending_facility,
-        receiving_app=original.field("MSH", 3) if original else "", receiving_facility=original.field("MSH", 4)
-        if original else "", message_type=["ACK", trigger, "ACK"], control_id=control_id or f"A{uuid.uuid4().hex[:19]}",
-        timestamp=_now(), version=version, charset=original.charset if original else None,
-        processing_id=original.field("MSH", 11) if original and msh else "P",
+        receiving_app=_hd(original, 3), receiving_facility=_hd(original, 4), message_type=["ACK", trigger, "ACK"],
+        control_id=control_id or f"A{uuid.uuid4().hex[:19]}",
+        timestamp=now_ts(), version=version, charset=original.charset if original else None,
+        processing_id=(original.field("MSH", 11, component=1) if original and msh else "") or "P",
     )
     segments: list[Segment] = [ack_msh]
     message_text = text or (error.text if error else "")
-    segments.append(build_segment("MSA", code, original.control_id if original else "", message_text[:80]))
+    segments.append(build_segment("MSA", code, original.control_id if original else (answered_id or ""),
+                                  message_text[:80]))
     if error is not None and _version(version) < (2, 5):
         # v2.3/2.4 ERR has one field: ERR-1 error code and location (ELD).
         segments.append(build_segment(

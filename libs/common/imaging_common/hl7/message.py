@@ -198,11 +198,18 @@ def build_segment(seg_id: str, *fields: str | list[str] | None, encoding: Encodi
     return Segment(seg_id, raw)
 
 
-def build_msh(*, sending_app: str, sending_facility: str, receiving_app: str, receiving_facility: str,
-              message_type: list[str], control_id: str, timestamp: str, version: str = "2.5",
-              charset: str | None = None, processing_id: str = "P") -> Segment:
+def build_msh(*, sending_app: str, sending_facility: str, receiving_app: str | list[str],
+              receiving_facility: str | list[str], message_type: list[str], control_id: str, timestamp: str,
+              version: str = "2.5", charset: str | None = None, processing_id: str = "P") -> Segment:
+    """MSH; an application or facility given as a list is an HD's components (a peer's MSH-3/MSH-4 echoed
+    in MSH-5/MSH-6 keeps its namespace^universal id^type), a str is one value."""
     enc = Encoding()
-    esc = enc.escape_text  # every value may come from data (a peer's MSH-3, a receiver's settings)
+
+    def esc(value: str | list[str]) -> str:  # every value may come from data (a peer's MSH-3, a receiver's settings)
+        if isinstance(value, list):
+            return enc.component.join(enc.escape_text(v) for v in value).rstrip(enc.component)
+        return enc.escape_text(value)
+
     fields = ["MSH", enc.field, enc.msh2, esc(sending_app), esc(sending_facility), esc(receiving_app),
               esc(receiving_facility), esc(timestamp), "", enc.component.join(esc(t) for t in message_type),
               esc(control_id), esc(processing_id), esc(version), "", "", "", "", "", esc(charset or "")]

@@ -20,6 +20,7 @@ from imaging_common.hl7.access import current_admission
 from imaging_common.hl7.ack import HL7Error, build_ack
 from imaging_common.hl7.charset import UnsupportedCharset, decode
 from imaging_common.hl7.message import HL7ParseError, Message
+from imaging_common.hl7.mllp import control_id
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ MessageHandler = Callable[[Message], Awaitable[str | None]]
 # The (host, port) the message being handled came from, for a handler that must know who is speaking
 # (an acknowledgement accepted only from its receiver's addresses); None outside a handler.
 current_peer: ContextVar[tuple[str, int] | None] = ContextVar("hl7_peer", default=None)
+# MSH-10 of the message being answered as read from its bytes (for an AR to a message that does not parse).
+_answered: ContextVar[str | None] = ContextVar("hl7_answered_id", default=None)
 
 
 class MessageService:
@@ -39,10 +42,11 @@ class MessageService:
 
     def _ack(self, original: Message | None, code: str, error: HL7Error | None, codec: str, text: str = "") -> bytes:
         reply = build_ack(original, code, error=error, text=text, sending_app=self.application,
-                          sending_facility=self.facility)
+                          sending_facility=self.facility, answered_id=_answered.get())
         return reply.to_er7().encode(codec, errors="replace")
 
     async def __call__(self, payload: bytes, peer: tuple[str, int] | None = None) -> bytes:
+        _answered.set(control_id(payload))  # MSA-2 even when the message cannot be parsed
         codec = self.default_charset
         try:
             text, codec = decode(payload, self.default_charset)

@@ -6,7 +6,7 @@ system sends an application acknowledgement to this listener:
 
     MSH|^~\\&|HIS|WARD||IMAGING-CV|20240101120000||ACK^R01^ACK|A123|P|2.5
     MSA|AA|CV0123456789ABCDEF01          MSA-2 = our MSH-10 (the notification's identifier)
-    EVN||20240101120000||||D001^李医生     optional: EVN-5 who read it (id^name), EVN-6 when
+    EVN|||||D001^李医生|20240101120000     optional: EVN-5 who read it (id^name), EVN-6 when
     NTE|1||已处理：急诊胸腔闭式引流         optional: the action taken
 
 MSA-1 AA/CA acknowledges the critical value (channel "hl7"); AE/AR is logged as a refusal.

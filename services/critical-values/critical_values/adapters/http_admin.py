@@ -39,7 +39,7 @@ class ReceiverIn(BaseModel):
     department: str = "*"
     hl7_host: str | None = None
     hl7_port: int | None = Field(None, ge=1, le=65535)
-    hl7_message_type: str = Field("ORU^R01", pattern=r"^[A-Z0-9]{3}\^[A-Z0-9]{3}$")
+    hl7_message_type: str = Field("ORU^R01", pattern=r"^ORU\^R01$")  # the only one specified (docs/hl7-interface.md)
     fhir_base_url: str | None = Field(None, pattern=r"^https?://")
     fhir_request: Literal["Task", "CommunicationRequest"] | None = None
     active: bool = True

@@ -46,11 +46,14 @@ def text_of(cv: asyncpg.Record) -> str:
 
 def hl7_message(cv: asyncpg.Record, note: asyncpg.Record, *, message_type: str, sending_app: str,
                 sending_facility: str, receiving_app: str, at: datetime) -> Message:
-    """ORU^R01 (or the receiver's configured MSH-9) whose OBX-8 flags the result as critical (AA)."""
+    """ORU^R01 whose OBX-8 flags the result as critical (AA), as docs/hl7-interface.md specifies it.
+
+    `message_type` is the receiver's hl7_message_type: ORU^R01 is the only one (the message is built as an
+    ORU_R01; labelled otherwise it would claim a structure it does not have)."""
     patient = _patient(cv)
-    mtype = (message_type or "ORU^R01").split("^")
-    if len(mtype) == 2:
-        mtype.append(f"{mtype[0]}_{mtype[1]}")
+    if (message_type or "ORU^R01") != "ORU^R01":
+        raise ValueError(f"HL7 message type {message_type!r} is not specified: critical values send ORU^R01")
+    mtype = ["ORU", "R01", "ORU_R01"]
     msh = build_msh(sending_app=sending_app, sending_facility=sending_facility, receiving_app=receiving_app,
                     receiving_facility="", message_type=mtype, control_id=note["notification_id"],
                     timestamp=_hl7_time(at), version="2.5", charset="UNICODE UTF-8")

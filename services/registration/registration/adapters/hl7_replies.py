@@ -25,12 +25,11 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from imaging_common.hl7 import HL7Error, Message, MessageService
-from imaging_common.hl7.ack import build_ack
-from imaging_common.hl7.message import Segment, build_msh, build_segment
+from imaging_common.hl7.ack import build_ack, now_ts
+from imaging_common.hl7.message import Segment, build_segment
 
 ORDER_REPLIES = {("ORM", "O01"): ("ORR", "O02", "ORR_O02"), ("OMI", "O23"): ("ORI", "O24", "ORI_O24")}
 # HL7 table 0119: what we answer to each request, (accepted, refused).
@@ -70,22 +69,14 @@ def note_order(order: dict[str, Any]) -> None:
         reply.know(order)
 
 
-def _now() -> str:
-    return datetime.now().strftime("%Y%m%d%H%M%S")
-
-
 def build_order_reply(original: Message, code: str, *, error: HL7Error | None, text: str, order: dict[str, Any] | None,
                       sending_app: str, sending_facility: str) -> Message:
     """ORR^O02 / ORI^O24 for an ORM^O01 / OMI^O23 answered `code` (AA or AE)."""
     reply_code, reply_trigger, structure = ORDER_REPLIES[original.type[:2]]
     ack = build_ack(original, code, error=error, text=text, sending_app=sending_app,
                     sending_facility=sending_facility, control_id=f"R{uuid.uuid4().hex[:19]}")
-    msh = ack.segments[0]
-    header = build_msh(sending_app=sending_app, sending_facility=sending_facility,
-                       receiving_app=original.field("MSH", 3), receiving_facility=original.field("MSH", 4),
-                       message_type=[reply_code, reply_trigger, structure], control_id=msh.raw(10),
-                       timestamp=msh.raw(7), version=original.version, charset=original.charset or None,
-                       processing_id=original.field("MSH", 11) or "P")
+    header = ack.segments[0]  # the ACK's MSH (peer echoed as an HD, charset, version), typed as the reply
+    header.fields[9] = "^".join([reply_code, reply_trigger, structure])
     segments: list[Segment] = [header, *ack.segments[1:]]  # MSA [ERR]
     segments.extend(_order_group(original, code, order, sending_app, structure))
     return Message(segments)
@@ -100,6 +91,8 @@ def _order_group(original: Message, code: str, order: dict[str, Any] | None, app
     response = accepted if code == "AA" else refused
     placer = (original.repetitions("ORC", 2) or original.repetitions("OBR", 2) or [[""]])[0]
     placer = [placer[0], placer[1] if len(placer) > 1 else ""]
+    if not placer[0]:
+        return []  # no placer number: no order to answer about (ORC-2 would be empty); MSA + ERR say why
     filler = [order["accession_number"], application] if order else ["", ""]
     if response == "CR":
         status = "CA"
@@ -109,23 +102,25 @@ def _order_group(original: Message, code: str, order: dict[str, Any] | None, app
         status = order_status_code(order)
     else:
         status = ""  # refused: the ERR says why; what the order is stays what the HIS last heard
-    orc = build_segment("ORC", response, _trim(placer), _trim(filler), None, status, None, None, None, _now())
+    orc = build_segment("ORC", response, _trim(placer), _trim(filler), None, status, None, None, None, now_ts())
     item = (original.repetitions("OBR", 4) or [[]])[0][:3]
     if not any(item) and order and order.get("items"):
         first = order["items"][0]
         item = [first["code"], first["name"], ""]
     obr = build_segment("OBR", "1", _trim(placer), _trim(filler), _trim(item))
-    group = [orc, obr]
-    if structure == "ORI_O24":
-        asked = original.repetitions("IPC", 4)
-        step = asked[0][0] if asked else ""
-        if order:
-            modality = order["items"][0].get("modality", "") if order.get("items") else ""
-            group.append(build_segment("IPC", [order["accession_number"]], [order["requested_procedure_id"]],
-                                       [order["study_instance_uid"]], step, modality))
-        elif original.segment("IPC") is not None:
-            group.extend(s for s in original.segments if s.id == "IPC")  # refused: the request's own steps
-    return group
+    if structure != "ORI_O24":
+        return [orc, obr]
+    asked = original.repetitions("IPC", 4)
+    step = asked[0][0] if asked else ""
+    ipcs: list[Segment] = []
+    if order:
+        modality = order["items"][0].get("modality", "") if order.get("items") else ""
+        ipcs.append(build_segment("IPC", [order["accession_number"]], [order["requested_procedure_id"]],
+                                  [order["study_instance_uid"]], step, modality))
+    else:
+        ipcs.extend(s for s in original.segments if s.id == "IPC")  # refused: the request's own steps
+    # ORI_O24's order group is ORC OBR {IPC}: without a step it cannot be told; MSA + ERR say why.
+    return [orc, obr, *ipcs] if ipcs else []
 
 
 def _trim(components: list[str]) -> list[str]:

@@ -5,7 +5,9 @@ path; the tests validate our output against hl7apy's v2.5.1 structure instead.
 
 OBR-25 / OBX-11 follow the report: P preliminary, F final, C corrected/amended, W withdrawn,
 X cancelled. Text sections travel as FT (line breaks as \\.br\\); structured fields as NM (with
-OBX-6 units), CWE (coded) or ST.
+OBX-6 units), CE (coded: table 0125 of v2.5.1 has no CWE) or ST. Coding systems are table 0396's:
+LN (LOINC), SCT, RADLEX, and local ones as 99zzz (99IMG exam items, 99IMF template fields).
+docs/hl7-interface.md is the specification; tests/conformance checks what this builds against it.
 """
 
 from __future__ import annotations
@@ -99,10 +101,10 @@ def build_oru(snap: dict[str, Any], *, receiving_application: str = "HIS", recei
         if raw in (None, "") and not value.get("code"):
             continue
         n += 1
-        ident = [field_id, labels.get(field_id, field_id), "99IMGF"]
+        ident = [field_id, labels.get(field_id, field_id), "99IMF"]
         obs: str | list[str]
         if value.get("code"):
-            vtype, obs = "CWE", [value["code"], value.get("display") or str(raw or ""),
+            vtype, obs = "CE", [value["code"], value.get("display") or str(raw or ""),
                                  _SYSTEMS.get(value.get("code_system") or "", value.get("code_system") or "")]
         elif isinstance(raw, int | float) and not isinstance(raw, bool):
             vtype, obs = "NM", str(raw)
