@@ -175,3 +175,30 @@ async def test_name_frequencies_from_the_database_weigh_rare_names_more(pool: as
         namesake = await store.register(conn, person("王伟", None, birth_date=born), actor="clerk2")
         assert namesake.outcome == "created" and namesake.review_ids
         assert [c.scored.name_bits for c in namesake.candidates if c.empi_id == common.person.empi_id][0] < 0
+
+
+async def test_rekey_brings_records_stored_with_older_blocking_keys_up(pool: asyncpg.Pool) -> None:
+    """An upgrade whose blocking passes changed: older records get the new keys, and are found by them."""
+    from imaging_common.empi.blocking import KEYS_VERSION, blocking_keys
+
+    idn = rid("510104", "19920714", 33)
+    async with pool.acquire() as conn:
+        first = await store.register(conn, person("刘洋", idn, phone="13600001111", birth_date=date(1992, 7, 14)),
+                                     actor="clerk1")
+        sid = await conn.fetchval("SELECT id FROM empi_source_record WHERE empi_id = $1", first.person.empi_id)
+        # As version 1 stored it: only its exact ID key (say), and the old version number.
+        await conn.execute("DELETE FROM empi_block_key WHERE source_record_id = $1", sid)
+        await conn.execute("INSERT INTO empi_block_key (key, source_record_id) VALUES ($1, $2)",
+                           f"I:resident-id:{idn}", sid)
+        await conn.execute("UPDATE empi_source_record SET keys_version = 1 WHERE id = $1", sid)
+        typo = person("刘洋", idn[:8] + str((int(idn[8]) + 1) % 10) + idn[9:], birth_date=date(1992, 7, 14))
+        assert not await store.find_candidates(conn, typo.match_record(), scorer=store.Scorer())
+        assert await store.rekey(conn) >= 1
+        assert await store.rekey(conn) == 0
+        keys = {r["key"] for r in await conn.fetch("SELECT key FROM empi_block_key WHERE source_record_id = $1",
+                                                       sid)}
+        assert keys == blocking_keys(person("刘洋", idn, phone="13600001111",
+                                            birth_date=date(1992, 7, 14)).match_record())
+        found = await store.find_candidates(conn, typo.match_record(), scorer=store.Scorer())
+        assert found and found[0].empi_id == first.person.empi_id
+        assert await conn.fetchval("SELECT min(keys_version) FROM empi_source_record") == KEYS_VERSION

@@ -102,6 +102,9 @@ PASSES: tuple[tuple[str, Callable[[MatchRecord], set[str]]], ...] = (
     ("phonetic name + birth date", phonetic_date_keys), ("birth date + initial", date_initial_keys),
     ("postcode + name", postcode_name_keys),
 )
+# Version of the keys this module makes, kept with each stored record (empi_source_record.keys_version):
+# 1 the name + birth date and identifier keys; 2 the passes above (store.rekey brings older records up).
+KEYS_VERSION = 2
 WINDOW = 5  # sorted neighbourhood: each record meets the next WINDOW - 1 in name order
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import asyncpg
 
 from imaging_common.empi.bands import Band
-from imaging_common.empi.blocking import blocking_keys
+from imaging_common.empi.blocking import KEYS_VERSION, blocking_keys
 from imaging_common.empi.frequencies import NameFrequencies, count_keys
 from imaging_common.empi.identifiers import Identifier, IdType, mask
 from imaging_common.empi.matcher import MAX_BLOCK, ScoredPair, Scorer
@@ -301,17 +301,39 @@ async def count_names(conn: asyncpg.Connection, batch: int = 2000) -> int:
             done += len(rows)
 
 
+async def rekey(conn: asyncpg.Connection, batch: int = 2000) -> int:
+    """Recompute the blocking keys of source records stored with an older KEYS_VERSION; returns how many.
+    Safe to run from several replicas at once (each takes rows the others have not locked), and while
+    registering: a record's keys change in one transaction."""
+    done = 0
+    while True:
+        async with conn.transaction():
+            rows = await conn.fetch("SELECT * FROM empi_source_record WHERE keys_version < $1 "
+                                    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", KEYS_VERSION, batch)
+            if not rows:
+                return done
+            ids = [r["id"] for r in rows]
+            keys = [(k, r["id"]) for r in rows for k in blocking_keys(_match_record_of(r))]
+            await conn.execute("DELETE FROM empi_block_key WHERE source_record_id = ANY($1::uuid[])", ids)
+            await conn.execute(
+                "INSERT INTO empi_block_key (key, source_record_id) SELECT * FROM unnest($1::text[], $2::uuid[]) "
+                "ON CONFLICT DO NOTHING", [k for k, _ in keys], [sid for _, sid in keys])
+            await conn.execute("UPDATE empi_source_record SET keys_version = $1 WHERE id = ANY($2::uuid[])",
+                               KEYS_VERSION, ids)
+            done += len(rows)
+
+
 async def _insert_source(conn: asyncpg.Connection, empi_id: str, incoming: IncomingPerson, actor: str) -> str:
     sid = str(uuid.uuid4())
     idents = incoming.normalized_identifiers(strict=False)
     body = [{"type": i.type.value, "value": i.value, "valid": i.valid} for i in idents]
     await conn.execute(
         """INSERT INTO empi_source_record (id, empi_id, source, source_key, name, birth_date, sex, phone, address,
-               postcode, identifiers, actor, name_counted)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12,true)""",
+               postcode, identifiers, actor, name_counted, keys_version)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12,true,$13)""",
         sid, empi_id, incoming.source, incoming.source_key, incoming.name, incoming.birth_date,
         normalize_sex(incoming.sex), normalize_phone(incoming.phone), incoming.address, incoming.postcode,
-        json.dumps(body, ensure_ascii=False), actor)
+        json.dumps(body, ensure_ascii=False), actor, KEYS_VERSION)
     if body:
         await conn.executemany(
             "INSERT INTO empi_identifier (source_record_id, empi_id, type, value, valid) VALUES ($1,$2,$3,$4,$5) "

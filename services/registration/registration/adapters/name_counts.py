@@ -28,6 +28,13 @@ async def count_stored_names(ctx: ServiceContext) -> int:
         return 0
     if counted:
         log.info("EMPI name frequencies: counted the names of %d stored records", counted)
+    try:  # the same kind of upgrade: records stored with an older version of the blocking keys
+        async with ctx.pool.acquire() as conn:
+            rekeyed = await store.rekey(conn)
+        if rekeyed:
+            log.info("EMPI blocking keys: recomputed the keys of %d stored records", rekeyed)
+    except Exception:  # the next start goes on; meanwhile those records are found by their older keys
+        log.exception("EMPI blocking keys: recomputing stored records' keys failed")
     return counted
 
 
