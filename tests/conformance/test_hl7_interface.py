@@ -68,6 +68,8 @@ def test_the_specification_is_complete_and_consistent() -> None:
                                               "critical-app-ack"}
     assert {m.id for m in SPEC.outbound()} == {"ack", "orr-o02", "ori-o24", "status-update", "report-oru",
                                                "critical-oru"}
+    # each accepted type is sent below: registration's by the parametrized tests, the ACK in the journey
+    assert {m.id for m in SPEC.inbound()} == {*REGISTRATION_IN, "critical-app-ack"}
     for spec in SPEC.messages.values():
         assert spec.segments and spec.segments[0].id == "MSH", spec.id
         assert spec.fields, f"{spec.id} has no field table"
