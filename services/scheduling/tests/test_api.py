@@ -264,6 +264,8 @@ async def test_order_over_rabbitmq_to_booking_receipt_fhir_and_events(client, se
         f"{FHIR}/Slot", headers=clerk, params={"schedule": f"Schedule/{room}", "start": at(day, 0).isoformat()}
     )
     slots = {s["resource"]["start"]: s["resource"]["status"] for s in r4b(r, resource_type="Bundle")["entry"]}
+    schedule = r4b(await client.get(f"{FHIR}/Schedule/{room}", headers=clerk), resource_type="Schedule")
+    assert schedule["actor"][0]["reference"] == f"Location/{room}"
     assert slots[at(day, 9).isoformat()] == "busy" and slots[at(day, 8).isoformat()] == "free"
     r = await client.get(
         f"{FHIR}/Appointment/$find",
