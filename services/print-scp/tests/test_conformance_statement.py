@@ -238,7 +238,7 @@ async def test_exactly_the_listed_abstract_and_transfer_syntaxes_are_accepted(pr
     proposals += [(a, t) for a in unlisted_as for t in listed_ts]
     assert len(proposals) <= 128
 
-    def run() -> tuple[set, dict, Any]:
+    def run() -> tuple[set, dict, Any, list]:
         ae = AE(ae_title="CONFORMANCE")
         for a, t in proposals:  # one transfer syntax per context: each pair answered on its own
             ae.add_requested_context(a, [t])
@@ -248,11 +248,21 @@ async def test_exactly_the_listed_abstract_and_transfer_syntaxes_are_accepted(pr
             accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
             rejected = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): cx.result
                         for cx in assoc.rejected_contexts}
-            return accepted, rejected, assoc.acceptor
+            acceptor = assoc.acceptor
         finally:
             assoc.release()
+        # Several transfer syntaxes in one context: the table's first one proposed, whatever the SCU's order.
+        chosen = []
+        for order in (UNLISTED_TRANSFER + listed_ts[::-1], UNLISTED_TRANSFER + listed_ts[1:][::-1]):
+            ae = AE(ae_title="CONFORMANCE")
+            ae.add_requested_context(tk.GRAY_META, order)
+            assoc = ae.associate("127.0.0.1", print_app.port, ae_title="PRINT_SCP")
+            chosen.append(str(assoc.accepted_contexts[0].transfer_syntax[0]))
+            assoc.release()
+        return accepted, rejected, acceptor, chosen
 
-    accepted, rejected, acceptor = await asyncio.to_thread(run)
+    accepted, rejected, acceptor, chosen = await asyncio.to_thread(run)
+    assert chosen == [listed_ts[0], listed_ts[1]]
     assert accepted == {(a, t) for a in listed_as for t in listed_ts}
     assert all(rejected[(a, t)] == 3 for a in unlisted_as for t in listed_ts)  # abstract syntax not supported
     assert all(rejected[(a, t)] == 4 for a in listed_as for t in UNLISTED_TRANSFER)  # transfer syntax
@@ -334,6 +344,44 @@ async def test_each_sop_class_has_exactly_the_listed_dimse_services(print_app) -
     results = await asyncio.to_thread(run)
     assert [r for r in results if r[2] != r[3]] == []
     assert len(results) == 8 * 5 - 3  # three classes have an N-CREATE
+
+
+async def test_a_sop_class_is_usable_only_on_its_own_context_or_a_meta_class_containing_it(print_app) -> None:
+    """Each listed SOP class on each accepted context: on its own or a containing Meta SOP class's, a
+    request on an unknown instance gets 0x0112 (the class is served there); on any other, 0x0118."""
+    classes = {row["SOP Class"]: row for row in table("operations")}
+
+    def run() -> list[str]:
+        ae = AE(ae_title="CONFORMANCE")
+        for uid in uids("presentation-contexts"):
+            ae.add_requested_context(uid)
+        assoc = ae.associate("127.0.0.1", print_app.port, ae_title="PRINT_SCP")
+        assert assoc.is_established
+        wrong = []
+        try:
+            for cx in table("presentation-contexts"):
+                contains = {c.strip() for c in cx["Contains"].split(",")}
+                for name, row in classes.items():
+                    sop_class, meta = row["UID"], cx["UID"]
+                    uid = generate_uid()
+                    services = row["DIMSE services"]
+                    if "N-SET" in services:
+                        ds = Dataset()
+                        ds.ImageBoxPosition = 1
+                        status = assoc.send_n_set(ds, sop_class, uid, meta_uid=meta)[0].Status
+                    elif "N-GET" in services:
+                        status = assoc.send_n_get([0x21100010], sop_class, uid, meta_uid=meta)[0].Status
+                    else:
+                        status = assoc.send_n_delete(sop_class, uid, meta_uid=meta).Status
+                    served = sop_class == meta or name in contains
+                    expected = st.NO_SUCH_SOP_INSTANCE if served else st.NO_SUCH_SOP_CLASS
+                    if status != expected:
+                        wrong.append(f"{name} on {cx['Abstract Syntax']}: 0x{status:04X}, expected 0x{expected:04X}")
+        finally:
+            assoc.release()
+        return wrong
+
+    assert await asyncio.to_thread(run) == []
 
 
 # ---- attribute tables: values, ranges, settable attributes ------------------------------------------
@@ -832,6 +880,8 @@ async def test_dcmtk_prints_with_values_the_statement_lists(print_app, tmp_path:
     assert "LANDSCAPE" in ticked(orientations["Values"])
     image = tk.modality_image_file(tmp_path / "ct.dcm", tk.anatomy(256, 9))
     cfg = tk.dcmtk_print_config(tmp_path, port=print_app.port)
+    # our own calling AE title: test_dcmtk_print.py looks for the films of DCMPRSCU, the config's default
+    Path(cfg).write_text(Path(cfg).read_text().replace("aetitle = DCMPRSCU", "aetitle = CONFORMANCE"))
     rc, log = await _run("dcmpsprt", "-c", cfg, "-p", "PLATFORM", "--landscape", "--trim", "--lin-od",
                          "--request-crop", image)
     assert rc == 0, log
