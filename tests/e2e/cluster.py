@@ -30,6 +30,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.config import CommonSettings
+from imaging_common.fhir.capability import installed_faces
 from imaging_common.testing import free_port
 
 from e2e.journey import Site, clinician_system, spy_on_bus
@@ -45,6 +46,11 @@ SERVICES: dict[str, tuple[str, str]] = {
     "critical-values": ("critical_values", "critical-values"),
 }
 PREFIX_OWNER = {prefix: name for name, (_, prefix) in SERVICES.items()}
+# FHIR resource type -> service name, for the platform's one base /fhir/R4 (the gateway's FHIR routes);
+# /fhir/R4/metadata goes to the first service that serves FHIR, as the chart's fhirBaseService.
+_BY_PACKAGE = {package: name for name, (package, _) in SERVICES.items()}
+FHIR_OWNER = {rtype: _BY_PACKAGE[svc] for svc, face in installed_faces() for rtype in face.resource_types}
+FHIR_BASE_OWNER = _BY_PACKAGE[installed_faces()[0][0]]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -84,7 +90,10 @@ class PrefixRouter(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.split("/")
-        owner = PREFIX_OWNER.get(parts[2] if len(parts) > 2 else "")
+        if parts[1:3] == ["fhir", "R4"]:
+            owner = FHIR_OWNER.get(parts[3] if len(parts) > 3 else "", FHIR_BASE_OWNER)
+        else:
+            owner = PREFIX_OWNER.get(parts[2] if len(parts) > 2 else "")
         if owner is None:
             return httpx.Response(404, json={"detail": f"no service serves {request.url.path}"})
         request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.cluster.services[owner].port)

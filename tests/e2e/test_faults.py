@@ -8,6 +8,9 @@ each fault runs its own patient in a department of its own:
   while its consumer is down, a film spooled but not yet rendered, an ORU sent but not acknowledged,
   a critical value raised while its service is down), then restarted;
 - RabbitMQ stopped (`rabbitmqctl stop_app`) while the modality performs and prints, then started;
+- RabbitMQ unreachable for the services only (their AMQP goes through a TcpProxy the test cuts): every
+  pod stays ready (degraded), the HIS feed, C-ECHO, worklist C-FIND and a print job are served, and the
+  outboxes drain once the broker is back;
 - PostgreSQL refusing connections for 10 s (requests meanwhile get 503 problem+json);
 - a DICOM association cut mid-transfer: a C-FIND mid-stream and a print mid-image, then retried.
 
@@ -49,6 +52,7 @@ from e2e.journey import (
     set_up_department,
 )
 
+ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another earlier on PATH)
 STEPS = ("register_by_api", "order_on_bus", "book", "check_in", "call", "query_worklist", "start_exam",
          "complete_exam", "print_film", "film_matched", "report", "report_delivered", "critical_notified",
          "acknowledge_critical")
@@ -80,6 +84,7 @@ class Platform:
     cluster: Cluster
     site: Site
     pg: TcpProxy
+    mq: TcpProxy  # the services' way to RabbitMQ (the bus spy and the rest of the suite go direct)
     workdir: Path
     reference: Effects = field(default_factory=Effects)
     reference_deadlines: dict[str, float] = field(default_factory=dict)
@@ -175,13 +180,20 @@ async def platform(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFa
     db = urlsplit(test_env["DATABASE_URL"])
     pg = TcpProxy(db.hostname or "127.0.0.1", db.port or 5432)
     await pg.start()
+    amqp = urlsplit(test_env["AMQP_URL"])
+    mq = TcpProxy(amqp.hostname or "127.0.0.1", amqp.port or 5672)
+    await mq.start()
     workdir = tmp_path_factory.mktemp("faults")
     # A short delivery timeout: the lease of an HL7 delivery cut off by a kill expires sooner.
     # Small pools: one patient at a time, and the PostgreSQL server is shared with the rest of the suite.
-    extra = {"IMAGING_REPORTING_DELIVERY_TIMEOUT": "2", "IMAGING_DB_POOL_MAX": "3"}
+    userinfo = amqp.netloc.rpartition("@")[0]
+    extra = {"IMAGING_REPORTING_DELIVERY_TIMEOUT": "2", "IMAGING_DB_POOL_MAX": "3",
+             "AMQP_URL": amqp._replace(netloc=f"{userinfo}@127.0.0.1:{mq.port}" if userinfo
+                                       else f"127.0.0.1:{mq.port}").geturl()}
     try:
         async with cluster_site(test_env, workdir / "cluster", extra, database_port=pg.port) as (cluster, site):
-            p = Platform(cluster, site, pg, workdir)
+            site.mllp_port = cluster.port("IMAGING_MLLP_PORT")  # registration's HIS feed
+            p = Platform(cluster, site, pg, mq, workdir)
             j = await p.patient()
             await steps(j, STEPS[0], STEPS[-1])
             j.assert_every_hop_on_bus()
@@ -191,6 +203,7 @@ async def platform(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFa
             print("\n\nFaults: what was checked\n" + "\n".join(p.tables))
     finally:
         await pg.close()
+        await mq.close()
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +211,7 @@ async def healed(platform: Platform) -> AsyncIterator[None]:
     """Whatever a failed fault left broken (a service down, the database cut) is mended for the next."""
     yield
     await platform.pg.restore()
+    await platform.mq.restore()
     down = [name for name in platform.cluster.services if not platform.running(name)]
     if down:
         await platform.bring_back(*down)
@@ -390,6 +404,92 @@ async def test_rabbitmq_stopped_while_the_modality_performs_and_prints(platform:
     checks.check("films stored by this print", 1, await p.films_in_total() - before)
     await steps(j, "report", STEPS[-1])
     await p.finish(j, checks)
+
+
+async def readiness_of_every_service(p: Platform) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Each service's /readyz, straight to its process: (status, body)."""
+    out = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, svc in p.cluster.services.items():
+            r = await client.get(f"{svc.url}/api/{svc.prefix}/readyz")
+            out[name] = (r.status_code, r.json())
+    return out
+
+
+async def _all_degraded_by_the_broker(p: Platform) -> dict[str, tuple[int, dict[str, Any]]] | None:
+    states = await readiness_of_every_service(p)
+    return states if all(body.get("degraded") == ["rabbitmq"] for _, body in states.values()) else None
+
+
+async def _all_ready(p: Platform) -> bool:
+    return all(body["status"] == "ready" for _, body in (await readiness_of_every_service(p)).values())
+
+
+async def test_rabbitmq_unreachable_listeners_keep_accepting(platform: Platform) -> None:
+    """Issue 22, 2: with the broker unreachable (the services' AMQP cut at a proxy; the machine's RabbitMQ
+    keeps running for everything else) every pod stays in its Service - /readyz 200, degraded - and the
+    HIS feed over MLLP, C-ECHO, the worklist C-FIND and a print job are served; events wait in the
+    outboxes and reach the bus once the broker is back; the journey then completes as fault-free."""
+    p, checks = platform, Checks("RabbitMQ unreachable for the services (AMQP proxy cut), listeners keep accepting")
+    j = await p.patient()
+    await steps(j, "register_by_api", "query_worklist")
+    his = Journey(j.site, j.dept, j.workdir)  # a second patient, sent by the HIS while the broker is away
+    tag = uuid.uuid4().hex[:8]
+    before = await p.films_in_total()
+    await p.mq.cut()
+    try:
+        states = await eventually(lambda: _all_degraded_by_the_broker(p), "every service degraded by the broker")
+        checks.check("services answering /readyz 200 (degraded: rabbitmq)", len(p.cluster.services),
+                     sum(1 for status, body in states.values() if status == 200 and body["status"] == "degraded"))
+        family, given = his.name[0], his.name[1:]
+        pid = f"PID|1||HB{tag}^^^HIS^PI~{his.id_number}^^^CHN^NNCHN||{family}^{given}||19800101|M"
+        adt = await his.his_says("ADT^A04^ADT_A01", "EVN|A04", pid, "PV1|1|O")  # asserts MSA-1 AA
+        orm = await his.his_says("ORM^O01^ORM_O01", pid, "PV1|1|O",
+                                 f"ORC|NW|PB{tag}|||||||||||||||^{his.dept.name}",
+                                 "OBR|1|||CT-CHEST^胸部CT平扫" + "|" * 20 + "CT")
+        checks.check("HIS ADT^A04 / ORM^O01 over MLLP acknowledged", "AA/AA",
+                     f"{adt.field('MSA', 1)}/{orm.field('MSA', 1)}")
+        r = await j.api.get("/api/registration/orders", params={"limit": 200}, headers=j.who("admin"))
+        his.accession = next(o["accession_number"] for o in r.json()["data"] if o["placer_order_number"] == f"PB{tag}")
+        checks.note("the HIS order stored, accession", "-", his.accession)
+        for scp, port, calling, called in (("worklist", j.site.worklist_port, j.dept.station, "WORKLIST"),
+                                           ("print", j.site.print_port, "DCMPRSCU", "PRINT_SCP")):
+            await run(ECHOSCU, "-aet", calling, "-aec", called, "127.0.0.1", str(port), timeout=30)
+            checks.check(f"C-ECHO to the {scp} SCP (echoscu exit 0)", True, True)
+        items = await j.worklist_items()
+        checks.check("worklist C-FIND (findscu): the patient's items", 1, len(items))
+        await performed_by_modality(j)  # MPPS IN PROGRESS and COMPLETED accepted
+        await j.print_film()  # N-ACTION answered and the job's N-EVENT-REPORT sent (asserted in print_film)
+        checks.check("print job served (N-ACTION RSP, N-EVENT-REPORT)", True, True)
+        # patient.registered + order.created (HIS), exam.started, exam.completed, film.printed at least.
+        waiting = await eventually(lambda: _at_least(unpublished_rows(p), 5), "events waiting in the outboxes")
+        checks.note("events waiting in outboxes while the broker is away", ">= 5", waiting)
+        states = await readiness_of_every_service(p)
+        checks.check("/readyz still 200 for every service after the work", len(p.cluster.services),
+                     sum(1 for status, _ in states.values() if status == 200))
+        checks.check("bus spy saw none of it meanwhile", False,
+                     j.site.log.has("exam.started", j.accession) or j.site.log.has("order.created", his.accession))
+    finally:
+        await p.mq.restore()
+    await eventually(lambda: _all_ready(p), "every service ready again (reconnected)", within=60)
+    await eventually(lambda: _drained(p), "outboxes drained", within=60)
+    checks.check("unpublished outbox rows after the broker is back", 0, await unpublished_rows(p))
+    log = j.site.log
+    for event_type, accession in (("order.created", his.accession), ("exam.started", j.accession),
+                                  ("exam.completed", j.accession)):
+        await eventually(lambda t=event_type, a=accession: now_true(log.has(t, a)), f"{event_type} on the bus",
+                         within=60)
+        checks.check(f"{event_type} arrived on the bus", True, True)
+    await eventually(lambda: j.entry_is("done"), "queue entry done", within=60)
+    await eventually(lambda: j.appointment_is("fulfilled"), "the appointment fulfilled", within=60)
+    await j.film_matched()
+    checks.check("films stored by this print", 1, await p.films_in_total() - before)
+    await steps(j, "report", STEPS[-1])
+    await p.finish(j, checks)
+
+
+async def _drained(p: Platform) -> bool:
+    return await unpublished_rows(p) == 0
 
 
 async def test_postgresql_refuses_connections_for_ten_seconds(platform: Platform) -> None:
