@@ -202,4 +202,6 @@ _COMPARATORS = (compare_name, compare_birth_date, compare_sex, compare_national_
 
 
 def compare(a: MatchRecord, b: MatchRecord) -> tuple[int, ...]:
-    return tuple(fn(a, b) for fn in _COMPARATORS)
+    # Spelled out (as _COMPARATORS): a batch of a million records compares ten million pairs.
+    return (compare_name(a, b), compare_birth_date(a, b), compare_sex(a, b), compare_national_id(a, b),
+            compare_local_id(a, b), compare_phone(a, b), compare_address(a, b))

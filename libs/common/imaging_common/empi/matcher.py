@@ -191,11 +191,25 @@ def candidate_array(
     return pairs
 
 
+CHUNK = 1 << 20  # pairs turned into Python ints at a time: ten million pairs as lists would take gigabytes
+
+
+def _chunked(values: np.ndarray) -> Iterator[int]:
+    for start in range(0, len(values), CHUNK):
+        yield from values[start:start + CHUNK].tolist()
+
+
+def _index_pairs(idx: np.ndarray) -> Iterator[tuple[int, int]]:
+    for start in range(0, len(idx), CHUNK):
+        part = idx[start:start + CHUNK]
+        yield from zip(part[:, 0].tolist(), part[:, 1].tolist(), strict=True)
+
+
 def candidate_pairs(
     left: Sequence[MatchRecord], right: Sequence[MatchRecord] | None = None
 ) -> Iterator[tuple[int, int]]:
     """Index pairs sharing a blocking key: within `left` (dedupe) or across `left` x `right` (link)."""
-    yield from map(tuple, candidate_array(left, right).tolist())  # type: ignore[misc]
+    yield from _index_pairs(candidate_array(left, right))
 
 
 def _score_pairs(
@@ -212,7 +226,7 @@ def _score_pairs(
     pattern_of: dict[tuple[int, ...], int] = {}
     pattern_ids = np.empty(len(idx), dtype=np.int32)
     step = 200_000
-    for k, (i, j) in enumerate(idx.tolist()):
+    for k, (i, j) in enumerate(_index_pairs(idx)):
         gamma = compare(left[i], other[j])
         pid = pattern_of.get(gamma)
         if pid is None:
@@ -237,7 +251,7 @@ def _score_pairs(
     pattern_weight = [model.weight(g) for g in patterns]
     bits_of: dict[tuple[NameForm, str], float] = {}  # one frequency look-up per distinct name
     out = []
-    for (i, j), pid in zip(idx.tolist(), pattern_ids.tolist(), strict=True):
+    for (i, j), pid in zip(_index_pairs(idx), _chunked(pattern_ids), strict=True):
         a, b = left[i], other[j]
         gamma = patterns[pid]
         bits = 0.0
