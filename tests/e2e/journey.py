@@ -32,6 +32,7 @@ from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
+from imaging_common.fhir.testing import r4b_resource
 from imaging_common.hl7 import Message, MessageService, MLLPServer
 from imaging_common.hl7.mllp import MLLPClient
 from imaging_common.testing import eventually, free_port, http_server
@@ -60,7 +61,8 @@ JOURNEY_EVENTS = {"patient.registered", "order.created", "appointment.booked", "
 
 @dataclass
 class ClinicianSystem:
-    """The hospital side: ORU^R01 over MLLP (ACK AA), FHIR REST for report Bundles and Communications."""
+    """The hospital side: ORU^R01 over MLLP (ACK AA), FHIR REST for report Bundles and Communications
+    (each parsed with the R4B models, refused 400 when not valid)."""
 
     hl7: list[Message] = field(default_factory=list)
     fhir: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, resource as posted)
@@ -82,6 +84,11 @@ class ClinicianSystem:
         @app.post("/{path:path}")
         async def create(path: str, request: Request) -> JSONResponse:
             body = await request.json()
+            try:  # a real EMR refuses what is not FHIR R4: parsed with the R4B models
+                r4b_resource(body)
+            except (AssertionError, ValueError) as exc:
+                return JSONResponse({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "invalid", "diagnostics": str(exc)[:500]}]}, status_code=400)
             rid = uuid.uuid4().hex[:12]
             self.fhir.append((path, {**body, "id": rid}))
             kind = body.get("resourceType", "Bundle")
