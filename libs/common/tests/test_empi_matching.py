@@ -380,3 +380,14 @@ def test_same_sound_with_a_birth_date_typo_needs_phone_and_address() -> None:
     a = rec("a", "张子涵", idn=None)
     assert SCORER.score(a, rec("b", "张子寒", idn=None, dob="1985-03-13")).band is Band.LINK
     assert SCORER.score(a, rec("b", "张子寒", idn=None, dob="1985-03-13", address=None)).band is not Band.LINK
+
+
+def test_a_level_em_never_saw_caps_nothing() -> None:
+    # Latin-script files have no pinyin or homophone name levels: EM leaves them at ~0 in both classes.
+    # Their 0-bit ratio must not cap the 'similar' level below (a typo in a name is evidence there).
+    model = FellegiSunterModel.default()
+    m = {k: list(v) for k, v in model.m.items()}
+    u = {k: list(v) for k, v in model.u.items()}
+    m["name"], u["name"] = [0.80, 1e-6, 1e-6, 0.15, 0.05], [0.01, 1e-6, 1e-6, 0.02, 0.97]
+    w = FellegiSunterModel(m, u, model.prior).weights_table()["name"]
+    assert w["similar"] > 2 and w["exact"] >= w["pinyin"] >= w["homophone"] >= w["similar"] > 0 > w["different"]

@@ -26,6 +26,7 @@ import numpy as np
 from imaging_common.empi.comparators import FIELDS, MISSING
 
 _EPS = 1e-6
+_UNSEEN = 1e-5  # m and u both below this: EM saw the level in neither class
 DEFAULT_MODEL_FILE = Path(__file__).with_name("default_model.json")
 
 # Starting point for EM: matches mostly agree, non-matches mostly disagree.
@@ -41,14 +42,22 @@ _U_START = {
 }
 
 
-def _monotone(weights: list[float]) -> list[float]:
+def _monotone(weights: list[float], seen: list[bool] | None = None) -> list[float]:
     """Levels run from strongest agreement to disagreement; a weaker level never weighs more than a
     stronger one. EM can say otherwise when a level is rare among non-matches in the sample (no two
     different people had phones one digit apart), but a typo is not better evidence than agreement:
-    families buy consecutive numbers, and a pinyin-only name says less than the same characters."""
+    families buy consecutive numbers, and a pinyin-only name says less than the same characters.
+    A level the data never showed (`seen` False: no pinyin or homophone among Latin-script names)
+    caps nothing, its 0 says nothing about the levels below it; it weighs as the stronger level above."""
     out: list[float] = []
-    for w in weights:
-        out.append(min(w, out[-1]) if out else w)
+    cap: float | None = None
+    for k, w in enumerate(weights):
+        if seen is not None and not seen[k]:
+            out.append(cap if cap is not None else w)
+            continue
+        w = min(w, cap) if cap is not None else w
+        out.append(w)
+        cap = w
     return out
 
 
@@ -64,7 +73,8 @@ class FellegiSunterModel:
 
     def __post_init__(self) -> None:
         self._weights = [
-            _monotone([math.log2(max(m, _EPS) / max(u, _EPS)) for m, u in zip(self.m[name], self.u[name], strict=True)])
+            _monotone([math.log2(max(m, _EPS) / max(u, _EPS)) for m, u in zip(self.m[name], self.u[name], strict=True)],
+                      [m > _UNSEEN or u > _UNSEEN for m, u in zip(self.m[name], self.u[name], strict=True)])
             for name, _ in FIELDS
         ]
 
