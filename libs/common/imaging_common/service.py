@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -284,6 +287,49 @@ async def service_context(
         await pool.close()
 
 
+# Swagger UI and ReDoc as the fastapi-offline package ships them (a locked, hashed dependency): a hospital
+# network reaches no CDN, and FastAPI's defaults load both (and Google fonts) from one, leaving /docs blank.
+DOCS_ASSETS = Path(str(importlib.util.find_spec("fastapi_offline").origin)).parent / "static"  # type: ignore[union-attr]
+
+
+def _offline_docs(app: FastAPI, spec: ServiceSpec) -> None:
+    """/api/<prefix>/docs (Swagger UI) and /redoc, their scripts, styles and icon from docs/assets.
+
+    Plain Starlette routes, as FastAPI's own docs routes are: no API operation, no token (the page is
+    a shell; the OpenAPI document and every call it makes go through the API's own guards)."""
+    assets = f"{spec.api_prefix}/docs/assets"
+    # The pages themselves reach nothing else either: ReDoc's bundle shows a vendor logo from its CDN.
+    policy = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+              "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+    app.mount(assets, StaticFiles(directory=DOCS_ASSETS), name=f"{spec.name}-docs-assets")
+    title = spec.title or spec.name
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{title} - Swagger UI",
+            swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js", swagger_css_url=f"{root}{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{assets}/favicon.png",
+            # Swagger UI would send the document to validator.swagger.io for its badge.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+        page.headers["content-security-policy"] = policy
+        return page
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{title} - ReDoc",
+            redoc_js_url=f"{root}{assets}/redoc.standalone.js", redoc_favicon_url=f"{root}{assets}/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["content-security-policy"] = policy
+        return page
+
+    app.add_route(f"{spec.api_prefix}/docs", swagger_ui, include_in_schema=False)
+    app.add_route(f"{spec.api_prefix}/redoc", redoc, include_in_schema=False)
+
+
 def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     """The FastAPI app of one service, serving /api/<prefix>/... and /ui/<prefix>/..."""
     configure_logging(settings)
@@ -301,7 +347,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         title=spec.title or spec.name,
         lifespan=lifespan,
         openapi_url=f"{spec.api_prefix}/openapi.json",
-        docs_url=f"{spec.api_prefix}/docs",
+        docs_url=None,  # served by _offline_docs from the image's own files, not a CDN
         redoc_url=None,
     )
     app.state.registry = registry
@@ -317,6 +363,7 @@ def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         app.include_router(router, prefix=spec.api_prefix)
     for router in spec.ui_routers:
         app.include_router(router, prefix=spec.ui_prefix)
+    _offline_docs(app, spec)
     if spec.fhir is not None:
         from imaging_common.fhir.face import mount  # fhir.resources loads only in services that serve FHIR
 
