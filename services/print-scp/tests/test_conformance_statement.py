@@ -550,6 +550,23 @@ async def test_n_set_changes_the_listed_attributes_and_refuses_others(print_app,
     assert await asyncio.to_thread(run) == []
 
 
+async def test_a_refusal_names_its_attribute_and_a_modalitys_own_event_report_is_answered(print_app) -> None:
+    def run() -> tuple[int, list[int], int, float]:
+        with modality(print_app.port) as m:
+            ds = Dataset()
+            ds.PatientName = "ZHANG^SAN"  # of no print SOP class
+            status, _ = m.assoc.send_n_set(ds, tk.FILM_SESSION, m.session(), meta_uid=tk.GRAY_META)
+            named = status.get("AttributeIdentifierList")
+            named = [int(t) for t in (named if isinstance(named, list) else [named] if named is not None else [])]
+            started = time.perf_counter()
+            report = m.assoc.send_n_event_report(None, 1, tk.PRINTER_CLASS, tk.PRINTER_INSTANCE, meta_uid=tk.GRAY_META)
+            return int(status.Status), named, int(report[0].get("Status", -1)), time.perf_counter() - started
+
+    status, named, report, seconds = await asyncio.to_thread(run)
+    assert (status, named) == (st.NO_SUCH_ATTRIBUTE, [0x00100010])
+    assert report == st.UNRECOGNIZED_OPERATION and seconds < 10  # it went unanswered until the DIMSE timeout
+
+
 # ---- N-GET, N-EVENT-REPORT ----------------------------------------------------------------------------
 
 def _returned(name: str) -> dict[int, str]:
@@ -725,9 +742,7 @@ def _provokers(print_app: Any) -> dict[int, Callable[[Modality], tuple[int, str]
         0xB605: lambda m: (m.create(tk.film_box_ds(m.session(), MaxDensity=900), tk.FILM_BOX)[0],
                            "Film Box N-CREATE"),
         0x0105: session_setting_format,
-        0x0106: lambda m: (m.create(tk.film_box_ds(m.session(), size="99INX99IN"), tk.FILM_BOX)[0],
-                           "Film Box N-CREATE"),
-        0x0107: malformed,
+        0x0106: malformed,  # out-of-range values get it too: see the values tables' test
         0x0110: not_stored,
         0x0111: duplicate,
         0x0112: lambda m: (m.delete(tk.FILM_BOX, generate_uid()), "Film Box N-DELETE"),

@@ -31,7 +31,7 @@ from imaging_common.peers import PeerRegistry
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.dimse_primitives import N_DELETE, N_EVENT_REPORT
+from pynetdicom.dimse_primitives import N_ACTION, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 from pynetdicom.dsutils import decode, encode
 
 from print_scp.adapters import spool_store
@@ -72,12 +72,20 @@ ACCEPT_TIMEOUT = 120.0  # seconds the association thread waits for a job to beco
 SWEEP_EVERY = 3600.0  # seconds between sweeps of spool objects a crash left behind
 
 
-def _status(code: int, comment: str | None = None) -> Dataset:
+def _status(code: int, comment: str | None = None, attributes: list[int] | None = None) -> Dataset:
     ds = Dataset()
     ds.Status = code
     if comment:
         ds.ErrorComment = st.error_comment(comment)
+    if attributes:  # which attributes a 0x0105 is about (PS3.7 C.4.2), for the responses that carry the list
+        ds.AttributeIdentifierList = attributes
     return ds
+
+
+def _no_event_reports(event: evt.Event) -> tuple[Dataset, None]:
+    """A modality's own N-EVENT-REPORT: the printer reports, it takes none (it went unanswered, and the
+    modality waited out its DIMSE timeout and aborted)."""
+    return _status(st.UNRECOGNIZED_OPERATION, "this printer sends N-EVENT-REPORTs, it does not take them"), None
 
 
 def _declared(ds: Dataset) -> Dataset:
@@ -90,6 +98,7 @@ def _declared(ds: Dataset) -> Dataset:
 
 
 _TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "PN", "UC"})
+_LISTING = (N_SET, N_GET, N_ACTION)  # the responses with an Attribute Identifier List (pynetdicom 3.0)
 
 
 def _req(event: evt.Event) -> Any:
@@ -167,6 +176,7 @@ class PrintScp:
             (evt.EVT_N_SET, self._guard(self._n_set)), (evt.EVT_N_GET, self._guard(self._n_get)),
             (evt.EVT_N_ACTION, self._guard(self._n_action)),
             (evt.EVT_N_DELETE, self._guard(self._n_delete, status_only=True)),
+            (evt.EVT_N_EVENT_REPORT, _no_event_reports),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_close),
@@ -291,7 +301,8 @@ class PrintScp:
             try:
                 return handler(event)
             except PrintFailure as exc:
-                failure = _status(exc.status, exc.comment)
+                listed = exc.offending if isinstance(event.request, _LISTING) else None
+                failure = _status(exc.status, exc.comment, listed)
             except Exception as exc:
                 log.exception("print SCP handler failed")
                 failure = _status(st.PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
@@ -329,7 +340,7 @@ class PrintScp:
         state = self._state(event)
         uid = _req(event).AffectedSOPInstanceUID
         uid = str(uid) if uid else None
-        ds = self._dataset(event, "AttributeList", st.ATTRIBUTE_LIST_ERROR)
+        ds = self._dataset(event, "AttributeList", st.INVALID_ATTRIBUTE_VALUE)  # 0x0107 would be a warning
         if sop_class == FILM_SESSION:
             new_uid, out, code = state.create_film_session(uid, ds)
             with self._lock:

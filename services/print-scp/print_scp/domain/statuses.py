@@ -8,7 +8,6 @@ SUCCESS = 0x0000
 # General DIMSE-N failures (PS3.7 C.4)
 NO_SUCH_ATTRIBUTE = 0x0105
 INVALID_ATTRIBUTE_VALUE = 0x0106
-ATTRIBUTE_LIST_ERROR = 0x0107  # a warning too (PS3.7 C.4), yet answered for an N-CREATE data set that cannot be decoded
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 NO_SUCH_SOP_INSTANCE = 0x0112
@@ -69,4 +68,4 @@ class PrintFailure(Exception):
         super().__init__(comment)
         self.status = status
         self.comment = error_comment(comment)
-        self.offending = offending or []  # tags for Offending Element (0000,0901)
+        self.offending = offending or []  # the attributes concerned: the response's Attribute Identifier List
