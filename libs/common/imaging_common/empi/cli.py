@@ -39,7 +39,7 @@ from imaging_common.empi.comparators import compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.frequencies import NameFrequencies
 from imaging_common.empi.identifiers import IdType, parse_id_type
-from imaging_common.empi.matcher import ScoredPair, candidate_pairs, dedupe, link_sets
+from imaging_common.empi.matcher import MIN_RECORDS_FOR_EM, ScoredPair, candidate_pairs, dedupe, link_sets
 from imaging_common.empi.record import MatchRecord
 
 FIELDS = ("id", "name", "family_name", "given_name", "birth_date", "sex", "id_number", "id_type", "phone", "address",
@@ -333,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     progress.close()
     _report_malformed(malformed)
+    if model is None and used.info.get("source") != "EM":
+        print(f"note: {n_records} records are fewer than the {MIN_RECORDS_FOR_EM} EM estimates its weights from: "
+              "the shipped defaults were used; `estimate FILE --save-model M.json` then `--model M.json` fits "
+              "this file's own", file=sys.stderr)
     if args.save_model:
         used.save(args.save_model)
     if args.output:
