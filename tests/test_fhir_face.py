@@ -14,7 +14,7 @@ from imaging_common.allinone import build_platform, discover_services
 from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE, FHIR_VERSION
-from imaging_common.fhir.capability import declared_resources, installed_faces
+from imaging_common.fhir.capability import declared_resources, installed_declarations
 from imaging_common.fhir.testing import r4b
 from imaging_common.testing import http_server
 
@@ -52,8 +52,33 @@ async def platform_url(test_env):
         yield url
 
 
+# The route each interaction needs (method, path under the base; {} = any id).
+ROUTE_OF = {"read": ("GET", "/{type}/{}"), "search-type": ("GET", "/{type}"), "create": ("POST", "/{type}"),
+            "update": ("PUT", "/{type}/{}")}
+
+
+def test_each_service_serves_what_it_declares(test_env) -> None:
+    """The entry-point declarations (what /metadata lists) are the faces the services mount, route for route."""
+    declared = dict(installed_declarations())
+    assert {r.type: service for service, resources in declared.items() for r in resources} == SERVED
+    for spec, create_app in discover_services():
+        if spec.fhir is None:
+            assert spec.name not in declared
+            continue
+        assert spec.fhir.resources == declared[spec.name], spec.name
+        paths = create_app().openapi()["paths"]  # the routes as served (FastAPI keeps included routers lazily)
+        routes = {(method.upper(), re.sub(r"\{[^}]+\}", "{}", path))
+                  for path, operations in paths.items() if path.startswith(BASE) for method in operations}
+        for resource in spec.fhir.resources:
+            for interaction in resource.interactions:
+                method, path = ROUTE_OF[interaction]
+                assert (method, BASE + path.replace("{type}", resource.type)) in routes, (resource.type, interaction)
+            for operation in resource.operations:
+                assert ("GET", f"{BASE}/{resource.type}/${operation.name}") in routes
+        assert ("GET", f"{BASE}/metadata") in routes
+
+
 def test_each_type_is_declared_by_one_service_and_routed_to_it(test_env) -> None:
-    assert {r.type: service for service, face in installed_faces() for r in face.resources} == SERVED
     assert [r.type for r in declared_resources()] == sorted(SERVED)
     platform = build_platform()
     apps = {spec.name: platform.app_for(spec.api_prefix) for spec, _ in discover_services()}

@@ -550,15 +550,15 @@ def expected_http_paths(disabled: frozenset[str] = frozenset()) -> dict[str, str
     /fhir/R4/<Type> to the service declaring the type (what the installed services declare to
     imaging_common.fhir, so the chart cannot drift from the code), and the rest of /fhir/R4
     (/metadata, unknown types) to the first enabled service serving FHIR, in key order."""
-    from imaging_common.fhir.capability import installed_faces
+    from imaging_common.fhir.capability import installed_declarations
 
     chart_key = {package: key for key, (package, _) in SERVICES.items()}
     paths = {f"/{base}/{prefix}": f"{FULLNAME}-{service}"
              for service, (_, prefix) in SERVICES.items() if service not in disabled for base in ("api", "ui")}
-    fhir = sorted(chart_key[name] for name, _ in installed_faces() if chart_key[name] not in disabled)
-    for name, face in installed_faces():
+    fhir = sorted(chart_key[name] for name, _ in installed_declarations() if chart_key[name] not in disabled)
+    for name, resources in installed_declarations():
         if chart_key[name] not in disabled:
-            paths.update({f"/fhir/R4/{kind}": f"{FULLNAME}-{chart_key[name]}" for kind in face.resource_types})
+            paths.update({f"/fhir/R4/{r.type}": f"{FULLNAME}-{chart_key[name]}" for r in resources})
     if fhir:
         paths["/fhir/R4"] = f"{FULLNAME}-{fhir[0]}"
     return paths

@@ -30,7 +30,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.config import CommonSettings
-from imaging_common.fhir.capability import installed_faces
+from imaging_common.fhir.capability import installed_declarations
 from imaging_common.testing import free_port
 
 from e2e.journey import Site, clinician_system, spy_on_bus
@@ -49,8 +49,8 @@ PREFIX_OWNER = {prefix: name for name, (_, prefix) in SERVICES.items()}
 # FHIR resource type -> service name, for the platform's one base /fhir/R4 (the gateway's FHIR routes);
 # /fhir/R4/metadata goes to the first service that serves FHIR, as the chart's fhirBaseService.
 _BY_PACKAGE = {package: name for name, (package, _) in SERVICES.items()}
-FHIR_OWNER = {rtype: _BY_PACKAGE[svc] for svc, face in installed_faces() for rtype in face.resource_types}
-FHIR_BASE_OWNER = _BY_PACKAGE[installed_faces()[0][0]]
+FHIR_OWNER = {r.type: _BY_PACKAGE[svc] for svc, resources in installed_declarations() for r in resources}
+FHIR_BASE_OWNER = _BY_PACKAGE[installed_declarations()[0][0]]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

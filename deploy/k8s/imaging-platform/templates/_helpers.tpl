@@ -2,7 +2,7 @@
 Facts about the services that are code, not configuration: the Python package a container runs,
 the URL prefix under /api and /ui, and which network listeners it opens.
 */}}
-{{/* fhir: the FHIR resource types the service declares (its ServiceSpec.fhir), routed to it under /fhir/R4. */}}
+{{/* fhir: the FHIR resource types the service declares (its adapters/fhir_capability.py), routed to it under /fhir/R4. */}}
 {{- define "imaging.catalog" -}}
 print-scp:       {module: print_scp,       prefix: print,           title: "DICOM print (film)"}
 registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface", fhir: [Patient, ServiceRequest]}

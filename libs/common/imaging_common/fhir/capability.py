@@ -1,15 +1,19 @@
 """What a service says it serves over FHIR, and the platform's CapabilityStatement built from it.
 
-A service declares its face beside its FHIR routes and hands it to its `ServiceSpec(fhir=...)`:
+A service declares what it serves in a small module of its own, `<package>/adapters/fhir_capability.py`,
+named in its pyproject as an entry point of the `imaging.fhir` group (beside its `imaging.services` one):
 
-    FACE = FhirFace(router, (
+    RESOURCES = (
         ResourceCapability("Patient", ("read", "search-type"), search=(
             SearchParam("identifier", "token", "system|value; systems urn:imaging:id:<authority>"),)),
-    ))
+    )
 
-The library names no service: `installed_faces()` finds the declarations the way the all-in-one
-process finds the services (the `imaging.services` entry points), so the statement lists every
-installed service's resources whichever service answers `/fhir/R4/metadata`.
+and its FHIR adapter serves them: `FACE = FhirFace(router, RESOURCES)`, given to `ServiceSpec(fhir=FACE)`.
+
+The library names no service: `installed_declarations()` finds the declarations the way the all-in-one
+process finds the services (entry points), so the statement lists every installed service's resources
+whichever service answers `/fhir/R4/metadata` - and loading them imports only those small modules, not
+every service's app.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib.metadata import entry_points, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 BASE = "/fhir/R4"  # the one FHIR base of a deployment, the same in one process and behind the gateway
 # R4 (4.0.1): the base says R4 and clients check it. Resources are validated with fhir.resources' R4B
@@ -80,14 +85,13 @@ class FhirFace:
         return tuple(r.type for r in self.resources)
 
 
-def installed_faces() -> list[tuple[str, FhirFace]]:
-    """(service name, face) of every installed service that serves FHIR, in a stable order."""
-    found = []
-    for ep in sorted(entry_points(group="imaging.services"), key=lambda e: e.name):
-        spec = ep.load()
-        if getattr(spec, "fhir", None) is not None:
-            found.append((spec.name, spec.fhir))
-    return found
+ENTRY_POINTS = "imaging.fhir"
+
+
+def installed_declarations() -> list[tuple[str, tuple[ResourceCapability, ...]]]:
+    """(service name, the resources it declares) of every installed service serving FHIR, in a stable order."""
+    return [(ep.name, tuple(ep.load()))
+            for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name)]
 
 
 @functools.cache
@@ -96,8 +100,8 @@ def declared_resources() -> tuple[ResourceCapability, ...]:
     deployment error (the gateway could send it to only one)."""
     owner: dict[str, str] = {}
     resources: list[ResourceCapability] = []
-    for service, face in installed_faces():
-        for resource in face.resources:
+    for service, declared in installed_declarations():
+        for resource in declared:
             if resource.type in owner:
                 raise RuntimeError(f"FHIR {resource.type} is declared by both {owner[resource.type]} and {service}")
             owner[resource.type] = service

@@ -27,25 +27,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from imaging_common import audit
-from imaging_common.fhir import FhirFace, ResourceCapability
+from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, validated
 
 from critical_values.adapters.deps import ClientIp, Clinician, Ctx
+from critical_values.adapters.fhir_capability import RESOURCES
 from critical_values.domain import lifecycle, notifications, recipients, times
 from critical_values.domain.errors import CriticalError
 
 router = APIRouter(tags=["FHIR acknowledgement"])
 
-FACE = FhirFace(router, (
-    ResourceCapability("Communication", ("create",), documentation=(
-        "A clinician system acknowledges a critical result: a completed Communication inResponseTo the one we "
-        "sent (Communication/<its id or our notification id>); sender = who read it, payload[0].contentString = "
-        "the action taken, sent = when (kept as claimed beside our time). The caller must be the receiver's "
-        "service account. 201 the first time, 200 when already acknowledged.")),
-    ResourceCapability("Task", ("update",), documentation=(
-        "The Task we gave a clinician system, updated to accepted, in-progress or completed; owner = who, "
-        "note[0].text = the action taken, lastModified = when.")),
-))
+FACE = FhirFace(router, RESOURCES)
 
 
 async def _body(request: Request, kind: str) -> dict[str, Any] | JSONResponse:

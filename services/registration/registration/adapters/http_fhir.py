@@ -24,9 +24,10 @@ from imaging_common.auth import Principal, require_roles
 from imaging_common.empi import store
 from imaging_common.empi.identifiers import Identifier, mask, mask_phone
 from imaging_common.empi.names import name_form, split_han_name
-from imaging_common.fhir import FhirFace, ResourceCapability, SearchParam
+from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
 
+from registration.adapters.fhir_capability import RESOURCES
 from registration.adapters.http_patients import _ctx
 from registration.domain.orders import load_order, order_id_of
 from registration.domain.patients import MIN_NAME_CHARACTERS, like_prefix, name_search_form
@@ -41,24 +42,7 @@ _GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 MAX_RESULTS = 50  # one search never lists more of the register than this
 
 
-FACE = FhirFace(router, (
-    ResourceCapability("Patient", ("read", "search-type"), documentation=(
-        "The EMPI's golden record; id = EMPI id. Search results (_count at most 50) show ID numbers and phone "
-        "masked and no address; a read shows them whole. Every read and every person a search returns is "
-        "audited."), search=(
-        SearchParam("identifier", "token", "[system|]value; systems urn:imaging:id:<authority>, e.g. "
-                    "urn:imaging:id:resident-id, urn:imaging:id:empi, urn:imaging:id:pacs-patient-id"),
-        SearchParam("name", "string", "prefix of the name in Han characters or pinyin (at least "
-                    f"{MIN_NAME_CHARACTERS})"),
-        SearchParam("family", "string", "with given: the name as family + given"),
-        SearchParam("given", "string"),
-        SearchParam("birthdate", "date", "YYYY-MM-DD, exact; only beside identifier or a name"))),
-    ResourceCapability("ServiceRequest", ("read", "search-type"), documentation=(
-        "An exam order; id = order id or accession number. status active, completed once its exam completed, "
-        "revoked once cancelled or discontinued."), search=(
-        SearchParam("identifier", "token", "the accession number ([system|]value)"),
-        SearchParam("subject", "reference", "Patient/<EMPI id>"))),
-))
+FACE = FhirFace(router, RESOURCES)
 
 
 def patient_resource(person: store.Person, system: str, *, masked: bool = False) -> Patient:

@@ -15,10 +15,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
-from imaging_common.fhir import FhirFace, ResourceCapability, SearchParam
+from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
 from imaging_common.service import ServiceContext
 
+from reporting.adapters.fhir_capability import RESOURCES
 from reporting.domain import fhir, reports
 from reporting.domain.fhir import ACCESSION_SYSTEM
 
@@ -33,15 +34,7 @@ def _ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-FACE = FhirFace(fhir_router, (
-    ResourceCapability("DiagnosticReport", ("read", "search-type"), documentation=(
-        "A radiology report; id = report id, the same for every version: the last signed version (an amendment "
-        "in progress shows the one in force); a report never signed shows its status with no content."), search=(
-        SearchParam("identifier", "token", "the accession number ([system|]value)"),
-        SearchParam("patient", "reference", "Patient/<EMPI id>, or the bare EMPI id or PACS patient id"))),
-    ResourceCapability("Observation", ("read",), documentation=(
-        "One structured finding of a signed report; id = <report id>-<field id>.")),
-))
+FACE = FhirFace(fhir_router, RESOURCES)
 
 
 async def _released(conn: asyncpg.Connection, report_id: str) -> dict[str, Any]:

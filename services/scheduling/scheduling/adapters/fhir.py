@@ -14,39 +14,20 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.schedule import Schedule
 from fhir.resources.R4B.slot import Slot
 from imaging_common import audit
-from imaging_common.fhir import FhirFace, Operation, ResourceCapability, SearchParam
+from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
 from pydantic import AwareDatetime
 
 from scheduling.adapters.deps import Conn, Reader, SchedulerDep
 from scheduling.adapters.errors import DomainRoute
+from scheduling.adapters.fhir_capability import MAX_SLOT_DAYS, RESOURCES
 from scheduling.domain import appointments, booking
 from scheduling.domain.calendar import load_calendar
 from scheduling.domain.model import Placement, Room
 
 router = APIRouter(tags=["fhir"], route_class=DomainRoute)
-MAX_SLOT_DAYS = 14
-FIND = "urn:imaging:fhir:OperationDefinition:Appointment-find"  # ours; no published definition is followed
 
-FACE = FhirFace(router, (
-    ResourceCapability("Schedule", ("read", "search-type"),
-                       documentation="One per room; id = room id. A search without parameters lists every room."),
-    ResourceCapability("Slot", ("search-type",), documentation="A room's time slices: free, busy or busy-unavailable.",
-                       search=(SearchParam("schedule", "reference", "Schedule/<room id> (required)"),
-                               SearchParam("start", "date", "instant with offset: slices starting at or after it "
-                                           "(required)"),
-                               SearchParam("end", "date", f"ours, not FHIR's: slices starting before this instant; "
-                                           f"default start + 1 day, at most {MAX_SLOT_DAYS} days"),
-                               SearchParam("status", "token", "free | busy | busy-unavailable"))),
-    ResourceCapability("Appointment", ("read", "search-type"),
-                       documentation="An exam's booking; id = appointment id. A search returns at most 500 (_count).",
-                       search=(SearchParam("patient", "reference", "Patient/<EMPI id>"),
-                               SearchParam("based-on", "reference", "ServiceRequest/<order id>"),
-                               SearchParam("status", "token", "an AppointmentStatus")),
-                       operations=(Operation("find", FIND, (
-                           "GET Appointment/$find?based-on=ServiceRequest/<order id>&service-type=<exam code>"
-                           "[&start&end&channel&_count]: the allowed slots as proposed Appointments")),)),
-))
+FACE = FhirFace(router, RESOURCES)
 
 
 def schedule_of(room: Room, horizon_days: int, now: datetime) -> Schedule:
