@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pyotp
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 from jose import jwt
 
 PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from imaging_common.allinone import build_platform
 from imaging_common.auth import credentials as cred
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import http_server
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
 from jose import jwt
 
 PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 from imaging_common.allinone import discover_services
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 from playwright.async_api import async_playwright
 from worklist.app import create_app as create_worklist
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 from imaging_common.allinone import build_platform, discover_services
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE, FHIR_VERSION
 from imaging_common.fhir.capability import declared_resources, installed_declarations
-from imaging_common.fhir.testing import r4b
-from imaging_common.testing import http_server
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
+from imaging_testing.fhir import r4b
 
 # type -> the service serving it: what the platform has to offer clinician systems and the HIS.
 SERVED = {

@@ -19,15 +19,15 @@ import aio_pika
 import httpx
 import pytest
 from imaging_common.allinone import build_platform
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import dead_letter_queue_name, exchange_name, queue_name
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
 from imaging_common.observability import JsonFormatter
-from imaging_common.testing import eventually, http_server
-from print_scp import testkit as tk
+from imaging_testing import eventually, http_server
+from imaging_testing import print_kit as tk
+from imaging_testing.auth import issue_test_token
 
 T = TypeVar("T")
 FINDSCU = "/usr/bin/findscu"

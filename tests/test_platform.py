@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from imaging_common.allinone import build_platform, discover_services
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 
 PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
 
@@ -47,8 +47,8 @@ async def test_unknown_prefix_is_a_problem_document(platform_url: str) -> None:
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_event_metrics_and_dead_letter_admin_on_every_service(platform_url: str, prefix: str) -> None:
-    from imaging_common.auth.testing import issue_test_token
     from imaging_common.config import CommonSettings
+    from imaging_testing.auth import issue_test_token
 
     settings = CommonSettings()
     clerk = issue_test_token(settings, roles=["clerk"], username="dlq-clerk")

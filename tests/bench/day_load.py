@@ -44,7 +44,7 @@ from e2e.cluster import PREFIX_OWNER, Cluster, PrefixRouter
 from e2e.journey import FINDSCU, Site, resident_id, run, unique_name
 from imaging_common.config import CommonSettings
 from imaging_common.events.topology import exchange_name
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
@@ -354,7 +354,7 @@ FILM_ITEM = tk.to_item(tk.anatomy(512, 7), bits=12)  # one 512x512 12-bit image 
 def print_with_uid(port: int, station: str, study_uid: str) -> dict[str, Any]:
     ae = tk.print_ae()
     ae.ae_title = station
-    ae.dimse_timeout = ae.network_timeout = 60  # as the worklist associations (the testkit's 30 s is for tests)
+    ae.dimse_timeout = ae.network_timeout = 60  # as the worklist associations (the print kit's 30 s is for tests)
     # The SCP reports the print job's progress (N-EVENT-REPORT); a printer client acknowledges it.
     assoc = ae.associate("127.0.0.1", port, ae_title="PRINT_SCP",
                          evt_handlers=[(evt.EVT_N_EVENT_REPORT, lambda event: (0x0000, None))])

@@ -30,12 +30,12 @@ from critical_values.settings import Settings
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from imaging_common import db
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, publish
 from imaging_common.events.types import CriticalRaised, PatientRef
 from imaging_common.hl7 import Message, MessageService, MLLPServer
-from imaging_common.testing import asgi_client, free_port, http_server
+from imaging_testing import asgi_client, free_port, http_server
+from imaging_testing.auth import issue_test_token
 
 from .conftest import percentile
 

@@ -3,7 +3,7 @@
 candidate pairs), blocking completeness, one-record match latency against 100,000 people, and the
 batch CLI deduplicating 100,000 and 1,000,000 records (time and peak memory), run as a user runs it.
 
-The generator (imaging_common.empi.synthetic) makes realistic duplicates (ID typos and swaps,
+The generator (imaging_testing.synthetic) makes realistic duplicates (ID typos and swaps,
 missing IDs, homophones, pinyin-only and traditional entries, birth-date typos, new phones,
 moves) and hard negatives (twins, namesakes born the same day, homophone namesakes), with
 ground truth. Quality counts pairs: a true pair is one of two records of the same person.
@@ -40,7 +40,7 @@ from imaging_common.empi.bands import Band
 from imaging_common.empi.cli import read_records
 from imaging_common.empi.matcher import MIN_RECORDS_FOR_EM, MatchIndex, ScoredPair, candidate_array, dedupe
 from imaging_common.empi.record import MatchRecord
-from imaging_common.empi.synthetic import Generator, SyntheticRecord, true_pairs
+from imaging_testing.synthetic import Generator, SyntheticRecord, true_pairs
 
 from .conftest import summarize_ms
 

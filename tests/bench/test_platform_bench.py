@@ -6,7 +6,7 @@ import time
 
 import httpx
 from imaging_common.allinone import build_platform
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 
 from .conftest import summarize_ms
 

@@ -31,10 +31,10 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import free_port, http_server
+from imaging_testing import free_port, http_server
+from imaging_testing import print_kit as tk
+from imaging_testing.auth import issue_test_token
 from PIL import Image
-from print_scp import testkit as tk
 from print_scp.adapters import films_db
 from print_scp.app import create_app
 from print_scp.domain.film_output import render_job
@@ -84,8 +84,8 @@ def dcmtk(tmp_path_factory):  # type: ignore[no-untyped-def]
 # N-EVENT-REPORT. One JSON line in (port, AE title, images, format), one out (timings and statuses).
 _CLIENT = """
 import json, socket, sys, time
-from imaging_common.dicom import reactor_guard
-from print_scp import testkit as tk
+from imaging_testing import reactor_guard
+from imaging_testing import print_kit as tk
 from pynetdicom import evt
 reactor_guard.install()
 def nodelay(event):
@@ -303,8 +303,8 @@ def _job_with(ours, item, study_uid: str) -> dict:  # type: ignore[no-untyped-de
 _CONCURRENT = """
 import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
-from imaging_common.dicom import reactor_guard
-from print_scp import testkit as tk
+from imaging_testing import reactor_guard
+from imaging_testing import print_kit as tk
 from pynetdicom import evt
 reactor_guard.install()
 port, ae, total, threads = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

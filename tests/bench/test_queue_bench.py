@@ -23,10 +23,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 from imaging_common import db
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.events.types import ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import free_port
+from imaging_testing import free_port
+from imaging_testing.auth import issue_test_token
 
 from .conftest import percentile
 

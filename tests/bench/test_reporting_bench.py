@@ -20,9 +20,9 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import http_server
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
 from reporting.app import create_app
 from reporting.domain import exams, reports
 from reporting.domain.content import ReportContent
@@ -60,7 +60,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fhir.resources.R4B.bundle import Bundle
 from imaging_common.hl7 import MessageService, MLLPServer
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 
 def say(line):
     sys.stdout.write(line + "\n"); sys.stdout.flush()

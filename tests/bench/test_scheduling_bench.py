@@ -26,9 +26,9 @@ import asyncpg
 import httpx
 import pytest
 from imaging_common import db
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
-from imaging_common.testing import free_port
+from imaging_testing import free_port
+from imaging_testing.auth import issue_test_token
 from scheduling.app import SERVICE
 from scheduling.domain import booking
 

@@ -40,7 +40,7 @@ import asyncpg
 import pydicom
 import pytest
 from imaging_common import db
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.sop_class import ModalityWorklistInformationFind

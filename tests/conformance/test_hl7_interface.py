@@ -36,7 +36,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.hl7 import Message, MessageService, MLLPClient, MLLPServer
 from imaging_common.hl7 import conformance as conf
 from imaging_common.hl7.charset import decode
-from imaging_common.testing import eventually
+from imaging_testing import eventually
 from security.conftest import sandbox_platform
 
 REPO = Path(__file__).resolve().parents[2]

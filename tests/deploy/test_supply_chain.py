@@ -27,8 +27,9 @@ PACKAGES = {"libs/common": "imaging_common"} | {
     f"services/{p.name}": next(d.name for d in p.iterdir() if (d / "__init__.py").exists() and d.name != "tests")
     for p in sorted((REPO / "services").iterdir()) if (p / "pyproject.toml").is_file()
 }
-LOCAL = {"imaging-common"} | {canonicalize_name(tomllib.loads((REPO / d / "pyproject.toml").read_text())["project"]
-                                                ["name"]) for d in PACKAGES}
+# imaging-testing (libs/testing) is the test support `make venv` installs too; the image never does.
+LOCAL = {"imaging-common", "imaging-testing"} | {
+    canonicalize_name(tomllib.loads((REPO / d / "pyproject.toml").read_text())["project"]["name"]) for d in PACKAGES}
 ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)\s*(;[^\\]*)?\\?$")
 
 
@@ -103,7 +104,7 @@ def test_installed_environment_is_the_dev_lock() -> None:
 def test_make_and_the_image_install_only_from_the_locks() -> None:
     makefile = (REPO / "Makefile").read_text()
     venv = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
-    assert "pip install" in venv and "--require-hashes -r requirements-dev.lock" in venv
+    assert "pip install" in venv and "--require-hashes --no-deps -r requirements-dev.lock" in venv
     assert "-r requirements-dev.txt" not in venv and "-r requirements.txt" not in venv
     editable = [line for line in venv.splitlines() if "-e libs/common" in line]
     assert editable and all("--no-deps" in line for line in editable), editable
@@ -111,17 +112,15 @@ def test_make_and_the_image_install_only_from_the_locks() -> None:
     dockerfile = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
     installs = re.findall(r"pip install [^\n]*", dockerfile)
     assert installs, dockerfile
-    assert all("--require-hashes -r requirements.lock" in i or "--no-deps" in i for i in installs), installs
-
-
-TEST_HELPERS = ("testkit", "testing", "testing_proxy")  # imported by tests only (pytest, moto...)
+    assert all("--no-deps" in i for i in installs), installs
+    assert any("--require-hashes --no-deps -r requirements.lock" in i for i in installs), installs
 
 
 def _third_party_imports(root: Path) -> set[str]:
     mods: set[str] = set()
     for f in root.rglob("*.py"):
         rel = f.relative_to(root).parts
-        if "tests" in rel or f.name.startswith(("test", "conftest")) or f.stem in TEST_HELPERS:
+        if "tests" in rel or f.name.startswith(("test", "conftest")):
             continue
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Import):

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.config import CommonSettings
 from imaging_common.fhir.capability import installed_declarations
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 
 from e2e.journey import Site, clinician_system, spy_on_bus
 

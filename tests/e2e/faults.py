@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from imaging_common.testing_proxy import TcpProxy
+from imaging_testing.proxy import TcpProxy
 
 from e2e.journey import Journey
 

@@ -28,15 +28,15 @@ import pydicom
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from imaging_common.auth import credentials as cred
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
-from imaging_common.fhir.testing import r4b_resource
 from imaging_common.hl7 import Message, MessageService, MLLPServer
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_common.testing import eventually, free_port, http_server
-from print_scp import testkit as tk
+from imaging_testing import eventually, free_port, http_server
+from imaging_testing import print_kit as tk
+from imaging_testing.auth import issue_test_token
+from imaging_testing.fhir import r4b_resource
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE

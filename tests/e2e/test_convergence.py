@@ -22,10 +22,10 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.consistency import check_settled, connector
 from imaging_common.events.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name, retry_queue_name
-from imaging_common.testing import eventually
+from imaging_testing import eventually
+from imaging_testing.auth import issue_test_token
 
 from e2e.cluster import Cluster
 from e2e.journey import CHEST_CT, resident_id, unique_name

@@ -34,7 +34,7 @@ import asyncpg
 import httpx
 import pytest
 from imaging_common.hl7 import Message
-from imaging_common.testing_proxy import TcpProxy
+from imaging_testing.proxy import TcpProxy
 from pydicom.uid import generate_uid
 
 from e2e.cluster import Cluster, cluster_site

@@ -27,9 +27,9 @@ import httpx
 import pytest
 from critical_values.settings import Settings as CriticalSettings
 from imaging_common.allinone import build_platform
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
-from imaging_common.testing import eventually, http_server
+from imaging_testing import eventually, http_server
+from imaging_testing.auth import issue_test_token
 from playwright.async_api import async_playwright, expect
 from reporting.settings import Settings as ReportingSettings
 from websockets.asyncio.client import connect as ws_connect

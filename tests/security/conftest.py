@@ -20,9 +20,9 @@ import httpx
 import pytest
 from imaging_common.allinone import build_platform, discover_services
 from imaging_common.auth.roles import ROLES
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
-from imaging_common.testing import TEST_DATABASE, http_server
+from imaging_testing import TEST_DATABASE, http_server
+from imaging_testing.auth import issue_test_token
 
 from security.openapi_routes import Operation, operations_of
 from security.unavailable import connect

@@ -26,10 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.peers import PeerRegistry
-from imaging_common.testing import eventually, free_port, http_server
 from imaging_common.tls import client_context
+from imaging_testing import eventually, free_port, http_server
+from imaging_testing.auth import issue_test_token
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification  # type: ignore[attr-defined]

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import httpx
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import http_server
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
 from reporting.app import create_app
 from reporting.domain import exams
 from reporting.settings import Settings

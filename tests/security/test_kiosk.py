@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.testing import free_port, http_server
+from imaging_testing import free_port, http_server
 from print_scp.adapters import films_db
 from print_scp.app import create_app
 from print_scp.settings import Settings
@@ -34,7 +34,7 @@ class Kiosks:
         self.ctx = app.state.ctx
 
     def staff(self, *roles: str) -> dict[str, str]:
-        from imaging_common.auth.testing import issue_test_token
+        from imaging_testing.auth import issue_test_token
 
         return {"Authorization": f"Bearer {issue_test_token(self.settings, roles=roles)}"}
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.auth import credentials as cred
-from imaging_common.testing import TEST_DATABASE, http_server
+from imaging_testing import TEST_DATABASE, http_server
 from registration.app import create_app
 from registration.domain import staff
 from registration.settings import Settings

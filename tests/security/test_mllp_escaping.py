@@ -13,7 +13,7 @@ from critical_values.domain import recipients
 from imaging_common.hl7 import Message
 from imaging_common.hl7.ack import build_ack
 from imaging_common.hl7.mllp import MLLPServer, frame
-from imaging_common.testing import eventually, free_port
+from imaging_testing import eventually, free_port
 
 from security.conftest import Sandbox
 from security.unavailable import Resending

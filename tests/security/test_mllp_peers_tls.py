@@ -28,12 +28,12 @@ import httpx
 import pytest
 from critical_values.domain import recipients
 from critical_values.settings import Settings as CriticalSettings
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPServer, frame, read_frame
 from imaging_common.service import create_service_app
-from imaging_common.testing import eventually, free_port, http_server
 from imaging_common.tls import client_context, server_context
+from imaging_testing import eventually, free_port, http_server
+from imaging_testing.auth import issue_test_token
 from registration.settings import Settings as RegistrationSettings
 
 from security.certs import Certificates, make_certificates

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from imaging_common.auth import SigningKey, TokenVerifier, jwks
 from imaging_common.auth.keys import KeyConfigurationError
 from imaging_common.config import CommonSettings
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 from jose import jwt
 from worklist.app import create_app
 from worklist.settings import Settings

@@ -16,7 +16,7 @@ import pytest
 from critical_values.domain import recipients
 from fastapi import FastAPI, Request
 from imaging_common.outbound import AllowList, DestinationRefused, guarded_client
-from imaging_common.testing import eventually, http_server
+from imaging_testing import eventually, http_server
 
 from security.conftest import Sandbox
 from security.unavailable import Resending

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from imaging_common.testing import free_port, http_server
-from print_scp import testkit as tk
+from imaging_testing import free_port, http_server
+from imaging_testing import print_kit as tk
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
 from pydicom.uid import generate_uid

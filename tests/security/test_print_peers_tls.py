@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import eventually, free_port, http_server
 from imaging_common.tls import client_context
-from print_scp import testkit as tk
+from imaging_testing import eventually, free_port, http_server
+from imaging_testing import print_kit as tk
+from imaging_testing.auth import issue_test_token
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
 

@@ -7,8 +7,8 @@ import asyncio
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
-from imaging_common.testing import asgi_client
-from imaging_common.testing_proxy import TcpProxy
+from imaging_testing import asgi_client
+from imaging_testing.proxy import TcpProxy
 from worklist.app import create_app
 from worklist.settings import Settings
 

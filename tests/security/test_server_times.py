@@ -14,7 +14,7 @@ import httpx
 from critical_values.domain import lifecycle, recipients, times
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 
 from security.conftest import Sandbox
 from security.unavailable import Resending

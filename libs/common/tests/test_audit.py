@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from imaging_common import audit, db
 from imaging_common.config import CommonSettings
-from imaging_common.testing import TEST_DATABASE
+from imaging_testing import TEST_DATABASE
 from pydantic import ValidationError
 
 

@@ -27,10 +27,10 @@ from imaging_common.auth import (
     require_roles,
 )
 from imaging_common.auth.keys import SigningKey, load_signing_key
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.service import ServiceSpec, create_service_app
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
+from imaging_testing.auth import issue_test_token
 from jose import jwt
 
 router = APIRouter()

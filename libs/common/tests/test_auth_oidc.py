@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from imaging_common.auth import AuthError, SigningKey, TokenVerifier, jwks
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 from jose import jwt
 
 ISSUER = "https://sso.hospital.example/realms/staff"

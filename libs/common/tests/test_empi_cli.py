@@ -68,7 +68,7 @@ def test_bad_mapping_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_estimate_saves_a_model_the_service_can_load(tmp_path: Path) -> None:
     from imaging_common.empi.fellegi_sunter import FellegiSunterModel
-    from imaging_common.empi.synthetic import Generator
+    from imaging_testing.synthetic import Generator
 
     src = tmp_path / "site.csv"
     records = Generator(seed=3).population(600)
@@ -130,7 +130,7 @@ def test_malformed_rows_are_reported_with_their_line_numbers(tmp_path: Path) -> 
 
 
 def test_progress_is_plain_lines_when_not_a_terminal(tmp_path: Path) -> None:
-    from imaging_common.empi.synthetic import Generator
+    from imaging_testing.synthetic import Generator
 
     src = tmp_path / "site.csv"
     records = Generator(seed=5).population(300)

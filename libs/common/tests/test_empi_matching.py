@@ -12,7 +12,7 @@ from imaging_common.empi.matcher import MatchIndex, Scorer, clusters, dedupe
 from imaging_common.empi.names import name_form
 from imaging_common.empi.record import MatchRecord
 from imaging_common.empi.survivorship import SourceRecord, golden_record
-from imaging_common.empi.synthetic import Generator, true_pairs
+from imaging_testing.synthetic import Generator, true_pairs
 
 
 def rid(region: str, born: str, seq: int) -> str:
@@ -320,7 +320,7 @@ def test_frequency_weights_in_batch_dedupe() -> None:
 
 
 def test_generator_namesakes_follow_name_frequency() -> None:
-    from imaging_common.empi.synthetic import name_frequency, same_day_namesake_rate
+    from imaging_testing.synthetic import name_frequency, same_day_namesake_rate
     assert same_day_namesake_rate(name_frequency("王伟")) > 0.01  # the commonest names: a few percent
     assert same_day_namesake_rate(name_frequency("覃炜婕")) < 1e-5  # a rare one: almost never
     records = Generator(seed=4).population(20000, duplicate_rate=0.0)

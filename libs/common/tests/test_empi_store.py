@@ -137,7 +137,7 @@ async def test_name_frequencies_from_the_database_weigh_rare_names_more(pool: as
     from imaging_common.empi.frequencies import NameFrequencies
     from imaging_common.empi.names import name_form
     from imaging_common.empi.record import MatchRecord
-    from imaging_common.empi.synthetic import Generator
+    from imaging_testing.synthetic import Generator
 
     people = [(r.name, r.birth_date or date(1980, 1, 1)) for r in Generator(seed=5).population(3000)]
     people += [("王伟", date(1950 + n, 7, 1 + n % 9)) for n in range(30)]  # a common name, born other days

@@ -37,7 +37,7 @@ from imaging_common.events.types import (
     PatientRef,
 )
 from imaging_common.observability import bind_correlation_id, current_correlation_id
-from imaging_common.testing_proxy import TcpProxy
+from imaging_testing.proxy import TcpProxy
 from prometheus_client import CollectorRegistry
 
 SERVICE = "scheduling"  # consumes order.cancelled; worklist's queue (no consumer here) gets a copy too

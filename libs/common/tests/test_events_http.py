@@ -12,7 +12,6 @@ import aio_pika
 import asyncpg
 import pytest
 from fastapi import APIRouter
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.config import CommonSettings
 from imaging_common.events import CloudEvent
 from imaging_common.events.deadletters import dead_letters_router
@@ -27,7 +26,8 @@ from imaging_common.events.topology import (
 )
 from imaging_common.events.types import OrderCancelled
 from imaging_common.service import ServiceSpec, create_service_app
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
+from imaging_testing.auth import issue_test_token
 
 QUEUE_OF = "scheduling"  # whose DLQ the router shows (the test app itself has its own schema)
 

@@ -10,7 +10,7 @@ from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.charset import decode, msh18_of
 from imaging_common.hl7.message import Encoding, HL7ParseError
 from imaging_common.hl7.mllp import END, START, MLLPClient, MLLPServer
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 
 ADT = ("MSH|^~\\&|HIS|HOSP|RIS|IMG|20240101120000||ADT^A04^ADT_A01|MSG001|P|2.5||||||{charset}\r"
        "EVN|A04|20240101120000\r"

@@ -25,7 +25,7 @@ from imaging_common.observability import (
     correlation_scope,
     current_correlation_id,
 )
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 from prometheus_client import CollectorRegistry
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 
 
 def _run_platform(env_overrides: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:

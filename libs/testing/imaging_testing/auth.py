@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterable
 
 import redis
-
 from imaging_common.auth.sessions import SessionStore
 from imaging_common.auth.tokens import TokenIssuer
 from imaging_common.config import CommonSettings

@@ -1,6 +1,8 @@
-"""Helpers for tests and benchmarks: synthetic modality images with burned-in identifiers.
+"""A modality for print tests and benchmarks: synthetic images with burned-in identifiers, the print
+SCU's requests (pynetdicom) and DCMTK's print configuration.
 
-Not used by the service itself. The images look like what a technologist lays out for printing:
+Used by the print SCP's tests, the platform's journey, security tests and benches, so it lives here
+rather than in print-scp's tests/. The images look like what a technologist lays out for printing:
 an anatomy-like grey background and overlay text (PatientID, AccessionNumber) in a corner.
 """
 

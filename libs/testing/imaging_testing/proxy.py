@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from imaging_common.testing import free_port
+from imaging_testing.helpers import free_port
 
 
 class TcpProxy:

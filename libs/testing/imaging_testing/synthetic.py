@@ -1,6 +1,7 @@
 """Synthetic Chinese identities with realistic duplicates, hard negatives and ground truth.
 
-Used by the EMPI benchmark and tests, and to estimate the shipped default parameters. The
+Used by the EMPI benchmark and tests, and to estimate the shipped default parameters
+(imaging_common/empi/default_model.json); the EMPI CLI reads real files only. The
 population has namesakes (family names drawn with their real frequencies: 王, 李 and 张 are
 each about 7 % of the population), twins (same family name, birth date, address and phone;
 consecutive ID numbers, often alike-sounding given names, never ones that sound the same, tones
@@ -40,10 +41,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from itertools import accumulate
 
-from opencc import OpenCC
-
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.empi.names import latin_of, name_form, split_han_name
+from opencc import OpenCC
 
 SURNAMES = list(
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"

@@ -1,4 +1,4 @@
-"""The reactor guard (imaging_common.dicom.reactor_guard), each hole forced open, not hoped for:
+"""The reactor guard (imaging_testing.reactor_guard), each hole forced open, not hoped for:
 - a response that arrives while the reactor sits between its checkpoint and its queue look-up
   (held there 50 ms, as a descheduled thread would be) still reaches the send_* waiting for it;
 - a send whose reactor was stopped behind its back ends instead of spinning;
@@ -14,8 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from imaging_common.dicom import reactor_guard
-from imaging_common.testing import free_port
+from imaging_testing import free_port, reactor_guard
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.pdu_primitives import A_RELEASE

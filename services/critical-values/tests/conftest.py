@@ -22,11 +22,11 @@ from critical_values.settings import Settings
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from imaging_common import db
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.fhir.testing import r4b_resource
 from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
-from imaging_common.testing import asgi_client, free_port, http_server
+from imaging_testing import asgi_client, free_port, http_server
+from imaging_testing.auth import issue_test_token
+from imaging_testing.fhir import r4b_resource
 
 IDENT = "urn:imaging:critical-values:notification"
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import httpx
 from critical_values.app import create_app
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import http_server
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
 from playwright.async_api import async_playwright
 
 from .conftest import World, fast_settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 from critical_values.app import create_app
-from imaging_common.testing import asgi_client, free_port
+from imaging_testing import asgi_client, free_port
 
 from .conftest import ClinicianSystem, Service, World, clinician_system_running, eventually, fast_settings
 from .test_loop import raise_value

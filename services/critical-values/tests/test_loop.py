@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from imaging_common.fhir.testing import r4b, r4b_resource
 from imaging_common.hl7 import Message, MLLPClient
+from imaging_testing.fhir import r4b, r4b_resource
 
 from .conftest import IDENT, ClinicianSystem, Service, World, eventually
 

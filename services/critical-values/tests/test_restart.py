@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from critical_values.app import create_app
 from imaging_common.events.types import CriticalRaised, ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import asgi_client, event_producer
+from imaging_testing import asgi_client, event_producer
 
 from .conftest import ClinicianSystem, Service, World, eventually, fast_settings
 from .test_escalation import timeline

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import asgi_client, free_port
+from imaging_testing import asgi_client, free_port
+from imaging_testing.auth import issue_test_token
 from print_scp.adapters import films_db
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.app import create_app
@@ -90,7 +90,7 @@ async def print_app(settings_for: Any) -> AsyncIterator[PrintApp]:
 
 def print_once(app: PrintApp, items: list, **kwargs: Any) -> dict:
     """One Appendix A print over a fresh association (run it in a thread)."""
-    from print_scp import testkit as tk
+    from imaging_testing import print_kit as tk
 
     assoc = tk.print_ae().associate("127.0.0.1", app.port, ae_title="PRINT_SCP")
     assert assoc.is_established

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imaging_common.testing import asgi_client, eventually, free_port
-from print_scp import testkit as tk
+from imaging_testing import asgi_client, eventually, free_port
+from imaging_testing import print_kit as tk
 from print_scp.adapters import archive
 from print_scp.app import create_app
 from print_scp.settings import Settings

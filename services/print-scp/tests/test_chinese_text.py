@@ -9,8 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from imaging_testing import print_kit as tk
 from PIL import Image
-from print_scp import testkit as tk
 from pydicom import dcmread
 
 LABEL, NOTE = "张三 胸部CT", "右肺结节随访"

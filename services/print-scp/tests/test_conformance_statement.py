@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from print_scp.domain import statuses as st
 from print_scp.domain.print_session import PrintAssociation
 from print_scp.domain.statuses import PrintFailure

@@ -11,7 +11,7 @@ import glob
 import re
 from pathlib import Path
 
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 
 
 async def _run(*argv: str) -> str:

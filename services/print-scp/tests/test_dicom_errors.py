@@ -7,7 +7,7 @@ import time
 from io import BytesIO
 
 import numpy as np
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 
 
 def _associate(port: int, extra: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]

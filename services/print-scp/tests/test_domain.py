@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from print_scp.domain import spool
 from print_scp.domain import statuses as st
 from print_scp.domain.film_output import film_dicom, render_job

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from imaging_common import events
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import ExamCompleted, OrderCreated, PatientMerged, PatientRef, PatientUpdated
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from print_scp.adapters.events_in import on_exam_completed, on_order_created, on_patient_merged, on_patient_updated
 
 

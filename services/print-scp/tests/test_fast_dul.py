@@ -9,8 +9,8 @@ import asyncio
 import time
 from typing import Any
 
-from imaging_common.testing import free_port
-from print_scp import testkit as tk
+from imaging_testing import free_port
+from imaging_testing import print_kit as tk
 from print_scp.adapters.fast_dul import make_fast
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt

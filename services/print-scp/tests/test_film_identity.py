@@ -13,7 +13,7 @@ from typing import Any
 
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import OrderCancelled, PatientMerged, PatientRef, PatientUpdated
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from print_scp.adapters import films_db
 from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged, on_patient_updated
 from pydicom import dcmread

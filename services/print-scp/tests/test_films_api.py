@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import OrderCreated, PatientRef
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 from print_scp.adapters.events_in import on_order_created
 
 

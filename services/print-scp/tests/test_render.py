@@ -13,8 +13,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from imaging_testing import print_kit as tk
 from PIL import Image
-from print_scp import testkit as tk
 from print_scp.domain import render
 from print_scp.domain.film_output import render_job
 from print_scp.domain.pixels import check_image_item, p_values, pixel_aspect_ratio, square_pixels

@@ -3,8 +3,8 @@ both candidates; a technologist attaches it by hand."""
 
 from __future__ import annotations
 
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import free_port, http_server
+from imaging_testing import free_port, http_server
+from imaging_testing.auth import issue_test_token
 from playwright.async_api import async_playwright
 from print_scp.app import create_app
 from print_scp.settings import Settings

@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 import boto3
 import pytest
-from imaging_common.testing import TEST_DATABASE, TEST_NAMESPACE, asgi_client, eventually, free_port
-from print_scp import testkit as tk
+from imaging_testing import TEST_DATABASE, TEST_NAMESPACE, asgi_client, eventually, free_port
+from imaging_testing import print_kit as tk
 from print_scp.adapters.s3_store import S3Store
 from print_scp.app import create_app
 from print_scp.domain.storage import FilmStore, ObjectNotFound, StoreMisconfigured

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 import pytest
 from imaging_common import db
-from imaging_common.testing import TEST_DATABASE, free_port
-from print_scp import testkit as tk
+from imaging_testing import TEST_DATABASE, free_port
+from imaging_testing import print_kit as tk
 from print_scp.adapters import spool_store
 from print_scp.adapters.dicom_scp import PrintScp
 from print_scp.adapters.film_pipeline import FilmPipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from print_scp import testkit as tk
+from imaging_testing import print_kit as tk
 
 
 class FlakyGets:

@@ -138,7 +138,7 @@ class Service:
     tokens: dict[str, str] = field(default_factory=dict)
 
     def token(self, *roles: str, username: str = "tester") -> str:
-        from imaging_common.auth.testing import issue_test_token
+        from imaging_testing.auth import issue_test_token
 
         key = ",".join(roles) + "|" + username
         if key not in self.tokens:
@@ -158,7 +158,7 @@ class Service:
 
 @pytest.fixture(scope="session")
 async def service(settings_for: Any, pool: asyncpg.Pool) -> AsyncIterator[Service]:
-    from imaging_common.testing import http_server
+    from imaging_testing import http_server
     from queue_calling.app import create_app
     from queue_calling.settings import Settings
 

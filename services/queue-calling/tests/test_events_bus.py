@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from imaging_common.events.types import ExamCompleted, OrderCancelled
-from imaging_common.testing import event_producer
+from imaging_testing import event_producer
 
 from .conftest import Service, World
 from .test_http import setup_room

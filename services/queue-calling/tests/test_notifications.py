@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 
 from .conftest import Service, World
 from .test_http import setup_room
@@ -119,7 +119,7 @@ async def test_unplugged_channel_waits_and_plugged_channel_delivers(api: httpx.A
 
 async def test_central_webhook_gets_every_patient(service: Service, world: World, settings_for: Any) -> None:
     """IMAGING_QUEUE_WEBHOOK_URL: a hospital message gateway hears about every patient, no per-patient target."""
-    from imaging_common.testing import asgi_client
+    from imaging_testing import asgi_client
     from queue_calling.app import create_app
     from queue_calling.settings import Settings
 

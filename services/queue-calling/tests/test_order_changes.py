@@ -22,7 +22,7 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
-from imaging_common.testing import event_producer
+from imaging_testing import event_producer
 
 from .conftest import Service, World
 from .test_events_bus import eventually

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from imaging_common.events import CloudEvent
 from imaging_common.events.types import ExamStarted
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 from queue_calling.adapters import events as handlers
 from queue_calling.app import create_app
 from websockets.asyncio.client import connect

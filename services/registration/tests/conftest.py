@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
 from registration.app import create_app
 from registration.settings import Settings
 

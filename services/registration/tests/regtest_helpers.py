@@ -8,8 +8,8 @@ import random
 from typing import Any
 
 import asyncpg
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.empi.identifiers import resident_check_char
+from imaging_testing.auth import issue_test_token
 from registration.settings import Settings
 
 

@@ -22,11 +22,11 @@ from imaging_common.events.types import (
     ExamStarted,
     PatientRef,
 )
-from imaging_common.fhir.testing import r4b
 from imaging_common.hl7 import Message
 from imaging_common.hl7.ack import build_ack
 from imaging_common.hl7.mllp import MLLPClient, MLLPServer
-from imaging_common.testing import asgi_client, event_producer, eventually, free_port
+from imaging_testing import asgi_client, event_producer, eventually, free_port
+from imaging_testing.fhir import r4b
 from registration.app import create_app
 from registration.settings import Settings
 from regtest_helpers import auth, rid, uname

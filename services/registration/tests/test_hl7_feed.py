@@ -8,7 +8,7 @@ import uuid
 import pytest
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_common.testing import asgi_client, free_port
+from imaging_testing import asgi_client, free_port
 from registration.app import create_app
 from registration.settings import Settings
 from regtest_helpers import events, rid, uname

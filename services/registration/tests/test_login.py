@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from imaging_common import audit
 from imaging_common.auth import TokenVerifier
 from imaging_common.auth import credentials as cred
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import asgi_client, http_server
+from imaging_testing import asgi_client, http_server
+from imaging_testing.auth import issue_test_token
 from jose import jwt
 from registration.app import create_app
 from registration.domain import staff

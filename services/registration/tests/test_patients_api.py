@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imaging_common.fhir.testing import r4b
+from imaging_testing.fhir import r4b
 from regtest_helpers import auth, events, rid, uname, wait_published
 
 

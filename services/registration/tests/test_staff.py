@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 import pytest
 from imaging_common.auth import credentials as cred
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import TEST_DATABASE, asgi_client
+from imaging_testing import TEST_DATABASE, asgi_client
+from imaging_testing.auth import issue_test_token
 from registration.app import SERVICE, create_app
 from registration.domain import staff
 from registration.settings import Settings

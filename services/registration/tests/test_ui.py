@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 from imaging_common.auth import credentials as cred
-from imaging_common.testing import free_port, http_server
+from imaging_testing import free_port, http_server
 from playwright.async_api import async_playwright, expect
 from registration.app import create_app
 from registration.domain import staff

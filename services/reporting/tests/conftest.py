@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCreated, PatientRef
 from imaging_common.service import ServiceContext
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
+from imaging_testing.auth import issue_test_token
 from reporting.app import create_app
 from reporting.domain import exams
 from reporting.settings import Settings

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fhir.resources.R4B.bundle import Bundle
 from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 
 
 @dataclass

@@ -10,8 +10,8 @@ import base64
 import asyncpg
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
-from imaging_common.fhir.testing import r4b
 from imaging_common.hl7 import Message
+from imaging_testing.fhir import r4b
 
 from .conftest import CONTENT, Service, World
 from .peers import hl7_receiver, wait_for
@@ -141,7 +141,7 @@ async def test_gb18030_receiver_and_retry_until_ack(service: Service, world: Wor
 async def test_unreachable_receiver_goes_dead_and_can_be_retried(service: Service, world: World) -> None:
     svc = service
     ops = svc.auth("it-ops", username="ops")
-    from imaging_common.testing import free_port
+    from imaging_testing import free_port
 
     port = free_port()  # nobody listens here (yet)
     receiver_id = f"down-{world.tag}"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from imaging_common.events import publish
 from imaging_common.events.types import ExamCompleted, ExamItem, OrderCancelled, OrderCreated, PatientRef
-from imaging_common.fhir.testing import r4b
+from imaging_testing.fhir import r4b
 from reporting.domain import exams
 
 from .conftest import CONTENT, Service, World

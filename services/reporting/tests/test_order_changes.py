@@ -22,7 +22,7 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
-from imaging_common.fhir.testing import r4b
+from imaging_testing.fhir import r4b
 
 from .conftest import CONTENT, Service, World
 from .peers import wait_for

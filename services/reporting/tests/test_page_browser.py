@@ -3,7 +3,7 @@ the worklist, write with a phrase, see a QC blocker refuse the signature, fix it
 
 from __future__ import annotations
 
-from imaging_common.testing import http_server
+from imaging_testing import http_server
 from playwright.async_api import async_playwright
 from reporting.app import create_app
 

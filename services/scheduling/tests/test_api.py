@@ -10,12 +10,12 @@ from datetime import datetime
 
 import aio_pika
 import pytest
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.events import CloudEvent
 from imaging_common.events.topology import exchange_name
 from imaging_common.events.types import ExamItem, OrderCancelled, OrderCreated, PatientRef, SpecialConditions
-from imaging_common.fhir.testing import r4b
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
+from imaging_testing.auth import issue_test_token
+from imaging_testing.fhir import r4b
 from scheduling.app import create_app
 from scheduling.settings import Settings
 

@@ -23,7 +23,7 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
-from imaging_common.testing import asgi_client
+from imaging_testing import asgi_client
 from scheduling.app import create_app
 from scheduling.settings import Settings
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
-from imaging_common.testing import free_port
+from imaging_testing import free_port
+from imaging_testing.auth import issue_test_token
 from scheduling.settings import Settings
 
 from .conftest import at, day_after

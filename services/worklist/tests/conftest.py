@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from imaging_common import db
-from imaging_common.testing import free_port
+from imaging_testing import free_port
 from worklist.adapters.dicom.scp import WorklistSCP
 from worklist.app import SERVICE
 from worklist.domain import steps

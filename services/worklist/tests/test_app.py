@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.auth.testing import issue_test_token
 from imaging_common.events import publish
 from imaging_common.events.types import AppointmentBooked, AppointmentInfo, ExamItem, OrderCreated, PatientRef
-from imaging_common.testing import asgi_client, free_port
+from imaging_testing import asgi_client, free_port
+from imaging_testing.auth import issue_test_token
 from pydicom.uid import generate_uid
 from worklist.app import create_app
 from worklist.settings import Settings

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from imaging_common.testing import eventually
+from imaging_testing import eventually
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE

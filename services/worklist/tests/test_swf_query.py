@@ -161,7 +161,7 @@ def _common(ours: object, theirs: object) -> tuple[object, object]:
 async def test_broad_swf_query_answers_as_dcmtk_wlmscpfs_does(scp: WorklistSCP, world: World, tmp_path: Path) -> None:
     """The same items as DCMTK worklist files, the same broad query from findscu to both SCPs: the same items
     come back, and every attribute both return has the same value (wlmscpfs answers only the keys it knows)."""
-    from imaging_common.testing import free_port
+    from imaging_testing import free_port
     from pydicom.dataset import FileMetaDataset
     from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 

@@ -1,0 +1,105 @@
+"""What tests and benches use to run apps and wait for them: the session's sandbox names, free ports,
+an app in process or over real TCP, another service's event producer, and a deadline-bound poll.
+
+`from imaging_testing import asgi_client, free_port` (the package re-exports these).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import uvicorn
+from imaging_common.config import CommonSettings
+
+T = TypeVar("T")
+
+# One test session, one database and one RabbitMQ/Redis namespace (the plugin creates and drops them).
+_RUN_ID = uuid.uuid4().hex[:10]
+TEST_DATABASE = f"imaging_test_{_RUN_ID}"
+TEST_NAMESPACE = f"test-{_RUN_ID}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: Any, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan and talk to it in process (for API tests)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real TCP on 127.0.0.1 in this event loop; yields its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises the startup error
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def event_producer(
+    database_url: str, *, service: str, schema: str
+) -> AsyncIterator[Callable[[Any, str], Awaitable[None]]]:
+    """Another service's outbox and relay in a schema of its own, publishing onto the session's
+    exchange: yields `emit(model, subject)`, which commits one event as that service would."""
+    from imaging_common import db
+    from imaging_common.events import EventBus, publish
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await db.migrate_component(conn, schema, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
+    finally:
+        await conn.close()
+    pool = await db.create_pool(database_url, schema)
+    bus = EventBus(settings=CommonSettings(), service=service, pool=pool, handlers={})
+    await bus.start()
+
+    async def emit(model: Any, subject: str) -> None:
+        async with pool.acquire() as c, c.transaction():
+            await publish(c, model, source=f"/imaging/{service}", subject=subject)
+
+    try:
+        yield emit
+    finally:
+        await bus.stop()
+        await pool.close()
+
+
+async def eventually(check: Callable[[], Awaitable[T] | T], what: str, within: float = 30.0) -> T:
+    """Poll `check` (sync or async) until it returns something truthy: a deadline, not a fixed sleep."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
