@@ -67,7 +67,8 @@ def test_final_stage_runs_as_non_root_without_build_tools() -> None:
 def test_image_installs_the_hashed_lock_and_every_local_package() -> None:
     build = "\n".join(stages()[0])
     assert "COPY requirements.lock ./" in build
-    assert "pip install --require-hashes -r requirements.lock" in build  # issue 22, 5
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in build  # issue 22, 5
+    assert "pip check" in build
     assert re.search(r"pip install --no-deps libs/common", build), "our packages add nothing unlocked"
     for folder in sorted(p.name for p in (REPO / "services").iterdir() if (p / "pyproject.toml").is_file()):
         assert f"services/{folder}" in build, f"services/{folder} not installed in the image"
