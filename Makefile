@@ -34,10 +34,10 @@ help:
 # pip-audit's CacheControl[filecache], cannot pull a newer unlocked release); then the project's own
 # packages, editable and --no-deps (their `dependencies` are in the lock already); pip check then holds
 # what is installed against every package's declared requirements (a lock missing one fails here).
-$(STAMP): requirements-dev.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(STAMP): requirements-dev.lock libs/common/pyproject.toml libs/testing/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e libs/common $(addprefix -e ,$(SERVICES))
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e libs/common -e libs/testing $(addprefix -e ,$(SERVICES))
 	$(PY) -m pip check
 	@touch $@
 

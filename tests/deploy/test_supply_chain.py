@@ -27,8 +27,9 @@ PACKAGES = {"libs/common": "imaging_common"} | {
     f"services/{p.name}": next(d.name for d in p.iterdir() if (d / "__init__.py").exists() and d.name != "tests")
     for p in sorted((REPO / "services").iterdir()) if (p / "pyproject.toml").is_file()
 }
-LOCAL = {"imaging-common"} | {canonicalize_name(tomllib.loads((REPO / d / "pyproject.toml").read_text())["project"]
-                                                ["name"]) for d in PACKAGES}
+# imaging-testing (libs/testing) is the test support `make venv` installs too; the image never does.
+LOCAL = {"imaging-common", "imaging-testing"} | {
+    canonicalize_name(tomllib.loads((REPO / d / "pyproject.toml").read_text())["project"]["name"]) for d in PACKAGES}
 ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)\s*(;[^\\]*)?\\?$")
 
 
@@ -115,14 +116,11 @@ def test_make_and_the_image_install_only_from_the_locks() -> None:
     assert any("--require-hashes --no-deps -r requirements.lock" in i for i in installs), installs
 
 
-TEST_HELPERS = ("testkit", "testing", "testing_proxy")  # imported by tests only (pytest, moto...)
-
-
 def _third_party_imports(root: Path) -> set[str]:
     mods: set[str] = set()
     for f in root.rglob("*.py"):
         rel = f.relative_to(root).parts
-        if "tests" in rel or f.name.startswith(("test", "conftest")) or f.stem in TEST_HELPERS:
+        if "tests" in rel or f.name.startswith(("test", "conftest")):
             continue
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Import):
