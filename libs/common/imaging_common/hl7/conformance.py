@@ -15,8 +15,10 @@ docs/hl7-interface.md is written for people, but its message tables are also rea
 `check(message, spec)` returns what in the message disagrees with its table: segment order and
 cardinality, required (R) and unsupported (X) fields, repetitions, lengths, simple data types,
 the Value rule; for outbound messages a non-empty field the table does not list is a finding too
-(what we send is exactly what the document says). `hl7apy_findings(er7)` validates with hl7apy at
-STRICT level (the declared version and v2.5.1) and drops only the documented deviations.
+(what we send is exactly what the document says). `hl7apy_problems(er7, spec)` validates with hl7apy
+at STRICT level (the declared version and v2.5.1) and drops only the documented deviations.
+`problems_of(raw, spec)` does both for a message as it was on the wire; `wire_tap()` collects every
+frame this process writes (a test can check all of them).
 
 Value rules: `=X` (the field is exactly X), `in A,B` (one of), `table NAME` (first component of each
 repetition in the code table), `echo SEG-n` (the answered message's field), `ts` / `dt` (HL7 TS/DTM,
@@ -376,6 +378,20 @@ def _version(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in text.split(".")[:2])
     except ValueError:
         return (2, 5)
+
+
+def problems_of(raw: bytes | str, spec: InterfaceSpec, *, original: Message | None = None,
+                direction: str = "out") -> tuple[MessageSpec | None, list[str]]:
+    """A message as it was on the wire (bytes decoded per MSH-18): its table, and everything that departs
+    from it or that hl7apy finds beyond the documented deviations. No table: (None, [why])."""
+    from imaging_common.hl7.charset import decode
+
+    text = decode(raw)[0] if isinstance(raw, bytes) else raw
+    message = Message.parse(text)
+    table = spec.spec_for(message, direction)
+    if table is None:
+        return None, [f"{'^'.join(message.type)} from {message.field('MSH', 3)} is in no table of the specification"]
+    return table, check(message, table, spec.tables, original=original) + hl7apy_problems(text, spec)
 
 
 # ---- the wire ----------------------------------------------------------------------------------
