@@ -7,7 +7,7 @@ from imaging_common import peers
 from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
-from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, http_ui
+from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, ui
 from print_scp.adapters.events_in import EVENT_HANDLERS
 from print_scp.adapters.listener import print_listener
 from print_scp.settings import Settings
@@ -20,7 +20,7 @@ SERVICE = ServiceSpec(
     library_migrations={"peers": peers.MIGRATIONS},
     routers=(http_films.router, http_archive.router, http_kiosk.router, http_public.router,
              peers_router({"dicom": "print_peers"})),
-    ui_routers=(http_ui.router,),
+    ui_routers=(ui.router,),
     event_handlers=EVENT_HANDLERS,
     listeners=(peers.registry_listener, print_listener),
 )

@@ -12,7 +12,7 @@ from imaging_common.outbound import AllowList
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, ServiceSpec, create_service_app
 
-from queue_calling.adapters import events, http_admin, http_terminal, screens_ui
+from queue_calling.adapters import events, http_admin, http_terminal, ui
 from queue_calling.adapters.hub import ScreenHub
 from queue_calling.adapters.notify import NotificationSender
 from queue_calling.domain.states import InvalidTransition
@@ -58,7 +58,7 @@ SERVICE = ServiceSpec(
     title="Queue calling",
     migrations=Path(__file__).parent / "migrations",
     routers=(http_terminal.router, http_admin.router),
-    ui_routers=(screens_ui.router,),
+    ui_routers=(ui.router,),
     event_handlers=events.HANDLERS,
     listeners=(screen_hub, notification_sender),
 )

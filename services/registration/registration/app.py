@@ -15,8 +15,8 @@ from registration.adapters import (
     http_consistency,
     http_fhir,
     http_patients,
-    http_ui,
     name_counts,
+    ui,
 )
 from registration.settings import Settings
 
@@ -33,7 +33,7 @@ SERVICE = ServiceSpec(
     event_handlers=events.HANDLERS,
     listeners=[peers.registry_listener, hl7_feed.mllp_listener, name_counts.name_count_listener,
                his_status_worker.his_status_listener],
-    ui_routers=[http_ui.router],
+    ui_routers=[ui.router],
 )
 
 
