@@ -17,11 +17,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -130,6 +130,17 @@ class ServiceContext:
         for name, state in results.items():
             gauge.labels(self.spec.name, name).set(1 if state == "ok" else 0)
         return results
+
+
+def request_context(request: Request) -> ServiceContext:
+    """The route dependency every service uses for its context (503 until the service has started)."""
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        raise HTTPException(503, "service is starting")
+    return ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(request_context)]
 
 
 # Without PostgreSQL a pod cannot accept work, so it leaves its Service. Without RabbitMQ it still
