@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from reporting.adapters import fhir_api
+from reporting.adapters import http_fhir
 from reporting.adapters.delivery_worker import delivery_listener
 from reporting.adapters.events import HANDLERS
 from reporting.adapters.http import router
@@ -18,7 +18,7 @@ SERVICE = ServiceSpec(
     title="Reporting",
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
-    fhir=fhir_api.FACE,
+    fhir=http_fhir.FACE,
     ui_routers=[ui_router],
     event_handlers=HANDLERS,
     listeners=[delivery_listener],

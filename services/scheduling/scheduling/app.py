@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from scheduling.adapters import background, fhir, http_admin, http_booking
+from scheduling.adapters import background, http_admin, http_booking, http_fhir
 from scheduling.adapters.deps import scheduler_for
 from scheduling.domain import orders
 from scheduling.domain.booking import Scheduler
@@ -37,7 +37,7 @@ SERVICE = ServiceSpec(
     title="Scheduling",
     migrations=Path(__file__).parent / "migrations",
     routers=(http_booking.router, http_admin.router),
-    fhir=fhir.FACE,
+    fhir=http_fhir.FACE,
     event_handlers={
         "order.created": _Lazy(orders.order_handler),
         "order.changed": _Lazy(orders.order_handler),

@@ -1,6 +1,6 @@
 """What reporting serves over FHIR, for the platform's CapabilityStatement (imaging_common.fhir).
 
-Kept apart from the routes (adapters/fhir_api.py) so that any service answering /fhir/R4/metadata can load it
+Kept apart from the routes (adapters/http_fhir.py) so that any service answering /fhir/R4/metadata can load it
 (entry point `imaging.fhir` in pyproject.toml) without importing this service.
 """
 
