@@ -9,7 +9,7 @@ from imaging_common.service import ServiceSpec, create_service_app
 
 from worklist.adapters.dicom.scp import worklist_listener
 from worklist.adapters.events import HANDLERS
-from worklist.adapters.http import router
+from worklist.adapters.http_worklist import router
 from worklist.adapters.ui import ui_router
 from worklist.settings import Settings
 
