@@ -193,6 +193,11 @@ class CommonSettings(BaseSettings):
             raise ValueError(f"peer mode must be enforce, audit-only or off, not {mode!r}")
         return mode
 
+    def peer_modes(self) -> dict[str, str]:
+        """The peer check of each protocol port of the service ({"dicom": "enforce"}), shown by
+        GET /admin/peers; a service with such ports lists them in its Settings."""
+        return {}
+
     # --- Audit (imaging_common.audit; standard 10.5.2: kept at least six months) ---
     # IMAGING_AUDIT_RETENTION_DAYS: `python -m imaging_common.audit purge` removes older rows; >= 180.
     audit_retention_days: int = 180

@@ -20,9 +20,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from imaging_common.config import CommonSettings
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 # What a correlation id may look like when it comes from outside (a header, an HL7 field):
@@ -117,17 +120,17 @@ class TextFormatter(logging.Formatter):
 _configured = False
 
 
-def configure_logging(settings: Any) -> None:
+def configure_logging(settings: CommonSettings) -> None:
     """Configure the root logger once per process (the all-in-one run builds seven apps)."""
     global _configured
     if _configured:
         return
     _configured = True
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if getattr(settings, "log_json", True) else TextFormatter())
+    handler.setFormatter(JsonFormatter() if settings.log_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(settings, "log_level", "INFO"))
+    root.setLevel(settings.log_level)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)

@@ -24,10 +24,13 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from imaging_common.config import CommonSettings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,10 +70,10 @@ class AllowList:
         return cls(frozenset(hosts), tuple(domains), tuple(networks))
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AllowList:
-        configured = getattr(settings, "outbound_allow", None)
+    def from_settings(cls, settings: CommonSettings) -> AllowList:
+        configured = settings.outbound_allow
         if configured is None:
-            configured = DEVELOPMENT_DEFAULT if getattr(settings, "env", "development") != "production" else ""
+            configured = DEVELOPMENT_DEFAULT if settings.env != "production" else ""
         return cls.parse(configured)
 
     # ---- 1. at configuration ------------------------------------------------------------------

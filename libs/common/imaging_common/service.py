@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -41,27 +41,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The settings class of one service (its settings.py), so `ctx.settings.<field>` is typed.
+S = TypeVar("S", bound=CommonSettings)
+
 # A listener is started after the service is connected and stopped before it disconnects:
 # `async with listener(ctx): ...` (a DICOM SCP, an MLLP server, a background scheduler).
-Listener = Callable[["ServiceContext"], contextlib.AbstractAsyncContextManager[Any]]
+Listener = Callable[["ServiceContext[S]"], contextlib.AbstractAsyncContextManager[Any]]
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(Generic[S]):
     """What makes one service itself; everything else comes from the factory."""
 
     name: str  # "worklist"; also the PostgreSQL schema and the event source
     prefix: str  # URL prefix after /api/ and /ui/, e.g. "worklist", "critical-values"
     migrations: Path  # the service's migrations/ folder
+    # Its Settings class: the app is created with an instance of it, listeners and routes read it typed.
+    settings: type[S] = CommonSettings  # type: ignore[assignment]  # a spec without settings of its own
     # Tables a library owns but this service holds, e.g. {"empi": imaging_common.empi.MIGRATIONS}.
     library_migrations: Mapping[str, Path] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()  # routers with paths relative to /api/<prefix>
     ui_routers: Sequence[APIRouter] = ()  # pages, relative to /ui/<prefix>
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
-    listeners: Sequence[Listener] = ()
+    listeners: Sequence[Listener[S]] = ()
     title: str = ""
     # Called once after migration with the context, e.g. to bootstrap the first admin.
-    on_ready: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
+    on_ready: Sequence[Callable[[ServiceContext[S]], Awaitable[None]]] = ()
     # Its FHIR resources, served under the platform's one base /fhir/R4 (imaging_common.fhir).
     fhir: FhirFace | None = None
 
@@ -83,11 +88,15 @@ class ServiceSpec:
 
 
 @dataclass
-class ServiceContext:
-    """The connections a running service holds; found in routes as `request.app.state.ctx`."""
+class ServiceContext(Generic[S]):
+    """The connections a running service holds; found in routes as `request.app.state.ctx`.
 
-    spec: ServiceSpec
-    settings: CommonSettings
+    Generic in the service's settings: a service names it `ServiceContext[Settings]` (or `Ctx[Settings]`
+    in a route), so its own settings are read as typed attributes, never through getattr with a default.
+    """
+
+    spec: ServiceSpec[S]
+    settings: S
     pool: asyncpg.Pool
     redis: aioredis.Redis
     bus: EventBus
@@ -132,15 +141,16 @@ class ServiceContext:
         return results
 
 
-def request_context(request: Request) -> ServiceContext:
+def request_context(request: Request) -> ServiceContext[Any]:
     """The route dependency every service uses for its context (503 until the service has started)."""
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    ctx: ServiceContext[Any] | None = getattr(request.app.state, "ctx", None)
     if ctx is None:
         raise HTTPException(503, "service is starting")
     return ctx
 
 
-Ctx = Annotated[ServiceContext, Depends(request_context)]
+# `ctx: Ctx[Settings]` in a route: the context, its settings typed as the service's own.
+Ctx = Annotated[ServiceContext[S], Depends(request_context)]
 
 
 # Without PostgreSQL a pod cannot accept work, so it leaves its Service. Without RabbitMQ it still
@@ -274,9 +284,10 @@ class RequestMetrics:
 
 @contextlib.asynccontextmanager
 async def service_context(
-    spec: ServiceSpec, settings: CommonSettings, registry: CollectorRegistry | None = None
-) -> AsyncIterator[ServiceContext]:
+    spec: ServiceSpec[S], settings: S, registry: CollectorRegistry | None = None
+) -> AsyncIterator[ServiceContext[S]]:
     """Connect, migrate and start a service's machinery; undo it all on exit."""
+    _check_settings(spec, settings)
     await spec.migrate(settings.database_url)
     pool = await db.create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_max)
     redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
@@ -341,8 +352,17 @@ def _offline_docs(app: FastAPI, spec: ServiceSpec) -> None:
     app.add_route(f"{spec.api_prefix}/redoc", redoc, include_in_schema=False)
 
 
-def create_service_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+def _check_settings(spec: ServiceSpec[S], settings: S) -> None:
+    # The settings given are the ones every part of the service reads: never a CommonSettings where the
+    # service's own are expected (its fields would be missing), never a Settings() made on the side.
+    if not isinstance(settings, spec.settings):
+        raise TypeError(f"service {spec.name} runs with {spec.settings.__qualname__}, "
+                        f"not {type(settings).__qualname__}")
+
+
+def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
     """The FastAPI app of one service, serving /api/<prefix>/... and /ui/<prefix>/..."""
+    _check_settings(spec, settings)
     configure_logging(settings)
     registry = CollectorRegistry()
 

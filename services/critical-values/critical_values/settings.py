@@ -6,7 +6,7 @@ Each value: its default, the variable that sets it, an example.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Literal
 
 from imaging_common.config import CommonSettings
 from pydantic import SecretStr, field_validator
@@ -84,9 +84,10 @@ class Settings(CommonSettings):
     # evidence, e.g. 300. Records, deadlines and statistics always use the time we received it.
     critical_clock_skew_seconds: float = 300.0
 
+    def peer_modes(self) -> dict[str, str]:
+        return {"mllp": self.peer_mode(self.critical_mllp_peers)}
 
-def fhir_tokens(settings: Any) -> dict[str, str]:
+
+def fhir_tokens(settings: Settings) -> dict[str, str]:
     """Receiver id -> its own FHIR bearer token."""
-    raw = getattr(settings, "critical_fhir_tokens", None)
-    text = raw.get_secret_value() if isinstance(raw, SecretStr) else (raw or "{}")
-    return {str(k): str(v) for k, v in json.loads(text).items()}
+    return {str(k): str(v) for k, v in json.loads(settings.critical_fhir_tokens.get_secret_value() or "{}").items()}

@@ -109,3 +109,6 @@ class Settings(CommonSettings):
     print_archive_retry_seconds: float = Field(30.0, gt=0)
     # IMAGING_PRINT_ARCHIVE_TIMEOUT: seconds to connect to the PACS and to wait for each of its answers.
     print_archive_timeout: float = Field(30.0, gt=0)
+
+    def peer_modes(self) -> dict[str, str]:
+        return {"dicom": self.peer_mode(self.print_peers)}

@@ -57,6 +57,7 @@ SERVICE = ServiceSpec(
     prefix="queue",
     title="Queue calling",
     migrations=Path(__file__).parent / "migrations",
+    settings=Settings,
     routers=(http_terminal.router, http_admin.router),
     ui_routers=(ui.router,),
     event_handlers=events.HANDLERS,

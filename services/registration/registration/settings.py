@@ -54,3 +54,6 @@ class Settings(CommonSettings):
     his_status_retry_max: float = 600.0
     his_status_poll: float = 5.0
     his_status_batch: int = 50
+
+    def peer_modes(self) -> dict[str, str]:
+        return {"mllp": self.peer_mode(self.mllp_peers)}

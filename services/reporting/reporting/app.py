@@ -17,6 +17,7 @@ SERVICE = ServiceSpec(
     prefix="reporting",
     title="Reporting",
     migrations=Path(__file__).parent / "migrations",
+    settings=Settings,
     routers=[router],
     fhir=http_fhir.FACE,
     ui_routers=[ui_router],

@@ -1,7 +1,6 @@
 """Settings of the reporting service (environment variables, see CommonSettings)."""
 
 import json
-from typing import Any
 
 from imaging_common.config import CommonSettings
 from pydantic import SecretStr, model_validator
@@ -54,11 +53,9 @@ class Settings(CommonSettings):
         return self
 
 
-def fhir_tokens(settings: Any) -> dict[str, str]:
+def fhir_tokens(settings: Settings) -> dict[str, str]:
     """Receiver id -> its own FHIR bearer token."""
-    raw = getattr(settings, "reporting_fhir_tokens", None)
-    text = raw.get_secret_value() if isinstance(raw, SecretStr) else (raw or "{}")
-    parsed = json.loads(text or "{}")
+    parsed = json.loads(settings.reporting_fhir_tokens.get_secret_value() or "{}")
     if not isinstance(parsed, dict):
         raise ValueError("IMAGING_REPORTING_FHIR_TOKENS must be a JSON object of receiver id -> token")
     return {str(k): str(v) for k, v in parsed.items()}

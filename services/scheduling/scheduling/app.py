@@ -36,6 +36,7 @@ SERVICE = ServiceSpec(
     prefix="scheduling",
     title="Scheduling",
     migrations=Path(__file__).parent / "migrations",
+    settings=Settings,
     routers=(http_booking.router, http_admin.router),
     fhir=http_fhir.FACE,
     event_handlers={

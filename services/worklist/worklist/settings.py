@@ -43,3 +43,6 @@ class Settings(CommonSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.worklist_timezone)
+
+    def peer_modes(self) -> dict[str, str]:
+        return {"dicom": self.peer_mode(self.worklist_peers)}

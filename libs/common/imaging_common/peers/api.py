@@ -72,9 +72,8 @@ class PeerIn(BaseModel):
         return self
 
 
-def peers_router(ports: dict[str, str] | None = None) -> APIRouter:
-    """The routes; `ports` maps each of the service's ports to the settings attribute of its mode
-    (e.g. {"dicom": "worklist_peers"}), shown in the listing."""
+def peers_router() -> APIRouter:
+    """The routes; the listing shows the mode of each of the service's ports (its `Settings.peer_modes()`)."""
     from imaging_common.auth import require_roles
 
     router = APIRouter(prefix="/admin/peers", tags=["known peers"])
@@ -96,9 +95,8 @@ def peers_router(ports: dict[str, str] | None = None) -> APIRouter:
         ctx = ctx_of(request)
         async with ctx.pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM known_peer ORDER BY peer_id")
-        settings = ctx.settings
-        modes = {port: settings.peer_mode(getattr(settings, attr, None)) for port, attr in (ports or {}).items()}
-        return {"data": [Peer.from_row(r).public() for r in rows], "count": len(rows), "modes": modes}
+        return {"data": [Peer.from_row(r).public() for r in rows], "count": len(rows),
+                "modes": ctx.settings.peer_modes()}
 
     @router.get("/{peer_id}", summary="One known peer", dependencies=[operator])
     async def get_peer(request: Request, peer_id: PeerId) -> dict[str, Any]:
