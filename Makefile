@@ -22,7 +22,7 @@ help:
 	@echo "make run      start the whole platform on one machine"
 	@echo "make test     install what is needed and run every test"
 	@echo "make migrate  apply database migrations of every service"
-	@echo "make lint     ruff, and mypy on libs/common"
+	@echo "make lint     ruff, and mypy on libs/common and libs/testing"
 	@echo "make bench    run the benchmarks in tests/bench"
 	@echo "make infra    install (apt) and start PostgreSQL, RabbitMQ and Redis"
 	@echo "make lock     recompile requirements*.lock (hashed) after editing requirements*.txt"
@@ -92,7 +92,7 @@ test: venv system-deps $(HELM)
 
 lint: venv
 	$(VENV)/bin/ruff check libs services tests
-	$(VENV)/bin/mypy libs/common/imaging_common
+	$(VENV)/bin/mypy libs/common/imaging_common libs/testing/imaging_testing
 
 bench: venv system-deps
 	$(PY) -m pytest tests/bench -s -p no:cacheprovider

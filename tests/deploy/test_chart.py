@@ -622,17 +622,57 @@ def test_hpa_and_pdb(rendered: dict[str, list[Manifest]]) -> None:
     assert all(p["spec"]["maxUnavailable"] == 1 for p in pdbs.values())
 
 
-def test_migrations_run_in_a_rerunnable_pre_install_pre_upgrade_hook(rendered: dict[str, list[Manifest]]) -> None:
-    job = named(rendered["minimal"], "Job", f"{FULLNAME}-migrate")
-    annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+@pytest.mark.parametrize("config", ["minimal", "production", "full"])
+def test_migrations_run_after_their_database_exists(helm: Helm, config: str) -> None:
+    """Install: the Job is an ordinary object of the release (a pre-install hook ran before the in-cluster
+    PostgreSQL existed; a post-install hook would wait behind `--wait` for pods that wait for it), and it
+    waits for PostgreSQL only, within its deadline. Upgrade: a pre-upgrade hook, after the pre-upgrade backup."""
+    values = str(EXAMPLES / f"values-{config}.yaml")
+    install = parse_manifests(helm.template("-f", values).stdout)
+    job = named(install, "Job", f"{FULLNAME}-migrate")
+    assert "helm.sh/hook" not in job["metadata"].get("annotations", {})
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["imaging_common.allinone", "migrate"]
-    # A hook runs before the release's own objects exist: it may only use the user's Secrets.
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    wait = int(env["IMAGING_MIGRATE_WAIT_SECONDS"])
+    assert 0 < wait < job["spec"]["activeDeadlineSeconds"], "the wait must end before the Job's deadline"
+    assert job["spec"]["backoffLimit"] >= 1
+    # What it waits for is in this very release when the database is in-cluster (values-full.yaml).
+    host = env["DATABASE_URL"].split("@", 1)[1].split(":", 1)[0]
+    services = {s["metadata"]["name"] for s in by_kind(install, "Service")}
+    assert (host in services) == (config == "full"), (host, config)
+
+    upgrade = parse_manifests(helm.template("-f", values, "--is-upgrade").stdout)
+    annotations = named(upgrade, "Job", f"{FULLNAME}-migrate")["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    for hook in by_kind(upgrade, "Job"):
+        if hook["metadata"]["name"] == f"{FULLNAME}-backup-before-upgrade":
+            assert int(hook["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+    # A hook may only use the user's Secrets (it runs before the release's own objects change).
     spec = job["spec"]["template"]["spec"]
     assert "serviceAccountName" not in spec
     assert not [e for e in container["env"] if "configMapKeyRef" in e.get("valueFrom", {})]
+
+
+def test_migrations_may_run_as_a_ddl_role_of_their_own(helm: Helm) -> None:
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set",
+                           "migrations.database.user=imaging_ddl,migrations.database.existingSecret=imaging-ddl")
+    assert result.returncode == 0, result.stderr
+    (container,) = named(parse_manifests(result.stdout), "Job", f"{FULLNAME}-migrate")["spec"]["template"]["spec"][
+        "containers"]
+    names = [e["name"] for e in container["env"]]
+    assert len(names) == len(set(names)), names
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DATABASE_URL"]["value"].startswith("postgresql://imaging_ddl@pacs-postgresql:5432/")
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-ddl"
+    assert env["IMAGING_APP_DB_ROLE"]["value"] == "imaging"
+    # The services keep their own (DML) user.
+    deployment = named(parse_manifests(result.stdout), "Deployment", f"{FULLNAME}-worklist")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATABASE_URL"]["value"].startswith("postgresql://imaging@")
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "migrations.database.user=imaging_ddl")
+    assert result.returncode != 0 and "migrations.database.existingSecret is required" in result.stderr
 
 
 def test_film_storage_pvc_or_s3(rendered: dict[str, list[Manifest]]) -> None:
@@ -669,9 +709,7 @@ def test_backup_cronjob(rendered: dict[str, list[Manifest]]) -> None:
     # ...and a dump before each upgrade's migrations, so a rollback has the schema it expects.
     before = named(rendered["production"], "Job", f"{FULLNAME}-backup-before-upgrade")
     hooks = before["metadata"]["annotations"]
-    migrate = named(rendered["production"], "Job", f"{FULLNAME}-migrate")["metadata"]["annotations"]
-    assert hooks["helm.sh/hook"] == "pre-upgrade"
-    assert int(hooks["helm.sh/hook-weight"]) < int(migrate["helm.sh/hook-weight"])
+    assert hooks["helm.sh/hook"] == "pre-upgrade"  # before the migrations' hook: test_migrations_run_after_...
 
 
 def test_in_cluster_dependencies_are_vendored_and_off_by_default(rendered: dict[str, list[Manifest]]) -> None:

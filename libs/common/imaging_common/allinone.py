@@ -9,6 +9,11 @@ behind the Kubernetes gateway.
 
     python -m imaging_common.allinone          # serve (what `make run` does)
     python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
+
+`migrate` needs PostgreSQL only (never RabbitMQ or Redis), so it can run before the broker exists
+(the chart's post-install hook). IMAGING_MIGRATE_WAIT_SECONDS (default 0) waits that long for the
+database to answer first; IMAGING_APP_DB_ROLE names the services' own role when migrations run as a
+separate DDL role: it is then granted use of every service schema and DML on its tables, nothing more.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
+from imaging_common import db
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE as FHIR_BASE
 from imaging_common.runner import exit_if_infrastructure_missing, serve
@@ -107,20 +116,75 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
     return PlatformApp(apps)
 
 
-async def migrate_all(settings: CommonSettings) -> list[str]:
+async def migrate_all(settings: CommonSettings, *, app_role: str = "") -> list[str]:
     applied: list[str] = []
-    for spec, _ in discover_services():
+    specs = [spec for spec, _ in discover_services()]
+    for spec in specs:
         applied += await spec.migrate(settings.database_url)
+    if app_role:
+        await grant_application_role(settings.database_url, app_role, [spec.schema for spec in specs])
     return applied
+
+
+async def grant_application_role(database_url: str, role: str, schemas: list[str]) -> None:
+    """What the services' role may do in a database migrated by another (DDL) role: use the schemas,
+    read and write rows, use sequences and functions; no CREATE, ALTER, DROP or TRUNCATE. Default
+    privileges make tables a later migration creates writable too. Re-running grants nothing new."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        for schema in schemas:
+            db.check_identifier(schema)
+            for sql in (
+                f"GRANT USAGE ON SCHEMA {schema} TO {quoted}",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {quoted}",
+                f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {quoted}",
+                f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {quoted}",
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} "
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quoted}",
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {quoted}",
+            ):
+                await conn.execute(sql)
+        # The audit log is appended only through audit.append (imaging_audit_writer), never written directly.
+        await conn.execute(f"GRANT {db.AUDIT_WRITER_ROLE} TO {quoted}")
+    finally:
+        await conn.close()
+
+
+async def _postgresql_problem(settings: CommonSettings) -> str | None:
+    from imaging_common.preflight import HOW_TO_START, _check_pg, _where
+
+    try:
+        await asyncio.wait_for(_check_pg(settings), 4)
+        return None
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        where = _where(settings.database_url)
+        return f"postgresql at {where} is not reachable ({reason}); {HOW_TO_START['postgresql']}"
+
+
+def wait_for_postgresql(settings: CommonSettings, seconds: float) -> None:
+    """Return once PostgreSQL answers; exit 2 naming it after `seconds` (0: one attempt)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        problem = asyncio.run(_postgresql_problem(settings))
+        if problem is None:
+            return
+        if time.monotonic() >= deadline:
+            print(f"cannot migrate: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        print(f"waiting for the database: {problem}", file=sys.stderr, flush=True)
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
 
 def main(argv: list[str]) -> None:
     settings = CommonSettings()
-    exit_if_infrastructure_missing(settings)
     if argv[:1] == ["migrate"]:
-        applied = asyncio.run(migrate_all(settings))
+        wait_for_postgresql(settings, float(os.environ.get("IMAGING_MIGRATE_WAIT_SECONDS", "0")))
+        applied = asyncio.run(migrate_all(settings, app_role=os.environ.get("IMAGING_APP_DB_ROLE", "")))
         print(f"migrations applied: {len(applied)}" + "".join(f"\n  {name}" for name in applied))
         return
+    exit_if_infrastructure_missing(settings)
     serve(build_platform(), settings)
 
 

@@ -121,16 +121,20 @@ async def migrate_component(
     applied_names: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        await conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-                    component text NOT NULL,
-                    version integer NOT NULL,
-                    name text NOT NULL,
-                    checksum text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (component, version))"""
-        )
+        # Only when missing: IF NOT EXISTS still needs CREATE privilege, which the services' role lacks
+        # when a separate DDL role runs the migrations (the chart's hook); up to date, it only reads.
+        if await conn.fetchval("SELECT to_regnamespace($1)", schema) is None:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schema_migrations") is None:
+            await conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+                        component text NOT NULL,
+                        version integer NOT NULL,
+                        name text NOT NULL,
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (component, version))"""
+            )
         rows = await conn.fetch(
             f"SELECT version, name, checksum FROM {schema}.schema_migrations WHERE component = $1",
             component,

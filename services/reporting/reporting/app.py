@@ -5,10 +5,19 @@ from pathlib import Path
 from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
-from reporting.adapters import http_fhir
+from reporting.adapters import (
+    http_exams,
+    http_fhir,
+    http_phrases,
+    http_receivers,
+    http_reporters,
+    http_reports,
+    http_signatures,
+    http_stats,
+    http_templates,
+)
 from reporting.adapters.delivery_worker import delivery_listener
 from reporting.adapters.events import HANDLERS
-from reporting.adapters.http import router
 from reporting.adapters.ui import ui_router
 from reporting.settings import Settings
 
@@ -18,7 +27,8 @@ SERVICE = ServiceSpec(
     title="Reporting",
     migrations=Path(__file__).parent / "migrations",
     settings=Settings,
-    routers=[router],
+    routers=[http_exams.router, http_reports.router, http_signatures.router, http_templates.router,
+             http_phrases.router, http_reporters.router, http_receivers.router, http_stats.router],
     fhir=http_fhir.FACE,
     ui_routers=[ui_router],
     event_handlers=HANDLERS,

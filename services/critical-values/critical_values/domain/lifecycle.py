@@ -208,7 +208,7 @@ async def confirm(conn: asyncpg.Connection, critical_id: str, *, by: str, senior
                   at: datetime | None = None) -> asyncpg.Record:
     at = at or now_utc()
     cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], "confirm")
+    new_state = states.next_state(cv["state"], states.Action.CONFIRM)
     item_needs_senior = cv["item_code"] and await conn.fetchval(
         "SELECT requires_senior_confirmation FROM dictionary_item WHERE version = $1 AND code = $2",
         cv["dictionary_version"], cv["item_code"])
@@ -228,7 +228,7 @@ async def reject(conn: asyncpg.Connection, critical_id: str, *, by: str, reason:
                  at: datetime | None = None) -> asyncpg.Record:
     at = at or now_utc()
     cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], "reject")
+    new_state = states.next_state(cv["state"], states.Action.REJECT)
     cv = await conn.fetchrow(
         """UPDATE critical_value SET state = $2, closed_at = $3, outcome = 'rejected', confirmed_by = $4
            WHERE critical_id = $1 RETURNING *""", critical_id, new_state, at, by)
@@ -268,7 +268,7 @@ async def acknowledge(conn: asyncpg.Connection, critical_id: str, *, by: str, ch
     cv = await get(conn, critical_id, lock=True)
     if cv["acknowledged_at"] is not None:
         return cv, False
-    new_state = states.next_state(cv["state"], "acknowledge")
+    new_state = states.next_state(cv["state"], states.Action.ACKNOWLEDGE)
     invalid = times.claim_problem(claimed_at, received=at, not_before=times.raised_since(cv), skew=skew)
     if claimed_at is None and (detail or {}).get("claimed_time_unreadable"):
         invalid = times.UNREADABLE
@@ -298,7 +298,7 @@ async def document_only(conn: asyncpg.Connection, critical_id: str, *, by: str, 
     """A manual "documented only" close: no clinician system was involved (kept apart in statistics)."""
     at = at or now_utc()
     cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], "document")
+    new_state = states.next_state(cv["state"], states.Action.DOCUMENT)
     cv = await conn.fetchrow(
         "UPDATE critical_value SET state = $2, closed_at = $3, outcome = 'documented' WHERE critical_id = $1 "
         "RETURNING *", critical_id, new_state, at)

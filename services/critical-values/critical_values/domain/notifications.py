@@ -46,7 +46,7 @@ async def accepted(conn: asyncpg.Connection, note: asyncpg.Record, *, at: dateti
     first = cv["first_notified_at"] is None
     await conn.execute(
         "UPDATE critical_value SET state = $2, first_notified_at = coalesce(first_notified_at, $3) "
-        "WHERE critical_id = $1", cv["critical_id"], states.next_state(cv["state"], "delivered"), at)
+        "WHERE critical_id = $1", cv["critical_id"], states.next_state(cv["state"], states.Action.DELIVERED), at)
     # One critical.notified per channel and step: enough for consumers, not one per receiver.
     already = await conn.fetchval(
         """SELECT count(*) FROM notification WHERE critical_id = $1 AND step = $2 AND channel = $3

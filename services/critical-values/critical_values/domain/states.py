@@ -8,37 +8,55 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from critical_values.domain.errors import Conflict
 
-AWAITING_CONFIRMATION = "awaiting-confirmation"
-NOTIFYING = "notifying"
-NOTIFIED = "notified"
-CLOSED = "closed"
-REJECTED = "rejected"
+
+class State(StrEnum):
+    AWAITING_CONFIRMATION = "awaiting-confirmation"
+    NOTIFYING = "notifying"
+    NOTIFIED = "notified"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+class Action(StrEnum):
+    CONFIRM = "confirm"  # a senior doctor confirms the finding
+    REJECT = "reject"  # ... or does not
+    DELIVERED = "delivered"  # a notification reached the clinician's system
+    ACKNOWLEDGE = "acknowledge"  # the clinician answered
+    DOCUMENT = "document"  # closed by a manual record (phoned, documented only)
+
+
+# The names the rest of the service reads (the values are the states stored in critical_value.state).
+AWAITING_CONFIRMATION, NOTIFYING, NOTIFIED, CLOSED, REJECTED = (
+    State.AWAITING_CONFIRMATION, State.NOTIFYING, State.NOTIFIED, State.CLOSED, State.REJECTED)
 OPEN_STATES = (AWAITING_CONFIRMATION, NOTIFYING, NOTIFIED)
 
-TRANSITIONS: dict[tuple[str, str], str] = {
-    (AWAITING_CONFIRMATION, "confirm"): NOTIFYING,
-    (AWAITING_CONFIRMATION, "reject"): REJECTED,
-    (AWAITING_CONFIRMATION, "document"): CLOSED,
-    (NOTIFYING, "delivered"): NOTIFIED,
-    (NOTIFYING, "acknowledge"): CLOSED,
-    (NOTIFYING, "document"): CLOSED,
-    (NOTIFIED, "delivered"): NOTIFIED,
-    (NOTIFIED, "acknowledge"): CLOSED,
-    (NOTIFIED, "document"): CLOSED,
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (AWAITING_CONFIRMATION, Action.CONFIRM): NOTIFYING,
+    (AWAITING_CONFIRMATION, Action.REJECT): REJECTED,
+    (AWAITING_CONFIRMATION, Action.DOCUMENT): CLOSED,
+    (NOTIFYING, Action.DELIVERED): NOTIFIED,
+    (NOTIFYING, Action.ACKNOWLEDGE): CLOSED,
+    (NOTIFYING, Action.DOCUMENT): CLOSED,
+    (NOTIFIED, Action.DELIVERED): NOTIFIED,
+    (NOTIFIED, Action.ACKNOWLEDGE): CLOSED,
+    (NOTIFIED, Action.DOCUMENT): CLOSED,
 }
 
 
 class InvalidTransition(Conflict):
     def __init__(self, state: str, action: str):
         super().__init__(f"cannot {action} a critical value that is {state}")
-        self.state = state
-        self.action = action
+        self.state = str(state)
+        self.action = str(action)
 
 
-def next_state(state: str, action: str) -> str:
+def next_state(state: State | str, action: Action | str) -> State:
+    """The state after `action` in `state` (a stored state is read as text), or InvalidTransition."""
     try:
-        return TRANSITIONS[(state, action)]
-    except KeyError:
+        return TRANSITIONS[(State(state), Action(action))]
+    except (KeyError, ValueError):
         raise InvalidTransition(state, action) from None

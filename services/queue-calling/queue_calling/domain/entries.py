@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from queue_calling.domain.errors import Conflict, NotFound
-from queue_calling.domain.states import Action, InvalidTransition, State, sources
+from queue_calling.domain.states import Action, InvalidTransition, State, next_state, sources
 
 
 async def get_entry(conn: asyncpg.Connection, entry_id: Any, *, lock: bool = False) -> asyncpg.Record:
@@ -46,11 +46,9 @@ async def transition(
     """
     allowed = sources(action)
     target = State(entry["state"])
-    from queue_calling.domain.states import next_state
-
-    new_state = next_state(action, target) if entry["state"] in allowed else None
+    new_state = next_state(target, action) if entry["state"] in allowed else None
     if new_state is None:
-        raise InvalidTransition(action, entry["state"])
+        raise InvalidTransition(entry["state"], action)
     extra = (", " + set_sql) if set_sql else ""
     row = await conn.fetchrow(
         f"""UPDATE queue_entry SET state = $2, version = version + 1{extra}
@@ -62,7 +60,7 @@ async def transition(
         current = await conn.fetchval("SELECT state FROM queue_entry WHERE entry_id = $1", entry["entry_id"])
         if current in allowed:
             raise Conflict("the entry was changed by another terminal; reload and try again")
-        raise InvalidTransition(action, current)
+        raise InvalidTransition(current, action)
     await log(
         conn, entry_id=row["entry_id"], action=action, from_state=entry["state"], to_state=row["state"],
         actor=actor, terminal=terminal, queue_id=row["queue_id"], room_id=room_id or row["room_id"], detail=detail,

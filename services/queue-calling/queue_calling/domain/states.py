@@ -1,4 +1,4 @@
-"""Lifecycle of a queue entry as a table: `(action, state) -> new state`.
+"""Lifecycle of a queue entry as a table: `(state, action) -> new state`.
 
 Read against smart-imaging standard 6.2.2 (3)-(4) and 6.3 (2):
   check-in sets the exam "arrived" and the entry `waiting`;
@@ -8,7 +8,7 @@ Read against smart-imaging standard 6.2.2 (3)-(4) and 6.3 (2):
   queue's skip rule (after N calls, end of session, end of time slice) or when a terminal restores it;
   the exam starting (MPPS / technologist) makes it `in_exam`, its end `done`;
   transfer moves the entry to another queue/room, keeping its history, and it waits there again.
-Any (action, state) pair not in the table is refused: that refusal, done in SQL with the state in
+Any (state, action) pair not in the table is refused: that refusal, done in SQL with the state in
 the WHERE clause, is what keeps two terminals from calling the same patient.
 """
 
@@ -42,48 +42,48 @@ class Action(StrEnum):
 
 W, C, S, E, D, X = State.WAITING, State.CALLED, State.SKIPPED, State.IN_EXAM, State.DONE, State.CANCELLED
 
-TRANSITIONS: dict[tuple[Action, State], State] = {
-    (Action.CALL, W): C,
-    (Action.CALL, S): C,  # select-call may call a passed patient back directly
-    (Action.RECALL, C): C,
-    (Action.SKIP, W): S,
-    (Action.SKIP, C): S,
-    (Action.RETURN, S): W,
-    (Action.RESTORE, S): W,
-    (Action.RESTORE, C): W,
-    (Action.RESTORE, X): W,
-    (Action.START, W): E,
-    (Action.START, C): E,
-    (Action.START, S): E,
-    (Action.FINISH, E): D,
-    (Action.FINISH, C): D,
-    (Action.CANCEL, W): X,
-    (Action.CANCEL, C): X,
-    (Action.CANCEL, S): X,
-    (Action.TRANSFER, W): W,
-    (Action.TRANSFER, C): W,
-    (Action.TRANSFER, S): W,
-    (Action.REORDER, W): W,
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (W, Action.CALL): C,
+    (S, Action.CALL): C,  # select-call may call a passed patient back directly
+    (C, Action.RECALL): C,
+    (W, Action.SKIP): S,
+    (C, Action.SKIP): S,
+    (S, Action.RETURN): W,
+    (S, Action.RESTORE): W,
+    (C, Action.RESTORE): W,
+    (X, Action.RESTORE): W,
+    (W, Action.START): E,
+    (C, Action.START): E,
+    (S, Action.START): E,
+    (E, Action.FINISH): D,
+    (C, Action.FINISH): D,
+    (W, Action.CANCEL): X,
+    (C, Action.CANCEL): X,
+    (S, Action.CANCEL): X,
+    (W, Action.TRANSFER): W,
+    (C, Action.TRANSFER): W,
+    (S, Action.TRANSFER): W,
+    (W, Action.REORDER): W,
 }
-"""(action, current state) -> next state. Everything else is an invalid transition."""
+"""(current state, action) -> next state. Everything else is an invalid transition."""
 
 LIVE_STATES = (W, C, S, E)
 
 
 def sources(action: Action) -> list[str]:
     """The states an action may start from (used in the guarded UPDATE's WHERE clause)."""
-    return [str(state) for (act, state) in TRANSITIONS if act == action]
+    return [str(state) for (state, act) in TRANSITIONS if act == action]
 
 
-def next_state(action: Action, state: State) -> State:
+def next_state(state: State, action: Action) -> State:
     try:
-        return TRANSITIONS[(action, state)]
+        return TRANSITIONS[(state, action)]
     except KeyError:
-        raise InvalidTransition(action, state) from None
+        raise InvalidTransition(state, action) from None
 
 
 class InvalidTransition(Exception):
-    def __init__(self, action: Action | str, state: State | str | None) -> None:
+    def __init__(self, state: State | str | None, action: Action | str) -> None:
         self.action = str(action)
         self.state = str(state) if state is not None else None
         super().__init__(f"cannot {self.action} an entry that is {self.state}")

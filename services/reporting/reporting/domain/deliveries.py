@@ -164,3 +164,7 @@ async def listing(conn: asyncpg.Connection, *, status: str | None = None, report
 
 def fhir_payload(payload: str) -> dict[str, Any]:
     return json.loads(payload)
+
+
+async def counts_by_status(conn: asyncpg.Connection) -> dict[str, int]:
+    return dict(await conn.fetch("SELECT status, count(*) FROM delivery GROUP BY status"))

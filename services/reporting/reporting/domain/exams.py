@@ -142,3 +142,16 @@ async def priors(conn: asyncpg.Connection, accession_number: str, limit: int = 2
            WHERE cur.accession_number = $1
            ORDER BY e.completed_at DESC NULLS LAST LIMIT $2""", accession_number, limit)
     return [dict(r) for r in rows]
+
+
+async def exam_by_accession(conn: asyncpg.Connection, accession_number: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM exam WHERE accession_number = $1", accession_number)
+
+
+async def qc_facts(conn: asyncpg.Connection, accession_number: str) -> asyncpg.Record | None:
+    """What QC compares a report with: the patient's sex and the ordered laterality."""
+    return await conn.fetchrow("SELECT sex, laterality FROM exam WHERE accession_number = $1", accession_number)
+
+
+async def patient_of(conn: asyncpg.Connection, accession_number: str) -> str | None:
+    return await conn.fetchval("SELECT patient_id FROM exam WHERE accession_number = $1", accession_number)

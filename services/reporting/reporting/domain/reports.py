@@ -487,3 +487,51 @@ async def verify_signature(conn: asyncpg.Connection, *, report_id: str, actor: s
             report_id, result.get("version"), actor, result["outcome"],
             json.dumps({k: result.get(k) for k in ("signed_sha256", "current_sha256", "key_id")}))
     return result
+
+
+async def report_by_accession(conn: asyncpg.Connection, accession_number: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM report WHERE accession_number = $1", accession_number)
+
+
+async def version_content(conn: asyncpg.Connection, report_id: str, version: int) -> Any:
+    """A version's stored content as it is in the row (JSON text or None)."""
+    return await conn.fetchval("SELECT content FROM report_version WHERE report_id = $1 AND version = $2",
+                               report_id, version)
+
+
+async def version_row(conn: asyncpg.Connection, report_id: str, version: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM report_version WHERE report_id = $1 AND version = $2",
+                               report_id, version)
+
+
+async def critical_findings(conn: asyncpg.Connection, report_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT critical_id, finding, item_code, source, raised_by, raised_at "
+                            "FROM critical_finding WHERE report_id = $1 ORDER BY raised_at", report_id)
+
+
+async def search_fields(conn: asyncpg.Connection, *, field_id: str | None, value: str | None, code: str | None,
+                        min_number: float | None, max_number: float | None, limit: int) -> list[asyncpg.Record]:
+    """Reports by structured field value or code (data, not text search), newest first."""
+    return await conn.fetch(
+        """SELECT r.id AS report_id, r.accession_number, r.state, f.field_id, f.value_text, f.value_number,
+                  f.unit, f.code, f.code_system
+           FROM report_field f JOIN report r ON r.id = f.report_id
+           WHERE ($1::text IS NULL OR f.field_id = $1) AND ($2::text IS NULL OR f.value_text = $2)
+             AND ($3::text IS NULL OR f.code = $3) AND ($4::float8 IS NULL OR f.value_number >= $4)
+             AND ($5::float8 IS NULL OR f.value_number <= $5)
+           ORDER BY r.updated_at DESC LIMIT $6""", field_id, value, code, min_number, max_number, limit)
+
+
+async def amendments(conn: asyncpg.Connection, report_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM amendment WHERE report_id = $1 ORDER BY id", report_id)
+
+
+async def add_consultation_note(conn: asyncpg.Connection, report_id: str, author: str, note: str) -> asyncpg.Record:
+    row = await conn.fetchrow("INSERT INTO consultation_note (report_id, author, note) VALUES ($1, $2, $3) "
+                              "RETURNING *", report_id, author, note)
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return row
+
+
+async def consultation_notes(conn: asyncpg.Connection, report_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM consultation_note WHERE report_id = $1 ORDER BY id", report_id)

@@ -126,3 +126,35 @@ def verify(public_pem: str, message: bytes, signature_b64: str) -> bool:
 def public_info(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return {"key_id": row["key_id"], "username": row["username"], "status": row["status"],
             "public_key": row["public_key"], "created_at": row["created_at"].isoformat()}
+
+
+async def signatures_of(conn: asyncpg.Connection, report_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, version, kind, signer_id, signer_name, signed_at, content_sha256, key_id "
+                            "FROM signature WHERE report_id = $1 ORDER BY id", report_id)
+
+
+async def log_entries(conn: asyncpg.Connection, *, report_id: str | None, limit: int) -> list[asyncpg.Record]:
+    """Every signing and verification (standard 10.2.4), newest first."""
+    return await conn.fetch("SELECT * FROM signature_log WHERE ($1::text IS NULL OR report_id = $1) "
+                            "ORDER BY id DESC LIMIT $2", report_id, limit)
+
+
+async def keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Users' public signing keys (never the private part)."""
+    return await conn.fetch("SELECT key_id, user_id, username, public_key, status, created_at, approved_by, "
+                            "approved_at, revoked_at "
+                            "FROM signing_key ORDER BY created_at")
+
+
+async def approve(conn: asyncpg.Connection, key_id: str, approved_by: str) -> bool:
+    """A pending key made active; False when there is no pending key of that id."""
+    done = await conn.execute("UPDATE signing_key SET status = 'active', approved_by = $2, approved_at = now() "
+                              "WHERE key_id = $1 AND status = 'pending'", key_id, approved_by)
+    return done.endswith(" 1")
+
+
+async def revoke(conn: asyncpg.Connection, key_id: str) -> bool:
+    """An active key revoked; False when there is no active key of that id."""
+    done = await conn.execute("UPDATE signing_key SET status = 'revoked', revoked_at = now() "
+                              "WHERE key_id = $1 AND status = 'active'", key_id)
+    return done.endswith(" 1")

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from typing import Any, Literal
 
+import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
 FieldType = Literal["text", "choice", "number", "measurement", "coded"]
@@ -267,3 +268,26 @@ def from_mrrt(html: str, *, template_id: str | None = None) -> TemplateCreate:
     tid = template_id or re.sub(r"[^A-Za-z0-9_.\-]+", "-", parser.meta.get("dcterms.identifier") or name)[:64]
     return TemplateCreate(id=tid.strip("-") or "mrrt", name=name, definition=TemplateDefinition(
         sections=sections, fields=fields))
+
+
+# ---- stored templates ------------------------------------------------------------------------------
+
+async def listing(conn: asyncpg.Connection, modality: str | None) -> list[asyncpg.Record]:
+    """Templates for a modality (and those for any modality), or all of them."""
+    return await conn.fetch("SELECT id, name, modality, body_part, source FROM template "
+                            "WHERE $1::text IS NULL OR modality = $1 OR modality IS NULL ORDER BY id", modality)
+
+
+async def stored(conn: asyncpg.Connection, template_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM template WHERE id = $1", template_id)
+
+
+async def store(conn: asyncpg.Connection, template: TemplateCreate, source: str, created_by: str) -> None:
+    """Create or replace a template (native or imported from MRRT)."""
+    await conn.execute(
+        """INSERT INTO template (id, name, modality, body_part, source, definition, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, modality = EXCLUDED.modality,
+               body_part = EXCLUDED.body_part, source = EXCLUDED.source, definition = EXCLUDED.definition""",
+        template.id, template.name, template.modality, template.body_part, source,
+        template.definition.model_dump_json(), created_by)

@@ -1,0 +1,48 @@
+"""HTTP API `/api/reporting/phrases`: the caller's phrases and the department's."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from reporting.adapters.deps import Ctx, Reporter
+from reporting.domain import phrases as phrases_store
+
+router = APIRouter(tags=["reporting"])
+
+
+class PhraseCreate(BaseModel):
+    label: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1, max_length=4000)
+    section: Literal["findings", "impression", "recommendation"] = "findings"
+    modality: str | None = None
+    department: str | None = None  # set: a department phrase (senior/admin); unset: the caller's own
+
+
+@router.get("/phrases", summary="The caller's phrases and the department's")
+async def phrases(ctx: Ctx, user: Reporter, modality: str | None = None, section: str | None = None) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        rows = await phrases_store.visible_to(conn, user.username, modality=modality, section=section)
+    return {"data": [dict(r) for r in rows], "count": len(rows)}
+
+
+@router.post("/phrases", status_code=201, summary="Add a phrase (own, or a department phrase for seniors)")
+async def add_phrase(body: PhraseCreate, ctx: Ctx, user: Reporter) -> dict[str, Any]:
+    if body.department and "senior-radiologist" not in user.roles:
+        raise HTTPException(403, "department phrases are kept by senior radiologists")
+    async with ctx.pool.acquire() as conn:
+        row = await phrases_store.add(conn, owner=None if body.department else user.username,
+                                      department=body.department, modality=body.modality, section=body.section,
+                                      label=body.label, text=body.text)
+    return dict(row)
+
+
+@router.delete("/phrases/{phrase_id}", status_code=204, summary="Delete one of the caller's phrases")
+async def delete_phrase(phrase_id: int, ctx: Ctx, user: Reporter) -> None:
+    async with ctx.pool.acquire() as conn:
+        deleted = await phrases_store.delete(conn, phrase_id, user.username,
+                                             department_keeper="senior-radiologist" in user.roles)
+    if not deleted:
+        raise HTTPException(404, f"no phrase {phrase_id} of yours")
