@@ -8,6 +8,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
+from imaging_common.service import Ctx
 
 from scheduling.domain.booking import Actor, Scheduler
 from scheduling.settings import Settings
@@ -20,8 +21,8 @@ DESK = ("clerk", "nurse", "technologist", "admin")  # arrivals, check-in, no-sho
 ADMINS = ("admin",)
 
 
-async def _conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with request.app.state.ctx.pool.acquire() as conn:
+async def _conn(ctx: Ctx) -> AsyncIterator[asyncpg.Connection]:
+    async with ctx.pool.acquire() as conn:
         yield conn
 
 

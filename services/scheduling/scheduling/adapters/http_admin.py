@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from scheduling.adapters.deps import Admin, Conn, Reader
 from scheduling.adapters.errors import DomainRoute
+from scheduling.domain import configuration
 from scheduling.domain.model import CHANNELS
 from scheduling.domain.rules import InvalidRule, build_rule, rule_type_docs
 
@@ -131,10 +132,8 @@ async def _changed(
 
 @router.get("/rooms", summary="Rooms of the pool with their working hours")
 async def list_rooms(conn: Conn, user: Reader) -> dict[str, Any]:
-    rooms = [dict(r) for r in await conn.fetch("SELECT * FROM room ORDER BY campus, modality, id")]
-    sessions = await conn.fetch(
-        "SELECT room_id, weekday, starts, ends, label FROM room_session ORDER BY weekday, starts"
-    )
+    rooms = [dict(r) for r in await configuration.rooms(conn)]
+    sessions = await configuration.sessions(conn)
     for room in rooms:
         room["created_at"] = room["created_at"].isoformat()
         room["sessions"] = [
@@ -155,31 +154,10 @@ async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request:
     if body.id != room_id:
         return problem(422, "Invalid request", "the room id in the path and the body differ")
     async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO room (id, name, modality, campus, building, floor, location, route, station_ae_title,
-                                 capabilities, slice_minutes, active)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-               ON CONFLICT (id) DO UPDATE SET name = $2, modality = $3, campus = $4, building = $5, floor = $6,
-                   location = $7, route = $8, station_ae_title = $9, capabilities = $10, slice_minutes = $11,
-                   active = $12""",
-            body.id,
-            body.name,
-            body.modality,
-            body.campus,
-            body.building,
-            body.floor,
-            body.location,
-            body.route,
-            body.station_ae_title,
-            body.capabilities,
-            body.slice_minutes,
-            body.active,
-        )
+        await configuration.put_room(conn, **body.model_dump(exclude={"sessions"}))
         if body.sessions is not None:
-            await conn.execute("DELETE FROM room_session WHERE room_id = $1", room_id)
-            await conn.executemany(
-                "INSERT INTO room_session (room_id, weekday, starts, ends, label) VALUES ($1, $2, $3, $4, $5)",
-                [(room_id, s.weekday, s.starts, s.ends, s.label) for s in body.sessions],
+            await configuration.replace_sessions(
+                conn, room_id, [(s.weekday, s.starts, s.ends, s.label) for s in body.sessions]
             )
         await _changed(conn, user, request, "room", room_id, "update", body.model_dump())
     return body.model_dump()
@@ -187,10 +165,7 @@ async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request:
 
 @router.get("/closures", summary="Closures and maintenance windows")
 async def list_closures(conn: Conn, user: Reader) -> dict[str, Any]:
-    rows = await conn.fetch(
-        "SELECT id, room_id, campus, lower(during) AS start, upper(during) AS end, kind, reason "
-        "FROM closure ORDER BY lower(during)"
-    )
+    rows = await configuration.closures(conn)
     data = [{**dict(r), "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in rows]
     return {"data": data, "count": len(data)}
 
@@ -200,16 +175,7 @@ async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request
     if body.end <= body.start:
         return problem(422, "Invalid request", "end must be after start")
     async with conn.transaction():
-        closure_id = await conn.fetchval(
-            "INSERT INTO closure (room_id, campus, during, kind, reason) VALUES ($1, $2, tstzrange($3, $4), $5, $6) "
-            "RETURNING id",
-            body.room_id,
-            body.campus,
-            body.start,
-            body.end,
-            body.kind,
-            body.reason,
-        )
+        closure_id = await configuration.add_closure(conn, **body.model_dump())
         await _changed(conn, user, request, "closure", str(closure_id), "create", body.model_dump())
     return {"id": closure_id, **body.model_dump(mode="json")}
 
@@ -217,13 +183,13 @@ async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request
 @router.delete("/closures/{closure_id}", status_code=204, summary="Reopen")
 async def delete_closure(closure_id: int, conn: Conn, user: Admin, request: Request) -> None:
     async with conn.transaction():
-        await conn.execute("DELETE FROM closure WHERE id = $1", closure_id)
+        await configuration.delete_closure(conn, closure_id)
         await _changed(conn, user, request, "closure", str(closure_id), "delete", {})
 
 
 @router.get("/exam-types", summary="Exam types: durations, preparation, contrast, fasting")
 async def list_exam_types(conn: Conn, user: Reader) -> dict[str, Any]:
-    rows = [dict(r) for r in await conn.fetch("SELECT * FROM exam_type ORDER BY code")]
+    rows = [dict(r) for r in await configuration.exam_types(conn)]
     return {"data": rows, "count": len(rows)}
 
 
@@ -232,24 +198,7 @@ async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, re
     if body.code != code:
         return problem(422, "Invalid request", "the code in the path and the body differ")
     async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO exam_type (code, name, modality, body_part, duration_minutes, preparation_minutes, contrast,
-                                      fasting, required_capabilities, preparation, auto_created)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false)
-               ON CONFLICT (code) DO UPDATE SET name = $2, modality = $3, body_part = $4, duration_minutes = $5,
-                   preparation_minutes = $6, contrast = $7, fasting = $8, required_capabilities = $9,
-                   preparation = $10, auto_created = false""",
-            body.code,
-            body.name,
-            body.modality,
-            body.body_part,
-            body.duration_minutes,
-            body.preparation_minutes,
-            body.contrast,
-            body.fasting,
-            body.required_capabilities,
-            body.preparation,
-        )
+        await configuration.put_exam_type(conn, **body.model_dump())
         await _changed(conn, user, request, "exam_type", code, "update", body.model_dump())
     return body.model_dump()
 
@@ -261,11 +210,7 @@ async def put_technologist(
     if body.id != technologist_id:
         return problem(422, "Invalid request", "the id in the path and the body differ")
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO technologist (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = $2",
-            body.id,
-            body.name,
-        )
+        await configuration.put_technologist(conn, **body.model_dump())
         await _changed(conn, user, request, "technologist", technologist_id, "update", body.model_dump())
     return body.model_dump()
 
@@ -273,16 +218,14 @@ async def put_technologist(
 @router.put("/rooms/{room_id}/roster", summary="Replace a room's technologist roster (staff capacity)")
 async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin, request: Request) -> Any:
     async with conn.transaction():
-        if not await conn.fetchval("SELECT 1 FROM room WHERE id = $1", room_id):
+        if not await configuration.room_exists(conn, room_id):
             return problem(404, "Not Found", f"no room {room_id}")
-        known = {r["id"] for r in await conn.fetch("SELECT id FROM technologist")}
+        known = await configuration.technologist_ids(conn)
         unknown = sorted({e.technologist_id for e in body} - known)
         if unknown:
             return problem(422, "Invalid request", f"unknown technologist(s): {', '.join(unknown)}")
-        await conn.execute("DELETE FROM roster WHERE room_id = $1", room_id)
-        await conn.executemany(
-            "INSERT INTO roster (technologist_id, room_id, weekday, starts, ends) VALUES ($1, $2, $3, $4, $5)",
-            [(e.technologist_id, room_id, e.weekday, e.starts, e.ends) for e in body],
+        await configuration.replace_roster(
+            conn, room_id, [(e.technologist_id, e.weekday, e.starts, e.ends) for e in body]
         )
         await _changed(conn, user, request, "roster", room_id, "update", {"entries": [e.model_dump() for e in body]})
     return {"room_id": room_id, "data": [e.model_dump(mode="json") for e in body], "count": len(body)}
@@ -293,14 +236,7 @@ async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Re
     if body.code != code:
         return problem(422, "Invalid request", "the code in the path and the body differ")
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO ward (code, name, campus, building) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (code) DO UPDATE SET name = $2, campus = $3, building = $4",
-            body.code,
-            body.name,
-            body.campus,
-            body.building,
-        )
+        await configuration.put_ward(conn, **body.model_dump())
         await _changed(conn, user, request, "ward", code, "update", body.model_dump())
     return body.model_dump()
 
@@ -310,7 +246,7 @@ async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Re
 
 @router.get("/quotas", summary="Quotas per booking channel and when they are released")
 async def list_quotas(conn: Conn, user: Reader) -> dict[str, Any]:
-    rows = [dict(r) for r in await conn.fetch("SELECT * FROM channel_quota ORDER BY id")]
+    rows = [dict(r) for r in await configuration.quotas(conn)]
     return {"data": rows, "count": len(rows)}
 
 
@@ -319,15 +255,7 @@ async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) ->
     if body.channel not in CHANNELS:
         return problem(422, "Invalid request", f"unknown channel {body.channel!r}; known: {', '.join(CHANNELS)}")
     async with conn.transaction():
-        quota_id = await conn.fetchval(
-            "INSERT INTO channel_quota (channel, room_id, modality, max_per_session, release_minutes_before) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            body.channel,
-            body.room_id,
-            body.modality,
-            body.max_per_session,
-            body.release_minutes_before,
-        )
+        quota_id = await configuration.add_quota(conn, **body.model_dump())
         await _changed(conn, user, request, "channel_quota", str(quota_id), "create", body.model_dump())
     return {"id": quota_id, **body.model_dump()}
 
@@ -335,7 +263,7 @@ async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) ->
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Remove a channel quota")
 async def delete_quota(quota_id: int, conn: Conn, user: Admin, request: Request) -> None:
     async with conn.transaction():
-        await conn.execute("DELETE FROM channel_quota WHERE id = $1", quota_id)
+        await configuration.delete_quota(conn, quota_id)
         await _changed(conn, user, request, "channel_quota", str(quota_id), "delete", {})
 
 
@@ -356,7 +284,7 @@ def _rule_out(r: Any) -> dict[str, Any]:
 
 @router.get("/rules", summary="Booking rules")
 async def list_rules(conn: Conn, user: Reader) -> dict[str, Any]:
-    rows = [_rule_out(r) for r in await conn.fetch("SELECT * FROM rule ORDER BY name")]
+    rows = [_rule_out(r) for r in await configuration.rules(conn)]
     return {"data": rows, "count": len(rows)}
 
 
@@ -366,17 +294,9 @@ async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Re
         return problem(422, "Invalid request", "the name in the path and the body differ")
     build_rule(body.name, body.type, body.params, body.reason)  # InvalidRule -> 422 naming the bad parameter
     async with conn.transaction():
-        row = await conn.fetchrow(
-            """INSERT INTO rule (name, type, params, reason, enabled, updated_by) VALUES ($1, $2, $3::jsonb, $4, $5, $6)
-               ON CONFLICT (name) DO UPDATE SET type = $2, params = $3::jsonb, reason = $4, enabled = $5,
-                   updated_by = $6, updated_at = now()
-               RETURNING *""",
-            body.name,
-            body.type,
-            json.dumps(body.params, ensure_ascii=False),
-            body.reason,
-            body.enabled,
-            user.user_id,
+        row = await configuration.put_rule(
+            conn, name=body.name, type=body.type, params=body.params, reason=body.reason, enabled=body.enabled,
+            updated_by=user.user_id,
         )
         await _changed(conn, user, request, "rule", name, "update", body.model_dump())
     return _rule_out(row)
@@ -385,7 +305,7 @@ async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Re
 @router.delete("/rules/{name}", status_code=204, summary="Delete a booking rule")
 async def delete_rule(name: str, conn: Conn, user: Admin, request: Request) -> None:
     async with conn.transaction():
-        await conn.execute("DELETE FROM rule WHERE name = $1", name)
+        await configuration.delete_rule(conn, name)
         await _changed(conn, user, request, "rule", name, "delete", {})
 
 

@@ -17,7 +17,7 @@ from scheduling.adapters.errors import DomainRoute
 from scheduling.domain import appointments, booking, receipt
 from scheduling.domain.arrange import Plan
 from scheduling.domain.model import Channel, Placement
-from scheduling.domain.states import Event
+from scheduling.domain.states import Action
 
 router = APIRouter(tags=["booking"], route_class=DomainRoute)
 
@@ -118,18 +118,7 @@ async def list_requests(
     status: Literal["open", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    rows = await conn.fetch(
-        """SELECT q.*, a.id::text AS appointment_id, a.status AS appointment_status, lower(a.during) AS start
-             FROM exam_request q LEFT JOIN appointment a ON a.order_id = q.order_id AND a.exam_code = q.exam_code
-                  AND a.status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled')
-            WHERE ($1::text IS NULL OR q.empi_id = $1) AND ($2::text IS NULL OR q.order_id = $2)
-              AND ($3::text IS NULL OR q.status = $3)
-            ORDER BY q.created_at DESC LIMIT $4""",
-        empi_id,
-        order_id,
-        status,
-        limit,
-    )
+    rows = await appointments.requests(conn, empi_id=empi_id, order_id=order_id, status=status, limit=limit)
     data = [appointment_out(dict(r)) for r in rows]
     for d in data:
         await audit.record(
@@ -261,7 +250,7 @@ async def get_appointment(appointment_id: str, conn: Conn, s: SchedulerDep, user
 
 
 async def _transition(
-    conn: Any, s: Any, appointment_id: str, event: Event, user: Any, request: Request, reason: str | None = None
+    conn: Any, s: Any, appointment_id: str, event: Action, user: Any, request: Request, reason: str | None = None
 ) -> dict[str, Any]:
     a = await booking.transition(conn, s, appointment_id, event, actor=actor(user, request), reason=reason)
     return appointment_out(a)
@@ -269,7 +258,7 @@ async def _transition(
 
 @router.post("/appointments/{appointment_id}/confirm", summary="Confirm a hold: pending -> booked")
 async def confirm(appointment_id: str, conn: Conn, s: SchedulerDep, user: Booker, request: Request) -> Any:
-    return await _transition(conn, s, appointment_id, Event.BOOK, user, request)
+    return await _transition(conn, s, appointment_id, Action.BOOK, user, request)
 
 
 @router.post("/appointments/{appointment_id}/reschedule", summary="Move to another slot (or the earliest allowed)")
@@ -293,45 +282,41 @@ async def reschedule(
 async def cancel(
     appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
 ) -> Any:
-    return await _transition(conn, s, appointment_id, Event.CANCEL, user, request, body.reason)
+    return await _transition(conn, s, appointment_id, Action.CANCEL, user, request, body.reason)
 
 
 @router.post("/appointments/{appointment_id}/arrive", summary="The patient arrived at the imaging center")
 async def arrive(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
-    return await _transition(conn, s, appointment_id, Event.ARRIVE, user, request)
+    return await _transition(conn, s, appointment_id, Action.ARRIVE, user, request)
 
 
 @router.post("/appointments/{appointment_id}/check-in", summary="Checked in at the room")
 async def check_in(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
-    return await _transition(conn, s, appointment_id, Event.CHECK_IN, user, request)
+    return await _transition(conn, s, appointment_id, Action.CHECK_IN, user, request)
 
 
 @router.post("/appointments/{appointment_id}/fulfil", summary="The exam was done")
 async def fulfil(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
-    return await _transition(conn, s, appointment_id, Event.FULFIL, user, request)
+    return await _transition(conn, s, appointment_id, Action.FULFIL, user, request)
 
 
 @router.post("/appointments/{appointment_id}/no-show", summary="Record a no-show, keeping the reason")
 async def no_show(
     appointment_id: str, body: OptionalReason, conn: Conn, s: SchedulerDep, user: Desk, request: Request
 ) -> Any:
-    return await _transition(conn, s, appointment_id, Event.NO_SHOW, user, request, body.reason or "did not attend")
+    return await _transition(conn, s, appointment_id, Action.NO_SHOW, user, request, body.reason or "did not attend")
 
 
 @router.post("/appointments/{appointment_id}/entered-in-error", summary="Mark as entered in error")
 async def entered_in_error(
     appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
 ) -> Any:
-    return await _transition(conn, s, appointment_id, Event.ERROR, user, request, body.reason)
+    return await _transition(conn, s, appointment_id, Action.ERROR, user, request, body.reason)
 
 
 @router.get("/appointments/{appointment_id}/history", summary="Every transition of an appointment")
 async def history(appointment_id: str, conn: Conn, user: Reader) -> Any:
-    rows = await conn.fetch(
-        "SELECT at, event, from_status, to_status, actor, detail FROM appointment_history "
-        "WHERE appointment_id::text = $1 ORDER BY id",
-        appointment_id,
-    )
+    rows = await appointments.history(conn, appointment_id)
     return {"data": [appointment_out(dict(r)) for r in rows], "count": len(rows)}
 
 

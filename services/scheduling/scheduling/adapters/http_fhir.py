@@ -21,7 +21,7 @@ from pydantic import AwareDatetime
 from scheduling.adapters.deps import Conn, Reader, SchedulerDep
 from scheduling.adapters.errors import DomainRoute
 from scheduling.adapters.fhir_capability import MAX_SLOT_DAYS, RESOURCES
-from scheduling.domain import appointments, booking
+from scheduling.domain import appointments, booking, configuration
 from scheduling.domain.calendar import load_calendar
 from scheduling.domain.model import Placement, Room
 
@@ -101,13 +101,13 @@ def proposed(p: Placement) -> Appointment:
 
 @router.get("/Schedule", summary="FHIR Schedules: one per room")
 async def schedules(conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> JSONResponse:
-    rooms = [Room.from_row(r) for r in await conn.fetch("SELECT * FROM room ORDER BY id")]
+    rooms = [Room.from_row(r) for r in await configuration.rooms_by_id(conn)]
     return fhir_response(searchset(request, [schedule_of(r, s.horizon_days, s.now()) for r in rooms]))
 
 
 @router.get("/Schedule/{room_id}", summary="FHIR Schedule of one room")
 async def schedule(room_id: str, conn: Conn, s: SchedulerDep, user: Reader) -> JSONResponse:
-    row = await conn.fetchrow("SELECT * FROM room WHERE id = $1", room_id)
+    row = await configuration.room(conn, room_id)
     if row is None:
         return outcome(404, "not-found", f"Schedule/{room_id} is not known")
     return fhir_response(schedule_of(Room.from_row(row), s.horizon_days, s.now()))
@@ -128,7 +128,7 @@ async def slots(
     end = end or start + timedelta(days=1)
     if end <= start or end - start > timedelta(days=MAX_SLOT_DAYS):
         return outcome(400, "invalid", f"end must be after start and within {MAX_SLOT_DAYS} days")
-    modality = await conn.fetchval("SELECT modality FROM room WHERE id = $1", room_id)
+    modality = await configuration.room_modality(conn, room_id)
     if modality is None:
         return outcome(404, "not-found", f"Schedule/{room_id} is not known")
     cal = await load_calendar(conn, tz=s.tz, now=s.now(), start=start, end=end, modalities=[modality])

@@ -99,3 +99,29 @@ def info(a: dict[str, Any], version: int | None = None) -> AppointmentInfo:
         priority=a["priority"],
         version=version,
     )
+
+
+async def history(conn: asyncpg.Connection, appointment_id: str) -> list[asyncpg.Record]:
+    """Every transition of an appointment, oldest first."""
+    return await conn.fetch(
+        "SELECT at, event, from_status, to_status, actor, detail FROM appointment_history "
+        "WHERE appointment_id::text = $1 ORDER BY id",
+        appointment_id,
+    )
+
+
+async def requests(conn: asyncpg.Connection, *, empi_id: str | None, order_id: str | None, status: str | None,
+                   limit: int) -> list[asyncpg.Record]:
+    """Exams waiting to be scheduled (or scheduled), each with its live appointment if it has one."""
+    return await conn.fetch(
+        """SELECT q.*, a.id::text AS appointment_id, a.status AS appointment_status, lower(a.during) AS start
+             FROM exam_request q LEFT JOIN appointment a ON a.order_id = q.order_id AND a.exam_code = q.exam_code
+                  AND a.status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled')
+            WHERE ($1::text IS NULL OR q.empi_id = $1) AND ($2::text IS NULL OR q.order_id = $2)
+              AND ($3::text IS NULL OR q.status = $3)
+            ORDER BY q.created_at DESC LIMIT $4""",
+        empi_id,
+        order_id,
+        status,
+        limit,
+    )
