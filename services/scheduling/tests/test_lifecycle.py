@@ -9,17 +9,17 @@ import json
 import pytest
 from scheduling.domain import booking, housekeeping
 from scheduling.domain.booking import BookingRefused, Scheduler, book_slot, transition
-from scheduling.domain.states import FINAL, NEW, TRANSITIONS, Event, Status, TransitionRefused, is_forward
+from scheduling.domain.states import FINAL, NEW, TRANSITIONS, Action, InvalidTransition, State, is_forward
 
 from .conftest import ACTOR, TZ, at, day_after, put_appointment
 
 
 def test_every_transition_goes_forward_and_nothing_leaves_a_final_status() -> None:
-    for (event, before), after in TRANSITIONS.items():
-        assert is_forward(before, after), (event, before, after)
+    for (before, action), after in TRANSITIONS.items():
+        assert is_forward(before, after), (before, action, after)
         if before in FINAL:
-            assert event is Event.ERROR, (event, before)
-    assert {s.value for s in Status} == {
+            assert action is Action.ERROR, (before, action)
+    assert {s.value for s in State if s is not NEW} == {
         "proposed",
         "pending",
         "booked",
@@ -31,11 +31,11 @@ def test_every_transition_goes_forward_and_nothing_leaves_a_final_status() -> No
         "entered-in-error",
         "waitlist",
     }
-    with pytest.raises(TransitionRefused):
-        booking.next_status(Event.HOLD, Status.BOOKED)
-    with pytest.raises(TransitionRefused):
-        booking.next_status(Event.BOOK, Status.CANCELLED)
-    assert booking.next_status(Event.BOOK, NEW) is Status.BOOKED
+    with pytest.raises(InvalidTransition):
+        booking.next_state(State.BOOKED, Action.HOLD)
+    with pytest.raises(InvalidTransition):
+        booking.next_state(State.CANCELLED, Action.BOOK)
+    assert booking.next_state(NEW, Action.BOOK) is State.BOOKED
 
 
 async def outbox(conn, appointment_id: str) -> list[dict]:
@@ -95,8 +95,8 @@ async def test_hold_expires_and_gives_the_slot_back(conn, world) -> None:
         conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
     )
     assert other["status"] == "booked"
-    with pytest.raises(TransitionRefused):
-        await transition(conn, s, held["id"], Event.BOOK, actor=ACTOR)  # too late to confirm
+    with pytest.raises(InvalidTransition):
+        await transition(conn, s, held["id"], Action.BOOK, actor=ACTOR)  # too late to confirm
 
 
 async def test_hold_confirmed_in_time_becomes_booked(conn, scheduler, world) -> None:
@@ -114,7 +114,7 @@ async def test_hold_confirmed_in_time_becomes_booked(conn, scheduler, world) -> 
         actor=ACTOR,
         hold=True,
     )
-    booked = await transition(conn, scheduler, held["id"], Event.BOOK, actor=ACTOR)
+    booked = await transition(conn, scheduler, held["id"], Action.BOOK, actor=ACTOR)
     assert booked["status"] == "booked" and booked["hold_expires_at"] is None
     assert [e["type"] for e in await outbox(conn, held["id"])] == ["appointment.booked"]
 
@@ -134,13 +134,13 @@ async def test_no_show_recorded_with_reason_and_counted(conn, scheduler, world) 
         channel="front-desk",
         actor=ACTOR,
     )
-    done = await transition(conn, scheduler, a["id"], Event.NO_SHOW, actor=ACTOR, reason="电话未接通，未到检")
+    done = await transition(conn, scheduler, a["id"], Action.NO_SHOW, actor=ACTOR, reason="电话未接通，未到检")
     assert (done["status"], done["reason"]) == ("noshow", "电话未接通，未到检")
     assert await booking.no_show_count(conn, patient) == 1
     [event] = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.noshow"]
     assert event["data"]["no_show_count"] == 1 and event["data"]["reason"] == "电话未接通，未到检"
-    with pytest.raises(TransitionRefused):
-        await transition(conn, scheduler, a["id"], Event.ARRIVE, actor=ACTOR)  # no way back from a no-show
+    with pytest.raises(InvalidTransition):
+        await transition(conn, scheduler, a["id"], Action.ARRIVE, actor=ACTOR)  # no way back from a no-show
 
     # an appointment long past without an arrival is recorded by the background task, and counted too
     second = await world.order(exam, patient=patient)
@@ -159,7 +159,7 @@ async def test_cancel_keeps_reason_and_frees_the_slot(conn, scheduler, world) ->
     a = await book_slot(
         conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
     )
-    done = await transition(conn, scheduler, a["id"], Event.CANCEL, actor=ACTOR, reason="病人要求改期")
+    done = await transition(conn, scheduler, a["id"], Action.CANCEL, actor=ACTOR, reason="病人要求改期")
     assert (done["status"], done["reason"]) == ("cancelled", "病人要求改期")
     cancelled = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.cancelled"]
     assert cancelled[0]["data"]["reason"] == "病人要求改期"
@@ -167,8 +167,8 @@ async def test_cancel_keeps_reason_and_frees_the_slot(conn, scheduler, world) ->
         conn, scheduler, order_id=other, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
     )
     assert b["status"] == "booked"
-    with pytest.raises(TransitionRefused):
-        await transition(conn, scheduler, a["id"], Event.BOOK, actor=ACTOR)
+    with pytest.raises(InvalidTransition):
+        await transition(conn, scheduler, a["id"], Action.BOOK, actor=ACTOR)
 
 
 async def test_reschedule_moves_and_announces(conn, scheduler, world) -> None:
@@ -192,7 +192,7 @@ async def test_reschedule_moves_and_announces(conn, scheduler, world) -> None:
     [event] = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.rescheduled"]
     assert event["data"]["previous_room_id"] == r1
     # the arrival, check-in and fulfilment walk forward
-    for ev, status in ((Event.ARRIVE, "arrived"), (Event.CHECK_IN, "checked-in"), (Event.FULFIL, "fulfilled")):
+    for ev, status in ((Action.ARRIVE, "arrived"), (Action.CHECK_IN, "checked-in"), (Action.FULFIL, "fulfilled")):
         assert (await transition(conn, scheduler, a["id"], ev, actor=ACTOR))["status"] == status
     history = await conn.fetch(
         "SELECT event FROM appointment_history WHERE appointment_id = $1::uuid ORDER BY id", a["id"]

@@ -12,7 +12,7 @@ from imaging_common.problems import problem
 
 from scheduling.domain.booking import BookingRefused, NotFound, SlotTaken
 from scheduling.domain.rules import InvalidRule
-from scheduling.domain.states import TransitionRefused
+from scheduling.domain.states import InvalidTransition
 
 
 def as_problem(exc: Exception) -> Response | None:
@@ -20,8 +20,8 @@ def as_problem(exc: Exception) -> Response | None:
         return problem(422, "Booking refused", str(exc), violations=[v.as_dict() for v in exc.violations])
     if isinstance(exc, SlotTaken):
         return problem(409, "Slot taken", str(exc))
-    if isinstance(exc, TransitionRefused):
-        return problem(409, "Transition not allowed", str(exc), event=exc.event.value, status_now=exc.state)
+    if isinstance(exc, InvalidTransition):
+        return problem(409, "Transition not allowed", str(exc), event=exc.action.value, status_now=exc.state)
     if isinstance(exc, NotFound):
         return problem(404, "Not Found", str(exc))
     if isinstance(exc, InvalidRule):
@@ -43,7 +43,7 @@ class DomainRoute(APIRoute):
         async def run(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (BookingRefused, SlotTaken, TransitionRefused, NotFound, InvalidRule,
+            except (BookingRefused, SlotTaken, InvalidTransition, NotFound, InvalidRule,
                     asyncpg.ForeignKeyViolationError) as exc:
                 response = as_problem(exc)
                 assert response is not None

@@ -34,7 +34,7 @@ from scheduling.domain.arrange import Plan, arrange, one_after_another
 from scheduling.domain.calendar import Calendar, builtin, load_calendar
 from scheduling.domain.model import ExamRequest, ExamType, Placement
 from scheduling.domain.rules import Violation
-from scheduling.domain.states import Event, Status, TransitionRefused, next_status
+from scheduling.domain.states import NEW, Action, InvalidTransition, State, next_state
 
 SOURCE = "scheduling"
 SEARCH_CHUNKS = (1, 2, 4, 7) + (14,) * 30  # days read per step of the earliest-slot search
@@ -106,7 +106,7 @@ async def expire_holds(conn: asyncpg.Connection, now: datetime) -> int:
             "INSERT INTO appointment_history (appointment_id, event, from_status, to_status, actor, detail) "
             "VALUES ($1, $2, 'pending', 'cancelled', $3, '{}')",
             r["id"],
-            Event.EXPIRE.value,
+            Action.EXPIRE.value,
             SYSTEM.user_id,
         )
     return len(rows)
@@ -166,7 +166,7 @@ async def _live_for_request(conn: asyncpg.Connection, request: ExamRequest) -> a
 async def _history(
     conn: asyncpg.Connection,
     appointment_id: str,
-    event: Event,
+    event: Action,
     before: str | None,
     after: str,
     actor: Actor,
@@ -201,7 +201,7 @@ async def _audit(
 
 
 async def _insert(
-    conn: asyncpg.Connection, p: Placement, status: Status, hold_until: datetime | None, actor: Actor
+    conn: asyncpg.Connection, p: Placement, status: State, hold_until: datetime | None, actor: Actor
 ) -> str:
     try:
         async with conn.transaction():  # a savepoint: a lost race leaves the outer transaction usable
@@ -241,8 +241,8 @@ async def _insert(
 async def _store(
     conn: asyncpg.Connection, s: Scheduler, p: Placement, *, hold: bool, actor: Actor, now: datetime
 ) -> dict[str, Any]:
-    event = Event.HOLD if hold else Event.BOOK
-    status = next_status(event, "new")
+    event = Action.HOLD if hold else Action.BOOK
+    status = next_state(NEW, event)
     hold_until = now + timedelta(minutes=s.hold_minutes) if hold else None
     appointment_id = await _insert(conn, p, status, hold_until, actor)
     await _history(
@@ -250,7 +250,7 @@ async def _store(
     )
     a = await appointments.get(conn, appointment_id)
     assert a is not None
-    if status is Status.BOOKED:
+    if status is State.BOOKED:
         version = await next_version(conn, appointment_id)
         await events.publish(
             conn, AppointmentBooked(appointment=appointments.info(a, version)), source=SOURCE, subject=appointment_id
@@ -530,7 +530,7 @@ async def _load_for_change(
     a = await appointments.get(conn, appointment_id, for_update=True)
     if a is None:
         raise NotFound(f"no appointment {appointment_id}")
-    if a["status"] == Status.PENDING and a["hold_expires_at"] is not None and a["hold_expires_at"] <= now:
+    if a["status"] == State.PENDING and a["hold_expires_at"] is not None and a["hold_expires_at"] <= now:
         await expire_holds(conn, now)
         a = await appointments.get(conn, appointment_id, for_update=True)
         assert a is not None
@@ -541,7 +541,7 @@ async def transition(
     conn: asyncpg.Connection,
     s: Scheduler,
     appointment_id: str,
-    event: Event,
+    event: Action,
     *,
     actor: Actor,
     reason: str | None = None,
@@ -551,7 +551,7 @@ async def transition(
     async with conn.transaction():
         a = await _load_for_change(conn, s, appointment_id, now)
         before = a["status"]
-        after = next_status(event, before)
+        after = next_state(before, event)
         await conn.execute(
             "UPDATE appointment SET status = $2, reason = coalesce($3, reason), hold_expires_at = NULL, "
             "updated_at = $4 WHERE id = $1::uuid",
@@ -564,7 +564,7 @@ async def transition(
         changed = await appointments.get(conn, appointment_id)
         assert changed is not None
         a = changed
-        if event is Event.BOOK:
+        if event is Action.BOOK:
             version = await next_version(conn, appointment_id)
             await events.publish(
                 conn,
@@ -572,7 +572,7 @@ async def transition(
                 source=SOURCE,
                 subject=appointment_id,
             )
-        elif event is Event.CANCEL and before in (Status.BOOKED, Status.ARRIVED, Status.CHECKED_IN):
+        elif event is Action.CANCEL and before in (State.BOOKED, State.ARRIVED, State.CHECKED_IN):
             await events.publish(
                 conn,
                 AppointmentCancelled(
@@ -585,7 +585,7 @@ async def transition(
                 source=SOURCE,
                 subject=appointment_id,
             )
-        elif event is Event.NO_SHOW:
+        elif event is Action.NO_SHOW:
             count = await no_show_count(conn, a["empi_id"])
             await events.publish(
                 conn,
@@ -649,7 +649,7 @@ async def reschedule(
     async with conn.transaction():
         a = await _load_for_change(conn, s, appointment_id, now)
         before = a["status"]
-        after = next_status(Event.RESCHEDULE, before)
+        after = next_state(before, Action.RESCHEDULE)
         room_id = room_id or a["room_id"]
         request = await get_request(conn, a["order_id"], a["exam_code"], lock=True)
         _refuse_if_not_open(request)
@@ -690,7 +690,7 @@ async def reschedule(
         await _history(
             conn,
             appointment_id,
-            Event.RESCHEDULE,
+            Action.RESCHEDULE,
             before,
             after,
             actor,
@@ -698,7 +698,7 @@ async def reschedule(
         )
         new = await appointments.get(conn, appointment_id)
         assert new is not None
-        if after is Status.BOOKED:
+        if after is State.BOOKED:
             await events.publish(
                 conn,
                 AppointmentRescheduled(
@@ -722,10 +722,10 @@ async def reschedule(
 __all__ = [
     "Actor",
     "BookingRefused",
+    "InvalidTransition",
     "NotFound",
     "Scheduler",
     "SlotTaken",
-    "TransitionRefused",
     "book_earliest",
     "book_plan",
     "book_slot",

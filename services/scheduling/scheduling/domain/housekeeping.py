@@ -13,7 +13,7 @@ from imaging_common import events
 from imaging_common.events.types import AppointmentReminder
 
 from scheduling.domain import appointments, booking
-from scheduling.domain.states import Event
+from scheduling.domain.states import Action
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,10 @@ async def record_no_shows(conn: asyncpg.Connection, s: booking.Scheduler, hk: Ho
     for r in rows:
         try:
             await booking.transition(
-                conn, s, r["id"], Event.NO_SHOW, actor=booking.SYSTEM, reason="did not arrive (recorded automatically)"
+                conn, s, r["id"], Action.NO_SHOW, actor=booking.SYSTEM, reason="did not arrive (recorded automatically)"
             )
             done += 1
-        except booking.TransitionRefused:
+        except booking.InvalidTransition:
             continue  # another replica or the desk got there first
     return done
 

@@ -48,7 +48,7 @@ from imaging_common.events.types import (
 )
 
 from scheduling.domain import booking
-from scheduling.domain.states import TRANSITIONS, Event, Status
+from scheduling.domain.states import TRANSITIONS, Action, State
 
 # An exam code not configured yet gets a row with these minutes, marked auto_created for the admin.
 DEFAULT_MINUTES = {"CT": 15, "MR": 30, "DX": 10, "CR": 10, "US": 20, "RF": 30, "MG": 15, "NM": 45, "PT": 60, "XA": 60}
@@ -58,13 +58,13 @@ SYSTEM = booking.SYSTEM
 # Appointments still waiting for the exam: cancelled with their order; freed when the order's change
 # no longer fits them. CHECKED_IN (the modality started) is cancelled only with the order itself.
 NOT_STARTED = [
-    Status.PROPOSED.value,
-    Status.WAITLIST.value,
-    Status.PENDING.value,
-    Status.BOOKED.value,
-    Status.ARRIVED.value,
+    State.PROPOSED.value,
+    State.WAITLIST.value,
+    State.PENDING.value,
+    State.BOOKED.value,
+    State.ARRIVED.value,
 ]
-LIVE = [*NOT_STARTED, Status.CHECKED_IN.value]
+LIVE = [*NOT_STARTED, State.CHECKED_IN.value]
 
 
 def _contrast(item: ExamItem) -> str:
@@ -206,7 +206,7 @@ async def apply_order(conn: asyncpg.Connection, scheduler: booking.Scheduler, or
             )
         else:
             continue
-        await booking.transition(conn, scheduler, a["id"], Event.CANCEL, actor=SYSTEM, reason=reason)
+        await booking.transition(conn, scheduler, a["id"], Action.CANCEL, actor=SYSTEM, reason=reason)
 
 
 def order_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
@@ -237,7 +237,7 @@ async def cancel_order(
         "SELECT id::text AS id FROM appointment WHERE order_id = $1 AND status = ANY($2)", order_id, LIVE
     )
     for r in rows:
-        await booking.transition(conn, scheduler, r["id"], Event.CANCEL, actor=actor, reason=reason)
+        await booking.transition(conn, scheduler, r["id"], Action.CANCEL, actor=actor, reason=reason)
     return len(rows)
 
 
@@ -261,7 +261,7 @@ def patient_arrived_handler(scheduler: booking.Scheduler):  # type: ignore[no-un
             data.accession_number,
         )
         if row is not None:  # walk-ins without an appointment are queue-calling's business
-            await booking.transition(conn, scheduler, row["id"], Event.ARRIVE, actor=SYSTEM)
+            await booking.transition(conn, scheduler, row["id"], Action.ARRIVE, actor=SYSTEM)
 
     return on_patient_arrived
 
@@ -276,9 +276,9 @@ def exam_progress_handler(scheduler: booking.Scheduler):  # type: ignore[no-unty
     async def on_exam_progress(conn: asyncpg.Connection, event: Any) -> None:
         data = parse_data(event)
         if isinstance(data, ExamStarted):
-            steps: tuple[Event, ...] = (Event.CHECK_IN,)
+            steps: tuple[Action, ...] = (Action.CHECK_IN,)
         elif isinstance(data, ExamCompleted) and data.status == "completed":
-            steps = (Event.CHECK_IN, Event.FULFIL)
+            steps = (Action.CHECK_IN, Action.FULFIL)
         else:
             return
         exam_code = getattr(data, "exam_code", None)
@@ -292,7 +292,7 @@ def exam_progress_handler(scheduler: booking.Scheduler):  # type: ignore[no-unty
             return
         for step in steps:
             status = await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", row["id"])
-            if (step, status) in TRANSITIONS:
+            if (status, step) in TRANSITIONS:
                 await booking.transition(conn, scheduler, row["id"], step, actor=SYSTEM)
 
     return on_exam_progress

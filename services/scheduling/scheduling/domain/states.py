@@ -1,4 +1,4 @@
-"""The appointment lifecycle as a table: `(event, state) -> new state`, FHIR R4 Appointment statuses.
+"""The appointment lifecycle as a table: `(state, action) -> new state`, FHIR R4 Appointment statuses.
 
 Statuses are FHIR's (http://hl7.org/fhir/R4/valueset-appointmentstatus.html). Transitions only go
 forward: nothing leaves cancelled, noshow, fulfilled or entered-in-error, and a reschedule keeps the
@@ -10,7 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Status(StrEnum):
+class State(StrEnum):
+    NEW = "new"  # not stored yet: where booking, holding, proposing and waitlisting start (not a FHIR status)
     PROPOSED = "proposed"
     PENDING = "pending"  # a hold: the slot is taken until it expires or is confirmed
     BOOKED = "booked"
@@ -23,10 +24,12 @@ class Status(StrEnum):
     WAITLIST = "waitlist"
 
 
-NEW = "new"
+NEW = State.NEW
+STORED = frozenset(State) - {NEW}
+"""The statuses an appointment is stored and served with: FHIR's AppointmentStatus codes."""
 
 
-class Event(StrEnum):
+class Action(StrEnum):
     PROPOSE = "propose"  # suggested, e.g. by $find; takes no slot
     WAITLIST = "waitlist"  # wants a slot, none fits yet
     HOLD = "hold"  # takes the slot for a while (hold_expires_at)
@@ -42,55 +45,55 @@ class Event(StrEnum):
 
 
 # Statuses that take the room (mirrors the WHERE of the exclusion constraints in 0002).
-LIVE_IN_ROOM = frozenset({Status.PENDING, Status.BOOKED, Status.ARRIVED, Status.CHECKED_IN, Status.FULFILLED})
-FINAL = frozenset({Status.CANCELLED, Status.NOSHOW, Status.FULFILLED, Status.ENTERED_IN_ERROR})
+LIVE_IN_ROOM = frozenset({State.PENDING, State.BOOKED, State.ARRIVED, State.CHECKED_IN, State.FULFILLED})
+FINAL = frozenset({State.CANCELLED, State.NOSHOW, State.FULFILLED, State.ENTERED_IN_ERROR})
 
-S, E = Status, Event
-TRANSITIONS: dict[tuple[Event, str], Status] = {
-    (E.PROPOSE, NEW): S.PROPOSED,
-    (E.WAITLIST, NEW): S.WAITLIST,
-    (E.WAITLIST, S.PROPOSED): S.WAITLIST,
-    (E.HOLD, NEW): S.PENDING,
-    (E.HOLD, S.PROPOSED): S.PENDING,
-    (E.HOLD, S.WAITLIST): S.PENDING,
-    (E.BOOK, NEW): S.BOOKED,
-    (E.BOOK, S.PROPOSED): S.BOOKED,
-    (E.BOOK, S.WAITLIST): S.BOOKED,
-    (E.BOOK, S.PENDING): S.BOOKED,
-    (E.RESCHEDULE, S.PENDING): S.PENDING,
-    (E.RESCHEDULE, S.BOOKED): S.BOOKED,
-    (E.ARRIVE, S.BOOKED): S.ARRIVED,
-    (E.CHECK_IN, S.BOOKED): S.CHECKED_IN,
-    (E.CHECK_IN, S.ARRIVED): S.CHECKED_IN,
-    (E.FULFIL, S.ARRIVED): S.FULFILLED,
-    (E.FULFIL, S.CHECKED_IN): S.FULFILLED,
-    (E.CANCEL, S.PROPOSED): S.CANCELLED,
-    (E.CANCEL, S.WAITLIST): S.CANCELLED,
-    (E.CANCEL, S.PENDING): S.CANCELLED,
-    (E.CANCEL, S.BOOKED): S.CANCELLED,
-    (E.CANCEL, S.ARRIVED): S.CANCELLED,
-    (E.CANCEL, S.CHECKED_IN): S.CANCELLED,
-    (E.EXPIRE, S.PENDING): S.CANCELLED,
-    (E.NO_SHOW, S.BOOKED): S.NOSHOW,
-    **{(E.ERROR, s): S.ENTERED_IN_ERROR for s in Status if s is not S.ENTERED_IN_ERROR},
+S, A = State, Action
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (NEW, A.PROPOSE): S.PROPOSED,
+    (NEW, A.WAITLIST): S.WAITLIST,
+    (S.PROPOSED, A.WAITLIST): S.WAITLIST,
+    (NEW, A.HOLD): S.PENDING,
+    (S.PROPOSED, A.HOLD): S.PENDING,
+    (S.WAITLIST, A.HOLD): S.PENDING,
+    (NEW, A.BOOK): S.BOOKED,
+    (S.PROPOSED, A.BOOK): S.BOOKED,
+    (S.WAITLIST, A.BOOK): S.BOOKED,
+    (S.PENDING, A.BOOK): S.BOOKED,
+    (S.PENDING, A.RESCHEDULE): S.PENDING,
+    (S.BOOKED, A.RESCHEDULE): S.BOOKED,
+    (S.BOOKED, A.ARRIVE): S.ARRIVED,
+    (S.BOOKED, A.CHECK_IN): S.CHECKED_IN,
+    (S.ARRIVED, A.CHECK_IN): S.CHECKED_IN,
+    (S.ARRIVED, A.FULFIL): S.FULFILLED,
+    (S.CHECKED_IN, A.FULFIL): S.FULFILLED,
+    (S.PROPOSED, A.CANCEL): S.CANCELLED,
+    (S.WAITLIST, A.CANCEL): S.CANCELLED,
+    (S.PENDING, A.CANCEL): S.CANCELLED,
+    (S.BOOKED, A.CANCEL): S.CANCELLED,
+    (S.ARRIVED, A.CANCEL): S.CANCELLED,
+    (S.CHECKED_IN, A.CANCEL): S.CANCELLED,
+    (S.PENDING, A.EXPIRE): S.CANCELLED,
+    (S.BOOKED, A.NO_SHOW): S.NOSHOW,
+    **{(s, A.ERROR): S.ENTERED_IN_ERROR for s in State if s not in (NEW, S.ENTERED_IN_ERROR)},
 }
 
 
-class TransitionRefused(ValueError):
-    """The event does not apply in the appointment's current status."""
+class InvalidTransition(ValueError):
+    """The action does not apply in the appointment's current status."""
 
-    def __init__(self, event: Event, state: str):
-        super().__init__(f"cannot {event.value} an appointment that is {state}")
-        self.event = event
+    def __init__(self, state: State | str, action: Action):
+        super().__init__(f"cannot {action.value} an appointment that is {state}")
         self.state = state
+        self.action = action
 
 
-def next_status(event: Event, state: str) -> Status:
-    """The status after `event` in `state`, or TransitionRefused."""
+def next_state(state: State | str, action: Action) -> State:
+    """The status after `action` in `state` (a stored status may be given as text), or InvalidTransition."""
     try:
-        return TRANSITIONS[(event, state)]
+        return TRANSITIONS[(state, action)]  # type: ignore[index]  # a StrEnum key matches its text
     except KeyError:
-        raise TransitionRefused(event, state) from None
+        raise InvalidTransition(state, action) from None
 
 
 _ORDER = {

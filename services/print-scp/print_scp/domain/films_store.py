@@ -1,4 +1,5 @@
-"""SQL of the print_scp schema: studies, film sessions, films, share links (migrations 0002)."""
+"""The films and the studies they match, as stored in the print_scp schema: studies, film sessions, films
+(migrations 0002). Adapters (the print pipeline, the decisions, the APIs) call these; they write no SQL."""
 
 from __future__ import annotations
 
