@@ -35,8 +35,8 @@ from imaging_testing import free_port, http_server
 from imaging_testing import print_kit as tk
 from imaging_testing.auth import issue_test_token
 from PIL import Image
-from print_scp.adapters import films_db
 from print_scp.app import create_app
+from print_scp.domain import films_store
 from print_scp.domain.film_output import render_job
 from print_scp.domain.matching import KnownStudy
 from print_scp.domain.print_session import PrintAssociation
@@ -242,7 +242,7 @@ async def test_preview_retrieval_rate(bench, ours) -> None:
     n = uuid.uuid4().int
     study_uid = f"1.2.826.0.1.3680043.2.461.{n % 10**12}"
     async with ours.ctx.pool.acquire() as conn:
-        await films_db.upsert_study(conn, study_uid=study_uid, accession=f"B{n % 10**10:010d}",
+        await films_store.upsert_study(conn, study_uid=study_uid, accession=f"B{n % 10**10:010d}",
                                     patient={"empi_id": "EB1", "patient_id": "PB1", "name": "BENCH"},
                                     status="completed", completed_at=datetime.now(UTC))
     item = tk.to_item(tk.anatomy(512, 3), bits=12)

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from imaging_testing import free_port, http_server
-from print_scp.adapters import films_db
 from print_scp.app import create_app
+from print_scp.domain import films_store
 from print_scp.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -45,7 +45,7 @@ class Kiosks:
         film_id, key = str(uuid.uuid4()), f"security/kiosk/{n}.png"
         await self.ctx.extras["print"].store.put(key, PNG, "image/png")
         async with self.ctx.pool.acquire() as conn:
-            await films_db.upsert_study(
+            await films_store.upsert_study(
                 conn, study_uid=f"1.2.826.0.1.3680043.2.461.9{int(n[:10], 16)}", accession=study["accession"],
                 patient={"empi_id": study["empi"], "patient_id": study["patient_id"], "name": name},
                 order_id=f"O{n[:6]}", modality="CT", status="completed", ordered_at=datetime.now(UTC),

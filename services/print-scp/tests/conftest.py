@@ -13,9 +13,9 @@ import httpx
 import pytest
 from imaging_testing import asgi_client, free_port
 from imaging_testing.auth import issue_test_token
-from print_scp.adapters import films_db
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.app import create_app
+from print_scp.domain import films_store
 from print_scp.settings import Settings
 
 OCR_SAFE = "12345689"  # Tesseract reads a 7 as "/7" now and then: flow tests burn in IDs it reads reliably
@@ -59,7 +59,7 @@ class PrintApp:
         patient = {"empi_id": study["empi_id"], "patient_id": study["patient_id"], "name": name, "phone": phone,
                    "sex": "M", "id_number_masked": "1101**********4321"}
         async with self.ctx.pool.acquire() as conn:
-            await films_db.upsert_study(conn, study_uid=study["study_uid"], accession=study["accession"],
+            await films_store.upsert_study(conn, study_uid=study["study_uid"], accession=study["accession"],
                                         patient=patient, order_id=f"O{n % 10**6}", modality="CT",
                                         status="completed", ordered_at=when or datetime.now(UTC),
                                         completed_at=when or datetime.now(UTC))

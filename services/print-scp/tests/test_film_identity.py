@@ -14,8 +14,8 @@ from typing import Any
 from imaging_common.events.envelope import CloudEvent
 from imaging_common.events.types import OrderCancelled, PatientMerged, PatientRef, PatientUpdated
 from imaging_testing import print_kit as tk
-from print_scp.adapters import films_db
 from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged, on_patient_updated
+from print_scp.domain import films_store
 from pydicom import dcmread
 
 from .conftest import OCR_SAFE as SAFE
@@ -34,7 +34,7 @@ async def _study(app: Any, *, when: datetime | None = None, **patient: Any) -> d
          "accession": f"A{_digits(n >> 40, 10)}", "patient": p}
     when = when or datetime.now(UTC) - timedelta(minutes=30)
     async with app.ctx.pool.acquire() as conn:
-        await films_db.upsert_study(conn, study_uid=s["study_uid"], accession=s["accession"], patient=p,
+        await films_store.upsert_study(conn, study_uid=s["study_uid"], accession=s["accession"], patient=p,
                                     order_id=f"O{n % 10**6}", modality="CT", exam_name="胸部CT平扫",
                                     status="started", ordered_at=when, started_at=when)
     return s

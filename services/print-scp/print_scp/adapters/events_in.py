@@ -21,7 +21,8 @@ from imaging_common.events.types import (
     PatientUpdated,
 )
 
-from print_scp.adapters import film_decisions, films_db
+from print_scp.adapters import film_decisions
+from print_scp.domain import films_store
 from print_scp.domain.matching import MatchDecision, Reading, decide
 
 
@@ -46,8 +47,8 @@ async def _rematch_waiting(conn: asyncpg.Connection, study_uid: str) -> None:
         if detail.get("reason") not in ("study-uid-unknown", "study-uid-partly-unknown"):
             continue  # a conflict or a cancelled order stays for a person to decide
         readings = await _known_readings(conn, detail)
-        decision = decide(uids, await films_db.studies_by_uid(conn, uids), readings,
-                          cancelled_uids=await films_db.cancelled_uids(conn, uids))
+        decision = decide(uids, await films_store.studies_by_uid(conn, uids), readings,
+                          cancelled_uids=await films_store.cancelled_uids(conn, uids))
         if decision.status == "matched":
             decision.detail["late"] = True
             await film_decisions.apply(conn, str(row["id"]), decision)
@@ -57,12 +58,12 @@ async def _known_readings(conn: asyncpg.Connection, detail: dict) -> list[Readin
     readings = _readings(detail)
     for stored, reading in zip(detail.get("readings", []), readings, strict=True):
         for acc in stored.get("accessions", []):
-            rec = await films_db.study_by_accession(conn, acc)
+            rec = await films_store.study_by_accession(conn, acc)
             if rec is not None:
-                reading.accessions.append(films_db.known_study(rec))
+                reading.accessions.append(films_store.known_study(rec))
         for pid in stored.get("patient_ids", []):
             for rec in await conn.fetch("SELECT * FROM studies WHERE patient_id = $1", pid):
-                reading.patient_ids.append(films_db.known_study(rec))
+                reading.patient_ids.append(films_store.known_study(rec))
     return readings
 
 
@@ -75,7 +76,7 @@ async def _reidentify_matched(conn: asyncpg.Connection, study_uids: list[str]) -
     for row in rows:
         rec = await conn.fetchrow("SELECT * FROM studies WHERE study_instance_uid = $1", row["study_instance_uid"])
         detail = film_decisions.evidence(row) | {"identity_updated": True}
-        decision = MatchDecision("matched", row["match_method"], films_db.known_study(rec),
+        decision = MatchDecision("matched", row["match_method"], films_store.known_study(rec),
                                  row["match_confidence"] or 1.0, detail)
         await film_decisions.apply(conn, str(row["id"]), decision, matched_by=row["matched_by"])
 
@@ -86,7 +87,7 @@ async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, OrderCreated)
     before = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1", data.study_instance_uid)
-    await films_db.upsert_study(
+    await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), order_id=data.order_id,
         modality=data.items[0].modality if data.items else None,
@@ -95,7 +96,7 @@ async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
     if before is not None:
         after = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1",
                                     data.study_instance_uid)
-        old, new = films_db.as_dict(before), films_db.as_dict(after)
+        old, new = films_store.as_dict(before), films_store.as_dict(after)
         if any(old.get(k) != new.get(k) for k in IDENTITY_FIELDS):
             await _reidentify_matched(conn, [data.study_instance_uid])
     await _rematch_waiting(conn, data.study_instance_uid)
@@ -104,7 +105,7 @@ async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
 async def on_exam_started(conn: asyncpg.Connection, event: object) -> None:
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, ExamStarted)
-    await films_db.upsert_study(
+    await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), modality=data.modality, status="started",
         started_at=data.started_at, current=await versions.patient_is_current(conn, data.patient))
@@ -114,7 +115,7 @@ async def on_exam_started(conn: asyncpg.Connection, event: object) -> None:
 async def on_exam_completed(conn: asyncpg.Connection, event: object) -> None:
     data = parse_data(event)  # type: ignore[arg-type]
     assert isinstance(data, ExamCompleted)
-    await films_db.upsert_study(
+    await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), order_id=data.order_id, modality=data.modality,
         exam_name=data.exam_name, status=data.status, started_at=data.started_at, completed_at=data.completed_at,
@@ -161,7 +162,7 @@ async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: d
     changed = []
     for rec in await conn.fetch("SELECT study_instance_uid, patient FROM studies WHERE empi_id = ANY($1::text[]) "
                                 "FOR UPDATE", empi_ids):
-        known = films_db.as_dict(rec["patient"])
+        known = films_store.as_dict(rec["patient"])
         merged = versions.merge_patient(known, patient, current=True)
         await conn.execute("UPDATE studies SET empi_id = $2, patient_id = $3, patient_name = $4, patient = $5::jsonb, "
                            "updated_at = now() WHERE study_instance_uid = $1", rec["study_instance_uid"],

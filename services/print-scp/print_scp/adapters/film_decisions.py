@@ -20,7 +20,8 @@ import asyncpg
 from imaging_common import events
 from imaging_common.events.types import FilmMatched, FilmUnmatched, PatientRef
 
-from print_scp.adapters import archive, films_db
+from print_scp.adapters import archive
+from print_scp.domain import films_store
 from print_scp.domain.film_output import FilmIdentity, identity_of, reidentify
 from print_scp.domain.matching import MatchDecision
 from print_scp.domain.storage import FilmStore
@@ -33,14 +34,14 @@ async def identity(conn: asyncpg.Connection, study_uid: str | None, settings: Se
     """What a film matched to that study carries in its DICOM (None: unmatched, no one's identity)."""
     if study_uid is None:
         return None
-    record = await films_db.study_record(conn, study_uid)
+    record = await films_store.study_record(conn, study_uid)
     if record is None:
         return None
     return identity_of(record, issuer=settings.print_issuer_of_patient_id, tz=ZoneInfo(settings.print_timezone))
 
 
 async def _patient_ref(conn: asyncpg.Connection, study_uid: str | None, fallback: dict[str, Any]) -> PatientRef:
-    record = await films_db.study_record(conn, study_uid) if study_uid else None
+    record = await films_store.study_record(conn, study_uid) if study_uid else None
     return PatientRef.model_validate(record["patient"] if record and record["patient"] else fallback)
 
 
@@ -58,7 +59,7 @@ async def record(conn: asyncpg.Connection, film_id: str, decision: MatchDecision
                 "name": previous["patient_name"] or ""}),
             reason=str(decision.detail.get("reason") or decision.method or "re-decided"),
         ), source=SOURCE, subject=film_id)
-    await films_db.set_match(conn, film_id, status=decision.status, method=decision.method,
+    await films_store.set_match(conn, film_id, status=decision.status, method=decision.method,
                              confidence=decision.confidence, detail=decision.detail, study=decision.study,
                              matched_by=matched_by)
     if decision.status == "matched" and decision.study is not None:
@@ -104,7 +105,7 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
     dicom, sop_uid = await asyncio.to_thread(reidentify, await store.get(old_key), who)
     new_key = f"{old_key.rsplit('/', 1)[0]}/{film_id}.{sop_uid}.dcm"
     await store.put(new_key, dicom, "application/dicom")
-    await films_db.set_dicom(conn, film_id, dicom_key=new_key, sop_uid=sop_uid)
+    await films_store.set_dicom(conn, film_id, dicom_key=new_key, sop_uid=sop_uid)
     await conn.execute("UPDATE films SET dicom_stale = false WHERE id = $1", film_id)
     if who is not None:
         await archive.queue_film(conn, film_id)
@@ -113,4 +114,4 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
 
 def evidence(row: Any) -> dict[str, Any]:
     """The decision detail stored on a films row."""
-    return films_db.as_dict(row["match_detail"])
+    return films_store.as_dict(row["match_detail"])

@@ -20,8 +20,9 @@ import asyncpg
 from imaging_common import events
 from imaging_common.events.types import FilmPrinted
 
-from print_scp.adapters import film_decisions, films_db, spool_store
+from print_scp.adapters import film_decisions, spool_store
 from print_scp.adapters.ocr_tesseract import OcrUnavailable, read_text
+from print_scp.domain import films_store
 from print_scp.domain.film_output import RenderedFilm, film_dicom, render_job
 from print_scp.domain.matching import KnownStudy, MatchDecision, Source, StudyIndex, decide
 from print_scp.domain.print_session import FilmJob
@@ -52,10 +53,10 @@ class FilmPipeline:
         """Make the jobs durable; only then may the modality be told they printed."""
         spooled = await spool_store.put_jobs(self.store, jobs)
         async with self.pool.acquire() as conn, conn.transaction():  # one commit makes the print durable
-            await films_db.insert_session(conn, session_id=session_id, job=jobs[0])
+            await films_store.insert_session(conn, session_id=session_id, job=jobs[0])
             for job in jobs:
                 key, manifest = spooled[job.film_id]
-                await films_db.insert_film(conn, session_id=session_id, job=job, spool_key=key)
+                await films_store.insert_film(conn, session_id=session_id, job=job, spool_key=key)
                 await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", job.film_id, manifest)
         # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
         # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
@@ -110,7 +111,7 @@ class FilmPipeline:
                                                    preview_max=self.settings.print_preview_max)
             except Exception as exc:  # undecodable spool or a render bug: keep the row, say why
                 log.exception("film %s could not be rendered", film_id)
-                await films_db.mark_failed(conn, film_id, f"{type(exc).__name__}: {exc}")
+                await films_store.mark_failed(conn, film_id, f"{type(exc).__name__}: {exc}")
                 await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
                 return True
             decision = await self.decide(conn, job, rendered)
@@ -145,7 +146,7 @@ class FilmPipeline:
         dicom, sop_uid = await asyncio.to_thread(film_dicom, job, rendered.film, who)
         await self.store.put(keys["dicom"], dicom, "application/dicom")
         await self.store.put(keys["png"], rendered.png, "image/png")
-        await films_db.mark_stored(conn, job.film_id, dicom_key=keys["dicom"], png_key=keys["png"],
+        await films_store.mark_stored(conn, job.film_id, dicom_key=keys["dicom"], png_key=keys["png"],
                                    sop_uid=sop_uid, width=rendered.width, height=rendered.height)
         await events.publish(conn, FilmPrinted(
             film_id=job.film_id, calling_ae_title=job.calling_ae, film_size=job.film.get("FilmSizeID"),
@@ -155,9 +156,9 @@ class FilmPipeline:
 
     async def decide(self, conn: asyncpg.Connection, job: FilmJob, rendered: RenderedFilm) -> MatchDecision:
         """WS/T 597 5.4 on all the evidence: the UIDs sent, every image box's text, the annotations."""
-        uid_studies = await films_db.studies_by_uid(conn, job.study_uids)
-        cancelled = await films_db.cancelled_uids(conn, job.study_uids)
-        window = await films_db.studies_around(conn, job.printed_at, self.settings.print_ocr_window_hours)
+        uid_studies = await films_store.studies_by_uid(conn, job.study_uids)
+        cancelled = await films_store.cancelled_uids(conn, job.study_uids)
+        window = await films_store.studies_around(conn, job.printed_at, self.settings.print_ocr_window_hours)
         return await self.decide_on(rendered, job.annotations, job.study_uids, uid_studies, window, cancelled)
 
     async def decide_on(self, rendered: RenderedFilm, annotations: list[str], sent_uids: list[str],

@@ -18,9 +18,9 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
-from print_scp.adapters import film_decisions, films_db
+from print_scp.adapters import film_decisions
 from print_scp.adapters.listener import PrintRuntime
-from print_scp.domain import sharing
+from print_scp.domain import films_store, sharing
 from print_scp.domain.matching import KnownStudy, MatchDecision
 from print_scp.domain.storage import ObjectNotFound
 
@@ -59,7 +59,7 @@ async def _film_or_404(conn: Any, film_id: str) -> Any:
         uuid.UUID(film_id)
     except ValueError:
         raise HTTPException(404, f"no film {film_id}") from None
-    row = await films_db.film(conn, film_id)
+    row = await films_store.film(conn, film_id)
     if row is None:
         raise HTTPException(404, f"no film {film_id}")
     return row
@@ -74,7 +74,7 @@ async def list_films(
     if not (patient_id or accession_number or study_instance_uid or match_status):
         raise HTTPException(400, "give patient_id, accession_number, study_instance_uid or match_status")
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        rows, count = await films_db.films_where(conn, patient_id=patient_id, accession=accession_number,
+        rows, count = await films_store.films_where(conn, patient_id=patient_id, accession=accession_number,
                                                  study_uid=study_instance_uid, match_status=match_status,
                                                  limit=limit, offset=offset)
         await audit.record(conn, actor=user.username, action="read", entity="film", patient_id=patient_id,
@@ -133,7 +133,7 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
         await conn.execute("SELECT 1 FROM films WHERE id = $1 FOR UPDATE", film_id)
-        study = await films_db.study_by_accession(conn, body.accession_number)
+        study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(422, f"no study with accession number {body.accession_number}")
         if study["status"] == "cancelled":
@@ -150,7 +150,7 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
                            patient_id=known.patient_id, source_ip=client_ip(request),
                            detail={"match": "manual", "accession_number": known.accession_number,
                                    "previous": detail["previous"]})
-        row = await films_db.film(conn, film_id)
+        row = await films_store.film(conn, film_id)
     runtime(request).pipeline.wake()  # rewrite its DICOM with that identity now
     return film_public(row)
 
@@ -165,7 +165,7 @@ async def hand_over(request: Request, film_id: str, user: Desk) -> dict[str, Any
                            "coalesce(handed_over_by, $2) WHERE id = $1", film_id, user.username)
         await audit.record(conn, actor=user.username, action="update", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request), detail={"handed_over": True})
-        row = await films_db.film(conn, film_id)
+        row = await films_store.film(conn, film_id)
     return film_public(row)
 
 
@@ -181,7 +181,7 @@ async def create_share(request: Request, body: ShareRequest, user: Sharer) -> di
     if body.valid_days > rt.settings.print_share_max_days:
         raise HTTPException(422, f"valid_days at most {rt.settings.print_share_max_days}")
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        study = await films_db.study_by_accession(conn, body.accession_number)
+        study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
         films = await conn.fetchval("SELECT count(*) FROM films WHERE accession_number = $1 AND match_status = "

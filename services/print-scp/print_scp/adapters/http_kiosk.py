@@ -20,9 +20,8 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
-from print_scp.adapters import films_db
 from print_scp.adapters.http_films import Desk, client_ip, runtime
-from print_scp.domain import kiosk, sharing
+from print_scp.domain import films_store, kiosk, sharing
 
 router = APIRouter(tags=["kiosks and slips"])
 KioskAdmin = Annotated[Principal, Depends(require_roles("admin", "it-ops"))]
@@ -82,7 +81,7 @@ async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[st
     token, slip_id = kiosk.new_slip_token(), str(uuid.uuid4())
     expires = datetime.now(UTC) + timedelta(days=days)
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        study = await films_db.study_by_accession(conn, body.accession_number)
+        study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
         if study["status"] == "cancelled":
