@@ -145,7 +145,14 @@ async def grant_application_role(database_url: str, role: str, schemas: list[str
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {quoted}",
             ):
                 await conn.execute(sql)
-        # The audit log is appended only through audit.append (imaging_audit_writer), never written directly.
+    finally:
+        await conn.close()
+    # The audit log is appended only through audit.append (imaging_audit_writer), granted by its owner
+    # (IMAGING_AUDIT_OWNER_DATABASE_URL) when the DDL role is not an administrator.
+    from imaging_common.audit.keys import AuditSettings
+
+    conn = await asyncpg.connect(AuditSettings().audit_owner_database_url or database_url, timeout=5)
+    try:
         await conn.execute(f"GRANT {db.AUDIT_WRITER_ROLE} TO {quoted}")
     finally:
         await conn.close()
