@@ -22,6 +22,7 @@ control ids and FHIR payloads at the clinician system. With -s each fault prints
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -416,6 +417,14 @@ async def readiness_of_every_service(p: Platform) -> dict[str, tuple[int, dict[s
     return out
 
 
+async def dependency_up(p: Platform, name: str) -> str:
+    svc = p.cluster.services[name]
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{svc.url}/api/{svc.prefix}/metrics")).text
+    up = dict(re.findall(r'^dependency_up\{.*?dependency="(\w+)".*\} ([01])\.0$', text, re.M))
+    return f"rabbitmq {up.get('rabbitmq')}, postgresql {up.get('postgresql')}"
+
+
 async def _all_degraded_by_the_broker(p: Platform) -> dict[str, tuple[int, dict[str, Any]]] | None:
     states = await readiness_of_every_service(p)
     return states if all(body.get("degraded") == ["rabbitmq"] for _, body in states.values()) else None
@@ -441,6 +450,8 @@ async def test_rabbitmq_unreachable_listeners_keep_accepting(platform: Platform)
         states = await eventually(lambda: _all_degraded_by_the_broker(p), "every service degraded by the broker")
         checks.check("services answering /readyz 200 (degraded: rabbitmq)", len(p.cluster.services),
                      sum(1 for status, body in states.values() if status == 200 and body["status"] == "degraded"))
+        checks.check("dependency_up on /metrics (registration)", "rabbitmq 0, postgresql 1",
+                     await dependency_up(p, "registration"))
         family, given = his.name[0], his.name[1:]
         pid = f"PID|1||HB{tag}^^^HIS^PI~{his.id_number}^^^CHN^NNCHN||{family}^{given}||19800101|M"
         adt = await his.his_says("ADT^A04^ADT_A01", "EVN|A04", pid, "PV1|1|O")  # asserts MSA-1 AA
