@@ -7,7 +7,7 @@ of smart-imaging standard 6.3 (6) — and `exam.started` / `exam.completed` are 
 same transaction as the state change (outbox), so no change goes unannounced and none is announced
 that did not happen.
 
-Lifecycle, as a table (F.7.2.1): (current status, requested status) -> what happens.
+The lifecycle is the table of domain/states.py (F.7.2.1).
 """
 
 from __future__ import annotations
@@ -23,20 +23,13 @@ from imaging_common import audit
 from imaging_common.events import publish
 from imaging_common.events.types import ExamCompleted, ExamStarted
 
+from worklist.domain.states import REQUESTED, Action, InvalidTransition, State, next_state
 from worklist.domain.steps import patient_of_step
 
 SOURCE = "/imaging/worklist"
 
-IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
-STATUSES = (IN_PROGRESS, COMPLETED, DISCONTINUED)
-
-# (current, requested) -> action. Anything not listed from a final state is refused with
-# "may no longer be updated" (0110 / A710); an unknown requested status is an invalid value.
-TRANSITIONS: dict[tuple[str, str], str] = {
-    (IN_PROGRESS, IN_PROGRESS): "update",  # more attributes while the exam runs
-    (IN_PROGRESS, COMPLETED): "complete",  # steps -> completed, exam.completed
-    (IN_PROGRESS, DISCONTINUED): "discontinue",  # steps -> discontinued, exam.completed(discontinued)
-}
+IN_PROGRESS, COMPLETED, DISCONTINUED = State.IN_PROGRESS, State.COMPLETED, State.DISCONTINUED
+STATUSES = tuple(s.value for s in State)  # plain text: the 0106 comment names them
 
 
 class MppsError(Exception):
@@ -167,7 +160,10 @@ async def _audit(conn: asyncpg.Connection, actor: str, uid: str, steps: Sequence
 
 
 async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, actor: str = "dicom") -> str:
-    """N-SET: apply the modification per TRANSITIONS; returns the status after it."""
+    """N-SET: apply the modification per the lifecycle (states.py); returns the status after it.
+
+    A change from a final state is refused with "may no longer be updated" (0110 / A710); an unknown
+    requested status is an invalid value (0106)."""
     async with conn.transaction():
         row = await conn.fetchrow("SELECT * FROM performed_procedure_steps WHERE sop_instance_uid = $1 FOR UPDATE", uid)
         if row is None:
@@ -177,10 +173,12 @@ async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, a
         if requested not in STATUSES:
             raise InvalidAttributeValue(f"Performed Procedure Step Status {requested!r} is not one of {STATUSES}",
                                         attributes=["PerformedProcedureStepStatus"])
-        action = TRANSITIONS.get((current, requested))
-        if action is None:
-            raise NoLongerUpdatable(f"MPPS {uid} is {current} and may no longer be updated")
-        if action in ("complete", "discontinue") and change.ended_at is None:
+        action = REQUESTED[State(requested)]
+        try:
+            requested = next_state(current, action)
+        except InvalidTransition:
+            raise NoLongerUpdatable(f"MPPS {uid} is {current} and may no longer be updated") from None
+        if action is not Action.UPDATE and change.ended_at is None:
             raise MissingAttributeValue(
                 f"{requested} requires Performed Procedure Step End Date and End Time",
                 attributes=["PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"])
@@ -190,9 +188,9 @@ async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, a
             """UPDATE performed_procedure_steps SET status = $2, attributes = $3::jsonb,
                    ended_at = COALESCE($4, ended_at), updated_at = now() WHERE sop_instance_uid = $1""",
             uid, requested, json.dumps(attributes, ensure_ascii=False), change.ended_at)
-        if action == "update":
+        if action is Action.UPDATE:
             return requested
-        final = "completed" if action == "complete" else "discontinued"
+        final = "completed" if action is Action.COMPLETE else "discontinued"
         steps = await conn.fetch(
             "SELECT * FROM scheduled_procedure_steps WHERE id = ANY($1::bigint[]) FOR UPDATE", row["step_ids"])
         for s in steps:
