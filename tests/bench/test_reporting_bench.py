@@ -26,7 +26,8 @@ from imaging_testing.auth import issue_test_token
 from reporting.app import create_app
 from reporting.domain import exams, reports
 from reporting.domain.content import ReportContent
-from reporting.domain.workflow import Action, Grade
+from reporting.domain.states import Action
+from reporting.domain.workflow import Grade
 from reporting.settings import Settings
 
 from .conftest import summarize_ms

@@ -95,7 +95,8 @@ async def test_keys_need_approval_when_required(service: Service, world: World) 
     """Standard 10.2.4 (1): with approval required, no signature before an administrator approves the key."""
     svc = service
     from reporting.domain import reports
-    from reporting.domain.workflow import Action, Grade
+    from reporting.domain.states import Action
+    from reporting.domain.workflow import Grade
 
     username = f"new-{world.tag}"
     actor = reports.Actor(f"uid-{world.tag}", username, "新医生", frozenset({Grade.RADIOLOGIST}))

@@ -4,45 +4,44 @@ wrong role refused."""
 from __future__ import annotations
 
 import pytest
-from reporting.domain.workflow import (
-    TABLE,
-    Action,
-    Grade,
-    InvalidTransition,
-    NotPermitted,
-    State,
-    allowed_actions,
-    grades_of,
-    transition,
-)
+from reporting.domain.states import TRANSITIONS, Action, InvalidTransition, State, next_state
+from reporting.domain.workflow import RULES, Grade, NotPermitted, allowed_actions, grades_of, transition
 
 from .conftest import CONTENT, Service, World
 from .peers import wait_for
 
 
 def test_every_state_but_the_ends_has_a_way_out() -> None:
-    sources = {s for (_, s) in TABLE}
+    sources = {s for (s, _) in TRANSITIONS}
     for state in State:
         if state not in (State.WITHDRAWN, State.CANCELLED):
             assert state in sources, state
 
 
+def test_every_step_says_who_may_take_it() -> None:
+    assert RULES.keys() == TRANSITIONS.keys()
+    assert next_state(State.AMENDING, Action.SIGN_AMENDED) == State.FINAL
+    with pytest.raises(InvalidTransition, match="cannot final a report in state draft; possible: cancel, "
+                                                "preliminary, save"):
+        next_state(State.DRAFT, Action.FINAL)
+
+
 def test_trainee_only_drafts() -> None:
     trainee = frozenset({Grade.TRAINEE})
-    assert transition(Action.SAVE, State.NONE, trainee).new_state == State.DRAFT
+    assert transition(State.NONE, Action.SAVE, trainee).new_state == State.DRAFT
     with pytest.raises(NotPermitted):
-        transition(Action.PRELIMINARY, State.DRAFT, trainee)
+        transition(State.DRAFT, Action.PRELIMINARY, trainee)
     with pytest.raises(NotPermitted):
-        transition(Action.SAVE, State.PRELIMINARY, trainee)
+        transition(State.PRELIMINARY, Action.SAVE, trainee)
     assert allowed_actions(State.DRAFT, trainee) == ["save"]
 
 
 def test_final_needs_a_senior_and_a_preliminary() -> None:
     with pytest.raises(NotPermitted):
-        transition(Action.FINAL, State.PRELIMINARY, frozenset({Grade.RADIOLOGIST}))
+        transition(State.PRELIMINARY, Action.FINAL, frozenset({Grade.RADIOLOGIST}))
     with pytest.raises(InvalidTransition):
-        transition(Action.FINAL, State.DRAFT, frozenset({Grade.SENIOR}))
-    assert transition(Action.FINAL, State.PRELIMINARY, frozenset({Grade.SENIOR})).signs == "final"
+        transition(State.DRAFT, Action.FINAL, frozenset({Grade.SENIOR}))
+    assert transition(State.PRELIMINARY, Action.FINAL, frozenset({Grade.SENIOR})).signs == "final"
 
 
 def test_grades_from_roles_and_register() -> None:

@@ -13,7 +13,8 @@ from imaging_common.auth import Principal, require_roles
 from imaging_common.service import Ctx, ServiceContext, request_context
 
 from reporting.domain import exams, reports, signing
-from reporting.domain.workflow import InvalidTransition, NotPermitted, grades_of
+from reporting.domain.states import InvalidTransition
+from reporting.domain.workflow import NotPermitted, grades_of
 from reporting.settings import Settings
 
 __all__ = ["Admin", "Ctx", "Ops", "Reader", "Reporter", "Senior", "Stepper", "request_context"]

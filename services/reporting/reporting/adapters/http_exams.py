@@ -14,7 +14,8 @@ from reporting.adapters.deps import Ctx, Reader, Reporter
 from reporting.adapters.http_reports import report_body
 from reporting.domain import exams, films, patients, qc, reports
 from reporting.domain.content import ReportContent
-from reporting.domain.workflow import State, allowed_actions
+from reporting.domain.states import State
+from reporting.domain.workflow import allowed_actions
 
 router = APIRouter(tags=["reporting"])
 

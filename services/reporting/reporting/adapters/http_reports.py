@@ -20,7 +20,8 @@ from reporting.adapters.deps import Ctx, Reader, Reporter, Stepper
 from reporting.domain import exams, qc, reports, signing
 from reporting.domain.content import ReportContent
 from reporting.domain.oru import build_oru
-from reporting.domain.workflow import Action, InvalidTransition, NotPermitted, State
+from reporting.domain.states import Action, InvalidTransition, State
+from reporting.domain.workflow import NotPermitted
 
 router = APIRouter(tags=["reporting"])
 

@@ -18,8 +18,9 @@ from imaging_common.events.types import CriticalRaised, PatientRef, ReportAmende
 from reporting.domain import critical as critical_finder
 from reporting.domain import deliveries, qc, signing
 from reporting.domain.content import ReportContent, content_sha256, diff
+from reporting.domain.states import FHIR_STATUS, OBR25, Action, State
 from reporting.domain.templates import TemplateDefinition, check_values
-from reporting.domain.workflow import FHIR_STATUS, OBR25, Action, Grade, State, four_eyes, transition
+from reporting.domain.workflow import Grade, four_eyes, transition
 
 SOURCE = "/imaging/reporting"
 SIGNING_ACTIONS = {Action.PRELIMINARY, Action.FINAL, Action.SIGN_AMENDED}
@@ -186,7 +187,7 @@ async def act(
         report = locked
         current_content = _json(locked["current_content"]) if locked and locked["current_content"] else None
         state = State(report["state"]) if report else State.NONE
-        step = transition(action, state, actor.grades)
+        step = transition(state, action, actor.grades)
         if expected_version is not None and report is not None and report["version"] != expected_version:
             raise Conflict(f"the report is at version {report['version']}, not {expected_version}: reload it")
         if action == Action.FINAL and report is not None:
@@ -390,7 +391,7 @@ async def request_amendment(conn: asyncpg.Connection, *, report_id: str, kind: s
                             signing_secret: str) -> StepResult:
     async with conn.transaction():
         report = await _lock_report(conn, report_id)
-        transition(Action.REQUEST_AMENDMENT, State(report["state"]), actor.grades)
+        transition(State(report["state"]), Action.REQUEST_AMENDMENT, actor.grades)
         await conn.execute(
             "INSERT INTO amendment (report_id, kind, reason, requested_by, previous_version) "
             "VALUES ($1, $2, $3, $4, $5)",
@@ -405,7 +406,7 @@ async def review_amendment(conn: asyncpg.Connection, *, report_id: str, approve:
     async with conn.transaction():
         report = await _lock_report(conn, report_id)
         action = Action.APPROVE_AMENDMENT if approve else Action.REJECT_AMENDMENT
-        transition(action, State(report["state"]), actor.grades)
+        transition(State(report["state"]), action, actor.grades)
         requested_by = await conn.fetchval(
             "SELECT requested_by FROM amendment WHERE report_id = $1 AND status = 'requested' ORDER BY id DESC "
             "LIMIT 1", report_id)
