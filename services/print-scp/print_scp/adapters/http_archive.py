@@ -14,6 +14,7 @@ from imaging_common.auth import Principal, require_roles
 
 from print_scp.adapters import archive
 from print_scp.adapters.http_films import client_ip, runtime
+from print_scp.domain import films_store
 
 router = APIRouter(tags=["archive"])
 
@@ -29,7 +30,7 @@ async def film_row(conn: Any, film_id: str, *, lock: bool = False) -> Any:
     except ValueError:
         raise HTTPException(404, f"no film {film_id}") from None
     # FOR UPDATE waits for a send of this film in flight, so a retry starts from its outcome.
-    row = await conn.fetchrow("SELECT * FROM films WHERE id = $1" + (" FOR UPDATE" if lock else ""), film_id)
+    row = await films_store.film_record(conn, film_id, lock=lock)
     if row is None:
         raise HTTPException(404, f"no film {film_id}")
     return row
@@ -67,6 +68,6 @@ async def archive_retry(request: Request, film_id: str, user: Retrier) -> dict[s
         await audit.record(conn, actor=user.username, action="update", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request),
                            detail={"archive": "retry", "previous": row["archive_status"]})
-        row = await conn.fetchrow("SELECT * FROM films WHERE id = $1", film_id)
+        row = await films_store.film_record(conn, film_id)
     archive.wake()
     return archive_public(row)

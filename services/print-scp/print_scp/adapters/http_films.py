@@ -100,7 +100,7 @@ async def _film_object(request: Request, film_id: str, user: Principal, kind: st
         key = row["png_key"] if kind == "png" else row["dicom_key"]
         if key is None:
             raise HTTPException(409, "the film is still being rendered")
-        if kind == "dicom" and await conn.fetchval("SELECT dicom_stale FROM films WHERE id = $1", film_id):
+        if kind == "dicom" and await films_store.dicom_stale(conn, film_id):
             raise HTTPException(409, "the film was matched anew; its DICOM is being rewritten with that identity")
         await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request), detail={"format": kind})
@@ -132,7 +132,7 @@ class ManualMatch(BaseModel):
 async def match_film(request: Request, film_id: str, body: ManualMatch, user: Matcher) -> dict[str, Any]:
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
-        await conn.execute("SELECT 1 FROM films WHERE id = $1 FOR UPDATE", film_id)
+        await films_store.lock_film(conn, film_id)
         study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(422, f"no study with accession number {body.accession_number}")
@@ -161,8 +161,7 @@ async def hand_over(request: Request, film_id: str, user: Desk) -> dict[str, Any
         row = await _film_or_404(conn, film_id)
         if row["match_status"] != "matched":
             raise HTTPException(409, "only a matched film can be handed over")
-        await conn.execute("UPDATE films SET handed_over_at = coalesce(handed_over_at, now()), handed_over_by = "
-                           "coalesce(handed_over_by, $2) WHERE id = $1", film_id, user.username)
+        await films_store.hand_over(conn, film_id, user.username)
         await audit.record(conn, actor=user.username, action="update", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request), detail={"handed_over": True})
         row = await films_store.film(conn, film_id)
@@ -184,8 +183,7 @@ async def create_share(request: Request, body: ShareRequest, user: Sharer) -> di
         study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
-        films = await conn.fetchval("SELECT count(*) FROM films WHERE accession_number = $1 AND match_status = "
-                                    "'matched' AND status = 'stored'", body.accession_number)
+        films = await films_store.matched_film_count(conn, body.accession_number)
         if not films:
             raise HTTPException(409, "the study has no matched film to share yet")
         patient = json.loads(study["patient"]) if isinstance(study["patient"], str) else dict(study["patient"])
@@ -194,11 +192,9 @@ async def create_share(request: Request, body: ShareRequest, user: Sharer) -> di
             raise HTTPException(422, f"no {body.check.split('-')[0]} on record for this patient: choose another check")
         token, share_id = sharing.new_token(), str(uuid.uuid4())
         expires = datetime.now(UTC) + timedelta(days=body.valid_days)
-        await conn.execute(
-            """INSERT INTO film_shares (id, token_sha256, accession_number, empi_id, check_kind, check_sha256,
-                   expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-            share_id, sharing.token_hash(token), body.accession_number, study["empi_id"], body.check,
-            sharing.answer_hash(share_id, answer), expires, user.username)
+        await sharing.create(conn, share_id=share_id, token=token, accession=body.accession_number,
+                             empi_id=study["empi_id"], check_kind=body.check, answer=answer, expires_at=expires,
+                             created_by=user.username)
         await audit.record(conn, actor=user.username, action="create", entity="film_share", entity_id=share_id,
                            patient_id=study["patient_id"], source_ip=client_ip(request),
                            detail={"accession_number": body.accession_number, "valid_days": body.valid_days,
@@ -218,9 +214,7 @@ async def revoke_share(request: Request, share_id: str, user: Sharer) -> Respons
             uuid.UUID(share_id)
         except ValueError:
             raise HTTPException(404, "no such share") from None
-        row = await conn.fetchrow("UPDATE film_shares SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 "
-                                  "RETURNING accession_number", share_id)
-        if row is None:
+        if not await sharing.revoke(conn, share_id):
             raise HTTPException(404, "no such share")
         await audit.record(conn, actor=user.username, action="update", entity="film_share", entity_id=share_id,
                            source_ip=client_ip(request), detail={"revoked": True})

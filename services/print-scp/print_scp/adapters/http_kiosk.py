@@ -41,9 +41,7 @@ def _device(row: Any) -> dict[str, Any]:
 async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> dict[str, Any]:
     key = kiosk.new_device_key()
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "INSERT INTO kiosk_devices (id, name, key_sha256, created_by) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (id) DO NOTHING RETURNING *", body.id, body.name, kiosk.digest(key), user.username)
+        row = await kiosk.register_device(conn, body.id, body.name, key, user.username)
         if row is None:
             raise HTTPException(409, f"kiosk {body.id} exists (revoked ids are not reused)")
         await audit.record(conn, actor=user.username, action="create", entity="kiosk_device", entity_id=body.id,
@@ -54,17 +52,14 @@ async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> 
 @router.get("/admin/kiosks", summary="Registered kiosk devices (never their keys)")
 async def list_kiosks(request: Request, user: KioskAdmin) -> dict[str, Any]:
     async with request.app.state.ctx.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT * FROM kiosk_devices ORDER BY id")
+        rows = await kiosk.devices(conn)
     return {"data": [_device(r) for r in rows], "count": len(rows)}
 
 
 @router.delete("/admin/kiosks/{device_id}", status_code=204, summary="Revoke a kiosk device (refused at once)")
 async def revoke_kiosk(request: Request, device_id: str, user: KioskAdmin) -> Response:
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("UPDATE kiosk_devices SET revoked_at = coalesce(revoked_at, now()), "
-                                  "revoked_by = coalesce(revoked_by, $2) WHERE id = $1 RETURNING id",
-                                  device_id, user.username)
-        if row is None:
+        if not await kiosk.revoke_device(conn, device_id, user.username):
             raise HTTPException(404, "no such kiosk")
         await audit.record(conn, actor=user.username, action="update", entity="kiosk_device", entity_id=device_id,
                            source_ip=client_ip(request), detail={"revoked": True})
@@ -86,10 +81,8 @@ async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[st
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
         if study["status"] == "cancelled":
             raise HTTPException(409, "the order was cancelled")
-        await conn.execute(
-            "INSERT INTO film_slips (id, token_sha256, accession_number, empi_id, created_by, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", slip_id, kiosk.digest(token), body.accession_number, study["empi_id"],
-            user.username, expires)
+        await kiosk.issue_slip(conn, slip_id=slip_id, token=token, accession=body.accession_number,
+                               empi_id=study["empi_id"], created_by=user.username, expires_at=expires)
         await audit.record(conn, actor=user.username, action="create", entity="film_slip", entity_id=slip_id,
                            patient_id=study["patient_id"], source_ip=client_ip(request),
                            detail={"accession_number": body.accession_number})
@@ -104,9 +97,7 @@ async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[st
 @router.delete("/slips/{slip_id}", status_code=204, summary="Withdraw a slip (lost, or reissued)")
 async def revoke_slip(request: Request, slip_id: uuid.UUID, user: Desk) -> Response:
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("UPDATE film_slips SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 "
-                                  "RETURNING id", slip_id)
-        if row is None:
+        if not await kiosk.revoke_slip(conn, slip_id):
             raise HTTPException(404, "no such slip")
         await audit.record(conn, actor=user.username, action="update", entity="film_slip", entity_id=str(slip_id),
                            source_ip=client_ip(request), detail={"revoked": True})

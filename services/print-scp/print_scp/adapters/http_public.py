@@ -24,7 +24,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from print_scp.adapters.http_films import client_ip, runtime
-from print_scp.domain import kiosk, sharing
+from print_scp.domain import films_store, kiosk, sharing
 from print_scp.domain.storage import ObjectNotFound
 
 router = APIRouter(tags=["cloud film and kiosk (public, own checks)"])
@@ -45,8 +45,7 @@ async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
     ctx = request.app.state.ctx
     max_attempts = runtime(request).settings.print_share_max_attempts
     async with ctx.pool.acquire() as conn, conn.transaction():
-        share = await conn.fetchrow("SELECT * FROM film_shares WHERE token_sha256 = $1 FOR UPDATE",
-                                    sharing.token_hash(body.token))
+        share = await sharing.by_token(conn, body.token)
         if share is None:
             raise HTTPException(404, "this link is not valid")
         share_id = str(share["id"])
@@ -58,7 +57,7 @@ async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
         elif share["failed_attempts"] >= max_attempts:
             refusal = (423, "too many wrong answers: this link is locked; ask the hospital for a new one")
         elif not sharing.answer_matches(share_id, body.answer, share["check_sha256"]):
-            await conn.execute("UPDATE film_shares SET failed_attempts = failed_attempts + 1 WHERE id = $1", share_id)
+            await sharing.count_failure(conn, share_id)
             refusal = (403, "the identity check failed")
         await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film_share", entity_id=share_id,
                            source_ip=client_ip(request), outcome="failure" if refusal else "success",
@@ -67,10 +66,7 @@ async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
             # The failed attempt and its audit row are kept: only the refusal is sent.
             pass
         else:
-            films = await conn.fetch(
-                """SELECT id, printed_at, film_size, display_format, patient_name FROM films
-                   WHERE accession_number = $1 AND empi_id = $2 AND match_status = 'matched' AND status = 'stored'
-                   ORDER BY printed_at""", share["accession_number"], share["empi_id"])
+            films = await films_store.matched_films(conn, share["accession_number"], share["empi_id"])
     if refusal:
         raise HTTPException(refusal[0], refusal[1])
     grant = secrets.token_urlsafe(24)
@@ -97,11 +93,7 @@ async def shared_film(request: Request, film_id: str,
     except ValueError:
         raise HTTPException(404, "no such film") from None
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            """SELECT f.png_key, f.patient_id FROM films f JOIN film_shares s ON s.accession_number = f.accession_number
-                   AND s.empi_id = f.empi_id
-               WHERE f.id = $1 AND s.id = $2 AND f.match_status = 'matched' AND s.revoked_at IS NULL
-                   AND s.expires_at > now()""", film_id, share_id)
+        row = await sharing.shared_film_image(conn, film_id, share_id)
         if row is None or row["png_key"] is None:
             raise HTTPException(404, "no such film in this share")
         await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film", entity_id=film_id,
@@ -143,8 +135,7 @@ async def _kiosk(request: Request, key: str | None) -> KioskDevice:
     if not key or len(key) > 200:
         raise HTTPException(401, "unknown kiosk")
     async with request.app.state.ctx.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT id, name FROM kiosk_devices WHERE key_sha256 = $1 AND revoked_at IS NULL",
-                                  kiosk.digest(key))
+        row = await kiosk.device_by_key(conn, key)
     if row is None:
         raise HTTPException(401, "unknown kiosk")
     device = KioskDevice(row["id"], row["name"])
@@ -162,16 +153,10 @@ async def _slip(conn: Any, token: str | None) -> Any:
     """The valid slip for `token` (hash lookup), or 404 in one wording whatever is wrong."""
     row = None
     if token and len(token) <= 64:
-        row = await conn.fetchrow("SELECT id, accession_number, empi_id FROM film_slips WHERE token_sha256 = $1 "
-                                  "AND revoked_at IS NULL AND expires_at > now()", kiosk.digest(token.strip()))
+        row = await kiosk.valid_slip(conn, token.strip())
     if row is None:
         raise HTTPException(404, "this slip is not valid: please ask at the desk")
     return row
-
-
-_SLIP_FILMS = """SELECT id, patient_id, patient_name, copies, film_size, printed_at, handed_over_at FROM films
-                 WHERE accession_number = $1 AND empi_id = $2 AND match_status = 'matched' AND status = 'stored'
-                 ORDER BY printed_at"""
 
 
 @router.post("/kiosk/lookup", summary="Self-service: the patient scans their slip; their films are listed "
@@ -181,7 +166,7 @@ async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str 
     device = await _kiosk(request, x_kiosk_key)
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, body.slip)
-        rows = await conn.fetch(_SLIP_FILMS, slip["accession_number"], slip["empi_id"])
+        rows = await films_store.matched_films(conn, slip["accession_number"], slip["empi_id"])
         # A read of patient data is audited (standard 10.5); nothing about the films changes.
         await audit.record(conn, actor=device.actor, action="read", entity="film",
                            patient_id=rows[0]["patient_id"] if rows else None, source_ip=client_ip(request),
@@ -205,9 +190,7 @@ async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str 
         raise HTTPException(404, "no such film") from None
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, x_slip)
-        row = await conn.fetchrow("SELECT png_key, patient_id FROM films WHERE id = $1 AND accession_number = $2 "
-                                  "AND empi_id = $3 AND match_status = 'matched' AND status = 'stored'",
-                                  film_id, slip["accession_number"], slip["empi_id"])
+        row = await films_store.matched_film_image(conn, film_id, slip["accession_number"], slip["empi_id"])
         if row is None or row["png_key"] is None:
             raise HTTPException(404, "no such film on this slip")
         await audit.record(conn, actor=device.actor, action="read", entity="film", entity_id=film_id,
@@ -231,13 +214,8 @@ async def kiosk_collected(request: Request, body: Collected, x_kiosk_key: Annota
     device = await _kiosk(request, x_kiosk_key)
     async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, body.slip)
-        rows = await conn.fetch(
-            """UPDATE films SET handed_over_at = coalesce(handed_over_at, now()),
-                   handed_over_by = coalesce(handed_over_by, $4)
-               WHERE id = ANY($3::uuid[]) AND accession_number = $1 AND empi_id = $2 AND match_status = 'matched'
-                   AND status = 'stored'
-               RETURNING id, patient_id, handed_over_at, handed_over_by""",
-            slip["accession_number"], slip["empi_id"], [str(f) for f in body.film_ids], device.actor)
+        rows = await films_store.hand_over_matched(conn, [str(f) for f in body.film_ids], slip["accession_number"],
+                                                   slip["empi_id"], device.actor)
         if len(rows) != len(set(body.film_ids)):
             raise HTTPException(404, "a film given is not on this slip")  # the transaction rolls back
         await audit.record(conn, actor=device.actor, action="update", entity="film", patient_id=rows[0]["patient_id"],

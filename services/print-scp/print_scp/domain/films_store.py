@@ -181,3 +181,59 @@ async def films_where(conn: asyncpg.Connection, *, patient_id: str | None = None
     rows = await conn.fetch(f"SELECT {FILM_COLUMNS} FROM films WHERE {where} ORDER BY printed_at DESC "
                             f"LIMIT {int(limit)} OFFSET {int(offset)}", *args)
     return rows, int(count)
+
+
+# ---- what the staff and self-service APIs read and record ------------------------------------------
+
+async def film_record(conn: asyncpg.Connection, film_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """The whole films row (archive columns too); `lock` waits for a send of this film in flight."""
+    return await conn.fetchrow("SELECT * FROM films WHERE id = $1" + (" FOR UPDATE" if lock else ""), film_id)
+
+
+async def lock_film(conn: asyncpg.Connection, film_id: str) -> None:
+    await conn.execute("SELECT 1 FROM films WHERE id = $1 FOR UPDATE", film_id)
+
+
+async def dicom_stale(conn: asyncpg.Connection, film_id: str) -> bool:
+    """The film was matched anew and its DICOM is still being rewritten with that identity."""
+    return bool(await conn.fetchval("SELECT dicom_stale FROM films WHERE id = $1", film_id))
+
+
+async def hand_over(conn: asyncpg.Connection, film_id: str, by: str) -> None:
+    """Recorded as handed over (the first time counts)."""
+    await conn.execute("UPDATE films SET handed_over_at = coalesce(handed_over_at, now()), handed_over_by = "
+                       "coalesce(handed_over_by, $2) WHERE id = $1", film_id, by)
+
+
+async def matched_film_count(conn: asyncpg.Connection, accession: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM films WHERE accession_number = $1 AND match_status = "
+                                   "'matched' AND status = 'stored'", accession))
+
+
+async def matched_films(conn: asyncpg.Connection, accession: str, empi_id: str) -> list[asyncpg.Record]:
+    """The stored films matched to the patient's study, oldest first (what a share or a slip shows)."""
+    return await conn.fetch(
+        """SELECT id, patient_id, patient_name, copies, film_size, display_format, printed_at, handed_over_at
+           FROM films
+           WHERE accession_number = $1 AND empi_id = $2 AND match_status = 'matched' AND status = 'stored'
+           ORDER BY printed_at""", accession, empi_id)
+
+
+async def matched_film_image(conn: asyncpg.Connection, film_id: str, accession: str,
+                             empi_id: str) -> asyncpg.Record | None:
+    """png_key and patient of one stored film matched to the patient's study; None when it is not one."""
+    return await conn.fetchrow("SELECT png_key, patient_id FROM films WHERE id = $1 AND accession_number = $2 "
+                               "AND empi_id = $3 AND match_status = 'matched' AND status = 'stored'",
+                               film_id, accession, empi_id)
+
+
+async def hand_over_matched(conn: asyncpg.Connection, film_ids: list[str], accession: str, empi_id: str,
+                            by: str) -> list[asyncpg.Record]:
+    """Those of `film_ids` matched to the patient's study, recorded as handed over; the rows changed."""
+    return await conn.fetch(
+        """UPDATE films SET handed_over_at = coalesce(handed_over_at, now()),
+               handed_over_by = coalesce(handed_over_by, $4)
+           WHERE id = ANY($3::uuid[]) AND accession_number = $1 AND empi_id = $2 AND match_status = 'matched'
+               AND status = 'stored'
+           RETURNING id, patient_id, handed_over_at, handed_over_by""",
+        accession, empi_id, film_ids, by)

@@ -11,6 +11,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import datetime
+
+import asyncpg
 
 CHECKS = ("phone-last4", "id-last4")
 
@@ -56,3 +59,39 @@ def mask_name(name: str) -> str:
         full = "".join(parts)
         return full[0] + "*" if len(full) <= 2 else full[0] + "*" * (len(full) - 2) + full[-1]
     return " ".join(p[0] + "*" * (len(p) - 1) for p in parts)
+
+
+# ---- share links, stored -------------------------------------------------------------------------
+
+async def create(conn: asyncpg.Connection, *, share_id: str, token: str, accession: str, empi_id: str,
+                 check_kind: str, answer: str, expires_at: datetime, created_by: str) -> None:
+    """The link stored by its token's hash, the identity check by its answer's."""
+    await conn.execute(
+        """INSERT INTO film_shares (id, token_sha256, accession_number, empi_id, check_kind, check_sha256,
+               expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        share_id, token_hash(token), accession, empi_id, check_kind, answer_hash(share_id, answer), expires_at,
+        created_by)
+
+
+async def revoke(conn: asyncpg.Connection, share_id: str) -> bool:
+    row = await conn.fetchrow("UPDATE film_shares SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 "
+                              "RETURNING accession_number", share_id)
+    return row is not None
+
+
+async def by_token(conn: asyncpg.Connection, token: str) -> asyncpg.Record | None:
+    """The link for this token, locked: its failed attempts are counted under the lock."""
+    return await conn.fetchrow("SELECT * FROM film_shares WHERE token_sha256 = $1 FOR UPDATE", token_hash(token))
+
+
+async def count_failure(conn: asyncpg.Connection, share_id: str) -> None:
+    await conn.execute("UPDATE film_shares SET failed_attempts = failed_attempts + 1 WHERE id = $1", share_id)
+
+
+async def shared_film_image(conn: asyncpg.Connection, film_id: str, share_id: str) -> asyncpg.Record | None:
+    """png_key and patient of a matched film the live share covers; None when it covers no such film."""
+    return await conn.fetchrow(
+        """SELECT f.png_key, f.patient_id FROM films f JOIN film_shares s ON s.accession_number = f.accession_number
+               AND s.empi_id = f.empi_id
+           WHERE f.id = $1 AND s.id = $2 AND f.match_status = 'matched' AND s.revoked_at IS NULL
+               AND s.expires_at > now()""", film_id, share_id)
