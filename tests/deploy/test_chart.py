@@ -48,6 +48,7 @@ CRD_API_VERSIONS = [
     "gateway.networking.k8s.io/v1/Gateway",
     "gateway.networking.k8s.io/v1alpha2/TCPRoute",
     "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
 ]
 
 # name -> extra helm arguments. The three example files hospital IT starts from, the full one
@@ -154,7 +155,7 @@ SERVICES = {
 LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "critical-values": 2577}
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
-CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor"}
+CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor", "PrometheusRule"}
 # The audit chain's HMAC key, as the chart's audit.hmacKey Secret holds it (the same for the migration Job,
 # which writes the chain's first keyed row, and the audit CronJob, which verifies it).
 AUDIT_SECRET = {"imaging-audit": {"hmac-key": "chart-test-audit-hmac-key-" + "0123456789abcdef" * 2}}
@@ -215,9 +216,11 @@ def test_install_dry_run_client(helm: Helm, values: str) -> None:
 
 
 @pytest.mark.parametrize(("version", "accepted"), [("1.26.9", False), ("1.27.0", True), ("1.37.4", True),
-                                                   ("1.38.0", False)])
+                                                   ("1.38.0", True), ("1.45.1", True)])
 def test_kube_version_range_is_enforced(helm: Helm, version: str, accepted: bool) -> None:
-    """The range in Chart.yaml is the one the schema validation above covers (KUBERNETES_VERSIONS)."""
+    """A lower bound only (the oldest the schema validation covers, KUBERNETES_VERSIONS): an upper bound
+    would refuse the chart on the cluster's next minor release, blocking upgrades."""
+    assert re.search(r'^kubeVersion: ">=1\.27\.0-0"$', (CHART / "Chart.yaml").read_text(), re.M)
     result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--kube-version", version)
     assert (result.returncode == 0) is accepted, result.stderr
     if not accepted:
@@ -334,6 +337,12 @@ def _check_crd(docs: list[Manifest], doc: Manifest) -> list[str]:
             assert re.fullmatch(r"/api/[a-z-]+/metrics", endpoint["path"]), where
             if selected and endpoint["port"] not in {p["name"] for p in selected[0]["spec"]["ports"]}:
                 problems.append(f"{where}: Service has no port named {endpoint['port']}")
+    elif kind == "PrometheusRule":
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
+        for group in spec["groups"]:
+            for rule in group["rules"]:
+                if set(rule) - {"alert", "expr", "for", "labels", "annotations"} or not rule.get("expr"):
+                    problems.append(f"{where}: malformed rule {rule}")
     else:
         problems.append(f"{where}: unexpected CRD kind")
     return problems
@@ -1159,3 +1168,100 @@ def test_routes_attach_to_an_existing_gateway(helm: Helm) -> None:
     missing = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"),
                             "--set", "gateway.enabled=true,gateway.create=false")
     assert missing.returncode != 0 and "gateway.parentRefs is required" in missing.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations: alerts, dashboard, common pod values, CA bundle
+# ---------------------------------------------------------------------------------------------
+
+
+def _defined_metrics() -> set[str]:
+    """Metric names the code declares (prometheus_client adds _total to counters, _bucket to histograms)."""
+    names: set[str] = set()
+    for path in [*(REPO / "libs").rglob("*.py"), *(REPO / "services").rglob("*.py")]:
+        for kind, name in re.findall(r'(Counter|Gauge|Histogram)\(\s*"([a-z_]+)"', path.read_text(errors="replace")):
+            names |= {name, f"{name}_total"} if kind == "Counter" else {name, f"{name}_bucket", f"{name}_count"}
+        names |= set(re.findall(r'Gauge,\s*"([a-z_]+)"', path.read_text(errors="replace")))
+        for name in re.findall(r'Counter,\s*"([a-z_]+)"', path.read_text(errors="replace")):
+            names |= {name, f"{name}_total"}
+        for name in re.findall(r'Histogram,\s*"([a-z_]+)"', path.read_text(errors="replace")):
+            names |= {name, f"{name}_bucket"}
+    return names
+
+
+def _metrics_in(expr: str) -> set[str]:
+    return {m for m in re.findall(r"\b([a-z_]+)\{", expr)} - {"by"}
+
+
+def test_prometheus_rule_has_the_readme_alerts_on_metrics_the_code_serves(rendered: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(rendered["full"], "PrometheusRule"), "only when the CRD is served"
+    (rule,) = by_kind(rendered["full-with-crds"], "PrometheusRule")
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    exprs = " ".join(r["expr"] for r in rules)
+    readme = (REPO / "README.md").read_text()
+    watched = readme[readme.index("**What to watch**"):readme.index("**Following one patient**")]
+    for metric in sorted(set(re.findall(r"`([a-z_]+)(?:\{[^`]*\})?`", watched)) - {"readyz"}):
+        if metric.endswith(("_total", "_seconds", "_active", "_backlog", "_depth", "_up")):
+            assert metric in exprs or metric in json_dashboard_exprs(), f"README metric {metric} has no alert or panel"
+    defined = _defined_metrics()
+    kube_state = {"kube_job_status_failed"}
+    unknown = {m for r in rules for m in _metrics_in(r["expr"])} - defined - kube_state
+    assert not unknown, f"alerts on metrics no code serves: {unknown}"
+    assert all('namespace="imaging"' in r["expr"] for r in rules)
+    assert {r["labels"]["severity"] for r in rules} <= {"critical", "warning", "info"}
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+
+
+def json_dashboard_exprs() -> str:
+    import json
+
+    dashboard = json.loads((CHART / "dashboards" / "imaging-platform.json").read_text())
+    return " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+
+
+def test_grafana_dashboard_configmap(rendered: dict[str, list[Manifest]]) -> None:
+    import json
+
+    assert not [c for c in by_kind(rendered["minimal"], "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    cm = named(rendered["full"], "ConfigMap", f"{FULLNAME}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["imaging-platform.json"])
+    assert dashboard["uid"] == "imaging-platform" and dashboard["panels"]
+    unknown = {m for p in dashboard["panels"] for t in p["targets"] for m in _metrics_in(t["expr"])} - _defined_metrics()
+    assert not unknown, f"panels on metrics no code serves: {unknown}"
+
+
+def test_common_pod_values_reach_every_service(rendered: dict[str, list[Manifest]], helm: Helm) -> None:
+    for deployment in by_kind(rendered["full"], "Deployment"):
+        if deployment["metadata"]["labels"].get("app.kubernetes.io/component") != "service":
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["priorityClassName"] == "imaging-platform"
+        (spread,) = pod["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+        assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE", "PGSSLROOTCERT"):
+            assert env[name] == "/etc/imaging/ca/ca-bundle.crt"
+        assert {"name": "ca-bundle", "mountPath": "/etc/imaging/ca", "readOnly": True} in container["volumeMounts"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "ca-bundle"]
+        assert volume["configMap"]["name"] == "hospital-ca-bundle"
+    result = helm.template(
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "podAnnotations.team=radiology,services.worklist.podAnnotations.extra=yes,nodeSelector.pool=imaging",
+        "--set-json", 'extraVolumes=[{"name":"fonts","configMap":{"name":"site-fonts"}}]',
+        "--set-json", 'extraVolumeMounts=[{"name":"fonts","mountPath":"/usr/share/fonts/site","readOnly":true}]',
+        "--set-json", 'services.worklist.nodeSelector={"pool":"dicom"}')
+    assert result.returncode == 0, result.stderr
+    docs = parse_manifests(result.stdout)
+    worklist = named(docs, "Deployment", f"{FULLNAME}-worklist")["spec"]["template"]
+    registration = named(docs, "Deployment", f"{FULLNAME}-registration")["spec"]["template"]
+    assert worklist["metadata"]["annotations"]["team"] == "radiology"
+    assert worklist["metadata"]["annotations"]["extra"] == "yes"
+    assert "extra" not in registration["metadata"]["annotations"]
+    assert worklist["spec"]["nodeSelector"] == {"pool": "dicom"}
+    assert registration["spec"]["nodeSelector"] == {"pool": "imaging"}
+    assert {"name": "fonts", "configMap": {"name": "site-fonts"}} in registration["spec"]["volumes"]
+    assert {"name": "fonts", "mountPath": "/usr/share/fonts/site", "readOnly": True} in registration["spec"][
+        "containers"][0]["volumeMounts"]

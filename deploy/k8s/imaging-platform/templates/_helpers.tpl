@@ -321,3 +321,35 @@ criticalAck:
 {{- $_ := include "imaging.mq" . -}}
 {{- $_ := include "imaging.redis" . -}}
 {{- end -}}
+
+{{/*
+The hospital's CA bundle (caBundle.*): a PEM file holding every CA the services must trust (the public
+ones too: it replaces the image's default), mounted at /etc/imaging/ca/ca-bundle.crt and named in the
+variables each client library reads: Python's ssl and httpx (SSL_CERT_FILE), requests (REQUESTS_CA_BUNDLE),
+boto3 for the film bucket (AWS_CA_BUNDLE), libpq/asyncpg for sslmode=verify-* (PGSSLROOTCERT).
+*/}}
+{{- define "imaging.caBundleEnv" -}}
+{{- if or .Values.caBundle.existingConfigMap .Values.caBundle.existingSecret }}
+{{- range list "SSL_CERT_FILE" "REQUESTS_CA_BUNDLE" "AWS_CA_BUNDLE" "PGSSLROOTCERT" }}
+- name: {{ . }}
+  value: /etc/imaging/ca/ca-bundle.crt
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "imaging.caBundleMount" -}}
+{{- if or .Values.caBundle.existingConfigMap .Values.caBundle.existingSecret }}
+- {name: ca-bundle, mountPath: /etc/imaging/ca, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "imaging.caBundleVolume" -}}
+{{- $c := .Values.caBundle }}
+{{- if $c.existingConfigMap }}
+- name: ca-bundle
+  configMap: {name: {{ $c.existingConfigMap | quote }}, items: [{key: {{ $c.key | quote }}, path: ca-bundle.crt}]}
+{{- else if $c.existingSecret }}
+- name: ca-bundle
+  secret: {secretName: {{ $c.existingSecret | quote }}, defaultMode: 0444, items: [{key: {{ $c.key | quote }}, path: ca-bundle.crt}]}
+{{- end }}
+{{- end -}}
