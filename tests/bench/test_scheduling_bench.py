@@ -246,7 +246,7 @@ async def pool_90x30(pool: asyncpg.Pool) -> dict[str, object]:
             for code, mod in ((us, "US"), (ct_abd, "CT"), (rf, "RF")):
                 triples.append((f"T{n}", code, mod, f"TP{n}", "outpatient", {}))
         await add_requests(conn, searchers + triples)
-        # As the service does after start-up (scheduling's listener): what exists now is never garbage;
+        # As the runner does after start-up (imaging_common.runner): what exists now is never garbage;
         # without this, a full collection over pytest's and fhir.resources' objects lands in ~5% of the
         # searches as a 70 ms pause.
         gc.collect()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import importlib.util
 import logging
 import time
@@ -152,6 +154,31 @@ def request_context(request: Request) -> ServiceContext[Any]:
 # `ctx: Ctx[Settings]` in a route: the context, its settings typed as the service's own.
 Ctx = Annotated[ServiceContext[S], Depends(request_context)]
 
+# The settings of the service whose event handler is running. A handler gets (conn, event data) only;
+# one that needs its service's settings reads `handler_settings(Settings)`: those given to create_app,
+# never a Settings() of its own (in the all-in-one process, or a test's app, they differ).
+_handler_settings: contextvars.ContextVar[CommonSettings] = contextvars.ContextVar("handler_settings")
+
+
+def handler_settings(cls: type[S]) -> S:
+    """The running event handler's service settings, as that service's own class."""
+    settings = _handler_settings.get(None)
+    if not isinstance(settings, cls):
+        raise RuntimeError(f"{cls.__module__}.{cls.__qualname__} asked for outside an event handler of its service")
+    return settings
+
+
+def _with_settings(handler: Callable[..., Awaitable[None]], settings: CommonSettings) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(handler)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        token = _handler_settings.set(settings)
+        try:
+            await handler(*args, **kwargs)
+        finally:
+            _handler_settings.reset(token)
+
+    return run
+
 
 # Without PostgreSQL a pod cannot accept work, so it leaves its Service. Without RabbitMQ it still
 # can (events wait in the outbox and are relayed when the broker is back), and without Redis the
@@ -292,7 +319,8 @@ async def service_context(
     pool = await db.create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_max)
     redis_client = aioredis.from_url(settings.redis_url, decode_responses=True)
     registry = registry or CollectorRegistry()
-    bus = EventBus(settings=settings, service=spec.name, pool=pool, handlers=spec.event_handlers, registry=registry)
+    handlers = {key: _with_settings(handler, settings) for key, handler in spec.event_handlers.items()}
+    bus = EventBus(settings=settings, service=spec.name, pool=pool, handlers=handlers, registry=registry)
     try:
         verifier = await TokenVerifier.from_settings(settings, redis_client)
         await bus.start()

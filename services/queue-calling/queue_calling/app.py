@@ -20,13 +20,11 @@ from queue_calling.settings import Settings
 
 
 @contextlib.asynccontextmanager
-async def screen_hub(ctx: ServiceContext) -> AsyncIterator[None]:
+async def screen_hub(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
     s = ctx.settings
-    hub = ScreenHub(pool=ctx.pool, redis=ctx.redis, namespace=s.namespace,
-                    timezone=getattr(s, "queue_timezone", "Asia/Shanghai"),
-                    announcement=getattr(s, "queue_announcement", "请 {ticket} 号 {name} 到 {room} 检查"),
-                    ping_seconds=getattr(s, "queue_screen_ping_seconds", 10.0),
-                    buffer=getattr(s, "queue_screen_send_buffer", 64), database_url=s.database_url)
+    hub = ScreenHub(pool=ctx.pool, redis=ctx.redis, namespace=s.namespace, timezone=s.queue_timezone,
+                    announcement=s.queue_announcement, ping_seconds=s.queue_screen_ping_seconds,
+                    buffer=s.queue_screen_send_buffer, database_url=s.database_url)
     await hub.start()
     ctx.extras["hub"] = hub
     try:
@@ -36,14 +34,13 @@ async def screen_hub(ctx: ServiceContext) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def notification_sender(ctx: ServiceContext) -> AsyncIterator[None]:
+async def notification_sender(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
     s = ctx.settings
     allow = AllowList.from_settings(s)
-    webhook = getattr(s, "queue_webhook_url", None)
-    if webhook:
-        allow.check_url(webhook)  # IMAGING_QUEUE_WEBHOOK_URL must be on IMAGING_OUTBOUND_ALLOW: refuse to start
-    sender = NotificationSender(ctx.pool, max_attempts=getattr(s, "queue_notify_max_attempts", 5),
-                                webhook_timeout=getattr(s, "queue_webhook_timeout", 5.0), allow=allow)
+    if s.queue_webhook_url:  # IMAGING_QUEUE_WEBHOOK_URL must be on IMAGING_OUTBOUND_ALLOW: refuse to start
+        allow.check_url(s.queue_webhook_url)
+    sender = NotificationSender(ctx.pool, max_attempts=s.queue_notify_max_attempts,
+                                webhook_timeout=s.queue_webhook_timeout, allow=allow)
     await sender.start()
     ctx.extras["sender"] = sender
     try:

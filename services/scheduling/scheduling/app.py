@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from fastapi import FastAPI
-from imaging_common.service import ServiceSpec, create_service_app
+from imaging_common.service import ServiceSpec, create_service_app, handler_settings
 
 from scheduling.adapters import background, http_admin, http_booking, http_fhir
 from scheduling.adapters.deps import scheduler_for
@@ -15,10 +14,9 @@ from scheduling.domain.booking import Scheduler
 from scheduling.settings import Settings
 
 
-@functools.cache
 def _scheduler() -> Scheduler:
-    # Event handlers get (conn, event) only; their scheduler comes from the environment.
-    return scheduler_for(Settings())
+    # Event handlers get (conn, event) only; their scheduler comes from the settings the app was made with.
+    return scheduler_for(handler_settings(Settings))
 
 
 class _Lazy:

@@ -10,19 +10,17 @@ from typing import Any
 import asyncpg
 from imaging_common.events import CloudEvent, parse_data
 from imaging_common.events.types import CriticalRaised, OrderCreated, PatientMerged, PatientUpdated, ReportAmended
+from imaging_common.service import handler_settings
 
 from critical_values.domain import follow, lifecycle, times
 from critical_values.domain.lifecycle import Defaults, NewCritical
 from critical_values.settings import Settings
 
-_settings: Settings | None = None
-
 
 def _defaults() -> Defaults:
-    global _settings
-    _settings = _settings or Settings()
-    return Defaults(_settings.critical_default_category, _settings.critical_default_notify_minutes,
-                    _settings.critical_default_ack_minutes, times.skew_of(_settings))
+    s = handler_settings(Settings)
+    return Defaults(s.critical_default_category, s.critical_default_notify_minutes, s.critical_default_ack_minutes,
+                    times.skew_of(s))
 
 
 async def on_order(conn: asyncpg.Connection, event: CloudEvent) -> None:

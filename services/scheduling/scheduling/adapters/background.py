@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+
+from imaging_common.service import ServiceContext
 
 from scheduling.adapters.deps import scheduler_for
 from scheduling.domain.housekeeping import Housekeeping, run_once
@@ -17,19 +17,14 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def housekeeping(ctx: Any) -> AsyncIterator[None]:
-    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+async def housekeeping(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
+    settings = ctx.settings
     s = scheduler_for(settings)
     no_show = settings.scheduling_no_show_after_minutes
     hk = Housekeeping(
         reminder_hours=settings.scheduling_reminder_hours, no_show_after_minutes=no_show if no_show >= 0 else None
     )
     ctx.extras["scheduler"] = s
-    # Everything loaded by now (modules, fhir.resources' many models, settings) lives as long as the
-    # process: moved out of the collector's sight, a full collection no longer walks it, which was
-    # a ~70 ms pause in ~5% of slot searches.
-    gc.collect()
-    gc.freeze()
 
     async def loop() -> None:
         while True:

@@ -32,11 +32,8 @@ def scheduler_for(settings: Settings) -> Scheduler:
     )
 
 
-def _scheduler(request: Request) -> Scheduler:
-    settings = request.app.state.settings
-    if not isinstance(settings, Settings):
-        settings = Settings()
-    return scheduler_for(settings)
+def _scheduler(ctx: Ctx[Settings]) -> Scheduler:
+    return scheduler_for(ctx.settings)
 
 
 Conn = Annotated[asyncpg.Connection, Depends(_conn)]

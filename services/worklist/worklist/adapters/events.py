@@ -6,9 +6,6 @@ changes nothing twice; raising makes the bus retry (then dead-letter) the messag
 
 from __future__ import annotations
 
-from functools import lru_cache
-from zoneinfo import ZoneInfo
-
 import asyncpg
 from imaging_common.events import CloudEvent, EventHandler, parse_data
 from imaging_common.events.types import (
@@ -21,20 +18,16 @@ from imaging_common.events.types import (
     PatientMerged,
     PatientUpdated,
 )
+from imaging_common.service import handler_settings
 
 from worklist.domain import steps
 from worklist.settings import Settings
 
 
-@lru_cache(maxsize=1)
-def _tz() -> ZoneInfo:
-    return Settings().tz
-
-
 async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
     data = parse_data(event)
     assert isinstance(data, OrderCreated)  # or OrderChanged: the whole order either way
-    await steps.apply_order_created(conn, data, _tz())
+    await steps.apply_order_created(conn, data, handler_settings(Settings).tz)
 
 
 async def on_order_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
@@ -46,7 +39,7 @@ async def on_order_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> Non
 async def on_appointment_booked(conn: asyncpg.Connection, event: CloudEvent) -> None:
     data = parse_data(event)
     assert isinstance(data, AppointmentBooked | AppointmentRescheduled)
-    await steps.apply_appointment(conn, data, _tz())
+    await steps.apply_appointment(conn, data, handler_settings(Settings).tz)
 
 
 async def on_appointment_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
