@@ -101,7 +101,7 @@ BUILDERS = {  # every module that builds an MSH, and the message types it makes
     "services/registration/registration/adapters/hl7_replies.py": {("ORR", "O02", "ORR_O02"),
                                                                    ("ORI", "O24", "ORI_O24")},
     "services/registration/registration/domain/his_status.py": {("ORM", "O01", "ORM_O01")},
-    "services/reporting/reporting/domain/oru.py": {("ORU", "R01", "ORU_R01")},
+    "services/reporting/reporting/adapters/hl7_oru.py": {("ORU", "R01", "ORU_R01")},
     "services/critical-values/critical_values/adapters/messages.py": {("ORU", "R01", "ORU_R01")},
 }
 
@@ -153,7 +153,7 @@ def test_report_and_status_variants_conform() -> None:
     GB 18030 receiver, coded and numeric fields; every status update (SC/IP/DC/CM, OC)."""
     from imaging_common.empi.identifiers import IdType
     from registration.domain.his_status import Endpoint, status_message
-    from reporting.domain.oru import build_oru
+    from reporting.adapters.hl7_oru import build_oru
 
     snap: dict[str, Any] = {
         "patient": {"patient_id": "P000001", "empi_id": "01JEMPI", "name": "欧阳娜娜", "name_latin": "OUYANG^NANA",

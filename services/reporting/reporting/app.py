@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from imaging_common.service import ServiceSpec, create_service_app
 
 from reporting.adapters import (
+    fhir_report,
+    hl7_oru,
     http_exams,
     http_fhir,
     http_phrases,
@@ -33,6 +35,7 @@ SERVICE = ServiceSpec(
     ui_routers=[ui_router],
     event_handlers=HANDLERS,
     listeners=[delivery_listener],
+    on_ready=[hl7_oru.on_ready, fhir_report.on_ready],  # the messages the deliveries carry
 )
 
 

@@ -17,6 +17,10 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
+from imaging_common.service import ServiceContext
+
+from reporting.domain import deliveries
+from reporting.domain.deliveries import Receiver
 
 SYSTEMS = {"RadLex": "http://radlex.org", "SNOMED-CT": "http://snomed.info/sct", "LOINC": "http://loinc.org"}
 ACCESSION_SYSTEM = "urn:imaging:accession"
@@ -160,3 +164,13 @@ def bundle_json(snap: dict[str, Any]) -> str:
     entries.append({"resource": report, "request": {"method": "PUT", "url": f"DiagnosticReport/{report['id']}"}})
     return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}, ensure_ascii=False,
                       separators=(",", ":"))
+
+
+def write(snap: dict[str, Any], receiver: Receiver) -> str:
+    """The transaction Bundle queued for a FHIR receiver (the same for every one of them)."""
+    return bundle_json(snap)
+
+
+async def on_ready(ctx: ServiceContext[Any]) -> None:
+    """Report versions queued for FHIR receivers (domain/deliveries.py) are written by `write`."""
+    deliveries.use_writer("fhir", write)

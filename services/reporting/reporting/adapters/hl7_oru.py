@@ -19,6 +19,10 @@ from zoneinfo import ZoneInfo
 
 from imaging_common.hl7 import Message, build_msh, build_segment
 from imaging_common.hl7.charset import LABELS
+from imaging_common.service import ServiceContext
+
+from reporting.domain import deliveries
+from reporting.domain.deliveries import Receiver
 
 TZ = ZoneInfo("Asia/Shanghai")
 SECTION_CODES = {  # LOINC codes of report sections
@@ -114,6 +118,17 @@ def build_oru(snap: dict[str, Any], *, receiving_application: str = "HIS", recei
         segments.append(build_segment("OBX", str(n), vtype, ident, None, obs, value.get("unit"), None, abnormal,
                                       None, None, status))
     return Message(segments)
+
+
+def write(snap: dict[str, Any], receiver: Receiver) -> str:
+    """The ER7 queued for one HL7 receiver: its application, facility and character set."""
+    return build_oru(snap, receiving_application=receiver.receiving_application,
+                     receiving_facility=receiver.receiving_facility, charset=receiver.charset).to_er7()
+
+
+async def on_ready(ctx: ServiceContext[Any]) -> None:
+    """Report versions queued for HL7 receivers (domain/deliveries.py) are written by `write`."""
+    deliveries.use_writer("hl7", write)
 
 
 def _esc(text: str) -> str:

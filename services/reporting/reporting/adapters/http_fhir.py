@@ -1,6 +1,6 @@
 """FHIR R4 read API under the platform's FHIR base `/fhir/R4` (imaging_common.fhir; the former
 `/api/reporting/fhir/...` redirects there): DiagnosticReport and Observation of signed reports, built
-with fhir.resources' R4B models (reporting.domain.fhir).
+with fhir.resources' R4B models (reporting.adapters.fhir_report).
 
 Clinicians see what was released: the last signed version (an amendment in progress shows the
 version still in force); a report never signed shows its status with no content.
@@ -19,9 +19,10 @@ from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
 from imaging_common.service import ServiceContext
 
+from reporting.adapters import fhir_report
 from reporting.adapters.fhir_capability import RESOURCES
-from reporting.domain import fhir, reports
-from reporting.domain.fhir import ACCESSION_SYSTEM
+from reporting.adapters.fhir_report import ACCESSION_SYSTEM
+from reporting.domain import reports
 
 fhir_router = APIRouter(tags=["fhir"])
 Clinical = Annotated[Principal, Depends(require_roles("clinician", "radiologist", "senior-radiologist", "admin"))]
@@ -61,8 +62,8 @@ async def diagnostic_report(report_id: str, request: Request, user: Clinical) ->
             snap = await _released(conn, report_id)
         except reports.NotFound:
             return outcome(404, "not-found", f"DiagnosticReport/{report_id} not found")
-        observations = fhir.build_observations(snap)
-        resource = fhir.build_diagnostic_report(snap, observations)
+        observations = fhir_report.build_observations(snap)
+        resource = fhir_report.build_diagnostic_report(snap, observations)
         await _audit(conn, user, request, "report", report_id, snap["patient"].get("patient_id"))
     return fhir_response(resource)
 
@@ -84,7 +85,7 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
         found = []
         for row in ids:
             snap = await _released(conn, row["id"])
-            found.append(fhir.build_diagnostic_report(snap, fhir.build_observations(snap)))
+            found.append(fhir_report.build_diagnostic_report(snap, fhir_report.build_observations(snap)))
         await _audit(conn, user, request, "report-search", value or patient or "", patient)
     return fhir_response(searchset(request, found))
 
@@ -98,7 +99,7 @@ async def observation(observation_id: str, request: Request, user: Clinical) -> 
         if report_id is None:
             return outcome(404, "not-found", f"Observation/{observation_id} not found")
         snap = await _released(conn, report_id)
-        found = next((o for o in fhir.build_observations(snap) if o.id == observation_id), None)
+        found = next((o for o in fhir_report.build_observations(snap) if o.id == observation_id), None)
         if found is None:
             return outcome(404, "not-found", f"Observation/{observation_id} not found")
         await _audit(conn, user, request, "observation", observation_id, snap["patient"].get("patient_id"))

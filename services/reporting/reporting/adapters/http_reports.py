@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from reporting.adapters import deps
 from reporting.adapters.deps import Ctx, Reader, Reporter, Stepper
+from reporting.adapters.hl7_oru import build_oru
 from reporting.domain import exams, qc, reports, signing
 from reporting.domain.content import ReportContent
-from reporting.domain.oru import build_oru
 from reporting.domain.states import Action, InvalidTransition, State
 from reporting.domain.workflow import NotPermitted
 

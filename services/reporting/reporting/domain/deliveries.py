@@ -8,19 +8,21 @@ the outcome: `delivered`, or back to `pending` with exponential backoff, or afte
 attempt (or a reject that no retry can fix) `dead` — listed by the API, re-queued by hand.
 Per report and receiver only the oldest unfinished row is claimable, so P, F, C and W arrive in
 the order they happened.
+
+What a row carries is written by the adapters (an ORU^R01 in adapters/hl7_oru.py, a FHIR
+transaction Bundle in adapters/fhir_report.py): messages for the outside world are not the
+domain's, so each adapter hands its writer to `use_writer` when the service starts (on_ready).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from imaging_common.outbound import AllowList
-
-from reporting.domain import fhir as fhir_build
-from reporting.domain.oru import build_oru
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,21 @@ class Receiver:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Receiver:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+Writer = Callable[[dict[str, Any], Receiver], str]
+"""The payload of one report snapshot (reports.snapshot) for one receiver."""
+
+_writers: dict[str, Writer] = {}
+
+
+def use_writer(kind: str, write: Writer) -> None:
+    """How report versions are written for receivers of `kind` ("hl7", "fhir")."""
+    _writers[kind] = write
+
+
+class NoWriter(RuntimeError):
+    """A receiver's kind has no writer: the service started without its adapters' on_ready hooks."""
 
 
 async def receivers(conn: asyncpg.Connection, *, enabled_only: bool = True) -> list[Receiver]:
@@ -75,15 +92,18 @@ async def enqueue(conn: asyncpg.Connection, snap: dict[str, Any]) -> int:
     targets = await receivers(conn)
     if not targets:
         return 0
-    bundle_json: str | None = None
+    bundle_json: str | None = None  # one Bundle for every FHIR receiver: it names none of them
     rows: list[tuple[Any, ...]] = []
     for receiver in targets:
-        if receiver.kind == "hl7":
-            payload = build_oru(snap, receiving_application=receiver.receiving_application,
-                                receiving_facility=receiver.receiving_facility, charset=receiver.charset).to_er7()
+        kind = receiver.kind if receiver.kind == "hl7" else "fhir"
+        write = _writers.get(kind)
+        if write is None:
+            raise NoWriter(f"no writer for {kind} receivers (reporting's adapters register them on ready)")
+        if kind == "hl7":
+            payload = write(snap, receiver)
         else:
             if bundle_json is None:
-                bundle_json = fhir_build.bundle_json(snap)
+                bundle_json = write(snap, receiver)
             payload = bundle_json
         rows.append((receiver.id, payload))
     # One statement for all receivers: one round trip, one NOTIFY.
