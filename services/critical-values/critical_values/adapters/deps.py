@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
+from imaging_common.service import Ctx as Ctx  # the library's one context dependency, re-exported
 from imaging_common.service import ServiceContext
 
 # Radiologists find and raise critical values (7.1.3 (3)); the AI platform posts with a
@@ -24,13 +25,6 @@ Caller = Annotated[Principal, Depends(require_roles("radiologist", "senior-radio
 QualityControl = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
-
-def context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[ServiceContext, Depends(context)]
 
 
 def client_ip(request: Request) -> str | None:

@@ -102,7 +102,8 @@ async def publish_dictionary(body: VersionIn, user: Admin, ctx: Ctx, ip: ClientI
 
 @router.get("/receivers", summary="Clinician systems notifications go to")
 async def list_receivers(user: Admin, ctx: Ctx) -> dict[str, Any]:
-    rows = await ctx.pool.fetch("SELECT * FROM receiver ORDER BY receiver_id")
+    async with ctx.pool.acquire() as conn:
+        rows = await recipients.receivers(conn)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
@@ -137,9 +138,8 @@ async def add_roster(body: RosterIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dic
 
 @router.get("/rosters", summary="Roster entries covering a time (now by default)")
 async def list_rosters(user: Viewer, ctx: Ctx, at: datetime | None = None) -> dict[str, Any]:
-    rows = await ctx.pool.fetch(
-        "SELECT * FROM roster_entry WHERE starts_at <= coalesce($1, now()) AND ends_at > coalesce($1, now()) "
-        "ORDER BY department, duty", at)
+    async with ctx.pool.acquire() as conn:
+        rows = await recipients.roster_at(conn, at)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 

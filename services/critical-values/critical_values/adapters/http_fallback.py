@@ -11,7 +11,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import Caller, ClientIp, Ctx, Viewer
-from critical_values.domain import fallback, times
+from critical_values.domain import fallback, lifecycle, times
 
 router = APIRouter(tags=["fallback"])
 
@@ -43,10 +43,7 @@ class LinkIn(BaseModel):
 async def phone_tasks(user: Caller, ctx: Ctx, ip: ClientIp, status: Literal["open", "done", "all"] = "open"
                       ) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """SELECT p.*, c.accession_number, c.finding, c.patient_id, c.department, c.ward FROM phone_task p
-               JOIN critical_value c USING (critical_id) WHERE $1 = 'all' OR p.status = $1
-               ORDER BY p.created_at LIMIT 500""", status)
+        rows = await fallback.phone_tasks(conn, status)
         await audit.record(conn, actor=user.username, action="read", entity="phone_task", source_ip=ip,
                            detail={"status": status, "count": len(rows)})
     return {"data": [dict(r) for r in rows], "count": len(rows)}
@@ -59,7 +56,7 @@ async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: C
             conn, task_id, outcome=body.outcome, called_person=body.called_person, called_at=body.called_at,
             recorded_at=datetime.now(UTC), by=user.username, notes=body.notes, action_taken=body.action_taken,
             skew=times.skew_of(ctx.settings))
-        pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", result["critical_id"])
+        pid = await lifecycle.patient_of(conn, result["critical_id"])
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=result["critical_id"], patient_id=pid, source_ip=ip,
                            detail={"phone_task": task_id, "outcome": body.outcome,
@@ -80,7 +77,7 @@ async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp)
         if body.critical_id:
             result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC),
                                          skew=times.skew_of(ctx.settings))
-        invalid = await conn.fetchval("SELECT called_at_invalid FROM manual_record WHERE record_id = $1", record_id)
+        invalid = await fallback.called_at_invalid(conn, record_id)
         result["called_at_invalid"] = invalid
         await audit.record(conn, actor=user.username, action="create", entity="manual_record",
                            entity_id=str(record_id), source_ip=ip,
@@ -93,12 +90,7 @@ async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp)
 async def list_manual(user: Viewer, ctx: Ctx, ip: ClientIp, linked: bool = False,
                       accession_number: str | None = None) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """SELECT m.*, (SELECT array_agg(critical_id) FROM critical_value c
-                             WHERE c.accession_number = m.accession_number) AS candidates
-               FROM manual_record m WHERE (critical_id IS NOT NULL) = $1
-               AND ($2::text IS NULL OR accession_number = $2) ORDER BY entered_at LIMIT 500""",
-            linked, accession_number)
+        rows = await fallback.manual_records(conn, linked=linked, accession_number=accession_number)
         await audit.record(conn, actor=user.username, action="read", entity="manual_record", source_ip=ip,
                            detail={"linked": linked, "count": len(rows)})
     return {"data": [dict(r) for r in rows], "count": len(rows)}
@@ -109,7 +101,7 @@ async def link(record_id: int, body: LinkIn, user: Caller, ctx: Ctx, ip: ClientI
     async with ctx.pool.acquire() as conn, conn.transaction():
         result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC),
                                      skew=times.skew_of(ctx.settings))
-        pid = await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", body.critical_id)
+        pid = await lifecycle.patient_of(conn, body.critical_id)
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
                            entity_id=body.critical_id, patient_id=pid, source_ip=ip,
                            detail={"manual_record": record_id, "acknowledged": result["acknowledged"]})

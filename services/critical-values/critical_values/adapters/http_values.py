@@ -114,10 +114,7 @@ async def ai_finding(body: AiFindingIn, user: Raiser, ctx: Ctx, ip: ClientIp) ->
 async def list_values(user: Viewer, ctx: Ctx, ip: ClientIp, state: Literal["open", "all"] = "open",
                       accession_number: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """SELECT * FROM critical_value WHERE ($1 = 'all' OR closed_at IS NULL)
-               AND ($2::text IS NULL OR accession_number = $2) ORDER BY raised_at DESC LIMIT $3""",
-            state, accession_number, limit)
+        rows = await lifecycle.listing(conn, state=state, accession_number=accession_number, limit=limit)
         await audit.record(conn, actor=user.username, action="read", entity="critical_value", source_ip=ip,
                            patient_id=rows[0]["patient_id"] if len({r["patient_id"] for r in rows}) == 1 else None,
                            detail={"list": state, "count": len(rows), "accession_number": accession_number,
@@ -129,10 +126,9 @@ async def list_values(user: Viewer, ctx: Ctx, ip: ClientIp, state: Literal["open
 async def get_value(critical_id: str, user: Viewer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await lifecycle.get(conn, critical_id)
-        notes = await conn.fetch("SELECT * FROM notification WHERE critical_id = $1 ORDER BY created_at, "
-                                 "notification_id", critical_id)
-        tasks = await conn.fetch("SELECT * FROM phone_task WHERE critical_id = $1 ORDER BY task_id", critical_id)
-        manual = await conn.fetch("SELECT * FROM manual_record WHERE critical_id = $1 ORDER BY record_id", critical_id)
+        notes = await lifecycle.notifications_of(conn, critical_id)
+        tasks = await lifecycle.phone_tasks_of(conn, critical_id)
+        manual = await lifecycle.manual_records_of(conn, critical_id)
         log = await lifecycle.timeline(conn, critical_id)
         await audit.record(conn, actor=user.username, action="read", entity="critical_value", entity_id=critical_id,
                            patient_id=row["patient_id"], source_ip=ip)

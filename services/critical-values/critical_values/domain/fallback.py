@@ -100,3 +100,29 @@ async def link(conn: asyncpg.Connection, record_id: int, critical_id: str, *, by
             await conn.execute("UPDATE manual_record SET called_at_invalid = $2 WHERE record_id = $1",
                                record_id, cv["acknowledged_claim_invalid"])
     return {"record_id": record_id, "critical_id": critical_id, "acknowledged": acknowledged}
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+async def phone_tasks(conn: asyncpg.Connection, status: str) -> list[asyncpg.Record]:
+    """Phone calls a person must make (status 'open', 'done' or 'all'), with their critical value."""
+    return await conn.fetch(
+        """SELECT p.*, c.accession_number, c.finding, c.patient_id, c.department, c.ward FROM phone_task p
+           JOIN critical_value c USING (critical_id) WHERE $1 = 'all' OR p.status = $1
+           ORDER BY p.created_at LIMIT 500""", status)
+
+
+async def called_at_invalid(conn: asyncpg.Connection, record_id: int) -> Any:
+    """Why the manual record's claimed call time was not believed, if it was not."""
+    return await conn.fetchval("SELECT called_at_invalid FROM manual_record WHERE record_id = $1", record_id)
+
+
+async def manual_records(conn: asyncpg.Connection, *, linked: bool,
+                         accession_number: str | None) -> list[asyncpg.Record]:
+    """Manual phone records, linked or not, each with the critical values of its accession (candidates)."""
+    return await conn.fetch(
+        """SELECT m.*, (SELECT array_agg(critical_id) FROM critical_value c
+                         WHERE c.accession_number = m.accession_number) AS candidates
+           FROM manual_record m WHERE (critical_id IS NOT NULL) = $1
+           AND ($2::text IS NULL OR accession_number = $2) ORDER BY entered_at LIMIT 500""",
+        linked, accession_number)

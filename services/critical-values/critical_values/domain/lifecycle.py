@@ -323,3 +323,31 @@ async def timeline(conn: asyncpg.Connection, critical_id: str) -> list[dict[str,
                             "WHERE critical_id = $1 ORDER BY at, log_id", critical_id)
     return [{**dict(r), "detail": json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"]}
             for r in rows]
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+async def patient_of(conn: asyncpg.Connection, critical_id: str) -> str | None:
+    return await conn.fetchval("SELECT patient_id FROM critical_value WHERE critical_id = $1", critical_id)
+
+
+async def listing(conn: asyncpg.Connection, *, state: str, accession_number: str | None,
+                  limit: int) -> list[asyncpg.Record]:
+    """Critical values, newest first: the open ones (state 'open') or all."""
+    return await conn.fetch(
+        """SELECT * FROM critical_value WHERE ($1 = 'all' OR closed_at IS NULL)
+           AND ($2::text IS NULL OR accession_number = $2) ORDER BY raised_at DESC LIMIT $3""",
+        state, accession_number, limit)
+
+
+async def notifications_of(conn: asyncpg.Connection, critical_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM notification WHERE critical_id = $1 ORDER BY created_at, "
+                            "notification_id", critical_id)
+
+
+async def phone_tasks_of(conn: asyncpg.Connection, critical_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM phone_task WHERE critical_id = $1 ORDER BY task_id", critical_id)
+
+
+async def manual_records_of(conn: asyncpg.Connection, critical_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM manual_record WHERE critical_id = $1 ORDER BY record_id", critical_id)

@@ -115,3 +115,15 @@ async def add_roster_entry(conn: asyncpg.Connection, *, department: str, duty: s
         """INSERT INTO roster_entry (department, duty, person_id, person_name, phone, starts_at, ends_at)
            VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING entry_id""",
         department, duty, person_id, person_name, phone, starts_at, ends_at))
+
+
+async def receivers(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Clinician systems notifications go to."""
+    return await conn.fetch("SELECT * FROM receiver ORDER BY receiver_id")
+
+
+async def roster_at(conn: asyncpg.Connection, at: datetime | None) -> list[asyncpg.Record]:
+    """Roster entries covering a time (now when None)."""
+    return await conn.fetch(
+        "SELECT * FROM roster_entry WHERE starts_at <= coalesce($1, now()) AND ends_at > coalesce($1, now()) "
+        "ORDER BY department, duty", at)
