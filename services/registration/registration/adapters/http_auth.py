@@ -16,7 +16,7 @@ from imaging_common.auth import Principal, RefreshRefused, SessionStore, TokenIs
 from imaging_common.auth.dependencies import unauthorized
 from imaging_common.auth.throttle import LoginThrottle
 from imaging_common.problems import problem
-from imaging_common.service import ServiceContext
+from imaging_common.service import ServiceContext, request_context
 from pydantic import BaseModel, Field
 
 from registration.domain import staff
@@ -58,13 +58,6 @@ class UserUpdate(BaseModel):
     unlock: bool = False
 
 
-def _ctx(request: Request) -> ServiceContext:
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-    if ctx is None:
-        raise HTTPException(503, "service is starting")
-    return ctx
-
-
 def _issuer(ctx: ServiceContext) -> TokenIssuer:
     issuer: TokenIssuer = ctx.extras["token_issuer"]
     return issuer
@@ -90,7 +83,7 @@ async def _tokens_for(ctx: ServiceContext, user: staff.StaffUser, sid: str, refr
              responses={401: {"description": "wrong credentials (the same for every reason)"},
                         429: {"description": "too many failed logins from this address (Retry-After)"}})
 async def login(body: LoginRequest, request: Request) -> Any:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     ip = audit.client_ip(request)
     throttle = _throttle(ctx)
     try:
@@ -112,7 +105,7 @@ async def login(body: LoginRequest, request: Request) -> Any:
 
 @router.post("/auth/refresh", response_model=TokenResponse, summary="Exchange a refresh token (rotating)")
 async def refresh(body: RefreshRequest, request: Request) -> Any:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         session = await _sessions(ctx).rotate(body.refresh_token)
     except RefreshRefused as exc:
@@ -132,7 +125,7 @@ async def refresh(body: RefreshRequest, request: Request) -> Any:
 
 @router.post("/auth/logout", status_code=204, summary="End this session (revokes its tokens everywhere)")
 async def logout(user: Staff, request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     if user.session_id:
         await _sessions(ctx).revoke(user.session_id)
     async with ctx.pool.acquire() as conn:
@@ -144,7 +137,7 @@ async def logout(user: Staff, request: Request) -> Response:
 @router.get("/auth/me", summary="The logged-in staff member")
 async def me(user: Staff, request: Request) -> dict[str, Any]:
     body = user.public()
-    async with _ctx(request).pool.acquire() as conn:
+    async with request_context(request).pool.acquire() as conn:
         account = await staff.get_user(conn, user.user_id)
     if account is not None:
         body["account"] = account.public()
@@ -153,7 +146,7 @@ async def me(user: Staff, request: Request) -> dict[str, Any]:
 
 @router.get("/auth/jwks", summary="Public keys that verify access tokens (JWKS)")
 async def get_jwks(request: Request) -> JSONResponse:
-    return JSONResponse(jwks(_issuer(_ctx(request)).key.public), headers={"Cache-Control": "max-age=300"})
+    return JSONResponse(jwks(_issuer(request_context(request)).key.public), headers={"Cache-Control": "max-age=300"})
 
 
 @router.get("/.well-known/jwks.json", include_in_schema=False)
@@ -163,7 +156,7 @@ async def well_known_jwks(request: Request) -> JSONResponse:
 
 @router.post("/auth/users", status_code=201, summary="Create a staff account (admin)")
 async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[str, Any]:
-    async with _ctx(request).pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         try:
             new = await staff.create_user(conn, username=body.username, roles=body.roles,
                                           display_name=body.display_name, password=body.password)
@@ -181,14 +174,14 @@ async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[
 
 @router.get("/auth/users", summary="List staff accounts (admin)")
 async def list_users(admin: Admin, request: Request) -> dict[str, Any]:
-    async with _ctx(request).pool.acquire() as conn:
+    async with request_context(request).pool.acquire() as conn:
         users = await staff.list_users(conn)
     return {"data": [u.public() for u in users], "count": len(users)}
 
 
 @router.patch("/auth/users/{user_id}", summary="Change roles, activate/deactivate, unlock (admin)")
 async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Request) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
         try:
             user = await staff.update_user(conn, user_id, roles=body.roles, active=body.active,
@@ -209,7 +202,7 @@ async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Req
 
 @router.post("/auth/users/{user_id}/unlock", summary="Lift the login pauses and delay on an account (admin)")
 async def unlock_user(user_id: str, admin: Admin, request: Request) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
         user = await staff.update_user(conn, user_id, unlock=True)
         if user is None:
@@ -226,7 +219,7 @@ async def audit_log(
     actor: str | None = None, patient_id: str | None = None, action: str | None = None,
     entity: str | None = None,
 ) -> dict[str, Any]:
-    async with _ctx(request).pool.acquire() as conn:
+    async with request_context(request).pool.acquire() as conn:
         found = await audit.entries(conn, limit=limit, before_seq=before_seq, actor=actor, patient_id=patient_id,
                                     action=action, entity=entity)
         await audit.record(conn, **audit.request_context(request, admin), action="read", entity="audit_log",

@@ -12,21 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from imaging_common import audit, consistency
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import ServiceContext
+
+from registration.adapters.deps import request_context
 
 router = APIRouter()
 
 Admins = Annotated[Principal, Depends(require_roles("admin"))]
-
-
-def _ctx(request: Request) -> ServiceContext:
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-    if ctx is None:
-        raise HTTPException(503, "service is starting")
-    return ctx
 
 
 @router.get("/admin/consistency", tags=["admin"],
@@ -36,7 +30,7 @@ async def consistency_check(
     settle: float = Query(0.0, ge=0, le=10, description="look again after this many seconds and list only the "
                                                           "drifts still there (events in flight)"),
 ) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
 
     @contextlib.asynccontextmanager
     async def connect() -> AsyncIterator[asyncpg.Connection]:

@@ -27,10 +27,10 @@ from imaging_common.empi.names import name_form, split_han_name
 from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
 
+from registration.adapters.deps import request_context
 from registration.adapters.fhir_capability import RESOURCES
-from registration.adapters.http_patients import _ctx
-from registration.domain.orders import load_order, order_id_of
-from registration.domain.patients import MIN_NAME_CHARACTERS, like_prefix, name_search_form
+from registration.domain.orders import load_order, order_id_of, order_ids_of_patient
+from registration.domain.patients import MIN_NAME_CHARACTERS, name_search_form, search_by_criteria
 
 router = APIRouter(tags=["fhir"])
 Readers = Annotated[Principal, Depends(require_roles(
@@ -120,7 +120,7 @@ def service_request_resource(order: dict[str, Any], system: str) -> ServiceReque
 
 async def _audit(request: Request, user: Principal, entity: str, entity_id: str | None, patient_id: str | None,
                  **detail: Any) -> None:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         await audit.record(conn, actor=user.username, action="read", entity=entity, entity_id=entity_id,
                            patient_id=patient_id, source_ip=client_ip(request), detail={"via": "fhir", **detail})
@@ -128,7 +128,7 @@ async def _audit(request: Request, user: Principal, entity: str, entity_id: str 
 
 @router.get("/Patient/{empi_id}", summary="FHIR Patient read")
 async def read_patient(empi_id: str, request: Request, user: Readers) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person = await store.get_person(conn, empi_id)
@@ -144,11 +144,11 @@ async def search_patient(
     family: str | None = None, given: str | None = None, birthdate: str | None = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_RESULTS)] = 20,
 ) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     system_base = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
     if not any((identifier, name, family, given)):
         return outcome(400, "required", "search needs identifier, name, family or given")
-    where, args = ["p.status = 'active'"], []
+    criteria: dict[str, Any] = {}
     if identifier:
         system, _, value = identifier.rpartition("|")
         value = value.strip()
@@ -156,45 +156,34 @@ async def search_patient(
             return outcome(400, "required", "identifier needs a value (system|value)")
         kind = system[len(system_base):] if system.startswith(system_base) else (system or None)
         if kind == "empi":
-            args.append(value)
-            where.append(f"p.empi_id = ${len(args)}")
+            criteria["empi_id"] = value
         elif kind == "pacs-patient-id":
-            args.append(value)
-            where.append(f"p.patient_id = ${len(args)}")
+            criteria["pacs_patient_id"] = value
         else:
             if kind:
                 try:
                     value = Identifier.of(kind, value, strict=False).value
                 except ValueError:
                     return outcome(400, "value", f"unknown identifier system {system}")
-            args.append(value)
-            clause = f"i.value = ${len(args)}"
-            if kind:
-                args.append(kind)
-                clause += f" AND i.type = ${len(args)}"
-            where.append(f"EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND {clause})")
+            criteria["identifier"] = (value, kind)
     text = name or ((family or "") + (given or ""))
     if text.strip():
         form = name_search_form(text)
         if form is None:
             return outcome(400, "too-costly", f"a name search needs at least {MIN_NAME_CHARACTERS} letters or "
                             "characters of the name")
-        args += [like_prefix(form.han or form.key), like_prefix(form.key)]
-        where.append(f"(p.name LIKE ${len(args) - 1} ESCAPE '\\' OR p.name_key LIKE ${len(args)} ESCAPE '\\')")
-    if len(where) == 1:  # only "active": the criteria were empty once normalised (name=-, identifier=|)
+        criteria["name"] = form
+    if not criteria:  # the criteria were empty once normalised (name=-, identifier=|)
         return outcome(400, "required", "search criteria are empty once normalised: give a name, an identifier")
     if birthdate:
         try:
             from datetime import date as _date
-            args.append(_date.fromisoformat(birthdate))
+            criteria["birth_date"] = _date.fromisoformat(birthdate)
         except ValueError:
             return outcome(400, "value", "birthdate must be YYYY-MM-DD")
-        where.append(f"p.birth_date = ${len(args)}")
-    args.append(count)
     async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {' AND '.join(where)} "
-                                f"ORDER BY p.created_at LIMIT ${len(args)}", *args)
-        people = [await store.get_person(conn, r["empi_id"]) for r in rows]
+        found = await search_by_criteria(conn, **criteria, limit=count)
+        people = [await store.get_person(conn, empi_id) for empi_id in found]
     # Who was shown, one audit row each: a patient's audit trail lists every search that returned them.
     await _audit(request, user, "patient", None, None, search=True, results=len(people))
     for p in people:
@@ -209,7 +198,7 @@ async def _order(conn: Any, key: str) -> dict[str, Any] | None:
 
 @router.get("/ServiceRequest/{order_id}", summary="FHIR ServiceRequest read")
 async def read_service_request(order_id: str, request: Request, user: Readers) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         order = await _order(conn, order_id)
     if order is None:
@@ -221,16 +210,15 @@ async def read_service_request(order_id: str, request: Request, user: Readers) -
 @router.get("/ServiceRequest", summary="FHIR ServiceRequest search (identifier = accession, subject)")
 async def search_service_request(request: Request, user: Readers, identifier: str | None = None,
                                  subject: str | None = None) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     system = ctx.settings.fhir_identifier_system  # type: ignore[attr-defined]
     async with ctx.pool.acquire() as conn:
         if identifier:
             order = await _order(conn, identifier.rpartition("|")[2])
             orders = [order] if order else []
         elif subject:
-            ids = await conn.fetch("SELECT order_id FROM exam_order WHERE empi_id = $1 ORDER BY ordered_at DESC "
-                                   "LIMIT 100", subject.removeprefix("Patient/"))
-            orders = [o for o in [await _order(conn, str(r["order_id"])) for r in ids] if o]
+            ids = await order_ids_of_patient(conn, subject.removeprefix("Patient/"))
+            orders = [o for o in [await _order(conn, order_id) for order_id in ids] if o]
         else:
             return outcome(400, "required", "search needs identifier or subject")
     await _audit(request, user, "order", None, None, search=True, results=len(orders))

@@ -14,7 +14,7 @@ from imaging_common.empi.identifiers import InvalidIdentifier, parse_id_type
 from imaging_common.empi.matcher import Scorer
 from imaging_common.empi.store import IncomingPerson
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.service import ServiceContext
+from imaging_common.service import ServiceContext, request_context
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registration.domain import orders as order_domain
@@ -28,13 +28,6 @@ Readers = Annotated[Principal, Depends(require_roles(
     "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician", "admin"))]
 Orderers = Annotated[Principal, Depends(require_roles("clerk", "clinician", "admin"))]
 Admins = Annotated[Principal, Depends(require_roles("admin"))]
-
-
-def _ctx(request: Request) -> ServiceContext:
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-    if ctx is None:
-        raise HTTPException(503, "service is starting")
-    return ctx
 
 
 def _scorer(ctx: ServiceContext) -> Scorer:
@@ -142,7 +135,7 @@ def _not_found(exc: store.EmpiError) -> HTTPException:
 @router.post("/patients", tags=["patients"], status_code=201,
              summary="Register a patient: linked to the person it matches, or a new person (+ review items)")
 async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             res = await patient_domain.register(
@@ -161,7 +154,7 @@ async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) 
 @router.post("/patients/match", tags=["patients"],
              summary="Who this might be, before saving (same-name panel); writes nothing")
 async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         data = await patient_domain.match_preview(conn, body.incoming(), scorer=_scorer(ctx),
                                                   actor=_actor(request, user))
@@ -172,7 +165,7 @@ async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> d
 async def search_patients(request: Request, user: Readers,
                           q: Annotated[str, Query(min_length=1, max_length=64)],
                           limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         found = await patient_domain.search(conn, q, actor=_actor(request, user), limit=limit)
     return {"data": [patient_domain.summary(p) for p in found], "count": len(found)}
@@ -191,7 +184,7 @@ async def search_patients_post(body: SearchIn, request: Request, user: Readers) 
 
 @router.get("/patients/{empi_id}", tags=["patients"], summary="One patient (by EMPI id or PatientID); audited")
 async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
@@ -202,7 +195,7 @@ async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str
 
 @router.put("/patients/{empi_id}", tags=["patients"], summary="Correct a patient's data (a new source record)")
 async def update_patient(empi_id: str, body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person, changed = await patient_domain.update(conn, empi_id, body.incoming(), actor=_actor(request, user))
@@ -217,7 +210,7 @@ async def update_patient(empi_id: str, body: PatientIn, request: Request, user: 
             summary="Changes of a patient's name, birth date or sex waiting for the desk (old vs new)")
 async def list_pending_changes(request: Request, user: DeskStaff,
                                limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
         data = await patient_domain.pending_changes(conn, actor=_actor(request, user), limit=limit)
     return {"data": data, "count": len(data)}
@@ -227,7 +220,7 @@ async def list_pending_changes(request: Request, user: DeskStaff,
              summary="Confirm (patient.updated follows) or reject a pending change of who a patient is")
 async def decide_pending_change(change_id: str, decision: Literal["confirm", "reject"], request: Request,
                                 user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person, changed = await patient_domain.decide_change(conn, change_id, accept=decision == "confirm",
@@ -239,7 +232,7 @@ async def decide_pending_change(change_id: str, decision: Literal["confirm", "re
 
 @router.get("/patients/{empi_id}/history", tags=["patients"], summary="Identity decisions about this person")
 async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
@@ -252,7 +245,7 @@ async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> di
 @router.post("/patients/{empi_id}/verifications", tags=["patients"], status_code=201,
              summary="Record an identity check (ID card read, document seen)")
 async def verify_patient(empi_id: str, body: VerificationIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             return await patient_domain.verify_identity(
@@ -267,7 +260,7 @@ async def verify_patient(empi_id: str, body: VerificationIn, request: Request, u
 @router.get("/reviews", tags=["duplicates"], summary="Possible duplicates waiting for a decision")
 async def list_reviews(request: Request, user: DeskStaff,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         data = await patient_domain.open_reviews(conn, actor=_actor(request, user), limit=limit)
     return {"data": data, "count": len(data)}
@@ -275,7 +268,7 @@ async def list_reviews(request: Request, user: DeskStaff,
 
 @router.post("/reviews/{review_id}/resolve", tags=["duplicates"], summary="Merge the two, or mark them distinct")
 async def resolve_review(review_id: str, body: ResolveIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             return await patient_domain.resolve_review(conn, review_id, body.decision, actor=_actor(request, user),
@@ -286,7 +279,7 @@ async def resolve_review(review_id: str, body: ResolveIn, request: Request, user
 
 @router.post("/patients/merge", tags=["duplicates"], summary="Merge two persons (admin)")
 async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             person = await patient_domain.merge(conn, body.survivor, body.merged, actor=_actor(request, user),
@@ -298,7 +291,7 @@ async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[
 
 @router.post("/patients/{empi_id}/unmerge", tags=["duplicates"], summary="Undo a merge (admin)")
 async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user: Admins) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             kept, restored = await patient_domain.unmerge(conn, empi_id, actor=_actor(request, user),
@@ -310,7 +303,7 @@ async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user:
 
 @router.post("/orders", tags=["orders"], status_code=201, summary="Create an exam order (electronic application form)")
 async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     form = body.model_dump(exclude={"empi_id", "items", "special", "patient_class", "priority"})
     try:
         async with ctx.pool.acquire() as conn:
@@ -325,7 +318,7 @@ async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[
 @router.get("/orders", tags=["orders"], summary="Orders, newest first, optionally of one patient")
 async def list_orders(request: Request, user: Readers, empi_id: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             data = await order_domain.list_orders(conn, empi_id=empi_id, actor=_actor(request, user), limit=limit)
@@ -340,7 +333,7 @@ class OrderCancel(BaseModel):
 
 @router.post("/orders/{key}/cancel", tags=["orders"], summary="Cancel an order: worklist, appointment, queue follow")
 async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orderers) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             order_id = await order_domain.order_id_of(conn, key)
@@ -368,7 +361,7 @@ class OrderChange(OrderText):
 @router.post("/orders/{key}/change", tags=["orders"],
              summary="Change an order's items, time, priority or department: worklist, appointment, queue follow")
 async def change_order(key: str, body: OrderChange, request: Request, user: Orderers) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     changes = body.model_dump(exclude={"reason"}, exclude_unset=True)
     if not changes:
         raise HTTPException(422, "nothing to change: send at least one field besides the reason")
@@ -388,7 +381,7 @@ async def change_order(key: str, body: OrderChange, request: Request, user: Orde
 
 @router.get("/orders/{key}", tags=["orders"], summary="One order by id or accession number")
 async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     try:
         async with ctx.pool.acquire() as conn:
             return await order_domain.get_order(conn, key, actor=_actor(request, user))

@@ -249,3 +249,10 @@ async def list_orders(
     await audit.record(conn, actor=actor.name, action="read", entity="order", patient_id=empi_id,
                        source_ip=actor.source_ip, detail={"count": len(out)})
     return out
+
+
+async def order_ids_of_patient(conn: asyncpg.Connection, empi_id: str, limit: int = 100) -> list[str]:
+    """The patient's orders, newest first."""
+    rows = await conn.fetch("SELECT order_id FROM exam_order WHERE empi_id = $1 ORDER BY ordered_at DESC "
+                            "LIMIT $2", empi_id, limit)
+    return [str(r["order_id"]) for r in rows]

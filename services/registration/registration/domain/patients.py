@@ -205,6 +205,40 @@ def like_prefix(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+async def search_by_criteria(conn: asyncpg.Connection, *, empi_id: str | None = None,
+                             pacs_patient_id: str | None = None, identifier: tuple[str, str | None] | None = None,
+                             name: NameForm | None = None, birth_date: date | None = None,
+                             limit: int) -> list[str]:
+    """The active patients meeting every criterion given, oldest first (FHIR Patient search): their EMPI ids.
+    `identifier` is (value, type), the type None for any; `name` a prefix of the name or its sort key."""
+    where: list[str] = ["p.status = 'active'"]
+    args: list[Any] = []
+    if empi_id is not None:
+        args.append(empi_id)
+        where.append(f"p.empi_id = ${len(args)}")
+    if pacs_patient_id is not None:
+        args.append(pacs_patient_id)
+        where.append(f"p.patient_id = ${len(args)}")
+    if identifier is not None:
+        value, kind = identifier
+        args.append(value)
+        clause = f"i.value = ${len(args)}"
+        if kind:
+            args.append(kind)
+            clause += f" AND i.type = ${len(args)}"
+        where.append(f"EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND {clause})")
+    if name is not None:
+        args += [like_prefix(name.han or name.key), like_prefix(name.key)]
+        where.append(f"(p.name LIKE ${len(args) - 1} ESCAPE '\\' OR p.name_key LIKE ${len(args)} ESCAPE '\\')")
+    if birth_date is not None:
+        args.append(birth_date)
+        where.append(f"p.birth_date = ${len(args)}")
+    args.append(limit)
+    rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {' AND '.join(where)} "
+                            f"ORDER BY p.created_at LIMIT ${len(args)}", *args)
+    return [r["empi_id"] for r in rows]
+
+
 async def match_preview(conn: asyncpg.Connection, incoming: IncomingPerson, *, scorer: Scorer,
                         actor: Actor) -> list[dict[str, Any]]:
     """Who this might be, before saving: the same-name panel (nothing is written but the audit row)."""
