@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import ServiceContext
+from imaging_common.service import Ctx as Ctx  # the library's one context dependency, re-exported
 
 # Check-in at the registration desk or a nurse's triage desk (kiosks use a clerk account).
 CheckInStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "admin"))]
@@ -14,14 +14,6 @@ CheckInStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "adm
 TerminalStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "technologist", "admin"))]
 # Central configuration of rooms, queues, rules and screens.
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
-
-def context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[ServiceContext, Depends(context)]
 
 
 def client_ip(request: Request) -> str | None:

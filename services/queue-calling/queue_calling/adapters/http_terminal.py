@@ -115,17 +115,14 @@ async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: Clien
 @router.get("/rooms/{room_id}/terminal", summary="A calling terminal's view of a room's queues")
 async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
-        room = await conn.fetchrow("SELECT room_id, name, door_cap FROM room WHERE room_id = $1", room_id)
+        room = await views.terminal_room(conn, room_id)
         if room is None:
             raise NotFound(f"no room {room_id}")
-        qs = await conn.fetch("""SELECT q.queue_id, q.name, q.paused FROM room_queue rq JOIN queue q USING (queue_id)
-                                 WHERE rq.room_id = $1 ORDER BY rq.position, q.queue_id""", room_id)
+        qs = await views.room_queues(conn, room_id)
         out = []
         for q in qs:
             ranked, minutes, rooms = await views.number_ahead(conn, q["queue_id"])
-            others = await conn.fetch(
-                """SELECT * FROM queue_entry WHERE queue_id = $1 AND state IN ('called', 'skipped', 'in_exam')
-                   ORDER BY called_at DESC NULLS LAST, sort_key""", q["queue_id"])
+            others = await views.called_entries(conn, q["queue_id"])
             out.append({
                 **dict(q),
                 "waiting": [{**entries.public_entry(r), "number_ahead": a,

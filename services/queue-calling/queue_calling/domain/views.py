@@ -105,3 +105,22 @@ async def minutes_per_patient(conn: asyncpg.Connection, queue: asyncpg.Record) -
 
 def estimated_wait_minutes(ahead: int, minutes_per_patient: float, rooms: int) -> float:
     return round(ahead * minutes_per_patient / max(1, rooms), 1)
+
+
+# ---- a calling terminal's view ---------------------------------------------------------------------
+
+async def terminal_room(conn: asyncpg.Connection, room_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT room_id, name, door_cap FROM room WHERE room_id = $1", room_id)
+
+
+async def room_queues(conn: asyncpg.Connection, room_id: str) -> list[asyncpg.Record]:
+    """The queues a room calls from, in the room's order."""
+    return await conn.fetch("""SELECT q.queue_id, q.name, q.paused FROM room_queue rq JOIN queue q USING (queue_id)
+                               WHERE rq.room_id = $1 ORDER BY rq.position, q.queue_id""", room_id)
+
+
+async def called_entries(conn: asyncpg.Connection, queue_id: str) -> list[asyncpg.Record]:
+    """A queue's entries past waiting (called, skipped, in the exam), the latest called first."""
+    return await conn.fetch(
+        """SELECT * FROM queue_entry WHERE queue_id = $1 AND state IN ('called', 'skipped', 'in_exam')
+           ORDER BY called_at DESC NULLS LAST, sort_key""", queue_id)
