@@ -77,14 +77,9 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
     patient = patient.removeprefix("Patient/") if patient else None  # a reference, or the bare id
     ctx = _ctx(request)
     async with ctx.pool.acquire() as conn:
-        ids = await conn.fetch(
-            """SELECT r.id FROM report r JOIN exam e USING (accession_number)
-               WHERE ($1::text IS NULL OR e.accession_number = $1)
-                 AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2 OR e.patient ->> 'patient_id' = $2)
-               ORDER BY r.updated_at DESC LIMIT 100""", value, patient)
         found = []
-        for row in ids:
-            snap = await _released(conn, row["id"])
+        for report_id in await reports.search_ids(conn, accession_number=value, patient=patient):
+            snap = await _released(conn, report_id)
             found.append(fhir_report.build_diagnostic_report(snap, fhir_report.build_observations(snap)))
         await _audit(conn, user, request, "report-search", value or patient or "", patient)
     return fhir_response(searchset(request, found))
@@ -94,8 +89,7 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
 async def observation(observation_id: str, request: Request, user: Clinical) -> JSONResponse:
     ctx = _ctx(request)
     async with ctx.pool.acquire() as conn:
-        report_id = await conn.fetchval(
-            "SELECT r.id FROM report r WHERE $1 LIKE r.id || '-%' ORDER BY length(r.id) DESC LIMIT 1", observation_id)
+        report_id = await reports.id_of_observation(conn, observation_id)
         if report_id is None:
             return outcome(404, "not-found", f"Observation/{observation_id} not found")
         snap = await _released(conn, report_id)

@@ -490,6 +490,23 @@ async def verify_signature(conn: asyncpg.Connection, *, report_id: str, actor: s
     return result
 
 
+async def search_ids(conn: asyncpg.Connection, *, accession_number: str | None, patient: str | None,
+                     limit: int = 100) -> list[str]:
+    """Reports of an exam or of a patient (any of their identifiers), the last changed first."""
+    rows = await conn.fetch(
+        """SELECT r.id FROM report r JOIN exam e USING (accession_number)
+           WHERE ($1::text IS NULL OR e.accession_number = $1)
+             AND ($2::text IS NULL OR e.patient_id = $2 OR e.empi_id = $2 OR e.patient ->> 'patient_id' = $2)
+           ORDER BY r.updated_at DESC LIMIT $3""", accession_number, patient, limit)
+    return [r["id"] for r in rows]
+
+
+async def id_of_observation(conn: asyncpg.Connection, observation_id: str) -> str | None:
+    """The report an Observation id (`<report id>-<field id>`) belongs to: the longest id it starts with."""
+    return await conn.fetchval(
+        "SELECT r.id FROM report r WHERE $1 LIKE r.id || '-%' ORDER BY length(r.id) DESC LIMIT 1", observation_id)
+
+
 async def report_by_accession(conn: asyncpg.Connection, accession_number: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM report WHERE accession_number = $1", accession_number)
 
