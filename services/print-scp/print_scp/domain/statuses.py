@@ -1,7 +1,11 @@
 """DIMSE status codes the print SCP answers with (PS3.7 Annex C, PS3.4 Annex H.4).
 
-Kept as plain integers so the domain can say *why* a request failed without importing
-pynetdicom; the DICOM adapter puts them on the wire with the error comment.
+They belong to the domain: the print service's rules are the Print Management Service Class's
+(PS3.4 Annex H, which WS/T 597-2018 prints to in N-CREATE / N-SET / N-ACTION), and that class states
+each outcome as one of these statuses (an empty page is B603, an image larger than its box C603).
+Mapping them to a domain vocabulary of our own and back in the adapter would only add a second
+name for each. Kept as plain integers so the domain says *why* a request failed without importing
+pynetdicom (docs/service-template.md); the DICOM adapter puts them on the wire with the comment.
 """
 
 SUCCESS = 0x0000
