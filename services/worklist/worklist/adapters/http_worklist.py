@@ -18,9 +18,10 @@ from imaging_common.dicom import combined_datetime_range, person_name
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field, field_validator
 
+from worklist.adapters.deps import request_context
 from worklist.adapters.dicom.mwl import _sps_status
+from worklist.domain import mpps, steps
 from worklist.domain import query as step_query
-from worklist.domain import steps
 from worklist.settings import Settings
 
 router = APIRouter(tags=["worklist"])
@@ -32,13 +33,6 @@ Editor = Annotated[Principal, Depends(require_roles("technologist", "clerk", "ad
 MAX_IMPORT = 5000
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _AE = re.compile(r"^[^\\\x00-\x1f]{0,16}$")
-
-
-def _ctx(request: Request) -> ServiceContext:
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-    if ctx is None:
-        raise HTTPException(503, "service is starting")
-    return ctx
 
 
 def _settings(ctx: ServiceContext) -> Settings:
@@ -204,7 +198,7 @@ async def list_items(
                       Query()] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
 ) -> StepList:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     q = step_query.StepQuery(room_id=room_id, station_ae_title=station_ae_title, modality=modality,
                              patient_id=patient_id, accession_number=accession_number, patient_name=patient_name,
                              statuses=list(status) if status else ["scheduled", "in_progress", "completed",
@@ -224,9 +218,9 @@ async def list_items(
 
 @router.get("/items/{item_id}", response_model=StepPublic, summary="One scheduled procedure step")
 async def get_item(item_id: int, request: Request, user: Staff) -> StepPublic:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM scheduled_procedure_steps WHERE id = $1", item_id)
+        row = await steps.step_by_id(conn, item_id)
         if row is None:
             raise HTTPException(404, f"no worklist item {item_id}")
         await audit.record(conn, **audit.request_context(request, user), action="read", entity="worklist-item",
@@ -237,7 +231,7 @@ async def get_item(item_id: int, request: Request, user: Staff) -> StepPublic:
 @router.post("/items", response_model=ImportResult, status_code=200,
              summary="Bulk import of scheduled procedure steps (external RIS/HIS); all or none")
 async def import_items(body: ImportRequest, request: Request, user: Importer) -> ImportResult:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     tz = _settings(ctx).tz
     keys = [(i.accession_number, i.protocol_code) for i in body.items]
     if len(set(keys)) != len(keys):
@@ -261,46 +255,37 @@ async def import_items(body: ImportRequest, request: Request, user: Importer) ->
 
 @router.post("/items/{item_id}/cancel", response_model=StepPublic, summary="Take a scheduled step off the worklist")
 async def cancel_item(item_id: int, request: Request, user: Editor) -> StepPublic:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT * FROM scheduled_procedure_steps WHERE id = $1 FOR UPDATE", item_id)
+        row = await steps.step_by_id(conn, item_id, lock=True)
         if row is None:
             raise HTTPException(404, f"no worklist item {item_id}")
         if not await steps.cancel_step(conn, item_id):
             raise HTTPException(409, f"item {item_id} is {row['status']}; only a scheduled step can be cancelled")
         await audit.record(conn, **audit.request_context(request, user), action="update", entity="worklist-item",
                            entity_id=str(item_id), patient_id=row["patient_id"], detail={"status": "cancelled"})
-        row = await conn.fetchrow("SELECT * FROM scheduled_procedure_steps WHERE id = $1", item_id)
+        row = await steps.step_by_id(conn, item_id)
     return StepPublic.of(row)
 
 
 @router.get("/rooms", response_model=list[RoomSummary], summary="Rooms with steps on a day, and their counts")
 async def rooms(request: Request, user: Staff,
                 day: Annotated[date | None, Query(alias="date")] = None) -> list[RoomSummary]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     tz = _settings(ctx).tz
     day = day or datetime.now(tz).date()
     _refuse_last_day(day)
     start = datetime.combine(day, datetime.min.time())
-    rows = await ctx.pool.fetch(
-        """SELECT room_id, location, station_ae_title,
-                  count(*) FILTER (WHERE status = 'scheduled' AND arrived_at IS NULL) AS scheduled,
-                  count(*) FILTER (WHERE status = 'scheduled' AND arrived_at IS NOT NULL) AS arrived,
-                  count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
-                  count(*) FILTER (WHERE status = 'completed') AS completed,
-                  count(*) FILTER (WHERE status = 'discontinued') AS discontinued
-           FROM scheduled_procedure_steps
-           WHERE start_at >= $1 AND start_at < $2 AND status <> 'cancelled'
-           GROUP BY room_id, location, station_ae_title ORDER BY location, station_ae_title""",
-        start, start + timedelta(days=1))
+    async with ctx.pool.acquire() as conn:
+        rows = await steps.room_counts(conn, start, start + timedelta(days=1))
     return [RoomSummary(**dict(r)) for r in rows]
 
 
 @router.get("/mpps/{uid}", summary="A Modality Performed Procedure Step as received (DICOM JSON)")
 async def get_mpps(uid: str, request: Request, user: Staff) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM performed_procedure_steps WHERE sop_instance_uid = $1", uid)
+        row = await mpps.performed_step(conn, uid)
         if row is None:
             raise HTTPException(404, f"no MPPS {uid}")
         await audit.record(conn, **audit.request_context(request, user), action="read", entity="mpps",

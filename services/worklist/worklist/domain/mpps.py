@@ -208,3 +208,8 @@ async def update(conn: asyncpg.Connection, uid: str, change: PerformedStep, *, a
                 exam_name=s["description"] or None, body_part=s["body_part"] or None,
             ), source=SOURCE, subject=s["accession_number"])
         return requested
+
+
+async def performed_step(conn: asyncpg.Connection, uid: str) -> asyncpg.Record | None:
+    """A Modality Performed Procedure Step as received."""
+    return await conn.fetchrow("SELECT * FROM performed_procedure_steps WHERE sop_instance_uid = $1", uid)

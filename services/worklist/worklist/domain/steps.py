@@ -366,3 +366,23 @@ async def cancel_step(conn: asyncpg.Connection, step_id: int) -> bool:
 
 def data_field_names() -> list[str]:
     return list(_DATA_FIELDS)
+
+
+async def step_by_id(conn: asyncpg.Connection, step_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    lock_clause = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow("SELECT * FROM scheduled_procedure_steps WHERE id = $1" + lock_clause, step_id)
+
+
+async def room_counts(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """Rooms with steps starting in [start, end), and how many are scheduled, arrived, in progress, done."""
+    return await conn.fetch(
+        """SELECT room_id, location, station_ae_title,
+                  count(*) FILTER (WHERE status = 'scheduled' AND arrived_at IS NULL) AS scheduled,
+                  count(*) FILTER (WHERE status = 'scheduled' AND arrived_at IS NOT NULL) AS arrived,
+                  count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
+                  count(*) FILTER (WHERE status = 'completed') AS completed,
+                  count(*) FILTER (WHERE status = 'discontinued') AS discontinued
+           FROM scheduled_procedure_steps
+           WHERE start_at >= $1 AND start_at < $2 AND status <> 'cancelled'
+           GROUP BY room_id, location, station_ae_title ORDER BY location, station_ae_title""",
+        start, end)
