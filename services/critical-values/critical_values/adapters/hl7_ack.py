@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 from imaging_common import audit
@@ -32,15 +31,17 @@ from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
 from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import gated_ports
 from imaging_common.hl7.receiver import current_peer
+from imaging_common.service import ServiceContext
 
 from critical_values.domain import lifecycle, notifications, recipients, times
 from critical_values.domain.errors import CriticalError
+from critical_values.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def make_handler(ctx: Any):  # type: ignore[no-untyped-def]
-    local = times.zone(getattr(ctx.settings, "critical_timezone", None))
+def make_handler(ctx: ServiceContext[Settings]):  # type: ignore[no-untyped-def]
+    local = times.zone(ctx.settings.critical_timezone)
 
     async def handle(message: Message) -> str | None:
         received_at = datetime.now(UTC)
@@ -112,9 +113,9 @@ async def _acknowledge(conn: asyncpg.Connection, message: Message, receivers: li
 
 
 @contextlib.asynccontextmanager
-async def mllp_listener(ctx: Any) -> AsyncIterator[None]:
+async def mllp_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
     s = ctx.settings
-    if not getattr(s, "critical_mllp_enabled", True):
+    if not s.critical_mllp_enabled:
         yield
         return
     service = MessageService(make_handler(ctx), application=s.critical_sending_app,

@@ -40,8 +40,7 @@ async def statistics(user: QualityControl, ctx: Ctx, start: datetime | None = No
     s = ctx.settings
     async with ctx.pool.acquire() as conn:
         rows = await stats.summary(conn, start=start, end=end, group_by=group_by, now=now,
-                                   window_minutes=getattr(s, "critical_window_minutes", 10.0),
-                                   timezone=getattr(s, "critical_timezone", "Asia/Shanghai"))
+                                   window_minutes=s.critical_window_minutes, timezone=s.critical_timezone)
     if format == "csv":
         name = f"critical-values-{group_by}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
         return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",

@@ -13,10 +13,13 @@ flagged; it is never used for deadlines or statistics (those use the time we rec
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Reading a claimed time is shared with registration's HIS feed: one implementation.
 from imaging_common.hl7.times import fhir_instant, hl7_instant, zone
+
+if TYPE_CHECKING:
+    from critical_values.settings import Settings
 
 __all__ = ["claim_problem", "fhir_instant", "hl7_instant", "raised_since", "skew_of", "zone"]
 
@@ -26,8 +29,8 @@ BEFORE_RAISED = "before the critical value was raised"
 UNREADABLE = "unreadable"
 
 
-def skew_of(settings: Any) -> timedelta:
-    return timedelta(seconds=float(getattr(settings, "critical_clock_skew_seconds", SKEW.total_seconds())))
+def skew_of(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.critical_clock_skew_seconds)
 
 
 def claim_problem(claimed: datetime | None, *, received: datetime, not_before: datetime | None = None,

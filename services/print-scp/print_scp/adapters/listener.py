@@ -32,10 +32,6 @@ class PrintRuntime:
     archive: ArchiveSender | None = None  # None: no archive configured
 
 
-def settings_of(ctx: ServiceContext) -> Settings:
-    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
-
-
 async def open_store(settings: Settings) -> FilmStore:
     """The configured film store, usable: an S3 bucket is checked first (StoreMisconfigured names the setting)."""
     if settings.print_store == "s3":
@@ -61,8 +57,8 @@ def keep_large_buffers() -> None:
 
 
 @contextlib.asynccontextmanager
-async def print_listener(ctx: ServiceContext) -> AsyncIterator[PrintRuntime]:
-    settings = settings_of(ctx)
+async def print_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[PrintRuntime]:
+    settings = ctx.settings
     keep_large_buffers()
     store = await open_store(settings)
     pipeline = FilmPipeline(pool=ctx.pool, store=store, settings=settings)

@@ -36,6 +36,7 @@ from registration.adapters.hl7_replies import OrderFeedService, note_order
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
 from registration.domain.patients import Actor
+from registration.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,9 @@ def order_form(msg: Message) -> dict[str, Any]:
 class HisFeed:
     """Turns one parsed message into domain calls inside one transaction."""
 
-    def __init__(self, ctx: ServiceContext):
+    def __init__(self, ctx: ServiceContext[Settings]):
         self.ctx = ctx
-        self.settings: Any = ctx.settings
+        self.settings = ctx.settings
         self.scorer = ctx.extras.get("empi_scorer") or patient_domain.scorer_for(ctx.settings)
         ctx.extras["empi_scorer"] = self.scorer
 
@@ -315,11 +316,11 @@ class HisFeed:
         return f"order {order['accession_number']} {'cancelled' if changed else 'already cancelled'}"
 
 
-def mllp_listener(ctx: ServiceContext) -> contextlib.AbstractAsyncContextManager[Any]:
+def mllp_listener(ctx: ServiceContext[Settings]) -> contextlib.AbstractAsyncContextManager[Any]:
     @contextlib.asynccontextmanager
     async def run() -> AsyncIterator[MLLPServer | None]:
-        settings: Any = ctx.settings
-        if not getattr(settings, "mllp_enabled", True):
+        settings = ctx.settings
+        if not settings.mllp_enabled:
             yield None
             return
         feed = HisFeed(ctx)

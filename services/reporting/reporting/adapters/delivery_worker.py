@@ -186,14 +186,10 @@ class DeliveryWorker:
         return False, f"HTTP {response.status_code}: {response.text[:500]}", permanent
 
 
-def _settings(ctx: ServiceContext) -> Settings:
-    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
-
-
 @contextlib.asynccontextmanager
-async def delivery_listener(ctx: ServiceContext) -> AsyncIterator[Any]:
+async def delivery_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[Any]:
     """ServiceSpec listener: seed configured receivers, then run the worker for the app's life."""
-    settings = _settings(ctx)
+    settings = ctx.settings
     import json
 
     configured = json.loads(settings.reporting_receivers or "[]")

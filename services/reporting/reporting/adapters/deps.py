@@ -4,13 +4,14 @@ helpers every reporting router shares (the acting reporter, domain errors as HTT
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 from fastapi import Depends, HTTPException, Request
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import Ctx, ServiceContext, request_context
+from imaging_common.service import Ctx as ServiceCtx
+from imaging_common.service import ServiceContext, request_context
 
 from reporting.domain import exams, reports, signing
 from reporting.domain.states import InvalidTransition
@@ -25,10 +26,12 @@ Stepper = Annotated[Principal, Depends(require_roles("radiologist", "senior-radi
 Senior = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Ops = Annotated[Principal, Depends(require_roles("admin", "it-ops"))]
+# The service context, its settings typed as reporting's own.
+Ctx: TypeAlias = ServiceCtx[Settings]
 
 
-def settings_of(ctx: ServiceContext) -> Settings:
-    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+def settings_of(ctx: ServiceContext[Settings]) -> Settings:
+    return ctx.settings
 
 
 async def actor(conn: asyncpg.Connection, user: Principal, request: Request) -> reports.Actor:

@@ -40,6 +40,7 @@ from imaging_common.dicom.observe import DimseObserver, count_responses
 from imaging_common.dicom.prompt import make_prompt
 from imaging_common.dicom.rawwrite import raw_dataset
 from imaging_common.peers import PeerRegistry
+from imaging_common.service import ServiceContext
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     UID,
@@ -494,10 +495,9 @@ def _summary(parsed: ParsedQuery) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def worklist_listener(ctx: Any) -> AsyncIterator[WorklistSCP]:
+async def worklist_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[WorklistSCP]:
     """ServiceSpec listener: the SCP runs while the service runs (`ctx.extras["worklist_scp"]`)."""
-    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
-    scp = WorklistSCP(ctx.pool, settings, asyncio.get_running_loop(), peers=ctx.extras.get("peers"))
+    scp = WorklistSCP(ctx.pool, ctx.settings, asyncio.get_running_loop(), peers=ctx.extras.get("peers"))
     await asyncio.to_thread(scp.start)
     # Association and DIMSE counts on /metrics, a correlation id per association (MPPS events carry it).
     observer = DimseObserver(ctx.spec.name, ctx.registry)
