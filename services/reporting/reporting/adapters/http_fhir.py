@@ -11,28 +11,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from imaging_common.fhir import FhirFace
 from imaging_common.fhir.resources import fhir_response, outcome, searchset
-from imaging_common.service import ServiceContext
 
 from reporting.adapters import fhir_report
+from reporting.adapters.deps import request_context
 from reporting.adapters.fhir_capability import RESOURCES
 from reporting.adapters.fhir_report import ACCESSION_SYSTEM
 from reporting.domain import reports
 
 fhir_router = APIRouter(tags=["fhir"])
 Clinical = Annotated[Principal, Depends(require_roles("clinician", "radiologist", "senior-radiologist", "admin"))]
-
-
-def _ctx(request: Request) -> ServiceContext:
-    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
-    if ctx is None:
-        raise HTTPException(503, "service is starting")
-    return ctx
 
 
 FACE = FhirFace(fhir_router, RESOURCES)
@@ -56,7 +49,7 @@ async def _audit(conn: asyncpg.Connection, user: Principal, request: Request, en
 
 @fhir_router.get("/DiagnosticReport/{report_id}", summary="FHIR DiagnosticReport of a report")
 async def diagnostic_report(report_id: str, request: Request, user: Clinical) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         try:
             snap = await _released(conn, report_id)
@@ -75,7 +68,7 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
         return outcome(400, "required", "search by identifier (accession number) or patient")
     value = identifier.split("|", 1)[-1] if identifier else None
     patient = patient.removeprefix("Patient/") if patient else None  # a reference, or the bare id
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         found = []
         for report_id in await reports.search_ids(conn, accession_number=value, patient=patient):
@@ -87,7 +80,7 @@ async def search(request: Request, user: Clinical, identifier: str | None = None
 
 @fhir_router.get("/Observation/{observation_id}", summary="FHIR Observation of one structured finding")
 async def observation(observation_id: str, request: Request, user: Clinical) -> JSONResponse:
-    ctx = _ctx(request)
+    ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         report_id = await reports.id_of_observation(conn, observation_id)
         if report_id is None:
