@@ -802,10 +802,14 @@ def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, 
         expected = {8080} | ({LISTENER_PORTS[service]} if service in LISTENER_PORTS else set())
         assert set(ports) == expected, service
         assert gateway_peer in ports[8080]
-    assert _ingress_ports(docs, "print-scp")[11112] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
-    assert _ingress_ports(docs, "worklist")[11113] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
-    assert _ingress_ports(docs, "registration")[2575] == [{"ipBlock": {"cidr": "10.30.0.0/24"}}]
-    assert _ingress_ports(docs, "critical-values")[2577] == [{"ipBlock": {"cidr": "10.30.4.0/24"}}]
+    # The listed peers, and the release's own `helm test` pods (C-ECHO, MLLP round trip).
+    tests = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test",
+                                             "app.kubernetes.io/instance": RELEASE,
+                                             "app.kubernetes.io/part-of": "imaging-platform"}}}
+    assert _ingress_ports(docs, "print-scp")[11112] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}, tests]
+    assert _ingress_ports(docs, "worklist")[11113] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}, tests]
+    assert _ingress_ports(docs, "registration")[2575] == [{"ipBlock": {"cidr": "10.30.0.0/24"}}, tests]
+    assert _ingress_ports(docs, "critical-values")[2577] == [{"ipBlock": {"cidr": "10.30.4.0/24"}}, tests]
     # Services reach registration for the JWKS.
     jwks_from = [peer for peer in _ingress_ports(docs, "registration")[8080] if "podSelector" in peer]
     assert any(p["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "service" for p in jwks_from)
@@ -1266,3 +1270,62 @@ def test_common_pod_values_reach_every_service(rendered: dict[str, list[Manifest
     assert {"name": "fonts", "configMap": {"name": "site-fonts"}} in registration["spec"]["volumes"]
     assert {"name": "fonts", "mountPath": "/usr/share/fonts/site", "readOnly": True} in registration["spec"][
         "containers"][0]["volumeMounts"]
+
+
+def test_helm_test_pods_speak_dicom_and_mllp(rendered: dict[str, list[Manifest]]) -> None:
+    pods = {p["metadata"]["name"]: p for p in by_kind(rendered["minimal"], "Pod")
+            if p["metadata"]["annotations"]["helm.sh/hook"] == "test"}
+    for name in ("print", "worklist", "mllp", "criticalack"):
+        pod = pods[f"{FULLNAME}-test-{name}"]
+        assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    # The listener's NetworkPolicy lets the test pods in; their egress policy lets them out.
+    docs = rendered["minimal"]
+    egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-tests")["spec"]["egress"][0]["ports"]
+    assert {"port": 11113, "protocol": "TCP"} in egress and {"port": 2575, "protocol": "TCP"} in egress
+    ingress = named(docs, "NetworkPolicy", f"{FULLNAME}-worklist-ingress")["spec"]["ingress"]
+    dicom = [rule for rule in ingress if {"port": 11113, "protocol": "TCP"} in rule["ports"]]
+    assert any(peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "test"
+               for rule in dicom for peer in rule["from"])
+
+
+def test_helm_test_scripts_against_real_listeners(
+    rendered: dict[str, list[Manifest]], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The C-ECHO and MLLP test pods' own scripts, pointed at worklist and registration run here
+    (development: peers audit-only), succeed; and fail, saying why, against a closed port."""
+    pods = {p["metadata"]["name"]: p for p in by_kind(rendered["minimal"], "Pod")
+            if p["metadata"]["annotations"]["helm.sh/hook"] == "test"}
+    http, dicom, mllp = _free_port(), _free_port(), _free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **test_env, "IMAGING_DATA_DIR": str(tmp_path),
+           "IMAGING_ENV": "development"}
+    worklist = subprocess.Popen([sys.executable, "-m", "worklist"], cwd=tmp_path, text=True,
+                                env={**env, "IMAGING_HTTP_PORT": str(http), "IMAGING_WORKLIST_PORT": str(dicom)},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    registration = subprocess.Popen([sys.executable, "-m", "registration"], cwd=tmp_path, text=True,
+                                    env={**env, "IMAGING_HTTP_PORT": str(_free_port()), "IMAGING_MLLP_PORT": str(mllp)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def run(pod: str, port: int) -> subprocess.CompletedProcess[str]:
+        script = pods[f"{FULLNAME}-{pod}"]["spec"]["containers"][0]["args"][0]
+        script, n = re.subn(r'host, port(.*?) = "[^"]+", \d+',
+                            lambda m: f'host, port{m.group(1)} = "127.0.0.1", {port}', script)
+        assert n == 1, script
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        deadline = time.monotonic() + 120
+        assert _wait_http(f"http://127.0.0.1:{http}/api/worklist/readyz", deadline, worklist) == 200
+        echo = run("test-worklist", dicom)
+        assert echo.returncode == 0 and "status 0" in echo.stdout, echo.stdout + echo.stderr
+        while True:
+            round_trip = run("test-mllp", mllp)
+            if round_trip.returncode == 0 or time.monotonic() > deadline or registration.poll() is not None:
+                break
+            time.sleep(1)
+        assert round_trip.returncode == 0 and "MSA|A" in round_trip.stdout, round_trip.stdout + round_trip.stderr
+        closed = run("test-worklist", _free_port())
+        assert closed.returncode == 1 and "not established" in closed.stdout
+    finally:
+        for process in (worklist, registration):
+            process.terminate()
+            process.communicate(timeout=30)
