@@ -21,6 +21,7 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 
+from imaging_common.config import CommonSettings
 from imaging_common.events.consumer import EventConsumer, EventHandler
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay
@@ -39,7 +40,7 @@ class EventBus:
     def __init__(
         self,
         *,
-        settings: Any,
+        settings: CommonSettings,
         service: str,
         pool: asyncpg.Pool,
         handlers: Mapping[str, EventHandler],
@@ -78,7 +79,7 @@ class EventBus:
         self._connection = await aio_pika.connect_robust(
             s.amqp_url,
             timeout=5,
-            reconnect_interval=str(getattr(s, "amqp_reconnect_interval", 2.0)),
+            reconnect_interval=str(s.amqp_reconnect_interval),
             client_properties={"connection_name": f"{self.namespace}.{self.service}"},
         )
         try:
@@ -91,10 +92,10 @@ class EventBus:
                 exchange=exchange,
                 app_id=self.service,
                 metrics=self.metrics,
-                batch_size=getattr(s, "outbox_batch_size", 100),
-                poll_interval=getattr(s, "outbox_poll_interval", 2.0),
-                retention_hours=getattr(s, "outbox_retention_hours", 168),
-                inbox_retention_days=getattr(s, "inbox_retention_days", 30),
+                batch_size=s.outbox_batch_size,
+                poll_interval=s.outbox_poll_interval,
+                retention_hours=s.outbox_retention_hours,
+                inbox_retention_days=s.inbox_retention_days,
             )
             self.relay.start()
             if self.handlers:
@@ -104,9 +105,9 @@ class EventBus:
                     pool=self.pool,
                     handlers=self.handlers,
                     metrics=self.metrics,
-                    max_retries=getattr(s, "event_max_retries", 5),
-                    retry_delay_ms=getattr(s, "event_retry_delay_ms", 5000),
-                    prefetch=getattr(s, "event_prefetch", 32),
+                    max_retries=s.event_max_retries,
+                    retry_delay_ms=s.event_retry_delay_ms,
+                    prefetch=s.event_prefetch,
                 )
                 await self.consumer.start(await self._connection.channel(publisher_confirms=True))
         except BaseException:
