@@ -13,6 +13,7 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 
 from print_scp.adapters import archive
+from print_scp.adapters.deps import request_context
 from print_scp.adapters.http_films import client_ip, runtime
 from print_scp.domain import films_store
 
@@ -50,7 +51,7 @@ def archive_public(row: Any) -> dict[str, Any]:
 
 @router.get("/films/{film_id}/archive", summary="Whether the film reached the PACS, or why not yet")
 async def archive_status(request: Request, film_id: str, user: Reader) -> dict[str, Any]:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await film_row(conn, film_id)
         await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request), detail={"archive": True})
@@ -61,7 +62,7 @@ async def archive_status(request: Request, film_id: str, user: Reader) -> dict[s
 async def archive_retry(request: Request, film_id: str, user: Retrier) -> dict[str, Any]:
     if runtime(request).archive is None:
         raise HTTPException(409, "no archive is configured (IMAGING_PRINT_ARCHIVE_AE_TITLE)")
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await film_row(conn, film_id, lock=True)
         if not await archive.queue_film(conn, film_id):
             raise HTTPException(409, "only a matched, stored film goes to the archive")

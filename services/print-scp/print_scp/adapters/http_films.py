@@ -19,6 +19,7 @@ from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
 from print_scp.adapters import film_decisions
+from print_scp.adapters.deps import request_context
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.domain import films_store, sharing
 from print_scp.domain.matching import KnownStudy, MatchDecision
@@ -35,7 +36,7 @@ Sharer = Annotated[Principal, Depends(require_roles("clerk", "technologist", "ra
 
 
 def runtime(request: Request) -> PrintRuntime:
-    rt: PrintRuntime = request.app.state.ctx.extras["print"]
+    rt: PrintRuntime = request_context(request).extras["print"]
     return rt
 
 
@@ -73,7 +74,7 @@ async def list_films(
 ) -> dict[str, Any]:
     if not (patient_id or accession_number or study_instance_uid or match_status):
         raise HTTPException(400, "give patient_id, accession_number, study_instance_uid or match_status")
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         rows, count = await films_store.films_where(conn, patient_id=patient_id, accession=accession_number,
                                                  study_uid=study_instance_uid, match_status=match_status,
                                                  limit=limit, offset=offset)
@@ -87,7 +88,7 @@ async def list_films(
 
 @router.get("/films/{film_id}", summary="One film with its print facts and match")
 async def get_film(request: Request, film_id: str, user: Viewer) -> dict[str, Any]:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
         await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
                            patient_id=row["patient_id"], source_ip=client_ip(request))
@@ -95,7 +96,7 @@ async def get_film(request: Request, film_id: str, user: Viewer) -> dict[str, An
 
 
 async def _film_object(request: Request, film_id: str, user: Principal, kind: str) -> bytes:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
         key = row["png_key"] if kind == "png" else row["dicom_key"]
         if key is None:
@@ -130,7 +131,7 @@ class ManualMatch(BaseModel):
 
 @router.post("/films/{film_id}/match", summary="Attach a film from the review list to a study by hand")
 async def match_film(request: Request, film_id: str, body: ManualMatch, user: Matcher) -> dict[str, Any]:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
         await films_store.lock_film(conn, film_id)
         study = await films_store.study_by_accession(conn, body.accession_number)
@@ -157,7 +158,7 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
 
 @router.post("/films/{film_id}/handover", summary="Mark a film printed and handed to the patient")
 async def hand_over(request: Request, film_id: str, user: Desk) -> dict[str, Any]:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
         if row["match_status"] != "matched":
             raise HTTPException(409, "only a matched film can be handed over")
@@ -179,7 +180,7 @@ async def create_share(request: Request, body: ShareRequest, user: Sharer) -> di
     rt = runtime(request)
     if body.valid_days > rt.settings.print_share_max_days:
         raise HTTPException(422, f"valid_days at most {rt.settings.print_share_max_days}")
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
@@ -209,7 +210,7 @@ async def create_share(request: Request, body: ShareRequest, user: Sharer) -> di
 
 @router.delete("/shares/{share_id}", status_code=204, summary="Revoke a cloud-film link")
 async def revoke_share(request: Request, share_id: str, user: Sharer) -> Response:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         try:
             uuid.UUID(share_id)
         except ValueError:

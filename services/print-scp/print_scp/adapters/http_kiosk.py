@@ -20,6 +20,7 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
+from print_scp.adapters.deps import request_context
 from print_scp.adapters.http_films import Desk, client_ip, runtime
 from print_scp.domain import films_store, kiosk, sharing
 
@@ -40,7 +41,7 @@ def _device(row: Any) -> dict[str, Any]:
 @router.post("/admin/kiosks", status_code=201, summary="Register a kiosk device; its key is shown this once")
 async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> dict[str, Any]:
     key = kiosk.new_device_key()
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await kiosk.register_device(conn, body.id, body.name, key, user.username)
         if row is None:
             raise HTTPException(409, f"kiosk {body.id} exists (revoked ids are not reused)")
@@ -51,14 +52,14 @@ async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> 
 
 @router.get("/admin/kiosks", summary="Registered kiosk devices (never their keys)")
 async def list_kiosks(request: Request, user: KioskAdmin) -> dict[str, Any]:
-    async with request.app.state.ctx.pool.acquire() as conn:
+    async with request_context(request).pool.acquire() as conn:
         rows = await kiosk.devices(conn)
     return {"data": [_device(r) for r in rows], "count": len(rows)}
 
 
 @router.delete("/admin/kiosks/{device_id}", status_code=204, summary="Revoke a kiosk device (refused at once)")
 async def revoke_kiosk(request: Request, device_id: str, user: KioskAdmin) -> Response:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         if not await kiosk.revoke_device(conn, device_id, user.username):
             raise HTTPException(404, "no such kiosk")
         await audit.record(conn, actor=user.username, action="update", entity="kiosk_device", entity_id=device_id,
@@ -75,7 +76,7 @@ async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[st
     days = runtime(request).settings.print_slip_valid_days
     token, slip_id = kiosk.new_slip_token(), str(uuid.uuid4())
     expires = datetime.now(UTC) + timedelta(days=days)
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         study = await films_store.study_by_accession(conn, body.accession_number)
         if study is None:
             raise HTTPException(404, f"no study with accession number {body.accession_number}")
@@ -96,7 +97,7 @@ async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[st
 
 @router.delete("/slips/{slip_id}", status_code=204, summary="Withdraw a slip (lost, or reissued)")
 async def revoke_slip(request: Request, slip_id: uuid.UUID, user: Desk) -> Response:
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         if not await kiosk.revoke_slip(conn, slip_id):
             raise HTTPException(404, "no such slip")
         await audit.record(conn, actor=user.username, action="update", entity="film_slip", entity_id=str(slip_id),

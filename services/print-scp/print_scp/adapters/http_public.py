@@ -23,6 +23,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from imaging_common import audit
 from pydantic import BaseModel, Field
 
+from print_scp.adapters.deps import request_context
 from print_scp.adapters.http_films import client_ip, runtime
 from print_scp.domain import films_store, kiosk, sharing
 from print_scp.domain.storage import ObjectNotFound
@@ -32,7 +33,7 @@ GRANT_SECONDS = 900
 
 
 def _grant_key(request: Request, grant: str) -> str:
-    return f"{request.app.state.ctx.settings.namespace}:print:share-grant:{grant}"
+    return f"{request_context(request).settings.namespace}:print:share-grant:{grant}"
 
 
 class Verify(BaseModel):
@@ -42,7 +43,7 @@ class Verify(BaseModel):
 
 @router.post("/cloud-film/verify", summary="Open a cloud-film link: identity check, then a 15-minute grant")
 async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     max_attempts = runtime(request).settings.print_share_max_attempts
     async with ctx.pool.acquire() as conn, conn.transaction():
         share = await sharing.by_token(conn, body.token)
@@ -84,7 +85,7 @@ async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
             response_class=Response)
 async def shared_film(request: Request, film_id: str,
                       x_share_grant: Annotated[str | None, Header()] = None) -> Response:
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     share_id = await ctx.redis.get(_grant_key(request, x_share_grant)) if x_share_grant else None
     if not share_id:
         raise HTTPException(401, "open the link and answer the identity check first")
@@ -116,7 +117,7 @@ class KioskDevice:
 
 async def _over_limit(request: Request, what: str, limit: int) -> int | None:
     """Count one request against `what` in this minute's window; seconds to wait when over `limit`."""
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     window = int(time.time() // 60)
     key = f"{ctx.settings.namespace}:print:kiosk-rate:{what}:{window}"
     async with ctx.redis.pipeline(transaction=True) as pipe:
@@ -134,7 +135,7 @@ async def _kiosk(request: Request, key: str | None) -> KioskDevice:
         raise HTTPException(429, "too many kiosk requests from this address", headers={"Retry-After": str(wait)})
     if not key or len(key) > 200:
         raise HTTPException(401, "unknown kiosk")
-    async with request.app.state.ctx.pool.acquire() as conn:
+    async with request_context(request).pool.acquire() as conn:
         row = await kiosk.device_by_key(conn, key)
     if row is None:
         raise HTTPException(401, "unknown kiosk")
@@ -164,7 +165,7 @@ async def _slip(conn: Any, token: str | None) -> Any:
 async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
                        ) -> dict[str, Any]:
     device = await _kiosk(request, x_kiosk_key)
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, body.slip)
         rows = await films_store.matched_films(conn, slip["accession_number"], slip["empi_id"])
         # A read of patient data is audited (standard 10.5); nothing about the films changes.
@@ -188,7 +189,7 @@ async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str 
         uuid.UUID(film_id)
     except ValueError:
         raise HTTPException(404, "no such film") from None
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, x_slip)
         row = await films_store.matched_film_image(conn, film_id, slip["accession_number"], slip["empi_id"])
         if row is None or row["png_key"] is None:
@@ -212,7 +213,7 @@ class Collected(Slip):
 async def kiosk_collected(request: Request, body: Collected, x_kiosk_key: Annotated[str | None, Header()] = None
                           ) -> dict[str, Any]:
     device = await _kiosk(request, x_kiosk_key)
-    async with request.app.state.ctx.pool.acquire() as conn, conn.transaction():
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
         slip = await _slip(conn, body.slip)
         rows = await films_store.hand_over_matched(conn, [str(f) for f in body.film_ids], slip["accession_number"],
                                                    slip["empi_id"], device.actor)
