@@ -49,6 +49,9 @@ CRD_API_VERSIONS = [
     "gateway.networking.k8s.io/v1alpha2/TCPRoute",
     "monitoring.coreos.com/v1/ServiceMonitor",
     "monitoring.coreos.com/v1/PrometheusRule",
+    "postgresql.cnpg.io/v1/Cluster",
+    "postgresql.cnpg.io/v1/ScheduledBackup",
+    "rabbitmq.com/v1beta1/RabbitmqCluster",
 ]
 
 # name -> extra helm arguments. The three example files hospital IT starts from, the full one
@@ -58,6 +61,7 @@ CONFIGS: dict[str, list[str]] = {
     "minimal": ["-f", str(EXAMPLES / "values-minimal.yaml")],
     "production": ["-f", str(EXAMPLES / "values-production.yaml")],
     "full": ["-f", str(EXAMPLES / "values-full.yaml")],
+    "operators": ["-f", str(EXAMPLES / "values-operators.yaml")],
     "full-with-crds": ["-f", str(EXAMPLES / "values-full.yaml")]
     + [arg for api in CRD_API_VERSIONS for arg in ("--api-versions", api)],
     "ingress-nodeport": [
@@ -155,7 +159,8 @@ SERVICES = {
 LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "critical-values": 2577}
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
-CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"Gateway", "HTTPRoute", "TCPRoute", "ServiceMonitor", "PrometheusRule", "Cluster", "ScheduledBackup",
+             "RabbitmqCluster"}
 # The audit chain's HMAC key, as the chart's audit.hmacKey Secret holds it (the same for the migration Job,
 # which writes the chain's first keyed row, and the audit CronJob, which verifies it).
 AUDIT_SECRET = {"imaging-audit": {"hmac-key": "chart-test-audit-hmac-key-" + "0123456789abcdef" * 2}}
@@ -337,6 +342,21 @@ def _check_crd(docs: list[Manifest], doc: Manifest) -> list[str]:
             assert re.fullmatch(r"/api/[a-z-]+/metrics", endpoint["path"]), where
             if selected and endpoint["port"] not in {p["name"] for p in selected[0]["spec"]["ports"]}:
                 problems.append(f"{where}: Service has no port named {endpoint['port']}")
+    elif kind in ("Cluster", "ScheduledBackup"):
+        assert doc["apiVersion"] == "postgresql.cnpg.io/v1", where
+        if kind == "Cluster":
+            assert set(spec) <= {"instances", "imageName", "imagePullSecrets", "primaryUpdateStrategy", "storage",
+                                 "postgresql", "resources", "affinity", "monitoring", "bootstrap",
+                                 "externalClusters", "backup"}, where
+            assert len(spec["bootstrap"]) == 1 and set(spec["bootstrap"]) <= {"initdb", "recovery"}, where
+            assert spec["bootstrap"][next(iter(spec["bootstrap"]))]["secret"]["name"], where
+        else:
+            assert len(spec["schedule"].split()) == 6, f"{where}: the operator's cron has six fields"
+            assert spec["cluster"]["name"] in {c["metadata"]["name"] for c in by_kind(docs, "Cluster")}, where
+    elif kind == "RabbitmqCluster":
+        assert doc["apiVersion"] == "rabbitmq.com/v1beta1", where
+        assert set(spec) <= {"replicas", "image", "imagePullSecrets", "persistence", "resources", "affinity",
+                             "rabbitmq"}, where
     elif kind == "PrometheusRule":
         assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
         for group in spec["groups"]:
@@ -1329,3 +1349,48 @@ def test_helm_test_scripts_against_real_listeners(
         for process in (worklist, registration):
             process.terminate()
             process.communicate(timeout=30)
+
+
+def test_operator_run_postgresql_and_rabbitmq(rendered: dict[str, list[Manifest]], helm: Helm) -> None:
+    docs = rendered["operators"]
+    assert not by_kind(docs, "StatefulSet")
+    (cluster,) = by_kind(docs, "Cluster")
+    assert cluster["metadata"]["name"] == f"{FULLNAME}-pg" and cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "imaging", "owner": "imaging",
+                                                      "secret": {"name": "imaging-pg"}}
+    store = cluster["spec"]["backup"]["barmanObjectStore"]
+    assert store["destinationPath"] == "s3://imaging-backups/pg" and store["wal"]["compression"] == "gzip"
+    assert store["s3Credentials"]["secretAccessKey"]["name"] == "imaging-pg-backup"
+    assert named(docs, "ScheduledBackup", f"{FULLNAME}-pg")["spec"]["backupOwnerReference"] == "self"
+    (mq,) = by_kind(docs, "RabbitmqCluster")
+    assert mq["spec"]["replicas"] == 3
+    # Operators may copy their CR's labels to the pods: never the platform's, which the default deny selects.
+    for doc in (cluster, mq):
+        assert "app.kubernetes.io/part-of" not in doc["metadata"]["labels"]
+    # The services and the migration Job connect to the operators' Services and Secrets.
+    for doc in [*by_kind(docs, "Deployment"), named(docs, "Job", f"{FULLNAME}-migrate")]:
+        env = {e["name"]: e for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["DATABASE_URL"]["value"] == f"postgresql://imaging@{FULLNAME}-pg-rw:5432/imaging?sslmode=require"
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "imaging-pg", "key": "password"}
+        assert env["IMAGING_AMQP_USER"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULLNAME}-mq-default-user"
+        assert env["AMQP_URL"]["value"].startswith(f"amqp://$(IMAGING_AMQP_USER):$(IMAGING_AMQP_PASSWORD)@{FULLNAME}-mq:")
+    # ...and their pods are what the egress policy lets the platform reach.
+    egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
+    selectors = [peer["podSelector"]["matchLabels"] for rule in egress for peer in rule["to"] if "podSelector" in peer]
+    assert {"cnpg.io/cluster": f"{FULLNAME}-pg"} in selectors
+    assert {"app.kubernetes.io/name": f"{FULLNAME}-mq"} in selectors
+
+    # Point-in-time recovery into a new cluster from the old one's backups.
+    result = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set",
+                           "cloudnativepg.recovery.enabled=true,cloudnativepg.recovery.serverName=pacs-imaging-pg,"
+                           "cloudnativepg.recovery.targetTime=2026-12-01T08:00:00+08:00")
+    assert result.returncode == 0, result.stderr
+    (cluster,) = by_kind(parse_manifests(result.stdout), "Cluster")
+    recovery = cluster["spec"]["bootstrap"]["recovery"]
+    assert recovery["source"] == "origin" and recovery["recoveryTarget"]["targetTime"] == "2026-12-01T08:00:00+08:00"
+    (origin,) = cluster["spec"]["externalClusters"]
+    assert origin["barmanObjectStore"]["serverName"] == "pacs-imaging-pg"
+    assert origin["barmanObjectStore"]["destinationPath"] == "s3://imaging-backups/pg"
+    both = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "postgresql.enabled=true,"
+                         "postgresql.auth.existingSecret=x")
+    assert both.returncode != 0 and "choose one of postgresql.enabled" in both.stderr

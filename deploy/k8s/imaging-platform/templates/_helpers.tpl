@@ -82,7 +82,17 @@ Infrastructure endpoints: the in-cluster subchart's Service when it is enabled, 
 Each returns a dict as YAML: host, port, secret, passwordKey (and more per kind).
 */}}
 {{- define "imaging.db" -}}
-{{- if .Values.postgresql.enabled -}}
+{{- if .Values.cloudnativepg.enabled -}}
+{{- $c := .Values.cloudnativepg -}}
+host: {{ printf "%s-pg-rw" (include "imaging.fullname" .) }}
+port: 5432
+database: {{ $c.auth.database }}
+user: {{ $c.auth.username }}
+secret: {{ $c.auth.existingSecret }}
+passwordKey: password
+sslmode: require
+selector: {cnpg.io/cluster: {{ printf "%s-pg" (include "imaging.fullname" .) }}}
+{{- else if .Values.postgresql.enabled -}}
 host: {{ printf "%s-postgresql" .Release.Name }}
 port: 5432
 database: {{ .Values.postgresql.auth.database }}
@@ -103,7 +113,19 @@ sslmode: {{ $e.sslmode }}
 {{- end -}}
 
 {{- define "imaging.mq" -}}
-{{- if .Values.rabbitmq.enabled -}}
+{{- if .Values.rabbitmqCluster.enabled -}}
+{{- $name := printf "%s-mq" (include "imaging.fullname" .) -}}
+host: {{ $name }}
+port: 5672
+vhost: /
+user: $(IMAGING_AMQP_USER)
+userKey: username
+secret: {{ $name }}-default-user
+passwordKey: password
+urlKey: ""
+scheme: amqp
+selector: {app.kubernetes.io/name: {{ $name }}}
+{{- else if .Values.rabbitmq.enabled -}}
 host: {{ printf "%s-rabbitmq" .Release.Name }}
 port: 5672
 vhost: /
@@ -165,6 +187,11 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
   valueFrom:
     secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.urlKey | quote }}}
 {{- else }}
+{{- if $mq.userKey }}
+- name: IMAGING_AMQP_USER
+  valueFrom:
+    secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.userKey | quote }}}
+{{- end }}
 - name: IMAGING_AMQP_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.passwordKey | quote }}}
@@ -316,6 +343,12 @@ criticalAck:
 {{- if and .Values.gateway.enabled (not .Values.gateway.create) (not .Values.gateway.parentRefs) -}}
 {{- fail "gateway.parentRefs is required when gateway.create=false (the existing Gateway to attach routes to)" -}}
 {{- end -}}
+{{- if and .Values.postgresql.enabled .Values.cloudnativepg.enabled -}}
+{{- fail "choose one of postgresql.enabled (a single StatefulSet, for trials) and cloudnativepg.enabled" -}}
+{{- end -}}
+{{- if and .Values.rabbitmq.enabled .Values.rabbitmqCluster.enabled -}}
+{{- fail "choose one of rabbitmq.enabled (a single StatefulSet, for trials) and rabbitmqCluster.enabled" -}}
+{{- end -}}
 {{- $_ := include "imaging.tcpMode" . -}}
 {{- $_ := include "imaging.db" . -}}
 {{- $_ := include "imaging.mq" . -}}
@@ -352,4 +385,41 @@ boto3 for the film bucket (AWS_CA_BUNDLE), libpq/asyncpg for sslmode=verify-* (P
 - name: ca-bundle
   secret: {secretName: {{ $c.existingSecret | quote }}, defaultMode: 0444, items: [{key: {{ $c.key | quote }}, path: ca-bundle.crt}]}
 {{- end }}
+{{- end -}}
+
+{{/* An operator-run image with the global registry override applied: "repo/name:tag" -> "<registry>/repo/name:tag". */}}
+{{- define "imaging.registryImage" -}}
+{{- if .global.imageRegistry -}}
+{{- $parts := splitList "/" .image -}}
+{{- if and (gt (len $parts) 1) (or (contains "." (first $parts)) (contains ":" (first $parts))) -}}
+{{ .global.imageRegistry }}/{{ rest $parts | join "/" }}
+{{- else -}}
+{{ .global.imageRegistry }}/{{ .image }}
+{{- end -}}
+{{- else -}}
+{{ .image }}
+{{- end -}}
+{{- end -}}
+
+{{/* CloudNativePG barmanObjectStore: where the base backups and WAL go (or are restored from). */}}
+{{- define "imaging.barmanStore" -}}
+destinationPath: {{ .path | quote }}
+{{- with .serverName }}
+serverName: {{ . | quote }}
+{{- end }}
+{{- with .b.endpointURL }}
+endpointURL: {{ . | quote }}
+{{- end }}
+s3Credentials:
+  accessKeyId: {name: {{ required "cloudnativepg.backup.existingSecret is required (S3 credentials)" .b.existingSecret | quote }}, key: {{ .b.accessKeyIdKey | quote }}}
+  secretAccessKey: {name: {{ .b.existingSecret | quote }}, key: {{ .b.secretAccessKeyKey | quote }}}
+{{- end -}}
+
+{{/* Labels of operator-run clusters: without part-of, which operators may copy onto their pods, so
+the platform's default-deny NetworkPolicy never selects the database's or the broker's pods. */}}
+{{- define "imaging.operatorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
