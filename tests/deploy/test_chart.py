@@ -204,14 +204,14 @@ def test_renders_every_service(rendered: dict[str, list[Manifest]], config: str)
     assert len(names) == len(set(names)), "two objects share a kind and name"
 
 
-@pytest.mark.parametrize("values", ["values-minimal.yaml", "values-production.yaml", "values-full.yaml"])
+@pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))
 def test_lint_strict(helm: Helm, values: str) -> None:
     result = helm.run("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(EXAMPLES / values))
     assert result.returncode == 0, result.output
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize("values", ["values-minimal.yaml", "values-production.yaml", "values-full.yaml"])
+@pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))
 def test_install_dry_run_client(helm: Helm, values: str) -> None:
     result = helm.run(
         "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "-f", str(EXAMPLES / values)
@@ -651,7 +651,7 @@ def test_hpa_and_pdb(rendered: dict[str, list[Manifest]]) -> None:
     assert all(p["spec"]["maxUnavailable"] == 1 for p in pdbs.values())
 
 
-@pytest.mark.parametrize("config", ["minimal", "production", "full"])
+@pytest.mark.parametrize("config", sorted(p.stem.removeprefix("values-") for p in EXAMPLES.glob("values-*.yaml")))
 def test_migrations_run_after_their_database_exists(helm: Helm, config: str) -> None:
     """Install: the Job is an ordinary object of the release (a pre-install hook ran before the in-cluster
     PostgreSQL existed; a post-install hook would wait behind `--wait` for pods that wait for it), and it
@@ -669,7 +669,8 @@ def test_migrations_run_after_their_database_exists(helm: Helm, config: str) -> 
     # What it waits for is in this very release when the database is in-cluster (values-full.yaml).
     host = env["DATABASE_URL"].split("@", 1)[1].split(":", 1)[0]
     services = {s["metadata"]["name"] for s in by_kind(install, "Service")}
-    assert (host in services) == (config == "full"), (host, config)
+    in_release = services | {f"{c['metadata']['name']}-rw" for c in by_kind(install, "Cluster")}
+    assert (host in in_release) == (config in ("full", "operators")), (host, config)
 
     upgrade = parse_manifests(helm.template("-f", values, "--is-upgrade").stdout)
     annotations = named(upgrade, "Job", f"{FULLNAME}-migrate")["metadata"]["annotations"]
