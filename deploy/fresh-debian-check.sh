@@ -34,6 +34,11 @@ command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get inst
 cleanup() {
 	set +e
 	[ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
+	# The servers make infra started (daemons) inside the root: stopped by pid, found by their root.
+	for proc in /proc/[0-9]*; do
+		[ "$(readlink "$proc/root" 2>/dev/null)" = "$ROOT" ] && kill "${proc#/proc/}" 2>/dev/null
+	done
+	sleep 2
 	for m in opt/pypi-more opt/pypi opt/wheels dev/pts dev sys proc; do
 		mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"
 	done
@@ -100,7 +105,7 @@ def handle(client):
         host_, port = target.rsplit(":", 1)
         upstream = socket.create_connection((host_, int(port)), timeout=30)
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        extra = rest.split(b"\r\n\r\n", 1)[1]
+        extra = head.split(b"\r\n\r\n", 1)[1]  # bytes the client sent after the request
     else:  # absolute-form request of a plain HTTP proxy client (apt)
         url = target.split("://", 1)[1]
         hostport, _, path = url.partition("/")
