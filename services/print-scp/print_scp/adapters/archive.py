@@ -24,6 +24,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
+from print_scp.domain import films_store
 from print_scp.domain.storage import FilmStore, ObjectNotFound
 from print_scp.settings import Settings
 
@@ -46,21 +47,15 @@ async def queue_film(conn: asyncpg.Connection, film_id: str) -> bool:
     """
     if not _running:
         return False
-    queued = await conn.fetchval(
-        """UPDATE films SET archive_status = 'pending', archive_attempts = 0, archive_next_at = now(),
-                  archive_error = NULL
-           WHERE id = $1 AND match_status = 'matched' AND dicom_key IS NOT NULL AND NOT dicom_stale
-           RETURNING id""", film_id)
-    if queued is None:
+    queued = await films_store.queue_for_archive(conn, film_id)
+    if not queued:
         log.warning("film %s not queued for the archive: not matched, or its film.dcm not stored", film_id)
-    return queued is not None
+    return queued
 
 
 async def cancel_film(conn: asyncpg.Connection, film_id: str) -> None:
     """The film is no longer matched: do not send it (a copy already sent stays in the PACS)."""
-    await conn.execute("""UPDATE films SET archive_status = 'cancelled', archive_next_at = NULL
-                          WHERE id = $1 AND archive_status IN ('pending', 'failed')""", film_id)
-    if await conn.fetchval("SELECT archive_status FROM films WHERE id = $1", film_id) == "sent":
+    if await films_store.cancel_archive(conn, film_id) == "sent":
         log.warning("film %s unmatched after it was sent to the archive: the PACS keeps that copy", film_id)
 
 
@@ -143,10 +138,7 @@ class ArchiveSender:
 
     async def send_one(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """SELECT id, dicom_key, archive_attempts FROM films
-                   WHERE archive_status = 'pending' AND archive_next_at <= now() AND NOT dicom_stale
-                   ORDER BY archive_next_at FOR UPDATE SKIP LOCKED LIMIT 1""")
+            row = await films_store.claim_due_for_archive(conn)
             if row is None:
                 return False
             outcome = await self.send(row["dicom_key"])
@@ -169,18 +161,11 @@ class ArchiveSender:
     async def record(self, conn: asyncpg.Connection, film_id: object, attempts: int, outcome: Outcome) -> None:
         s = self.settings
         if outcome.kind == "sent":
-            await conn.execute(
-                """UPDATE films SET archive_status = 'sent', archive_attempts = $2, archive_next_at = NULL,
-                          archive_error = NULL, archived_at = clock_timestamp(), archive_response_status = $3
-                   WHERE id = $1""", film_id, attempts, outcome.status)
+            await films_store.archive_sent(conn, film_id, attempts, outcome.status)
             return
         give_up = outcome.kind == "refused" or attempts >= s.print_archive_max_attempts
         delay = None if give_up else s.print_archive_retry_seconds * 2 ** (attempts - 1)
         log.warning("film %s not archived (attempt %d, %s): %s", film_id, attempts,
                     "gave up" if delay is None else f"again in {delay:.0f} s", outcome.error)
-        # clock_timestamp(), not now(): the send took place after this transaction began.
-        await conn.execute(
-            """UPDATE films SET archive_status = $3, archive_attempts = $2, archive_error = $4,
-                      archive_response_status = $5, archive_next_at = clock_timestamp() + make_interval(secs => $6)
-               WHERE id = $1""",
-            film_id, attempts, "failed" if give_up else "pending", outcome.error, outcome.status, delay)
+        await films_store.archive_not_sent(conn, film_id, attempts, give_up=give_up, error=outcome.error,
+                                           response_status=outcome.status, delay=delay)

@@ -82,12 +82,12 @@ async def apply(conn: asyncpg.Connection, film_id: str, decision: MatchDecision,
                 matched_by: str | None = None) -> None:
     """Re-decide a film: `record` it, and mark its DICOM stale when it was already stored, so the
     renderer rewrites it with the identity decided (`rewrite_stale`) before anyone is sent it."""
-    row = await conn.fetchrow("SELECT * FROM films WHERE id = $1 FOR UPDATE", film_id)
+    row = await films_store.film_record(conn, film_id, lock=True)
     if row is None:
         raise LookupError(film_id)
     await record(conn, film_id, decision, previous=row, matched_by=matched_by)
     if row["dicom_key"] is not None:
-        await conn.execute("UPDATE films SET dicom_stale = true WHERE id = $1", film_id)
+        await films_store.mark_dicom_stale(conn, film_id)
         await archive.cancel_film(conn, film_id)  # not the copy with the identity it had
 
 
@@ -96,8 +96,7 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
     Series and SOP Instance UIDs, under a new key), then queued for the archive when matched. Returns
     the replaced key for the caller to delete once committed (deleting before could leave the row
     pointing at nothing); None when no film was stale."""
-    row = await conn.fetchrow("SELECT id, dicom_key, match_status, study_instance_uid FROM films "
-                              "WHERE dicom_stale FOR UPDATE SKIP LOCKED LIMIT 1")
+    row = await films_store.claim_stale(conn)
     if row is None:
         return None
     film_id, old_key = str(row["id"]), row["dicom_key"]
@@ -106,7 +105,7 @@ async def rewrite_stale(conn: asyncpg.Connection, store: FilmStore, settings: Se
     new_key = f"{old_key.rsplit('/', 1)[0]}/{film_id}.{sop_uid}.dcm"
     await store.put(new_key, dicom, "application/dicom")
     await films_store.set_dicom(conn, film_id, dicom_key=new_key, sop_uid=sop_uid)
-    await conn.execute("UPDATE films SET dicom_stale = false WHERE id = $1", film_id)
+    await films_store.mark_dicom_current(conn, film_id)
     if who is not None:
         await archive.queue_film(conn, film_id)
     return str(old_key)

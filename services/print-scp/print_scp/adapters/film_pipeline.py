@@ -57,7 +57,7 @@ class FilmPipeline:
             for job in jobs:
                 key, manifest = spooled[job.film_id]
                 await films_store.insert_film(conn, session_id=session_id, job=job, spool_key=key)
-                await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", job.film_id, manifest)
+                await films_store.set_spool_manifest(conn, job.film_id, manifest)
         # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
         # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
         # an association that stays open.
@@ -68,8 +68,7 @@ class FilmPipeline:
         spooled = await spool_store.put_jobs(self.store, jobs)
         async with self.pool.acquire() as conn, conn.transaction():
             for job in jobs:
-                await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", job.film_id,
-                                   spooled[job.film_id][1])
+                await films_store.set_spool_manifest(conn, job.film_id, spooled[job.film_id][1])
 
     async def run(self) -> None:
         """The renderer: drains spooled films, then sleeps until woken (or polls, for other replicas)."""
@@ -90,18 +89,14 @@ class FilmPipeline:
 
     async def process_one(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """SELECT id, spool_key, spool_manifest, status, printed_at FROM films WHERE spool_key IS NOT NULL
-                   ORDER BY printed_at FOR UPDATE SKIP LOCKED LIMIT 1""")
+            row = await films_store.claim_to_render(conn)
             if row is None:
                 return False
             film_id = str(row["id"])
             # Outside the try below: a store that is briefly unreachable must leave the film spooled
             # (the transaction rolls back and the run loop retries), never mark it failed for good.
             spooled = await spool_store.fetch(self.store, row["spool_key"], row["spool_manifest"])
-            if spooled is None and await conn.fetchval(
-                    "SELECT created_at > now() - make_interval(secs => $2) FROM films WHERE id = $1", film_id,
-                    SPOOL_GRACE_SECONDS):
+            if spooled is None and await films_store.created_within(conn, film_id, SPOOL_GRACE_SECONDS):
                 return False  # its print is being answered right now (another replica's): look again later
             try:
                 if spooled is None:  # gone for good (a crash before its print was answered)
@@ -112,12 +107,12 @@ class FilmPipeline:
             except Exception as exc:  # undecodable spool or a render bug: keep the row, say why
                 log.exception("film %s could not be rendered", film_id)
                 await films_store.mark_failed(conn, film_id, f"{type(exc).__name__}: {exc}")
-                await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
+                await films_store.clear_spool(conn, film_id)
                 return True
             decision = await self.decide(conn, job, rendered)
             await self._store(conn, job, rendered, decision)
             await film_decisions.record(conn, film_id, decision, previous=None)
-            await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
+            await films_store.clear_spool(conn, film_id)
         await spool_store.remove_job(self.store, row["spool_key"], spooled)
         self.processed += 1
         return True

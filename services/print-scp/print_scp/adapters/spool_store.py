@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from print_scp.domain import spool
+from print_scp.domain import films_store, spool
 from print_scp.domain.print_session import FilmJob
 from print_scp.domain.storage import FilmStore, ObjectNotFound
 
@@ -214,8 +214,7 @@ async def sweep(store: FilmStore, pool: asyncpg.Pool, *, age: timedelta = SWEEP_
     """
     before = datetime.now(UTC) - age
     async with pool.acquire() as conn:
-        spooled = {r["spool_key"]: r["spool_manifest"] for r in await conn.fetch(
-            "SELECT spool_key, spool_manifest FROM films WHERE spool_key IS NOT NULL")}
+        spooled = await films_store.spooled(conn)
     referenced = set(spooled)
     for key, manifest in spooled.items():
         referenced.update(await _image_keys(store, key, manifest))

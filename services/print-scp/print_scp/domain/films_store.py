@@ -237,3 +237,91 @@ async def hand_over_matched(conn: asyncpg.Connection, film_ids: list[str], acces
                AND status = 'stored'
            RETURNING id, patient_id, handed_over_at, handed_over_by""",
         accession, empi_id, film_ids, by)
+
+
+# ---- the renderer's spool and rewrites -------------------------------------------------------------
+
+async def set_spool_manifest(conn: asyncpg.Connection, film_id: str, manifest: Any) -> None:
+    await conn.execute("UPDATE films SET spool_manifest = $2 WHERE id = $1", film_id, manifest)
+
+
+async def claim_to_render(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """The oldest film with a spool, locked for this transaction (replicas skip it)."""
+    return await conn.fetchrow(
+        """SELECT id, spool_key, spool_manifest, status, printed_at FROM films WHERE spool_key IS NOT NULL
+           ORDER BY printed_at FOR UPDATE SKIP LOCKED LIMIT 1""")
+
+
+async def created_within(conn: asyncpg.Connection, film_id: str, seconds: float) -> bool:
+    """The film's row is younger than `seconds` (its print may still be being answered)."""
+    return bool(await conn.fetchval("SELECT created_at > now() - make_interval(secs => $2) FROM films WHERE id = $1",
+                                    film_id, seconds))
+
+
+async def clear_spool(conn: asyncpg.Connection, film_id: str) -> None:
+    await conn.execute("UPDATE films SET spool_key = NULL, spool_manifest = NULL WHERE id = $1", film_id)
+
+
+async def spooled(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Every film's spool key still referenced, with its manifest."""
+    rows = await conn.fetch("SELECT spool_key, spool_manifest FROM films WHERE spool_key IS NOT NULL")
+    return {r["spool_key"]: r["spool_manifest"] for r in rows}
+
+
+async def mark_dicom_stale(conn: asyncpg.Connection, film_id: str) -> None:
+    await conn.execute("UPDATE films SET dicom_stale = true WHERE id = $1", film_id)
+
+
+async def claim_stale(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """One film whose DICOM no longer says what its row does, locked (replicas skip it)."""
+    return await conn.fetchrow("SELECT id, dicom_key, match_status, study_instance_uid FROM films "
+                               "WHERE dicom_stale FOR UPDATE SKIP LOCKED LIMIT 1")
+
+
+async def mark_dicom_current(conn: asyncpg.Connection, film_id: str) -> None:
+    await conn.execute("UPDATE films SET dicom_stale = false WHERE id = $1", film_id)
+
+
+# ---- the archive's queue ---------------------------------------------------------------------------
+
+async def queue_for_archive(conn: asyncpg.Connection, film_id: str) -> bool:
+    """Queued anew when the film is matched, its film.dcm stored and not awaiting a new identity."""
+    queued = await conn.fetchval(
+        """UPDATE films SET archive_status = 'pending', archive_attempts = 0, archive_next_at = now(),
+                  archive_error = NULL
+           WHERE id = $1 AND match_status = 'matched' AND dicom_key IS NOT NULL AND NOT dicom_stale
+           RETURNING id""", film_id)
+    return queued is not None
+
+
+async def cancel_archive(conn: asyncpg.Connection, film_id: str) -> str | None:
+    """A send not yet made is cancelled; the archive status after that."""
+    await conn.execute("""UPDATE films SET archive_status = 'cancelled', archive_next_at = NULL
+                          WHERE id = $1 AND archive_status IN ('pending', 'failed')""", film_id)
+    return await conn.fetchval("SELECT archive_status FROM films WHERE id = $1", film_id)
+
+
+async def claim_due_for_archive(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """The film whose send is due first, locked (replicas skip it)."""
+    return await conn.fetchrow(
+        """SELECT id, dicom_key, archive_attempts FROM films
+           WHERE archive_status = 'pending' AND archive_next_at <= now() AND NOT dicom_stale
+           ORDER BY archive_next_at FOR UPDATE SKIP LOCKED LIMIT 1""")
+
+
+async def archive_sent(conn: asyncpg.Connection, film_id: object, attempts: int, response_status: int | None) -> None:
+    await conn.execute(
+        """UPDATE films SET archive_status = 'sent', archive_attempts = $2, archive_next_at = NULL,
+                  archive_error = NULL, archived_at = clock_timestamp(), archive_response_status = $3
+           WHERE id = $1""", film_id, attempts, response_status)
+
+
+async def archive_not_sent(conn: asyncpg.Connection, film_id: object, attempts: int, *, give_up: bool,
+                           error: str | None, response_status: int | None, delay: float | None) -> None:
+    """A failed send: tried again after `delay` seconds, or given up (status 'failed')."""
+    # clock_timestamp(), not now(): the send took place after this transaction began.
+    await conn.execute(
+        """UPDATE films SET archive_status = $3, archive_attempts = $2, archive_error = $4,
+                  archive_response_status = $5, archive_next_at = clock_timestamp() + make_interval(secs => $6)
+           WHERE id = $1""",
+        film_id, attempts, "failed" if give_up else "pending", error, response_status, delay)
