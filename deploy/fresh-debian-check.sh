@@ -63,6 +63,9 @@ for d in /opt/wheels /opt/pypi /opt/pypi-more; do
 	if [ -d "$d" ]; then mkdir -p "$ROOT$d"; mount --bind -o ro "$d" "$ROOT$d"; fi
 done
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
+# This host's CA bundle for pip and npm: the registries are reached the way this host reaches them
+# (a TLS-inspecting proxy's CA lives there); the platform's own trust inside the root is Debian's.
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/fresh-check-host-ca.crt"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 
 # The namespace, its loopback, and the proxy listening inside it (connecting out from the host's).
@@ -129,7 +132,7 @@ set +e
 nsenter --net="$NETNS" chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	http_proxy="http://127.0.0.1:$PROXY_PORT" https_proxy="http://127.0.0.1:$PROXY_PORT" \
 	npm_config_proxy="http://127.0.0.1:$PROXY_PORT" npm_config_https_proxy="http://127.0.0.1:$PROXY_PORT" \
-	no_proxy=127.0.0.1,localhost \
+	no_proxy=127.0.0.1,localhost PIP_CERT=/etc/fresh-check-host-ca.crt npm_config_cafile=/etc/fresh-check-host-ca.crt \
 	/bin/bash -c "cd /root/imaging && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null && $STEPS"
 status=$?
 echo "== result: exit $status ($STEPS) on $(. "$ROOT/etc/os-release"; echo "$PRETTY_NAME"), $(date -u +%FT%TZ)"
