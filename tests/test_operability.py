@@ -32,7 +32,7 @@ from imaging_testing.auth import issue_test_token
 T = TypeVar("T")
 FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another echoscu earlier on PATH)
-# Every service that consumes order.created (topology.SUBSCRIPTIONS).
+# Every service that consumes order.created (topology.subscriptions(): those whose HANDLERS take OrderCreated).
 ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values"}
 
 

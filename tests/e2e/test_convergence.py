@@ -23,7 +23,7 @@ import aio_pika
 import asyncpg
 import httpx
 from imaging_common.consistency import check_settled, connector
-from imaging_common.events.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name, retry_queue_name
+from imaging_common.events.topology import dead_letter_queue_name, queue_name, retry_queue_name, subscriptions
 from imaging_testing import eventually
 from imaging_testing.auth import issue_test_token
 
@@ -124,7 +124,7 @@ async def test_a_shuffled_duplicated_late_stream_converges_on_two_replicas(test_
             for service in CONSUMERS:
                 name = queue_name(ns, service)
                 stream = await _take_all(channel, name)
-                assert stream or not SUBSCRIPTIONS[service], f"{service} received nothing"
+                assert stream or not subscriptions()[service], f"{service} received nothing"
                 stream += rng.sample(stream, len(stream) // 3)
                 rng.shuffle(stream)
                 cut = len(stream) * 3 // 4

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imaging_common import db
 from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
-from imaging_common.events import EventBus, EventHandler
+from imaging_common.events import EventBus, Handlers
 from imaging_common.events.deadletters import dead_letters_router
 from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope, registered
 from imaging_common.problems import install_problem_handlers, problem
@@ -64,7 +64,8 @@ class ServiceSpec(Generic[S]):
     library_migrations: Mapping[str, Path] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()  # routers with paths relative to /api/<prefix>
     ui_routers: Sequence[APIRouter] = ()  # pages, relative to /ui/<prefix>
-    event_handlers: dict[str, EventHandler] = field(default_factory=dict)
+    # Event model -> handler: the service's adapters/events.py HANDLERS (imaging_common.events.handlers).
+    event_handlers: Handlers = field(default_factory=dict)
     listeners: Sequence[Listener[S]] = ()
     title: str = ""
     # Called once after migration with the context, e.g. to bootstrap the first admin.

@@ -23,18 +23,21 @@ import asyncpg
 import pytest
 from imaging_common import db
 from imaging_common.config import CommonSettings
-from imaging_common.events import CloudEvent, EventBus, parse_data, publish, versions
+from imaging_common.events import CloudEvent, EventBus, publish, versions
 from imaging_common.events.deadletters import list_dead_letters, purge_dead_letters, replay_dead_letters
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay, RelayError
-from imaging_common.events.topology import SUBSCRIPTIONS, declare_topology, delete_namespace, queue_name
+from imaging_common.events.topology import declare_topology, delete_namespace, queue_name, subscriptions
 from imaging_common.events.types import (
+    EVENT_MODELS,
+    EventData,
     ExamItem,
     OrderCancelled,
     OrderChanged,
     OrderCreated,
     PatientMerged,
     PatientRef,
+    ReportSigned,
 )
 from imaging_common.observability import bind_correlation_id, current_correlation_id
 from imaging_testing.proxy import TcpProxy
@@ -63,9 +66,7 @@ class Sandbox:
     calls: list[tuple[str, str]] = field(default_factory=list)  # (event id, "ok" | "failed") in call order
     correlation: dict[str, str | None] = field(default_factory=dict)
 
-    async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
-        order = parse_data(event)
-        assert isinstance(order, OrderCancelled)
+    async def handle(self, conn: asyncpg.Connection, order: OrderCancelled, event: CloudEvent) -> None:
         self.correlation[event.id] = current_correlation_id()
         if order.order_id in self.poison:
             self.calls.append((event.id, "failed"))
@@ -89,11 +90,11 @@ class Sandbox:
                 source="/imaging/test", subject=f"ACC-{order_id}",
             )
 
-    def handlers(self) -> dict[str, Any]:
+    def handlers(self) -> dict[type[EventData], Any]:
         """A handler for every type SERVICE subscribes to (a bus starts only with all of them)."""
-        return {t: self.handle if t == EVENT else _ignore for t in SUBSCRIPTIONS[SERVICE]}
+        return {EVENT_MODELS[t]: self.handle if t == EVENT else _ignore for t in subscriptions()[SERVICE]}
 
-    def bus(self, handlers: dict[str, Any] | None = None, **settings: Any) -> EventBus:
+    def bus(self, handlers: dict[type[EventData], Any] | None = None, **settings: Any) -> EventBus:
         s = self.settings.model_copy(update=settings) if settings else self.settings
         return EventBus(
             settings=s, service=SERVICE, pool=self.pool,
@@ -102,7 +103,7 @@ class Sandbox:
         )
 
 
-async def _ignore(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def _ignore(conn: asyncpg.Connection, data: EventData, event: CloudEvent) -> None:
     return None
 
 
@@ -230,14 +231,14 @@ async def test_publish_refuses_to_run_outside_a_transaction(sandbox: Sandbox) ->
 
 
 async def test_handlers_outside_subscriptions_refuse_to_start(sandbox: Sandbox) -> None:
-    bus = sandbox.bus(handlers={"report.signed": sandbox.handle})
+    bus = sandbox.bus(handlers={ReportSigned: sandbox.handle})
     with pytest.raises(ValueError, match=r"report.signed"):
         await bus.start()
     assert not bus.is_connected
 
 
 async def test_a_subscription_without_a_handler_refuses_to_start(sandbox: Sandbox) -> None:
-    bus = sandbox.bus(handlers={"order.created": sandbox.handle})  # scheduling subscribes to order.cancelled too
+    bus = sandbox.bus(handlers={OrderCreated: sandbox.handle})  # scheduling subscribes to order.cancelled too
     with pytest.raises(ValueError, match=r"order.cancelled.*no handler"):
         await bus.start()
     assert not bus.is_connected
@@ -247,7 +248,7 @@ async def test_a_subscribed_event_without_a_handler_is_counted_and_logged(  # ty
         sandbox: Sandbox, caplog, monkeypatch) -> None:
     # An older replica during a rolling upgrade: a newer publisher bound a type it cannot handle.
     monkeypatch.setattr("imaging_common.events.bus.check_handlers", lambda service, handled: None)
-    bus = sandbox.bus(handlers={"order.created": sandbox.handle})
+    bus = sandbox.bus(handlers={OrderCreated: sandbox.handle})
     async with running(bus):
         for n in range(2):
             await sandbox.emit(f"O-ignored-{n}")

@@ -246,8 +246,8 @@ async def test_receiver_answering_ae_is_retried_then_phoned(service: Service, wo
 
 
 async def test_report_amended_noted_on_the_timeline(service: Service, world: World) -> None:
-    from critical_values.adapters.events import on_report_amended
-    from imaging_common.events import CloudEvent
+    from critical_values.adapters.events import HANDLERS
+    from imaging_common.events import CloudEvent, dispatch
     from imaging_common.events.types import PatientRef, ReportAmended
 
     order = await world.order()
@@ -260,5 +260,5 @@ async def test_report_amended_noted_on_the_timeline(service: Service, world: Wor
         patient=PatientRef(empi_id="E", patient_id=order["patient"]["patient_id"], name="张三丰"), kind="corrected",
         reason="左右侧笔误", signed_by="chief", signed_at=datetime.now(UTC)), source="/imaging/reporting")
     async with world.pool.acquire() as conn, conn.transaction():
-        await on_report_amended(conn, event)
+        await dispatch(HANDLERS, conn, event)
     assert "report-amended" in await world.actions(cid)

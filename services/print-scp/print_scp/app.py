@@ -8,7 +8,7 @@ from imaging_common.peers.api import peers_router
 from imaging_common.service import ServiceSpec, create_service_app
 
 from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, ui
-from print_scp.adapters.events_in import EVENT_HANDLERS
+from print_scp.adapters.events import HANDLERS
 from print_scp.adapters.listener import print_listener
 from print_scp.settings import Settings
 
@@ -22,7 +22,7 @@ SERVICE = ServiceSpec(
     routers=(http_films.router, http_archive.router, http_kiosk.router, http_public.router,
              peers_router()),
     ui_routers=(ui.router,),
-    event_handlers=EVENT_HANDLERS,
+    event_handlers=HANDLERS,
     listeners=(peers.registry_listener, print_listener),
 )
 

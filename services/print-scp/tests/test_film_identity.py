@@ -11,10 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from imaging_common.events.envelope import CloudEvent
+from imaging_common.events import CloudEvent, dispatch
 from imaging_common.events.types import OrderCancelled, PatientMerged, PatientRef, PatientUpdated
 from imaging_testing import print_kit as tk
-from print_scp.adapters.events_in import on_order_cancelled, on_patient_merged, on_patient_updated
+from print_scp.adapters.events import HANDLERS
 from print_scp.domain import films_store
 from pydicom import dcmread
 
@@ -124,7 +124,7 @@ async def test_matched_film_carries_its_patient_and_study_and_follows_later_even
     phone_only = PatientUpdated(patient=PatientRef.model_validate(a["patient"] | {"phone": "13999990000"}),
                                 changed=["phone"])
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_patient_updated(conn, CloudEvent.from_data(phone_only, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(phone_only, source="/imaging/registration"))
         same = await conn.fetchrow("SELECT sop_instance_uid, dicom_stale FROM films WHERE id = $1", film["id"])
     assert same["sop_instance_uid"] == ds.SOPInstanceUID and not same["dicom_stale"]
 
@@ -133,7 +133,7 @@ async def test_matched_film_carries_its_patient_and_study_and_follows_later_even
                           name="张三丰", sex="M")
     merged = PatientMerged(surviving=survivor, merged_empi_ids=[a["patient"]["empi_id"]])
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_patient_merged(conn, CloudEvent.from_data(merged, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(merged, source="/imaging/registration"))
     print_app.runtime.pipeline.wake()
     [after] = await print_app.wait_films("id = $1 AND NOT dicom_stale", film["id"])
     ds2 = await _dicom(print_app, after)
@@ -145,7 +145,7 @@ async def test_matched_film_carries_its_patient_and_study_and_follows_later_even
     # The order cancelled: the film goes back to review, its DICOM names no one, film.unmatched is told.
     cancel = OrderCancelled(order_id="O", accession_number=a["accession"], reason="重复开单")
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_order_cancelled(conn, CloudEvent.from_data(cancel, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(cancel, source="/imaging/registration"))
     print_app.runtime.pipeline.wake()
     [gone] = await print_app.wait_films("id = $1 AND NOT dicom_stale", film["id"])
     assert gone["match_status"] == "review" and _detail(gone)["reason"] == "order-cancelled"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from imaging_common.events.envelope import CloudEvent
+from imaging_common.events import CloudEvent, dispatch
 from imaging_common.events.types import OrderCreated, PatientRef
 from imaging_testing import print_kit as tk
-from print_scp.adapters.events_in import on_order_created
+from print_scp.adapters.events import HANDLERS
 
 
 async def _events_for(print_app, film_id: str) -> list[str]:
@@ -80,7 +80,7 @@ async def test_film_with_unknown_study_uid_waits_then_matches_when_the_order_arr
         items=[{"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT"}], ordered_at=datetime.now(UTC))
     event = CloudEvent.from_data(order, source="/imaging/registration", subject=order.accession_number)
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_order_created(conn, event)
+        await dispatch(HANDLERS, conn, event)
     [after] = await print_app.wait_films("id = $1", film["id"])
     assert after["match_status"] == "matched" and after["match_method"] == "study-uid"
     assert after["patient_name"] == "王五"

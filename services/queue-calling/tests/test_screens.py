@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from imaging_common.events import CloudEvent
+from imaging_common.events import CloudEvent, dispatch
 from imaging_common.events.types import ExamStarted
 from imaging_testing import http_server
 from queue_calling.adapters import events as handlers
@@ -136,7 +136,7 @@ async def test_exam_started_event_moves_the_screen(api: httpx.AsyncClient, servi
             mpps_uid="1.2.3.4", station_ae_title="CT1", modality="CT", started_at=datetime.now(UTC)),
             source="/imaging/worklist", subject=order.accession_number)
         async with world.pool.acquire() as conn, conn.transaction():
-            await handlers.on_exam_started(conn, event)
+            await dispatch(handlers.HANDLERS, conn, event)
         update = await s.next()
         assert update["rooms"][0]["current"][0]["state"] == "in_exam"
         assert await world.state(entry["entry_id"]) == "in_exam"

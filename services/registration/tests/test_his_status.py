@@ -81,7 +81,7 @@ async def _emit(h: dict[str, Any], producer: str, data: EventData, subject: str)
     pool = h["pool"]
     event_id = await pool.fetchval(f'SELECT event_id FROM "{schema}".outbox ORDER BY seq DESC LIMIT 1')
     await eventually(lambda: pool.fetchval("SELECT 1 FROM inbox WHERE event_id = $1", event_id),
-                     f"registration consuming {data.event_type}")
+                     f"registration consuming {data.type}")
 
 
 async def _his_orders(h: dict[str, Any], placer: str, his_id: str, control: str = "NW",

@@ -352,12 +352,13 @@ async def test_arrange_and_hold_through_the_api(client, admin, clerk, settings) 
 
     event, order_id = order_event(tag, code, modality)
     event.data["items"].append(Item(code=code2, name="腹部CT", modality=modality).model_dump())  # type: ignore[index]
+    from imaging_common.events import parse_as
     from scheduling.adapters.deps import scheduler_for
-    from scheduling.domain.orders import order_handler
+    from scheduling.domain.orders import apply_order
 
     async with client._transport.app.state.ctx.pool.acquire() as conn:  # type: ignore[attr-defined]
-        async with conn.transaction():  # the handler itself, no broker: same code path as the consumer
-            await order_handler(scheduler_for(settings))(conn, event)
+        async with conn.transaction():  # what the handler does, no broker: same code path as the consumer
+            await apply_order(conn, scheduler_for(settings), parse_as(event, OrderCreated))
     day = day_after(3)
     r = await client.post(
         f"{API}/arrange",
@@ -395,11 +396,12 @@ async def test_background_task_expires_holds(settings_for, test_env) -> None:
         room, code, modality = await setup_room_and_exam(c, admin, tag)
         event, order_id = order_event(tag, code, modality)
         pool = c._transport.app.state.ctx.pool  # type: ignore[attr-defined]
+        from imaging_common.events import parse_as
         from scheduling.adapters.deps import scheduler_for
-        from scheduling.domain.orders import order_handler
+        from scheduling.domain.orders import apply_order
 
         async with pool.acquire() as conn, conn.transaction():
-            await order_handler(scheduler_for(quick))(conn, event)
+            await apply_order(conn, scheduler_for(quick), parse_as(event, OrderCreated))
         r = await c.post(
             f"{API}/appointments",
             headers=clerk,

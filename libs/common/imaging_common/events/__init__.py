@@ -2,15 +2,16 @@
 
 Producer, inside the transaction that makes the change:
     await publish(conn, OrderCreated(...), source="/imaging/registration", subject=accession)
-Consumer, declared on the ServiceSpec (`event_handlers={"order.created": on_order_created}`):
-    async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
-        order = parse_data(event)  # OrderCreated
-Raise to retry; after `event_max_retries` the message goes to the service's DLQ, where
+Consumer, in the service's adapters/events.py, given to its ServiceSpec (`event_handlers=HANDLERS`):
+    async def on_order_created(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
+        ...
+    HANDLERS = {OrderCreated: on_order_created}
+Its queue is bound to the types of its HANDLERS' models. Raise to retry; after `event_max_retries`
+the message goes to the service's DLQ, where
 `python -m imaging_common.events.deadletters list|replay|purge --service <name>` finds it.
 """
 
 from imaging_common.events.bus import EventBus
-from imaging_common.events.consumer import EventHandler
 from imaging_common.events.envelope import (
     CloudEvent,
     EventError,
@@ -19,6 +20,7 @@ from imaging_common.events.envelope import (
     UnknownEventType,
     parse_data,
 )
+from imaging_common.events.handlers import EventHandler, Handlers, WrongEventType, dispatch, parse_as
 from imaging_common.events.outbox import publish
 
 __all__ = [
@@ -26,9 +28,13 @@ __all__ = [
     "EventBus",
     "EventError",
     "EventHandler",
+    "Handlers",
     "InvalidEventData",
     "MalformedEvent",
     "UnknownEventType",
+    "WrongEventType",
+    "dispatch",
+    "parse_as",
     "parse_data",
     "publish",
 ]

@@ -1,10 +1,10 @@
 """`EventBus`: a service's one handle on RabbitMQ — the outbox relay and the consumer together.
 
 `service_context` builds one per service (`EventBus(settings=..., service=..., pool=...,
-handlers=...)`), awaits `start()` after migrating and `stop()` on the way out; readiness reads
-`is_connected`. The pool's search_path decides which schema's outbox is relayed and which inbox
-is used; `service` names the queue consumed (`<ns>.<service>`) and the SUBSCRIPTIONS entry the
-handlers are checked against.
+handlers=spec.event_handlers)`), awaits `start()` after migrating and `stop()` on the way out; readiness
+reads `is_connected`. The pool's search_path decides which schema's outbox is relayed and which inbox
+is used; `service` names the queue consumed (`<ns>.<service>`), whose bindings (the installed service's
+HANDLERS, `topology.subscriptions()`) the handlers, keyed by event model, are checked against.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -22,7 +22,8 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 
 from imaging_common.config import CommonSettings
-from imaging_common.events.consumer import EventConsumer, EventHandler
+from imaging_common.events.consumer import EventConsumer
+from imaging_common.events.handlers import Handlers, by_type, event_types
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay
 from imaging_common.events.topology import (
@@ -43,7 +44,7 @@ class EventBus:
         settings: CommonSettings,
         service: str,
         pool: asyncpg.Pool,
-        handlers: Mapping[str, EventHandler],
+        handlers: Handlers,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
@@ -68,7 +69,7 @@ class EventBus:
     async def start(self) -> None:
         """Check handlers, connect, declare the topology, start the relay and (if any handlers) the consumer."""
         if self.handlers:  # a publisher-only bus ({}) consumes nothing
-            check_handlers(self.service, self.handlers)
+            check_handlers(self.service, event_types(self.handlers))
         schema = await self.pool.fetchval("SELECT current_schema()")
         if schema is None or not await self.pool.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
             raise RuntimeError(
@@ -103,7 +104,7 @@ class EventBus:
                     service=self.service,
                     namespace=self.namespace,
                     pool=self.pool,
-                    handlers=self.handlers,
+                    handlers=by_type(self.handlers),
                     metrics=self.metrics,
                     max_retries=s.event_max_retries,
                     retry_delay_ms=s.event_retry_delay_ms,
@@ -113,7 +114,8 @@ class EventBus:
         except BaseException:
             await self.stop()
             raise
-        log.info("event bus %s started (schema %s, handlers %s)", self.service, schema, sorted(self.handlers) or "none")
+        log.info("event bus %s started (schema %s, handlers %s)", self.service, schema,
+                 sorted(event_types(self.handlers)) or "none")
 
     async def refresh_queue_depth(self, *, max_age: float = 2.0, within: float = 1.0) -> None:
         """Read how many messages wait in this service's queues into `events_queue_depth`.

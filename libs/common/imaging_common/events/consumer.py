@@ -6,7 +6,8 @@ For each message on `<ns>.<service>`:
      (retrying cannot fix it);
   3. in ONE transaction: insert the event id into `inbox` (already there = a redelivery: skip),
      claim the event's per-subject versions (not newer than what was applied = "stale": skip, see
-     `versions`) and call the handler, `handler(conn, event)`; commit, then ack;
+     `versions`) and call the handler of the event's model, `handler(conn, data, event)`, through the
+     wrapper that parses and checks its data (`handlers.typed`); commit, then ack;
   4. a handler that raises: the message is re-sent to `<ns>.<service>.retry`, where it waits
      `event_retry_delay_ms` and flows back into the queue, carrying its failure count; after
      `event_max_retries` failures it goes to `<ns>.<service>.dlq` with headers naming the error.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from imaging_common.events import versions
 from imaging_common.events.envelope import CONTENT_TYPE, CloudEvent, EventError, MalformedEvent, parse_data
+from imaging_common.events.handlers import Delivery
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.topology import (
     DEAD_LETTERED_AT_HEADER,
@@ -44,9 +46,6 @@ from imaging_common.events.types import EventData
 from imaging_common.observability import bind_correlation_id
 
 log = logging.getLogger(__name__)
-
-EventHandler = Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]
-"""`async def handler(conn, event) -> None`, run inside the transaction that records the event id."""
 
 SERVICE_HEADER = "x-imaging-service"
 STOP_GRACE = 10.0  # seconds stop() waits for the message being handled
@@ -96,7 +95,8 @@ def copy_message(
 
 
 class EventConsumer:
-    """Consumes `<ns>.<service>` with the given handlers; one instance per EventBus."""
+    """Consumes `<ns>.<service>` with the given handlers (event type -> `handlers.by_type`'s wrapper
+    of the model's handler); one instance per EventBus."""
 
     def __init__(
         self,
@@ -104,7 +104,7 @@ class EventConsumer:
         service: str,
         namespace: str,
         pool: asyncpg.Pool,
-        handlers: Mapping[str, EventHandler],
+        handlers: Mapping[str, Delivery],
         metrics: EventMetrics,
         max_retries: int = 5,
         retry_delay_ms: int = 5000,
@@ -227,7 +227,7 @@ class EventConsumer:
         self.metrics.consumed.labels(self.service, event.type, outcome).inc()
         await message.ack()
 
-    async def _apply(self, event: CloudEvent, data: EventData, handler: EventHandler) -> str:
+    async def _apply(self, event: CloudEvent, data: EventData, handler: Delivery) -> str:
         """Record the event id and run the handler in one transaction; "applied", "duplicate" or "stale"."""
         async with self.pool.acquire() as conn:
             in_handler = False
@@ -244,7 +244,7 @@ class EventConsumer:
                     if fresh is None:
                         return "stale"  # an older snapshot than one applied: its id stays in the inbox
                     if fresh is not data:  # the handler reads what is news, with the newest patients known
-                        event = event.model_copy(update={"data": fresh.model_dump(mode="json", exclude={"event_type"})})
+                        event = event.model_copy(update={"data": fresh.model_dump(mode="json")})
                     in_handler = True
                     await handler(conn, event)
             except Exception as exc:

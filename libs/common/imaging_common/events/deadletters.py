@@ -37,9 +37,9 @@ from imaging_common.events.topology import (
     ERROR_KIND_HEADER,
     REPLAYS_HEADER,
     RETRIES_HEADER,
-    SUBSCRIPTIONS,
     dead_letter_queue_name,
     queue_name,
+    services,
 )
 
 MAX_SCAN = 10_000  # messages looked at per call; a DLQ bigger than this needs repeated calls
@@ -81,8 +81,8 @@ class DeadLetter:
 
 
 def _check_service(service: str) -> None:
-    if service not in SUBSCRIPTIONS:
-        raise ValueError(f"unknown service {service!r}; services with queues: {', '.join(sorted(SUBSCRIPTIONS))}")
+    if service not in services():
+        raise ValueError(f"unknown service {service!r}; services with queues: {', '.join(services())}")
 
 
 async def _scan(
@@ -193,7 +193,7 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
         if ctx is None:
             raise HTTPException(503, "service is starting")
         name = service or ctx.spec.name
-        if name not in SUBSCRIPTIONS:
+        if name not in services():
             raise HTTPException(404, f"service {name!r} has no event queue")
         return ctx.settings.amqp_url, ctx.settings.namespace, name
 
@@ -242,13 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         description="List, replay or purge a service's dead-lettered events (AMQP_URL, IMAGING_NAMESPACE from env).",
     )
     parser.add_argument("command", choices=["list", "replay", "purge"])
-    parser.add_argument("--service", required=True, help=f"one of: {', '.join(sorted(SUBSCRIPTIONS))}")
+    with_queues = services()  # the installed services with event handlers
+    parser.add_argument("--service", required=True, help=f"one of: {', '.join(with_queues)}")
     parser.add_argument("--event-id", action="append", dest="event_ids", help="only this event (repeatable)")
     parser.add_argument("--all", action="store_true", help="purge: confirm purging every dead letter")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    if args.service not in SUBSCRIPTIONS:
-        parser.error(f"unknown service {args.service!r}; one of: {', '.join(sorted(SUBSCRIPTIONS))}")
+    if args.service not in with_queues:
+        parser.error(f"unknown service {args.service!r}; one of: {', '.join(with_queues)}")
     if args.command == "purge" and not args.event_ids and not args.all:
         parser.error("purge needs --event-id ID (repeatable) or --all")
 

@@ -66,7 +66,7 @@ class CloudEvent(BaseModel):
             type=event_type,
             time=datetime.now(UTC),
             subject=subject,
-            data=model.model_dump(mode="json", exclude={"event_type"}),
+            data=model.model_dump(mode="json"),
             correlationid=correlation_id or current_correlation_id(),
         )
 
@@ -93,8 +93,7 @@ class CloudEvent(BaseModel):
 def event_type_of(model: EventData | type[EventData]) -> str:
     """The registered type string of an event model (instance or class), or `UnknownEventType`."""
     cls = model if isinstance(model, type) else type(model)
-    field = cls.model_fields.get("event_type")
-    event_type = field.default if field is not None else None
+    event_type = getattr(cls, "type", None)
     if not isinstance(event_type, str) or EVENT_MODELS.get(event_type) is not cls:
         raise UnknownEventType(
             f"{cls.__name__} is not a registered event model (see imaging_common.events.types.EVENT_MODELS)"
@@ -103,7 +102,8 @@ def event_type_of(model: EventData | type[EventData]) -> str:
 
 
 def parse_data(event: CloudEvent) -> EventData:
-    """The event's data as the typed model of its type (e.g. `OrderCreated`)."""
+    """The event's data as the typed model of its type (e.g. `OrderCreated`); a handler gets it
+    parsed already, as the model its `HANDLERS` entry names (`handlers.parse_as`)."""
     model = EVENT_MODELS.get(event.type)
     if model is None:
         raise UnknownEventType(f"unknown event type {event.type!r} (event {event.id})")

@@ -2,7 +2,7 @@
 
 Names are prefixed with the namespace (IMAGING_NAMESPACE, "imaging" by default):
   <ns>.events            topic exchange; routing key = event type
-  <ns>.<service>         the service's queue, bound to the types in SUBSCRIPTIONS
+  <ns>.<service>         the service's queue, bound to the types its HANDLERS take (subscriptions())
   <ns>.<service>.retry   holds a failed message for a delay, then dead-letters it back to the queue
   <ns>.<service>.dlq     messages that failed every retry, kept until replayed or purged
 Every publisher declares every queue below, so an event is never lost because its consumer has
@@ -11,60 +11,48 @@ not started yet (on Kubernetes, services start in any order).
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Iterable
+from importlib.metadata import entry_points
 
 import aio_pika
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from imaging_common.events.types import (
-    AppointmentBooked,
-    AppointmentCancelled,
-    AppointmentRescheduled,
-    CriticalRaised,
-    EventData,
-    ExamCompleted,
-    ExamStarted,
-    FilmMatched,
-    FilmUnmatched,
-    OrderCancelled,
-    OrderChanged,
-    OrderCreated,
-    PatientArrived,
-    PatientMerged,
-    PatientUpdated,
-    ReportAmended,
-)
+from imaging_common.events.handlers import Handlers, event_types
 
-# What each service consumes, by event model: every one must have a handler (checked at start), so a
-# subscription is never acknowledged unapplied. Queues are bound to the models' type strings.
-_SUBSCRIBED_MODELS: dict[str, tuple[type[EventData], ...]] = {
-    "registration": (AppointmentBooked, AppointmentRescheduled, ExamStarted, ExamCompleted),  # order status
-    "scheduling": (
-        OrderCreated, OrderChanged, OrderCancelled, PatientUpdated, PatientMerged, PatientArrived, ExamStarted,
-        ExamCompleted,
-    ),
-    "worklist": (
-        OrderCreated, OrderChanged, OrderCancelled, AppointmentBooked, AppointmentRescheduled, AppointmentCancelled,
-        PatientUpdated, PatientMerged, PatientArrived,
-    ),
-    "queue_calling": (
-        OrderCreated, OrderChanged, OrderCancelled, AppointmentBooked, AppointmentRescheduled, AppointmentCancelled,
-        PatientUpdated, PatientMerged, ExamStarted, ExamCompleted,
-    ),
-    "print_scp": (  # films match studies: appointments say nothing a film needs
-        OrderCreated, OrderChanged, OrderCancelled, PatientUpdated, PatientMerged, ExamStarted, ExamCompleted,
-    ),
-    "reporting": (OrderCreated, OrderChanged, OrderCancelled, ExamCompleted, PatientUpdated, PatientMerged,
-                  FilmMatched, FilmUnmatched),
-    "critical_values": (CriticalRaised, OrderCreated, OrderChanged, ReportAmended, PatientUpdated, PatientMerged),
-}
+ENTRY_POINTS = "imaging.services"  # each service's pyproject: <name> = "<package>.app:SERVICE"
 
-SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    service: tuple(model.model_fields["event_type"].default for model in models)
-    for service, models in _SUBSCRIBED_MODELS.items()
-}
-"""Service -> the event types its queue receives."""
+
+@functools.cache
+def installed_handlers() -> dict[str, tuple[str, Handlers]]:
+    """Service -> (its events module, its HANDLERS), for every installed service, in a stable order.
+
+    Services are found as the all-in-one runner finds them (the `imaging.services` entry points: the
+    entry point's name is the service's, hence its queue's); the library names none. Their handlers are
+    read from `<package>/adapters/events.py`, where the service template puts them and the service's
+    SERVICE takes them from: only those modules are imported, not every service's app. A service that
+    cannot be read raises: a queue left undeclared would lose the events published before it starts.
+    """
+    found: dict[str, tuple[str, Handlers]] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
+        module = f"{ep.module.partition('.')[0]}.adapters.events"
+        handlers = getattr(importlib.import_module(module), "HANDLERS", None)
+        if handlers is None:
+            raise RuntimeError(f"service {ep.name!r}: {module} has no HANDLERS (docs/service-template.md, Events)")
+        found[ep.name] = (module, handlers)
+    return found
+
+
+@functools.cache
+def subscriptions() -> dict[str, tuple[str, ...]]:
+    """Service -> the event types its queue receives: the types of the models its HANDLERS take.
+
+    Only services with handlers own a queue. Every one must handle each type it is bound to (checked
+    at start), so a subscription is never acknowledged unapplied."""
+    return {service: tuple(event_types(handlers))
+            for service, (_, handlers) in installed_handlers().items() if handlers}
 
 
 def exchange_name(namespace: str) -> str:
@@ -92,25 +80,30 @@ REPLAYS_HEADER = "x-imaging-replays"  # times the message was replayed from the 
 
 
 def services() -> list[str]:
-    """Every service that owns a queue (those in SUBSCRIPTIONS)."""
-    return sorted(SUBSCRIPTIONS)
+    """Every service that owns a queue (an installed service with handlers)."""
+    return sorted(subscriptions())
 
 
 def subscribers_of(event_type: str) -> list[str]:
     """The services whose queue receives `event_type`."""
-    return sorted(service for service, types in SUBSCRIPTIONS.items() if event_type in types)
+    return sorted(service for service, types in subscriptions().items() if event_type in types)
 
 
 def check_handlers(service: str, handled: Iterable[str]) -> None:
-    """A service handles exactly what it subscribes to: a handler for anything else would never be
-    called, and a subscription without a handler would acknowledge events unapplied."""
-    subscribed = set(SUBSCRIPTIONS.get(service, ()))
+    """The handlers a bus starts with take exactly the types every publisher binds to its queue (those
+    of the installed service's HANDLERS): a handler for anything else would never be called, and a
+    bound type without a handler would acknowledge events unapplied."""
+    installed = installed_handlers().get(service)
+    if service not in subscriptions():
+        why = ("its HANDLERS are empty" if installed else
+               f"no {ENTRY_POINTS!r} entry point names it, so no publisher declares its queue")
+        raise ValueError(f"service {service!r} has handlers for {sorted(set(handled))} but no queue: {why}")
+    subscribed = set(subscriptions()[service])
     extra = sorted(set(handled) - subscribed)
     if extra:
-        known = "" if service in SUBSCRIPTIONS else f" (service {service!r} has no SUBSCRIPTIONS entry)"
         raise ValueError(
-            f"service {service!r} has handlers for {extra} but does not subscribe to them{known}; "
-            f"add them to SUBSCRIPTIONS[{service!r}] in imaging_common/events/topology.py"
+            f"service {service!r} has handlers for {extra} but its queue is not bound to them; "
+            f"add their models to HANDLERS in {installed[0] if installed else 'its adapters/events.py'}"
         )
     missing = sorted(subscribed - set(handled))
     if missing:
@@ -128,7 +121,7 @@ async def declare_topology(channel: AbstractChannel, namespace: str) -> Abstract
     for service in services():
         main = queue_name(namespace, service)
         queue = await channel.declare_queue(main, durable=True)
-        for event_type in SUBSCRIPTIONS[service]:
+        for event_type in subscriptions()[service]:
             await queue.bind(exchange, routing_key=event_type)
         # A message published here with a per-message expiration waits that long, then the
         # broker dead-letters it through the default exchange straight back to the main queue.

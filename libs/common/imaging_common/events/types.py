@@ -1,24 +1,25 @@
-"""Every event type of the platform: one constant and one pydantic model each, defined once here.
+"""Every event type of the platform: one pydantic model each, carrying its type, defined once here.
 
-Routing key = event type = `<entity>.<past-tense verb>`. A producer builds the model and hands it
-to `publish()`; a consumer gets the CloudEvent and reads `event.data` validated by the same model
-(`parse_data(event)`). Fields are additive: new optional fields may be added, none renamed or
+Routing key = event type = `<entity>.<past-tense verb>`, the model's `type` (a ClassVar: it travels
+once, in the envelope, never in the data). A producer builds the model and hands it to `publish()`;
+a consumer names the model in its `HANDLERS` and its handler gets `event.data` validated by it
+(`imaging_common.events.handlers`). Fields are additive: new optional fields may be added, none renamed or
 removed, so older consumers keep working during a rolling upgrade.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class EventData(BaseModel):
     """Base of every event's data; unknown fields are kept so newer producers don't break us."""
 
     model_config = ConfigDict(extra="allow")
-    event_type: str = Field("", exclude=True)  # overridden by each subclass as a ClassVar-like default
+    type: ClassVar[str]  # the event type, e.g. "order.created": set by each model, never a field
 
     def subject_versions(self) -> list[tuple[str, int]]:
         """(subject key, version) pairs this event is a snapshot of, e.g. [("order:O1", 3)].
@@ -71,7 +72,7 @@ def _patient_version(patient: PatientRef) -> list[tuple[str, int]]:
 
 
 class PatientRegistered(EventData):
-    event_type: str = "patient.registered"
+    type: ClassVar[str] = "patient.registered"
     patient: PatientRef
 
     def subject_versions(self) -> list[tuple[str, int]]:
@@ -79,7 +80,7 @@ class PatientRegistered(EventData):
 
 
 class PatientUpdated(EventData):
-    event_type: str = "patient.updated"
+    type: ClassVar[str] = "patient.updated"
     patient: PatientRef
     changed: list[str] = []  # names of changed fields
 
@@ -88,7 +89,7 @@ class PatientUpdated(EventData):
 
 
 class PatientMerged(EventData):
-    event_type: str = "patient.merged"
+    type: ClassVar[str] = "patient.merged"
     surviving: PatientRef  # the golden record after the merge
     merged_empi_ids: list[str]  # EMPI ids folded into the survivor
     merged_patient_ids: list[str] = []  # their PACS PatientIDs, now aliases of the survivor
@@ -113,7 +114,7 @@ class ExamItem(BaseModel):
 class OrderCreated(EventData):
     """An electronic application form (smart-imaging standard 5.1.1) was accepted."""
 
-    event_type: str = "order.created"
+    type: ClassVar[str] = "order.created"
     order_id: str
     accession_number: str  # (0008,0050), unique per order
     requested_procedure_id: str
@@ -145,13 +146,13 @@ class OrderChanged(OrderCreated):
     """The order as it now is (items, time, priority, department, patient...): a whole snapshot, so
     a consumer that missed or has not yet seen order.created can apply it alone."""
 
-    event_type: str = "order.changed"
+    type: ClassVar[str] = "order.changed"
     changed: list[str] = []  # names of changed fields, e.g. ["items", "priority"]
     reason: str | None = None
 
 
 class OrderCancelled(EventData):
-    event_type: str = "order.cancelled"
+    type: ClassVar[str] = "order.cancelled"
     order_id: str
     accession_number: str
     reason: str | None = None
@@ -188,7 +189,7 @@ def _appointment_version(appointment_id: str, version: int | None) -> list[tuple
 
 
 class AppointmentBooked(EventData):
-    event_type: str = "appointment.booked"
+    type: ClassVar[str] = "appointment.booked"
     appointment: AppointmentInfo
 
     def subject_versions(self) -> list[tuple[str, int]]:
@@ -196,7 +197,7 @@ class AppointmentBooked(EventData):
 
 
 class AppointmentRescheduled(EventData):
-    event_type: str = "appointment.rescheduled"
+    type: ClassVar[str] = "appointment.rescheduled"
     appointment: AppointmentInfo  # the new time and place
     previous_start: datetime
     previous_room_id: str
@@ -206,7 +207,7 @@ class AppointmentRescheduled(EventData):
 
 
 class AppointmentCancelled(EventData):
-    event_type: str = "appointment.cancelled"
+    type: ClassVar[str] = "appointment.cancelled"
     appointment_id: str
     order_id: str
     accession_number: str
@@ -218,7 +219,7 @@ class AppointmentCancelled(EventData):
 
 
 class AppointmentNoShow(EventData):
-    event_type: str = "appointment.noshow"
+    type: ClassVar[str] = "appointment.noshow"
     appointment_id: str
     order_id: str
     accession_number: str
@@ -232,7 +233,7 @@ class AppointmentNoShow(EventData):
 
 
 class AppointmentReminder(EventData):
-    event_type: str = "appointment.reminder"
+    type: ClassVar[str] = "appointment.reminder"
     appointment: AppointmentInfo
     preparation: str | None = None  # e.g. "检查前禁食4小时"
 
@@ -243,7 +244,7 @@ class AppointmentReminder(EventData):
 class PatientArrived(EventData):
     """Checked in at the imaging center: the exam is "arrived" (standard 6.3 (1))."""
 
-    event_type: str = "patient.arrived"
+    type: ClassVar[str] = "patient.arrived"
     order_id: str
     accession_number: str
     patient: PatientRef
@@ -255,7 +256,7 @@ class PatientArrived(EventData):
 
 
 class ExamStarted(EventData):
-    event_type: str = "exam.started"
+    type: ClassVar[str] = "exam.started"
     accession_number: str
     study_instance_uid: str
     patient: PatientRef
@@ -266,7 +267,7 @@ class ExamStarted(EventData):
 
 
 class ExamCompleted(EventData):
-    event_type: str = "exam.completed"
+    type: ClassVar[str] = "exam.completed"
     accession_number: str
     study_instance_uid: str
     patient: PatientRef
@@ -286,7 +287,7 @@ class ExamCompleted(EventData):
 
 
 class FilmPrinted(EventData):
-    event_type: str = "film.printed"
+    type: ClassVar[str] = "film.printed"
     film_id: str
     calling_ae_title: str
     film_size: str | None = None
@@ -297,7 +298,7 @@ class FilmPrinted(EventData):
 
 
 class FilmMatched(EventData):
-    event_type: str = "film.matched"
+    type: ClassVar[str] = "film.matched"
     film_id: str
     patient: PatientRef
     accession_number: str
@@ -311,7 +312,7 @@ class FilmUnmatched(EventData):
     """A matched film no longer belongs to its study (order cancelled, matched again by hand...):
     whoever showed it with the patient's films stops; film.matched follows if it goes elsewhere."""
 
-    event_type: str = "film.unmatched"
+    type: ClassVar[str] = "film.unmatched"
     film_id: str
     patient: PatientRef  # the patient it was attached to
     accession_number: str
@@ -322,7 +323,7 @@ class FilmUnmatched(EventData):
 
 
 class ReportSigned(EventData):
-    event_type: str = "report.signed"
+    type: ClassVar[str] = "report.signed"
     report_id: str
     version: int
     accession_number: str
@@ -335,7 +336,7 @@ class ReportSigned(EventData):
 
 
 class ReportAmended(EventData):
-    event_type: str = "report.amended"
+    type: ClassVar[str] = "report.amended"
     report_id: str
     version: int
     previous_version: int
@@ -351,7 +352,7 @@ class ReportAmended(EventData):
 
 
 class CriticalRaised(EventData):
-    event_type: str = "critical.raised"
+    type: ClassVar[str] = "critical.raised"
     critical_id: str  # unique per finding; receivers de-duplicate on it
     accession_number: str
     patient: PatientRef
@@ -368,7 +369,7 @@ class CriticalRaised(EventData):
 
 
 class CriticalNotified(EventData):
-    event_type: str = "critical.notified"
+    type: ClassVar[str] = "critical.notified"
     critical_id: str
     accession_number: str
     channel: Literal["hl7", "fhir", "phone", "page"]
@@ -377,7 +378,7 @@ class CriticalNotified(EventData):
 
 
 class CriticalAcknowledged(EventData):
-    event_type: str = "critical.acknowledged"
+    type: ClassVar[str] = "critical.acknowledged"
     critical_id: str
     accession_number: str
     acknowledged_by: str
@@ -387,7 +388,7 @@ class CriticalAcknowledged(EventData):
 
 
 class CriticalEscalated(EventData):
-    event_type: str = "critical.escalated"
+    type: ClassVar[str] = "critical.escalated"
     critical_id: str
     accession_number: str
     step: str  # e.g. "repeat", "backup-clinician", "phone-task", "department-head"
@@ -396,7 +397,7 @@ class CriticalEscalated(EventData):
 
 
 class CriticalClosed(EventData):
-    event_type: str = "critical.closed"
+    type: ClassVar[str] = "critical.closed"
     critical_id: str
     accession_number: str
     closed_at: datetime
@@ -404,7 +405,7 @@ class CriticalClosed(EventData):
 
 
 EVENT_MODELS: dict[str, type[EventData]] = {
-    model.model_fields["event_type"].default: model
+    model.type: model
     for model in (
         PatientRegistered, PatientUpdated, PatientMerged, OrderCreated, OrderChanged, OrderCancelled,
         AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow,

@@ -8,8 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from imaging_common.events import CloudEvent, parse_data
-from imaging_common.events.types import CriticalRaised, OrderCreated, PatientMerged, PatientUpdated, ReportAmended
+from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events.types import (
+    CriticalRaised,
+    OrderChanged,
+    OrderCreated,
+    PatientMerged,
+    PatientUpdated,
+    ReportAmended,
+)
 from imaging_common.service import handler_settings
 
 from critical_values.domain import follow, lifecycle, times
@@ -23,28 +30,20 @@ def _defaults() -> Defaults:
                     times.skew_of(s))
 
 
-async def on_order(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def on_order(conn: asyncpg.Connection, order: OrderCreated, event: CloudEvent) -> None:
     """order.created and order.changed alike: the whole order, upserted."""
-    order = parse_data(event)
-    assert isinstance(order, OrderCreated)  # OrderChanged is one
     await follow.apply_order(conn, order)
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientUpdated)
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
     await follow.apply_patient_updated(conn, data.patient)
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientMerged)
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
     await follow.apply_patient_merged(conn, data.surviving, data.merged_empi_ids)
 
 
-async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    raised = parse_data(event)
-    assert isinstance(raised, CriticalRaised)
+async def on_critical_raised(conn: asyncpg.Connection, raised: CriticalRaised, event: CloudEvent) -> None:
     extra: dict[str, Any] = raised.model_extra or {}
     new = NewCritical(
         critical_id=raised.critical_id, accession_number=raised.accession_number,
@@ -60,11 +59,9 @@ async def on_critical_raised(conn: asyncpg.Connection, event: CloudEvent) -> Non
     await lifecycle.raise_critical(conn, new, defaults=_defaults())
 
 
-async def on_report_amended(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def on_report_amended(conn: asyncpg.Connection, amended: ReportAmended, event: CloudEvent) -> None:
     """A corrected or amended report: noted on the timeline of the critical values raised from it,
     so whoever reviews them sees the finding may have changed (the value itself stays as judged)."""
-    amended = parse_data(event)
-    assert isinstance(amended, ReportAmended)
     rows = await conn.fetch("SELECT critical_id FROM critical_value WHERE report_id = $1 OR "
                             "(report_id IS NULL AND accession_number = $2)", amended.report_id,
                             amended.accession_number)
@@ -74,6 +71,11 @@ async def on_report_amended(conn: asyncpg.Connection, event: CloudEvent) -> None
                                            "kind": amended.kind, "reason": amended.reason})
 
 
-HANDLERS = {"order.created": on_order, "order.changed": on_order, "critical.raised": on_critical_raised,
-            "report.amended": on_report_amended, "patient.updated": on_patient_updated,
-            "patient.merged": on_patient_merged}
+HANDLERS: Handlers = {
+    OrderCreated: on_order,
+    OrderChanged: on_order,  # an OrderCreated too: the whole order
+    CriticalRaised: on_critical_raised,
+    ReportAmended: on_report_amended,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
+}

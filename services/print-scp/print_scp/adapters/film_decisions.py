@@ -4,7 +4,7 @@
     the archive queue ─ the film's DICOM identity (rewritten by the renderer: `rewrite_stale`)
 
 The renderer decides a new film (film_pipeline, `record`); staff decide by hand (http_films) and
-events from other services re-decide films they contradict (events_in: order cancelled, patients
+events from other services re-decide films they contradict (adapters/events.py: order cancelled, patients
 merged or corrected) through `apply`. A re-decided film's DICOM is marked stale in the same
 transaction; until the renderer has rewritten it, it is neither served nor sent to the archive, so
 a film's DICOM never names a patient its row does not.

@@ -20,7 +20,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from imaging_common.events import parse_data
+from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events.types import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    ExamCompleted,
+    ExamStarted,
+    OrderCancelled,
+    OrderChanged,
+    OrderCreated,
+    PatientMerged,
+    PatientUpdated,
+)
 
 from queue_calling.domain import calling, checkin, entries, exams, notifications, priority, views
 from queue_calling.domain.calling import Who
@@ -37,39 +49,37 @@ ROOMS_CHANGED = "queue_calling_rooms"
 LIVE = ("waiting", "called", "skipped", "in_exam")
 
 
-async def on_order(conn: asyncpg.Connection, event: Any) -> None:
+async def on_order(conn: asyncpg.Connection, order: OrderCreated, event: CloudEvent) -> None:
     """order.created and order.changed: both the whole order as it now is."""
-    order = parse_data(event)
     before = await conn.fetchrow("SELECT * FROM exam WHERE accession_number = $1", order.accession_number)
     await exams.record_order(conn, order)
     await _entry_follows_order(conn, before, order)
     await _entries_follow_patients(conn, [order.patient.empi_id])
 
 
-async def on_order_cancelled(conn: asyncpg.Connection, event: Any) -> None:
-    data = parse_data(event)
+async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
     await exams.cancel_order(conn, accession_number=data.accession_number, order_id=data.order_id,
                              reason=data.reason)
     await _entry_action(conn, data.accession_number, "cancel")
 
 
-async def on_appointment(conn: asyncpg.Connection, event: Any) -> None:
-    await exams.record_appointment(conn, parse_data(event).appointment)
+async def on_appointment(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
+                         event: CloudEvent) -> None:
+    await exams.record_appointment(conn, data.appointment)
 
 
-async def on_appointment_cancelled(conn: asyncpg.Connection, event: Any) -> None:
-    data = parse_data(event)
+async def on_appointment_cancelled(conn: asyncpg.Connection, data: AppointmentCancelled,
+                                   event: CloudEvent) -> None:
     await exams.cancel_appointment(conn, accession_number=data.accession_number, appointment_id=data.appointment_id)
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: Any) -> None:
-    patient = parse_data(event).patient
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
+    patient = data.patient
     await exams.update_patient(conn, patient)
     await _entries_follow_patients(conn, [patient.empi_id])
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: Any) -> None:
-    data = parse_data(event)
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
     await exams.merge_patients(conn, data.surviving, list(data.merged_empi_ids))
     await _entries_follow_patients(conn, [data.surviving.empi_id, *data.merged_empi_ids])
 
@@ -191,12 +201,12 @@ async def _entry_follows_order(conn: asyncpg.Connection, before: Any, order: Any
     await _publish(conn, change)
 
 
-async def on_exam_started(conn: asyncpg.Connection, event: Any) -> None:
-    await _entry_action(conn, parse_data(event).accession_number, "start")
+async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: CloudEvent) -> None:
+    await _entry_action(conn, data.accession_number, "start")
 
 
-async def on_exam_completed(conn: asyncpg.Connection, event: Any) -> None:
-    accession = parse_data(event).accession_number
+async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
+    accession = data.accession_number
     await _entry_action(conn, accession, "finish")
     await exams.mark_performed(conn, accession_number=accession)  # never checked in or called again
 
@@ -222,15 +232,15 @@ async def _entry_action(conn: asyncpg.Connection, accession_number: str, action:
     await _publish(conn, change)
 
 
-HANDLERS = {
-    "order.created": on_order,
-    "order.changed": on_order,
-    "order.cancelled": on_order_cancelled,
-    "appointment.booked": on_appointment,
-    "appointment.rescheduled": on_appointment,
-    "appointment.cancelled": on_appointment_cancelled,
-    "patient.updated": on_patient_updated,
-    "patient.merged": on_patient_merged,
-    "exam.started": on_exam_started,
-    "exam.completed": on_exam_completed,
+HANDLERS: Handlers = {
+    OrderCreated: on_order,
+    OrderChanged: on_order,  # the whole order as it now is, like order.created
+    OrderCancelled: on_order_cancelled,
+    AppointmentBooked: on_appointment,
+    AppointmentRescheduled: on_appointment,
+    AppointmentCancelled: on_appointment_cancelled,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
+    ExamStarted: on_exam_started,
+    ExamCompleted: on_exam_completed,
 }

@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 
 import asyncpg
-from imaging_common.events import CloudEvent, EventHandler, parse_data
+from imaging_common.events import CloudEvent, Handlers
 from imaging_common.events.types import AppointmentBooked, AppointmentRescheduled, ExamCompleted, ExamStarted
 
 from registration.domain import his_status
@@ -24,9 +24,8 @@ from registration.domain import his_status
 log = logging.getLogger(__name__)
 
 
-async def on_appointment(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, AppointmentBooked | AppointmentRescheduled)
+async def on_appointment(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
+                         event: CloudEvent) -> None:
     appointment = data.appointment
     outcome = await his_status.advance(conn, status="scheduled", at=event.time or datetime.now(UTC),
                                        order_id=appointment.order_id,
@@ -34,25 +33,21 @@ async def on_appointment(conn: asyncpg.Connection, event: CloudEvent) -> None:
     log.info("%s %s: %s", event.type, appointment.accession_number, outcome)
 
 
-async def on_exam_started(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, ExamStarted)
+async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: CloudEvent) -> None:
     outcome = await his_status.advance(conn, status="in-progress", at=data.started_at,
                                        accession_number=data.accession_number)
     log.info("exam.started %s: %s", data.accession_number, outcome)
 
 
-async def on_exam_completed(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, ExamCompleted)
+async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
     outcome = await his_status.advance(conn, status=data.status, at=data.completed_at, order_id=data.order_id,
                                        accession_number=data.accession_number)
     log.info("exam.completed (%s) %s: %s", data.status, data.accession_number, outcome)
 
 
-HANDLERS: dict[str, EventHandler] = {
-    "appointment.booked": on_appointment,
-    "appointment.rescheduled": on_appointment,
-    "exam.started": on_exam_started,
-    "exam.completed": on_exam_completed,
+HANDLERS: Handlers = {
+    AppointmentBooked: on_appointment,
+    AppointmentRescheduled: on_appointment,
+    ExamStarted: on_exam_started,
+    ExamCompleted: on_exam_completed,
 }

@@ -7,12 +7,13 @@ redelivery or an older snapshot changes nothing; raising makes the bus retry, th
 from __future__ import annotations
 
 import asyncpg
-from imaging_common.events import CloudEvent, EventHandler, parse_data
+from imaging_common.events import CloudEvent, Handlers
 from imaging_common.events.types import (
     ExamCompleted,
     FilmMatched,
     FilmUnmatched,
     OrderCancelled,
+    OrderChanged,
     OrderCreated,
     PatientMerged,
     PatientUpdated,
@@ -21,56 +22,42 @@ from imaging_common.events.types import (
 from reporting.domain import exams, films
 
 
-async def on_order(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
     """order.created and order.changed alike: a whole order snapshot, upserted."""
-    data = parse_data(event)
-    assert isinstance(data, OrderCreated)  # OrderChanged is one
     await exams.apply_order_created(conn, data)
 
 
-async def on_order_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, OrderCancelled)
+async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
     await exams.apply_order_cancelled(conn, data)
 
 
-async def on_exam_completed(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, ExamCompleted)
+async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
     await exams.apply_exam_completed(conn, data)
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientUpdated)
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
     await exams.apply_patient_updated(conn, data)
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientMerged)
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
     await exams.apply_patient_merged(conn, data)
 
 
-async def on_film_matched(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, FilmMatched)
+async def on_film_matched(conn: asyncpg.Connection, data: FilmMatched, event: CloudEvent) -> None:
     await films.apply_matched(conn, data, event.time)
 
 
-async def on_film_unmatched(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, FilmUnmatched)
+async def on_film_unmatched(conn: asyncpg.Connection, data: FilmUnmatched, event: CloudEvent) -> None:
     await films.apply_unmatched(conn, data, event.time)
 
 
-HANDLERS: dict[str, EventHandler] = {
-    "order.created": on_order,
-    "order.changed": on_order,
-    "order.cancelled": on_order_cancelled,
-    "exam.completed": on_exam_completed,
-    "patient.updated": on_patient_updated,
-    "patient.merged": on_patient_merged,
-    "film.matched": on_film_matched,
-    "film.unmatched": on_film_unmatched,
+HANDLERS: Handlers = {
+    OrderCreated: on_order,
+    OrderChanged: on_order,  # an OrderCreated too: the whole order
+    OrderCancelled: on_order_cancelled,
+    ExamCompleted: on_exam_completed,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
+    FilmMatched: on_film_matched,
+    FilmUnmatched: on_film_unmatched,
 }

@@ -33,7 +33,7 @@ import json
 from typing import Any
 
 import asyncpg
-from imaging_common.events import parse_data, versions
+from imaging_common.events import versions
 from imaging_common.events.types import (
     ExamCompleted,
     ExamItem,
@@ -209,17 +209,6 @@ async def apply_order(conn: asyncpg.Connection, scheduler: booking.Scheduler, or
         await booking.transition(conn, scheduler, a["id"], Action.CANCEL, actor=SYSTEM, reason=reason)
 
 
-def order_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
-    """order.created and order.changed (both whole snapshots of the order)."""
-
-    async def on_order(conn: asyncpg.Connection, event: Any) -> None:
-        data = parse_data(event)
-        assert isinstance(data, OrderCreated)
-        await apply_order(conn, scheduler, data)
-
-    return on_order
-
-
 async def cancel_order(
     conn: asyncpg.Connection, scheduler: booking.Scheduler, order_id: str, reason: str, actor: booking.Actor = SYSTEM
 ) -> int:
@@ -241,74 +230,57 @@ async def cancel_order(
     return len(rows)
 
 
-def order_cancelled_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
-    async def on_order_cancelled(conn: asyncpg.Connection, event: Any) -> None:
-        data = parse_data(event)
-        assert isinstance(data, OrderCancelled)
-        await cancel_order(conn, scheduler, data.order_id, f"order cancelled: {data.reason or 'no reason given'}")
-
-    return on_order_cancelled
+async def apply_order_cancelled(conn: asyncpg.Connection, scheduler: booking.Scheduler, data: OrderCancelled) -> None:
+    await cancel_order(conn, scheduler, data.order_id, f"order cancelled: {data.reason or 'no reason given'}")
 
 
-def patient_arrived_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
-    async def on_patient_arrived(conn: asyncpg.Connection, event: Any) -> None:
-        data = parse_data(event)
-        assert isinstance(data, PatientArrived)
-        row = await conn.fetchrow(
-            "SELECT id::text AS id FROM appointment WHERE status = 'booked' AND "
-            "(id::text = $1 OR ($1 IS NULL AND accession_number = $2)) ORDER BY lower(during) LIMIT 1",
-            data.appointment_id,
-            data.accession_number,
-        )
-        if row is not None:  # walk-ins without an appointment are queue-calling's business
-            await booking.transition(conn, scheduler, row["id"], Action.ARRIVE, actor=SYSTEM)
-
-    return on_patient_arrived
+async def apply_patient_arrived(conn: asyncpg.Connection, scheduler: booking.Scheduler, data: PatientArrived) -> None:
+    row = await conn.fetchrow(
+        "SELECT id::text AS id FROM appointment WHERE status = 'booked' AND "
+        "(id::text = $1 OR ($1 IS NULL AND accession_number = $2)) ORDER BY lower(during) LIMIT 1",
+        data.appointment_id,
+        data.accession_number,
+    )
+    if row is not None:  # walk-ins without an appointment are queue-calling's business
+        await booking.transition(conn, scheduler, row["id"], Action.ARRIVE, actor=SYSTEM)
 
 
-def exam_progress_handler(scheduler: booking.Scheduler):  # type: ignore[no-untyped-def]
+async def apply_exam_progress(
+    conn: asyncpg.Connection, scheduler: booking.Scheduler, data: ExamStarted | ExamCompleted
+) -> None:
     """The modality's MPPS, relayed by the worklist: started -> checked-in, completed -> fulfilled.
 
     A patient who skipped the check-in desk is checked in on the way, so the appointment still
     walks its table forward; a discontinued exam leaves the appointment for staff to decide.
     """
-
-    async def on_exam_progress(conn: asyncpg.Connection, event: Any) -> None:
-        data = parse_data(event)
-        if isinstance(data, ExamStarted):
-            steps: tuple[Action, ...] = (Action.CHECK_IN,)
-        elif isinstance(data, ExamCompleted) and data.status == "completed":
-            steps = (Action.CHECK_IN, Action.FULFIL)
-        else:
-            return
-        exam_code = getattr(data, "exam_code", None)
-        row = await conn.fetchrow(
-            "SELECT id::text AS id FROM appointment WHERE accession_number = $1 AND ($2::text IS NULL OR "
-            "exam_code = $2) AND status IN ('booked', 'arrived', 'checked-in') ORDER BY lower(during) LIMIT 1",
-            data.accession_number,
-            exam_code,
-        )
-        if row is None:  # an exam without an appointment (walk-in, external RIS) is not ours to track
-            return
-        for step in steps:
-            status = await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", row["id"])
-            if (status, step) in TRANSITIONS:
-                await booking.transition(conn, scheduler, row["id"], step, actor=SYSTEM)
-
-    return on_exam_progress
+    if isinstance(data, ExamStarted):
+        steps: tuple[Action, ...] = (Action.CHECK_IN,)
+    elif data.status == "completed":
+        steps = (Action.CHECK_IN, Action.FULFIL)
+    else:
+        return
+    exam_code = getattr(data, "exam_code", None)
+    row = await conn.fetchrow(
+        "SELECT id::text AS id FROM appointment WHERE accession_number = $1 AND ($2::text IS NULL OR "
+        "exam_code = $2) AND status IN ('booked', 'arrived', 'checked-in') ORDER BY lower(during) LIMIT 1",
+        data.accession_number,
+        exam_code,
+    )
+    if row is None:  # an exam without an appointment (walk-in, external RIS) is not ours to track
+        return
+    for step in steps:
+        status = await conn.fetchval("SELECT status FROM appointment WHERE id = $1::uuid", row["id"])
+        if (status, step) in TRANSITIONS:
+            await booking.transition(conn, scheduler, row["id"], step, actor=SYSTEM)
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: Any) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientUpdated)
+async def apply_patient_updated(conn: asyncpg.Connection, data: PatientUpdated) -> None:
     await patient_copy(conn, data.patient, current=await versions.patient_is_current(conn, data.patient))
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: Any) -> None:
+async def apply_patient_merged(conn: asyncpg.Connection, data: PatientMerged) -> None:
     """Merged records become the survivor's: their requests show the survivor, and their appointments
     and no-shows count for the survivor."""
-    data = parse_data(event)
-    assert isinstance(data, PatientMerged)
     survivor = data.surviving
     ids = [e for e in data.merged_empi_ids if e != survivor.empi_id]
     copy = await patient_copy(conn, survivor, current=await versions.patient_is_current(conn, survivor))

@@ -7,12 +7,13 @@ changes nothing twice; raising makes the bus retry (then dead-letter) the messag
 from __future__ import annotations
 
 import asyncpg
-from imaging_common.events import CloudEvent, EventHandler, parse_data
+from imaging_common.events import CloudEvent, Handlers
 from imaging_common.events.types import (
     AppointmentBooked,
     AppointmentCancelled,
     AppointmentRescheduled,
     OrderCancelled,
+    OrderChanged,
     OrderCreated,
     PatientArrived,
     PatientMerged,
@@ -24,56 +25,44 @@ from worklist.domain import steps
 from worklist.settings import Settings
 
 
-async def on_order_created(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, OrderCreated)  # or OrderChanged: the whole order either way
+async def on_order_created(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
     await steps.apply_order_created(conn, data, handler_settings(Settings).tz)
 
 
-async def on_order_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, OrderCancelled)
+async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
     await steps.apply_order_cancelled(conn, data)
 
 
-async def on_appointment_booked(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, AppointmentBooked | AppointmentRescheduled)
+async def on_appointment_booked(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
+                               event: CloudEvent) -> None:
     await steps.apply_appointment(conn, data, handler_settings(Settings).tz)
 
 
-async def on_appointment_cancelled(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, AppointmentCancelled)
+async def on_appointment_cancelled(conn: asyncpg.Connection, data: AppointmentCancelled,
+                                   event: CloudEvent) -> None:
     await steps.apply_appointment_cancelled(conn, data)
 
 
-async def on_patient_arrived(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientArrived)
+async def on_patient_arrived(conn: asyncpg.Connection, data: PatientArrived, event: CloudEvent) -> None:
     await steps.apply_patient_arrived(conn, data)
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientUpdated)
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
     await steps.apply_patient_updated(conn, data)
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    data = parse_data(event)
-    assert isinstance(data, PatientMerged)
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
     await steps.apply_patient_merged(conn, data)
 
 
-HANDLERS: dict[str, EventHandler] = {
-    "order.created": on_order_created,
-    "order.changed": on_order_created,
-    "order.cancelled": on_order_cancelled,
-    "appointment.booked": on_appointment_booked,
-    "appointment.rescheduled": on_appointment_booked,
-    "appointment.cancelled": on_appointment_cancelled,
-    "patient.arrived": on_patient_arrived,
-    "patient.updated": on_patient_updated,
-    "patient.merged": on_patient_merged,
+HANDLERS: Handlers = {
+    OrderCreated: on_order_created,
+    OrderChanged: on_order_created,  # the whole order either way
+    OrderCancelled: on_order_cancelled,
+    AppointmentBooked: on_appointment_booked,
+    AppointmentRescheduled: on_appointment_booked,
+    AppointmentCancelled: on_appointment_cancelled,
+    PatientArrived: on_patient_arrived,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
 }

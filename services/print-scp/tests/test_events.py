@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime
 
 from imaging_common import events
-from imaging_common.events.envelope import CloudEvent
+from imaging_common.events import CloudEvent, dispatch
 from imaging_common.events.types import ExamCompleted, OrderCreated, PatientMerged, PatientRef, PatientUpdated
 from imaging_testing import print_kit as tk
-from print_scp.adapters.events_in import on_exam_completed, on_order_created, on_patient_merged, on_patient_updated
+from print_scp.adapters.events import HANDLERS
 
 
 def _patient(tag: str, name: str = "赵六") -> PatientRef:
@@ -43,16 +43,16 @@ async def test_exam_completed_patient_updated_and_merged_follow_films(print_app,
     done = ExamCompleted(accession_number=f"A-{tag}", study_instance_uid=uid, patient=_patient(tag),
                          mpps_uid="1.2.3", station_ae_title="CT1", modality="CT", completed_at=datetime.now(UTC))
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_exam_completed(conn, CloudEvent.from_data(done, source="/imaging/worklist"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(done, source="/imaging/worklist"))
     film = await printer([tk.to_item(tk.anatomy(64, 13))], study_uid=uid)
     assert film["match_status"] == "matched" and film["patient_name"] == "赵六"
     renamed = PatientUpdated(patient=_patient(tag, name="赵六一"), changed=["name"])
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_patient_updated(conn, CloudEvent.from_data(renamed, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(renamed, source="/imaging/registration"))
     merged = PatientMerged(surviving=_patient(other, name="赵六一"), merged_empi_ids=[f"E-{tag}"],
                            merged_patient_ids=[f"P{tag}"])
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_patient_merged(conn, CloudEvent.from_data(merged, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(merged, source="/imaging/registration"))
         row = await conn.fetchrow("SELECT empi_id, patient_id, patient_name FROM films WHERE id = $1", film["id"])
         study = await conn.fetchrow("SELECT empi_id, status FROM studies WHERE study_instance_uid = $1", uid)
     assert dict(row) == {"empi_id": f"E-{other}", "patient_id": f"P{other}", "patient_name": "赵六一"}
@@ -71,8 +71,8 @@ async def test_an_exam_under_a_study_uid_of_its_own_stays_the_orders_study(print
     done = ExamCompleted(accession_number=f"A-{tag}", study_instance_uid=own, patient=_patient(tag),
                          mpps_uid="1.2.3", station_ae_title="CT1", modality="CT", completed_at=datetime.now(UTC))
     async with print_app.ctx.pool.acquire() as conn, conn.transaction():
-        await on_order_created(conn, CloudEvent.from_data(order, source="/imaging/registration"))
-        await on_exam_completed(conn, CloudEvent.from_data(done, source="/imaging/worklist"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(order, source="/imaging/registration"))
+        await dispatch(HANDLERS, conn, CloudEvent.from_data(done, source="/imaging/worklist"))
         rows = await conn.fetch("SELECT study_instance_uid, status FROM studies WHERE accession_number = $1",
                                 f"A-{tag}")
     assert [tuple(r) for r in rows] == [(uid, "completed")]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 
 import asyncpg
-from imaging_common.events import parse_data, versions
+from imaging_common.events import CloudEvent, Handlers, versions
 from imaging_common.events.types import (
     ExamCompleted,
     ExamStarted,
     OrderCancelled,
+    OrderChanged,
     OrderCreated,
     PatientMerged,
     PatientUpdated,
@@ -81,11 +82,9 @@ async def _reidentify_matched(conn: asyncpg.Connection, study_uids: list[str]) -
         await film_decisions.apply(conn, str(row["id"]), decision, matched_by=row["matched_by"])
 
 
-async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
+async def on_order_created(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
     """order.created, and order.changed (the whole order again, perhaps first): the study is recorded;
     if the order now names another patient (a merge, an unmerge) its matched films are re-identified."""
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, OrderCreated)
     before = await conn.fetchval("SELECT patient FROM studies WHERE study_instance_uid = $1", data.study_instance_uid)
     await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
@@ -102,9 +101,7 @@ async def on_order_created(conn: asyncpg.Connection, event: object) -> None:
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
-async def on_exam_started(conn: asyncpg.Connection, event: object) -> None:
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, ExamStarted)
+async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: CloudEvent) -> None:
     await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), modality=data.modality, status="started",
@@ -112,9 +109,7 @@ async def on_exam_started(conn: asyncpg.Connection, event: object) -> None:
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
-async def on_exam_completed(conn: asyncpg.Connection, event: object) -> None:
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, ExamCompleted)
+async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
     await films_store.upsert_study(
         conn, study_uid=data.study_instance_uid, accession=data.accession_number,
         patient=data.patient.model_dump(mode="json"), order_id=data.order_id, modality=data.modality,
@@ -123,10 +118,8 @@ async def on_exam_completed(conn: asyncpg.Connection, event: object) -> None:
     await _rematch_waiting(conn, data.study_instance_uid)
 
 
-async def on_order_cancelled(conn: asyncpg.Connection, event: object) -> None:
+async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
     """A cancelled order keeps no film: its films go back to review (and out of the archive queue)."""
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, OrderCancelled)
     await conn.execute("UPDATE studies SET status = 'cancelled', updated_at = now() WHERE accession_number = $1",
                        data.accession_number)
     rows = await conn.fetch("SELECT id, match_detail FROM films WHERE accession_number = $1 "
@@ -138,18 +131,14 @@ async def on_order_cancelled(conn: asyncpg.Connection, event: object) -> None:
         await film_decisions.apply(conn, str(row["id"]), MatchDecision("review", "study-uid", None, 0.0, detail))
 
 
-async def on_patient_updated(conn: asyncpg.Connection, event: object) -> None:
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
     """Names and IDs change (corrections): studies and already matched films follow, DICOM included."""
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, PatientUpdated)
     changed = await _set_patient(conn, [data.patient.empi_id], data.patient.model_dump(mode="json"))
     await _reidentify_matched(conn, changed)
 
 
-async def on_patient_merged(conn: asyncpg.Connection, event: object) -> None:
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
     """Studies and films of merged records now belong to the surviving patient."""
-    data = parse_data(event)  # type: ignore[arg-type]
-    assert isinstance(data, PatientMerged)
     changed = await _set_patient(conn, [*data.merged_empi_ids, data.surviving.empi_id],
                                  data.surviving.model_dump(mode="json"))
     await _reidentify_matched(conn, changed)
@@ -177,12 +166,12 @@ async def _set_patient(conn: asyncpg.Connection, empi_ids: list[str], patient: d
 IDENTITY_FIELDS = ("empi_id", "patient_id", "name", "name_latin", "birth_date", "sex")
 
 
-EVENT_HANDLERS = {
-    "order.created": on_order_created,
-    "order.changed": on_order_created,
-    "order.cancelled": on_order_cancelled,
-    "exam.started": on_exam_started,
-    "exam.completed": on_exam_completed,
-    "patient.updated": on_patient_updated,
-    "patient.merged": on_patient_merged,
+HANDLERS: Handlers = {
+    OrderCreated: on_order_created,
+    OrderChanged: on_order_created,  # the whole order again
+    OrderCancelled: on_order_cancelled,
+    ExamStarted: on_exam_started,
+    ExamCompleted: on_exam_completed,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
 }
