@@ -28,6 +28,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imaging_common import db
@@ -189,6 +190,27 @@ def _with_settings(handler: Callable[..., Awaitable[None]], settings: CommonSett
 REQUIRED_FOR_WORK = frozenset({"postgresql"})
 
 
+class Readiness(BaseModel):
+    """GET /readyz (200 ready or degraded, 503 not ready or starting); failing/degraded only when some are."""
+
+    status: str
+    service: str
+    checks: dict[str, str] = {}
+    failing: list[str] = []
+    degraded: list[str] = []
+
+
+class SessionOut(BaseModel):
+    """GET /session: the caller as the token says."""
+
+    user_id: str
+    username: str
+    display_name: str
+    roles: list[str]
+    session_id: str | None
+    issuer: str
+
+
 def _health_router(spec: ServiceSpec) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -196,7 +218,9 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "alive", "service": spec.name}
 
-    @router.get("/readyz", summary="Readiness: PostgreSQL reachable; RabbitMQ or Redis down only degrades")
+    # The JSONResponse is sent as built; the model only documents it.
+    @router.get("/readyz", summary="Readiness: PostgreSQL reachable; RabbitMQ or Redis down only degrades",
+                response_model=Readiness)
     async def readyz(request: Request) -> JSONResponse:
         ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
         if ctx is None:
@@ -230,8 +254,8 @@ def _session_router() -> APIRouter:
     router = APIRouter(tags=["auth"])
 
     @router.get("/session", summary="The authenticated caller (any staff role)")
-    async def session(user: Principal = Depends(require_roles())) -> dict[str, Any]:  # noqa: B008
-        return user.public()
+    async def session(user: Principal = Depends(require_roles())) -> SessionOut:  # noqa: B008
+        return SessionOut(**user.public())
 
     return router
 

@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -175,6 +175,25 @@ class Selection(BaseModel):
     all: bool = False  # purge only: must be set to purge everything
 
 
+class DeadLetterOut(BaseModel):
+    """A dead letter as an operator sees it (DeadLetter's fields)."""
+
+    event_id: str | None
+    type: str | None
+    subject: str | None
+    source: str | None
+    error: str | None
+    error_kind: str | None
+    attempts: int
+    dead_lettered_at: str | None
+    replays: int
+
+
+class DeadLetters(BaseModel):
+    data: list[DeadLetterOut]
+    count: int
+
+
 def dead_letters_router(service: str | None = None) -> APIRouter:
     """Routes under `/admin/dead-letters` (relative to /api/<prefix>) for it-ops and admin.
 
@@ -197,7 +216,7 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
             raise HTTPException(404, f"service {name!r} has no event queue")
         return ctx.settings.amqp_url, ctx.settings.namespace, name
 
-    async def answer(request: Request, action: str, operation: str, letters: list[DeadLetter]) -> dict[str, Any]:
+    async def answer(request: Request, action: str, operation: str, letters: list[DeadLetter]) -> DeadLetters:
         """Audit the operation (dead letters carry patients' events), then answer {data, count}."""
         from imaging_common import audit
 
@@ -211,19 +230,19 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
                 detail={"operation": operation, "count": len(letters),
                         "event_ids": [d.event_id for d in letters][:100]},
             )
-        return {"data": [asdict(d) for d in letters], "count": len(letters)}
+        return DeadLetters(data=[DeadLetterOut(**asdict(d)) for d in letters], count=len(letters))
 
     @router.get("", summary="List the service's dead-lettered events", dependencies=[operator])
-    async def list_(request: Request) -> dict[str, Any]:
+    async def list_(request: Request) -> DeadLetters:
         return await answer(request, "read", "list", await list_dead_letters(*where(request)))
 
     @router.post("/replay", summary="Replay dead letters into the service's queue", dependencies=[operator])
-    async def replay(request: Request, selection: Annotated[Selection | None, Body()] = None) -> dict[str, Any]:
+    async def replay(request: Request, selection: Annotated[Selection | None, Body()] = None) -> DeadLetters:
         ids = selection.event_ids if selection else None
         return await answer(request, "update", "replay", await replay_dead_letters(*where(request), ids))
 
     @router.post("/purge", summary="Delete dead letters", dependencies=[operator])
-    async def purge(request: Request, selection: Selection) -> dict[str, Any]:
+    async def purge(request: Request, selection: Selection) -> DeadLetters:
         if selection.event_ids is None and not selection.all:
             raise HTTPException(422, "name the event_ids to purge, or set all=true to purge every dead letter")
         return await answer(request, "delete", "purge", await purge_dead_letters(*where(request), selection.event_ids))

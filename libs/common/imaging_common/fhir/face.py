@@ -22,7 +22,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 
 from imaging_common.fhir.capability import BASE, capability_statement, declared_resources
-from imaging_common.fhir.resources import FHIR_JSON, base_url, outcome, outcome_body, outcome_from_problem
+from imaging_common.fhir.resources import (
+    FHIR_JSON,
+    FhirJSONResponse,
+    base_url,
+    outcome,
+    outcome_body,
+    outcome_from_problem,
+)
 from imaging_common.problems import PROBLEM_JSON
 
 if TYPE_CHECKING:
@@ -39,7 +46,7 @@ def under_base(path: str) -> bool:
 def _metadata_router() -> APIRouter:
     router = APIRouter(tags=["fhir"])
 
-    @router.get("/metadata", summary="FHIR CapabilityStatement of the whole platform")
+    @router.get("/metadata", summary="FHIR CapabilityStatement of the whole platform", response_class=FhirJSONResponse)
     async def metadata(request: Request) -> JSONResponse:
         statement = capability_statement(declared_resources(), base_url=base_url(request), date=_STARTED)
         return JSONResponse(statement, media_type=FHIR_JSON)
@@ -130,6 +137,7 @@ def _unknown_type(path: str) -> str | None:
 def mount(app: FastAPI, spec: ServiceSpec) -> None:
     """Serve `spec.fhir` on `app` under /fhir/R4 (see the module's docstring)."""
     assert spec.fhir is not None
-    app.include_router(spec.fhir.router, prefix=BASE)
+    # Routes that name no response class of their own are documented as FHIR (they answer fhir_response).
+    app.include_router(spec.fhir.router, prefix=BASE, default_response_class=FhirJSONResponse)
     app.include_router(_metadata_router(), prefix=BASE)
     app.add_middleware(FhirFace, former_base=f"{spec.api_prefix}/fhir")

@@ -24,6 +24,14 @@ from imaging_common.fhir.capability import BASE
 
 FHIR_JSON = "application/fhir+json"
 
+
+class FhirJSONResponse(JSONResponse):
+    """A FHIR resource as application/fhir+json: the response class of every FHIR route, so that
+    OpenAPI documents their answers as FHIR (the routes build their responses with fhir_response)."""
+
+    media_type = FHIR_JSON
+
+
 # OperationOutcome.issue.code (IssueType) for an HTTP status, as the FHIR REST specification pairs them.
 ISSUE_CODES = {
     400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 406: "not-supported",

@@ -72,6 +72,26 @@ class PeerIn(BaseModel):
         return self
 
 
+class PeerOut(BaseModel):
+    """A known peer (Peer.public())."""
+
+    peer_id: str
+    kind: str
+    name: str
+    ae_title: str | None
+    hl7_application: str | None
+    hl7_facility: str | None
+    addresses: list[str]
+    cert_sha256: str | None
+    active: bool
+
+
+class PeerList(BaseModel):
+    data: list[PeerOut]
+    count: int
+    modes: dict[str, str]  # protocol port -> peer check mode
+
+
 def peers_router() -> APIRouter:
     """The routes; the listing shows the mode of each of the service's ports (its `Settings.peer_modes()`)."""
     from imaging_common.auth import require_roles
@@ -91,7 +111,7 @@ def peers_router() -> APIRouter:
             await registry.refresh()
 
     @router.get("", summary="List the known peers of this service's protocol ports", dependencies=[operator])
-    async def list_peers(request: Request) -> dict[str, Any]:
+    async def list_peers(request: Request) -> PeerList:
         ctx = ctx_of(request)
         async with ctx.pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM known_peer ORDER BY peer_id")
@@ -99,7 +119,7 @@ def peers_router() -> APIRouter:
                 "modes": ctx.settings.peer_modes()}
 
     @router.get("/{peer_id}", summary="One known peer", dependencies=[operator])
-    async def get_peer(request: Request, peer_id: PeerId) -> dict[str, Any]:
+    async def get_peer(request: Request, peer_id: PeerId) -> PeerOut:
         async with ctx_of(request).pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM known_peer WHERE peer_id = $1", peer_id)
         if row is None:
@@ -107,7 +127,7 @@ def peers_router() -> APIRouter:
         return Peer.from_row(row).public()
 
     @router.put("/{peer_id}", summary="Register or change a known peer", dependencies=[operator])
-    async def put_peer(request: Request, peer_id: PeerId, body: PeerIn) -> dict[str, Any]:
+    async def put_peer(request: Request, peer_id: PeerId, body: PeerIn) -> PeerOut:
         ctx = ctx_of(request)
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
