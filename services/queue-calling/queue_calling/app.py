@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from imaging_common.delivery import DeliveryMetrics
 from imaging_common.outbound import AllowList
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, ServiceSpec, create_service_app
@@ -40,7 +41,8 @@ async def notification_sender(ctx: ServiceContext[Settings]) -> AsyncIterator[No
     if s.queue_webhook_url:  # IMAGING_QUEUE_WEBHOOK_URL must be on IMAGING_OUTBOUND_ALLOW: refuse to start
         allow.check_url(s.queue_webhook_url)
     sender = NotificationSender(ctx.pool, max_attempts=s.queue_notify_max_attempts,
-                                webhook_timeout=s.queue_webhook_timeout, allow=allow)
+                                webhook_timeout=s.queue_webhook_timeout, allow=allow,
+                                metrics=DeliveryMetrics(ctx.spec.name, ctx.registry))
     await sender.start()
     ctx.extras["sender"] = sender
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from imaging_common.delivery import DeliveryMetrics, RetryingWorker
 from imaging_common.fhir.resources import validated
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
 from imaging_common.hl7.access import client_tls
@@ -35,13 +36,14 @@ class DeliveryError(Exception):
 
 
 class Engine:
-    def __init__(self, pool: asyncpg.Pool, settings: Any, *, hl7_metrics: HL7Metrics | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Any, *, hl7_metrics: HL7Metrics | None = None,
+                 metrics: DeliveryMetrics | None = None) -> None:
         self.pool = pool
         self.s = settings
         self.hl7_metrics = hl7_metrics
-        self._wake_delivery = asyncio.Event()
-        self._wake_timers = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics
+        self._deliveries: RetryingWorker | None = None
+        self._timers: RetryingWorker | None = None
         self._mllp: dict[tuple[int, str, str, int], MLLPClient] = {}
         self._late: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -50,8 +52,9 @@ class Engine:
         self.fired_lateness: list[float] = []  # seconds late of each fired timer (benchmarks read it)
 
     def wake(self) -> None:
-        self._wake_delivery.set()
-        self._wake_timers.set()
+        for loop in (self._deliveries, self._timers):
+            if loop is not None:
+                loop.wake()
 
     async def start(self) -> None:
         # Only to allowed destinations, resolved and checked at each call; no redirects; no shared token.
@@ -59,17 +62,20 @@ class Engine:
         self.tokens = fhir_tokens(self.s)
         self._http = guarded_client(self.allow, timeout=self.s.critical_delivery_timeout)
         workers = max(1, min(self.s.critical_delivery_workers, self.s.db_pool_max - 2))
-        for n in range(workers):
-            self._tasks.append(asyncio.create_task(self._deliver_loop(n), name=f"critical-delivery-{n}"))
-        self._tasks.append(asyncio.create_task(self._timer_loop(), name="critical-timers"))
+        # The library's retrying loops: deliveries in `workers` loops, the timers in one.
+        self._deliveries = RetryingWorker("critical-delivery", self.deliver_one, poll=self.s.critical_poll_seconds,
+                                          workers=workers, metrics=self.metrics, closers=[self._close])
+        self._timers = RetryingWorker("critical-timers", self._fire_round, poll=self.s.critical_poll_seconds)
+        self._deliveries.start()
+        self._timers.start()
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        if self._timers is not None:
+            await self._timers.stop()
+        if self._deliveries is not None:
+            await self._deliveries.stop()
+
+    async def _close(self) -> None:
         for late in list(self._late):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await late
@@ -80,18 +86,11 @@ class Engine:
             await self._http.aclose()
 
     # ---- timers ----------------------------------------------------------------------------
-    async def _timer_loop(self) -> None:
-        while True:
-            try:
-                fired = await self.fire_due()
-                if fired:
-                    self.wake()
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # PostgreSQL away: keep polling, the timers wait in the table
-                log.exception("critical-value timer poll failed")
-            await self._sleep(self._wake_timers)
+    async def _fire_round(self, _worker: int) -> bool:
+        fired = await self.fire_due()  # PostgreSQL away: the loop keeps polling, the timers wait in the table
+        if fired:
+            self.wake()
+        return bool(fired)
 
     async def fire_due(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -101,23 +100,7 @@ class Engine:
             log.info("timer %s of %s step %s fired %.3f s late", f["kind"], f["critical_id"], f["step"], f["lateness"])
         return fired
 
-    async def _sleep(self, event: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.s.critical_poll_seconds)
-        event.clear()
-
     # ---- deliveries ------------------------------------------------------------------------
-    async def _deliver_loop(self, worker: int) -> None:
-        while True:
-            try:
-                if await self.deliver_one(worker):
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("critical-value delivery loop failed")
-            await self._sleep(self._wake_delivery)
-
     async def deliver_one(self, worker: int = 0) -> bool:
         """Send one due notification; False when none is due.
 
@@ -131,10 +114,7 @@ class Engine:
             note = await notifications.claim_due(conn, datetime.now(UTC))
             if note is None:
                 return False
-            until = datetime.now(UTC) + lease
-            await conn.execute("UPDATE notification SET next_attempt_at = $2, sending_until = $2 "
-                               "WHERE notification_id = $1", note["notification_id"], until)
-            cv = await conn.fetchrow("SELECT * FROM critical_value WHERE critical_id = $1", note["critical_id"])
+            cv = await notifications.lease(conn, note, datetime.now(UTC) + lease)
         error = None
         remote_id = task_id = None
         try:
@@ -146,27 +126,23 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("notification %s to %s failed: %s", note["notification_id"], note["receiver_id"], error)
         async with self.pool.acquire() as conn, conn.transaction():
-            # The value before its notification, as acknowledging, escalating and re-routing lock them:
-            # the other order deadlocked with them (and the outcome of a send was lost).
-            await conn.execute("SELECT 1 FROM critical_value WHERE critical_id = $1 FOR UPDATE", note["critical_id"])
-            current = await conn.fetchrow(
-                """SELECT n.*, r.hl7_host, r.hl7_port, r.hl7_message_type, r.fhir_base_url, r.fhir_request
-                   FROM notification n JOIN receiver r USING (receiver_id)
-                   WHERE n.notification_id = $1 FOR UPDATE OF n""", note["notification_id"])
+            current = await notifications.lock_after_send(conn, note)
             if current is None:
                 return True
-            await conn.execute("UPDATE notification SET sending_until = NULL WHERE notification_id = $1",
-                               note["notification_id"])
             if current["status"] != "pending":
                 return True  # a late ACK recorded it meanwhile
             if error is not None:
-                await notifications.failed_attempt(conn, current, at=datetime.now(UTC), error=error,
-                                                   max_attempts=self.s.critical_delivery_max_attempts,
-                                                   retry_seconds=self.s.critical_retry_seconds,
-                                                   slow_retry_seconds=self.s.critical_slow_retry_seconds)
+                spent = await notifications.failed_attempt(conn, current, at=datetime.now(UTC), error=error,
+                                                           max_attempts=self.s.critical_delivery_max_attempts,
+                                                           retry_seconds=self.s.critical_retry_seconds,
+                                                           slow_retry_seconds=self.s.critical_slow_retry_seconds)
+                outcome = "dead" if spent else "retry"  # spent: a phone task; slow retries go on
             else:
                 await notifications.accepted(conn, current, at=datetime.now(UTC), remote_id=remote_id,
                                              task_id=task_id)
+                outcome = "delivered"
+        if self._deliveries is not None:
+            self._deliveries.count(outcome)
         return True
 
     async def _send_hl7(self, worker: int, cv: asyncpg.Record, note: asyncpg.Record) -> str | None:
@@ -207,12 +183,7 @@ class Engine:
             reply = Message.parse(text)
             code, ref = reply.field("MSA", 1), reply.field("MSA", 2)
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(  # the value first, then its notification (see deliver_one)
-                    "SELECT 1 FROM critical_value WHERE critical_id = (SELECT critical_id FROM notification "
-                    "WHERE notification_id = $1 AND receiver_id = $2) FOR UPDATE", ref, receiver_id)
-                note = await conn.fetchrow(
-                    "SELECT * FROM notification WHERE notification_id = $1 AND receiver_id = $2 AND channel = 'hl7' "
-                    "FOR UPDATE", ref, receiver_id)
+                note = await notifications.lock_sent_hl7(conn, ref, receiver_id)
                 if note is None or note["status"] != "pending":
                     return
                 if code not in ("AA", "CA"):
@@ -272,7 +243,8 @@ def _resource_id(response: httpx.Response, kind: str) -> str | None:
 
 @contextlib.asynccontextmanager
 async def engine_listener(ctx: Any) -> AsyncIterator[None]:
-    engine = Engine(ctx.pool, ctx.settings, hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry))
+    engine = Engine(ctx.pool, ctx.settings, hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry),
+                    metrics=DeliveryMetrics(ctx.spec.name, ctx.registry))
     await engine.start()
     ctx.extras["engine"] = engine
     try:

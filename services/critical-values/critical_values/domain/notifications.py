@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import asyncpg
+from imaging_common.delivery import backoff
 from imaging_common.events import publish
 from imaging_common.events.types import CriticalNotified
 
@@ -24,6 +25,39 @@ async def claim_due(conn: asyncpg.Connection, at: datetime) -> asyncpg.Record | 
            FROM notification n JOIN receiver r USING (receiver_id)
            WHERE n.status = 'pending' AND n.next_attempt_at <= $1
            ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED""", at)
+
+
+async def lease(conn: asyncpg.Connection, note: asyncpg.Record, until: datetime) -> asyncpg.Record | None:
+    """Lease a claimed notification until `until` (other workers and replicas leave it alone; closing
+    or re-routing the value lets it finish); returns its critical value, as sent."""
+    await conn.execute("UPDATE notification SET next_attempt_at = $2, sending_until = $2 "
+                       "WHERE notification_id = $1", note["notification_id"], until)
+    return await conn.fetchrow("SELECT * FROM critical_value WHERE critical_id = $1", note["critical_id"])
+
+
+async def lock_after_send(conn: asyncpg.Connection, note: asyncpg.Record) -> asyncpg.Record | None:
+    """The notification as it is now, locked to record a send's outcome, its lease released; None if gone.
+    The value is locked before its notification, as acknowledging, escalating and re-routing lock them:
+    the other order deadlocked with them (and the outcome of a send was lost)."""
+    await conn.execute("SELECT 1 FROM critical_value WHERE critical_id = $1 FOR UPDATE", note["critical_id"])
+    current = await conn.fetchrow(
+        """SELECT n.*, r.hl7_host, r.hl7_port, r.hl7_message_type, r.fhir_base_url, r.fhir_request
+           FROM notification n JOIN receiver r USING (receiver_id)
+           WHERE n.notification_id = $1 FOR UPDATE OF n""", note["notification_id"])
+    if current is not None:
+        await conn.execute("UPDATE notification SET sending_until = NULL WHERE notification_id = $1",
+                           note["notification_id"])
+    return current
+
+
+async def lock_sent_hl7(conn: asyncpg.Connection, notification_id: str, receiver_id: str) -> asyncpg.Record | None:
+    """The HL7 notification a (late) ACK from `receiver_id` refers to, locked (the value first)."""
+    await conn.execute(
+        "SELECT 1 FROM critical_value WHERE critical_id = (SELECT critical_id FROM notification "
+        "WHERE notification_id = $1 AND receiver_id = $2) FOR UPDATE", notification_id, receiver_id)
+    return await conn.fetchrow(
+        "SELECT * FROM notification WHERE notification_id = $1 AND receiver_id = $2 AND channel = 'hl7' "
+        "FOR UPDATE", notification_id, receiver_id)
 
 
 async def accepted(conn: asyncpg.Connection, note: asyncpg.Record, *, at: datetime, remote_id: str | None = None,
@@ -68,7 +102,7 @@ async def failed_attempt(conn: asyncpg.Connection, note: asyncpg.Record, *, at: 
     attempts = note["attempts"] + 1
     spent_now = attempts == max_attempts
     if attempts < max_attempts:
-        delay = min(retry_seconds * 2 ** (attempts - 1), 60.0)
+        delay = backoff(attempts, base=retry_seconds, cap=60.0)
     else:
         delay = max(slow_retry_seconds, retry_seconds)
     await conn.execute(

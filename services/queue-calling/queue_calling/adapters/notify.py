@@ -10,14 +10,14 @@ side (rows are claimed with SKIP LOCKED).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from imaging_common.delivery import DeliveryMetrics, RetryingWorker, backoff
 from imaging_common.outbound import DEVELOPMENT_DEFAULT, AllowList, guarded_client
 
 from queue_calling.domain import notifications
@@ -43,46 +43,33 @@ class WebhookChannel:
 
 
 class NotificationSender:
+    """The queue's channels on the library's retrying worker (claim, send, record, back off)."""
+
     def __init__(self, pool: asyncpg.Pool, *, max_attempts: int, webhook_timeout: float,
-                 allow: AllowList | None = None) -> None:
+                 allow: AllowList | None = None, metrics: DeliveryMetrics | None = None) -> None:
         self.pool = pool
         self.max_attempts = max_attempts
         self.lease = timedelta(seconds=webhook_timeout * 3 + 5)
         self.webhook = WebhookChannel(webhook_timeout, allow)
         self.channels: dict[str, Channel] = {"webhook": self.webhook}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = RetryingWorker("queue-notifications", self._round, poll=1.0, metrics=metrics,
+                                   closers=[self.webhook.aclose])
 
     def register(self, name: str, channel: Channel) -> None:
         self.channels[name] = channel
         self.kick()
 
     def kick(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.webhook.aclose()
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.send_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("notification sender failed; retrying")
-                sent = 0
-            if not sent:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                self._wake.clear()
+    async def _round(self, _worker: int) -> int:
+        return await self.send_due()
 
     async def send_due(self, limit: int = 50) -> int:
         """Deliver what is due; returns how many rows were handled.
@@ -95,8 +82,8 @@ class NotificationSender:
             due = [r for r in await notifications.claim_due(conn, limit=limit, now=now)]
             for row in due:
                 plugged = row["channel"] in self.channels
-                await conn.execute("UPDATE notification SET next_attempt_at = $2 WHERE notification_id = $1",
-                                   row["notification_id"], now + (self.lease if plugged else timedelta(minutes=1)))
+                await notifications.lease(conn, row["notification_id"],
+                                          now + (self.lease if plugged else timedelta(minutes=1)))
                 if not plugged:
                     # Not plugged in on this replica: leave it for later, don't spin on it.
                     log.warning("no %s channel registered; notification %s waits", row["channel"],
@@ -115,9 +102,12 @@ class NotificationSender:
             async with self.pool.acquire() as conn:
                 if error is not None:
                     attempts = row["attempts"] + 1
-                    retry_at = None if attempts >= self.max_attempts else at + timedelta(seconds=2 ** attempts)
+                    retry_at = None if attempts >= self.max_attempts else \
+                        at + timedelta(seconds=backoff(attempts, base=2.0, cap=math.inf))  # 2, 4, 8 ... s
                     await notifications.mark_failed(conn, row["notification_id"], error, at, retry_at=retry_at)
+                    self.loop.count("retry" if retry_at else "dead")
                 else:
                     await notifications.mark_sent(conn, row["notification_id"], at)
+                    self.loop.count("delivered")
             handled += 1
         return handled

@@ -70,6 +70,12 @@ async def claim_due(conn: asyncpg.Connection, *, limit: int, now: datetime) -> l
            ORDER BY notification_id LIMIT $2 FOR UPDATE SKIP LOCKED""", now, limit))
 
 
+async def lease(conn: asyncpg.Connection, notification_id: int, until: datetime) -> None:
+    """Hold a claimed notification until `until`: other senders skip it while it is being sent."""
+    await conn.execute("UPDATE notification SET next_attempt_at = $2 WHERE notification_id = $1",
+                       notification_id, until)
+
+
 async def mark_sent(conn: asyncpg.Connection, notification_id: int, now: datetime) -> None:
     await conn.execute("UPDATE notification SET sent_at = $2, attempts = attempts + 1 WHERE notification_id = $1",
                        notification_id, now)

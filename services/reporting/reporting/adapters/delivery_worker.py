@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from imaging_common.delivery import DeliveryMetrics, RetryingWorker
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
 from imaging_common.hl7.access import client_tls
 from imaging_common.hl7.charset import decode
@@ -35,14 +36,15 @@ _RETRYABLE_HTTP = {408, 409, 429}
 
 class DeliveryWorker:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, database_url: str, schema: str, *,
-                 hl7_metrics: HL7Metrics | None = None):
+                 hl7_metrics: HL7Metrics | None = None, metrics: DeliveryMetrics | None = None):
         self.pool = pool
         self.hl7_metrics = hl7_metrics
         self.settings = settings
         self.database_url = database_url
         self.schema = schema
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # The library's loop runs the rounds; this worker adds the per-receiver lanes and the senders.
+        self.loop = RetryingWorker("reporting-delivery", self._round, poll=settings.reporting_delivery_poll,
+                                   metrics=metrics, closers=[self._close])
         self._listen: asyncpg.Connection | None = None
         self._mllp: dict[str, MLLPClient] = {}
         self._http: httpx.AsyncClient | None = None
@@ -60,13 +62,12 @@ class DeliveryWorker:
             await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
         except Exception as exc:  # without LISTEN the queue is still drained, at poll latency
             log.warning("delivery worker cannot LISTEN (%s); polling", exc)
-        self._task = asyncio.create_task(self._run(), name="reporting-delivery")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
+
+    async def _close(self) -> None:
         for lane in self._lanes.values():
             lane.cancel()
         for lane in self._lanes.values():
@@ -81,31 +82,23 @@ class DeliveryWorker:
                 await self._listen.close(timeout=2)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == self.schema:
-            self._wake.set()
+            self.loop.wake()
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                async with self.pool.acquire() as conn:
-                    targets = await deliveries.receivers(conn)
-                for receiver in targets:
-                    lane = self._lanes.get(receiver.id)
-                    if lane is None or lane.done():
-                        # One lane per receiver: a slow or dead receiver never holds up another.
-                        self._lanes[receiver.id] = asyncio.create_task(self._drain(receiver))
-                    else:
-                        self._again.add(receiver.id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("delivery worker: %s: %s", type(exc).__name__, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.reporting_delivery_poll)
+    async def _round(self, _worker: int) -> int:
+        async with self.pool.acquire() as conn:
+            targets = await deliveries.receivers(conn)
+        for receiver in targets:
+            lane = self._lanes.get(receiver.id)
+            if lane is None or lane.done():
+                # One lane per receiver: a slow or dead receiver never holds up another.
+                self._lanes[receiver.id] = asyncio.create_task(self._drain(receiver))
+            else:
+                self._again.add(receiver.id)
+        return 0  # the lanes drain on their own; the loop waits for the next wake or poll
 
     async def _drain(self, receiver: Receiver) -> None:
         """Send everything due for this receiver, round after round, until nothing is claimable."""
@@ -126,6 +119,7 @@ class DeliveryWorker:
                 done = [(row["id"], info) for row, (ok, info, _) in zip(rows, outcomes, strict=True) if ok]
                 if done:
                     await deliveries.delivered_many(conn, done)
+                    self.loop.count("delivered", len(done))
                 for row, (ok, info, permanent) in zip(rows, outcomes, strict=True):
                     if not ok:
                         status = await deliveries.failed(
@@ -133,6 +127,7 @@ class DeliveryWorker:
                             max_attempts=self.settings.reporting_delivery_max_attempts,
                             base=self.settings.reporting_delivery_retry_base,
                             cap=self.settings.reporting_delivery_retry_max, permanent=permanent)
+                        self.loop.count("dead" if status == "dead" else "retry")
                         log.warning("delivery %s of report %s to %s failed (%s): %s", row["id"], row["report_id"],
                                     receiver.id, status, info)
             if any(not ok for ok, _, _ in outcomes):
@@ -207,7 +202,8 @@ async def delivery_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[Any]
         yield None
         return
     worker = DeliveryWorker(ctx.pool, settings, settings.database_url, ctx.spec.schema,
-                            hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry))
+                            hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry),
+                            metrics=DeliveryMetrics(ctx.spec.name, ctx.registry))
     await worker.start()
     ctx.extras["delivery_worker"] = worker
     try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from imaging_common.delivery import backoff
 from imaging_common.outbound import AllowList
 
 
@@ -152,7 +153,7 @@ async def failed(conn: asyncpg.Connection, delivery_id: int, error: str, *, atte
                  base: float, cap: float, permanent: bool = False) -> str:
     """Back to pending with backoff, or dead; returns the new status."""
     dead = permanent or attempts >= max_attempts
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = backoff(attempts, base=base, cap=cap)
     status = "dead" if dead else "pending"
     await conn.execute(
         "UPDATE delivery SET status = $2, last_error = $3, lease_until = NULL, "
