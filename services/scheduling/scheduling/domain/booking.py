@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -37,6 +37,7 @@ from scheduling.domain.rules import Violation
 from scheduling.domain.states import NEW, Action, InvalidTransition, State, next_state
 
 SOURCE = "scheduling"
+T = TypeVar("T")
 SEARCH_CHUNKS = (1, 2, 4, 7) + (14,) * 30  # days read per step of the earliest-slot search
 
 
@@ -147,6 +148,39 @@ async def _calendar_for(
     return await load_calendar(
         conn, tz=s.tz, now=now, start=start, end=end, modalities=modalities, empi_id=empi_id, base=base, window=window
     )
+
+
+async def _search_days(
+    conn: asyncpg.Connection,
+    s: Scheduler,
+    *,
+    since: datetime,
+    horizon: int,
+    modalities: Sequence[str],
+    empi_id: str,
+    now: datetime,
+    find: Callable[[Calendar, datetime, int], T | None],
+) -> tuple[T | None, Calendar | None]:
+    """The one chunked-day search: nearest days first, read in growing chunks (SEARCH_CHUNKS), each
+    chunk's calendar on top of the ones before; `find(calendar, not_before, days)` answers per chunk.
+    The earliest slot is usually near, and a near day is a small read. Returns the first answer and
+    the last calendar read (for a search that goes on over the whole horizon)."""
+    first = since.astimezone(s.tz).date()
+    base: Calendar | None = None
+    offset = 0
+    for size in SEARCH_CHUNKS:
+        if offset >= horizon:
+            break
+        chunk = min(size, horizon - offset)
+        day0 = first + timedelta(days=offset)
+        offset += chunk
+        cal = base = await _calendar_for(
+            conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id, now, base
+        )
+        found = find(cal, max(since, datetime.combine(day0, datetime.min.time(), s.tz)), chunk)
+        if found is not None:
+            return found, base
+    return None, base
 
 
 def _refuse_if_not_open(request: ExamRequest) -> None:
@@ -346,26 +380,19 @@ async def find_earliest(
     request = await get_request(conn, order_id, exam_code)
     _refuse_if_not_open(request)
     exam = await get_exam(conn, exam_code)
-    since = max(not_before or now, now)
-    horizon = days or s.horizon_days
-    first = since.astimezone(s.tz).date()
-    base: Calendar | None = None
-    # Near days first, in growing chunks: the earliest slot is usually near, and a near day is a small read.
-    offset = 0
-    for size in SEARCH_CHUNKS:
-        if offset >= horizon:
-            break
-        chunk = min(size, horizon - offset)
-        day0 = first + timedelta(days=offset)
-        offset += chunk
-        cal = base = await _calendar_for(
-            conn, s, [day0, day0 + timedelta(days=chunk - 1)], [exam.modality], request.empi_id, now, base
-        )
-        start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
-        p = cal.earliest(request, exam, channel, not_before=start, days=chunk, campus=campus, ignore=ignore)
-        if p is not None:
-            return p
-    return None
+    found, _ = await _search_days(
+        conn,
+        s,
+        since=max(not_before or now, now),
+        horizon=days or s.horizon_days,
+        modalities=[exam.modality],
+        empi_id=request.empi_id,
+        now=now,
+        find=lambda cal, start, chunk: cal.earliest(
+            request, exam, channel, not_before=start, days=chunk, campus=campus, ignore=ignore
+        ),
+    )
+    return found
 
 
 async def book_earliest(
@@ -456,21 +483,21 @@ async def plan_exams(
     since = max(not_before or now, now)
     horizon = days or s.horizon_days
     first = since.astimezone(s.tz).date()
-    if len(pairs) > 1:  # one day for all, nearest days first, read in growing chunks as the search does
-        offset = 0
-        for size in SEARCH_CHUNKS:
-            if offset >= horizon:
-                break
-            chunk = min(size, horizon - offset)
-            day0 = first + timedelta(days=offset)
-            offset += chunk
-            cal = base = await _calendar_for(
-                conn, s, [day0, day0 + timedelta(days=chunk - 1)], modalities, empi_id, now, base
-            )
-            start = max(since, datetime.combine(day0, datetime.min.time(), s.tz))
-            plan = arrange(cal, pairs, channel, not_before=start, days=chunk, campus=campus, fallback=False)
-            if plan is not None:
-                return plan
+    if len(pairs) > 1:  # one day for all, by the same chunked search as one exam's
+        plan, base = await _search_days(
+            conn,
+            s,
+            since=since,
+            horizon=horizon,
+            modalities=modalities,
+            empi_id=empi_id,
+            now=now,
+            find=lambda cal, start, chunk: arrange(
+                cal, pairs, channel, not_before=start, days=chunk, campus=campus, fallback=False
+            ),
+        )
+        if plan is not None:
+            return plan
     cal = await _calendar_for(conn, s, [first, first + timedelta(days=horizon)], modalities, empi_id, now, base)
     if len(pairs) == 1:
         return arrange(cal, pairs, channel, not_before=since, days=horizon, campus=campus)
