@@ -15,14 +15,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from imaging_common.dicom import combined_datetime_range, person_name
-from imaging_common.service import ServiceContext
 from pydantic import BaseModel, Field, field_validator
 
 from worklist.adapters.deps import request_context
 from worklist.adapters.dicom.mwl import _sps_status
 from worklist.domain import mpps, steps
 from worklist.domain import query as step_query
-from worklist.settings import Settings
 
 router = APIRouter(tags=["worklist"])
 
@@ -33,10 +31,6 @@ Editor = Annotated[Principal, Depends(require_roles("technologist", "clerk", "ad
 MAX_IMPORT = 5000
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _AE = re.compile(r"^[^\\\x00-\x1f]{0,16}$")
-
-
-def _settings(ctx: ServiceContext) -> Settings:
-    return ctx.settings if isinstance(ctx.settings, Settings) else Settings()
 
 
 # ---- models --------------------------------------------------------------------------------
@@ -76,6 +70,25 @@ class StepPublic(BaseModel):
     def of(cls, row: Any) -> StepPublic:
         values = {k: row[k] for k in cls.model_fields if k != "sps_status"}
         return cls(**values, sps_status=_sps_status(row))
+
+
+class PerformedStep(BaseModel):
+    """An MPPS as received: its row, the N-CREATE/N-SET attributes as DICOM JSON."""
+
+    sop_instance_uid: str
+    status: str
+    calling_ae_title: str
+    station_ae_title: str
+    modality: str
+    pps_id: str
+    accession_numbers: list[str]
+    study_instance_uids: list[str]
+    step_ids: list[int]
+    attributes: dict[str, Any]
+    started_at: datetime | None
+    ended_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class StepList(BaseModel):
@@ -232,7 +245,7 @@ async def get_item(item_id: int, request: Request, user: Staff) -> StepPublic:
              summary="Bulk import of scheduled procedure steps (external RIS/HIS); all or none")
 async def import_items(body: ImportRequest, request: Request, user: Importer) -> ImportResult:
     ctx = request_context(request)
-    tz = _settings(ctx).tz
+    tz = ctx.settings.tz
     keys = [(i.accession_number, i.protocol_code) for i in body.items]
     if len(set(keys)) != len(keys):
         raise HTTPException(422, "the same accession number and protocol code appear twice in one import")
@@ -272,7 +285,7 @@ async def cancel_item(item_id: int, request: Request, user: Editor) -> StepPubli
 async def rooms(request: Request, user: Staff,
                 day: Annotated[date | None, Query(alias="date")] = None) -> list[RoomSummary]:
     ctx = request_context(request)
-    tz = _settings(ctx).tz
+    tz = ctx.settings.tz
     day = day or datetime.now(tz).date()
     _refuse_last_day(day)
     start = datetime.combine(day, datetime.min.time())
@@ -282,7 +295,7 @@ async def rooms(request: Request, user: Staff,
 
 
 @router.get("/mpps/{uid}", summary="A Modality Performed Procedure Step as received (DICOM JSON)")
-async def get_mpps(uid: str, request: Request, user: Staff) -> dict[str, Any]:
+async def get_mpps(uid: str, request: Request, user: Staff) -> PerformedStep:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         row = await mpps.performed_step(conn, uid)
@@ -293,6 +306,6 @@ async def get_mpps(uid: str, request: Request, user: Staff) -> dict[str, Any]:
     body = dict(row)
     body["attributes"] = json.loads(body["attributes"]) if isinstance(body["attributes"], str) else body["attributes"]
     body["step_ids"] = list(body["step_ids"])
-    return body
+    return PerformedStep(**body)
 
 
