@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import Ctx as Ctx  # the library's one context dependency, re-exported
+from imaging_common.service import Ctx as ServiceCtx  # the library's one context dependency
 from imaging_common.service import ServiceContext
+
+from critical_values.settings import Settings
 
 # Radiologists find and raise critical values (7.1.3 (3)); the AI platform posts with a
 # radiologist service account, its findings still wait for a person's confirmation.
@@ -24,7 +26,8 @@ Caller = Annotated[Principal, Depends(require_roles("radiologist", "senior-radio
 # Quality control (8.7): the QC group and admins.
 QualityControl = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
+# The service context, its settings typed as critical values' own: ctx.settings.<field> is checked.
+Ctx: TypeAlias = ServiceCtx[Settings]
 
 
 def client_ip(request: Request) -> str | None:

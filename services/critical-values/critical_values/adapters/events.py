@@ -19,15 +19,9 @@ from imaging_common.events.types import (
 )
 from imaging_common.service import handler_settings
 
-from critical_values.domain import follow, lifecycle, times
+from critical_values.domain import follow, lifecycle
 from critical_values.domain.lifecycle import Defaults, NewCritical
 from critical_values.settings import Settings
-
-
-def _defaults() -> Defaults:
-    s = handler_settings(Settings)
-    return Defaults(s.critical_default_category, s.critical_default_notify_minutes, s.critical_default_ack_minutes,
-                    times.skew_of(s))
 
 
 async def on_order(conn: asyncpg.Connection, order: OrderCreated, event: CloudEvent) -> None:
@@ -56,7 +50,7 @@ async def on_critical_raised(conn: asyncpg.Connection, raised: CriticalRaised, e
         # Reporting says so when the finding was already confirmed by a senior doctor.
         raised_by_senior=bool(extra.get("confirmed_by_senior")), source_strict=False,
         trusted_time=True)  # reporting's own clock, through the outbox: its raised_at is the record if plausible
-    await lifecycle.raise_critical(conn, new, defaults=_defaults())
+    await lifecycle.raise_critical(conn, new, defaults=Defaults.of(handler_settings(Settings)))
 
 
 async def on_report_amended(conn: asyncpg.Connection, amended: ReportAmended, event: CloudEvent) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from imaging_common.events import publish
@@ -19,6 +19,9 @@ from imaging_common.events.types import CriticalAcknowledged, CriticalClosed, Cr
 from critical_values.domain import dictionary, recipients, states, times
 from critical_values.domain.errors import Conflict, Invalid, NotFound
 from critical_values.domain.recipients import Person
+
+if TYPE_CHECKING:
+    from critical_values.settings import Settings
 
 SOURCE = "/imaging/critical-values"
 
@@ -31,6 +34,12 @@ class Defaults:
     notify_minutes: float = 10.0
     ack_minutes: float = 15.0
     skew: timedelta = times.SKEW  # a claimed time may be this far ahead of ours (IMAGING_CRITICAL_CLOCK_SKEW_SECONDS)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Defaults:
+        """IMAGING_CRITICAL_DEFAULT_CATEGORY, _NOTIFY_MINUTES, _ACK_MINUTES and _CLOCK_SKEW_SECONDS."""
+        return cls(settings.critical_default_category, settings.critical_default_notify_minutes,
+                   settings.critical_default_ack_minutes, times.skew_of(settings))
 
 
 @dataclass

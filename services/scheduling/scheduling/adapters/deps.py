@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import asyncpg
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import Ctx
+from imaging_common.service import Ctx as ServiceCtx
 
 from scheduling.domain.booking import Actor, Scheduler
 from scheduling.settings import Settings
@@ -19,6 +19,8 @@ READERS = ("clerk", "nurse", "clinician", "technologist", "radiologist", "senior
 BOOKERS = ("clerk", "nurse", "clinician", "admin")
 DESK = ("clerk", "nurse", "technologist", "admin")  # arrivals, check-in, no-shows, fulfilment
 ADMINS = ("admin",)
+# The service context, its settings typed as scheduling's own: ctx.settings.<field> is checked.
+Ctx: TypeAlias = ServiceCtx[Settings]
 
 
 async def _conn(ctx: Ctx) -> AsyncIterator[asyncpg.Connection]:
@@ -32,7 +34,7 @@ def scheduler_for(settings: Settings) -> Scheduler:
     )
 
 
-def _scheduler(ctx: Ctx[Settings]) -> Scheduler:
+def _scheduler(ctx: Ctx) -> Scheduler:
     return scheduler_for(ctx.settings)
 
 
