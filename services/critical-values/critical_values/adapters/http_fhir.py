@@ -60,7 +60,7 @@ def _who(ref: Any, fallback: str) -> tuple[str, str | None]:
 async def _ack(ctx: Ctx, ip: str | None, user: Any, ref: str, *, who: str, who_id: str | None, claimed: Any,
                action: str | None, via: str, task: bool) -> JSONResponse | tuple[Any, bool]:
     received_at = datetime.now(UTC)
-    claimed_at = times.fhir_instant(claimed, times.zone(getattr(ctx.settings, "critical_timezone", None)))
+    claimed_at = times.fhir_instant(claimed, times.zone(ctx.settings.critical_timezone))
     async with ctx.pool.acquire() as conn, conn.transaction():
         receivers = await recipients.receivers_by_fhir_client(conn, user.username)
         if not receivers:
