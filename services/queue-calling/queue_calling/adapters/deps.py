@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, Request
 from imaging_common.auth import Principal, require_roles
-from imaging_common.service import Ctx as Ctx  # the library's one context dependency, re-exported
+from imaging_common.service import Ctx as ServiceCtx  # the library's one context dependency
+
+from queue_calling.settings import Settings
 
 # Check-in at the registration desk or a nurse's triage desk (kiosks use a clerk account).
 CheckInStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "admin"))]
@@ -14,6 +16,8 @@ CheckInStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "adm
 TerminalStaff = Annotated[Principal, Depends(require_roles("clerk", "nurse", "technologist", "admin"))]
 # Central configuration of rooms, queues, rules and screens.
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
+# The service context, its settings typed as queue calling's own: ctx.settings.<field> is checked.
+Ctx: TypeAlias = ServiceCtx[Settings]
 
 
 def client_ip(request: Request) -> str | None:

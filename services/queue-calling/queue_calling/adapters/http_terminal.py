@@ -65,11 +65,9 @@ async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: Clien
                    ) -> dict[str, Any]:
     settings = ctx.settings
     rules = checkin.CheckInRules(
-        early_minutes=getattr(settings, "queue_early_checkin_minutes", 60),
-        late_minutes=getattr(settings, "queue_late_checkin_minutes", 240),
-        on_time_grace_minutes=getattr(settings, "queue_on_time_grace_minutes", 15),
-        timezone=getattr(settings, "queue_timezone", "Asia/Shanghai"))
-    webhook = getattr(settings, "queue_webhook_url", None)
+        early_minutes=settings.queue_early_checkin_minutes, late_minutes=settings.queue_late_checkin_minutes,
+        on_time_grace_minutes=settings.queue_on_time_grace_minutes, timezone=settings.queue_timezone)
+    webhook = settings.queue_webhook_url
     allow = AllowList.from_settings(settings)
     for t in body.notify:
         if t.channel == "webhook":
@@ -255,7 +253,7 @@ async def subscribe(entry_id: uuid.UUID, body: NotifyTarget, user: CheckInStaff,
 @router.get("/stats", summary="Wait, walk and service times per room or queue for a day")
 async def daily_stats(user: TerminalStaff, ctx: Ctx, day: date | None = None,
                       group: Literal["queue", "room"] = Query("queue")) -> dict[str, Any]:
-    tz = getattr(ctx.settings, "queue_timezone", "Asia/Shanghai")
+    tz = ctx.settings.queue_timezone
     day = day or datetime.now(ZoneInfo(tz)).date()
     async with ctx.pool.acquire() as conn:
         try:

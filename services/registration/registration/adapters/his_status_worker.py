@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
@@ -26,13 +25,14 @@ from imaging_common.service import ServiceContext
 
 from registration.domain import his_status
 from registration.domain.his_status import Endpoint
+from registration.settings import Settings
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "registration_his_status"
 
 
 class HisStatusWorker:
-    def __init__(self, pool: asyncpg.Pool, settings: Any, target: Endpoint, database_url: str, schema: str, *,
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, target: Endpoint, database_url: str, schema: str, *,
                  metrics: HL7Metrics | None = None):
         self.pool = pool
         self.settings = settings
@@ -140,7 +140,7 @@ class HisStatusWorker:
         return ("refused" if code in ("AR", "CR") else "retry"), code, text.strip(), f"{code}: {detail}"
 
 
-def configured_endpoint(settings: Any) -> Endpoint | None:
+def configured_endpoint(settings: Settings) -> Endpoint | None:
     if not settings.his_status_host or not settings.his_status_port:
         return None
     return Endpoint(host=settings.his_status_host, port=settings.his_status_port,
@@ -150,9 +150,9 @@ def configured_endpoint(settings: Any) -> Endpoint | None:
 
 
 @contextlib.asynccontextmanager
-async def his_status_listener(ctx: ServiceContext) -> AsyncIterator[HisStatusWorker | None]:
+async def his_status_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[HisStatusWorker | None]:
     """ServiceSpec listener: record where status updates go, and send them for the app's life."""
-    settings: Any = ctx.settings
+    settings = ctx.settings
     target = configured_endpoint(settings)
     async with ctx.pool.acquire() as conn:
         await his_status.configure(conn, target)

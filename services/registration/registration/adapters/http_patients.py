@@ -14,12 +14,14 @@ from imaging_common.empi.identifiers import InvalidIdentifier, parse_id_type
 from imaging_common.empi.matcher import Scorer
 from imaging_common.empi.store import IncomingPerson
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.service import ServiceContext, request_context
+from imaging_common.service import ServiceContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from registration.adapters.deps import request_context
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
 from registration.domain.patients import Actor
+from registration.settings import Settings
 
 router = APIRouter()
 
@@ -30,7 +32,7 @@ Orderers = Annotated[Principal, Depends(require_roles("clerk", "clinician", "adm
 Admins = Annotated[Principal, Depends(require_roles("admin"))]
 
 
-def _scorer(ctx: ServiceContext) -> Scorer:
+def _scorer(ctx: ServiceContext[Settings]) -> Scorer:
     scorer = ctx.extras.get("empi_scorer")
     if scorer is None:
         scorer = ctx.extras["empi_scorer"] = patient_domain.scorer_for(ctx.settings)
@@ -140,7 +142,7 @@ async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) 
         async with ctx.pool.acquire() as conn:
             res = await patient_domain.register(
                 conn, body.incoming(), actor=_actor(request, user), scorer=_scorer(ctx), link_to=body.link_to,
-                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix,  # type: ignore[attr-defined]
+                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix,
                 confirm=body.confirm_changes)
     except InvalidIdentifier as exc:
         raise _bad_identifier(exc) from None
@@ -310,7 +312,7 @@ async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[
             return await order_domain.create_order(
                 conn, empi_id=body.empi_id, items=body.items, special=body.special, priority=body.priority,
                 patient_class=body.patient_class, actor=_actor(request, user),
-                accession_prefix=ctx.settings.accession_prefix, **form)  # type: ignore[attr-defined]
+                accession_prefix=ctx.settings.accession_prefix, **form)
     except store.EmpiError as exc:
         raise _not_found(exc) from None
 

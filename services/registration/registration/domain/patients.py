@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from imaging_common import audit
@@ -26,6 +26,9 @@ from imaging_common.empi.store import IncomingPerson, Person, Resolution
 from imaging_common.events import publish
 from imaging_common.events.types import PatientMerged, PatientRef, PatientRegistered, PatientUpdated
 
+if TYPE_CHECKING:
+    from registration.settings import Settings
+
 SOURCE = "/imaging/registration"
 
 
@@ -37,8 +40,8 @@ class Actor:
     source_ip: str | None = None
 
 
-def scorer_for(settings: Any) -> Scorer:
-    path = getattr(settings, "empi_model_file", None)
+def scorer_for(settings: Settings) -> Scorer:
+    path = settings.empi_model_file
     model = FellegiSunterModel.load(path) if path else FellegiSunterModel.default()
     return Scorer(model, Thresholds(link=settings.empi_link_threshold, review=settings.empi_review_threshold))
 
