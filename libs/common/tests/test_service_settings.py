@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from imaging_common.config import CommonSettings
 from imaging_common.runner import AfterStartup
 from imaging_common.service import ServiceSpec, _with_settings, create_service_app, handler_settings
