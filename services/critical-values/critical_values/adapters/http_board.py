@@ -10,25 +10,28 @@ from fastapi.responses import Response
 from imaging_common import audit
 
 from critical_values.adapters.deps import ClientIp, Ctx, QualityControl, Viewer
+from critical_values.adapters.schemas import Board, Stats
 from critical_values.domain import board, stats
 
 router = APIRouter(tags=["board and statistics"])
 
 
 @router.get("/board", summary="Open critical values with time left and urgency (patient names masked)")
-async def live_board(user: Viewer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def live_board(user: Viewer, ctx: Ctx, ip: ClientIp) -> Board:
     now = datetime.now(UTC)
     async with ctx.pool.acquire() as conn, conn.transaction():
         items = await board.open_items(conn, now=now)
-        await audit.record(conn, actor=user.username, action="read", entity="critical_board", source_ip=ip,
-                           detail={"count": len(items)})
+        await audit.record_read(conn, actor=user.username, entity="critical_board", source_ip=ip,
+                                detail={"count": len(items)})
     return {"now": now, "data": items, "count": len(items)}
 
 
 GroupBy = Literal["department", "doctor", "modality", "item", "day", "week", "month", "hour", "all"]
 
 
-@router.get("/stats", summary="10-minute completion rate, time to acknowledgement, escalations")
+# JSON by default (Stats); format=csv answers text/csv, which FastAPI passes on as it is.
+@router.get("/stats", summary="10-minute completion rate, time to acknowledgement, escalations",
+            response_model=Stats, responses={200: {"content": {"text/csv": {}}}})
 async def statistics(user: QualityControl, ctx: Ctx, start: datetime | None = None, end: datetime | None = None,
                      group_by: GroupBy = "department", format: Literal["json", "csv"] = "json") -> Any:
     now = datetime.now(UTC)

@@ -14,6 +14,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import ClientIp, Clinician, Confirmer, Ctx, Raiser, Senior, Viewer, wake
+from critical_values.adapters.schemas import Acknowledged, CriticalValue, CriticalValueDetail, CriticalValueList
 from critical_values.domain import lifecycle, recipients, states
 from critical_values.domain.errors import Invalid
 from critical_values.domain.lifecycle import Defaults, NewCritical
@@ -94,19 +95,19 @@ async def _raise(ctx: Ctx, body: RaiseIn, *, user: Any, ip: str | None, source: 
 
 
 @router.post("/critical-values", status_code=201, summary="A radiologist raises a critical value")
-async def raise_value(body: RaiseIn, user: Raiser, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def raise_value(body: RaiseIn, user: Raiser, ctx: Ctx, ip: ClientIp) -> CriticalValue:
     return await _raise(ctx, body, user=user, ip=ip, source="radiologist")
 
 
 @router.post("/ai-findings", status_code=201,
              summary="An AI result suspected critical: recorded, waits for a radiologist's confirmation")
-async def ai_finding(body: AiFindingIn, user: Raiser, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def ai_finding(body: AiFindingIn, user: Raiser, ctx: Ctx, ip: ClientIp) -> CriticalValue:
     return await _raise(ctx, body, user=user, ip=ip, source="ai", ai_model=body.model, ai_score=body.score)
 
 
 @router.get("/critical-values", summary="Critical values, open ones by default")
 async def list_values(user: Viewer, ctx: Ctx, ip: ClientIp, state: Literal["open", "all"] = "open",
-                      accession_number: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+                      accession_number: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> CriticalValueList:
     async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await lifecycle.listing(conn, state=state, accession_number=accession_number, limit=limit)
         await audit.record(conn, actor=user.username, action="read", entity="critical_value", source_ip=ip,
@@ -117,7 +118,7 @@ async def list_values(user: Viewer, ctx: Ctx, ip: ClientIp, state: Literal["open
 
 
 @router.get("/critical-values/{critical_id}", summary="One critical value with its timeline")
-async def get_value(critical_id: str, user: Viewer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def get_value(critical_id: str, user: Viewer, ctx: Ctx, ip: ClientIp) -> CriticalValueDetail:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await lifecycle.get(conn, critical_id)
         notes = await lifecycle.notifications_of(conn, critical_id)
@@ -131,7 +132,7 @@ async def get_value(critical_id: str, user: Viewer, ctx: Ctx, ip: ClientIp) -> d
 
 
 @router.post("/critical-values/{critical_id}/confirm", summary="Confirm a finding (senior doctor when required)")
-async def confirm(critical_id: str, user: Confirmer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def confirm(critical_id: str, user: Confirmer, ctx: Ctx, ip: ClientIp) -> CriticalValue:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await lifecycle.confirm(conn, critical_id, by=user.username,
                                       senior="senior-radiologist" in user.roles)
@@ -143,7 +144,7 @@ async def confirm(critical_id: str, user: Confirmer, ctx: Ctx, ip: ClientIp) -> 
 
 
 @router.post("/critical-values/{critical_id}/reject", summary="A senior doctor does not confirm the finding")
-async def reject(critical_id: str, body: ReasonIn, user: Senior, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def reject(critical_id: str, body: ReasonIn, user: Senior, ctx: Ctx, ip: ClientIp) -> CriticalValue:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await lifecycle.reject(conn, critical_id, by=user.username, reason=body.reason)
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
@@ -153,7 +154,7 @@ async def reject(critical_id: str, body: ReasonIn, user: Senior, ctx: Ctx, ip: C
 
 
 @router.post("/critical-values/{critical_id}/acknowledge", summary="The clinician acknowledges (clinician's page)")
-async def acknowledge(critical_id: str, body: AckIn, user: Clinician, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def acknowledge(critical_id: str, body: AckIn, user: Clinician, ctx: Ctx, ip: ClientIp) -> Acknowledged:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row, changed = await lifecycle.acknowledge(conn, critical_id, by=user.display_name or user.username,
                                                    channel="page", action_taken=body.action_taken,
@@ -166,7 +167,7 @@ async def acknowledge(critical_id: str, body: AckIn, user: Clinician, ctx: Ctx, 
 
 @router.post("/critical-values/{critical_id}/document",
              summary='Close with a manual "documented only" record (no clinician system involved)')
-async def document(critical_id: str, body: NoteIn, user: Confirmer, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def document(critical_id: str, body: NoteIn, user: Confirmer, ctx: Ctx, ip: ClientIp) -> CriticalValue:
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await lifecycle.document_only(conn, critical_id, by=user.username, note=body.note)
         await audit.record(conn, actor=user.username, action="update", entity="critical_value",
