@@ -4,7 +4,7 @@ rosters and the escalation chain. Reading the dictionary is open to staff who ra
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from imaging_common import audit
@@ -12,6 +12,16 @@ from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field, model_validator
 
 from critical_values.adapters.deps import Admin, ClientIp, Ctx, Viewer
+from critical_values.adapters.schemas import (
+    Dictionary,
+    DictionaryVersions,
+    EscalationChain,
+    Published,
+    Receiver,
+    Receivers,
+    RosterEntries,
+    RosterEntry,
+)
 from critical_values.domain import dictionary, escalation, recipients
 
 router = APIRouter(tags=["administration"])
@@ -77,21 +87,21 @@ class ChainIn(BaseModel):
 
 
 @router.get("/dictionary", summary="The current dictionary version and its items")
-async def current_dictionary(user: Viewer, ctx: Ctx, version: int | None = None) -> dict[str, Any]:
+async def current_dictionary(user: Viewer, ctx: Ctx, version: int | None = None) -> Dictionary:
     async with ctx.pool.acquire() as conn:
         number, items = await dictionary.items(conn, version)
     return {"version": number, "items": [i.public() for i in items], "count": len(items)}
 
 
 @router.get("/dictionary/versions", summary="Every published dictionary version")
-async def dictionary_versions(user: Viewer, ctx: Ctx) -> dict[str, Any]:
+async def dictionary_versions(user: Viewer, ctx: Ctx) -> DictionaryVersions:
     async with ctx.pool.acquire() as conn:
         rows = await dictionary.versions(conn)
     return {"data": rows, "count": len(rows)}
 
 
 @router.post("/dictionary/versions", status_code=201, summary="Publish a new dictionary version (whole item list)")
-async def publish_dictionary(body: VersionIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def publish_dictionary(body: VersionIn, user: Admin, ctx: Ctx, ip: ClientIp) -> Published:
     async with ctx.pool.acquire() as conn, conn.transaction():
         version = await dictionary.publish_version(conn, new_items=[i.model_dump() for i in body.items],
                                                    by=user.username, note=body.note)
@@ -101,14 +111,14 @@ async def publish_dictionary(body: VersionIn, user: Admin, ctx: Ctx, ip: ClientI
 
 
 @router.get("/receivers", summary="Clinician systems notifications go to")
-async def list_receivers(user: Admin, ctx: Ctx) -> dict[str, Any]:
+async def list_receivers(user: Admin, ctx: Ctx) -> Receivers:
     async with ctx.pool.acquire() as conn:
         rows = await recipients.receivers(conn)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
 @router.put("/receivers/{receiver_id}", summary="Create or change a clinician system")
-async def put_receiver(receiver_id: str, body: ReceiverIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def put_receiver(receiver_id: str, body: ReceiverIn, user: Admin, ctx: Ctx, ip: ClientIp) -> Receiver:
     allow = AllowList.from_settings(ctx.settings)
     try:  # only destinations IMAGING_OUTBOUND_ALLOW names (checked again, resolved, at every send)
         if body.hl7_host:
@@ -125,7 +135,7 @@ async def put_receiver(receiver_id: str, body: ReceiverIn, user: Admin, ctx: Ctx
 
 
 @router.post("/rosters", status_code=201, summary="Add an on-call roster entry")
-async def add_roster(body: RosterIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def add_roster(body: RosterIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RosterEntry:
     if body.ends_at <= body.starts_at:
         from critical_values.domain.errors import Invalid
         raise Invalid("ends_at must be after starts_at")
@@ -137,20 +147,20 @@ async def add_roster(body: RosterIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dic
 
 
 @router.get("/rosters", summary="Roster entries covering a time (now by default)")
-async def list_rosters(user: Viewer, ctx: Ctx, at: datetime | None = None) -> dict[str, Any]:
+async def list_rosters(user: Viewer, ctx: Ctx, at: datetime | None = None) -> RosterEntries:
     async with ctx.pool.acquire() as conn:
         rows = await recipients.roster_at(conn, at)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
 @router.get("/escalation-chain", summary="The escalation chain")
-async def get_chain(user: Viewer, ctx: Ctx) -> dict[str, Any]:
+async def get_chain(user: Viewer, ctx: Ctx) -> EscalationChain:
     async with ctx.pool.acquire() as conn:
         return {"steps": await escalation.chain(conn)}
 
 
 @router.put("/escalation-chain", summary="Replace the escalation chain")
-async def put_chain(body: ChainIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def put_chain(body: ChainIn, user: Admin, ctx: Ctx, ip: ClientIp) -> EscalationChain:
     steps = [s.model_dump() for s in body.steps]
     async with ctx.pool.acquire() as conn, conn.transaction():
         await escalation.set_chain(conn, steps, by=user.username)

@@ -11,6 +11,7 @@ from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import Caller, ClientIp, Ctx, Viewer
+from critical_values.adapters.schemas import Linked, ManualEntered, ManualRecords, PhoneOutcome, PhoneTasks
 from critical_values.domain import fallback, lifecycle, times
 
 router = APIRouter(tags=["fallback"])
@@ -41,16 +42,16 @@ class LinkIn(BaseModel):
 
 @router.get("/phone-tasks", summary="Phone calls a person must make")
 async def phone_tasks(user: Caller, ctx: Ctx, ip: ClientIp, status: Literal["open", "done", "all"] = "open"
-                      ) -> dict[str, Any]:
+                      ) -> PhoneTasks:
     async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await fallback.phone_tasks(conn, status)
-        await audit.record(conn, actor=user.username, action="read", entity="phone_task", source_ip=ip,
-                           detail={"status": status, "count": len(rows)})
+        await audit.record_read(conn, actor=user.username, entity="phone_task", source_ip=ip,
+                                detail={"status": status, "count": len(rows)})
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
 @router.post("/phone-tasks/{task_id}/outcome", summary="Record how the phone call went")
-async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: Ctx, ip: ClientIp) -> PhoneOutcome:
     async with ctx.pool.acquire() as conn, conn.transaction():
         result = await fallback.complete_phone_task(
             conn, task_id, outcome=body.outcome, called_person=body.called_person, called_at=body.called_at,
@@ -66,7 +67,7 @@ async def phone_outcome(task_id: int, body: PhoneOutcomeIn, user: Caller, ctx: C
 
 
 @router.post("/manual-records", status_code=201, summary="Enter a phone notification made while the system was down")
-async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp) -> ManualEntered:
     async with ctx.pool.acquire() as conn, conn.transaction():
         record_id = await fallback.add_manual_record(
             conn, accession_number=body.accession_number, finding=body.finding, called_person=body.called_person,
@@ -88,16 +89,16 @@ async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp)
 
 @router.get("/manual-records", summary="Manual phone records, the unlinked ones by default")
 async def list_manual(user: Viewer, ctx: Ctx, ip: ClientIp, linked: bool = False,
-                      accession_number: str | None = None) -> dict[str, Any]:
+                      accession_number: str | None = None) -> ManualRecords:
     async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await fallback.manual_records(conn, linked=linked, accession_number=accession_number)
-        await audit.record(conn, actor=user.username, action="read", entity="manual_record", source_ip=ip,
-                           detail={"linked": linked, "count": len(rows)})
+        await audit.record_read(conn, actor=user.username, entity="manual_record", source_ip=ip,
+                                detail={"linked": linked, "count": len(rows)})
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
 @router.post("/manual-records/{record_id}/link", summary="Back-entry: link a manual record to its critical value")
-async def link(record_id: int, body: LinkIn, user: Caller, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def link(record_id: int, body: LinkIn, user: Caller, ctx: Ctx, ip: ClientIp) -> Linked:
     async with ctx.pool.acquire() as conn, conn.transaction():
         result = await fallback.link(conn, record_id, body.critical_id, by=user.username, at=datetime.now(UTC),
                                      skew=times.skew_of(ctx.settings))

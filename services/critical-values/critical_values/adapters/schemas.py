@@ -206,3 +206,88 @@ class Linked(Out):
 
 class ManualEntered(Linked):
     called_at_invalid: str | None
+
+
+class DictionaryItem(Out):
+    version: int
+    code: str
+    name: str
+    name_en: str | None
+    modalities: list[str]
+    category: int
+    notify_minutes: float
+    ack_minutes: float
+    requires_senior_confirmation: bool
+    active: bool
+
+
+class Dictionary(Out):
+    version: int
+    items: list[DictionaryItem]
+    count: int
+
+
+class DictionaryVersion(Out):
+    version: int
+    published_at: datetime
+    published_by: str
+    note: str | None
+    items: int  # how many items it holds
+
+
+class DictionaryVersions(Out):
+    data: list[DictionaryVersion]
+    count: int
+
+
+class Published(Out):
+    version: int
+    count: int  # items published
+
+
+class Receiver(Out):
+    """A clinician system (table receiver)."""
+
+    receiver_id: str
+    name: str
+    department: str
+    hl7_host: str | None
+    hl7_port: int | None
+    hl7_message_type: str
+    fhir_base_url: str | None
+    fhir_request: str | None
+    active: bool
+    ack_application: str | None
+    ack_facility: str | None
+    ack_hosts: list[str]
+    fhir_client: str | None
+
+
+class Receivers(Out):
+    data: list[Receiver]
+    count: int
+
+
+class RosterEntry(Out):
+    entry_id: int
+    department: str
+    duty: str
+    person_id: str
+    person_name: str
+    phone: str | None
+    starts_at: datetime
+    ends_at: datetime
+
+
+class RosterEntries(Out):
+    data: list[RosterEntry]
+    count: int
+
+
+class EscalationStep(Out):
+    action: str
+    after_minutes: int | float  # as stored: a seeded chain may hold integers
+
+
+class EscalationChain(Out):
+    steps: list[EscalationStep]
