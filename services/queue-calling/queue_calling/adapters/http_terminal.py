@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from queue_calling.adapters.deps import CheckInStaff, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import Audit, after_commit, run_change, seal
+from queue_calling.adapters.schemas import CheckedIn, Entry, EntryLog, Paused, Subscribed, TerminalView
 from queue_calling.domain import calling, checkin, entries, notifications, stats, views
 from queue_calling.domain.calling import Who
 from queue_calling.domain.errors import Invalid, NotFound
@@ -62,7 +63,7 @@ def _source(ctx: Any) -> str:
 
 @router.post("/check-ins", status_code=status.HTTP_201_CREATED, summary="Check a patient in (exam arrived)")
 async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: ClientIp, terminal: Terminal = None
-                   ) -> dict[str, Any]:
+                   ) -> CheckedIn:
     settings = ctx.settings
     rules = checkin.CheckInRules(
         early_minutes=settings.queue_early_checkin_minutes, late_minutes=settings.queue_late_checkin_minutes,
@@ -111,7 +112,7 @@ async def check_in(body: CheckInRequest, user: CheckInStaff, ctx: Ctx, ip: Clien
 
 
 @router.get("/rooms/{room_id}/terminal", summary="A calling terminal's view of a room's queues")
-async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> TerminalView:
     async with ctx.pool.acquire() as conn:
         room = await views.terminal_room(conn, room_id)
         if room is None:
@@ -137,7 +138,7 @@ async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientI
 
 @router.post("/rooms/{room_id}/call-next", summary="顺呼: call the next patient to this room")
 async def call_next(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientIp, terminal: Terminal = None
-                    ) -> dict[str, Any]:
+                    ) -> Entry:
     row = await run_change(ctx, lambda c: calling.call_next(c, room_id=room_id, who=who(user, terminal), now=now()),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"call": "next"}))
     return entries.public_entry(row)
@@ -169,7 +170,7 @@ EntryActionName = Literal["recall", "skip", "restore", "finish"]
 
 @router.post("/entries/{entry_id}/select-call", summary="选呼: call this patient now")
 async def select_call(entry_id: uuid.UUID, body: SelectCall, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                      terminal: Terminal = None) -> dict[str, Any]:
+                      terminal: Terminal = None) -> Entry:
     row = await run_change(ctx, lambda c: calling.select_call(c, entry_id=entry_id, room_id=body.room_id,
                                                               who=who(user, terminal), now=now()),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"call": "select"}))
@@ -178,7 +179,7 @@ async def select_call(entry_id: uuid.UUID, body: SelectCall, user: TerminalStaff
 
 @router.post("/entries/{entry_id}/start", summary="The exam starts (patient entered the room)")
 async def start(entry_id: uuid.UUID, body: Start, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                terminal: Terminal = None) -> dict[str, Any]:
+                terminal: Terminal = None) -> Entry:
     row = await run_change(ctx, lambda c: calling.start(c, entry_id=entry_id, who=who(user, terminal), now=now(),
                                                         room_id=body.room_id),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "start"}))
@@ -187,7 +188,7 @@ async def start(entry_id: uuid.UUID, body: Start, user: TerminalStaff, ctx: Ctx,
 
 @router.post("/entries/{entry_id}/cancel", summary="The patient leaves the queue")
 async def cancel(entry_id: uuid.UUID, body: Cancel, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                 terminal: Terminal = None) -> dict[str, Any]:
+                 terminal: Terminal = None) -> Entry:
     row = await run_change(ctx, lambda c: calling.cancel(c, entry_id=entry_id, who=who(user, terminal),
                                                          reason=body.reason),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "cancel"}))
@@ -196,7 +197,7 @@ async def cancel(entry_id: uuid.UUID, body: Cancel, user: TerminalStaff, ctx: Ct
 
 @router.post("/entries/{entry_id}/transfer", summary="转诊: move to another queue/room, keeping history")
 async def transfer(entry_id: uuid.UUID, body: Transfer, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                   terminal: Terminal = None) -> dict[str, Any]:
+                   terminal: Terminal = None) -> Entry:
     row = await run_change(ctx, lambda c: calling.transfer(c, entry_id=entry_id, to_queue_id=body.queue_id,
                                                            who=who(user, terminal), reason=body.reason),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "transfer"}))
@@ -205,7 +206,7 @@ async def transfer(entry_id: uuid.UUID, body: Transfer, user: TerminalStaff, ctx
 
 @router.post("/entries/{entry_id}/reorder", summary="Manual reorder: put before another waiting patient")
 async def reorder(entry_id: uuid.UUID, body: Reorder, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                  terminal: Terminal = None) -> dict[str, Any]:
+                  terminal: Terminal = None) -> Entry:
     row = await run_change(ctx, lambda c: calling.reorder(c, entry_id=entry_id, before_entry_id=body.before_entry_id,
                                                           who=who(user, terminal)),
                            audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "reorder"}))
@@ -213,7 +214,7 @@ async def reorder(entry_id: uuid.UUID, body: Reorder, user: TerminalStaff, ctx: 
 
 
 @router.post("/queues/{queue_id}/{op}", summary="Pause or resume calling from a queue")
-async def pause(queue_id: str, op: Literal["pause", "resume"], user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
+async def pause(queue_id: str, op: Literal["pause", "resume"], user: TerminalStaff, ctx: Ctx) -> Paused:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
             change = await calling.set_paused(conn, queue_id=queue_id, paused=op == "pause", who=who(user, None))
@@ -223,7 +224,7 @@ async def pause(queue_id: str, op: Literal["pause", "resume"], user: TerminalSta
 
 
 @router.get("/entries/{entry_id}", summary="One queue entry")
-async def get_entry(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def get_entry(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> Entry:
     async with ctx.pool.acquire() as conn:
         row = await entries.get_entry(conn, entry_id)
         await audit.record(conn, actor=user.username, action="read", entity="queue_entry", entity_id=str(entry_id),
@@ -232,7 +233,7 @@ async def get_entry(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: Clie
 
 
 @router.get("/entries/{entry_id}/log", summary="Operation log of a queue entry")
-async def entry_log(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def entry_log(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> EntryLog:
     async with ctx.pool.acquire() as conn:
         log = await entries.entry_log(conn, entry_id)
         await audit.record(conn, actor=user.username, action="read", entity="queue_entry_log",
@@ -243,7 +244,7 @@ async def entry_log(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: Clie
 
 
 @router.post("/entries/{entry_id}/notify", status_code=201, summary="Subscribe a patient to notifications")
-async def subscribe(entry_id: uuid.UUID, body: NotifyTarget, user: CheckInStaff, ctx: Ctx) -> dict[str, Any]:
+async def subscribe(entry_id: uuid.UUID, body: NotifyTarget, user: CheckInStaff, ctx: Ctx) -> Subscribed:
     async with ctx.pool.acquire() as conn:
         await entries.get_entry(conn, entry_id)
         await notifications.subscribe(conn, entry_id=entry_id, channel=body.channel, target=body.target)
@@ -266,7 +267,7 @@ async def daily_stats(user: TerminalStaff, ctx: Ctx, day: date | None = None,
 # Declared last: its path would otherwise shadow /entries/{id}/start, /cancel, /transfer ...
 @router.post("/entries/{entry_id}/{action}", summary="重呼 recall, 跳呼 skip, restore to waiting, finish")
 async def entry_action(entry_id: uuid.UUID, action: EntryActionName, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
-                       terminal: Terminal = None) -> dict[str, Any]:
+                       terminal: Terminal = None) -> Entry:
     w = who(user, terminal)
     fns = {
         "recall": lambda c: calling.recall(c, entry_id=entry_id, who=w, now=now()),

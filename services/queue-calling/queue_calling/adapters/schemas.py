@@ -1,0 +1,119 @@
+"""What the JSON routes answer (issue 20 item 4): OpenAPI documents these, FastAPI checks the answers.
+
+A model names the fields clients read; `extra="allow"` passes on any other column of the row as it
+is, so a column added later still reaches clients (a response model otherwise drops what it does not
+name)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Entry(Out):
+    """A queue entry as terminals see it (domain.entries.public_entry: the table queue_entry)."""
+
+    entry_id: str
+    queue_id: str
+    ticket: str
+    state: str
+    accession_number: str
+    order_id: str
+    appointment_id: str | None
+    appointment_start: datetime | None
+    empi_id: str
+    patient_id: str
+    patient_name: str
+    sex: str
+    age: int | None
+    exam_name: str
+    modality: str
+    preparation: str
+    technologist: str | None
+    priority_level: int
+    priority_reasons: list[str]
+    special: dict[str, Any]
+    on_time: bool
+    sort_key: float
+    room_id: str | None
+    call_count: int
+    skip_count: int
+    return_at_seq: int | None
+    return_at: datetime | None
+    arrived_at: datetime
+    first_called_at: datetime | None
+    called_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_notified_ahead: int | None
+    version: int
+
+
+class Waiting(Entry):
+    number_ahead: int
+    estimated_wait_minutes: int | float
+
+
+class CheckedIn(Out):
+    data: list[Waiting]
+    count: int
+
+
+class Paused(Out):
+    queue_id: str
+    paused: bool
+
+
+class Subscribed(Out):
+    entry_id: str
+    channel: str
+
+
+class TerminalRoom(Out):
+    room_id: str
+    name: str
+    door_cap: int  # patients staged at the door
+
+
+class TerminalQueue(Out):
+    """A queue the room calls from, with its entries by state."""
+
+    queue_id: str
+    name: str
+    paused: bool
+    waiting: list[Waiting]
+    called: list[Entry]
+    skipped: list[Entry]
+    in_exam: list[Entry]
+
+
+class TerminalView(Out):
+    room: TerminalRoom
+    queues: list[TerminalQueue]
+
+
+class LogItem(Out):
+    """One line of an entry's operation log (table entry_log)."""
+
+    log_id: int
+    entry_id: str
+    at: datetime
+    action: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    terminal: str | None
+    queue_id: str | None
+    room_id: str | None
+    detail: dict[str, Any]
+
+
+class EntryLog(Out):
+    data: list[LogItem]
+    count: int
