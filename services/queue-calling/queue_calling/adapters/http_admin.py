@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from queue_calling.adapters.deps import Admin, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import after_commit, hub_of, seal
+from queue_calling.adapters.schemas import QueueSaved, RoomSaved, RuleAdded
 from queue_calling.domain import configuration
 
 router = APIRouter(tags=["queue configuration"])
@@ -58,7 +59,7 @@ class ScreenIn(BaseModel):
 
 
 @router.put("/queues/{queue_id}", summary="Create or change a queue")
-async def put_queue(queue_id: str, body: QueueIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def put_queue(queue_id: str, body: QueueIn, user: Admin, ctx: Ctx, ip: ClientIp) -> QueueSaved:
     configuration_id_ok(queue_id)
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -78,7 +79,7 @@ async def list_queues(user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
 
 
 @router.put("/rooms/{room_id}", summary="Create or change a room and the queues it serves")
-async def put_room(room_id: str, body: RoomIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def put_room(room_id: str, body: RoomIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RoomSaved:
     configuration_id_ok(room_id)
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -98,7 +99,7 @@ async def list_rooms(user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
 
 
 @router.post("/placement-rules", status_code=201, summary="Add a check-in placement rule")
-async def add_rule(body: RuleIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def add_rule(body: RuleIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RuleAdded:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
             rule_id = await configuration.add_rule(conn, **body.model_dump())

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from queue_calling.adapters.deps import CheckInStaff, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import Audit, after_commit, run_change, seal
-from queue_calling.adapters.schemas import CheckedIn, Entry, EntryLog, Paused, Subscribed, TerminalView
+from queue_calling.adapters.schemas import CheckedIn, DayStatsList, Entry, EntryLog, Paused, Subscribed, TerminalView
 from queue_calling.domain import calling, checkin, entries, notifications, stats, views
 from queue_calling.domain.calling import Who
 from queue_calling.domain.errors import Invalid, NotFound
@@ -253,7 +253,7 @@ async def subscribe(entry_id: uuid.UUID, body: NotifyTarget, user: CheckInStaff,
 
 @router.get("/stats", summary="Wait, walk and service times per room or queue for a day")
 async def daily_stats(user: TerminalStaff, ctx: Ctx, day: date | None = None,
-                      group: Literal["queue", "room"] = Query("queue")) -> dict[str, Any]:
+                      group: Literal["queue", "room"] = Query("queue")) -> DayStatsList:
     tz = ctx.settings.queue_timezone
     day = day or datetime.now(ZoneInfo(tz)).date()
     async with ctx.pool.acquire() as conn:

@@ -117,3 +117,59 @@ class LogItem(Out):
 class EntryLog(Out):
     data: list[LogItem]
     count: int
+
+
+class QueueSaved(Out):
+    """A queue as it was put (the request's fields)."""
+
+    queue_id: str
+    name: str
+    ticket_prefix: str
+    policy: dict[str, Any]
+    skip_rule: dict[str, Any]
+    avg_service_minutes: float
+
+
+class RoomSaved(Out):
+    """A room as it was put (the request's fields)."""
+
+    room_id: str
+    name: str
+    door_cap: int
+    active: bool
+    queue_ids: list[str]
+
+
+class RuleAdded(Out):
+    """A placement rule as it was added (the request's fields)."""
+
+    rule_id: int
+    queue_id: str
+    rank: int
+    modality: str | None
+    exam_code_prefix: str | None
+    preparation: str | None
+    room_id: str | None
+    technologist: str | None
+
+
+class DayStats(Out):
+    """One queue's or room's day; its id is `queue_id` or `room_id` as grouped; times in minutes."""
+
+    day: str
+    arrived: int
+    called: int
+    done: int
+    cancelled: int
+    wait_avg_min: float | None
+    wait_p50_min: float | None
+    wait_max_min: float | None
+    walk_avg_min: float | None
+    walk_p50_min: float | None
+    service_avg_min: float | None
+    service_p50_min: float | None
+
+
+class DayStatsList(Out):
+    data: list[DayStats]
+    count: int
