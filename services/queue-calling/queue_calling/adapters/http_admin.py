@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from queue_calling.adapters.deps import Admin, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import after_commit, hub_of, seal
-from queue_calling.adapters.schemas import QueueSaved, RoomSaved, RuleAdded
+from queue_calling.adapters.schemas import Queues, QueueSaved, Rooms, RoomSaved, RuleAdded, Rules, Screens, ScreenSaved
 from queue_calling.domain import configuration
 
 router = APIRouter(tags=["queue configuration"])
@@ -72,7 +72,7 @@ async def put_queue(queue_id: str, body: QueueIn, user: Admin, ctx: Ctx, ip: Cli
 
 
 @router.get("/queues", summary="Queues")
-async def list_queues(user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
+async def list_queues(user: TerminalStaff, ctx: Ctx) -> Queues:
     async with ctx.pool.acquire() as conn:
         data = await configuration.list_queues(conn)
     return {"data": data, "count": len(data)}
@@ -92,7 +92,7 @@ async def put_room(room_id: str, body: RoomIn, user: Admin, ctx: Ctx, ip: Client
 
 
 @router.get("/rooms", summary="Rooms")
-async def list_rooms(user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
+async def list_rooms(user: TerminalStaff, ctx: Ctx) -> Rooms:
     async with ctx.pool.acquire() as conn:
         data = await configuration.list_rooms(conn)
     return {"data": data, "count": len(data)}
@@ -109,7 +109,7 @@ async def add_rule(body: RuleIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RuleAdd
 
 
 @router.get("/placement-rules", summary="Placement rules, in the order they are tried")
-async def list_rules(user: TerminalStaff, ctx: Ctx) -> dict[str, Any]:
+async def list_rules(user: TerminalStaff, ctx: Ctx) -> Rules:
     async with ctx.pool.acquire() as conn:
         data = await configuration.list_rules(conn)
     return {"data": data, "count": len(data)}
@@ -125,7 +125,7 @@ async def delete_rule(rule_id: int, user: Admin, ctx: Ctx, ip: ClientIp) -> None
 
 
 @router.put("/screens/{screen_id}", summary="Create or change a screen (its URL carries the token)")
-async def put_screen(screen_id: str, body: ScreenIn, user: Admin, ctx: Ctx, ip: ClientIp) -> dict[str, Any]:
+async def put_screen(screen_id: str, body: ScreenIn, user: Admin, ctx: Ctx, ip: ClientIp) -> ScreenSaved:
     configuration_id_ok(screen_id)
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -137,7 +137,7 @@ async def put_screen(screen_id: str, body: ScreenIn, user: Admin, ctx: Ctx, ip: 
 
 
 @router.get("/screens", summary="Screens and their settings")
-async def list_screens(user: Admin, ctx: Ctx) -> dict[str, Any]:
+async def list_screens(user: Admin, ctx: Ctx) -> Screens:
     async with ctx.pool.acquire() as conn:
         data = await configuration.list_screens(conn)
     online = await hub_of(ctx).online()

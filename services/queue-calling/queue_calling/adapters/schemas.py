@@ -6,7 +6,7 @@ name)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -172,4 +172,86 @@ class DayStats(Out):
 
 class DayStatsList(Out):
     data: list[DayStats]
+    count: int
+
+
+class Queue(Out):
+    """A queue (table queue) and the rooms that call from it."""
+
+    queue_id: str
+    name: str
+    ticket_prefix: str
+    paused: bool
+    policy: dict[str, Any]
+    skip_rule: dict[str, Any]
+    avg_service_minutes: float
+    priority_streak: int
+    call_seq: int
+    room_ids: list[str]
+
+
+class Queues(Out):
+    data: list[Queue]
+    count: int
+
+
+class Room(Out):
+    """A room (table room) and the queues it calls from, in round-robin order."""
+
+    room_id: str
+    name: str
+    door_cap: int
+    rr_cursor: int
+    view_seq: int
+    active: bool
+    queue_ids: list[str]
+
+
+class Rooms(Out):
+    data: list[Room]
+    count: int
+
+
+class Rule(Out):
+    rule_id: int
+    rank: int
+    queue_id: str
+    modality: str | None
+    exam_code_prefix: str | None
+    preparation: str | None
+    room_id: str | None
+    technologist: str | None
+
+
+class Rules(Out):
+    data: list[Rule]
+    count: int
+
+
+class Screen(Out):
+    """A screen (table screen); its token is what its URL carries."""
+
+    screen_id: str
+    token: str
+    kind: str
+    title: str
+    room_ids: list[str]
+    layout: dict[str, Any]
+    on_time: time | None
+    off_time: time | None
+    mask_rule: dict[str, Any]
+    speech: bool
+    updated_at: datetime
+
+
+class ScreenSaved(Screen):
+    url: str  # the screen's page, token included
+
+
+class ListedScreen(Screen):
+    connected: int  # screens showing it now
+
+
+class Screens(Out):
+    data: list[ListedScreen]
     count: int
