@@ -1,7 +1,8 @@
 """Central security audit (smart-imaging standard 10.5): append-only, HMAC-chained, owned apart.
 
-    await audit.record(conn, actor=user.username, action="read", entity="patient",
+    await audit.record(conn, actor=user.username, action="update", entity="patient",
                        entity_id=pid, patient_id=pid, source_ip=ip, detail={...})
+    await audit.record_read(conn, actor=user.username, entity="patient", entity_id=pid, patient_id=pid)
 
 Every row carries `prev_hash` (the row before it, or the anchor) and `row_hash` = HMAC-SHA256, under a
 key kept outside the database (IMAGING_AUDIT_HMAC_KEY[_FILE]; see keys.py), over prev_hash and the
@@ -149,6 +150,18 @@ async def record(
         digest = row_hash(prev, fields, key)
         await _append(conn, fields, prev, digest)
     return AuditEntry(**fields, prev_hash=prev, row_hash=digest)
+
+
+async def record_read(
+    conn: asyncpg.Connection, *, actor: str, entity: str, entity_id: str | None = None,
+    patient_id: str | None = None, source_ip: str | None = None, outcome: str = "success",
+    detail: dict[str, Any] | None = None, service: str | None = None,
+) -> AuditEntry:
+    """Audit that `actor` read `entity` (a patient's data when `patient_id` is given): the one shape of
+    a read, action "read", every service's page, API, FHIR and DICOM query alike."""
+    return await record(conn, actor=actor, action="read", entity=entity, entity_id=entity_id,
+                        patient_id=patient_id, source_ip=source_ip, outcome=outcome, detail=detail,
+                        service=service)
 
 
 @dataclass(frozen=True)

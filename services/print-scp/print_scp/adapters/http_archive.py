@@ -53,8 +53,8 @@ def archive_public(row: Any) -> dict[str, Any]:
 async def archive_status(request: Request, film_id: str, user: Reader) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await film_row(conn, film_id)
-        await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request), detail={"archive": True})
+        await audit.record_read(conn, actor=user.username, entity="film", entity_id=film_id,
+                                patient_id=row["patient_id"], source_ip=client_ip(request), detail={"archive": True})
     return archive_public(row)
 
 

@@ -78,11 +78,11 @@ async def list_films(
         rows, count = await films_store.films_where(conn, patient_id=patient_id, accession=accession_number,
                                                  study_uid=study_instance_uid, match_status=match_status,
                                                  limit=limit, offset=offset)
-        await audit.record(conn, actor=user.username, action="read", entity="film", patient_id=patient_id,
-                           source_ip=client_ip(request),
-                           detail={"query": {"patient_id": patient_id, "accession_number": accession_number,
-                                             "study_instance_uid": study_instance_uid,
-                                             "match_status": match_status}, "count": len(rows)})
+        await audit.record_read(conn, actor=user.username, entity="film", patient_id=patient_id,
+                                source_ip=client_ip(request),
+                                detail={"query": {"patient_id": patient_id, "accession_number": accession_number,
+                                                  "study_instance_uid": study_instance_uid,
+                                                  "match_status": match_status}, "count": len(rows)})
     return {"data": [film_public(r) for r in rows], "count": count}
 
 
@@ -90,8 +90,8 @@ async def list_films(
 async def get_film(request: Request, film_id: str, user: Viewer) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
-        await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request))
+        await audit.record_read(conn, actor=user.username, entity="film", entity_id=film_id,
+                                patient_id=row["patient_id"], source_ip=client_ip(request))
     return film_public(row)
 
 
@@ -103,8 +103,8 @@ async def _film_object(request: Request, film_id: str, user: Principal, kind: st
             raise HTTPException(409, "the film is still being rendered")
         if kind == "dicom" and await films_store.dicom_stale(conn, film_id):
             raise HTTPException(409, "the film was matched anew; its DICOM is being rewritten with that identity")
-        await audit.record(conn, actor=user.username, action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request), detail={"format": kind})
+        await audit.record_read(conn, actor=user.username, entity="film", entity_id=film_id,
+                                patient_id=row["patient_id"], source_ip=client_ip(request), detail={"format": kind})
     try:
         return await runtime(request).store.get(key)
     except ObjectNotFound:

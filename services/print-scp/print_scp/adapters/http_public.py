@@ -60,9 +60,10 @@ async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
         elif not sharing.answer_matches(share_id, body.answer, share["check_sha256"]):
             await sharing.count_failure(conn, share_id)
             refusal = (403, "the identity check failed")
-        await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film_share", entity_id=share_id,
-                           source_ip=client_ip(request), outcome="failure" if refusal else "success",
-                           detail={"identity_check": share["check_kind"], "refused": refusal[1] if refusal else None})
+        await audit.record_read(conn, actor=f"share:{share_id}", entity="film_share", entity_id=share_id,
+                                source_ip=client_ip(request), outcome="failure" if refusal else "success",
+                                detail={"identity_check": share["check_kind"],
+                                        "refused": refusal[1] if refusal else None})
         if refusal:
             # The failed attempt and its audit row are kept: only the refusal is sent.
             pass
@@ -97,8 +98,9 @@ async def shared_film(request: Request, film_id: str,
         row = await sharing.shared_film_image(conn, film_id, share_id)
         if row is None or row["png_key"] is None:
             raise HTTPException(404, "no such film in this share")
-        await audit.record(conn, actor=f"share:{share_id}", action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request), detail={"via": "cloud-film"})
+        await audit.record_read(conn, actor=f"share:{share_id}", entity="film", entity_id=film_id,
+                                patient_id=row["patient_id"], source_ip=client_ip(request),
+                                detail={"via": "cloud-film"})
     try:
         data = await runtime(request).store.get(row["png_key"])
     except ObjectNotFound:
@@ -169,9 +171,9 @@ async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str 
         slip = await _slip(conn, body.slip)
         rows = await films_store.matched_films(conn, slip["accession_number"], slip["empi_id"])
         # A read of patient data is audited (standard 10.5); nothing about the films changes.
-        await audit.record(conn, actor=device.actor, action="read", entity="film",
-                           patient_id=rows[0]["patient_id"] if rows else None, source_ip=client_ip(request),
-                           detail={"kiosk_lookup": str(slip["id"]), "films": [str(r["id"]) for r in rows]})
+        await audit.record_read(conn, actor=device.actor, entity="film",
+                                patient_id=rows[0]["patient_id"] if rows else None, source_ip=client_ip(request),
+                                detail={"kiosk_lookup": str(slip["id"]), "films": [str(r["id"]) for r in rows]})
     if not rows:
         raise HTTPException(404, "no films for this slip yet: please ask at the desk")
     return {"patient_name": sharing.mask_name(rows[0]["patient_name"]),
@@ -194,9 +196,9 @@ async def kiosk_film(request: Request, film_id: str, x_kiosk_key: Annotated[str 
         row = await films_store.matched_film_image(conn, film_id, slip["accession_number"], slip["empi_id"])
         if row is None or row["png_key"] is None:
             raise HTTPException(404, "no such film on this slip")
-        await audit.record(conn, actor=device.actor, action="read", entity="film", entity_id=film_id,
-                           patient_id=row["patient_id"], source_ip=client_ip(request),
-                           detail={"kiosk_slip": str(slip["id"])})
+        await audit.record_read(conn, actor=device.actor, entity="film", entity_id=film_id,
+                                patient_id=row["patient_id"], source_ip=client_ip(request),
+                                detail={"kiosk_slip": str(slip["id"])})
     try:
         data = await runtime(request).store.get(row["png_key"])
     except ObjectNotFound:

@@ -222,9 +222,9 @@ async def audit_log(
     async with request_context(request).pool.acquire() as conn:
         found = await audit.entries(conn, limit=limit, before_seq=before_seq, actor=actor, patient_id=patient_id,
                                     action=action, entity=entity)
-        await audit.record(conn, **audit.request_context(request, admin), action="read", entity="audit_log",
-                           detail={"filters": {k: v for k, v in {"actor": actor, "patient_id": patient_id,
-                                   "action": action, "entity": entity}.items() if v}, "rows": len(found)})
+        await audit.record_read(conn, **audit.request_context(request, admin), entity="audit_log",
+                                detail={"filters": {k: v for k, v in {"actor": actor, "patient_id": patient_id,
+                                        "action": action, "entity": entity}.items() if v}, "rows": len(found)})
     return {"data": [e.public() for e in found], "count": len(found)}
 
 

@@ -40,10 +40,10 @@ async def consistency_check(
     report = await consistency.check_settled(connect, settle)
     who = audit.request_context(request, admin)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await audit.record(conn, **who, action="read", entity="consistency",
-                           detail={"drifts": len(report.drifts), "counts": report.counts(), "errors": report.errors,
-                                   "settle_seconds": settle})
+        await audit.record_read(conn, **who, entity="consistency",
+                                detail={"drifts": len(report.drifts), "counts": report.counts(),
+                                        "errors": report.errors, "settle_seconds": settle})
         for empi_id in report.patients():
-            await audit.record(conn, **who, action="read", entity="patient", entity_id=empi_id, patient_id=empi_id,
-                               detail={"via": "consistency"})
+            await audit.record_read(conn, **who, entity="patient", entity_id=empi_id, patient_id=empi_id,
+                                    detail={"via": "consistency"})
     return report.public()

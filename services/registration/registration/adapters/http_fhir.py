@@ -122,8 +122,8 @@ async def _audit(request: Request, user: Principal, entity: str, entity_id: str 
                  **detail: Any) -> None:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
-        await audit.record(conn, actor=user.username, action="read", entity=entity, entity_id=entity_id,
-                           patient_id=patient_id, source_ip=client_ip(request), detail={"via": "fhir", **detail})
+        await audit.record_read(conn, actor=user.username, entity=entity, entity_id=entity_id,
+                                patient_id=patient_id, source_ip=client_ip(request), detail={"via": "fhir", **detail})
 
 
 @router.get("/Patient/{empi_id}", summary="FHIR Patient read")

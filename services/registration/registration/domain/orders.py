@@ -228,8 +228,8 @@ async def get_order(conn: asyncpg.Connection, key: str, *, actor: Actor) -> dict
     if order_id is None:
         raise store.EmpiError(f"no order {key}")
     order = await load_order(conn, str(order_id))
-    await audit.record(conn, actor=actor.name, action="read", entity="order", entity_id=order["order_id"],
-                       patient_id=order["empi_id"], source_ip=actor.source_ip)
+    await audit.record_read(conn, actor=actor.name, entity="order", entity_id=order["order_id"],
+                            patient_id=order["empi_id"], source_ip=actor.source_ip)
     return order
 
 
@@ -246,8 +246,8 @@ async def list_orders(
     else:
         rows = await conn.fetch("SELECT order_id FROM exam_order ORDER BY ordered_at DESC LIMIT $1", limit)
     out = [await load_order(conn, str(r["order_id"])) for r in rows]
-    await audit.record(conn, actor=actor.name, action="read", entity="order", patient_id=empi_id,
-                       source_ip=actor.source_ip, detail={"count": len(out)})
+    await audit.record_read(conn, actor=actor.name, entity="order", patient_id=empi_id,
+                            source_ip=actor.source_ip, detail={"count": len(out)})
     return out
 
 

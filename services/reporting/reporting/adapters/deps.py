@@ -70,5 +70,5 @@ async def report_or_404(conn: asyncpg.Connection, report_id: str) -> asyncpg.Rec
 async def audit_read(conn: asyncpg.Connection, user: Principal, request: Request, report: asyncpg.Record,
                      what: str) -> None:
     patient_id = await exams.patient_of(conn, report["accession_number"])
-    await audit.record(conn, actor=user.username, action="read", entity="report", entity_id=report["id"],
-                       patient_id=patient_id, source_ip=audit.client_ip(request), detail={"what": what})
+    await audit.record_read(conn, actor=user.username, entity="report", entity_id=report["id"],
+                            patient_id=patient_id, source_ip=audit.client_ip(request), detail={"what": what})

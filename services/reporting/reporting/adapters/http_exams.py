@@ -29,8 +29,8 @@ async def worklist(ctx: Ctx, request: Request, user: Reader, modality: str | Non
     async with ctx.pool.acquire() as conn:
         rows = await exams.worklist(conn, states=state, modality=modality, limit=limit,
                                     include_reported=include_reported)
-        await audit.record(conn, actor=user.username, action="read", entity="worklist",
-                           source_ip=audit.client_ip(request), detail={"count": len(rows), "modality": modality})
+        await audit.record_read(conn, actor=user.username, entity="worklist",
+                                source_ip=audit.client_ip(request), detail={"count": len(rows), "modality": modality})
     return {"data": [deps.jsonable(r) for r in rows], "count": len(rows)}
 
 
@@ -56,8 +56,8 @@ async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Rea
             else None,
             "patient_changes": [deps.jsonable(c) for c in await patients.changes(conn, accession_number)],
         }
-        await audit.record(conn, actor=user.username, action="read", entity="exam", entity_id=accession_number,
-                           patient_id=exam["patient_id"], source_ip=audit.client_ip(request))
+        await audit.record_read(conn, actor=user.username, entity="exam", entity_id=accession_number,
+                                patient_id=exam["patient_id"], source_ip=audit.client_ip(request))
     return body
 
 

@@ -43,8 +43,8 @@ async def _released(conn: asyncpg.Connection, report_id: str) -> dict[str, Any]:
 
 async def _audit(conn: asyncpg.Connection, user: Principal, request: Request, entity: str, entity_id: str,
                  patient_id: str | None) -> None:
-    await audit.record(conn, actor=user.username, action="read", entity=entity, entity_id=entity_id,
-                       patient_id=patient_id, source_ip=audit.client_ip(request), detail={"via": "fhir"})
+    await audit.record_read(conn, actor=user.username, entity=entity, entity_id=entity_id,
+                            patient_id=patient_id, source_ip=audit.client_ip(request), detail={"via": "fhir"})
 
 
 @fhir_router.get("/DiagnosticReport/{report_id}", summary="FHIR DiagnosticReport of a report")

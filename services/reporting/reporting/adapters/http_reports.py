@@ -163,9 +163,9 @@ async def search(ctx: Ctx, request: Request, user: Reader, field_id: str | None 
     async with ctx.pool.acquire() as conn:
         rows = await reports.search_fields(conn, field_id=field_id, value=value, code=code, min_number=min_number,
                                            max_number=max_number, limit=limit)
-        await audit.record(conn, actor=user.username, action="read", entity="report-search",
-                           source_ip=audit.client_ip(request), detail={"field_id": field_id, "code": code,
-                                                                        "count": len(rows)})
+        await audit.record_read(conn, actor=user.username, entity="report-search",
+                                source_ip=audit.client_ip(request), detail={"field_id": field_id, "code": code,
+                                                                             "count": len(rows)})
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 

@@ -95,15 +95,13 @@ def appointment_out(a: dict[str, Any]) -> dict[str, Any]:
 async def _audit_read(
     conn: Any, request: Request, user: Any, entity_id: str, patient_id: str | None, what: str
 ) -> None:
-    await audit.record(
+    await audit.record_read(
         conn,
         actor=user.user_id,
-        action="read",
         entity="appointment",
         entity_id=entity_id,
         patient_id=patient_id,
-        source_ip=request.client.host if request.client else None,
-        outcome="success",
+        source_ip=audit.client_ip(request),
         detail={"view": what},
     )
 
@@ -121,16 +119,13 @@ async def list_requests(
     rows = await appointments.requests(conn, empi_id=empi_id, order_id=order_id, status=status, limit=limit)
     data = [appointment_out(dict(r)) for r in rows]
     for d in data:
-        await audit.record(
+        await audit.record_read(
             conn,
             actor=user.user_id,
-            action="read",
             entity="exam_request",
             entity_id=f"{d['order_id']}/{d['exam_code']}",
             patient_id=d["empi_id"],
-            source_ip=request.client.host if request.client else None,
-            outcome="success",
-            detail={},
+            source_ip=audit.client_ip(request),
         )
     return {"data": data, "count": len(data)}
 
@@ -323,15 +318,13 @@ async def history(appointment_id: str, conn: Conn, user: Reader) -> Any:
 @router.get("/patients/{empi_id}/no-shows", summary="A patient's no-shows, counted (5.3.4 (5))")
 async def patient_no_shows(empi_id: str, conn: Conn, user: Reader, request: Request) -> Any:
     rows = await appointments.list_for(conn, empi_id=empi_id, status="noshow")
-    await audit.record(
+    await audit.record_read(
         conn,
         actor=user.user_id,
-        action="read",
         entity="patient",
         entity_id=empi_id,
         patient_id=empi_id,
-        source_ip=request.client.host if request.client else None,
-        outcome="success",
+        source_ip=audit.client_ip(request),
         detail={"view": "no-shows"},
     )
     return {

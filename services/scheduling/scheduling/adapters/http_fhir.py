@@ -205,15 +205,13 @@ async def appointment(appointment_id: str, conn: Conn, user: Reader, request: Re
     a = await appointments.get(conn, appointment_id)
     if a is None:
         return outcome(404, "not-found", f"Appointment/{appointment_id} is not known")
-    await audit.record(
+    await audit.record_read(
         conn,
         actor=user.user_id,
-        action="read",
         entity="appointment",
         entity_id=a["id"],
         patient_id=a["empi_id"],
-        source_ip=request.client.host if request.client else None,
-        outcome="success",
+        source_ip=audit.client_ip(request),
         detail={"view": "fhir"},
     )
     return fhir_response(appointment_resource(a))
@@ -239,15 +237,13 @@ async def appointment_search(
         limit=_count,
     )
     for a in rows:
-        await audit.record(
+        await audit.record_read(
             conn,
             actor=user.user_id,
-            action="read",
             entity="appointment",
             entity_id=a["id"],
             patient_id=a["empi_id"],
-            source_ip=request.client.host if request.client else None,
-            outcome="success",
+            source_ip=audit.client_ip(request),
             detail={"view": "fhir-search"},
         )
     return fhir_response(searchset(request, [appointment_resource(a) for a in rows]))

@@ -222,9 +222,9 @@ async def list_items(
         q.start = combined_datetime_range(day.isoformat().replace("-", ""), None)
     async with ctx.pool.acquire() as conn:
         rows = await step_query.find_steps(conn, q, limit=limit)
-        await audit.record(conn, **audit.request_context(request, user), action="read", entity="worklist",
-                           detail={"route": "GET /items", "matches": len(rows),
-                                   "filters": {k: v for k, v in request.query_params.items()}})
+        await audit.record_read(conn, **audit.request_context(request, user), entity="worklist",
+                                detail={"route": "GET /items", "matches": len(rows),
+                                        "filters": {k: v for k, v in request.query_params.items()}})
     data = [StepPublic.of(r) for r in rows]
     return StepList(data=data, count=len(data))
 
@@ -236,8 +236,8 @@ async def get_item(item_id: int, request: Request, user: Staff) -> StepPublic:
         row = await steps.step_by_id(conn, item_id)
         if row is None:
             raise HTTPException(404, f"no worklist item {item_id}")
-        await audit.record(conn, **audit.request_context(request, user), action="read", entity="worklist-item",
-                           entity_id=str(item_id), patient_id=row["patient_id"])
+        await audit.record_read(conn, **audit.request_context(request, user), entity="worklist-item",
+                                entity_id=str(item_id), patient_id=row["patient_id"])
     return StepPublic.of(row)
 
 
@@ -301,8 +301,8 @@ async def get_mpps(uid: str, request: Request, user: Staff) -> PerformedStep:
         row = await mpps.performed_step(conn, uid)
         if row is None:
             raise HTTPException(404, f"no MPPS {uid}")
-        await audit.record(conn, **audit.request_context(request, user), action="read", entity="mpps",
-                           entity_id=uid, detail={"accession_numbers": list(row["accession_numbers"])})
+        await audit.record_read(conn, **audit.request_context(request, user), entity="mpps",
+                                entity_id=uid, detail={"accession_numbers": list(row["accession_numbers"])})
     body = dict(row)
     body["attributes"] = json.loads(body["attributes"]) if isinstance(body["attributes"], str) else body["attributes"]
     body["step_ids"] = list(body["step_ids"])

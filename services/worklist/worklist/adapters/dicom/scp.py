@@ -423,9 +423,9 @@ class WorklistSCP:
                             break
                         size = BATCH
                 with contextlib.suppress(Exception):  # the audit trail must not fail the modality's query
-                    await audit.record(conn, actor=f"dicom:{calling}", action="read", entity="worklist",
-                                       detail={"protocol": "MWL C-FIND", "matches": count,
-                                               "query": _summary(parsed)})
+                    await audit.record_read(conn, actor=f"dicom:{calling}", entity="worklist",
+                                            detail={"protocol": "MWL C-FIND", "matches": count,
+                                                    "query": _summary(parsed)})
         except BaseException as exc:  # handed to the thread, which answers with a failure status
             await self._put(rows, exc, stop)
             if not isinstance(exc, Exception):
