@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from imaging_common.delivery import backoff
 from imaging_common.empi import store
 from imaging_common.empi.identifiers import IdType
 from imaging_common.hl7 import Message, build_msh, build_segment
@@ -209,7 +210,7 @@ async def refused(conn: asyncpg.Connection, message_id: int, ack_code: str, ack:
 async def retry_later(conn: asyncpg.Connection, message_id: int, error: str, *, attempts: int, base: float,
                       cap: float, ack_code: str | None = None, ack: str | None = None) -> float:
     """Back to pending after min(cap, base * 2^(attempts-1)) seconds; returns the delay."""
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = backoff(attempts, base=base, cap=cap)
     await conn.execute(
         "UPDATE his_status_message SET status = 'pending', last_error = $2, lease_until = NULL, "
         "next_attempt_at = now() + make_interval(secs => $3), ack_code = COALESCE($4, ack_code), "
