@@ -127,6 +127,55 @@ async def _changed(
     )
 
 
+class ClosureOut(BaseModel):
+    """A closure as added: its id and the request's fields."""
+
+    id: int
+    room_id: str | None
+    campus: str | None
+    start: AwareDatetime
+    end: AwareDatetime
+    kind: str
+    reason: str
+
+
+class ClosureListed(BaseModel):
+    """A closure as listed: its bounds as ISO 8601 text."""
+
+    id: int
+    room_id: str | None
+    campus: str | None
+    start: str
+    end: str
+    kind: str
+    reason: str
+
+
+class Closures(BaseModel):
+    data: list[ClosureListed]
+    count: int
+
+
+class RosterOut(BaseModel):
+    """A room's roster as replaced."""
+
+    room_id: str
+    data: list[RosterIn]
+    count: int
+
+
+class QuotaOut(BaseModel):
+    """A quota as added: its id and the request's fields."""
+
+    id: int
+    channel: str
+    room_id: str | None
+    modality: str | None
+    max_per_session: int
+    release_minutes_before: int
+
+
+# The PUTs answer what was put (the request's model); problem() answers pass on as they are.
 # ---- rooms and calendars ---------------------------------------------------------------------------
 
 
@@ -149,7 +198,8 @@ async def list_rooms(conn: Conn, user: Reader) -> dict[str, Any]:
     return {"data": rooms, "count": len(rooms)}
 
 
-@router.put("/rooms/{room_id}", summary="Create or update a room (and replace its working hours)")
+@router.put("/rooms/{room_id}", summary="Create or update a room (and replace its working hours)",
+            response_model=RoomIn)
 async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.id != room_id:
         return problem(422, "Invalid request", "the room id in the path and the body differ")
@@ -164,13 +214,14 @@ async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request:
 
 
 @router.get("/closures", summary="Closures and maintenance windows")
-async def list_closures(conn: Conn, user: Reader) -> dict[str, Any]:
+async def list_closures(conn: Conn, user: Reader) -> Closures:
     rows = await configuration.closures(conn)
     data = [{**dict(r), "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in rows]
     return {"data": data, "count": len(data)}
 
 
-@router.post("/closures", status_code=201, summary="Close a room, a campus or everything for a while")
+@router.post("/closures", status_code=201, summary="Close a room, a campus or everything for a while",
+             response_model=ClosureOut)
 async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.end <= body.start:
         return problem(422, "Invalid request", "end must be after start")
@@ -193,7 +244,8 @@ async def list_exam_types(conn: Conn, user: Reader) -> dict[str, Any]:
     return {"data": rows, "count": len(rows)}
 
 
-@router.put("/exam-types/{code}", summary="Create or update an exam type (its time slice and preparation)")
+@router.put("/exam-types/{code}", summary="Create or update an exam type (its time slice and preparation)",
+            response_model=ExamTypeIn)
 async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.code != code:
         return problem(422, "Invalid request", "the code in the path and the body differ")
@@ -203,7 +255,8 @@ async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, re
     return body.model_dump()
 
 
-@router.put("/technologists/{technologist_id}", summary="Create or update a technologist")
+@router.put("/technologists/{technologist_id}", summary="Create or update a technologist",
+            response_model=TechnologistIn)
 async def put_technologist(
     technologist_id: str, body: TechnologistIn, conn: Conn, user: Admin, request: Request
 ) -> Any:
@@ -215,7 +268,8 @@ async def put_technologist(
     return body.model_dump()
 
 
-@router.put("/rooms/{room_id}/roster", summary="Replace a room's technologist roster (staff capacity)")
+@router.put("/rooms/{room_id}/roster", summary="Replace a room's technologist roster (staff capacity)",
+            response_model=RosterOut)
 async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin, request: Request) -> Any:
     async with conn.transaction():
         if not await configuration.room_exists(conn, room_id):
@@ -231,7 +285,8 @@ async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin
     return {"room_id": room_id, "data": [e.model_dump(mode="json") for e in body], "count": len(body)}
 
 
-@router.put("/wards/{code}", summary="Place a ward, so inpatients go to the nearest room")
+@router.put("/wards/{code}", summary="Place a ward, so inpatients go to the nearest room",
+            response_model=WardIn)
 async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.code != code:
         return problem(422, "Invalid request", "the code in the path and the body differ")
@@ -250,7 +305,7 @@ async def list_quotas(conn: Conn, user: Reader) -> dict[str, Any]:
     return {"data": rows, "count": len(rows)}
 
 
-@router.post("/quotas", status_code=201, summary="Add a channel quota")
+@router.post("/quotas", status_code=201, summary="Add a channel quota", response_model=QuotaOut)
 async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.channel not in CHANNELS:
         return problem(422, "Invalid request", f"unknown channel {body.channel!r}; known: {', '.join(CHANNELS)}")
