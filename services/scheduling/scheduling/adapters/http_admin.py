@@ -139,6 +139,97 @@ class ClosureOut(BaseModel):
     reason: str
 
 
+class Listed(BaseModel):
+    """A row as listed; a column the model does not name still passes on (none is dropped)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SessionListed(Listed):
+    weekday: int
+    starts: str  # ISO 8601 time
+    ends: str
+    label: str
+
+
+class RoomListed(Listed):
+    """A room (table room) with its working hours."""
+
+    id: str
+    name: str
+    modality: str
+    campus: str
+    building: str
+    floor: str
+    location: str
+    route: str
+    station_ae_title: str | None
+    capabilities: list[str]
+    slice_minutes: int
+    active: bool
+    created_at: str  # ISO 8601
+    sessions: list[SessionListed]
+
+
+class Rooms(BaseModel):
+    data: list[RoomListed]
+    count: int
+
+
+class ExamTypeListed(Listed):
+    """An exam type (table exam_type)."""
+
+    code: str
+    name: str
+    modality: str
+    body_part: str | None
+    duration_minutes: int
+    preparation_minutes: int
+    contrast: str
+    fasting: bool
+    required_capabilities: list[str]
+    preparation: str
+    auto_created: bool  # made from an order with defaults, for an admin to review
+
+
+class ExamTypes(BaseModel):
+    data: list[ExamTypeListed]
+    count: int
+
+
+class QuotaListed(Listed):
+    id: int
+    channel: str
+    room_id: str | None
+    modality: str | None
+    max_per_session: int
+    release_minutes_before: int
+
+
+class Quotas(BaseModel):
+    data: list[QuotaListed]
+    count: int
+
+
+class RuleListed(Listed):
+    """A booking rule (table rule), its times as ISO 8601 text."""
+
+    id: str
+    name: str
+    type: str
+    params: dict[str, Any]
+    reason: str
+    enabled: bool
+    created_at: str
+    updated_at: str
+    updated_by: str | None
+
+
+class Rules(BaseModel):
+    data: list[RuleListed]
+    count: int
+
+
 class ClosureListed(BaseModel):
     """A closure as listed: its bounds as ISO 8601 text."""
 
@@ -180,7 +271,7 @@ class QuotaOut(BaseModel):
 
 
 @router.get("/rooms", summary="Rooms of the pool with their working hours")
-async def list_rooms(conn: Conn, user: Reader) -> dict[str, Any]:
+async def list_rooms(conn: Conn, user: Reader) -> Rooms:
     rooms = [dict(r) for r in await configuration.rooms(conn)]
     sessions = await configuration.sessions(conn)
     for room in rooms:
@@ -239,7 +330,7 @@ async def delete_closure(closure_id: int, conn: Conn, user: Admin, request: Requ
 
 
 @router.get("/exam-types", summary="Exam types: durations, preparation, contrast, fasting")
-async def list_exam_types(conn: Conn, user: Reader) -> dict[str, Any]:
+async def list_exam_types(conn: Conn, user: Reader) -> ExamTypes:
     rows = [dict(r) for r in await configuration.exam_types(conn)]
     return {"data": rows, "count": len(rows)}
 
@@ -300,7 +391,7 @@ async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Re
 
 
 @router.get("/quotas", summary="Quotas per booking channel and when they are released")
-async def list_quotas(conn: Conn, user: Reader) -> dict[str, Any]:
+async def list_quotas(conn: Conn, user: Reader) -> Quotas:
     rows = [dict(r) for r in await configuration.quotas(conn)]
     return {"data": rows, "count": len(rows)}
 
@@ -338,7 +429,7 @@ def _rule_out(r: Any) -> dict[str, Any]:
 
 
 @router.get("/rules", summary="Booking rules")
-async def list_rules(conn: Conn, user: Reader) -> dict[str, Any]:
+async def list_rules(conn: Conn, user: Reader) -> Rules:
     rows = [_rule_out(r) for r in await configuration.rules(conn)]
     return {"data": rows, "count": len(rows)}
 
