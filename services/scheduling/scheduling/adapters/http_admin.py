@@ -230,6 +230,17 @@ class Rules(BaseModel):
     count: int
 
 
+class RuleType(BaseModel):
+    type: str
+    description: str
+    params_schema: dict[str, Any]  # JSON Schema of its parameters, for the admin's form
+
+
+class RuleTypes(BaseModel):
+    data: list[RuleType]
+    count: int
+
+
 class ClosureListed(BaseModel):
     """A closure as listed: its bounds as ISO 8601 text."""
 
@@ -414,7 +425,7 @@ async def delete_quota(quota_id: int, conn: Conn, user: Admin, request: Request)
 
 
 @router.get("/rule-types", summary="The rule types an admin can configure, with their parameters")
-async def rule_types(user: Reader) -> dict[str, Any]:
+async def rule_types(user: Reader) -> RuleTypes:
     docs = rule_type_docs()
     return {"data": docs, "count": len(docs)}
 
@@ -434,7 +445,8 @@ async def list_rules(conn: Conn, user: Reader) -> Rules:
     return {"data": rows, "count": len(rows)}
 
 
-@router.put("/rules/{name}", summary="Create or replace a booking rule (type, parameters, reason)")
+@router.put("/rules/{name}", summary="Create or replace a booking rule (type, parameters, reason)",
+            response_model=RuleListed)
 async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Request) -> Any:
     if body.name != name:
         return problem(422, "Invalid request", "the name in the path and the body differ")
