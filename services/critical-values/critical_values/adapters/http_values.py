@@ -110,10 +110,10 @@ async def list_values(user: Viewer, ctx: Ctx, ip: ClientIp, state: Literal["open
                       accession_number: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> CriticalValueList:
     async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await lifecycle.listing(conn, state=state, accession_number=accession_number, limit=limit)
-        await audit.record(conn, actor=user.username, action="read", entity="critical_value", source_ip=ip,
-                           patient_id=rows[0]["patient_id"] if len({r["patient_id"] for r in rows}) == 1 else None,
-                           detail={"list": state, "count": len(rows), "accession_number": accession_number,
-                                   "critical_ids": [r["critical_id"] for r in rows][:100]})
+        await audit.record_read(conn, actor=user.username, entity="critical_value", source_ip=ip,
+                                patient_id=rows[0]["patient_id"] if len({r["patient_id"] for r in rows}) == 1 else None,
+                                detail={"list": state, "count": len(rows), "accession_number": accession_number,
+                                        "critical_ids": [r["critical_id"] for r in rows][:100]})
     return {"data": [public(r) for r in rows], "count": len(rows)}
 
 
@@ -125,8 +125,8 @@ async def get_value(critical_id: str, user: Viewer, ctx: Ctx, ip: ClientIp) -> C
         tasks = await lifecycle.phone_tasks_of(conn, critical_id)
         manual = await lifecycle.manual_records_of(conn, critical_id)
         log = await lifecycle.timeline(conn, critical_id)
-        await audit.record(conn, actor=user.username, action="read", entity="critical_value", entity_id=critical_id,
-                           patient_id=row["patient_id"], source_ip=ip)
+        await audit.record_read(conn, actor=user.username, entity="critical_value", entity_id=critical_id,
+                                patient_id=row["patient_id"], source_ip=ip)
     return {**public(row), "timeline": log, "notifications": [dict(n) for n in notes],
             "phone_tasks": [dict(t) for t in tasks], "manual_records": [dict(m) for m in manual]}
 

@@ -130,9 +130,10 @@ async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientI
                 **{s: [entries.public_entry(r) for r in others if r["state"] == s]
                    for s in ("called", "skipped", "in_exam")},
             })
-        await audit.record(conn, actor=user.username, action="read", entity="queue", entity_id=room_id,
-                           source_ip=ip, detail={"view": "terminal",
-                                                 "entries": sum(len(q["waiting"]) + len(q["called"]) for q in out)})
+        await audit.record_read(conn, actor=user.username, entity="queue", entity_id=room_id,
+                                source_ip=ip,
+                                detail={"view": "terminal",
+                                        "entries": sum(len(q["waiting"]) + len(q["called"]) for q in out)})
     return {"room": dict(room), "queues": out}
 
 
@@ -227,8 +228,8 @@ async def pause(queue_id: str, op: Literal["pause", "resume"], user: TerminalSta
 async def get_entry(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> Entry:
     async with ctx.pool.acquire() as conn:
         row = await entries.get_entry(conn, entry_id)
-        await audit.record(conn, actor=user.username, action="read", entity="queue_entry", entity_id=str(entry_id),
-                           patient_id=row["patient_id"], source_ip=ip)
+        await audit.record_read(conn, actor=user.username, entity="queue_entry", entity_id=str(entry_id),
+                                patient_id=row["patient_id"], source_ip=ip)
     return entries.public_entry(row)
 
 
@@ -236,8 +237,8 @@ async def get_entry(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: Clie
 async def entry_log(entry_id: uuid.UUID, user: TerminalStaff, ctx: Ctx, ip: ClientIp) -> EntryLog:
     async with ctx.pool.acquire() as conn:
         log = await entries.entry_log(conn, entry_id)
-        await audit.record(conn, actor=user.username, action="read", entity="queue_entry_log",
-                           entity_id=str(entry_id), source_ip=ip)
+        await audit.record_read(conn, actor=user.username, entity="queue_entry_log",
+                                entity_id=str(entry_id), source_ip=ip)
     for item in log:
         item["entry_id"] = str(item["entry_id"])
     return {"data": log, "count": len(log)}

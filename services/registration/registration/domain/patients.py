@@ -116,8 +116,9 @@ async def pending_changes(conn: asyncpg.Connection, *, actor: Actor, limit: int 
     """Changes of who a patient is, waiting for the desk, with the current and the proposed values."""
     items = await store.pending_changes(conn, limit=limit)
     for item in items:
-        await audit.record(conn, actor=actor.name, action="read", entity="patient", entity_id=item["empi_id"],
-                           patient_id=item["empi_id"], source_ip=actor.source_ip, detail={"pending_change": item["id"]})
+        await audit.record_read(conn, actor=actor.name, entity="patient", entity_id=item["empi_id"],
+                                patient_id=item["empi_id"], source_ip=actor.source_ip,
+                                detail={"pending_change": item["id"]})
     return items
 
 
@@ -138,8 +139,8 @@ async def decide_change(conn: asyncpg.Connection, source_record_id: str, *, acce
 async def read(conn: asyncpg.Connection, empi_id: str, *, actor: Actor) -> Person:
     async with conn.transaction():
         person = await store.get_person(conn, empi_id, follow_merged=True)
-        await audit.record(conn, actor=actor.name, action="read", entity="patient", entity_id=person.empi_id,
-                           patient_id=person.empi_id, source_ip=actor.source_ip)
+        await audit.record_read(conn, actor=actor.name, entity="patient", entity_id=person.empi_id,
+                                patient_id=person.empi_id, source_ip=actor.source_ip)
         return person
 
 
@@ -339,8 +340,8 @@ async def open_reviews(conn: asyncpg.Connection, *, actor: Actor, limit: int = 5
         out.append({"id": str(r["id"]), "weight": round(r["weight"], 2), "created_at": r["created_at"],
                     "left": summary(left), "right": summary(right),
                     "explanation": json.loads(expl) if isinstance(expl, str) else expl})
-    await audit.record(conn, actor=actor.name, action="read", entity="empi-review", source_ip=actor.source_ip,
-                       detail={"count": len(out)})
+    await audit.record_read(conn, actor=actor.name, entity="empi-review", source_ip=actor.source_ip,
+                            detail={"count": len(out)})
     return out
 
 
