@@ -12,12 +12,12 @@ refused for good (recorded with the answer), AE/CE, no answer or no connection r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
+from imaging_common.delivery import DeliveryMetrics, RetryingWorker
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
 from imaging_common.hl7.access import client_tls
 from imaging_common.hl7.charset import decode
@@ -33,7 +33,7 @@ NOTIFY_CHANNEL = "registration_his_status"
 
 class HisStatusWorker:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, target: Endpoint, database_url: str, schema: str, *,
-                 metrics: HL7Metrics | None = None):
+                 metrics: HL7Metrics | None = None, deliveries: DeliveryMetrics | None = None):
         self.pool = pool
         self.settings = settings
         self.target = target
@@ -41,8 +41,9 @@ class HisStatusWorker:
         self.schema = schema
         self.client = MLLPClient(target.host, target.port, timeout=settings.his_status_timeout, metrics=metrics,
                                  ssl=client_tls(settings, target.host, target.port))
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # The library's retrying loop: a batch at a time while there is work, then NOTIFY or the poll.
+        self.loop = RetryingWorker("registration-his-status", self._round, poll=settings.his_status_poll,
+                                   metrics=deliveries, closers=[self._close])
         self._listen: asyncpg.Connection | None = None
 
     async def start(self) -> None:
@@ -51,37 +52,26 @@ class HisStatusWorker:
             await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
         except Exception as exc:  # without LISTEN the queue is still drained, at poll latency
             log.warning("HIS status worker cannot LISTEN (%s); polling", exc)
-        self._task = asyncio.create_task(self._run(), name="registration-his-status")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
+
+    async def _close(self) -> None:
         await self.client.close()
         if self._listen is not None:
             with contextlib.suppress(Exception):
                 await self._listen.close(timeout=2)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == self.schema:
-            self._wake.set()
+            self.loop.wake()
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                while await self.drain_once():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("HIS status worker: %s: %s", type(exc).__name__, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.his_status_poll)
+    async def _round(self, _worker: int) -> bool:
+        return await self.drain_once()
 
     async def drain_once(self) -> bool:
         """Claim and send one batch; True when another batch may be due at once."""
@@ -97,9 +87,11 @@ class HisStatusWorker:
             async with self.pool.acquire() as conn:
                 if outcome == "sent":
                     await his_status.sent(conn, row["id"], code, answer)
+                    self.loop.count("delivered")
                     progressed = True
                 elif outcome == "refused":
                     await his_status.refused(conn, row["id"], code, answer, error)
+                    self.loop.count("dead")
                     log.warning("HIS refused status update %s (order %s): %s", row["control_id"], row["order_id"],
                                 error)
                     progressed = True
@@ -107,6 +99,7 @@ class HisStatusWorker:
                     delay = await his_status.retry_later(
                         conn, row["id"], error, attempts=row["attempts"], base=settings.his_status_retry_base,
                         cap=settings.his_status_retry_max, ack_code=code or None, ack=answer or None)
+                    self.loop.count("retry")
                     log.warning("status update %s (order %s) to the HIS failed, retry in %.0f s: %s",
                                 row["control_id"], row["order_id"], delay, error)
                     if not code:  # no answer at all: the HIS is away; the rest of the batch waits its turn
@@ -160,7 +153,8 @@ async def his_status_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[Hi
         yield None
         return
     worker = HisStatusWorker(ctx.pool, settings, target, settings.database_url, ctx.spec.schema,
-                             metrics=HL7Metrics(ctx.spec.name, ctx.registry))
+                             metrics=HL7Metrics(ctx.spec.name, ctx.registry),
+                             deliveries=DeliveryMetrics(ctx.spec.name, ctx.registry))
     await worker.start()
     ctx.extras["his_status_worker"] = worker
     try:
