@@ -71,6 +71,149 @@ class OptionalReason(Strict):
     reason: str | None = Field(None, max_length=500)
 
 
+# ---- what the routes answer (issue 20 item 4) -------------------------------------------------------
+# Times are ISO 8601 text (the routes format them); a row keeps any column a model does not name.
+
+
+class Listed(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PlacementOut(BaseModel):
+    """A slot found for one exam."""
+
+    order_id: str
+    exam_code: str
+    exam_name: str
+    room_id: str
+    room_name: str
+    campus: str
+    start: str
+    end: str
+    arrive_by: str
+    technologist_id: str | None
+    channel: str
+
+
+class AppointmentOut(Listed):
+    """An appointment (table appointment) with its request, exam type and room."""
+
+    id: str
+    order_id: str
+    exam_code: str
+    accession_number: str
+    empi_id: str
+    room_id: str
+    technologist_id: str | None
+    start: str
+    end: str
+    status: str
+    channel: str
+    hold_expires_at: str | None
+    reason: str | None
+    booked_by: str | None
+    reminded_at: str | None
+    created_at: str
+    updated_at: str
+    exam_name: str
+    modality: str
+    patient: dict[str, Any]
+    special: dict[str, Any]
+    room_name: str
+
+
+class Appointments(BaseModel):
+    data: list[AppointmentOut]
+    count: int
+
+
+class PlanOut(BaseModel):
+    """An arrangement; `appointments` only when it was booked or held at once."""
+
+    model_config = ConfigDict(extra="allow")
+
+    same_day: bool
+    span_minutes: float
+    placements: list[PlacementOut]
+
+
+class ExamRequestOut(Listed):
+    """A requested exam (table exam_request) with its live appointment, if any."""
+
+    order_id: str
+    exam_code: str
+    accession_number: str
+    exam_name: str
+    modality: str
+    empi_id: str
+    patient: Any  # jsonb as stored
+    status: str
+    cancel_reason: str | None
+    created_at: str
+    appointment_id: str | None
+    appointment_status: str | None
+    start: str | None
+
+
+class ExamRequests(BaseModel):
+    data: list[ExamRequestOut]
+    count: int
+
+
+class HistoryEntry(Listed):
+    """One transition (table appointment_history)."""
+
+    at: str
+    event: str
+    from_status: str | None
+    to_status: str
+    actor: str | None
+    detail: Any  # jsonb as stored
+
+
+class History(BaseModel):
+    data: list[HistoryEntry]
+    count: int
+
+
+class NoShow(BaseModel):
+    appointment_id: str
+    start: str
+    exam_code: str
+    reason: str | None
+
+
+class NoShows(BaseModel):
+    empi_id: str
+    count: int
+    data: list[NoShow]
+
+
+class ReceiptOut(Listed):
+    """The receipt as data, in local time (5.3.5)."""
+
+    appointment_id: str
+    status: str
+    accession_number: str
+    patient: dict[str, Any]
+    exam: dict[str, Any]
+    date: str
+    start: str
+    end: str
+    time: str
+    arrive_by: str
+    place: str
+    room: dict[str, Any]
+    preparation: str
+    fasting: bool
+    route: str
+    steps: list[str]
+    timezone: str
+
+
+# problem() answers are Responses: FastAPI passes them on without the model.
+
+
 def placement_out(p: Placement) -> dict[str, Any]:
     return {
         "order_id": p.request.order_id,
@@ -106,7 +249,8 @@ async def _audit_read(
     )
 
 
-@router.get("/requests", summary="Exams waiting to be scheduled (or scheduled), by patient or order")
+@router.get("/requests", summary="Exams waiting to be scheduled (or scheduled), by patient or order",
+            response_model=ExamRequests)
 async def list_requests(
     conn: Conn,
     user: Reader,
@@ -130,7 +274,8 @@ async def list_requests(
     return {"data": data, "count": len(data)}
 
 
-@router.post("/find", summary="The earliest slot for one exam that satisfies every rule (6.1.5)")
+@router.post("/find", summary="The earliest slot for one exam that satisfies every rule (6.1.5)",
+             response_model=PlacementOut)
 async def find(body: FindBody, conn: Conn, s: SchedulerDep, user: Reader) -> Any:
     p = await booking.find_earliest(
         conn,
@@ -155,7 +300,8 @@ def plan_out(plan: Plan) -> dict[str, Any]:
     }
 
 
-@router.post("/arrange", summary="Arrange several exams of one patient close together in a valid order (6.1.5)")
+@router.post("/arrange", summary="Arrange several exams of one patient close together in a valid order (6.1.5)",
+             response_model=PlanOut)
 async def arrange(body: ArrangeBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request) -> Any:
     pairs = [(r.order_id, r.exam_code) for r in body.requests]
     for attempt in range(5):
@@ -181,7 +327,8 @@ async def arrange(body: ArrangeBody, conn: Conn, s: SchedulerDep, user: Booker, 
     raise AssertionError("unreachable")
 
 
-@router.post("/appointments", status_code=201, summary="Book or hold an exam: a given slot, or the earliest allowed")
+@router.post("/appointments", status_code=201, summary="Book or hold an exam: a given slot, or the earliest allowed",
+             response_model=AppointmentOut)
 async def book(body: BookBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request) -> Any:
     who = actor(user, request)
     if (body.room_id is None) != (body.start is None):
@@ -212,7 +359,8 @@ async def book(body: BookBody, conn: Conn, s: SchedulerDep, user: Booker, reques
     return appointment_out(a)
 
 
-@router.get("/appointments", summary="Appointments by patient, order, room, status or time")
+@router.get("/appointments", summary="Appointments by patient, order, room, status or time",
+            response_model=Appointments)
 async def list_appointments(
     conn: Conn,
     user: Reader,
@@ -233,7 +381,7 @@ async def list_appointments(
     return {"data": [appointment_out(a) for a in rows], "count": len(rows)}
 
 
-@router.get("/appointments/{appointment_id}", summary="One appointment")
+@router.get("/appointments/{appointment_id}", summary="One appointment", response_model=AppointmentOut)
 async def get_appointment(appointment_id: str, conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> Any:
     async with conn.transaction():
         await booking.expire_holds(conn, s.now())  # a read never shows a hold past its time
@@ -251,12 +399,14 @@ async def _transition(
     return appointment_out(a)
 
 
-@router.post("/appointments/{appointment_id}/confirm", summary="Confirm a hold: pending -> booked")
+@router.post("/appointments/{appointment_id}/confirm", summary="Confirm a hold: pending -> booked",
+             response_model=AppointmentOut)
 async def confirm(appointment_id: str, conn: Conn, s: SchedulerDep, user: Booker, request: Request) -> Any:
     return await _transition(conn, s, appointment_id, Action.BOOK, user, request)
 
 
-@router.post("/appointments/{appointment_id}/reschedule", summary="Move to another slot (or the earliest allowed)")
+@router.post("/appointments/{appointment_id}/reschedule", summary="Move to another slot (or the earliest allowed)",
+             response_model=AppointmentOut)
 async def reschedule(
     appointment_id: str, body: RescheduleBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
 ) -> Any:
@@ -273,49 +423,55 @@ async def reschedule(
     return appointment_out(a)
 
 
-@router.post("/appointments/{appointment_id}/cancel", summary="Cancel, keeping the reason")
+@router.post("/appointments/{appointment_id}/cancel", summary="Cancel, keeping the reason",
+             response_model=AppointmentOut)
 async def cancel(
     appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
 ) -> Any:
     return await _transition(conn, s, appointment_id, Action.CANCEL, user, request, body.reason)
 
 
-@router.post("/appointments/{appointment_id}/arrive", summary="The patient arrived at the imaging center")
+@router.post("/appointments/{appointment_id}/arrive", summary="The patient arrived at the imaging center",
+             response_model=AppointmentOut)
 async def arrive(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
     return await _transition(conn, s, appointment_id, Action.ARRIVE, user, request)
 
 
-@router.post("/appointments/{appointment_id}/check-in", summary="Checked in at the room")
+@router.post("/appointments/{appointment_id}/check-in", summary="Checked in at the room", response_model=AppointmentOut)
 async def check_in(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
     return await _transition(conn, s, appointment_id, Action.CHECK_IN, user, request)
 
 
-@router.post("/appointments/{appointment_id}/fulfil", summary="The exam was done")
+@router.post("/appointments/{appointment_id}/fulfil", summary="The exam was done", response_model=AppointmentOut)
 async def fulfil(appointment_id: str, conn: Conn, s: SchedulerDep, user: Desk, request: Request) -> Any:
     return await _transition(conn, s, appointment_id, Action.FULFIL, user, request)
 
 
-@router.post("/appointments/{appointment_id}/no-show", summary="Record a no-show, keeping the reason")
+@router.post("/appointments/{appointment_id}/no-show", summary="Record a no-show, keeping the reason",
+             response_model=AppointmentOut)
 async def no_show(
     appointment_id: str, body: OptionalReason, conn: Conn, s: SchedulerDep, user: Desk, request: Request
 ) -> Any:
     return await _transition(conn, s, appointment_id, Action.NO_SHOW, user, request, body.reason or "did not attend")
 
 
-@router.post("/appointments/{appointment_id}/entered-in-error", summary="Mark as entered in error")
+@router.post("/appointments/{appointment_id}/entered-in-error", summary="Mark as entered in error",
+             response_model=AppointmentOut)
 async def entered_in_error(
     appointment_id: str, body: ReasonBody, conn: Conn, s: SchedulerDep, user: Booker, request: Request
 ) -> Any:
     return await _transition(conn, s, appointment_id, Action.ERROR, user, request, body.reason)
 
 
-@router.get("/appointments/{appointment_id}/history", summary="Every transition of an appointment")
+@router.get("/appointments/{appointment_id}/history", summary="Every transition of an appointment",
+            response_model=History)
 async def history(appointment_id: str, conn: Conn, user: Reader) -> Any:
     rows = await appointments.history(conn, appointment_id)
     return {"data": [appointment_out(dict(r)) for r in rows], "count": len(rows)}
 
 
-@router.get("/patients/{empi_id}/no-shows", summary="A patient's no-shows, counted (5.3.4 (5))")
+@router.get("/patients/{empi_id}/no-shows", summary="A patient's no-shows, counted (5.3.4 (5))",
+            response_model=NoShows)
 async def patient_no_shows(empi_id: str, conn: Conn, user: Reader, request: Request) -> Any:
     rows = await appointments.list_for(conn, empi_id=empi_id, status="noshow")
     await audit.record_read(
@@ -350,7 +506,8 @@ async def _receipt(appointment_id: str, conn: Any, s: Any, user: Any, request: R
     return receipt.receipt(a, s.tz)
 
 
-@router.get("/appointments/{appointment_id}/receipt", summary="The receipt as data (5.3.5)")
+@router.get("/appointments/{appointment_id}/receipt", summary="The receipt as data (5.3.5)",
+            response_model=ReceiptOut)
 async def receipt_json(appointment_id: str, conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> Any:
     r = await _receipt(appointment_id, conn, s, user, request)
     return r if r is not None else problem(404, "Not Found", f"no appointment {appointment_id}")
