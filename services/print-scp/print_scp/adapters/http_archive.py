@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 
-from print_scp.adapters import archive
+from print_scp.adapters import archive, schemas
 from print_scp.adapters.deps import request_context
 from print_scp.adapters.http_films import client_ip, runtime
 from print_scp.domain import films_store
@@ -49,7 +49,7 @@ def archive_public(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/films/{film_id}/archive", summary="Whether the film reached the PACS, or why not yet")
+@router.get("/films/{film_id}/archive", response_model=schemas.ArchiveStatus, summary="Whether the film reached the PACS, or why not yet")
 async def archive_status(request: Request, film_id: str, user: Reader) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await film_row(conn, film_id)
@@ -58,7 +58,8 @@ async def archive_status(request: Request, film_id: str, user: Reader) -> dict[s
     return archive_public(row)
 
 
-@router.post("/films/{film_id}/archive", status_code=202, summary="Send the film to the PACS again, now")
+@router.post("/films/{film_id}/archive", status_code=202, response_model=schemas.ArchiveStatus,
+             summary="Send the film to the PACS again, now")
 async def archive_retry(request: Request, film_id: str, user: Retrier) -> dict[str, Any]:
     if runtime(request).archive is None:
         raise HTTPException(409, "no archive is configured (IMAGING_PRINT_ARCHIVE_AE_TITLE)")

@@ -18,7 +18,7 @@ from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from pydantic import BaseModel, Field
 
-from print_scp.adapters import film_decisions
+from print_scp.adapters import film_decisions, schemas
 from print_scp.adapters.deps import request_context
 from print_scp.adapters.listener import PrintRuntime
 from print_scp.domain import films_store, sharing
@@ -66,7 +66,7 @@ async def _film_or_404(conn: Any, film_id: str) -> Any:
     return row
 
 
-@router.get("/films", summary="Films by patient, accession or study (newest first)")
+@router.get("/films", response_model=schemas.FilmList, summary="Films by patient, accession or study (newest first)")
 async def list_films(
     request: Request, user: Viewer, patient_id: str | None = None, accession_number: str | None = None,
     study_instance_uid: str | None = None, match_status: Literal["matched", "review", "pending"] | None = None,
@@ -86,7 +86,7 @@ async def list_films(
     return {"data": [film_public(r) for r in rows], "count": count}
 
 
-@router.get("/films/{film_id}", summary="One film with its print facts and match")
+@router.get("/films/{film_id}", response_model=schemas.Film, summary="One film with its print facts and match")
 async def get_film(request: Request, film_id: str, user: Viewer) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
@@ -129,7 +129,7 @@ class ManualMatch(BaseModel):
     note: str | None = Field(None, max_length=500)
 
 
-@router.post("/films/{film_id}/match", summary="Attach a film from the review list to a study by hand")
+@router.post("/films/{film_id}/match", response_model=schemas.Film, summary="Attach a film from the review list to a study by hand")
 async def match_film(request: Request, film_id: str, body: ManualMatch, user: Matcher) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
@@ -156,7 +156,7 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
     return film_public(row)
 
 
-@router.post("/films/{film_id}/handover", summary="Mark a film printed and handed to the patient")
+@router.post("/films/{film_id}/handover", response_model=schemas.Film, summary="Mark a film printed and handed to the patient")
 async def hand_over(request: Request, film_id: str, user: Desk) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
@@ -175,7 +175,7 @@ class ShareRequest(BaseModel):
     check: Literal["phone-last4", "id-last4"] = "phone-last4"
 
 
-@router.post("/shares", status_code=201, summary="A cloud-film link (and QR code) with a validity period")
+@router.post("/shares", status_code=201, response_model=schemas.Share, summary="A cloud-film link (and QR code) with a validity period")
 async def create_share(request: Request, body: ShareRequest, user: Sharer) -> dict[str, Any]:
     rt = runtime(request)
     if body.valid_days > rt.settings.print_share_max_days:
