@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from imaging_common import audit
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Ctx, Reader, Reporter
 from reporting.adapters.http_reports import report_body
 from reporting.domain import exams, films, patients, qc, reports
@@ -22,7 +22,8 @@ router = APIRouter(tags=["reporting"])
 
 # ---- worklist and exams --------------------------------------------------------------------------
 
-@router.get("/worklist", summary="Exams to report (unreported and in progress), urgent first")
+@router.get("/worklist", summary="Exams to report (unreported and in progress), urgent first",
+            response_model=schemas.Worklist)
 async def worklist(ctx: Ctx, request: Request, user: Reader, modality: str | None = None,
                    state: Annotated[list[str] | None, Query()] = None, include_reported: bool = False,
                    limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
@@ -34,7 +35,8 @@ async def worklist(ctx: Ctx, request: Request, user: Reader, modality: str | Non
     return {"data": [deps.jsonable(r) for r in rows], "count": len(rows)}
 
 
-@router.get("/exams/{accession_number}", summary="An exam, its report, the caller's next steps and priors")
+@router.get("/exams/{accession_number}", summary="An exam, its report, the caller's next steps and priors",
+            response_model=schemas.ExamView)
 async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         exam = await exams.exam_by_accession(conn, accession_number)
@@ -61,7 +63,8 @@ async def exam_view(accession_number: str, ctx: Ctx, request: Request, user: Rea
     return body
 
 
-@router.post("/qc", summary="Run pre-sign QC on unsaved content (the editor checks as you type)")
+@router.post("/qc", summary="Run pre-sign QC on unsaved content (the editor checks as you type)",
+             response_model=schemas.QCResult)
 async def check_content(ctx: Ctx, user: Reporter, accession_number: Annotated[str, Body()],
                         content: Annotated[ReportContent, Body()],
                         template_id: Annotated[str | None, Body()] = None) -> dict[str, Any]:

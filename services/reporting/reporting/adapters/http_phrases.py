@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from reporting.adapters import schemas
 from reporting.adapters.deps import Ctx, Reporter
 from reporting.domain import phrases as phrases_store
 
@@ -21,14 +22,15 @@ class PhraseCreate(BaseModel):
     department: str | None = None  # set: a department phrase (senior/admin); unset: the caller's own
 
 
-@router.get("/phrases", summary="The caller's phrases and the department's")
+@router.get("/phrases", summary="The caller's phrases and the department's", response_model=schemas.Phrases)
 async def phrases(ctx: Ctx, user: Reporter, modality: str | None = None, section: str | None = None) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await phrases_store.visible_to(conn, user.username, modality=modality, section=section)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
-@router.post("/phrases", status_code=201, summary="Add a phrase (own, or a department phrase for seniors)")
+@router.post("/phrases", status_code=201, summary="Add a phrase (own, or a department phrase for seniors)",
+             response_model=schemas.Phrase)
 async def add_phrase(body: PhraseCreate, ctx: Ctx, user: Reporter) -> dict[str, Any]:
     if body.department and "senior-radiologist" not in user.roles:
         raise HTTPException(403, "department phrases are kept by senior radiologists")

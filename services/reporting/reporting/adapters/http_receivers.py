@@ -9,7 +9,7 @@ from imaging_common import audit
 from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Ctx, Ops
 from reporting.domain import deliveries
 
@@ -30,7 +30,8 @@ class ReceiverPut(BaseModel):
     enabled: bool = True
 
 
-@router.put("/receivers/{receiver_id}", summary="Configure an HL7 (MLLP) or FHIR receiver")
+@router.put("/receivers/{receiver_id}", summary="Configure an HL7 (MLLP) or FHIR receiver",
+            response_model=schemas.Receiver)
 async def put_receiver(receiver_id: str, body: ReceiverPut, ctx: Ctx, request: Request, user: Ops) -> dict[str, Any]:
     if body.kind == "hl7" and not (body.host and body.port):
         raise HTTPException(422, "an HL7 receiver needs host and port")
@@ -48,14 +49,15 @@ async def put_receiver(receiver_id: str, body: ReceiverPut, ctx: Ctx, request: R
     return receiver.__dict__
 
 
-@router.get("/receivers", summary="Configured receivers")
+@router.get("/receivers", summary="Configured receivers", response_model=schemas.Receivers)
 async def list_receivers(ctx: Ctx, user: Ops) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await deliveries.receivers(conn, enabled_only=False)
     return {"data": [r.__dict__ for r in rows], "count": len(rows)}
 
 
-@router.get("/deliveries", summary="The delivery queue; status=dead lists what needs a person")
+@router.get("/deliveries", summary="The delivery queue; status=dead lists what needs a person",
+            response_model=schemas.Deliveries)
 async def list_deliveries(ctx: Ctx, user: Ops, status: Literal["pending", "sending", "delivered", "dead"] | None = None,
                           report_id: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
@@ -64,7 +66,8 @@ async def list_deliveries(ctx: Ctx, user: Ops, status: Literal["pending", "sendi
     return {"data": [deps.jsonable(r) for r in rows], "count": len(rows), "by_status": counts}
 
 
-@router.post("/deliveries/{delivery_id}/retry", summary="Put a dead delivery back in line")
+@router.post("/deliveries/{delivery_id}/retry", summary="Put a dead delivery back in line",
+             response_model=schemas.DeliveryStatus)
 async def retry_delivery(delivery_id: int, ctx: Ctx, request: Request, user: Ops) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():

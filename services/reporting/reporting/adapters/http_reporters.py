@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from imaging_common import audit
 from pydantic import BaseModel
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Admin, Ctx, Senior
 from reporting.domain import reporters
 
@@ -20,7 +20,8 @@ class ReporterPut(BaseModel):
     display_name: str | None = None
 
 
-@router.put("/reporters/{username}", summary="Register a reporter as trainee, AI system or radiologist")
+@router.put("/reporters/{username}", summary="Register a reporter as trainee, AI system or radiologist",
+            response_model=schemas.Reporter)
 async def put_reporter(username: str, body: ReporterPut, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -31,7 +32,7 @@ async def put_reporter(username: str, body: ReporterPut, ctx: Ctx, request: Requ
     return {"username": username, **body.model_dump()}
 
 
-@router.get("/reporters", summary="Registered trainees, AI systems and radiologists")
+@router.get("/reporters", summary="Registered trainees, AI systems and radiologists", response_model=schemas.Reporters)
 async def list_reporters(ctx: Ctx, user: Senior) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await reporters.listing(conn)

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from imaging_common import audit
 from pydantic import BaseModel, Field
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Ctx, Reader, Reporter, Stepper
 from reporting.adapters.hl7_oru import build_oru
 from reporting.domain import exams, qc, reports, signing
@@ -37,7 +37,7 @@ class StepRequest(BaseModel):
 
 @router.post("/exams/{accession_number}/report/{action}",
              summary="Take a workflow step: save, preliminary, final, return, consult, close-consultation, "
-                     "sign-amended, withdraw, cancel")
+                     "sign-amended, withdraw, cancel", response_model=schemas.StepOut)
 async def step(accession_number: str, action: str, ctx: Ctx, request: Request, user: Stepper,
                body: StepRequest | None = None) -> dict[str, Any]:
     try:
@@ -77,7 +77,8 @@ async def report_body(conn: asyncpg.Connection, report: asyncpg.Record) -> dict[
     return {**deps.jsonable(dict(report)), "content": content, "template": template.model_dump(),
             "qc": [i.public() for i in issues], "critical_findings": [deps.jsonable(dict(c)) for c in criticals]}
 
-@router.get("/reports/{report_id}", summary="A report with its current content, QC and critical findings")
+@router.get("/reports/{report_id}", summary="A report with its current content, QC and critical findings",
+            response_model=schemas.ReportView)
 async def report_view(report_id: str, ctx: Ctx, request: Request, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         report = await deps.report_or_404(conn, report_id)
@@ -86,7 +87,8 @@ async def report_view(report_id: str, ctx: Ctx, request: Request, user: Reader) 
     return body
 
 
-@router.get("/reports/{report_id}/versions", summary="Revision history: every save, who, when, which step")
+@router.get("/reports/{report_id}/versions", summary="Revision history: every save, who, when, which step",
+            response_model=schemas.Versions)
 async def versions(report_id: str, ctx: Ctx, request: Request, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         report = await deps.report_or_404(conn, report_id)
@@ -95,7 +97,8 @@ async def versions(report_id: str, ctx: Ctx, request: Request, user: Reader) -> 
     return {"data": [deps.jsonable(r) for r in rows], "count": len(rows)}
 
 
-@router.get("/reports/{report_id}/versions/{version}", summary="One version's content")
+@router.get("/reports/{report_id}/versions/{version}", summary="One version's content",
+            response_model=schemas.VersionView)
 async def version_view(report_id: str, version: int, ctx: Ctx, request: Request, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         report = await deps.report_or_404(conn, report_id)
@@ -108,7 +111,8 @@ async def version_view(report_id: str, version: int, ctx: Ctx, request: Request,
     return body
 
 
-@router.get("/reports/{report_id}/diff", summary="Changes between any two versions, and who made each")
+@router.get("/reports/{report_id}/diff", summary="Changes between any two versions, and who made each",
+            response_model=schemas.DiffOut)
 async def version_diff(report_id: str, ctx: Ctx, request: Request, user: Reader,
                        from_version: int = Query(..., alias="from", ge=1),
                        to_version: int = Query(..., alias="to", ge=1)) -> dict[str, Any]:
@@ -154,7 +158,8 @@ def _hl7apy_problem(er7: str) -> str | None:
     return None
 
 
-@router.get("/search", summary="Reports by structured field value or code (data, not text search)")
+@router.get("/search", summary="Reports by structured field value or code (data, not text search)",
+            response_model=schemas.SearchHits)
 async def search(ctx: Ctx, request: Request, user: Reader, field_id: str | None = None, value: str | None = None,
                  code: str | None = None, min_number: float | None = None, max_number: float | None = None,
                  limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -181,7 +186,8 @@ class AmendmentReview(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
-@router.post("/reports/{report_id}/amendments", summary="Ask for a signed report to be changed, with a reason")
+@router.post("/reports/{report_id}/amendments", summary="Ask for a signed report to be changed, with a reason",
+             response_model=schemas.StepOut)
 async def request_amendment(report_id: str, body: AmendmentRequest, ctx: Ctx, request: Request,
                             user: Stepper) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
@@ -196,7 +202,8 @@ async def request_amendment(report_id: str, body: AmendmentRequest, ctx: Ctx, re
     return result.__dict__
 
 
-@router.post("/reports/{report_id}/amendments/review", summary="Decide an amendment request (senior)")
+@router.post("/reports/{report_id}/amendments/review", summary="Decide an amendment request (senior)",
+             response_model=schemas.StepOut)
 async def review_amendment(report_id: str, body: AmendmentReview, ctx: Ctx, request: Request,
                            user: Stepper) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
@@ -212,7 +219,8 @@ async def review_amendment(report_id: str, body: AmendmentReview, ctx: Ctx, requ
     return result.__dict__
 
 
-@router.get("/reports/{report_id}/amendments", summary="Amendment requests and decisions, with reasons")
+@router.get("/reports/{report_id}/amendments", summary="Amendment requests and decisions, with reasons",
+            response_model=schemas.Amendments)
 async def amendments(report_id: str, ctx: Ctx, user: Stepper) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await reports.amendments(conn, report_id)
@@ -223,7 +231,8 @@ class NoteCreate(BaseModel):
     note: str = Field(min_length=1, max_length=4000)
 
 
-@router.post("/reports/{report_id}/consultation-notes", summary="A consultation participant's opinion")
+@router.post("/reports/{report_id}/consultation-notes", summary="A consultation participant's opinion",
+             response_model=schemas.ConsultationNote)
 async def add_note(report_id: str, body: NoteCreate, ctx: Ctx, request: Request, user: Reporter) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         report = await deps.report_or_404(conn, report_id)
@@ -236,7 +245,8 @@ async def add_note(report_id: str, body: NoteCreate, ctx: Ctx, request: Request,
     return deps.jsonable(dict(row))
 
 
-@router.get("/reports/{report_id}/consultation-notes", summary="The consultation's discussion")
+@router.get("/reports/{report_id}/consultation-notes", summary="The consultation's discussion",
+            response_model=schemas.ConsultationNotes)
 async def notes(report_id: str, ctx: Ctx, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await reports.consultation_notes(conn, report_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Admin, Ctx, Reader, Reporter, Senior
 from reporting.domain import reports, signing
 
@@ -18,7 +18,8 @@ router = APIRouter(tags=["reporting"])
 
 # ---- signatures ------------------------------------------------------------------------------------
 
-@router.get("/reports/{report_id}/verify", summary="Prove the report was not changed after signing (logged)")
+@router.get("/reports/{report_id}/verify", summary="Prove the report was not changed after signing (logged)",
+            response_model=schemas.Verification)
 async def verify(report_id: str, ctx: Ctx, request: Request,
                  user: Annotated[Principal, Depends(require_roles("radiologist", "senior-radiologist", "admin",
                                                                  "clinician"))],
@@ -29,14 +30,15 @@ async def verify(report_id: str, ctx: Ctx, request: Request,
     return result
 
 
-@router.get("/reports/{report_id}/signatures", summary="Signatures of a report")
+@router.get("/reports/{report_id}/signatures", summary="Signatures of a report", response_model=schemas.Signatures)
 async def signatures(report_id: str, ctx: Ctx, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await signing.signatures_of(conn, report_id)
     return {"data": [deps.jsonable(dict(r)) for r in rows], "count": len(rows)}
 
 
-@router.get("/signature-log", summary="Every signing and verification (standard 10.2.4)")
+@router.get("/signature-log", summary="Every signing and verification (standard 10.2.4)",
+            response_model=schemas.SignatureLog)
 async def signature_log(ctx: Ctx, user: Senior, report_id: str | None = None,
                         limit: int = Query(200, ge=1, le=5000)) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
@@ -47,7 +49,7 @@ async def signature_log(ctx: Ctx, user: Senior, report_id: str | None = None,
     return {"data": data, "count": len(data)}
 
 
-@router.get("/signing-keys", summary="Users' public signing keys")
+@router.get("/signing-keys", summary="Users' public signing keys", response_model=schemas.SigningKeys)
 async def signing_keys(ctx: Ctx, user: Senior) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await signing.keys(conn)
@@ -55,7 +57,7 @@ async def signing_keys(ctx: Ctx, user: Senior) -> dict[str, Any]:
 
 
 @router.post("/signing-keys", status_code=201, summary="Enrol: make the caller's signing key (pending approval "
-             "when IMAGING_REPORTING_REQUIRE_KEY_APPROVAL)")
+             "when IMAGING_REPORTING_REQUIRE_KEY_APPROVAL)", response_model=schemas.KeyStatus)
 async def enrol_key(ctx: Ctx, request: Request, user: Reporter) -> dict[str, Any]:
     settings = deps.settings_of(ctx)
     async with ctx.pool.acquire() as conn:
@@ -70,7 +72,8 @@ async def enrol_key(ctx: Ctx, request: Request, user: Reporter) -> dict[str, Any
     return {"key_id": key.key_id, "status": "pending" if settings.reporting_require_key_approval else "active"}
 
 
-@router.post("/signing-keys/{key_id}/approve", summary="Approve a pending signing key (standard 10.2.4 (1))")
+@router.post("/signing-keys/{key_id}/approve", summary="Approve a pending signing key (standard 10.2.4 (1))",
+             response_model=schemas.KeyStatus)
 async def approve_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -81,7 +84,8 @@ async def approve_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> d
     return {"key_id": key_id, "status": "active"}
 
 
-@router.post("/signing-keys/{key_id}/revoke", summary="Revoke a key (the user gets a new one on next signing)")
+@router.post("/signing-keys/{key_id}/revoke", summary="Revoke a key (the user gets a new one on next signing)",
+             response_model=schemas.KeyStatus)
 async def revoke_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from reporting.adapters import schemas
 from reporting.adapters.deps import Ctx, Senior
 from reporting.domain import stats
 
@@ -15,7 +16,8 @@ router = APIRouter(tags=["reporting"])
 
 # ---- statistics --------------------------------------------------------------------------------------
 
-@router.get("/statistics", summary="Turnaround per stage, positive rate per modality/doctor, amendment rate")
+@router.get("/statistics", summary="Turnaround per stage, positive rate per modality/doctor, amendment rate",
+            response_model=schemas.Statistics)
 async def statistics(ctx: Ctx, user: Senior, since: datetime | None = None,
                      until: datetime | None = None) -> dict[str, Any]:
     until = until or datetime.now(UTC)

@@ -10,7 +10,7 @@ from imaging_common import audit
 from imaging_common.auth import Principal
 from imaging_common.service import ServiceContext
 
-from reporting.adapters import deps
+from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Ctx, Reader, Senior
 from reporting.domain import templates as template_store
 from reporting.domain.templates import MRRTError, TemplateCreate, from_mrrt
@@ -20,14 +20,15 @@ router = APIRouter(tags=["reporting"])
 
 # ---- templates, phrases, reporters ---------------------------------------------------------------
 
-@router.get("/templates", summary="Templates, optionally for a modality / body part")
+@router.get("/templates", summary="Templates, optionally for a modality / body part", response_model=schemas.Templates)
 async def templates(ctx: Ctx, user: Reader, modality: str | None = None) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         rows = await template_store.listing(conn, modality)
     return {"data": [dict(r) for r in rows], "count": len(rows)}
 
 
-@router.get("/templates/{template_id}", summary="A template with its sections and typed fields")
+@router.get("/templates/{template_id}", summary="A template with its sections and typed fields",
+            response_model=schemas.TemplateView)
 async def template_view(template_id: str, ctx: Ctx, user: Reader) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
         row = await template_store.stored(conn, template_id)
@@ -48,7 +49,7 @@ async def _store_template(ctx: ServiceContext, template: TemplateCreate, source:
     return template.model_dump()
 
 
-@router.put("/templates/{template_id}", summary="Create or replace a template")
+@router.put("/templates/{template_id}", summary="Create or replace a template", response_model=schemas.TemplateStored)
 async def put_template(template_id: str, body: TemplateCreate, ctx: Ctx, request: Request,
                        user: Senior) -> dict[str, Any]:
     if body.id != template_id:
@@ -56,7 +57,8 @@ async def put_template(template_id: str, body: TemplateCreate, ctx: Ctx, request
     return await _store_template(ctx, body, "native", user, request)
 
 
-@router.post("/templates/mrrt", summary="Import an IHE MRRT (HTML5) template (body: the HTML document)")
+@router.post("/templates/mrrt", summary="Import an IHE MRRT (HTML5) template (body: the HTML document)",
+             response_model=schemas.TemplateStored)
 async def import_mrrt(ctx: Ctx, request: Request, user: Senior, modality: str | None = None,
                       body_part: str | None = None, template_id: str | None = None) -> dict[str, Any]:
     raw = await request.body()
