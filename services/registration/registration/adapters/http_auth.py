@@ -19,6 +19,7 @@ from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, request_context
 from pydantic import BaseModel, Field
 
+from registration.adapters import schemas
 from registration.domain import staff
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ async def logout(user: Staff, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/auth/me", summary="The logged-in staff member")
+@router.get("/auth/me", response_model=schemas.Me, summary="The logged-in staff member")
 async def me(user: Staff, request: Request) -> dict[str, Any]:
     body = user.public()
     async with request_context(request).pool.acquire() as conn:
@@ -144,7 +145,7 @@ async def me(user: Staff, request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("/auth/jwks", summary="Public keys that verify access tokens (JWKS)")
+@router.get("/auth/jwks", response_model=schemas.Jwks, summary="Public keys that verify access tokens (JWKS)")
 async def get_jwks(request: Request) -> JSONResponse:
     return JSONResponse(jwks(_issuer(request_context(request)).key.public), headers={"Cache-Control": "max-age=300"})
 
@@ -154,7 +155,7 @@ async def well_known_jwks(request: Request) -> JSONResponse:
     return await get_jwks(request)
 
 
-@router.post("/auth/users", status_code=201, summary="Create a staff account (admin)")
+@router.post("/auth/users", status_code=201, response_model=schemas.NewStaffAccount, summary="Create a staff account (admin)")
 async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         try:
@@ -172,14 +173,14 @@ async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[
     return result
 
 
-@router.get("/auth/users", summary="List staff accounts (admin)")
+@router.get("/auth/users", response_model=schemas.StaffAccountList, summary="List staff accounts (admin)")
 async def list_users(admin: Admin, request: Request) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn:
         users = await staff.list_users(conn)
     return {"data": [u.public() for u in users], "count": len(users)}
 
 
-@router.patch("/auth/users/{user_id}", summary="Change roles, activate/deactivate, unlock (admin)")
+@router.patch("/auth/users/{user_id}", response_model=schemas.StaffAccount, summary="Change roles, activate/deactivate, unlock (admin)")
 async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Request) -> dict[str, Any]:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -200,7 +201,7 @@ async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Req
     return user.public()
 
 
-@router.post("/auth/users/{user_id}/unlock", summary="Lift the login pauses and delay on an account (admin)")
+@router.post("/auth/users/{user_id}/unlock", response_model=schemas.StaffAccount, summary="Lift the login pauses and delay on an account (admin)")
 async def unlock_user(user_id: str, admin: Admin, request: Request) -> dict[str, Any]:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -213,7 +214,7 @@ async def unlock_user(user_id: str, admin: Admin, request: Request) -> dict[str,
     return user.public()
 
 
-@router.get("/audit", summary="Audit log, newest first (admin)")
+@router.get("/audit", response_model=schemas.AuditList, summary="Audit log, newest first (admin)")
 async def audit_log(
     admin: Admin, request: Request, limit: int = Query(100, ge=1, le=1000), before_seq: int | None = None,
     actor: str | None = None, patient_id: str | None = None, action: str | None = None,

@@ -17,6 +17,7 @@ from imaging_common.events.types import ExamItem, SpecialConditions
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from registration.adapters import schemas
 from registration.adapters.deps import request_context
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
@@ -134,7 +135,7 @@ def _not_found(exc: store.EmpiError) -> HTTPException:
     return HTTPException(404 if isinstance(exc, store.PersonNotFound) or "no " in str(exc) else 409, str(exc))
 
 
-@router.post("/patients", tags=["patients"], status_code=201,
+@router.post("/patients", tags=["patients"], status_code=201, response_model=schemas.Registered,
              summary="Register a patient: linked to the person it matches, or a new person (+ review items)")
 async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
@@ -163,7 +164,7 @@ async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> d
     return {"data": data, "count": len(data)}
 
 
-@router.get("/patients", tags=["patients"], summary="Search by name, pinyin, ID/card number or phone (masked IDs)")
+@router.get("/patients", tags=["patients"], response_model=schemas.PatientList, summary="Search by name, pinyin, ID/card number or phone (masked IDs)")
 async def search_patients(request: Request, user: Readers,
                           q: Annotated[str, Query(min_length=1, max_length=64)],
                           limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
@@ -178,13 +179,13 @@ class SearchIn(BaseModel):
     limit: int = Field(20, ge=1, le=100)
 
 
-@router.post("/patients/search", tags=["patients"],
+@router.post("/patients/search", tags=["patients"], response_model=schemas.PatientList,
              summary="The same search with the query in the body, so ID numbers stay out of URLs and proxy logs")
 async def search_patients_post(body: SearchIn, request: Request, user: Readers) -> dict[str, Any]:
     return await search_patients(request, user, body.q, body.limit)
 
 
-@router.get("/patients/{empi_id}", tags=["patients"], summary="One patient (by EMPI id or PatientID); audited")
+@router.get("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientDetail, summary="One patient (by EMPI id or PatientID); audited")
 async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -195,7 +196,7 @@ async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str
     return patient_domain.detail(person)
 
 
-@router.put("/patients/{empi_id}", tags=["patients"], summary="Correct a patient's data (a new source record)")
+@router.put("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientChanged, summary="Correct a patient's data (a new source record)")
 async def update_patient(empi_id: str, body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -218,7 +219,7 @@ async def list_pending_changes(request: Request, user: DeskStaff,
     return {"data": data, "count": len(data)}
 
 
-@router.post("/pending-changes/{change_id}/{decision}", tags=["patients"],
+@router.post("/pending-changes/{change_id}/{decision}", tags=["patients"], response_model=schemas.PatientChanged,
              summary="Confirm (patient.updated follows) or reject a pending change of who a patient is")
 async def decide_pending_change(change_id: str, decision: Literal["confirm", "reject"], request: Request,
                                 user: DeskStaff) -> dict[str, Any]:
@@ -279,7 +280,7 @@ async def resolve_review(review_id: str, body: ResolveIn, request: Request, user
         raise HTTPException(409 if "already" in str(exc) else 404, str(exc)) from None
 
 
-@router.post("/patients/merge", tags=["duplicates"], summary="Merge two persons (admin)")
+@router.post("/patients/merge", tags=["duplicates"], response_model=schemas.Merged, summary="Merge two persons (admin)")
 async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -291,7 +292,8 @@ async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[
     return {"survivor": patient_domain.detail(person)}
 
 
-@router.post("/patients/{empi_id}/unmerge", tags=["duplicates"], summary="Undo a merge (admin)")
+@router.post("/patients/{empi_id}/unmerge", tags=["duplicates"], response_model=schemas.Unmerged,
+             summary="Undo a merge (admin)")
 async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user: Admins) -> dict[str, Any]:
     ctx = request_context(request)
     try:

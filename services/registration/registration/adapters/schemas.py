@@ -1,0 +1,144 @@
+"""What the JSON routes answer (issue 20 item 4): OpenAPI documents these, FastAPI checks the answers.
+
+A model names the fields clients read; `extra="allow"` passes on any other field as it is, so a field
+added later still reaches clients (a response model otherwise drops what it does not name). Times the
+code formats itself (isoformat()) are `str`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PatientSummary(Out):
+    """What a list shows (patients.summary): masked ID and phone."""
+
+    empi_id: str
+    patient_id: str
+    name: str
+    name_latin: str | None
+    birth_date: date | None
+    age: int | None
+    sex: str
+    id_type: str | None
+    id_number_masked: str | None
+    phone_masked: str | None
+    address: str | None
+    verified: bool
+    status: str
+
+
+class Identifier(Out):
+    type: str
+    value: str
+    valid: bool
+
+
+class PatientDetail(PatientSummary):
+    """One patient opened by a clerk (patients.detail): the full record."""
+
+    id_number: str | None
+    phone: str | None
+    postcode: str | None
+    merged_into: str | None
+    version: int
+    identifiers: list[Identifier]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PatientList(Out):
+    data: list[PatientSummary]
+    count: int
+
+
+class Registered(Out):
+    outcome: str
+    patient: PatientDetail
+    review_ids: list[Any]
+    changed: Any
+    pending: dict[str, Any] | None  # a link held until the desk confirms it: {id, changes}
+
+
+class PatientChanged(Out):
+    patient: PatientDetail
+    changed: Any
+
+
+class Merged(Out):
+    survivor: PatientDetail
+
+
+class Unmerged(Merged):
+    restored: PatientDetail
+
+
+class Caller(Out):
+    """The token's principal (Principal.public), with the stored account when there is one."""
+
+    user_id: str
+    username: str
+    display_name: str | None
+    roles: list[str]
+    session_id: str | None
+    issuer: str | None
+
+
+class StaffAccount(Out):
+    """A staff account (StaffUser.public): never the password or TOTP secret."""
+
+    id: str
+    username: str
+    display_name: str | None
+    roles: list[str]
+    active: bool
+    failed_logins: int
+    locked_until: str | None
+    last_login_at: str | None
+    created_at: str
+
+
+class Me(Caller):
+    """`account` (a StaffAccount) is added when the token's user is stored; absent otherwise, never null."""
+
+
+class StaffAccountList(Out):
+    data: list[StaffAccount]
+    count: int
+
+
+class NewStaffAccount(Out):
+    user: StaffAccount
+    totp_secret: str
+    totp_uri: str
+    # `password` is added only when it was generated; absent otherwise, never null.
+
+
+class Jwks(Out):
+    keys: list[dict[str, Any]]
+
+
+class AuditEntry(Out):
+    seq: int
+    occurred_at: str
+    service: str
+    actor: str
+    action: str
+    entity: str
+    entity_id: str | None
+    patient_id: str | None
+    source_ip: str | None
+    outcome: str | None
+    detail: Any
+    row_hash: str
+
+
+class AuditList(Out):
+    data: list[AuditEntry]
+    count: int
