@@ -68,7 +68,7 @@ async def event_producer(
 ) -> AsyncIterator[Callable[[Any, str], Awaitable[None]]]:
     """Another service's outbox and relay in a schema of its own, publishing onto the session's
     exchange: yields `emit(model, subject)`, which commits one event as that service would."""
-    from imaging_common import db
+    import imaging_common.db as db
     from imaging_common.events import EventBus, publish
 
     conn = await asyncpg.connect(database_url)

@@ -110,24 +110,26 @@ def peers_router() -> APIRouter:
         if registry is not None:
             await registry.refresh()
 
-    @router.get("", summary="List the known peers of this service's protocol ports", dependencies=[operator])
-    async def list_peers(request: Request) -> PeerList:
+    @router.get("", summary="List the known peers of this service's protocol ports", dependencies=[operator],
+                response_model=PeerList)
+    async def list_peers(request: Request) -> dict[str, Any]:
         ctx = ctx_of(request)
         async with ctx.pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM known_peer ORDER BY peer_id")
         return {"data": [Peer.from_row(r).public() for r in rows], "count": len(rows),
                 "modes": ctx.settings.peer_modes()}
 
-    @router.get("/{peer_id}", summary="One known peer", dependencies=[operator])
-    async def get_peer(request: Request, peer_id: PeerId) -> PeerOut:
+    @router.get("/{peer_id}", summary="One known peer", dependencies=[operator], response_model=PeerOut)
+    async def get_peer(request: Request, peer_id: PeerId) -> dict[str, Any]:
         async with ctx_of(request).pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM known_peer WHERE peer_id = $1", peer_id)
         if row is None:
             raise HTTPException(404, f"no known peer {peer_id}")
         return Peer.from_row(row).public()
 
-    @router.put("/{peer_id}", summary="Register or change a known peer", dependencies=[operator])
-    async def put_peer(request: Request, peer_id: PeerId, body: PeerIn) -> PeerOut:
+    @router.put("/{peer_id}", summary="Register or change a known peer", dependencies=[operator],
+                response_model=PeerOut)
+    async def put_peer(request: Request, peer_id: PeerId, body: PeerIn) -> dict[str, Any]:
         ctx = ctx_of(request)
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
