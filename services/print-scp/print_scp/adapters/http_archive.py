@@ -49,7 +49,8 @@ def archive_public(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/films/{film_id}/archive", response_model=schemas.ArchiveStatus, summary="Whether the film reached the PACS, or why not yet")
+@router.get("/films/{film_id}/archive", response_model=schemas.ArchiveStatus,
+            summary="Whether the film reached the PACS, or why not yet")
 async def archive_status(request: Request, film_id: str, user: Reader) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await film_row(conn, film_id)

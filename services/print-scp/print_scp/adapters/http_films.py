@@ -129,7 +129,8 @@ class ManualMatch(BaseModel):
     note: str | None = Field(None, max_length=500)
 
 
-@router.post("/films/{film_id}/match", response_model=schemas.Film, summary="Attach a film from the review list to a study by hand")
+@router.post("/films/{film_id}/match", response_model=schemas.Film,
+             summary="Attach a film from the review list to a study by hand")
 async def match_film(request: Request, film_id: str, body: ManualMatch, user: Matcher) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
@@ -156,7 +157,8 @@ async def match_film(request: Request, film_id: str, body: ManualMatch, user: Ma
     return film_public(row)
 
 
-@router.post("/films/{film_id}/handover", response_model=schemas.Film, summary="Mark a film printed and handed to the patient")
+@router.post("/films/{film_id}/handover", response_model=schemas.Film,
+             summary="Mark a film printed and handed to the patient")
 async def hand_over(request: Request, film_id: str, user: Desk) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         row = await _film_or_404(conn, film_id)
@@ -175,7 +177,8 @@ class ShareRequest(BaseModel):
     check: Literal["phone-last4", "id-last4"] = "phone-last4"
 
 
-@router.post("/shares", status_code=201, response_model=schemas.Share, summary="A cloud-film link (and QR code) with a validity period")
+@router.post("/shares", status_code=201, response_model=schemas.Share,
+             summary="A cloud-film link (and QR code) with a validity period")
 async def create_share(request: Request, body: ShareRequest, user: Sharer) -> dict[str, Any]:
     rt = runtime(request)
     if body.valid_days > rt.settings.print_share_max_days:

@@ -39,7 +39,8 @@ def _device(row: Any) -> dict[str, Any]:
             "created_by": row["created_by"], "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None}
 
 
-@router.post("/admin/kiosks", status_code=201, response_model=schemas.KioskDeviceWithKey, summary="Register a kiosk device; its key is shown this once")
+@router.post("/admin/kiosks", status_code=201, response_model=schemas.KioskDeviceWithKey,
+             summary="Register a kiosk device; its key is shown this once")
 async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> dict[str, Any]:
     key = kiosk.new_device_key()
     async with request_context(request).pool.acquire() as conn, conn.transaction():
@@ -51,7 +52,8 @@ async def register_kiosk(request: Request, body: DeviceIn, user: KioskAdmin) -> 
     return {**_device(row), "key": key}
 
 
-@router.get("/admin/kiosks", response_model=schemas.KioskDeviceList, summary="Registered kiosk devices (never their keys)")
+@router.get("/admin/kiosks", response_model=schemas.KioskDeviceList,
+            summary="Registered kiosk devices (never their keys)")
 async def list_kiosks(request: Request, user: KioskAdmin) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn:
         rows = await kiosk.devices(conn)
@@ -72,7 +74,8 @@ class SlipRequest(BaseModel):
     accession_number: str = Field(min_length=1, max_length=64)
 
 
-@router.post("/slips", status_code=201, response_model=schemas.Slip, summary="The patient's film slip: a token (and QR code) the kiosk scans")
+@router.post("/slips", status_code=201, response_model=schemas.Slip,
+             summary="The patient's film slip: a token (and QR code) the kiosk scans")
 async def issue_slip(request: Request, body: SlipRequest, user: Desk) -> dict[str, Any]:
     days = runtime(request).settings.print_slip_valid_days
     token, slip_id = kiosk.new_slip_token(), str(uuid.uuid4())

@@ -42,7 +42,8 @@ class Verify(BaseModel):
     answer: str = Field(min_length=1, max_length=20)
 
 
-@router.post("/cloud-film/verify", response_model=schemas.ShareGrant, summary="Open a cloud-film link: identity check, then a 15-minute grant")
+@router.post("/cloud-film/verify", response_model=schemas.ShareGrant,
+             summary="Open a cloud-film link: identity check, then a 15-minute grant")
 async def verify_share(request: Request, body: Verify) -> dict[str, Any]:
     ctx = request_context(request)
     max_attempts = runtime(request).settings.print_share_max_attempts
@@ -163,7 +164,8 @@ async def _slip(conn: Any, token: str | None) -> Any:
     return row
 
 
-@router.post("/kiosk/lookup", response_model=schemas.KioskLookup, summary="Self-service: the patient scans their slip; their films are listed "
+@router.post("/kiosk/lookup", response_model=schemas.KioskLookup,
+             summary="Self-service: the patient scans their slip; their films are listed "
              "(nothing is recorded as handed over)")
 async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
                        ) -> dict[str, Any]:
@@ -211,7 +213,8 @@ class Collected(Slip):
     film_ids: list[uuid.UUID] = Field(min_length=1, max_length=64, description="films printed and taken")
 
 
-@router.post("/kiosk/collected", response_model=schemas.Collected, summary="Self-service: the patient confirms their films were printed and taken "
+@router.post("/kiosk/collected", response_model=schemas.Collected,
+             summary="Self-service: the patient confirms their films were printed and taken "
              "(recorded as handed over by this kiosk)")
 async def kiosk_collected(request: Request, body: Collected, x_kiosk_key: Annotated[str | None, Header()] = None
                           ) -> dict[str, Any]:

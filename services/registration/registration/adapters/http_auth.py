@@ -155,7 +155,8 @@ async def well_known_jwks(request: Request) -> JSONResponse:
     return await get_jwks(request)
 
 
-@router.post("/auth/users", status_code=201, response_model=schemas.NewStaffAccount, summary="Create a staff account (admin)")
+@router.post("/auth/users", status_code=201, response_model=schemas.NewStaffAccount,
+             summary="Create a staff account (admin)")
 async def create_user(body: UserCreate, admin: Admin, request: Request) -> dict[str, Any]:
     async with request_context(request).pool.acquire() as conn, conn.transaction():
         try:
@@ -180,7 +181,8 @@ async def list_users(admin: Admin, request: Request) -> dict[str, Any]:
     return {"data": [u.public() for u in users], "count": len(users)}
 
 
-@router.patch("/auth/users/{user_id}", response_model=schemas.StaffAccount, summary="Change roles, activate/deactivate, unlock (admin)")
+@router.patch("/auth/users/{user_id}", response_model=schemas.StaffAccount,
+              summary="Change roles, activate/deactivate, unlock (admin)")
 async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Request) -> dict[str, Any]:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -201,7 +203,8 @@ async def update_user(user_id: str, body: UserUpdate, admin: Admin, request: Req
     return user.public()
 
 
-@router.post("/auth/users/{user_id}/unlock", response_model=schemas.StaffAccount, summary="Lift the login pauses and delay on an account (admin)")
+@router.post("/auth/users/{user_id}/unlock", response_model=schemas.StaffAccount,
+             summary="Lift the login pauses and delay on an account (admin)")
 async def unlock_user(user_id: str, admin: Admin, request: Request) -> dict[str, Any]:
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():

@@ -164,7 +164,8 @@ async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> d
     return {"data": data, "count": len(data)}
 
 
-@router.get("/patients", tags=["patients"], response_model=schemas.PatientList, summary="Search by name, pinyin, ID/card number or phone (masked IDs)")
+@router.get("/patients", tags=["patients"], response_model=schemas.PatientList,
+            summary="Search by name, pinyin, ID/card number or phone (masked IDs)")
 async def search_patients(request: Request, user: Readers,
                           q: Annotated[str, Query(min_length=1, max_length=64)],
                           limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
@@ -185,7 +186,8 @@ async def search_patients_post(body: SearchIn, request: Request, user: Readers) 
     return await search_patients(request, user, body.q, body.limit)
 
 
-@router.get("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientDetail, summary="One patient (by EMPI id or PatientID); audited")
+@router.get("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientDetail,
+            summary="One patient (by EMPI id or PatientID); audited")
 async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -196,7 +198,8 @@ async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str
     return patient_domain.detail(person)
 
 
-@router.put("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientChanged, summary="Correct a patient's data (a new source record)")
+@router.put("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientChanged,
+            summary="Correct a patient's data (a new source record)")
 async def update_patient(empi_id: str, body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -305,7 +308,8 @@ async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user:
     return {"survivor": patient_domain.detail(kept), "restored": patient_domain.detail(restored)}
 
 
-@router.post("/orders", tags=["orders"], status_code=201, summary="Create an exam order (electronic application form)")
+@router.post("/orders", tags=["orders"], status_code=201, response_model=schemas.Order,
+             summary="Create an exam order (electronic application form)")
 async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[str, Any]:
     ctx = request_context(request)
     form = body.model_dump(exclude={"empi_id", "items", "special", "patient_class", "priority"})
@@ -319,7 +323,8 @@ async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[
         raise _not_found(exc) from None
 
 
-@router.get("/orders", tags=["orders"], summary="Orders, newest first, optionally of one patient")
+@router.get("/orders", tags=["orders"], response_model=schemas.OrderList,
+            summary="Orders, newest first, optionally of one patient")
 async def list_orders(request: Request, user: Readers, empi_id: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
     ctx = request_context(request)
@@ -335,7 +340,8 @@ class OrderCancel(BaseModel):
     reason: str = Field(min_length=1, max_length=200, description="why, e.g. 患者取消检查 or 重复开单")
 
 
-@router.post("/orders/{key}/cancel", tags=["orders"], summary="Cancel an order: worklist, appointment, queue follow")
+@router.post("/orders/{key}/cancel", tags=["orders"], response_model=schemas.Order,
+             summary="Cancel an order: worklist, appointment, queue follow")
 async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orderers) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -362,7 +368,7 @@ class OrderChange(OrderText):
     special: SpecialConditions | None = None
 
 
-@router.post("/orders/{key}/change", tags=["orders"],
+@router.post("/orders/{key}/change", tags=["orders"], response_model=schemas.OrderChanged,
              summary="Change an order's items, time, priority or department: worklist, appointment, queue follow")
 async def change_order(key: str, body: OrderChange, request: Request, user: Orderers) -> dict[str, Any]:
     ctx = request_context(request)
@@ -383,7 +389,8 @@ async def change_order(key: str, body: OrderChange, request: Request, user: Orde
     return {**order, "changed": changed}
 
 
-@router.get("/orders/{key}", tags=["orders"], summary="One order by id or accession number")
+@router.get("/orders/{key}", tags=["orders"], response_model=schemas.Order,
+            summary="One order by id or accession number")
 async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
     ctx = request_context(request)
     try:

@@ -142,3 +142,46 @@ class AuditEntry(Out):
 class AuditList(Out):
     data: list[AuditEntry]
     count: int
+
+
+class Order(Out):
+    """An exam order as stored (table exam_order), with the patient as a list shows them."""
+
+    order_id: str
+    accession_number: str
+    requested_procedure_id: str
+    study_instance_uid: str
+    empi_id: str
+    source: str
+    placer_order_number: str | None
+    patient_class: str
+    visit_number: str | None
+    ward: str | None
+    bed: str | None
+    ordering_doctor: str | None
+    ordering_doctor_id: str | None
+    ordering_department: str | None
+    clinical_diagnosis: str | None
+    history: str | None
+    purpose: str | None
+    items: list[dict[str, Any]]
+    special: dict[str, Any]
+    priority: str
+    status: str
+    created_by: str
+    ordered_at: datetime
+    requested_at: datetime | None
+    updated_at: datetime | None
+    exam_status: str | None
+    exam_status_at: datetime | None
+    scheduled_start: datetime | None
+    patient: PatientSummary
+
+
+class OrderList(Out):
+    data: list[Order]
+    count: int
+
+
+class OrderChanged(Order):
+    changed: Any
