@@ -12,7 +12,7 @@ from imaging_common.problems import problem
 from imaging_common.service import ServiceSpec, create_service_app
 
 from critical_values.adapters import events, http_admin, http_board, http_fallback, http_fhir, http_values, ui
-from critical_values.adapters.delivery import engine_listener
+from critical_values.adapters.delivery_worker import engine_listener
 from critical_values.adapters.hl7_ack import mllp_listener
 from critical_values.domain.errors import CriticalError
 from critical_values.settings import Settings

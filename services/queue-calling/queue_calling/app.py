@@ -15,7 +15,7 @@ from imaging_common.service import ServiceContext, ServiceSpec, create_service_a
 
 from queue_calling.adapters import events, http_admin, http_terminal, ui
 from queue_calling.adapters.hub import ScreenHub
-from queue_calling.adapters.notify import NotificationSender
+from queue_calling.adapters.notify_worker import NotificationSender
 from queue_calling.domain.states import InvalidTransition
 from queue_calling.settings import Settings
 

@@ -1,6 +1,6 @@
 """Delivery bookkeeping of queued notifications: claim one due, record acceptance or failure.
 
-The sender (adapters/delivery.py) holds the claimed row locked while it talks to the receiver, so
+The sender (adapters/delivery_worker.py) holds the claimed row locked while it talks to the receiver, so
 two replicas never send the same row at once; a crash before the commit leaves the row pending and
 it is sent again under the same identifier, which the receiver drops as a duplicate.
 """

@@ -18,7 +18,7 @@ from imaging_common import audit
 from imaging_common.service import ServiceContext
 
 from queue_calling.adapters.hub import ScreenHub
-from queue_calling.adapters.notify import NotificationSender
+from queue_calling.adapters.notify_worker import NotificationSender
 from queue_calling.domain import notifications, views
 from queue_calling.domain.scope import Change
 

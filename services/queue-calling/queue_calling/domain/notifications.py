@@ -2,7 +2,7 @@
 pushed when they change, and "please go to room X" when called.
 
 Inside the change's transaction this module only writes rows to `notification`; a sender
-(adapters/notify.py) delivers them through a channel (webhook out of the box; SMS and WeChat
+(adapters/notify_worker.py) delivers them through a channel (webhook out of the box; SMS and WeChat
 plug in by registering a channel under their name) with bounded retries.
 """
 
