@@ -154,7 +154,7 @@ async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) 
             else None}
 
 
-@router.post("/patients/match", tags=["patients"],
+@router.post("/patients/match", tags=["patients"], response_model=schemas.MatchList,
              summary="Who this might be, before saving (same-name panel); writes nothing")
 async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
@@ -212,7 +212,7 @@ async def update_patient(empi_id: str, body: PatientIn, request: Request, user: 
     return {"patient": patient_domain.detail(person), "changed": changed}
 
 
-@router.get("/pending-changes", tags=["patients"],
+@router.get("/pending-changes", tags=["patients"], response_model=schemas.PendingChangeList,
             summary="Changes of a patient's name, birth date or sex waiting for the desk (old vs new)")
 async def list_pending_changes(request: Request, user: DeskStaff,
                                limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
@@ -236,7 +236,8 @@ async def decide_pending_change(change_id: str, decision: Literal["confirm", "re
     return {"patient": patient_domain.detail(person), "changed": changed}
 
 
-@router.get("/patients/{empi_id}/history", tags=["patients"], summary="Identity decisions about this person")
+@router.get("/patients/{empi_id}/history", tags=["patients"], response_model=schemas.HistoryList,
+            summary="Identity decisions about this person")
 async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
     try:
@@ -249,6 +250,7 @@ async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> di
 
 
 @router.post("/patients/{empi_id}/verifications", tags=["patients"], status_code=201,
+             response_model=schemas.Verification,
              summary="Record an identity check (ID card read, document seen)")
 async def verify_patient(empi_id: str, body: VerificationIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
@@ -272,7 +274,8 @@ async def list_reviews(request: Request, user: DeskStaff,
     return {"data": data, "count": len(data)}
 
 
-@router.post("/reviews/{review_id}/resolve", tags=["duplicates"], summary="Merge the two, or mark them distinct")
+@router.post("/reviews/{review_id}/resolve", tags=["duplicates"], response_model=schemas.ReviewResolved,
+             summary="Merge the two, or mark them distinct")
 async def resolve_review(review_id: str, body: ResolveIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
     try:

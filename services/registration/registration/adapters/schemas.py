@@ -185,3 +185,66 @@ class OrderList(Out):
 
 class OrderChanged(Order):
     changed: Any
+
+
+class MatchCandidate(Out):
+    """A person the incoming data may be (patients.match_preview), and why."""
+
+    patient: PatientSummary
+    band: str
+    weight: float | None
+    reason: str | None
+    fields: dict[str, Any]
+
+
+class MatchList(Out):
+    data: list[MatchCandidate]
+    count: int
+
+
+class PendingChange(Out):
+    """A change of who a patient is, held until the desk confirms it (store.pending_changes)."""
+
+    id: str
+    empi_id: str
+    patient_id: str
+    source: str
+    source_key: str | None
+    actor: str
+    created_at: datetime
+    changes: Any
+
+
+class PendingChangeList(Out):
+    data: list[PendingChange]
+    count: int
+
+
+class HistoryEntry(Out):
+    """An identity decision about a person (store.history)."""
+
+    id: int | str
+    action: str
+    actor: str
+    at: datetime
+    detail: Any
+
+
+class HistoryList(Out):
+    data: list[HistoryEntry]
+    count: int
+
+
+class Verification(Out):
+    id: str
+    empi_id: str
+    method: str
+    document_type: str | None
+    document_masked: str | None
+    document_matches: bool | None
+    verified_by: str
+
+
+class ReviewResolved(Out):
+    review_id: str
+    decision: str
