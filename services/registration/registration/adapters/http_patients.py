@@ -265,7 +265,8 @@ async def verify_patient(empi_id: str, body: VerificationIn, request: Request, u
         raise _not_found(exc) from None
 
 
-@router.get("/reviews", tags=["duplicates"], summary="Possible duplicates waiting for a decision")
+@router.get("/reviews", tags=["duplicates"], response_model=schemas.ReviewList,
+            summary="Possible duplicates waiting for a decision")
 async def list_reviews(request: Request, user: DeskStaff,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
     ctx = request_context(request)

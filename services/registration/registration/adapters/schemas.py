@@ -248,3 +248,19 @@ class Verification(Out):
 class ReviewResolved(Out):
     review_id: str
     decision: str
+
+
+class Review(Out):
+    """Two persons that may be one (patients.open_reviews), with the matcher's explanation."""
+
+    id: str
+    weight: float
+    created_at: datetime
+    left: PatientSummary
+    right: PatientSummary
+    explanation: Any
+
+
+class ReviewList(Out):
+    data: list[Review]
+    count: int
