@@ -9,11 +9,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
+from imaging_common.json_out import Out
 
 
 class Entry(Out):

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+from imaging_common.json_out import Out
+from pydantic import BaseModel, Field
 
 # ---- exams and the worklist -----------------------------------------------------------------------
 
