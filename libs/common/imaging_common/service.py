@@ -1,7 +1,7 @@
 """The shape every service shares: a `ServiceSpec` describing it and an app factory.
 
-A service's `app.py` declares one `SERVICE = ServiceSpec(...)` and `create_app()` returns
-`create_service_app(SERVICE, settings)`. The factory gives every service the same life:
+A service's `app.py` declares one `SERVICE = ServiceSpec(...)` and `create_app = app_factory(SERVICE)`,
+which returns `create_service_app(SERVICE, settings)`. The factory gives every service the same life:
 connect to PostgreSQL (migrating its schema), Redis and RabbitMQ; start the event bus (outbox
 relay + consumer), the token verifier and the service's own listeners (DICOM, MLLP); serve
 `/api/<prefix>/healthz`, `/readyz` and `/metrics`; stop everything in reverse order.
@@ -14,18 +14,19 @@ import contextlib
 import contextvars
 import functools
 import importlib.util
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # The settings class of one service (its settings.py), so `ctx.settings.<field>` is typed.
 S = TypeVar("S", bound=CommonSettings)
+S_contra = TypeVar("S_contra", bound=CommonSettings, contravariant=True)
 
 # A listener is started after the service is connected and stopped before it disconnects:
 # `async with listener(ctx): ...` (a DICOM SCP, an MLLP server, a background scheduler).
@@ -57,12 +59,20 @@ class ServiceSpec(Generic[S]):
     """What makes one service itself; everything else comes from the factory."""
 
     name: str  # "worklist"; also the PostgreSQL schema and the event source
-    prefix: str  # URL prefix after /api/ and /ui/, e.g. "worklist", "critical-values"
-    migrations: Path  # the service's migrations/ folder
+    # URL prefix after /api/ and /ui/; by default the name with hyphens ("critical_values" -> "critical-values").
+    prefix: str = ""
+    # The service's migrations/ folder; by default the one beside its settings.py (the template's place).
+    migrations: Path | None = None
     # Its Settings class: the app is created with an instance of it, listeners and routes read it typed.
     settings: type[S] = CommonSettings  # type: ignore[assignment]  # a spec without settings of its own
     # Tables a library owns but this service holds, e.g. {"empi": imaging_common.empi.MIGRATIONS}.
     library_migrations: Mapping[str, Path] = field(default_factory=dict)
+    # It keeps the known-peers registry (imaging_common.peers): the peers tables, /admin/peers and the
+    # registry listener, started before the service's own listeners (which check callers against it).
+    peers: bool = False
+    # Domain exceptions answered by the app, e.g. {InvalidTransition: conflict} (FastAPI exception handlers).
+    exception_handlers: Mapping[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = field(
+        default_factory=dict)
     routers: Sequence[APIRouter] = ()  # routers with paths relative to /api/<prefix>
     ui_routers: Sequence[APIRouter] = ()  # pages, relative to /ui/<prefix>
     # Event model -> handler: the service's adapters/events.py HANDLERS (imaging_common.events.handlers).
@@ -74,12 +84,30 @@ class ServiceSpec(Generic[S]):
     # Its FHIR resources, served under the platform's one base /fhir/R4 (imaging_common.fhir).
     fhir: FhirFace | None = None
 
+    def __post_init__(self) -> None:
+        # Frozen: the defaults are filled in once, here, so every reader sees the complete spec.
+        if not self.prefix:
+            object.__setattr__(self, "prefix", self.name.replace("_", "-"))
+        if self.migrations is None:
+            if self.settings is CommonSettings:
+                raise TypeError(f"service {self.name}: give its migrations folder or its own Settings class")
+            object.__setattr__(self, "migrations", Path(inspect.getfile(self.settings)).parent / "migrations")
+        if self.peers:
+            from imaging_common import peers
+            from imaging_common.peers.api import peers_router
+
+            object.__setattr__(self, "library_migrations", {**self.library_migrations, "peers": peers.MIGRATIONS})
+            object.__setattr__(self, "routers", (*self.routers, peers_router()))
+            object.__setattr__(self, "listeners", (peers.registry_listener, *self.listeners))
+
     @property
     def schema(self) -> str:
         return self.name
 
     async def migrate(self, database_url: str) -> list[str]:
         """Apply this service's migrations (and the library tables it holds); names of those applied."""
+        if self.migrations is None:  # filled in by __post_init__: never None here, but typed so
+            raise TypeError(f"service {self.name} has no migrations folder")
         return await db.migrate_service(database_url, self.schema, self.migrations, self.library_migrations)
 
     @property
@@ -143,6 +171,28 @@ class ServiceContext(Generic[S]):
         for name, state in results.items():
             gauge.labels(self.spec.name, name).set(1 if state == "ok" else 0)
         return results
+
+
+class Worker(Protocol):
+    """A background loop a listener runs for the app's life (a delivery worker, the screens' hub)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+W = TypeVar("W", bound=Worker)
+
+
+@contextlib.asynccontextmanager
+async def running(ctx: ServiceContext[Any], key: str, worker: W) -> AsyncIterator[W]:
+    """The body of a listener: start the worker, share it with routes as `ctx.extras[key]`, stop it last."""
+    await worker.start()
+    ctx.extras[key] = worker
+    try:
+        yield worker
+    finally:
+        await worker.stop()
 
 
 def request_context(request: Request) -> ServiceContext[Any]:
@@ -438,6 +488,8 @@ def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
     app.state.spec = spec
     app.state.settings = settings
     install_problem_handlers(app)
+    for exc_class, handler in spec.exception_handlers.items():
+        app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, service=spec.name, registry=registry)
     app.include_router(_health_router(spec), prefix=spec.api_prefix)
@@ -453,3 +505,20 @@ def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
 
         mount(app, spec)
     return app
+
+
+class AppFactory(Protocol[S_contra]):
+    """A service's `create_app`: `create_app()` reads its Settings() from the environment."""
+
+    def __call__(self, settings: S_contra | None = None, /) -> FastAPI: ...
+
+
+def app_factory(spec: ServiceSpec[S]) -> AppFactory[S]:
+    """A service's `create_app = app_factory(SERVICE)`: its app with the settings given, or with its
+    Settings() read from the environment when none are."""
+
+    def create_app(settings: S | None = None, /) -> FastAPI:
+        return create_service_app(spec, settings if settings is not None else spec.settings())
+
+    create_app.__doc__ = f"The {spec.title or spec.name} app (imaging_common.service.app_factory)."
+    return create_app

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from imaging_common import peers
-from imaging_common.peers.api import peers_router
 from imaging_common.problems import problem
-from imaging_common.service import ServiceSpec, create_service_app
+from imaging_common.service import ServiceSpec, app_factory
 
 from critical_values.adapters import events, http_admin, http_board, http_fallback, http_fhir, http_values, ui
 from critical_values.adapters.delivery_worker import engine_listener
@@ -17,28 +13,23 @@ from critical_values.adapters.hl7_ack import mllp_listener
 from critical_values.domain.errors import CriticalError
 from critical_values.settings import Settings
 
+
+async def refused(request: Request, exc: CriticalError) -> JSONResponse:
+    # Under /fhir/R4 the platform's FHIR face answers it as an OperationOutcome (imaging_common.fhir).
+    return problem(exc.status, exc.title, str(exc))
+
+
 SERVICE = ServiceSpec(
     name="critical_values",
-    prefix="critical-values",
     title="Critical values",
-    migrations=Path(__file__).parent / "migrations",
     settings=Settings,
-    library_migrations={"peers": peers.MIGRATIONS},
-    routers=(http_values.router, http_fallback.router, http_board.router, http_admin.router,
-             peers_router()),
+    peers=True,
+    routers=(http_values.router, http_fallback.router, http_board.router, http_admin.router),
     fhir=http_fhir.FACE,
     ui_routers=(ui.ui_router,),
     event_handlers=events.HANDLERS,
-    listeners=(peers.registry_listener, engine_listener, mllp_listener),
+    listeners=(engine_listener, mllp_listener),
+    exception_handlers={CriticalError: refused},
 )
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    app = create_service_app(SERVICE, settings or Settings())
-
-    @app.exception_handler(CriticalError)
-    async def refused(request: Request, exc: CriticalError) -> JSONResponse:
-        # Under /fhir/R4 the platform's FHIR face answers it as an OperationOutcome (imaging_common.fhir).
-        return problem(exc.status, exc.title, str(exc))
-
-    return app
+create_app = app_factory(SERVICE)

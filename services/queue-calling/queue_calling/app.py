@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from imaging_common.delivery import DeliveryMetrics
 from imaging_common.outbound import AllowList
 from imaging_common.problems import problem
-from imaging_common.service import ServiceContext, ServiceSpec, create_service_app
+from imaging_common.service import ServiceContext, ServiceSpec, app_factory, running
 
 from queue_calling.adapters import events, http_admin, http_terminal, ui
 from queue_calling.adapters.hub import ScreenHub
@@ -20,22 +18,15 @@ from queue_calling.domain.states import InvalidTransition
 from queue_calling.settings import Settings
 
 
-@contextlib.asynccontextmanager
-async def screen_hub(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
+def screen_hub(ctx: ServiceContext[Settings]) -> contextlib.AbstractAsyncContextManager[ScreenHub]:
     s = ctx.settings
     hub = ScreenHub(pool=ctx.pool, redis=ctx.redis, namespace=s.namespace, timezone=s.queue_timezone,
                     announcement=s.queue_announcement, ping_seconds=s.queue_screen_ping_seconds,
                     buffer=s.queue_screen_send_buffer, database_url=s.database_url)
-    await hub.start()
-    ctx.extras["hub"] = hub
-    try:
-        yield
-    finally:
-        await hub.stop()
+    return running(ctx, "hub", hub)
 
 
-@contextlib.asynccontextmanager
-async def notification_sender(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
+def notification_sender(ctx: ServiceContext[Settings]) -> contextlib.AbstractAsyncContextManager[NotificationSender]:
     s = ctx.settings
     allow = AllowList.from_settings(s)
     if s.queue_webhook_url:  # IMAGING_QUEUE_WEBHOOK_URL must be on IMAGING_OUTBOUND_ALLOW: refuse to start
@@ -43,32 +34,23 @@ async def notification_sender(ctx: ServiceContext[Settings]) -> AsyncIterator[No
     sender = NotificationSender(ctx.pool, max_attempts=s.queue_notify_max_attempts,
                                 webhook_timeout=s.queue_webhook_timeout, allow=allow,
                                 metrics=DeliveryMetrics(ctx.spec.name, ctx.registry))
-    await sender.start()
-    ctx.extras["sender"] = sender
-    try:
-        yield
-    finally:
-        await sender.stop()
+    return running(ctx, "sender", sender)
+
+
+async def invalid_transition(request: Request, exc: InvalidTransition) -> JSONResponse:
+    return problem(409, "Conflict", str(exc), action=exc.action, state=exc.state)
 
 
 SERVICE = ServiceSpec(
     name="queue_calling",
     prefix="queue",
     title="Queue calling",
-    migrations=Path(__file__).parent / "migrations",
     settings=Settings,
     routers=(http_terminal.router, http_admin.router),
     ui_routers=(ui.router,),
     event_handlers=events.HANDLERS,
     listeners=(screen_hub, notification_sender),
+    exception_handlers={InvalidTransition: invalid_transition},
 )
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    app = create_service_app(SERVICE, settings or Settings())
-
-    @app.exception_handler(InvalidTransition)
-    async def invalid_transition(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return problem(409, "Conflict", str(exc), action=exc.action, state=exc.state)
-
-    return app
+create_app = app_factory(SERVICE)

@@ -1,9 +1,6 @@
 """App factory of the reporting service."""
 
-from pathlib import Path
-
-from fastapi import FastAPI
-from imaging_common.service import ServiceSpec, create_service_app
+from imaging_common.service import ServiceSpec, app_factory
 
 from reporting.adapters import (
     fhir_report,
@@ -25,9 +22,7 @@ from reporting.settings import Settings
 
 SERVICE = ServiceSpec(
     name="reporting",
-    prefix="reporting",
     title="Reporting",
-    migrations=Path(__file__).parent / "migrations",
     settings=Settings,
     routers=[http_exams.router, http_reports.router, http_signatures.router, http_templates.router,
              http_phrases.router, http_reporters.router, http_receivers.router, http_stats.router],
@@ -38,6 +33,4 @@ SERVICE = ServiceSpec(
     on_ready=[hl7_oru.on_ready, fhir_report.on_ready],  # the messages the deliveries carry
 )
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(SERVICE, settings or Settings())
+create_app = app_factory(SERVICE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from imaging_common.fhir.resources import validated
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient, decode
 from imaging_common.hl7.access import client_tls
 from imaging_common.outbound import AllowList, guarded_client
+from imaging_common.service import running
 
 from critical_values.adapters import messages
 from critical_values.domain import escalation, notifications
@@ -241,13 +241,7 @@ def _resource_id(response: httpx.Response, kind: str) -> str | None:
     return None
 
 
-@contextlib.asynccontextmanager
-async def engine_listener(ctx: Any) -> AsyncIterator[None]:
+def engine_listener(ctx: Any) -> contextlib.AbstractAsyncContextManager[Engine]:
     engine = Engine(ctx.pool, ctx.settings, hl7_metrics=HL7Metrics(ctx.spec.name, ctx.registry),
                     metrics=DeliveryMetrics(ctx.spec.name, ctx.registry))
-    await engine.start()
-    ctx.extras["engine"] = engine
-    try:
-        yield
-    finally:
-        await engine.stop()
+    return running(ctx, "engine", engine)

@@ -21,7 +21,7 @@ from imaging_common.delivery import DeliveryMetrics, RetryingWorker
 from imaging_common.hl7 import HL7Metrics, Message, MLLPClient
 from imaging_common.hl7.access import client_tls
 from imaging_common.hl7.charset import decode
-from imaging_common.service import ServiceContext
+from imaging_common.service import ServiceContext, running
 
 from registration.domain import his_status
 from registration.domain.his_status import Endpoint
@@ -155,9 +155,5 @@ async def his_status_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[Hi
     worker = HisStatusWorker(ctx.pool, settings, target, settings.database_url, ctx.spec.schema,
                              metrics=HL7Metrics(ctx.spec.name, ctx.registry),
                              deliveries=DeliveryMetrics(ctx.spec.name, ctx.registry))
-    await worker.start()
-    ctx.extras["his_status_worker"] = worker
-    try:
+    async with running(ctx, "his_status_worker", worker):
         yield worker
-    finally:
-        await worker.stop()
