@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from imaging_common import db
 from scheduling.app import SERVICE
-from scheduling.domain.booking import Actor, Scheduler
+from scheduling.domain.booking import Actor, BookingRefused, Scheduler, book_slot
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -185,6 +185,28 @@ async def world(conn: asyncpg.Connection) -> AsyncIterator[World]:
     w = World(conn)
     yield w
     await w.cleanup()
+
+
+async def book(
+    conn: asyncpg.Connection,
+    scheduler: Scheduler,
+    order_id: str,
+    exam_code: str,
+    room_id: str,
+    start: datetime,
+    channel: str = "front-desk",
+    **options: Any,
+) -> dict[str, Any]:
+    """`book_slot` as the tests' one actor books: the order's exam in a room at a time, by a channel."""
+    return await book_slot(conn, scheduler, order_id=order_id, exam_code=exam_code, room_id=room_id, start=start,
+                           channel=channel, actor=ACTOR, **options)
+
+
+async def refused(conn: asyncpg.Connection, scheduler: Scheduler, *args: Any, **kwargs: Any) -> dict[str, str]:
+    """The rules that refuse a booking (`book`'s arguments): rule name -> the reason the patient is told."""
+    with pytest.raises(BookingRefused) as info:
+        await book(conn, scheduler, *args, **kwargs)
+    return {v.rule: v.reason for v in info.value.violations}
 
 
 def utc(t: datetime) -> datetime:

@@ -8,10 +8,10 @@ import json
 
 import pytest
 from scheduling.domain import booking, housekeeping
-from scheduling.domain.booking import BookingRefused, Scheduler, book_slot, transition
+from scheduling.domain.booking import BookingRefused, Scheduler, transition
 from scheduling.domain.states import FINAL, NEW, TRANSITIONS, Action, InvalidTransition, State, is_forward
 
-from .conftest import ACTOR, TZ, at, day_after, put_appointment
+from .conftest import ACTOR, TZ, at, book, day_after, put_appointment
 
 
 def test_every_transition_goes_forward_and_nothing_leaves_a_final_status() -> None:
@@ -49,16 +49,7 @@ async def test_booking_writes_appointment_booked_with_station_ae_title(conn, sch
     room = await world.room("CT1", ae="CT1_AE")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(2), 9),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, room, at(day_after(2), 9))
     events = await outbox(conn, a["id"])
     assert [e["type"] for e in events] == ["appointment.booked"]
     info = events[0]["data"]["appointment"]
@@ -75,15 +66,11 @@ async def test_hold_expires_and_gives_the_slot_back(conn, world) -> None:
     exam = await world.exam("CT-HEAD")
     first, second = await world.order(exam), await world.order(exam, patient=world.id("P2"))
     start = at(day_after(2), 9)
-    held = await book_slot(
-        conn, s, order_id=first, exam_code=exam, room_id=room, start=start, channel="online", actor=ACTOR, hold=True
-    )
+    held = await book(conn, s, first, exam, room, start, "online", hold=True)
     assert held["status"] == "pending" and held["hold_expires_at"] is not None
     assert await outbox(conn, held["id"]) == []  # a hold is not announced; only a booking is
     with pytest.raises(BookingRefused) as info:
-        await book_slot(
-            conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
-        )
+        await book(conn, s, second, exam, room, start)
     assert [v.rule for v in info.value.violations] == ["slot-taken"]
     await asyncio.sleep(1.2)
     # the background task expires it (here one round of it); reads and bookings also expire lazily
@@ -91,9 +78,7 @@ async def test_hold_expires_and_gives_the_slot_back(conn, world) -> None:
         assert await booking.expire_holds(conn, s.now()) >= 1
     row = await conn.fetchrow("SELECT status, reason FROM appointment WHERE id = $1::uuid", held["id"])
     assert (row["status"], row["reason"]) == ("cancelled", "hold expired")
-    other = await book_slot(
-        conn, s, order_id=second, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
-    )
+    other = await book(conn, s, second, exam, room, start)
     assert other["status"] == "booked"
     with pytest.raises(InvalidTransition):
         await transition(conn, s, held["id"], Action.BOOK, actor=ACTOR)  # too late to confirm
@@ -103,17 +88,7 @@ async def test_hold_confirmed_in_time_becomes_booked(conn, scheduler, world) -> 
     room = await world.room("CT1")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    held = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(2), 10),
-        channel="kiosk",
-        actor=ACTOR,
-        hold=True,
-    )
+    held = await book(conn, scheduler, order, exam, room, at(day_after(2), 10), "kiosk", hold=True)
     booked = await transition(conn, scheduler, held["id"], Action.BOOK, actor=ACTOR)
     assert booked["status"] == "booked" and booked["hold_expires_at"] is None
     assert [e["type"] for e in await outbox(conn, held["id"])] == ["appointment.booked"]
@@ -124,16 +99,7 @@ async def test_no_show_recorded_with_reason_and_counted(conn, scheduler, world) 
     exam = await world.exam("CT-HEAD")
     patient = world.id("P")
     first = await world.order(exam, patient=patient)
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=first,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(1), 9),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, first, exam, room, at(day_after(1), 9))
     done = await transition(conn, scheduler, a["id"], Action.NO_SHOW, actor=ACTOR, reason="电话未接通，未到检")
     assert (done["status"], done["reason"]) == ("noshow", "电话未接通，未到检")
     assert await booking.no_show_count(conn, patient) == 1
@@ -156,16 +122,12 @@ async def test_cancel_keeps_reason_and_frees_the_slot(conn, scheduler, world) ->
     exam = await world.exam("CT-HEAD")
     order, other = await world.order(exam), await world.order(exam, patient=world.id("P2"))
     start = at(day_after(2), 9)
-    a = await book_slot(
-        conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
-    )
+    a = await book(conn, scheduler, order, exam, room, start)
     done = await transition(conn, scheduler, a["id"], Action.CANCEL, actor=ACTOR, reason="病人要求改期")
     assert (done["status"], done["reason"]) == ("cancelled", "病人要求改期")
     cancelled = [e for e in await outbox(conn, a["id"]) if e["type"] == "appointment.cancelled"]
     assert cancelled[0]["data"]["reason"] == "病人要求改期"
-    b = await book_slot(
-        conn, scheduler, order_id=other, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
-    )
+    b = await book(conn, scheduler, other, exam, room, start)
     assert b["status"] == "booked"
     with pytest.raises(InvalidTransition):
         await transition(conn, scheduler, a["id"], Action.BOOK, actor=ACTOR)
@@ -175,16 +137,7 @@ async def test_reschedule_moves_and_announces(conn, scheduler, world) -> None:
     r1, r2 = await world.room("CT1"), await world.room("CT2")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=r1,
-        start=at(day_after(2), 9),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, r1, at(day_after(2), 9))
     moved = await booking.reschedule(
         conn, scheduler, a["id"], actor=ACTOR, room_id=r2, start=at(day_after(3), 14), reason="病人要求"
     )
@@ -215,16 +168,7 @@ async def test_reminder_sent_once(conn, scheduler, world) -> None:
     room = await world.room("CT1")
     exam = await world.exam("CT-HEAD", preparation="检查前去除金属物品")
     order = await world.order(exam)
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(1), 16),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, room, at(day_after(1), 16))
     hk = housekeeping.Housekeeping(reminder_hours=72, no_show_after_minutes=None)
     await housekeeping.send_reminders(conn, scheduler, hk)
     await housekeeping.send_reminders(conn, scheduler, hk)

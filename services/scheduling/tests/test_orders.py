@@ -17,9 +17,8 @@ from imaging_common.events.types import (
     PatientRef,
 )
 from scheduling.domain import booking, orders
-from scheduling.domain.booking import book_slot
 
-from .conftest import ACTOR, at, day_after, put_appointment
+from .conftest import at, book, day_after, put_appointment
 
 
 def event(model):  # type: ignore[no-untyped-def]
@@ -53,16 +52,7 @@ async def test_patient_arrived_marks_the_appointment(conn, scheduler, world) -> 
     room = await world.room("CT1")
     exam = await world.exam("CT-HEAD")
     order = await world.order(exam)
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(1), 9),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, room, at(day_after(1), 9))
     arrived = PatientArrived(
         order_id=order,
         accession_number=a["accession_number"],
@@ -94,8 +84,7 @@ async def test_mpps_moves_the_appointment_to_checked_in_then_fulfilled(conn, sch
     room = await world.room("CT1")
     exam = await world.exam("CT-CHEST")
     order = await world.order(exam)
-    a = await book_slot(conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(1), 10),
-                        channel="front-desk", actor=ACTOR)
+    a = await book(conn, scheduler, order, exam, room, at(day_after(1), 10))
     common = dict(accession_number=a["accession_number"], study_instance_uid="1.2.3",
                   patient=PatientRef(**a["patient"]), mpps_uid="1.2.3.4", station_ae_title="CT1", modality="CT")
     async with conn.transaction():  # the patient skipped the desk: booked -> checked-in

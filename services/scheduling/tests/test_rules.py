@@ -3,25 +3,7 @@ built-in constraints refuse with theirs. Bookings go through `book_slot`, as the
 
 from __future__ import annotations
 
-import pytest
-from scheduling.domain.booking import BookingRefused, book_slot
-
-from .conftest import ACTOR, at, day_after, put_appointment
-
-
-async def refused(conn, scheduler, *, order_id, exam_code, room_id, start, channel="front-desk"):
-    with pytest.raises(BookingRefused) as info:
-        await book_slot(
-            conn,
-            scheduler,
-            order_id=order_id,
-            exam_code=exam_code,
-            room_id=room_id,
-            start=start,
-            channel=channel,
-            actor=ACTOR,
-        )
-    return {v.rule: v.reason for v in info.value.violations}
+from .conftest import at, book, day_after, put_appointment, refused
 
 
 async def test_booking_window_refuses_too_far_ahead_and_too_late(conn, scheduler, world) -> None:
@@ -55,16 +37,7 @@ async def test_sequence_no_barium_before_abdominal_ct_same_day(conn, scheduler, 
     got = await refused(conn, scheduler, order_id=order, exam_code=barium, room_id=rf_room, start=at(day, 9))
     assert got == {name: "钡剂检查须在腹部CT之后 / barium only after the abdominal CT"}
     # after the CT the same day is fine
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=barium,
-        room_id=rf_room,
-        start=at(day, 11),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, barium, rf_room, at(day, 11))
     assert a["status"] == "booked"
 
 
@@ -108,16 +81,7 @@ async def test_inpatients_go_to_rooms_near_their_ward(conn, scheduler, world) ->
     name = await world.rule("near-ward", "inpatient_proximity", {"within": "campus"}, "住院病人就近安排本院区机房")
     got = await refused(conn, scheduler, order_id=order, exam_code=exam, room_id=far, start=at(day_after(2), 9))
     assert got == {name: "住院病人就近安排本院区机房"}
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=near,
-        start=at(day_after(2), 9),
-        channel="ward-nurse",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, near, at(day_after(2), 9), "ward-nurse")
     assert a["room_id"] == near
 
 
@@ -132,9 +96,7 @@ async def test_critical_reserve_keeps_near_slots_for_critical_patients(conn, sch
     start = at(day_after(1), 9)
     got = await refused(conn, scheduler, order_id=routine, exam_code=exam, room_id=room, start=start)
     assert got == {name: "近期号源留给危重病人"}
-    a = await book_slot(
-        conn, scheduler, order_id=critical, exam_code=exam, room_id=room, start=start, channel="front-desk", actor=ACTOR
-    )
+    a = await book(conn, scheduler, critical, exam, room, start)
     assert a["special"]["critical"] is True
 
 
@@ -147,16 +109,7 @@ async def test_mdr_patients_at_the_end_of_a_session_and_nobody_after_them(conn, 
     day = day_after(2)
     got = await refused(conn, scheduler, order_id=mdr, exam_code=exam, room_id=room, start=at(day, 9))
     assert got == {name: "多重耐药菌病人安排在时段末尾"}
-    await book_slot(
-        conn,
-        scheduler,
-        order_id=mdr,
-        exam_code=exam,
-        room_id=room,
-        start=at(day, 11, 10),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    await book(conn, scheduler, mdr, exam, room, at(day, 11, 10))
     got = await refused(conn, scheduler, order_id=other, exam_code=exam, room_id=room, start=at(day, 11, 30))
     assert got == {name: "多重耐药菌病人安排在时段末尾"}
 
@@ -192,9 +145,7 @@ async def test_capacity_per_technologist(conn, scheduler, world) -> None:
     exam = await world.exam("DX-CHEST", minutes=10)
     a, b = await world.order(exam), await world.order(exam)
     day = day_after(2)
-    booked = await book_slot(
-        conn, scheduler, order_id=a, exam_code=exam, room_id=r1, start=at(day, 9), channel="front-desk", actor=ACTOR
-    )
+    booked = await book(conn, scheduler, a, exam, r1, at(day, 9))
     assert booked["technologist_id"] == tech
     # one technologist for both rooms: the same time in the other room has nobody to do it
     got = await refused(conn, scheduler, order_id=b, exam_code=exam, room_id=r2, start=at(day, 9))
@@ -224,16 +175,7 @@ async def test_repeated_no_shows_block_online_booking(conn, scheduler, world) ->
         conn, scheduler, order_id=order, exam_code=exam, room_id=room, start=at(day_after(2), 9), channel="online"
     )
     assert got == {name: "90天内爽约2次，请到预约中心人工预约"}
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=order,
-        exam_code=exam,
-        room_id=room,
-        start=at(day_after(2), 9),
-        channel="booking-center",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, order, exam, room, at(day_after(2), 9), "booking-center")
     assert a["channel"] == "booking-center"
 
 
@@ -273,16 +215,7 @@ async def test_channel_quota_until_release(conn, scheduler, world) -> None:
     )
     assert set(got) == {"channel-quota"} and "online" in got["channel-quota"]
     # the afternoon session has its own quota; the desk is not limited
-    a = await book_slot(
-        conn,
-        scheduler,
-        order_id=second,
-        exam_code=exam,
-        room_id=room,
-        start=at(day, 9),
-        channel="front-desk",
-        actor=ACTOR,
-    )
+    a = await book(conn, scheduler, second, exam, room, at(day, 9))
     assert a["status"] == "booked"
 
 
@@ -299,7 +232,5 @@ async def test_unused_channel_quota_is_released_at_its_time(conn, scheduler, wor
     )
     day = day_after(2)
     await put_appointment(world, first, exam, room, at(day, 8), channel="kiosk")
-    a = await book_slot(
-        conn, scheduler, order_id=second, exam_code=exam, room_id=room, start=at(day, 9), channel="kiosk", actor=ACTOR
-    )
+    a = await book(conn, scheduler, second, exam, room, at(day, 9), "kiosk")
     assert a["channel"] == "kiosk"
