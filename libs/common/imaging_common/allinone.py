@@ -5,7 +5,8 @@ pyproject declares its `SERVICE`), so this module depends on none of them. Reque
 dispatched by path prefix: `/api/<prefix>` and `/ui/<prefix>` go to the service that owns it,
 `/fhir/R4/<ResourceType>` to the service declaring that type (`ServiceSpec.fhir`), and the rest of
 `/fhir/R4` (`/metadata`, unknown types) to the first service serving FHIR, so URLs are the same as
-behind the Kubernetes gateway.
+behind the Kubernetes gateway. The staff's entry belongs to no one service: `/` and `/ui/` (sign-in and
+home page), `/favicon.ico` and the pages' shared assets `/ui/common/...` (imaging_common.web).
 
     python -m imaging_common.allinone          # serve (what `make run` does)
     python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
@@ -30,12 +31,11 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
-
-from imaging_common import db
+from imaging_common import db, web
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE as FHIR_BASE
-from imaging_common.runner import exit_if_infrastructure_missing, serve
+from imaging_common.problems import preferred_language, problem
+from imaging_common.runner import check_infrastructure_before_start, serve
 from imaging_common.service import ServiceSpec
 
 Scope = dict[str, Any]
@@ -54,10 +54,13 @@ def discover_services() -> list[tuple[ServiceSpec, Any]]:
 class PlatformApp:
     """An ASGI app that routes by prefix to the service apps and runs all their lifespans."""
 
-    def __init__(self, apps: dict[str, FastAPI]):
+    HOME_PATHS = frozenset({"/", "/ui", "/ui/"})
+
+    def __init__(self, apps: dict[str, FastAPI], pages: FastAPI | None = None):
         # Longest prefix first, so /api/critical-values never falls to a shorter one.
         self.routes = sorted(apps.items(), key=lambda kv: len(kv[0]), reverse=True)
         self.apps = list(dict.fromkeys(apps.values()))
+        self.pages = pages  # the home page at `/` and `/ui/` (matched exactly: every path starts with "/")
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -76,14 +79,11 @@ class PlatformApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        app = self.app_for(scope["path"])
+        app = self.pages if self.pages is not None and scope["path"] in self.HOME_PATHS else self.app_for(scope["path"])
         if app is None:
-            response = JSONResponse(
-                {"type": "about:blank", "title": "Not Found", "status": 404,
-                 "detail": "no service serves this path",
-                 "services": sorted({p for p, _ in self.routes if p.startswith("/api/")})},
-                status_code=404, media_type="application/problem+json",
-            )
+            language = preferred_language(dict(scope.get("headers") or ()).get(b"accept-language", b"").decode("latin-1"))
+            response = problem(404, "Not Found", "no service serves this path", language=language,
+                               services=sorted({p for p, _ in self.routes if p.startswith("/api/")}))
             await response(scope, receive, send)
             return
         await app(scope, receive, send)
@@ -113,7 +113,9 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
             apps.setdefault(FHIR_BASE, app)  # any FHIR service answers /metadata with every service's resources
             for resource_type in spec.fhir.resource_types:
                 apps[f"{FHIR_BASE}/{resource_type}"] = app
-    return PlatformApp(apps)
+    pages = web.platform_app()
+    apps["/ui/common"] = apps["/favicon.ico"] = pages
+    return PlatformApp(apps, pages)
 
 
 async def migrate_all(settings: CommonSettings, *, app_role: str = "") -> list[str]:
@@ -191,7 +193,7 @@ def main(argv: list[str]) -> None:
         applied = asyncio.run(migrate_all(settings, app_role=os.environ.get("IMAGING_APP_DB_ROLE", "")))
         print(f"migrations applied: {len(applied)}" + "".join(f"\n  {name}" for name in applied))
         return
-    exit_if_infrastructure_missing(settings)
+    check_infrastructure_before_start(settings)  # PostgreSQL required; RabbitMQ and Redis may come later
     serve(build_platform(), settings)
 
 

@@ -79,8 +79,19 @@ class CommonSettings(BaseSettings):
     outbox_retention_hours: int = 168
     # IMAGING_INBOX_RETENTION_DAYS: applied event ids kept to recognise redeliveries (30 days).
     inbox_retention_days: int = 30
-    # IMAGING_AMQP_RECONNECT_INTERVAL: seconds between reconnection attempts to RabbitMQ.
+    # IMAGING_AMQP_RECONNECT_INTERVAL: seconds between reconnection attempts to RabbitMQ once connected;
+    # before the first connection the attempts start this far apart and double up to 30 s.
     amqp_reconnect_interval: float = 2.0
+    # IMAGING_EVENT_QUEUE_TYPE: "quorum" (replicated queues <ns>.<service>.quorum[.retry|.dlq]; RabbitMQ
+    # 3.10+) or "classic" (<ns>.<service>[.retry|.dlq], e.g. a single-node development broker). Queues
+    # of the other type left by an earlier version are moved into these, message by message, then
+    # deleted once empty and unused (imaging_common.events.queue_migration).
+    event_queue_type: Literal["quorum", "classic"] = "quorum"
+
+    # IMAGING_STARTUP_WAIT_SECONDS: how long a service starting without PostgreSQL waits for it before
+    # exiting (0: one attempt). RabbitMQ and Redis are never waited for: the service starts degraded
+    # and connects to them when they answer.
+    startup_wait_seconds: float = 0.0
 
     # --- Staff authentication (imaging_common.auth; smart-imaging standard 10.2.3) ---
     # IMAGING_JWT_PRIVATE_KEY_FILE: PEM RSA private key that signs access tokens (registration),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +20,34 @@ from imaging_common.config import CommonSettings
 from imaging_common.preflight import check_infrastructure
 from imaging_common.service import ServiceSpec
 
+# What a service can start without, and what it does meanwhile (it connects when they answer).
+CAN_WAIT = {
+    "rabbitmq": "events wait in the outbox; the event bus connects in the background",
+    "redis": "logins and sessions answer 503 until it answers",
+}
 
-def exit_if_infrastructure_missing(settings: CommonSettings) -> None:
-    problems = asyncio.run(check_infrastructure(settings))
-    if problems:
-        for message in problems:
-            print(f"cannot start: {message}", file=sys.stderr)
-        raise SystemExit(2)
+
+def check_infrastructure_before_start(settings: CommonSettings, *, what: str = "start") -> None:
+    """Start with PostgreSQL only: exit 2 naming every missing server when PostgreSQL does not answer
+    within IMAGING_STARTUP_WAIT_SECONDS (migrations and readiness need it; Kubernetes restarts the
+    container), but only warn for RabbitMQ and Redis, which the service connects to when they answer."""
+    deadline = time.monotonic() + settings.startup_wait_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        problems = asyncio.run(check_infrastructure(settings))
+        if not any(p.startswith("postgresql") for p in problems):
+            break
+        if time.monotonic() >= deadline:
+            for message in problems:
+                print(f"cannot {what}: {message}", file=sys.stderr)
+            raise SystemExit(2)
+        print(f"waiting for PostgreSQL (attempt {attempt}): {problems[0]}", file=sys.stderr, flush=True)
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+    for message in problems:
+        name = message.split(" ", 1)[0]
+        print(f"starting without {name}: {message}; {CAN_WAIT.get(name, 'connecting when it answers')}",
+              file=sys.stderr, flush=True)
 
 
 def freeze_startup_objects() -> None:
@@ -71,5 +93,5 @@ def serve(app: object, settings: CommonSettings) -> None:
 
 
 def run_service(spec: ServiceSpec, create_app: Callable[..., FastAPI], settings: CommonSettings) -> None:
-    exit_if_infrastructure_missing(settings)
+    check_infrastructure_before_start(settings)
     serve(create_app(settings), settings)

@@ -27,7 +27,13 @@ from imaging_common.events import CloudEvent, EventBus, publish, versions
 from imaging_common.events.deadletters import list_dead_letters, purge_dead_letters, replay_dead_letters
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay, RelayError
-from imaging_common.events.topology import declare_topology, delete_namespace, queue_name, subscriptions
+from imaging_common.events.topology import (
+    ServiceQueues,
+    declare_topology,
+    delete_namespace,
+    queue_name,
+    subscriptions,
+)
 from imaging_common.events.types import (
     EVENT_MODELS,
     EventData,
@@ -160,7 +166,7 @@ async def drain(sb: Sandbox, service: str) -> list[aio_pika.abc.AbstractIncoming
     connection = await aio_pika.connect(sb.settings.amqp_url)
     try:
         channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name(sb.namespace, service), durable=True)
+        queue = await ServiceQueues(sb.namespace, service).declare(channel, "main")
         got = []
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
             got.append(message)

@@ -20,9 +20,9 @@ from imaging_common.events.topology import (
     ERROR_HEADER,
     ERROR_KIND_HEADER,
     RETRIES_HEADER,
+    ServiceQueues,
     dead_letter_queue_name,
     delete_namespace,
-    queue_name,
 )
 from imaging_common.events.types import OrderCancelled
 from imaging_common.service import ServiceSpec, create_service_app
@@ -99,7 +99,7 @@ async def test_dead_letter_api_lists_replays_and_purges_for_it_ops_only(app_and_
         connection = await aio_pika.connect(settings.amqp_url)
         try:
             channel = await connection.channel()
-            queue = await channel.declare_queue(queue_name(settings.namespace, QUEUE_OF), durable=True)
+            queue = await ServiceQueues(settings.namespace, QUEUE_OF).declare(channel, "main")
             back = await queue.get(no_ack=True, fail=False)
             assert back is not None and back.message_id == first.id
             assert back.headers[RETRIES_HEADER] == 0 and ERROR_HEADER not in back.headers

@@ -7,17 +7,28 @@ which revokes every access token carrying its `sid` at once, in every service sh
 A refresh token is `<sid>.<secret>`; the session keeps the hash of the current secret and the
 hashes of the ones already used. Presenting a used one means the token leaked (the thief or the
 owner refreshed first): the whole session is revoked.
+
+While Redis is away nothing here can be decided (a revoked session must not pass), so every call
+raises `SessionStoreUnavailable`, answered as a 503 problem (Retry-After) by the service's handlers
+instead of a 500; the redis client connects again by itself at the next call.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from imaging_common.config import CommonSettings
+from imaging_common.errors import Refusal
 
 # KEYS: session, used-set; ARGV: presented hash, new hash, idle seconds, now (epoch seconds)
 _ROTATE = """
@@ -40,6 +51,73 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
 end
 return 'invalid'
 """
+
+
+class SessionStoreUnavailable(Refusal):
+    """Redis (sessions, login throttling) is unreachable: retry shortly."""
+
+    status = 503
+    title = "Service Unavailable"
+
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+_DETAIL = "the session store (Redis) is unreachable: logins and sessions cannot be checked now; retry shortly"
+
+
+async def _answered(pending: Awaitable[Any]) -> Any:
+    try:
+        return await pending
+    except _UNREACHABLE as exc:
+        raise SessionStoreUnavailable(_DETAIL) from exc
+
+
+class _Pipeline:
+    """A guarded redis pipeline: `async with`, commands queued as usual, `execute()` guarded."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    async def __aenter__(self) -> _Pipeline:
+        await self._pipe.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> Any:
+        return await self._pipe.__aexit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._pipe, name)
+        return _guard(attr) if name == "execute" else attr
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise SessionStoreUnavailable(_DETAIL) from exc
+        return _answered(result) if inspect.isawaitable(result) else result
+
+    return call
+
+
+class GuardedRedis:
+    """The platform's Redis client, its unreachability raised as `SessionStoreUnavailable` (503)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> _Pipeline:
+        return _Pipeline(self._redis.pipeline(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._redis, name)
+        return _guard(attr) if callable(attr) else attr
+
+
+def guarded(redis: Any) -> Any:
+    """`redis` with outages answered as 503 (None stays None: a store without Redis, in tests)."""
+    return None if redis is None or isinstance(redis, GuardedRedis) else GuardedRedis(redis)
 
 
 class RefreshRefused(Exception):
@@ -65,7 +143,7 @@ class SessionStore:
     """Sessions and used TOTP steps under `<namespace>:auth:` in the platform's Redis."""
 
     def __init__(self, redis: Any, settings: CommonSettings):
-        self.redis = redis
+        self.redis = guarded(redis)
         self.settings = settings
         self.prefix = f"{settings.namespace}:auth"
 

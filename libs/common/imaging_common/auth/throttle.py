@@ -24,6 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from imaging_common.auth.sessions import guarded
 from imaging_common.config import CommonSettings
 
 DAY = 86400
@@ -70,7 +71,7 @@ class Failure:
 
 class LoginThrottle:
     def __init__(self, redis: Any, settings: CommonSettings):
-        self.redis = redis
+        self.redis = guarded(redis)  # Redis away: 503 problem (SessionStoreUnavailable), not a 500
         self.settings = settings
         self.prefix = f"{settings.namespace}:login"
 

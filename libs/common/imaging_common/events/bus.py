@@ -2,9 +2,11 @@
 
 `service_context` builds one per service (`EventBus(settings=..., service=..., pool=...,
 handlers=spec.event_handlers)`), awaits `start()` after migrating and `stop()` on the way out; readiness
-reads `is_connected`. The pool's search_path decides which schema's outbox is relayed and which inbox
-is used; `service` names the queue consumed (`<ns>.<service>`), whose bindings (the installed service's
-HANDLERS, `topology.subscriptions()`) the handlers, keyed by event model, are checked against.
+reads `is_connected`. `start()` needs PostgreSQL only: a broker not there yet is connected to in the
+background, with backoff, while the outbox keeps the events. The pool's search_path decides which
+schema's outbox is relayed and which inbox is used; `service` names the queue consumed
+(`topology.ServiceQueues`), whose bindings (the installed service's HANDLERS,
+`topology.subscriptions()`) the handlers, keyed by event model, are checked against.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -26,15 +29,18 @@ from imaging_common.events.consumer import EventConsumer
 from imaging_common.events.handlers import Handlers, by_type, event_types
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.outbox import OutboxRelay
-from imaging_common.events.topology import (
-    check_handlers,
-    dead_letter_queue_name,
-    declare_topology,
-    queue_name,
-    retry_queue_name,
-)
+from imaging_common.events.queue_migration import SWEEP_EVERY, sweep
+from imaging_common.events.topology import ServiceQueues, check_handlers, declare_topology
 
 log = logging.getLogger(__name__)
+
+CONNECT_BACKOFF_MAX = 30.0  # seconds between attempts to reach a broker never reached yet
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, for the log (never its password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
 
 
 class EventBus:
@@ -59,6 +65,9 @@ class EventBus:
         self._depth_channel: Any = None  # a RobustChannel (its declare_queue takes robust=)
         self._depth_lock = asyncio.Lock()
         self._depth_read_at = float("-inf")
+        self._schema = ""
+        self._task: asyncio.Task[None] | None = None
+        self.connect_attempts = 0  # since start(); the first connection is the background task's until made
 
     @property
     def is_connected(self) -> bool:
@@ -67,7 +76,14 @@ class EventBus:
         return conn is not None and not conn.is_closed and conn.connected.is_set()
 
     async def start(self) -> None:
-        """Check handlers, connect, declare the topology, start the relay and (if any handlers) the consumer."""
+        """Check handlers and the outbox table, then connect to RabbitMQ: at once when it answers,
+        otherwise in the background (`connect_attempts`), so a service starts without its broker.
+
+        Until connected, events wait in the outbox and readiness reports RabbitMQ as degraded. Once
+        connected: the topology is declared (and queues of the other type migrated, `queue_migration`),
+        the relay ships the outbox, the consumer consumes; later outages are aio_pika's robust
+        reconnection's business. Wrong handlers or a missing outbox raise: no broker fixes those.
+        """
         if self.handlers:  # a publisher-only bus ({}) consumes nothing
             check_handlers(self.service, event_types(self.handlers))
         schema = await self.pool.fetchval("SELECT current_schema()")
@@ -76,46 +92,88 @@ class EventBus:
                 f"service {self.service!r}: no outbox table in schema {schema!r}; "
                 "apply the platform migrations first (imaging_common.db.migrate_service)"
             )
+        self._schema = schema
+        self.connect_attempts = 0
+        connected = await self._connect()
+        self._task = asyncio.create_task(self._supervise(connected), name=f"event-bus:{self.service}")
+
+    async def _supervise(self, connected: bool) -> None:
+        """Connect with backoff until the broker answers (a log line per attempt), then sweep queues of
+        the other type now and then (an older version's pods may declare them again)."""
+        delay = max(self.settings.amqp_reconnect_interval, 0.1)
+        while not connected:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_BACKOFF_MAX)
+            connected = await self._connect(next_in=delay)
+        while True:
+            await self._sweep()
+            await asyncio.sleep(SWEEP_EVERY)
+
+    async def _connect(self, next_in: float | None = None) -> bool:
+        """One attempt: connect, declare, start relay and consumer. False (logged) when it failed."""
         s = self.settings
-        self._connection = await aio_pika.connect_robust(
-            s.amqp_url,
-            timeout=5,
-            reconnect_interval=str(s.amqp_reconnect_interval),
-            client_properties={"connection_name": f"{self.namespace}.{self.service}"},
-        )
+        self.connect_attempts += 1
+        where = _where(s.amqp_url)
         try:
-            publish_channel = await self._connection.channel(publisher_confirms=True)
-            exchange = await declare_topology(publish_channel, self.namespace)
-            self.relay = OutboxRelay(
-                pool=self.pool,
-                database_url=s.database_url,
-                schema=schema,
-                exchange=exchange,
-                app_id=self.service,
-                metrics=self.metrics,
-                batch_size=s.outbox_batch_size,
-                poll_interval=s.outbox_poll_interval,
-                retention_hours=s.outbox_retention_hours,
-                inbox_retention_days=s.inbox_retention_days,
+            connection = await aio_pika.connect_robust(
+                s.amqp_url,
+                timeout=5,
+                reconnect_interval=str(s.amqp_reconnect_interval),
+                client_properties={"connection_name": f"{self.namespace}.{self.service}"},
             )
-            self.relay.start()
-            if self.handlers:
-                self.consumer = EventConsumer(
-                    service=self.service,
-                    namespace=self.namespace,
-                    pool=self.pool,
-                    handlers=by_type(self.handlers),
-                    metrics=self.metrics,
-                    max_retries=s.event_max_retries,
-                    retry_delay_ms=s.event_retry_delay_ms,
-                    prefetch=s.event_prefetch,
-                )
-                await self.consumer.start(await self._connection.channel(publisher_confirms=True))
-        except BaseException:
-            await self.stop()
-            raise
-        log.info("event bus %s started (schema %s, handlers %s)", self.service, schema,
+        except Exception as exc:
+            retry = next_in if next_in is not None else max(s.amqp_reconnect_interval, 0.1)
+            log.warning("event bus %s: RabbitMQ at %s not reachable (attempt %d: %s: %s); events wait in the "
+                        "outbox, next attempt in %.1f s", self.service, where, self.connect_attempts,
+                        type(exc).__name__, exc, retry)
+            return False
+        self._connection = connection
+        try:
+            await self._open(connection)
+        except Exception as exc:  # e.g. a queue declared with other arguments by hand: said, retried
+            log.error("event bus %s: connected to %s but could not set up (attempt %d: %s: %s)", self.service,
+                      where, self.connect_attempts, type(exc).__name__, exc)
+            await self._close()
+            return False
+        log.info("event bus %s connected to RabbitMQ at %s (attempt %d; schema %s, %s queues, handlers %s)",
+                 self.service, where, self.connect_attempts, self._schema, s.event_queue_type,
                  sorted(event_types(self.handlers)) or "none")
+        return True
+
+    async def _open(self, connection: AbstractRobustConnection) -> None:
+        s = self.settings
+        publish_channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_topology(publish_channel, self.namespace, s.event_queue_type)
+        self.relay = OutboxRelay(
+            pool=self.pool,
+            database_url=s.database_url,
+            schema=self._schema,
+            exchange=exchange,
+            app_id=self.service,
+            metrics=self.metrics,
+            batch_size=s.outbox_batch_size,
+            poll_interval=s.outbox_poll_interval,
+            retention_hours=s.outbox_retention_hours,
+            inbox_retention_days=s.inbox_retention_days,
+        )
+        self.relay.start()
+        if self.handlers:
+            self.consumer = EventConsumer(
+                service=self.service,
+                namespace=self.namespace,
+                pool=self.pool,
+                handlers=by_type(self.handlers),
+                metrics=self.metrics,
+                max_retries=s.event_max_retries,
+                retry_delay_ms=s.event_retry_delay_ms,
+                prefetch=s.event_prefetch,
+                queue_type=s.event_queue_type,
+            )
+            await self.consumer.start(await connection.channel(publisher_confirms=True))
+
+    async def _sweep(self) -> None:
+        if self.is_connected:
+            await sweep(self.settings.amqp_url, self.namespace, self.settings.event_queue_type)
 
     async def refresh_queue_depth(self, *, max_age: float = 2.0, within: float = 1.0) -> None:
         """Read how many messages wait in this service's queues into `events_queue_depth`.
@@ -128,9 +186,8 @@ class EventBus:
             if time.monotonic() - self._depth_read_at < max_age:
                 return
             self._depth_read_at = time.monotonic()
-            queues = {"main": queue_name(self.namespace, self.service),
-                      "retry": retry_queue_name(self.namespace, self.service),
-                      "dlq": dead_letter_queue_name(self.namespace, self.service)}
+            own = ServiceQueues(self.namespace, self.service, self.settings.event_queue_type)
+            queues = {"main": own.main, "retry": own.retry, "dlq": own.dlq}
             gauge = self.metrics.queue_depth
             try:
                 depths = await asyncio.wait_for(self._read_depths(list(queues.values())), within)
@@ -158,12 +215,20 @@ class EventBus:
         return depths
 
     async def stop(self) -> None:
-        """Stop consuming (finishing the message in hand), stop the relay, close the connection.
+        """Stop connecting, stop consuming (finishing the message in hand), stop the relay, close.
 
         Each step is bounded: during a broker outage a channel or connection close waits for a
         broker that is not there, and a service told to stop must stop (the outbox and the broker's
         redelivery keep everything that was not finished).
         """
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def _close(self) -> None:
         if self.consumer is not None:
             await self._bounded("stop consumer", self.consumer.stop(), 15)
             self.consumer = None

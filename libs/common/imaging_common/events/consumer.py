@@ -1,6 +1,6 @@
 """Consumer: applies each event from the service's queue once, retrying failures, never dropping one.
 
-For each message on `<ns>.<service>`:
+For each message on the service's queue (`<ns>.<service>.quorum`, or `<ns>.<service>` when classic: `topology`):
   1. read the CloudEvents envelope; a body that is not one goes straight to the DLQ;
   2. data that does not validate against its type's model goes straight to the DLQ too
      (retrying cannot fix it);
@@ -8,9 +8,9 @@ For each message on `<ns>.<service>`:
      claim the event's per-subject versions (not newer than what was applied = "stale": skip, see
      `versions`) and call the handler of the event's model, `handler(conn, data, event)`, through the
      wrapper that parses and checks its data (`handlers.typed`); commit, then ack;
-  4. a handler that raises: the message is re-sent to `<ns>.<service>.retry`, where it waits
+  4. a handler that raises: the message is re-sent to the service's retry queue, where it waits
      `event_retry_delay_ms` and flows back into the queue, carrying its failure count; after
-     `event_max_retries` failures it goes to `<ns>.<service>.dlq` with headers naming the error.
+     `event_max_retries` failures it goes to the service's DLQ with headers naming the error.
      The original is acked once the copy is confirmed, so later messages keep flowing.
 Messages are handled one at a time per replica, in queue order (prefetch only saves round trips).
 Across replicas, retries and re-sends nothing keeps that order: the versions do.
@@ -38,9 +38,8 @@ from imaging_common.events.topology import (
     ERROR_HEADER,
     ERROR_KIND_HEADER,
     RETRIES_HEADER,
-    dead_letter_queue_name,
-    queue_name,
-    retry_queue_name,
+    QueueType,
+    ServiceQueues,
 )
 from imaging_common.events.types import EventData
 from imaging_common.observability import bind_correlation_id
@@ -95,7 +94,7 @@ def copy_message(
 
 
 class EventConsumer:
-    """Consumes `<ns>.<service>` with the given handlers (event type -> `handlers.by_type`'s wrapper
+    """Consumes the service's queue with the given handlers (event type -> `handlers.by_type`'s wrapper
     of the model's handler); one instance per EventBus."""
 
     def __init__(
@@ -109,9 +108,11 @@ class EventConsumer:
         max_retries: int = 5,
         retry_delay_ms: int = 5000,
         prefetch: int = 32,
+        queue_type: QueueType = "quorum",
     ) -> None:
         self.service = service
         self.namespace = namespace
+        self.queues = ServiceQueues(namespace, service, queue_type)
         self.pool = pool
         self.handlers = dict(handlers)
         self._ignored_types: set[str] = set()  # event types received without a handler, warned about once
@@ -130,8 +131,8 @@ class EventConsumer:
     async def start(self, channel: AbstractChannel) -> None:
         self._channel = channel
         await channel.set_qos(prefetch_count=self.prefetch)
-        # Same (empty) arguments as declare_topology; declared here too so a robust channel restores it.
-        self._queue = await channel.declare_queue(queue_name(self.namespace, self.service), durable=True)
+        # Same arguments as declare_topology; declared here too so a robust channel restores it.
+        self._queue = await self.queues.declare(channel, "main")
         self._running = True
         self._stopping.clear()
         self._tag = await self._queue.consume(self._on_message)
@@ -259,7 +260,7 @@ class EventConsumer:
             message, {RETRIES_HEADER: retries, ERROR_HEADER: error[:1000]}, expiration=self.retry_delay_ms / 1000
         )
         await self._channel.default_exchange.publish(
-            copy, routing_key=retry_queue_name(self.namespace, self.service), mandatory=False
+            copy, routing_key=self.queues.retry, mandatory=False
         )
 
     async def _dead_letter(
@@ -277,7 +278,7 @@ class EventConsumer:
         if retries is not None:
             headers[RETRIES_HEADER] = retries
         await self._channel.default_exchange.publish(
-            copy_message(message, headers), routing_key=dead_letter_queue_name(self.namespace, self.service),
+            copy_message(message, headers), routing_key=self.queues.dlq,
             mandatory=False,
         )
         self.metrics.dead_lettered.labels(self.service, event_type, kind).inc()

@@ -1,6 +1,7 @@
 """Dead letters: list, replay and purge what a service's consumer gave up on.
 
-A message lands in `<ns>.<service>.dlq` when its handler failed every retry, or when it was
+A message lands in the service's DLQ (`<ns>.<service>.quorum.dlq`, or `<ns>.<service>.dlq` with
+IMAGING_EVENT_QUEUE_TYPE=classic) when its handler failed every retry, or when it was
 never a valid event (not JSON, not a CloudEvent, data not matching its model). It stays there,
 never dropped, until someone replays it (after fixing the handler or the data) or purges it.
 
@@ -8,7 +9,7 @@ never dropped, until someone replays it (after fixing the handler or the data) o
     python -m imaging_common.events.deadletters replay --service worklist [--event-id ID ...]
     python -m imaging_common.events.deadletters purge  --service worklist (--event-id ID ... | --all)
 
-(connection settings from the environment: AMQP_URL, IMAGING_NAMESPACE). The same operations
+(connection settings from the environment: AMQP_URL, IMAGING_NAMESPACE, IMAGING_EVENT_QUEUE_TYPE). The same operations
 over HTTP: `dead_letters_router()`, mounted by a service under /api/<prefix>/admin/dead-letters
 for the it-ops and admin roles. Listing does not consume: messages are fetched unacknowledged
 and returned to the queue when the channel closes.
@@ -37,8 +38,8 @@ from imaging_common.events.topology import (
     ERROR_KIND_HEADER,
     REPLAYS_HEADER,
     RETRIES_HEADER,
-    dead_letter_queue_name,
-    queue_name,
+    QueueType,
+    ServiceQueues,
     services,
 )
 
@@ -86,10 +87,10 @@ def _check_service(service: str) -> None:
 
 
 async def _scan(
-    channel: AbstractChannel, namespace: str, service: str
+    channel: AbstractChannel, namespace: str, service: str, queue_type: QueueType = "quorum"
 ) -> list[AbstractIncomingMessage]:
     """Fetch the DLQ's messages unacknowledged (they return to the queue unless acked)."""
-    queue = await channel.declare_queue(dead_letter_queue_name(namespace, service), durable=True)
+    queue = await ServiceQueues(namespace, service, queue_type).declare(channel, "dlq")
     messages: list[AbstractIncomingMessage] = []
     while len(messages) < MAX_SCAN:
         message = await queue.get(no_ack=False, fail=False, timeout=10)
@@ -103,19 +104,22 @@ def _matches(letter: DeadLetter, event_ids: Collection[str] | None) -> bool:
     return event_ids is None or letter.event_id in event_ids
 
 
-async def list_dead_letters(amqp_url: str, namespace: str, service: str) -> list[DeadLetter]:
+async def list_dead_letters(
+    amqp_url: str, namespace: str, service: str, queue_type: QueueType = "quorum"
+) -> list[DeadLetter]:
     """The service's dead letters, oldest first; the queue is left as it was."""
     _check_service(service)
     connection = await aio_pika.connect(amqp_url, timeout=5)
     try:
         channel = await connection.channel()
-        return [DeadLetter.of(m) for m in await _scan(channel, namespace, service)]
+        return [DeadLetter.of(m) for m in await _scan(channel, namespace, service, queue_type)]
     finally:
         await connection.close()  # unacked messages go back to the DLQ
 
 
 async def replay_dead_letters(
-    amqp_url: str, namespace: str, service: str, event_ids: Collection[str] | None = None
+    amqp_url: str, namespace: str, service: str, event_ids: Collection[str] | None = None,
+    queue_type: QueueType = "quorum",
 ) -> list[DeadLetter]:
     """Send dead letters (all, or those with the given event ids) back to the service's queue.
 
@@ -128,8 +132,9 @@ async def replay_dead_letters(
     replayed: list[DeadLetter] = []
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.declare_queue(queue_name(namespace, service), durable=True)
-        for message in await _scan(channel, namespace, service):
+        queues = ServiceQueues(namespace, service, queue_type)
+        await queues.declare(channel, "main")
+        for message in await _scan(channel, namespace, service, queue_type):
             letter = DeadLetter.of(message)
             if not _matches(letter, event_ids):
                 continue
@@ -138,7 +143,7 @@ async def replay_dead_letters(
                 {RETRIES_HEADER: 0, REPLAYS_HEADER: letter.replays + 1},
                 drop=(ERROR_HEADER, ERROR_KIND_HEADER, DEAD_LETTERED_AT_HEADER, SERVICE_HEADER),
             )
-            await channel.default_exchange.publish(copy, routing_key=queue_name(namespace, service), mandatory=False)
+            await channel.default_exchange.publish(copy, routing_key=queues.main, mandatory=False)
             await message.ack()
             replayed.append(letter)
         return replayed
@@ -147,7 +152,8 @@ async def replay_dead_letters(
 
 
 async def purge_dead_letters(
-    amqp_url: str, namespace: str, service: str, event_ids: Collection[str] | None = None
+    amqp_url: str, namespace: str, service: str, event_ids: Collection[str] | None = None,
+    queue_type: QueueType = "quorum",
 ) -> list[DeadLetter]:
     """Delete dead letters (all when `event_ids` is None); returns what was deleted."""
     _check_service(service)
@@ -155,7 +161,7 @@ async def purge_dead_letters(
     purged: list[DeadLetter] = []
     try:
         channel = await connection.channel()
-        for message in await _scan(channel, namespace, service):
+        for message in await _scan(channel, namespace, service, queue_type):
             letter = DeadLetter.of(message)
             if _matches(letter, event_ids):
                 await message.ack()
@@ -216,16 +222,20 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
             raise HTTPException(404, f"service {name!r} has no event queue")
         return ctx.settings.amqp_url, ctx.settings.namespace, name
 
+    def kind(request: Request) -> QueueType:
+        return request.app.state.ctx.settings.event_queue_type  # type: ignore[no-any-return]
+
     async def answer(request: Request, action: str, operation: str, letters: list[DeadLetter]) -> DeadLetters:
         """Audit the operation (dead letters carry patients' events), then answer {data, count}."""
         from imaging_common import audit
 
         _, namespace, name = where(request)
+        queue_type = kind(request)
         principal = request.state.principal  # set by require_roles
         async with request.app.state.ctx.pool.acquire() as conn:
             await audit.record(
                 conn, actor=principal.username, action=action, entity="dead-letter",
-                entity_id=dead_letter_queue_name(namespace, name),
+                entity_id=ServiceQueues(namespace, name, queue_type).dlq,
                 source_ip=request.client.host if request.client else None,
                 detail={"operation": operation, "count": len(letters),
                         "event_ids": [d.event_id for d in letters][:100]},
@@ -234,18 +244,20 @@ def dead_letters_router(service: str | None = None) -> APIRouter:
 
     @router.get("", summary="List the service's dead-lettered events", dependencies=[operator])
     async def list_(request: Request) -> DeadLetters:
-        return await answer(request, "read", "list", await list_dead_letters(*where(request)))
+        return await answer(request, "read", "list", await list_dead_letters(*where(request), queue_type=kind(request)))
 
     @router.post("/replay", summary="Replay dead letters into the service's queue", dependencies=[operator])
     async def replay(request: Request, selection: Annotated[Selection | None, Body()] = None) -> DeadLetters:
         ids = selection.event_ids if selection else None
-        return await answer(request, "update", "replay", await replay_dead_letters(*where(request), ids))
+        return await answer(request, "update", "replay",
+                            await replay_dead_letters(*where(request), ids, queue_type=kind(request)))
 
     @router.post("/purge", summary="Delete dead letters", dependencies=[operator])
     async def purge(request: Request, selection: Selection) -> DeadLetters:
         if selection.event_ids is None and not selection.all:
             raise HTTPException(422, "name the event_ids to purge, or set all=true to purge every dead letter")
-        return await answer(request, "delete", "purge", await purge_dead_letters(*where(request), selection.event_ids))
+        return await answer(request, "delete", "purge",
+                            await purge_dead_letters(*where(request), selection.event_ids, queue_type=kind(request)))
 
     return router
 
@@ -274,19 +286,20 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = CommonSettings()
     target = (settings.amqp_url, settings.namespace, args.service)
+    kind = settings.event_queue_type
     if args.command == "list":
-        letters = asyncio.run(list_dead_letters(*target))
+        letters = asyncio.run(list_dead_letters(*target, queue_type=kind))
     elif args.command == "replay":
-        letters = asyncio.run(replay_dead_letters(*target, args.event_ids))
+        letters = asyncio.run(replay_dead_letters(*target, args.event_ids, queue_type=kind))
     else:
-        letters = asyncio.run(purge_dead_letters(*target, args.event_ids))
+        letters = asyncio.run(purge_dead_letters(*target, args.event_ids, queue_type=kind))
 
     if args.json:
         print(json.dumps({"command": args.command, "data": [asdict(d) for d in letters], "count": len(letters)},
                          ensure_ascii=False))
         return 0
     verb = {"list": "dead letters", "replay": "replayed", "purge": "purged"}[args.command]
-    print(f"{len(letters)} {verb} ({settings.namespace}.{args.service}.dlq)")
+    print(f"{len(letters)} {verb} ({ServiceQueues(settings.namespace, args.service, kind).dlq})")
     for d in letters:
         print(f"{d.event_id}\t{d.type}\tattempts={d.attempts}\t{d.dead_lettered_at}\t{d.error_kind}: {d.error}")
     return 0
