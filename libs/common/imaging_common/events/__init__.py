@@ -20,7 +20,7 @@ from imaging_common.events.envelope import (
     UnknownEventType,
     parse_data,
 )
-from imaging_common.events.handlers import EventHandler, Handlers, WrongEventType, dispatch, parse_as
+from imaging_common.events.handlers import EventHandler, Handlers, WrongEventType, data_only, dispatch, parse_as
 from imaging_common.events.outbox import publish
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "MalformedEvent",
     "UnknownEventType",
     "WrongEventType",
+    "data_only",
     "dispatch",
     "parse_as",
     "parse_data",

@@ -64,6 +64,18 @@ def typed(model: type[M], handler: Callable[[asyncpg.Connection, M, CloudEvent],
     return deliver
 
 
+def data_only(apply: Callable[[asyncpg.Connection, M], Awaitable[Any]]) -> Callable[
+        [asyncpg.Connection, M, CloudEvent], Awaitable[None]]:
+    """The handler that is one domain function of (conn, data), for a HANDLERS entry such as
+    `OrderCancelled: data_only(exams.apply_order_cancelled)`: the envelope is not needed."""
+
+    async def handler(conn: asyncpg.Connection, data: M, event: CloudEvent) -> None:
+        await apply(conn, data)
+
+    handler.__name__ = handler.__qualname__ = getattr(apply, "__name__", "handler")
+    return handler
+
+
 def event_types(handlers: Handlers) -> list[str]:
     """The event types the handlers take (what their queue is bound to), checking every key is a
     registered event model and every value an `async def`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events import CloudEvent, Handlers, data_only
 from imaging_common.events.types import (
     CriticalRaised,
     OrderChanged,
@@ -22,11 +22,6 @@ from imaging_common.service import handler_settings
 from critical_values.domain import follow, lifecycle
 from critical_values.domain.lifecycle import Defaults, NewCritical
 from critical_values.settings import Settings
-
-
-async def on_order(conn: asyncpg.Connection, order: OrderCreated, event: CloudEvent) -> None:
-    """order.created and order.changed alike: the whole order, upserted."""
-    await follow.apply_order(conn, order)
 
 
 async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
@@ -66,8 +61,9 @@ async def on_report_amended(conn: asyncpg.Connection, amended: ReportAmended, ev
 
 
 HANDLERS: Handlers = {
-    OrderCreated: on_order,
-    OrderChanged: on_order,  # an OrderCreated too: the whole order
+    # order.created and order.changed alike: the whole order, upserted.
+    OrderCreated: data_only(follow.apply_order),
+    OrderChanged: data_only(follow.apply_order),  # an OrderCreated too: the whole order
     CriticalRaised: on_critical_raised,
     ReportAmended: on_report_amended,
     PatientUpdated: on_patient_updated,

@@ -7,7 +7,7 @@ redelivery or an older snapshot changes nothing; raising makes the bus retry, th
 from __future__ import annotations
 
 import asyncpg
-from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events import CloudEvent, Handlers, data_only
 from imaging_common.events.types import (
     ExamCompleted,
     FilmMatched,
@@ -22,27 +22,6 @@ from imaging_common.events.types import (
 from reporting.domain import exams, films
 
 
-async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
-    """order.created and order.changed alike: a whole order snapshot, upserted."""
-    await exams.apply_order_created(conn, data)
-
-
-async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
-    await exams.apply_order_cancelled(conn, data)
-
-
-async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
-    await exams.apply_exam_completed(conn, data)
-
-
-async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
-    await exams.apply_patient_updated(conn, data)
-
-
-async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
-    await exams.apply_patient_merged(conn, data)
-
-
 async def on_film_matched(conn: asyncpg.Connection, data: FilmMatched, event: CloudEvent) -> None:
     await films.apply_matched(conn, data, event.time)
 
@@ -52,12 +31,13 @@ async def on_film_unmatched(conn: asyncpg.Connection, data: FilmUnmatched, event
 
 
 HANDLERS: Handlers = {
-    OrderCreated: on_order,
-    OrderChanged: on_order,  # an OrderCreated too: the whole order
-    OrderCancelled: on_order_cancelled,
-    ExamCompleted: on_exam_completed,
-    PatientUpdated: on_patient_updated,
-    PatientMerged: on_patient_merged,
+    # order.created and order.changed alike: a whole order snapshot, upserted.
+    OrderCreated: data_only(exams.apply_order_created),
+    OrderChanged: data_only(exams.apply_order_created),  # an OrderCreated too: the whole order
+    OrderCancelled: data_only(exams.apply_order_cancelled),
+    ExamCompleted: data_only(exams.apply_exam_completed),
+    PatientUpdated: data_only(exams.apply_patient_updated),
+    PatientMerged: data_only(exams.apply_patient_merged),
     FilmMatched: on_film_matched,
     FilmUnmatched: on_film_unmatched,
 }

@@ -4,9 +4,13 @@ that records the event in the inbox, after the consumer dropped snapshots older 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 import asyncpg
-from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events import CloudEvent, Handlers, data_only
 from imaging_common.events.types import (
+    EventData,
     ExamCompleted,
     ExamStarted,
     OrderCancelled,
@@ -23,44 +27,27 @@ from scheduling.domain import orders
 from scheduling.domain.booking import Scheduler
 from scheduling.settings import Settings
 
-
-def _scheduler() -> Scheduler:
-    # Handlers get (conn, data, event) only; their scheduler comes from the settings the app was made with.
-    return scheduler_for(handler_settings(Settings))
+M = TypeVar("M", bound=EventData)
 
 
-async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
-    """order.created and order.changed (both whole snapshots of the order)."""
-    await orders.apply_order(conn, _scheduler(), data)
+def with_scheduler(apply: Callable[[asyncpg.Connection, Scheduler, M], Awaitable[Any]]) -> Callable[
+        [asyncpg.Connection, M, CloudEvent], Awaitable[None]]:
+    """The handler of a domain function of (conn, scheduler, data). Handlers get (conn, data, event) only;
+    their scheduler comes from the settings the app was made with."""
 
+    async def handler(conn: asyncpg.Connection, data: M, event: CloudEvent) -> None:
+        await apply(conn, scheduler_for(handler_settings(Settings)), data)
 
-async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
-    await orders.apply_order_cancelled(conn, _scheduler(), data)
-
-
-async def on_patient_arrived(conn: asyncpg.Connection, data: PatientArrived, event: CloudEvent) -> None:
-    await orders.apply_patient_arrived(conn, _scheduler(), data)
-
-
-async def on_exam_progress(conn: asyncpg.Connection, data: ExamStarted | ExamCompleted, event: CloudEvent) -> None:
-    await orders.apply_exam_progress(conn, _scheduler(), data)
-
-
-async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
-    await orders.apply_patient_updated(conn, data)
-
-
-async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
-    await orders.apply_patient_merged(conn, data)
+    return handler
 
 
 HANDLERS: Handlers = {
-    OrderCreated: on_order,
-    OrderChanged: on_order,  # an OrderCreated too: the whole order
-    OrderCancelled: on_order_cancelled,
-    PatientArrived: on_patient_arrived,
-    ExamStarted: on_exam_progress,
-    ExamCompleted: on_exam_progress,
-    PatientUpdated: on_patient_updated,
-    PatientMerged: on_patient_merged,
+    OrderCreated: with_scheduler(orders.apply_order),  # order.created and order.changed: whole snapshots
+    OrderChanged: with_scheduler(orders.apply_order),  # an OrderCreated too: the whole order
+    OrderCancelled: with_scheduler(orders.apply_order_cancelled),
+    PatientArrived: with_scheduler(orders.apply_patient_arrived),
+    ExamStarted: with_scheduler(orders.apply_exam_progress),
+    ExamCompleted: with_scheduler(orders.apply_exam_progress),
+    PatientUpdated: data_only(orders.apply_patient_updated),
+    PatientMerged: data_only(orders.apply_patient_merged),
 }

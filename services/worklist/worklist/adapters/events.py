@@ -7,7 +7,7 @@ changes nothing twice; raising makes the bus retry (then dead-letter) the messag
 from __future__ import annotations
 
 import asyncpg
-from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events import CloudEvent, Handlers, data_only
 from imaging_common.events.types import (
     AppointmentBooked,
     AppointmentCancelled,
@@ -29,40 +29,19 @@ async def on_order_created(conn: asyncpg.Connection, data: OrderCreated, event: 
     await steps.apply_order_created(conn, data, handler_settings(Settings).tz)
 
 
-async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
-    await steps.apply_order_cancelled(conn, data)
-
-
 async def on_appointment_booked(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
                                event: CloudEvent) -> None:
     await steps.apply_appointment(conn, data, handler_settings(Settings).tz)
 
 
-async def on_appointment_cancelled(conn: asyncpg.Connection, data: AppointmentCancelled,
-                                   event: CloudEvent) -> None:
-    await steps.apply_appointment_cancelled(conn, data)
-
-
-async def on_patient_arrived(conn: asyncpg.Connection, data: PatientArrived, event: CloudEvent) -> None:
-    await steps.apply_patient_arrived(conn, data)
-
-
-async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
-    await steps.apply_patient_updated(conn, data)
-
-
-async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
-    await steps.apply_patient_merged(conn, data)
-
-
 HANDLERS: Handlers = {
     OrderCreated: on_order_created,
     OrderChanged: on_order_created,  # the whole order either way
-    OrderCancelled: on_order_cancelled,
+    OrderCancelled: data_only(steps.apply_order_cancelled),
     AppointmentBooked: on_appointment_booked,
     AppointmentRescheduled: on_appointment_booked,
-    AppointmentCancelled: on_appointment_cancelled,
-    PatientArrived: on_patient_arrived,
-    PatientUpdated: on_patient_updated,
-    PatientMerged: on_patient_merged,
+    AppointmentCancelled: data_only(steps.apply_appointment_cancelled),
+    PatientArrived: data_only(steps.apply_patient_arrived),
+    PatientUpdated: data_only(steps.apply_patient_updated),
+    PatientMerged: data_only(steps.apply_patient_merged),
 }
