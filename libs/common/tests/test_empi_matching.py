@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from imaging_common.empi import comparators as c
-from imaging_common.empi.bands import Band
+from imaging_common.empi.bands import Band, Thresholds, band_for
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.empi.matcher import MatchIndex, Scorer, clusters, dedupe
@@ -391,3 +391,74 @@ def test_a_level_em_never_saw_caps_nothing() -> None:
     m["name"], u["name"] = [0.80, 1e-6, 1e-6, 0.15, 0.05], [0.01, 1e-6, 1e-6, 0.02, 0.97]
     w = FellegiSunterModel(m, u, model.prior).weights_table()["name"]
     assert w["similar"] > 2 and w["exact"] >= w["pinyin"] >= w["homophone"] >= w["similar"] > 0 > w["different"]
+
+
+def test_medical_insurance_numbers_one_typo_apart_but_not_consecutive() -> None:
+    a = _latin("a", "SMITH", "JONATHAN")
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="7131335")) == c.LOCAL_SAME
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="7131353")) == c.LOCAL_NEAR  # a swap
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="7191335")) == c.LOCAL_NEAR  # a wrong digit
+    # Issued one after the other (twins registered together): the last digit only differs.
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="7131336")) == c.LOCAL_DIFFERENT
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="5185238")) == c.LOCAL_DIFFERENT
+    assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number=None)) == c.MISSING
+
+
+def test_a_replaced_name_part_links_on_a_number_typo_never_on_a_twins_number() -> None:
+    a = _latin("a", "SMITH", "JONATHAN")
+    # The family name kept, the given name replaced (legacy files), the social security number one swap apart
+    # and the birth date the same: one person.
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131353")).band is Band.LINK
+    assert SCORER.score(a, _latin("b", "CALEB", "SMYTH", number="7131353")).band is Band.LINK  # either order
+    # The twins' pattern: the number consecutive, or another number altogether, or the birth date another.
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131336")).band is not Band.LINK
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="5185238")).band is not Band.LINK
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131353", birth_date="1970-03-02")).band \
+        is not Band.LINK
+    # Nothing of the name kept: not by a number with a typo.
+    assert SCORER.score(a, _latin("b", "BROWN", "CALEB", number="7131353")).band is not Band.LINK
+
+
+def test_a_record_without_a_name_links_on_its_number_and_birth_date() -> None:
+    a = _latin("a", "SMITH", "JONATHAN")
+    nameless = MatchRecord.build("b", birth_date="1970-02-03", sex="M", address="12 Wattle Street Kirrawee NSW",
+                                 identifiers=[("medical-insurance", "7131335")])
+    assert SCORER.score(a, nameless).band is Band.LINK
+    other_day = MatchRecord.build("b", birth_date="1970-02-04", sex="M", address="12 Wattle Street Kirrawee NSW",
+                                  identifiers=[("medical-insurance", "7131335")])
+    assert SCORER.score(a, other_day).band is not Band.LINK
+    no_number = MatchRecord.build("b", birth_date="1970-02-03", sex="M", address="12 Wattle Street Kirrawee NSW")
+    assert SCORER.score(a, no_number).band is not Band.LINK
+
+
+def test_a_partly_agreeing_address_in_the_same_postcode_corroborates() -> None:
+    a = _latin("a", "SMITH", "JONATHAN", number=None, address="12 Wattle Street Kirrawee NSW", postcode="2232")
+    moved_within = _latin("b", "SMITH", "JONATHON", number=None, address="12 Wattle Street Gymea NSW",
+                          postcode="2232")
+    assert c.compare_address(a, moved_within) == 1
+
+    def band(b: MatchRecord) -> Band:  # the rule, whatever the weights (a file's EM weighs a name typo higher)
+        return band_for(Thresholds().link + 5, c.compare(a, b), a, b, Thresholds())[0]
+
+    assert band(moved_within) is Band.LINK
+    elsewhere = _latin("b", "SMITH", "JONATHON", number=None, address="12 Wattle Street Gymea NSW", postcode="2227")
+    assert band(elsewhere) is Band.REVIEW
+
+
+def test_a_small_latin_script_file_is_weighed_on_its_own_pairs() -> None:
+    from imaging_common.empi.matcher import MIN_RECORDS_FOR_EM, min_records_for_em
+
+    latin = [_latin(str(i), "SMITH", "JONATHAN") for i in range(3)]
+    chinese = [rec(str(i), "张子涵") for i in range(3)]
+    assert min_records_for_em(latin) < min_records_for_em(chinese) == MIN_RECORDS_FOR_EM
+    assert min_records_for_em([*latin, *chinese, *chinese]) == MIN_RECORDS_FOR_EM  # mostly Chinese
+
+
+def test_a_model_saved_before_local_ids_had_a_typo_level_still_loads(tmp_path) -> None:
+    import json
+
+    body = FellegiSunterModel.default().to_json()
+    body["m"]["local_id"], body["u"]["local_id"] = [0.7, 0.3], [0.01, 0.99]
+    (tmp_path / "old.json").write_text(json.dumps(body))
+    w = FellegiSunterModel.load(tmp_path / "old.json").weights_table()["local_id"]
+    assert w["same"] > w["one-typo"] > 0 > w["different"]

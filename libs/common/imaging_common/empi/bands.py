@@ -19,12 +19,17 @@ can only lower a band, never raise it. They encode what no weight should overrid
    link also needs an ID number, a hospital card/HIS id, the phone number or the address to
    agree, unless the name (in characters, or its pinyin for a pinyin-only record) is rare: at
    least RARE_NAME_BITS of frequency weight above the typical coinciding name (16 times rarer),
-   where a same-day namesake is a one-in-thousands event.
-4. Different sex, or a different name altogether, goes to a person, not to the machine.
+   where a same-day namesake is a one-in-thousands event. An address that agrees only in part (the
+   street, not the suburb) corroborates when the postcode agrees too.
+4. Different sex, or a different name altogether, goes to a person, not to the machine. A record
+   without a name is linked only by an ID or medical-insurance number that agrees exactly and the
+   same birth date.
 5. Except for names in Latin script on both sides (foreign patients, legacy files of other systems):
    their typos, swapped, missing and replaced parts are linked automatically when an ID number or a
    medical-insurance (social security) number agrees, and the weight is over the link threshold; a
-   name one typo apart also when that number has one typo and the birth date agrees. The twin guard
+   name one typo apart, or one whose other part was replaced (SMITH JONATHAN / SMITH CALEB), also when
+   that number has one typo (a wrong digit or a swap; not the last digit alone: numbers issued one
+   after the other are twins' numbers) and the birth date agrees. The twin guard
    (rule 2) is for Chinese names: a Latin-script name one typo apart that cannot be read as pinyin
    (SMITH / SMYTH) is a typo, weighed like any other agreement; ZIHAN / ZIHANG stay the guard's.
 """
@@ -71,7 +76,8 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
     if latin_script(a, b) and sex != 1 and (
             (name in (c.NAME_SIMILAR, c.NAME_DIFFERENT) and (id_agrees or c.personal_number_agrees(a, b)))
-            or (name == c.NAME_SIMILAR and dob == c.DOB_EXACT and c.personal_number_near(a, b))):
+            or (dob == c.DOB_EXACT and c.personal_number_near(a, b) and (
+                name == c.NAME_SIMILAR or (name == c.NAME_DIFFERENT and c.share_a_name(a, b))))):
         # Rule 5: Latin-script names from other systems carry typos, swaps, missing and replaced parts;
         # a number issued to one person that agrees decides, as for a homophone (weight permitting); one
         # with a typo, when the name is one typo apart and the birth date agrees.
@@ -83,13 +89,18 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
         # The birth date agrees, or has one typo while phone and address both agree (twins share the day:
         # a date typed wrong makes no twin of a name that sounds the same).
         dob_agrees = dob == c.DOB_EXACT or (dob == c.DOB_NEAR and phone == 0 and address == 0)
-        if not (dob_agrees and (phone == 0 or address == 0) and nid == c.MISSING and local != 1):
+        no_number_differs = nid == c.MISSING and local in (c.MISSING, c.LOCAL_SAME)
+        if not (dob_agrees and (phone == 0 or address == 0) and no_number_differs):
             return Band.REVIEW, "names sound the same, but birth date and phone or address do not all agree"
+    if name == c.MISSING and dob == c.DOB_EXACT and sex != 1 and (
+            nid == c.ID_EXACT or c.personal_number_agrees(a, b)):
+        return band, None  # a record without a name: the number issued to one person and the birth date decide
     if name == c.NAME_DIFFERENT or name == c.MISSING:
         return Band.REVIEW, "names differ"
     if sex == 1:
         return Band.REVIEW, "sex differs"
-    corroborated = id_agrees or local == 0 or phone in (0, 1) or address == 0
+    corroborated = (id_agrees or local == c.LOCAL_SAME or phone in (0, 1) or address == 0
+                    or (address == 1 and c.postcode_agrees(a, b)))
     if not corroborated and not (name in (c.NAME_EXACT, c.NAME_PINYIN) and name_bits >= RARE_NAME_BITS):
         return Band.REVIEW, "only name and birth date agree"
     return band, None

@@ -39,7 +39,7 @@ from imaging_common.empi.comparators import compare
 from imaging_common.empi.fellegi_sunter import FellegiSunterModel
 from imaging_common.empi.frequencies import NameFrequencies
 from imaging_common.empi.identifiers import IdType, parse_id_type
-from imaging_common.empi.matcher import MIN_RECORDS_FOR_EM, ScoredPair, candidate_pairs, dedupe, link_sets
+from imaging_common.empi.matcher import ScoredPair, candidate_pairs, dedupe, link_sets, min_records_for_em
 from imaging_common.empi.record import MatchRecord
 
 FIELDS = ("id", "name", "family_name", "given_name", "birth_date", "sex", "id_number", "id_type", "phone", "address",
@@ -318,10 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _report_malformed(malformed)
             print(json.dumps(used.weights_table(), ensure_ascii=False, indent=1))
             return 0
-        n_records = len(left)
+        n_records, everyone = len(left), list(left)
         if args.command == "link":
             right = read_records(args.files[1], args.map, **read)  # type: ignore[arg-type]
-            n_records += len(right)
+            n_records, everyone = n_records + len(right), [*left, *right]
             pairs, used = link_sets(left, right, model=model, thresholds=thresholds, keep=bands, progress=progress,
                                     tally=tally)
         else:
@@ -334,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.close()
     _report_malformed(malformed)
     if model is None and used.info.get("source") != "EM":
-        print(f"note: {n_records} records are fewer than the {MIN_RECORDS_FOR_EM} EM estimates its weights from: "
-              "the shipped defaults were used; `estimate FILE --save-model M.json` then `--model M.json` fits "
+        print(f"note: {n_records} records are fewer than the {min_records_for_em(everyone)} EM estimates its weights "
+              "from: the shipped defaults were used; `estimate FILE --save-model M.json` then `--model M.json` fits "
               "this file's own", file=sys.stderr)
     if args.save_model:
         used.save(args.save_model)

@@ -74,6 +74,15 @@ def latin_tokens_close(x: list[str], y: list[str]) -> bool:
                for order in permutations(long_, len(short)))
 
 
+def share_a_name(a: MatchRecord, b: MatchRecord) -> bool:
+    """Two Latin-script names of which one part agrees within a typo (the family name, or a given name)
+    and another part was replaced: SMITH JONATHAN / SMITH CALEB."""
+    if a.name is None or b.name is None:
+        return False
+    return any(close_token(x, y) for x in a.name.pinyin.split(" ") for y in b.name.pinyin.split(" ")
+               if min(len(x), len(y)) >= 2)
+
+
 # ---- birth date ----------------------------------------------------------------------------
 DOB_LEVELS = ("exact", "typo-or-swap", "different")
 DOB_EXACT, DOB_NEAR, DOB_DIFFERENT = range(3)
@@ -134,10 +143,11 @@ def personal_number_agrees(a: MatchRecord, b: MatchRecord) -> bool:
 
 
 def personal_number_near(a: MatchRecord, b: MatchRecord) -> bool:
-    """Medical-insurance numbers one wrong digit or one swap apart (no check digit tells a typo)."""
+    """Medical-insurance numbers one wrong digit or one swap apart (no check digit tells a typo), not
+    consecutive ones (number_typo)."""
     x = [n for kind, n in a.local if kind == "medical-insurance"]
     y = [n for kind, n in b.local if kind == "medical-insurance"]
-    return any(near_string(u, v) for u in x for v in y)
+    return any(number_typo(u, v) for u in x for v in y)
 
 
 def both_valid_national_ids_differ(a: MatchRecord, b: MatchRecord) -> bool:
@@ -148,17 +158,30 @@ def both_valid_national_ids_differ(a: MatchRecord, b: MatchRecord) -> bool:
     return False
 
 
-# ---- local identifiers (hospital card, HIS patient ID) -------------------------------------
-LOCAL_LEVELS = ("same", "different")
+# ---- local identifiers (hospital card, HIS patient ID, medical-insurance number) ----------------
+LOCAL_LEVELS = ("same", "one-typo", "different")
+LOCAL_SAME, LOCAL_NEAR, LOCAL_DIFFERENT = range(3)
+
+
+def number_typo(a: str, b: str) -> bool:
+    """One wrong digit or two neighbours swapped, but not numbers that differ in the last digit only:
+    numbers issued one after the other (twins registered together) differ there."""
+    return near_string(a, b) and a[:-1] != b[:-1]
 
 
 def compare_local_id(a: MatchRecord, b: MatchRecord) -> int:
     if not a.local or not b.local:
         return MISSING
     if a.local & b.local:
-        return 0
-    kinds_a = {k for k, _ in a.local}
-    return 1 if any(k in kinds_a for k, _ in b.local) else MISSING
+        return LOCAL_SAME
+    best = MISSING  # no number of the same kind on both sides: nothing to compare
+    for kind, x in a.local:
+        for kind_b, y in b.local:
+            if kind == kind_b:
+                if number_typo(x, y):
+                    return LOCAL_NEAR
+                best = LOCAL_DIFFERENT
+    return best
 
 
 # ---- phone ---------------------------------------------------------------------------------
@@ -190,6 +213,11 @@ def compare_address(a: MatchRecord, b: MatchRecord) -> int:
     if score >= 0.85:
         return 0
     return 1 if score >= 0.5 else 2
+
+
+def postcode_agrees(a: MatchRecord, b: MatchRecord) -> bool:
+    """The same postcode: with an address that agrees in part (the street, not the suburb), the same home."""
+    return bool(a.postcode and a.postcode == b.postcode)
 
 
 # The comparison vector, in this order; names are used in weights files and explanations.
