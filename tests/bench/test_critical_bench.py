@@ -34,7 +34,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, publish
 from imaging_common.events.types import CriticalRaised, PatientRef
 from imaging_common.hl7 import Message, MessageService, MLLPServer
-from imaging_testing import asgi_client, free_port, http_server
+from imaging_testing import asgi_client, free_port, http_server, service_pool
 from imaging_testing.auth import issue_test_token
 
 from .conftest import percentile
@@ -78,13 +78,11 @@ class Stub:
 
 @pytest.fixture(scope="module")
 async def env(test_env: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    pool = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
     stub = Stub()
-    async with MLLPServer(MessageService(stub.on_hl7), "127.0.0.1", free_port()) as mllp, \
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=4) as pool, \
+            MLLPServer(MessageService(stub.on_hl7), "127.0.0.1", free_port()) as mllp, \
             http_server(stub.app()) as url:
         yield {"pool": pool, "stub": stub, "mllp_port": mllp.port, "fhir": f"{url}/fhir"}
-    await pool.close()
 
 
 def settings(**extra: Any) -> Settings:

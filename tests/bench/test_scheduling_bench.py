@@ -25,9 +25,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-from imaging_common import db
 from imaging_common.config import CommonSettings
-from imaging_testing import free_port
+from imaging_testing import free_port, service_pool
 from imaging_testing.auth import issue_test_token
 from scheduling.app import SERVICE
 from scheduling.domain import booking
@@ -43,10 +42,8 @@ random.seed(4)
 
 @pytest.fixture(scope="module")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
-    yield p
-    await p.close()
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=4) as p:
+        yield p
 
 
 def at(day: date, hh: int, mm: int = 0) -> datetime:

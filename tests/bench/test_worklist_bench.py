@@ -39,8 +39,7 @@ from pathlib import Path
 import asyncpg
 import pydicom
 import pytest
-from imaging_common import db
-from imaging_testing import free_port
+from imaging_testing import free_port, service_pool
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.sop_class import ModalityWorklistInformationFind
@@ -210,12 +209,10 @@ async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     for tool in (FINDSCU, WLMSCPFS):
         if not Path(tool).exists():
             pytest.fail(f"{tool} is missing: install Debian's dcmtk (make system-deps)")
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=4)
-    async with p.acquire() as conn:
-        await conn.execute("TRUNCATE scheduled_procedure_steps")
-    yield p
-    await p.close()
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=4) as p:
+        async with p.acquire() as conn:
+            await conn.execute("TRUNCATE scheduled_procedure_steps")
+        yield p
 
 
 async def _start_ours(pool: asyncpg.Pool) -> WorklistSCP:

@@ -33,11 +33,10 @@ from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
 from imaging_common.hl7 import Message, MessageService, MLLPServer
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_testing import eventually, free_port, http_server
+from imaging_testing import eventually, free_port, http_server, mpps
 from imaging_testing import print_kit as tk
 from imaging_testing.auth import issue_test_token
 from imaging_testing.fhir import r4b_resource
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
@@ -220,6 +219,20 @@ class Department:
     queue_id: str
     screen_id: str
     screen_token: str
+
+
+# The journey's steps in order: Journey methods that `steps` runs from one to another.
+STEPS = ("register_by_api", "order_on_bus", "book", "check_in", "call", "query_worklist", "start_exam",
+         "complete_exam", "print_film", "film_matched", "report", "report_delivered", "critical_notified",
+         "acknowledge_critical")
+
+
+async def steps(j: Journey, first: str, last: str) -> None:
+    """Run the journey's steps from `first` to `last`, inclusive."""
+    for name in STEPS[STEPS.index(first):STEPS.index(last) + 1]:
+        result = await getattr(j, name)()
+        if name == "call":
+            assert result["ticket"] == j.ticket, result
 
 
 async def set_up_department(site: Site, tag: str, *, door_cap: int = 2) -> Department:
@@ -707,36 +720,12 @@ def _modality_ae(station: str) -> AE:
 
 
 def mpps_create(port: int, uid: str, item: pydicom.Dataset, station: str) -> int:
-    now = datetime.now(TZ)
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    step = Dataset()
-    step.StudyInstanceUID = item.StudyInstanceUID
-    step.AccessionNumber = item.AccessionNumber
-    step.RequestedProcedureID = item.get("RequestedProcedureID", "")
-    step.ScheduledProcedureStepID = item.ScheduledProcedureStepSequence[0].get("ScheduledProcedureStepID", "")
-    step.ScheduledProcedureStepDescription = ""
-    ds.ScheduledStepAttributesSequence = [step]
-    ds.PatientName = item.PatientName
-    ds.PatientID = item.PatientID
-    ds.PatientBirthDate = ""
-    ds.PatientSex = item.get("PatientSex", "")
-    ds.PerformedProcedureStepID = "PPS" + uid[-8:]
-    ds.PerformedStationAETitle = station
-    ds.PerformedStationName = station
-    ds.PerformedLocation = ""
-    ds.PerformedProcedureStepStartDate = now.strftime("%Y%m%d")
-    ds.PerformedProcedureStepStartTime = now.strftime("%H%M%S")
-    ds.PerformedProcedureStepStatus = "IN PROGRESS"
-    ds.PerformedProcedureStepDescription = "胸部CT平扫"
-    ds.PerformedProcedureTypeDescription = ""
-    ds.ProcedureCodeSequence = []
-    ds.PerformedProcedureStepEndDate = ""
-    ds.PerformedProcedureStepEndTime = ""
-    ds.Modality = "CT"
-    ds.StudyID = ""
-    ds.PerformedProtocolCodeSequence = []
-    ds.PerformedSeriesSequence = []
+    ds = mpps.in_progress(
+        charset="ISO_IR 192", study_uid=item.StudyInstanceUID, accession=item.AccessionNumber,
+        requested_procedure_id=item.get("RequestedProcedureID", ""),
+        step_id=item.ScheduledProcedureStepSequence[0].get("ScheduledProcedureStepID", ""),
+        patient_name=item.PatientName, patient_id=item.PatientID, patient_sex=item.get("PatientSex", ""),
+        pps_id="PPS" + uid[-8:], station=station, station_name=station, start=datetime.now(TZ))
     assoc = _modality_ae(station).associate("127.0.0.1", port, ae_title="WORKLIST")
     assert assoc.is_established, "worklist SCP refused the MPPS association"
     try:
@@ -747,21 +736,7 @@ def mpps_create(port: int, uid: str, item: pydicom.Dataset, station: str) -> int
 
 
 def mpps_complete(port: int, uid: str, station: str) -> int:
-    now = datetime.now(TZ)
-    ds = Dataset()
-    ds.PerformedProcedureStepStatus = "COMPLETED"
-    ds.PerformedProcedureStepEndDate = now.strftime("%Y%m%d")
-    ds.PerformedProcedureStepEndTime = now.strftime("%H%M%S")
-    series = Dataset()
-    series.SeriesInstanceUID = generate_uid()
-    series.PerformingPhysicianName = ""
-    series.ProtocolName = "CHEST"
-    series.OperatorsName = ""
-    series.SeriesDescription = ""
-    series.RetrieveAETitle = ""
-    series.ReferencedImageSequence = []
-    series.ReferencedNonImageCompositeSOPInstanceSequence = []
-    ds.PerformedSeriesSequence = [series]
+    ds = mpps.final("COMPLETED", datetime.now(TZ))
     assoc = _modality_ae(station).associate("127.0.0.1", port, ae_title="WORKLIST")
     assert assoc.is_established, "worklist SCP refused the MPPS association"
     try:

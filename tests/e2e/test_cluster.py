@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from e2e.cluster import cluster_site
-from e2e.journey import Journey, clear_of_local_midnight, set_up_department
+from e2e.journey import STEPS, Journey, clear_of_local_midnight, set_up_department, steps
 
 
 async def test_journey_across_service_processes(test_env: dict[str, str], tmp_path: Path) -> None:
@@ -15,20 +15,7 @@ async def test_journey_across_service_processes(test_env: dict[str, str], tmp_pa
     async with cluster_site(test_env, tmp_path / "cluster") as (cluster, site):
         dept = await set_up_department(site, uuid.uuid4().hex[:6].upper())
         j = Journey(site, dept, tmp_path)
-        await j.register_by_api()
-        await j.order_on_bus()
-        await j.book()
-        await j.check_in()
-        assert (await j.call())["ticket"] == j.ticket
-        await j.query_worklist()
-        await j.start_exam()
-        await j.complete_exam()
-        await j.print_film()
-        await j.film_matched()
-        await j.report()
-        await j.report_delivered()
-        await j.critical_notified()
-        await j.acknowledge_critical()
+        await steps(j, STEPS[0], STEPS[-1])
         j.assert_every_hop_on_bus()
         usage = cluster.usage()
         assert set(usage) == set(cluster.services), usage

@@ -44,6 +44,7 @@ from e2e.journey import (
     now_true,
     set_up_department,
     spy_on_bus,
+    steps,
 )
 
 expect.set_options(timeout=20_000)  # `make test` runs beside other suites on two cores
@@ -108,23 +109,11 @@ async def test_one_patient_end_to_end(site: Site, tmp_path: Path) -> None:
         assert not any(j.name in json.dumps(m, ensure_ascii=False) for m in (snapshot, update))
     assert await j.entry_is("called")
 
-    # 4.–5. DCMTK findscu finds the patient; MPPS in progress, then completed
-    await j.query_worklist()
-    await j.start_exam()
-    await j.complete_exam()
-
-    # 6. DCMTK's print client prints the film; OCR matches it to the patient
-    await j.print_film()
-    await j.film_matched()
-
-    # 7. report with a critical finding: preliminary, final; delivered over HL7 and FHIR
-    await j.report()
-    await j.report_delivered()
-
-    # 8. critical value: notified over HL7 and FHIR, acknowledged by the clinician system, closed
-    await j.critical_notified()
-    await j.acknowledge_critical()
-
+    # 4.–5. DCMTK findscu finds the patient; MPPS in progress, then completed;
+    # 6. DCMTK's print client prints the film, OCR matches it to the patient;
+    # 7. a report with a critical finding: preliminary, final, delivered over HL7 and FHIR;
+    # 8. the critical value notified over HL7 and FHIR, acknowledged by the clinician system, closed
+    await steps(j, "query_worklist", "acknowledge_critical")
     j.assert_every_hop_on_bus()
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import uvicorn
+from imaging_common import db
 from imaging_common.config import CommonSettings
 
 T = TypeVar("T")
@@ -41,6 +42,17 @@ async def asgi_client(app: Any, base_url: str = "http://testserver") -> AsyncIte
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def service_pool(spec: Any, database_url: str, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    """A service's schema migrated (`spec` its ServiceSpec) and a pool on it, closed on the way out."""
+    await spec.migrate(database_url)
+    pool = await db.create_pool(database_url, spec.schema, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @contextlib.asynccontextmanager

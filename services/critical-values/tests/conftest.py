@@ -21,10 +21,9 @@ from critical_values.domain import recipients
 from critical_values.settings import Settings
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from imaging_common import db
 from imaging_common.hl7 import HL7Error, Message, MessageService, MLLPServer
 from imaging_common.hl7 import ack as acks
-from imaging_testing import asgi_client, free_port, http_server
+from imaging_testing import asgi_client, free_port, http_server, service_pool
 from imaging_testing.auth import issue_test_token
 from imaging_testing.fhir import r4b_resource
 
@@ -136,10 +135,8 @@ async def clinician_system_running(stub: ClinicianSystem, *, application: str = 
 
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=6)
-    yield p
-    await p.close()
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=6) as p:
+        yield p
 
 
 def fast_settings(**overrides: Any) -> Settings:

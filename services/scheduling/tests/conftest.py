@@ -12,20 +12,48 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import httpx
 import pytest
-from imaging_common import db
-from scheduling.app import SERVICE
+from imaging_testing import asgi_client, service_pool
+from imaging_testing.auth import issue_test_token
+from scheduling.app import SERVICE, create_app
 from scheduling.domain.booking import Actor, BookingRefused, Scheduler, book_slot
+from scheduling.settings import Settings
 
 TZ = ZoneInfo("Asia/Shanghai")
+API = "/api/scheduling"
 
 
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=10)
-    yield p
-    await p.close()
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=10) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def settings(settings_for: Any) -> Settings:
+    """The API tests' settings: housekeeping (holds, reminders, no-shows) out of their way."""
+    return settings_for(Settings, scheduling_housekeeping_seconds=3600)
+
+
+@pytest.fixture(scope="module")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(create_app(settings)) as c:
+        yield c
+
+
+def auth(settings: Settings, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_test_token(settings, roles=list(roles), username='-'.join(roles))}"}
+
+
+@pytest.fixture(scope="module")
+def admin(settings: Settings) -> dict[str, str]:
+    return auth(settings, "admin")
+
+
+@pytest.fixture(scope="module")
+def clerk(settings: Settings) -> dict[str, str]:
+    return auth(settings, "clerk")
 
 
 @pytest.fixture

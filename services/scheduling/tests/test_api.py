@@ -9,45 +9,17 @@ import uuid
 from datetime import datetime
 
 import aio_pika
-import pytest
 from imaging_common.events import CloudEvent
 from imaging_common.events.topology import exchange_name
 from imaging_common.events.types import ExamItem, OrderCancelled, OrderCreated, PatientRef, SpecialConditions
 from imaging_testing import asgi_client
-from imaging_testing.auth import issue_test_token
 from imaging_testing.fhir import r4b
 from scheduling.app import create_app
 from scheduling.settings import Settings
 
-from .conftest import at, day_after
+from .conftest import API, at, auth, day_after
 
-API = "/api/scheduling"
 FHIR = "/fhir/R4"
-
-
-@pytest.fixture(scope="module")
-def settings(settings_for):
-    return settings_for(Settings, scheduling_housekeeping_seconds=3600)
-
-
-@pytest.fixture(scope="module")
-async def client(settings):
-    async with asgi_client(create_app(settings)) as c:
-        yield c
-
-
-def auth(settings, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_test_token(settings, roles=list(roles), username='-'.join(roles))}"}
-
-
-@pytest.fixture(scope="module")
-def admin(settings):
-    return auth(settings, "admin")
-
-
-@pytest.fixture(scope="module")
-def clerk(settings):
-    return auth(settings, "clerk")
 
 
 async def send(settings, event: CloudEvent) -> None:

@@ -23,33 +23,9 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
-from imaging_testing import asgi_client
-from scheduling.app import create_app
-from scheduling.settings import Settings
 
-from .conftest import at, day_after
-from .test_api import API, auth, eventually, send, setup_room_and_exam
-
-
-@pytest.fixture(scope="module")
-def settings(settings_for):
-    return settings_for(Settings, scheduling_housekeeping_seconds=3600)
-
-
-@pytest.fixture(scope="module")
-async def client(settings):
-    async with asgi_client(create_app(settings)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(settings):
-    return auth(settings, "admin")
-
-
-@pytest.fixture(scope="module")
-def clerk(settings):
-    return auth(settings, "clerk")
+from .conftest import API, at, day_after
+from .test_api import eventually, send, setup_room_and_exam
 
 
 @pytest.fixture

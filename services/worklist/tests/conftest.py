@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from imaging_common import db
-from imaging_testing import free_port
+from imaging_testing import free_port, service_pool
 from worklist.adapters.dicom.scp import WorklistSCP
 from worklist.app import SERVICE
 from worklist.domain import steps
@@ -28,10 +27,8 @@ FINDSCU = "/usr/bin/findscu"  # DCMTK's; pynetdicom installs its own findscu ear
 
 @pytest.fixture(scope="session")
 async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    await SERVICE.migrate(test_env["DATABASE_URL"])
-    p = await db.create_pool(test_env["DATABASE_URL"], SERVICE.schema, max_size=10)
-    yield p
-    await p.close()
+    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=10) as p:
+        yield p
 
 
 def scp_settings(**overrides: Any) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from imaging_testing import mpps
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from worklist.adapters.dicom.scp import WorklistSCP
@@ -13,35 +14,10 @@ from .scu import find, mwl_query, n_create, n_set
 
 
 def create_attrs(w: World, n: int = 1, **overrides: object) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "GB18030"
-    item = Dataset()
-    item.StudyInstanceUID = "1.2.3." + str(int(w.tag, 16))
-    item.AccessionNumber = w.id(f"A{n}")
-    item.RequestedProcedureID = w.id(f"R{n}")
-    item.ScheduledProcedureStepID = ""
-    item.ScheduledProcedureStepDescription = ""
-    ds.ScheduledStepAttributesSequence = [item]
-    ds.PatientName = "ZHANG^SAN=张^三"
-    ds.PatientID = w.id(f"P{n}")
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "M"
-    ds.PerformedProcedureStepID = "PPS" + w.tag
-    ds.PerformedStationAETitle = w.station
-    ds.PerformedStationName = "CT1"
-    ds.PerformedLocation = ""
-    ds.PerformedProcedureStepStartDate = now_local().strftime("%Y%m%d")
-    ds.PerformedProcedureStepStartTime = now_local().strftime("%H%M%S")
-    ds.PerformedProcedureStepStatus = "IN PROGRESS"
-    ds.PerformedProcedureStepDescription = "胸部CT平扫"
-    ds.PerformedProcedureTypeDescription = ""
-    ds.ProcedureCodeSequence = []
-    ds.PerformedProcedureStepEndDate = ""
-    ds.PerformedProcedureStepEndTime = ""
-    ds.Modality = "CT"
-    ds.StudyID = ""
-    ds.PerformedProtocolCodeSequence = []
-    ds.PerformedSeriesSequence = []
+    ds = mpps.in_progress(charset="GB18030", study_uid="1.2.3." + str(int(w.tag, 16)), accession=w.id(f"A{n}"),
+                          requested_procedure_id=w.id(f"R{n}"), step_id="", patient_name="ZHANG^SAN=张^三",
+                          patient_id=w.id(f"P{n}"), patient_sex="M", pps_id="PPS" + w.tag, station=w.station,
+                          station_name="CT1", start=now_local())
     for k, v in overrides.items():
         if v is None:
             delattr(ds, k)
@@ -51,22 +27,7 @@ def create_attrs(w: World, n: int = 1, **overrides: object) -> Dataset:
 
 
 def final_attrs(status: str = "COMPLETED", *, with_end: bool = True) -> Dataset:
-    ds = Dataset()
-    ds.PerformedProcedureStepStatus = status
-    if with_end:
-        ds.PerformedProcedureStepEndDate = now_local().strftime("%Y%m%d")
-        ds.PerformedProcedureStepEndTime = now_local().strftime("%H%M%S")
-    series = Dataset()
-    series.SeriesInstanceUID = generate_uid()
-    series.PerformingPhysicianName = ""
-    series.ProtocolName = "CHEST"
-    series.OperatorsName = ""
-    series.SeriesDescription = ""
-    series.RetrieveAETitle = ""
-    series.ReferencedImageSequence = []
-    series.ReferencedNonImageCompositeSOPInstanceSequence = []
-    ds.PerformedSeriesSequence = [series]
-    return ds
+    return mpps.final(status, now_local() if with_end else None)
 
 
 async def outbox(w: World, accession: str) -> list[dict]:
