@@ -8,6 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from imaging_common import audit
+from imaging_common.json_out import listing
 from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field, model_validator
 
@@ -97,7 +98,7 @@ async def current_dictionary(user: Viewer, ctx: Ctx, version: int | None = None)
 async def dictionary_versions(user: Viewer, ctx: Ctx) -> DictionaryVersions:
     async with ctx.pool.acquire() as conn:
         rows = await dictionary.versions(conn)
-    return {"data": rows, "count": len(rows)}
+    return listing(rows)
 
 
 @router.post("/dictionary/versions", status_code=201, summary="Publish a new dictionary version (whole item list)")

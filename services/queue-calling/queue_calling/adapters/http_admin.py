@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import time
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import APIRouter
 from imaging_common import audit
+from imaging_common.json_out import listing
 from pydantic import BaseModel, Field
 
 from queue_calling.adapters.deps import Admin, ClientIp, Ctx, TerminalStaff
 from queue_calling.adapters.flows import after_commit, hub_of, seal
 from queue_calling.adapters.schemas import Queues, QueueSaved, Rooms, RoomSaved, RuleAdded, Rules, Screens, ScreenSaved
 from queue_calling.domain import configuration
+from queue_calling.domain.scope import Change
 
 router = APIRouter(tags=["queue configuration"])
 
@@ -58,44 +62,44 @@ class ScreenIn(BaseModel):
                               description="the screen's access token; generated when omitted on creation")
 
 
-@router.put("/queues/{queue_id}", summary="Create or change a queue")
-async def put_queue(queue_id: str, body: QueueIn, user: Admin, ctx: Ctx, ip: ClientIp) -> QueueSaved:
-    configuration_id_ok(queue_id)
+async def _saved(ctx: Ctx, user: Any, ip: str | None, entity: str, entity_id: str,
+                 put: Callable[..., Awaitable[Change]], fields: dict[str, Any]) -> dict[str, Any]:
+    """Save one queue or room, seal the views it changes and audit it in one transaction; then tell the
+    screens. The answer is what was saved."""
+    configuration_id_ok(entity_id)
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
-            change = await configuration.put_queue(conn, queue_id=queue_id, **body.model_dump())
+            change = await put(conn, **{f"{entity}_id": entity_id}, **fields)
             queued = await seal(conn, change)
-            await audit.record(conn, actor=user.username, action="update", entity="queue", entity_id=queue_id,
-                               source_ip=ip, detail=body.model_dump())
+            await audit.record(conn, actor=user.username, action="update", entity=entity, entity_id=entity_id,
+                               source_ip=ip, detail=fields)
     await after_commit(ctx, change, queued)
-    return {"queue_id": queue_id, **body.model_dump()}
+    return {f"{entity}_id": entity_id, **fields}
+
+
+async def _listed(ctx: Ctx, fetch: Callable[[asyncpg.Connection], Awaitable[list[dict[str, Any]]]]) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        return listing(await fetch(conn))
+
+
+@router.put("/queues/{queue_id}", summary="Create or change a queue")
+async def put_queue(queue_id: str, body: QueueIn, user: Admin, ctx: Ctx, ip: ClientIp) -> QueueSaved:
+    return await _saved(ctx, user, ip, "queue", queue_id, configuration.put_queue, body.model_dump())
 
 
 @router.get("/queues", summary="Queues")
 async def list_queues(user: TerminalStaff, ctx: Ctx) -> Queues:
-    async with ctx.pool.acquire() as conn:
-        data = await configuration.list_queues(conn)
-    return {"data": data, "count": len(data)}
+    return await _listed(ctx, configuration.list_queues)
 
 
 @router.put("/rooms/{room_id}", summary="Create or change a room and the queues it serves")
 async def put_room(room_id: str, body: RoomIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RoomSaved:
-    configuration_id_ok(room_id)
-    async with ctx.pool.acquire() as conn:
-        async with conn.transaction():
-            change = await configuration.put_room(conn, room_id=room_id, **body.model_dump())
-            queued = await seal(conn, change)
-            await audit.record(conn, actor=user.username, action="update", entity="room", entity_id=room_id,
-                               source_ip=ip, detail=body.model_dump())
-    await after_commit(ctx, change, queued)
-    return {"room_id": room_id, **body.model_dump()}
+    return await _saved(ctx, user, ip, "room", room_id, configuration.put_room, body.model_dump())
 
 
 @router.get("/rooms", summary="Rooms")
 async def list_rooms(user: TerminalStaff, ctx: Ctx) -> Rooms:
-    async with ctx.pool.acquire() as conn:
-        data = await configuration.list_rooms(conn)
-    return {"data": data, "count": len(data)}
+    return await _listed(ctx, configuration.list_rooms)
 
 
 @router.post("/placement-rules", status_code=201, summary="Add a check-in placement rule")
@@ -110,9 +114,7 @@ async def add_rule(body: RuleIn, user: Admin, ctx: Ctx, ip: ClientIp) -> RuleAdd
 
 @router.get("/placement-rules", summary="Placement rules, in the order they are tried")
 async def list_rules(user: TerminalStaff, ctx: Ctx) -> Rules:
-    async with ctx.pool.acquire() as conn:
-        data = await configuration.list_rules(conn)
-    return {"data": data, "count": len(data)}
+    return await _listed(ctx, configuration.list_rules)
 
 
 @router.delete("/placement-rules/{rule_id}", status_code=204, summary="Remove a placement rule")
@@ -143,7 +145,7 @@ async def list_screens(user: Admin, ctx: Ctx) -> Screens:
     online = await hub_of(ctx).online()
     for screen in data:
         screen["connected"] = online.get(screen["screen_id"], 0)
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 def configuration_id_ok(value: str) -> None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from imaging_common import audit
 from imaging_common.events import publish
 from imaging_common.events.types import PatientArrived, PatientRef
+from imaging_common.json_out import listing
 from imaging_common.outbound import AllowList, DestinationRefused
 from pydantic import BaseModel, Field, model_validator
 
@@ -262,7 +263,7 @@ async def daily_stats(user: TerminalStaff, ctx: Ctx, day: date | None = None,
             data = await stats.daily(conn, day=day, group=group, tz=tz)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 # Declared last: its path would otherwise shadow /entries/{id}/start, /cancel, /transfer ...

@@ -14,6 +14,7 @@ from imaging_common.empi.identifiers import InvalidIdentifier, parse_id_type
 from imaging_common.empi.matcher import Scorer
 from imaging_common.empi.store import IncomingPerson
 from imaging_common.events.types import ExamItem, SpecialConditions
+from imaging_common.json_out import listing
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -161,7 +162,7 @@ async def match_patient(body: PatientIn, request: Request, user: DeskStaff) -> d
     async with ctx.pool.acquire() as conn:
         data = await patient_domain.match_preview(conn, body.incoming(), scorer=_scorer(ctx),
                                                   actor=_actor(request, user))
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.get("/patients", tags=["patients"], response_model=schemas.PatientList,
@@ -219,7 +220,7 @@ async def list_pending_changes(request: Request, user: DeskStaff,
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn, conn.transaction():
         data = await patient_domain.pending_changes(conn, actor=_actor(request, user), limit=limit)
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.post("/pending-changes/{change_id}/{decision}", tags=["patients"], response_model=schemas.PatientChanged,
@@ -272,7 +273,7 @@ async def list_reviews(request: Request, user: DeskStaff,
     ctx = request_context(request)
     async with ctx.pool.acquire() as conn:
         data = await patient_domain.open_reviews(conn, actor=_actor(request, user), limit=limit)
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.post("/reviews/{review_id}/resolve", tags=["duplicates"], response_model=schemas.ReviewResolved,
@@ -337,7 +338,7 @@ async def list_orders(request: Request, user: Readers, empi_id: str | None = Non
             data = await order_domain.list_orders(conn, empi_id=empi_id, actor=_actor(request, user), limit=limit)
     except store.EmpiError as exc:
         raise _not_found(exc) from None
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 class OrderCancel(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
+from imaging_common.json_out import listing
 
 from reporting.adapters import deps, schemas
 from reporting.adapters.deps import Admin, Ctx, Reader, Reporter, Senior
@@ -46,7 +47,7 @@ async def signature_log(ctx: Ctx, user: Senior, report_id: str | None = None,
     data = [deps.jsonable(dict(r)) for r in rows]
     for row in data:
         row["detail"] = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.get("/signing-keys", summary="Users' public signing keys", response_model=schemas.SigningKeys)

@@ -4,11 +4,13 @@ booking rules — the pool configured as data, without code (5.3.1, 5.3.4)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from imaging_common import audit
+from imaging_common.json_out import listing
 from imaging_common.problems import problem
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -125,6 +127,25 @@ async def _changed(
         outcome="success",
         detail=json.loads(json.dumps(detail, default=str)),
     )
+
+
+async def _put(conn: Any, user: Any, request: Request, entity: str, key: str, body: BaseModel,
+               save: Callable[..., Awaitable[Any]], key_field: str) -> Any:
+    """PUT of one configuration record whose key is in the path and the body: saved and audited in one
+    transaction, answered with what was saved."""
+    if getattr(body, key_field) != key:
+        return problem(422, "Invalid request", f"the {key_field} in the path and the body differ")
+    async with conn.transaction():
+        await save(conn, **body.model_dump())
+        await _changed(conn, user, request, entity, key, "update", body.model_dump())
+    return body.model_dump()
+
+
+async def _delete(conn: Any, user: Any, request: Request, entity: str, key: str | int,
+                  remove: Callable[[Any, Any], Awaitable[Any]]) -> None:
+    async with conn.transaction():
+        await remove(conn, key)
+        await _changed(conn, user, request, entity, str(key), "delete", {})
 
 
 class ClosureOut(BaseModel):
@@ -297,7 +318,7 @@ async def list_rooms(conn: Conn, user: Reader) -> Rooms:
             for s in sessions
             if s["room_id"] == room["id"]
         ]
-    return {"data": rooms, "count": len(rooms)}
+    return listing(rooms)
 
 
 @router.put("/rooms/{room_id}", summary="Create or update a room (and replace its working hours)",
@@ -319,7 +340,7 @@ async def put_room(room_id: str, body: RoomIn, conn: Conn, user: Admin, request:
 async def list_closures(conn: Conn, user: Reader) -> Closures:
     rows = await configuration.closures(conn)
     data = [{**dict(r), "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in rows]
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.post("/closures", status_code=201, summary="Close a room, a campus or everything for a while",
@@ -335,26 +356,19 @@ async def add_closure(body: ClosureIn, conn: Conn, user: Admin, request: Request
 
 @router.delete("/closures/{closure_id}", status_code=204, summary="Reopen")
 async def delete_closure(closure_id: int, conn: Conn, user: Admin, request: Request) -> None:
-    async with conn.transaction():
-        await configuration.delete_closure(conn, closure_id)
-        await _changed(conn, user, request, "closure", str(closure_id), "delete", {})
+    await _delete(conn, user, request, "closure", closure_id, configuration.delete_closure)
 
 
 @router.get("/exam-types", summary="Exam types: durations, preparation, contrast, fasting")
 async def list_exam_types(conn: Conn, user: Reader) -> ExamTypes:
     rows = [dict(r) for r in await configuration.exam_types(conn)]
-    return {"data": rows, "count": len(rows)}
+    return listing(rows)
 
 
 @router.put("/exam-types/{code}", summary="Create or update an exam type (its time slice and preparation)",
             response_model=ExamTypeIn)
 async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, request: Request) -> Any:
-    if body.code != code:
-        return problem(422, "Invalid request", "the code in the path and the body differ")
-    async with conn.transaction():
-        await configuration.put_exam_type(conn, **body.model_dump())
-        await _changed(conn, user, request, "exam_type", code, "update", body.model_dump())
-    return body.model_dump()
+    return await _put(conn, user, request, "exam_type", code, body, configuration.put_exam_type, "code")
 
 
 @router.put("/technologists/{technologist_id}", summary="Create or update a technologist",
@@ -362,12 +376,8 @@ async def put_exam_type(code: str, body: ExamTypeIn, conn: Conn, user: Admin, re
 async def put_technologist(
     technologist_id: str, body: TechnologistIn, conn: Conn, user: Admin, request: Request
 ) -> Any:
-    if body.id != technologist_id:
-        return problem(422, "Invalid request", "the id in the path and the body differ")
-    async with conn.transaction():
-        await configuration.put_technologist(conn, **body.model_dump())
-        await _changed(conn, user, request, "technologist", technologist_id, "update", body.model_dump())
-    return body.model_dump()
+    return await _put(conn, user, request, "technologist", technologist_id, body, configuration.put_technologist,
+                      "id")
 
 
 @router.put("/rooms/{room_id}/roster", summary="Replace a room's technologist roster (staff capacity)",
@@ -390,12 +400,7 @@ async def put_roster(room_id: str, body: list[RosterIn], conn: Conn, user: Admin
 @router.put("/wards/{code}", summary="Place a ward, so inpatients go to the nearest room",
             response_model=WardIn)
 async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Request) -> Any:
-    if body.code != code:
-        return problem(422, "Invalid request", "the code in the path and the body differ")
-    async with conn.transaction():
-        await configuration.put_ward(conn, **body.model_dump())
-        await _changed(conn, user, request, "ward", code, "update", body.model_dump())
-    return body.model_dump()
+    return await _put(conn, user, request, "ward", code, body, configuration.put_ward, "code")
 
 
 # ---- quotas and rules ------------------------------------------------------------------------------
@@ -404,7 +409,7 @@ async def put_ward(code: str, body: WardIn, conn: Conn, user: Admin, request: Re
 @router.get("/quotas", summary="Quotas per booking channel and when they are released")
 async def list_quotas(conn: Conn, user: Reader) -> Quotas:
     rows = [dict(r) for r in await configuration.quotas(conn)]
-    return {"data": rows, "count": len(rows)}
+    return listing(rows)
 
 
 @router.post("/quotas", status_code=201, summary="Add a channel quota", response_model=QuotaOut)
@@ -419,15 +424,12 @@ async def add_quota(body: QuotaIn, conn: Conn, user: Admin, request: Request) ->
 
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Remove a channel quota")
 async def delete_quota(quota_id: int, conn: Conn, user: Admin, request: Request) -> None:
-    async with conn.transaction():
-        await configuration.delete_quota(conn, quota_id)
-        await _changed(conn, user, request, "channel_quota", str(quota_id), "delete", {})
+    await _delete(conn, user, request, "channel_quota", quota_id, configuration.delete_quota)
 
 
 @router.get("/rule-types", summary="The rule types an admin can configure, with their parameters")
 async def rule_types(user: Reader) -> RuleTypes:
-    docs = rule_type_docs()
-    return {"data": docs, "count": len(docs)}
+    return listing(rule_type_docs())
 
 
 def _rule_out(r: Any) -> dict[str, Any]:
@@ -442,7 +444,7 @@ def _rule_out(r: Any) -> dict[str, Any]:
 @router.get("/rules", summary="Booking rules")
 async def list_rules(conn: Conn, user: Reader) -> Rules:
     rows = [_rule_out(r) for r in await configuration.rules(conn)]
-    return {"data": rows, "count": len(rows)}
+    return listing(rows)
 
 
 @router.put("/rules/{name}", summary="Create or replace a booking rule (type, parameters, reason)",
@@ -462,9 +464,7 @@ async def put_rule(name: str, body: RuleIn, conn: Conn, user: Admin, request: Re
 
 @router.delete("/rules/{name}", status_code=204, summary="Delete a booking rule")
 async def delete_rule(name: str, conn: Conn, user: Admin, request: Request) -> None:
-    async with conn.transaction():
-        await configuration.delete_rule(conn, name)
-        await _changed(conn, user, request, "rule", name, "delete", {})
+    await _delete(conn, user, request, "rule", name, configuration.delete_rule)
 
 
 __all__ = ["InvalidRule", "router"]

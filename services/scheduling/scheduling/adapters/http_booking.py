@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from imaging_common import audit
+from imaging_common.json_out import listing
 from imaging_common.problems import problem
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -271,7 +272,7 @@ async def list_requests(
             patient_id=d["empi_id"],
             source_ip=audit.client_ip(request),
         )
-    return {"data": data, "count": len(data)}
+    return listing(data)
 
 
 @router.post("/find", summary="The earliest slot for one exam that satisfies every rule (6.1.5)",
