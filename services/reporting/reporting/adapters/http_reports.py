@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import asyncpg
@@ -186,37 +187,34 @@ class AmendmentReview(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
-@router.post("/reports/{report_id}/amendments", summary="Ask for a signed report to be changed, with a reason",
-             response_model=schemas.StepOut)
-async def request_amendment(report_id: str, body: AmendmentRequest, ctx: Ctx, request: Request,
-                            user: Stepper) -> dict[str, Any]:
+async def _amendment_step(ctx: Ctx, request: Request, user: Any, report_id: str,
+                          step: Callable[..., Awaitable[Any]], **args: Any) -> dict[str, Any]:
+    """One step of an amendment (asked, decided) on an existing report, signed with the site's secret."""
     async with ctx.pool.acquire() as conn:
         await deps.report_or_404(conn, report_id)
         actor = await deps.actor(conn, user, request)
         try:
-            result = await reports.request_amendment(conn, report_id=report_id, kind=body.kind, reason=body.reason,
-                                                     actor=actor,
-                                                     signing_secret=deps.settings_of(ctx).reporting_signing_secret)
+            result = await step(conn, report_id=report_id, actor=actor,
+                                signing_secret=deps.settings_of(ctx).reporting_signing_secret, **args)
         except (reports.ReportError, InvalidTransition, NotPermitted) as exc:
             raise deps.domain_error(exc) from None
-    return result.__dict__
+    return dict(result.__dict__)
+
+
+@router.post("/reports/{report_id}/amendments", summary="Ask for a signed report to be changed, with a reason",
+             response_model=schemas.StepOut)
+async def request_amendment(report_id: str, body: AmendmentRequest, ctx: Ctx, request: Request,
+                            user: Stepper) -> dict[str, Any]:
+    return await _amendment_step(ctx, request, user, report_id, reports.request_amendment, kind=body.kind,
+                                 reason=body.reason)
 
 
 @router.post("/reports/{report_id}/amendments/review", summary="Decide an amendment request (senior)",
              response_model=schemas.StepOut)
 async def review_amendment(report_id: str, body: AmendmentReview, ctx: Ctx, request: Request,
                            user: Stepper) -> dict[str, Any]:
-    async with ctx.pool.acquire() as conn:
-        await deps.report_or_404(conn, report_id)
-        actor = await deps.actor(conn, user, request)
-        try:
-            result = await reports.review_amendment(conn, report_id=report_id, approve=body.approve, note=body.note,
-                                                    actor=actor,
-                                                    signing_secret=deps.settings_of(ctx).reporting_signing_secret,
-                                                    single_reader_site=deps.settings_of(ctx).reporting_single_reader)
-        except (reports.ReportError, InvalidTransition, NotPermitted) as exc:
-            raise deps.domain_error(exc) from None
-    return result.__dict__
+    return await _amendment_step(ctx, request, user, report_id, reports.review_amendment, approve=body.approve,
+                                 note=body.note, single_reader_site=deps.settings_of(ctx).reporting_single_reader)
 
 
 @router.get("/reports/{report_id}/amendments", summary="Amendment requests and decisions, with reasons",

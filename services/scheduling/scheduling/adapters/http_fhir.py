@@ -200,20 +200,18 @@ async def find(
     return fhir_response(searchset(request, found))
 
 
+async def _read(conn: Any, user: Any, request: Request, a: Any, view: str) -> None:
+    """A FHIR read of an appointment, audited as a read of its patient's record."""
+    await audit.record_read(conn, actor=user.user_id, entity="appointment", entity_id=a["id"], patient_id=a["empi_id"],
+                            source_ip=audit.client_ip(request), detail={"view": view})
+
+
 @router.get("/Appointment/{appointment_id}", summary="FHIR Appointment")
 async def appointment(appointment_id: str, conn: Conn, user: Reader, request: Request) -> JSONResponse:
     a = await appointments.get(conn, appointment_id)
     if a is None:
         return outcome(404, "not-found", f"Appointment/{appointment_id} is not known")
-    await audit.record_read(
-        conn,
-        actor=user.user_id,
-        entity="appointment",
-        entity_id=a["id"],
-        patient_id=a["empi_id"],
-        source_ip=audit.client_ip(request),
-        detail={"view": "fhir"},
-    )
+    await _read(conn, user, request, a, "fhir")
     return fhir_response(appointment_resource(a))
 
 
@@ -237,13 +235,5 @@ async def appointment_search(
         limit=_count,
     )
     for a in rows:
-        await audit.record_read(
-            conn,
-            actor=user.user_id,
-            entity="appointment",
-            entity_id=a["id"],
-            patient_id=a["empi_id"],
-            source_ip=audit.client_ip(request),
-            detail={"view": "fhir-search"},
-        )
+        await _read(conn, user, request, a, "fhir-search")
     return fhir_response(searchset(request, [appointment_resource(a) for a in rows]))
