@@ -18,12 +18,10 @@ The last test reads what the earlier ones put on the wire: run the module whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,27 +35,12 @@ from imaging_common.hl7 import Message, MessageService, MLLPClient, MLLPServer
 from imaging_common.hl7 import conformance as conf
 from imaging_common.hl7.charset import decode
 from imaging_testing import eventually
+from imaging_testing.helpers import environment
 from security.conftest import sandbox_platform
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = conf.load(REPO / "docs" / "hl7-interface.md")
 OURS = {"IMAGING", "IMAGING-CV"}  # MSH-3 of the platform's messages (the settings' defaults)
-
-
-def _environment(overrides: dict[str, str]) -> contextlib.AbstractContextManager[None]:
-    @contextlib.contextmanager
-    def run() -> Iterator[None]:
-        saved = {k: os.environ.get(k) for k in overrides}
-        os.environ.update(overrides)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return run()
 
 
 # ---- the specification itself (no platform) ----------------------------------------------------
@@ -247,7 +230,7 @@ async def world(common_settings: CommonSettings, tmp_path_factory: pytest.TempPa
             "IMAGING_REPORTING_DELIVERY_RETRY_BASE": "0.1", "IMAGING_REPORTING_DELIVERY_RETRY_MAX": "0.5",
             "IMAGING_CRITICAL_POLL_SECONDS": "0.1", "IMAGING_CRITICAL_RETRY_SECONDS": "0.2",
         }
-        with conf.wire_tap() as tap, _environment(overrides):
+        with conf.wire_tap() as tap, environment(overrides):
             async with sandbox_platform(common_settings, "hl7conf") as box, spy_on_bus(box.settings) as log, \
                     httpx.AsyncClient(base_url=box.url, timeout=30) as api:
                 registration = box.apps["registration"].state.ctx

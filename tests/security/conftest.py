@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -23,6 +21,8 @@ from imaging_common.auth.roles import ROLES
 from imaging_common.config import CommonSettings
 from imaging_testing import TEST_DATABASE, http_server
 from imaging_testing.auth import issue_test_token
+from imaging_testing.helpers import database_url as sibling_database_url
+from imaging_testing.helpers import environment
 
 from security.openapi_routes import Operation, operations_of
 from security.unavailable import connect
@@ -57,35 +57,21 @@ class Sandbox:
             return found
 
 
-@contextlib.contextmanager
-def _environment(overrides: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
+async def on_server(url: str, sql: str) -> None:
+    """One statement on the server's maintenance database (connecting as the other suites allow)."""
+    conn = await connect(sibling_database_url(url, "postgres"))
     try:
-        yield
+        await conn.execute(sql)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _admin_url(database_url: str) -> str:
-    return urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+        await conn.close()
 
 
 @contextlib.asynccontextmanager
 async def sandbox_platform(common_settings: CommonSettings, label: str) -> AsyncIterator[Sandbox]:
     """Serve the whole platform over HTTP on a database and namespace of its own."""
     name = f"{TEST_DATABASE}_{label}"
-    admin = _admin_url(common_settings.database_url)
-    conn = await connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    database_url = urlunsplit(urlsplit(common_settings.database_url)._replace(path=f"/{name}"))
+    await on_server(common_settings.database_url, f'CREATE DATABASE "{name}"')
+    database_url = sibling_database_url(common_settings.database_url, name)
     namespace = f"{common_settings.namespace}-{label}"
     overrides = {
         "DATABASE_URL": database_url, "IMAGING_NAMESPACE": namespace,
@@ -96,12 +82,12 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
         "IMAGING_DB_POOL_MAX": "2",
     }
     # Apps read their settings when built; the environment is the session's again right after.
-    with _environment(overrides):
+    with environment(overrides):
         settings = CommonSettings()
     try:
         async with contextlib.AsyncExitStack() as stack:
             for pause in (2, 4, 8, 15, 30, 0):
-                with _environment(overrides):
+                with environment(overrides):
                     platform = build_platform()
                 try:
                     url = await stack.enter_async_context(http_server(platform))
@@ -113,11 +99,7 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
             apps = {spec.name: platform.app_for(spec.api_prefix) for spec, _ in discover_services()}
             yield Sandbox(url, settings, database_url, apps)
     finally:
-        conn = await connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await on_server(common_settings.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         from imaging_common.events.topology import delete_namespace
 
         with contextlib.suppress(Exception):

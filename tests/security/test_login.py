@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -18,11 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.auth import credentials as cred
 from imaging_testing import TEST_DATABASE, http_server
+from imaging_testing.helpers import database_url as sibling_database_url
 from registration.app import create_app
 from registration.domain import staff
 from registration.settings import Settings
 
-from security.conftest import Sandbox
+from security.conftest import Sandbox, on_server
 from security.unavailable import Resending, connect
 
 LOGIN = "/api/registration/auth/login"
@@ -142,15 +142,10 @@ async def test_an_address_spraying_names_is_throttled(sandbox: Sandbox) -> None:
 @contextlib.asynccontextmanager
 async def _fresh_database(box: Sandbox) -> AsyncIterator[str]:
     name = f"{TEST_DATABASE}_firstadmin_{uuid.uuid4().hex[:6]}"
-    admin = urlunsplit(urlsplit(box.database_url)._replace(path="/postgres"))
     try:
-        yield urlunsplit(urlsplit(box.database_url)._replace(path=f"/{name}"))
+        yield sibling_database_url(box.database_url, name)
     finally:
-        conn = await connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await on_server(box.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _jwt_key(folder: Path) -> Path:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -27,6 +29,26 @@ T = TypeVar("T")
 _RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"imaging_test_{_RUN_ID}"
 TEST_NAMESPACE = f"test-{_RUN_ID}"
+
+
+@contextlib.contextmanager
+def environment(overrides: dict[str, str]) -> Iterator[None]:
+    """os.environ with these variables set (what apps and CLIs read settings from), as it was on the way out."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The URL of another database on the same PostgreSQL server (`postgres`: its maintenance database)."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -24,7 +23,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.preflight import check_infrastructure
 
 from imaging_testing import reactor_guard
-from imaging_testing.helpers import TEST_DATABASE, TEST_NAMESPACE, free_port
+from imaging_testing.helpers import TEST_DATABASE, TEST_NAMESPACE, database_url, environment, free_port
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -60,12 +59,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
 
 
-def _admin_url(database_url: str) -> str:
-    return urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-
-
-def _test_url(database_url: str) -> str:
-    return urlunsplit(urlsplit(database_url)._replace(path=f"/{TEST_DATABASE}"))
+async def _on_server(url: str, sql: str) -> None:
+    """One statement on the server's maintenance database: CREATE or DROP DATABASE."""
+    conn = await asyncpg.connect(database_url(url, "postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -80,16 +80,9 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     if problems:
         pytest.fail("test infrastructure missing:\n" + "\n".join(problems), pytrace=False)
 
-    async def create() -> None:
-        conn = await asyncpg.connect(_admin_url(base.database_url))
-        try:
-            await conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    asyncio.run(_on_server(base.database_url, f'CREATE DATABASE "{TEST_DATABASE}"'))
     env = {
-        "DATABASE_URL": _test_url(base.database_url),
+        "DATABASE_URL": database_url(base.database_url, TEST_DATABASE),
         "AMQP_URL": base.amqp_url,
         "REDIS_URL": base.redis_url,
         "IMAGING_NAMESPACE": TEST_NAMESPACE,
@@ -102,25 +95,11 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "IMAGING_MLLP_PORT": "0",  # any free port: registration tests run several apps at once
         "IMAGING_CRITICAL_MLLP_PORT": str(free_port()),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        yield env
+        with environment(env):
+            yield env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(_admin_url(base.database_url))
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        asyncio.run(_on_server(base.database_url, f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)'))
         _cleanup_broker(base.amqp_url, TEST_NAMESPACE)
 
 
