@@ -95,6 +95,10 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     if name == c.MISSING and dob == c.DOB_EXACT and sex != 1 and (
             nid == c.ID_EXACT or c.personal_number_agrees(a, b)):
         return band, None  # a record without a name: the number issued to one person and the birth date decide
+    if name == c.NAME_DIFFERENT and dob == c.DOB_EXACT and c.share_a_name(a, b):
+        # SMITH JONATHAN / SMITH CALEB born the same day, no number that agrees: a given name replaced in a
+        # legacy file, or twins. Only a clerk can tell.
+        return Band.REVIEW, "one name part differs, the other and the birth date agree, no number agrees: twins?"
     if name == c.NAME_DIFFERENT or name == c.MISSING:
         return Band.REVIEW, "names differ"
     if sex == 1:

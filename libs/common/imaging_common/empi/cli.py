@@ -11,8 +11,9 @@ given_name, birth_date, sex, id_number, id_type, phone, address, postcode, or `i
 another identifier column (type as in identifiers.IdType, e.g. ident:hospital-card). Several
 columns are joined (address parts). Unmapped fields default to a column of the same name, or
 to common headers (姓名, 性别, 出生日期, 身份证号, 电话, 地址, 就诊卡号, 医保卡号...). The Fellegi–Sunter
-parameters are estimated by EM on the file's own candidate pairs (files of 5,000 records or more;
-smaller ones use the shipped defaults, or `estimate` first) unless --model/--no-estimate.
+parameters are estimated by EM on the file's own candidate pairs (files of 5,000 records or more,
+or 500 when most names are in Latin script: the shipped defaults were fitted on Chinese registers;
+smaller files use the defaults, or `estimate` first) unless --model/--no-estimate.
 
 Progress goes to standard error: a bar on a terminal, a plain line every 10 s otherwise (-q: none).
 A malformed row (an unterminated quote, a wrong number of fields) is reported with its line number
