@@ -4,7 +4,7 @@ A service keeps its queue (its table, its SQL in its domain module, its statuses
 gives the worker one callable, `round(worker_no)`: claim what is due (FOR UPDATE SKIP LOCKED, with
 a lease), send it through the service's own sender, record each outcome, and return how much it
 handled. The worker runs that round in `workers` loops: again at once while there was work, else
-after `wake()` (work queued in this process, a NOTIFY) or the poll interval (other replicas, rows
+after `wake()` (work queued in this process, a NOTIFY it `listen`s for) or the poll interval (other replicas, rows
 whose backoff ran out). A failing round is logged and retried at the next poll; nothing is held in
 memory, so stopping (cancel, then the service's closers) loses nothing: a claimed row's lease runs
 out and the row is sent again.
@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from imaging_common.observability import registered
@@ -71,9 +72,24 @@ class RetryingWorker:
         self.closers = list(closers)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listen: asyncpg.Connection | None = None
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def listen(self, database_url: str, channel: str, payload: str) -> None:
+        """Wake on PostgreSQL `NOTIFY channel, payload` (the service's schema: another schema's rows on
+        the same database wake nothing). Without LISTEN the queue is still drained, at poll latency."""
+
+        def on_notify(_conn: object, _pid: int, _channel: str, sent: str) -> None:
+            if sent == payload:
+                self.wake()
+
+        try:
+            self._listen = await asyncpg.connect(database_url, timeout=5)
+            await self._listen.add_listener(channel, on_notify)
+        except Exception as exc:
+            log.warning("%s cannot LISTEN (%s); polling", self.name, exc)
 
     def count(self, outcome: str, n: int = 1) -> None:
         if self.metrics is not None:
@@ -96,6 +112,10 @@ class RetryingWorker:
                 await close()
             except Exception as exc:  # one sender failing to close leaves the others to close
                 log.warning("%s: closing: %s: %s", self.name, type(exc).__name__, exc)
+        if self._listen is not None:
+            with contextlib.suppress(Exception):
+                await self._listen.close(timeout=2)
+            self._listen = None
 
     async def _loop(self, n: int) -> None:
         while True:

@@ -44,14 +44,9 @@ class HisStatusWorker:
         # The library's retrying loop: a batch at a time while there is work, then NOTIFY or the poll.
         self.loop = RetryingWorker("registration-his-status", self._round, poll=settings.his_status_poll,
                                    metrics=deliveries, closers=[self._close])
-        self._listen: asyncpg.Connection | None = None
 
     async def start(self) -> None:
-        try:
-            self._listen = await asyncpg.connect(self.database_url, timeout=5)
-            await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        except Exception as exc:  # without LISTEN the queue is still drained, at poll latency
-            log.warning("HIS status worker cannot LISTEN (%s); polling", exc)
+        await self.loop.listen(self.database_url, NOTIFY_CHANNEL, self.schema)
         self.loop.start()
 
     async def stop(self) -> None:
@@ -59,16 +54,9 @@ class HisStatusWorker:
 
     async def _close(self) -> None:
         await self.client.close()
-        if self._listen is not None:
-            with contextlib.suppress(Exception):
-                await self._listen.close(timeout=2)
 
     def wake(self) -> None:
         self.loop.wake()
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload == self.schema:
-            self.loop.wake()
 
     async def _round(self, _worker: int) -> bool:
         return await self.drain_once()

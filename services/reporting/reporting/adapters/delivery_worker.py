@@ -45,7 +45,6 @@ class DeliveryWorker:
         # The library's loop runs the rounds; this worker adds the per-receiver lanes and the senders.
         self.loop = RetryingWorker("reporting-delivery", self._round, poll=settings.reporting_delivery_poll,
                                    metrics=metrics, closers=[self._close])
-        self._listen: asyncpg.Connection | None = None
         self._mllp: dict[str, MLLPClient] = {}
         self._http: httpx.AsyncClient | None = None
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -57,11 +56,7 @@ class DeliveryWorker:
         # Only to allowed destinations, resolved and checked at each call; no redirects.
         self._http = guarded_client(self.allow, timeout=self.settings.reporting_delivery_timeout,
                                     limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
-        try:
-            self._listen = await asyncpg.connect(self.database_url, timeout=5)
-            await self._listen.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        except Exception as exc:  # without LISTEN the queue is still drained, at poll latency
-            log.warning("delivery worker cannot LISTEN (%s); polling", exc)
+        await self.loop.listen(self.database_url, NOTIFY_CHANNEL, self.schema)
         self.loop.start()
 
     async def stop(self) -> None:
@@ -77,16 +72,9 @@ class DeliveryWorker:
             await client.close()
         if self._http is not None:
             await self._http.aclose()
-        if self._listen is not None:
-            with contextlib.suppress(Exception):
-                await self._listen.close(timeout=2)
 
     def wake(self) -> None:
         self.loop.wake()
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload == self.schema:
-            self.loop.wake()
 
     async def _round(self, _worker: int) -> int:
         async with self.pool.acquire() as conn:
