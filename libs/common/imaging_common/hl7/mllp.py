@@ -395,6 +395,20 @@ async def gated_ports(handler: Handler, *, host: str, port: int, tls_port: int |
 
 
 @contextlib.asynccontextmanager
+async def service_ports(ctx: Any, handler: Handler, *, host: str, port: int, tls_port: int | None, mode: str,
+                        name: str) -> AsyncIterator[MLLPServer]:
+    """`gated_ports` for a running service (its ServiceContext): its settings, its known-peers registry,
+    its HL7 metrics; the ports bound are shared as `ctx.extras["mllp_port"]` (and `"mllp_tls_port"`)."""
+    async with gated_ports(handler, host=host, port=port, tls_port=tls_port, settings=ctx.settings,
+                           registry=ctx.extras.get("peers"), mode=mode, name=name,
+                           metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as (server, tls_server):
+        ctx.extras["mllp_port"] = server.port
+        if tls_server is not None:
+            ctx.extras["mllp_tls_port"] = tls_server.port
+        yield server
+
+
+@contextlib.asynccontextmanager
 async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[MLLPServer]:
     async with MLLPServer(handler, host, port) as server:
         yield server

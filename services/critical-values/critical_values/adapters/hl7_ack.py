@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from imaging_common import audit
-from imaging_common.hl7 import HL7Error, HL7Metrics, Message, MessageService
+from imaging_common.hl7 import HL7Error, Message, MessageService
 from imaging_common.hl7 import ack as acks
-from imaging_common.hl7.mllp import gated_ports
+from imaging_common.hl7.mllp import service_ports
 from imaging_common.hl7.receiver import current_peer
 from imaging_common.service import ServiceContext
 
@@ -120,11 +120,7 @@ async def mllp_listener(ctx: ServiceContext[Settings]) -> AsyncIterator[None]:
         return
     service = MessageService(make_handler(ctx), application=s.critical_sending_app,
                              facility=s.critical_sending_facility)
-    async with gated_ports(service, host=s.critical_mllp_host, port=s.critical_mllp_port,
-                           tls_port=s.critical_mllp_tls_port, settings=s, registry=ctx.extras.get("peers"),
-                           mode=s.peer_mode(s.critical_mllp_peers), name="critical-values-mllp",
-                           metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as (server, tls_server):
-        ctx.extras["mllp_port"] = server.port
-        if tls_server is not None:
-            ctx.extras["mllp_tls_port"] = tls_server.port
+    async with service_ports(ctx, service, host=s.critical_mllp_host, port=s.critical_mllp_port,
+                             tls_port=s.critical_mllp_tls_port, mode=s.peer_mode(s.critical_mllp_peers),
+                             name="critical-values-mllp"):
         yield

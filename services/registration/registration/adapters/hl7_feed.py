@@ -27,9 +27,9 @@ from imaging_common.empi.identifiers import IdType, InvalidIdentifier, parse_id_
 from imaging_common.empi.names import has_han
 from imaging_common.empi.store import IncomingPerson, Person
 from imaging_common.events.types import ExamItem, SpecialConditions
-from imaging_common.hl7 import HL7Error, HL7Metrics, Message, times
+from imaging_common.hl7 import HL7Error, Message, times
 from imaging_common.hl7 import ack as acks
-from imaging_common.hl7.mllp import MLLPServer, gated_ports
+from imaging_common.hl7.mllp import MLLPServer, service_ports
 from imaging_common.service import ServiceContext
 
 from registration.adapters.hl7_replies import OrderFeedService, note_order
@@ -326,13 +326,9 @@ def mllp_listener(ctx: ServiceContext[Settings]) -> contextlib.AbstractAsyncCont
         feed = HisFeed(ctx)
         service = OrderFeedService(feed.handle, application=settings.hl7_application, facility=settings.hl7_facility,
                                  default_charset=settings.hl7_default_charset)
-        async with gated_ports(service, host=settings.mllp_host, port=settings.mllp_port,
-                               tls_port=settings.mllp_tls_port, settings=settings, registry=ctx.extras.get("peers"),
-                               mode=settings.peer_mode(settings.mllp_peers), name="registration-mllp",
-                               metrics=HL7Metrics(ctx.spec.name, ctx.registry)) as (server, tls_server):
-            ctx.extras["mllp_port"] = server.port
-            if tls_server is not None:
-                ctx.extras["mllp_tls_port"] = tls_server.port
+        async with service_ports(ctx, service, host=settings.mllp_host, port=settings.mllp_port,
+                                 tls_port=settings.mllp_tls_port, mode=settings.peer_mode(settings.mllp_peers),
+                                 name="registration-mllp") as server:
             yield server
 
     return run()
