@@ -90,6 +90,22 @@ async def drop_app_role(test_env: dict[str, str]) -> AsyncIterator[None]:
         await server.close()
 
 
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def around_append_only(owner: asyncpg.Connection, sql: str, *args: object) -> None:
+    """What only the table's owner can do: its append-only trigger off for one statement, then on again."""
+    await owner.execute("ALTER TABLE audit.audit_log DISABLE TRIGGER audit_log_append_only")
+    await owner.execute(sql, *args)
+    await owner.execute("ALTER TABLE audit.audit_log ENABLE TRIGGER audit_log_append_only")
+
+
 def verify_cli(c: Chain, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DATABASE_URL=c.app_url, IMAGING_AUDIT_CHECKPOINT_DIR=str(c.checkpoints))
     return subprocess.run([sys.executable, "-m", "imaging_common.audit", "verify", *args], env=env,
@@ -178,15 +194,12 @@ async def test_delete_and_plain_sha256_rewrite_by_the_superuser_is_reported(test
     async with chain(test_env, tmp_path) as c:
         entries = await fill(c, 5)
         assert verify_cli(c).returncode == 0  # the nightly verify, exporting a checkpoint
-        admin = await asyncpg.connect(c.admin_url)
-        try:
+        async with connected(c.admin_url) as admin:
             victim = entries[2]
             await rewrite(admin, victim.seq, key=None)
             report = await audit.verify(admin)
             # The first row it re-chained (the chain-upgrade marker) no longer matches its HMAC.
             assert not report.ok and report.first_bad_seq == 1 and "HMAC" in report.problem, str(report)
-        finally:
-            await admin.close()
         cli = verify_cli(c)
         assert cli.returncode == 1 and "BROKEN at row 1" in cli.stderr, cli.stdout + cli.stderr
 
@@ -195,14 +208,11 @@ async def test_moving_the_switch_point_to_hide_a_sha256_rewrite_is_reported(test
     async with chain(test_env, tmp_path) as c:
         entries = await fill(c, 5)
         assert verify_cli(c).returncode == 0
-        admin = await asyncpg.connect(c.admin_url)
-        try:
+        async with connected(c.admin_url) as admin:
             # Every row re-chained with plain SHA-256 and the switch point claimed still to come:
             # the rows agree with each other, only the exported checkpoint knows better.
             await rewrite(admin, entries[2].seq, key=None, switch_to_head=True)
             assert (await audit.verify(admin)).ok
-        finally:
-            await admin.close()
         cli = verify_cli(c)
         assert cli.returncode == 1 and "switch point was moved" in cli.stderr, cli.stdout + cli.stderr
 
@@ -215,14 +225,11 @@ async def test_whole_chain_rewrite_with_the_key_is_caught_by_the_checkpoint(test
         printed = checkpoints.Checkpoint.from_json(first.stdout.strip().splitlines()[-1])  # printed JSON
         assert printed.seq == entries[-1].seq and printed.row_hash == entries[-1].row_hash
         await fill(c, 2)  # more rows after the checkpoint
-        admin = await asyncpg.connect(c.admin_url)
-        try:
+        async with connected(c.admin_url) as admin:
             await rewrite(admin, entries[2].seq, key=audit.keys.writer_key())  # someone holding the key too
             assert (await audit.verify(admin)).ok  # the rows alone cannot tell
             report = await audit.verify(admin, checkpoint=printed)
             assert not report.ok and "rewritten" in report.problem, str(report)
-        finally:
-            await admin.close()
         cli = verify_cli(c)
         assert cli.returncode == 1 and f"row {printed.seq} differs from the checkpoint" in cli.stderr, cli.stderr
         # An exported checkpoint edited to match the rewrite fails its signature.
@@ -238,8 +245,7 @@ async def test_owner_deleting_outside_the_retention_check_is_reported(test_env, 
     async with chain(test_env, tmp_path) as c:
         entries = await fill(c, 4)
         assert verify_cli(c).returncode == 0
-        admin = await asyncpg.connect(c.admin_url)
-        try:
+        async with connected(c.admin_url) as admin:
             async with admin.transaction():
                 await admin.execute("SET LOCAL ROLE imaging_audit_owner")
                 # The owner's own DELETE meets the retention check in SQL...
@@ -250,15 +256,11 @@ async def test_owner_deleting_outside_the_retention_check_is_reported(test_env, 
                     async with admin.transaction():
                         await admin.execute("SELECT audit.purge_through($1, now())", entries[1].seq)
                 # ...so it goes around it: its trigger off, the oldest rows gone, the anchor moved up.
-                await admin.execute("ALTER TABLE audit.audit_log DISABLE TRIGGER audit_log_append_only")
-                await admin.execute("DELETE FROM audit.audit_log WHERE seq <= $1", entries[1].seq)
-                await admin.execute("ALTER TABLE audit.audit_log ENABLE TRIGGER audit_log_append_only")
+                await around_append_only(admin, "DELETE FROM audit.audit_log WHERE seq <= $1", entries[1].seq)
                 await admin.execute("UPDATE audit.audit_chain SET anchor_seq = $1, anchor_hash = $2",
                                     entries[1].seq, entries[1].row_hash)
             report = await audit.verify(admin)
             assert not report.ok and "no recorded purge" in report.problem, str(report)
-        finally:
-            await admin.close()
         cli = verify_cli(c)
         assert cli.returncode == 1 and "no recorded purge names that anchor" in cli.stderr, cli.stderr
 
@@ -267,17 +269,12 @@ async def test_owner_removing_the_newest_rows_is_caught_by_the_checkpoint(test_e
     async with chain(test_env, tmp_path) as c:
         entries = await fill(c, 4)
         assert verify_cli(c).returncode == 0
-        admin = await asyncpg.connect(c.admin_url)
-        try:
+        async with connected(c.admin_url) as admin:
             async with admin.transaction():
                 await admin.execute("SET LOCAL ROLE imaging_audit_owner")
-                await admin.execute("ALTER TABLE audit.audit_log DISABLE TRIGGER audit_log_append_only")
-                await admin.execute("DELETE FROM audit.audit_log WHERE seq > $1", entries[1].seq)
-                await admin.execute("ALTER TABLE audit.audit_log ENABLE TRIGGER audit_log_append_only")
+                await around_append_only(admin, "DELETE FROM audit.audit_log WHERE seq > $1", entries[1].seq)
                 await admin.execute("UPDATE audit.audit_chain SET head_seq = $1, head_hash = $2",
                                     entries[1].seq, entries[1].row_hash)
             assert (await audit.verify(admin)).ok  # a shorter chain, consistent in itself
-        finally:
-            await admin.close()
         cli = verify_cli(c)
         assert cli.returncode == 1 and "newest rows were removed" in cli.stderr, cli.stderr
