@@ -21,7 +21,6 @@ import subprocess
 import uuid
 import warnings
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,7 +28,6 @@ import pytest
 from imaging_common.peers import PeerRegistry
 from imaging_common.tls import client_context
 from imaging_testing import eventually, free_port, http_server
-from imaging_testing.auth import issue_test_token
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification  # type: ignore[attr-defined]
@@ -38,41 +36,14 @@ from worklist.app import SERVICE
 from worklist.settings import Settings
 
 from security.certs import Certificates, make_certificates
+from security.dicom_ports import DicomPorts
 from security.unavailable import connect
 
 ECHOSCU, FINDSCU = "/usr/bin/echoscu", "/usr/bin/findscu"  # DCMTK's (pynetdicom ships others on PATH)
 API = "/api/worklist/admin/peers"
 
 
-@dataclass
-class Worklist:
-    url: str
-    settings: Settings
-    port: int
-    tls_port: int
-    certs: Certificates
-    database_url: str
-
-    def headers(self, *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_test_token(self.settings, roles=roles or ('it-ops',))}"}
-
-    async def register(self, ae_title: str, addresses: list[str], cert_sha256: str | None = None,
-                       kind: str = "modality") -> str:
-        peer_id = f"dev-{uuid.uuid4().hex[:10]}"
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as api:
-            r = await api.put(f"{API}/{peer_id}", headers=self.headers(), json={
-                "kind": kind, "name": f"test {ae_title}", "ae_title": ae_title, "addresses": addresses,
-                "cert_sha256": cert_sha256})
-        assert r.status_code == 200, r.text
-        return peer_id
-
-    async def audit_rows(self, actor: str) -> list[Any]:
-        conn = await connect(self.database_url)
-        try:
-            return list(await conn.fetch(
-                "SELECT * FROM audit.audit_log WHERE actor = $1 AND entity = 'peer' ORDER BY seq", actor))
-        finally:
-            await conn.close()
+Worklist = DicomPorts
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +57,7 @@ async def worklist(settings_for: Any, tmp_path_factory: pytest.TempPathFactory) 
                             dicom_tls_key_file=certs.server.key, dicom_tls_ca_file=certs.ca)
     app = create_service_app(SERVICE, settings)
     async with http_server(app) as url:
-        yield Worklist(url, settings, port, tls_port, certs, settings.database_url)
+        yield Worklist(url, settings, port, tls_port, certs, API)
 
 
 def _detail(row: Any) -> dict[str, Any]:

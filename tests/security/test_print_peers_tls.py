@@ -8,50 +8,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from imaging_common.tls import client_context
 from imaging_testing import eventually, free_port, http_server
 from imaging_testing import print_kit as tk
-from imaging_testing.auth import issue_test_token
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
 
-from security.certs import Certificates, make_certificates
+from security.certs import make_certificates
+from security.dicom_ports import DicomPorts
 from security.test_dicom_peers_tls import ECHOSCU, _rejected_1_1_3, _run, _tls
-from security.unavailable import connect
 
 API = "/api/print/admin/peers"
 
 
-@dataclass
-class Printer:
-    url: str
-    settings: Settings
-    port: int
-    tls_port: int
-    certs: Certificates
-
-    def headers(self, *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_test_token(self.settings, roles=roles or ('it-ops',))}"}
-
-    async def register(self, ae_title: str, cert_sha256: str | None = None) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as api:
-            r = await api.put(f"{API}/dev-{uuid.uuid4().hex[:10]}", headers=self.headers(), json={
-                "kind": "modality", "name": f"CT {ae_title}", "ae_title": ae_title, "addresses": ["127.0.0.1"],
-                "cert_sha256": cert_sha256})
-        assert r.status_code == 200, r.text
-
-    async def refusals(self, ae_title: str) -> list[Any]:
-        conn = await connect(self.settings.database_url)
-        try:
-            return list(await conn.fetch("SELECT * FROM audit.audit_log WHERE actor = $1 AND entity = 'peer'",
-                                         f"dicom:{ae_title}"))
-        finally:
-            await conn.close()
+Printer = DicomPorts
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +39,7 @@ async def printer(settings_for: Any, tmp_path_factory: pytest.TempPathFactory) -
                             data_dir=tmp_path_factory.mktemp("print-data"))
     app = create_service_app(SERVICE, settings)
     async with http_server(app) as url:
-        yield Printer(url, settings, port, tls_port, certs)
+        yield Printer(url, settings, port, tls_port, certs, API)
 
 
 def _ae() -> str:
@@ -77,7 +50,7 @@ async def test_an_unknown_modality_cannot_print(printer: Printer) -> None:
     ae = _ae()
     result = await _run(ECHOSCU, "-aet", ae, "-aec", "PRINT_SCP", "127.0.0.1", str(printer.port))
     _rejected_1_1_3(result)
-    rows = await eventually(lambda: printer.refusals(ae), "the refusal's audit row")
+    rows = await eventually(lambda: printer.audit_rows(f"dicom:{ae}"), "the refusal's audit row")
     assert rows[-1]["outcome"] == "failure"
 
 
