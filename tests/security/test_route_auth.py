@@ -47,6 +47,7 @@ HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/[^/]+/?", "static page shell of a service; data through the guarded API"),
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
     ("GET", r"/ui/registration/static/\{name\}", "the registration page's JS/CSS assets"),
+    ("GET", r"/ui/[^/]+/common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
     ("GET", r"/api/registration/\.well-known/jwks\.json", "the same public keys at their well-known address"),
 ]
 # Each service has many guarded routes; a sweep that finds fewer is not reading the documents right.

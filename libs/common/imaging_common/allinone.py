@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
+
 from imaging_common import db, web
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE as FHIR_BASE
@@ -81,7 +82,8 @@ class PlatformApp:
             return
         app = self.pages if self.pages is not None and scope["path"] in self.HOME_PATHS else self.app_for(scope["path"])
         if app is None:
-            language = preferred_language(dict(scope.get("headers") or ()).get(b"accept-language", b"").decode("latin-1"))
+            header = dict(scope.get("headers") or ()).get(b"accept-language", b"")
+            language = preferred_language(header.decode("latin-1"))
             response = problem(404, "Not Found", "no service serves this path", language=language,
                                services=sorted({p for p, _ in self.routes if p.startswith("/api/")}))
             await response(scope, receive, send)

@@ -2,7 +2,8 @@
 
 A service's domain raises a `Refusal` (or its own subclass) when a request cannot be done as
 asked; each adapter says it in its protocol's terms: the service factory turns it into an HTTP
-problem document with `status` and `title`, an HL7 adapter into an AE acknowledgement.
+problem document with `status`, `title` and the stable `code` clients branch on (the Chinese wording
+comes from imaging_common.problem_texts), an HL7 adapter into an AE acknowledgement.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ class Refusal(Exception):
 
     status = 400
     title = "Bad Request"
+    code: str | None = None  # None: from the detail's pattern in problem_texts, else from the status
 
 
 class NotFound(Refusal):

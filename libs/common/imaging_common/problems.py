@@ -1,12 +1,21 @@
 """HTTP errors as RFC 9457 problem documents (application/problem+json).
 
-Every 4xx/5xx a service returns has the same shape: type, title, status, detail, and for
-validation errors the list of offending fields, so a client never parses free text.
+Every 4xx/5xx a service returns has the same shape: type, title, status, detail, a stable `code`
+(what a client branches on; never the wording), and for validation errors the list of offending
+fields, so a client never parses free text.
+
+Staff pages speak Chinese: `title` and `detail` are Chinese unless the client's Accept-Language
+prefers English (API clients, logs and tests that send `Accept-Language: en`). Services keep raising
+their messages in English; `imaging_common.problem_texts` holds the Chinese of the shared ones (auth,
+validation, outages) and of those the pages commonly show, each with its code. A message not listed
+there keeps its English wording (its code still comes from the status), so nothing is lost.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -15,33 +24,85 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imaging_common.errors import Refusal
+from imaging_common.problem_texts import localize
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+# The language of the request being answered ("zh" or "en"), set by ProblemLanguage for every request
+# so a service's own exception handler calling problem() answers in it too.
+_language: contextvars.ContextVar[str] = contextvars.ContextVar("problem_language", default="zh")
 
-def problem(status: int, title: str, detail: str | None = None, **extra: object) -> JSONResponse:
-    body: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
+
+def preferred_language(accept_language: str) -> str:
+    """"en" when the client prefers English over Chinese (RFC 9110 quality values), else "zh"."""
+    best, best_q = "zh", -1.0
+    for position, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        primary = tag.split("-")[0]
+        if primary in ("zh", "en") and q > 0 and q - position * 1e-6 > best_q:
+            best, best_q = primary, q - position * 1e-6
+    return best
+
+
+class ProblemLanguage:
+    """Plain ASGI middleware: remembers the request's preferred language for its problem documents."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or ()).get(b"accept-language", b"").decode("latin-1")
+        token = _language.set(preferred_language(header))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _language.reset(token)
+
+
+def problem(status: int, title: str, detail: str | None = None, *, code: str | None = None,
+            language: str | None = None, **extra: object) -> JSONResponse:
+    """A problem document in the request's language (or `language`), with a stable `code`."""
+    text = localize(status, title, detail, language or _language.get())
+    body: dict[str, object] = {"type": "about:blank", "title": text.title, "status": status,
+                               "code": code or text.code}
+    if text.detail:
+        body["detail"] = text.detail
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers={"Content-Language": text.language, "Vary": "Accept-Language"})
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    app.add_middleware(ProblemLanguage)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
-        extra: dict[str, object] = {} if isinstance(exc.detail, str) or exc.detail is None else {"errors": exc.detail}
-        response = problem(exc.status_code, _title(exc.status_code), detail, **extra)
+        if isinstance(exc.detail, str) or exc.detail is None:
+            response = problem(exc.status_code, http_title(exc.status_code), detail)
+        else:
+            response = problem(exc.status_code, http_title(exc.status_code), detail, errors=exc.detail)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> JSONResponse:
-        return problem(exc.status, exc.title, str(exc) or None)
+        return problem(exc.status, exc.title, str(exc) or None, code=exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,7 +151,7 @@ def dependency_unavailable(exc: BaseException) -> bool:
     return type(exc) is OSError and "Connect call failed" in str(exc)
 
 
-def _title(status: int) -> str:
+def http_title(status: int) -> str:
     from http import HTTPStatus
 
     try:

@@ -112,7 +112,7 @@ async def test_five_failures_pause_the_name_from_that_address_and_release(app, c
     assert statuses == [401] * 5
     paused = await login(client, username, secret)  # even the right credentials, from this address
     assert paused.status_code == 429 and int(paused.headers["retry-after"]) <= 2
-    assert paused.json()["detail"] == "too many failed logins from this address; try again later"
+    assert paused.json()["code"] == "login-throttled" and paused.json()["detail"] == "登录失败次数过多，请稍后再试"
     ghost = "nobody-" + username
     assert [(await login(client, ghost, secret)).status_code for _ in range(6)] == [401] * 5 + [429]
     async with app[0].state.ctx.pool.acquire() as conn:
@@ -139,8 +139,10 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(app, client) -> Non
     assert second["refresh_token"] != first["refresh_token"] and second["access_token"] != first["access_token"]
     assert (await client.get("/api/registration/auth/me", headers=bearer(second["access_token"]))).status_code == 200
     # The old refresh token again: a thief (or the owner) replays it -> the whole session is revoked.
-    reuse = await client.post("/api/registration/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    reuse = await client.post("/api/registration/auth/refresh", json={"refresh_token": first["refresh_token"]},
+                              headers={"Accept-Language": "en"})
     assert reuse.status_code == 401 and "already used" in reuse.json()["detail"]
+    assert reuse.json()["code"] == "refresh-reused"
     assert (await client.post("/api/registration/auth/refresh",
                               json={"refresh_token": second["refresh_token"]})).status_code == 401
     assert (await client.get("/api/registration/auth/me", headers=bearer(second["access_token"]))).status_code == 401
@@ -166,8 +168,9 @@ async def test_idle_session_ends(settings_for) -> None:
         username, secret = await make_user((application, client))
         tokens = (await login(client, username, secret)).json()
         await asyncio.sleep(1.3)
-        r = await client.get("/api/registration/auth/me", headers=bearer(tokens["access_token"]))
-        assert r.status_code == 401 and "idle" in r.json()["detail"]
+        r = await client.get("/api/registration/auth/me",
+                             headers={**bearer(tokens["access_token"]), "Accept-Language": "en"})
+        assert r.status_code == 401 and "idle" in r.json()["detail"] and r.json()["code"] == "session-ended"
         assert (await client.post("/api/registration/auth/refresh",
                                   json={"refresh_token": tokens["refresh_token"]})).status_code == 401
 

@@ -2,7 +2,8 @@
 
 The review page needs a staff token (it calls /api/print/films?match_status=review); the cloud
 film page reads the share token from the URL fragment (never sent to the server in the URL) and
-posts it with the identity check.
+posts it with the identity check. Both use the staff pages' shared stylesheet and icon (imaging_common.web,
+under `common/`); the review page also their navigation bar and sign-in, the patients' page does not.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
+from imaging_common import web
 
 router = APIRouter(tags=["print pages"])
+router.include_router(web.assets_router)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 

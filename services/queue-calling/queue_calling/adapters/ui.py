@@ -3,7 +3,8 @@
 A screen page holds no data; it opens the WebSocket with the screen's token (from its URL)
 and shows only what the hub sends: masked names, ticket numbers, room names and counts.
 The terminal page is a static shell too: it loads everything through the API with the staff
-member's bearer token, so the API's roles and audit apply.
+member's bearer token, so the API's roles and audit apply; its navigation bar, sign-in and stylesheet are
+the staff pages' shared ones (imaging_common.web, under `common/`). The screens keep their own look.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from pathlib import Path
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
+from imaging_common import web
 
 from queue_calling.adapters.hub import ScreenHub
 from queue_calling.domain import configuration
 from queue_calling.domain.errors import NotFound
 
 router = APIRouter(tags=["queue screens"])
+router.include_router(web.assets_router)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 POLICY_VIOLATION = 4403  # close code: unknown screen or wrong token

@@ -1,19 +1,24 @@
 """Identity endpoints under /api/registration/auth/... and the audit log for admins.
 
 Thin: request/response models and status codes; the rules live in domain/staff.py.
+
+Staff pages keep the rotating refresh token where no script reaches it: login and refresh set it in an
+HttpOnly, SameSite=Strict cookie (Secure over https) whose path is this auth folder, so the browser sends
+it to login, refresh and logout only; a page that asks for the cookie (`"refresh_in": "cookie"`) gets
+no refresh token in the body, and a refresh made with the cookie answers none either. API clients keep
+sending and receiving the refresh token in JSON. Logout revokes the session and clears the cookie.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, RefreshRefused, SessionStore, TokenIssuer, jwks, require_roles
-from imaging_common.auth.dependencies import unauthorized
 from imaging_common.auth.throttle import LoginThrottle
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, request_context
@@ -28,21 +33,29 @@ Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Staff = Annotated[Principal, Depends(require_roles())]
 
 
+REFRESH_COOKIE = "imaging_refresh"
+AUTH_PATH = "/api/registration/auth"  # the cookie's path: sent to login, refresh and logout only
+
+
 class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
     totp: str = Field(min_length=1, max_length=16, description="6-digit code from the authenticator app")
+    refresh_in: Literal["body", "cookie"] = Field(
+        "body", description="cookie: the refresh token only in the HttpOnly cookie, not in the body (pages)")
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: str | None = Field(None, min_length=1, max_length=512,
+                                      description="omitted: the one in the HttpOnly cookie (pages)")
 
 
 class TokenResponse(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(None, description="absent when it went into the HttpOnly cookie only")
     token_type: str = "Bearer"
     expires_in: int
+    idle_timeout_seconds: int = Field(description="the session ends after this long without a request")
 
 
 class UserCreate(BaseModel):
@@ -74,10 +87,23 @@ def _sessions(ctx: ServiceContext) -> SessionStore:
     return sessions
 
 
-async def _tokens_for(ctx: ServiceContext, user: staff.StaffUser, sid: str, refresh: str) -> TokenResponse:
+def _tokens_for(ctx: ServiceContext, request: Request, user: staff.StaffUser, sid: str, refresh: str, *,
+                body_refresh: bool) -> JSONResponse:
+    """The tokens, the refresh token set in the page's cookie (and in the body only for API clients)."""
     issued = _issuer(ctx).tokens(user_id=user.id, username=user.username, display_name=user.display_name,
                                  roles=user.roles, session_id=sid, refresh_token=refresh)
-    return TokenResponse(**issued.as_response())
+    body = TokenResponse(**issued.as_response(), idle_timeout_seconds=ctx.settings.session_idle_seconds)
+    if not body_refresh:
+        body.refresh_token = None
+    response = JSONResponse(body.model_dump(exclude_none=True), headers={"Cache-Control": "no-store"})
+    response.set_cookie(REFRESH_COOKIE, refresh, max_age=ctx.settings.refresh_token_ttl_seconds, path=AUTH_PATH,
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+def _clear_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(REFRESH_COOKIE, path=AUTH_PATH, httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
 
 
 @router.post("/auth/login", response_model=TokenResponse, summary="Log in with password and TOTP code",
@@ -101,27 +127,44 @@ async def login(body: LoginRequest, request: Request) -> Any:
     except staff.InvalidCredentials:
         return problem(401, "Unauthorized", "invalid username, password or TOTP code")
     session = await _sessions(ctx).create(user_id=user.id, username=user.username)
-    return await _tokens_for(ctx, user, session.session_id, session.refresh_token)
+    return _tokens_for(ctx, request, user, session.session_id, session.refresh_token,
+                       body_refresh=body.refresh_in == "body")
 
 
-@router.post("/auth/refresh", response_model=TokenResponse, summary="Exchange a refresh token (rotating)")
-async def refresh(body: RefreshRequest, request: Request) -> Any:
+def _refused(request: Request, reason: str) -> JSONResponse:
+    """401 for a refresh that cannot be honoured; the page's cookie goes with it."""
+    response = problem(401, "Unauthorized", reason)
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    _clear_cookie(response, request)
+    return response
+
+
+@router.post("/auth/refresh", response_model=TokenResponse, summary="Exchange a refresh token (rotating)",
+             responses={401: {"description": "unknown, used, expired or revoked refresh token (cookie cleared)"}})
+async def refresh(request: Request, body: RefreshRequest | None = None) -> Any:
     ctx = request_context(request)
+    presented = body.refresh_token if body is not None else None
+    from_cookie = presented is None
+    if from_cookie:
+        presented = request.cookies.get(REFRESH_COOKIE)
+    if not presented:
+        return _refused(request, "no refresh token")
     try:
-        session = await _sessions(ctx).rotate(body.refresh_token)
+        session = await _sessions(ctx).rotate(presented)
     except RefreshRefused as exc:
         if "already used" in exc.reason:
             async with ctx.pool.acquire() as conn:
                 await audit.record(conn, actor="unknown", action="refresh", entity="session",
-                                   entity_id=body.refresh_token.partition(".")[0], outcome="denied",
+                                   entity_id=presented.partition(".")[0], outcome="denied",
                                    source_ip=audit.client_ip(request), detail={"reason": exc.reason})
-        raise unauthorized(exc.reason) from None
+        return _refused(request, exc.reason)
     async with ctx.pool.acquire() as conn:
         user = await staff.get_user(conn, session.user_id)
     if user is None or not user.active:
         await _sessions(ctx).revoke(session.session_id)
-        raise unauthorized("account no longer active")
-    return await _tokens_for(ctx, user, session.session_id, session.refresh_token)
+        return _refused(request, "account no longer active")
+    # Presented from the cookie: the new one goes back only there, never where a script reads it.
+    return _tokens_for(ctx, request, user, session.session_id, session.refresh_token, body_refresh=not from_cookie)
 
 
 @router.post("/auth/logout", status_code=204, summary="End this session (revokes its tokens everywhere)")
@@ -132,7 +175,9 @@ async def logout(user: Staff, request: Request) -> Response:
     async with ctx.pool.acquire() as conn:
         await audit.record(conn, **audit.request_context(request, user), action="logout", entity="session",
                            entity_id=user.session_id)
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    _clear_cookie(response, request)
+    return response
 
 
 @router.get("/auth/me", response_model=schemas.Me, summary="The logged-in staff member")

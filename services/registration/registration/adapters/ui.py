@@ -1,4 +1,6 @@
 """The front-desk web UI at /ui/registration/: static page + script; all data goes through the API.
+Its navigation bar, sign-in and stylesheet are the staff pages' shared ones (imaging_common.web, under
+`common/`); `static/` holds the desk's own script and layout.
 
 The page itself holds no patient data, so it is served without a token; every call it makes to
 /api/registration/... carries the clerk's bearer token and is role-checked and audited there.
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
+from imaging_common import web
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -20,6 +23,7 @@ _HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
 router = APIRouter(include_in_schema=False)
+router.include_router(web.assets_router)
 
 
 @router.get("")

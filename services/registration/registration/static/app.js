@@ -1,11 +1,11 @@
-// Front desk: login (password + TOTP), find, register with identity check and same-name panel,
+// Front desk (sign-in, navigation bar, token renewal and logout: the shared shell): find, register with identity check and same-name panel,
 // possible duplicates, orders with special conditions, printable application form.
 // Keyboard: F2 find, F3 register, F4 duplicates, F6 order, Ctrl+Enter save, Esc clear, arrows in lists.
 "use strict";
 
 const API = "/api/registration";
-const state = { token: sessionStorage.getItem("reg.token"), refresh: sessionStorage.getItem("reg.refresh"),
-                patient: null, results: [], selected: -1, linkTo: null };
+const state = { patient: null, results: [], selected: -1, linkTo: null };
+const call = ImagingShell.api(API);
 const $ = (sel) => document.querySelector(sel);
 const SEX = { M: "男", F: "女", O: "其他", U: "未知" };
 const BAND = { link: "同一人", review: "疑似", new: "不同", "same-name": "同名" };
@@ -22,68 +22,17 @@ function esc(text) {
 
 function toast(text, kind = "ok") {
   const t = $("#toast");
+  if (!t) return;  // the session ended: the page is already empty
   t.textContent = text;
   t.className = kind;
 }
 
-async function api(path, options = {}, retried = false) {
-  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const res = await fetch(API + path, { ...options, headers });
-  if (res.status === 401 && state.refresh && !retried && await refresh()) return api(path, options, true);
-  if (res.status === 401 && !path.startsWith("/auth/")) { logout(false); throw new Error("登录已过期，请重新登录"); }
-  const body = res.status === 204 ? null : await res.json().catch(() => null);
-  if (!res.ok) throw new Error((body && (body.detail || body.title)) || `请求失败 (${res.status})`);
-  return body;
+// Every call through the shell: bearer token, silent renewal, Chinese problem text in `e.message`.
+function api(path, options = {}) {
+  return call(path, options);
 }
-
-async function refresh() {
-  try {
-    const res = await fetch(`${API}/auth/refresh`, { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: state.refresh }) });
-    if (!res.ok) return false;
-    saveTokens(await res.json());
-    return true;
-  } catch { return false; }
-}
-
-function saveTokens(t) {
-  state.token = t.access_token; state.refresh = t.refresh_token;
-  sessionStorage.setItem("reg.token", t.access_token); sessionStorage.setItem("reg.refresh", t.refresh_token);
-}
-
-// Log out: the session is revoked server-side (every token of it, in every service) before the page
-// goes on; the stored tokens are dropped and the page is emptied and reloaded, so no patient data stays
-// on the screen or in memory (an expired session, callApi = false, is cleared the same way).
-async function logout(callApi = true) {
-  const token = state.token;
-  state.token = state.refresh = null;
-  sessionStorage.clear();
-  document.body.replaceChildren();
-  if (callApi && token) {
-    try {
-      await fetch(`${API}/auth/logout`, { method: "POST", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
-    } catch (e) { /* offline: the session still ends at its idle timeout */ }
-  }
-  location.replace(location.pathname);
-}
-
-// ---- login ---------------------------------------------------------------------------------
-$("#login-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  $("#login-error").textContent = "";
-  try {
-    saveTokens(await api("/auth/login", { method: "POST", body: JSON.stringify(Object.fromEntries(f)) }));
-    ev.target.reset();
-    await enter();
-  } catch (e) { $("#login-error").textContent = e.message === "Unauthorized" ? "用户名、密码或验证码错误" : e.message; }
-});
 
 async function enter() {
-  const me = await api("/auth/me");
-  $("#whoami").textContent = `${me.display_name || me.username}`;
-  $("#login-view").hidden = true; $("#main-view").hidden = false;
   showTab("find");
   refreshReviewCount();
 }
@@ -109,7 +58,6 @@ document.addEventListener("keydown", (ev) => {
   }
   if (ev.key === "Escape" && !$("#tab-register").hidden) { $("#register-form").reset(); clearSameName(); $("#reg-name").focus(); }
 });
-$("#logout").addEventListener("click", () => logout());
 
 // ---- find ----------------------------------------------------------------------------------
 $("#search").addEventListener("keydown", async (ev) => {
@@ -454,4 +402,4 @@ function printable(o) {
 }
 
 // ---- start ---------------------------------------------------------------------------------
-if (state.token) enter().catch(() => logout(false)); else $("#login-username").focus();
+ImagingShell.start({ page: "registration", main: "#main-view", title: "登记台", onReady: enter });

@@ -2,7 +2,8 @@
 priors, QC warnings, sign and amend.
 
 The page itself holds no patient data, so it is served without a token; it loads everything
-through `/api/reporting/...` with the user's bearer token (roles checked there).
+through `/api/reporting/...` with the user's bearer token (roles checked there). Its navigation bar,
+sign-in and stylesheet are the staff pages' shared ones (imaging_common.web, under `common/`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
+from imaging_common import web
 
 ui_router = APIRouter(tags=["pages"], include_in_schema=False)
+ui_router.include_router(web.assets_router)
 PAGE = Path(__file__).resolve().parent.parent / "static" / "reporting.html"
 
 
@@ -23,4 +26,4 @@ async def page_redirect() -> RedirectResponse:
 
 @ui_router.get("/")
 async def page() -> FileResponse:
-    return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+    return web.page(PAGE)

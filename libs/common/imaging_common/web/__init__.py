@@ -1,0 +1,74 @@
+"""What every staff page shares: one stylesheet, one shell script (navigation bar, sign-in, token renewal,
+idle timeout, logout), the icon, and the home page at `/`.
+
+- `assets_router`: `/common/{name}` under a service's UI prefix. Each service's `adapters/ui.py` includes
+  it, so a page finds `/ui/<prefix>/common/app.css` wherever the service runs: alone, in the all-in-one
+  process or behind the Kubernetes gateway (which routes only `/api/<prefix>` and `/ui/<prefix>` to a
+  service). One file, one router; every service serves the same bytes.
+- `platform_app()`: the all-in-one process's own pages: `/` and `/ui/` (sign-in and the home page with
+  each role's tasks), `/favicon.ico` and `/ui/common/...`.
+- `page(path)`: a page's HTML answered with the headers every staff page carries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import FileResponse, RedirectResponse
+
+STATIC = Path(__file__).resolve().parent / "static"
+TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+# Pages hold no patient data themselves (it comes through the guarded API), but must never be framed.
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer"}
+ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+# The home page's scripts are files of this origin: no inline script, nothing from elsewhere.
+HOME_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; frame-ancestors 'none'")
+
+
+def asset(name: str) -> FileResponse:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC or not path.is_file() or path.suffix not in TYPES or path.name == "home.html":
+        raise HTTPException(404, f"no asset {name}")
+    return FileResponse(path, media_type=TYPES[path.suffix], headers=ASSET_HEADERS)
+
+
+def page(path: Path, headers: dict[str, str] | None = None) -> FileResponse:
+    return FileResponse(path, media_type=TYPES[".html"], headers={**PAGE_HEADERS, **(headers or {})})
+
+
+assets_router = APIRouter(include_in_schema=False)
+
+
+@assets_router.get("/common/{name}")
+async def shared_asset(name: str) -> FileResponse:
+    """The shared stylesheet, shell script and icon (GET /ui/<prefix>/common/app.css, shell.js, favicon.svg)."""
+    return asset(name)
+
+
+def platform_app() -> FastAPI:
+    """The all-in-one process's pages that belong to no one service: `/`, `/ui/`, the icon, the shared assets."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/")
+    async def home() -> FileResponse:
+        return page(STATIC / "home.html", {"Content-Security-Policy": HOME_POLICY})
+
+    @app.get("/ui")
+    async def ui() -> RedirectResponse:
+        return RedirectResponse("/", status_code=308)
+
+    @app.get("/ui/")
+    async def ui_home() -> FileResponse:
+        return await home()
+
+    @app.get("/favicon.ico")
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.ico", media_type=TYPES[".ico"],
+                            headers={"Cache-Control": "max-age=86400"})
+
+    app.include_router(assets_router, prefix="/ui")
+    return app

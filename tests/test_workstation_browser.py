@@ -1,0 +1,270 @@
+"""The staff's workstation in headless Chromium, through the all-in-one platform (issue 23, items 1 and 2):
+one entry at `/` (sign-in, then each role's tasks and links), the shared navigation bar and stylesheet on
+every staff page, the favicon, silent renewal of a short access token with the HttpOnly refresh cookie,
+and on logout or expiry every staff page empties itself before it shows the sign-in form."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from critical_values.domain import recipients
+from imaging_common.allinone import build_platform
+from imaging_common.auth import credentials as cred
+from imaging_testing import http_server
+from imaging_testing.auth import issue_test_token
+from playwright.async_api import Browser, Page, async_playwright, expect
+from registration.domain import staff
+from registration.settings import Settings as RegistrationSettings
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+PASSWORD = "a shift is twelve hours"
+ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in one test
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/reporting/", "/ui/critical-values/", "/ui/print/review",
+               "/ui/queue/terminal"]
+expect.set_options(timeout=20_000)
+
+
+class Site:
+    def __init__(self, url: str, platform: Any) -> None:
+        self.url = url
+        self.apps = {prefix: app for prefix, app in platform.routes}
+
+    def ctx(self, prefix: str) -> Any:
+        return self.apps[f"/api/{prefix}"].state.ctx
+
+
+@pytest.fixture(scope="module")
+async def site(test_env) -> AsyncIterator[Site]:
+    settings = {"registration": RegistrationSettings(access_token_ttl_seconds=ACCESS_TTL, mllp_port=0)}
+    platform = build_platform(settings)
+    async with http_server(platform) as url:
+        yield Site(url, platform)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
+                                     timeout=60_000)
+        yield b
+        await b.close()
+
+
+def watch_console(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions of the page (a 404 favicon would be one)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    return errors
+
+
+async def new_user(site: Site, roles: list[str], display_name: str) -> tuple[str, str]:
+    username = f"ws{uuid.uuid4().hex[:8]}"
+    async with site.ctx("registration").pool.acquire() as conn:
+        user = await staff.create_user(conn, username=username, roles=roles, display_name=display_name,
+                                       password=PASSWORD)
+    return username, user.totp_secret
+
+
+async def register_patient(site: Site, name: str) -> None:
+    settings = site.ctx("registration").settings
+    headers = {"Authorization": f"Bearer {issue_test_token(settings, roles=['clerk'], username='ws-seed')}"}
+    async with httpx.AsyncClient(base_url=site.url) as api:
+        r = await api.post("/api/registration/patients", headers=headers, json={"name": name, "sex": "F",
+                                                                                "birth_date": "1980-02-03"})
+        assert r.status_code == 201, r.text
+
+
+async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: Browser) -> None:
+    name = f"测试{uuid.uuid4().hex[:4]}"
+    await register_patient(site, name)
+    username, secret = await new_user(site, ["clerk", "nurse"], "前台小周")
+    context = await browser.new_context(locale="zh-CN")
+    page = await context.new_page()
+    errors = watch_console(page)
+    renewals: list[int] = []
+    page.on("response", lambda r: renewals.append(r.status) if r.url.endswith("/auth/refresh") else None)
+
+    # One entry: `/` is the sign-in form (the shared one), with the icon.
+    await page.goto(f"{site.url}/")
+    await expect(page.locator("#login")).to_be_visible()
+    icon = await page.locator("link[rel=icon]").get_attribute("href")
+    async with httpx.AsyncClient(base_url=site.url) as api:
+        for path in (icon, "/favicon.ico", "/ui/common/app.css", "/ui/common/shell.js",
+                     "/ui/worklist/common/app.css", "/ui/print/common/favicon.svg"):
+            r = await api.get(path)
+            assert r.status_code == 200 and r.content, path
+        assert (await api.get("/ui/")).status_code == 200
+        assert (await api.get("/ui/common/home.html")).status_code == 404
+    # A wrong code: a Chinese message, no session.
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", PASSWORD)
+    await page.fill("#login-totp", f"{(int(cred.totp_code(secret, time.time())) + 500000) % 1000000:06d}")
+    await page.click("#login-submit")
+    await expect(page.locator("#login-error")).to_have_text("用户名、密码或动态验证码错误")
+    assert errors == ["error: Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
+    errors.clear()  # the browser's own line for the refused login; nothing else may appear from here on
+    await page.fill("#login-password", PASSWORD)
+    await page.fill("#login-totp", cred.totp_code(secret, time.time()))
+    await page.keyboard.press("Enter")
+
+    # Home: the tasks of a clerk and a nurse, and the links to their pages, nothing else.
+    home = page.locator("#home")
+    await expect(home).to_contain_text("前台小周，您好")
+    await expect(home).to_contain_text("登记员、护士")
+    cards = home.locator(".tasks section")
+    assert sorted(await cards.evaluate_all("s => s.map(x => x.dataset.page)")) == [
+        "critical-values", "print", "queue", "registration", "worklist"]
+    await expect(home.locator("[data-page=registration]")).to_contain_text("开检查申请单并打印")
+    await expect(home.locator("[data-page=queue]")).to_contain_text("到检签到、顺呼/选呼、过号、转诊")
+    await expect(home.locator("[data-page=reporting]")).to_have_count(0)
+    await expect(page.locator(".shell-bar #whoami")).to_have_text("前台小周")
+
+    # The refresh token is in a cookie no script can read, sent only to the auth routes.
+    [cookie] = [c for c in await context.cookies() if c["name"] == "imaging_refresh"]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/api/registration/auth" and cookie["secure"] is False  # plain http here
+    assert await page.evaluate("document.cookie") == ""
+    assert "refresh" not in json.dumps(await page.evaluate("Object.assign({}, sessionStorage)"))
+
+    # Through the navigation bar to the front desk: signed in already, the same bar.
+    await page.locator(".shell-bar nav a", has_text="登记台").click()
+    await page.wait_for_url("**/ui/registration/")
+    await expect(page.locator("#main-view")).to_be_visible()
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(page.locator(".shell-bar nav a[aria-current=page]")).to_have_text("登记台")
+    first = await page.evaluate("sessionStorage.getItem('imaging.access_token')")
+
+    # Past the access token's lifetime: renewed silently, the desk keeps working without a sign-in.
+    await page.wait_for_timeout((ACCESS_TTL + 3) * 1000)
+    assert 200 in renewals
+    assert await page.evaluate("sessionStorage.getItem('imaging.access_token')") != first
+    await page.fill("#search", name)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#search-results tbody tr", has_text=name)).to_have_count(1)
+    await expect(page.locator("#login")).to_be_hidden()
+
+    # Logout: the server ends the session (every token, the cookie), the page is emptied, then signs in.
+    token = await page.evaluate("sessionStorage.getItem('imaging.access_token')")
+    async with page.expect_navigation(wait_until="load"):
+        async with page.expect_response(lambda r: r.url.endswith("/api/registration/auth/logout")) as done:
+            await page.click("#logout")
+        assert (await done.value).status == 204
+    await expect(page.locator("#login")).to_be_visible()
+    assert name not in await page.content()
+    assert not [c for c in await context.cookies() if c["name"] == "imaging_refresh"]
+    async with httpx.AsyncClient(base_url=site.url) as api:
+        r = await api.get("/api/worklist/session", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401 and r.json()["code"] == "session-ended"
+        assert r.json()["detail"] == "登录已结束（已退出、空闲超时或被撤销），请重新登录"
+        r = await api.get("/api/worklist/session", headers={"Authorization": f"Bearer {token}",
+                                                            "Accept-Language": "en"})
+        assert r.json()["detail"] == "session ended (logged out, idle timeout or revoked)"
+    assert errors == []
+    await context.close()
+
+
+async def seed_critical_value_and_film(site: Site, tag: str, name: str) -> str:
+    """A critical value on the board and a film to match, both naming the patient; the accession."""
+    accession = f"WS{tag}"
+    async with site.ctx("critical-values").pool.acquire() as conn:
+        await recipients.remember_order(
+            conn, accession_number=accession, order_id=f"O-{accession}",
+            patient={"patient_id": f"P{tag}", "name": name}, patient_class="E", ordering_doctor_id="D1",
+            ordering_doctor="李医生", ordering_department=f"WS-{tag}", ward=None, modality="CT")
+    print_ctx = site.ctx("print")
+    key = f"workstation/{tag}.png"
+    await print_ctx.extras["print"].store.put(key, PNG, "image/png")
+    async with print_ctx.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO films (id, film_box_uid, print_job_uid, status, printed_at, calling_ae_title, image_count,
+                   png_key, match_status, match_detail, display_format)
+               VALUES ($1, $2, $2, 'stored', now(), 'CT01', 1, $3, 'review', $4, 'STANDARD\\1,1')""",
+            str(uuid.uuid4()), f"1.2.3.{int(tag, 16)}", key,
+            json.dumps({"reason": "conflict", "candidates": [{"accession_number": accession, "patient_id": f"P{tag}",
+                                                              "patient_name": name}]}))
+    settings = site.ctx("critical-values").settings
+    rad = {"Authorization": f"Bearer {issue_test_token(settings, roles=['radiologist'], username='ws-rad')}"}
+    async with httpx.AsyncClient(base_url=site.url) as api:
+        r = await api.post("/api/critical-values/critical-values", headers=rad,
+                           json={"accession_number": accession, "finding": "张力性气胸"})
+        assert r.status_code == 201, r.text
+    return accession
+
+
+async def show_data(page: Page, path: str, name: str, accession: str) -> str | None:
+    """Bring patient data onto the page; what of it must be gone afterwards (None: the page's own rows)."""
+    if path == "/ui/registration/":
+        await page.fill("#search", name)
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#search-results tbody tr", has_text=name)).to_have_count(1)
+        return name
+    if path == "/ui/critical-values/":
+        await expect(page.locator("#items tr", has_text=accession)).to_have_count(1)
+        return accession
+    if path == "/ui/print/review":
+        await expect(page.locator("#items tr", has_text=name).first).to_be_visible()
+        return name
+    await expect(page.locator("main#app")).to_be_visible()
+    return None
+
+
+@pytest.mark.parametrize("ending", ["logout", "expiry"])
+async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site, browser: Browser, ending: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name = f"欧阳{tag[:2]}娜"
+    await register_patient(site, name)
+    accession = await seed_critical_value_and_film(site, tag, name)
+    settings = site.ctx("registration").settings
+    for path in STAFF_PAGES:
+        token = issue_test_token(settings, roles=["admin", "senior-radiologist"], username=f"ws-{ending}-{tag}",
+                                 display_name="科室主任", ttl_seconds=600)
+        context = await browser.new_context(locale="zh-CN")
+        page = await context.new_page()
+        errors = watch_console(page)
+        await page.goto(f"{site.url}{path}")
+        await expect(page.locator("#login")).to_be_visible()  # no token yet: nothing but the sign-in
+        await page.evaluate(f"sessionStorage.setItem('imaging.access_token', {json.dumps(token)})")
+        await page.reload()
+        await expect(page.locator(".shell-bar #whoami")).to_have_text("科室主任")
+        await expect(page.locator("#login")).to_be_hidden()
+        shown = await show_data(page, path, name, accession)
+        main = "#main-view" if path == "/ui/registration/" else "main#app"
+        if ending == "logout":
+            async with page.expect_navigation(wait_until="load"):
+                await page.click("#logout")
+            await expect(page.locator("#login")).to_be_visible()
+            await expect(page.locator("#login-error")).to_be_empty()
+        else:
+            # Revoked elsewhere (an admin, another tab, the idle timeout): the next call is refused, no renewal
+            # is possible, and the page empties itself before it asks for a sign-in.
+            async with httpx.AsyncClient(base_url=site.url) as api:
+                r = await api.post("/api/registration/auth/logout", headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 204
+            async with page.expect_navigation(wait_until="load", timeout=60_000):
+                if path in ("/ui/worklist/", "/ui/reporting/", "/ui/print/review"):
+                    await page.click("#refresh")
+                elif path == "/ui/registration/":
+                    await page.keyboard.press("Enter")
+                # the board and the terminal poll by themselves
+            await expect(page.locator("#login-error")).to_have_text("登录已过期，请重新登录")
+            errors = [e for e in errors if "status of 401" not in e]  # the refused calls themselves
+        await expect(page.locator("#login")).to_be_visible()
+        assert await page.locator(main).count() in (0, 1)
+        if await page.locator(main).count():
+            await expect(page.locator(main)).to_be_hidden()
+        content = await page.content()
+        if shown:
+            assert shown not in content, path
+        assert name not in content and accession not in content, path
+        assert await page.evaluate("sessionStorage.getItem('imaging.access_token')") is None, path
+        assert errors == [], (path, errors)
+        await context.close()
