@@ -3,14 +3,18 @@ admin API: what the DICOM peer and TLS checks register and read back from the au
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+from imaging_testing import free_port, http_server
 from imaging_testing.auth import issue_test_token
 
-from security.certs import Certificates
+from security.certs import Certificates, make_certificates
 from security.unavailable import connect
 
 
@@ -49,3 +53,20 @@ class DicomPorts:
                 "SELECT * FROM audit.audit_log WHERE actor = $1 AND entity = 'peer' ORDER BY seq", actor))
         finally:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(spec: Any, settings_class: type, settings_for: Any, folder: Path, *, ports: str,
+                  **more: Any) -> AsyncIterator[DicomPorts]:
+    """The service with its DICOM port and TLS port (settings `<ports>_host`, `_port`, `_tls_port`,
+    `_peers`), mutual TLS on certificates made in `folder`, known peers enforced."""
+    from imaging_common.service import create_service_app
+
+    certs = make_certificates(folder)
+    port, tls_port = free_port(), free_port()
+    settings = settings_for(settings_class, **{f"{ports}_host": "127.0.0.1", f"{ports}_port": port,
+                                               f"{ports}_tls_port": tls_port, f"{ports}_peers": "enforce"},
+                            db_pool_max=3, dicom_tls_cert_file=certs.server.cert, dicom_tls_key_file=certs.server.key,
+                            dicom_tls_ca_file=certs.ca, **more)
+    async with http_server(create_service_app(spec, settings)) as url:
+        yield DicomPorts(url, settings, port, tls_port, certs, f"{spec.api_prefix}/admin/peers")

@@ -99,6 +99,14 @@ async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+@contextlib.asynccontextmanager
+async def as_owner(admin: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction as the audit tables' owner (what a compromised owner account could do)."""
+    async with admin.transaction():
+        await admin.execute("SET LOCAL ROLE imaging_audit_owner")
+        yield
+
+
 async def around_append_only(owner: asyncpg.Connection, sql: str, *args: object) -> None:
     """What only the table's owner can do: its append-only trigger off for one statement, then on again."""
     await owner.execute("ALTER TABLE audit.audit_log DISABLE TRIGGER audit_log_append_only")
@@ -246,8 +254,7 @@ async def test_owner_deleting_outside_the_retention_check_is_reported(test_env, 
         entries = await fill(c, 4)
         assert verify_cli(c).returncode == 0
         async with connected(c.admin_url) as admin:
-            async with admin.transaction():
-                await admin.execute("SET LOCAL ROLE imaging_audit_owner")
+            async with as_owner(admin):
                 # The owner's own DELETE meets the retention check in SQL...
                 with pytest.raises(asyncpg.InsufficientPrivilegeError, match="older than the retention"):
                     async with admin.transaction():
@@ -270,8 +277,7 @@ async def test_owner_removing_the_newest_rows_is_caught_by_the_checkpoint(test_e
         entries = await fill(c, 4)
         assert verify_cli(c).returncode == 0
         async with connected(c.admin_url) as admin:
-            async with admin.transaction():
-                await admin.execute("SET LOCAL ROLE imaging_audit_owner")
+            async with as_owner(admin):
                 await around_append_only(admin, "DELETE FROM audit.audit_log WHERE seq > $1", entries[1].seq)
                 await admin.execute("UPDATE audit.audit_chain SET head_seq = $1, head_hash = $2",
                                     entries[1].seq, entries[1].row_hash)

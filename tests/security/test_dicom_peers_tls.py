@@ -27,7 +27,7 @@ import httpx
 import pytest
 from imaging_common.peers import PeerRegistry
 from imaging_common.tls import client_context
-from imaging_testing import eventually, free_port, http_server
+from imaging_testing import eventually, free_port
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification  # type: ignore[attr-defined]
@@ -35,8 +35,8 @@ from worklist.adapters.dicom.scp import WorklistSCP
 from worklist.app import SERVICE
 from worklist.settings import Settings
 
-from security.certs import Certificates, make_certificates
-from security.dicom_ports import DicomPorts
+from security.certs import Certificates
+from security.dicom_ports import DicomPorts, serving
 from security.unavailable import connect
 
 ECHOSCU, FINDSCU = "/usr/bin/echoscu", "/usr/bin/findscu"  # DCMTK's (pynetdicom ships others on PATH)
@@ -48,16 +48,9 @@ Worklist = DicomPorts
 
 @pytest.fixture(scope="module")
 async def worklist(settings_for: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worklist]:
-    from imaging_common.service import create_service_app
-
-    certs = make_certificates(tmp_path_factory.mktemp("dicom-tls"))
-    port, tls_port = free_port(), free_port()
-    settings = settings_for(Settings, worklist_host="127.0.0.1", worklist_port=port, worklist_tls_port=tls_port,
-                            worklist_peers="enforce", db_pool_max=3, dicom_tls_cert_file=certs.server.cert,
-                            dicom_tls_key_file=certs.server.key, dicom_tls_ca_file=certs.ca)
-    app = create_service_app(SERVICE, settings)
-    async with http_server(app) as url:
-        yield Worklist(url, settings, port, tls_port, certs, API)
+    folder = tmp_path_factory.mktemp("dicom-tls")
+    async with serving(SERVICE, Settings, settings_for, folder, ports="worklist") as ports:
+        yield ports
 
 
 def _detail(row: Any) -> dict[str, Any]:

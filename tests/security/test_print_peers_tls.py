@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 from imaging_common.tls import client_context
-from imaging_testing import eventually, free_port, http_server
+from imaging_testing import eventually
 from imaging_testing import print_kit as tk
 from print_scp.app import SERVICE
 from print_scp.settings import Settings
 
-from security.certs import make_certificates
-from security.dicom_ports import DicomPorts
+from security.dicom_ports import DicomPorts, serving
 from security.test_dicom_peers_tls import ECHOSCU, _rejected_1_1_3, _run, _tls
 
 API = "/api/print/admin/peers"
@@ -29,17 +28,9 @@ Printer = DicomPorts
 
 @pytest.fixture(scope="module")
 async def printer(settings_for: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Printer]:
-    from imaging_common.service import create_service_app
-
-    certs = make_certificates(tmp_path_factory.mktemp("print-tls"))
-    port, tls_port = free_port(), free_port()
-    settings = settings_for(Settings, print_host="127.0.0.1", print_port=port, print_tls_port=tls_port,
-                            print_peers="enforce", db_pool_max=3, dicom_tls_cert_file=certs.server.cert,
-                            dicom_tls_key_file=certs.server.key, dicom_tls_ca_file=certs.ca,
-                            data_dir=tmp_path_factory.mktemp("print-data"))
-    app = create_service_app(SERVICE, settings)
-    async with http_server(app) as url:
-        yield Printer(url, settings, port, tls_port, certs, API)
+    async with serving(SERVICE, Settings, settings_for, tmp_path_factory.mktemp("print-tls"), ports="print",
+                       data_dir=tmp_path_factory.mktemp("print-data")) as ports:
+        yield ports
 
 
 def _ae() -> str:
