@@ -443,6 +443,13 @@ def test_a_partly_agreeing_address_in_the_same_postcode_corroborates() -> None:
     assert band(moved_within) is Band.LINK
     elsewhere = _latin("b", "SMITH", "JONATHON", number=None, address="12 Wattle Street Gymea NSW", postcode="2227")
     assert band(elsewhere) is Band.REVIEW
+    # Chinese addresses on the same road of the same district agree in part by their city, district and road.
+    x = MatchRecord.build("x", name="王伟", birth_date="1985-03-12", address="北京市朝阳区建国路88号3单元502",
+                          postcode="100022")
+    y = MatchRecord.build("y", name="王伟", birth_date="1985-03-12", address="北京市朝阳区建国路12号5单元1101",
+                          postcode="100022")
+    assert c.compare_address(x, y) == 1
+    assert band_for(Thresholds().link + 5, c.compare(x, y), x, y, Thresholds())[0] is Band.REVIEW
 
 
 def test_a_small_latin_script_file_is_weighed_on_its_own_pairs() -> None:

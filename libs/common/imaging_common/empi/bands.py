@@ -19,8 +19,9 @@ can only lower a band, never raise it. They encode what no weight should overrid
    link also needs an ID number, a hospital card/HIS id, the phone number or the address to
    agree, unless the name (in characters, or its pinyin for a pinyin-only record) is rare: at
    least RARE_NAME_BITS of frequency weight above the typical coinciding name (16 times rarer),
-   where a same-day namesake is a one-in-thousands event. An address that agrees only in part (the
-   street, not the suburb) corroborates when the postcode agrees too.
+   where a same-day namesake is a one-in-thousands event. Between Latin-script names an address that
+   agrees only in part (the street, not the suburb) corroborates when the postcode agrees too; not
+   between Chinese addresses, whose city, district and road alone make half of one.
 4. Different sex, or a different name altogether, goes to a person, not to the machine. A record
    without a name is linked only by an ID or medical-insurance number that agrees exactly and the
    same birth date.
@@ -104,7 +105,7 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     if sex == 1:
         return Band.REVIEW, "sex differs"
     corroborated = (id_agrees or local == c.LOCAL_SAME or phone in (0, 1) or address == 0
-                    or (address == 1 and c.postcode_agrees(a, b)))
+                    or (address == 1 and c.postcode_agrees(a, b) and latin_script(a, b)))
     if not corroborated and not (name in (c.NAME_EXACT, c.NAME_PINYIN) and name_bits >= RARE_NAME_BITS):
         return Band.REVIEW, "only name and birth date agree"
     return band, None
