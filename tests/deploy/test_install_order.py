@@ -10,6 +10,7 @@ with a short back-off here).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -23,8 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aio_pika
 import asyncpg
 import pytest
+from imaging_common.events.topology import ServiceQueues, delete_namespace, exchange_name
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
 from imaging_testing import free_port
@@ -60,6 +63,7 @@ class Container:
         self.exits: list[int] = []
         self.log: list[str] = []
         self.process: subprocess.Popen[str] | None = None
+        self._current: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -69,8 +73,13 @@ class Container:
             self.starts += 1
             self.process = subprocess.Popen([sys.executable, "-m", *self.args], cwd=self.cwd, env=self.env, text=True,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            out, _ = self.process.communicate()
-            self.log.append(out)
+            self._current = []
+            assert self.process.stdout is not None
+            for line in self.process.stdout:  # read as printed: the test looks at a running container's log
+                self._current.append(line)
+            self.process.wait()
+            self.log.append("".join(self._current))
+            self._current = []
             self.exits.append(self.process.returncode)
             if self.job and self.process.returncode == 0:
                 return
@@ -87,7 +96,11 @@ class Container:
         self._thread.join(30)
 
     def output(self) -> str:
-        return f"--- {self.name}: starts {self.starts}, exits {self.exits}\n" + "".join(self.log)[-4000:]
+        return f"--- {self.name}: starts {self.starts}, exits {self.exits}\n" + self.all_output()[-4000:]
+
+    def all_output(self) -> str:
+        """Every run's output, the running one's so far included."""
+        return "".join(self.log) + "".join(self._current)
 
 
 def http_status(url: str) -> int | None:
@@ -249,58 +262,184 @@ def test_processes_started_in_kubernetes_order_converge(
     test_env: dict[str, str], empty_database: str, tmp_path: Path
 ) -> None:
     """All at once, as `helm install` creates them: the migration Job and registration's container start
-    with neither PostgreSQL nor RabbitMQ there. The Job waits; registration exits (naming what is
-    missing) and is restarted. PostgreSQL appears: the Job migrates and completes. RabbitMQ appears:
-    registration serves, /readyz 200, and an HIS message's event reaches the broker (outbox empty)."""
+    with neither PostgreSQL, RabbitMQ nor Redis there. The Job waits; registration exits naming
+    PostgreSQL (readiness and migrations need it) and is restarted. PostgreSQL appears: the Job migrates,
+    registration starts without the broker and Redis and stays up: ready but degraded, the HIS feed
+    accepted over MLLP, its events kept in the outbox, logins answered 503. RabbitMQ appears: the bus
+    connects by itself (a log line per attempt before), declares the queues, its consumer is bound and
+    the outbox drains, the events published while the broker was absent arriving. Redis appears:
+    ready, logins checked again. Never another restart after PostgreSQL came."""
     database = LateServer(with_database(test_env["DATABASE_URL"], empty_database), 5432)
     broker = LateServer(test_env["AMQP_URL"], 5672)
+    cache = LateServer(test_env["REDIS_URL"], 6379)
     env = {**base_env(test_env, tmp_path), "DATABASE_URL": database.url, "AMQP_URL": broker.url,
-           "REDIS_URL": test_env["REDIS_URL"]}
+           "REDIS_URL": cache.url, "IMAGING_AMQP_RECONNECT_INTERVAL": "0.5"}
+    namespace = env["IMAGING_NAMESPACE"]
     http, mllp = free_port(), free_port()
     containers: list[Container] = []
+    # What reaches the exchange, seen from the real broker (not through the proxy registration uses).
+    watcher = asyncio.run(ExchangeWatcher.open(test_env["AMQP_URL"], namespace))
     try:
         job = Container("migrate", ["imaging_common.allinone", "migrate"],
                         {**env, "IMAGING_MIGRATE_WAIT_SECONDS": "300"}, tmp_path, job=True)
         registration = Container("registration", ["registration"],
                                  {**env, "IMAGING_HTTP_PORT": str(http), "IMAGING_MLLP_PORT": str(mllp)}, tmp_path)
         containers = [job, registration]
-        ready = f"http://127.0.0.1:{http}/api/registration/readyz"
-        time.sleep(6)
+        base = f"http://127.0.0.1:{http}/api/registration"
+        wait_until(lambda: registration.starts >= 2, time.monotonic() + 90, "registration restarted", registration)
         assert job.exits == [], job.output()  # waiting, not failing
-        assert registration.starts >= 2 and http_status(ready) is None, registration.output()
+        assert http_status(f"{base}/readyz") is None, registration.output()
         assert "cannot start: postgresql" in "".join(registration.log)
 
         database.open()
         wait_until(lambda: job.succeeded, time.monotonic() + 240, "migration Job completed", job)
         assert re.search(r"migrations applied: [1-9]", job.log[-1]), job.output()
-        time.sleep(3)
-        assert http_status(ready) is None, "registration must not serve before the broker it starts with"
-        assert "cannot start: rabbitmq" in "".join(registration.log[-1:]) or registration.exits, registration.output()
+        wait_until(lambda: http_status(f"{base}/readyz") == 200, time.monotonic() + 120,
+                   "registration ready without the broker and Redis", registration)
+        restarts = registration.starts
+        ready = http_json(f"{base}/readyz")
+        assert ready["status"] == "degraded" and sorted(ready["degraded"]) == ["rabbitmq", "redis"], ready
+
+        # The HIS feed is accepted; its events wait in the outbox.
+        events = [his_sends(mllp) for _ in range(2)]
+        assert events == ["AA", "AA"]
+        total, waiting = asyncio.run(outbox(test_env["DATABASE_URL"], empty_database))
+        assert total >= 2 and waiting == total, (total, waiting)
+        # Logins need Redis (throttling, sessions): a clear 503 problem, not a 500 or a hang.
+        status, problem = http_post(f"{base}/auth/login", {"username": "nobody", "password": "x" * 12,
+                                                           "totp": "000000"})
+        assert status == 503 and "Redis" in problem.get("detail", ""), (status, problem)
+
+        time.sleep(2)  # the bus keeps trying: one line per attempt, the container never restarted
+        assert registration.starts == restarts, registration.output()
+        attempts = re.findall(r"RabbitMQ at 127\.0\.0\.1:\d+ not reachable \(attempt (\d+)", registration.all_output())
+        assert len(attempts) >= 3 and attempts == sorted(attempts, key=int), registration.output()
 
         broker.open()
-        wait_until(lambda: http_status(ready) == 200, time.monotonic() + 120, "registration ready", registration)
+        wait_until(lambda: asyncio.run(outbox(test_env["DATABASE_URL"], empty_database))[1] == 0,
+                   time.monotonic() + 90, "the outbox drained once the broker came", registration)
+        published = asyncio.run(outbox_ids(test_env["DATABASE_URL"], empty_database))
+        arrived = asyncio.run(watcher.received(len(published), within=30))
+        assert set(published) <= set(arrived), (published, arrived)
+        consumers = asyncio.run(consumer_count(test_env["AMQP_URL"], ServiceQueues(namespace, "registration").main))
+        assert consumers == 1, "registration's consumer is bound to its quorum queue"
+        assert "event bus registration connected to RabbitMQ" in registration.all_output()
+        assert http_json(f"{base}/readyz")["degraded"] == ["redis"]
 
-        async def his_sends() -> str:
-            message = ADT.format(id=uuid.uuid4().hex[:12], pid=f"P{uuid.uuid4().hex[:8]}").encode()
-            async with MLLPClient("127.0.0.1", mllp, timeout=20) as client:
-                ack = Message.parse((await client.send(message)).decode())
-            return str(ack.field("MSA", 1))
-
-        assert asyncio.run(his_sends()) == "AA"
-
-        async def outbox() -> tuple[int, int]:
-            conn = await asyncpg.connect(with_database(test_env["DATABASE_URL"], empty_database))
-            try:
-                row = await conn.fetchrow("SELECT count(*) AS total, count(*) FILTER (WHERE published_at IS NULL) "
-                                          "AS waiting FROM registration.outbox")
-                return int(row["total"]), int(row["waiting"])
-            finally:
-                await conn.close()
-
-        wait_until(lambda: asyncio.run(outbox())[0] > 0 and asyncio.run(outbox())[1] == 0,
-                   time.monotonic() + 60, "events published to the broker", registration)
+        cache.open()
+        wait_until(lambda: http_json(f"{base}/readyz").get("status") == "ready", time.monotonic() + 30,
+                   "registration ready with everything", registration)
+        status, problem = http_post(f"{base}/auth/login", {"username": "nobody", "password": "x" * 12,
+                                                           "totp": "000000"})
+        assert status == 401, (status, problem)  # checked again: an unknown account
+        assert registration.starts == restarts, registration.output()
     finally:
         for container in containers:
             container.stop()
+        asyncio.run(watcher.close())
         database.close()
         broker.close()
+        cache.close()
+        asyncio.run(delete_namespace(test_env["AMQP_URL"], namespace))
+
+
+def his_sends(port: int) -> str:
+    async def send() -> str:
+        message = ADT.format(id=uuid.uuid4().hex[:12], pid=f"P{uuid.uuid4().hex[:8]}").encode()
+        async with MLLPClient("127.0.0.1", port, timeout=20) as client:
+            ack = Message.parse((await client.send(message)).decode())
+        return str(ack.field("MSA", 1))
+
+    return asyncio.run(send())
+
+
+async def outbox(url: str, database: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(with_database(url, database))
+    try:
+        row = await conn.fetchrow("SELECT count(*) AS total, count(*) FILTER (WHERE published_at IS NULL) "
+                                  "AS waiting FROM registration.outbox")
+        return int(row["total"]), int(row["waiting"])
+    finally:
+        await conn.close()
+
+
+async def outbox_ids(url: str, database: str) -> list[str]:
+    conn = await asyncpg.connect(with_database(url, database))
+    try:
+        return [r["event_id"] for r in await conn.fetch("SELECT event_id FROM registration.outbox ORDER BY seq")]
+    finally:
+        await conn.close()
+
+
+async def consumer_count(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        declared = await (await connection.channel()).declare_queue(queue, passive=True)
+        return int(declared.declaration_result.consumer_count or 0)
+    finally:
+        await connection.close()
+
+
+def http_json(url: str) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())  # type: ignore[no-any-return]
+
+
+def http_post(url: str, body: dict[str, str]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+class ExchangeWatcher:
+    """A queue of the test's own bound to every routing key of the namespace's exchange, on the real broker.
+
+    Each call opens its own connection: the test runs each step in a loop of its own (asyncio.run)."""
+
+    def __init__(self, amqp_url: str, namespace: str) -> None:
+        self.amqp_url, self.namespace = amqp_url, namespace
+        self.queue = f"{namespace}.test-watcher"
+
+    @classmethod
+    async def open(cls, amqp_url: str, namespace: str) -> ExchangeWatcher:
+        watcher = cls(amqp_url, namespace)
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            exchange = await channel.declare_exchange(exchange_name(namespace), aio_pika.ExchangeType.TOPIC,
+                                                      durable=True)
+            queue = await channel.declare_queue(watcher.queue, durable=False, auto_delete=False)
+            await queue.bind(exchange, routing_key="#")
+        finally:
+            await connection.close()
+        return watcher
+
+    async def received(self, count: int, within: float) -> list[str]:
+        ids: list[str] = []
+        deadline = time.monotonic() + within
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            queue = await (await connection.channel()).declare_queue(self.queue, passive=True)
+            while len(ids) < count and time.monotonic() < deadline:
+                message = await queue.get(no_ack=True, fail=False)
+                if message is None:
+                    await asyncio.sleep(0.2)
+                else:
+                    ids.append(str(message.message_id))
+        finally:
+            await connection.close()
+        return ids
+
+    async def close(self) -> None:
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            await (await connection.channel()).queue_delete(self.queue)
+        finally:
+            await connection.close()
