@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -136,20 +138,30 @@ def _not_found(exc: store.EmpiError) -> HTTPException:
     return HTTPException(404 if isinstance(exc, store.PersonNotFound) or "no " in str(exc) else 409, str(exc))
 
 
+@contextlib.asynccontextmanager
+async def _patient_conn(request: Request, *, identifiers: bool = False) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for a route about a patient or their orders: an EMPI refusal answers 404 (unknown) or
+    409, and with `identifiers` a malformed identifier answers as `_bad_identifier` does."""
+    try:
+        async with request_context(request).pool.acquire() as conn:
+            yield conn
+    except InvalidIdentifier as exc:
+        if not identifiers:
+            raise
+        raise _bad_identifier(exc) from None
+    except store.EmpiError as exc:
+        raise _not_found(exc) from None
+
+
 @router.post("/patients", tags=["patients"], status_code=201, response_model=schemas.Registered,
              summary="Register a patient: linked to the person it matches, or a new person (+ review items)")
 async def register_patient(body: RegisterIn, request: Request, user: DeskStaff) -> dict[str, Any]:
     ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            res = await patient_domain.register(
-                conn, body.incoming(), actor=_actor(request, user), scorer=_scorer(ctx), link_to=body.link_to,
-                force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix,
-                confirm=body.confirm_changes)
-    except InvalidIdentifier as exc:
-        raise _bad_identifier(exc) from None
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request, identifiers=True) as conn:
+        res = await patient_domain.register(
+            conn, body.incoming(), actor=_actor(request, user), scorer=_scorer(ctx), link_to=body.link_to,
+            force_new=body.force_new, patient_id_prefix=ctx.settings.patient_id_prefix,
+            confirm=body.confirm_changes)
     return {"outcome": res.outcome, "patient": patient_domain.detail(res.person), "review_ids": res.review_ids,
             "changed": res.changed, "pending": {"id": res.source_record_id, "changes": res.pending} if res.pending
             else None}
@@ -190,26 +202,16 @@ async def search_patients_post(body: SearchIn, request: Request, user: Readers) 
 @router.get("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientDetail,
             summary="One patient (by EMPI id or PatientID); audited")
 async def get_patient(empi_id: str, request: Request, user: Readers) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
     return patient_domain.detail(person)
 
 
 @router.put("/patients/{empi_id}", tags=["patients"], response_model=schemas.PatientChanged,
             summary="Correct a patient's data (a new source record)")
 async def update_patient(empi_id: str, body: PatientIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            person, changed = await patient_domain.update(conn, empi_id, body.incoming(), actor=_actor(request, user))
-    except InvalidIdentifier as exc:
-        raise _bad_identifier(exc) from None
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request, identifiers=True) as conn:
+        person, changed = await patient_domain.update(conn, empi_id, body.incoming(), actor=_actor(request, user))
     return {"patient": patient_domain.detail(person), "changed": changed}
 
 
@@ -240,30 +242,20 @@ async def decide_pending_change(change_id: str, decision: Literal["confirm", "re
 @router.get("/patients/{empi_id}/history", tags=["patients"], response_model=schemas.HistoryList,
             summary="Identity decisions about this person")
 async def patient_history(empi_id: str, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
-            items = await store.history(conn, person.empi_id)
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
-    return {"data": items, "count": len(items)}
+    async with _patient_conn(request) as conn:
+        person = await patient_domain.read(conn, empi_id, actor=_actor(request, user))
+        items = await store.history(conn, person.empi_id)
+    return listing(items)
 
 
 @router.post("/patients/{empi_id}/verifications", tags=["patients"], status_code=201,
              response_model=schemas.Verification,
              summary="Record an identity check (ID card read, document seen)")
 async def verify_patient(empi_id: str, body: VerificationIn, request: Request, user: DeskStaff) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            return await patient_domain.verify_identity(
-                conn, empi_id, method=body.method, document_type=body.document_type,
-                document_number=body.document_number, note=body.note, actor=_actor(request, user))
-    except InvalidIdentifier as exc:
-        raise _bad_identifier(exc) from None
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request, identifiers=True) as conn:
+        return await patient_domain.verify_identity(
+            conn, empi_id, method=body.method, document_type=body.document_type,
+            document_number=body.document_number, note=body.note, actor=_actor(request, user))
 
 
 @router.get("/reviews", tags=["duplicates"], response_model=schemas.ReviewList,
@@ -290,26 +282,18 @@ async def resolve_review(review_id: str, body: ResolveIn, request: Request, user
 
 @router.post("/patients/merge", tags=["duplicates"], response_model=schemas.Merged, summary="Merge two persons (admin)")
 async def merge_patients(body: MergeIn, request: Request, user: Admins) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            person = await patient_domain.merge(conn, body.survivor, body.merged, actor=_actor(request, user),
-                                                reason=body.reason)
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        person = await patient_domain.merge(conn, body.survivor, body.merged, actor=_actor(request, user),
+                                            reason=body.reason)
     return {"survivor": patient_domain.detail(person)}
 
 
 @router.post("/patients/{empi_id}/unmerge", tags=["duplicates"], response_model=schemas.Unmerged,
              summary="Undo a merge (admin)")
 async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user: Admins) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            kept, restored = await patient_domain.unmerge(conn, empi_id, actor=_actor(request, user),
-                                                          reason=body.reason)
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        kept, restored = await patient_domain.unmerge(conn, empi_id, actor=_actor(request, user),
+                                                      reason=body.reason)
     return {"survivor": patient_domain.detail(kept), "restored": patient_domain.detail(restored)}
 
 
@@ -318,26 +302,19 @@ async def unmerge_patient(empi_id: str, body: UnmergeIn, request: Request, user:
 async def create_order(body: OrderIn, request: Request, user: Orderers) -> dict[str, Any]:
     ctx = request_context(request)
     form = body.model_dump(exclude={"empi_id", "items", "special", "patient_class", "priority"})
-    try:
-        async with ctx.pool.acquire() as conn:
-            return await order_domain.create_order(
-                conn, empi_id=body.empi_id, items=body.items, special=body.special, priority=body.priority,
-                patient_class=body.patient_class, actor=_actor(request, user),
-                accession_prefix=ctx.settings.accession_prefix, **form)
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        return await order_domain.create_order(
+            conn, empi_id=body.empi_id, items=body.items, special=body.special, priority=body.priority,
+            patient_class=body.patient_class, actor=_actor(request, user),
+            accession_prefix=ctx.settings.accession_prefix, **form)
 
 
 @router.get("/orders", tags=["orders"], response_model=schemas.OrderList,
             summary="Orders, newest first, optionally of one patient")
 async def list_orders(request: Request, user: Readers, empi_id: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            data = await order_domain.list_orders(conn, empi_id=empi_id, actor=_actor(request, user), limit=limit)
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        data = await order_domain.list_orders(conn, empi_id=empi_id, actor=_actor(request, user), limit=limit)
     return listing(data)
 
 
@@ -348,16 +325,12 @@ class OrderCancel(BaseModel):
 @router.post("/orders/{key}/cancel", tags=["orders"], response_model=schemas.Order,
              summary="Cancel an order: worklist, appointment, queue follow")
 async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orderers) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            order_id = await order_domain.order_id_of(conn, key)
-            if order_id is None:
-                raise store.EmpiError(f"no order {key}")
-            order, _changed = await order_domain.cancel_order(conn, order_id=order_id, reason=body.reason,
-                                                              actor=_actor(request, user))
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        order_id = await order_domain.order_id_of(conn, key)
+        if order_id is None:
+            raise store.EmpiError(f"no order {key}")
+        order, _changed = await order_domain.cancel_order(conn, order_id=order_id, reason=body.reason,
+                                                          actor=_actor(request, user))
     return order
 
 
@@ -376,19 +349,16 @@ class OrderChange(OrderText):
 @router.post("/orders/{key}/change", tags=["orders"], response_model=schemas.OrderChanged,
              summary="Change an order's items, time, priority or department: worklist, appointment, queue follow")
 async def change_order(key: str, body: OrderChange, request: Request, user: Orderers) -> dict[str, Any]:
-    ctx = request_context(request)
     changes = body.model_dump(exclude={"reason"}, exclude_unset=True)
     if not changes:
         raise HTTPException(422, "nothing to change: send at least one field besides the reason")
     try:
-        async with ctx.pool.acquire() as conn:
+        async with _patient_conn(request) as conn:
             order_id = await order_domain.order_id_of(conn, key)
             if order_id is None:
                 raise store.EmpiError(f"no order {key}")
             order, changed = await order_domain.change_order(conn, order_id=order_id, changes=changes,
                                                              reason=body.reason, actor=_actor(request, user))
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
     except order_domain.OrderClosed as exc:
         raise HTTPException(409, str(exc)) from None
     return {**order, "changed": changed}
@@ -397,9 +367,5 @@ async def change_order(key: str, body: OrderChange, request: Request, user: Orde
 @router.get("/orders/{key}", tags=["orders"], response_model=schemas.Order,
             summary="One order by id or accession number")
 async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
-    ctx = request_context(request)
-    try:
-        async with ctx.pool.acquire() as conn:
-            return await order_domain.get_order(conn, key, actor=_actor(request, user))
-    except store.EmpiError as exc:
-        raise _not_found(exc) from None
+    async with _patient_conn(request) as conn:
+        return await order_domain.get_order(conn, key, actor=_actor(request, user))
