@@ -80,3 +80,38 @@ async def test_blockers_refuse_signing_warnings_do_not(service: Service, world: 
     r = await service.client.post("/api/reporting/qc", headers=rad,
                                   json={"accession_number": acc, "content": bad})
     assert r.status_code == 200 and r.json()["blocked"] is True
+
+
+def test_a_bilateral_phrase_does_not_hide_a_contradiction() -> None:
+    """Findings put the nodule in the left upper lobe and add a routine bilateral negative; the impression
+    says right upper lobe. The bilateral phrase is about the pleura, not the lung: the contradiction stands."""
+    content = {"findings": "左肺上叶见结节，大小约8mm。双侧胸腔未见积液。", "impression": "右肺上叶结节。"}
+    issues = qc.check(content, DEFAULT)
+    assert [(i.rule, i.code) for i in issues] == [("laterality", "qc.laterality.impression-vs-findings")]
+    assert issues[0].message == "印象写右肺，所见写左肺"
+    fine = {"findings": "右肺上叶见结节，大小约8mm。双侧胸腔未见积液。", "impression": "右肺上叶结节。"}
+    assert qc.check(fine, DEFAULT) == []
+    # a negative bilateral statement does not name the ordered side either
+    assert [i.code for i in qc.check(fine, DEFAULT, ordered_laterality="L")] == ["qc.laterality.order"]
+    # a real bilateral finding of the same site covers either side in the impression
+    both = {"findings": "双肺见多发结节，大小约5mm。", "impression": "右肺结节为著。"}
+    assert qc.check(both, DEFAULT) == []
+    english = {"findings": "Nodule in the left kidney, 8 mm. No bilateral pleural effusion.",
+               "impression": "Right kidney nodule."}
+    assert [i.code for i in qc.check(english, DEFAULT)] == ["qc.laterality.impression-vs-findings"]
+
+
+def test_messages_are_chinese_with_stable_codes() -> None:
+    definition = TemplateDefinition(fields=[
+        TemplateField(id="pneumothorax", label="气胸", type="choice", options=["有", "无"], required="blocker"),
+        TemplateField(id="size", label="结节大小", type="measurement", unit="mm", unit_required="blocker")])
+    issues = qc.check({"findings": "右肾见囊肿，大小约8。", "impression": "",
+                       "fields": {"size": {"value": 3}}}, definition, sex="F")
+    by_code = {i.code: i.message for i in issues}
+    assert by_code["qc.required-section"] == "“诊断意见”未填写"
+    assert by_code["qc.required-field"] == "“气胸”未填写"
+    assert by_code["qc.unit.field"] == "“结节大小”的数值缺少单位（应为 mm）"
+    assert by_code["qc.unit.free-text"] == "尺寸“大小约8。”缺少单位"
+    assert all(i.public()["code"] for i in issues)
+    organ = qc.check({"findings": "前列腺增大", "impression": "前列腺增生"}, DEFAULT, sex="F")
+    assert [(i.code, i.message) for i in organ] == [("qc.sex-organ", "女性患者的报告中出现：前列腺")]
