@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -177,22 +178,34 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     await page.close()
 
 
-async def test_duplicate_review_resolved_in_the_ui(site, browser) -> None:
-    base, app, settings = site
-    name = uname()
-
-    async with httpx.AsyncClient(base_url=base) as api:
-        for phone in (None, "13600001234"):
-            r = await api.post("/api/registration/patients", headers=auth(settings), json={
-                "name": name, "birth_date": "1960-10-10", "sex": "M", "phone": phone})
-        review_ids = r.json()["review_ids"]
-        assert review_ids
+async def review_row(app: Any, base: str, browser: Any, name: str) -> tuple[Any, Any]:
+    """A new clerk signed in on the duplicate review list (F4), and the one row naming this patient."""
     username, secret = await new_clerk(app)
     page = await browser.new_page()
     await login(page, base, username, secret)
     await page.keyboard.press("F4")
     row = page.locator("#review-list tbody tr", has_text=name)
     await expect(row).to_have_count(1)
+    return page, row
+
+
+async def registered_twice(base: str, settings: Any, name: str, birth_date: str, sex: str, phone: str) -> list[str]:
+    """The same person registered without a phone, then with one: the duplicate reviews the second opens."""
+    async with httpx.AsyncClient(base_url=base) as api:
+        for with_phone in (None, phone):
+            r = await api.post("/api/registration/patients", headers=auth(settings), json={
+                "name": name, "birth_date": birth_date, "sex": sex, "phone": with_phone})
+    review_ids: list[str] = r.json()["review_ids"]
+    assert review_ids
+    return review_ids
+
+
+async def test_duplicate_review_resolved_in_the_ui(site, browser) -> None:
+    base, app, settings = site
+    name = uname()
+
+    review_ids = await registered_twice(base, settings, name, "1960-10-10", "M", "13600001234")
+    page, row = await review_row(app, base, browser, name)
     await row.locator("button.distinct").click()
     await expect(page.locator("#toast")).to_contain_text("不同的人")
     await expect(page.locator("#review-list tbody tr", has_text=name)).to_have_count(0)
@@ -205,21 +218,12 @@ async def test_duplicate_merged_keeping_the_record_the_clerk_chose(site, browser
     """Either side can survive a merge: the clerk keeps the record the patient's films and card carry."""
     base, app, settings = site
     name = uname()
+    review_ids = await registered_twice(base, settings, name, "1961-11-11", "F", "13600005678")
     async with httpx.AsyncClient(base_url=base) as api:
-        for phone in (None, "13600005678"):
-            r = await api.post("/api/registration/patients", headers=auth(settings), json={
-                "name": name, "birth_date": "1961-11-11", "sex": "F", "phone": phone})
-        review_ids = r.json()["review_ids"]
-        assert review_ids
         review = next(x for x in (await api.get("/api/registration/reviews", headers=auth(settings))).json()["data"]
                       if x["id"] == review_ids[0])
     left, right = review["left"]["empi_id"], review["right"]["empi_id"]
-    username, secret = await new_clerk(app)
-    page = await browser.new_page()
-    await login(page, base, username, secret)
-    await page.keyboard.press("F4")
-    row = page.locator("#review-list tbody tr", has_text=name)
-    await expect(row).to_have_count(1)
+    page, row = await review_row(app, base, browser, name)
     await row.locator("button.keep-left").click()
     await expect(page.locator("#toast")).to_contain_text("已合并")
     await expect(page.locator("#review-list tbody tr", has_text=name)).to_have_count(0)
