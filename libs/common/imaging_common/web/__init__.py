@@ -7,7 +7,8 @@ idle timeout, logout), the icon, and the home page at `/`.
   service). One file, one router; every service serves the same bytes.
 - `platform_app()`: the all-in-one process's own pages: `/` and `/ui/` (sign-in and the home page with
   each role's tasks), `/favicon.ico` and `/ui/common/...`.
-- `page(path)`: a page's HTML answered with the headers every staff page carries.
+- `page(path)`: a page's HTML answered with the headers every staff page carries; `pages_router(prefix,
+  path)` a service's UI router serving that page at `/ui/<prefix>/` (and the shared assets beside it).
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ assets_router = APIRouter(include_in_schema=False)
 async def shared_asset(name: str) -> FileResponse:
     """The shared stylesheet, shell script and icon (GET /ui/<prefix>/common/app.css, shell.js, favicon.svg)."""
     return asset(name)
+
+
+def pages_router(prefix: str, index: Path) -> APIRouter:
+    """A service's UI router: its page at `/ui/<prefix>/` (`/ui/<prefix>` redirects there) and the shared
+    assets under `common/`; a service adds its other pages to it."""
+    router = APIRouter(tags=["pages"], include_in_schema=False)
+    router.include_router(assets_router)
+
+    @router.get("")
+    async def page_redirect() -> RedirectResponse:
+        return RedirectResponse(f"/ui/{prefix}/")
+
+    @router.get("/")
+    async def index_page() -> FileResponse:
+        return page(index)
+
+    return router
 
 
 def platform_app() -> FastAPI:

@@ -7,23 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse
 from imaging_common import web
 
-ui_router = APIRouter(tags=["pages"], include_in_schema=False)
-ui_router.include_router(web.assets_router)
 STATIC = Path(__file__).resolve().parent.parent / "static"
-
-
-@ui_router.get("")
-async def board_redirect() -> RedirectResponse:
-    return RedirectResponse("/ui/critical-values/")
-
-
-@ui_router.get("/")
-async def board_page() -> FileResponse:
-    return web.page(STATIC / "board.html")
+ui_router = web.pages_router("critical-values", STATIC / "board.html")
 
 
 @ui_router.get("/ack/{critical_id}")

@@ -10,20 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
 from imaging_common import web
 
-ui_router = APIRouter(tags=["pages"], include_in_schema=False)
-ui_router.include_router(web.assets_router)
-PAGE = Path(__file__).resolve().parent.parent / "static" / "reporting.html"
-
-
-@ui_router.get("")
-async def page_redirect() -> RedirectResponse:
-    return RedirectResponse("/ui/reporting/")
-
-
-@ui_router.get("/")
-async def page() -> FileResponse:
-    return web.page(PAGE)
+ui_router = web.pages_router("reporting", Path(__file__).resolve().parent.parent / "static" / "reporting.html")
