@@ -78,7 +78,7 @@ async def _produce(api: httpx.AsyncClient, headers: dict[str, str]) -> dict[str,
 
 
 async def _take_all(channel: aio_pika.abc.AbstractChannel, name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    queue = await channel.declare_queue(name, durable=True)
+    queue = await channel.declare_queue(name, passive=True)  # declared by the services (quorum arguments)
     got = []
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
         got.append(message)
@@ -147,7 +147,7 @@ async def test_a_shuffled_duplicated_late_stream_converges_on_two_replicas(test_
 
             await eventually(queues_empty, "every queue drained", within=120)
             for service in CONSUMERS:  # nothing failed for good
-                dlq = await channel.declare_queue(dead_letter_queue_name(ns, service), durable=True)
+                dlq = await channel.declare_queue(dead_letter_queue_name(ns, service), passive=True)
                 assert dlq.declaration_result.message_count == 0, f"{service} dead-lettered events"
         finally:
             await connection.close()

@@ -228,6 +228,10 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
   value: {{ .Values.environment | quote }}
 - name: IMAGING_NAMESPACE
   value: {{ .Values.platformNamespace | quote }}
+- name: IMAGING_EVENT_QUEUE_TYPE
+  value: {{ .Values.events.queueType | quote }}
+- name: IMAGING_STARTUP_WAIT_SECONDS
+  value: {{ .Values.startupWaitSeconds | quote }}
 - name: IMAGING_DATA_DIR
   value: /var/lib/imaging
 - name: IMAGING_HTTP_PORT

@@ -13,7 +13,7 @@ every bus, once connected and its own type's queues declared and bound, sweeps t
      hold; its retry queue stays while they do, since their failed messages still go through it.
 
 A crash between a publish and its ack leaves a copy in both queues: the message is delivered twice,
-which the consumers' inbox turns into one application. The sweep runs at every (re)connection and
+which the consumers' inbox turns into one application. The sweep runs once a bus is connected and then
 every `SWEEP_EVERY` seconds, so queues an older pod declares again later are drained as well; what it
 finds (moved, deleted, kept and why) is logged. By hand:
 
