@@ -3,27 +3,17 @@
 Each service's OpenAPI is read as the app builds it; a 2xx answer served as application/json must
 carry a schema, and that schema must say something: not `{}` nor a bare `object` with no properties.
 FHIR routes answer application/fhir+json and document that instead; pages answer text/html.
-
-`openapi_responses_pending.txt` lists the operations still to be given a model (issue 20 item 4 is
-under way): it may only shrink. A route not in it must be documented, and a route in it that is
-documented now must leave it.
+No exceptions: every service's every JSON route has its model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from imaging_common.allinone import discover_services
 
 METHODS = {"get", "post", "put", "patch", "delete"}
-PENDING_FILE = Path(__file__).with_name("openapi_responses_pending.txt")
-
-
-def pending(service: str) -> set[str]:
-    lines = (line.strip() for line in PENDING_FILE.read_text().splitlines())
-    return {line.split(" ", 1)[1] for line in lines if line.startswith(service + " ")}
 
 
 def _resolve(schema: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +59,7 @@ def undocumented(doc: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("spec,create_app", discover_services(), ids=lambda v: getattr(v, "name", ""))
 def test_every_json_route_has_a_response_schema(spec: Any, create_app: Any) -> None:
-    missing = set(undocumented(create_app().openapi()))
-    assert sorted(missing - pending(spec.name)) == [], f"{spec.name}: JSON routes without a response schema"
-    assert sorted(pending(spec.name) - missing) == [], f"{spec.name}: documented now, remove from {PENDING_FILE.name}"
+    assert undocumented(create_app().openapi()) == [], f"{spec.name}: JSON routes without a response schema"
 
 
 def test_the_check_sees_an_undescribed_answer() -> None:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from imaging_common import audit, consistency
 from imaging_common.auth import Principal, require_roles
 
+from registration.adapters import schemas
 from registration.adapters.deps import request_context
 
 router = APIRouter()
@@ -23,7 +24,7 @@ router = APIRouter()
 Admins = Annotated[Principal, Depends(require_roles("admin"))]
 
 
-@router.get("/admin/consistency", tags=["admin"],
+@router.get("/admin/consistency", tags=["admin"], response_model=schemas.ConsistencyReport,
             summary="Drifts between each service's copy of orders and patients and registration's (admin; audited)")
 async def consistency_check(
     request: Request, admin: Admins,

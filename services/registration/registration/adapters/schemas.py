@@ -260,3 +260,31 @@ class Review(Out):
 class ReviewList(Out):
     data: list[Review]
     count: int
+
+
+class ConsistencyDrift(Out):
+    """One copy that differs from registration's (imaging_common.consistency.Drift)."""
+
+    service: str
+    subject: str  # the accession number, or the EMPI id of a copy of a patient only
+    field: str
+    registration: str | None
+    service_value: str | None
+    kind: str
+    record: str
+    empi_id: str | None
+
+
+class ConsistencyReport(Out):
+    """GET /admin/consistency: the drifts, counted per service, kind and field; complete unless a
+    service could not be read (its error listed)."""
+
+    drift_count: int
+    drifts: list[ConsistencyDrift]
+    counts: dict[str, int]
+    errors: list[str]
+    checked: dict[str, int]  # service -> rows compared
+    checked_at: str
+    settle_seconds: float
+    transient: int
+    complete: bool
