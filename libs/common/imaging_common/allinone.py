@@ -10,6 +10,11 @@ home page), `/favicon.ico` and the pages' shared assets `/ui/common/...` (imagin
 
     python -m imaging_common.allinone          # serve (what `make run` does)
     python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
+    python -m imaging_common.allinone starter  # migrate, then load the starter configuration (README, First start)
+
+`starter` adds every installed service's part of the starter department (imaging_common.starter) that is
+missing and keeps what an admin configured; IMAGING_STARTER=1 does the same before serving (`IMAGING_STARTER=1
+make run`). Each load is audited as a configuration change by the operating-system user who ran it.
 
 `migrate` needs PostgreSQL only (never RabbitMQ or Redis), so it can run before the broker exists
 (the chart's post-install hook). IMAGING_MIGRATE_WAIT_SECONDS (default 0) waits that long for the
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import importlib
 import os
 import sys
@@ -32,7 +38,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
-from imaging_common import db, web
+from imaging_common import db, starter, web
 from imaging_common.config import CommonSettings
 from imaging_common.fhir import BASE as FHIR_BASE
 from imaging_common.problems import preferred_language, problem
@@ -130,6 +136,34 @@ async def migrate_all(settings: CommonSettings, *, app_role: str = "") -> list[s
     return applied
 
 
+async def load_starter(settings: CommonSettings, *, actor: str) -> dict[str, starter.Report]:
+    """Every installed service's part of the starter configuration, each in its own transaction."""
+    reports: dict[str, starter.Report] = {}
+    for spec, _ in discover_services():
+        if spec.starter is None:
+            continue
+        conn = await asyncpg.connect(settings.database_url, timeout=5, server_settings={
+            "search_path": f"{spec.schema},public", "application_name": spec.schema})
+        try:
+            reports[spec.prefix] = await starter.load(conn, spec.starter, actor=actor, service=spec.name)
+        finally:
+            await conn.close()
+    return reports
+
+
+def starter_lines(reports: dict[str, starter.Report]) -> list[str]:
+    return [f"  {prefix}: " + ", ".join(f"{part} {len(t.created)} added, {len(t.kept)} kept"
+                                        for part, t in report.items())
+            for prefix, report in reports.items()]
+
+
+def run_starter(settings: CommonSettings) -> None:
+    """Migrate, then load the starter configuration, saying what was added and kept."""
+    asyncio.run(migrate_all(settings))
+    reports = asyncio.run(load_starter(settings, actor=f"{getpass.getuser()} (allinone starter)"))
+    print(f"starter configuration ({starter.department().name}):", *starter_lines(reports), sep="\n", flush=True)
+
+
 async def grant_application_role(database_url: str, role: str, schemas: list[str]) -> None:
     """What the services' role may do in a database migrated by another (DDL) role: use the schemas,
     read and write rows, use sequences and functions; no CREATE, ALTER, DROP or TRUNCATE. Default
@@ -195,7 +229,13 @@ def main(argv: list[str]) -> None:
         applied = asyncio.run(migrate_all(settings, app_role=os.environ.get("IMAGING_APP_DB_ROLE", "")))
         print(f"migrations applied: {len(applied)}" + "".join(f"\n  {name}" for name in applied))
         return
+    if argv[:1] == ["starter"]:
+        wait_for_postgresql(settings, float(os.environ.get("IMAGING_MIGRATE_WAIT_SECONDS", "0")))
+        run_starter(settings)
+        return
     check_infrastructure_before_start(settings)  # PostgreSQL required; RabbitMQ and Redis may come later
+    if os.environ.get("IMAGING_STARTER", "").lower() in ("1", "true", "yes"):
+        run_starter(settings)
     serve(build_platform(), settings)
 
 

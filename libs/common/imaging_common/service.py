@@ -42,6 +42,7 @@ from imaging_common.problems import install_problem_handlers, problem
 
 if TYPE_CHECKING:
     from imaging_common.fhir import FhirFace
+    from imaging_common.starter import Loader as StarterLoader
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class ServiceSpec(Generic[S]):
     on_ready: Sequence[Callable[[ServiceContext[S]], Awaitable[None]]] = ()
     # Its FHIR resources, served under the platform's one base /fhir/R4 (imaging_common.fhir).
     fhir: FhirFace | None = None
+    # Its part of the starter configuration (imaging_common.starter): `load(conn, department)`, served as
+    # GET/POST /admin/starter (admin) and loaded by `python -m imaging_common.allinone starter`.
+    starter: StarterLoader | None = None
 
     def __post_init__(self) -> None:
         # Frozen: the defaults are filled in once, here, so every reader sees the complete spec.
@@ -99,6 +103,10 @@ class ServiceSpec(Generic[S]):
             object.__setattr__(self, "library_migrations", {**self.library_migrations, "peers": peers.MIGRATIONS})
             object.__setattr__(self, "routers", (*self.routers, peers_router()))
             object.__setattr__(self, "listeners", (peers.registry_listener, *self.listeners))
+        if self.starter is not None:
+            from imaging_common.starter.api import starter_router
+
+            object.__setattr__(self, "routers", (*self.routers, starter_router(self.name, self.starter)))
 
     @property
     def schema(self) -> str:

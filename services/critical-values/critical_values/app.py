@@ -10,6 +10,7 @@ from imaging_common.service import ServiceSpec, app_factory
 from critical_values.adapters import events, http_admin, http_board, http_fallback, http_fhir, http_values, ui
 from critical_values.adapters.delivery_worker import engine_listener
 from critical_values.adapters.hl7_ack import mllp_listener
+from critical_values.domain import starter
 from critical_values.domain.errors import CriticalError
 from critical_values.settings import Settings
 
@@ -30,6 +31,7 @@ SERVICE = ServiceSpec(
     event_handlers=events.HANDLERS,
     listeners=(engine_listener, mllp_listener),
     exception_handlers={CriticalError: refused},
+    starter=starter.load,
 )
 
 create_app = app_factory(SERVICE)

@@ -14,6 +14,7 @@ from imaging_common.service import ServiceContext, ServiceSpec, app_factory, run
 from queue_calling.adapters import events, http_admin, http_terminal, ui
 from queue_calling.adapters.hub import ScreenHub
 from queue_calling.adapters.notify_worker import NotificationSender
+from queue_calling.domain import starter
 from queue_calling.domain.states import InvalidTransition
 from queue_calling.settings import Settings
 
@@ -51,6 +52,7 @@ SERVICE = ServiceSpec(
     event_handlers=events.HANDLERS,
     listeners=(screen_hub, notification_sender),
     exception_handlers={InvalidTransition: invalid_transition},
+    starter=starter.load,
 )
 
 create_app = app_factory(SERVICE)

@@ -18,6 +18,7 @@ from reporting.adapters import (
 from reporting.adapters.delivery_worker import delivery_listener
 from reporting.adapters.events import HANDLERS
 from reporting.adapters.ui import ui_router
+from reporting.domain import starter
 from reporting.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -31,6 +32,7 @@ SERVICE = ServiceSpec(
     event_handlers=HANDLERS,
     listeners=[delivery_listener],
     on_ready=[hl7_oru.on_ready, fhir_report.on_ready],  # the messages the deliveries carry
+    starter=starter.load,
 )
 
 create_app = app_factory(SERVICE)

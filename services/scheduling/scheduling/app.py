@@ -5,6 +5,7 @@ from __future__ import annotations
 from imaging_common.service import ServiceSpec, app_factory
 
 from scheduling.adapters import background, events, http_admin, http_booking, http_fhir
+from scheduling.domain import starter
 from scheduling.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -15,6 +16,7 @@ SERVICE = ServiceSpec(
     fhir=http_fhir.FACE,
     event_handlers=events.HANDLERS,
     listeners=(background.housekeeping,),
+    starter=starter.load,
 )
 
 create_app = app_factory(SERVICE)
