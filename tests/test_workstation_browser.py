@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +30,15 @@ ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in on
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/reporting/", "/ui/critical-values/", "/ui/print/review",
                "/ui/queue/terminal"]
+# Screenshots at 1366x768 (the workstations' screens), kept for people to look at: var/ is not in git.
+ARTEFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artefacts" / "workstation"
+VIEWPORT = {"width": 1366, "height": 768}
 expect.set_options(timeout=20_000)
+
+
+async def snapshot(page: Page, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTEFACTS / f"{name}.png"))
 
 
 class Site:
@@ -87,7 +96,7 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     name = f"测试{uuid.uuid4().hex[:4]}"
     await register_patient(site, name)
     username, secret = await new_user(site, ["clerk", "nurse"], "前台小周")
-    context = await browser.new_context(locale="zh-CN")
+    context = await browser.new_context(locale="zh-CN", viewport=VIEWPORT)
     page = await context.new_page()
     errors = watch_console(page)
     renewals: list[int] = []
@@ -96,6 +105,7 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     # One entry: `/` is the sign-in form (the shared one), with the icon.
     await page.goto(f"{site.url}/")
     await expect(page.locator("#login")).to_be_visible()
+    await snapshot(page, "sign-in")
     icon = await page.locator("link[rel=icon]").get_attribute("href")
     async with httpx.AsyncClient(base_url=site.url) as api:
         for path in (icon, "/favicon.ico", "/ui/common/app.css", "/ui/common/shell.js",
@@ -127,6 +137,7 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     await expect(home.locator("[data-page=queue]")).to_contain_text("到检签到、顺呼/选呼、过号、转诊")
     await expect(home.locator("[data-page=reporting]")).to_have_count(0)
     await expect(page.locator(".shell-bar #whoami")).to_have_text("前台小周")
+    await snapshot(page, "home-clerk-nurse")
 
     # The refresh token is in a cookie no script can read, sent only to the auth routes.
     [cookie] = [c for c in await context.cookies() if c["name"] == "imaging_refresh"]
@@ -151,6 +162,7 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     await page.keyboard.press("Enter")
     await expect(page.locator("#search-results tbody tr", has_text=name)).to_have_count(1)
     await expect(page.locator("#login")).to_be_hidden()
+    await snapshot(page, "registration-after-renewal")
 
     # Logout: the server ends the session (every token, the cookie), the page is emptied, then signs in.
     token = await page.evaluate("sessionStorage.getItem('imaging.access_token')")
@@ -227,7 +239,7 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
     for path in STAFF_PAGES:
         token = issue_test_token(settings, roles=["admin", "senior-radiologist"], username=f"ws-{ending}-{tag}",
                                  display_name="科室主任", ttl_seconds=600)
-        context = await browser.new_context(locale="zh-CN")
+        context = await browser.new_context(locale="zh-CN", viewport=VIEWPORT)
         page = await context.new_page()
         errors = watch_console(page)
         await page.goto(f"{site.url}{path}")
@@ -237,6 +249,9 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
         await expect(page.locator(".shell-bar #whoami")).to_have_text("科室主任")
         await expect(page.locator("#login")).to_be_hidden()
         shown = await show_data(page, path, name, accession)
+        page_name = path.strip("/").replace("/", "-")
+        if ending == "logout":
+            await snapshot(page, f"page-{page_name}")
         main = "#main-view" if path == "/ui/registration/" else "main#app"
         if ending == "logout":
             async with page.expect_navigation(wait_until="load"):
@@ -267,4 +282,5 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
         assert name not in content and accession not in content, path
         assert await page.evaluate("sessionStorage.getItem('imaging.access_token')") is None, path
         assert errors == [], (path, errors)
+        await snapshot(page, f"after-{ending}-{page_name}")
         await context.close()

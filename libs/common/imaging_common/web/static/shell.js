@@ -26,7 +26,7 @@
   const PAGES = [
     { id: "registration", href: "/ui/registration/", name: "登记台", tasks: {
       clerk: ["查找、登记病人（核验证件）", "开检查申请单并打印", "处理疑似重复与资料变更"],
-      nurse: ["查找、登记病人"], admin: ["登记病人、开申请单、合并重复档案"] } },
+      nurse: ["查找、登记病人（核验证件）"], admin: ["登记病人、开申请单、合并重复档案"] } },
     { id: "queue", href: "/ui/queue/terminal", name: "呼叫终端", tasks: {
       clerk: ["扫码到检签到"], nurse: ["到检签到、顺呼/选呼、过号、转诊"],
       technologist: ["叫号、开始与完成检查"], admin: ["管理候诊队列"] } },
