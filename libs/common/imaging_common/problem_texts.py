@@ -49,6 +49,10 @@ ROLE_NAMES = {"clerk": "登记员", "technologist": "技师", "nurse": "护士",
               "senior-radiologist": "审核医师", "clinician": "临床医生", "admin": "管理员", "it-ops": "信息科运维"}
 
 
+# How a check-in was looked up (queue calling's kinds), as the terminal names them.
+CHECK_IN_KINDS = {"barcode": "申请单条码", "id_number": "身份证号", "card": "就诊卡", "appointment": "预约号"}
+
+
 def _roles(text: str) -> str:
     return "、".join(ROLE_NAMES.get(r.strip(), r.strip()) for r in text.split(","))
 
@@ -83,14 +87,26 @@ DETAILS: list[tuple[str, str, str]] = [
     (r"request body over (\d+) bytes", "content-too-large", "请求内容超过 {0} 字节"),
     (r"service is starting", "starting", "服务正在启动，请稍候再试"),
     (r"no service serves this path", "no-service", "没有服务提供此地址"),
-    # what staff meet at their desks (reporting, critical values, queue, print review)
-    (r"no staff account (.+)", "staff-not-found", "没有员工账号 {0}"),
-    (r"no exam (.+)", "exam-not-found", "没有检查 {0}"),
-    (r"no report (.+)", "report-not-found", "没有报告 {0}"),
-    (r"no film (.+)", "film-not-found", "没有胶片 {0}"),
-    (r"no critical value (.+)", "critical-value-not-found", "没有危急值 {0}"),
-    (r"no room (.+)", "room-not-found", "没有检查室 {0}"),
-    (r"no queue (.+)", "queue-not-found", "没有队列 {0}"),
+    # what staff meet at their desks (reporting, critical values, queue, print review, worklist)
+    (r"no exam with accession number (.+)", "exam-not-found", "没有检查号为 {0} 的检查"),
+    (r"no study with accession number (.+)", "study-not-found", "没有检查号为 {0} 的影像检查"),
+    (r"no active exam matches this (\w+)", "check-in-no-exam", "没有与此{0}对应的待检检查"),
+    (r"pre-sign QC found blockers: (.+)", "qc-blocked", "签名前质控发现必须修改的问题：{0}"),
+    (r"(.+) has no approved signing key: .*", "signing-key-missing",
+     "{0} 没有已批准的签名密钥：请先登记签名密钥，并由管理员批准"),
+    (r"signing key (\S+) of (.+) awaits approval by an administrator", "signing-key-pending",
+     "{1} 的签名密钥 {0} 尚待管理员批准"),
+    (r"critical value (.+) does not exist", "critical-value-not-found", "危急值 {0} 不存在"),
+    (r"no queue entry (\S+)", "queue-entry-not-found", "没有候诊记录 {0}"),
+    (r"no worklist item (\S+)", "worklist-item-not-found", "没有工作列表项 {0}"),
+    (r"no staff account (\S+)", "staff-not-found", "没有员工账号 {0}"),
+    (r"no report (\S+)", "report-not-found", "没有报告 {0}"),
+    (r"no film (\S+)|no such film", "film-not-found", "没有此胶片"),
+    (r"the film's image is missing", "film-image-missing", "胶片图像缺失"),
+    (r"no such share", "share-not-found", "分享链接无效或已过期"),
+    (r"no room (\S+)", "room-not-found", "没有检查室 {0}"),
+    (r"no queue (\S+)", "queue-not-found", "没有队列 {0}"),
+    (r"no screen (\S+)", "screen-not-found", "没有候诊屏 {0}"),
 ]
 _COMPILED = [(re.compile(pattern), code, zh) for pattern, code, zh in DETAILS]
 
@@ -119,7 +135,9 @@ def localize(status: int, title: str, detail: str | None, language: str) -> Text
             found = pattern.fullmatch(detail)
             if found:
                 code = detail_code
-                groups = [_roles(g) if detail_code == "role-required" else g for g in found.groups()]
+                groups = [_roles(g) if detail_code == "role-required"
+                          else CHECK_IN_KINDS.get(g, g) if detail_code == "check-in-no-exam" else g
+                          for g in found.groups()]
                 zh_detail = zh.format(*groups)
                 break
     if language == "en":
