@@ -245,3 +245,34 @@ async def test_an_old_queue_still_consumed_by_the_previous_version_is_kept_until
         if not old_pod.is_closed:
             await old_pod.close()
         await connection.close()
+
+
+async def test_classic_setting_moves_quorum_queues_back(upgrade: Upgrade, test_env: dict[str, str]) -> None:
+    """IMAGING_EVENT_QUEUE_TYPE=classic (a single-node development broker) after quorum: the same sweep,
+    the other way; the consumer uses the classic names."""
+    ns = upgrade.namespace
+    quorum = ServiceQueues(ns, SERVICE, "quorum")
+    events = [order_event(n) for n in range(4)]
+    connection = await aio_pika.connect(test_env["AMQP_URL"])
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_topology(channel, ns, "quorum")
+        for event in events:
+            await exchange.publish(persistent(event), routing_key=EVENT)
+        upgrade.settings = upgrade.settings.model_copy(update={"event_queue_type": "classic"})
+        bus = upgrade.bus()
+        await bus.start()
+        try:
+            async def all_applied() -> bool:
+                return len(upgrade.calls) >= len(events)
+
+            await eventually(all_applied, 30, "every event applied from the classic queue")
+            await asyncio.sleep(1.0)
+            assert sorted(upgrade.calls) == sorted(e.id for e in events)
+            assert bus.consumer is not None and bus.consumer.queues.main == f"{ns}.{SERVICE}"
+            channel = await connection.channel()
+            assert await depth(channel, quorum.main) is None
+        finally:
+            await bus.stop()
+    finally:
+        await connection.close()

@@ -120,7 +120,7 @@ async def _migrate_service(
         if role == "retry" and await channels.passive(old.main) is not None:
             report.kept[name] = f"{old.main} is still there"
         else:
-            await _delete_if_drained(channels, name, report)
+            await _delete_if_drained(channels, name, report, checked_by_broker=old.queue_type == "classic")
     for name, why in report.kept.items():
         if name in (old.main, old.retry, old.dlq):
             log.warning("queue migration: %s kept (%s); moved again at the next sweep", name, why)
@@ -143,7 +143,13 @@ async def _move(channels: _Channels, source: str, target: str, report: Migration
         log.info("queue migration: moved %d messages from %s to %s", moved, source, target)
 
 
-async def _delete_if_drained(channels: _Channels, name: str, report: MigrationReport) -> None:
+async def _delete_if_drained(
+    channels: _Channels, name: str, report: MigrationReport, *, checked_by_broker: bool
+) -> None:
+    """Delete an old queue that is empty and unused. A classic queue is deleted with if_empty and
+    if_unused, so the broker checks both at the moment of deletion; quorum queues refuse those flags
+    (NOT_IMPLEMENTED, closing the connection), so an old quorum queue (going back to classic, a
+    development setting) is deleted after the same checks made by a passive declare just before."""
     queue = await channels.passive(name)
     if queue is None:
         return
@@ -151,8 +157,14 @@ async def _delete_if_drained(channels: _Channels, name: str, report: MigrationRe
     if result.consumer_count:
         report.kept[name] = f"{result.consumer_count} consumer(s), an earlier version's pods"
         return
+    if not checked_by_broker and result.message_count:
+        report.kept[name] = f"{result.message_count} message(s) arrived meanwhile"
+        return
     try:
-        await (await channels.get()).queue_delete(name, if_unused=True, if_empty=True)
+        if checked_by_broker:
+            await (await channels.get()).queue_delete(name, if_unused=True, if_empty=True)
+        else:
+            await (await channels.get()).queue_delete(name)
     except aiormq.exceptions.ChannelPreconditionFailed:  # a message or a consumer arrived meanwhile
         report.kept[name] = "not empty or in use at deletion"
         return
