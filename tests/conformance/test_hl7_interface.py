@@ -135,7 +135,8 @@ def test_report_and_status_variants_conform() -> None:
     """What the journey below does not reach: every report status (W is a documented deviation), a
     GB 18030 receiver, coded and numeric fields; every status update (SC/IP/DC/CM, OC)."""
     from imaging_common.empi.identifiers import IdType
-    from registration.domain.his_status import Endpoint, status_message
+    from registration.adapters.hl7_status import status_message
+    from registration.domain.his_status import Endpoint
     from reporting.adapters.hl7_oru import build_oru
 
     snap: dict[str, Any] = {

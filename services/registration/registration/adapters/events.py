@@ -19,6 +19,7 @@ import asyncpg
 from imaging_common.events import CloudEvent, Handlers
 from imaging_common.events.types import AppointmentBooked, AppointmentRescheduled, ExamCompleted, ExamStarted
 
+from registration.adapters import hl7_status
 from registration.domain import his_status
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,20 @@ async def on_appointment(conn: asyncpg.Connection, data: AppointmentBooked | App
                          event: CloudEvent) -> None:
     appointment = data.appointment
     outcome = await his_status.advance(conn, status="scheduled", at=event.time or datetime.now(UTC),
-                                       order_id=appointment.order_id,
+                                       render=hl7_status.render, order_id=appointment.order_id,
                                        accession_number=appointment.accession_number, start=appointment.start)
     log.info("%s %s: %s", event.type, appointment.accession_number, outcome)
 
 
 async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: CloudEvent) -> None:
-    outcome = await his_status.advance(conn, status="in-progress", at=data.started_at,
+    outcome = await his_status.advance(conn, status="in-progress", at=data.started_at, render=hl7_status.render,
                                        accession_number=data.accession_number)
     log.info("exam.started %s: %s", data.accession_number, outcome)
 
 
 async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
-    outcome = await his_status.advance(conn, status=data.status, at=data.completed_at, order_id=data.order_id,
-                                       accession_number=data.accession_number)
+    outcome = await his_status.advance(conn, status=data.status, at=data.completed_at, render=hl7_status.render,
+                                       order_id=data.order_id, accession_number=data.accession_number)
     log.info("exam.completed (%s) %s: %s", data.status, data.accession_number, outcome)
 
 

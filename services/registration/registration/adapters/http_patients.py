@@ -20,7 +20,7 @@ from imaging_common.json_out import listing
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from registration.adapters import schemas
+from registration.adapters import hl7_status, schemas
 from registration.adapters.deps import request_context
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
@@ -330,7 +330,7 @@ async def cancel_order(key: str, body: OrderCancel, request: Request, user: Orde
         if order_id is None:
             raise store.EmpiError(f"no order {key}")
         order, _changed = await order_domain.cancel_order(conn, order_id=order_id, reason=body.reason,
-                                                          actor=_actor(request, user))
+                                                          actor=_actor(request, user), render=hl7_status.render)
     return order
 
 

@@ -7,16 +7,18 @@ or discontinued. The status only moves forward, scheduled < in-progress < discon
 arrive late or twice change nothing; a new appointment time while still scheduled is news too.
 
 For an order the HIS placed (exam_order.source = 'his'), each step forward is queued, in the same
-transaction, as an ORM^O01 with ORC-1 SC and ORC-5 SC / IP / DC / CM; an order cancelled at the
-desk as ORC-1 OC (ORC-5 CA). After a cancel nothing more is sent. Messages are queued only while a
-HIS endpoint is configured (his_status_endpoint, written at start from IMAGING_HIS_STATUS_HOST/PORT),
-and sent by adapters/his_status_worker.py in order per order, each with its own MSH-10 on every attempt.
+transaction, as an update with ORC-1 SC and ORC-5 SC / IP / DC / CM; an order cancelled at the
+desk as ORC-1 OC (ORC-5 CA). After a cancel nothing more is sent. The message itself (an ORM^O01)
+is the adapter's: the caller passes its `render` (adapters/hl7_status.render), and the queue keeps
+the text it made. Messages are queued only while a HIS endpoint is configured (his_status_endpoint,
+written at start from IMAGING_HIS_STATUS_HOST/PORT), and sent by adapters/his_status_worker.py in
+order per order, each with its own MSH-10 on every attempt.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,14 +26,9 @@ from typing import Any
 import asyncpg
 from imaging_common.delivery import backoff
 from imaging_common.empi import store
-from imaging_common.empi.identifiers import IdType
-from imaging_common.hl7 import Message, build_msh, build_segment
-from imaging_common.hl7 import times as hl7_times
-from imaging_common.hl7.charset import LABELS
 
 RANK = {"scheduled": 1, "in-progress": 2, "discontinued": 3, "completed": 4}
 ORC5 = {"scheduled": "SC", "in-progress": "IP", "discontinued": "DC", "completed": "CM"}
-PATIENT_CLASS = {"inpatient": "I", "outpatient": "O", "emergency": "E", "physical-exam": "P"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,26 @@ class Endpoint:
     receiving_application: str
     receiving_facility: str
     charset: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What the HIS is told about its order: the order control (SC, OC) and status (ORC-5), when, the
+    appointment time (scheduled) or the reason (cancelled), about this order and patient, for `target`."""
+
+    order: dict[str, Any]
+    person: store.Person
+    target: Endpoint
+    control: str
+    order_status: str
+    at: datetime
+    control_id: str
+    start: datetime | None = None
+    reason: str | None = None
+
+
+Render = Callable[[StatusUpdate], str]
+"""The message an update is sent as (adapters/hl7_status.render: ORM^O01 in ER7)."""
 
 
 async def configure(conn: asyncpg.Connection, endpoint: Endpoint | None) -> None:
@@ -67,8 +84,9 @@ async def endpoint(conn: asyncpg.Connection) -> Endpoint | None:
     return None if row is None else Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
 
 
-async def advance(conn: asyncpg.Connection, *, status: str, at: datetime, order_id: str | None = None,
-                  accession_number: str | None = None, start: datetime | None = None) -> str:
+async def advance(conn: asyncpg.Connection, *, status: str, at: datetime, render: Render,
+                  order_id: str | None = None, accession_number: str | None = None,
+                  start: datetime | None = None) -> str:
     """The exam of this order reached `status` at `at` (an appointment's `start` when scheduled).
     Returns what happened: "unknown-order", "stale" (not a step forward), "recorded", or "queued"
     (recorded, and an update for the HIS queued)."""
@@ -90,31 +108,33 @@ async def advance(conn: asyncpg.Connection, *, status: str, at: datetime, order_
         "WHERE order_id = $1", row["order_id"], status, at, start)
     if row["source"] != "his" or row["status"] == "cancelled":
         return "recorded"
-    queued = await enqueue(conn, str(row["order_id"]), control="SC", order_status=ORC5[status], at=at, start=start)
+    queued = await enqueue(conn, str(row["order_id"]), control="SC", order_status=ORC5[status], at=at, start=start,
+                           render=render)
     return "queued" if queued else "recorded"
 
 
-async def cancelled_at_desk(conn: asyncpg.Connection, order_id: str, reason: str) -> bool:
+async def cancelled_at_desk(conn: asyncpg.Connection, order_id: str, reason: str, render: Render) -> bool:
     """ORC-1 OC for a HIS order the desk cancelled (the HIS's own CA/DC is answered, not echoed)."""
     source = await conn.fetchval("SELECT source FROM exam_order WHERE order_id = $1::uuid", order_id)
     if source != "his":
         return False
-    return await enqueue(conn, order_id, control="OC", order_status="CA", at=datetime.now(UTC), reason=reason)
+    return await enqueue(conn, order_id, control="OC", order_status="CA", at=datetime.now(UTC), reason=reason,
+                         render=render)
 
 
 async def enqueue(conn: asyncpg.Connection, order_id: str, *, control: str, order_status: str, at: datetime,
-                  start: datetime | None = None, reason: str | None = None) -> bool:
+                  render: Render, start: datetime | None = None, reason: str | None = None) -> bool:
     target = await endpoint(conn)
     if target is None:
         return False
     order = await conn.fetchrow("SELECT * FROM exam_order WHERE order_id = $1::uuid", order_id)
     person = await store.get_person(conn, order["empi_id"], follow_merged=True)
     control_id = f"S{uuid.uuid4().hex[:19]}"
-    message = status_message(dict(order), person, target, control=control, order_status=order_status, at=at,
-                             start=start, reason=reason, control_id=control_id)
+    payload = render(StatusUpdate(dict(order), person, target, control=control, order_status=order_status, at=at,
+                                  control_id=control_id, start=start, reason=reason))
     await conn.execute(
         "INSERT INTO his_status_message (order_id, order_control, order_status, control_id, payload) "
-        "VALUES ($1::uuid, $2, $3, $4, $5)", order_id, control, order_status, control_id, message.to_er7())
+        "VALUES ($1::uuid, $2, $3, $4, $5)", order_id, control, order_status, control_id, payload)
     return True
 
 
@@ -124,52 +144,6 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _ts(at: datetime | None) -> str:
-    """An instant as HL7 DTM in the hospital's local time, with its offset."""
-    if at is None:
-        return ""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(hl7_times.zone(None)).strftime("%Y%m%d%H%M%S%z")
-
-
-def status_message(order: dict[str, Any], person: store.Person, target: Endpoint, *, control: str,
-                   order_status: str, at: datetime, control_id: str, start: datetime | None = None,
-                   reason: str | None = None) -> Message:
-    """ORM^O01 (v2.5) telling the HIS what became of its order: PID, PV1, ORC (SC with ORC-5, or OC),
-    OBR (OBR-36 the appointment time when scheduled)."""
-    items = order["items"] if not isinstance(order["items"], str) else json.loads(order["items"])
-    msh = build_msh(sending_app=target.sending_application, sending_facility=target.sending_facility,
-                    receiving_app=target.receiving_application, receiving_facility=target.receiving_facility,
-                    message_type=["ORM", "O01", "ORM_O01"], control_id=control_id, timestamp=_ts(datetime.now(UTC)),
-                    version="2.5", charset=LABELS.get(target.charset, "UNICODE UTF-8"))
-    ids = [[i["value"], "", "", "HIS", "PI"] for i in person.identifiers
-           if i["type"] == IdType.HIS_PATIENT_ID.value and i["valid"]][:1]
-    ids.append([person.patient_id, "", "", target.sending_application, "PT"])
-    pid = build_segment("PID", "1", None, None, None, person.name.split("^") if "^" in person.name else [person.name],
-                        None, person.birth_date.strftime("%Y%m%d") if person.birth_date else None,
-                        person.sex if person.sex in ("M", "F", "O") else "U")
-    pid.fields[3] = "~".join("^".join(_escape(c) for c in cx).rstrip("^") for cx in ids)
-    pv1 = build_segment("PV1", "1", PATIENT_CLASS.get(order["patient_class"], "O"),
-                        [order["ward"] or "", "", order["bed"] or ""] if order["ward"] or order["bed"] else None,
-                        *([None] * 15), order["visit_number"])
-    placer = order["placer_order_number"] or ""
-    filler = [order["accession_number"], target.sending_application]
-    orc = build_segment("ORC", control, placer, filler, None, order_status, None,
-                        ["", "", "", _ts(start)] if start else None, None, _ts(at),
-                        *([None] * 6), ["", reason] if reason else None)
-    first = items[0] if items else {"code": "", "name": "", "modality": ""}
-    obr = build_segment("OBR", "1", placer, filler, [first["code"], first["name"]],
-                        *([None] * 19), first.get("modality") or None, *([None] * 11), _ts(start) if start else None)
-    return Message([msh, pid, pv1, orc, obr])
-
-
-def _escape(text: str) -> str:
-    from imaging_common.hl7.message import Encoding
-
-    return Encoding().escape_text(text or "")
 
 
 # ---- the queue (adapters/his_status_worker.py sends) -------------------------------------------

@@ -98,11 +98,13 @@ async def order_id_of(conn: asyncpg.Connection, key: str) -> str | None:
 
 
 async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str, actor: Actor,
-                       by_his: bool = False) -> tuple[dict[str, Any], bool]:
+                       by_his: bool = False, render: his_status.Render | None = None) -> tuple[dict[str, Any], bool]:
     """Cancel an order (the desk, or the HIS's ORC-1 CA/DC: `by_his`) and announce order.cancelled: the
     worklist step, the appointment, the queue entry and the films of that order follow; a HIS order the
-    desk cancelled is reported to the HIS (ORC-1 OC, his_status). Returns the order and whether this call
-    cancelled it (False: it already was; nothing is announced twice)."""
+    desk cancelled is reported to the HIS (ORC-1 OC, his_status) in the message `render` makes. Returns
+    the order and whether this call cancelled it (False: it already was; nothing is announced twice)."""
+    if not by_his and render is None:
+        raise TypeError("a cancel at the desk needs the HIS status message's render (adapters/hl7_status)")
     async with conn.transaction():
         row = await conn.fetchrow("SELECT order_id, accession_number, status, empi_id FROM exam_order "
                                   "WHERE order_id = $1::uuid FOR UPDATE", order_id)
@@ -115,8 +117,8 @@ async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str, 
         await publish(conn, OrderCancelled(order_id=order_id, accession_number=row["accession_number"], reason=reason,
                                            version=await next_version(conn, f"order:{order_id}")),
                       source=SOURCE, subject=row["accession_number"])
-        if not by_his:
-            await his_status.cancelled_at_desk(conn, order_id, reason)
+        if render is not None and not by_his:
+            await his_status.cancelled_at_desk(conn, order_id, reason, render)
         await audit.record(conn, actor=actor.name, action="update", entity="order", entity_id=order_id,
                            patient_id=row["empi_id"], source_ip=actor.source_ip,
                            detail={"accession_number": row["accession_number"], "cancelled": True, "reason": reason})
