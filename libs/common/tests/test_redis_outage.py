@@ -3,6 +3,7 @@ what needs Redis (sessions, login throttling) with a 503 problem, and recovers w
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -26,9 +27,11 @@ async def desk(user: Annotated[Principal, Depends(require_roles("clerk"))]) -> d
     return {"user": user.username}
 
 
-async def test_session_store_and_throttle_raise_503_while_redis_is_away(common_settings: CommonSettings) -> None:
-    client = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True,
-                               socket_connect_timeout=1)
+async def test_session_store_and_throttle_raise_503_while_redis_is_away(  # type: ignore[no-untyped-def]
+        common_settings: CommonSettings, caplog) -> None:
+    caplog.set_level(logging.INFO, "imaging_common.auth.sessions")
+    proxy = TcpProxy("127.0.0.1", int(common_settings.redis_url.rsplit(":", 1)[1].split("/")[0]))
+    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/0", decode_responses=True, socket_connect_timeout=1)
     try:
         store, throttle = SessionStore(client, common_settings), LoginThrottle(client, common_settings)
         for call in (store.touch("sid"), store.create(user_id="u", username="n"), store.rotate("sid.secret"),
@@ -36,8 +39,17 @@ async def test_session_store_and_throttle_raise_503_while_redis_is_away(common_s
             with pytest.raises(SessionStoreUnavailable) as refused:
                 await call
             assert refused.value.status == 503 and "Redis" in str(refused.value)
+        # One line when it goes away (per store), not one per call; one when it is back.
+        assert len([r for r in caplog.records if "Redis unreachable" in r.getMessage()]) == 2
+        await proxy.start()
+        session = await store.create(user_id="u", username="n")  # a pipeline, through the same client
+        assert await store.touch(session.session_id)
+        assert await throttle.refusal("n", "10.0.0.1") is None
+        assert len([r for r in caplog.records if "Redis answers again" in r.getMessage()]) == 2
+        await store.revoke(session.session_id)
     finally:
         await client.aclose()
+        await proxy.close()
 
 
 async def test_a_service_starts_without_broker_and_redis_and_recovers_when_redis_answers(

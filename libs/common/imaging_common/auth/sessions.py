@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from imaging_common.config import CommonSettings
 from imaging_common.errors import Refusal
+
+log = logging.getLogger(__name__)
 
 # KEYS: session, used-set; ARGV: presented hash, new hash, idle seconds, now (epoch seconds)
 _ROTATE = """
@@ -64,18 +67,50 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, Timeou
 _DETAIL = "the session store (Redis) is unreachable: logins and sessions cannot be checked now; retry shortly"
 
 
-async def _answered(pending: Awaitable[Any]) -> Any:
-    try:
-        return await pending
-    except _UNREACHABLE as exc:
-        raise SessionStoreUnavailable(_DETAIL) from exc
+class _Outage:
+    """Whether this client last found Redis away: the change either way is logged once, not per call."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> SessionStoreUnavailable:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("Redis unreachable (%s: %s): logins and sessions answer 503 until it answers; "
+                        "each call tries it again", type(exc).__name__, exc)
+        return SessionStoreUnavailable(_DETAIL)
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.info("Redis answers again after %.0f s", time.monotonic() - self.since)
+            self.since = None
+
+
+def _guard(method: Callable[..., Any], outage: _Outage) -> Callable[..., Any]:
+    async def answered(pending: Awaitable[Any]) -> Any:
+        try:
+            result = await pending
+        except _UNREACHABLE as exc:
+            raise outage.failed(exc) from exc
+        outage.answered()
+        return result
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise outage.failed(exc) from exc
+        return answered(result) if inspect.isawaitable(result) else result
+
+    return call
 
 
 class _Pipeline:
     """A guarded redis pipeline: `async with`, commands queued as usual, `execute()` guarded."""
 
-    def __init__(self, pipe: Any) -> None:
-        self._pipe = pipe
+    def __init__(self, pipe: Any, outage: _Outage) -> None:
+        self._pipe, self._outage = pipe, outage
 
     async def __aenter__(self) -> _Pipeline:
         await self._pipe.__aenter__()
@@ -86,19 +121,7 @@ class _Pipeline:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._pipe, name)
-        return _guard(attr) if name == "execute" else attr
-
-
-def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = method(*args, **kwargs)
-        except _UNREACHABLE as exc:
-            raise SessionStoreUnavailable(_DETAIL) from exc
-        return _answered(result) if inspect.isawaitable(result) else result
-
-    return call
+        return _guard(attr, self._outage) if name == "execute" else attr
 
 
 class GuardedRedis:
@@ -106,13 +129,14 @@ class GuardedRedis:
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
+        self._outage = _Outage()
 
     def pipeline(self, *args: Any, **kwargs: Any) -> _Pipeline:
-        return _Pipeline(self._redis.pipeline(*args, **kwargs))
+        return _Pipeline(self._redis.pipeline(*args, **kwargs), self._outage)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._redis, name)
-        return _guard(attr) if callable(attr) else attr
+        return _guard(attr, self._outage) if callable(attr) else attr
 
 
 def guarded(redis: Any) -> Any:
