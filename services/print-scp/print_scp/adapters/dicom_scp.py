@@ -35,6 +35,7 @@ from pynetdicom.dimse_primitives import N_ACTION, N_DELETE, N_EVENT_REPORT, N_GE
 from pynetdicom.dsutils import decode, encode
 
 from print_scp.adapters import spool_store
+from print_scp.adapters.fast_dimse import make_fast_responses
 from print_scp.adapters.fast_dul import make_fast
 from print_scp.adapters.film_pipeline import FilmPipeline
 from print_scp.adapters.memory_budget import MemoryBudget
@@ -237,6 +238,8 @@ class PrintScp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # loops woken by each message instead of polling every 1 ms; PDUs read in one go, within the budget
         make_fast(event.assoc, budget=self.budget)
+        # DIMSE-N responses written without a pydicom command set (fast_dimse.py)
+        event.assoc.dimse.send_msg = make_fast_responses(event.assoc, event.assoc.dimse.send_msg)
 
     def _state(self, event: evt.Event) -> PrintAssociation:
         key = id(event.assoc)
