@@ -24,32 +24,16 @@ from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import dead_letter_queue_name, exchange_name, queue_name
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_common.observability import JsonFormatter
 from imaging_testing import eventually, http_server
 from imaging_testing import print_kit as tk
 from imaging_testing.auth import issue_test_token
+from imaging_testing.logs import JsonLines, json_lines
 
 T = TypeVar("T")
 FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another echoscu earlier on PATH)
 # Every service that consumes order.created (topology.subscriptions(): those whose HANDLERS take OrderCreated).
 ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values"}
-
-
-class JsonLines(logging.Handler):
-    """Root logger records as the JSON lines the platform writes, formatted when emitted (so in the
-    task or thread that logged them, with the correlation id bound there)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-    def with_id(self, cid: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("correlation_id") == cid]
 
 
 @dataclass
@@ -70,16 +54,8 @@ class Platform:
 @pytest.fixture(scope="module")
 def logs(platform: Platform) -> Iterator[JsonLines]:
     """Added once the platform is built (its logging set-up replaces the root logger's handlers)."""
-    handler = JsonLines()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_lines(logging.INFO) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

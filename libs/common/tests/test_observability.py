@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from imaging_common.dicom.observe import DimseObserver, count_responses, status_class
@@ -18,7 +16,6 @@ from imaging_common.hl7 import ack as acks
 from imaging_common.hl7.mllp import MLLPClient, MLLPServer
 from imaging_common.hl7.observe import ack_code, message_correlation_id, message_type, msh_fields
 from imaging_common.observability import (
-    JsonFormatter,
     accepted_correlation_id,
     bind_correlation_id,
     correlation_id_from,
@@ -26,6 +23,7 @@ from imaging_common.observability import (
     current_correlation_id,
 )
 from imaging_testing import free_port
+from imaging_testing.logs import JsonLines, json_lines
 from prometheus_client import CollectorRegistry
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -35,30 +33,10 @@ ADT = ("MSH|^~\\&|HIS|HOSP|RIS|IMG|20240101120000||ADT^A04^ADT_A01|{control}|P|2
        "PID|1||H123^^^HIS^PI||张三^^^^^^L||19491231|M\r")
 
 
-class JsonLines(logging.Handler):
-    """The root logger's records as the JSON lines a service writes (formatted when emitted)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
 def json_logs() -> Iterator[JsonLines]:
-    handler = JsonLines()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_lines() as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 # ---- correlation ids and the JSON formatter ---------------------------------------------------------
