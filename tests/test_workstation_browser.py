@@ -28,8 +28,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 PASSWORD = "a shift is twelve hours"
 ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in one test
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/reporting/", "/ui/critical-values/", "/ui/print/review",
-               "/ui/queue/terminal"]
+STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/reporting/", "/ui/critical-values/",
+               "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal"]
 # Screenshots at 1366x768 (the workstations' screens), kept for people to look at: var/ is not in git.
 ARTEFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artefacts" / "workstation"
 VIEWPORT = {"width": 1366, "height": 768}
@@ -184,8 +184,9 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     await context.close()
 
 
-async def seed_critical_value_and_film(site: Site, tag: str, name: str) -> str:
-    """A critical value on the board and a film to match, both naming the patient; the accession."""
+async def seed_critical_value_and_film(site: Site, tag: str, name: str) -> tuple[str, str]:
+    """A critical value on the board and a film to match, both naming the patient; the accession and
+    the critical value's id."""
     accession = f"WS{tag}"
     async with site.ctx("critical-values").pool.acquire() as conn:
         await recipients.remember_order(
@@ -209,7 +210,7 @@ async def seed_critical_value_and_film(site: Site, tag: str, name: str) -> str:
         r = await api.post("/api/critical-values/critical-values", headers=rad,
                            json={"accession_number": accession, "finding": "张力性气胸"})
         assert r.status_code == 201, r.text
-    return accession
+    return accession, r.json()["critical_id"]
 
 
 async def show_data(page: Page, path: str, name: str, accession: str) -> str | None:
@@ -222,6 +223,9 @@ async def show_data(page: Page, path: str, name: str, accession: str) -> str | N
     if path == "/ui/critical-values/":
         await expect(page.locator("#items tr", has_text=accession)).to_have_count(1)
         return accession
+    if path.startswith("/ui/critical-values/ack/"):
+        await expect(page.locator("#patient")).to_have_text(name)
+        return name
     if path == "/ui/print/review":
         await expect(page.locator("#items tr", has_text=name).first).to_be_visible()
         return name
@@ -234,9 +238,9 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
     tag = uuid.uuid4().hex[:8]
     name = f"欧阳{tag[:2]}娜"
     await register_patient(site, name)
-    accession = await seed_critical_value_and_film(site, tag, name)
+    accession, critical_id = await seed_critical_value_and_film(site, tag, name)
     settings = site.ctx("registration").settings
-    for path in STAFF_PAGES:
+    for path in (p.format(critical_id=critical_id) for p in STAFF_PAGES):
         token = issue_test_token(settings, roles=["admin", "senior-radiologist"], username=f"ws-{ending}-{tag}",
                                  display_name="科室主任", ttl_seconds=600)
         context = await browser.new_context(locale="zh-CN", viewport=VIEWPORT)
@@ -249,7 +253,7 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
         await expect(page.locator(".shell-bar #whoami")).to_have_text("科室主任")
         await expect(page.locator("#login")).to_be_hidden()
         shown = await show_data(page, path, name, accession)
-        page_name = path.strip("/").replace("/", "-")
+        page_name = path.strip("/").replace("/", "-").replace(critical_id, "id")
         if ending == "logout":
             await snapshot(page, f"page-{page_name}")
         main = "#main-view" if path == "/ui/registration/" else "main#app"
@@ -267,6 +271,8 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
             async with page.expect_navigation(wait_until="load", timeout=60_000):
                 if path in ("/ui/worklist/", "/ui/reporting/", "/ui/print/review"):
                     await page.click("#refresh")
+                elif "/ack/" in path:
+                    await page.click("#ack")
                 elif path == "/ui/registration/":
                     await page.keyboard.press("Enter")
                 # the board and the terminal poll by themselves
