@@ -12,8 +12,6 @@ import gc
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -26,8 +24,9 @@ import asyncpg
 import httpx
 import pytest
 from imaging_common.config import CommonSettings
-from imaging_testing import free_port, service_pool
+from imaging_testing import service_pool
 from imaging_testing.auth import issue_test_token
+from imaging_testing.replicas import replicas
 from scheduling.app import SERVICE
 from scheduling.domain import booking
 
@@ -303,32 +302,6 @@ async def test_three_exam_auto_arrange(bench, pool, pool_90x30) -> None:
 # ---- contended booking through two replicas -----------------------------------------------------------
 
 
-async def _replica(port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "IMAGING_HTTP_HOST": "127.0.0.1",
-        "IMAGING_HTTP_PORT": str(port),
-        "IMAGING_DB_POOL_MAX": "20",
-        "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600",
-        "IMAGING_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-async def _wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as c:
-        for _ in range(300):
-            try:
-                if (await c.get(f"{API}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"replica {url} not ready")
-
-
 async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
     tag = uuid.uuid4().hex[:4]
     modality = f"BK{tag}"
@@ -348,16 +321,13 @@ async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
     ]
     taken: set[int] = set()
     frontier = 0
-    ports = [free_port(), free_port()]
-    procs = [await _replica(p) for p in ports]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
     token = issue_test_token(CommonSettings(), roles=["clerk"], username="bench")
     headers = {"Authorization": f"Bearer {token}"}
     outcomes: Counter[str] = Counter()
     latencies: list[float] = []
     next_order = iter(range(n_orders))
-    try:
-        await asyncio.gather(*(_wait_ready(u) for u in urls))
+    async with replicas("scheduling", API, 2, env={"IMAGING_DB_POOL_MAX": "20",
+                                                    "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600"}) as urls:
         deadline = time.perf_counter() + SECONDS
 
         async def client(n: int) -> None:
@@ -405,14 +375,6 @@ async def test_contended_booking_two_replicas(bench, pool, test_env) -> None:
                             server_sum += float(line.rsplit(" ", 1)[1])
                         elif line.startswith("http_request_duration_seconds_count"):
                             server_count += float(line.rsplit(" ", 1)[1])
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
     async with pool.acquire() as conn:
         double = await conn.fetchval(
             """SELECT count(*) FROM appointment a JOIN appointment b ON a.room_id = b.room_id AND a.id < b.id

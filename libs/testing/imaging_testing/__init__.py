@@ -9,6 +9,8 @@
 - `reactor_guard`: pynetdicom's association reactor made safe for the tests' SCUs.
 - `synthetic`: Chinese identities with realistic duplicates (EMPI tests and bench).
 - `print_kit`: a modality's films and print SCU, DCMTK's print configuration.
+- `replicas`: a service run as several `python -m` processes on free ports (replicas racing each other).
+- `logs`: JsonLines, the root logger's records as the JSON lines a service writes.
 - `mpps`: a modality's MPPS N-CREATE (IN PROGRESS) and N-SET (COMPLETED, DISCONTINUED) attributes.
 """
 

@@ -4,17 +4,14 @@ for the same slots; the database's exclusion constraint lets exactly one win eac
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from imaging_testing import free_port
 from imaging_testing.auth import issue_test_token
+from imaging_testing.replicas import replicas as running
 from scheduling.settings import Settings
 
 from .conftest import at, day_after
@@ -22,49 +19,10 @@ from .conftest import at, day_after
 API = "/api/scheduling"
 
 
-async def _start(port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "IMAGING_HTTP_HOST": "127.0.0.1",
-        "IMAGING_HTTP_PORT": str(port),
-        "IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600",
-        "IMAGING_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "scheduling"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-async def _ready(proc: subprocess.Popen[bytes], url: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as c:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError(f"replica exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if (await c.get(f"{API}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"replica at {url} not ready")
-
-
 @pytest.fixture(scope="module")
 async def replicas(test_env: dict[str, str]) -> AsyncIterator[list[str]]:
-    ports = [free_port(), free_port()]
-    procs = [await _start(p) for p in ports]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    try:
-        await asyncio.gather(*(_ready(p, u) for p, u in zip(procs, urls, strict=True)))
+    async with running("scheduling", API, 2, env={"IMAGING_SCHEDULING_HOUSEKEEPING_SECONDS": "3600"}) as urls:
         yield urls
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 async def test_two_replicas_booking_at_once_never_overlap(replicas, conn, world, test_env) -> None:
