@@ -99,9 +99,10 @@ async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def event_producer(
     database_url: str, *, service: str, schema: str
-) -> AsyncIterator[Callable[[Any, str], Awaitable[None]]]:
+) -> AsyncIterator[Callable[[Any, str], Awaitable[Any]]]:
     """Another service's outbox and relay in a schema of its own, publishing onto the session's
-    exchange: yields `emit(model, subject)`, which commits one event as that service would."""
+    exchange: yields `emit(model, subject)`, which commits one event as that service would (and returns
+    it, e.g. for its id)."""
     import imaging_common.db as db
     from imaging_common.events import EventBus, publish
 
@@ -114,9 +115,9 @@ async def event_producer(
     bus = EventBus(settings=CommonSettings(), service=service, pool=pool, handlers={})
     await bus.start()
 
-    async def emit(model: Any, subject: str) -> None:
+    async def emit(model: Any, subject: str) -> Any:
         async with pool.acquire() as c, c.transaction():
-            await publish(c, model, source=f"/imaging/{service}", subject=subject)
+            return await publish(c, model, source=f"/imaging/{service}", subject=subject)
 
     try:
         yield emit

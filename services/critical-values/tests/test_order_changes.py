@@ -13,9 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from imaging_common import db
-from imaging_common.config import CommonSettings
-from imaging_common.events import EventBus, publish
 from imaging_common.events.types import (
     CriticalRaised,
     EventData,
@@ -26,6 +23,7 @@ from imaging_common.events.types import (
     PatientRef,
     PatientUpdated,
 )
+from imaging_testing import event_producer
 
 from .conftest import Service, World, eventually
 
@@ -37,30 +35,17 @@ Emit = Callable[..., Awaitable[None]]
 async def emit(test_env: dict[str, str], pool: asyncpg.Pool) -> AsyncIterator[Emit]:
     """Registration's outbox and relay (in a schema of its own): `await emit(*events, subject=...)` commits
     each event and returns once our consumer has taken every one (applied, or stale: its id is in the inbox)."""
-    conn = await asyncpg.connect(test_env["DATABASE_URL"])
-    try:
-        await db.migrate_component(conn, PRODUCER_SCHEMA, "platform", db.load_migrations(db.PLATFORM_MIGRATIONS))
-    finally:
-        await conn.close()
-    producer = await db.create_pool(test_env["DATABASE_URL"], PRODUCER_SCHEMA)
-    bus = EventBus(settings=CommonSettings(), service="registration", pool=producer, handlers={})
-    await bus.start()
+    async with event_producer(test_env["DATABASE_URL"], service="registration", schema=PRODUCER_SCHEMA) as produce:
 
-    async def send(*events: EventData, subject: str) -> None:
-        ids = []
-        for data in events:
-            async with producer.acquire() as c, c.transaction():
-                ids.append((await publish(c, data, source="/imaging/registration", subject=subject)).id)
+        async def send(*events: EventData, subject: str) -> None:
+            ids = [(await produce(data, subject)).id for data in events]
 
-        async def taken() -> bool:
-            return await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])", ids) == len(ids)
-        await eventually(taken, within=20)
+            async def taken() -> bool:
+                return await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])",
+                                           ids) == len(ids)
+            await eventually(taken, within=20)
 
-    try:
         yield send
-    finally:
-        await bus.stop()
-        await producer.close()
 
 
 def _patient(world: World, suffix: str, **fields: Any) -> PatientRef:
