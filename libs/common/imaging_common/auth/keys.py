@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -106,16 +107,24 @@ def _generate_dev_key(path: Path) -> None:
         os.unlink(tmp)
 
 
+K = TypeVar("K")
+
+
+def _from_pem_file(load: Callable[[bytes], K], file: Path | str, variable: str) -> K:
+    """A key from the PEM file a setting names; a missing or unreadable one stops the service, naming it."""
+    path = Path(file)
+    try:
+        return load(path.read_bytes())
+    except FileNotFoundError:
+        raise KeyConfigurationError(f"{variable}={path} does not exist") from None
+    except ValueError as exc:
+        raise KeyConfigurationError(f"{variable}={path} is not a PEM RSA key: {exc}") from None
+
+
 def load_signing_key(settings: CommonSettings) -> SigningKey:
     """The private key from IMAGING_JWT_PRIVATE_KEY_FILE, or the development key."""
     if settings.jwt_private_key_file is not None:
-        path = Path(settings.jwt_private_key_file)
-        try:
-            return SigningKey.from_pem(path.read_bytes())
-        except FileNotFoundError:
-            raise KeyConfigurationError(f"IMAGING_JWT_PRIVATE_KEY_FILE={path} does not exist") from None
-        except ValueError as exc:
-            raise KeyConfigurationError(f"IMAGING_JWT_PRIVATE_KEY_FILE={path} is not a PEM RSA key: {exc}") from None
+        return _from_pem_file(SigningKey.from_pem, settings.jwt_private_key_file, "IMAGING_JWT_PRIVATE_KEY_FILE")
     if settings.env == "production":
         raise KeyConfigurationError(
             "IMAGING_JWT_PRIVATE_KEY_FILE is required in production (a PEM RSA key of 2048+ bits, "
@@ -131,11 +140,5 @@ def load_signing_key(settings: CommonSettings) -> SigningKey:
 def load_public_key(settings: CommonSettings) -> PublicKey:
     """What a verifier trusts when no JWKS URL is set: the public key file or the private key's half."""
     if settings.jwt_public_key_file is not None:
-        path = Path(settings.jwt_public_key_file)
-        try:
-            return PublicKey.from_pem(path.read_bytes())
-        except FileNotFoundError:
-            raise KeyConfigurationError(f"IMAGING_JWT_PUBLIC_KEY_FILE={path} does not exist") from None
-        except ValueError as exc:
-            raise KeyConfigurationError(f"IMAGING_JWT_PUBLIC_KEY_FILE={path} is not a PEM RSA key: {exc}") from None
+        return _from_pem_file(PublicKey.from_pem, settings.jwt_public_key_file, "IMAGING_JWT_PUBLIC_KEY_FILE")
     return load_signing_key(settings).public
