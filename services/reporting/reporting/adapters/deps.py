@@ -3,6 +3,7 @@ helpers every reporting router shares (the acting reporter, domain errors as HTT
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeAlias
 
@@ -72,3 +73,15 @@ async def audit_read(conn: asyncpg.Connection, user: Principal, request: Request
     patient_id = await exams.patient_of(conn, report["accession_number"])
     await audit.record_read(conn, actor=user.username, entity="report", entity_id=report["id"],
                             patient_id=patient_id, source_ip=audit.client_ip(request), detail={"what": what})
+
+
+async def status_set(ctx: ServiceContext[Settings], request: Request, user: Principal, *, entity: str,
+                     entity_id: str, change: Callable[[asyncpg.Connection], Awaitable[bool]], status: str,
+                     missing: str) -> None:
+    """Move one record (a signing key, a delivery) to `status`, audited in the same transaction; 404 with
+    `missing` when `change` finds none in the state it moves from."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if not await change(conn):
+            raise HTTPException(404, missing)
+        await audit.record(conn, actor=user.username, action="update", entity=entity, entity_id=entity_id,
+                           source_ip=audit.client_ip(request), detail={"status": status})

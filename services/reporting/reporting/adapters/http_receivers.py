@@ -69,11 +69,7 @@ async def list_deliveries(ctx: Ctx, user: Ops, status: Literal["pending", "sendi
 @router.post("/deliveries/{delivery_id}/retry", summary="Put a dead delivery back in line",
              response_model=schemas.DeliveryStatus)
 async def retry_delivery(delivery_id: int, ctx: Ctx, request: Request, user: Ops) -> dict[str, Any]:
-    async with ctx.pool.acquire() as conn:
-        async with conn.transaction():
-            if not await deliveries.requeue(conn, delivery_id):
-                raise HTTPException(404, f"no dead delivery {delivery_id}")
-            await audit.record(conn, actor=user.username, action="update", entity="delivery",
-                               entity_id=str(delivery_id), source_ip=audit.client_ip(request),
-                               detail={"status": "pending"})
+    await deps.status_set(ctx, request, user, entity="delivery", entity_id=str(delivery_id), status="pending",
+                          change=lambda conn: deliveries.requeue(conn, delivery_id),
+                          missing=f"no dead delivery {delivery_id}")
     return {"id": delivery_id, "status": "pending"}

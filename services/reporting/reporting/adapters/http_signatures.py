@@ -76,22 +76,15 @@ async def enrol_key(ctx: Ctx, request: Request, user: Reporter) -> dict[str, Any
 @router.post("/signing-keys/{key_id}/approve", summary="Approve a pending signing key (standard 10.2.4 (1))",
              response_model=schemas.KeyStatus)
 async def approve_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
-    async with ctx.pool.acquire() as conn:
-        async with conn.transaction():
-            if not await signing.approve(conn, key_id, user.username):
-                raise HTTPException(404, f"no pending key {key_id}")
-            await audit.record(conn, actor=user.username, action="update", entity="signing-key", entity_id=key_id,
-                               source_ip=audit.client_ip(request), detail={"status": "active"})
+    await deps.status_set(ctx, request, user, entity="signing-key", entity_id=key_id, status="active",
+                          change=lambda conn: signing.approve(conn, key_id, user.username),
+                          missing=f"no pending key {key_id}")
     return {"key_id": key_id, "status": "active"}
 
 
 @router.post("/signing-keys/{key_id}/revoke", summary="Revoke a key (the user gets a new one on next signing)",
              response_model=schemas.KeyStatus)
 async def revoke_key(key_id: str, ctx: Ctx, request: Request, user: Admin) -> dict[str, Any]:
-    async with ctx.pool.acquire() as conn:
-        async with conn.transaction():
-            if not await signing.revoke(conn, key_id):
-                raise HTTPException(404, f"no active key {key_id}")
-            await audit.record(conn, actor=user.username, action="update", entity="signing-key", entity_id=key_id,
-                               source_ip=audit.client_ip(request), detail={"status": "revoked"})
+    await deps.status_set(ctx, request, user, entity="signing-key", entity_id=key_id, status="revoked",
+                          change=lambda conn: signing.revoke(conn, key_id), missing=f"no active key {key_id}")
     return {"key_id": key_id, "status": "revoked"}
