@@ -46,7 +46,7 @@ PUBLIC: list[tuple[str, str, str]] = [
 HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/[^/]+/?", "static page shell of a service; data through the guarded API"),
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
-    ("GET", r"/ui/registration/static/\{name\}", "the registration page's JS/CSS assets"),
+    ("GET", r"/ui/[^/]+/static/\{name\}", "a service's page scripts and stylesheets (no data)"),
     ("GET", r"/ui/[^/]+/common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
     ("GET", r"/api/registration/\.well-known/jwks\.json", "the same public keys at their well-known address"),
 ]

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-from playwright.async_api import async_playwright
+from playwright.async_api import async_playwright, expect
 
 from .conftest import Service, World
 from .test_http import setup_room
@@ -159,9 +159,8 @@ async def test_terminal_page_calls_and_the_screen_follows(api: httpx.AsyncClient
 
             # move 吴九 up, then call next from the terminal: 吴九 is called, the screen shows 吴*
             await terminal.locator(f"tr[data-entry-id='{late['entry_id']}'] button", has_text="上移").click()
-            await terminal.wait_for_function(
-                "document.querySelector('#queues td.name') && "
-                "document.querySelector('#queues td.name').textContent === '吴九'")
+            # (a locator, not a string evaluated in the page: the terminal's CSP admits no eval)
+            await expect(terminal.locator("#queues td.name").first).to_have_text("吴九", timeout=30_000)
             await terminal.click("#call-next")
             await terminal.wait_for_selector(f"tr[data-entry-id='{late['entry_id']}'].state-called")
             await board.wait_for_function(

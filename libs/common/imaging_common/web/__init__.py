@@ -7,8 +7,11 @@ idle timeout, logout), the icon, and the home page at `/`.
   service). One file, one router; every service serves the same bytes.
 - `platform_app()`: the all-in-one process's own pages: `/` and `/ui/` (sign-in and the home page with
   each role's tasks), `/favicon.ico` and `/ui/common/...`.
-- `page(path)`: a page's HTML answered with the headers every staff page carries; `pages_router(prefix,
-  path)` a service's UI router serving that page at `/ui/<prefix>/` (and the shared assets beside it).
+- `page(path)`: a page's HTML answered with the headers every staff page carries, among them a
+  Content-Security-Policy admitting scripts of this origin only (a page's script is a file beside it, never
+  inline): the access token a tab keeps is out of reach of injected script. `pages_router(prefix, path)`
+  is a service's UI router serving that page at `/ui/<prefix>/`, the page's own scripts under `static/`
+  and the shared assets under `common/`; `add_static(router, folder)` the same `static/` for other routers.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ from fastapi.responses import FileResponse, RedirectResponse
 STATIC = Path(__file__).resolve().parent / "static"
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+# Scripts only from this origin's files, no inline script, nothing from elsewhere; a page's own layout may
+# sit in a <style> element; film images are shown from blob: URLs.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 # Pages hold no patient data themselves (it comes through the guarded API), but must never be framed.
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer"}
+                "Referrer-Policy": "no-referrer", "Content-Security-Policy": PAGE_POLICY}
 ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-# The home page's scripts are files of this origin: no inline script, nothing from elsewhere.
-HOME_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-               "connect-src 'self'; frame-ancestors 'none'")
 
 
-def asset(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC or not path.is_file() or path.suffix not in TYPES or path.name == "home.html":
+def asset(name: str, folder: Path = STATIC) -> FileResponse:
+    """A script, stylesheet or icon of `folder` (never a page, never outside it)."""
+    path = (folder / name).resolve()
+    if path.parent != folder.resolve() or not path.is_file() or path.suffix not in TYPES or path.suffix == ".html":
         raise HTTPException(404, f"no asset {name}")
     return FileResponse(path, media_type=TYPES[path.suffix], headers=ASSET_HEADERS)
 
@@ -50,11 +55,20 @@ async def shared_asset(name: str) -> FileResponse:
     return asset(name)
 
 
+def add_static(router: APIRouter, folder: Path) -> None:
+    """`static/{name}` on a service's UI router: its pages' own scripts and stylesheets from `folder`."""
+
+    @router.get("/static/{name}", include_in_schema=False)
+    async def page_asset(name: str) -> FileResponse:
+        return asset(name, folder)
+
+
 def pages_router(prefix: str, index: Path) -> APIRouter:
-    """A service's UI router: its page at `/ui/<prefix>/` (`/ui/<prefix>` redirects there) and the shared
-    assets under `common/`; a service adds its other pages to it."""
+    """A service's UI router: its page at `/ui/<prefix>/` (`/ui/<prefix>` redirects there), the page's own
+    scripts beside it under `static/` and the shared assets under `common/`; a service adds its other pages."""
     router = APIRouter(tags=["pages"], include_in_schema=False)
     router.include_router(assets_router)
+    add_static(router, index.parent)
 
     @router.get("")
     async def page_redirect() -> RedirectResponse:
@@ -73,7 +87,7 @@ def platform_app() -> FastAPI:
 
     @app.get("/")
     async def home() -> FileResponse:
-        return page(STATIC / "home.html", {"Content-Security-Policy": HOME_POLICY})
+        return page(STATIC / "home.html")
 
     @app.get("/ui")
     async def ui() -> RedirectResponse:

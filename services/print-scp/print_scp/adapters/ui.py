@@ -11,18 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from imaging_common import web
 
+STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(tags=["print pages"])
 router.include_router(web.assets_router)
-STATIC = Path(__file__).resolve().parent.parent / "static"
+web.add_static(router, STATIC)
 HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 
 
 @router.get("/review", response_class=HTMLResponse, summary="Review list: films staff must match by hand")
-async def review_page() -> HTMLResponse:
-    return HTMLResponse((STATIC / "review.html").read_text(encoding="utf-8"), headers=HEADERS)
+async def review_page() -> Response:
+    return web.page(STATIC / "review.html")
 
 
 @router.get("/cloud-film", response_class=HTMLResponse, summary="Cloud film viewer (public page, own checks)")

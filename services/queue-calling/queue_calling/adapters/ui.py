@@ -15,7 +15,7 @@ import hmac
 from pathlib import Path
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from imaging_common import web
 
 from queue_calling.adapters.hub import ScreenHub
@@ -26,6 +26,7 @@ router = APIRouter(tags=["queue screens"])
 router.include_router(web.assets_router)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+web.add_static(router, STATIC)
 POLICY_VIOLATION = 4403  # close code: unknown screen or wrong token
 
 
@@ -38,9 +39,8 @@ async def screen_page(screen_id: str) -> HTMLResponse:
 
 
 @router.get("/terminal", response_class=HTMLResponse, summary="Calling terminal (staff; data via the API)")
-async def terminal_page() -> HTMLResponse:
-    html = (STATIC / "terminal.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={"cache-control": "no-store", "x-frame-options": "DENY"})
+async def terminal_page() -> Response:
+    return web.page(STATIC / "terminal.html")
 
 
 @router.websocket("/screens/{screen_id}/ws")
