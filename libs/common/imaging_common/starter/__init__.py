@@ -14,6 +14,7 @@ imaging_common.starter.api) and `python -m imaging_common.allinone starter` load
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import time
@@ -215,11 +216,18 @@ class _Preview(Exception):
     """Raised inside the preview's transaction to roll it back."""
 
 
-async def preview(conn: asyncpg.Connection, loader: Loader, dept: Department | None = None) -> Report:
+async def _one_at_a_time(conn: asyncpg.Connection, service: str) -> None:
+    """Loads of one service wait for each other (two admins at once would both add what is missing)."""
+    key = int.from_bytes(hashlib.sha256(f"starter:{service}".encode()).digest()[:8], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+
+async def preview(conn: asyncpg.Connection, loader: Loader, *, service: str, dept: Department | None = None) -> Report:
     """What loading would add and keep, without changing anything (the load runs and is rolled back)."""
     report: Report = {}
     try:
         async with conn.transaction():
+            await _one_at_a_time(conn, service)
             report = await loader(conn, dept or department())
             raise _Preview
     except _Preview:
@@ -232,6 +240,7 @@ async def load(conn: asyncpg.Connection, loader: Loader, *, actor: str, service:
     """Load a service's part and audit it as a configuration change by `actor`, in one transaction."""
     dept = dept or department()
     async with conn.transaction():
+        await _one_at_a_time(conn, service)
         report = await loader(conn, dept)
         await audit.record(conn, actor=actor, action="starter-load", entity="configuration", entity_id=service,
                            source_ip=source_ip, detail={"department": dept.name, **summary(report)})

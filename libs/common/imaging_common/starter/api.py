@@ -49,7 +49,7 @@ def starter_router(service: str, loader: starter.Loader) -> APIRouter:
                 dependencies=[admin], response_model=StarterOut)
     async def preview(request: Request) -> dict[str, Any]:
         async with pool_of(request).acquire() as conn:
-            return answer(await starter.preview(conn, loader), loaded=False)
+            return answer(await starter.preview(conn, loader, service=service), loaded=False)
 
     @router.post("", summary="Load the starter configuration (adds what is missing, keeps what is configured)",
                  dependencies=[admin], response_model=StarterOut)
