@@ -3,11 +3,14 @@ later (back-entry) and linked to their critical value."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import APIRouter
 from imaging_common import audit
+from imaging_common.json_out import listing
 from pydantic import BaseModel, Field
 
 from critical_values.adapters.deps import Caller, ClientIp, Ctx, Viewer
@@ -40,14 +43,22 @@ class LinkIn(BaseModel):
     critical_id: str = Field(min_length=1)
 
 
+async def _read_list(ctx: Ctx, user: Any, ip: str | None, entity: str,
+                     fetch: Callable[[asyncpg.Connection], Awaitable[list[Any]]],
+                     detail: dict[str, Any]) -> dict[str, Any]:
+    """A list staff read, its reading audited (what was asked, how many rows) in the same transaction."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        rows = await fetch(conn)
+        await audit.record_read(conn, actor=user.username, entity=entity, source_ip=ip,
+                                detail={**detail, "count": len(rows)})
+    return listing([dict(r) for r in rows])
+
+
 @router.get("/phone-tasks", summary="Phone calls a person must make")
 async def phone_tasks(user: Caller, ctx: Ctx, ip: ClientIp, status: Literal["open", "done", "all"] = "open"
                       ) -> PhoneTasks:
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await fallback.phone_tasks(conn, status)
-        await audit.record_read(conn, actor=user.username, entity="phone_task", source_ip=ip,
-                                detail={"status": status, "count": len(rows)})
-    return {"data": [dict(r) for r in rows], "count": len(rows)}
+    return await _read_list(ctx, user, ip, "phone_task", lambda conn: fallback.phone_tasks(conn, status),
+                            {"status": status})
 
 
 @router.post("/phone-tasks/{task_id}/outcome", summary="Record how the phone call went")
@@ -90,11 +101,10 @@ async def add_manual(body: ManualRecordIn, user: Caller, ctx: Ctx, ip: ClientIp)
 @router.get("/manual-records", summary="Manual phone records, the unlinked ones by default")
 async def list_manual(user: Viewer, ctx: Ctx, ip: ClientIp, linked: bool = False,
                       accession_number: str | None = None) -> ManualRecords:
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await fallback.manual_records(conn, linked=linked, accession_number=accession_number)
-        await audit.record_read(conn, actor=user.username, entity="manual_record", source_ip=ip,
-                                detail={"linked": linked, "count": len(rows)})
-    return {"data": [dict(r) for r in rows], "count": len(rows)}
+    def fetch(conn: asyncpg.Connection) -> Awaitable[list[Any]]:
+        return fallback.manual_records(conn, linked=linked, accession_number=accession_number)
+
+    return await _read_list(ctx, user, ip, "manual_record", fetch, {"linked": linked})
 
 
 @router.post("/manual-records/{record_id}/link", summary="Back-entry: link a manual record to its critical value")
