@@ -24,12 +24,14 @@ async def app(settings_for):
         yield application
 
 
-async def sign_in(app, client: httpx.AsyncClient, **extra: str) -> httpx.Response:
+async def sign_in(app, client: httpx.AsyncClient, headers: dict[str, str] | None = None,
+                  **extra: str) -> httpx.Response:
     username = f"c{uuid.uuid4().hex[:10]}"
     async with app.state.ctx.pool.acquire() as conn:
         new = await staff.create_user(conn, username=username, roles=["clerk"], password=PASSWORD)
     return await client.post("/api/registration/auth/login", json={
-        "username": username, "password": PASSWORD, "totp": cred.totp_code(new.totp_secret, time.time()), **extra})
+        "username": username, "password": PASSWORD, "totp": cred.totp_code(new.totp_secret, time.time()), **extra},
+        headers=headers)
 
 
 def set_cookie(r: httpx.Response) -> str:
@@ -75,6 +77,8 @@ async def test_logout_revokes_and_clears_the_cookie(app) -> None:
     async with client_for(app, "http") as client:
         r = await sign_in(app, client, refresh_in="cookie")
         assert "secure" not in [p.strip().lower() for p in set_cookie(r).split(";")]  # plain http: a LAN page
+        proxied = await sign_in(app, client, {"X-Forwarded-Proto": "https"}, refresh_in="cookie")
+        assert "secure" in [p.strip().lower() for p in set_cookie(proxied).split(";")]  # TLS ended at the gateway
         access = r.json()["access_token"]
         out = await client.post("/api/registration/auth/logout", headers={"Authorization": f"Bearer {access}"})
         assert out.status_code == 204

@@ -87,6 +87,14 @@ def _sessions(ctx: ServiceContext) -> SessionStore:
     return sessions
 
 
+def _secure(request: Request) -> bool:
+    """Over https, here or at the gateway that terminated TLS (X-Forwarded-Proto, Forwarded: proto=https).
+    Trusting the header from anyone is safe here: it can only make the cookie stricter (https only)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return (request.url.scheme == "https" or forwarded == "https"
+            or "proto=https" in request.headers.get("forwarded", "").lower())
+
+
 def _tokens_for(ctx: ServiceContext, request: Request, user: staff.StaffUser, sid: str, refresh: str, *,
                 body_refresh: bool) -> JSONResponse:
     """The tokens, the refresh token set in the page's cookie (and in the body only for API clients)."""
@@ -97,13 +105,12 @@ def _tokens_for(ctx: ServiceContext, request: Request, user: staff.StaffUser, si
         body.refresh_token = None
     response = JSONResponse(body.model_dump(exclude_none=True), headers={"Cache-Control": "no-store"})
     response.set_cookie(REFRESH_COOKIE, refresh, max_age=ctx.settings.refresh_token_ttl_seconds, path=AUTH_PATH,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+                        httponly=True, samesite="strict", secure=_secure(request))
     return response
 
 
 def _clear_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(REFRESH_COOKIE, path=AUTH_PATH, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(REFRESH_COOKIE, path=AUTH_PATH, httponly=True, samesite="strict", secure=_secure(request))
 
 
 @router.post("/auth/login", response_model=TokenResponse, summary="Log in with password and TOTP code",
