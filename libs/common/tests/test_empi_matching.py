@@ -393,6 +393,15 @@ def test_a_level_em_never_saw_caps_nothing() -> None:
     assert w["similar"] > 2 and w["exact"] >= w["pinyin"] >= w["homophone"] >= w["similar"] > 0 > w["different"]
 
 
+def test_a_latin_name_typed_with_a_space_inside_is_one_typo_away() -> None:
+    a = _latin("a", "SNELL", "SOPHIE")
+    assert c.compare_name(a, _latin("b", "SNELL", "SOPH IE")) == c.NAME_EXACT  # the same letters in order
+    assert c.compare_name(a, _latin("b", "SOPH IE", "SNELL")) == c.NAME_SIMILAR  # and swapped
+    assert c.compare_name(a, _latin("b", "SOPHIE", "SNEL")) == c.NAME_SIMILAR
+    assert c.compare_name(a, _latin("b", "SNELL", "SO PHIA")) == c.NAME_SIMILAR  # joined, then one typo
+    assert c.compare_name(a, _latin("b", "SNELL", "MATILDA")) == c.NAME_DIFFERENT
+
+
 def test_medical_insurance_numbers_one_typo_apart_but_not_consecutive() -> None:
     a = _latin("a", "SMITH", "JONATHAN")
     assert c.compare_local_id(a, _latin("b", "SMITH", "JONATHAN", number="7131335")) == c.LOCAL_SAME
@@ -415,6 +424,10 @@ def test_a_replaced_name_part_links_on_a_number_typo_never_on_a_twins_number() -
     assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="5185238")).band is not Band.LINK
     assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131353", birth_date="1970-03-02")).band \
         is not Band.LINK
+    # No birth date on one side: the number with a typo, with the same address.
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131353", birth_date=None)).band is Band.LINK
+    assert SCORER.score(a, _latin("b", "SMITH", "CALEB", number="7131353", birth_date=None,
+                                  address="3 Kent Road Gymea NSW")).band is not Band.LINK
     # Nothing of the name kept: not by a number with a typo.
     assert SCORER.score(a, _latin("b", "BROWN", "CALEB", number="7131353")).band is not Band.LINK
 

@@ -30,7 +30,8 @@ can only lower a band, never raise it. They encode what no weight should overrid
    medical-insurance (social security) number agrees, and the weight is over the link threshold; a
    name one typo apart, or one whose other part was replaced (SMITH JONATHAN / SMITH CALEB), also when
    that number has one typo (a wrong digit or a swap; not the last digit alone: numbers issued one
-   after the other are twins' numbers) and the birth date agrees. The twin guard
+   after the other are twins' numbers) and the birth date agrees (or is missing on a side while the
+   address agrees). The twin guard
    (rule 2) is for Chinese names: a Latin-script name one typo apart that cannot be read as pinyin
    (SMITH / SMYTH) is a typo, weighed like any other agreement; ZIHAN / ZIHANG stay the guard's.
 """
@@ -77,7 +78,7 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
     id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
     if latin_script(a, b) and sex != 1 and (
             (name in (c.NAME_SIMILAR, c.NAME_DIFFERENT) and (id_agrees or c.personal_number_agrees(a, b)))
-            or (dob == c.DOB_EXACT and c.personal_number_near(a, b) and (
+            or ((dob == c.DOB_EXACT or (dob == c.MISSING and address == 0)) and c.personal_number_near(a, b) and (
                 name == c.NAME_SIMILAR or (name == c.NAME_DIFFERENT and c.share_a_name(a, b))))):
         # Rule 5: Latin-script names from other systems carry typos, swaps, missing and replaced parts;
         # a number issued to one person that agrees decides, as for a homophone (weight permitting); one

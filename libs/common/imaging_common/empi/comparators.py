@@ -64,14 +64,24 @@ def close_token(a: str, b: str) -> bool:
 
 def latin_tokens_close(x: list[str], y: list[str]) -> bool:
     """Two Latin-script names whose tokens pair up one typo apart, in either order (family and given
-    names are swapped between systems); a token missing on one side pairs with nothing."""
-    short, long_ = (x, y) if len(x) <= len(y) else (y, x)
-    if len(long_) > 4:
+    names are swapped between systems); a token missing on one side pairs with nothing, a token typed
+    in two (SOPH IE) pairs as one."""
+    if max(len(x), len(y)) > 4:
         return False
     from itertools import permutations
 
-    return any(all(close_token(a, b) for a, b in zip(short, order, strict=False))
-               for order in permutations(long_, len(short)))
+    for u in _joined(x):
+        for v in _joined(y):
+            short, long_ = (u, v) if len(u) <= len(v) else (v, u)
+            if any(all(close_token(a, b) for a, b in zip(short, order, strict=False))
+                   for order in permutations(long_, len(short))):
+                return True
+    return False
+
+
+def _joined(tokens: list[str]) -> list[list[str]]:
+    """The tokens as written, and with each pair of neighbours joined (a space typed inside a name)."""
+    return [tokens, *(tokens[:i] + [tokens[i] + tokens[i + 1]] + tokens[i + 2:] for i in range(len(tokens) - 1))]
 
 
 def share_a_name(a: MatchRecord, b: MatchRecord) -> bool:
