@@ -290,3 +290,33 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
         assert errors == [], (path, errors)
         await snapshot(page, f"after-{ending}-{page_name}")
         await context.close()
+
+
+async def test_logout_in_one_tab_empties_the_others(site: Site, browser: Browser) -> None:
+    """The same person with the board in one tab and the desk in another: logging out in one ends the
+    session everywhere, and the other tab empties itself too instead of waiting for its next call."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"司马{tag[:2]}兰"
+    await register_patient(site, name)
+    accession, _ = await seed_critical_value_and_film(site, tag, name)
+    token = issue_test_token(site.ctx("registration").settings, roles=["admin"], username=f"ws-tabs-{tag}",
+                             ttl_seconds=600)
+    context = await browser.new_context(locale="zh-CN", viewport=VIEWPORT)
+    board, desk = await context.new_page(), await context.new_page()
+    for page, path in ((board, "/ui/critical-values/"), (desk, "/ui/registration/")):
+        await page.goto(f"{site.url}{path}")
+        await page.evaluate(f"sessionStorage.setItem('imaging.access_token', {json.dumps(token)})")
+        await page.reload()
+    await show_data(board, "/ui/critical-values/", name, accession)
+    await show_data(desk, "/ui/registration/", name, accession)
+    await board.evaluate("() => { window.__stayed = true; }")  # gone once the tab has reloaded
+    async with board.expect_navigation(wait_until="load"):
+        async with desk.expect_navigation(wait_until="load"):
+            await desk.click("#logout")
+    for page in (desk, board):
+        await expect(page.locator("#login")).to_be_visible()
+        content = await page.content()
+        assert name not in content and accession not in content
+    await expect(board.locator("#login-error")).to_have_text("已在其他窗口退出登录")
+    assert await board.evaluate("window.__stayed === undefined")
+    await context.close()
