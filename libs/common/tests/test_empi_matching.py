@@ -479,6 +479,16 @@ def test_a_model_saved_before_local_ids_had_a_typo_level_still_loads(tmp_path) -
 
     body = FellegiSunterModel.default().to_json()
     body["m"]["local_id"], body["u"]["local_id"] = [0.7, 0.3], [0.01, 0.99]
+    del body["m"]["postcode"], body["u"]["postcode"]  # nor postcodes compared
     (tmp_path / "old.json").write_text(json.dumps(body))
-    w = FellegiSunterModel.load(tmp_path / "old.json").weights_table()["local_id"]
-    assert w["same"] > w["one-typo"] > 0 > w["different"]
+    w = FellegiSunterModel.load(tmp_path / "old.json").weights_table()
+    assert w["local_id"]["same"] > w["local_id"]["one-typo"] > 0 > w["local_id"]["different"]
+    assert w["postcode"]["same"] > 0 > w["postcode"]["different"]
+
+
+def test_postcodes_compared_when_both_have_one() -> None:
+    a = _latin("a", "SMITH", "JONATHAN", postcode="2232")
+    assert c.compare_postcode(a, _latin("b", "SMITH", "JONATHAN", postcode="2232")) == 0
+    assert c.compare_postcode(a, _latin("b", "SMITH", "JONATHAN", postcode="2322")) == 1  # a swap
+    assert c.compare_postcode(a, _latin("b", "SMITH", "JONATHAN", postcode="4000")) == 2
+    assert c.compare_postcode(a, _latin("b", "SMITH", "JONATHAN")) == c.MISSING

@@ -74,7 +74,7 @@ def band_for(weight: float, gamma: tuple[int, ...], a: MatchRecord, b: MatchReco
         return Band.NEW, "different valid ID numbers"
     if band is Band.REVIEW:
         return band, None
-    name, dob, sex, nid, local, phone, address = gamma
+    name, dob, sex, nid, local, phone, address = gamma[:7]
     id_agrees = nid in (c.ID_EXACT, c.ID_NEAR)
     if latin_script(a, b) and sex != 1 and (
             (name in (c.NAME_SIMILAR, c.NAME_DIFFERENT) and (id_agrees or c.personal_number_agrees(a, b)))

@@ -225,6 +225,20 @@ def compare_address(a: MatchRecord, b: MatchRecord) -> int:
     return 1 if score >= 0.5 else 2
 
 
+# ---- postcode ------------------------------------------------------------------------------
+POSTCODE_LEVELS = ("same", "one-typo", "different")
+
+
+def compare_postcode(a: MatchRecord, b: MatchRecord) -> int:
+    """Weighed by EM like any field (FEBRL's suburbs and streets are replaced, the postcode stays); Chinese
+    registers rarely carry one, and a missing one says nothing."""
+    if not a.postcode or not b.postcode:
+        return MISSING
+    if a.postcode == b.postcode:
+        return 0
+    return 1 if near_string(a.postcode, b.postcode) else 2
+
+
 def postcode_agrees(a: MatchRecord, b: MatchRecord) -> bool:
     """The same postcode: with an address that agrees in part (the street, not the suburb), the same home."""
     return bool(a.postcode and a.postcode == b.postcode)
@@ -233,13 +247,13 @@ def postcode_agrees(a: MatchRecord, b: MatchRecord) -> bool:
 # The comparison vector, in this order; names are used in weights files and explanations.
 FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("name", NAME_LEVELS), ("birth_date", DOB_LEVELS), ("sex", SEX_LEVELS), ("national_id", ID_LEVELS),
-    ("local_id", LOCAL_LEVELS), ("phone", PHONE_LEVELS), ("address", ADDRESS_LEVELS),
+    ("local_id", LOCAL_LEVELS), ("phone", PHONE_LEVELS), ("address", ADDRESS_LEVELS), ("postcode", POSTCODE_LEVELS),
 )
 _COMPARATORS = (compare_name, compare_birth_date, compare_sex, compare_national_id, compare_local_id,
-                compare_phone, compare_address)
+                compare_phone, compare_address, compare_postcode)
 
 
 def compare(a: MatchRecord, b: MatchRecord) -> tuple[int, ...]:
     # Spelled out (as _COMPARATORS): a batch of a million records compares ten million pairs.
     return (compare_name(a, b), compare_birth_date(a, b), compare_sex(a, b), compare_national_id(a, b),
-            compare_local_id(a, b), compare_phone(a, b), compare_address(a, b))
+            compare_local_id(a, b), compare_phone(a, b), compare_address(a, b), compare_postcode(a, b))

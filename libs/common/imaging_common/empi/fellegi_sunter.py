@@ -33,12 +33,12 @@ DEFAULT_MODEL_FILE = Path(__file__).with_name("default_model.json")
 _M_START = {
     "name": (0.80, 0.08, 0.04, 0.05, 0.03), "birth_date": (0.93, 0.05, 0.02), "sex": (0.98, 0.02),
     "national_id": (0.90, 0.08, 0.02), "local_id": (0.7, 0.1, 0.2), "phone": (0.75, 0.05, 0.20),
-    "address": (0.6, 0.25, 0.15),
+    "address": (0.6, 0.25, 0.15), "postcode": (0.8, 0.05, 0.15),
 }
 _U_START = {
     "name": (0.05, 0.01, 0.01, 0.08, 0.85), "birth_date": (0.05, 0.02, 0.93), "sex": (0.5, 0.5),
     "national_id": (0.001, 0.001, 0.998), "local_id": (0.01, 0.002, 0.988), "phone": (0.05, 0.01, 0.94),
-    "address": (0.1, 0.2, 0.7),
+    "address": (0.1, 0.2, 0.7), "postcode": (0.2, 0.05, 0.75),
 }
 
 
@@ -123,8 +123,9 @@ class FellegiSunterModel:
     def from_json(cls, body: dict[str, Any]) -> FellegiSunterModel:
         ref = body.get("name_frequency_ref")
         m, u = dict(body["m"]), dict(body["u"])
-        for name, levels in FIELDS:  # saved before the field gained a level (local_id's one-typo): start values
-            if len(m[name]) != len(levels) or len(u[name]) != len(levels):
+        # A model saved before a field (postcode) or a level (local_id's one-typo) existed: start values.
+        for name, levels in FIELDS:
+            if name not in m or name not in u or len(m[name]) != len(levels) or len(u[name]) != len(levels):
                 m[name], u[name] = list(_M_START[name]), list(_U_START[name])
         return cls(m, u, float(body["prior"]), body.get("info", {}),
                    {k: float(v) for k, v in ref.items()} if ref else None)
