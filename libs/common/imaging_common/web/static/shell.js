@@ -64,6 +64,10 @@
       return JSON.parse(new TextDecoder().decode(bytes));
     } catch (e) { return null; }
   }
+  function holds() {
+    const c = claims(sessionStorage.getItem(TOKEN) || "");
+    return !!c && c.exp * 1000 > Date.now();
+  }
   function stored() {
     const t = sessionStorage.getItem(TOKEN);
     const c = t && claims(t);
@@ -77,30 +81,39 @@
 
   // Renew with the cookie; one renewal at a time in this tab, and across tabs where the browser can
   // lock (a secure context), so two tabs never present the same refresh token.
+  // Resolves true (renewed), false (refused: the session is over) or null (no answer: try again later).
   function refresh() {
     if (refreshing) return refreshing;
     const run = async () => {
       try {
         const r = await fetch(AUTH + "/refresh", { method: "POST", credentials: "same-origin",
                                                    headers: { "Accept-Language": "zh-CN" } });
-        if (!r.ok) { localStorage.removeItem(SIGNED_IN); return false; }
+        if (r.status === 401 || r.status === 404) { localStorage.removeItem(SIGNED_IN); return false; }
+        if (!r.ok) return null;
         keep(await r.json());
         scheduleRenewal();
         return true;
-      } catch (e) { return false; }
+      } catch (e) { return null; }
     };
     const locked = navigator.locks ? navigator.locks.request("imaging-refresh", run) : run();
     refreshing = locked.finally(() => { refreshing = null; });
     return refreshing;
   }
-  function scheduleRenewal() {
+  // Renew before the token runs out; with no answer (the network or the server away for a moment) try
+  // again every 5 s while the token still holds; refused: the session is over.
+  function renewIn(delay) {
     clearTimeout(renewTimer);
+    renewTimer = setTimeout(async () => {
+      const renewed = await refresh();
+      if (renewed === false || (renewed === null && !holds())) expire();
+      else if (renewed === null) renewIn(5000);
+    }, delay);
+  }
+  function scheduleRenewal() {
     const c = claims(sessionStorage.getItem(TOKEN) || "");
     if (!c) return;
     const left = c.exp * 1000 - Date.now();
-    renewTimer = setTimeout(async () => {
-      if (!(await refresh())) expire();
-    }, Math.max(1000, Math.min(left - 30000, left * 0.8)));
+    renewIn(Math.max(1000, Math.min(left - 30000, left * 0.8)));
   }
   async function token() {
     return stored() || (localStorage.getItem(SIGNED_IN) && (await refresh()) ? stored() : null);
