@@ -3,17 +3,20 @@ receipts. Thin: parse, call the domain, shape the answer."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from imaging_common import audit
+from imaging_common.auth import require_roles
 from imaging_common.json_out import listing
 from imaging_common.problems import problem
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from scheduling.adapters.deps import Booker, Conn, Desk, Reader, SchedulerDep, actor
+from scheduling.adapters import slip_links
+from scheduling.adapters.deps import READERS, Booker, Conn, Ctx, Desk, Reader, SchedulerDep, actor
 from scheduling.adapters.errors import DomainRoute
 from scheduling.domain import appointments, booking, receipt
 from scheduling.domain.arrange import Plan
@@ -21,6 +24,9 @@ from scheduling.domain.model import Channel, Placement
 from scheduling.domain.states import Action
 
 router = APIRouter(tags=["booking"], route_class=DomainRoute)
+# The receipt page admits a bearer token or a slip link: the token is checked by hand there.
+_bearer = HTTPBearer(auto_error=False)
+_reader = require_roles(*READERS)
 
 
 class Strict(BaseModel):
@@ -514,11 +520,65 @@ async def receipt_json(appointment_id: str, conn: Conn, s: SchedulerDep, user: R
     return r if r is not None else problem(404, "Not Found", f"no appointment {appointment_id}")
 
 
-@router.get(
-    "/appointments/{appointment_id}/receipt.html", response_class=HTMLResponse, summary="The printable receipt (5.3.5)"
-)
-async def receipt_html(appointment_id: str, conn: Conn, s: SchedulerDep, user: Reader, request: Request) -> Any:
-    r = await _receipt(appointment_id, conn, s, user, request)
-    if r is None:
+class SlipLinkOut(BaseModel):
+    """A link opening one appointment's printable receipt without a token, for a few minutes."""
+
+    url: str
+    expires_at: str
+    expires_in: int
+
+
+@router.post("/appointments/{appointment_id}/slip-link", status_code=201, response_model=SlipLinkOut,
+             summary="A short-lived link to the printable receipt, opened without an Authorization header")
+async def slip_link(appointment_id: str, conn: Conn, ctx: Ctx, s: SchedulerDep, user: Reader,
+                    request: Request) -> Any:
+    a = await appointments.get(conn, appointment_id)
+    if a is None:
         return problem(404, "Not Found", f"no appointment {appointment_id}")
-    return HTMLResponse(receipt.render_html(r))
+    token = await slip_links.issue(ctx.redis, ctx.settings.namespace, appointment_id=a["id"],
+                                   user_id=user.user_id, username=user.username)
+    await audit.record(conn, actor=user.user_id, action="slip-link", entity="appointment", entity_id=a["id"],
+                       patient_id=a["empi_id"], source_ip=audit.client_ip(request),
+                       detail={"expires_in": slip_links.SLIP_SECONDS})
+    expires = s.now() + timedelta(seconds=slip_links.SLIP_SECONDS)
+    url = f"{request.scope.get('root_path', '')}/api/scheduling/appointments/{a['id']}/receipt.html?slip={token}"
+    return {"url": url, "expires_at": expires.isoformat(), "expires_in": slip_links.SLIP_SECONDS}
+
+
+# The slip's answers never stay in a cache or leak the token onward.
+SLIP_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+                "X-Content-Type-Options": "nosniff"}
+SLIP_REFUSED = ("<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>回执链接无效</title>"
+                "<p>预约回执链接无效或已过期，请到登记台重新打印。</p></html>")
+
+
+@router.get(
+    "/appointments/{appointment_id}/receipt.html", response_class=HTMLResponse,
+    summary="The printable receipt (5.3.5): with a bearer token, or `?slip=` from POST .../slip-link",
+)
+async def receipt_html(
+    appointment_id: str,
+    conn: Conn,
+    ctx: Ctx,
+    s: SchedulerDep,
+    request: Request,
+    slip: Annotated[str | None, Query(max_length=128)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Any:
+    if slip is None:
+        user = await _reader(request, credentials)
+        r = await _receipt(appointment_id, conn, s, user, request)
+        if r is None:
+            return problem(404, "Not Found", f"no appointment {appointment_id}")
+        return HTMLResponse(receipt.render_html(r))
+    opened = await slip_links.opened(ctx.redis, ctx.settings.namespace, slip, appointment_id)
+    a = await appointments.get(conn, appointment_id) if opened is not None else None
+    if opened is None or a is None:
+        await audit.record(conn, actor="slip-link", action="read", entity="appointment", entity_id=appointment_id,
+                           source_ip=audit.client_ip(request), outcome="failure",
+                           detail={"view": "receipt", "refused": "slip link unknown, expired or for another"})
+        return HTMLResponse(SLIP_REFUSED, status_code=403, headers=SLIP_HEADERS)
+    await audit.record_read(conn, actor=opened.issued_by, entity="appointment", entity_id=a["id"],
+                            patient_id=a["empi_id"], source_ip=audit.client_ip(request),
+                            detail={"view": "receipt", "via": "slip-link"})
+    return HTMLResponse(receipt.render_html(receipt.receipt(a, s.tz)), headers=SLIP_HEADERS)
