@@ -739,6 +739,7 @@ def _provokers(print_app: Any) -> dict[int, Callable[[Modality], tuple[int, str]
         0xB602: b602,
         0xB603: b603,
         0xB604: image_size(None),
+        0xB609: image_size("CROP"),
         0xB605: lambda m: (m.create(tk.film_box_ds(m.session(), MaxDensity=900), tk.FILM_BOX)[0],
                            "Film Box N-CREATE"),
         0x0105: session_setting_format,

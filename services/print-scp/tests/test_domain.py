@@ -42,6 +42,23 @@ def test_compose_densities_polarity_and_layout() -> None:
     assert 100 < dim[100, 80] < 200  # a lower Max Density prints black as grey
 
 
+def test_crop_keeps_the_requested_size_and_prints_the_centre() -> None:
+    """Requested Decimate/Crop Behavior CROP (PS3.4 H.4.3.1.2.1.2): an image wider than its box is printed at
+    its requested width and cut evenly on each side; DECIMATE (or none) shrinks the whole image into the box."""
+    img = np.zeros((40, 40), dtype=np.float32)
+    img[:, :10] = 1.0  # a bright band on the left edge, the rest dark
+    img[18:22, 18:22] = 1.0  # a bright spot in the centre
+    layout = FilmLayout(parse_display_format("STANDARD\\1,1"), "8INX10IN", border_density="WHITE")
+    wide_mm = 8 * 25.4 * 2  # twice the film's width
+    cropped = compose(layout, [BoxImage(1, img, requested_width_mm=wide_mm, crop=True)], dpi=20)
+    shrunk = compose(layout, [BoxImage(1, img, requested_width_mm=wide_mm)], dpi=20)
+    assert cropped.shape == shrunk.shape == (200, 160)
+    # cropped: 40 px scaled to 320, the middle 160 x 200 printed: the left band is cut off, the spot is big
+    assert cropped[100, 2] < 100 and cropped[100, 70] > 200 and cropped[100, 90] > 200
+    # demagnified: the whole image, band included, spot small
+    assert shrunk[100, 2] > 200 and shrunk[100, 70] < 100
+
+
 def _job(items, fmt="STANDARD\\1,1", **box):  # type: ignore[no-untyped-def]
     pa = PrintAssociation(calling_ae="T", called_ae="PRINT_SCP", peer="t")
     s, b = generate_uid(), generate_uid()

@@ -103,7 +103,8 @@ def render_job(job: FilmJob, *, dpi: int, preview_max: int) -> RenderedFilm:
     boxes, ocr_images = [], []
     for img in job.images:
         p = p_values(img.item, color=img.color, reverse=img.polarity == "REVERSE")
-        boxes.append(BoxImage(img.position, p, img.magnification, img.requested_size_mm, _lut(img.lut)))
+        boxes.append(BoxImage(img.position, p, img.magnification, img.requested_size_mm, _lut(img.lut),
+                              crop=img.decimate_crop == "CROP"))
         gray = p if p.ndim == 2 else p.mean(axis=2)
         ocr_images.append((img.position, (gray * 255.0 + 0.5).astype(np.uint8)))
     film = compose(layout, boxes, dpi=dpi)

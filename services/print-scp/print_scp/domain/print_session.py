@@ -185,6 +185,7 @@ class JobImage:
     requested_size_mm: float | None
     lut: LutSpec | None
     spool_key: str | None = None  # the spooled copy of `item`, if one was written before the print
+    decimate_crop: str | None = None  # CROP: printed at its requested size, cut to the box
 
 
 @dataclass
@@ -503,7 +504,9 @@ class PrintAssociation:
                 if decimate_crop == "FAIL":
                     raise PrintFailure(st.FAIL_IMAGE_LARGER_THAN_BOX,
                                        f"Requested Image Size {size} mm exceeds the box ({limit:.0f} mm)")
-                status = st.WARN_IMAGE_DEMAGNIFIED
+                # PS3.4 H.4.3.1.2.1.2: CROP keeps the requested size and deletes rows/columns (0xB609),
+                # DECIMATE (and no choice) demagnifies to fit (0xB604)
+                status = st.WARN_IMAGE_CROPPED if decimate_crop == "CROP" else st.WARN_IMAGE_DEMAGNIFIED
         lut_uid = self._lut_ref(ds) if "ReferencedPresentationLUTSequence" in ds else box.lut_uid
         box.polarity, box.magnification, box.decimate_crop = polarity, magnification, decimate_crop
         box.smoothing, box.configuration = _text(ds, "SmoothingType"), _text(ds, "ConfigurationInformation")
@@ -578,7 +581,7 @@ class PrintAssociation:
                 continue
             lut = self.luts.get(ib.lut_uid) if ib.lut_uid else None
             images.append(JobImage(ib.position, ib.sop_class == COLOR_IMAGE_BOX, ib.image, ib.polarity,
-                                   ib.magnification, ib.requested_size_mm, lut, ib.spool_key))
+                                   ib.magnification, ib.requested_size_mm, lut, ib.spool_key, ib.decimate_crop))
             study_uids += [u for u in ib.study_uids if u not in study_uids]
         if not images:
             return None

@@ -55,6 +55,7 @@ class BoxImage:
     magnification: str | None = None
     requested_width_mm: float | None = None
     lut: PresentationLut | None = None
+    crop: bool = False  # Requested Decimate/Crop Behavior CROP: the requested size kept, the centre printed
 
 
 @dataclass
@@ -86,22 +87,32 @@ def brightness_of_od(od: np.ndarray | float) -> np.ndarray | float:
     return np.clip((D_VIEW_MAX - np.asarray(od, dtype=np.float32)) / (D_VIEW_MAX - D_VIEW_MIN), 0.0, 1.0)
 
 
-def _fit(img: np.ndarray, box_w: int, box_h: int, magnification: str, requested_px: int | None) -> np.ndarray:
+def _fit(img: np.ndarray, box_w: int, box_h: int, magnification: str, requested_px: int | None,
+         crop: bool = False) -> np.ndarray:
     h, w = img.shape[:2]
     scale = min(box_w / w, box_h / h)
-    if requested_px:  # Requested Image Size is the printed width; never beyond the box
+    if requested_px and crop:  # CROP: the requested width, whatever the box; the centre is kept below
+        scale = requested_px / w
+    elif requested_px:  # Requested Image Size is the printed width; never beyond the box
         scale = min(scale, requested_px / w)
     method = _RESAMPLE.get(magnification.upper(), Image.Resampling.BILINEAR)
     if method is None:  # NONE: printed 1:1, cropped to the box
-        return img[:box_h, :box_w]
+        return _centre(img, box_w, box_h) if crop else img[:box_h, :box_w]
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    if (new_w, new_h) == (w, h):
-        return img
-    if img.ndim == 2:
-        return np.asarray(Image.fromarray(img, mode="F").resize((new_w, new_h), method), dtype=np.float32)
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((new_w, new_h), method))
-                for c in range(3)]
-    return np.stack(channels, axis=-1).astype(np.float32)
+    if (new_w, new_h) != (w, h):
+        if img.ndim == 2:
+            img = np.asarray(Image.fromarray(img, mode="F").resize((new_w, new_h), method), dtype=np.float32)
+        else:
+            img = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F")
+                                       .resize((new_w, new_h), method)) for c in range(3)], axis=-1).astype(np.float32)
+    return _centre(img, box_w, box_h)
+
+
+def _centre(img: np.ndarray, box_w: int, box_h: int) -> np.ndarray:
+    """The middle `box_w` x `box_h` of an image larger than its box (rows and columns cut evenly)."""
+    h, w = img.shape[:2]
+    top, left = max(0, (h - box_h) // 2), max(0, (w - box_w) // 2)
+    return img[top:top + box_h, left:left + box_w]
 
 
 def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarray:
@@ -127,7 +138,7 @@ def compose(layout: FilmLayout, images: list[BoxImage], *, dpi: int) -> np.ndarr
             p = lut.apply(item.pixels) if lut else item.pixels
             mag = item.magnification or layout.magnification
             req_px = round(item.requested_width_mm / 25.4 * dpi) if item.requested_width_mm else None
-            fitted = _fit(p, bw, bh, mag, req_px)
+            fitted = _fit(p, bw, bh, mag, req_px, item.crop)
             od = d_lo + (1.0 - fitted) * (d_hi - d_lo)  # P-value 1 prints at Min Density
             bright = np.asarray(brightness_of_od(od))
             if color and bright.ndim == 2:

@@ -108,7 +108,8 @@ def manifest(job: FilmJob, image_keys: list[str]) -> bytes:
         "collated": job.collated,
         "images": [{"position": i.position, "color": i.color, "polarity": i.polarity,
                     "magnification": i.magnification, "requested_size_mm": i.requested_size_mm,
-                    "lut": _lut_json(i.lut), "key": key} for i, key in zip(job.images, image_keys, strict=True)],
+                    "decimate_crop": i.decimate_crop, "lut": _lut_json(i.lut), "key": key}
+                   for i, key in zip(job.images, image_keys, strict=True)],
     }
     return json.dumps(meta, ensure_ascii=False, default=str).encode("utf-8")
 
@@ -131,7 +132,8 @@ def load(manifest_data: bytes, objects: dict[str, bytes]) -> FilmJob:
     """The job from its manifest and its image objects (key -> bytes)."""
     meta = json.loads(manifest_data)
     images = [JobImage(i["position"], i["color"], image_item(objects[i["key"]], color=i["color"]), i["polarity"],
-                       i["magnification"], i["requested_size_mm"], _lut_from(i["lut"]), i["key"])
+                       i["magnification"], i["requested_size_mm"], _lut_from(i["lut"]), i["key"],
+                       i.get("decimate_crop"))  # absent in manifests written before CROP was honoured
               for i in meta["images"]]
     return _job(meta, images)
 
