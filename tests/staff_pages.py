@@ -4,18 +4,22 @@ kept under var/test-artefacts/<page>/ (at the workstations' 1366x768)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from imaging_common.allinone import build_platform
 from imaging_common.auth import credentials as cred
-from imaging_testing import http_server
+from imaging_common.events.topology import delete_namespace
+from imaging_testing import free_port, http_server
 from imaging_testing.auth import issue_test_token
+from imaging_testing.helpers import database_url, environment
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from registration.domain import staff
 from registration.settings import Settings as RegistrationSettings
@@ -50,6 +54,29 @@ async def site(test_env: dict[str, str]) -> AsyncIterator[Site]:
     platform = build_platform({"registration": RegistrationSettings(mllp_port=0)})
     async with http_server(platform) as url:
         yield Site(url, platform)
+
+
+@pytest.fixture(scope="module")
+async def empty_site(test_env: dict[str, str]) -> AsyncIterator[Site]:
+    """The platform on a database of its own, empty (as on day one), with its own RabbitMQ namespace and ports;
+    both dropped after."""
+    name = f"imaging_pages_{uuid.uuid4().hex[:8]}"
+    namespace = f"{test_env['IMAGING_NAMESPACE']}-{name}"
+    server = await asyncpg.connect(database_url(test_env["DATABASE_URL"], "postgres"))
+    await server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {"DATABASE_URL": database_url(test_env["DATABASE_URL"], name), "IMAGING_NAMESPACE": namespace,
+               "IMAGING_PRINT_PORT": str(free_port()), "IMAGING_WORKLIST_PORT": str(free_port()),
+               "IMAGING_CRITICAL_MLLP_PORT": str(free_port()), "IMAGING_MLLP_PORT": "0"}
+        with environment(env):
+            platform = build_platform()
+            async with http_server(platform) as url:
+                yield Site(url, platform)
+    finally:
+        await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server.close()
+        with contextlib.suppress(Exception):
+            await delete_namespace(test_env["AMQP_URL"], namespace)
 
 
 @pytest.fixture(scope="module")

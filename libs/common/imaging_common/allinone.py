@@ -6,7 +6,8 @@ dispatched by path prefix: `/api/<prefix>` and `/ui/<prefix>` go to the service 
 `/fhir/R4/<ResourceType>` to the service declaring that type (`ServiceSpec.fhir`), and the rest of
 `/fhir/R4` (`/metadata`, unknown types) to the first service serving FHIR, so URLs are the same as
 behind the Kubernetes gateway. The staff's entry belongs to no one service: `/` and `/ui/` (sign-in and
-home page), `/favicon.ico` and the pages' shared assets `/ui/common/...` (imaging_common.web).
+home page), the administration page `/ui/admin/`, `/favicon.ico` and the pages' shared assets
+`/ui/common/...` (imaging_common.web).
 
     python -m imaging_common.allinone          # serve (what `make run` does)
     python -m imaging_common.allinone migrate  # only apply migrations (`make migrate`)
@@ -122,7 +123,7 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
             for resource_type in spec.fhir.resource_types:
                 apps[f"{FHIR_BASE}/{resource_type}"] = app
     pages = web.platform_app()
-    apps["/ui/common"] = apps["/favicon.ico"] = pages
+    apps["/ui/common"] = apps["/ui/admin"] = apps["/favicon.ico"] = pages
     return PlatformApp(apps, pages)
 
 

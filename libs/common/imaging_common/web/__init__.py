@@ -6,7 +6,11 @@ idle timeout, logout), the icon, and the home page at `/`.
   process or behind the Kubernetes gateway (which routes only `/api/<prefix>` and `/ui/<prefix>` to a
   service). One file, one router; every service serves the same bytes.
 - `platform_app()`: the all-in-one process's own pages: `/` and `/ui/` (sign-in and the home page with
-  each role's tasks), `/favicon.ico` and `/ui/common/...`.
+  each role's tasks), the administration page `/ui/admin/`, `/favicon.ico` and `/ui/common/...`. The
+  administration page spans every service (users in registration, rooms and the catalogue in scheduling,
+  queues, templates, the critical-value dictionary, each service's starter part), so it belongs to none of
+  them: like the home page it is the platform's, and calls each service's admin API, which checks the
+  admin role and audits the change.
 - `page(path)`: a page's HTML answered with the headers every staff page carries, among them a
   Content-Security-Policy admitting scripts of this origin only (a page's script is a file beside it, never
   inline): the access token a tab keeps is out of reach of injected script. `pages_router(prefix, path)`
@@ -101,6 +105,14 @@ def platform_app() -> FastAPI:
     async def favicon() -> FileResponse:
         return FileResponse(STATIC / "favicon.ico", media_type=TYPES[".ico"],
                             headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/ui/admin")
+    async def admin_redirect() -> RedirectResponse:
+        return RedirectResponse("/ui/admin/", status_code=308)
+
+    @app.get("/ui/admin/")
+    async def admin() -> FileResponse:
+        return page(STATIC / "admin.html")
 
     app.include_router(assets_router, prefix="/ui")
     return app

@@ -1,0 +1,228 @@
+// The administration page /ui/admin/: the starter configuration, users and roles, rooms and hours, the exam
+// catalogue, queues and screens, report templates, phrases and receivers, the critical-value dictionary and
+// escalation chain. Every change goes through the owning service's admin API (which audits it); admins only.
+"use strict";
+const api = {
+  registration: ImagingShell.api("/api/registration"), scheduling: ImagingShell.api("/api/scheduling"),
+  queue: ImagingShell.api("/api/queue"), reporting: ImagingShell.api("/api/reporting"),
+  critical: ImagingShell.api("/api/critical-values"),
+};
+const STARTER = [["scheduling", "预约排程"], ["queue", "排队叫号"], ["reporting", "诊断报告"], ["critical-values", "危急值"]];
+const PARTS = { rooms: "检查室", sessions: "工作时间", exam_types: "检查项目", queues: "候诊队列", screens: "叫号屏",
+  templates: "报告模板", phrases: "常用词", escalation_chain: "升级链",
+  placement_rules: "分诊规则", dictionary_items: "危急值项目" };
+const WEEKDAYS = ["一", "二", "三", "四", "五", "六", "日"];
+const CHAIN_ACTIONS = { repeat: "再次通知", "backup-clinician": "通知备班医生", "phone-task": "电话通知任务",
+  "department-head": "通知科主任" };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "text") e.textContent = v == null ? "" : String(v);
+    else if (k === "class") e.className = v;
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+const shown = (v) => v == null ? "" : Array.isArray(v) ? v.join("、") : typeof v === "boolean" ? (v ? "是" : "否")
+  : typeof v === "object" ? JSON.stringify(v) : String(v);
+// A table of rows: columns [key or function, header]; `actions(row)` adds the last cell's buttons.
+function table(id, columns, rows, actions) {
+  const head = el("tr", {}, ...columns.map(([, h]) => el("th", { scope: "col", text: h })), ...(actions ? [el("th", { text: "操作" })] : []));
+  const body = rows.length ? rows.map((r) => el("tr", {}, ...columns.map(([k]) => el("td", { text: typeof k === "function" ? k(r) : shown(r[k]) })),
+    ...(actions ? [el("td", {}, ...actions(r))] : [])))
+    : [el("tr", {}, el("td", { colspan: String(columns.length + (actions ? 1 : 0)), class: "muted", text: "暂无" }))];
+  $(id).replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
+}
+function failed(id, e) {
+  const cols = 1;
+  $(id).replaceChildren(el("tbody", {}, el("tr", {}, el("td", { colspan: String(cols), class: "error",
+    text: e.status === 403 ? "无权限读取" : (e.text || e.message) }))));
+}
+function show(promise) { return promise.catch((e) => { if ($("error")) $("error").textContent = e.text || e.message; }); }
+function ok() { $("error").textContent = ""; }
+const form = (f) => Object.fromEntries(new FormData(f).entries());
+
+// ---- tabs ------------------------------------------------------------------------------------
+const loaders = {};
+function openTab(name) {
+  for (const b of document.querySelectorAll(".tabs button")) b.setAttribute("aria-selected", String(b.dataset.tab === name));
+  for (const s of document.querySelectorAll("[role=tabpanel]")) s.hidden = s.id !== "tab-" + name;
+  history.replaceState(null, "", "#" + name);
+  ok();
+  show(loaders[name]());
+}
+for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => openTab(b.dataset.tab));
+
+// ---- the starter configuration ---------------------------------------------------------------
+async function starter(method) {
+  ok();
+  $("starter-status").textContent = method === "POST" ? "正在载入……" : "正在读取……";
+  const rows = [];
+  for (const [prefix, label] of STARTER) {
+    try {
+      const r = await ImagingShell.api(`/api/${prefix}`)("/admin/starter", { method });
+      for (const [part, t] of Object.entries(r.parts)) rows.push({ service: label, part: PARTS[part] || part, created: t.created, kept: t.kept });
+    } catch (e) { rows.push({ service: label, part: "—", created: e.text || e.message, kept: "" }); }
+  }
+  table("starter-table", [["service", "服务"], ["part", "内容"], ["created", method === "POST" ? "本次新增" : "将新增"], ["kept", "已有（保持不变）"]], rows);
+  const added = rows.reduce((n, r) => n + (Number(r.created) || 0), 0);
+  $("starter-status").textContent = method === "POST" ? `已载入初始配置：新增 ${added} 项` : `预览：载入将新增 ${added} 项`;
+}
+loaders.starter = () => starter("GET");
+$("starter-preview").addEventListener("click", () => show(starter("GET")));
+$("starter-load").addEventListener("click", () => show(starter("POST")));
+
+// ---- users and roles -------------------------------------------------------------------------
+const ROLES = Object.keys(ImagingShell.ROLE_NAMES);
+$("user-roles").append(...ROLES.map((r) => el("label", {}, el("input", { type: "checkbox", name: "role", value: r }), ImagingShell.ROLE_NAMES[r])));
+loaders.users = async () => {
+  try {
+    const users = (await api.registration("/auth/users")).data;
+    table("users-table", [["username", "用户名"], ["display_name", "姓名"], [(u) => u.roles.map((r) => ImagingShell.ROLE_NAMES[r] || r).join("、"), "角色"],
+      [(u) => u.active ? "在用" : "已停用", "状态"], [(u) => u.last_login_at ? new Date(u.last_login_at).toLocaleString("zh-CN") : "", "最近登录"]],
+    users, (u) => [el("button", { type: "button", class: "secondary", "data-user": u.username, text: u.active ? "停用" : "启用" })]);
+    for (const b of $("users-table").querySelectorAll("button[data-user]")) {
+      const u = users.find((x) => x.username === b.dataset.user);
+      b.addEventListener("click", () => show((async () => {
+        await api.registration(`/auth/users/${u.id}`, { method: "PATCH", body: { active: !u.active } });
+        await loaders.users();
+      })()));
+    }
+  } catch (e) { failed("users-table", e); }
+};
+$("user-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, roles = [...f.querySelectorAll("input[name=role]:checked")].map((x) => x.value);
+    if (!roles.length) throw new Error("请至少选择一个角色");
+    const r = await api.registration("/auth/users", { method: "POST", body: { username: f.username.value.trim(),
+      display_name: f.display_name.value.trim(), roles } });
+    $("user-secret").hidden = false;
+    $("user-secret").textContent = `已新建 ${r.user.username}。一次性密码：${r.password || "（已设置）"}；动态验证码密钥：${r.totp_secret}` +
+      "（仅显示这一次，请当面交给本人，首次登录后修改密码）";
+    f.reset();
+    await loaders.users();
+  })());
+});
+
+// ---- rooms and working hours (scheduling) ----------------------------------------------------
+$("room-days").append(...WEEKDAYS.map((d, i) => el("label", {}, el("input", { type: "checkbox", name: "day", value: String(i + 1),
+  checked: i < 5 ? "" : null }), "周" + d)));
+loaders.rooms = async () => {
+  try {
+    const rooms = (await api.scheduling("/rooms")).data;
+    const hours = (r) => r.sessions.map((s) => `周${WEEKDAYS[s.weekday - 1]} ${s.starts.slice(0, 5)}-${s.ends.slice(0, 5)}`).join("，");
+    table("rooms-table", [["campus", "院区"], ["id", "编号"], ["name", "名称"], ["modality", "设备"], ["location", "位置"],
+      [(r) => hours(r).slice(0, 80) + (hours(r).length > 80 ? "…" : ""), "工作时间"], [(r) => r.active ? "启用" : "停用", "状态"]], rooms);
+  } catch (e) { failed("rooms-table", e); }
+};
+$("room-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, v = form(f);
+    const days = [...f.querySelectorAll("input[name=day]:checked")].map((x) => Number(x.value));
+    const body = { id: v.id.trim(), name: v.name.trim(), modality: v.modality.trim().toUpperCase(), campus: v.campus.trim(),
+      location: v.location.trim(), station_ae_title: v.station_ae_title.trim() || null,
+      sessions: days.map((d) => ({ weekday: d, starts: v.starts, ends: v.ends })) };
+    await api.scheduling(`/rooms/${encodeURIComponent(body.id)}`, { method: "PUT", body });
+    f.reset();
+    $("error").textContent = "";
+    await loaders.rooms();
+  })());
+});
+
+// ---- the exam catalogue (scheduling) ---------------------------------------------------------
+const CONTRAST = { none: "无", iodinated: "碘", gadolinium: "钆", barium: "钡", other: "其他" };
+loaders.exams = async () => {
+  try {
+    const exams = (await api.scheduling("/exam-types")).data;
+    table("exams-table", [["code", "代码"], ["name", "名称"], ["modality", "设备"], ["body_part", "部位"], ["duration_minutes", "时长"],
+      [(x) => CONTRAST[x.contrast] || x.contrast, "对比剂"], ["fasting", "空腹"], [(x) => x.auto_created ? "由申请单自动生成，待审核" : "", "备注"]], exams);
+  } catch (e) { failed("exams-table", e); }
+};
+$("exam-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, v = form(f);
+    const body = { code: v.code.trim(), name: v.name.trim(), modality: v.modality.trim().toUpperCase(), body_part: v.body_part.trim() || null,
+      duration_minutes: Number(v.duration_minutes), preparation_minutes: Number(v.preparation_minutes || 0), contrast: v.contrast,
+      fasting: f.fasting.checked, preparation: v.preparation.trim() };
+    await api.scheduling(`/exam-types/${encodeURIComponent(body.code)}`, { method: "PUT", body });
+    f.reset();
+    await loaders.exams();
+  })());
+});
+
+// ---- queues and screens, templates, receivers (read here; changed through their APIs) -----------
+// Phrases are not listed: reporting admits only radiologists to them (the department's are kept by seniors).
+loaders.queues = async () => {
+  await Promise.all([
+    api.queue("/queues").then((r) => table("queues-table", [["queue_id", "编号"], ["name", "名称"], ["ticket_prefix", "号码前缀"],
+      [(q) => q.paused ? "暂停" : "呼叫中", "状态"]], r.data)).catch((e) => failed("queues-table", e)),
+    api.queue("/screens").then((r) => table("screens-table", [["screen_id", "编号"], [(s) => s.kind === "hall" ? "候诊大厅屏" : "诊室门口屏", "类型"],
+      ["title", "标题"], ["room_ids", "检查室"]], r.data)).catch((e) => failed("screens-table", e)),
+  ]);
+};
+loaders.templates = async () => {
+  await Promise.all([
+    api.reporting("/templates").then((r) => table("templates-table", [["id", "编号"], ["name", "名称"], ["modality", "设备"], ["body_part", "部位"]],
+      r.data)).catch((e) => failed("templates-table", e)),
+  ]);
+};
+loaders.receivers = async () => {
+  await Promise.all([
+    api.reporting("/receivers").then((r) => table("report-receivers-table", [["id", "编号"], ["name", "名称"], ["kind", "方式"],
+      [(x) => x.url || (x.host ? `${x.host}:${x.port}` : ""), "地址"]], r.data)).catch((e) => failed("report-receivers-table", e)),
+    api.critical("/receivers").then((r) => table("critical-receivers-table", [["receiver_id", "编号"], ["name", "名称"], ["department", "科室"],
+      [(x) => x.fhir_base_url || (x.hl7_host ? `${x.hl7_host}:${x.hl7_port}` : ""), "地址"]], r.data)).catch((e) => failed("critical-receivers-table", e)),
+  ]);
+};
+
+// ---- critical values: the dictionary (read) and the escalation chain (edited) ------------------
+let chain = [];
+function drawChain() {
+  table("chain-table", [[(s) => String(chain.indexOf(s) + 1), "步骤"]], chain, (s) => {
+    const i = chain.indexOf(s);
+    const action = el("select", { "aria-label": `第${i + 1}步动作` }, ...Object.entries(CHAIN_ACTIONS).map(([k, v]) =>
+      el("option", { value: k, text: v, selected: k === s.action ? "" : null })));
+    action.addEventListener("change", () => { s.action = action.value; });
+    const minutes = el("input", { type: "number", min: "1", step: "1", value: String(s.after_minutes), "aria-label": `第${i + 1}步分钟数` });
+    minutes.addEventListener("change", () => { s.after_minutes = Number(minutes.value); });
+    const drop = el("button", { type: "button", class: "link", text: "删除" });
+    drop.addEventListener("click", () => { chain.splice(i, 1); drawChain(); });
+    return [action, " 未确认 ", minutes, " 分钟后 ", drop];
+  });
+}
+loaders.critical = async () => {
+  await Promise.all([
+    api.critical("/dictionary").then((r) => {
+      $("dictionary-version").textContent = `第 ${r.version} 版`;
+      table("dictionary-table", [["code", "代码"], ["name", "名称"], ["modalities", "设备"], ["notify_minutes", "通报时限（分钟）"],
+        ["ack_minutes", "确认时限（分钟）"], ["requires_senior_confirmation", "需上级确认"]], r.items);
+    }).catch((e) => failed("dictionary-table", e)),
+    api.critical("/escalation-chain").then((r) => { chain = r.steps.map((s) => ({ ...s })); drawChain(); })
+      .catch((e) => failed("chain-table", e)),
+  ]);
+};
+$("chain-add").addEventListener("click", () => { chain.push({ action: "repeat", after_minutes: 10 }); drawChain(); });
+$("chain-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const r = await api.critical("/escalation-chain", { method: "PUT", body: { steps: chain } });
+    chain = r.steps.map((s) => ({ ...s })); drawChain();
+  })());
+});
+
+ImagingShell.start({ page: "admin", main: "#admin", title: "系统管理", onReady: (me) => {
+  if (!me.roles.includes("admin")) { $("forbidden").hidden = false; return; }
+  $("workspace").hidden = false;
+  const wanted = location.hash.slice(1);
+  openTab(loaders[wanted] ? wanted : "starter");
+} });

@@ -1,0 +1,103 @@
+"""The administration page /ui/admin/ in headless Chromium, on a platform whose database is empty as on day one
+(issue 23 items 3, 4 and 6): an admin previews and loads the starter configuration, adds a room with its
+working hours and an exam type, all through the services' admin APIs (audited), and sees the other services'
+configuration; a clerk gets a Chinese 无权限 message and nothing else; no console errors; screenshots under
+var/test-artefacts/admin/."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.async_api import Browser, expect
+
+from . import staff_pages
+from .staff_pages import Site, signed_in, snapshot
+
+site, browser = staff_pages.empty_site, staff_pages.browser  # the shared fixtures: an empty database here
+
+
+async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, browser: Browser) -> None:
+    tag = uuid.uuid4().hex[:4].upper()
+    context, page, errors = await signed_in(browser, site, "/ui/admin/", ["admin"], "科室管理员")
+    await expect(page.locator(".tabs button[aria-selected=true]")).to_have_text("载入初始配置")
+
+    # Day one: the preview says what loading adds; loading adds it; loading again adds nothing.
+    await expect(page.locator("#starter-status")).to_contain_text("预览：载入将新增")
+    await expect(page.locator("#starter-table")).to_contain_text("检查项目")
+    await expect(page.locator("#starter-table")).to_contain_text("危急值项目")
+    async with site.client("admin") as api:
+        assert (await api.get("/api/scheduling/rooms")).json()["count"] == 0
+    await snapshot(page, "admin", "starter-preview")
+    await page.locator("#starter-load").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#starter-status")).to_contain_text("已载入初始配置：新增")
+    async with site.client("admin") as api:
+        rooms = (await api.get("/api/scheduling/rooms")).json()["count"]
+        exams = {e["code"] for e in (await api.get("/api/scheduling/exam-types")).json()["data"]}
+        assert rooms >= 10 and {"CT-CHEST", "MR-KNEE"} <= exams
+        assert (await api.get("/api/queue/queues")).json()["count"] > 0
+    await snapshot(page, "admin", "starter-loaded")
+    await page.click("#starter-load")
+    await expect(page.locator("#starter-status")).to_have_text("已载入初始配置：新增 0 项")
+
+    # A room with its hours, with the keyboard: the tab, then the form's fields in order.
+    await page.locator(".tabs button", has_text="检查室与工作时间").click()
+    await expect(page.locator("#rooms-table")).to_contain_text("本部")
+    await page.locator("#room-form [name=id]").focus()
+    for value in (f"CT9-{tag}", "CT9室", "CT", "本部", "门诊楼1层东侧", f"CT9{tag}"):
+        await page.keyboard.type(value)
+        await page.keyboard.press("Tab")
+    await page.fill("#room-form [name=starts]", "07:30")
+    await page.fill("#room-form [name=ends]", "19:00")
+    await page.locator("#room-form button[type=submit]").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rooms-table tr", has_text=f"CT9-{tag}")).to_contain_text("周一 07:30-19:00")
+    async with site.client("admin") as api:
+        [room] = [r for r in (await api.get("/api/scheduling/rooms")).json()["data"] if r["id"] == f"CT9-{tag}"]
+    assert room["campus"] == "本部" and room["station_ae_title"] == f"CT9{tag}"
+    assert sorted(s["weekday"] for s in room["sessions"]) == [1, 2, 3, 4, 5]
+    await snapshot(page, "admin", "room-added")
+
+    # An exam type in the catalogue.
+    await page.locator(".tabs button", has_text="检查项目目录").click()
+    await expect(page.locator("#exams-table")).to_contain_text("CT-CHEST")
+    await page.fill("#exam-form [name=code]", f"CT-CARD-{tag}")
+    await page.fill("#exam-form [name=name]", "冠状动脉CTA")
+    await page.fill("#exam-form [name=modality]", "ct")
+    await page.fill("#exam-form [name=body_part]", "HEART")
+    await page.fill("#exam-form [name=duration_minutes]", "20")
+    await page.select_option("#exam-form [name=contrast]", "iodinated")
+    await page.check("#exam-form [name=fasting]")
+    await page.fill("#exam-form [name=preparation]", "检查前4小时禁食，控制心率")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#exams-table tr", has_text=f"CT-CARD-{tag}")).to_contain_text("冠状动脉CTA")
+    async with site.client("admin") as api:
+        [exam] = [e for e in (await api.get("/api/scheduling/exam-types")).json()["data"]
+                  if e["code"] == f"CT-CARD-{tag}"]
+    assert exam["modality"] == "CT" and exam["contrast"] == "iodinated" and exam["fasting"] is True
+
+    # The other services' configuration, as loaded.
+    seen = (("队列与屏幕", "#screens-table", "候诊大厅屏"), ("报告模板与常用词", "#templates-table", "CT"),
+            ("危急值字典与升级", "#dictionary-table", "CT"), ("用户与角色", "#users-table", "科室管理员"))
+    for tab, table, text in seen:
+        await page.locator(".tabs button", has_text=tab).click()
+        await expect(page.locator(table)).to_contain_text(text)
+    await snapshot(page, "admin", "users")
+
+    # Every change audited, by this admin, in the services that own them.
+    async with site.ctx("scheduling").pool.acquire() as conn:
+        rows = await conn.fetch("SELECT action, entity, entity_id FROM audit.audit_log WHERE entity_id = ANY($1)",
+                                [f"CT9-{tag}", f"CT-CARD-{tag}"])
+    assert {(r["entity"], r["entity_id"]) for r in rows} == {("room", f"CT9-{tag}"), ("exam_type", f"CT-CARD-{tag}")}
+    assert errors == []
+    await context.close()
+
+
+async def test_others_see_no_permission(site: Site, browser: Browser) -> None:
+    context, page, errors = await signed_in(browser, site, "/ui/admin/", ["clerk"], "前台小王")
+    await expect(page.locator("#forbidden")).to_be_visible()
+    await expect(page.locator("#forbidden")).to_contain_text("无权限")
+    await expect(page.locator("#workspace")).to_be_hidden()
+    await snapshot(page, "admin", "forbidden")
+    assert errors == []
+    await context.close()
