@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as aioredis
+from imaging_testing import free_port
 from scheduling.adapters import slip_links
 
 from .conftest import API, at, book, day_after
@@ -66,3 +68,19 @@ async def test_slip_link_opens_one_receipt_for_minutes_without_a_header(client, 
     assert actions.count(("read", "failure")) == 2 and ("read", "success") in actions
     issuer = next(actor for action, actor, _ in rows if action == "slip-link")
     assert issuer in {actor for action, actor, outcome in rows if action == "read" and outcome == "success"}
+
+
+async def test_slip_link_without_redis_is_a_503(client, clerk, conn, world, scheduler, monkeypatch) -> None:
+    room = await world.room("CT1")
+    exam = await world.exam("CT-HEAD")
+    a = await book(conn, scheduler, await world.order(exam), exam, room, at(day_after(2), 9))
+    ctx = client._transport.app.state.ctx  # type: ignore[attr-defined]
+    away = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    monkeypatch.setattr(ctx, "redis", away)
+    try:
+        r = await client.post(f"{API}/appointments/{a['id']}/slip-link", headers=clerk)
+        assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        r = await client.get(f"{API}/appointments/{a['id']}/receipt.html?slip=whatever")
+        assert r.status_code == 503
+    finally:
+        await away.aclose()

@@ -14,6 +14,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from imaging_common.errors import Refusal
+from redis.exceptions import RedisError
+
 SLIP_SECONDS = 600  # minutes-long: enough to print, too short to be worth keeping
 
 
@@ -24,6 +27,13 @@ class Slip:
     issuer_name: str
 
 
+class SlipStoreUnavailable(Refusal):
+    """Redis is unreachable: no slip link can be issued or opened now (the bearer path still works)."""
+
+    status = 503
+    title = "Service Unavailable"
+
+
 def _key(namespace: str, token: str) -> str:
     return f"{namespace}:scheduling:slip:{hashlib.sha256(token.encode()).hexdigest()}"
 
@@ -32,7 +42,10 @@ async def issue(redis: Any, namespace: str, *, appointment_id: str, user_id: str
                 seconds: int = SLIP_SECONDS) -> str:
     token = secrets.token_urlsafe(24)
     value = json.dumps({"appointment_id": appointment_id, "issued_by": user_id, "issuer_name": username})
-    await redis.set(_key(namespace, token), value, ex=seconds)
+    try:
+        await redis.set(_key(namespace, token), value, ex=seconds)
+    except RedisError as exc:
+        raise SlipStoreUnavailable("slip links are unavailable (Redis unreachable); retry shortly") from exc
     return token
 
 
@@ -40,7 +53,10 @@ async def opened(redis: Any, namespace: str, token: str, appointment_id: str) ->
     """The slip this token opens for this appointment; None when unknown, expired or for another one."""
     if not token or len(token) > 128:
         return None
-    raw = await redis.get(_key(namespace, token))
+    try:
+        raw = await redis.get(_key(namespace, token))
+    except RedisError as exc:
+        raise SlipStoreUnavailable("slip links are unavailable (Redis unreachable); retry shortly") from exc
     if raw is None:
         return None
     data = json.loads(raw)
