@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 PASSWORD = "a shift is twelve hours"
 ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in one test
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/reporting/", "/ui/critical-values/",
+STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/critical-values/",
                "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal"]
 # Screenshots at 1366x768 (the workstations' screens), kept for people to look at: var/ is not in git.
 ARTEFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artefacts" / "workstation"
@@ -132,7 +132,7 @@ async def test_sign_in_at_home_navigate_renew_and_log_out(site: Site, browser: B
     await expect(home).to_contain_text("登记员、护士")
     cards = home.locator(".tasks section")
     assert sorted(await cards.evaluate_all("s => s.map(x => x.dataset.page)")) == [
-        "critical-values", "print", "queue", "registration", "worklist"]
+        "critical-values", "print", "queue", "registration", "scheduling", "worklist"]
     await expect(home.locator("[data-page=registration]")).to_contain_text("开检查申请单并打印")
     await expect(home.locator("[data-page=queue]")).to_contain_text("到检签到、顺呼/选呼、过号、转诊")
     await expect(home.locator("[data-page=reporting]")).to_have_count(0)
@@ -282,7 +282,7 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
                 r = await api.post("/api/registration/auth/logout", headers={"Authorization": f"Bearer {token}"})
                 assert r.status_code == 204
             async with page.expect_navigation(wait_until="load", timeout=60_000):
-                if path in ("/ui/worklist/", "/ui/reporting/", "/ui/print/review"):
+                if path in ("/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/print/review"):
                     await page.click("#refresh")
                 elif "/ack/" in path:
                     await page.click("#ack")

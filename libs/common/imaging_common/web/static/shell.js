@@ -30,6 +30,10 @@
     { id: "queue", href: "/ui/queue/terminal", name: "呼叫终端", tasks: {
       clerk: ["扫码到检签到"], nurse: ["到检签到、顺呼/选呼、过号、转诊"],
       technologist: ["叫号、开始与完成检查"], admin: ["管理候诊队列"] } },
+    { id: "scheduling", href: "/ui/scheduling/", name: "预约排程", tasks: {
+      clerk: ["按院区、检查室查看日/周排程", "预约、改约（可拖动）、取消预约并打印回执"],
+      nurse: ["预约、改约、取消预约并打印回执"], clinician: ["为申请单预约检查"],
+      technologist: ["查看检查室排程"], admin: ["查看与调整排程"] } },
     { id: "worklist", href: "/ui/worklist/", name: "检查工作列表", tasks: {
       technologist: ["按检查室查看当日检查"], nurse: ["查看当日检查与提示"], radiologist: ["查看当日检查"],
       admin: ["查看各检查室工作列表"] } },
@@ -41,6 +45,8 @@
       clinician: ["查看并确认本科室危急值"], nurse: ["跟踪危急值，电话通知"], admin: ["危急值看板与质控统计"] } },
     { id: "print", href: "/ui/print/review", name: "胶片匹配", tasks: {
       technologist: ["人工匹配未识别的胶片"], clerk: ["人工匹配未识别的胶片"], admin: ["人工匹配胶片"] } },
+    { id: "admin", href: "/ui/admin/", name: "系统管理", tasks: {
+      admin: ["载入初始配置", "用户与角色、检查室与工作时间、检查项目目录", "队列与屏幕、报告模板、接收方、危急值字典与升级链"] } },
   ];
 
   const $ = (sel, root) => (root || document).querySelector(sel);
