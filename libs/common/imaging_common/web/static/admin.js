@@ -36,9 +36,14 @@ function table(id, columns, rows, actions) {
     : [el("tr", {}, el("td", { colspan: String(columns.length + (actions ? 1 : 0)), class: "muted", text: "暂无" }))];
   $(id).replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
 }
+// An "edit" button: fills the form above with the row (saving is the same PUT, which replaces it).
+function editButton(fill, label) {
+  const b = el("button", { type: "button", class: "link", text: "编辑", "aria-label": label });
+  b.addEventListener("click", fill);
+  return b;
+}
 function failed(id, e) {
-  const cols = 1;
-  $(id).replaceChildren(el("tbody", {}, el("tr", {}, el("td", { colspan: String(cols), class: "error",
+  $(id).replaceChildren(el("tbody", {}, el("tr", {}, el("td", { class: "error",
     text: e.status === 403 ? "无权限读取" : (e.text || e.message) }))));
 }
 function show(promise) { return promise.catch((e) => { if ($("error")) $("error").textContent = e.text || e.message; }); }
@@ -117,7 +122,16 @@ loaders.rooms = async () => {
     const rooms = (await api.scheduling("/rooms")).data;
     const hours = (r) => r.sessions.map((s) => `周${WEEKDAYS[s.weekday - 1]} ${s.starts.slice(0, 5)}-${s.ends.slice(0, 5)}`).join("，");
     table("rooms-table", [["campus", "院区"], ["id", "编号"], ["name", "名称"], ["modality", "设备"], ["location", "位置"],
-      [(r) => hours(r).slice(0, 80) + (hours(r).length > 80 ? "…" : ""), "工作时间"], [(r) => r.active ? "启用" : "停用", "状态"]], rooms);
+      [(r) => hours(r).slice(0, 80) + (hours(r).length > 80 ? "…" : ""), "工作时间"], [(r) => r.active ? "启用" : "停用", "状态"]], rooms,
+    (r) => [editButton(() => {
+      const f = $("room-form");
+      for (const k of ["id", "name", "modality", "campus", "location"]) f[k].value = r[k] || "";
+      f.station_ae_title.value = r.station_ae_title || "";
+      const days = new Set(r.sessions.map((x) => x.weekday));
+      for (const d of f.querySelectorAll("input[name=day]")) d.checked = days.has(Number(d.value));
+      if (r.sessions.length) { f.starts.value = r.sessions[0].starts.slice(0, 5); f.ends.value = r.sessions[r.sessions.length - 1].ends.slice(0, 5); }
+      f.name.focus();
+    }, `编辑 ${r.id}`)]);
   } catch (e) { failed("rooms-table", e); }
 };
 $("room-form").addEventListener("submit", (ev) => {
@@ -142,7 +156,13 @@ loaders.exams = async () => {
   try {
     const exams = (await api.scheduling("/exam-types")).data;
     table("exams-table", [["code", "代码"], ["name", "名称"], ["modality", "设备"], ["body_part", "部位"], ["duration_minutes", "时长"],
-      [(x) => CONTRAST[x.contrast] || x.contrast, "对比剂"], ["fasting", "空腹"], [(x) => x.auto_created ? "由申请单自动生成，待审核" : "", "备注"]], exams);
+      [(x) => CONTRAST[x.contrast] || x.contrast, "对比剂"], ["fasting", "空腹"], [(x) => x.auto_created ? "由申请单自动生成，待审核" : "", "备注"]], exams,
+    (x) => [editButton(() => {
+      const f = $("exam-form");
+      for (const k of ["code", "name", "modality", "body_part", "duration_minutes", "preparation_minutes", "contrast", "preparation"]) f[k].value = x[k] ?? "";
+      f.fasting.checked = !!x.fasting;
+      f.name.focus();
+    }, `编辑 ${x.code}`)]);
   } catch (e) { failed("exams-table", e); }
 };
 $("exam-form").addEventListener("submit", (ev) => {
