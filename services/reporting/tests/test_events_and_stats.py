@@ -155,8 +155,13 @@ async def test_priors_statistics_page_and_observations(service: Service, world: 
     assert agreement == {"doctor": f"rad-{world.tag}", "reviewed": 4, "kept": 3, "agreement_rate": 75.0}
     assert (await svc.client.get("/api/reporting/statistics", headers=rad)).status_code == 403
 
+    # the page, its script calling the API, and the shared shell sending the bearer token
     page = await svc.client.get("/ui/reporting/")
-    assert page.status_code == 200 and "/api/reporting" in page.text and "Bearer" in page.text
+    assert page.status_code == 200 and "/ui/reporting/static/reporting.js" in page.text
+    script = await svc.client.get("/ui/reporting/static/reporting.js")
+    shell = await svc.client.get("/ui/reporting/common/shell.js")
+    assert script.status_code == 200 and "/api/reporting" in script.text
+    assert shell.status_code == 200 and "Bearer" in shell.text
 
 
 async def test_template_option_marks_a_critical_finding(service: Service, world: World) -> None:
