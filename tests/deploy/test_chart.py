@@ -42,6 +42,14 @@ EXAMPLES = REPO / "deploy" / "k8s" / "examples"
 VALUES = Path(__file__).resolve().parent / "values"
 HELM_MK = REPO / "deploy" / "k8s" / "helm.mk"
 
+# The operators' APIs (CloudNativePG, RabbitMQ Cluster Operator). The chart refuses to render an operator-run
+# part whose CRD the cluster does not serve; the cluster under test serves them unless a test says otherwise.
+OPERATOR_API_VERSIONS = [
+    "postgresql.cnpg.io/v1/Cluster",
+    "postgresql.cnpg.io/v1/ScheduledBackup",
+    "rabbitmq.com/v1beta1/RabbitmqCluster",
+]
+OPERATOR_ARGS = [arg for api in OPERATOR_API_VERSIONS for arg in ("--api-versions", api)]
 # The optional APIs a cluster may serve; passed to `helm template` to render the CRD-backed objects.
 CRD_API_VERSIONS = [
     "gateway.networking.k8s.io/v1/HTTPRoute",
@@ -60,8 +68,8 @@ CRD_API_VERSIONS = [
 CONFIGS: dict[str, list[str]] = {
     "minimal": ["-f", str(EXAMPLES / "values-minimal.yaml")],
     "production": ["-f", str(EXAMPLES / "values-production.yaml")],
-    "full": ["-f", str(EXAMPLES / "values-full.yaml")],
-    "operators": ["-f", str(EXAMPLES / "values-operators.yaml")],
+    "full": ["-f", str(EXAMPLES / "values-full.yaml"), *OPERATOR_ARGS],
+    "operators": ["-f", str(EXAMPLES / "values-operators.yaml"), *OPERATOR_ARGS],
     "full-with-crds": ["-f", str(EXAMPLES / "values-full.yaml")]
     + [arg for api in CRD_API_VERSIONS for arg in ("--api-versions", api)],
     "ingress-nodeport": [
@@ -105,8 +113,10 @@ class Helm:
         )
         return HelmResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def template(self, *args: str) -> HelmResult:
-        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+    def template(self, *args: str, operators: bool = True) -> HelmResult:
+        """`helm template` on a cluster serving the operators' CRDs (operators=False: one that does not)."""
+        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                        *(OPERATOR_ARGS if operators else []), *args)
 
 
 def _helm_binary() -> Path:
@@ -206,7 +216,10 @@ def test_renders_every_service(rendered: dict[str, list[Manifest]], config: str)
 
 @pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))
 def test_lint_strict(helm: Helm, values: str) -> None:
-    result = helm.run("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(EXAMPLES / values))
+    # helm lint and `install --dry-run=client` take no --api-versions: the operator CRD check is switched off
+    # for them (it is tested with `helm template`, test_operator_crds_are_required).
+    result = helm.run("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(EXAMPLES / values),
+                      "--set", "checkOperatorCrds=false")
     assert result.returncode == 0, result.output
     assert "0 chart(s) failed" in result.stdout
 
@@ -214,7 +227,8 @@ def test_lint_strict(helm: Helm, values: str) -> None:
 @pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))
 def test_install_dry_run_client(helm: Helm, values: str) -> None:
     result = helm.run(
-        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "-f", str(EXAMPLES / values)
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "-f", str(EXAMPLES / values),
+        "--set", "checkOperatorCrds=false",
     )
     assert result.returncode == 0, result.output
     assert "STATUS: pending-install" in result.stdout
@@ -347,16 +361,27 @@ def _check_crd(docs: list[Manifest], doc: Manifest) -> list[str]:
         if kind == "Cluster":
             assert set(spec) <= {"instances", "imageName", "imagePullSecrets", "primaryUpdateStrategy", "storage",
                                  "postgresql", "resources", "affinity", "monitoring", "bootstrap",
-                                 "externalClusters", "backup"}, where
+                                 "externalClusters", "backup", "certificates"}, where
             assert len(spec["bootstrap"]) == 1 and set(spec["bootstrap"]) <= {"initdb", "recovery"}, where
-            assert spec["bootstrap"][next(iter(spec["bootstrap"]))]["secret"]["name"], where
+            boot = spec["bootstrap"][next(iter(spec["bootstrap"]))]
+            assert boot["database"] and boot["owner"], where
+            assert "secret" not in boot or boot["secret"]["name"], where
+            # Complete: replicas, a volume, requests and limits.
+            assert spec["instances"] >= 1 and spec["storage"]["size"], where
+            assert {"cpu", "memory"} <= set(spec["resources"]["requests"]) & set(spec["resources"]["limits"]), where
+            if "backup" in spec:
+                store = spec["backup"]["barmanObjectStore"]
+                assert store["destinationPath"].startswith("s3://") and store["s3Credentials"], where
         else:
             assert len(spec["schedule"].split()) == 6, f"{where}: the operator's cron has six fields"
             assert spec["cluster"]["name"] in {c["metadata"]["name"] for c in by_kind(docs, "Cluster")}, where
     elif kind == "RabbitmqCluster":
         assert doc["apiVersion"] == "rabbitmq.com/v1beta1", where
         assert set(spec) <= {"replicas", "image", "imagePullSecrets", "persistence", "resources", "affinity",
-                             "rabbitmq"}, where
+                             "rabbitmq", "tls"}, where
+        assert spec["replicas"] >= 1 and spec["persistence"]["storage"], where
+        assert {"cpu", "memory"} <= set(spec["resources"]["requests"]) & set(spec["resources"]["limits"]), where
+        assert "tls" not in spec or spec["tls"]["secretName"], where
     elif kind == "PrometheusRule":
         assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
         for group in spec["groups"]:
@@ -666,11 +691,21 @@ def test_migrations_run_after_their_database_exists(helm: Helm, config: str) -> 
     wait = int(env["IMAGING_MIGRATE_WAIT_SECONDS"])
     assert 0 < wait < job["spec"]["activeDeadlineSeconds"], "the wait must end before the Job's deadline"
     assert job["spec"]["backoffLimit"] >= 1
-    # What it waits for is in this very release when the database is in-cluster (values-full.yaml).
-    host = env["DATABASE_URL"].split("@", 1)[1].split(":", 1)[0]
+    # What it waits for is in this very release when the database is in-cluster (the CloudNativePG Cluster of
+    # values-full.yaml and values-operators.yaml): its read-write Service, through the URI of the Secret the
+    # operator generates for the Cluster (host <cluster>-rw), or the host of a URL the chart builds.
+    clusters = {c["metadata"]["name"] for c in by_kind(install, "Cluster")}
+    if env["DATABASE_URL"].startswith("$(IMAGING_PG_URI)"):
+        (uri,) = [e for e in container["env"] if e["name"] == "IMAGING_PG_URI"]
+        secret = uri["valueFrom"]["secretKeyRef"]
+        assert secret["key"] == "uri" and secret["name"].endswith("-app"), secret
+        host = secret["name"].removesuffix("-app") + "-rw"
+    else:
+        host = env["DATABASE_URL"].split("@", 1)[1].split(":", 1)[0]
     services = {s["metadata"]["name"] for s in by_kind(install, "Service")}
-    in_release = services | {f"{c['metadata']['name']}-rw" for c in by_kind(install, "Cluster")}
+    in_release = services | {f"{name}-rw" for name in clusters}
     assert (host in in_release) == (config in ("full", "operators")), (host, config)
+    assert not [s for s in by_kind(install, "StatefulSet") if "postgres" in s["metadata"]["name"]]
 
     upgrade = parse_manifests(helm.template("-f", values, "--is-upgrade").stdout)
     annotations = named(upgrade, "Job", f"{FULLNAME}-migrate")["metadata"]["annotations"]
@@ -694,13 +729,14 @@ def test_migrations_may_run_as_a_ddl_role_of_their_own(helm: Helm) -> None:
     names = [e["name"] for e in container["env"]]
     assert len(names) == len(set(names)), names
     env = {e["name"]: e for e in container["env"]}
-    assert env["DATABASE_URL"]["value"].startswith("postgresql://imaging_ddl@pacs-postgresql:5432/")
+    assert env["DATABASE_URL"]["value"].startswith(f"postgresql://imaging_ddl@{FULLNAME}-pg-rw:5432/imaging?")
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "imaging-ddl"
     assert env["IMAGING_APP_DB_ROLE"]["value"] == "imaging"
     # The services keep their own (DML) user.
     deployment = named(parse_manifests(result.stdout), "Deployment", f"{FULLNAME}-worklist")
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["DATABASE_URL"]["value"].startswith("postgresql://imaging@")
+    assert env["DATABASE_URL"]["value"].startswith("$(IMAGING_PG_URI)")
+    assert env["IMAGING_PG_URI"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULLNAME}-pg-app", "key": "uri"}
     result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "migrations.database.user=imaging_ddl")
     assert result.returncode != 0 and "migrations.database.existingSecret is required" in result.stderr
 
@@ -743,10 +779,13 @@ def test_backup_cronjob(rendered: dict[str, list[Manifest]]) -> None:
 
 
 def test_in_cluster_dependencies_are_vendored_and_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
+    """External services are the default; in-cluster PostgreSQL and RabbitMQ are operator-run (no subchart);
+    only the small-site Redis remains a vendored one-pod StatefulSet."""
     assert not by_kind(rendered["minimal"], "StatefulSet")
     full = {s["metadata"]["name"] for s in by_kind(rendered["full"], "StatefulSet")}
-    assert full == {f"{RELEASE}-postgresql", f"{RELEASE}-rabbitmq", f"{RELEASE}-redis"}
-    assert all((CHART / "charts" / name / "Chart.yaml").is_file() for name in ("postgresql", "rabbitmq", "redis"))
+    assert full == {f"{RELEASE}-redis"}
+    assert (CHART / "charts" / "redis" / "Chart.yaml").is_file()
+    assert not [name for name in ("postgresql", "rabbitmq") if (CHART / "charts" / name).exists()]
     assert "repository: file://" in (CHART / "Chart.yaml").read_text()
     assert "https://" not in "".join(line for line in (CHART / "Chart.yaml").read_text().splitlines()
                                      if line.strip().startswith("repository"))
@@ -755,8 +794,13 @@ def test_in_cluster_dependencies_are_vendored_and_off_by_default(rendered: dict[
 def test_registry_override_reaches_every_image(helm: Helm) -> None:
     result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "global.imageRegistry=mirror.local:5000")
     assert result.returncode == 0, result.stderr
-    images = {c["image"] for doc in parse_manifests(result.stdout) if pod_spec(doc) for c in _containers(doc)}
-    assert len(images) >= 4  # platform, postgres, rabbitmq, redis
+    docs = parse_manifests(result.stdout)
+    images = {c["image"] for doc in docs if pod_spec(doc) for c in _containers(doc)}
+    assert len(images) >= 3  # platform, redis, postgres (backup)
+    # ...and the images the operators run for the release.
+    images |= {d["spec"]["imageName"] for d in by_kind(docs, "Cluster")}
+    images |= {d["spec"]["image"] for d in by_kind(docs, "RabbitmqCluster")}
+    assert len(images) >= 5
     assert all(image.startswith("mirror.local:5000/") for image in images), images
 
 
@@ -851,7 +895,9 @@ def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, 
 def test_in_cluster_dependencies_are_reached_by_pod_selector(rendered: dict[str, list[Manifest]]) -> None:
     egress = named(rendered["full"], "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
     by_port = {port["port"]: rule["to"] for rule in egress for port in rule["ports"]}
-    assert by_port[5432] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgresql",
+    assert by_port[5432] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": f"{FULLNAME}-pg"}}}]
+    assert by_port[5671] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": f"{FULLNAME}-mq"}}}]
+    assert by_port[6379] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis",
                                                               "app.kubernetes.io/instance": RELEASE}}}]
     store = named(rendered["full"], "NetworkPolicy", f"{FULLNAME}-print-scp-egress-film-store")
     assert store["spec"]["egress"][0]["ports"] == [{"port": 9000, "protocol": "TCP"}]
@@ -879,9 +925,9 @@ def test_schema_rejects_unknown_keys(helm: Helm, values: str, key: str) -> None:
 
 
 def test_vendored_subcharts_have_strict_schemas_too(helm: Helm) -> None:
-    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "postgresql.auth.pasword=x")
+    result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "redis.auth.pasword=x")
     assert result.returncode != 0
-    assert "postgresql:" in result.stderr and "additional properties 'pasword' not allowed" in result.stderr
+    assert "redis:" in result.stderr and "additional properties 'pasword' not allowed" in result.stderr
     result = helm.template("-f", str(EXAMPLES / "values-full.yaml"), "--set", "redis.auth.existingSecret=")
     assert result.returncode != 0 and "redis.auth.existingSecret is required" in result.stderr
 
@@ -1357,29 +1403,62 @@ def test_operator_run_postgresql_and_rabbitmq(rendered: dict[str, list[Manifest]
     assert not by_kind(docs, "StatefulSet")
     (cluster,) = by_kind(docs, "Cluster")
     assert cluster["metadata"]["name"] == f"{FULLNAME}-pg" and cluster["spec"]["instances"] == 3
-    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "imaging", "owner": "imaging",
-                                                      "secret": {"name": "imaging-pg"}}
+    # No Secret of ours: the operator generates the owner's password into <cluster>-app.
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "imaging", "owner": "imaging"}
+    assert cluster["spec"]["storage"]["size"] == "200Gi"
+    assert cluster["spec"]["resources"]["limits"]["memory"]
     store = cluster["spec"]["backup"]["barmanObjectStore"]
     assert store["destinationPath"] == "s3://imaging-backups/pg" and store["wal"]["compression"] == "gzip"
     assert store["s3Credentials"]["secretAccessKey"]["name"] == "imaging-pg-backup"
     assert named(docs, "ScheduledBackup", f"{FULLNAME}-pg")["spec"]["backupOwnerReference"] == "self"
     (mq,) = by_kind(docs, "RabbitmqCluster")
-    assert mq["spec"]["replicas"] == 3
+    assert mq["spec"]["replicas"] == 3 and mq["spec"]["persistence"]["storage"] == "20Gi"
+    assert mq["spec"]["resources"]["requests"]["memory"] == mq["spec"]["resources"]["limits"]["memory"]
     # Operators may copy their CR's labels to the pods: never the platform's, which the default deny selects.
     for doc in (cluster, mq):
         assert "app.kubernetes.io/part-of" not in doc["metadata"]["labels"]
-    # The services and the migration Job connect to the operators' Services and Secrets.
+    # The services and the migration Job connect with what the operators generate: the Cluster's -app Secret
+    # (uri: postgresql://imaging:...@<cluster>-rw.<ns>:5432/imaging) and the broker's default-user Secret.
+    app, default_user = f"{FULLNAME}-pg-app", f"{FULLNAME}-mq-default-user"
     for doc in [*by_kind(docs, "Deployment"), named(docs, "Job", f"{FULLNAME}-migrate")]:
         env = {e["name"]: e for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["DATABASE_URL"]["value"] == f"postgresql://imaging@{FULLNAME}-pg-rw:5432/imaging?sslmode=require"
-        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "imaging-pg", "key": "password"}
-        assert env["IMAGING_AMQP_USER"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULLNAME}-mq-default-user"
-        assert env["AMQP_URL"]["value"].startswith(f"amqp://$(IMAGING_AMQP_USER):$(IMAGING_AMQP_PASSWORD)@{FULLNAME}-mq:")
+        assert env["IMAGING_PG_URI"]["valueFrom"]["secretKeyRef"] == {"name": app, "key": "uri"}
+        assert env["DATABASE_URL"]["value"] == "$(IMAGING_PG_URI)?sslmode=require"
+        assert "PGPASSWORD" not in env
+        for var, key in (("IMAGING_AMQP_USER", "username"), ("IMAGING_AMQP_PASSWORD", "password"),
+                         ("IMAGING_AMQP_HOST", "host"), ("IMAGING_AMQP_PORT", "port")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": default_user, "key": key}, var
+        assert env["AMQP_URL"]["value"] == (
+            "amqp://$(IMAGING_AMQP_USER):$(IMAGING_AMQP_PASSWORD)@$(IMAGING_AMQP_HOST):$(IMAGING_AMQP_PORT)/%2F")
+        names = [e["name"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]]
+        # $(VAR) expands only variables defined earlier in the list.
+        assert names.index("IMAGING_PG_URI") < names.index("DATABASE_URL")
+        assert max(names.index(v) for v in ("IMAGING_AMQP_USER", "IMAGING_AMQP_PASSWORD", "IMAGING_AMQP_HOST",
+                                            "IMAGING_AMQP_PORT")) < names.index("AMQP_URL")
+    # The pg_dump backup (when on) logs in with the same generated user.
+    backup = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "backup.enabled=true")
+    assert backup.returncode == 0, backup.stderr
+    cron = named(parse_manifests(backup.stdout), "CronJob", f"{FULLNAME}-backup")
+    env = {e["name"]: e for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PGHOST"]["value"] == f"{FULLNAME}-pg-rw"
+    assert env["PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": app, "key": "username"}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": app, "key": "password"}
     # ...and their pods are what the egress policy lets the platform reach.
     egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
     selectors = [peer["podSelector"]["matchLabels"] for rule in egress for peer in rule["to"] if "podSelector" in peer]
     assert {"cnpg.io/cluster": f"{FULLNAME}-pg"} in selectors
     assert {"app.kubernetes.io/name": f"{FULLNAME}-mq"} in selectors
+
+    # A password Secret of the hospital's own: bootstrap with it, and the URL is built from it.
+    own = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "cloudnativepg.auth.existingSecret=imaging-pg")
+    assert own.returncode == 0, own.stderr
+    own_docs = parse_manifests(own.stdout)
+    (cluster,) = by_kind(own_docs, "Cluster")
+    assert cluster["spec"]["bootstrap"]["initdb"]["secret"] == {"name": "imaging-pg"}
+    env = {e["name"]: e for e in named(own_docs, "Deployment", f"{FULLNAME}-worklist")["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env["DATABASE_URL"]["value"] == f"postgresql://imaging@{FULLNAME}-pg-rw:5432/imaging?sslmode=require"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "imaging-pg", "key": "password"}
 
     # Point-in-time recovery into a new cluster from the old one's backups.
     result = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set",
@@ -1392,6 +1471,65 @@ def test_operator_run_postgresql_and_rabbitmq(rendered: dict[str, list[Manifest]
     (origin,) = cluster["spec"]["externalClusters"]
     assert origin["barmanObjectStore"]["serverName"] == "pacs-imaging-pg"
     assert origin["barmanObjectStore"]["destinationPath"] == "s3://imaging-backups/pg"
-    both = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "postgresql.enabled=true,"
-                         "postgresql.auth.existingSecret=x")
-    assert both.returncode != 0 and "choose one of postgresql.enabled" in both.stderr
+    # The hand-made StatefulSet subcharts are gone: their keys are refused, naming them.
+    for key in ("postgresql", "rabbitmq"):
+        gone = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", f"{key}.enabled=true")
+        assert gone.returncode != 0 and f"additional properties '{key}' not allowed" in gone.stderr, gone.stderr
+
+
+def test_operators_with_tls_and_the_hospital_ca(rendered: dict[str, list[Manifest]]) -> None:
+    """values-full.yaml: the database's server certificate from the hospital CA (verify-full against the CA
+    bundle), AMQPS only, WAL archive to a private object store whose CA is given."""
+    docs = rendered["full"]
+    (cluster,) = by_kind(docs, "Cluster")
+    assert cluster["spec"]["certificates"] == {"serverTLSSecret": "imaging-pg-server-tls",
+                                               "serverCASecret": "imaging-pg-server-ca"}
+    assert cluster["spec"]["backup"]["barmanObjectStore"]["endpointCA"] == {"name": "imaging-pg-server-ca",
+                                                                            "key": "ca.crt"}
+    (mq,) = by_kind(docs, "RabbitmqCluster")
+    assert mq["spec"]["tls"] == {"secretName": "imaging-mq-tls", "disableNonTLSListeners": True}
+    env = {e["name"]: e for e in named(docs, "Deployment", f"{FULLNAME}-registration")["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env["DATABASE_URL"]["value"] == "$(IMAGING_PG_URI)?sslmode=verify-full"
+    assert env["PGSSLROOTCERT"]["value"] == "/etc/imaging/ca/ca-bundle.crt"
+    assert env["AMQP_URL"]["value"] == "amqps://$(IMAGING_AMQP_USER):$(IMAGING_AMQP_PASSWORD)@$(IMAGING_AMQP_HOST):5671/%2F"
+    assert "IMAGING_AMQP_PORT" not in env  # the Secret's port is the plain AMQP one
+    egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
+    assert {port["port"] for rule in egress for port in rule["ports"]} >= {5432, 5671, 6379}
+
+
+@pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))
+def test_no_example_runs_postgresql_or_rabbitmq_as_a_statefulset(helm: Helm, values: str) -> None:
+    """In-cluster PostgreSQL and RabbitMQ are operator-run (Cluster, RabbitmqCluster), never a hand-made StatefulSet."""
+    result = helm.template("-f", str(EXAMPLES / values))
+    assert result.returncode == 0, result.stderr
+    docs = parse_manifests(result.stdout)
+    for doc in by_kind(docs, "StatefulSet"):
+        images = " ".join(c["image"] for c in _containers(doc))
+        assert not re.search(r"postgres|rabbitmq", doc["metadata"]["name"] + " " + images), doc["metadata"]["name"]
+        assert doc["metadata"]["name"] == f"{RELEASE}-redis", doc["metadata"]["name"]  # the small-site Redis only
+    if values == "values-full.yaml":
+        assert by_kind(docs, "Cluster") and by_kind(docs, "RabbitmqCluster"), "values-full must use the operators"
+
+
+@pytest.mark.parametrize(("values", "unserved", "message"), [
+    ("values-operators.yaml", "postgresql.cnpg.io/v1/Cluster",
+     "cloudnativepg.enabled=true needs the CloudNativePG operator, but this cluster does not serve "
+     "postgresql.cnpg.io/v1/Cluster: install the operator and its CRDs first"),
+    ("values-operators.yaml", "postgresql.cnpg.io/v1/ScheduledBackup",
+     "does not serve postgresql.cnpg.io/v1/ScheduledBackup"),
+    ("values-full.yaml", "rabbitmq.com/v1beta1/RabbitmqCluster",
+     "rabbitmqCluster.enabled=true needs the RabbitMQ Cluster Operator, but this cluster does not serve "
+     "rabbitmq.com/v1beta1/RabbitmqCluster: install the operator and its CRD first"),
+])
+def test_operator_crds_are_required(helm: Helm, values: str, unserved: str, message: str) -> None:
+    served = [a for api in OPERATOR_API_VERSIONS if api != unserved for a in ("--api-versions", api)]
+    result = helm.template("-f", str(EXAMPLES / values), *served, operators=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    # Nothing served at all: the first missing one is named; external services need no operator.
+    assert helm.template("-f", str(EXAMPLES / values), operators=False).returncode != 0
+    assert helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), operators=False).returncode == 0
+    # Rendering offline on purpose (helm lint): the check can be switched off.
+    offline = helm.template("-f", str(EXAMPLES / values), "--set", "checkOperatorCrds=false", operators=False)
+    assert offline.returncode == 0, offline.stderr

@@ -84,25 +84,26 @@ Each returns a dict as YAML: host, port, secret, passwordKey (and more per kind)
 {{- define "imaging.db" -}}
 {{- if .Values.cloudnativepg.enabled -}}
 {{- $c := .Values.cloudnativepg -}}
-host: {{ printf "%s-pg-rw" (include "imaging.fullname" .) }}
+{{- $cluster := printf "%s-pg" (include "imaging.fullname" .) -}}
+host: {{ $cluster }}-rw
 port: 5432
 database: {{ $c.auth.database }}
 user: {{ $c.auth.username }}
+sslmode: {{ $c.sslmode }}
+selector: {cnpg.io/cluster: {{ $cluster }}}
+{{- if $c.auth.existingSecret }}
 secret: {{ $c.auth.existingSecret }}
 passwordKey: password
-sslmode: require
-selector: {cnpg.io/cluster: {{ printf "%s-pg" (include "imaging.fullname" .) }}}
-{{- else if .Values.postgresql.enabled -}}
-host: {{ printf "%s-postgresql" .Release.Name }}
-port: 5432
-database: {{ .Values.postgresql.auth.database }}
-user: {{ .Values.postgresql.auth.username }}
-secret: {{ .Values.postgresql.auth.existingSecret }}
-passwordKey: {{ .Values.postgresql.auth.passwordKey }}
-sslmode: disable
+{{- else }}
+{{- /* The operator's generated Secret: uri (the whole URL, password included), username, password. */}}
+secret: {{ $cluster }}-app
+passwordKey: password
+userKey: username
+uriKey: uri
+{{- end }}
 {{- else -}}
 {{- $e := .Values.externalDatabase -}}
-host: {{ required "externalDatabase.host is required (or set postgresql.enabled=true for an in-cluster PostgreSQL)" $e.host }}
+host: {{ required "externalDatabase.host is required (or set cloudnativepg.enabled=true for PostgreSQL run by the CloudNativePG operator)" $e.host }}
 port: {{ $e.port }}
 database: {{ $e.database }}
 user: {{ $e.user }}
@@ -115,28 +116,24 @@ sslmode: {{ $e.sslmode }}
 {{- define "imaging.mq" -}}
 {{- if .Values.rabbitmqCluster.enabled -}}
 {{- $name := printf "%s-mq" (include "imaging.fullname" .) -}}
+{{- $tls := .Values.rabbitmqCluster.tls.secretName -}}
+{{- /* The operator's <name>-default-user Secret holds host, port, username and password. With TLS the
+listener is 5671 only, so the port is the chart's (the Secret's port key names the AMQP one). */}}
 host: {{ $name }}
-port: 5672
+port: {{ ternary 5671 5672 (ne $tls "") }}
 vhost: /
 user: $(IMAGING_AMQP_USER)
 userKey: username
+hostKey: host
+portKey: {{ ternary "" "port" (ne $tls "") | quote }}
 secret: {{ $name }}-default-user
 passwordKey: password
 urlKey: ""
-scheme: amqp
+scheme: {{ ternary "amqps" "amqp" (ne $tls "") }}
 selector: {app.kubernetes.io/name: {{ $name }}}
-{{- else if .Values.rabbitmq.enabled -}}
-host: {{ printf "%s-rabbitmq" .Release.Name }}
-port: 5672
-vhost: /
-user: {{ .Values.rabbitmq.auth.username }}
-secret: {{ .Values.rabbitmq.auth.existingSecret }}
-passwordKey: {{ .Values.rabbitmq.auth.passwordKey }}
-urlKey: ""
-scheme: amqp
 {{- else -}}
 {{- $e := .Values.externalRabbitmq -}}
-host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRabbitmq.host is required (or set rabbitmq.enabled=true for an in-cluster RabbitMQ)" $e.host }}{{ end }}
+host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRabbitmq.host is required (or set rabbitmqCluster.enabled=true for RabbitMQ run by the RabbitMQ Cluster Operator)" $e.host }}{{ end }}
 port: {{ $e.port }}
 vhost: {{ $e.vhost | quote }}
 user: {{ $e.user }}
@@ -156,9 +153,10 @@ secret: {{ .Values.redis.auth.existingSecret }}
 passwordKey: {{ .Values.redis.auth.passwordKey }}
 urlKey: ""
 scheme: redis
+selector: {app.kubernetes.io/name: redis, app.kubernetes.io/instance: {{ .Release.Name }}}
 {{- else -}}
 {{- $e := .Values.externalRedis -}}
-host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRedis.host is required (or set redis.enabled=true for an in-cluster Redis)" $e.host }}{{ end }}
+host: {{ if $e.urlKey }}{{ $e.host | quote }}{{ else }}{{ required "externalRedis.host is required (or set redis.enabled=true for the one-pod in-cluster Redis of small sites)" $e.host }}{{ end }}
 port: {{ $e.port }}
 database: {{ $e.database }}
 secret: {{ $e.existingSecret | quote }}
@@ -177,11 +175,19 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
 {{- $db := include "imaging.db" . | fromYaml -}}
 {{- $mq := include "imaging.mq" . | fromYaml -}}
 {{- $rd := include "imaging.redis" . | fromYaml -}}
+{{- if $db.uriKey }}
+- name: IMAGING_PG_URI
+  valueFrom:
+    secretKeyRef: {name: {{ $db.secret | quote }}, key: {{ $db.uriKey | quote }}}
+- name: DATABASE_URL
+  value: {{ printf "$(IMAGING_PG_URI)?sslmode=%s" $db.sslmode | quote }}
+{{- else }}
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $db.secret | quote }}, key: {{ $db.passwordKey | quote }}}
 - name: DATABASE_URL
   value: {{ printf "postgresql://%s@%s:%v/%s?sslmode=%s" $db.user $db.host $db.port $db.database $db.sslmode | quote }}
+{{- end }}
 {{- if $mq.urlKey }}
 - name: AMQP_URL
   valueFrom:
@@ -192,11 +198,21 @@ spliced in by Kubernetes' $(VAR) expansion; or the whole URL from the Secret's u
   valueFrom:
     secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.userKey | quote }}}
 {{- end }}
+{{- if $mq.hostKey }}
+- name: IMAGING_AMQP_HOST
+  valueFrom:
+    secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.hostKey | quote }}}
+{{- end }}
+{{- if $mq.portKey }}
+- name: IMAGING_AMQP_PORT
+  valueFrom:
+    secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.portKey | quote }}}
+{{- end }}
 - name: IMAGING_AMQP_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $mq.secret | quote }}, key: {{ $mq.passwordKey | quote }}}
 - name: AMQP_URL
-  value: {{ printf "%s://%s:$(IMAGING_AMQP_PASSWORD)@%s:%v/%s" $mq.scheme $mq.user $mq.host $mq.port (urlquery $mq.vhost) | quote }}
+  value: {{ printf "%s://%s:$(IMAGING_AMQP_PASSWORD)@%s:%v/%s" $mq.scheme $mq.user (ternary "$(IMAGING_AMQP_HOST)" $mq.host (ne ($mq.hostKey | default "") "")) (ternary "$(IMAGING_AMQP_PORT)" (toString $mq.port) (ne ($mq.portKey | default "") "")) (urlquery $mq.vhost) | quote }}
 {{- end }}
 {{- if $rd.urlKey }}
 - name: REDIS_URL
@@ -347,12 +363,7 @@ criticalAck:
 {{- if and .Values.gateway.enabled (not .Values.gateway.create) (not .Values.gateway.parentRefs) -}}
 {{- fail "gateway.parentRefs is required when gateway.create=false (the existing Gateway to attach routes to)" -}}
 {{- end -}}
-{{- if and .Values.postgresql.enabled .Values.cloudnativepg.enabled -}}
-{{- fail "choose one of postgresql.enabled (a single StatefulSet, for trials) and cloudnativepg.enabled" -}}
-{{- end -}}
-{{- if and .Values.rabbitmq.enabled .Values.rabbitmqCluster.enabled -}}
-{{- fail "choose one of rabbitmq.enabled (a single StatefulSet, for trials) and rabbitmqCluster.enabled" -}}
-{{- end -}}
+{{- include "imaging.checkOperatorCrds" . -}}
 {{- $_ := include "imaging.tcpMode" . -}}
 {{- $_ := include "imaging.db" . -}}
 {{- $_ := include "imaging.mq" . -}}
@@ -414,6 +425,11 @@ serverName: {{ . | quote }}
 {{- with .b.endpointURL }}
 endpointURL: {{ . | quote }}
 {{- end }}
+{{- if .b.endpointCA.name }}
+endpointCA: {name: {{ .b.endpointCA.name | quote }}, key: {{ .b.endpointCA.key | default "ca.crt" | quote }}}
+{{- else if .ca.existingSecret }}
+endpointCA: {name: {{ .ca.existingSecret | quote }}, key: {{ .ca.key | quote }}}
+{{- end }}
 s3Credentials:
   accessKeyId: {name: {{ required "cloudnativepg.backup.existingSecret is required (S3 credentials)" .b.existingSecret | quote }}, key: {{ .b.accessKeyIdKey | quote }}}
   secretAccessKey: {name: {{ .b.existingSecret | quote }}, key: {{ .b.secretAccessKeyKey | quote }}}
@@ -426,4 +442,29 @@ app.kubernetes.io/name: {{ .name }}
 app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+
+{{/*
+Operator-run parts need their operator's CRDs: without them the API server refuses the Cluster or
+RabbitmqCluster and, worse, a half-applied release waits for a database that never comes. So fail the
+render early, naming what to install (.Capabilities.APIVersions: the live cluster's APIs on install and
+upgrade, or the --api-versions given to `helm template`).
+*/}}
+{{- define "imaging.checkOperatorCrds" -}}
+{{- if .Values.checkOperatorCrds -}}
+{{- $apis := .Capabilities.APIVersions -}}
+{{- if .Values.cloudnativepg.enabled -}}
+{{- $need := list "postgresql.cnpg.io/v1/Cluster" -}}
+{{- if .Values.cloudnativepg.backup.enabled }}{{ $need = append $need "postgresql.cnpg.io/v1/ScheduledBackup" }}{{ end -}}
+{{- range $need -}}
+{{- if not ($apis.Has .) -}}
+{{- fail (printf "cloudnativepg.enabled=true needs the CloudNativePG operator, but this cluster does not serve %s: install the operator and its CRDs first (deploy/k8s/README.md, \"Operators\"), or use externalDatabase. Rendering offline: pass --api-versions %s" . .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.rabbitmqCluster.enabled (not ($apis.Has "rabbitmq.com/v1beta1/RabbitmqCluster")) -}}
+{{- fail "rabbitmqCluster.enabled=true needs the RabbitMQ Cluster Operator, but this cluster does not serve rabbitmq.com/v1beta1/RabbitmqCluster: install the operator and its CRD first (deploy/k8s/README.md, \"Operators\"), or use externalRabbitmq. Rendering offline: pass --api-versions rabbitmq.com/v1beta1/RabbitmqCluster" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
