@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -103,6 +104,27 @@ async def test_a_clerk_books_drags_prints_and_cancels(site: Site, browser: Brows
     assert second["room_id"] == w["rooms"][1] and second["start"] == first["start"] and second["status"] == "booked"
     await snapshot(page, "scheduling", "dragged")
 
+    # Moved with the keyboard instead: outside the room's hours, refused in Chinese; an hour later, moved.
+    await page.locator(".appt", has_text=w["name"]).focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail")).to_be_visible()
+    day = (await page.input_value("#move-start"))[:10]  # local date of the booking
+    await page.fill("#move-start", f"{day}T20:00")
+    await page.locator("#move-start").press("Enter")
+    await expect(page.locator("#error")).to_have_text("无法预约：不在检查室工作时间内")
+    assert errors == ["error: Failed to load resource: the server responded with a status of 422 "
+                      "(Unprocessable Entity)"]
+    errors.clear()  # the browser's own line for the refused move; nothing else may appear
+    next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    await page.fill("#move-start", f"{next_day}T09:00")
+    await page.locator("#move-start").press("Enter")
+    await expect(page.locator("#day")).to_have_value(next_day)  # the board follows the booking
+    await expect(page.locator(f'#board td[data-room="{w["rooms"][1]}"] .appt', has_text=w["name"])).to_contain_text(
+        "09:00")
+    await expect(page.locator("#error")).to_be_empty()
+    third = await appointment(site, w["order_id"])
+    assert third["room_id"] == w["rooms"][1] and third["start"] != second["start"]
+
     # The slip: a link that opens without a token in a browser that never signed in.
     await page.locator(".appt", has_text=w["name"]).click()
     await expect(page.locator("#detail")).to_be_visible()
@@ -125,13 +147,13 @@ async def test_a_clerk_books_drags_prints_and_cancels(site: Site, browser: Brows
     await expect(slip_page.locator("body")).to_contain_text("预约回执链接无效或已过期")
     assert w["name"] not in await slip_page.content()
     ctx = site.ctx("scheduling")
-    short = await slip_links.issue(ctx.redis, ctx.settings.namespace, appointment_id=second["id"],
+    short = await slip_links.issue(ctx.redis, ctx.settings.namespace, appointment_id=third["id"],
                                    user_id="u-test", username="test", seconds=1)
     await asyncio.sleep(1.5)
-    r = await slip_page.goto(f"{site.url}/api/scheduling/appointments/{second['id']}/receipt.html?slip={short}")
+    r = await slip_page.goto(f"{site.url}/api/scheduling/appointments/{third['id']}/receipt.html?slip={short}")
     assert r is not None and r.status == 403
     async with httpx.AsyncClient(base_url=site.url) as anon:  # and never without any link
-        assert (await anon.get(f"/api/scheduling/appointments/{second['id']}/receipt.html")).status_code == 401
+        assert (await anon.get(f"/api/scheduling/appointments/{third['id']}/receipt.html")).status_code == 401
     await kiosk.close()
 
     # Cancel with a reason (keyboard: the reason, Enter): gone from the board, waiting again.

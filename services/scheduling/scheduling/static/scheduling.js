@@ -29,8 +29,19 @@ const name = (p) => String(person(p).name || "").split("=").pop().replaceAll("^"
 function dayStart() { const [y, m, d] = $("day").value.split("-").map(Number); return new Date(y, m - 1, d); }
 function addDays(d, n) { const x = new Date(d); x.setDate(x.getDate() + n); return x; }
 function weekday(d) { return ((d.getDay() + 6) % 7) + 1; } // ISO: 1 = Monday
+// The built-in constraints a booking can break, in the desk's words (rules an admin wrote carry their own reason).
+const BUILT_IN = { "slot-taken": "该时段已有预约", "working-hours": "不在检查室工作时间内", "time-slice": "不在检查室的时间片上",
+  closure: "检查室该时段停用（维护或节假日）", "room-active": "检查室未启用", "room-modality": "检查室设备类型与检查不符",
+  "room-capability": "检查室不具备该检查所需条件", technologist: "该时段没有排班技师", "channel-quota": "该预约渠道名额已满",
+  "one-patient": "该检查已有有效预约", "patient-busy": "患者该时段已有其他检查", "order-cancelled": "申请单已取消",
+  "no-slot": "预约期限内没有满足全部规则的空位" };
+function refusal(e) {
+  const v = e && e.body && Array.isArray(e.body.violations) ? e.body.violations : [];
+  if (!v.length) return e.text || e.message;
+  return "无法预约：" + [...new Set(v.map((x) => (x.type === "built-in" && BUILT_IN[x.rule]) || x.reason))].join("；");
+}
 function show(promise) {
-  return promise.catch((e) => { if ($("error")) $("error").textContent = e.text || e.message; });
+  return promise.catch((e) => { if ($("error")) $("error").textContent = refusal(e); });
 }
 function ok() { $("error").textContent = ""; }
 
@@ -148,6 +159,8 @@ async function reschedule(a, roomId, start) {
   const moved = await call(`/appointments/${a.id}/reschedule`, { method: "POST",
     body: { room_id: roomId, start: start.toISOString(), reason: "排程看板改约" } });
   selected = moved;
+  const [from, to] = range(), at = new Date(moved.start);
+  if (at < from || at >= to) $("day").value = ymd(at);  // the board follows the booking to its day
   await loadBoard();
   $("proposal").textContent = "";
   $("error").textContent = "";
