@@ -184,52 +184,48 @@ class AppointmentInfo(BaseModel):
     version: int | None = None  # per-appointment version in scheduling, +1 with each change
 
 
-def _appointment_version(appointment_id: str, version: int | None) -> list[tuple[str, int]]:
-    return [(f"appointment:{appointment_id}", version)] if version is not None else []
+class _WithAppointment(EventData):
+    """An appointment event carrying the whole appointment: a snapshot of its version."""
 
-
-class AppointmentBooked(EventData):
-    type: ClassVar[str] = "appointment.booked"
     appointment: AppointmentInfo
 
     def subject_versions(self) -> list[tuple[str, int]]:
-        return _appointment_version(self.appointment.appointment_id, self.appointment.version)
+        version = self.appointment.version
+        return [(f"appointment:{self.appointment.appointment_id}", version)] if version is not None else []
 
 
-class AppointmentRescheduled(EventData):
-    type: ClassVar[str] = "appointment.rescheduled"
-    appointment: AppointmentInfo  # the new time and place
+class _AboutAppointment(EventData):
+    """An appointment event naming the appointment (and its order): a snapshot of its version."""
+
+    appointment_id: str
+    order_id: str
+    accession_number: str
+    version: int | None = None
+
+    def subject_versions(self) -> list[tuple[str, int]]:
+        return [(f"appointment:{self.appointment_id}", self.version)] if self.version is not None else []
+
+
+class AppointmentBooked(_WithAppointment):
+    type: ClassVar[str] = "appointment.booked"
+
+
+class AppointmentRescheduled(_WithAppointment):
+    type: ClassVar[str] = "appointment.rescheduled"  # the appointment: the new time and place
     previous_start: datetime
     previous_room_id: str
 
-    def subject_versions(self) -> list[tuple[str, int]]:
-        return _appointment_version(self.appointment.appointment_id, self.appointment.version)
 
-
-class AppointmentCancelled(EventData):
+class AppointmentCancelled(_AboutAppointment):
     type: ClassVar[str] = "appointment.cancelled"
-    appointment_id: str
-    order_id: str
-    accession_number: str
     reason: str
-    version: int | None = None
-
-    def subject_versions(self) -> list[tuple[str, int]]:
-        return _appointment_version(self.appointment_id, self.version)
 
 
-class AppointmentNoShow(EventData):
+class AppointmentNoShow(_AboutAppointment):
     type: ClassVar[str] = "appointment.noshow"
-    appointment_id: str
-    order_id: str
-    accession_number: str
     patient: PatientRef
     reason: str | None = None
     no_show_count: int = 1  # the patient's no-shows so far, for the consequences rule
-    version: int | None = None
-
-    def subject_versions(self) -> list[tuple[str, int]]:
-        return _appointment_version(self.appointment_id, self.version)
 
 
 class AppointmentReminder(EventData):
