@@ -83,6 +83,51 @@ async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, br
                   if e["code"] == f"CT-CARD-{tag}"]
     assert exam["modality"] == "CT" and exam["contrast"] == "iodinated" and exam["fasting"] is True
 
+    # A queue and a door screen added; a starter queue renamed from its row keeps its priority policy and
+    # skip rule (the form does not show them).
+    await page.locator(".tabs button", has_text="队列与屏幕").click()
+    await expect(page.locator("#queues-table tbody tr").first).to_be_visible()
+    async with site.client("admin") as api:
+        [before] = (await api.get("/api/queue/queues")).json()["data"][:1]
+    await page.click(f'button[aria-label="编辑 {before["queue_id"]}"]')
+    await expect(page.locator("#queue-form [name=name]")).to_be_focused()
+    await page.fill("#queue-form [name=name]", before["name"] + "（改）")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#queues-table")).to_contain_text(before["name"] + "（改）")
+    await page.fill("#queue-form [name=queue_id]", f"Q-{tag}")
+    await page.fill("#queue-form [name=name]", "心脏CT候诊")
+    await page.fill("#queue-form [name=ticket_prefix]", "H")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#queues-table")).to_contain_text("心脏CT候诊")
+    await page.fill("#screen-form [name=screen_id]", f"S-{tag}")
+    await page.select_option("#screen-form [name=kind]", "door")
+    await page.fill("#screen-form [name=title]", "CT9室")
+    await page.fill("#screen-form [name=room_ids]", "CT1")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#screens-table tr", has_text=f"S-{tag}")).to_contain_text("诊室门口屏")
+    async with site.client("admin") as api:
+        queues = {q["queue_id"]: q for q in (await api.get("/api/queue/queues")).json()["data"]}
+        screens = {x["screen_id"]: x for x in (await api.get("/api/queue/screens")).json()["data"]}
+    after = queues[before["queue_id"]]
+    assert after["name"] == before["name"] + "（改）"
+    assert (after["policy"], after["skip_rule"]) == (before["policy"], before["skip_rule"])
+    assert queues[f"Q-{tag}"]["ticket_prefix"] == "H" and screens[f"S-{tag}"]["room_ids"] == ["CT1"]
+
+    # A user added (the one-time secrets shown once), then given another role from its row.
+    await page.locator(".tabs button", has_text="用户与角色").click()
+    await page.fill("#user-form [name=username]", f"zhang{tag.lower()}")
+    await page.fill("#user-form [name=display_name]", "张护士")
+    await page.check("#user-roles input[value=nurse]")
+    await page.locator("#user-submit").click()
+    await expect(page.locator("#user-secret")).to_contain_text("一次性密码")
+    await page.click(f'button[aria-label="修改 zhang{tag.lower()} 的角色"]')
+    await expect(page.locator("#user-form [name=username]")).to_have_value(f"zhang{tag.lower()}")
+    await page.check("#user-roles input[value=clerk]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#users-table tr", has_text=f"zhang{tag.lower()}")).to_contain_text("登记员、护士")
+    await page.click(f'#users-table button[data-user="zhang{tag.lower()}"]')
+    await expect(page.locator("#users-table tr", has_text=f"zhang{tag.lower()}")).to_contain_text("已停用")
+
     # The other services' configuration, as loaded.
     seen = (("队列与屏幕", "#screens-table", "候诊大厅屏"), ("报告模板与常用词", "#templates-table", "CT"),
             ("危急值字典与升级", "#dictionary-table", "CT"), ("用户与角色", "#users-table", "科室管理员"))
@@ -97,6 +142,15 @@ async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, br
                                 [f"CT9-{tag}", f"CT-CARD-{tag}"])
     assert sorted((r["entity"], r["entity_id"]) for r in rows) == [
         ("exam_type", f"CT-CARD-{tag}"), ("room", f"CT9-{tag}"), ("room", f"CT9-{tag}")]
+    async with site.ctx("queue").pool.acquire() as conn:
+        queue_rows = await conn.fetch("SELECT entity_id FROM audit.audit_log WHERE entity_id = ANY($1)",
+                                      [f"Q-{tag}", f"S-{tag}", before["queue_id"]])
+    assert {r["entity_id"] for r in queue_rows} >= {f"Q-{tag}", f"S-{tag}", before["queue_id"]}
+    async with site.ctx("registration").pool.acquire() as conn:
+        user_id = await conn.fetchval("SELECT id::text FROM staff_users WHERE username = $1", f"zhang{tag.lower()}")
+        user_rows = await conn.fetch(
+            "SELECT action FROM audit.audit_log WHERE entity = 'staff_user' AND entity_id = $1", user_id)
+    assert sorted(r["action"] for r in user_rows) == ["create", "update", "update"]
     assert errors == []
     await context.close()
 
