@@ -1496,6 +1496,15 @@ def test_operators_with_tls_and_the_hospital_ca(rendered: dict[str, list[Manifes
     assert "IMAGING_AMQP_PORT" not in env  # the Secret's port is the plain AMQP one
     egress = named(docs, "NetworkPolicy", f"{FULLNAME}-egress-infrastructure")["spec"]["egress"]
     assert {port["port"] for rule in egress for port in rule["ports"]} >= {5432, 5671, 6379}
+    # Every pod that verifies the database's certificate has the CA bundle: services, migration, pg_dump, audit.
+    for kind, name in (("Job", "migrate"), ("CronJob", "backup"), ("CronJob", "audit")):
+        doc = named(docs, kind, f"{FULLNAME}-{name}")
+        pod = (doc["spec"].get("jobTemplate", {}).get("spec") or doc["spec"])["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["PGSSLROOTCERT"] == "/etc/imaging/ca/ca-bundle.crt", name
+        assert {"name": "ca-bundle", "mountPath": "/etc/imaging/ca", "readOnly": True} in container["volumeMounts"]
+        assert [v for v in pod["volumes"] if v["name"] == "ca-bundle"], name
 
 
 @pytest.mark.parametrize("values", sorted(p.name for p in EXAMPLES.glob("values-*.yaml")))

@@ -78,7 +78,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
-Infrastructure endpoints: the in-cluster subchart's Service when it is enabled, else the external host.
+Infrastructure endpoints: the operator-run cluster (CloudNativePG, RabbitMQ Cluster Operator) or the
+small-site Redis subchart when enabled, else the external host.
 Each returns a dict as YAML: host, port, secret, passwordKey (and more per kind).
 */}}
 {{- define "imaging.db" -}}
