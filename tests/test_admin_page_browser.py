@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from imaging_testing import eventually
 from playwright.async_api import Browser, expect
 
 from . import staff_pages
@@ -127,6 +128,24 @@ async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, br
     await expect(page.locator("#users-table tr", has_text=f"zhang{tag.lower()}")).to_contain_text("登记员、护士")
     await page.click(f'#users-table button[data-user="zhang{tag.lower()}"]')
     await expect(page.locator("#users-table tr", has_text=f"zhang{tag.lower()}")).to_contain_text("已停用")
+
+    # The escalation chain: a step added (phone task after 20 minutes) and saved.
+    await page.locator(".tabs button", has_text="危急值字典与升级").click()
+    async with site.client("admin") as api:
+        steps = (await api.get("/api/critical-values/escalation-chain")).json()["steps"]
+    await expect(page.locator("#chain-table tbody tr")).to_have_count(len(steps))
+    await page.click("#chain-add")
+    n = len(steps) + 1
+    await page.select_option(f'#chain-table select[aria-label="第{n}步动作"]', "phone-task")
+    await page.fill(f'#chain-table input[aria-label="第{n}步分钟数"]', "20")
+    await page.locator(f'#chain-table input[aria-label="第{n}步分钟数"]').press("Enter")
+    async with site.client("admin") as api:
+        async def saved() -> bool:
+            r = await api.get("/api/critical-values/escalation-chain")
+            return len(r.json()["steps"]) == n
+        await eventually(saved, "the chain saved", within=10)
+        last = (await api.get("/api/critical-values/escalation-chain")).json()["steps"][-1]
+    assert last["action"] == "phone-task" and last["after_minutes"] == 20
 
     # The other services' configuration, as loaded.
     seen = (("队列与屏幕", "#screens-table", "候诊大厅屏"), ("报告模板与常用词", "#templates-table", "CT"),
