@@ -16,7 +16,7 @@ SYSTEM_BINARIES := /usr/bin/findscu /usr/bin/tesseract /usr/share/tesseract-ocr/
 
 include deploy/k8s/helm.mk
 
-.PHONY: help venv lock sbom audit system-deps run migrate test lint bench infra clean
+.PHONY: help venv lock sbom audit audit-offline audit-refresh system-deps run migrate test lint bench infra clean
 
 help:
 	@echo "make run      start the whole platform on one machine"
@@ -28,6 +28,8 @@ help:
 	@echo "make lock     recompile requirements*.lock (hashed) after editing requirements*.txt"
 	@echo "make sbom     CycloneDX SBOM of what the image installs, in $(SBOM)"
 	@echo "make audit    pip-audit of the locks against the PyPI advisory database (needs network)"
+	@echo "make audit-offline  the same audit against the committed advisory snapshot (no network)"
+	@echo "make audit-refresh  rebuild that snapshot from the PyPA Advisory Database (git clone)"
 
 # Third-party packages only from the hashed lock (pip refuses anything unpinned, unhashed or altered),
 # exactly its entries (--no-deps: pip resolves nothing itself, so a requirement with an extra, such as
@@ -68,6 +70,25 @@ AUDIT_IGNORE := --ignore-vuln GHSA-wj6h-64fc-37mp
 audit: venv
 	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip --vulnerability-service $(AUDIT_SERVICE) \
 		$(AUDIT_IGNORE) -r requirements-dev.lock
+
+# The same audit without the network, which CI runs (tests/deploy/test_audit_offline.py): every locked
+# package==version against the committed snapshot of the PyPA Advisory Database in deploy/advisories,
+# with the same ignore list (each id explained in SECURITY.md). It prints the snapshot's source and date.
+audit-offline: venv
+	$(PY) deploy/advisories/audit_offline.py check $(AUDIT_IGNORE)
+
+# Rebuilds that snapshot (deploy/advisories/pypi-<database commit date>.json) where GitHub is reachable:
+# a shallow clone of ADVISORY_REPO; or, with ADVISORY_DB=<git dir>, from a clone brought in otherwise.
+# Commit the new snapshot; `make audit-offline` then says what it finds.
+ADVISORY_REPO ?= https://github.com/pypa/advisory-database
+audit-refresh: venv
+ifdef ADVISORY_DB
+	$(PY) deploy/advisories/audit_offline.py snapshot --db $(ADVISORY_DB) --source $(ADVISORY_REPO)
+else
+	rm -rf build/advisory-database.git
+	git clone -q --bare --depth 1 $(ADVISORY_REPO) build/advisory-database.git
+	$(PY) deploy/advisories/audit_offline.py snapshot --db build/advisory-database.git --source $(ADVISORY_REPO)
+endif
 
 # Installs missing Debian packages when run as root; otherwise names what is missing and fails.
 system-deps:

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -38,7 +39,7 @@ ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 def locked(path: Path) -> list[tuple[str, str]]:
     """(canonical name, version) of each pinned entry of a requirements lock."""
-    out = []
+    out: list[tuple[str, str]] = []
     for line in path.read_text().splitlines():
         m = ENTRY.match(line)
         if m:
@@ -77,7 +78,7 @@ def _in_range(version: Version, events: list[dict[str, str]]) -> bool:
     return affected
 
 
-def affects(advisory: dict, package: str, version: str) -> bool:
+def affects(advisory: dict[str, Any], package: str, version: str) -> bool:
     """Whether an OSV advisory (as stored in the snapshot) affects package==version."""
     if advisory.get("withdrawn"):
         return False
@@ -98,7 +99,7 @@ def affects(advisory: dict, package: str, version: str) -> bool:
 class Hit:
     package: str
     version: str
-    advisory: dict
+    advisory: dict[str, Any]
 
     def line(self) -> str:
         a = self.advisory
@@ -107,7 +108,7 @@ class Hit:
                f"{a.get('summary', '')}"
 
 
-def audit(packages: Iterable[tuple[str, str]], advisories: list[dict]) -> list[Hit]:
+def audit(packages: Iterable[tuple[str, str]], advisories: list[dict[str, Any]]) -> list[Hit]:
     return [Hit(name, version, a) for name, version in packages for a in advisories if affects(a, name, version)]
 
 
@@ -156,14 +157,15 @@ def _git(db: str, *args: str) -> str:
     return subprocess.run(["git", "--git-dir", db, *args], check=True, capture_output=True, text=True).stdout
 
 
-def _compact(osv: dict, names: set[str]) -> dict | None:
-    affected = []
+def _compact(osv: dict[str, Any], names: set[str]) -> dict[str, Any] | None:
+    affected: list[dict[str, Any]] = []
     for entry in osv.get("affected", []):
         pkg = entry.get("package", {})
         if pkg.get("ecosystem") != "PyPI" or canonicalize_name(pkg.get("name", "")) not in names:
             continue
-        ranges = [{"type": r["type"], "events": [{k: str(v) for k, v in e.items()} for e in r.get("events", [])]}
-                  for r in entry.get("ranges", []) if r.get("type") in ("ECOSYSTEM", "SEMVER")]
+        ranges: list[dict[str, Any]] = [
+            {"type": r["type"], "events": [{k: str(v) for k, v in e.items()} for e in r.get("events", [])]}
+            for r in entry.get("ranges", []) if r.get("type") in ("ECOSYSTEM", "SEMVER")]
         # a listed version its ranges already cover adds nothing (affected = listed or in a range): dropped
         versions = [str(v) for v in entry.get("versions", [])
                     if not ((parsed := _version(str(v))) and any(_in_range(parsed, r["events"]) for r in ranges))]
@@ -172,12 +174,13 @@ def _compact(osv: dict, names: set[str]) -> dict | None:
         return None
     text = (osv.get("summary") or osv.get("details") or "").strip().splitlines()
     summary = text[0] if text else ""
-    out = {"id": osv["id"], "aliases": sorted(osv.get("aliases") or []),
-           "summary": summary if len(summary) <= 200 else summary[:197] + "...",
-           "modified": str(osv.get("modified", "")),
-           "fixed": sorted({e["fixed"] for a in affected for r in a["ranges"] for e in r["events"] if "fixed" in e},
-                           key=lambda v: (_version(v) or Version("0"), v)),
-           "affected": affected}
+    out: dict[str, Any] = {
+        "id": osv["id"], "aliases": sorted(osv.get("aliases") or []),
+        "summary": summary if len(summary) <= 200 else summary[:197] + "...",
+        "modified": str(osv.get("modified", "")),
+        "fixed": sorted({e["fixed"] for a in affected for r in a["ranges"] for e in r["events"] if "fixed" in e},
+                        key=lambda v: (_version(v) or Version("0"), v)),
+        "affected": affected}
     if osv.get("withdrawn"):
         out["withdrawn"] = str(osv["withdrawn"])
     return out
