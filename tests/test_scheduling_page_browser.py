@@ -174,3 +174,28 @@ async def test_a_clerk_books_drags_prints_and_cancels(site: Site, browser: Brows
     await expect(page.locator("#board tbody tr")).to_have_count(7)
     assert errors == []
     await context.close()
+
+
+async def test_a_technologist_sees_the_board_without_booking(site: Site, browser: Browser) -> None:
+    tag = uuid.uuid4().hex[:6]
+    w = await seed(site, tag)
+    async with site.client("clerk") as clerk:
+        r = await clerk.post("/api/scheduling/appointments", json={"order_id": w["order_id"], "exam_code": w["exam"],
+                                                                   "campus": w["campus"]})
+        assert r.status_code == 201, r.text
+        booked = r.json()
+    context, page, errors = await signed_in(browser, site, "/ui/scheduling/", ["technologist"], "技师小陈")
+    await page.select_option("#campus", w["campus"])
+    await page.fill("#day", booked["start"][:10])  # a UTC date: the rooms open 08:00-18:00 Beijing time
+    await page.locator("#day").dispatch_event("change")
+    appt = page.locator(".appt", has_text=w["name"])
+    await expect(appt).to_have_count(1)
+    assert await appt.get_attribute("draggable") is None
+    await appt.click()
+    await expect(page.locator("#detail")).to_be_visible()
+    for gone in ("#requests", "#move", "#cancel", "#booking"):
+        await expect(page.locator(gone)).to_have_count(0)
+    await expect(page.locator("#slip")).to_be_visible()
+    await snapshot(page, "scheduling", "technologist")
+    assert errors == []
+    await context.close()

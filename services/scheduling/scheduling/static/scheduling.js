@@ -112,7 +112,7 @@ function openAt(room, at) {
 
 function apptButton(a) {
   const b = el("button", { type: "button", class: `appt ${a.status}${selected && selected.id === a.id ? " selected" : ""}`,
-    draggable: "true", "data-id": a.id,
+    draggable: document.body.classList.contains("read-only") ? null : "true", "data-id": a.id,
     title: `${name(a.patient)} ${a.exam_name} ${local(a.start)}`,
     text: `${hm(new Date(a.start))} ${name(a.patient)} · ${a.exam_name}${a.status === "booked" ? "" : " · " + STATUS[a.status]}` });
   b.addEventListener("click", () => select(a));
@@ -145,12 +145,15 @@ function select(a) {
     ["检查", a.exam_name], ["检查号", a.accession_number], ["时间", local(a.start) + " – " + hm(new Date(a.end))],
     ["检查室", room ? room.name : a.room_id], ["状态", STATUS[a.status] || a.status]]
     .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
-  $("move-room").replaceChildren(...rooms.filter((r) => r.modality === a.modality)
+  if ($("move")) $("move-room").replaceChildren(...rooms.filter((r) => r.modality === a.modality)
     .map((r) => el("option", { value: r.id, text: `${r.campus} ${r.name}` })));
-  $("move-room").value = a.room_id;
-  const s = new Date(a.start);
-  $("move-start").value = `${ymd(s)}T${hm(s)}`;
-  $("slip-link").hidden = true; $("slip-expiry").textContent = ""; $("cancel-reason").value = "";
+  if ($("move")) {
+    $("move-room").value = a.room_id;
+    const s = new Date(a.start);
+    $("move-start").value = `${ymd(s)}T${hm(s)}`;
+    $("cancel-reason").value = "";
+  }
+  $("slip-link").hidden = true; $("slip-expiry").textContent = "";
   $("detail").hidden = false;
 }
 
@@ -193,6 +196,7 @@ $("slip").addEventListener("click", () => show((async () => {
 
 // ---- waiting exams and booking -----------------------------------------------------------------
 async function loadRequests() {
+  if (!$("requests")) return;
   const order = $("order-id").value.trim();
   const q = new URLSearchParams({ status: "open", limit: "100" });
   if (order) q.set("order_id", order);
@@ -255,11 +259,19 @@ for (const v of ["day", "week"]) {
 }
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "F5") { ev.preventDefault(); $("refresh").click(); }
-  if (ev.altKey && (ev.key === "f" || ev.key === "F")) { ev.preventDefault(); $("find").click(); }
+  if (ev.altKey && (ev.key === "f" || ev.key === "F")) { ev.preventDefault(); if ($("find")) $("find").click(); }
 });
 
 $("day").value = ymd(new Date());
-ImagingShell.start({ page: "scheduling", title: "预约排程", onReady: () => show((async () => {
+// Booking, moving and cancelling are for the roles scheduling's API lets book; the others look at the board.
+const BOOKERS = ["clerk", "nurse", "clinician", "admin"];
+ImagingShell.start({ page: "scheduling", title: "预约排程", onReady: (me) => show((async () => {
+  if (!me.roles.some((r) => BOOKERS.includes(r))) {
+    for (const id of ["order-search", "requests", "booking", "move", "cancel"]) $(id).remove();
+    document.querySelector(".side h2").textContent = "只读：点选预约查看详情";
+    document.querySelectorAll(".appt").forEach((b) => b.removeAttribute("draggable"));
+    document.body.classList.add("read-only");
+  }
   await loadRooms();
   await Promise.all([loadBoard(), loadRequests()]);
 })()) });
