@@ -129,6 +129,26 @@ async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, br
     await page.click(f'#users-table button[data-user="zhang{tag.lower()}"]')
     await expect(page.locator("#users-table tr", has_text=f"zhang{tag.lower()}")).to_contain_text("已停用")
 
+    # Receivers: a FHIR receiver of reports and a clinician system (HL7) for critical values.
+    await page.locator(".tabs button", has_text="报告接收方").click()
+    await page.fill("#report-receiver-form [name=id]", f"emr-{tag}")
+    await page.fill("#report-receiver-form [name=name]", "电子病历")
+    await page.select_option("#report-receiver-form [name=kind]", "fhir")
+    await page.fill("#report-receiver-form [name=url]", "http://10.20.0.5/fhir")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#report-receivers-table tr", has_text=f"emr-{tag}")).to_contain_text(
+        "http://10.20.0.5/fhir")
+    await page.fill("#critical-receiver-form [name=receiver_id]", f"his-{tag}")
+    await page.fill("#critical-receiver-form [name=name]", "医生工作站")
+    await page.fill("#critical-receiver-form [name=hl7_host]", "10.20.0.6")
+    await page.fill("#critical-receiver-form [name=hl7_port]", "2575")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#critical-receivers-table tr", has_text=f"his-{tag}")).to_contain_text("10.20.0.6:2575")
+    async with site.client("admin") as api:
+        [his] = [x for x in (await api.get("/api/critical-values/receivers")).json()["data"]
+                 if x["receiver_id"] == f"his-{tag}"]
+    assert his["department"] == "*" and his["hl7_port"] == 2575
+
     # The escalation chain: a step added (phone task after 20 minutes) and saved.
     await page.locator(".tabs button", has_text="危急值字典与升级").click()
     async with site.client("admin") as api:

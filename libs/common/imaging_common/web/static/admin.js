@@ -261,14 +261,60 @@ loaders.templates = async () => {
       r.data)).catch((e) => failed("templates-table", e)),
   ]);
 };
+// Receivers: saved with the receiving service's PUT, which checks the destination against the outbound allow
+// list; an existing one edited from its row keeps what the form does not show (acknowledgement identities...).
+let reportReceivers = [], criticalReceivers = [];
+const address = (host, port, url) => url || (host ? `${host}:${port}` : "");
 loaders.receivers = async () => {
   await Promise.all([
-    api.reporting("/receivers").then((r) => table("report-receivers-table", [["id", "编号"], ["name", "名称"], ["kind", "方式"],
-      [(x) => x.url || (x.host ? `${x.host}:${x.port}` : ""), "地址"]], r.data)).catch((e) => failed("report-receivers-table", e)),
-    api.critical("/receivers").then((r) => table("critical-receivers-table", [["receiver_id", "编号"], ["name", "名称"], ["department", "科室"],
-      [(x) => x.fhir_base_url || (x.hl7_host ? `${x.hl7_host}:${x.hl7_port}` : ""), "地址"]], r.data)).catch((e) => failed("critical-receivers-table", e)),
+    api.reporting("/receivers").then((r) => {
+      reportReceivers = r.data;
+      table("report-receivers-table", [["id", "编号"], ["name", "名称"], ["kind", "方式"], [(x) => address(x.host, x.port, x.url), "地址"],
+        ["charset", "字符集"]], reportReceivers,
+      (x) => [editButton(() => fillForm($("report-receiver-form"), x, ["id", "name", "kind", "host", "port", "url", "charset"]), `编辑 ${x.id}`)]);
+    }).catch((e) => failed("report-receivers-table", e)),
+    api.critical("/receivers").then((r) => {
+      criticalReceivers = r.data;
+      table("critical-receivers-table", [["receiver_id", "编号"], ["name", "名称"], ["department", "科室"],
+        [(x) => address(x.hl7_host, x.hl7_port, x.fhir_base_url), "地址"]], criticalReceivers,
+      (x) => [editButton(() => fillForm($("critical-receiver-form"), x, ["receiver_id", "name", "department", "hl7_host", "hl7_port", "fhir_base_url"]),
+        `编辑 ${x.receiver_id}`)]);
+    }).catch((e) => failed("critical-receivers-table", e)),
   ]);
 };
+// The form's values over the row's (empty fields as null, numbers as numbers).
+function merged(row, f, keys, numbers) {
+  const body = { ...(row || {}) };
+  for (const k of keys) {
+    const v = f[k].value.trim();
+    body[k] = v === "" ? null : numbers.includes(k) ? Number(v) : v;
+  }
+  for (const [k, v] of Object.entries(body)) if (v === null) delete body[k];
+  return body;
+}
+$("report-receiver-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, id = f.id.value.trim();
+    const body = merged(reportReceivers.find((x) => x.id === id), f, ["name", "kind", "host", "port", "url", "charset"], ["port"]);
+    await api.reporting(`/receivers/${encodeURIComponent(id)}`, { method: "PUT", body });
+    f.reset();
+    await loaders.receivers();
+  })());
+});
+$("critical-receiver-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, id = f.receiver_id.value.trim();
+    const body = merged(criticalReceivers.find((x) => x.receiver_id === id), f,
+      ["name", "department", "hl7_host", "hl7_port", "fhir_base_url"], ["hl7_port"]);
+    await api.critical(`/receivers/${encodeURIComponent(id)}`, { method: "PUT", body });
+    f.reset();
+    await loaders.receivers();
+  })());
+});
 
 // ---- critical values: the dictionary (read) and the escalation chain (edited) ------------------
 let chain = [];
