@@ -5,6 +5,7 @@ attribute lists, at PDU sizes that split them), and hands pynetdicom what it can
 from __future__ import annotations
 
 from io import BytesIO
+from threading import Lock
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
+from pynetdicom._handlers import standard_dimse_sent_handler
 from pynetdicom.dimse import _RSP_TO_MESSAGE
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
@@ -99,6 +101,9 @@ def test_the_same_bytes_as_pynetdicom(max_pdu: int) -> None:
         (message,) = seen  # EVT_DIMSE_SENT fired once, with the status readable
         assert type(message).__name__ == name.replace("-", "_")
         assert message.command_set.Status == primitive.Status
+        # pynetdicom's own logging handler dispatches on the message's class and reads its command set
+        logged = standard_dimse_sent_handler(SimpleNamespace(message=message, assoc=SimpleNamespace(lock=Lock())))
+        assert any(f"{name[:-4]} RSP" in line for line in logged), logged
 
 
 def test_what_it_cannot_write_goes_to_pynetdicom() -> None:

@@ -7,7 +7,7 @@ image box, N-ACTION, two N-DELETEs), each while the modality waits. Here the com
 straight from the primitive into Implicit VR Little Endian bytes (PS3.7 6.3.1, E.1), the element order
 and list those of pynetdicom's own table (`_COMMAND_SET_KEYWORDS`), and sent in the same P-DATA
 fragments `DIMSEMessage.encode_msg` makes. EVT_DIMSE_SENT still fires, with a message whose
-`command_set` is read lazily from these bytes (the observers read its Status).
+`command_set` is read lazily from these bytes (the observers read its Status, pynetdicom logs it).
 
 Anything this module does not know how to write (a value of another type, text outside ASCII, a
 request rather than a response) goes through pynetdicom unchanged. The bytes are checked against
@@ -100,20 +100,18 @@ def _fragments(data: bytes, last: int, more: int, max_pdu: int) -> Iterator[byte
         yield (bytes((last,)) if offset + size >= len(data) else bytes((more,))) + chunk
 
 
-class _SentMessage:
-    """What EVT_DIMSE_SENT handlers read of a message: its type (by class name), command set, data set."""
-
-    def __init__(self, command: bytes, data_set: BytesIO | None, context_id: int) -> None:
-        self.command_set = read_dataset(BytesIO(command), True, True)  # raw elements, decoded on access
-        self.data_set = data_set
-        self.context_id = context_id
-
-
-@cache
-def _message_class(name: str) -> type:
-    """A `_SentMessage` subclass named as pynetdicom's message class ("N_CREATE_RSP"), which the standard
-    logging handlers and our observers dispatch on."""
-    return type(name.replace("-", "_"), (_SentMessage,), {})
+def _sent_message(message_cls: type, command: bytes, data_set: BytesIO | None, context_id: int) -> Any:
+    """pynetdicom's own message class (the standard logging handlers and our observers dispatch on it),
+    without its `__init__`, which builds the command set this module exists to skip: the command set is
+    read lazily from the bytes sent."""
+    message = message_cls.__new__(message_cls)
+    message.command_set = read_dataset(BytesIO(command), True, True)  # raw elements, decoded on access
+    message.data_set = data_set
+    message.context_id = context_id
+    message.encoded_command_set = BytesIO(command)
+    message._data_set_path = None
+    message._data_set_file = None
+    return message
 
 
 def make_fast_responses(assoc: Any, send_msg: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
@@ -134,7 +132,8 @@ def make_fast_responses(assoc: Any, send_msg: Callable[[Any, int], None]) -> Cal
         except _Unsupported:
             send_msg(primitive, context_id)
             return
-        evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": _message_class(name)(command, data_set, context_id)})
+        message = _sent_message(message_cls, command, data_set, context_id)
+        evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
         max_pdu = dimse.maximum_pdu_size
         for fragment in _fragments(command, 0x03, 0x01, max_pdu):
             pdata = P_DATA()
