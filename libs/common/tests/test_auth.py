@@ -79,7 +79,10 @@ async def test_valid_token_without_role_is_403(client: httpx.AsyncClient, common
     r = await client.get("/api/authtest/reading-room", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert "radiologist" in r.json()["detail"]
+    assert r.json()["code"] == "role-required" and "诊断医师" in r.json()["detail"]  # the role, in Chinese
+    en = await client.get("/api/authtest/reading-room", headers={"Authorization": f"Bearer {token}",
+                                                                "Accept-Language": "en"})
+    assert en.status_code == 403 and "radiologist" in en.json()["detail"]
 
 
 def _forged_tokens(settings: CommonSettings) -> dict[str, str]:
@@ -138,7 +141,9 @@ async def test_revoked_session_is_401(client: httpx.AsyncClient, common_settings
     await store.revoke(_claims_of(token)["sid"])
     await store.redis.aclose()
     r = await client.get("/api/authtest/reading-room", headers=headers)
-    assert r.status_code == 401 and "session ended" in r.json()["detail"]
+    assert r.status_code == 401 and r.json()["code"] == "session-ended" and "登录已结束" in r.json()["detail"]
+    en = await client.get("/api/authtest/reading-room", headers={**headers, "Accept-Language": "en"})
+    assert en.status_code == 401 and "session ended" in en.json()["detail"]
 
 
 async def test_idle_timeout_is_pushed_back_by_use_then_ends_the_session(common_settings) -> None:

@@ -116,7 +116,12 @@ async def test_page_is_served_and_loads_through_the_api(service) -> None:  # typ
     client, _, _ = service
     r = await client.get("/ui/worklist/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
-    assert "/api/worklist" in r.text and "Bearer" in r.text
+    # its script calls the API; the shared shell sends the bearer token
+    assert "/ui/worklist/static/worklist.js" in r.text
+    script = await client.get("/ui/worklist/static/worklist.js")
+    shell = await client.get("/ui/worklist/common/shell.js")
+    assert script.status_code == 200 and "/api/worklist" in script.text
+    assert shell.status_code == 200 and "Bearer" in shell.text
 
 
 async def wait_for(check: Any, seconds: float = 20.0) -> Any:
