@@ -1435,6 +1435,24 @@ def test_operator_run_postgresql_and_rabbitmq(rendered: dict[str, list[Manifest]
         assert names.index("IMAGING_PG_URI") < names.index("DATABASE_URL")
         assert max(names.index(v) for v in ("IMAGING_AMQP_USER", "IMAGING_AMQP_PASSWORD", "IMAGING_AMQP_HOST",
                                             "IMAGING_AMQP_PORT")) < names.index("AMQP_URL")
+    # What Kubernetes makes of it, given Secrets shaped as the operators write them: a working broker URL
+    # (this machine's RabbitMQ answers it) and the Cluster's URI with the TLS mode added.
+    generated = {app: {"uri": f"postgresql://imaging:Gen3rated@{FULLNAME}-pg-rw.{NAMESPACE}:5432/imaging",
+                       "username": "imaging", "password": "Gen3rated"},
+                 default_user: {"host": "127.0.0.1", "port": "5672", "username": "guest", "password": "guest"},
+                 "imaging-redis": {"password": "x"}, **AUDIT_SECRET}
+    worklist = named(docs, "Deployment", f"{FULLNAME}-worklist")["spec"]["template"]["spec"]["containers"][0]
+    env = container_environment(worklist, generated)
+    assert env["DATABASE_URL"] == f"postgresql://imaging:Gen3rated@{FULLNAME}-pg-rw.{NAMESPACE}:5432/imaging?sslmode=require"
+    assert env["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+    async def amqp_connects(url: str) -> None:
+        import aio_pika  # the platform's broker client
+
+        connection = await aio_pika.connect(url, timeout=10)
+        await connection.close()
+
+    asyncio.run(amqp_connects(env["AMQP_URL"]))
     # The pg_dump backup (when on) logs in with the same generated user.
     backup = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "backup.enabled=true")
     assert backup.returncode == 0, backup.stderr
@@ -1450,7 +1468,8 @@ def test_operator_run_postgresql_and_rabbitmq(rendered: dict[str, list[Manifest]
     assert {"app.kubernetes.io/name": f"{FULLNAME}-mq"} in selectors
 
     # A password Secret of the hospital's own: bootstrap with it, and the URL is built from it.
-    own = helm.template("-f", str(EXAMPLES / "values-operators.yaml"), "--set", "cloudnativepg.auth.existingSecret=imaging-pg")
+    own = helm.template("-f", str(EXAMPLES / "values-operators.yaml"),
+                        "--set", "cloudnativepg.auth.existingSecret=imaging-pg")
     assert own.returncode == 0, own.stderr
     own_docs = parse_manifests(own.stdout)
     (cluster,) = by_kind(own_docs, "Cluster")
