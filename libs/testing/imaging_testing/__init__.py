@@ -3,7 +3,7 @@
 - `plugin`: the pytest plugin every test run loads (`-p imaging_testing.plugin`): the session's own
   database and namespace, settings fixtures, the exit watchdog; it installs `reactor_guard`.
 - `helpers` (re-exported here): free_port, asgi_client, http_server, event_producer, eventually, service_pool,
-  TEST_DATABASE, TEST_NAMESPACE.
+  rolled_back, TEST_DATABASE, TEST_NAMESPACE.
 - `auth`: issue_test_token. `proxy`: TcpProxy, a connection a test cuts and restores.
 - `fhir`: r4b / r4b_resource, answers checked against the R4B models.
 - `reactor_guard`: pynetdicom's association reactor made safe for the tests' SCUs.
@@ -22,8 +22,9 @@ from imaging_testing.helpers import (
     eventually,
     free_port,
     http_server,
+    rolled_back,
     service_pool,
 )
 
 __all__ = ["TEST_DATABASE", "TEST_NAMESPACE", "asgi_client", "event_producer", "eventually", "free_port",
-           "http_server", "service_pool"]
+           "http_server", "rolled_back", "service_pool"]

@@ -78,6 +78,19 @@ async def service_pool(spec: Any, database_url: str, max_size: int = 10) -> Asyn
 
 
 @contextlib.asynccontextmanager
+async def rolled_back(spec: Any, database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection on a service's migrated schema inside a transaction rolled back on the way out: a test
+    may write what it likes and the session's database stays as the other tests expect it."""
+    async with service_pool(spec, database_url, max_size=1) as pool, pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            yield conn
+        finally:
+            await transaction.rollback()
+
+
+@contextlib.asynccontextmanager
 async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Serve an ASGI app over real TCP on 127.0.0.1 in this event loop; yields its base URL."""
     port = port or free_port()

@@ -10,20 +10,15 @@ from datetime import time
 import asyncpg
 import pytest
 from imaging_common.starter import department
-from imaging_testing import service_pool
+from imaging_testing import rolled_back
 from scheduling.app import SERVICE
 from scheduling.domain import configuration, starter
 
 
 @pytest.fixture
 async def conn(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
-    async with service_pool(SERVICE, test_env["DATABASE_URL"], max_size=1) as pool, pool.acquire() as c:
-        tr = c.transaction()
-        await tr.start()
-        try:
-            yield c
-        finally:
-            await tr.rollback()
+    async with rolled_back(SERVICE, test_env["DATABASE_URL"]) as c:
+        yield c
 
 
 async def test_loads_once_and_keeps_what_an_admin_configured(conn: asyncpg.Connection) -> None:
