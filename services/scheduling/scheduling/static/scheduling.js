@@ -100,7 +100,8 @@ async function loadBoard() {
     body.append(tr);
   }
   board.replaceChildren(el("thead", {}, head), body);
-  $("board-title").textContent = `${$("campus").value} · ${view === "day" ? ymd(from) : ymd(from) + " 至 " + ymd(addDays(to, -1))}` +
+  $("board-title").textContent = !mine.length ? "还没有检查室：请管理员在「系统管理」中添加检查室或载入初始配置"
+    : `${$("campus").value} · ${view === "day" ? ymd(from) : ymd(from) + " 至 " + ymd(addDays(to, -1))}` +
     ` · ${appts.length} 个预约`;
   if (selected) { const again = appts.find((a) => a.id === selected.id); if (again) select(again); }
 }
