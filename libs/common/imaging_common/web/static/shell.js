@@ -96,7 +96,11 @@
                                                    headers: { "Accept-Language": "zh-CN" } });
         if (r.status === 401 || r.status === 404) { localStorage.removeItem(SIGNED_IN); return false; }
         if (!r.ok) return null;
-        keep(await r.json());
+        const body = await r.json();
+        // A renewal answered after the page began to leave (logout, expiry) is dropped: its session is
+        // being ended, and a token kept now would be the reloaded page's, refused with 401s.
+        if (leaving) return false;
+        keep(body);
         scheduleRenewal();
         return true;
       } catch (e) { return null; }
