@@ -35,6 +35,8 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from imaging_common import web
+from imaging_common.allinone import discover_services
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "k8s" / "imaging-platform"
@@ -615,6 +617,10 @@ def expected_http_paths(disabled: frozenset[str] = frozenset()) -> dict[str, str
             paths.update({f"/fhir/R4/{r.type}": f"{FULLNAME}-{chart_key[name]}" for r in resources})
     if fhir:
         paths["/fhir/R4"] = f"{FULLNAME}-{fhir[0]}"
+    # the staff's entry to the one service whose spec carries it (ServiceSpec.entry, web.platform_router)
+    (entry,) = [chart_key[spec.settings.__module__.split(".")[0]] for spec, _ in discover_services() if spec.entry]
+    if entry not in disabled:
+        paths.update({path: f"{FULLNAME}-{entry}" for path in web.ENTRY_EXACT + web.ENTRY_PREFIXES})
     return paths
 
 
@@ -644,7 +650,8 @@ def test_ingress_alternative_routes_every_prefix(rendered: dict[str, list[Manife
     (ingress,) = by_kind(rendered["ingress-nodeport"], "Ingress")
     paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == expected_http_paths()
-    assert all(p["pathType"] == "Prefix" for p in ingress["spec"]["rules"][0]["http"]["paths"])
+    assert all(p["pathType"] == ("Exact" if p["path"] in web.ENTRY_EXACT else "Prefix")
+               for p in ingress["spec"]["rules"][0]["http"]["paths"])
     assert not by_kind(rendered["ingress-nodeport"], "HTTPRoute")
 
 

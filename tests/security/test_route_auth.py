@@ -37,6 +37,8 @@ PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/api/print/cloud-film/films/\{film_id\}\.png", "patients' shared film: needs the X-Share-Grant"),
     ("POST", r"/api/print/kiosk/(lookup|collected)", "self-service kiosk: a registered device's key + a slip token"),
     ("GET", r"/api/print/kiosk/films/\{film_id\}\.png", "self-service kiosk: device key (X-Kiosk-Key) + slip (X-Slip)"),
+    ("GET", r"/api/scheduling/appointments/\{appointment_id\}/receipt\.html",
+     "a printed slip opened from a slip link: a random token for this one appointment, 10 minutes, audited"),
     ("GET", r"/ui/print/(review|cloud-film)", "static page shell; its data comes through the guarded API"),
     ("GET", r"/ui/queue/screens/\{screen_id\}", "hall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/queue/terminal", "static terminal shell; its data comes through the guarded API"),
@@ -47,7 +49,10 @@ HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/[^/]+/?", "static page shell of a service; data through the guarded API"),
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
     ("GET", r"/ui/[^/]+/static/\{name\}", "a service's page scripts and stylesheets (no data)"),
-    ("GET", r"/ui/[^/]+/common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
+    ("GET", r"/ui/([^/]+/)?common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
+    ("GET", r"/(ui/?)?", "the staff entry (registration carries it on its own): sign-in and home page shell"),
+    ("GET", r"/ui/admin", "redirect to the administration page shell"),
+    ("GET", r"/favicon\.ico", "the icon"),
     ("GET", r"/api/registration/\.well-known/jwks\.json", "the same public keys at their well-known address"),
 ]
 # Each service has many guarded routes; a sweep that finds fewer is not reading the documents right.

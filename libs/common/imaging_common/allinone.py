@@ -62,7 +62,7 @@ def discover_services() -> list[tuple[ServiceSpec, Any]]:
 class PlatformApp:
     """An ASGI app that routes by prefix to the service apps and runs all their lifespans."""
 
-    HOME_PATHS = frozenset({"/", "/ui", "/ui/"})
+    HOME_PATHS = frozenset(web.ENTRY_EXACT)
 
     def __init__(self, apps: dict[str, FastAPI], pages: FastAPI | None = None):
         # Longest prefix first, so /api/critical-values never falls to a shorter one.
@@ -123,7 +123,8 @@ def build_platform(settings_for: dict[str, CommonSettings] | None = None) -> Pla
             for resource_type in spec.fhir.resource_types:
                 apps[f"{FHIR_BASE}/{resource_type}"] = app
     pages = web.platform_app()
-    apps["/ui/common"] = apps["/ui/admin"] = apps["/favicon.ico"] = pages
+    for prefix in web.ENTRY_PREFIXES:
+        apps[prefix] = pages
     return PlatformApp(apps, pages)
 
 

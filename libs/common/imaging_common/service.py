@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imaging_common import db
+from imaging_common import db, web
 from imaging_common.auth import Principal, TokenVerifier, require_roles
 from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, Handlers
@@ -84,6 +84,9 @@ class ServiceSpec(Generic[S]):
     on_ready: Sequence[Callable[[ServiceContext[S]], Awaitable[None]]] = ()
     # Its FHIR resources, served under the platform's one base /fhir/R4 (imaging_common.fhir).
     fhir: FhirFace | None = None
+    # It also serves the staff's entry (web.platform_router: /, /ui/, /ui/admin/, /ui/common/, the icon) when
+    # run on its own, as on Kubernetes, where the chart routes those paths to it. One service does.
+    entry: bool = False
     # Its part of the starter configuration (imaging_common.starter): `load(conn, department)`, served as
     # GET/POST /admin/starter (admin) and loaded by `python -m imaging_common.allinone starter`.
     starter: StarterLoader | None = None
@@ -507,6 +510,8 @@ def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
         app.include_router(router, prefix=spec.api_prefix)
     for router in spec.ui_routers:
         app.include_router(router, prefix=spec.ui_prefix)
+    if spec.entry:
+        app.include_router(web.platform_router())
     _offline_docs(app, spec)
     if spec.fhir is not None:
         from imaging_common.fhir.face import mount  # fhir.resources loads only in services that serve FHIR

@@ -29,6 +29,7 @@ SERVICE = ServiceSpec(
     listeners=[hl7_feed.mllp_listener, name_counts.name_count_listener,
                his_status_worker.his_status_listener],
     ui_routers=[ui.router],
+    entry=True,  # the staff's entry (/, /ui/admin/, ...) when it runs on its own: it owns their identity
 )
 
 create_app = app_factory(SERVICE)

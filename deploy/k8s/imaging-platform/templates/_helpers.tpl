@@ -5,7 +5,7 @@ the URL prefix under /api and /ui, and which network listeners it opens.
 {{/* fhir: the FHIR resource types the service declares (its adapters/fhir_capability.py), routed to it under /fhir/R4. */}}
 {{- define "imaging.catalog" -}}
 print-scp:       {module: print_scp,       prefix: print,           title: "DICOM print (film)"}
-registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface", fhir: [Patient, ServiceRequest]}
+registration:    {module: registration,    prefix: registration,    title: "Registration and HIS interface", fhir: [Patient, ServiceRequest], entry: true}
 worklist:        {module: worklist,        prefix: worklist,        title: "Modality worklist and MPPS"}
 scheduling:      {module: scheduling,      prefix: scheduling,      title: "Scheduling", fhir: [Schedule, Slot, Appointment]}
 reporting:       {module: reporting,       prefix: reporting,       title: "Reporting", fhir: [DiagnosticReport, Observation]}

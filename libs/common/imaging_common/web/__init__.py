@@ -5,7 +5,8 @@ idle timeout, logout), the icon, and the home page at `/`.
   it, so a page finds `/ui/<prefix>/common/app.css` wherever the service runs: alone, in the all-in-one
   process or behind the Kubernetes gateway (which routes only `/api/<prefix>` and `/ui/<prefix>` to a
   service). One file, one router; every service serves the same bytes.
-- `platform_app()`: the all-in-one process's own pages: `/` and `/ui/` (sign-in and the home page with
+- `platform_router()` / `platform_app()`: the platform's own pages (served by the all-in-one process, and on
+  Kubernetes by the service whose spec has `entry=True`): `/` and `/ui/` (sign-in and the home page with
   each role's tasks), the administration page `/ui/admin/`, `/favicon.ico` and `/ui/common/...`. The
   administration page spans every service (users in registration, rooms and the catalogue in scheduling,
   queues, templates, the critical-value dictionary, each service's starter part), so it belongs to none of
@@ -85,34 +86,50 @@ def pages_router(prefix: str, index: Path) -> APIRouter:
     return router
 
 
-def platform_app() -> FastAPI:
-    """The all-in-one process's pages that belong to no one service: `/`, `/ui/`, the icon, the shared assets."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+def platform_router() -> APIRouter:
+    """The pages that belong to no one service: `/`, `/ui/`, the administration page, the icon and the shared
+    assets at `/ui/common/`. The all-in-one process serves them itself (`platform_app`); on Kubernetes the
+    service whose spec says `entry=True` (registration, the staff's identity) carries them and the chart's
+    gateway routes these paths to it."""
+    router = APIRouter(include_in_schema=False)
 
-    @app.get("/")
+    @router.get("/")
     async def home() -> FileResponse:
         return page(STATIC / "home.html")
 
-    @app.get("/ui")
+    @router.get("/ui")
     async def ui() -> RedirectResponse:
         return RedirectResponse("/", status_code=308)
 
-    @app.get("/ui/")
+    @router.get("/ui/")
     async def ui_home() -> FileResponse:
         return await home()
 
-    @app.get("/favicon.ico")
+    @router.get("/favicon.ico")
     async def favicon() -> FileResponse:
         return FileResponse(STATIC / "favicon.ico", media_type=TYPES[".ico"],
                             headers={"Cache-Control": "max-age=86400"})
 
-    @app.get("/ui/admin")
+    @router.get("/ui/admin")
     async def admin_redirect() -> RedirectResponse:
         return RedirectResponse("/ui/admin/", status_code=308)
 
-    @app.get("/ui/admin/")
+    @router.get("/ui/admin/")
     async def admin() -> FileResponse:
         return page(STATIC / "admin.html")
 
-    app.include_router(assets_router, prefix="/ui")
+    router.include_router(assets_router, prefix="/ui")
+    return router
+
+
+# The paths `platform_router` answers, for the chart's gateway and the all-in-one dispatcher: exact paths,
+# and prefixes (each with what follows a slash).
+ENTRY_EXACT = ("/", "/ui", "/ui/", "/favicon.ico")
+ENTRY_PREFIXES = ("/ui/admin", "/ui/common")
+
+
+def platform_app() -> FastAPI:
+    """The all-in-one process's pages that belong to no one service (`platform_router`)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(platform_router())
     return app
