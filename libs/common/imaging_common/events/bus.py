@@ -35,6 +35,7 @@ from imaging_common.events.topology import ServiceQueues, check_handlers, declar
 log = logging.getLogger(__name__)
 
 CONNECT_BACKOFF_MAX = 30.0  # seconds between attempts to reach a broker never reached yet
+STOP_SUPERVISOR_SECONDS = 5.0  # how long stop() waits for the connecting/sweeping task to end
 
 
 def _where(url: str) -> str:
@@ -222,9 +223,13 @@ class EventBus:
         redelivery keep everything that was not finished).
         """
         if self._task is not None:
+            # Bounded like every step here: cancelled in the middle of a queue sweep, aio_pika may wait for
+            # an answer to a channel call that was abandoned (a stop once hung there for good).
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_SUPERVISOR_SECONDS)
+            if not done:
+                log.warning("event bus %s: the connecting/sweeping task took over %.0f s to stop; abandoned",
+                            self.service, STOP_SUPERVISOR_SECONDS)
             self._task = None
         await self._close()
 

@@ -93,7 +93,9 @@ async def migrate_queues(amqp_url: str, namespace: str, queue_type: QueueType) -
         for service in services():
             await _migrate_service(channels, namespace, service, queue_type, report)
     finally:
-        await connection.close()
+        # bounded: closing after a cancelled channel call can wait for an answer that never comes
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(connection.close()), 5)
     return report
 
 
