@@ -83,7 +83,7 @@ BUILDERS = {  # every module that builds an MSH, and the message types it makes
     "libs/common/imaging_common/hl7/ack.py": {("ACK", "*", "ACK")},
     "services/registration/registration/adapters/hl7_replies.py": {("ORR", "O02", "ORR_O02"),
                                                                    ("ORI", "O24", "ORI_O24")},
-    "services/registration/registration/domain/his_status.py": {("ORM", "O01", "ORM_O01")},
+    "services/registration/registration/adapters/hl7_status.py": {("ORM", "O01", "ORM_O01")},
     "services/reporting/reporting/adapters/hl7_oru.py": {("ORU", "R01", "ORU_R01")},
     "services/critical-values/critical_values/adapters/messages.py": {("ORU", "R01", "ORU_R01")},
 }
