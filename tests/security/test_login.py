@@ -5,10 +5,8 @@ never printed. Over HTTP, each scenario from loopback addresses of its own (127.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -16,13 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.auth import credentials as cred
-from imaging_testing import TEST_DATABASE, http_server
-from imaging_testing.helpers import database_url as sibling_database_url
+from imaging_testing import http_server, scratch_database
 from registration.app import create_app
 from registration.domain import staff
 from registration.settings import Settings
 
-from security.conftest import Sandbox, on_server
+from security.conftest import Sandbox
 from security.unavailable import Resending, connect
 
 LOGIN = "/api/registration/auth/login"
@@ -139,15 +136,6 @@ async def test_an_address_spraying_names_is_throttled(sandbox: Sandbox) -> None:
     assert denied == "address"
 
 
-@contextlib.asynccontextmanager
-async def _fresh_database(box: Sandbox) -> AsyncIterator[str]:
-    name = f"{TEST_DATABASE}_firstadmin_{uuid.uuid4().hex[:6]}"
-    try:
-        yield sibling_database_url(box.database_url, name)
-    finally:
-        await on_server(box.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _jwt_key(folder: Path) -> Path:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = folder / "jwt-private.pem"
@@ -162,7 +150,7 @@ async def test_production_first_admin_only_from_a_secret(sandbox: Sandbox, tmp_p
     key = _jwt_key(tmp_path)
     production = {"env": "production", "jwt_private_key_file": key, "namespace": box.settings.namespace,
                   "db_pool_max": 2}
-    async with _fresh_database(box) as url:
+    async with scratch_database(box.database_url, "firstadmin_") as url:
         # No Secret: nothing is generated, nothing printed, the service does not start.
         app = create_app(Settings(database_url=url, **production))
         with pytest.raises(staff.BootstrapRefused, match="IMAGING_ADMIN_PASSWORD_FILE"):

@@ -12,13 +12,12 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from imaging_common import audit, db
 from imaging_common.config import CommonSettings
-from imaging_testing import TEST_DATABASE
+from imaging_testing import scratch_database
 from pydantic import ValidationError
 
 
@@ -127,18 +126,11 @@ async def test_verify_names_a_deleted_row_and_removed_newest_rows(conn: asyncpg.
 
 
 @contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
     """A database of its own: a purge removes every older row, which must not touch other tests' rows."""
-    base = os.environ["DATABASE_URL"]
-    name = f"{TEST_DATABASE}_{uuid.uuid4().hex[:6]}"
-    try:
-        url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    async with scratch_database(server_url) as url:
         await db.migrate_service(url, "audittest", Path(tempfile.mkdtemp()))  # audit schema only
         yield url
-    finally:
-        admin = await asyncpg.connect(urlunsplit(urlsplit(base)._replace(path="/postgres")))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def backdate(conn: asyncpg.Connection, seqs: list[int], days: int) -> None:
@@ -161,8 +153,8 @@ async def backdate(conn: asyncpg.Connection, seqs: list[int], days: int) -> None
         await conn.execute("UPDATE audit.audit_chain SET head_hash = $1", prev)
 
 
-async def test_purge_keeps_the_chain_verifiable() -> None:
-    async with fresh_database() as url:
+async def test_purge_keeps_the_chain_verifiable(test_env: dict[str, str]) -> None:
+    async with fresh_database(test_env["DATABASE_URL"]) as url:
         conn = await asyncpg.connect(url)
         try:
             old = [await audit.record(conn, actor="old", action="read", entity="patient") for _ in range(3)]

@@ -23,8 +23,9 @@ from imaging_testing.helpers import (
     free_port,
     http_server,
     rolled_back,
+    scratch_database,
     service_pool,
 )
 
 __all__ = ["TEST_DATABASE", "TEST_NAMESPACE", "asgi_client", "event_producer", "eventually", "free_port",
-           "http_server", "rolled_back", "service_pool"]
+           "http_server", "rolled_back", "scratch_database", "service_pool"]

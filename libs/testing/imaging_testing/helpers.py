@@ -51,6 +51,21 @@ def database_url(server_url: str, database: str) -> str:
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, label: str = "") -> AsyncIterator[str]:
+    """The URL of a database of the test's own on that server (not created: migrating creates it),
+    dropped on the way out: for what must start empty or must not touch the session's rows."""
+    name = f"{TEST_DATABASE}_{label}{uuid.uuid4().hex[:6]}"
+    try:
+        yield database_url(server_url, name)
+    finally:
+        conn = await asyncpg.connect(database_url(server_url, "postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

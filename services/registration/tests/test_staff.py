@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import subprocess
@@ -11,13 +10,12 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 from imaging_common.auth import credentials as cred
-from imaging_testing import TEST_DATABASE, asgi_client
+from imaging_testing import asgi_client, scratch_database
 from imaging_testing.auth import issue_test_token
 from registration.app import SERVICE, create_app
 from registration.domain import staff
@@ -108,23 +106,9 @@ async def test_bad_account_data_is_a_problem(client, admin_headers) -> None:
     assert (await client.post("/api/registration/auth/login", json={"username": "a"})).status_code == 422
 
 
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A database of its own, to see what happens on an empty staff table."""
-    base = os.environ["DATABASE_URL"]
-    name = f"{TEST_DATABASE}_{uuid.uuid4().hex[:6]}"
-    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        conn = await asyncpg.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-async def test_bootstrap_admin_from_environment(settings_for) -> None:
+async def test_bootstrap_admin_from_environment(settings_for, test_env) -> None:
     secret = cred.new_totp_secret()
-    async with fresh_database() as url:
+    async with scratch_database(test_env["DATABASE_URL"]) as url:
         settings = settings_for(Settings, database_url=url, admin_user="chief", admin_password="s3cret-enough!",
                                 admin_totp_secret=secret)
         async with asgi_client(create_app(settings)) as client:
@@ -140,8 +124,8 @@ async def test_bootstrap_admin_from_environment(settings_for) -> None:
             await conn.close()
 
 
-async def test_bootstrap_admin_generated_is_printed_once(settings_for, capfd) -> None:
-    async with fresh_database() as url:
+async def test_bootstrap_admin_generated_is_printed_once(settings_for, capfd, test_env) -> None:
+    async with scratch_database(test_env["DATABASE_URL"]) as url:
         settings = settings_for(Settings, database_url=url)
         async with asgi_client(create_app(settings)) as client:
             printed = capfd.readouterr().err
@@ -153,8 +137,8 @@ async def test_bootstrap_admin_generated_is_printed_once(settings_for, capfd) ->
             assert "TOTP secret" not in capfd.readouterr().err
 
 
-async def test_bootstrap_is_safe_when_replicas_start_together(settings_for) -> None:
-    async with fresh_database() as url:
+async def test_bootstrap_is_safe_when_replicas_start_together(settings_for, test_env) -> None:
+    async with scratch_database(test_env["DATABASE_URL"]) as url:
         await SERVICE.migrate(url)
         settings = settings_for(Settings, database_url=url)
         conns = [await asyncpg.connect(url) for _ in range(3)]
