@@ -25,10 +25,12 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from imaging_common.observability import registered
+from imaging_common.waiting import woken
 
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("delivered", "retry", "dead")
+STOP_GRACE = 10.0  # seconds stop() waits for the loops to end
 
 
 def backoff(attempts: int, *, base: float, cap: float, jitter: float = 0.0,
@@ -103,9 +105,10 @@ class RetryingWorker:
         """Cancel the loops, wait for them, then close the senders (in the order given)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # bounded: a loop that ignores its cancellation must not hold the shutdown for good
+            _, running = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+            if running:
+                log.error("%s: %d loop(s) still running %.0f s after the stop", self.name, len(running), STOP_GRACE)
         self._tasks.clear()
         for close in self.closers:
             try:
@@ -127,5 +130,4 @@ class RetryingWorker:
                 raise
             except Exception:  # PostgreSQL or a sender away: the rows wait in the table
                 log.exception("%s: delivery round failed", self.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+            await woken(self._wake, self.poll)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from imaging_common.delivery import DeliveryMetrics, RetryingWorker, backoff
+from imaging_common.waiting import woken
 from prometheus_client import CollectorRegistry
 
 
@@ -66,3 +67,40 @@ async def test_a_failing_round_is_retried_at_the_next_poll() -> None:
     await asyncio.sleep(0.3)
     await loop.stop()
     assert calls >= 3  # the loops go on after the failure
+
+
+async def test_a_stop_arriving_with_a_wake_stops_the_loops() -> None:
+    """A wake and a stop in the same turn of the event loop (a timer firing as the service shuts down):
+    with `asyncio.wait_for` on Python 3.11 the cancellation was swallowed and stop() never returned."""
+    rounds = 0
+
+    async def round(_worker: int) -> bool:
+        nonlocal rounds
+        rounds += 1
+        return False
+
+    loop = RetryingWorker("test-stop", round, poll=60, workers=3)
+    loop.start()
+    await asyncio.sleep(0.05)  # every loop waits for a wake now
+    loop.wake()
+    async with asyncio.timeout(5):  # not wait_for: stop() must start in this very turn
+        await loop.stop()
+    assert rounds == 3  # and no round after the stop
+
+
+async def test_woken_says_whether_the_event_came_and_keeps_a_cancellation() -> None:
+    event = asyncio.Event()
+    assert await woken(event, 0.01) is False
+    event.set()
+    assert await woken(event, 5) is True
+    event.clear()
+    task = asyncio.create_task(woken(event, 30))
+    await asyncio.sleep(0)
+    event.set()
+    task.cancel()
+    try:
+        await asyncio.wait_for(task, 5)
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the cancellation was lost")

@@ -43,6 +43,7 @@ from imaging_common.events.topology import (
 )
 from imaging_common.events.types import EventData
 from imaging_common.observability import bind_correlation_id
+from imaging_common.waiting import woken
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,7 @@ class EventConsumer:
                 )
                 with contextlib.suppress(Exception):
                     await message.nack(requeue=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._infra_backoff)
+                await woken(self._stopping, self._infra_backoff)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractExchange
 from imaging_common.events.envelope import CONTENT_TYPE, CloudEvent
 from imaging_common.events.metrics import EventMetrics
 from imaging_common.events.types import EventData
+from imaging_common.waiting import woken
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ class OutboxRelay:
                 log.warning("outbox relay %s: %s: %s; retrying in %.1fs", self.schema, type(exc).__name__, exc, backoff)
                 await asyncio.sleep(backoff)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await woken(self._wake, self.poll_interval)
 
     # ---- publishing ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
+from imaging_common.waiting import woken
 from pydicom import dcmread
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
@@ -129,10 +130,7 @@ class ArchiveSender:
                     raise
                 except Exception:  # the database briefly gone: the film stays pending, tried again
                     log.exception("film archive sender error")
-                try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                await woken(self.wake, POLL_SECONDS)
         finally:
             _running.remove(self)
 

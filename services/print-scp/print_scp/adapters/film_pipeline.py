@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 from imaging_common import events
 from imaging_common.events.types import FilmPrinted
+from imaging_common.waiting import woken
 
 from print_scp.adapters import film_decisions, spool_store
 from print_scp.adapters.ocr_tesseract import OcrUnavailable, read_text
@@ -82,10 +83,7 @@ class FilmPipeline:
             except Exception:  # a broken film must not stop the others; it was marked failed or stays spooled
                 log.exception("film pipeline error")
                 await asyncio.sleep(1.0)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
-            except TimeoutError:
-                pass
+            await woken(self._wake, 2.0)
 
     async def process_one(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
