@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,35 +18,22 @@ from imaging_common.allinone import build_platform
 from imaging_common.auth import credentials as cred
 from imaging_testing import http_server
 from imaging_testing.auth import issue_test_token
-from playwright.async_api import Browser, Page, async_playwright, expect
-from registration.domain import staff
+from playwright.async_api import Browser, Page, expect
 from registration.settings import Settings as RegistrationSettings
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync"]
-PASSWORD = "a shift is twelve hours"
+from . import staff_pages
+from .staff_pages import PASSWORD, VIEWPORT, Site, new_user, watch_console
+
 ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in one test
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/critical-values/",
                "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal"]
-# Screenshots at 1366x768 (the workstations' screens), kept for people to look at: var/ is not in git.
-ARTEFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artefacts" / "workstation"
-VIEWPORT = {"width": 1366, "height": 768}
-expect.set_options(timeout=20_000)
+browser = staff_pages.browser  # the shared fixture
 
 
 async def snapshot(page: Page, name: str) -> None:
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTEFACTS / f"{name}.png"))
-
-
-class Site:
-    def __init__(self, url: str, platform: Any) -> None:
-        self.url = url
-        self.apps = {prefix: app for prefix, app in platform.routes}
-
-    def ctx(self, prefix: str) -> Any:
-        return self.apps[f"/api/{prefix}"].state.ctx
+    """Kept under var/test-artefacts/workstation/ (not in git) at the workstations' 1366x768."""
+    await staff_pages.snapshot(page, "workstation", name)
 
 
 @pytest.fixture(scope="module")
@@ -56,31 +42,6 @@ async def site(test_env) -> AsyncIterator[Site]:
     platform = build_platform(settings)
     async with http_server(platform) as url:
         yield Site(url, platform)
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
-                                     timeout=60_000)
-        yield b
-        await b.close()
-
-
-def watch_console(page: Page) -> list[str]:
-    """Console errors and uncaught exceptions of the page (a 404 favicon would be one)."""
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    return errors
-
-
-async def new_user(site: Site, roles: list[str], display_name: str) -> tuple[str, str]:
-    username = f"ws{uuid.uuid4().hex[:8]}"
-    async with site.ctx("registration").pool.acquire() as conn:
-        user = await staff.create_user(conn, username=username, roles=roles, display_name=display_name,
-                                       password=PASSWORD)
-    return username, user.totp_secret
 
 
 async def register_patient(site: Site, name: str) -> None:

@@ -13,7 +13,7 @@ async function call(path, raw) {
     throw e;
   }
 }
-function cell(value, cls) { const td = document.createElement("td"); td.textContent = value == null ? "" : String(value); if (cls) td.className = cls; return td; }
+const cell = (value, cls) => ImagingShell.text("td", value, cls);
 function left(it) {
   const s = Math.round((Date.parse(it.due_at) - (Date.now() + skew)) / 1000);
   const a = Math.abs(s), txt = Math.floor(a / 60) + ":" + String(a % 60).padStart(2, "0");

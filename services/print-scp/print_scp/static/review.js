@@ -17,7 +17,7 @@ async function call(path, init) {
     throw e;
   }
 }
-function text(tag, value, cls) { const el = document.createElement(tag); el.textContent = value == null ? "" : String(value); if (cls) el.className = cls; return el; }
+const text = ImagingShell.text;
 async function image(id) {
   const r = await call("/films/" + id + "/image.png");
   const img = document.createElement("img"); img.src = URL.createObjectURL(await r.blob()); img.alt = id; return img;

@@ -19,12 +19,7 @@ async function call(path, options = {}) {
   }
 }
 const post = (path, body) => call(path, { method: "POST", body: JSON.stringify(body || {}) });
-function text(tag, value, cls) {
-  const el = document.createElement(tag);
-  el.textContent = value == null ? "" : String(value);
-  if (cls) el.className = cls;
-  return el;
-}
+const text = ImagingShell.text;
 function button(label, action) {
   const b = text("button", label); b.type = "button";
   b.onclick = () => action().then(load).catch(() => {});

@@ -9,7 +9,7 @@ const ACTION = { save: "保存 Save", preliminary: "初诊签名 Sign preliminar
   "sign-amended": "修改签发 Sign amended", withdraw: "收回 Withdraw", cancel: "取消 Cancel" };
 let current = null, focused = "findings", qcTimer = null;
 
-function el(tag, value, cls) { const e = document.createElement(tag); e.textContent = value == null ? "" : String(value); if (cls) e.className = cls; return e; }
+const el = ImagingShell.text;  // el(tag, text, class)
 
 // Every call through the shell (token renewal, Chinese problem text); errors shown above the columns.
 async function call(path, method = "GET", body) {

@@ -8,16 +8,7 @@ const LIVE = Object.keys(STATUS).join(",");
 const WEEKDAYS = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"];
 let rooms = [], view = "day", picked = null, proposal = null, selected = null, appts = [];
 
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "text") e.textContent = v == null ? "" : String(v);
-    else if (k === "class") e.className = v;
-    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
-  }
-  e.append(...children);
-  return e;
-}
+const el = ImagingShell.el;
 const pad = (n) => String(n).padStart(2, "0");
 const ymd = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 const hm = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;

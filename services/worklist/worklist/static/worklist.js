@@ -5,12 +5,7 @@ let room = null;
 const $ = (id) => document.getElementById(id);
 const STATUS = { SCHEDULED: "已预约", ARRIVED: "已到检", STARTED: "检查中", COMPLETED: "检查完成", DISCONTINUED: "已中止" };
 
-function text(tag, value, cls) {
-  const el = document.createElement(tag);
-  el.textContent = value == null ? "" : String(value);
-  if (cls) el.className = cls;
-  return el;
-}
+const text = ImagingShell.text;
 
 async function load() {
   $("error").textContent = "";

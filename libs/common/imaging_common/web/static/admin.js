@@ -16,16 +16,7 @@ const CHAIN_ACTIONS = { repeat: "再次通知", "backup-clinician": "通知备�
   "department-head": "通知科主任" };
 const $ = (id) => document.getElementById(id);
 
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "text") e.textContent = v == null ? "" : String(v);
-    else if (k === "class") e.className = v;
-    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
-  }
-  e.append(...children);
-  return e;
-}
+const el = ImagingShell.el;
 const shown = (v) => v == null ? "" : Array.isArray(v) ? v.join("、") : typeof v === "boolean" ? (v ? "是" : "否")
   : typeof v === "object" ? JSON.stringify(v) : String(v);
 // A table of rows: columns [key or function, header]; `actions(row)` adds the last cell's buttons.

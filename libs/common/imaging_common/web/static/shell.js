@@ -342,6 +342,19 @@
     if (await token()) await enter(); else showLogin();
   }
 
-  window.ImagingShell = { start, api, logout, expire, ApiError, ROLE_NAMES,
+  // Building the page's elements: text only through textContent, never as markup (patient data).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v == null ? "" : String(v);
+      else if (k === "class") e.className = v;
+      else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+    }
+    e.append(...children);
+    return e;
+  }
+  const text = (tag, value, cls) => el(tag, { text: value, class: cls || null });
+
+  window.ImagingShell = { start, api, logout, expire, ApiError, ROLE_NAMES, el, text,
     get me() { return me; } };
 })();
