@@ -48,3 +48,71 @@ async def test_write_check_and_sign_in_the_page(service: Service, world: World) 
             await browser.close()
     view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
     assert view["report"]["state"] == "preliminary" and view["report"]["preliminary_by"] == username
+
+
+async def test_template_picker_preview_print_and_critical_dialog(service: Service, world: World) -> None:
+    """Issue 23, item 3: the template's fields before the first save, a preview of the sheet as it prints
+    (and printing shows nothing else), and a critical finding announced in the page, not with alert()."""
+    svc = service
+    username = f"rad-{world.tag}"
+    token = svc.auth("radiologist", username=username)["Authorization"].removeprefix("Bearer ")
+    template = {"id": f"ct-chest-{world.tag.lower()}", "name": f"胸部CT结构化{world.tag}", "modality": "CT",
+                "body_part": "CHEST", "definition": {"fields": [
+                    {"id": "nodule_size", "label": "结节大小", "type": "measurement", "unit": "mm"}]}}
+    r = await svc.client.put(f"/api/reporting/templates/{template['id']}", json=template,
+                             headers=svc.auth("senior-radiologist"))
+    assert r.status_code == 200, r.text
+    acc = await world.exam(name="ZHANG^SAN=张三")
+    settings = svc.settings.model_copy(update={"reporting_delivery_enabled": False})
+    async with http_server(create_app(settings)) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: dialogs.append(d.message))  # alert() would land here
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
+            await page.goto(f"{url}/ui/reporting/")
+            await page.get_by_text(acc).click()
+            await page.locator("#title").filter(has_text=acc).wait_for()
+            assert "张三" in await page.locator("#title").text_content() and "^" not in \
+                await page.locator("#title").text_content()
+            # The most specific template for CT chest is chosen, and its field is there before any save.
+            assert await page.input_value("#template") == template["id"]
+            await page.locator("[data-field=nodule_size][data-kind=measurement]").fill("8")
+            await page.locator("[data-field=nodule_size][data-part=unit]").fill("mm")
+            await page.fill("#findings", "右肺上叶见一结节。右侧张力性气胸。")
+            await page.fill("#impression", "右侧张力性气胸。")
+            await page.get_by_role("button", name="保存 Save").click()
+            # The critical finding in a dialog of the page, which keeps the focus until acknowledged.
+            await page.locator("#critical-dialog").wait_for(state="visible")
+            assert "张力性气胸" in await page.locator("#critical-list").text_content()
+            await page.keyboard.press("Enter")
+            await page.locator("#critical-dialog").wait_for(state="hidden")
+            assert dialogs == []
+            # Saved with the template chosen in the page.
+            view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
+            assert view["report"]["template_id"] == template["id"]
+            size = view["report"]["content"]["fields"]["nodule_size"]
+            assert (size["value"], size["unit"]) == (8, "mm")
+            # The preview: the sheet with the patient as people write the name, the structured finding and text.
+            await page.get_by_role("button", name="预览与打印 Preview").click()
+            sheet = page.locator("#sheet")
+            await sheet.wait_for(state="visible")
+            text = await sheet.text_content() or ""
+            assert "张三" in text and "ZHANG" not in text and "结节大小：8 mm" in text and "右侧张力性气胸" in text
+            assert "草稿，未签名" in text
+            # Printing prints the sheet only (to PDF here, as a browser's "save as PDF" does).
+            await page.evaluate("document.body.classList.add('printing')")
+            await page.emulate_media(media="print")
+            assert not await page.locator("#app").is_visible()
+            assert await sheet.is_visible()
+            pdf = await page.pdf()
+            assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+            await page.emulate_media(media="screen")
+            await page.get_by_role("button", name="关闭 Close").click()
+            await sheet.wait_for(state="hidden")
+            assert errors == []
+        finally:
+            await browser.close()

@@ -7,7 +7,13 @@ const STATE = { none: "未写", draft: "草稿", preliminary: "初诊", consulta
 const ACTION = { save: "保存 Save", preliminary: "初诊签名 Sign preliminary", final: "审核签发 Sign final",
   "return": "退回 Return", consult: "提交会诊 Consult", "close-consultation": "结束会诊 Close consultation",
   "sign-amended": "修改签发 Sign amended", withdraw: "收回 Withdraw", cancel: "取消 Cancel" };
-let current = null, focused = "findings", qcTimer = null;
+let current = null, focused = "findings", qcTimer = null, templates = [], shownTemplate = {};
+const EDITABLE = ["none", "draft", "preliminary"];  // the template may change until the report is final
+const SEX = { M: "男", F: "女", O: "其他", U: "未知" };
+// Names as people write them: DICOM "ZHANG^SAN=张三" shows 张三; local date and time.
+const personName = (n) => String(n || "").split("=").pop().replaceAll("^", "");
+const local = (iso) => { if (!iso) return ""; const d = new Date(iso); const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`; };
 
 const el = ImagingShell.text;  // el(tag, text, class)
 
@@ -30,7 +36,7 @@ async function loadWorklist() {
     const tr = document.createElement("tr");
     if (current && current.exam.accession_number === it.accession_number) tr.className = "sel";
     tr.append(el("td", it.accession_number, it.priority !== "routine" ? it.priority : ""),
-      el("td", (it.patient_name || "").replaceAll("^", " ") + " " + (it.sex || "")),
+      el("td", personName(it.patient_name) + " " + (SEX[it.sex] || "")),
       el("td", (it.modality || "") + " " + (it.exam_name || "")), el("td", (STATE[it.report_state] || it.report_state) + (it.critical ? " ⚠危急" : "")));
     tr.onclick = () => openExam(it.accession_number).catch(() => {});
     body.append(tr);
@@ -55,6 +61,7 @@ function content() {
 }
 
 function renderFields(template, values) {
+  shownTemplate = template || {};
   const box = $("fields"); box.replaceChildren();
   for (const f of template.fields || []) {
     const row = el("div", "", "field"); row.append(el("span", f.label + (f.required ? " *" : "")));
@@ -99,14 +106,15 @@ async function openExam(accession) {
   current = await call("/exams/" + encodeURIComponent(accession));
   const { exam, report } = current;
   $("editor").hidden = false;
-  $("title").textContent = exam.accession_number + " · " + (exam.patient_name || "").replaceAll("^", " ") + " · " + (exam.exam_name || "");
+  $("title").textContent = exam.accession_number + " · " + personName(exam.patient_name) + " · " + (exam.exam_name || "");
   $("clinical").textContent = "临床诊断 " + (exam.clinical_diagnosis || "—") + " · 申请科室 " + (exam.ordering_department || "—") + (exam.laterality ? " · 侧别 " + exam.laterality : "");
   $("state").textContent = STATE[report ? report.state : "none"];
   $("version").textContent = report ? report.version : 0;
   const c = report ? report.content : {};
   for (const s of ["findings", "impression", "recommendation"]) { $(s).value = c[s] || ""; }
   $("positive").checked = !!c.positive;
-  renderFields(report ? report.template : {}, c.fields || {});
+  await loadTemplates(exam, report);
+  renderFields(report ? report.template : await templateDefinition($("template").value), c.fields || {});
   renderQc(report ? report.qc : []);
   const box = $("actions"); box.replaceChildren();
   for (const a of current.allowed_actions) {
@@ -125,15 +133,39 @@ async function openExam(accession) {
   await loadVersions(); await loadPhrases(exam.modality); await loadWorklist();
 }
 
+// The templates for the exam's modality; the report's own is chosen, else the most specific for the exam
+// (modality and body part), as the service would choose on the first save.
+async function loadTemplates(exam, report) {
+  templates = (await call("/templates" + (exam.modality ? "?modality=" + encodeURIComponent(exam.modality) : ""))).data;
+  const fit = (t) => (t.modality ? 1 : 0) + (t.body_part && t.body_part === exam.body_part ? 1 : 0) -
+    (t.body_part && t.body_part !== exam.body_part ? 9 : 0);
+  const chosen = report ? report.template_id : ([...templates].sort((a, b) => fit(b) - fit(a))[0] || {}).id;
+  const sel = $("template");
+  sel.replaceChildren(el("option", "（通用 generic）"), ...templates.map((t) => Object.assign(el("option", t.name), { value: t.id })));
+  sel.firstChild.value = "";
+  sel.value = chosen || "";
+  sel.disabled = !EDITABLE.includes(report ? report.state : "none");
+}
+
+async function templateDefinition(id) {
+  if (!id) return {};
+  return (await call("/templates/" + encodeURIComponent(id))).definition;
+}
+
 async function step(action) {
   const editable = ["save", "preliminary", "final", "sign-amended"].includes(action);
   const body = { note: $("note").value || null, expected_version: current.report ? current.report.version : null };
   if (editable) body.content = content();
+  if (editable && $("template").value && !$("template").disabled) body.template_id = $("template").value;
   const r = await call("/exams/" + encodeURIComponent(current.exam.accession_number) + "/report/" + action, "POST", body);
   if (r.warnings && r.warnings.length) renderQc(r.warnings);
-  if (r.critical_raised && r.critical_raised.length) alert("危急值已上报 Critical finding raised: " + r.critical_raised.join(", "));
   $("note").value = "";
   await openExam(current.exam.accession_number);
+  if (r.critical_raised && r.critical_raised.length) {  // in the page, not alert(): it must be seen, and stay readable
+    $("critical-list").replaceChildren(...r.critical_raised.map((c) => el("li", c)));
+    $("critical-dialog").showModal();
+    $("critical-ok").focus();
+  }
 }
 
 async function loadVersions() {
@@ -174,6 +206,41 @@ $("verify").onclick = async () => {
   const v = await call("/reports/" + current.report.id + "/verify");
   $("verified").textContent = (v.valid ? "✔ " : "✘ ") + v.outcome + (v.signer_name ? " · " + v.signer_name + " " + v.signed_at : "");
 };
+$("template").onchange = async () => {
+  renderFields(await templateDefinition($("template").value), content().fields);
+  scheduleQc();
+};
+$("critical-ok").onclick = () => $("critical-dialog").close();
+
+// The preview is the report sheet as it prints, built from what is in the editor now.
+function preview() {
+  const { exam } = current, c = content(), r = current.report;
+  const row = (...cells) => {  // label, value, label, value...
+    const tr = document.createElement("tr");
+    for (let i = 0; i < cells.length; i += 2) tr.append(el("th", cells[i]), el("td", cells[i + 1]));
+    return tr;
+  };
+  $("sheet-head").replaceChildren(
+    row("姓名", personName(exam.patient_name), "性别", SEX[exam.sex] || "", "检查号", exam.accession_number),
+    row("检查项目", (exam.modality || "") + " " + (exam.exam_name || ""), "申请科室", exam.ordering_department || "",
+      "检查时间", local(exam.completed_at)),
+    row("临床诊断", exam.clinical_diagnosis || "", "病区", exam.ward || "", "报告状态", STATE[r ? r.state : "none"]));
+  const body = $("sheet-body"); body.replaceChildren();
+  const fields = shownTemplate.fields || [];
+  const filled = fields.filter((f) => c.fields[f.id]).map((f) => f.label + "：" + c.fields[f.id].value + (c.fields[f.id].unit ? " " + c.fields[f.id].unit : ""));
+  for (const [title, text] of [["结构化所见", filled.join("\n")], ["影像表现", c.findings], ["诊断意见", c.impression], ["建议", c.recommendation]]) {
+    if (!text) continue;
+    const sec = document.createElement("section"); sec.append(el("h3", title), el("p", text)); body.append(sec);
+  }
+  const signed = r && r.final_at ? "审核医师 " + (r.final_by || "") + " " + local(r.final_at)
+    : r && r.preliminary_at ? "报告医师 " + (r.preliminary_by || "") + " " + local(r.preliminary_at) + "（未审核）" : "草稿，未签名";
+  $("sheet-foot").textContent = signed + " · 打印时间 " + local(new Date().toISOString());
+  $("preview").showModal();
+}
+$("preview-open").onclick = () => { if (current) preview(); };
+$("preview-close").onclick = () => $("preview").close();
+$("preview-print").onclick = () => { document.body.classList.add("printing"); window.print(); };
+window.addEventListener("afterprint", () => document.body.classList.remove("printing"));
 $("refresh").onclick = () => loadWorklist().catch(() => {});
 $("reported").onchange = () => loadWorklist().catch(() => {});
 ImagingShell.start({ page: "reporting", title: "诊断报告", onReady: () => {
