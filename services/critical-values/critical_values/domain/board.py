@@ -53,4 +53,7 @@ async def open_items(conn: asyncpg.Connection, *, now: datetime) -> list[dict[st
             "ward": r["ward"], "escalation_level": r["escalation_level"],
             "open_phone_tasks": r["open_phone_tasks"], "first_notified_at": r["first_notified_at"],
         })
+    # The nearest deadline first: a value not yet delivered runs against its (shorter) notification
+    # deadline, so it comes before delivered ones waiting for their acknowledgement.
+    out.sort(key=lambda item: item["seconds_left"])
     return out

@@ -53,14 +53,19 @@
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("imaging-session") : null;
   let options = {}, me = null, renewTimer = null, idleTimer = null, leaving = false, refreshing = null;
 
+  // Building the page's elements: text only through textContent, never as markup (patient data).
+  // Pages use these too (ImagingShell.el, ImagingShell.text).
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "text") e.textContent = v; else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+      if (k === "text") e.textContent = v == null ? "" : String(v);
+      else if (k === "class") { if (v) e.className = v; }
+      else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
     }
     e.append(...children);
     return e;
   }
+  const text = (tag, value, cls) => el(tag, { text: value, class: cls || null });
 
   // ---- tokens ---------------------------------------------------------------------------------
   function claims(token) {
@@ -341,19 +346,6 @@
     }
     if (await token()) await enter(); else showLogin();
   }
-
-  // Building the page's elements: text only through textContent, never as markup (patient data).
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "text") e.textContent = v == null ? "" : String(v);
-      else if (k === "class") e.className = v;
-      else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
-    }
-    e.append(...children);
-    return e;
-  }
-  const text = (tag, value, cls) => el(tag, { text: value, class: cls || null });
 
   window.ImagingShell = { start, api, logout, expire, ApiError, ROLE_NAMES, el, text,
     get me() { return me; } };
