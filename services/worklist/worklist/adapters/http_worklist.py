@@ -12,11 +12,13 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from imaging_common import audit
 from imaging_common.auth import Principal, require_roles
 from imaging_common.dicom import combined_datetime_range, person_name
 from pydantic import BaseModel, Field, field_validator
 
+from worklist.adapters import live
 from worklist.adapters.deps import request_context
 from worklist.adapters.dicom.mwl import _sps_status
 from worklist.domain import mpps, steps
@@ -227,6 +229,15 @@ async def list_items(
                                         "filters": {k: v for k, v in request.query_params.items()}})
     data = [StepPublic.of(r) for r in rows]
     return StepList(data=data, count=len(data))
+
+
+@router.get("/changes", response_class=StreamingResponse, summary="Says when the worklist changed (text/event-stream)",
+            description="`event: changed` after any change of the scheduled steps, for the page to reload its list; "
+                        "no patient data. The stream ends after two minutes: open it again.")
+async def changes(request: Request, user: Staff) -> StreamingResponse:
+    feed = request_context(request).extras["change_feed"]
+    return StreamingResponse(live.stream(feed, seconds=live.STREAM_SECONDS), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.get("/items/{item_id}", response_model=StepPublic, summary="One scheduled procedure step")
