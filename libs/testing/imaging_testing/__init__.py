@@ -23,9 +23,10 @@ from imaging_testing.helpers import (
     free_port,
     http_server,
     rolled_back,
+    rolled_back_conn,
     scratch_database,
     service_pool,
 )
 
 __all__ = ["TEST_DATABASE", "TEST_NAMESPACE", "asgi_client", "event_producer", "eventually", "free_port",
-           "http_server", "rolled_back", "scratch_database", "service_pool"]
+           "http_server", "rolled_back", "rolled_back_conn", "scratch_database", "service_pool"]

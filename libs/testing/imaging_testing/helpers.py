@@ -105,6 +105,19 @@ async def rolled_back(spec: Any, database_url: str) -> AsyncIterator[asyncpg.Con
             await transaction.rollback()
 
 
+def rolled_back_conn(spec: Any) -> Any:
+    """A pytest fixture (assign it to a name in the test module): `rolled_back` for `spec` on the session's
+    database, one per test."""
+    import pytest
+
+    @pytest.fixture
+    async def conn(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
+        async with rolled_back(spec, test_env["DATABASE_URL"]) as c:
+            yield c
+
+    return conn
+
+
 @contextlib.asynccontextmanager
 async def http_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Serve an ASGI app over real TCP on 127.0.0.1 in this event loop; yields its base URL."""

@@ -4,20 +4,13 @@ escalation chain are kept. Each test rolls back: the session's database stays as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 from critical_values.app import SERVICE
 from critical_values.domain import dictionary, escalation, starter
 from imaging_common.starter import department
-from imaging_testing import rolled_back
+from imaging_testing import rolled_back_conn
 
-
-@pytest.fixture
-async def conn(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
-    async with rolled_back(SERVICE, test_env["DATABASE_URL"]) as c:
-        yield c
+conn = rolled_back_conn(SERVICE)  # each test in a transaction rolled back
 
 
 async def test_loads_once_and_keeps_what_an_admin_configured(conn: asyncpg.Connection) -> None:

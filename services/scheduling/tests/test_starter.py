@@ -4,21 +4,15 @@ the other tests expect it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import time
 
 import asyncpg
-import pytest
 from imaging_common.starter import department
-from imaging_testing import rolled_back
+from imaging_testing import rolled_back_conn
 from scheduling.app import SERVICE
 from scheduling.domain import configuration, starter
 
-
-@pytest.fixture
-async def conn(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
-    async with rolled_back(SERVICE, test_env["DATABASE_URL"]) as c:
-        yield c
+conn = rolled_back_conn(SERVICE)  # each test in a transaction rolled back
 
 
 async def test_loads_once_and_keeps_what_an_admin_configured(conn: asyncpg.Connection) -> None:
