@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,13 @@ async def site(test_env: dict[str, str]) -> AsyncIterator[Site]:
         yield Site(url, platform)
 
 
-@pytest.fixture(scope="module")
-async def empty_site(test_env: dict[str, str]) -> AsyncIterator[Site]:
+@contextlib.asynccontextmanager
+async def own_platform(test_env: dict[str, str],
+                       settings: Callable[[], dict[str, Any]] | None = None) -> AsyncIterator[Site]:
     """The platform on a database of its own, empty (as on day one), with its own RabbitMQ namespace and ports;
-    both dropped after."""
+    both dropped after. For tests that must see only their own data (what other tests leave in the session's
+    database, a film in review whose image is elsewhere, would show on their pages). `settings` makes the
+    services' settings objects, inside that environment (so they name this database)."""
     name = f"imaging_pages_{uuid.uuid4().hex[:8]}"
     namespace = f"{test_env['IMAGING_NAMESPACE']}-{name}"
     server = await asyncpg.connect(database_url(test_env["DATABASE_URL"], "postgres"))
@@ -69,7 +72,7 @@ async def empty_site(test_env: dict[str, str]) -> AsyncIterator[Site]:
                "IMAGING_PRINT_PORT": str(free_port()), "IMAGING_WORKLIST_PORT": str(free_port()),
                "IMAGING_CRITICAL_MLLP_PORT": str(free_port()), "IMAGING_MLLP_PORT": "0"}
         with environment(env):
-            platform = build_platform()
+            platform = build_platform(settings() if settings else None)
             async with http_server(platform) as url:
                 yield Site(url, platform)
     finally:
@@ -77,6 +80,12 @@ async def empty_site(test_env: dict[str, str]) -> AsyncIterator[Site]:
         await server.close()
         with contextlib.suppress(Exception):
             await delete_namespace(test_env["AMQP_URL"], namespace)
+
+
+@pytest.fixture(scope="module")
+async def empty_site(test_env: dict[str, str]) -> AsyncIterator[Site]:
+    async with own_platform(test_env) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")

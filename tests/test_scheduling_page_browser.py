@@ -24,17 +24,19 @@ DAYS = [{"weekday": d, "starts": "08:00", "ends": "18:00"} for d in range(1, 8)]
 
 
 async def seed(site: Site, tag: str) -> dict[str, Any]:
-    """Two CT rooms on a campus of this test, an exam type, and a patient's order of it, waiting in scheduling."""
-    campus, exam = f"测试院区{tag}", f"CT-T{tag}"
+    """Two CT rooms on a campus of this test, an exam type, and a patient's order of it, waiting in scheduling.
+    The exam needs a capability only these rooms have: the pool spans every campus, so the earliest slot would
+    otherwise be in another test's CT room whenever that one's hours start earlier in the day."""
+    campus, exam, capability = f"测试院区{tag}", f"CT-T{tag}", f"test-{tag}"
     async with site.client("admin") as admin, site.client("clerk") as clerk:
         for n in (1, 2):
             r = await admin.put(f"/api/scheduling/rooms/R{n}-{tag}", json={
                 "id": f"R{n}-{tag}", "name": f"CT{n}室", "modality": "CT", "campus": campus, "building": "门诊楼",
-                "floor": "1", "location": f"门诊楼1层 CT{n}室", "sessions": DAYS})
+                "floor": "1", "location": f"门诊楼1层 CT{n}室", "sessions": DAYS, "capabilities": [capability]})
             assert r.status_code == 200, r.text
         r = await admin.put(f"/api/scheduling/exam-types/{exam}", json={
             "code": exam, "name": "胸部CT平扫", "modality": "CT", "body_part": "CHEST", "duration_minutes": 10,
-            "preparation": "检查前去除金属物品"})
+            "preparation": "检查前去除金属物品", "required_capabilities": [capability]})
         assert r.status_code == 200, r.text
         name = f"排程{tag[:4]}"
         r = await clerk.post("/api/registration/patients", json={"name": name, "sex": "F", "birth_date": "1980-02-03",

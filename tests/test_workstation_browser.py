@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from critical_values.domain import recipients
-from imaging_common.allinone import build_platform
 from imaging_common.auth import credentials as cred
-from imaging_testing import http_server
 from imaging_testing.auth import issue_test_token
 from playwright.async_api import Browser, Page, expect
 from registration.settings import Settings as RegistrationSettings
@@ -38,10 +36,12 @@ async def snapshot(page: Page, name: str) -> None:
 
 @pytest.fixture(scope="module")
 async def site(test_env) -> AsyncIterator[Site]:
-    settings = {"registration": RegistrationSettings(access_token_ttl_seconds=ACCESS_TTL, mllp_port=0)}
-    platform = build_platform(settings)
-    async with http_server(platform) as url:
-        yield Site(url, platform)
+    """Its own database: the pages must show this test's patients only (and no film of another test's)."""
+    def settings() -> dict[str, Any]:
+        return {"registration": RegistrationSettings(access_token_ttl_seconds=ACCESS_TTL, mllp_port=0)}
+
+    async with staff_pages.own_platform(test_env, settings) as site:
+        yield site
 
 
 async def register_patient(site: Site, name: str) -> None:

@@ -46,8 +46,11 @@ async def test_slip_link_opens_one_receipt_for_minutes_without_a_header(client, 
     token = link["url"].split("slip=")[1]
     # Tampered: one character changed.
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
-    r = await client.get(f"{receipt}?slip={tampered}")
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    r = await client.get(f"{receipt}?slip={tampered}", headers=browser)  # a person: a page saying what to do
     assert r.status_code == 403 and "无效或已过期" in r.text and "张三" not in r.text
+    r = await client.get(f"{receipt}?slip={tampered}")  # a program: a problem document
+    assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
     # Borrowed for another appointment.
     r = await client.get(f"{API}/appointments/{other['id']}/receipt.html?slip={token}")
     assert r.status_code == 403
@@ -65,7 +68,7 @@ async def test_slip_link_opens_one_receipt_for_minutes_without_a_header(client, 
     rows = await audit_rows(conn, first["id"])
     actions = [(action, outcome) for action, _, outcome in rows]
     assert actions.count(("slip-link", "success")) == 1
-    assert actions.count(("read", "failure")) == 2 and ("read", "success") in actions
+    assert actions.count(("read", "failure")) == 3 and ("read", "success") in actions
     issuer = next(actor for action, actor, _ in rows if action == "slip-link")
     assert issuer in {actor for action, actor, outcome in rows if action == "read" and outcome == "success"}
 

@@ -577,7 +577,9 @@ async def receipt_html(
         await audit.record(conn, actor="slip-link", action="read", entity="appointment", entity_id=appointment_id,
                            source_ip=audit.client_ip(request), outcome="failure",
                            detail={"view": "receipt", "refused": "slip link unknown, expired or for another"})
-        return HTMLResponse(SLIP_REFUSED, status_code=403, headers=SLIP_HEADERS)
+        if "text/html" in request.headers.get("accept", ""):  # a person's browser: a page saying what to do
+            return HTMLResponse(SLIP_REFUSED, status_code=403, headers=SLIP_HEADERS)
+        return problem(403, "Forbidden", "slip link unknown, expired or for another appointment")
     await audit.record_read(conn, actor=opened.issued_by, entity="appointment", entity_id=a["id"],
                             patient_id=a["empi_id"], source_ip=audit.client_ip(request),
                             detail={"view": "receipt", "via": "slip-link"})
