@@ -53,12 +53,8 @@ class FilmPipeline:
     async def accept(self, jobs: list[FilmJob], *, session_id: str) -> None:
         """Make the jobs durable; only then may the modality be told they printed."""
         spooled = await spool_store.put_jobs(self.store, jobs)
-        async with self.pool.acquire() as conn, conn.transaction():  # one commit makes the print durable
-            await films_store.insert_session(conn, session_id=session_id, job=jobs[0])
-            for job in jobs:
-                key, manifest = spooled[job.film_id]
-                await films_store.insert_film(conn, session_id=session_id, job=job, spool_key=key)
-                await films_store.set_spool_manifest(conn, job.film_id, manifest)
+        async with self.pool.acquire() as conn:  # one statement, one commit: the print is durable
+            await films_store.insert_printed(conn, session_id=session_id, jobs=jobs, spooled=spooled)
         # No wake-up here: the print SCP wakes the renderer when the association ends, so rendering does
         # not slow down the rest of it (or the next film's pixels); the renderer's poll finds films of
         # an association that stays open.

@@ -25,27 +25,38 @@ def known_study(row: asyncpg.Record) -> KnownStudy:
                       row["patient_name"])
 
 
-async def insert_session(conn: asyncpg.Connection, *, session_id: str, job: FilmJob) -> None:
-    await conn.execute(
-        """INSERT INTO film_sessions (id, sop_instance_uid, calling_ae_title, called_ae_title, peer, attributes,
-               study_uids) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING""",
-        session_id, job.session_uid, job.calling_ae, job.called_ae, job.peer, json.dumps(job.session),
-        job.study_uids,
-    )
+_SESSION_VALUES = "($1, $2, $3, $4, $5, $6::jsonb, $7)"
+_FILM_COLUMNS = """id, session_id, film_box_uid, print_job_uid, printed_at, calling_ae_title, copies, priority,
+    medium_type, destination, film_size, orientation, display_format, session_label, owner_id, image_count,
+    collated, sent_study_uids, spool_key, spool_manifest"""
 
 
-async def insert_film(conn: asyncpg.Connection, *, session_id: str, job: FilmJob, spool_key: str) -> None:
+def _film_args(session_id: str, job: FilmJob, spool_key: str, manifest: bytes) -> list[Any]:
     s, f = job.session, job.film
+    return [job.film_id, session_id, job.film_box_uid, job.job_uid, job.printed_at, job.calling_ae,
+            s["NumberOfCopies"], s["PrintPriority"], s["MediumType"], s["FilmDestination"], f["FilmSizeID"],
+            f["FilmOrientation"], f["ImageDisplayFormat"], s.get("FilmSessionLabel"), s.get("OwnerID"),
+            len(job.images), job.collated, job.study_uids, spool_key, manifest]
+
+
+async def insert_printed(conn: asyncpg.Connection, *, session_id: str, jobs: list[FilmJob],
+                         spooled: dict[str, tuple[str, bytes]]) -> None:
+    """The session (once) and each printed film with its spool manifest, in one statement: the commit that
+    makes a print durable is the one round trip the modality waits for (an N-ACTION's answer waits on it)."""
+    first = jobs[0]
+    args: list[Any] = [session_id, first.session_uid, first.calling_ae, first.called_ae, first.peer,
+                       json.dumps(first.session), first.study_uids]
+    rows = []
+    for job in jobs:
+        key, manifest = spooled[job.film_id]
+        values = _film_args(session_id, job, key, manifest)
+        rows.append("(" + ", ".join(f"${len(args) + i + 1}" for i in range(len(values))) + ")")
+        args += values
     await conn.execute(
-        """INSERT INTO films (id, session_id, film_box_uid, print_job_uid, printed_at, calling_ae_title, copies,
-               priority, medium_type, destination, film_size, orientation, display_format, session_label, owner_id,
-               image_count, collated, sent_study_uids, spool_key)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
-        job.film_id, session_id, job.film_box_uid, job.job_uid, job.printed_at, job.calling_ae,
-        s["NumberOfCopies"], s["PrintPriority"], s["MediumType"], s["FilmDestination"], f["FilmSizeID"],
-        f["FilmOrientation"], f["ImageDisplayFormat"], s.get("FilmSessionLabel"), s.get("OwnerID"),
-        len(job.images), job.collated, job.study_uids, spool_key,
-    )
+        f"""WITH session AS (
+                INSERT INTO film_sessions (id, sop_instance_uid, calling_ae_title, called_ae_title, peer, attributes,
+                    study_uids) VALUES {_SESSION_VALUES} ON CONFLICT (id) DO NOTHING)
+            INSERT INTO films ({_FILM_COLUMNS}) VALUES {", ".join(rows)}""", *args)
 
 
 async def claim_spooled(conn: asyncpg.Connection) -> asyncpg.Record | None:
