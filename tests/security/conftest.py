@@ -80,6 +80,8 @@ async def sandbox_platform(common_settings: CommonSettings, label: str) -> Async
         "IMAGING_CRITICAL_MLLP_PORT": "0",
         # Small pools: PostgreSQL's connections are shared with every suite running on this machine.
         "IMAGING_DB_POOL_MAX": "2",
+        # The worklist page's stream of changes ends after a second: a fuzzed request to it gets its answer.
+        "IMAGING_WORKLIST_STREAM_SECONDS": "1",
     }
     # Apps read their settings when built; the environment is the session's again right after.
     with environment(overrides):

@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 # One test session, one database and one RabbitMQ/Redis namespace (the plugin creates and drops them).
 _RUN_ID = uuid.uuid4().hex[:10]
+RUN_ID = _RUN_ID
 TEST_DATABASE = f"imaging_test_{_RUN_ID}"
 TEST_NAMESPACE = f"test-{_RUN_ID}"
 

@@ -22,8 +22,15 @@ import pytest
 from imaging_common.config import CommonSettings
 from imaging_common.preflight import check_infrastructure
 
-from imaging_testing import reactor_guard
-from imaging_testing.helpers import TEST_DATABASE, TEST_NAMESPACE, database_url, environment, free_port
+from imaging_testing import broker_cleanup, reactor_guard
+from imaging_testing.helpers import (
+    RUN_ID,
+    TEST_DATABASE,
+    TEST_NAMESPACE,
+    database_url,
+    environment,
+    free_port,
+)
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -81,6 +88,9 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         pytest.fail("test infrastructure missing:\n" + "\n".join(problems), pytrace=False)
 
     asyncio.run(_on_server(base.database_url, f'CREATE DATABASE "{TEST_DATABASE}"'))
+    marker = broker_cleanup.SessionMarker(database_url(base.database_url, "postgres"), RUN_ID)
+    marker.start()
+    _cleanup_dead_sessions(base)
     env = {
         "DATABASE_URL": database_url(base.database_url, TEST_DATABASE),
         "AMQP_URL": base.amqp_url,
@@ -101,16 +111,23 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     finally:
         asyncio.run(_on_server(base.database_url, f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)'))
         _cleanup_broker(base.amqp_url, TEST_NAMESPACE)
+        marker.stop()
 
 
 def _cleanup_broker(amqp_url: str, namespace: str) -> None:
-    """Delete the exchanges and queues this session declared (best effort)."""
-    try:
-        from imaging_common.events.topology import delete_namespace
-    except ImportError:
+    """Delete the exchanges and queues this session declared, its sub-platforms' too (best effort)."""
+    listed = broker_cleanup.broker_namespaces()
+    broker_cleanup.delete(amqp_url, broker_cleanup.of_session(listed, namespace) if listed is not None else [namespace])
+
+
+def _cleanup_dead_sessions(base: CommonSettings) -> None:
+    """Namespaces of test sessions that ended without cleaning up (killed runs): their queues go too."""
+    listed = broker_cleanup.broker_namespaces()
+    if not listed:
         return
     with contextlib.suppress(Exception):
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        dead = asyncio.run(broker_cleanup.of_dead_sessions(listed, database_url(base.database_url, "postgres")))
+        broker_cleanup.delete(base.amqp_url, dead)
 
 
 @pytest.fixture(scope="session")

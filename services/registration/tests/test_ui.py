@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from barcode import Code128
 from imaging_common.auth import credentials as cred
 from imaging_testing import free_port, http_server
 from playwright.async_api import async_playwright, expect
@@ -40,6 +42,18 @@ async def browser():
         yield b
         await b.close()
 
+
+
+def bars(svg: str) -> str:
+    """The modules of a python-barcode SVG, 1 for black: each bar's x and width in multiples of the module."""
+    rects = [(float(x), float(w)) for x, w in re.findall(r'<rect x="([\d.]+)mm" y="[\d.]+mm" width="([\d.]+)mm"', svg)]
+    module = min(w for _, w in rects)
+    start, end = rects[0][0], rects[-1][0] + rects[-1][1]
+    out = ["0"] * round((end - start) / module)
+    for x, w in rects:
+        for k in range(round((x - start) / module), round((x - start + w) / module)):
+            out[k] = "1"
+    return "".join(out)
 
 async def new_clerk(app) -> tuple[str, str]:
     username = f"clerk{uuid.uuid4().hex[:8]}"
@@ -119,6 +133,10 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     await expect(form).to_have_class("printable special-inf")
     await expect(form.locator(".tag.inf")).to_have_text("传染病")
     accession = (await page.locator("#print-accession").inner_text()).strip()
+    # The barcode the check-in terminals scan: drawn, and its bars are Code 128 of the accession number.
+    barcode = page.locator("#barcode-img")
+    await expect(barcode).to_be_visible()
+    assert await barcode.evaluate("img => img.complete && img.naturalWidth > 0")
     await page.emulate_media(media="print")
     assert await page.locator(".topbar").is_hidden()
     await page.emulate_media(media="screen")
@@ -130,6 +148,12 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
         empi = found["data"][0]["empi_id"]
         order = (await api.get(f"/api/registration/orders/{accession}", headers=auth(settings))).json()
         assert order["empi_id"] == empi and order["special"]["infectious"] is True
+        svg = await api.get(f"/api/registration/orders/{accession}/barcode.svg", headers=auth(settings))
+        assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+        assert bars(svg.text) == Code128(accession).build()[0]
+        unknown = await api.get("/api/registration/orders/NO-SUCH/barcode.svg", headers=auth(settings))
+        assert unknown.status_code == 404
+        assert (await api.get(f"/api/registration/orders/{accession}/barcode.svg")).status_code == 401
     assert await events(pool, "patient.registered", empi)
     ev = (await events(pool, "order.created", accession))[0]["data"]
     assert ev["items"][0]["name"] == "胸部CT平扫" and ev["ordering_department"] == "呼吸内科"

@@ -9,10 +9,8 @@ import uuid
 from datetime import datetime
 
 import httpx
-import pytest
 from imaging_testing import free_port, http_server
 from playwright.async_api import async_playwright, expect
-from worklist.adapters import live
 from worklist.app import create_app
 from worklist.settings import Settings
 
@@ -23,10 +21,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 
-async def test_the_page_follows_imports_and_cancellations(test_env: dict[str, str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "STREAM_SECONDS", 3.0)  # the page must open its stream again, and keep up
-    settings = Settings(worklist_port=free_port(), worklist_host="127.0.0.1")
+async def test_the_page_follows_imports_and_cancellations(test_env: dict[str, str]) -> None:
+    # Streams of three seconds: the page must open its stream again, and keep up.
+    settings = Settings(worklist_port=free_port(), worklist_host="127.0.0.1", worklist_stream_seconds=3.0)
     tag = uuid.uuid4().hex[:6].upper()
     clerk = auth(settings, "clerk", username="clerk1")
     token = auth(settings, "technologist", username=f"t{tag}")["Authorization"].removeprefix("Bearer ")

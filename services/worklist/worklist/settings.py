@@ -4,6 +4,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from imaging_common.config import CommonSettings
+from pydantic import Field
 
 
 class Settings(CommonSettings):
@@ -22,6 +23,9 @@ class Settings(CommonSettings):
     worklist_peers: Literal["enforce", "audit-only", "off"] | None = None
     # IMAGING_WORKLIST_REQUIRE_CALLED_AE: refuse associations addressed to another AE title
     worklist_require_called_ae: bool = True
+    # IMAGING_WORKLIST_STREAM_SECONDS: how long one page's stream of worklist changes lasts before the page
+    # opens another (through its session: a revoked one is not told anything after this); e.g. 120
+    worklist_stream_seconds: float = Field(120.0, gt=0, le=3600)
     # IMAGING_WORKLIST_MAX_RESULTS: C-FIND answers at most this many items, then fails with A700
     # ("Out of Resources") and a comment asking to narrow the query; e.g. 1000
     worklist_max_results: int = 1000

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from imaging_common.audit import client_ip
 from imaging_common.auth import Principal, require_roles
 from imaging_common.empi import store
@@ -20,7 +20,7 @@ from imaging_common.json_out import listing
 from imaging_common.service import ServiceContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from registration.adapters import hl7_status, schemas
+from registration.adapters import barcode_svg, hl7_status, schemas
 from registration.adapters.deps import request_context
 from registration.domain import orders as order_domain
 from registration.domain import patients as patient_domain
@@ -369,3 +369,13 @@ async def change_order(key: str, body: OrderChange, request: Request, user: Orde
 async def get_order(key: str, request: Request, user: Readers) -> dict[str, Any]:
     async with _patient_conn(request) as conn:
         return await order_domain.get_order(conn, key, actor=_actor(request, user))
+
+
+@router.get("/orders/{key}/barcode.svg", tags=["orders"], response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}}},
+            summary="The application form's barcode: Code 128 of the order's accession number")
+async def order_barcode(key: str, request: Request, user: Readers) -> Response:
+    async with _patient_conn(request) as conn:
+        order = await order_domain.get_order(conn, key, actor=_actor(request, user))
+    return Response(barcode_svg.code128_svg(order["accession_number"]), media_type="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})

@@ -389,6 +389,7 @@ function printable(o) {
     <p class="special-line">${specialTags(o.special) || ""}</p>
     <table class="form"><tr><th>姓名</th><td>${esc(p.name)}</td><th>性别</th><td>${SEX[p.sex] || ""}</td><th>年龄</th><td>${p.age ?? ""}</td></tr>
     <tr><th>病人ID</th><td>${esc(p.patient_id)}</td><th>检查号</th><td id="print-accession">${esc(o.accession_number)}</td><th>类别</th><td>${cls}</td></tr>
+    <tr><th>条码</th><td colspan="5" id="print-barcode" class="barcode"></td></tr>
     <tr><th>科室</th><td>${esc(o.ordering_department || "")}</td><th>医生</th><td>${esc(o.ordering_doctor || "")}</td><th>病区/床号</th><td>${esc(o.ward || "")} ${esc(o.bed || "")}</td></tr>
     <tr><th>病史</th><td colspan="5">${esc(o.history || "")}</td></tr>
     <tr><th>临床诊断</th><td colspan="5">${esc(o.clinical_diagnosis || "")}</td></tr>
@@ -399,6 +400,12 @@ function printable(o) {
     <p class="noprint"><button id="print-btn">打印 <kbd>Ctrl+P</kbd></button></p>`;
   el.hidden = false;
   $("#print-btn").addEventListener("click", () => window.print());
+  // The barcode the check-in terminals scan (Code 128 of the accession number), drawn by the service.
+  api(`/orders/${encodeURIComponent(o.accession_number)}/barcode.svg`, { raw: true }).then((r) => r.blob()).then((svg) => {
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(svg); img.alt = "检查号条码 " + o.accession_number; img.id = "barcode-img";
+    $("#print-barcode").replaceChildren(img);
+  }).catch(() => { $("#print-barcode").textContent = "条码未能生成，请按检查号签到"; });
 }
 
 // ---- start ---------------------------------------------------------------------------------

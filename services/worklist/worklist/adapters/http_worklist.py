@@ -231,12 +231,15 @@ async def list_items(
     return StepList(data=data, count=len(data))
 
 
-@router.get("/changes", response_class=StreamingResponse, summary="Says when the worklist changed (text/event-stream)",
+@router.get("/changes", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}},
+            summary="Says when the worklist changed (text/event-stream)",
             description="`event: changed` after any change of the scheduled steps, for the page to reload its list; "
-                        "no patient data. The stream ends after two minutes: open it again.")
+                        "no patient data. The stream ends after IMAGING_WORKLIST_STREAM_SECONDS (two minutes): "
+                        "open it again.")
 async def changes(request: Request, user: Staff) -> StreamingResponse:
-    feed = request_context(request).extras["change_feed"]
-    return StreamingResponse(live.stream(feed, seconds=live.STREAM_SECONDS), media_type="text/event-stream",
+    ctx = request_context(request)
+    stream = live.stream(ctx.extras["change_feed"], seconds=ctx.settings.worklist_stream_seconds)
+    return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 

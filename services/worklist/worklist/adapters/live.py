@@ -2,8 +2,8 @@
 replica, and each replica tells its open pages to reload, over a text/event-stream.
 
 One LISTEN connection a replica, opened with the service and again on the next subscriber if PostgreSQL
-dropped it; a page's stream ends after `STREAM_SECONDS` and the page opens another through the shell, so a
-revoked or expired session stops being told anything within that time.
+dropped it; a page's stream ends after IMAGING_WORKLIST_STREAM_SECONDS and the page opens another through the
+shell, so a revoked or expired session stops being told anything within that time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from worklist.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "worklist_changed"
-STREAM_SECONDS = 120.0
 HEARTBEAT_SECONDS = 15.0  # a comment line, so proxies keep the connection and the page sees it alive
 
 
@@ -63,8 +62,7 @@ class ChangeFeed:
             self._conn = None
 
 
-async def stream(feed: ChangeFeed, *, seconds: float = STREAM_SECONDS,
-                 heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
+async def stream(feed: ChangeFeed, *, seconds: float, heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
     """Server-sent events: `ready` at once, `changed` after each change (changes close together make one)."""
     await feed.connect()
     loop = asyncio.get_running_loop()
