@@ -136,7 +136,8 @@ async def test_register_with_same_name_panel_then_order_and_print(site, browser)
     # The barcode the check-in terminals scan: drawn, and its bars are Code 128 of the accession number.
     barcode = page.locator("#barcode-img")
     await expect(barcode).to_be_visible()
-    assert await barcode.evaluate("img => img.complete && img.naturalWidth > 0")
+    await page.wait_for_function("() => { const i = document.getElementById('barcode-img');"
+                                 " return i.complete && i.naturalWidth > 0; }")  # the SVG decoded and drawn
     await page.emulate_media(media="print")
     assert await page.locator(".topbar").is_hidden()
     await page.emulate_media(media="screen")
