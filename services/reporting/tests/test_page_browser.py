@@ -3,14 +3,37 @@ the worklist, write with a phrase, see a QC blocker refuse the signature, fix it
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from imaging_testing import http_server
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 from reporting.app import create_app
 
 from .conftest import Service, World
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.asynccontextmanager
+async def reporting_page(svc: Service, token: str) -> AsyncIterator[tuple[Page, list[str], list[str]]]:
+    """The page over real HTTP in Chromium, signed in with `token`; with the messages of any alert() dialog and
+    the page's uncaught errors."""
+    settings = svc.settings.model_copy(update={"reporting_delivery_enabled": False})
+    async with http_server(create_app(settings)) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            dialogs: list[str] = []
+            errors: list[str] = []
+            page.on("dialog", lambda d: dialogs.append(d.message))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
+            await page.goto(f"{url}/ui/reporting/")
+            yield page, dialogs, errors
+        finally:
+            await browser.close()
 
 
 async def test_write_check_and_sign_in_the_page(service: Service, world: World) -> None:
@@ -21,31 +44,23 @@ async def test_write_check_and_sign_in_the_page(service: Service, world: World) 
                               json={"label": f"纵隔{world.tag}", "text": "纵隔未见肿大淋巴结。", "section": "findings"})
     assert r.status_code == 201
     acc = await world.exam(laterality="R")
-    settings = svc.settings.model_copy(update={"reporting_delivery_enabled": False})
-    async with http_server(create_app(settings)) as url, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await page.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
-            await page.goto(f"{url}/ui/reporting/")
-            await page.get_by_text(acc).click()
-            await page.locator("#title").filter(has_text=acc).wait_for()
-            await page.fill("#findings", "左肺上叶见一结节，大小约8mm。")
-            await page.get_by_role("button", name=f"纵隔{world.tag}").click()
-            assert (await page.input_value("#findings")).endswith("纵隔未见肿大淋巴结。")
-            await page.fill("#impression", "左肺上叶结节。")
-            await page.locator("#qc li.qc-blocker").first.wait_for()  # ordered for the right side
-            await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
-            await page.locator("#error").filter(has_text="422").wait_for()
-            assert await page.locator("#state").text_content() == "未写"
-            await page.fill("#findings", "右肺上叶见一结节，大小约8mm。")
-            await page.fill("#impression", "右肺上叶结节。")
-            await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
-            await page.locator("#state").filter(has_text="初诊").wait_for()
-            await page.get_by_role("button", name="验证签名 Verify signature").click()
-            await page.locator("#verified").filter(has_text="valid").wait_for()
-        finally:
-            await browser.close()
+    async with reporting_page(svc, token) as (page, _, _):
+        await page.get_by_text(acc).click()
+        await page.locator("#title").filter(has_text=acc).wait_for()
+        await page.fill("#findings", "左肺上叶见一结节，大小约8mm。")
+        await page.get_by_role("button", name=f"纵隔{world.tag}").click()
+        assert (await page.input_value("#findings")).endswith("纵隔未见肿大淋巴结。")
+        await page.fill("#impression", "左肺上叶结节。")
+        await page.locator("#qc li.qc-blocker").first.wait_for()  # ordered for the right side
+        await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
+        await page.locator("#error").filter(has_text="422").wait_for()
+        assert await page.locator("#state").text_content() == "未写"
+        await page.fill("#findings", "右肺上叶见一结节，大小约8mm。")
+        await page.fill("#impression", "右肺上叶结节。")
+        await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
+        await page.locator("#state").filter(has_text="初诊").wait_for()
+        await page.get_by_role("button", name="验证签名 Verify signature").click()
+        await page.locator("#verified").filter(has_text="valid").wait_for()
     view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
     assert view["report"]["state"] == "preliminary" and view["report"]["preliminary_by"] == username
 
@@ -63,56 +78,44 @@ async def test_template_picker_preview_print_and_critical_dialog(service: Servic
                              headers=svc.auth("senior-radiologist"))
     assert r.status_code == 200, r.text
     acc = await world.exam(name="ZHANG^SAN=张三")
-    settings = svc.settings.model_copy(update={"reporting_delivery_enabled": False})
-    async with http_server(create_app(settings)) as url, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: dialogs.append(d.message))  # alert() would land here
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
-            await page.goto(f"{url}/ui/reporting/")
-            await page.get_by_text(acc).click()
-            await page.locator("#title").filter(has_text=acc).wait_for()
-            assert "张三" in await page.locator("#title").text_content() and "^" not in \
-                await page.locator("#title").text_content()
-            # The most specific template for CT chest is chosen, and its field is there before any save.
-            assert await page.input_value("#template") == template["id"]
-            await page.locator("[data-field=nodule_size][data-kind=measurement]").fill("8")
-            await page.locator("[data-field=nodule_size][data-part=unit]").fill("mm")
-            await page.fill("#findings", "右肺上叶见一结节。右侧张力性气胸。")
-            await page.fill("#impression", "右侧张力性气胸。")
-            await page.get_by_role("button", name="保存 Save").click()
-            # The critical finding in a dialog of the page, which keeps the focus until acknowledged.
-            await page.locator("#critical-dialog").wait_for(state="visible")
-            assert "张力性气胸" in await page.locator("#critical-list").text_content()
-            await page.keyboard.press("Enter")
-            await page.locator("#critical-dialog").wait_for(state="hidden")
-            assert dialogs == []
-            # Saved with the template chosen in the page.
-            view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
-            assert view["report"]["template_id"] == template["id"]
-            size = view["report"]["content"]["fields"]["nodule_size"]
-            assert (size["value"], size["unit"]) == (8, "mm")
-            # The preview: the sheet with the patient as people write the name, the structured finding and text.
-            await page.get_by_role("button", name="预览与打印 Preview").click()
-            sheet = page.locator("#sheet")
-            await sheet.wait_for(state="visible")
-            text = await sheet.text_content() or ""
-            assert "张三" in text and "ZHANG" not in text and "结节大小：8 mm" in text and "右侧张力性气胸" in text
-            assert "草稿，未签名" in text
-            # Printing prints the sheet only (to PDF here, as a browser's "save as PDF" does).
-            await page.evaluate("document.body.classList.add('printing')")
-            await page.emulate_media(media="print")
-            assert not await page.locator("#app").is_visible()
-            assert await sheet.is_visible()
-            pdf = await page.pdf()
-            assert pdf.startswith(b"%PDF") and len(pdf) > 1000
-            await page.emulate_media(media="screen")
-            await page.get_by_role("button", name="关闭 Close").click()
-            await sheet.wait_for(state="hidden")
-            assert errors == []
-        finally:
-            await browser.close()
+    async with reporting_page(svc, token) as (page, dialogs, errors):
+        await page.get_by_text(acc).click()
+        await page.locator("#title").filter(has_text=acc).wait_for()
+        assert "张三" in await page.locator("#title").text_content() and "^" not in \
+            await page.locator("#title").text_content()
+        # The most specific template for CT chest is chosen, and its field is there before any save.
+        assert await page.input_value("#template") == template["id"]
+        await page.locator("[data-field=nodule_size][data-kind=measurement]").fill("8")
+        await page.locator("[data-field=nodule_size][data-part=unit]").fill("mm")
+        await page.fill("#findings", "右肺上叶见一结节。右侧张力性气胸。")
+        await page.fill("#impression", "右侧张力性气胸。")
+        await page.get_by_role("button", name="保存 Save").click()
+        # The critical finding in a dialog of the page, which keeps the focus until acknowledged.
+        await page.locator("#critical-dialog").wait_for(state="visible")
+        assert "张力性气胸" in await page.locator("#critical-list").text_content()
+        await page.keyboard.press("Enter")
+        await page.locator("#critical-dialog").wait_for(state="hidden")
+        assert dialogs == []  # alert() would land there
+        # Saved with the template chosen in the page.
+        view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
+        assert view["report"]["template_id"] == template["id"]
+        size = view["report"]["content"]["fields"]["nodule_size"]
+        assert (size["value"], size["unit"]) == (8, "mm")
+        # The preview: the sheet with the patient as people write the name, the structured finding and text.
+        await page.get_by_role("button", name="预览与打印 Preview").click()
+        sheet = page.locator("#sheet")
+        await sheet.wait_for(state="visible")
+        text = await sheet.text_content() or ""
+        assert "张三" in text and "ZHANG" not in text and "结节大小：8 mm" in text and "右侧张力性气胸" in text
+        assert "草稿，未签名" in text
+        # Printing prints the sheet only (to PDF here, as a browser's "save as PDF" does).
+        await page.evaluate("document.body.classList.add('printing')")
+        await page.emulate_media(media="print")
+        assert not await page.locator("#app").is_visible()
+        assert await sheet.is_visible()
+        pdf = await page.pdf()
+        assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+        await page.emulate_media(media="screen")
+        await page.get_by_role("button", name="关闭 Close").click()
+        await sheet.wait_for(state="hidden")
+        assert errors == []

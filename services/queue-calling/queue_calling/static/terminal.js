@@ -65,6 +65,7 @@ async function load() {
       }
       if (e.state !== "in_exam") {
         const sel = document.createElement("select");
+        sel.setAttribute("aria-label", "转诊到其他队列");
         sel.append(text("option", "转诊 Transfer…"));
         for (const other of all.data) if (other.queue_id !== q.queue_id) { const o = text("option", other.name); o.value = other.queue_id; sel.append(o); }
         sel.onchange = () => post("/entries/" + id + "/transfer", { queue_id: sel.value }).then(load).catch(() => {});
