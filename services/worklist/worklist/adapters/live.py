@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 from imaging_common.service import ServiceContext
+from imaging_common.waiting import woken
 
 from worklist.settings import Settings
 
@@ -70,10 +71,7 @@ async def stream(feed: ChangeFeed, *, seconds: float, heartbeat: float = HEARTBE
     with feed.subscribe() as changed:
         yield "event: ready\ndata: {}\n\n"
         while (left := ends - loop.time()) > 0:
-            try:
-                async with asyncio.timeout(min(heartbeat, left)):
-                    await changed.wait()
-            except TimeoutError:
+            if not await woken(changed, min(heartbeat, left)):
                 yield ": alive\n\n"
                 continue
             await asyncio.sleep(0.2)  # one reload for a burst (an import, a merge touching many steps)
