@@ -20,6 +20,19 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+def site_file(folder: Path, *, seed: int, people: int) -> Path:
+    """A site's export of a synthetic population: site.csv with the generator's columns."""
+    from imaging_testing.synthetic import Generator
+
+    src = folder / "site.csv"
+    records = Generator(seed=seed).population(people)
+    with src.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0].row()))
+        writer.writeheader()
+        writer.writerows(r.row() for r in records)
+    return src
+
+
 def test_dedupe_with_chinese_headers(tmp_path: Path) -> None:
     a = rid("440106", "19800101", 51)
     typo = a[:5] + str((int(a[5]) + 1) % 10) + a[6:]
@@ -68,14 +81,8 @@ def test_bad_mapping_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_estimate_saves_a_model_the_service_can_load(tmp_path: Path) -> None:
     from imaging_common.empi.fellegi_sunter import FellegiSunterModel
-    from imaging_testing.synthetic import Generator
 
-    src = tmp_path / "site.csv"
-    records = Generator(seed=3).population(600)
-    with src.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(records[0].row()))
-        writer.writeheader()
-        writer.writerows(r.row() for r in records)
+    src = site_file(tmp_path, seed=3, people=600)
     model_file = tmp_path / "site.json"
     res = run("estimate", str(src), "--save-model", str(model_file))
     assert res.returncode == 0, res.stderr
@@ -130,14 +137,7 @@ def test_malformed_rows_are_reported_with_their_line_numbers(tmp_path: Path) -> 
 
 
 def test_progress_is_plain_lines_when_not_a_terminal(tmp_path: Path) -> None:
-    from imaging_testing.synthetic import Generator
-
-    src = tmp_path / "site.csv"
-    records = Generator(seed=5).population(300)
-    with src.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(records[0].row()))
-        writer.writeheader()
-        writer.writerows(r.row() for r in records)
+    src = site_file(tmp_path, seed=5, people=300)
     res = run("dedupe", str(src), "-o", str(tmp_path / "p.csv"))
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,20 +46,12 @@ from imaging_common.events.types import (
     ReportSigned,
 )
 from imaging_common.observability import bind_correlation_id, current_correlation_id
+from imaging_testing.helpers import eventually
 from imaging_testing.proxy import TcpProxy
 from prometheus_client import CollectorRegistry
 
 SERVICE = "scheduling"  # consumes order.cancelled; worklist's queue (no consumer here) gets a copy too
 EVENT = "order.cancelled"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 @dataclass
@@ -87,7 +79,7 @@ class Sandbox:
         async def done() -> bool:
             return await self.handled(event_id) > 0
 
-        await eventually(done, within, f"event {event_id} handled")
+        await eventually(done, f"event {event_id} handled", within)
 
     async def emit(self, order_id: str, reason: str = "test") -> CloudEvent:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -225,7 +217,7 @@ async def test_events_published_before_the_consumer_starts_wait_for_it(sandbox: 
     async with running(sb.bus(handlers={})):  # publisher only: declares every queue, consumes none
         early = await sb.emit("O-early")
         await eventually(lambda: sb.pool.fetchval(
-            "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", early.id), what="published")
+            "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", early.id), "published", 15.0)
     async with running(sb.bus()):
         await sb.wait_handled(early.id)
 
@@ -262,7 +254,7 @@ async def test_a_subscribed_event_without_a_handler_is_counted_and_logged(  # ty
         async def both_ignored() -> bool:
             return bool(bus.metrics.consumed.labels(SERVICE, EVENT, "ignored")._value.get() == 2)
 
-        await eventually(both_ignored, 15.0, "both events acknowledged unapplied")
+        await eventually(both_ignored, "both events acknowledged unapplied", 15.0)
     warnings = [r for r in caplog.records if "has no handler" in r.getMessage()]
     assert len(warnings) == 1 and EVENT in warnings[0].getMessage()  # once per type, not per event
 
@@ -291,7 +283,7 @@ async def test_event_committed_while_broker_unreachable_is_delivered_after_it_re
             await sb.wait_handled(before.id)
 
             await proxy.cut()
-            await eventually(lambda: _false(bus.is_connected), 5, "the bus to notice the cut")
+            await eventually(lambda: not bus.is_connected, "the bus to notice the cut", 5)
             during = await sb.emit("O-during")  # committed while RabbitMQ cannot be reached
             await asyncio.sleep(1.0)
             assert await sb.pool.fetchval(
@@ -309,10 +301,6 @@ async def test_event_committed_while_broker_unreachable_is_delivered_after_it_re
             assert proxy.connections_made >= 2  # it really reconnected through the proxy
     finally:
         await proxy.close()
-
-
-async def _false(value: bool) -> bool:
-    return not value
 
 
 async def test_database_outage_delays_events_without_burning_their_retries(
@@ -393,7 +381,7 @@ async def test_poison_message_ends_in_dlq_while_later_messages_flow_and_replays_
         async def dead_lettered() -> bool:
             return len(await list_dead_letters(sb.settings.amqp_url, sb.namespace, SERVICE)) == 1
 
-        await eventually(dead_lettered, 15, "the poison message in the DLQ")
+        await eventually(dead_lettered, "the poison message in the DLQ", 15)
         attempts = [outcome for eid, outcome in sb.calls if eid == poison.id]
         assert attempts == ["failed"] * 3  # first try + event_max_retries (2) retries
         first_failure = sb.calls.index((poison.id, "failed"))
@@ -482,7 +470,7 @@ async def test_two_relays_on_one_outbox_publish_each_row_once(sandbox: Sandbox) 
         async def all_published() -> bool:
             return await sb.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
 
-        await eventually(all_published, 30, "every outbox row published")
+        await eventually(all_published, "every outbox row published", 30)
         published = [r.metrics.published.labels(SERVICE, EVENT)._value.get() for r in relays]
         assert sum(published) == total
 
@@ -494,15 +482,11 @@ async def test_commit_wakes_the_relay_at_once_without_waiting_for_the_poll(sandb
     sb = sandbox
     async with running(sb.bus(outbox_poll_interval=60.0)) as bus:
         assert bus.relay is not None
-        await eventually(lambda: _true(bus.relay is not None and bus.relay._listen_conn is not None), 5, "LISTEN")
+        await eventually(lambda: bus.relay is not None and bus.relay._listen_conn is not None, "LISTEN", 5)
         started = time.monotonic()
         event = await sb.emit("O-notify")
         await sb.wait_handled(event.id, within=5)  # a 60 s poll would have timed this out
         assert time.monotonic() - started < 5
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_stop_returns_promptly_while_the_broker_is_unreachable(sandbox: Sandbox) -> None:
@@ -515,16 +499,12 @@ async def test_stop_returns_promptly_while_the_broker_is_unreachable(sandbox: Sa
         await bus.start()
         await sb.emit("O-before-outage")
         await proxy.cut()
-        await eventually(lambda: _false_async(bus.is_connected), within=10, what="bus sees the outage")
+        await eventually(lambda: not bus.is_connected, "bus sees the outage", 10)
         started = asyncio.get_running_loop().time()
         await asyncio.wait_for(bus.stop(), 30)
         assert asyncio.get_running_loop().time() - started < 15
     finally:
         await proxy.close()
-
-
-async def _false_async(value: bool) -> bool:
-    return not value
 
 
 # ---- per-subject versions ---------------------------------------------------------------
@@ -551,7 +531,7 @@ async def test_an_event_older_than_one_applied_is_stale_and_never_reaches_the_ha
         async def both_stale() -> bool:
             return bool(bus.metrics.consumed.labels(SERVICE, EVENT, "stale")._value.get() == 2)
 
-        await eventually(both_stale, 15.0, "the older and the equal version acknowledged as stale")
+        await eventually(both_stale, "the older and the equal version acknowledged as stale", 15.0)
         assert await sb.handled(older.id) == 0 and await sb.handled(same.id) == 0
         assert await sb.pool.fetchval("SELECT version FROM subject_versions WHERE subject_key = 'order:O-v'") == 3
 

@@ -8,9 +8,8 @@ then a bus of this version starts (quorum by default) and its sweep moves them.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +34,11 @@ from imaging_common.events.topology import (
     subscriptions,
 )
 from imaging_common.events.types import EVENT_MODELS, EventData, OrderCancelled
+from imaging_testing.helpers import eventually
 from prometheus_client import CollectorRegistry
 
 SERVICE = "scheduling"
 EVENT = "order.cancelled"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 @dataclass
@@ -59,6 +50,12 @@ class Upgrade:
 
     async def handle(self, conn: asyncpg.Connection, order: OrderCancelled, event: CloudEvent) -> None:
         self.calls.append(event.id)
+
+    async def each_applied_once(self, events: list[CloudEvent], what: str, within: float, settle: float = 1.0) -> None:
+        """Every event handled and, `settle` seconds on (a duplicate would show up by then), each once."""
+        await eventually(lambda: len(self.calls) >= len(events), what, within)
+        await asyncio.sleep(settle)
+        assert sorted(self.calls) == sorted(e.id for e in events)
 
     def bus(self) -> EventBus:
         async def ignore(conn: asyncpg.Connection, data: EventData, event: CloudEvent) -> None:
@@ -153,12 +150,8 @@ async def test_classic_queues_with_messages_move_to_quorum_queues_each_event_app
         bus = upgrade.bus()  # this version: quorum queues by default
         await bus.start()
         try:
-            async def all_applied() -> bool:
-                return len(upgrade.calls) >= len(waiting) + len(retrying)
-
-            await eventually(all_applied, 60, "every waiting and retrying event applied")
-            await asyncio.sleep(1.5)  # a duplicate would show up by now
-            assert sorted(upgrade.calls) == sorted(e.id for e in waiting + retrying)  # each once
+            await upgrade.each_applied_once(waiting + retrying, "every waiting and retrying event applied", 60,
+                                            settle=1.5)
 
             channel = await connection.channel()
             for name in (old.main, old.retry, old.dlq):  # deleted once empty and unused
@@ -216,7 +209,7 @@ async def test_an_old_queue_still_consumed_by_the_previous_version_is_kept_until
         async def holding() -> bool:
             return len(held) == 1
 
-        await eventually(holding, 10, "the old pod holding a message")
+        await eventually(holding, "the old pod holding a message", 10)
 
         await declare_topology(channel, ns, "quorum")
         first = await migrate_queues(test_env["AMQP_URL"], ns, "quorum")
@@ -233,12 +226,7 @@ async def test_an_old_queue_still_consumed_by_the_previous_version_is_kept_until
         bus = upgrade.bus()
         await bus.start()
         try:
-            async def all_applied() -> bool:
-                return len(upgrade.calls) >= len(events)
-
-            await eventually(all_applied, 30, "every event applied")
-            await asyncio.sleep(1.0)
-            assert sorted(upgrade.calls) == sorted(e.id for e in events)
+            await upgrade.each_applied_once(events, "every event applied", 30)
         finally:
             await bus.stop()
     finally:
@@ -263,12 +251,7 @@ async def test_classic_setting_moves_quorum_queues_back(upgrade: Upgrade, test_e
         bus = upgrade.bus()
         await bus.start()
         try:
-            async def all_applied() -> bool:
-                return len(upgrade.calls) >= len(events)
-
-            await eventually(all_applied, 30, "every event applied from the classic queue")
-            await asyncio.sleep(1.0)
-            assert sorted(upgrade.calls) == sorted(e.id for e in events)
+            await upgrade.each_applied_once(events, "every event applied from the classic queue", 30)
             assert bus.consumer is not None and bus.consumer.queues.main == f"{ns}.{SERVICE}"
             channel = await connection.channel()
             assert await depth(channel, quorum.main) is None

@@ -49,6 +49,21 @@ def _recv_into(sock: Any, view: memoryview) -> bool:
     return True
 
 
+def _fill(dul: Any, buf: bytearray, short: str | None) -> bool:
+    """Fill `buf` from the association's socket; when the connection fails or ends first, Evt17 (logged as
+    pynetdicom does: `short` is the message for a read that ended early) and False."""
+    try:
+        if _recv_into(dul.socket.socket, memoryview(buf)):
+            return True
+    except (OSError, TimeoutError):
+        log.error("Connection closed before the entire PDU was received", exc_info=True)
+    else:
+        if short:
+            log.error(short)
+    dul.event_queue.put("Evt17")
+    return False
+
+
 def _pdvs(body: bytearray) -> list[PresentationDataValueItem] | None:
     """The presentation data value items of a P-DATA-TF PDU's body, as views; None if malformed."""
     items, pos, end, mv = [], 0, len(body), memoryview(body)
@@ -68,16 +83,8 @@ def _pdvs(body: bytearray) -> list[PresentationDataValueItem] | None:
 
 def read_pdu(dul: Any) -> None:
     """`DULServiceProvider._read_pdu_data`, reading into one buffer (same events on the same errors)."""
-    sock = dul.socket.socket
     header = bytearray(6)
-    try:
-        complete = _recv_into(sock, memoryview(header))
-    except (OSError, TimeoutError):
-        log.error("Connection closed before the entire PDU was received", exc_info=True)
-        dul.event_queue.put("Evt17")
-        return
-    if not complete:
-        dul.event_queue.put("Evt17")
+    if not _fill(dul, header, None):
         return
     pdu_type, _, length = struct.unpack(">BBL", header)
     if pdu_type not in _PDU_TYPES:
@@ -85,15 +92,7 @@ def read_pdu(dul: Any) -> None:
         dul.event_queue.put("Evt19")
         return
     body = bytearray(length)
-    try:
-        complete = _recv_into(sock, memoryview(body))
-    except (OSError, TimeoutError):
-        log.error("Connection closed before the entire PDU was received", exc_info=True)
-        dul.event_queue.put("Evt17")
-        return
-    if not complete:
-        log.error("The received PDU is shorter than expected")
-        dul.event_queue.put("Evt17")
+    if not _fill(dul, body, "The received PDU is shorter than expected"):
         return
     items = _pdvs(body) if pdu_type == _P_DATA_TF else None
     if items is None:  # not P-DATA (or a malformed one): as pynetdicom does it
