@@ -329,6 +329,12 @@ class ReportSigned(EventData):
     signed_at: datetime
     content_sha256: str
     impression: str | None = None
+    # For the department's statistics (dashboard, standard 8.3.2-8.3.3): the radiologist's positive call,
+    # the preliminary signature, and whether the final impression kept the preliminary one.
+    positive: bool | None = None
+    preliminary_at: datetime | None = None
+    preliminary_by: str | None = None
+    preliminary_kept: bool | None = None
 
 
 class ReportAmended(EventData):
@@ -400,6 +406,30 @@ class CriticalClosed(EventData):
     outcome: str
 
 
+# ---- devices (dashboard) -------------------------------------------------------------------
+
+
+class DeviceDisconnected(EventData):
+    """A registered modality or printer stopped answering C-ECHO during its opening hours (9.1.2)."""
+
+    type: ClassVar[str] = "device.disconnected"
+    device_id: str
+    kind: Literal["modality", "printer"]
+    name: str
+    ae_title: str
+    last_seen_at: datetime | None = None  # its last answer or activity (MPPS, film)
+    detected_at: datetime
+
+
+class DeviceReconnected(EventData):
+    type: ClassVar[str] = "device.reconnected"
+    device_id: str
+    kind: Literal["modality", "printer"]
+    name: str
+    ae_title: str
+    detected_at: datetime
+
+
 EVENT_MODELS: dict[str, type[EventData]] = {
     model.type: model
     for model in (
@@ -408,7 +438,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         AppointmentReminder, PatientArrived, ExamStarted, ExamCompleted, FilmPrinted, FilmMatched,
         FilmUnmatched,
         ReportSigned, ReportAmended, CriticalRaised, CriticalNotified, CriticalAcknowledged,
-        CriticalEscalated, CriticalClosed,
+        CriticalEscalated, CriticalClosed, DeviceDisconnected, DeviceReconnected,
     )
 }
 """Event type -> the model of its data. The single list of what may travel on the bus."""

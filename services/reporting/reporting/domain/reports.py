@@ -324,7 +324,10 @@ async def act(
             await publish(conn, ReportSigned(
                 report_id=report_id, version=version, accession_number=accession_number,
                 study_instance_uid=exam["study_instance_uid"], patient=_patient_ref(exam), signed_by=actor.user_id,
-                signed_at=now, content_sha256=result.content_sha256 or "", impression=new_content.get("impression")),
+                signed_at=now, content_sha256=result.content_sha256 or "", impression=new_content.get("impression"),
+                positive=new_content.get("positive"), preliminary_at=report["preliminary_at"],
+                preliminary_by=report["preliminary_by"],
+                preliminary_kept=await _preliminary_kept(conn, report_id, new_content.get("impression"))),
                 source=SOURCE, subject=accession_number)
         if action == Action.SIGN_AMENDED and amendment is not None:
             await publish(conn, ReportAmended(
@@ -340,6 +343,15 @@ async def act(
                                    "version": version, "note": note,
                                    **({"single_reader": True} if single_reader else {})})
         return result
+
+
+async def _preliminary_kept(conn: asyncpg.Connection, report_id: str, final_impression: Any) -> bool | None:
+    """Did the final impression keep the last preliminary one (8.3.3)? None without a preliminary."""
+    preliminary = await conn.fetchrow(
+        """SELECT v.content ->> 'impression' AS impression FROM signature s JOIN report_version v
+             ON v.report_id = s.report_id AND v.version = s.version
+           WHERE s.report_id = $1 AND s.kind = 'preliminary' ORDER BY s.id DESC LIMIT 1""", report_id)
+    return None if preliminary is None else preliminary["impression"] == final_impression
 
 
 def _patient_ref(exam: asyncpg.Record) -> PatientRef:
