@@ -1,0 +1,88 @@
+"""Event handlers: what the portal learns of its patients' exams from the other services.
+
+Order, appointment and patient events reach a handler only when newer than what was applied
+(imaging_common.events.versions); exam progress moves only forward (domain/exams.py).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from imaging_common.events import CloudEvent, Handlers
+from imaging_common.events.types import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    ExamCompleted,
+    ExamStarted,
+    OrderCancelled,
+    OrderChanged,
+    OrderCreated,
+    PatientArrived,
+    PatientMerged,
+    PatientUpdated,
+    ReportAmended,
+    ReportSigned,
+)
+
+from patient_portal.domain import exams
+
+
+async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
+    await exams.record_order(conn, data)
+
+
+async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
+    await exams.cancel_order(conn, data.accession_number)
+
+
+async def on_appointment(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
+                         event: CloudEvent) -> None:
+    await exams.record_appointment(conn, data.appointment)
+
+
+async def on_appointment_cancelled(conn: asyncpg.Connection, data: AppointmentCancelled, event: CloudEvent) -> None:
+    await exams.cancel_appointment(conn, data.accession_number, data.appointment_id)
+
+
+async def on_arrived(conn: asyncpg.Connection, data: PatientArrived, event: CloudEvent) -> None:
+    await exams.record_patient(conn, data.patient)
+    await exams.arrived(conn, data.accession_number, queue_number=data.queue_number, at=data.arrived_at)
+
+
+async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: CloudEvent) -> None:
+    await exams.started(conn, data.accession_number)
+
+
+async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
+    if data.status == "completed":
+        await exams.completed(conn, data.accession_number, at=data.completed_at)
+
+
+async def on_report(conn: asyncpg.Connection, data: ReportSigned | ReportAmended, event: CloudEvent) -> None:
+    await exams.reported(conn, data.accession_number, report_id=data.report_id, version=data.version,
+                         impression=getattr(data, "impression", None), at=data.signed_at)
+
+
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
+    await exams.record_patient(conn, data.patient)
+
+
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
+    await exams.merge_patients(conn, data.surviving, list(data.merged_empi_ids))
+
+
+HANDLERS: Handlers = {
+    OrderCreated: on_order,
+    OrderChanged: on_order,
+    OrderCancelled: on_order_cancelled,
+    AppointmentBooked: on_appointment,
+    AppointmentRescheduled: on_appointment,
+    AppointmentCancelled: on_appointment_cancelled,
+    PatientArrived: on_arrived,
+    ExamStarted: on_exam_started,
+    ExamCompleted: on_exam_completed,
+    ReportSigned: on_report,
+    ReportAmended: on_report,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
+}

@@ -1,0 +1,20 @@
+"""App factory of the patient portal."""
+
+from __future__ import annotations
+
+from imaging_common.service import ServiceSpec, app_factory
+
+from patient_portal.adapters import events, http_auth, http_exams, sms
+from patient_portal.settings import Settings
+
+SERVICE = ServiceSpec(
+    name="patient_portal",
+    prefix="patient",
+    title="Patient portal",
+    settings=Settings,
+    routers=(http_auth.router, http_exams.router),
+    event_handlers=events.HANDLERS,
+    listeners=(sms.sms_channel,),
+)
+
+create_app = app_factory(SERVICE)
