@@ -169,10 +169,16 @@ async def test_an_admin_loads_the_starter_adds_a_room_and_an_exam(site: Site, br
 
     # The other services' configuration, as loaded.
     seen = (("队列与屏幕", "#screens-table", "候诊大厅屏"), ("报告模板与常用词", "#templates-table", "CT"),
-            ("危急值字典与升级", "#dictionary-table", "CT"), ("用户与角色", "#users-table", "科室管理员"))
+            ("用户与角色", "#users-table", "科室管理员"))
     for tab, table, text in seen:
         await page.locator(".tabs button", has_text=tab).click()
         await expect(page.locator(table)).to_contain_text(text)
+    await page.locator(".tabs button", has_text="危急值字典与升级").click()  # the dictionary, in its editable rows
+    async with site.client("admin") as api:
+        items = (await api.get("/api/critical-values/dictionary")).json()["items"]
+    codes = page.locator('#dictionary-table input[aria-label$="项代码"]')
+    await expect(codes).to_have_count(len(items))
+    await expect(codes.first).to_have_value(items[0]["code"])
     await snapshot(page, "admin", "users")
 
     # Every change audited, by this admin, in the services that own them.
@@ -200,5 +206,129 @@ async def test_others_see_no_permission(site: Site, browser: Browser) -> None:
     await expect(page.locator("#forbidden")).to_contain_text("无权限")
     await expect(page.locator("#workspace")).to_be_hidden()
     await snapshot(page, "admin", "forbidden")
+    assert errors == []
+    await context.close()
+
+
+MRRT = """<!DOCTYPE html><html><head><meta charset="UTF-8"><title>Knee MR</title>
+<meta name="dcterms.identifier" content="MR-KNEE-{tag}"></head><body>
+<section data-section-name="Findings"><header>Findings</header>
+  <label for="meniscus">Meniscus</label>
+  <select id="meniscus" data-field-type="SELECT" name="meniscus"><option>intact</option><option>torn</option></select>
+</section></body></html>"""
+
+
+async def test_an_admin_keeps_templates_phrases_and_the_critical_value_dictionary(site: Site, browser: Browser) -> None:
+    """Issue 23 item 3: report templates (sections, typed fields, QC), department phrases and the critical-value
+    dictionary edited on the page, each change through the owning service's API and audited."""
+    tag = uuid.uuid4().hex[:4].upper()
+    context, page, errors = await signed_in(browser, site, "/ui/admin/#templates", ["admin"], "科室管理员")
+    await expect(page.locator(".tabs button[aria-selected=true]")).to_have_text("报告模板与常用词")
+
+    # A new template: two sections by default, a choice field with the side, saved, then edited from its row.
+    await page.click("#template-new")
+    await expect(page.locator("#template-form [name=id]")).to_be_focused()
+    await page.keyboard.type(f"CT-ABD-{tag}")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("腹部CT平扫")
+    await page.fill("#template-form [name=modality]", "ct")
+    await page.fill("#template-form [name=body_part]", "abdomen")
+    await expect(page.locator("#template-sections tbody tr")).to_have_count(2)
+    await page.click("#field-add")
+    await page.fill('[aria-label="字段1编号"]', "kidney_side")
+    await page.fill('[aria-label="字段1名称"]', "肾结石侧别")
+    await page.select_option('[aria-label="字段1类型"]', "choice")
+    await page.fill('[aria-label="字段1选项"]', "左，右,双侧")
+    await page.check('[aria-label="字段1记录左右侧"]')
+    await page.select_option('[aria-label="字段1为空时"]', "warning")
+    await page.select_option('#template-qc select[aria-label="文中尺寸缺单位"]', "blocker")
+    await snapshot(page, "admin", "template-editor")
+    await page.click("#template-form button[type=submit]")
+    await expect(page.locator("#template-status")).to_have_text(f"已保存模板 CT-ABD-{tag}。")
+    await expect(page.locator("#template-form")).to_be_hidden()
+    async with site.client("admin") as api:
+        stored = (await api.get(f"/api/reporting/templates/CT-ABD-{tag}")).json()
+    assert (stored["name"], stored["modality"], stored["body_part"]) == ("腹部CT平扫", "CT", "ABDOMEN")
+    [field] = stored["definition"]["fields"]
+    assert (field["type"], field["options"], field["laterality"], field["required"]) == (
+        "choice", ["左", "右", "双侧"], True, "warning")
+    assert stored["definition"]["qc"]["free_text_units"] == "blocker"
+    assert [s["id"] for s in stored["definition"]["sections"]] == ["findings", "impression"]
+
+    await page.click(f'button[aria-label="编辑 CT-ABD-{tag}"]')
+    await expect(page.locator("#template-form [name=name]")).to_be_focused()
+    await expect(page.locator("#template-form [name=id]")).to_have_js_property("readOnly", True)
+    await expect(page.locator('[aria-label="字段1选项"]')).to_have_value("左,右,双侧")
+    await page.click("#section-add")
+    await page.fill('[aria-label="段落3编号"]', "recommendation")
+    await page.fill('[aria-label="段落3标题"]', "建议")
+    await page.click('button[aria-label="删除字段1"]')
+    await page.click("#template-form button[type=submit]")
+    await expect(page.locator("#template-form")).to_be_hidden()
+    async with site.client("admin") as api:
+        stored = (await api.get(f"/api/reporting/templates/CT-ABD-{tag}")).json()
+    assert stored["definition"]["fields"] == []
+    assert stored["definition"]["sections"][-1] == {"id": "recommendation", "title": "建议", "required": None}
+
+    # An IHE MRRT template imported from a file opens in the editor.
+    await page.set_input_files("#template-mrrt", files=[{"name": "knee.html", "mimeType": "text/html",
+                                                         "buffer": MRRT.replace("{tag}", tag).encode()}])
+    await expect(page.locator("#template-heading")).to_have_text(f"编辑模板 MR-KNEE-{tag}")
+    await expect(page.locator('[aria-label="字段1选项"]')).to_have_value("intact,torn")
+    await page.fill("#template-form [name=modality]", "MR")
+    await page.click("#template-form button[type=submit]")
+    await expect(page.locator("#templates-table tr", has_text=f"MR-KNEE-{tag}")).to_contain_text("MR")
+
+    # A department phrase added and deleted.
+    await page.fill("#phrase-form [name=label]", f"肝脏正常{tag}")
+    await page.select_option("#phrase-form [name=section]", "findings")
+    await page.fill("#phrase-form [name=modality]", "ct")
+    await page.fill("#phrase-form [name=text]", "肝脏形态大小正常，实质密度均匀，未见异常密度影。")
+    await page.click("#phrase-form button[type=submit]")
+    row = page.locator("#phrases-table tr", has_text=f"肝脏正常{tag}")
+    await expect(row).to_contain_text("影像表现")
+    async with site.client("admin") as api:
+        [phrase] = [p for p in (await api.get("/api/reporting/department-phrases")).json()["data"]
+                    if p["label"] == f"肝脏正常{tag}"]
+    assert phrase["modality"] == "CT" and phrase["owner"] is None
+    await page.click(f'button[aria-label="删除常用词 肝脏正常{tag}"]')
+    await expect(row).to_have_count(0)
+
+    # The critical-value dictionary: an item added and the whole list published as the next version.
+    await page.locator(".tabs button", has_text="危急值字典与升级").click()
+    async with site.client("admin") as api:
+        before = (await api.get("/api/critical-values/dictionary")).json()
+    await expect(page.locator("#dictionary-version")).to_have_text(f"当前第 {before['version']} 版")
+    await expect(page.locator("#dictionary-table tbody tr")).to_have_count(max(before["count"], 1))
+    await page.click("#dictionary-add")
+    n = before["count"] + 1
+    await page.fill(f'[aria-label="第{n}项代码"]', f"AORTIC-{tag}")
+    await page.fill(f'[aria-label="第{n}项名称"]', "主动脉夹层")
+    await page.fill(f'[aria-label="第{n}项设备（空为全部）"]', "CT MR")
+    await page.fill(f'[aria-label="第{n}项通报时限（分钟）"]', "10")
+    await page.check(f'[aria-label="第{n}项需上级确认"]')
+    await page.fill("#dictionary-form [name=note]", "新增主动脉夹层")
+    await page.click("#dictionary-form button[type=submit]")
+    await expect(page.locator("#dictionary-version")).to_have_text(f"当前第 {before['version'] + 1} 版")
+    await expect(page.locator("#dictionary-versions")).to_contain_text("新增主动脉夹层")
+    async with site.client("admin") as api:
+        after = (await api.get("/api/critical-values/dictionary")).json()
+    assert after["count"] == n
+    [item] = [i for i in after["items"] if i["code"] == f"AORTIC-{tag}"]
+    assert (item["modalities"], item["category"], item["requires_senior_confirmation"]) == (["CT", "MR"], 1, True)
+    assert {i["code"] for i in before["items"]} < {i["code"] for i in after["items"]}
+    await snapshot(page, "admin", "dictionary-published")
+
+    # Every change audited in the service that owns it.
+    async with site.ctx("reporting").pool.acquire() as conn:
+        rows = await conn.fetch("SELECT entity, action FROM audit.audit_log WHERE entity_id = ANY($1)",
+                                [f"CT-ABD-{tag}", f"MR-KNEE-{tag}", str(phrase["id"])])
+    assert sorted((r["entity"], r["action"]) for r in rows) == [
+        ("phrase", "create"), ("phrase", "delete"), ("template", "update"), ("template", "update"),
+        ("template", "update"), ("template", "update")]
+    async with site.ctx("critical-values").pool.acquire() as conn:
+        published = await conn.fetchval("SELECT count(*) FROM audit.audit_log WHERE entity = 'critical_dictionary' "
+                                        "AND entity_id = $1", str(before["version"] + 1))
+    assert published == 1
     assert errors == []
     await context.close()

@@ -108,6 +108,38 @@ async def test_template_fields_phrases_and_search(service: Service, world: World
     assert "正常胸部" not in {p["label"] for p in other}
 
 
+async def test_department_phrases_are_kept_by_seniors_and_admins_with_audit(service: Service, world: World) -> None:
+    svc = service
+    admin = svc.auth("admin", username=f"admin-{world.tag}")
+    body = {"label": f"肝脏{world.tag}", "text": "肝脏形态大小正常。", "section": "findings", "modality": "CT"}
+    assert (await svc.client.post("/api/reporting/department-phrases", headers=svc.auth("radiologist"),
+                                  json=body)).status_code == 403
+    assert (await svc.client.get("/api/reporting/department-phrases", headers=svc.auth("clerk"))).status_code == 403
+    r = await svc.client.post("/api/reporting/department-phrases", headers=admin, json=body)
+    assert r.status_code == 201, r.text
+    phrase = r.json()
+    assert phrase["owner"] is None and phrase["department"] == "影像科"
+    listed = (await svc.client.get("/api/reporting/department-phrases", headers=admin)).json()["data"]
+    assert phrase["id"] in {p["id"] for p in listed} and all(p["owner"] is None for p in listed)
+    # A radiologist sees it among the department's; nobody's own phrase can be deleted through this route.
+    rad = svc.auth("radiologist", username=f"rad2-{world.tag}")
+    seen = (await svc.client.get("/api/reporting/phrases", headers=rad)).json()["data"]
+    assert phrase["id"] in {p["id"] for p in seen}
+    own = (await svc.client.post("/api/reporting/phrases", headers=rad, json={"label": "我的", "text": "x"})).json()
+
+    async def delete(phrase_id: int) -> int:
+        return (await svc.client.delete(f"/api/reporting/department-phrases/{phrase_id}", headers=admin)).status_code
+
+    assert await delete(own["id"]) == 404
+    assert await delete(phrase["id"]) == 204
+    assert await delete(phrase["id"]) == 404
+    async with svc.ctx.pool.acquire() as conn:
+        actions = await conn.fetch("SELECT action, actor FROM audit.audit_log WHERE entity = 'phrase' "
+                                   "AND entity_id = $1", str(phrase["id"]))
+    assert sorted((a["action"], a["actor"]) for a in actions) == [("create", f"admin-{world.tag}"),
+                                                                  ("delete", f"admin-{world.tag}")]
+
+
 async def test_versions_compare_shows_who_changed_what(service: Service, world: World) -> None:
     svc = service
     a = svc.auth("radiologist", username=f"a-{world.tag}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
+from imaging_common import audit
 from pydantic import BaseModel, Field
 
 from reporting.adapters import schemas
-from reporting.adapters.deps import Ctx, Reporter
+from reporting.adapters.deps import Ctx, Reporter, Senior
 from reporting.domain import phrases as phrases_store
 
 router = APIRouter(tags=["reporting"])
@@ -48,3 +49,36 @@ async def delete_phrase(phrase_id: int, ctx: Ctx, user: Reporter) -> None:
                                              department_keeper="senior-radiologist" in user.roles)
     if not deleted:
         raise HTTPException(404, f"no phrase {phrase_id} of yours")
+
+
+# The department's phrases, kept by senior radiologists and by the department admin (the administration page);
+# every change audited.
+class DepartmentPhraseCreate(PhraseCreate):
+    department: str = Field("影像科", min_length=1, max_length=100)
+
+
+@router.get("/department-phrases", summary="The department's phrases", response_model=schemas.Phrases)
+async def department_phrases(ctx: Ctx, user: Senior) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        rows = await phrases_store.of_department(conn)
+    return {"data": [dict(r) for r in rows], "count": len(rows)}
+
+
+@router.post("/department-phrases", status_code=201, summary="Add a department phrase", response_model=schemas.Phrase)
+async def add_department_phrase(body: DepartmentPhraseCreate, ctx: Ctx, user: Senior,
+                                request: Request) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await phrases_store.add(conn, owner=None, department=body.department, modality=body.modality,
+                                      section=body.section, label=body.label, text=body.text)
+        await audit.record(conn, actor=user.username, action="create", entity="phrase", entity_id=str(row["id"]),
+                           source_ip=audit.client_ip(request), detail={"label": body.label})
+    return dict(row)
+
+
+@router.delete("/department-phrases/{phrase_id}", status_code=204, summary="Delete a department phrase")
+async def delete_department_phrase(phrase_id: int, ctx: Ctx, user: Senior, request: Request) -> None:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if not await phrases_store.delete(conn, phrase_id, None, department_keeper=True):
+            raise HTTPException(404, f"no department phrase {phrase_id}")
+        await audit.record(conn, actor=user.username, action="delete", entity="phrase", entity_id=str(phrase_id),
+                           source_ip=audit.client_ip(request))

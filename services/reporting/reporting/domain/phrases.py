@@ -16,6 +16,12 @@ async def visible_to(conn: asyncpg.Connection, username: str, *, modality: str |
         username, modality, section)
 
 
+async def of_department(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The department's phrases (owner NULL), as the administration page lists them."""
+    return await conn.fetch(
+        f"SELECT {_COLUMNS} FROM phrase WHERE owner IS NULL ORDER BY modality NULLS FIRST, section, label")
+
+
 async def add(conn: asyncpg.Connection, *, owner: str | None, department: str | None, modality: str | None,
               section: str, label: str, text: str) -> asyncpg.Record:
     row = await conn.fetchrow(
@@ -25,8 +31,9 @@ async def add(conn: asyncpg.Connection, *, owner: str | None, department: str | 
     return row
 
 
-async def delete(conn: asyncpg.Connection, phrase_id: int, username: str, *, department_keeper: bool) -> bool:
-    """The caller's phrase (or a department phrase, for its keepers) deleted; False when there is none."""
+async def delete(conn: asyncpg.Connection, phrase_id: int, username: str | None, *, department_keeper: bool) -> bool:
+    """The caller's phrase (or a department phrase, for its keepers; username None: only a department
+    phrase) deleted; False when there is none."""
     done = await conn.execute("DELETE FROM phrase WHERE id = $1 AND (owner = $2 OR ($3 AND owner IS NULL))",
                               phrase_id, username, department_keeper)
     return done.endswith(" 1")

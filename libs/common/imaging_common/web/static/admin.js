@@ -19,10 +19,11 @@ const $ = (id) => document.getElementById(id);
 const el = ImagingShell.el;
 const shown = (v) => v == null ? "" : Array.isArray(v) ? v.join("、") : typeof v === "boolean" ? (v ? "是" : "否")
   : typeof v === "object" ? JSON.stringify(v) : String(v);
-// A table of rows: columns [key or function, header]; `actions(row)` adds the last cell's buttons.
+// A table of rows: columns [key or function (text or an element), header]; `actions(row)` adds the last cell's buttons.
 function table(id, columns, rows, actions) {
   const head = el("tr", {}, ...columns.map(([, h]) => el("th", { scope: "col", text: h })), ...(actions ? [el("th", { text: "操作" })] : []));
-  const body = rows.length ? rows.map((r) => el("tr", {}, ...columns.map(([k]) => el("td", { text: typeof k === "function" ? k(r) : shown(r[k]) })),
+  const cell = (v) => v instanceof Node ? el("td", {}, v) : el("td", { text: v });
+  const body = rows.length ? rows.map((r) => el("tr", {}, ...columns.map(([k]) => cell(typeof k === "function" ? k(r) : shown(r[k]))),
     ...(actions ? [el("td", {}, ...actions(r))] : [])))
     : [el("tr", {}, el("td", { colspan: String(columns.length + (actions ? 1 : 0)), class: "muted", text: "暂无" }))];
   $(id).replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
@@ -32,6 +33,32 @@ function editButton(fill, label) {
   const b = el("button", { type: "button", class: "link", text: "编辑", "aria-label": label });
   b.addEventListener("click", fill);
   return b;
+}
+// An editable table over `rows`, whose objects the inputs change in place (keys no column shows are kept):
+// columns [key, header, kind, options], kind text | number | list (comma-separated) | check | select (options
+// {value: label}, "" for none); inputs are named `${name(i)}${header}` for screen readers; a 删除 button per row.
+// Returns the function that draws it again (after a row is added).
+function grid(id, columns, rows, name) {
+  const draw = () => table(id, columns.map(([key, header, kind, options]) =>
+    [(r) => input(r, key, kind || "text", options, name(rows.indexOf(r)) + header), header]), rows, (r) => {
+    const b = el("button", { type: "button", class: "link", text: "删除", "aria-label": "删除" + name(rows.indexOf(r)) });
+    b.addEventListener("click", () => { rows.splice(rows.indexOf(r), 1); draw(); });
+    return [b];
+  });
+  draw();
+  return draw;
+}
+function input(row, key, kind, options, label) {
+  const v = row[key];
+  const e = kind === "select"
+    ? el("select", { "aria-label": label }, ...Object.entries(options).map(([k, t]) => el("option", { value: k, text: t, selected: String(v ?? "") === k ? "" : null })))
+    : el("input", { "aria-label": label, type: { number: "number", check: "checkbox" }[kind] || "text", checked: kind === "check" && v ? "" : null,
+      value: kind === "check" ? null : kind === "list" ? (v || []).join(",") : String(v ?? ""), ...(kind === "number" ? options : {}) });
+  e.addEventListener("change", () => {
+    const t = e.value.trim();
+    row[key] = kind === "check" ? e.checked : kind === "number" ? Number(t) : kind === "list" ? t.split(/[,，\s]+/).filter(Boolean) : t === "" ? null : t;
+  });
+  return e;
 }
 function failed(id, e) {
   $(id).replaceChildren(el("tbody", {}, el("tr", {}, el("td", { class: "error",
@@ -195,8 +222,7 @@ $("exam-form").addEventListener("submit", (ev) => {
   })());
 });
 
-// ---- queues and screens, templates, receivers (read here; changed through their APIs) -----------
-// Phrases are not listed: reporting admits only radiologists to them (the department's are kept by seniors).
+// ---- queues and screens, receivers (changed through their services' APIs) ---------------------------
 // Queues and screens: a new one from the form; an existing one is edited from its row and saved with what
 // the form does not show (priority policy, skip rule, layout, times, masking, token) as it was.
 let queues = [], screens = [];
@@ -246,12 +272,96 @@ $("screen-form").addEventListener("submit", (ev) => {
     await loaders.queues();
   })());
 });
+// ---- report templates (sections, typed fields, QC policy) and the department's phrases (reporting) ----
+const SEVERITY = { "": "不检查", warning: "提醒", blocker: "阻止签发" };
+const FIELD_TYPES = { text: "文本", choice: "选项", number: "数值", measurement: "测量值（带单位）", coded: "编码" };
+const QC_CHECKS = { laterality: "左右侧矛盾", sex_organ: "器官与性别不符", free_text_units: "文中尺寸缺单位" };
+const SECTIONS = { findings: "影像表现", impression: "诊断意见", recommendation: "建议" };
+let template = null;
 loaders.templates = async () => {
   await Promise.all([
     api.reporting("/templates").then((r) => table("templates-table", [["id", "编号"], ["name", "名称"], ["modality", "设备"], ["body_part", "部位"]],
-      r.data)).catch((e) => failed("templates-table", e)),
+      r.data, (t) => [editButton(() => show(api.reporting(`/templates/${encodeURIComponent(t.id)}`).then((full) => editTemplate(full, true))),
+      `编辑 ${t.id}`)])).catch((e) => failed("templates-table", e)),
+    api.reporting("/department-phrases").then((r) => table("phrases-table", [["label", "名称"], [(x) => SECTIONS[x.section] || x.section, "段落"],
+      [(x) => x.modality || "全部", "设备"], ["text", "内容"]], r.data, (x) => {
+      const b = el("button", { type: "button", class: "link", text: "删除", "aria-label": `删除常用词 ${x.label}` });
+      b.addEventListener("click", () => show(api.reporting(`/department-phrases/${x.id}`, { method: "DELETE" }).then(loaders.templates)));
+      return [b];
+    })).catch((e) => failed("phrases-table", e)),
   ]);
 };
+// The editor: a template's sections and fields as editable tables; what they do not show (a coded field's
+// allowed codes) is kept as it was, since the rows are the template's own objects.
+let drawSections = null, drawFields = null;
+function editTemplate(t, stored) {
+  const def = t.definition;
+  template = { ...t, definition: { sections: def.sections, fields: def.fields, qc: { ...def.qc } } };
+  const f = $("template-form");
+  f.hidden = false;
+  for (const k of ["id", "name", "modality", "body_part"]) f[k].value = t[k] || "";
+  f.id.readOnly = stored;
+  $("template-heading").textContent = stored ? `编辑模板 ${t.id}` : "新建模板";
+  drawSections = grid("template-sections", [["id", "编号"], ["title", "标题"], ["required", "为空时", "select", SEVERITY]],
+    template.definition.sections, (i) => `段落${i + 1}`);
+  drawFields = grid("template-fields", [["id", "编号"], ["label", "名称"], ["type", "类型", "select", FIELD_TYPES], ["section", "段落"],
+    ["required", "为空时", "select", SEVERITY], ["options", "选项", "list"], ["unit", "单位"], ["unit_required", "缺单位时", "select", SEVERITY],
+    ["laterality", "记录左右侧", "check"], ["critical_values", "属危急值的选项", "list"]], template.definition.fields, (i) => `字段${i + 1}`);
+  $("template-qc").replaceChildren(...Object.entries(QC_CHECKS).map(([k, label]) => {
+    const sel = input(template.definition.qc, k, "select", { warning: "提醒", blocker: "阻止签发" }, label);
+    return el("label", {}, label + " ", sel);
+  }));
+  (stored ? f.name : f.id).focus();
+}
+const BLANK = { sections: [{ id: "findings", title: "影像表现", required: "blocker" }, { id: "impression", title: "诊断意见", required: "blocker" }],
+  fields: [], qc: { laterality: "blocker", sex_organ: "blocker", free_text_units: "warning" } };
+$("template-new").addEventListener("click", () => editTemplate({ definition: structuredClone(BLANK) }, false));
+$("template-close").addEventListener("click", () => { $("template-form").hidden = true; template = null; });
+$("section-add").addEventListener("click", () => {
+  template.definition.sections.push({ id: "", title: "", required: null });
+  drawSections();
+});
+$("field-add").addEventListener("click", () => {
+  template.definition.fields.push({ id: `field${template.definition.fields.length + 1}`, label: "", type: "text", section: "findings",
+    required: null, options: [], unit: null, unit_required: null, laterality: false, critical_values: [] });
+  drawFields();
+});
+$("template-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, id = f.id.value.trim();
+    const body = { id, name: f.name.value.trim(), modality: f.modality.value.trim().toUpperCase() || null,
+      body_part: f.body_part.value.trim().toUpperCase() || null, definition: template.definition };
+    await api.reporting(`/templates/${encodeURIComponent(id)}`, { method: "PUT", body });
+    f.hidden = true; template = null;
+    $("template-status").textContent = `已保存模板 ${id}。`;
+    await loaders.templates();
+  })());
+});
+$("template-mrrt").addEventListener("change", (ev) => {
+  const file = ev.target.files[0];
+  if (!file) return;
+  show((async () => {
+    ok();
+    const t = await api.reporting("/templates/mrrt", { method: "POST", body: await file.text(), headers: { "Content-Type": "text/html" } });
+    ev.target.value = "";
+    await loaders.templates();
+    editTemplate(await api.reporting(`/templates/${encodeURIComponent(t.id)}`), true);  // to set its modality and body part
+  })());
+});
+$("phrase-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, v = form(f);
+    await api.reporting("/department-phrases", { method: "POST", body: { label: v.label.trim(), text: v.text.trim(), section: v.section,
+      modality: v.modality.trim().toUpperCase() || null } });
+    f.reset();
+    await loaders.templates();
+  })());
+});
+
 // Receivers: saved with the receiving service's PUT, which checks the destination against the outbound allow
 // list; an existing one edited from its row keeps what the form does not show (acknowledgement identities...).
 let reportReceivers = [], criticalReceivers = [];
@@ -307,39 +417,51 @@ $("critical-receiver-form").addEventListener("submit", (ev) => {
   })());
 });
 
-// ---- critical values: the dictionary (read) and the escalation chain (edited) ------------------
-let chain = [];
-function drawChain() {
-  table("chain-table", [[(s) => String(chain.indexOf(s) + 1), "步骤"]], chain, (s) => {
-    const i = chain.indexOf(s);
-    const action = el("select", { "aria-label": `第${i + 1}步动作` }, ...Object.entries(CHAIN_ACTIONS).map(([k, v]) =>
-      el("option", { value: k, text: v, selected: k === s.action ? "" : null })));
-    action.addEventListener("change", () => { s.action = action.value; });
-    const minutes = el("input", { type: "number", min: "1", step: "1", value: String(s.after_minutes), "aria-label": `第${i + 1}步分钟数` });
-    minutes.addEventListener("change", () => { s.after_minutes = Number(minutes.value); });
-    const drop = el("button", { type: "button", class: "link", text: "删除" });
-    drop.addEventListener("click", () => { chain.splice(i, 1); drawChain(); });
-    return [action, " 未确认 ", minutes, " 分钟后 ", drop];
-  });
-}
+// ---- critical values: the dictionary (edited, published as a new version) and the escalation chain ----
+const CATEGORIES = { 1: "一类（立即）", 2: "二类", 3: "三类" };
+let chain = [], dictionary = [], drawDictionary = null, drawChain = null;
 loaders.critical = async () => {
   await Promise.all([
     api.critical("/dictionary").then((r) => {
-      $("dictionary-version").textContent = `第 ${r.version} 版`;
-      table("dictionary-table", [["code", "代码"], ["name", "名称"], ["modalities", "设备"], ["notify_minutes", "通报时限（分钟）"],
-        ["ack_minutes", "确认时限（分钟）"], ["requires_senior_confirmation", "需上级确认"]], r.items);
+      $("dictionary-version").textContent = `当前第 ${r.version} 版`;
+      dictionary = r.items.map((x) => ({ ...x, category: String(x.category) }));
+      drawDictionary = grid("dictionary-table", [["code", "代码"], ["name", "名称"], ["modalities", "设备（空为全部）", "list"],
+        ["category", "分类", "select", CATEGORIES], ["notify_minutes", "通报时限（分钟）", "number", { min: "1" }],
+        ["ack_minutes", "确认时限（分钟）", "number", { min: "1" }], ["requires_senior_confirmation", "需上级确认", "check"],
+        ["active", "启用", "check"]], dictionary, (i) => `第${i + 1}项`);
     }).catch((e) => failed("dictionary-table", e)),
-    api.critical("/escalation-chain").then((r) => { chain = r.steps.map((s) => ({ ...s })); drawChain(); })
-      .catch((e) => failed("chain-table", e)),
+    api.critical("/dictionary/versions").then((r) => table("dictionary-versions", [["version", "版本"],
+      [(v) => new Date(v.published_at).toLocaleString("zh-CN"), "发布时间"], ["published_by", "发布人"], ["items", "项目数"], ["note", "说明"]],
+      r.data.slice().sort((a, b) => b.version - a.version))).catch((e) => failed("dictionary-versions", e)),
+    api.critical("/escalation-chain").then((r) => {
+      chain = r.steps.map((s) => ({ ...s }));
+      drawChain = grid("chain-table", [["action", "动作", "select", CHAIN_ACTIONS], ["after_minutes", "分钟数", "number", { min: "1", step: "1" }]],
+        chain, (i) => `第${i + 1}步`);
+    }).catch((e) => failed("chain-table", e)),
   ]);
 };
+$("dictionary-add").addEventListener("click", () => {
+  dictionary.push({ code: "", name: "", modalities: [], category: "1", notify_minutes: 10, ack_minutes: 15,
+    requires_senior_confirmation: false, active: true });
+  drawDictionary();
+});
+$("dictionary-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const items = dictionary.map(({ version, ...x }) => ({ ...x, category: Number(x.category) }));
+    await api.critical("/dictionary/versions", { method: "POST", body: { items, note: ev.target.note.value.trim() || null } });
+    ev.target.note.value = "";
+    await loaders.critical();
+  })());
+});
 $("chain-add").addEventListener("click", () => { chain.push({ action: "repeat", after_minutes: 10 }); drawChain(); });
 $("chain-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   show((async () => {
     ok();
-    const r = await api.critical("/escalation-chain", { method: "PUT", body: { steps: chain } });
-    chain = r.steps.map((s) => ({ ...s })); drawChain();
+    await api.critical("/escalation-chain", { method: "PUT", body: { steps: chain } });
+    await loaders.critical();
   })());
 });
 
