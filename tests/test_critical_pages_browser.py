@@ -91,7 +91,7 @@ async def test_acknowledgement_link_signs_in_and_returns(site: Site, browser: Br
         await expect(page.locator("#finding")).to_have_text("张力性气胸")
         await expect(page.locator("#patient")).to_have_text("欧阳明华")
         await page.fill("#action", "已行胸腔闭式引流")
-        await page.get_by_role("button", name="已阅并处理 I have read it").click()
+        await page.get_by_role("button", name="已阅并处理").click()
         await expect(page.locator("#state")).to_contain_text("已确认")
         await snapshot(page, "critical-values", "acknowledged")
         assert errors == []

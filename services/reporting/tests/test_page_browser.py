@@ -52,14 +52,14 @@ async def test_write_check_and_sign_in_the_page(service: Service, world: World) 
         assert (await page.input_value("#findings")).endswith("纵隔未见肿大淋巴结。")
         await page.fill("#impression", "左肺上叶结节。")
         await page.locator("#qc li.qc-blocker").first.wait_for()  # ordered for the right side
-        await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
+        await page.get_by_role("button", name="初诊签名").click()
         await page.locator("#error").filter(has_text="422").wait_for()
         assert await page.locator("#state").text_content() == "未写"
         await page.fill("#findings", "右肺上叶见一结节，大小约8mm。")
         await page.fill("#impression", "右肺上叶结节。")
-        await page.get_by_role("button", name="初诊签名 Sign preliminary").click()
+        await page.get_by_role("button", name="初诊签名").click()
         await page.locator("#state").filter(has_text="初诊").wait_for()
-        await page.get_by_role("button", name="验证签名 Verify signature").click()
+        await page.get_by_role("button", name="验证签名").click()
         await page.locator("#verified").filter(has_text="valid").wait_for()
     view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
     assert view["report"]["state"] == "preliminary" and view["report"]["preliminary_by"] == username
@@ -89,7 +89,7 @@ async def test_template_picker_preview_print_and_critical_dialog(service: Servic
         await page.locator("[data-field=nodule_size][data-part=unit]").fill("mm")
         await page.fill("#findings", "右肺上叶见一结节。右侧张力性气胸。")
         await page.fill("#impression", "右侧张力性气胸。")
-        await page.get_by_role("button", name="保存 Save").click()
+        await page.get_by_role("button", name="保存").click()
         # The critical finding in a dialog of the page, which keeps the focus until acknowledged.
         await page.locator("#critical-dialog").wait_for(state="visible")
         assert "张力性气胸" in await page.locator("#critical-list").text_content()
@@ -102,7 +102,7 @@ async def test_template_picker_preview_print_and_critical_dialog(service: Servic
         size = view["report"]["content"]["fields"]["nodule_size"]
         assert (size["value"], size["unit"]) == (8, "mm")
         # The preview: the sheet with the patient as people write the name, the structured finding and text.
-        await page.get_by_role("button", name="预览与打印 Preview").click()
+        await page.get_by_role("button", name="预览与打印").click()
         sheet = page.locator("#sheet")
         await sheet.wait_for(state="visible")
         text = await sheet.text_content() or ""
@@ -116,6 +116,6 @@ async def test_template_picker_preview_print_and_critical_dialog(service: Servic
         pdf = await page.pdf()
         assert pdf.startswith(b"%PDF") and len(pdf) > 1000
         await page.emulate_media(media="screen")
-        await page.get_by_role("button", name="关闭 Close").click()
+        await page.get_by_role("button", name="关闭").click()
         await sheet.wait_for(state="hidden")
         assert errors == []

@@ -2,11 +2,11 @@
 "use strict";
 const api = ImagingShell.api("/api/print");
 const REASONS = {
-  "conflict": "证据冲突 conflict", "identifier-not-known": "识别号无对应检查 not known",
-  "no-identifier-read": "未识别到号码 nothing read", "accession-not-read": "缺检查号 no accession",
-  "patient-id-not-read": "缺患者ID no patient ID", "ambiguous": "多个检查 ambiguous",
-  "study-uid-unknown": "Study UID 未知 unknown UID", "study-uid-partly-unknown": "部分 Study UID 未知",
-  "order-cancelled": "检查已取消 order cancelled", "ocr-failed": "识别失败 OCR failed",
+  "conflict": "证据冲突", "identifier-not-known": "识别号无对应检查",
+  "no-identifier-read": "未识别到号码", "accession-not-read": "缺检查号",
+  "patient-id-not-read": "缺患者ID", "ambiguous": "多个检查",
+  "study-uid-unknown": "Study UID 未知", "study-uid-partly-unknown": "部分 Study UID 未知",
+  "order-cancelled": "检查已取消", "ocr-failed": "识别失败",
 };
 const $ = (id) => document.getElementById(id);
 async function call(path, init) {
@@ -43,11 +43,11 @@ async function load() {
       reason.append(text("div", "候选 " + c.accession_number + " " + c.patient_id + " " + c.patient_name, "candidate"));
     }
     const form = document.createElement("form");
-    const input = document.createElement("input"); input.placeholder = "检查号 Accession";
+    const input = document.createElement("input"); input.placeholder = "检查号";
     input.setAttribute("list", "s-" + f.id); input.value = (d.suggestions || [])[0] || "";
     const dl = document.createElement("datalist"); dl.id = "s-" + f.id;
     for (const s of d.suggestions || []) { const o = document.createElement("option"); o.value = s; dl.append(o); }
-    const b = text("button", "确认 Match");
+    const b = text("button", "确认");
     form.append(input, dl, b);
     form.onsubmit = async (e) => { e.preventDefault();
       await call("/films/" + f.id + "/match", { method: "POST", body: JSON.stringify({ accession_number: input.value }) });
@@ -57,7 +57,7 @@ async function load() {
       reason, read, match);
     body.append(tr);
   }
-  $("count").textContent = list.count + " 张 films";
+  $("count").textContent = list.count + " 张";
 }
 $("refresh").onclick = () => load().catch(() => {});
 ImagingShell.start({ page: "print", title: "胶片匹配", onReady: () => load().catch(() => {}) });

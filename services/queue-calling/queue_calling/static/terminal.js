@@ -40,8 +40,8 @@ async function load() {
   const root = $("queues"); root.replaceChildren();
   for (const q of view.queues) {
     const box = text("section", "", "queue"); box.dataset.queueId = q.queue_id;
-    const h = text("h2", q.name + " (" + q.waiting.length + " 候诊)" + (q.paused ? " · 暂停 paused" : ""));
-    h.append(" ", button(q.paused ? "恢复 Resume" : "暂停 Pause", () => post("/queues/" + q.queue_id + (q.paused ? "/resume" : "/pause"))));
+    const h = text("h2", q.name + " (" + q.waiting.length + " 候诊)" + (q.paused ? " · 暂停" : ""));
+    h.append(" ", button(q.paused ? "恢复" : "暂停", () => post("/queues/" + q.queue_id + (q.paused ? "/resume" : "/pause"))));
     box.append(h);
     const table = document.createElement("table");
     table.append(Object.assign(document.createElement("tr"), { innerHTML:
@@ -53,23 +53,23 @@ async function load() {
       for (const c of e.priority_reasons) name.prepend(text("span", FLAG[c] || c, "flag"));
       const ops = document.createElement("td");
       const id = e.entry_id;
-      if (e.state === "waiting" || e.state === "skipped") ops.append(button("选呼 Call", () => post("/entries/" + id + "/select-call", { room_id: room })));
-      if (e.state === "called") ops.append(button("重呼 Recall", () => post("/entries/" + id + "/recall")),
-        button("过号 Skip", () => post("/entries/" + id + "/skip")));
-      if (e.state === "called" || e.state === "waiting") ops.append(button("开始 Start", () => post("/entries/" + id + "/start", { room_id: room })));
-      if (e.state === "in_exam") ops.append(button("完成 Finish", () => post("/entries/" + id + "/finish")));
-      if (e.state === "skipped") ops.append(button("恢复 Restore", () => post("/entries/" + id + "/restore")));
+      if (e.state === "waiting" || e.state === "skipped") ops.append(button("选呼", () => post("/entries/" + id + "/select-call", { room_id: room })));
+      if (e.state === "called") ops.append(button("重呼", () => post("/entries/" + id + "/recall")),
+        button("过号", () => post("/entries/" + id + "/skip")));
+      if (e.state === "called" || e.state === "waiting") ops.append(button("开始", () => post("/entries/" + id + "/start", { room_id: room })));
+      if (e.state === "in_exam") ops.append(button("完成", () => post("/entries/" + id + "/finish")));
+      if (e.state === "skipped") ops.append(button("恢复", () => post("/entries/" + id + "/restore")));
       if (e.state === "waiting") {
         const i = q.waiting.indexOf(e);
-        if (i > 0) ops.append(button("上移 Up", () => post("/entries/" + id + "/reorder", { before_entry_id: q.waiting[i - 1].entry_id })));
+        if (i > 0) ops.append(button("上移", () => post("/entries/" + id + "/reorder", { before_entry_id: q.waiting[i - 1].entry_id })));
       }
       if (e.state !== "in_exam") {
         const sel = document.createElement("select");
         sel.setAttribute("aria-label", "转诊到其他队列");
-        sel.append(text("option", "转诊 Transfer…"));
+        sel.append(text("option", "转诊…"));
         for (const other of all.data) if (other.queue_id !== q.queue_id) { const o = text("option", other.name); o.value = other.queue_id; sel.append(o); }
         sel.onchange = () => post("/entries/" + id + "/transfer", { queue_id: sel.value }).then(load).catch(() => {});
-        ops.append(sel, button("离开 Cancel", () => post("/entries/" + id + "/cancel", { reason: "离开 left" })));
+        ops.append(sel, button("离开", () => post("/entries/" + id + "/cancel", { reason: "离开" })));
       }
       tr.append(text("td", e.ticket), name, text("td", e.sex + "/" + (e.age == null ? "" : e.age)),
         text("td", e.exam_name + " " + e.accession_number), text("td", STATE[e.state] || e.state, "state"),

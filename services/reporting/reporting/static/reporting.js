@@ -4,9 +4,9 @@ const api = ImagingShell.api("/api/reporting");
 const $ = (id) => document.getElementById(id);
 const STATE = { none: "未写", draft: "草稿", preliminary: "初诊", consultation: "会诊", final: "已审核",
   "amendment-requested": "申请修改", amending: "修改中", withdrawn: "已收回", cancelled: "已取消" };
-const ACTION = { save: "保存 Save", preliminary: "初诊签名 Sign preliminary", final: "审核签发 Sign final",
-  "return": "退回 Return", consult: "提交会诊 Consult", "close-consultation": "结束会诊 Close consultation",
-  "sign-amended": "修改签发 Sign amended", withdraw: "收回 Withdraw", cancel: "取消 Cancel" };
+const ACTION = { save: "保存", preliminary: "初诊签名", final: "审核签发",
+  "return": "退回", consult: "提交会诊", "close-consultation": "结束会诊",
+  "sign-amended": "修改签发", withdraw: "收回", cancel: "取消" };
 let current = null, focused = "findings", qcTimer = null, templates = [], shownTemplate = {};
 const EDITABLE = ["none", "draft", "preliminary"];  // the template may change until the report is final
 const SEX = { M: "男", F: "女", O: "其他", U: "未知" };
@@ -79,7 +79,7 @@ function renderFields(template, values) {
       const unit = document.createElement("input"); unit.placeholder = f.unit || "unit"; unit.value = v.unit || "";
       unit.dataset.field = f.id; unit.dataset.part = "unit"; unit.oninput = scheduleQc; row.append(unit);
     } else {
-      const crit = document.createElement("input"); crit.type = "checkbox"; crit.title = "危急值 critical"; crit.checked = !!v.critical;
+      const crit = document.createElement("input"); crit.type = "checkbox"; crit.title = "危急值"; crit.checked = !!v.critical;
       crit.dataset.field = f.id; crit.dataset.part = "critical"; row.append(crit);
     }
     box.append(row);
@@ -89,7 +89,7 @@ function renderFields(template, values) {
 function renderQc(issues) {
   const ul = $("qc"); ul.replaceChildren();
   for (const i of issues) ul.append(el("li", (i.severity === "blocker" ? "⛔ " : "⚠ ") + i.message, "qc-" + i.severity));
-  if (!issues.length) ul.append(el("li", "无问题 No issues"));
+  if (!issues.length) ul.append(el("li", "无问题"));
 }
 
 function scheduleQc() {
@@ -178,7 +178,7 @@ async function loadVersions() {
     b.onclick = async () => {
       const d = await call("/reports/" + current.report.id + "/diff?from=" + Math.max(1, row.version - 1) + "&to=" + row.version);
       $("diff").textContent = d.by_step.map((s) => "v" + s.version + " " + s.by_name + " " + s.at.slice(0, 19) + "\n" +
-        s.changes.map((c) => "  " + (c.section || c.field) + ": " + JSON.stringify(c.old) + " → " + JSON.stringify(c.new)).join("\n")).join("\n") || "无改动 no change";
+        s.changes.map((c) => "  " + (c.section || c.field) + ": " + JSON.stringify(c.old) + " → " + JSON.stringify(c.new)).join("\n")).join("\n") || "无改动";
     };
     box.append(b);
   }
