@@ -14,7 +14,8 @@ idle timeout, logout), the icon, and the home page at `/`.
   admin role and audits the change.
 - `page(path)`: a page's HTML answered with the headers every staff page carries, among them a
   Content-Security-Policy admitting scripts of this origin only (a page's script is a file beside it, never
-  inline): the access token a tab keeps is out of reach of injected script. `pages_router(prefix, path)`
+  inline): the access token a tab keeps is out of reach of injected script. `staff_page(path, prefix)`: a
+  service's page, its file holding only what is its own, the shared head put in front. `pages_router(prefix, path)`
   is a service's UI router serving that page at `/ui/<prefix>/`, the page's own scripts under `static/`
   and the shared assets under `common/`; `add_static(router, folder)` the same `static/` for other routers.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 STATIC = Path(__file__).resolve().parent / "static"
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -49,6 +50,28 @@ def asset(name: str, folder: Path = STATIC) -> FileResponse:
 
 def page(path: Path, headers: dict[str, str] | None = None) -> FileResponse:
     return FileResponse(path, media_type=TYPES[".html"], headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def staff_head(prefix: str) -> str:
+    """What opens the <head> of every staff page of the service at `/ui/<prefix>/`: the character set and
+    viewport, then the shared icon, stylesheet and shell script (before the page's own, which build on them)."""
+    common = f"/ui/{prefix}/common"
+    return "".join((
+        '<meta charset="utf-8">\n',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+        f'<link rel="icon" href="{common}/favicon.svg" type="image/svg+xml">\n',
+        f'<link rel="stylesheet" href="{common}/app.css">\n',
+        f'<script src="{common}/shell.js"></script>\n',
+    ))
+
+
+def staff_page(path: Path, prefix: str) -> HTMLResponse:
+    """A service's staff page: its file holds only what is its own (title, stylesheets, layout, body); the
+    shared head (`staff_head`) is put first in its <head>, so one place says what every staff page loads."""
+    html = path.read_text(encoding="utf-8")
+    if "<head>\n" not in html:
+        raise RuntimeError(f"{path.name}: a staff page opens its <head> on a line of its own")
+    return HTMLResponse(html.replace("<head>\n", "<head>\n" + staff_head(prefix), 1), headers=PAGE_HEADERS)
 
 
 assets_router = APIRouter(include_in_schema=False)
@@ -80,8 +103,8 @@ def pages_router(prefix: str, index: Path) -> APIRouter:
         return RedirectResponse(f"/ui/{prefix}/")
 
     @router.get("/")
-    async def index_page() -> FileResponse:
-        return page(index)
+    async def index_page() -> HTMLResponse:
+        return staff_page(index, prefix)
 
     return router
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.responses import FileResponse
+from fastapi.responses import HTMLResponse
 from imaging_common import web
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -15,5 +15,5 @@ ui_router = web.pages_router("critical-values", STATIC / "board.html")
 
 
 @ui_router.get("/ack/{critical_id}")
-async def ack_page(critical_id: str) -> FileResponse:
-    return web.page(STATIC / "ack.html")
+async def ack_page(critical_id: str) -> HTMLResponse:
+    return web.staff_page(STATIC / "ack.html", "critical-values")

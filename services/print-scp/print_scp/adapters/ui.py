@@ -23,7 +23,7 @@ HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "referrer-pol
 
 @router.get("/review", response_class=HTMLResponse, summary="Review list: films staff must match by hand")
 async def review_page() -> Response:
-    return web.page(STATIC / "review.html")
+    return web.staff_page(STATIC / "review.html", "print")
 
 
 @router.get("/cloud-film", response_class=HTMLResponse, summary="Cloud film viewer (public page, own checks)")

@@ -40,7 +40,7 @@ async def screen_page(screen_id: str) -> HTMLResponse:
 
 @router.get("/terminal", response_class=HTMLResponse, summary="Calling terminal (staff; data via the API)")
 async def terminal_page() -> Response:
-    return web.page(STATIC / "terminal.html")
+    return web.staff_page(STATIC / "terminal.html", "queue")
 
 
 @router.websocket("/screens/{screen_id}/ws")
