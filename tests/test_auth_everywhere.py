@@ -14,7 +14,7 @@ from imaging_testing import http_server
 from imaging_testing.auth import issue_test_token
 from jose import jwt
 
-PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
+PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue", "patient"]
 
 
 def _b64(data: dict) -> str:

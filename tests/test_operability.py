@@ -33,7 +33,8 @@ T = TypeVar("T")
 FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another echoscu earlier on PATH)
 # Every service that consumes order.created (topology.subscriptions(): those whose HANDLERS take OrderCreated).
-ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values"}
+ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values",
+                   "patient_portal"}
 
 
 @dataclass

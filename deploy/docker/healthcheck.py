@@ -20,6 +20,7 @@ PREFIXES = {
     "reporting": "reporting",
     "critical_values": "critical-values",
     "queue_calling": "queue",
+    "patient_portal": "patient",
     "imaging_common.allinone": "registration",
 }
 

@@ -167,6 +167,7 @@ SERVICES = {
     "reporting": ("reporting", "reporting"),
     "critical-values": ("critical_values", "critical-values"),
     "queue-calling": ("queue_calling", "queue"),
+    "patient-portal": ("patient_portal", "patient"),
 }
 LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "critical-values": 2577}
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
@@ -566,6 +567,8 @@ def test_service_secrets_come_from_secrets(rendered: dict[str, list[Manifest]]) 
 
     assert env_of("reporting")["IMAGING_REPORTING_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"] == {
         "name": "imaging-reporting", "key": "signing-secret"}
+    assert env_of("patient-portal")["IMAGING_PATIENT_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "imaging-patient-portal", "key": "token-secret"}
     assert env_of("reporting")["IMAGING_REPORTING_FHIR_TOKENS"]["valueFrom"]["secretKeyRef"] == {
         "name": "imaging-reporting-fhir", "key": "tokens"}
     assert env_of("critical-values")["IMAGING_CRITICAL_FHIR_TOKENS"]["valueFrom"]["secretKeyRef"]["optional"] is True
@@ -951,6 +954,7 @@ def test_lint_reports_the_schema_error_too(helm: Helm) -> None:
     ("externalRabbitmq.existingSecret", "externalRabbitmq.existingSecret is required"),
     ("auth.jwtPrivateKey.existingSecret", "auth.jwtPrivateKey.existingSecret is required"),
     ("auth.reportingSigningSecret.existingSecret", "auth.reportingSigningSecret.existingSecret is required"),
+    ("auth.patientTokenSecret.existingSecret", "auth.patientTokenSecret.existingSecret is required"),
 ])
 def test_missing_required_settings_are_named(helm: Helm, unset: str, message: str) -> None:
     result = helm.template("-f", str(EXAMPLES / "values-minimal.yaml"), "--set", f"{unset}=")
@@ -1160,6 +1164,7 @@ def test_every_deployment_environment_starts_its_service_in_production(
                                            serialization.NoEncryption()))
     secrets = {"imaging-db": {"password": "unused-with-trust-auth"}, "imaging-mq": {"password": "guest"},
                "imaging-reporting": {"signing-secret": uuid.uuid4().hex + uuid.uuid4().hex}, **AUDIT_SECRET,
+               "imaging-patient-portal": {"token-secret": uuid.uuid4().hex + uuid.uuid4().hex},
                "imaging-first-admin": {"username": "admin", "password": "first admin " + uuid.uuid4().hex,
                                        "totp-secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}}
     result = helm.template(

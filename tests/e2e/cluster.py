@@ -44,6 +44,7 @@ SERVICES: dict[str, tuple[str, str]] = {
     "print-scp": ("print_scp", "print"),
     "reporting": ("reporting", "reporting"),
     "critical-values": ("critical_values", "critical-values"),
+    "patient-portal": ("patient_portal", "patient"),
 }
 PREFIX_OWNER = {prefix: name for name, (_, prefix) in SERVICES.items()}
 # FHIR resource type -> service name, for the platform's one base /fhir/R4 (the gateway's FHIR routes);

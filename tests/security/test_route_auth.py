@@ -42,6 +42,11 @@ PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/print/(review|cloud-film)", "static page shell; its data comes through the guarded API"),
     ("GET", r"/ui/queue/screens/\{screen_id\}", "hall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/queue/terminal", "static terminal shell; its data comes through the guarded API"),
+    ("POST", r"/api/patient/auth/(code|session)",
+     "patients sign in: a phone and its one-time SMS code, limited per phone and per address, audited"),
+    ("DELETE", r"/api/patient/auth/session", "a patient signs out: their own patient session token"),
+    ("GET", r"/api/patient/exams(/\{accession_number\})?",
+     "a patient's own exams: a patient session token (never a staff one), every read audited"),
     ("GET", r"/fhir/R4/metadata", "FHIR CapabilityStatement: what is served and how to authenticate, no data"),
 ]
 # Served but not in the OpenAPI documents: pages and well-known aliases.

@@ -11,6 +11,7 @@ scheduling:      {module: scheduling,      prefix: scheduling,      title: "Sche
 reporting:       {module: reporting,       prefix: reporting,       title: "Reporting", fhir: [DiagnosticReport, Observation]}
 critical-values: {module: critical_values, prefix: critical-values, title: "Critical values", fhir: [Communication, Task]}
 queue-calling:   {module: queue_calling,   prefix: queue,           title: "Queue calling"}
+patient-portal:  {module: patient_portal,  prefix: patient,         title: "Patient portal (sign-in by SMS code, exams, messages)"}
 {{- end -}}
 
 {{/*
@@ -347,6 +348,9 @@ criticalAck:
 {{- required "audit.hmacKey.existingSecret is required: a Secret with 32+ random characters (key hmac-key) that keys the audit chain's HMAC" .Values.audit.hmacKey.existingSecret | and "" -}}
 {{- if .Values.services.reporting.enabled -}}
 {{- required "auth.reportingSigningSecret.existingSecret is required: a Secret with a random string of 32+ characters that encrypts radiologists' signing keys" .Values.auth.reportingSigningSecret.existingSecret | and "" -}}
+{{- end -}}
+{{- if (index .Values.services "patient-portal").enabled -}}
+{{- required "auth.patientTokenSecret.existingSecret is required: a Secret with a random string of 32+ characters that signs patients' session tokens" .Values.auth.patientTokenSecret.existingSecret | and "" -}}
 {{- end -}}
 {{- if eq .Values.filmStorage.type "s3" -}}
 {{- required "filmStorage.s3.bucket is required when filmStorage.type=s3" .Values.filmStorage.s3.bucket | and "" -}}

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE = "registration"
 # The services whose copies are compared, by their ServiceSpec name.
-COPIES = ("worklist", "scheduling", "queue_calling", "reporting", "print_scp", "critical_values")
+COPIES = ("worklist", "scheduling", "queue_calling", "reporting", "print_scp", "critical_values", "patient_portal")
 KINDS = ("missing-order", "unknown-order", "cancelled-but-active", "identity", "demographics")
 IDENTITY_FIELDS = ("empi_id", "patient_id")
 PATIENT_FIELDS = (*IDENTITY_FIELDS, "name", "sex", "birth_date")
@@ -454,8 +454,21 @@ async def _critical_values(conn: asyncpg.Connection, s: str, c: _Collector) -> N
                                                   "birth_date": p.get("birth_date")})
 
 
+async def _patient_portal(conn: asyncpg.Connection, s: str, c: _Collector) -> None:
+    exams = await conn.fetch(f"SELECT x.accession_number, x.empi_id, x.status, p.patient FROM {s}.exam x "
+                             f"JOIN {s}.patient p USING (empi_id) ORDER BY x.accession_number")
+    for r in exams:
+        record = f"exam {r['accession_number']}"
+        order = c.order(r["accession_number"], record, r["empi_id"])
+        c.cancelled_but(order, r["status"] != "cancelled", r["status"], record)
+        p = _json(r["patient"])
+        c.patient(r["accession_number"], record, {**{f: p.get(f) for f in PATIENT_FIELDS}, "empi_id": r["empi_id"]})
+    c.missing((r["accession_number"] for r in exams), "exam")
+
+
 CHECKS = {"worklist": _worklist, "scheduling": _scheduling, "queue_calling": _queue_calling,
-          "reporting": _reporting, "print_scp": _print_scp, "critical_values": _critical_values}
+          "reporting": _reporting, "print_scp": _print_scp, "critical_values": _critical_values,
+          "patient_portal": _patient_portal}
 
 
 async def check(conn: asyncpg.Connection, *, schemas: Mapping[str, str] | None = None,
