@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from imaging_testing import http_server
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, async_playwright, expect
 from reporting.app import create_app
 
 from .conftest import Service, World
@@ -60,9 +60,47 @@ async def test_write_check_and_sign_in_the_page(service: Service, world: World) 
         await page.get_by_role("button", name="初诊签名").click()
         await page.locator("#state").filter(has_text="初诊").wait_for()
         await page.get_by_role("button", name="验证签名").click()
-        await page.locator("#verified").filter(has_text="valid").wait_for()
+        await page.locator("#verified").filter(has_text="签名有效").wait_for()
     view = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()
     assert view["report"]["state"] == "preliminary" and view["report"]["preliminary_by"] == username
+
+
+async def test_a_radiologist_reports_with_the_keyboard_only(service: Service, world: World) -> None:
+    """Issue 23 item 6: the radiologist's main task without the mouse: Alt+L to the worklist, arrows to the
+    exam, Enter opens it with the cursor in the findings, Ctrl+S saves, Ctrl+Enter signs, Alt+P previews."""
+    svc = service
+    username = f"rad-{world.tag}"
+    token = svc.auth("radiologist", username=username)["Authorization"].removeprefix("Bearer ")
+    acc = await world.exam(n=7)
+    async with reporting_page(svc, token) as (page, dialogs, errors):
+        await page.locator("#worklist tr", has_text=acc).wait_for()
+        await page.keyboard.press("Alt+L")
+        for _ in range(200):  # the shared database holds other tests' exams: arrow down to this one
+            if acc in await page.evaluate("document.activeElement.textContent"):
+                break
+            await page.keyboard.press("ArrowDown")
+        else:
+            raise AssertionError(f"{acc} not reached with the arrows")
+        await page.keyboard.press("Enter")
+        await page.locator("#title").filter(has_text=acc).wait_for()
+        await expect(page.locator("#findings")).to_be_focused()
+        await page.keyboard.type("双肺纹理清晰，未见明确实质性病变。")
+        await page.keyboard.press("Tab")
+        await expect(page.locator("#impression")).to_be_focused()
+        await page.keyboard.type("胸部CT平扫未见明显异常。")
+        await page.keyboard.press("Control+s")
+        await page.locator("#state").filter(has_text="草稿").wait_for()
+        await page.keyboard.press("Control+Enter")
+        await page.locator("#state").filter(has_text="初诊").wait_for()
+        await page.keyboard.press("Alt+p")
+        await page.locator("#sheet").wait_for(state="visible")
+        assert "胸部CT平扫未见明显异常" in (await page.locator("#sheet").text_content() or "")
+        await page.keyboard.press("Escape")  # a modal dialog closes with Esc
+        await page.locator("#sheet").wait_for(state="hidden")
+        assert dialogs == [] and errors == []
+    report = (await svc.client.get(f"/api/reporting/exams/{acc}", headers=svc.auth("radiologist"))).json()["report"]
+    assert report["state"] == "preliminary" and report["preliminary_by"] == username
+    assert report["content"]["impression"] == "胸部CT平扫未见明显异常。"
 
 
 async def test_template_picker_preview_print_and_critical_dialog(service: Service, world: World) -> None:

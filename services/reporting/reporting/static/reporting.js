@@ -10,6 +10,7 @@ const ACTION = { save: "保存", preliminary: "初诊签名", final: "审核签�
 let current = null, focused = "findings", qcTimer = null, templates = [], shownTemplate = {};
 const EDITABLE = ["none", "draft", "preliminary"];  // the template may change until the report is final
 const SEX = { M: "男", F: "女", O: "其他", U: "未知" };
+const VERIFIED = { valid: "签名有效", unsigned: "未签名", tampered: "签名后内容被改动", "bad-signature": "签名无效" };
 // Names as people write them: DICOM "ZHANG^SAN=张三" shows 张三; local date and time.
 const personName = (n) => String(n || "").split("=").pop().replaceAll("^", "");
 const local = (iso) => { if (!iso) return ""; const d = new Date(iso); const p = (n) => String(n).padStart(2, "0");
@@ -38,7 +39,9 @@ async function loadWorklist() {
     tr.append(el("td", it.accession_number, it.priority !== "routine" ? it.priority : ""),
       el("td", personName(it.patient_name) + " " + (SEX[it.sex] || "")),
       el("td", (it.modality || "") + " " + (it.exam_name || "")), el("td", (STATE[it.report_state] || it.report_state) + (it.critical ? " ⚠危急" : "")));
-    tr.onclick = () => openExam(it.accession_number).catch(() => {});
+    // A row is opened with the mouse or the keyboard (Enter; ↑/↓ move between rows).
+    tr.tabIndex = 0; tr.dataset.accession = it.accession_number;
+    tr.onclick = () => openExam(it.accession_number, true).catch(() => {});
     body.append(tr);
   }
 }
@@ -76,7 +79,7 @@ function renderFields(template, values) {
     input.dataset.field = f.id; input.dataset.kind = f.type; input.oninput = scheduleQc;
     row.append(input);
     if (f.type === "number" || f.type === "measurement") {
-      const unit = document.createElement("input"); unit.placeholder = f.unit || "unit"; unit.value = v.unit || "";
+      const unit = document.createElement("input"); unit.placeholder = f.unit || "单位"; unit.value = v.unit || "";
       unit.dataset.field = f.id; unit.dataset.part = "unit"; unit.oninput = scheduleQc; row.append(unit);
     } else {
       const crit = document.createElement("input"); crit.type = "checkbox"; crit.title = "危急值"; crit.checked = !!v.critical;
@@ -102,7 +105,7 @@ function scheduleQc() {
   }, 400);
 }
 
-async function openExam(accession) {
+async function openExam(accession, toEditor) {
   current = await call("/exams/" + encodeURIComponent(accession));
   const { exam, report } = current;
   $("editor").hidden = false;
@@ -131,6 +134,7 @@ async function openExam(accession) {
     priors.append(d);
   }
   await loadVersions(); await loadPhrases(exam.modality); await loadWorklist();
+  if (toEditor && !$("findings").disabled) $("findings").focus();
 }
 
 // The templates for the exam's modality; the report's own is chosen, else the most specific for the exam
@@ -141,7 +145,7 @@ async function loadTemplates(exam, report) {
     (t.body_part && t.body_part !== exam.body_part ? 9 : 0);
   const chosen = report ? report.template_id : ([...templates].sort((a, b) => fit(b) - fit(a))[0] || {}).id;
   const sel = $("template");
-  sel.replaceChildren(el("option", "（通用 generic）"), ...templates.map((t) => Object.assign(el("option", t.name), { value: t.id })));
+  sel.replaceChildren(el("option", "（通用模板）"), ...templates.map((t) => Object.assign(el("option", t.name), { value: t.id })));
   sel.firstChild.value = "";
   sel.value = chosen || "";
   sel.disabled = !EDITABLE.includes(report ? report.state : "none");
@@ -204,7 +208,8 @@ $("amend-reject").onclick = async () => { await call("/reports/" + current.repor
 $("verify").onclick = async () => {
   if (!current.report) return;
   const v = await call("/reports/" + current.report.id + "/verify");
-  $("verified").textContent = (v.valid ? "✔ " : "✘ ") + v.outcome + (v.signer_name ? " · " + v.signer_name + " " + v.signed_at : "");
+  $("verified").textContent = (v.valid ? "✔ " : "✘ ") + (VERIFIED[v.outcome] || v.outcome) +
+    (v.signer_name ? " · " + v.signer_name + " " + local(v.signed_at) : "");
 };
 $("template").onchange = async () => {
   renderFields(await templateDefinition($("template").value), content().fields);
@@ -242,6 +247,31 @@ $("preview-close").onclick = () => $("preview").close();
 $("preview-print").onclick = () => { document.body.classList.add("printing"); window.print(); };
 window.addEventListener("afterprint", () => document.body.classList.remove("printing"));
 $("refresh").onclick = () => loadWorklist().catch(() => {});
+
+// Keyboard, for radiologists who report all day: Alt+L the worklist (↑/↓ a row, Enter opens it, the cursor
+// goes to the findings), Ctrl+S saves, Ctrl+Enter signs (final where allowed, else preliminary or the amended
+// report), Alt+P the preview.
+const SIGNING = ["final", "sign-amended", "preliminary"];
+$("worklist").addEventListener("keydown", (ev) => {
+  const row = ev.target.closest("tr");
+  if (!row) return;
+  if (ev.key === "Enter") { ev.preventDefault(); openExam(row.dataset.accession, true).catch(() => {}); }
+  const next = ev.key === "ArrowDown" ? row.nextElementSibling : ev.key === "ArrowUp" ? row.previousElementSibling : null;
+  if (next) { ev.preventDefault(); next.focus(); }
+});
+document.addEventListener("keydown", (ev) => {
+  const key = ev.key.toLowerCase();
+  if (ev.altKey && key === "l") {
+    ev.preventDefault();
+    const rows = $("worklist").rows;
+    ($("worklist").querySelector("tr.sel") || rows[0] || $("refresh")).focus();
+  } else if (ev.altKey && key === "p" && current) { ev.preventDefault(); preview(); }
+  else if ((ev.ctrlKey || ev.metaKey) && current && (key === "s" || key === "enter")) {
+    ev.preventDefault();
+    const action = key === "s" ? "save" : SIGNING.find((a) => current.allowed_actions.includes(a));
+    if (action && current.allowed_actions.includes(action)) step(action).catch(() => {});
+  }
+});
 $("reported").onchange = () => loadWorklist().catch(() => {});
 ImagingShell.start({ page: "reporting", title: "诊断报告", onReady: () => {
   loadWorklist().catch(() => {});
