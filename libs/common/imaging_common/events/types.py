@@ -182,6 +182,7 @@ class AppointmentInfo(BaseModel):
     special: SpecialConditions = SpecialConditions()
     priority: Literal["routine", "urgent", "stat"] = "routine"
     version: int | None = None  # per-appointment version in scheduling, +1 with each change
+    booked_at: datetime | None = None  # when it was first booked (the department's order -> booked time)
 
 
 class _WithAppointment(EventData):

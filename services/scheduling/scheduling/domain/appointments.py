@@ -98,6 +98,7 @@ def info(a: dict[str, Any], version: int | None = None) -> AppointmentInfo:
         special=SpecialConditions.model_validate(a["special"]),
         priority=a["priority"],
         version=version,
+        booked_at=a.get("created_at"),
     )
 
 
