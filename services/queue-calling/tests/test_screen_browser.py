@@ -195,3 +195,40 @@ async def test_screen_sleeps_outside_its_hours(api: httpx.AsyncClient, service: 
             await page.wait_for_function("!document.body.classList.contains('sleeping')", timeout=10000)
         finally:
             await browser.close()
+
+
+async def test_a_nurse_checks_in_and_calls_with_the_keyboard_only(api: httpx.AsyncClient, service: Service,
+                                                                   world: World) -> None:
+    """Issue 23 item 6: the terminal's main task without the mouse: F2 to the scan field, the barcode (as a
+    scanner types it, Enter last), the field ready for the next scan; F9 calls the next patient."""
+    _, rid = await setup_room(api, service, world, door_cap=5)
+    first, second = await world.exam(name="郑十"), await world.exam(name="王十一")
+    token = service.token("nurse", username="nurse-keys")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.add_init_script(f"sessionStorage.setItem('imaging.access_token', {token!r})")
+            await page.goto(f"{service.url}/ui/queue/terminal")
+            await page.wait_for_selector("#room option", state="attached")
+            await page.select_option("#room", rid)
+            await page.keyboard.press("F2")
+            await expect(page.locator("#value")).to_be_focused()
+            for order in (first, second):
+                await page.keyboard.type(order.accession_number)
+                await page.keyboard.press("Enter")
+                await expect(page.locator("#checkin-result")).to_contain_text("前面")
+                await expect(page.locator("#value")).to_have_value("")
+                await expect(page.locator("#value")).to_be_focused()
+            await expect(page.locator("#queues td.name")).to_have_text(["郑十", "王十一"])
+            await page.keyboard.press("F9")
+            await expect(page.locator("#queues tr.state-called td.name")).to_have_text("郑十")
+            assert errors == []
+        finally:
+            await browser.close()
+    states = await world.pool.fetch("SELECT accession_number, state FROM queue_entry WHERE accession_number = ANY($1)",
+                                    [first.accession_number, second.accession_number])
+    assert {r["accession_number"]: r["state"] for r in states} == {first.accession_number: "called",
+                                                                   second.accession_number: "waiting"}

@@ -88,6 +88,12 @@ $("checkin").addEventListener("submit", async (e) => {
     $("checkin-result").textContent = r.data.map((x) => x.ticket + " → " + x.queue_id + " (前面 " + x.number_ahead + ")").join("; ");
     $("value").value = ""; await load();
   } catch (err) { /* shown in #error */ }
+  $("value").focus();  // the next scan goes straight in
+});
+// Keyboard: F2 to the scan field, F9 calls the next patient (the terminal is worked between patients, fast).
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "F2") { ev.preventDefault(); $("value").focus(); $("value").select(); }
+  if (ev.key === "F9") { ev.preventDefault(); $("call-next").click(); }
 });
 ImagingShell.start({ page: "queue", title: "呼叫终端", onReady: () => {
   loadRooms().then(load).catch(() => {});
