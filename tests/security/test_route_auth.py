@@ -45,7 +45,9 @@ PUBLIC: list[tuple[str, str, str]] = [
     ("POST", r"/api/patient/auth/(code|session)",
      "patients sign in: a phone and its one-time SMS code, limited per phone and per address, audited"),
     ("DELETE", r"/api/patient/auth/session", "a patient signs out: their own patient session token"),
-    ("GET", r"/api/patient/exams(/\{accession_number\})?",
+    ("GET", r"/api/patient/reports/\{report_id\}/verify",
+     "a report copy's verification QR: signing facts of a report version, no patient data"),
+    ("GET", r"/api/patient/exams(/\{accession_number\}(/report\.pdf)?)?",
      "a patient's own exams: a patient session token (never a staff one), every read audited"),
     ("GET", r"/fhir/R4/metadata", "FHIR CapabilityStatement: what is served and how to authenticate, no data"),
 ]

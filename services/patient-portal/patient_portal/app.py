@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from patient_portal.adapters import events, http_auth, http_exams, sms
+from patient_portal.adapters import events, http_auth, http_exams, http_verify, problem_texts, sms
 from patient_portal.settings import Settings
 
 SERVICE = ServiceSpec(
     name="patient_portal",
+    problem_texts=problem_texts.TEXTS,
     prefix="patient",
     title="Patient portal",
     settings=Settings,
-    routers=(http_auth.router, http_exams.router),
+    routers=(http_auth.router, http_exams.router, http_verify.router),
     event_handlers=events.HANDLERS,
     listeners=(sms.sms_channel,),
 )

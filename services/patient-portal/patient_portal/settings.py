@@ -35,6 +35,12 @@ class Settings(CommonSettings):
     patient_code_window_seconds: int = 3600
     # IMAGING_PATIENT_SIGNIN_FAILURES_PER_ADDRESS: wrong codes from one address per window before it is held back.
     patient_signin_failures_per_address: int = 30
+    # IMAGING_PATIENT_HOSPITAL_NAME: the header of the reports patients download, e.g. "XX市人民医院 影像中心".
+    patient_hospital_name: str = "影像中心"
+    # IMAGING_PATIENT_PUBLIC_BASE_URL: where patients reach the platform; base of the report's verification QR.
+    patient_public_base_url: str = "http://localhost:8080"
+    # IMAGING_PATIENT_TIMEZONE: the center's local time, for times on reports and in messages.
+    patient_timezone: str = "Asia/Shanghai"
     # IMAGING_PATIENT_SMS_PROVIDER: "smpp" (an SMSC over SMPP 3.4) or "http" (an SMS cloud's HTTP API).
     patient_sms_provider: Literal["smpp", "http"] = "smpp"
     # IMAGING_PATIENT_SMS_SIGNATURE: the signature Chinese carriers require at the start of a message.

@@ -22,9 +22,11 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="PatientSession",
                      description="Patient session token from POST /api/patient/auth/session")
 
 
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # also on a Response a route builds itself
+
+
 def no_store(response: Response) -> None:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
+    response.headers.update(NO_STORE)
 
 
 def sessions(ctx: Ctx) -> PatientSessions:

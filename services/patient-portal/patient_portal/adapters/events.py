@@ -60,7 +60,8 @@ async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event
 
 async def on_report(conn: asyncpg.Connection, data: ReportSigned | ReportAmended, event: CloudEvent) -> None:
     await exams.reported(conn, data.accession_number, report_id=data.report_id, version=data.version,
-                         impression=getattr(data, "impression", None), at=data.signed_at)
+                         impression=getattr(data, "impression", None), at=data.signed_at, signed_by=data.signed_by,
+                         content_sha256=getattr(data, "content_sha256", None))
 
 
 async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:

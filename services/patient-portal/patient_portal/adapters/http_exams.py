@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from imaging_common import audit
 from imaging_common.json_out import listing
 
-from patient_portal.adapters import schemas
-from patient_portal.adapters.deps import ClientIp, Ctx, Patient, no_store
+from patient_portal.adapters import report_pdf, schemas
+from patient_portal.adapters.deps import NO_STORE, ClientIp, Ctx, Patient, no_store
 from patient_portal.domain import exams
 
 router = APIRouter(prefix="/exams", tags=["patient exams"], dependencies=[Depends(no_store)])
@@ -37,3 +37,22 @@ async def my_exam(accession_number: str, patient: Patient, ctx: Ctx, ip: ClientI
         await audit.record_read(conn, actor=patient.actor, entity="exam", entity_id=accession_number,
                                 patient_id=row["empi_id"], source_ip=ip, detail={"via": "patient-portal"})
     return row
+
+
+@router.get("/{accession_number}/report.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the final report as a PDF"}},
+            summary="My final report as a PDF (hospital header, signature, verification QR)")
+async def my_report_pdf(accession_number: str, patient: Patient, ctx: Ctx, ip: ClientIp) -> Response:
+    s = ctx.settings
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        empi_ids = await exams.patients_with_phone(conn, patient.phone)
+        row = await exams.exam_of(conn, empi_ids, accession_number)
+        if row is None or row["status"] != "reported":
+            raise HTTPException(404, f"no final report for exam {accession_number}")
+        await audit.record_read(conn, actor=patient.actor, entity="report", entity_id=row["report_id"],
+                                patient_id=row["empi_id"], source_ip=ip, detail={"via": "patient-portal", "as": "pdf"})
+    verify = (f"{s.patient_public_base_url.rstrip('/')}/api/patient/reports/{row['report_id']}/verify"
+              f"?version={row['report_version']}")
+    pdf = await report_pdf.render_pdf(row, hospital=s.patient_hospital_name, verify_url=verify, tz=s.patient_timezone)
+    return Response(pdf, media_type="application/pdf", headers={
+        **NO_STORE, "Content-Disposition": f'inline; filename="report-{accession_number}.pdf"'})

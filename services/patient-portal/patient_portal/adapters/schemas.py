@@ -42,3 +42,12 @@ class Exams(Out):
 
 class ExamDetail(Exam):
     impression: str | None  # the signed report's impression, once reported
+
+
+class ReportVerified(Out):
+    report_id: str
+    version: int  # the version the QR names
+    current_version: int  # the newest signed version (an amendment supersedes the copy)
+    current: bool
+    signed_at: datetime
+    content_sha256: str | None  # the signed content's hash, for the current version

@@ -101,14 +101,24 @@ async def completed(conn: asyncpg.Connection, accession_number: str, *, at: date
 
 
 async def reported(conn: asyncpg.Connection, accession_number: str, *, report_id: str, version: int,
-                   impression: str | None, at: datetime) -> None:
-    """report.signed / report.amended: the newest report version wins (a late older one is ignored)."""
-    await conn.execute(
+                   impression: str | None, at: datetime, signed_by: str, content_sha256: str | None) -> bool:
+    """report.signed / report.amended: the newest report version wins (a late older one is ignored).
+    Whether it was applied (an amendment that arrives late changes nothing and tells no one)."""
+    done = await conn.execute(
         """UPDATE exam SET status = 'reported', report_id = $2, report_version = $3,
-                  impression = COALESCE($4, impression), reported_at = $5
+                  impression = COALESCE($4, impression), reported_at = $5, signed_by = $7, content_sha256 = $8
             WHERE accession_number = $1 AND status <> $6
               AND (report_id IS DISTINCT FROM $2 OR report_version IS NULL OR report_version < $3)""",
-        accession_number, report_id, version, impression, at, CANCELLED)
+        accession_number, report_id, version, impression, at, CANCELLED, signed_by, content_sha256)
+    return done != "UPDATE 0"
+
+
+async def report_version(conn: asyncpg.Connection, report_id: str) -> dict[str, Any] | None:
+    """What a verification QR is checked against: the report's newest version known here, no patient data."""
+    row = await conn.fetchrow(
+        """SELECT report_id, report_version, reported_at, content_sha256 FROM exam WHERE report_id = $1""",
+        report_id)
+    return dict(row) if row is not None else None
 
 
 async def patients_with_phone(conn: asyncpg.Connection, phone: str) -> list[str]:
