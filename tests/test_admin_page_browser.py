@@ -332,3 +332,53 @@ async def test_an_admin_keeps_templates_phrases_and_the_critical_value_dictionar
     assert published == 1
     assert errors == []
     await context.close()
+
+
+async def test_an_admin_registers_the_devices_that_may_connect(site: Site, browser: Browser) -> None:
+    """Issue 23 item 3 (devices): the known peers of the DICOM and HL7 ports kept on the page, in the registry of
+    the service that owns the port; every change audited there."""
+    tag = uuid.uuid4().hex[:4].upper()
+    context, page, errors = await signed_in(browser, site, "/ui/admin/#peers", ["admin"], "科室管理员")
+    await expect(page.locator("#peer-modes")).to_contain_text("检查工作列表：")
+    await page.select_option("#peer-form [name=service]", "worklist")
+    await page.fill("#peer-form [name=peer_id]", f"ct1-{tag}")
+    await page.select_option("#peer-form [name=kind]", "modality")
+    await page.fill("#peer-form [name=name]", "CT1 西门子")
+    await page.fill("#peer-form [name=ae_title]", f"CT1{tag}")
+    await page.fill("#peer-form [name=addresses]", "10.0.0.5，10.0.1.0/24")
+    await page.keyboard.press("Enter")
+    row = page.locator("#peers-table tr", has_text=f"ct1-{tag}")
+    await expect(row).to_contain_text("检查工作列表")
+    await expect(row).to_contain_text(f"CT1{tag}")
+    async with site.client("admin") as api:
+        peer = (await api.get(f"/api/worklist/admin/peers/ct1-{tag}")).json()
+    assert peer["kind"] == "modality" and peer["addresses"] == ["10.0.0.5", "10.0.1.0/24"] and peer["active"]
+
+    # A HIS on registration's HL7 port, then the modality edited from its row and, last, forgotten.
+    await page.select_option("#peer-form [name=service]", "registration")
+    await page.fill("#peer-form [name=peer_id]", f"his-{tag}")
+    await page.select_option("#peer-form [name=kind]", "his")
+    await page.fill("#peer-form [name=hl7_application]", "HIS")
+    await page.fill("#peer-form [name=hl7_facility]", "H001")
+    await page.fill("#peer-form [name=addresses]", "10.0.2.9")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#peers-table tr", has_text=f"his-{tag}")).to_contain_text("HIS / H001")
+    await page.click(f'button[aria-label="编辑对端 ct1-{tag}"]')
+    await expect(page.locator("#peer-form [name=peer_id]")).to_be_focused()
+    await expect(page.locator("#peer-form [name=service]")).to_have_value("worklist")
+    await page.fill("#peer-form [name=name]", "CT1 西门子（急诊）")
+    await page.uncheck("#peer-form [name=active]")
+    await page.keyboard.press("Enter")
+    await expect(row).to_contain_text("停用")
+    await page.click(f'button[aria-label="删除对端 ct1-{tag}"]')
+    await expect(row).to_have_count(0)
+    async with site.client("admin") as api:
+        assert (await api.get(f"/api/worklist/admin/peers/ct1-{tag}")).status_code == 404
+        assert (await api.get(f"/api/registration/admin/peers/his-{tag}")).json()["hl7_application"] == "HIS"
+    async with site.ctx("worklist").pool.acquire() as conn:
+        actions = await conn.fetch("SELECT action FROM audit.audit_log WHERE entity = 'peer' AND entity_id = $1",
+                                   f"ct1-{tag}")
+    assert sorted(a["action"] for a in actions) == ["delete", "update", "update"]  # a PUT is an update
+    await snapshot(page, "admin", "peers")
+    assert errors == []
+    await context.close()

@@ -417,6 +417,46 @@ $("critical-receiver-form").addEventListener("submit", (ev) => {
   })());
 });
 
+// ---- known peers of the protocol ports (each service that owns a port keeps its registry) -------------
+const PEER_SERVICES = { worklist: "检查工作列表", print: "胶片打印", registration: "HIS 接口", "critical-values": "危急值回执" };
+const PEER_KINDS = { modality: "检查设备", printer: "打印设备", his: "HIS", "clinician-system": "临床系统" };
+const MODES = { enforce: "拒绝未登记的", "audit-only": "仅审计", off: "不检查" };
+let peers = [];
+loaders.peers = async () => {
+  peers = [];
+  const modes = [];
+  await Promise.all(Object.entries(PEER_SERVICES).map(([prefix, label]) => ImagingShell.api(`/api/${prefix}`)("/admin/peers").then((r) => {
+    peers.push(...r.data.map((x) => ({ ...x, service: prefix })));
+    modes.push(`${label}：` + Object.entries(r.modes).map(([port, m]) => `${port} ${MODES[m] || m}`).join("，"));
+  }).catch((e) => modes.push(`${label}：${e.text || e.message}`))));
+  peers.sort((a, b) => (a.service + a.peer_id).localeCompare(b.service + b.peer_id));
+  $("peer-modes").textContent = modes.sort().join("；");
+  table("peers-table", [[(x) => PEER_SERVICES[x.service], "服务"], ["peer_id", "编号"], [(x) => PEER_KINDS[x.kind] || x.kind, "类型"], ["name", "名称"],
+    [(x) => x.ae_title || [x.hl7_application, x.hl7_facility].filter(Boolean).join(" / "), "识别"], ["addresses", "来源地址"],
+    [(x) => x.cert_sha256 ? "要求 TLS 证书" : "", "证书"], [(x) => x.active ? "启用" : "停用", "状态"]], peers, (x) => {
+    const drop = el("button", { type: "button", class: "link", text: "删除", "aria-label": `删除对端 ${x.peer_id}` });
+    drop.addEventListener("click", () => show(ImagingShell.api(`/api/${x.service}`)(`/admin/peers/${encodeURIComponent(x.peer_id)}`,
+      { method: "DELETE" }).then(loaders.peers)));
+    return [editButton(() => {
+      const f = $("peer-form");
+      fillForm(f, x, ["service", "peer_id", "kind", "name", "ae_title", "hl7_application", "hl7_facility", "addresses", "cert_sha256"]);
+      f.active.checked = x.active;
+    }, `编辑对端 ${x.peer_id}`), drop];
+  });
+};
+$("peer-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  show((async () => {
+    ok();
+    const f = ev.target, v = form(f), id = v.peer_id.trim();
+    const body = { kind: v.kind, name: v.name.trim(), addresses: v.addresses.split(/[,，\s]+/).filter(Boolean), active: f.active.checked };
+    for (const k of ["ae_title", "hl7_application", "hl7_facility", "cert_sha256"]) body[k] = v[k].trim() || null;
+    await ImagingShell.api(`/api/${v.service}`)(`/admin/peers/${encodeURIComponent(id)}`, { method: "PUT", body });
+    f.reset();
+    await loaders.peers();
+  })());
+});
+
 // ---- critical values: the dictionary (edited, published as a new version) and the escalation chain ----
 const CATEGORIES = { 1: "一类（立即）", 2: "二类", 3: "三类" };
 let chain = [], dictionary = [], drawDictionary = null, drawChain = null;
