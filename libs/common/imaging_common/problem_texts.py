@@ -4,10 +4,13 @@ Services raise their refusals in English (`HTTPException(404, f"no room {room_id
 `localize` gives each answer a stable `code` and, for a Chinese client, the Chinese text:
 
 - titles: the HTTP status phrase ("Not Found") becomes its Chinese; a title of a service's own
-  ("Booking refused") is kept unless listed in TITLES;
-- details: DETAILS are patterns of the English messages the pages commonly show (auth, validation,
-  outages, the refusals staff meet at their desks); a match gives its code and Chinese wording, with
-  the pattern's groups carried over (a room id, a state). Others keep their English wording.
+  ("Booking refused") comes from its texts' titles, else is kept;
+- details: patterns of the English messages, each with its code and Chinese wording, the pattern's
+  groups carried over (a room id, a state; a group that is itself a known message is translated too).
+  Each service keeps the texts of its own refusals beside its code (`<pkg>/adapters/problem_texts.py`,
+  a `Texts` handed over as `ServiceSpec.problem_texts`) and they are tried first; DETAILS here hold only
+  the library's own messages (sign-in and tokens, validation, outages, the EMPI, outbound destinations).
+  A message no pattern names keeps its English wording.
 
 A code names what happened, never how it is worded: clients branch on it, people read the text.
 """
@@ -15,7 +18,8 @@ A code names what happened, never how it is worded: clients branch on it, people
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 # By status: the code of a problem no DETAILS pattern names, and the Chinese of its HTTP phrase.
@@ -48,21 +52,29 @@ TITLES: dict[str, str] = {
 ROLE_NAMES = {"clerk": "登记员", "technologist": "技师", "nurse": "护士", "radiologist": "诊断医师",
               "senior-radiologist": "审核医师", "clinician": "临床医生", "admin": "管理员", "it-ops": "信息科运维"}
 
-
-# How a check-in was looked up (queue calling's kinds), as the terminal names them.
-CHECK_IN_KINDS = {"barcode": "申请单条码", "id_number": "身份证号", "card": "就诊卡", "appointment": "预约号"}
-
-
-def _roles(text: str) -> str:
-    return "、".join(ROLE_NAMES.get(r.strip(), r.strip()) for r in text.split(","))
+# (pattern of the English detail, code, Chinese with {0}, {1}... for the groups[, words]). Matched in full;
+# `words` gives the Chinese of a group's value, or of each item of a comma-separated list ("clerk, admin").
+Detail = tuple[str, str, str] | tuple[str, str, str, Mapping[str, str]]
+_Compiled = tuple[re.Pattern[str], str, str, Mapping[str, str]]
 
 
-# (pattern of the English detail, code, Chinese with {0}, {1}... for the groups). Matched in full.
-DETAILS: list[tuple[str, str, str]] = [
-    # sign-in and sessions (registration's auth routes, every service's token check)
-    (r"invalid username, password or TOTP code", "login-failed", "用户名、密码或动态验证码错误"),
-    (r"too many failed logins from this address; try again later", "login-throttled",
-     "登录失败次数过多，请稍后再试"),
+@dataclass(frozen=True)
+class Texts:
+    """The Chinese of one party's refusals: a service's (ServiceSpec.problem_texts) or the library's."""
+
+    details: Sequence[Detail] = ()
+    titles: Mapping[str, str] = field(default_factory=dict)  # a title of its own -> its Chinese
+    compiled: tuple[_Compiled, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        compiled = tuple((re.compile(d[0]), d[1], d[2], d[3] if len(d) > 3 else {}) for d in self.details)
+        object.__setattr__(self, "compiled", compiled)
+
+
+# The library's own messages: sign-in and tokens (imaging_common.auth), validation, outages, the
+# library's routes (peers, dead letters, assets), the EMPI and outbound destinations services pass on.
+DETAILS: list[Detail] = [
+    # sessions and tokens (every service's token check)
     (r"a bearer token is required", "login-required", "请先登录"),
     (r"session ended \(logged out, idle timeout or revoked\)", "session-ended",
      "登录已结束（已退出、空闲超时或被撤销），请重新登录"),
@@ -71,44 +83,71 @@ DETAILS: list[tuple[str, str, str]] = [
      "登录凭据已被使用过，为安全起见本次登录已作废，请重新登录"),
     (r"unknown refresh token", "refresh-unknown", "登录凭据无效，请重新登录"),
     (r"malformed refresh token", "refresh-malformed", "登录凭据无效，请重新登录"),
-    (r"no refresh token", "refresh-missing", "没有可续期的登录，请重新登录"),
-    (r"account no longer active", "account-inactive", "账号已停用"),
     (r"token expired", "token-expired", "登录已过期，请重新登录"),
     (r"malformed token|token signature invalid|token signed with an unknown key|token from an untrusted issuer"
      r"|token has no session|token claims rejected: .*|token algorithm .* is not accepted", "token-invalid",
      "登录凭据无效，请重新登录"),
-    (r"requires one of the roles: (.+)", "role-required", "需要以下角色之一：{0}"),
+    (r"requires one of the roles: (.+)", "role-required", "需要以下角色之一：{0}", ROLE_NAMES),
+    (r"password must have at least (\S+) characters", "password-too-short", "密码至少需要 {0} 个字符"),
     # the library's answers
     (r"the request does not match the schema", "invalid-request", "请求内容不符合要求"),
     (r"a value in the request cannot be stored or searched: (\w+)", "unstorable-value",
      "请求中有无法保存或查询的值（{0}）"),
     (r"a backing service is unreachable; retry shortly", "dependency-unavailable", "后台服务暂时无法连接，请稍后重试"),
     (r"an unexpected error was logged", "internal-error", "服务器发生意外错误，已记录，请联系信息科"),
-    (r"request body over (\d+) bytes", "content-too-large", "请求内容超过 {0} 字节"),
+    (r"request body over (\S+) bytes", "content-too-large", "请求内容超过 {0} 字节"),
     (r"service is starting", "starting", "服务正在启动，请稍候再试"),
     (r"no service serves this path", "no-service", "没有服务提供此地址"),
-    # what staff meet at their desks (reporting, critical values, queue, print review, worklist)
-    (r"no exam with accession number (.+)", "exam-not-found", "没有检查号为 {0} 的检查"),
-    (r"no study with accession number (.+)", "study-not-found", "没有检查号为 {0} 的影像检查"),
-    (r"no active exam matches this (\w+)", "check-in-no-exam", "没有与此{0}对应的待检检查"),
-    (r"pre-sign QC found blockers: (.+)", "qc-blocked", "签名前质控发现必须修改的问题：{0}"),
-    (r"(.+) has no approved signing key: .*", "signing-key-missing",
-     "{0} 没有已批准的签名密钥：请先登记签名密钥，并由管理员批准"),
-    (r"signing key (\S+) of (.+) awaits approval by an administrator", "signing-key-pending",
-     "{1} 的签名密钥 {0} 尚待管理员批准"),
-    (r"critical value (.+) does not exist", "critical-value-not-found", "危急值 {0} 不存在"),
-    (r"no queue entry (\S+)", "queue-entry-not-found", "没有候诊记录 {0}"),
-    (r"no worklist item (\S+)", "worklist-item-not-found", "没有工作列表项 {0}"),
-    (r"no staff account (\S+)", "staff-not-found", "没有员工账号 {0}"),
-    (r"no report (\S+)", "report-not-found", "没有报告 {0}"),
-    (r"no film (\S+)|no such film", "film-not-found", "没有此胶片"),
-    (r"the film's image is missing", "film-image-missing", "胶片图像缺失"),
-    (r"no such share", "share-not-found", "分享链接无效或已过期"),
-    (r"no room (\S+)", "room-not-found", "没有检查室 {0}"),
-    (r"no queue (\S+)", "queue-not-found", "没有队列 {0}"),
-    (r"no screen (\S+)", "screen-not-found", "没有候诊屏 {0}"),
+    (r"no asset (.+)", "asset-not-found", "没有此页面文件 {0}"),
+    (r"no known peer (.+)", "peer-not-found", "没有已登记的对接系统 {0}"),
+    (r"service (.+) has no event queue", "event-queue-not-found", "服务 {0} 没有事件队列"),
+    (r"name the event_ids to purge, or set all=true to purge every dead letter", "purge-needs-selection",
+     "请列出要清除的事件（event_ids），或设置 all=true 清除全部死信"),
+    # the EMPI (registration's patients)
+    (r"no person (\S+)", "person-not-found", "没有患者 {0}"),
+    (r"broken merge chain", "merge-chain-broken", "患者合并记录链已损坏，请联系信息科"),
+    (r"no pending change (\S+)", "pending-change-not-found", "没有待确认的修改 {0}"),
+    (r"a person cannot be merged into itself", "merge-into-itself", "不能将患者合并到其本人"),
+    (r"only active persons can be merged", "merge-inactive", "只能合并在用的患者记录"),
+    (r"(\S+) is not merged", "not-merged", "{0} 未被合并"),
+    (r"no merge recorded for this person", "merge-not-found", "此患者没有合并记录"),
+    (r"no such review item", "review-item-not-found", "没有此待审核项"),
+    (r"review item already (\S+)", "review-item-decided", "此待审核项已处理（{0}）",
+     {"merged": "已合并", "distinct": "已确认为不同患者", "resolved": "已处理"}),
+    (r"the survivor must be one of the two persons", "survivor-invalid", "保留的患者必须是两者之一"),
+    (r"unknown decision (.+)", "decision-unknown", "未知的处理方式 {0}"),
+    # identifiers (the EMPI's checks, e.g. registration's "identifier refused: ...")
+    (r"15-digit first-generation ID number: convert it to 18 characters", "id-number-first-generation",
+     "15 位一代身份证号：请换算为 18 位"),
+    (r"a resident ID number has 17 digits and a check digit or X", "id-number-malformed",
+     "居民身份证号应为 17 位数字加 1 位校验码（数字或 X）"),
+    (r"the region code names no province", "id-number-region", "身份证号的地区码不对应任何省份"),
+    (r"the embedded birth date is out of range", "id-number-birth-date", "身份证号中的出生日期超出范围"),
+    (r"the embedded birth date is not a date", "id-number-birth-date", "身份证号中的出生日期不是有效日期"),
+    (r"the check digit does not match \(a digit is wrong or two are swapped\)", "id-number-check-digit",
+     "身份证号校验位不符（有一位写错或两位颠倒）"),
+    (r"not a 15-digit ID number", "id-number-malformed", "不是 15 位身份证号"),
+    (r"empty (.+) number", "identifier-empty", "{0} 号码为空"),
+    (r"malformed (.+) number", "identifier-malformed", "{0} 号码格式不正确"),
+    (r"(.+) number longer than 64 characters", "identifier-too-long", "{0} 号码超过 64 个字符"),
+    (r"(.+) number must have 1 to 64 characters", "identifier-length", "{0} 号码应为 1 至 64 个字符"),
+    # outbound destinations (receivers and notify targets a service checks before it stores them)
+    (r"no host", "destination-no-host", "地址中没有主机名"),
+    (r"(.+) is not in IMAGING_OUTBOUND_ALLOW", "destination-not-allowed",
+     "{0} 不在允许外发的地址列表（IMAGING_OUTBOUND_ALLOW）中"),
+    (r"(.+) is not an http\(s\) URL", "destination-not-http", "{0} 不是 http(s) 地址"),
+    (r"credentials do not go in a receiver's URL", "destination-credentials", "接收方地址中不能包含用户名或密码"),
+    (r"(.+) resolves to a cloud metadata address \((.+)\)", "destination-metadata",
+     "{0} 解析到云平台元数据地址（{1}），不允许外发"),
+    (r"(.+) resolves to (.+): not public, not in IMAGING_OUTBOUND_ALLOW", "destination-private",
+     "{0} 解析到内部地址 {1}，且不在允许外发的地址列表中"),
+    (r"(.+) does not resolve(?:: (.+))?", "destination-unresolved", "{0} 无法解析"),
+    (r"IMAGING_OUTBOUND_ALLOW: (.+) is neither a host, a \.domain nor a network", "outbound-allow-invalid",
+     "IMAGING_OUTBOUND_ALLOW 中的 {0} 既不是主机名、域名后缀，也不是网段"),
 ]
-_COMPILED = [(re.compile(pattern), code, zh) for pattern, code, zh in DETAILS]
+
+LIBRARY = Texts(DETAILS, TITLES)
+NO_TEXTS = Texts()
 
 
 @dataclass(frozen=True)
@@ -126,24 +165,43 @@ def _http_phrase(status: int) -> str:
         return "Error"
 
 
-def localize(status: int, title: str, detail: str | None, language: str) -> Text:
-    """The code of a problem, and its title and detail in `language` ("zh" or "en")."""
-    code = STATUS.get(status, ("error", ""))[0]
-    zh_detail = None
-    if detail:
-        for pattern, detail_code, zh in _COMPILED:
+def _group(value: str | None, words: Mapping[str, str], catalogues: tuple[Texts, ...]) -> str:
+    if value is None:
+        return ""
+    if value in words:
+        return words[value]
+    items = [v.strip() for v in value.split(",")]
+    if words and all(item in words for item in items):
+        return "、".join(words[item] for item in items)
+    for texts in catalogues:  # a message carried in another ("identifier refused: <the EMPI's reason>")
+        for pattern, _, zh, inner_words in texts.compiled:
+            found = pattern.fullmatch(value)
+            if found:
+                return zh.format(*(inner_words.get(g, g) if g else "" for g in found.groups()))
+    return value
+
+
+def _match(detail: str, catalogues: tuple[Texts, ...]) -> tuple[str, str] | None:
+    for texts in catalogues:
+        for pattern, code, zh, words in texts.compiled:
             found = pattern.fullmatch(detail)
             if found:
-                code = detail_code
-                groups = [_roles(g) if detail_code == "role-required"
-                          else CHECK_IN_KINDS.get(g, g) if detail_code == "check-in-no-exam" else g
-                          for g in found.groups()]
-                zh_detail = zh.format(*groups)
-                break
+                return code, zh.format(*(_group(g, words, catalogues) for g in found.groups()))
+    return None
+
+
+def localize(status: int, title: str, detail: str | None, language: str, texts: Texts = NO_TEXTS) -> Text:
+    """The code of a problem, and its title and detail in `language` ("zh" or "en"); `texts` are the
+    answering service's, tried before the library's."""
+    catalogues = (texts, LIBRARY)
+    code = STATUS.get(status, ("error", ""))[0]
+    matched = _match(detail, catalogues) if detail else None
+    if matched:
+        code = matched[0]
     if language == "en":
         return Text(code, title, detail, "en")
     if title == _http_phrase(status) and status in STATUS:
         zh_title = STATUS[status][1]
     else:
-        zh_title = TITLES.get(title, title)
-    return Text(code, zh_title, zh_detail or detail, "zh")
+        zh_title = texts.titles.get(title) or TITLES.get(title, title)
+    return Text(code, zh_title, matched[1] if matched else detail, "zh")

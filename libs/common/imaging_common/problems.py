@@ -6,9 +6,10 @@ fields, so a client never parses free text.
 
 Staff pages speak Chinese: `title` and `detail` are Chinese unless the client's Accept-Language
 prefers English (API clients, logs and tests that send `Accept-Language: en`). Services keep raising
-their messages in English; `imaging_common.problem_texts` holds the Chinese of the shared ones (auth,
-validation, outages) and of those the pages commonly show, each with its code. A message not listed
-there keeps its English wording (its code still comes from the status), so nothing is lost.
+their messages in English; each service's texts (ServiceSpec.problem_texts, installed here with its
+handlers) hold the Chinese of its own refusals, `imaging_common.problem_texts` those of the library
+(auth, validation, outages), each with its code. A message not listed keeps its English wording (its
+code still comes from the status), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imaging_common.errors import Refusal
-from imaging_common.problem_texts import localize
+from imaging_common.problem_texts import NO_TEXTS, Texts, localize
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ PROBLEM_JSON = "application/problem+json"
 # The language of the request being answered ("zh" or "en"), set by ProblemLanguage for every request
 # so a service's own exception handler calling problem() answers in it too.
 _language: contextvars.ContextVar[str] = contextvars.ContextVar("problem_language", default="zh")
+# The texts of the service answering (all services share one process in the all-in-one platform).
+_texts: contextvars.ContextVar[Texts] = contextvars.ContextVar("problem_texts", default=NO_TEXTS)
 
 
 def preferred_language(accept_language: str) -> str:
@@ -56,10 +59,11 @@ def preferred_language(accept_language: str) -> str:
 
 
 class ProblemLanguage:
-    """Plain ASGI middleware: remembers the request's preferred language for its problem documents."""
+    """Plain ASGI middleware: remembers the request's preferred language, and the texts of the service
+    answering it, for its problem documents."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, texts: Texts = NO_TEXTS) -> None:
+        self.app, self.texts = app, texts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -67,16 +71,18 @@ class ProblemLanguage:
             return
         header = dict(scope.get("headers") or ()).get(b"accept-language", b"").decode("latin-1")
         token = _language.set(preferred_language(header))
+        texts = _texts.set(self.texts)
         try:
             await self.app(scope, receive, send)
         finally:
+            _texts.reset(texts)
             _language.reset(token)
 
 
 def problem(status: int, title: str, detail: str | None = None, *, code: str | None = None,
             language: str | None = None, **extra: object) -> JSONResponse:
     """A problem document in the request's language (or `language`), with a stable `code`."""
-    text = localize(status, title, detail, language or _language.get())
+    text = localize(status, title, detail, language or _language.get(), _texts.get())
     body: dict[str, object] = {"type": "about:blank", "title": text.title, "status": status,
                                "code": code or text.code}
     if text.detail:
@@ -86,8 +92,9 @@ def problem(status: int, title: str, detail: str | None = None, *, code: str | N
                         headers={"Content-Language": text.language, "Vary": "Accept-Language"})
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    app.add_middleware(ProblemLanguage)
+def install_problem_handlers(app: FastAPI, texts: Texts = NO_TEXTS) -> None:
+    """Problem documents for every error of `app`, worded with `texts` (the service's) and the library's."""
+    app.add_middleware(ProblemLanguage, texts=texts)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

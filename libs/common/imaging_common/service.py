@@ -38,6 +38,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.events import EventBus, Handlers
 from imaging_common.events.deadletters import dead_letters_router
 from imaging_common.observability import accepted_correlation_id, configure_logging, correlation_scope, registered
+from imaging_common.problem_texts import NO_TEXTS, Texts
 from imaging_common.problems import install_problem_handlers, problem
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class ServiceSpec(Generic[S]):
     # Its part of the starter configuration (imaging_common.starter): `load(conn, department)`, served as
     # GET/POST /admin/starter (admin) and loaded by `python -m imaging_common.allinone starter`.
     starter: StarterLoader | None = None
+    # The Chinese and codes of its own refusals: its adapters/problem_texts.py TEXTS (imaging_common.problem_texts).
+    problem_texts: Texts = NO_TEXTS
 
     def __post_init__(self) -> None:
         # Frozen: the defaults are filled in once, here, so every reader sees the complete spec.
@@ -498,7 +501,7 @@ def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
     app.state.registry = registry
     app.state.spec = spec
     app.state.settings = settings
-    install_problem_handlers(app)
+    install_problem_handlers(app, spec.problem_texts)
     for exc_class, handler in spec.exception_handlers.items():
         app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

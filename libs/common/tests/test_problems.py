@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
-from imaging_common.errors import Conflict, NotFound
+from imaging_common.errors import Conflict, NotFound, Refusal
+from imaging_common.problem_texts import Texts
 from imaging_common.problems import install_problem_handlers, preferred_language
 from pydantic import BaseModel
 
@@ -14,13 +15,26 @@ class Body(BaseModel):
     n: int
 
 
+class BookingRefused(Refusal):
+    status = 422
+    title = "Booking refused"
+
+
 class RoomMissing(NotFound):
     code = "room-missing"
 
 
+# A service's own texts (as its adapters/problem_texts.py holds them), tried before the library's.
+SERVICE_TEXTS = Texts([
+    (r"invalid username, password or TOTP code", "login-failed", "用户名、密码或动态验证码错误"),
+    (r"no room (\S+)", "room-not-found", "没有检查室 {0}"),
+    (r"identifier refused: (.+)", "identifier-refused", "证件号不被接受：{0}"),
+], titles={"Booking refused": "预约未成功"})
+
+
 def make_app() -> FastAPI:
     app = FastAPI()
-    install_problem_handlers(app)
+    install_problem_handlers(app, SERVICE_TEXTS)
 
     @app.get("/login-failed")
     async def login_failed() -> None:
@@ -37,6 +51,14 @@ def make_app() -> FastAPI:
     @app.get("/conflict")
     async def conflict() -> None:
         raise Conflict("entry already checked in")
+
+    @app.get("/identifier")
+    async def identifier() -> None:
+        raise HTTPException(422, "identifier refused: the region code names no province")
+
+    @app.get("/booking")
+    async def booking() -> None:
+        raise BookingRefused("no slot satisfies every rule")
 
     @app.post("/body")
     async def body(b: Body) -> None:
@@ -82,3 +104,25 @@ async def test_codes_from_patterns_classes_and_statuses(client: httpx.AsyncClien
     assert r.json()["detail"] == "请求内容不符合要求" and r.json()["errors"][0]["loc"] == ["body", "n"]
     r = await client.get("/nowhere")
     assert r.status_code == 404 and r.json()["code"] == "not-found" and r.json()["title"] == "未找到"
+
+
+async def test_a_services_texts_and_titles_stay_its_own(client: httpx.AsyncClient) -> None:
+    # The service's pattern carries a message of the library's (the EMPI's reason), translated too.
+    r = (await client.get("/identifier")).json()
+    assert r["code"] == "identifier-refused" and r["detail"] == "证件号不被接受：身份证号的地区码不对应任何省份"
+    r = (await client.get("/booking")).json()
+    assert r["title"] == "预约未成功" and r["code"] == "invalid" and r["detail"] == "no slot satisfies every rule"
+    en = (await client.get("/identifier", headers={"Accept-Language": "en"})).json()
+    assert en["detail"] == "identifier refused: the region code names no province"
+    assert en["code"] == "identifier-refused"
+    # Another app (service) without these texts: the library's words only.
+    other = FastAPI()
+    install_problem_handlers(other)
+
+    @other.get("/room")
+    async def room() -> None:
+        raise HTTPException(404, "no room CT-9")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://t") as c:
+        r = (await c.get("/room")).json()
+    assert r["code"] == "not-found" and r["detail"] == "no room CT-9"

@@ -7,7 +7,16 @@ from fastapi.responses import JSONResponse
 from imaging_common.problems import problem
 from imaging_common.service import ServiceSpec, app_factory
 
-from critical_values.adapters import events, http_admin, http_board, http_fallback, http_fhir, http_values, ui
+from critical_values.adapters import (
+    events,
+    http_admin,
+    http_board,
+    http_fallback,
+    http_fhir,
+    http_values,
+    problem_texts,
+    ui,
+)
 from critical_values.adapters.delivery_worker import engine_listener
 from critical_values.adapters.hl7_ack import mllp_listener
 from critical_values.domain import starter
@@ -22,6 +31,7 @@ async def refused(request: Request, exc: CriticalError) -> JSONResponse:
 
 SERVICE = ServiceSpec(
     name="critical_values",
+    problem_texts=problem_texts.TEXTS,
     title="Critical values",
     settings=Settings,
     peers=True,
