@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from patient_portal.adapters import events, http_auth, http_exams, http_verify, problem_texts, sms
+from patient_portal.adapters import events, http_auth, http_exams, http_verify, problem_texts, sms, ui
 from patient_portal.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -14,6 +14,7 @@ SERVICE = ServiceSpec(
     title="Patient portal",
     settings=Settings,
     routers=(http_auth.router, http_exams.router, http_verify.router),
+    ui_routers=(ui.router,),
     event_handlers=events.HANDLERS,
     listeners=(sms.sms_channel,),
 )
