@@ -131,6 +131,23 @@ class Decision:
         return self.peers[0].peer_id if self.peers else None
 
 
+def _refused(mode: str, reason: str, host: str | None, fingerprint: str | None) -> Decision:
+    """Not a known peer: refused when enforcing, let in (to be audited) otherwise."""
+    return Decision(mode, mode != ENFORCE, False, reason=reason, host=host, fingerprint=fingerprint)
+
+
+def _decide(mode: str, placed: list[Peer], host: str | None, fingerprint: str | None, *,
+            unplaced: str, uncertified: str) -> Decision:
+    """Known when a peer is registered at `host` (`placed`) and presented its registered certificate, if it
+    has one; otherwise why not (`unplaced`, `uncertified`). Checking off: everyone in, no one known."""
+    if mode == OFF:
+        return Decision(mode, True, False, host=host, fingerprint=fingerprint)
+    certified = [p for p in placed if p.cert_sha256 is None or p.cert_sha256 == fingerprint]
+    if certified:
+        return Decision(mode, True, True, tuple(certified), host=host, fingerprint=fingerprint)
+    return _refused(mode, uncertified if placed else unplaced, host, fingerprint)
+
+
 @dataclass
 class PeerRegistry:
     """The known peers of one service (its `known_peer` table), as a snapshot checks read without I/O."""
@@ -179,38 +196,23 @@ class PeerRegistry:
     def check_dicom(self, calling_ae: str, host: str | None, fingerprint: str | None = None, *,
                     mode: str) -> Decision:
         """May `calling_ae` open an association from `host` (presenting a certificate `fingerprint`)?"""
-        if mode == OFF:
-            return Decision(mode, True, False, host=host, fingerprint=fingerprint)
         ae = (calling_ae or "").strip()
         named = [p for p in self.peers if p.kind in DICOM_KINDS and p.ae_title == ae]
-        if not named:
-            reason = f"calling AE title {ae!r} is not a registered device"
-        else:
-            placed = [p for p in named if address_matches(p.addresses, host)]
-            if not placed:
-                reason = f"calling AE title {ae!r} is not registered at address {host}"
-            else:
-                certified = [p for p in placed if p.cert_sha256 is None or p.cert_sha256 == fingerprint]
-                if certified:
-                    return Decision(mode, True, True, tuple(certified), host=host, fingerprint=fingerprint)
-                reason = (f"calling AE title {ae!r} must present its registered certificate"
-                          + (" (it connected without TLS or without a certificate)" if fingerprint is None else ""))
-        return Decision(mode, mode != ENFORCE, False, reason=reason, host=host, fingerprint=fingerprint)
+        if not named and mode != OFF:
+            return _refused(mode, f"calling AE title {ae!r} is not a registered device", host, fingerprint)
+        return _decide(
+            mode, [p for p in named if address_matches(p.addresses, host)], host, fingerprint,
+            unplaced=f"calling AE title {ae!r} is not registered at address {host}",
+            uncertified=f"calling AE title {ae!r} must present its registered certificate"
+            + (" (it connected without TLS or without a certificate)" if fingerprint is None else ""))
 
     def check_connection(self, host: str | None, fingerprint: str | None = None, *, mode: str,
                          kinds: tuple[str, ...] = HL7_KINDS) -> Decision:
         """May a connection from `host` reach an MLLP port (some system of `kinds` registered there)?"""
-        if mode == OFF:
-            return Decision(mode, True, False, host=host, fingerprint=fingerprint)
-        placed = [p for p in self.peers if p.kind in kinds and address_matches(p.addresses, host)]
-        if not placed:
-            reason = f"address {host} is not a registered system's"
-        else:
-            certified = [p for p in placed if p.cert_sha256 is None or p.cert_sha256 == fingerprint]
-            if certified:
-                return Decision(mode, True, True, tuple(certified), host=host, fingerprint=fingerprint)
-            reason = f"the systems registered at {host} must present their registered certificate"
-        return Decision(mode, mode != ENFORCE, False, reason=reason, host=host, fingerprint=fingerprint)
+        return _decide(
+            mode, [p for p in self.peers if p.kind in kinds and address_matches(p.addresses, host)], host, fingerprint,
+            unplaced=f"address {host} is not a registered system's",
+            uncertified=f"the systems registered at {host} must present their registered certificate")
 
     @staticmethod
     def check_sender(decision: Decision, application: str, facility: str) -> Decision:
