@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from patient_portal.adapters import events, http_auth, http_exams, http_verify, sms, ui
+from patient_portal.adapters import events, http_auth, http_exams, http_verify, problem_texts, sms, ui
 from patient_portal.settings import Settings
 
 SERVICE = ServiceSpec(
     name="patient_portal",
+    problem_texts=problem_texts.TEXTS,
     prefix="patient",
     title="Patient portal",
     settings=Settings,
