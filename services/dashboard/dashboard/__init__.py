@@ -1,0 +1,1 @@
+"""The department dashboard: statistics from every service's events, modality status, wall screen."""

@@ -1,0 +1,29 @@
+"""Route dependencies in domain words: who is calling, with which role, and the service context."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeAlias
+
+from fastapi import Depends, Request
+from imaging_common.auth import Principal, require_roles
+from imaging_common.service import Ctx as ServiceCtx  # the library's one context dependency
+
+from dashboard.settings import Settings
+
+# The department's figures and their drill-down to exams (names): the department head (a senior
+# radiologist, quality control) and admins.
+Head = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin"))]
+# The modality status board holds no patient data: also IT operations and the technologists at the devices.
+DeviceViewer = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin", "it-ops", "technologist"))]
+# Registering devices and recording their maintenance.
+DeviceKeeper = Annotated[Principal, Depends(require_roles("admin", "it-ops"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+# The service context, its settings typed as the dashboard's own: ctx.settings.<field> is checked.
+Ctx: TypeAlias = ServiceCtx[Settings]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+ClientIp = Annotated[str | None, Depends(client_ip)]
