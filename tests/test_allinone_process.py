@@ -9,8 +9,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +17,7 @@ import asyncpg
 import httpx
 import pyotp
 from imaging_testing import free_port
+from imaging_testing.helpers import allinone_process
 from jose import jwt
 
 PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
@@ -46,51 +45,45 @@ async def test_platform_process_from_empty_database(test_env, tmp_path) -> None:
         env.pop(key, None)
     log = tmp_path / "platform.log"
     started = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "imaging_common.allinone"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
-            ready: set[str] = set()
-            while len(ready) < len(PREFIXES) and time.monotonic() - started < 60:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                for prefix in set(PREFIXES) - ready:
-                    try:
-                        if (await client.get(f"/api/{prefix}/readyz")).status_code == 200:
-                            ready.add(prefix)
-                    except httpx.TransportError:
-                        break
-                await asyncio.sleep(0.5)
-            elapsed = time.monotonic() - started
-            assert ready == set(PREFIXES), f"not ready after {elapsed:.0f}s: {set(PREFIXES) - ready}"
-            print(f"all seven services ready {elapsed:.1f}s after start")
+        with allinone_process(env, log, stop=signal.SIGINT, within=20) as proc:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
+                ready: set[str] = set()
+                while len(ready) < len(PREFIXES) and time.monotonic() - started < 60:
+                    assert proc.poll() is None, log.read_text()[-3000:]
+                    for prefix in set(PREFIXES) - ready:
+                        try:
+                            if (await client.get(f"/api/{prefix}/readyz")).status_code == 200:
+                                ready.add(prefix)
+                        except httpx.TransportError:
+                            break
+                    await asyncio.sleep(0.5)
+                elapsed = time.monotonic() - started
+                assert ready == set(PREFIXES), f"not ready after {elapsed:.0f}s: {set(PREFIXES) - ready}"
+                print(f"all seven services ready {elapsed:.1f}s after start")
 
-            output = log.read_text()
-            password = re.search(r"password:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
-            secret = re.search(r"TOTP secret:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
-            assert output.count(password) <= 2  # printed once (the banner), never logged elsewhere
+                output = log.read_text()
+                password = re.search(r"password:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+                secret = re.search(r"TOTP secret:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+                assert output.count(password) <= 2  # printed once (the banner), never logged elsewhere
 
-            login = await client.post("/api/registration/auth/login", json={
-                "username": "admin", "password": password, "totp": pyotp.TOTP(secret).now()})
-            assert login.status_code == 200, login.text
-            token = login.json()["access_token"]
-            jwks = (await client.get("/api/registration/auth/jwks")).json()
-            claims = jwt.decode(token, jwks, algorithms=["RS256"], audience="imaging-platform")
-            assert "admin" in claims["roles"]
+                login = await client.post("/api/registration/auth/login", json={
+                    "username": "admin", "password": password, "totp": pyotp.TOTP(secret).now()})
+                assert login.status_code == 200, login.text
+                token = login.json()["access_token"]
+                jwks = (await client.get("/api/registration/auth/jwks")).json()
+                claims = jwt.decode(token, jwks, algorithms=["RS256"], audience="imaging-platform")
+                assert "admin" in claims["roles"]
 
-            header = jwt.get_unverified_header(token)
-            unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': header['kid']})}.{_b64(claims)}."
-            for prefix in PREFIXES:
-                ok = await client.get(f"/api/{prefix}/session", headers={"authorization": f"Bearer {token}"})
-                assert ok.status_code == 200, (prefix, ok.text)
-                refused = await client.get(f"/api/{prefix}/session", headers={"authorization": f"Bearer {unsigned}"})
-                assert refused.status_code == 401, (prefix, refused.text)
+                header = jwt.get_unverified_header(token)
+                unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': header['kid']})}.{_b64(claims)}."
+                for prefix in PREFIXES:
+                    ok = await client.get(f"/api/{prefix}/session", headers={"authorization": f"Bearer {token}"})
+                    assert ok.status_code == 200, (prefix, ok.text)
+                    refused = await client.get(f"/api/{prefix}/session",
+                                               headers={"authorization": f"Bearer {unsigned}"})
+                    assert refused.status_code == 401, (prefix, refused.text)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         conn = await asyncpg.connect(admin_url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.starter import department
 from imaging_testing import eventually, free_port, http_server
 from imaging_testing.auth import issue_test_token
-from imaging_testing.helpers import database_url, environment
+from imaging_testing.helpers import allinone_process, database_url, environment, until_ready
 
 STARTER_PREFIXES = ["critical-values", "queue", "reporting", "scheduling"]
 
@@ -193,32 +192,18 @@ async def test_make_run_with_imaging_starter_loads_it_before_serving(test_env: d
                "IMAGING_PRINT_PORT": str(free_port()), "IMAGING_WORKLIST_PORT": str(free_port()),
                "IMAGING_MLLP_PORT": str(free_port()), "IMAGING_CRITICAL_MLLP_PORT": str(free_port())}
         log = tmp_path / "platform.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "imaging_common.allinone"], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
-                async def ready() -> bool:
-                    assert proc.poll() is None, log.read_text()[-3000:]
-                    try:
-                        return (await api.get("/api/scheduling/readyz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                await eventually(ready, "the platform to serve", within=120)
-                assert f"scheduling: rooms {len(department().rooms)} added" in log.read_text()
-                with environment({"IMAGING_NAMESPACE": env["IMAGING_NAMESPACE"]}):  # its sessions live there
-                    admin = _headers("admin")
-                rooms = await api.get("/api/scheduling/rooms", headers=admin)
-                assert rooms.status_code == 200, rooms.text
-                assert rooms.json()["count"] == len(department().rooms)
+            with allinone_process(env, log) as proc:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
+                    await until_ready(f"http://127.0.0.1:{port}/api/scheduling/readyz", proc, within=120,
+                                      output=lambda: log.read_text()[-3000:])
+                    assert f"scheduling: rooms {len(department().rooms)} added" in log.read_text()
+                    with environment({"IMAGING_NAMESPACE": env["IMAGING_NAMESPACE"]}):  # its sessions live there
+                        admin = _headers("admin")
+                    rooms = await api.get("/api/scheduling/rooms", headers=admin)
+                    assert rooms.status_code == 200, rooms.text
+                    assert rooms.json()["count"] == len(department().rooms)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             from imaging_common.events.topology import delete_namespace
 
             with contextlib.suppress(Exception):

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
 from imaging_common import web
 from imaging_common.allinone import discover_services
+from imaging_testing.helpers import empty_database
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "k8s" / "imaging-platform"
@@ -1047,21 +1047,21 @@ def container_environment(container: Manifest, secrets: dict[str, dict[str, str]
 @pytest.fixture
 def fresh_database(test_env: dict[str, str]) -> Iterator[str]:
     """An empty database of its own, so the migrations really run (the session's may be migrated)."""
-    name = f"imaging_deploy_{uuid.uuid4().hex[:10]}"
-    admin = test_env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    try:
+    with empty_database(test_env["DATABASE_URL"], "deploy") as name:
         yield name
-    finally:
-        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def render_on_this_machine(helm: Helm, test_env: dict[str, str], database: str) -> str:
+    """The minimal example's manifests pointed at this machine's PostgreSQL (`database`), RabbitMQ and Redis."""
+    result = helm.template(
+        "-f", str(EXAMPLES / "values-minimal.yaml"),
+        "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
+                 f"externalDatabase.database={database},externalDatabase.sslmode=disable",
+        "--set", "externalRabbitmq.host=127.0.0.1,externalRabbitmq.user=guest,externalRedis.host=127.0.0.1",
+        "--set", f"platformNamespace={test_env['IMAGING_NAMESPACE']}",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def test_migration_job_environment_runs_the_real_migrate(
@@ -1070,15 +1070,8 @@ def test_migration_job_environment_runs_the_real_migrate(
     """Render the hook Job against this machine's PostgreSQL/RabbitMQ/Redis and run its command with
     exactly its environment, twice at once (a retried hook racing a slow one): together they apply
     every migration exactly once."""
-    result = helm.template(
-        "-f", str(EXAMPLES / "values-minimal.yaml"),
-        "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
-                 f"externalDatabase.database={fresh_database},externalDatabase.sslmode=disable",
-        "--set", "externalRabbitmq.host=127.0.0.1,externalRabbitmq.user=guest,externalRedis.host=127.0.0.1",
-        "--set", f"platformNamespace={test_env['IMAGING_NAMESPACE']}",
-    )
-    assert result.returncode == 0, result.stderr
-    job = named(parse_manifests(result.stdout), "Job", f"{FULLNAME}-migrate")
+    manifests = render_on_this_machine(helm, test_env, fresh_database)
+    job = named(parse_manifests(manifests), "Job", f"{FULLNAME}-migrate")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = container_environment(container, {"imaging-db": {"password": "unused-with-trust-auth"},
                                             "imaging-mq": {"password": "guest"}, **AUDIT_SECRET})
@@ -1097,7 +1090,7 @@ def test_migration_job_environment_runs_the_real_migrate(
     assert any(name.startswith("registration/") for name in applied), applied
 
     # The nightly audit CronJob's command, with its environment, finds an intact chain.
-    cron = named(parse_manifests(result.stdout), "CronJob", f"{FULLNAME}-audit")
+    cron = named(parse_manifests(manifests), "CronJob", f"{FULLNAME}-audit")
     (audit,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     audit_env = container_environment(audit, {"imaging-db": {"password": "unused-with-trust-auth"},
                                               "imaging-mq": {"password": "guest"}, **AUDIT_SECRET})
@@ -1167,15 +1160,7 @@ def test_every_deployment_environment_starts_its_service_in_production(
                "imaging-patient-portal": {"token-secret": uuid.uuid4().hex + uuid.uuid4().hex},
                "imaging-first-admin": {"username": "admin", "password": "first admin " + uuid.uuid4().hex,
                                        "totp-secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}}
-    result = helm.template(
-        "-f", str(EXAMPLES / "values-minimal.yaml"),
-        "--set", "externalDatabase.host=127.0.0.1,externalDatabase.user=postgres,"
-                 f"externalDatabase.database={fresh_database},externalDatabase.sslmode=disable",
-        "--set", "externalRabbitmq.host=127.0.0.1,externalRabbitmq.user=guest,externalRedis.host=127.0.0.1",
-        "--set", f"platformNamespace={test_env['IMAGING_NAMESPACE']}",
-    )
-    assert result.returncode == 0, result.stderr
-    docs = parse_manifests(result.stdout)
+    docs = parse_manifests(render_on_this_machine(helm, test_env, fresh_database))
 
     def start(service: str, overrides: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str], Manifest]:
         (container,) = named(docs, "Deployment", f"{FULLNAME}-{service}")["spec"]["template"]["spec"]["containers"]

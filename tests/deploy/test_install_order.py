@@ -30,7 +30,8 @@ import pytest
 from imaging_common.events.topology import ServiceQueues, delete_namespace, exchange_name
 from imaging_common.hl7 import Message
 from imaging_common.hl7.mllp import MLLPClient
-from imaging_testing import free_port
+from imaging_testing import free_port, helpers
+from imaging_testing.helpers import database_url, execute
 from imaging_testing.proxy import TcpProxy
 
 
@@ -123,26 +124,8 @@ def wait_until(condition, deadline: float, what: str, *containers: Container) ->
 
 @pytest.fixture
 def empty_database(test_env: dict[str, str]) -> Iterator[str]:
-    name = f"imaging_order_{uuid.uuid4().hex[:10]}"
-    admin = test_env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
-
-    async def execute(*sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            for statement in sql:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    try:
+    with helpers.empty_database(test_env["DATABASE_URL"], "order") as name:
         yield name
-    finally:
-        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 def base_env(test_env: dict[str, str], data: Path) -> dict[str, str]:
@@ -156,7 +139,7 @@ def test_migrate_needs_postgresql_only_and_waits_for_it(
 ) -> None:
     """`allinone migrate` with RabbitMQ and Redis nowhere, and PostgreSQL opened 4 s after it started:
     it waits, then applies every migration. With no database at all it gives up at its deadline."""
-    database = LateServer(with_database(test_env["DATABASE_URL"], empty_database), 5432)
+    database = LateServer(database_url(test_env["DATABASE_URL"], empty_database), 5432)
     nowhere = free_port()
     env = {**base_env(test_env, tmp_path), "DATABASE_URL": database.url,
            "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{nowhere}/", "REDIS_URL": f"redis://127.0.0.1:{nowhere}/0"}
@@ -192,24 +175,16 @@ def test_ddl_role_migrates_and_the_services_role_gets_dml_only(
     ready, and that role cannot create or drop anything."""
     suffix = uuid.uuid4().hex[:8]
     ddl, app = f"imaging_ddl_{suffix}", f"imaging_app_{suffix}"
-    admin_url = with_database(test_env["DATABASE_URL"], empty_database)
-
-    async def admin(*sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            for statement in sql:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
+    admin_url = database_url(test_env["DATABASE_URL"], empty_database)
 
     def login(role: str) -> str:
         parts = urlsplit(admin_url)
         return parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}").geturl()
 
-    asyncio.run(admin(f"CREATE ROLE {ddl} LOGIN", f"CREATE ROLE {app} LOGIN",
-                      f'GRANT CREATE, CONNECT ON DATABASE "{empty_database}" TO {ddl}',
-                      f'REVOKE CREATE ON DATABASE "{empty_database}" FROM PUBLIC',
-                      "REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    asyncio.run(execute(admin_url, f"CREATE ROLE {ddl} LOGIN", f"CREATE ROLE {app} LOGIN",
+                        f'GRANT CREATE, CONNECT ON DATABASE "{empty_database}" TO {ddl}',
+                        f'REVOKE CREATE ON DATABASE "{empty_database}" FROM PUBLIC',
+                        "REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     service: subprocess.Popen[str] | None = None
     try:
         env = {**base_env(test_env, tmp_path), "AMQP_URL": test_env["AMQP_URL"], "REDIS_URL": test_env["REDIS_URL"]}
@@ -248,8 +223,8 @@ def test_ddl_role_migrates_and_the_services_role_gets_dml_only(
         if service is not None and service.poll() is None:
             service.terminate()
             service.communicate(timeout=30)
-        asyncio.run(admin(f"DROP OWNED BY {app}", f"DROP OWNED BY {ddl} CASCADE"))
-        asyncio.run(admin(f"DROP ROLE {app}", f"DROP ROLE {ddl}"))
+        asyncio.run(execute(admin_url, f"DROP OWNED BY {app}", f"DROP OWNED BY {ddl} CASCADE"))
+        asyncio.run(execute(admin_url, f"DROP ROLE {app}", f"DROP ROLE {ddl}"))
 
 
 ADT = ("MSH|^~\\&|HIS|HOSP|RIS|IMG|20240601083000||ADT^A04^ADT_A01|{id}|P|2.5||||||UNICODE UTF-8\r"
@@ -269,7 +244,7 @@ def test_processes_started_in_kubernetes_order_converge(
     connects by itself (a log line per attempt before), declares the queues, its consumer is bound and
     the outbox drains, the events published while the broker was absent arriving. Redis appears:
     ready, logins checked again. Never another restart after PostgreSQL came."""
-    database = LateServer(with_database(test_env["DATABASE_URL"], empty_database), 5432)
+    database = LateServer(database_url(test_env["DATABASE_URL"], empty_database), 5432)
     broker = LateServer(test_env["AMQP_URL"], 5672)
     cache = LateServer(test_env["REDIS_URL"], 6379)
     env = {**base_env(test_env, tmp_path), "DATABASE_URL": database.url, "AMQP_URL": broker.url,
@@ -354,7 +329,7 @@ def his_sends(port: int) -> str:
 
 
 async def outbox(url: str, database: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(with_database(url, database))
+    conn = await asyncpg.connect(database_url(url, database))
     try:
         row = await conn.fetchrow("SELECT count(*) AS total, count(*) FILTER (WHERE published_at IS NULL) "
                                   "AS waiting FROM registration.outbox")
@@ -364,7 +339,7 @@ async def outbox(url: str, database: str) -> tuple[int, int]:
 
 
 async def outbox_ids(url: str, database: str) -> list[str]:
-    conn = await asyncpg.connect(with_database(url, database))
+    conn = await asyncpg.connect(database_url(url, database))
     try:
         return [r["event_id"] for r in await conn.fetch("SELECT event_id FROM registration.outbox ORDER BY seq")]
     finally:

@@ -10,10 +10,14 @@ import asyncio
 import contextlib
 import inspect
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,6 +56,16 @@ def database_url(server_url: str, database: str) -> str:
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
 
 
+async def execute(url: str, *sql: str) -> None:
+    """Run statements, in order, on a connection of their own (roles, databases, grants)."""
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(server_url: str, label: str = "") -> AsyncIterator[str]:
     """The URL of a database of the test's own on that server (not created: migrating creates it),
@@ -60,11 +74,20 @@ async def scratch_database(server_url: str, label: str = "") -> AsyncIterator[st
     try:
         yield database_url(server_url, name)
     finally:
-        conn = await asyncpg.connect(database_url(server_url, "postgres"))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await execute(database_url(server_url, "postgres"), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def empty_database(server_url: str, label: str = "") -> Iterator[str]:
+    """The name of a database created empty on that server (so migrations really run in it), dropped on
+    the way out; for tests that are not coroutines (each statement runs in an event loop of its own)."""
+    name = f"{TEST_DATABASE}_{label}{uuid.uuid4().hex[:6]}"
+    admin = database_url(server_url, "postgres")
+    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def free_port() -> int:
@@ -117,6 +140,42 @@ def rolled_back_conn(spec: Any) -> Any:
             yield c
 
     return conn
+
+
+async def until_ready(url: str, proc: subprocess.Popen[Any], *, within: float = 30.0,
+                      output: Callable[[], str] = lambda: "") -> None:
+    """Poll a started service's readiness probe `url` until it answers 200; fail, with what `output()` gives
+    (its log's tail), as soon as `proc` ends or when `within` seconds have passed."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=5) as client:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{url}: the process exited with {proc.returncode}\n{output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url}: not ready after {within:.0f} s\n{output()}")
+            await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def allinone_process(env: dict[str, str], log: Path, *, stop: int = signal.SIGTERM,
+                     within: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """`make run`'s process (`python -m imaging_common.allinone`) with `env`, its output in `log`; on the
+    way out sent `stop` (SIGTERM as Kubernetes does, SIGINT as Ctrl-C does) and killed if not gone `within` s."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "imaging_common.allinone"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(stop)
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.asynccontextmanager
