@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 # Booking channels of smart-imaging standard 5.3.2 (1): booking center, online, kiosk, triage desk,
 # outpatient doctor, ward nurse and inpatient doctor workstations.
@@ -37,20 +40,7 @@ class Room:
 
     @classmethod
     def from_row(cls, r: Any) -> Room:
-        return cls(
-            id=r["id"],
-            name=r["name"],
-            modality=r["modality"],
-            campus=r["campus"],
-            building=r["building"],
-            floor=r["floor"],
-            location=r["location"],
-            route=r["route"],
-            station_ae_title=r["station_ae_title"],
-            capabilities=frozenset(r["capabilities"]),
-            slice_minutes=r["slice_minutes"],
-            active=r["active"],
-        )
+        return _from_row(cls, r, capabilities=frozenset)
 
 
 @dataclass(frozen=True)
@@ -88,18 +78,7 @@ class ExamType:
 
     @classmethod
     def from_row(cls, r: Any) -> ExamType:
-        return cls(
-            code=r["code"],
-            name=r["name"],
-            modality=r["modality"],
-            duration_minutes=r["duration_minutes"],
-            preparation_minutes=r["preparation_minutes"],
-            body_part=r["body_part"],
-            contrast=r["contrast"],
-            fasting=r["fasting"],
-            required_capabilities=frozenset(r["required_capabilities"]),
-            preparation=r["preparation"],
-        )
+        return _from_row(cls, r, required_capabilities=frozenset)
 
 
 @dataclass(frozen=True)
@@ -136,20 +115,7 @@ class ExamRequest:
 
     @classmethod
     def from_row(cls, r: Any) -> ExamRequest:
-        return cls(
-            order_id=r["order_id"],
-            exam_code=r["exam_code"],
-            accession_number=r["accession_number"],
-            exam_name=r["exam_name"],
-            modality=r["modality"],
-            empi_id=r["empi_id"],
-            patient=_json(r["patient"]),
-            patient_class=r["patient_class"],
-            ward=r["ward"],
-            special=_json(r["special"]),
-            priority=r["priority"],
-            status=r["status"],
-        )
+        return _from_row(cls, r, patient=_json, special=_json)
 
 
 @dataclass(frozen=True)
@@ -180,6 +146,15 @@ class Placement:
         from datetime import timedelta
 
         return self.start - timedelta(minutes=self.exam.preparation_minutes)
+
+
+def _from_row(cls: type[T], r: Any, **convert: Callable[[Any], Any]) -> T:
+    """`cls` with every field read from the row's column of the same name, through `convert[field]` if given."""
+    return cls(**{f.name: convert.get(f.name, _as_is)(r[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _json(value: Any) -> dict[str, Any]:
