@@ -87,6 +87,8 @@ def _text(node: ast.expr) -> str | None:
         return node.value
     if isinstance(node, ast.JoinedStr):
         return "".join(v.value if isinstance(v, ast.Constant) else HOLE for v in node.values)
+    if isinstance(node, ast.IfExp):  # "... room" + (" (some queues are paused)" if paused else ""): the first
+        return _text(node.body)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _text(node.left), _text(node.right)
         return left + right if left is not None and right is not None else None

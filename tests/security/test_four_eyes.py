@@ -55,7 +55,7 @@ def _refused(r: httpx.Response, status: int) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
-    assert body["status"] == status and "four eyes" in body["detail"], body
+    assert body["status"] == status and body["code"] == "second-reader-required", body
 
 
 @contextlib.asynccontextmanager

@@ -195,7 +195,7 @@ async def test_senior_confirmation_and_ai_findings(service: Service, world: Worl
     assert not clinician_system.messages_for(cv["critical_id"])  # nothing leaves before confirmation
     url = f"/api/critical-values/critical-values/{cv['critical_id']}/confirm"
     r = await service.client.post(url, headers=service.headers("radiologist", username="other.radiologist"))
-    assert r.status_code == 409 and "senior" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["code"] == "senior-confirmation-required", r.text
     r = await service.client.post(url, headers=service.headers("senior-radiologist", username="chief"))
     assert r.status_code == 200 and r.json()["state"] == "notifying" and r.json()["confirmed_by"] == "chief"
     await delivered(world, cv["critical_id"])

@@ -293,7 +293,7 @@ async def test_only_matched_films_are_queued_and_only_where_an_archive_is_config
 
     film = await matched_film(archive_app, printer, 28)
     r = await print_app.client.post(f"/api/print/films/{film['id']}/archive", headers=print_app.token("admin"))
-    assert r.status_code == 409 and "no archive" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["code"] == "archive-not-configured", r.text
     before = await archive_row(archive_app, film["id"])
     monkeypatch.setattr(archive, "_running", [])  # as in a process whose sender does not run
     assert not await queue(archive_app, film["id"])

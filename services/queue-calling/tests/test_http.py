@@ -75,7 +75,7 @@ async def test_check_in_by_every_identifier_and_patient_arrived(api: httpx.Async
     assert data["queue_id"] == qid and data["queue_number"] == tickets[0]
     # second check-in of the same exam is refused, nothing duplicated
     r = await api.post("/check-ins", json={"kind": "barcode", "value": by_barcode.accession_number}, headers=h)
-    assert r.status_code == 409 and "already checked in" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["code"] == "check-in-duplicate", r.text
 
 
 async def test_check_in_refusals_are_problem_documents(api: httpx.AsyncClient, service: Service, world: World) -> None:
@@ -93,10 +93,10 @@ async def test_check_in_refusals_are_problem_documents(api: httpx.AsyncClient, s
     early = await world.exam()
     await world.book(early, start=now() + timedelta(hours=3))
     r = await api.post("/check-ins", json={"kind": "barcode", "value": early.accession_number}, headers=h)
-    assert r.status_code == 409 and "too early" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["code"] == "check-in-too-early", r.text
     unplaced = await world.exam(code="NOWHERE-XR", modality="XR")
     r = await api.post("/check-ins", json={"kind": "barcode", "value": unplaced.accession_number}, headers=h)
-    assert r.status_code == 409 and "placement rule" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["code"] == "check-in-no-queue", r.text
 
 
 async def test_calling_through_the_api_with_operation_log(api: httpx.AsyncClient, service: Service,
@@ -167,7 +167,7 @@ async def test_pause_resume_and_transfer_over_http(api: httpx.AsyncClient, servi
     a = await world.patient()
     assert (await api.post(f"/queues/{qid}/pause", headers=h)).json()["paused"] is True
     r = await api.post(f"/rooms/{rid}/call-next", headers=h)
-    assert r.status_code == 409 and "paused" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["detail"] == "此检查室的队列中没有候诊患者（部分队列已暂停）", r.text
     await api.post(f"/queues/{qid}/resume", headers=h)
     r = await api.post(f"/entries/{a['entry_id']}/transfer", json={"queue_id": q2, "reason": "改MR"}, headers=h)
     assert r.status_code == 200 and r.json()["queue_id"] == q2

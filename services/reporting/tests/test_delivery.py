@@ -183,7 +183,7 @@ async def test_fhir_endpoint_errors_retry_or_dead(service: Service, world: World
     ops = svc.auth("it-ops", username="ops")
     r = await svc.client.put(f"/api/reporting/receivers/bad-{world.tag}", headers=ops,
                              json={"kind": "hl7", "name": "x"})
-    assert r.status_code == 422 and "host and port" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["code"] == "receiver-hl7-address", r.text
     r = await svc.client.put(f"/api/reporting/receivers/bad-{world.tag}", headers=ops,
                              json={"kind": "fhir", "name": "x", "url": "ftp://nope"})
     assert r.status_code == 422

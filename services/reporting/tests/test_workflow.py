@@ -146,7 +146,7 @@ async def test_stale_version_and_unknown_steps_are_refused(service: Service, wor
     first = await world.step(acc, "save", rad, content=CONTENT)
     await world.step(acc, "save", rad, content=CONTENT, expected_version=first["version"])
     r = await world.step(acc, "save", rad, content=CONTENT, expected_version=first["version"], expect=409)
-    assert "version" in r["detail"]
+    assert r["code"] == "report-version-stale", r
     r = await world.step(acc, "sign", rad, expect=404)
     r = await world.step(f"{acc}X", "save", rad, content=CONTENT, expect=404)
     r = await service.client.post(f"/api/reporting/exams/{acc}/report/save", headers=rad,
