@@ -16,6 +16,7 @@ import pytest
 from critical_values.domain import recipients
 from imaging_common.auth import credentials as cred
 from imaging_testing.auth import issue_test_token
+from imaging_testing.print_kit import film_for_review
 from playwright.async_api import Browser, Page, expect
 from registration.settings import Settings as RegistrationSettings
 
@@ -23,7 +24,6 @@ from . import staff_pages
 from .staff_pages import PASSWORD, VIEWPORT, Site, new_user, watch_console
 
 ACCESS_TTL = 15  # seconds: the page must renew it silently, several times in one test
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 STAFF_PAGES = ["/ui/registration/", "/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/critical-values/",
                "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal"]
 browser = staff_pages.browser  # the shared fixture
@@ -167,17 +167,8 @@ async def seed_critical_value_and_film(site: Site, tag: str, name: str) -> tuple
             conn, accession_number=accession, order_id=f"O-{accession}",
             patient={"patient_id": f"P{tag}", "name": name}, patient_class="E", ordering_doctor_id="D1",
             ordering_doctor="李医生", ordering_department=f"WS-{tag}", ward=None, modality="CT")
-    print_ctx = site.ctx("print")
-    key = f"workstation/{tag}.png"
-    await print_ctx.extras["print"].store.put(key, PNG, "image/png")
-    async with print_ctx.pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO films (id, film_box_uid, print_job_uid, status, printed_at, calling_ae_title, image_count,
-                   png_key, match_status, match_detail, display_format)
-               VALUES ($1, $2, $2, 'stored', now(), 'CT01', 1, $3, 'review', $4, 'STANDARD\\1,1')""",
-            str(uuid.uuid4()), f"1.2.3.{int(tag, 16)}", key,
-            json.dumps({"reason": "conflict", "candidates": [{"accession_number": accession, "patient_id": f"P{tag}",
-                                                              "patient_name": name}]}))
+    await film_for_review(site.ctx("print"), f"workstation/{tag}.png", tag,
+                          {"accession_number": accession, "patient_id": f"P{tag}", "patient_name": name})
     settings = site.ctx("critical-values").settings
     rad = {"Authorization": f"Bearer {issue_test_token(settings, roles=['radiologist'], username='ws-rad')}"}
     async with httpx.AsyncClient(base_url=site.url) as api:

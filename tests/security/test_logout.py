@@ -12,6 +12,7 @@ import httpx
 from critical_values.domain import recipients
 from imaging_common.allinone import discover_services
 from imaging_common.auth.roles import ROLES
+from imaging_testing.print_kit import film_for_review
 from playwright.async_api import Page, async_playwright
 
 from security.conftest import Sandbox
@@ -19,7 +20,6 @@ from security.unavailable import Resending
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 async def test_logout_token_refused_by_every_service(sandbox: Sandbox) -> None:
@@ -64,17 +64,8 @@ async def test_logout_pages_in_chromium(sandbox: Sandbox) -> None:
                                                                                  "name": name},
             patient_class="E", ordering_doctor_id="D1", ordering_doctor="李医生", ordering_department=f"LO-{uid}",
             ward=None, modality="CT")
-    print_ctx = sandbox.apps["print_scp"].state.ctx
-    key = f"security/logout/{uid}.png"
-    await print_ctx.extras["print"].store.put(key, PNG, "image/png")
-    async with print_ctx.pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO films (id, film_box_uid, print_job_uid, status, printed_at, calling_ae_title, image_count,
-                   png_key, match_status, match_detail, display_format)
-               VALUES ($1, $2, $2, 'stored', now(), 'CT01', 1, $3, 'review', $4, 'STANDARD\\1,1')""",
-            str(uuid.uuid4()), f"1.2.3.{int(uid, 16)}", key,
-            json.dumps({"reason": "conflict", "candidates": [{"accession_number": accession, "patient_id": f"P{uid}",
-                                                              "patient_name": name}]}))
+    await film_for_review(sandbox.apps["print_scp"].state.ctx, f"security/logout/{uid}.png", uid,
+                          {"accession_number": accession, "patient_id": f"P{uid}", "patient_name": name})
     async with httpx.AsyncClient(base_url=sandbox.url, timeout=30, transport=Resending()) as api:
         r = await api.post("/api/critical-values/critical-values", headers=sandbox.headers("radiologist"),
                            json={"accession_number": accession, "finding": "张力性气胸"})

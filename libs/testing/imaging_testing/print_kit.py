@@ -8,8 +8,10 @@ an anatomy-like grey background and overlay text (PatientID, AccessionNumber) in
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -351,3 +353,20 @@ def modality_image_file(path, img: np.ndarray, *, patient_id: str = "ANON", bits
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(path, enforce_file_format=True)
     return str(path)
+
+
+# A PNG signature and nothing else: enough for a film's stored image that a page shows or hides.
+FILM_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+async def film_for_review(ctx, key: str, tag: str, candidate: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """A stored one-image film the matcher left for staff (`candidate` is one of the conflicting orders it
+    could be), straight into print's store and table (`ctx`: print's ServiceContext): the review list's row."""
+    await ctx.extras["print"].store.put(key, FILM_PNG, "image/png")
+    async with ctx.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO films (id, film_box_uid, print_job_uid, status, printed_at, calling_ae_title, image_count,
+                   png_key, match_status, match_detail, display_format)
+               VALUES ($1, $2, $2, 'stored', now(), 'CT01', 1, $3, 'review', $4, 'STANDARD\\1,1')""",
+            str(uuid.uuid4()), f"1.2.3.{int(tag, 16)}", key,
+            json.dumps({"reason": "conflict", "candidates": [candidate]}))
