@@ -12,9 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import IO
 
-import httpx
-
-from imaging_testing.helpers import free_port
+from imaging_testing.helpers import free_port, until_ready
 
 
 @contextlib.asynccontextmanager
@@ -48,17 +46,9 @@ def _start(module: str, port: int, log: IO[bytes], env: dict[str, str]) -> subpr
                                  "IMAGING_LOG_LEVEL": "WARNING", **env})
 
 
-async def _ready(proc: subprocess.Popen[bytes], log: IO[bytes], url: str,
-                 api_prefix: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(300):
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"replica exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                if (await client.get(f"{api_prefix}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"replica at {url} not ready")
+async def _ready(proc: subprocess.Popen[bytes], log: IO[bytes], url: str, api_prefix: str) -> None:
+    def tail() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-2000:]
+
+    await until_ready(f"{url}{api_prefix}/readyz", proc, output=tail)

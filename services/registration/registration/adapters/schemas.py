@@ -1,8 +1,7 @@
 """What the JSON routes answer (issue 20 item 4): OpenAPI documents these, FastAPI checks the answers.
-
-A model names the fields clients read; `extra="allow"` passes on any other field as it is, so a field
-added later still reaches clients (a response model otherwise drops what it does not name). Times the
-code formats itself (isoformat()) are `str`."""
+Each model is an imaging_common.json_out.Out: it names the fields clients read and passes on the row's
+other columns as they are. Times the code formats itself
+(isoformat()) are `str`."""
 
 from __future__ import annotations
 
