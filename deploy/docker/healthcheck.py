@@ -21,6 +21,7 @@ PREFIXES = {
     "critical_values": "critical-values",
     "queue_calling": "queue",
     "patient_portal": "patient",
+    "dashboard": "dashboard",
     "imaging_common.allinone": "registration",
 }
 

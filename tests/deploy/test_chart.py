@@ -168,6 +168,7 @@ SERVICES = {
     "critical-values": ("critical_values", "critical-values"),
     "queue-calling": ("queue_calling", "queue"),
     "patient-portal": ("patient_portal", "patient"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 LISTENER_PORTS = {"print-scp": 11112, "worklist": 11113, "registration": 2575, "critical-values": 2577}
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the schemas are checked against.
@@ -899,6 +900,10 @@ def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, 
         receivers = named(docs, "NetworkPolicy", f"{FULLNAME}-{service}-egress-receivers")["spec"]["egress"]
         assert receivers[0]["to"] == [{"ipBlock": {"cidr": "10.30.4.0/24"}}]
         assert {p["port"] for p in receivers[0]["ports"]} == {2575, 443}
+    # The dashboard's C-ECHO reaches the modalities and printers, and nothing else outside.
+    devices = named(docs, "NetworkPolicy", f"{FULLNAME}-dashboard-egress-devices")["spec"]["egress"]
+    assert devices == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                        "ports": [{"port": 104, "protocol": "TCP"}, {"port": 11112, "protocol": "TCP"}]}]
     assert not [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("egress-film-store")]
 
 

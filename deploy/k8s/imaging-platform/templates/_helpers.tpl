@@ -11,6 +11,7 @@ scheduling:      {module: scheduling,      prefix: scheduling,      title: "Sche
 reporting:       {module: reporting,       prefix: reporting,       title: "Reporting", fhir: [DiagnosticReport, Observation]}
 critical-values: {module: critical_values, prefix: critical-values, title: "Critical values", fhir: [Communication, Task]}
 queue-calling:   {module: queue_calling,   prefix: queue,           title: "Queue calling"}
+dashboard:       {module: dashboard,       prefix: dashboard,       title: "Department dashboard"}
 patient-portal:  {module: patient_portal,  prefix: patient,         title: "Patient portal (sign-in by SMS code, exams, messages)"}
 {{- end -}}
 
