@@ -54,6 +54,18 @@ async def ours(test_env):  # type: ignore[no-untyped-def]
                               ae="PRINT_SCP", runtime=app.state.ctx.extras["print"])
 
 
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, within: float, failure: str) -> None:
+    """Until `proc` accepts TCP connections on `port`; RuntimeError(`failure`) if it exits or `within` s pass."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failure) from None
+            time.sleep(0.05)
+
 @pytest.fixture(scope="module")
 def dcmtk(tmp_path_factory):  # type: ignore[no-untyped-def]
     """DCMTK's print SCP, dcmprscp, on a free port (a real peer: missing binary = failure)."""
@@ -64,15 +76,7 @@ def dcmtk(tmp_path_factory):  # type: ignore[no-untyped-def]
     # small DIMSE response waits for the delayed ACK (~400 ms a job), which is not what we compare.
     proc = subprocess.Popen(["dcmprscp", "-c", cfg, "-p", "PLATFORM"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "TCP_NODELAY": "1"})
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dcmprscp did not start") from None
-            time.sleep(0.05)
+    _wait_listening(proc, port, 10, "dcmprscp did not start")
     yield SimpleNamespace(port=port, ae="DCMTK_SCP")
     proc.terminate()
     proc.wait(timeout=10)
@@ -338,15 +342,7 @@ def print_service(test_env, tmp_path_factory):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen([sys.executable, "-m", "print_scp"], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "IMAGING_PRINT_PORT": str(port), "IMAGING_HTTP_PORT": str(http_port),
                                  "IMAGING_PRINT_HOST": "127.0.0.1"})
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"print_scp did not start (log: {log.name})") from None
-            time.sleep(0.1)
+    _wait_listening(proc, port, 60, f"print_scp did not start (log: {log.name})")
     yield SimpleNamespace(port=port, ae="PRINT_SCP")
     proc.terminate()
     proc.wait(timeout=30)

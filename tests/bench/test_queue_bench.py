@@ -27,6 +27,7 @@ from imaging_common.config import CommonSettings
 from imaging_common.events.types import ExamItem, OrderCreated, PatientRef
 from imaging_testing import free_port
 from imaging_testing.auth import issue_test_token
+from imaging_testing.helpers import until_ready
 
 from .conftest import percentile
 
@@ -113,20 +114,6 @@ def _runqueue_wait_seconds(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError(f"queue service exited with {proc.returncode}")
-            try:
-                if (await client.get(f"{url}/api/queue/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("queue service did not become ready")
-
-
 async def _setup(api: httpx.AsyncClient, admin: dict[str, str], pool: asyncpg.Pool, uid: str,
                  per_room: int) -> tuple[list[str], list[dict[str, str]]]:
     from queue_calling.domain import checkin, exams
@@ -177,7 +164,7 @@ async def test_queue_screens_under_load(bench, test_env) -> None:
     url = f"http://127.0.0.1:{port}"
     screens_proc = None
     try:
-        await _wait_ready(url, server)
+        await until_ready(f"{url}/api/queue/readyz", server)
         uid = uuid.uuid4().hex[:6]
         admin = {"authorization": "Bearer " + issue_test_token(settings, roles=["admin"], username="bench-admin")}
         nurse = {"authorization": "Bearer " + issue_test_token(settings, roles=["nurse"], username="bench-nurse")}
