@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from imaging_common.config import CommonSettings
 from imaging_common.fhir.capability import installed_declarations
 from imaging_testing import free_port
+from imaging_testing.helpers import until_ready
 
 from e2e.journey import Site, clinician_system, spy_on_bus
 
@@ -45,6 +45,7 @@ SERVICES: dict[str, tuple[str, str]] = {
     "reporting": ("reporting", "reporting"),
     "critical-values": ("critical_values", "critical-values"),
     "patient-portal": ("patient_portal", "patient"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 PREFIX_OWNER = {prefix: name for name, (_, prefix) in SERVICES.items()}
 # FHIR resource type -> service name, for the platform's one base /fhir/R4 (the gateway's FHIR routes);
@@ -196,20 +197,9 @@ class Cluster:
 
     async def wait_ready(self, name: str, within: float = 90.0) -> None:
         svc = self.services[name]
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=svc.url, timeout=5) as client:
-            while True:
-                assert svc.proc is not None
-                if svc.proc.poll() is not None:
-                    raise AssertionError(f"{name} exited {svc.proc.returncode}:\n{self.tail(name)}")
-                try:
-                    if (await client.get(f"/api/{svc.prefix}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{name} not ready after {within:.0f} s:\n{self.tail(name)}")
-                await asyncio.sleep(0.2)
+        assert svc.proc is not None
+        await until_ready(f"{svc.url}/api/{svc.prefix}/readyz", svc.proc, within=within,
+                          output=lambda: self.tail(name))
 
     async def start(self, *names: str) -> None:
         """Start services (all when none named); migrations take turns under their advisory lock."""
