@@ -128,7 +128,7 @@ async def test_rules_are_validated_as_data(client, admin) -> None:
         headers=admin,
         json={"name": name, "type": "min_gap", "params": {"a": {"contrast": "iodine"}}, "reason": "r"},
     )
-    assert r.status_code == 422 and r.json()["title"] == "Invalid rule"
+    assert r.status_code == 422 and r.json()["title"] == "规则无效" and r.json()["code"] == "rule-parameters-invalid"
     assert {tuple(e["loc"]) for e in r.json()["errors"]} >= {("a", "contrast"), ("min_hours",)}
     r = await client.put(
         f"{API}/rules/{name}", headers=admin, json={"name": name, "type": "teleport", "params": {}, "reason": "r"}
