@@ -25,6 +25,8 @@ from imaging_common.events.types import (
     OrderChanged,
     OrderCreated,
     PatientArrived,
+    PatientMerged,
+    PatientUpdated,
     ReportAmended,
     ReportSigned,
 )
@@ -96,6 +98,14 @@ async def on_critical_closed(conn: asyncpg.Connection, data: CriticalClosed, eve
                               outcome=data.outcome)
 
 
+async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
+    await facts.patient_updated(conn, data.patient.empi_id, data.patient.name)
+
+
+async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
+    await facts.patient_merged(conn, data.surviving.empi_id, data.surviving.name, data.merged_empi_ids)
+
+
 HANDLERS: Handlers = {
     OrderCreated: on_order,
     OrderChanged: on_order,  # the whole order, as order.created
@@ -113,4 +123,6 @@ HANDLERS: Handlers = {
     CriticalRaised: on_critical_raised,
     CriticalAcknowledged: on_critical_acknowledged,
     CriticalClosed: on_critical_closed,
+    PatientUpdated: on_patient_updated,
+    PatientMerged: on_patient_merged,
 }

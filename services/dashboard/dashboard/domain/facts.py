@@ -1,7 +1,8 @@
 """The read model's rows, filled from the services' events: one row per exam (`exam_fact`), the critical
 values and the report amendments. The consumer applies only events newer than what it applied for their
 subject (imaging_common.events.versions); here a field an event does not carry keeps what is known, and
-the first time of a step (booked, final, delivered) is kept when it comes again."""
+the first time of a step (booked, final, delivered) is kept when it comes again. Who the exam is about comes
+from registration's events only (order, patient updated and merged): the name as registered."""
 
 from __future__ import annotations
 
@@ -48,20 +49,18 @@ async def order(conn: asyncpg.Connection, data: OrderCreated) -> None:
 async def appointment(conn: asyncpg.Connection, a: AppointmentInfo, *, at: datetime) -> None:
     await merge_exam(conn, a.accession_number, order_id=a.order_id, modality=a.modality, room_id=a.room_id,
                      room_name=a.room_name, campus=a.campus, station_ae_title=a.station_ae_title,
-                     appointment_start=a.start, booked_at=a.booked_at or at, empi_id=a.patient.empi_id,
-                     patient_name=a.patient.name)
+                     appointment_start=a.start, booked_at=a.booked_at or at)
 
 
 async def exam_started(conn: asyncpg.Connection, data: ExamStarted) -> None:
     await merge_exam(conn, data.accession_number, modality=data.modality, station_ae_title=data.station_ae_title,
-                     started_at=data.started_at, empi_id=data.patient.empi_id, patient_name=data.patient.name)
+                     started_at=data.started_at)
 
 
 async def exam_completed(conn: asyncpg.Connection, data: ExamCompleted) -> None:
     await merge_exam(conn, data.accession_number, modality=data.modality, station_ae_title=data.station_ae_title,
                      started_at=data.started_at, completed_at=data.completed_at, exam_status=data.status,
-                     order_id=data.order_id, exam_code=data.exam_code, exam_name=data.exam_name,
-                     empi_id=data.patient.empi_id, patient_name=data.patient.name)
+                     order_id=data.order_id, exam_code=data.exam_code, exam_name=data.exam_name)
 
 
 async def report_signed(conn: asyncpg.Connection, data: ReportSigned) -> None:
@@ -97,3 +96,14 @@ async def critical_step(conn: asyncpg.Connection, critical_id: str, accession_nu
              closed_at = least(critical_fact.closed_at, EXCLUDED.closed_at),
              outcome = coalesce(EXCLUDED.outcome, critical_fact.outcome)""",
         critical_id, accession_number, acknowledged_at, closed_at, outcome)
+
+
+async def patient_updated(conn: asyncpg.Connection, empi_id: str, name: str) -> None:
+    """The person's name as registration now has it (drill-down; masked on the wall screen)."""
+    await conn.execute("UPDATE exam_fact SET patient_name = $2, updated_at = now() WHERE empi_id = $1", empi_id, name)
+
+
+async def patient_merged(conn: asyncpg.Connection, survivor_empi_id: str, name: str, merged: list[str]) -> None:
+    """Exams of merged records belong to the survivor."""
+    await conn.execute("UPDATE exam_fact SET empi_id = $1, patient_name = $2, updated_at = now() "
+                       "WHERE empi_id = ANY($3::text[])", survivor_empi_id, name, merged)
