@@ -45,6 +45,9 @@
       clinician: ["查看并确认本科室危急值"], nurse: ["跟踪危急值，电话通知"], admin: ["危急值看板与质控统计"] } },
     { id: "print", href: "/ui/print/review", name: "胶片匹配", tasks: {
       technologist: ["人工匹配未识别的胶片"], clerk: ["人工匹配未识别的胶片"], admin: ["人工匹配胶片"] } },
+    { id: "dashboard", href: "/ui/dashboard/", name: "运营看板", tasks: {
+      "senior-radiologist": ["科室检查量、各环节时间、阳性率与符合率", "设备使用率与设备状态", "导出统计报表（Excel）"],
+      admin: ["运营统计与导出", "设备状态与维护记录", "大屏地址与令牌"] } },
     { id: "admin", href: "/ui/admin/", name: "系统管理", tasks: {
       admin: ["载入初始配置", "用户与角色、检查室与工作时间、检查项目目录", "队列与屏幕、报告模板、接收方、危急值字典与升级链"] } },
   ];
