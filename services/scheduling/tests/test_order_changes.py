@@ -85,6 +85,14 @@ async def deliver(settings, pool, model: Any) -> None:
     await eventually(taken)
 
 
+async def book(client, clerk, order_id: str, code: str, room: str, start: datetime) -> dict[str, Any]:
+    """The order's exam booked in `room` at `start` by the clerk, through the API: the appointment."""
+    r = await client.post(f"{API}/appointments", headers=clerk, json={
+        "order_id": order_id, "exam_code": code, "room_id": room, "start": start.isoformat()})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
 async def request_row(pool, order_id: str, code: str) -> dict[str, Any]:
     row = await pool.fetchrow("SELECT * FROM exam_request WHERE order_id = $1 AND exam_code = $2", order_id, code)
     assert row is not None
@@ -124,10 +132,7 @@ async def test_a_change_of_exam_frees_the_booked_slot_and_says_why(client, setti
     created = order(tag, code, modality, version=1)
     await deliver(settings, pool, created)
     start = at(day_after(2), 9)
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": created.order_id, "exam_code": code, "room_id": room, "start": start.isoformat()})
-    assert r.status_code == 201, r.text
-    appointment_id = r.json()["id"]
+    appointment_id = (await book(client, clerk, created.order_id, code, room, start))["id"]
 
     changed = order(tag, enhanced, modality, OrderChanged, version=2, changed=["items"], reason="临床改为增强",
                     items=[ExamItem(code=enhanced, name="胸部CT增强", modality=modality, contrast=True)])
@@ -144,12 +149,9 @@ async def test_a_change_of_exam_frees_the_booked_slot_and_says_why(client, setti
     assert [events[0]["data"]["appointment"]["version"], events[1]["data"]["version"]] == [1, 2]
 
     # the slot is free again: the new exam takes it
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": created.order_id, "exam_code": enhanced, "room_id": room, "start": start.isoformat()})
-    assert r.status_code == 201, r.text
+    rebooked = (await book(client, clerk, created.order_id, enhanced, room, start))["id"]
 
     # a priority change keeps the booking
-    rebooked = r.json()["id"]
     urgent = order(tag, enhanced, modality, OrderChanged, version=3, priority="urgent", changed=["priority"],
                    items=changed.items)
     await deliver(settings, pool, urgent)
@@ -163,9 +165,7 @@ async def test_appointment_events_carry_increasing_versions(client, settings, ad
     created = order(tag, code, modality, version=1)
     await deliver(settings, pool, created)
     day = day_after(3)
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": created.order_id, "exam_code": code, "room_id": room, "start": at(day, 9).isoformat()})
-    appointment_id = r.json()["id"]
+    appointment_id = (await book(client, clerk, created.order_id, code, room, at(day, 9)))["id"]
     r = await client.post(f"{API}/appointments/{appointment_id}/reschedule", headers=clerk,
                           json={"room_id": room, "start": at(day, 10).isoformat(), "reason": "患者要求"})
     assert r.status_code == 200, r.text
@@ -186,18 +186,14 @@ async def test_order_cancelled_frees_the_slot_and_nothing_reopens_it(client, set
     created = order(tag, code, modality, version=1)
     await deliver(settings, pool, created)
     start = at(day_after(2), 10)
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": created.order_id, "exam_code": code, "room_id": room, "start": start.isoformat()})
-    assert r.status_code == 201, r.text
+    booked = await book(client, clerk, created.order_id, code, room, start)
     await deliver(settings, pool, OrderCancelled(order_id=created.order_id, accession_number=created.accession_number,
                                                  reason="重复开单", version=2))
-    a = (await client.get(f"{API}/appointments/{r.json()['id']}", headers=clerk)).json()
+    a = (await client.get(f"{API}/appointments/{booked['id']}", headers=clerk)).json()
     assert (a["status"], a["reason"]) == ("cancelled", "order cancelled: 重复开单")
     other = order(uuid.uuid4().hex[:8], code, modality, version=1)
     await deliver(settings, pool, other)
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": other.order_id, "exam_code": code, "room_id": room, "start": start.isoformat()})
-    assert r.status_code == 201, r.text  # the slot was freed
+    await book(client, clerk, other.order_id, code, room, start)  # the slot was freed
 
     # a snapshot that comes late (older, or from a producer without versions) does not reopen the order
     await deliver(settings, pool, order(tag, code, modality, OrderChanged, version=2, priority="stat"))
@@ -221,9 +217,7 @@ async def test_merge_re_points_appointments_and_requests_to_the_survivor(client,
     room, code, modality = await setup_room_and_exam(client, admin, tag)
     created = order(tag, code, modality, version=1, patient=patient(tag, name="张子寒", phone="13900000000", version=1))
     await deliver(settings, pool, created)
-    r = await client.post(f"{API}/appointments", headers=clerk, json={
-        "order_id": created.order_id, "exam_code": code, "room_id": room, "start": at(day_after(2), 11).isoformat()})
-    appointment_id = r.json()["id"]
+    appointment_id = (await book(client, clerk, created.order_id, code, room, at(day_after(2), 11)))["id"]
     survivor = patient(gold, name="张子涵", phone=None, version=7)
     await deliver(settings, pool, PatientMerged(surviving=survivor, merged_empi_ids=[f"E{tag}"],
                                                 merged_patient_ids=[f"P{tag}"], merged_versions={f"E{tag}": 2}))
