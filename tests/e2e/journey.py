@@ -27,7 +27,6 @@ import httpx
 import pydicom
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from imaging_common.auth import credentials as cred
 from imaging_common.config import CommonSettings
 from imaging_common.empi.identifiers import resident_check_char
 from imaging_common.events.topology import exchange_name
@@ -36,6 +35,7 @@ from imaging_common.hl7.mllp import MLLPClient
 from imaging_testing import eventually, free_port, http_server, mpps
 from imaging_testing import print_kit as tk
 from imaging_testing.auth import issue_test_token
+from imaging_testing.browser import desk_sign_in
 from imaging_testing.fhir import r4b_resource
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -327,12 +327,7 @@ class Journey:
         username, password = f"clerk{tag.lower()}", None
         clerk = await create_clerk(self.site, username, "前台小李")
         password, secret = clerk["password"], clerk["totp_secret"]
-        await page.goto(f"{self.site.ui_url('registration')}/ui/registration/")
-        await page.fill("#login-username", username)
-        await page.fill("#login-password", password)
-        await page.fill("#login-totp", cred.totp_code(secret, time.time()))
-        await page.keyboard.press("Enter")
-        await expect(page.locator("#main-view")).to_be_visible()
+        await desk_sign_in(page, f"{self.site.ui_url('registration')}/ui/registration/", username, password, secret)
         await expect(page.locator("#whoami")).to_have_text("前台小李")
         await page.keyboard.press("F3")
         await page.fill("#reg-name", self.name)
@@ -719,6 +714,18 @@ def _modality_ae(station: str) -> AE:
     return ae
 
 
+def _mpps(port: int, station: str, request: Callable[[Any], tuple[Any, Any]]) -> int:
+    """One MPPS request (N-CREATE or N-SET) from the station to the worklist SCP, in an association of its
+    own: the response's status."""
+    assoc = _modality_ae(station).associate("127.0.0.1", port, ae_title="WORKLIST")
+    assert assoc.is_established, "worklist SCP refused the MPPS association"
+    try:
+        status, _ = request(assoc)
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
 def mpps_create(port: int, uid: str, item: pydicom.Dataset, station: str) -> int:
     ds = mpps.in_progress(
         charset="ISO_IR 192", study_uid=item.StudyInstanceUID, accession=item.AccessionNumber,
@@ -726,21 +733,9 @@ def mpps_create(port: int, uid: str, item: pydicom.Dataset, station: str) -> int
         step_id=item.ScheduledProcedureStepSequence[0].get("ScheduledProcedureStepID", ""),
         patient_name=item.PatientName, patient_id=item.PatientID, patient_sex=item.get("PatientSex", ""),
         pps_id="PPS" + uid[-8:], station=station, station_name=station, start=datetime.now(TZ))
-    assoc = _modality_ae(station).associate("127.0.0.1", port, ae_title="WORKLIST")
-    assert assoc.is_established, "worklist SCP refused the MPPS association"
-    try:
-        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
-        return int(status.Status)
-    finally:
-        assoc.release()
+    return _mpps(port, station, lambda assoc: assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid))
 
 
 def mpps_complete(port: int, uid: str, station: str) -> int:
     ds = mpps.final("COMPLETED", datetime.now(TZ))
-    assoc = _modality_ae(station).associate("127.0.0.1", port, ae_title="WORKLIST")
-    assert assoc.is_established, "worklist SCP refused the MPPS association"
-    try:
-        status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
-        return int(status.Status)
-    finally:
-        assoc.release()
+    return _mpps(port, station, lambda assoc: assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid))

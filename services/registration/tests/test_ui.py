@@ -13,6 +13,7 @@ import pytest
 from barcode import Code128
 from imaging_common.auth import credentials as cred
 from imaging_testing import free_port, http_server
+from imaging_testing.browser import desk_sign_in
 from playwright.async_api import async_playwright, expect
 from registration.app import create_app
 from registration.domain import staff
@@ -64,12 +65,7 @@ async def new_clerk(app) -> tuple[str, str]:
 
 
 async def login(page, base: str, username: str, secret: str) -> None:
-    await page.goto(f"{base}/ui/registration/")
-    await page.fill("#login-username", username)
-    await page.fill("#login-password", PASSWORD)
-    await page.fill("#login-totp", cred.totp_code(secret, time.time()))
-    await page.keyboard.press("Enter")
-    await expect(page.locator("#main-view")).to_be_visible()
+    await desk_sign_in(page, f"{base}/ui/registration/", username, PASSWORD, secret)
 
 
 async def test_login_refuses_a_wrong_code(site, browser) -> None:

@@ -3,13 +3,12 @@ signs itself out, emptied of the patient it showed, and the session is over on t
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
-from imaging_common.auth import credentials as cred
 from imaging_testing import free_port, http_server
 from imaging_testing.auth import issue_test_token
+from imaging_testing.browser import desk_sign_in
 from playwright.async_api import async_playwright, expect
 from registration.app import create_app
 from registration.domain import staff
@@ -36,12 +35,7 @@ async def test_an_idle_desk_signs_itself_out(settings_for) -> None:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
         try:
             page = await browser.new_page()
-            await page.goto(f"{base}/ui/registration/")
-            await page.fill("#login-username", username)
-            await page.fill("#login-password", PASSWORD)
-            await page.fill("#login-totp", cred.totp_code(user.totp_secret, time.time()))
-            await page.keyboard.press("Enter")
-            await expect(page.locator("#main-view")).to_be_visible()
+            await desk_sign_in(page, f"{base}/ui/registration/", username, PASSWORD, user.totp_secret)
             assert await page.evaluate("sessionStorage.getItem('imaging.idle_seconds')") == str(IDLE)
             token = await page.evaluate("sessionStorage.getItem('imaging.access_token')")
             await page.fill("#search", name)
