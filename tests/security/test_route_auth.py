@@ -49,6 +49,8 @@ PUBLIC: list[tuple[str, str, str]] = [
      "a report copy's verification QR: signing facts of a report version, no patient data"),
     ("GET", r"/api/patient/exams(/\{accession_number\}(/report\.pdf)?)?",
      "a patient's own exams: a patient session token (never a staff one), every read audited"),
+    ("GET", r"/api/patient/(messages|preferences)", "a patient's own messages and preference: a patient session token"),
+    ("PUT", r"/api/patient/preferences", "a patient stops or resumes messages: a patient session token, audited"),
     ("GET", r"/fhir/R4/metadata", "FHIR CapabilityStatement: what is served and how to authenticate, no data"),
 ]
 # Served but not in the OpenAPI documents: pages and well-known aliases.

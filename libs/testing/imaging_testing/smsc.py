@@ -39,7 +39,8 @@ def _text(pdu: Any) -> str:
 
 @dataclass
 class TestSmsc:
-    """`refuse_next`: that many submits are answered with this status (e.g. throttled) before accepting."""
+    """`refuse_next`: that many submits are answered with this status (e.g. throttled) before accepting;
+    `delay`: seconds each submit waits for its answer (a slow SMSC, to stop a sender mid-send)."""
 
     __test__ = False  # not a pytest test class
 
@@ -47,6 +48,7 @@ class TestSmsc:
     messages: list[Received] = field(default_factory=list)
     refuse_next: int = 0
     refuse_status: int = smpplib.consts.SMPP_ESME_RTHROTTLED
+    delay: float = 0.0
     port: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -62,10 +64,12 @@ class TestSmsc:
         self._server.close()
         await self._server.wait_closed()
 
-    async def wait_for(self, destination: str, *, after: int = 0, within: float = 10.0) -> str:
-        """The text of the first message to `destination` beyond the first `after` ones it got."""
+    async def wait_for(self, destination: str, *, after: int = 0, containing: str = "", within: float = 10.0) -> str:
+        """The text of the first message to `destination` beyond the first `after` ones it got, and
+        `containing` this text when given."""
         def found() -> list[Received]:
-            return [m for m in self.messages if m.destination == destination][after:]
+            mine = [m for m in self.messages if m.destination == destination][after:]
+            return [m for m in mine if containing in m.text]
 
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(lambda: bool(found())), within)
@@ -92,6 +96,7 @@ class TestSmsc:
                     command = RESPONSES[pdu.command]
                 elif pdu.command == "submit_sm":
                     command = "submit_sm_resp"
+                    await asyncio.sleep(self.delay)
                     if self.refuse_next > 0:
                         self.refuse_next -= 1
                         status = self.refuse_status

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from patient_portal.adapters import events, http_auth, http_exams, http_verify, problem_texts, sms, ui
+from patient_portal.adapters import (
+    events,
+    http_auth,
+    http_exams,
+    http_messages,
+    http_verify,
+    message_worker,
+    problem_texts,
+    sms,
+    ui,
+)
 from patient_portal.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -13,10 +23,10 @@ SERVICE = ServiceSpec(
     prefix="patient",
     title="Patient portal",
     settings=Settings,
-    routers=(http_auth.router, http_exams.router, http_verify.router),
+    routers=(http_auth.router, http_exams.router, http_messages.router, http_verify.router),
     ui_routers=(ui.router,),
     event_handlers=events.HANDLERS,
-    listeners=(sms.sms_channel,),
+    listeners=(sms.sms_channel, message_worker.message_sender),
 )
 
 create_app = app_factory(SERVICE)

@@ -41,6 +41,17 @@ class Settings(CommonSettings):
     patient_public_base_url: str = "http://localhost:8080"
     # IMAGING_PATIENT_TIMEZONE: the center's local time, for times on reports and in messages.
     patient_timezone: str = "Asia/Shanghai"
+    # IMAGING_PATIENT_QUIET_HOURS: local hours in which messages wait (critical notices excepted), e.g. "21:00-08:00";
+    # empty for none.
+    patient_quiet_hours: str = "21:00-08:00"
+    # IMAGING_PATIENT_MESSAGE_MAX_ATTEMPTS / _RETRY_SECONDS: sends tried before a message fails; the first back-off.
+    patient_message_max_attempts: int = 6
+    patient_message_retry_seconds: float = 30.0
+    # IMAGING_PATIENT_MESSAGE_POLL_SECONDS: how often the sender looks for due messages besides being woken.
+    patient_message_poll_seconds: float = 5.0
+    # IMAGING_PATIENT_CRITICAL_DEPARTMENTS: ordering departments whose policy is to tell the patient of a critical
+    # result by SMS (comma-separated, "*" for all, empty for none: the default, clinicians tell the patient).
+    patient_critical_departments: str = ""
     # IMAGING_PATIENT_SMS_PROVIDER: "smpp" (an SMSC over SMPP 3.4) or "http" (an SMS cloud's HTTP API).
     patient_sms_provider: Literal["smpp", "http"] = "smpp"
     # IMAGING_PATIENT_SMS_SIGNATURE: the signature Chinese carriers require at the start of a message.

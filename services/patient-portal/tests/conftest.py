@@ -36,7 +36,9 @@ async def pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="module")
 def settings(settings_for: Any, smsc: TestSmsc) -> Settings:
-    return settings_for(Settings, patient_smpp_port=smsc.port, patient_token_secret="t" * 40)
+    return settings_for(Settings, patient_smpp_port=smsc.port, patient_token_secret="t" * 40, patient_quiet_hours="",
+                        patient_message_retry_seconds=0.2, patient_message_poll_seconds=0.5,
+                        patient_critical_departments="急诊科")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ async def sign_in(client: httpx.AsyncClient, smsc: TestSmsc, phone: str) -> dict
     before = len(smsc.to(f"86{phone}"))
     r = await client.post(f"{API}/auth/code", json={"phone": phone})
     assert r.status_code == 202, r.text
-    code = code_in(await smsc.wait_for(f"86{phone}", after=before))
+    code = code_in(await smsc.wait_for(f"86{phone}", after=before, containing="验证码"))
     r = await client.post(f"{API}/auth/session", json={"phone": phone, "code": code})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}

@@ -49,7 +49,7 @@ async def test_a_patient_signs_in_on_a_phone_and_reads_the_report(site: str, sms
         await page.fill("#phone", phone)
         await page.click("#send")
         await expect(page.locator("#message")).to_contain_text("验证码已发送至")
-        code = code_in(await smsc.wait_for(f"86{phone}"))
+        code = code_in(await smsc.wait_for(f"86{phone}", containing="验证码"))
         await page.fill("#code", code)
         await page.click("#enter")
         exam = page.locator(f"button.exam[data-accession='{order.accession_number}']")

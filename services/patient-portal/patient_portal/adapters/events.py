@@ -2,6 +2,8 @@
 
 Order, appointment and patient events reach a handler only when newer than what was applied
 (imaging_common.events.versions); exam progress moves only forward (domain/exams.py).
+Bookings, reminders, reports, amendments and (per department policy) critical results queue a
+message to the patient's phone in the same transaction (domain/notices.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from imaging_common.events import CloudEvent, Handlers
 from imaging_common.events.types import (
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentReminder,
     AppointmentRescheduled,
+    CriticalRaised,
     ExamCompleted,
     ExamStarted,
     OrderCancelled,
@@ -23,8 +27,10 @@ from imaging_common.events.types import (
     ReportAmended,
     ReportSigned,
 )
+from imaging_common.service import handler_settings
 
-from patient_portal.domain import exams
+from patient_portal.domain import exams, notices
+from patient_portal.settings import Settings
 
 
 async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
@@ -38,6 +44,20 @@ async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, eve
 async def on_appointment(conn: asyncpg.Connection, data: AppointmentBooked | AppointmentRescheduled,
                          event: CloudEvent) -> None:
     await exams.record_appointment(conn, data.appointment)
+    kind = "appointment-rescheduled" if isinstance(data, AppointmentRescheduled) else "appointment-booked"
+    await notices.appointment(conn, handler_settings(Settings), data.appointment, kind=kind)
+
+
+async def on_reminder(conn: asyncpg.Connection, data: AppointmentReminder, event: CloudEvent) -> None:
+    """scheduling's reminder (smart-imaging standard 5.3.3): to the patient, with the preparation."""
+    await exams.record_patient(conn, data.appointment.patient)
+    await notices.appointment(conn, handler_settings(Settings), data.appointment, kind="appointment-reminder",
+                              preparation=data.preparation)
+
+
+async def on_critical(conn: asyncpg.Connection, data: CriticalRaised, event: CloudEvent) -> None:
+    await exams.record_patient(conn, data.patient)
+    await notices.critical(conn, handler_settings(Settings), data)
 
 
 async def on_appointment_cancelled(conn: asyncpg.Connection, data: AppointmentCancelled, event: CloudEvent) -> None:
@@ -59,9 +79,13 @@ async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event
 
 
 async def on_report(conn: asyncpg.Connection, data: ReportSigned | ReportAmended, event: CloudEvent) -> None:
-    await exams.reported(conn, data.accession_number, report_id=data.report_id, version=data.version,
-                         impression=getattr(data, "impression", None), at=data.signed_at, signed_by=data.signed_by,
-                         content_sha256=getattr(data, "content_sha256", None))
+    applied = await exams.reported(conn, data.accession_number, report_id=data.report_id, version=data.version,
+                                   impression=getattr(data, "impression", None), at=data.signed_at,
+                                   signed_by=data.signed_by, content_sha256=getattr(data, "content_sha256", None))
+    if applied:  # a late, older version tells no one
+        await notices.report(conn, handler_settings(Settings), accession_number=data.accession_number,
+                             report_id=data.report_id, version=data.version,
+                             amended=isinstance(data, ReportAmended))
 
 
 async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
@@ -79,6 +103,8 @@ HANDLERS: Handlers = {
     AppointmentBooked: on_appointment,
     AppointmentRescheduled: on_appointment,
     AppointmentCancelled: on_appointment_cancelled,
+    AppointmentReminder: on_reminder,
+    CriticalRaised: on_critical,
     PatientArrived: on_arrived,
     ExamStarted: on_exam_started,
     ExamCompleted: on_exam_completed,
