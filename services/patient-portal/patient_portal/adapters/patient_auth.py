@@ -48,11 +48,18 @@ class PatientSession:
         return f"patient:{mask_phone(self.phone)}:{self.session_id[:8]}"
 
 
-class PatientSessions:
+class _RedisKeys:
+    """Keys under `<namespace>:patient:<area>` in the platform's Redis (an outage answers 503)."""
+
+    area = ""
+
     def __init__(self, redis: Any, settings: Settings):
-        self.redis = guarded(redis)
-        self.settings = settings
-        self.prefix = f"{settings.namespace}:patient:session"
+        self.redis, self.settings = guarded(redis), settings
+        self.prefix = f"{settings.namespace}:patient:{self.area}"
+
+
+class PatientSessions(_RedisKeys):
+    area = "session"
 
     async def open(self, phone: str) -> tuple[str, PatientSession]:
         s = self.settings
@@ -96,13 +103,10 @@ class Held:
     retry_after: int
 
 
-class SigninLimits:
+class SigninLimits(_RedisKeys):
     """Fixed windows per phone and per client address: codes asked, and wrong codes tried."""
 
-    def __init__(self, redis: Any, settings: Settings):
-        self.redis = guarded(redis)
-        self.settings = settings
-        self.prefix = f"{settings.namespace}:patient:limit"
+    area = "limit"
 
     async def _count(self, key: str, window: int) -> tuple[int, int]:
         n = int(await self.redis.incr(key))
