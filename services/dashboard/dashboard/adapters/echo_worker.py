@@ -41,6 +41,7 @@ class EchoPoller:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool, self.settings = pool, settings
         self._task: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dashboard-echo")
@@ -57,7 +58,13 @@ class EchoPoller:
                 await self.poll_once()
             except Exception:  # the database away for a moment: try again at the next round
                 log.exception("device poll failed")
-            await asyncio.sleep(self.settings.dashboard_echo_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self.settings.dashboard_echo_seconds)
+            self._woken.clear()
+
+    def wake(self) -> None:
+        """A device was registered or changed: echo now rather than at the next round."""
+        self._woken.set()
 
     async def poll_once(self) -> None:
         async with self.pool.acquire() as conn:

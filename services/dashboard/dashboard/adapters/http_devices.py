@@ -11,6 +11,7 @@ from imaging_common import audit
 from imaging_common.json_out import listing
 
 from dashboard.adapters.deps import ClientIp, Ctx, DeviceKeeper, DeviceViewer
+from dashboard.adapters.echo_worker import EchoPoller
 from dashboard.adapters.schemas import Device, DeviceIn, Devices, Maintenance, MaintenanceIn, MaintenanceList
 from dashboard.domain import devices
 
@@ -33,6 +34,9 @@ async def put_device(body: DeviceIn, user: DeviceKeeper, ctx: Ctx, ip: ClientIp,
         row = await devices.put_device(conn, device_id, body.model_dump())
         await audit.record(conn, actor=user.username, action="update", entity="device", entity_id=device_id,
                            source_ip=ip, service="dashboard", detail=body.model_dump(mode="json"))
+    poller: EchoPoller | None = ctx.extras.get("echo")
+    if poller is not None:
+        poller.wake()
     return row
 
 

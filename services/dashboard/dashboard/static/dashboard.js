@@ -24,7 +24,7 @@ async function call(path, init) {
 function draw(id, type, labels, datasets) {
   if (charts[id]) charts[id].destroy();
   charts[id] = new Chart($(id), { type, data: { labels, datasets },
-    options: { animation: false, responsive: true, maintainAspectRatio: false } });
+    options: { animation: false, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } } });
 }
 function series(rows, value) {
   // One line/bar per group key, over the periods.
