@@ -29,7 +29,8 @@ TEXTS = Texts([
     (r"four eyes: (.+) must be someone else than (.+) \(this site does not allow single-reader operation\)",
      "second-reader-required", "双人审核：{0}必须由 {1} 以外的人完成（本院不允许单人出具报告）",
      {"the final signer (the preliminary was signed by that reader)": "审核签发（初诊报告由此人签署）",
-      "whoever decides an amendment request (the request was made by that person)": "修改申请的审批（申请由此人提出）"}),
+      "whoever decides an amendment request (the request was made by that person)":
+          "修改申请的审批（申请由此人提出）"}),
     (r"unknown step (\S+); steps: (.+)", "step-unknown", "未知的操作 {0}，可选：{1}"),
     (r"amendments go through /reports/\{id\}/amendments \(they need a reason\)", "amendment-needs-reason",
      "修改报告须通过修改申请提交（需要填写原因）"),
