@@ -20,7 +20,7 @@ from imaging_testing import free_port
 from imaging_testing.helpers import allinone_process
 from jose import jwt
 
-PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
+PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue", "patient"]
 
 
 def _b64(data: dict) -> str:

@@ -7,7 +7,7 @@ import pytest
 from imaging_common.allinone import build_platform, discover_services
 from imaging_testing import http_server
 
-PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue"]
+PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue", "patient"]
 
 
 def test_all_seven_services_are_installed() -> None:
