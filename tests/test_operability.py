@@ -34,7 +34,7 @@ FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"  # DCMTK's (pynetdicom installs another echoscu earlier on PATH)
 # Every service that consumes order.created (topology.subscriptions(): those whose HANDLERS take OrderCreated).
 ORDER_CONSUMERS = {"scheduling", "worklist", "queue_calling", "print_scp", "reporting", "critical_values",
-                   "patient_portal"}
+                   "patient_portal", "dashboard"}
 
 
 @dataclass

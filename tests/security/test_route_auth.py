@@ -57,6 +57,7 @@ PUBLIC: list[tuple[str, str, str]] = [
 HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/[^/]+/?", "static page shell of a service; data through the guarded API"),
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
+    ("GET", r"/ui/dashboard/big-screen", "wall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/[^/]+/static/\{name\}", "a service's page scripts and stylesheets (no data)"),
     ("GET", r"/ui/([^/]+/)?common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
     ("GET", r"/(ui/?)?", "the staff entry (registration carries it on its own): sign-in and home page shell"),
@@ -65,7 +66,7 @@ HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/api/registration/\.well-known/jwks\.json", "the same public keys at their well-known address"),
 ]
 # Each service has many guarded routes; a sweep that finds fewer is not reading the documents right.
-MIN_GUARDED = {"critical_values": 25, "print_scp": 10, "queue_calling": 20, "registration": 25,
+MIN_GUARDED = {"critical_values": 25, "dashboard": 8, "print_scp": 10, "queue_calling": 20, "registration": 25,
                "reporting": 35, "scheduling": 35, "worklist": 7}
 
 

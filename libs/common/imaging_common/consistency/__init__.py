@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 REFERENCE = "registration"
 # The services whose copies are compared, by their ServiceSpec name.
-COPIES = ("worklist", "scheduling", "queue_calling", "reporting", "print_scp", "critical_values", "patient_portal")
+COPIES = ("worklist", "scheduling", "queue_calling", "reporting", "print_scp", "critical_values", "patient_portal",
+          "dashboard")
 KINDS = ("missing-order", "unknown-order", "cancelled-but-active", "identity", "demographics")
 IDENTITY_FIELDS = ("empi_id", "patient_id")
 PATIENT_FIELDS = (*IDENTITY_FIELDS, "name", "sex", "birth_date")
@@ -466,9 +467,20 @@ async def _patient_portal(conn: asyncpg.Connection, s: str, c: _Collector) -> No
     c.missing((r["accession_number"] for r in exams), "exam")
 
 
+async def _dashboard(conn: asyncpg.Connection, s: str, c: _Collector) -> None:
+    """The statistics' copy: every order and who it is about (a cancelled order stays: it is history)."""
+    exams = await conn.fetch(f"SELECT accession_number, empi_id, patient_name FROM {s}.exam_fact "
+                             "WHERE order_id IS NOT NULL ORDER BY accession_number")
+    for r in exams:
+        record = f"exam_fact {r['accession_number']}"
+        c.order(r["accession_number"], record, r["empi_id"])
+        c.patient(r["accession_number"], record, {"empi_id": r["empi_id"], "name": r["patient_name"]})
+    c.missing((r["accession_number"] for r in exams), "exam_fact")
+
+
 CHECKS = {"worklist": _worklist, "scheduling": _scheduling, "queue_calling": _queue_calling,
           "reporting": _reporting, "print_scp": _print_scp, "critical_values": _critical_values,
-          "patient_portal": _patient_portal}
+          "patient_portal": _patient_portal, "dashboard": _dashboard}
 
 
 async def check(conn: asyncpg.Connection, *, schemas: Mapping[str, str] | None = None,

@@ -1,18 +1,8 @@
-"""The dashboard's refusals: answered as problem+json by the app (app.py)."""
+"""The dashboard's refusals: the library's (imaging_common.errors), answered as problem+json by the
+service factory with the Chinese of adapters/problem_texts.py."""
 
 from __future__ import annotations
 
+from imaging_common.errors import Invalid, NotFound
 
-class DashboardError(Exception):
-    status = 400
-    title = "Bad Request"
-
-
-class Invalid(DashboardError):
-    status = 422
-    title = "Unprocessable Content"
-
-
-class NotFound(DashboardError):
-    status = 404
-    title = "Not Found"
+__all__ = ["Invalid", "NotFound"]
