@@ -179,6 +179,23 @@ def test_codes_are_kebab_case_and_the_existing_ones_kept() -> None:
             assert used <= set(range(pattern.groups)), (pattern.pattern, zh)
 
 
+def test_several_refusals_in_one_detail_each_read_in_chinese() -> None:
+    scheduling = _texts(ROOT / "services" / "scheduling")
+    both = ("working-hours: room CT1 does not work from 2026-12-08 07:00 to 2026-12-08 07:15; "
+            "technologist: no technologist of room CT1 is free at 2026-12-08 07:00")
+    text = localize(422, "Booking refused", both, "zh", scheduling)
+    assert text.code == "working-hours" and text.title == "预约未成功"
+    assert text.detail == ("检查室 CT1 在 2026-12-08 07:00 至 2026-12-08 07:15 不工作；"
+                           "检查室 CT1 在 2026-12-08 07:00 没有空闲的技师")
+    # A message of its own may hold "; " ("...; reschedule"); one not known leaves the whole in English.
+    queue = _texts(ROOT / "services" / "queue-calling")
+    late = "A2: appointment at 2026-12-08T07:00:00+08:00 has passed; reschedule"
+    assert localize(409, "Conflict", late, "zh", queue).detail == ("检查 A2 的预约时间 2026-12-08T07:00:00+08:00 "
+                                                                   "已过，请改约")
+    mixed = "fasting: 需空腹; no-slot: no slot satisfies every rule within 60 days"
+    assert localize(422, "Booking refused", mixed, "zh", scheduling).detail == mixed
+
+
 # Through the running platform (every service in one process, as `make run` serves it).
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
 EN = {"Accept-Language": "en"}

@@ -181,13 +181,33 @@ def _group(value: str | None, words: Mapping[str, str], catalogues: tuple[Texts,
     return value
 
 
-def _match(detail: str, catalogues: tuple[Texts, ...]) -> tuple[str, str] | None:
+def _match_one(detail: str, catalogues: tuple[Texts, ...]) -> tuple[str, str] | None:
     for texts in catalogues:
         for pattern, code, zh, words in texts.compiled:
             found = pattern.fullmatch(detail)
             if found:
                 return code, zh.format(*(_group(g, words, catalogues) for g in found.groups()))
     return None
+
+
+def _match_parts(parts: list[str], catalogues: tuple[Texts, ...]) -> list[tuple[str, str]] | None:
+    """Each of several refusals joined with "; " (a booking's broken constraints, the exams of one check-in),
+    the shortest known message first: a message of its own may hold "; " too ("...; reschedule")."""
+    if not parts:
+        return []
+    for end in range(1, len(parts) + 1):
+        head = _match_one("; ".join(parts[:end]), catalogues)
+        rest = _match_parts(parts[end:], catalogues) if head else None
+        if head and rest is not None:
+            return [head, *rest]
+    return None
+
+
+def _match(detail: str, catalogues: tuple[Texts, ...]) -> tuple[str, str] | None:
+    """The code and Chinese of a detail; of several refusals joined with "; ", the first's code and each
+    one's Chinese."""
+    matched = _match_parts(detail.split("; "), catalogues)
+    return (matched[0][0], "；".join(text for _, text in matched)) if matched else None
 
 
 def localize(status: int, title: str, detail: str | None, language: str, texts: Texts = NO_TEXTS) -> Text:
