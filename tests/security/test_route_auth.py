@@ -51,12 +51,17 @@ PUBLIC: list[tuple[str, str, str]] = [
      "a patient's own exams: a patient session token (never a staff one), every read audited"),
     ("GET", r"/api/patient/(messages|preferences)", "a patient's own messages and preference: a patient session token"),
     ("PUT", r"/api/patient/preferences", "a patient stops or resumes messages: a patient session token, audited"),
+    ("POST", r"/api/patient/exams/\{accession_number\}/shares", "a patient shares their report: their session token"),
+    ("GET", r"/api/patient/shares", "a patient's own share links and who opened them: their session token"),
+    ("DELETE", r"/api/patient/shares/\{share_id\}", "a patient revokes their share link: their session token"),
+    ("POST", r"/api/patient/shared", "whoever holds a patient's share link: its token, valid 1-30 days, logged"),
     ("GET", r"/fhir/R4/metadata", "FHIR CapabilityStatement: what is served and how to authenticate, no data"),
 ]
 # Served but not in the OpenAPI documents: pages and well-known aliases.
 HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/[^/]+/?", "static page shell of a service; data through the guarded API"),
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
+    ("GET", r"/ui/patient/shared", "static page a patient's share link opens; the token in the fragment, posted"),
     ("GET", r"/ui/dashboard/big-screen", "wall screen shell; data only over the screen-token WebSocket"),
     ("GET", r"/ui/[^/]+/static/\{name\}", "a service's page scripts and stylesheets (no data)"),
     ("GET", r"/ui/([^/]+/)?common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),

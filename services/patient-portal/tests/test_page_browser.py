@@ -1,5 +1,6 @@
 """The patient's path in Chromium at a phone's size (390x844): sign in with the code the test SMSC
-received over SMPP, see the exams and the report, open the PDF report, sign out and find nothing left."""
+received over SMPP, see the exams and the report, open the PDF report, share the report, open the link
+on another phone, revoke it (the link then refuses), sign out and find nothing left."""
 
 from __future__ import annotations
 
@@ -25,13 +26,16 @@ ARTEFACTS = Path(__file__).resolve().parents[3] / "var" / "test-artefacts" / "pa
 
 
 @pytest.fixture(scope="module")
-async def site(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with http_server(create_app(settings)) as url:
-        yield url
+async def portal(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[str, Any]]:
+    """The portal over real TCP: its URL and its app (for its Redis)."""
+    app = create_app(settings)
+    async with http_server(app) as url:
+        yield url, app
 
 
-async def test_a_patient_signs_in_on_a_phone_and_reads_the_report(site: str, smsc: TestSmsc, emit: Any,
-                                                                   pool: asyncpg.Pool) -> None:
+async def test_a_patient_signs_in_on_a_phone_and_reads_the_report(portal: tuple[str, Any], smsc: TestSmsc,
+                                                                   emit: Any, pool: asyncpg.Pool) -> None:
+    site, app = portal
     phone = new_phone()
     order = await registered(emit, pool, phone, name="赵小红")
     await emit(signed(order, impression="右肺上叶小结节，建议随访。"), order.accession_number)
@@ -64,6 +68,33 @@ async def test_a_patient_signs_in_on_a_phone_and_reads_the_report(site: str, sms
         pdf = await opened.value
         assert pdf.url.startswith("blob:"), pdf.url
         await pdf.close()
+        # Share for 3 days; someone else opens the link on their own phone.
+        await page.select_option("#share-days", "3")
+        await page.click("#share")
+        url = await page.locator("#share-url").input_value()
+        assert "/ui/patient/shared#" in url
+        other = await browser.new_context(viewport=PHONE_SIZE, is_mobile=True, locale="zh-CN")
+        viewer = await other.new_page()
+        await viewer.goto(url.replace("http://localhost:8080", site))
+        await expect(viewer.locator(".impression")).to_have_text("右肺上叶小结节，建议随访。")
+        await viewer.screenshot(path=str(ARTEFACTS / "shared.png"))
+        await page.reload()  # the token was in memory only: a reload signs out
+        await expect(page.locator("#signin")).to_be_visible()
+        await page.fill("#phone", phone)
+        ctx = app.state.ctx  # the next code at once: the phone's one-code-a-minute limit lifted
+        await ctx.redis.delete(f"{ctx.settings.namespace}:patient:limit:interval:{phone}")
+        before = len(smsc.to(f"86{phone}"))
+        await page.click("#send")
+        await page.fill("#code", code_in(await smsc.wait_for(f"86{phone}", after=before, containing="验证码")))
+        await page.click("#enter")
+        await page.click(f"button.exam[data-accession='{order.accession_number}']")
+        share = page.locator(".share").first
+        await expect(share).to_contain_text("已被打开 1 次")
+        await share.locator(".revoke").click()
+        await expect(share).to_contain_text("已撤销")
+        await viewer.reload()
+        await expect(viewer.locator("#message")).to_have_text("分享链接已被撤销")
+        await other.close()
         # Nothing kept on the phone: no storage, no cookie; signing out clears the page.
         assert await page.evaluate("localStorage.length + sessionStorage.length") == 0
         assert await context.cookies() == []

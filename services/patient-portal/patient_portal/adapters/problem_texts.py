@@ -14,4 +14,8 @@ TEXTS = Texts([
     (r"no exam (\S+)", "exam-not-found", "没有检查 {0}"),
     (r"no final report for exam (\S+)", "final-report-not-found", "检查 {0} 还没有正式报告"),
     (r"no report (\S+)", "report-not-found", "没有报告 {0}"),
+    (r"no share link (\S+)", "share-not-found", "没有分享链接 {0}"),
+    (r"this share link is not valid", "share-invalid", "分享链接无效"),
+    (r"this share link was withdrawn", "share-revoked", "分享链接已被撤销"),
+    (r"this share link has expired", "share-expired", "分享链接已过期"),
 ])

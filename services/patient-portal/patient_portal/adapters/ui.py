@@ -24,3 +24,9 @@ async def page_redirect() -> RedirectResponse:
 @router.get("/")
 async def patient_page() -> FileResponse:
     return web.page(STATIC / "patient.html")
+
+
+@router.get("/shared")
+async def shared_page() -> FileResponse:
+    """What a share link opens: the token stays in the URL fragment (never sent in a request line)."""
+    return web.page(STATIC / "shared.html")

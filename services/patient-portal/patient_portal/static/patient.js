@@ -112,12 +112,53 @@ async function showExam(accession) {
       el("p", {className: "impression", textContent: exam.impression || ""}));
     const pdf = el("button", {type: "button", id: "pdf", textContent: "查看报告单（PDF）"});
     pdf.addEventListener("click", () => openPdf(accession).catch((e) => say(e.message)));
-    box.append(pdf);
+    box.append(pdf, shareForm(accession));
   } else {
     box.append(el("p", {textContent: "报告尚未发出，发出后将短信通知您。"}));
   }
+  box.append(el("div", {id: "shares"}));
   $("exams").hidden = true;
   box.hidden = false;
+  await showShares(accession);
+}
+
+function shareForm(accession) {
+  const days = el("select", {id: "share-days"});
+  days.setAttribute("aria-label", "分享有效期");
+  for (const d of [1, 3, 7, 30]) days.append(el("option", {value: String(d), textContent: `${d}天内有效`, selected: d === 7}));
+  const make = el("button", {type: "button", id: "share", textContent: "分享报告"});
+  make.addEventListener("click", async () => {
+    try {
+      const r = await call(`/exams/${encodeURIComponent(accession)}/shares`, {method: "POST", json: {days: Number(days.value)}});
+      const share = await r.json();
+      const link = el("input", {id: "share-url", value: share.url, readOnly: true});
+      link.setAttribute("aria-label", "分享链接");
+      $("shares").before(el("p", {textContent: "请复制链接发给需要查看的人（仅显示一次）："}), link);
+      await showShares(accession);
+    } catch (e) { say(e.message); }
+  });
+  return el("div", {className: "row"}, days, make);
+}
+
+async function showShares(accession) {
+  const body = await (await call("/shares")).json();
+  const mine = body.data.filter((s) => s.accession_number === accession);
+  const box = $("shares");
+  box.replaceChildren(mine.length ? el("h3", {textContent: "我的分享"}) : "");
+  for (const s of mine) {
+    const opened = s.accesses.filter((a) => a.outcome === "opened").length;
+    const state = s.revoked_at ? "已撤销" : new Date(s.expires_at) < new Date() ? "已过期" : `有效至 ${local(s.expires_at)}`;
+    const item = el("div", {className: "card share"}, el("div", {textContent: `${state} · 已被打开 ${opened} 次`}));
+    item.dataset.share = s.share_id;
+    if (!s.revoked_at) {
+      const revoke = el("button", {type: "button", className: "revoke", textContent: "撤销"});
+      revoke.addEventListener("click", async () => {
+        try { await call(`/shares/${s.share_id}`, {method: "DELETE"}); await showShares(accession); } catch (e) { say(e.message); }
+      });
+      item.append(revoke);
+    }
+    box.append(item);
+  }
 }
 
 async function openPdf(accession) {
