@@ -44,6 +44,8 @@ async def day(site: Site, test_env: dict[str, str]) -> AsyncIterator[dict[str, A
             "kind": "modality", "name": f"CT {uid}", "ae_title": ae, "host": "127.0.0.1", "port": free_port(),
             "modality": "CT", "campus": campus})
         assert r.status_code == 200, r.text
+    async with site.client("senior-radiologist") as api:  # every completed CT drawn for image QC
+        assert (await api.put("/api/dashboard/qc/plans/image/CT", json={"percent": 100})).status_code == 200
     producer = event_producer(test_env["DATABASE_URL"], service="registration", schema="dashboard_page_producer")
     async with producer as emit:
         for i, name in enumerate(("司马光明", "欧阳娜娜", "张三丰")):
@@ -103,6 +105,26 @@ async def test_the_department_head_sees_charts_devices_and_exports(site: Site, b
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_a_technologist_grades_a_drawn_exam(site: Site, browser: Browser, day: dict[str, Any]) -> None:
+    context, page, errors = await signed_in(browser, site, "/ui/dashboard/qc/", ["technologist"], "质控技师")
+    try:
+        row = page.locator("#items tr", has_text=f"PG{day['uid']}0")
+        await expect(row).to_contain_text(f"CT{day['uid']}")
+        await row.get_by_role("button", name="评阅").click()
+        await page.get_by_role("radio", name="乙").check()
+        await page.get_by_role("checkbox", name="伪影").check()
+        await page.click("#submit")
+        await expect(page.locator("#saved")).to_have_text("已提交")
+        await expect(row).to_contain_text("乙")
+        await snapshot(page, "dashboard", "quality-control")
+        assert errors == []
+    finally:
+        await context.close()
+    async with site.client("senior-radiologist") as api:
+        stats = (await api.get("/api/dashboard/qc/image/stats")).json()["data"]
+    assert any(r["person"] == f"CT{day['uid']}" and r["grade_b"] == 1 for r in stats)
 
 
 async def test_the_wall_screen_shows_today_live_with_masked_names(site: Site, browser: Browser,

@@ -63,6 +63,7 @@ HIDDEN_PUBLIC: list[tuple[str, str, str]] = [
     ("GET", r"/ui/critical-values/ack/\{critical_id\}", "static acknowledgement page; data through the guarded API"),
     ("GET", r"/ui/patient/shared", "static page a patient's share link opens; the token in the fragment, posted"),
     ("GET", r"/ui/dashboard/big-screen", "wall screen shell; data only over the screen-token WebSocket"),
+    ("GET", r"/ui/dashboard/qc/", "static quality-control page shell; its data comes through the guarded API"),
     ("GET", r"/ui/[^/]+/static/\{name\}", "a service's page scripts and stylesheets (no data)"),
     ("GET", r"/ui/([^/]+/)?common/\{name\}", "the staff pages' shared stylesheet, shell script and icon"),
     ("GET", r"/(ui/?)?", "the staff entry (registration carries it on its own): sign-in and home page shell"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from dashboard.adapters import events, http_devices, http_screens, http_stats, problem_texts, ui
+from dashboard.adapters import events, http_devices, http_qc, http_screens, http_stats, problem_texts, ui
 from dashboard.adapters.echo_worker import echo_listener
 from dashboard.settings import Settings
 
@@ -14,7 +14,7 @@ SERVICE = ServiceSpec(
     problem_texts=problem_texts.TEXTS,
     title="Department dashboard",
     settings=Settings,
-    routers=(http_stats.router, http_devices.router, http_screens.router),
+    routers=(http_stats.router, http_devices.router, http_screens.router, http_qc.router),
     ui_routers=(ui.ui_router,),
     event_handlers=events.HANDLERS,
     listeners=(echo_listener,),

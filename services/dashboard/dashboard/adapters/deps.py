@@ -18,6 +18,11 @@ DeviceViewer = Annotated[Principal, Depends(require_roles("senior-radiologist", 
 # Registering devices and recording their maintenance.
 DeviceKeeper = Annotated[Principal, Depends(require_roles("admin", "it-ops"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
+# Quality control (8.1-8.3): readers grade images and requests (technologists, radiologists) and score reports
+# (radiologists only, checked per kind); the QC lead sets the sampling plan and reads the statistics.
+QcReader = Annotated[Principal, Depends(require_roles("technologist", "radiologist", "senior-radiologist"))]
+QcLead = Annotated[Principal, Depends(require_roles("senior-radiologist", "admin"))]
+REPORT_READERS = ("radiologist", "senior-radiologist")
 # The service context, its settings typed as the dashboard's own: ctx.settings.<field> is checked.
 Ctx: TypeAlias = ServiceCtx[Settings]
 

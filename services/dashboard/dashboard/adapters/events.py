@@ -31,7 +31,7 @@ from imaging_common.events.types import (
     ReportSigned,
 )
 
-from dashboard.domain import devices, facts
+from dashboard.domain import devices, facts, qc
 
 
 def _when(event: CloudEvent) -> datetime:
@@ -40,6 +40,8 @@ def _when(event: CloudEvent) -> datetime:
 
 async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEvent) -> None:
     await facts.order(conn, data)
+    await qc.consider(conn, "request", data.accession_number, modality=data.items[0].modality if data.items else None,
+                      person=data.ordering_doctor or data.ordering_doctor_id)
 
 
 async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
@@ -67,6 +69,8 @@ async def on_exam_started(conn: asyncpg.Connection, data: ExamStarted, event: Cl
 async def on_exam_completed(conn: asyncpg.Connection, data: ExamCompleted, event: CloudEvent) -> None:
     await facts.exam_completed(conn, data)
     await devices.touch(conn, data.station_ae_title, data.completed_at)
+    if data.status == "completed":
+        await qc.consider(conn, "image", data.accession_number, modality=data.modality, person=data.station_ae_title)
 
 
 async def on_film_printed(conn: asyncpg.Connection, data: FilmPrinted, event: CloudEvent) -> None:
@@ -79,6 +83,8 @@ async def on_film_matched(conn: asyncpg.Connection, data: FilmMatched, event: Cl
 
 async def on_report_signed(conn: asyncpg.Connection, data: ReportSigned, event: CloudEvent) -> None:
     await facts.report_signed(conn, data)
+    modality = await facts.modality_of(conn, data.accession_number)
+    await qc.consider(conn, "report", data.accession_number, modality=modality, person=data.signed_by)
 
 
 async def on_report_amended(conn: asyncpg.Connection, data: ReportAmended, event: CloudEvent) -> None:

@@ -103,3 +103,62 @@ class Today(Out):
     flow: list[dict[str, object]]
     open_critical: int
     under_way: list[dict[str, object]]
+
+
+class PlanIn(BaseModel):
+    percent: float = Field(ge=0, le=100)
+
+
+class Plan(Out):
+    kind: str
+    modality: str
+    percent: float
+
+
+class Plans(Out):
+    data: list[Plan]
+    count: int
+
+
+class QcItem(Out):
+    kind: str
+    accession_number: str
+    modality: str | None = None
+    person: str | None = None
+    drawn_at: datetime
+    reviews: list[dict[str, object]]
+
+
+class QcItems(Out):
+    data: list[QcItem]
+    count: int
+
+
+class ReviewIn(BaseModel):
+    grade: Literal["甲", "乙", "丙", "丁"] | None = None
+    score: int | None = Field(default=None, ge=0, le=100)
+    reasons: list[str] = Field(default_factory=list, max_length=20)
+    note: str = Field(default="", max_length=2000)
+
+
+class Review(Out):
+    review_id: int
+    kind: str
+    accession_number: str
+    reader: str
+    reviewer: str
+    grade: str | None = None
+    score: int | None = None
+    reasons: list[str]
+
+
+class QcStatsRow(Out):
+    month: str
+    person: str
+    reviews: int
+
+
+class QcStats(Out):
+    kind: str
+    data: list[QcStatsRow]
+    count: int

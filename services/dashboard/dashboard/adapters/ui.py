@@ -1,5 +1,6 @@
-"""Pages: the department head's dashboard `/ui/dashboard/` (a staff page: shared shell and stylesheet,
-everything through the API with the user's bearer token) and the wall screen `/ui/dashboard/big-screen`
+"""Pages: the department head's dashboard `/ui/dashboard/` and quality control `/ui/dashboard/qc/` (staff
+pages: shared shell and stylesheet, everything through the API with the user's bearer token) and the wall
+screen `/ui/dashboard/big-screen`
 (public: no login; it holds no data until its WebSocket presents the screen's token, then it is sent
 today's figures every IMAGING_DASHBOARD_SCREEN_SECONDS, names masked). Charts: Chart.js, served from
 static/ (MIT, licence beside it), never from a CDN."""
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from imaging_common import web
 
 from dashboard.domain import devices, screens
@@ -22,6 +23,11 @@ from dashboard.domain import devices, screens
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ui_router = web.pages_router("dashboard", STATIC / "dashboard.html")
 POLICY_VIOLATION = 4403  # close code: unknown screen or wrong token
+
+
+@ui_router.get("/qc/", summary="Quality control: drawn exams, readings, statistics (staff page; data via the API)")
+async def qc_page() -> HTMLResponse:
+    return web.staff_page(STATIC / "qc.html", "dashboard")
 
 
 @ui_router.get("/big-screen", summary="The wall screen (public page; data only over its WebSocket)")

@@ -3,6 +3,6 @@ service factory with the Chinese of adapters/problem_texts.py."""
 
 from __future__ import annotations
 
-from imaging_common.errors import Invalid, NotFound
+from imaging_common.errors import Conflict, Invalid, NotFound
 
-__all__ = ["Invalid", "NotFound"]
+__all__ = ["Conflict", "Invalid", "NotFound"]

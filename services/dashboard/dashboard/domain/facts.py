@@ -107,3 +107,9 @@ async def patient_merged(conn: asyncpg.Connection, survivor_empi_id: str, name: 
     """Exams of merged records belong to the survivor."""
     await conn.execute("UPDATE exam_fact SET empi_id = $1, patient_name = $2, updated_at = now() "
                        "WHERE empi_id = ANY($3::text[])", survivor_empi_id, name, merged)
+
+
+async def modality_of(conn: asyncpg.Connection, accession_number: str) -> str | None:
+    modality: str | None = await conn.fetchval("SELECT modality FROM exam_fact WHERE accession_number = $1",
+                                               accession_number)
+    return modality

@@ -48,6 +48,9 @@
     { id: "dashboard", href: "/ui/dashboard/", name: "运营看板", tasks: {
       "senior-radiologist": ["科室检查量、各环节时间、阳性率与符合率", "设备使用率与设备状态", "导出统计报表（Excel）"],
       admin: ["运营统计与导出", "设备状态与维护记录", "大屏地址与令牌"] } },
+    { id: "qc", href: "/ui/dashboard/qc/", name: "质控", tasks: {
+      technologist: ["影像质控评级（甲乙丙丁）", "申请单质控"], radiologist: ["影像、申请单与报告质控评阅"],
+      "senior-radiologist": ["报告质控评分与双人复核", "抽样比例与按人按月统计"] } },
     { id: "admin", href: "/ui/admin/", name: "系统管理", tasks: {
       admin: ["载入初始配置", "用户与角色、检查室与工作时间、检查项目目录", "队列与屏幕、报告模板、接收方、危急值字典与升级链"] } },
   ];
