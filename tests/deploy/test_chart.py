@@ -904,6 +904,9 @@ def test_network_policies_allow_only_the_architecture_flows(rendered: dict[str, 
     devices = named(docs, "NetworkPolicy", f"{FULLNAME}-dashboard-egress-devices")["spec"]["egress"]
     assert devices == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
                         "ports": [{"port": 104, "protocol": "TCP"}, {"port": 11112, "protocol": "TCP"}]}]
+    # The patient portal reaches the SMSC, and nothing else outside.
+    sms = named(docs, "NetworkPolicy", f"{FULLNAME}-patient-portal-egress-sms-gateways")["spec"]["egress"]
+    assert sms == [{"to": [{"ipBlock": {"cidr": "10.50.1.10/32"}}], "ports": [{"port": 2775, "protocol": "TCP"}]}]
     assert not [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("egress-film-store")]
 
 
