@@ -19,7 +19,8 @@ site, browser = staff_pages.site, staff_pages.browser  # the shared fixtures
 
 ROLES = ["admin", "clerk", "nurse", "technologist", "radiologist", "senior-radiologist", "clinician"]
 PAGES = ["/", "/ui/registration/", "/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/critical-values/",
-         "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal", "/ui/admin/"]
+         "/ui/critical-values/ack/{critical_id}", "/ui/print/review", "/ui/queue/terminal", "/ui/admin/",
+         "/ui/dashboard/", "/ui/dashboard/qc/"]
 BLOCKING = {"serious", "critical"}
 
 
