@@ -6,6 +6,7 @@ refuses is retried until it acknowledges; one that never does ends dead, visibly
 from __future__ import annotations
 
 import base64
+import json
 
 import asyncpg
 from hl7apy.consts import VALIDATION_LEVEL
@@ -84,6 +85,11 @@ async def test_sign_then_amend_reaches_hl7_and_fhir(service: Service, world: Wor
         types = [r["type"] for r in await conn.fetch(
             "SELECT type FROM outbox WHERE envelope->>'subject' = $1 ORDER BY seq", acc)]
     assert types == ["report.signed", "report.amended"]
+    # For the department's statistics (dashboard): the positive call, the preliminary and its agreement.
+    signed_data = json.loads(await svc.ctx.pool.fetchval(
+        "SELECT envelope->>'data' FROM outbox WHERE envelope->>'subject' = $1 AND type = 'report.signed'", acc))
+    assert signed_data["positive"] is True and signed_data["preliminary_by"] == f"rad-{world.tag}"
+    assert signed_data["preliminary_at"] and signed_data["preliminary_kept"] is True
 
     # Withdrawn: W to the HIS, entered-in-error at the FHIR endpoint.
     await world.step(acc, "withdraw", senior, note="检查号错误")
