@@ -25,6 +25,7 @@ from imaging_common.empi.record import normalize_phone
 from imaging_common.empi.store import IncomingPerson, Person, Resolution
 from imaging_common.events import publish
 from imaging_common.events.types import PatientMerged, PatientRef, PatientRegistered, PatientUpdated
+from imaging_common.sql import Where
 
 if TYPE_CHECKING:
     from registration.settings import Settings
@@ -215,31 +216,20 @@ async def search_by_criteria(conn: asyncpg.Connection, *, empi_id: str | None = 
                              limit: int) -> list[str]:
     """The active patients meeting every criterion given, oldest first (FHIR Patient search): their EMPI ids.
     `identifier` is (value, type), the type None for any; `name` a prefix of the name or its sort key."""
-    where: list[str] = ["p.status = 'active'"]
-    args: list[Any] = []
-    if empi_id is not None:
-        args.append(empi_id)
-        where.append(f"p.empi_id = ${len(args)}")
-    if pacs_patient_id is not None:
-        args.append(pacs_patient_id)
-        where.append(f"p.patient_id = ${len(args)}")
+    where = Where("p.status = 'active'")
+    where.given("p.empi_id = {}", empi_id)
+    where.given("p.patient_id = {}", pacs_patient_id)
     if identifier is not None:
         value, kind = identifier
-        args.append(value)
-        clause = f"i.value = ${len(args)}"
-        if kind:
-            args.append(kind)
-            clause += f" AND i.type = ${len(args)}"
-        where.append(f"EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND {clause})")
+        of_type = " AND i.type = {}" if kind else ""
+        where.add("EXISTS (SELECT 1 FROM empi_identifier i WHERE i.empi_id = p.empi_id AND i.value = {}"
+                  + of_type + ")", value, *([kind] if kind else []))
     if name is not None:
-        args += [like_prefix(name.han or name.key), like_prefix(name.key)]
-        where.append(f"(p.name LIKE ${len(args) - 1} ESCAPE '\\' OR p.name_key LIKE ${len(args)} ESCAPE '\\')")
-    if birth_date is not None:
-        args.append(birth_date)
-        where.append(f"p.birth_date = ${len(args)}")
-    args.append(limit)
-    rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {' AND '.join(where)} "
-                            f"ORDER BY p.created_at LIMIT ${len(args)}", *args)
+        where.add("(p.name LIKE {} ESCAPE '\\' OR p.name_key LIKE {} ESCAPE '\\')",
+                  like_prefix(name.han or name.key), like_prefix(name.key))
+    where.given("p.birth_date = {}", birth_date)
+    rows = await conn.fetch(f"SELECT p.empi_id FROM empi_person p WHERE {where} "
+                            f"ORDER BY p.created_at LIMIT {where.arg(limit)}", *where.args)
     return [r["empi_id"] for r in rows]
 
 

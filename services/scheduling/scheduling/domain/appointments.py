@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from imaging_common.events.types import AppointmentInfo, PatientRef, SpecialConditions
+from imaging_common.sql import Where
 
 SELECT = """
 SELECT a.id::text AS id, a.order_id, a.exam_code, a.accession_number, a.empi_id, a.room_id, a.technologist_id,
@@ -55,26 +56,15 @@ async def list_for(
     end: datetime | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    where: list[str] = ["true"]
-    args: list[Any] = []
-    for column, value in (
-        ("a.empi_id", empi_id),
-        ("a.order_id", order_id),
-        ("a.room_id", room_id),
-        ("a.status", status),
-    ):
-        if value is not None:
-            args.append(value)
-            where.append(f"{column} = ${len(args)}")
-    if start is not None:
-        args.append(start)
-        where.append(f"upper(a.during) > ${len(args)}")
-    if end is not None:
-        args.append(end)
-        where.append(f"lower(a.during) < ${len(args)}")
-    args.append(limit)
-    sql = SELECT + " WHERE " + " AND ".join(where) + f" ORDER BY lower(a.during) LIMIT ${len(args)}"
-    return [as_dict(r) for r in await conn.fetch(sql, *args)]
+    where = Where()
+    where.given("a.empi_id = {}", empi_id)
+    where.given("a.order_id = {}", order_id)
+    where.given("a.room_id = {}", room_id)
+    where.given("a.status = {}", status)
+    where.given("upper(a.during) > {}", start)
+    where.given("lower(a.during) < {}", end)
+    sql = SELECT + f" WHERE {where} ORDER BY lower(a.during) LIMIT {where.arg(limit)}"
+    return [as_dict(r) for r in await conn.fetch(sql, *where.args)]
 
 
 def info(a: dict[str, Any], version: int | None = None) -> AppointmentInfo:
