@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from imaging_common.empi.identifiers import Identifier, IdType, mask
 from imaging_common.empi.matcher import MAX_BLOCK, ScoredPair, Scorer
 from imaging_common.empi.names import NameForm, name_form
 from imaging_common.empi.record import MatchRecord, normalize_phone, normalize_sex
-from imaging_common.empi.survivorship import SourceRecord, golden_record
+from imaging_common.empi.survivorship import Demographics, SourceRecord, golden_record
 
 LOCK_CLASS = 0x454D5049  # "EMPI": first key of pg_advisory_xact_lock(int, int) for blocking keys
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -85,21 +85,11 @@ class IncomingPerson:
 
 
 @dataclass
-class Person:
+class Person(Demographics):
     empi_id: str
     patient_id: str
     status: str
     merged_into: str | None
-    name: str
-    name_latin: str | None
-    birth_date: date | None
-    sex: str
-    phone: str | None
-    address: str | None
-    postcode: str | None
-    id_type: str | None
-    id_number: str | None
-    verified: bool
     version: int
     created_at: datetime
     updated_at: datetime
@@ -107,9 +97,7 @@ class Person:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Person:
-        return cls(**{k: row[k] for k in (
-            "empi_id", "patient_id", "status", "merged_into", "name", "name_latin", "birth_date", "sex", "phone",
-            "address", "postcode", "id_type", "id_number", "verified", "version", "created_at", "updated_at")})
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name != "identifiers"})  # loaded apart
 
     @property
     def id_number_masked(self) -> str | None:
@@ -153,8 +141,7 @@ class Resolution:
 # Who a person is: a link or a feed never changes these without a person's yes (confirm_pending).
 DEMOGRAPHICS = ("name", "birth_date", "sex")
 
-_PERSON_FIELDS = ("name", "name_latin", "birth_date", "sex", "phone", "address", "postcode", "id_type", "id_number",
-                  "verified")
+_PERSON_FIELDS = tuple(f.name for f in fields(Demographics))  # what recompute() writes from the golden record
 
 
 async def _lock_keys(conn: asyncpg.Connection, keys: Sequence[str]) -> None:

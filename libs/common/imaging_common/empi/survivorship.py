@@ -49,7 +49,9 @@ class SourceRecord:
 
 
 @dataclass
-class GoldenRecord:
+class Demographics:
+    """Who a person is: what the golden record settles and the person's row (empi_person) keeps."""
+
     name: str
     name_latin: str | None
     birth_date: date | None
@@ -59,8 +61,12 @@ class GoldenRecord:
     postcode: str | None
     id_type: str | None
     id_number: str | None
-    identifiers: list[dict[str, Any]]
     verified: bool
+
+
+@dataclass
+class GoldenRecord(Demographics):
+    identifiers: list[dict[str, Any]]
     provenance: dict[str, str]  # field -> source record id
 
 
