@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar, cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # The settings class of one service (its settings.py), so `ctx.settings.<field>` is typed.
 S = TypeVar("S", bound=CommonSettings)
 S_contra = TypeVar("S_contra", bound=CommonSettings, contravariant=True)
+E = TypeVar("E")
 
 # A listener is started after the service is connected and stopped before it disconnects:
 # `async with listener(ctx): ...` (a DICOM SCP, an MLLP server, a background scheduler).
@@ -149,6 +150,10 @@ class ServiceContext(Generic[S]):
     verifier: TokenVerifier
     registry: CollectorRegistry
     extras: dict[str, Any] = field(default_factory=dict)  # what listeners share with routes
+
+    def extra(self, name: str, kind: type[E]) -> E:
+        """`extras[name]` as the `kind` its listener put there (typed for the caller; not checked at run time)."""
+        return cast(E, self.extras[name])
 
     async def readiness(self) -> dict[str, str]:
         """Check each dependency at once: "ok" or "unreachable" (the reason is logged, never answered).

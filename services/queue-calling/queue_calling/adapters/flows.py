@@ -35,13 +35,11 @@ class Audit:
 
 
 def hub_of(ctx: ServiceContext) -> ScreenHub:
-    hub: ScreenHub = ctx.extras["hub"]
-    return hub
+    return ctx.extra("hub", ScreenHub)
 
 
 def sender_of(ctx: ServiceContext) -> NotificationSender:
-    sender: NotificationSender = ctx.extras["sender"]
-    return sender
+    return ctx.extra("sender", NotificationSender)
 
 
 async def after_commit(ctx: ServiceContext, change: Change, queued: int) -> None:

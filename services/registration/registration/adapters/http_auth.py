@@ -73,18 +73,15 @@ class UserUpdate(BaseModel):
 
 
 def _issuer(ctx: ServiceContext) -> TokenIssuer:
-    issuer: TokenIssuer = ctx.extras["token_issuer"]
-    return issuer
+    return ctx.extra("token_issuer", TokenIssuer)
 
 
 def _throttle(ctx: ServiceContext) -> LoginThrottle:
-    throttle: LoginThrottle = ctx.extras["login_throttle"]
-    return throttle
+    return ctx.extra("login_throttle", LoginThrottle)
 
 
 def _sessions(ctx: ServiceContext) -> SessionStore:
-    sessions: SessionStore = ctx.extras["sessions"]
-    return sessions
+    return ctx.extra("sessions", SessionStore)
 
 
 def _secure(request: Request) -> bool:
