@@ -213,11 +213,24 @@ async def start_notifying(conn: asyncpg.Connection, cv: asyncpg.Record, *, at: d
     await add_timer(conn, cv["critical_id"], "ack-deadline", cv["ack_due_at"], step=0)
 
 
+async def _moving(conn: asyncpg.Connection, critical_id: str,
+                  action: states.Action) -> tuple[asyncpg.Record, states.State]:
+    """The value, locked, and the state `action` takes it to (InvalidTransition if it may not)."""
+    cv = await get(conn, critical_id, lock=True)
+    return cv, states.next_state(cv["state"], action)
+
+
+async def _closed(conn: asyncpg.Connection, cv: asyncpg.Record, at: datetime, outcome: str) -> None:
+    """critical.closed for a value just closed with `outcome`."""
+    acc = cv["accession_number"]
+    await publish(conn, CriticalClosed(critical_id=cv["critical_id"], accession_number=acc, closed_at=at,
+                                       outcome=outcome), source=SOURCE, subject=acc)
+
+
 async def confirm(conn: asyncpg.Connection, critical_id: str, *, by: str, senior: bool,
                   at: datetime | None = None) -> asyncpg.Record:
     at = at or now_utc()
-    cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], states.Action.CONFIRM)
+    cv, new_state = await _moving(conn, critical_id, states.Action.CONFIRM)
     item_needs_senior = cv["item_code"] and await conn.fetchval(
         "SELECT requires_senior_confirmation FROM dictionary_item WHERE version = $1 AND code = $2",
         cv["dictionary_version"], cv["item_code"])
@@ -236,14 +249,12 @@ async def confirm(conn: asyncpg.Connection, critical_id: str, *, by: str, senior
 async def reject(conn: asyncpg.Connection, critical_id: str, *, by: str, reason: str,
                  at: datetime | None = None) -> asyncpg.Record:
     at = at or now_utc()
-    cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], states.Action.REJECT)
+    cv, new_state = await _moving(conn, critical_id, states.Action.REJECT)
     cv = await conn.fetchrow(
         """UPDATE critical_value SET state = $2, closed_at = $3, outcome = 'rejected', confirmed_by = $4
            WHERE critical_id = $1 RETURNING *""", critical_id, new_state, at, by)
     await log_action(conn, critical_id, actor=by, action="rejected", detail={"reason": reason}, at=at)
-    await publish(conn, CriticalClosed(critical_id=critical_id, accession_number=cv["accession_number"],
-                                       closed_at=at, outcome="rejected"), source=SOURCE, subject=cv["accession_number"])
+    await _closed(conn, cv, at, "rejected")
     return cv
 
 
@@ -297,8 +308,7 @@ async def acknowledge(conn: asyncpg.Connection, critical_id: str, *, by: str, ch
     await publish(conn, CriticalAcknowledged(critical_id=critical_id, accession_number=acc, acknowledged_by=by,
                                              channel=channel, action_taken=action_taken, acknowledged_at=at),
                   source=SOURCE, subject=acc)
-    await publish(conn, CriticalClosed(critical_id=critical_id, accession_number=acc, closed_at=at,
-                                       outcome="acknowledged"), source=SOURCE, subject=acc)
+    await _closed(conn, cv, at, "acknowledged")
     return cv, True
 
 
@@ -306,15 +316,13 @@ async def document_only(conn: asyncpg.Connection, critical_id: str, *, by: str, 
                         at: datetime | None = None) -> asyncpg.Record:
     """A manual "documented only" close: no clinician system was involved (kept apart in statistics)."""
     at = at or now_utc()
-    cv = await get(conn, critical_id, lock=True)
-    new_state = states.next_state(cv["state"], states.Action.DOCUMENT)
+    cv, new_state = await _moving(conn, critical_id, states.Action.DOCUMENT)
     cv = await conn.fetchrow(
         "UPDATE critical_value SET state = $2, closed_at = $3, outcome = 'documented' WHERE critical_id = $1 "
         "RETURNING *", critical_id, new_state, at)
     await log_action(conn, critical_id, actor=by, action="documented-only", detail={"note": note}, at=at)
     await _finish(conn, cv, at)
-    await publish(conn, CriticalClosed(critical_id=critical_id, accession_number=cv["accession_number"], closed_at=at,
-                                       outcome="documented"), source=SOURCE, subject=cv["accession_number"])
+    await _closed(conn, cv, at, "documented")
     return cv
 
 
