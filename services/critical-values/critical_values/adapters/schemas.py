@@ -1,6 +1,4 @@
-"""What the JSON routes answer (issue 20 item 4): OpenAPI documents these, FastAPI checks the answers.
-Each model is an imaging_common.json_out.Out: it names the fields clients read and passes on the row's
-other columns as they are."""
+"""The critical-value API's answers: imaging_common.json_out.Out models (documented in OpenAPI, checked by FastAPI)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""What the JSON routes answer (issue 20 item 4): OpenAPI documents these, FastAPI checks the answers.
-Each model is an imaging_common.json_out.Out: it names the fields clients read and passes on the row's
-other columns as they are. Times the code formats itself
-(isoformat()) are `str`."""
+"""Registration's answers: imaging_common.json_out.Out models (documented in OpenAPI, checked by FastAPI);
+times the code formats itself (isoformat()) are `str`."""
 
 from __future__ import annotations
 
