@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 
 import pytest
 from scheduling.domain import booking, housekeeping
@@ -54,6 +55,7 @@ async def test_booking_writes_appointment_booked_with_station_ae_title(conn, sch
     assert [e["type"] for e in events] == ["appointment.booked"]
     info = events[0]["data"]["appointment"]
     assert info["station_ae_title"] == "CT1_AE" and info["room_id"] == room and info["exam_code"] == exam
+    assert datetime.fromisoformat(info["booked_at"]) == a["created_at"]  # the dashboard's order -> booked step
     audit = await conn.fetchval(
         "SELECT count(*) FROM audit.audit_log WHERE entity = 'appointment' AND entity_id = $1", a["id"]
     )
