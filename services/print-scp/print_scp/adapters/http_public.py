@@ -13,9 +13,11 @@ Public answers show masked names only.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -164,14 +166,20 @@ async def _slip(conn: Any, token: str | None) -> Any:
     return row
 
 
+@contextlib.asynccontextmanager
+async def _kiosk_and_slip(request: Request, key: str | None, token: str) -> AsyncIterator[tuple[KioskDevice, Any, Any]]:
+    """The kiosk presenting `key` (rates first), then, in a transaction, the valid slip it scanned."""
+    device = await _kiosk(request, key)
+    async with request_context(request).pool.acquire() as conn, conn.transaction():
+        yield device, conn, await _slip(conn, token)
+
+
 @router.post("/kiosk/lookup", response_model=schemas.KioskLookup,
              summary="Self-service: the patient scans their slip; their films are listed "
              "(nothing is recorded as handed over)")
 async def kiosk_lookup(request: Request, body: Slip, x_kiosk_key: Annotated[str | None, Header()] = None
                        ) -> dict[str, Any]:
-    device = await _kiosk(request, x_kiosk_key)
-    async with request_context(request).pool.acquire() as conn, conn.transaction():
-        slip = await _slip(conn, body.slip)
+    async with _kiosk_and_slip(request, x_kiosk_key, body.slip) as (device, conn, slip):
         rows = await films_store.matched_films(conn, slip["accession_number"], slip["empi_id"])
         # A read of patient data is audited (standard 10.5); nothing about the films changes.
         await audit.record_read(conn, actor=device.actor, entity="film",
@@ -218,9 +226,7 @@ class Collected(Slip):
              "(recorded as handed over by this kiosk)")
 async def kiosk_collected(request: Request, body: Collected, x_kiosk_key: Annotated[str | None, Header()] = None
                           ) -> dict[str, Any]:
-    device = await _kiosk(request, x_kiosk_key)
-    async with request_context(request).pool.acquire() as conn, conn.transaction():
-        slip = await _slip(conn, body.slip)
+    async with _kiosk_and_slip(request, x_kiosk_key, body.slip) as (device, conn, slip):
         rows = await films_store.hand_over_matched(conn, [str(f) for f in body.film_ids], slip["accession_number"],
                                                    slip["empi_id"], device.actor)
         if len(rows) != len(set(body.film_ids)):
