@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from imaging_common import audit
+from imaging_common.auth import Principal
 from imaging_common.events import publish
 from imaging_common.events.types import PatientArrived, PatientRef
 from imaging_common.json_out import listing
@@ -21,6 +24,7 @@ from queue_calling.adapters.schemas import CheckedIn, DayStatsList, Entry, Entry
 from queue_calling.domain import calling, checkin, entries, notifications, stats, views
 from queue_calling.domain.calling import Who
 from queue_calling.domain.errors import Invalid, NotFound
+from queue_calling.domain.scope import Change
 
 router = APIRouter(tags=["queue terminals"])
 
@@ -138,12 +142,19 @@ async def terminal_view(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientI
     return {"room": dict(room), "queues": out}
 
 
+async def _entry_changed(ctx: Ctx, user: Principal, ip: str | None, detail: dict[str, Any],
+                         change: Callable[[asyncpg.Connection], Awaitable[tuple[Any, Change]]]) -> Entry:
+    """A terminal's change of one entry, audited as an update with `detail`: the entry as terminals see it."""
+    row = await run_change(ctx, change, audit_as=Audit(user.username, "update", source_ip=ip, detail=detail))
+    return entries.public_entry(row)
+
+
 @router.post("/rooms/{room_id}/call-next", summary="顺呼: call the next patient to this room")
 async def call_next(room_id: str, user: TerminalStaff, ctx: Ctx, ip: ClientIp, terminal: Terminal = None
                     ) -> Entry:
-    row = await run_change(ctx, lambda c: calling.call_next(c, room_id=room_id, who=who(user, terminal), now=now()),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"call": "next"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"call": "next"},
+                                lambda c: calling.call_next(c, room_id=room_id, who=w, now=now()))
 
 
 class SelectCall(BaseModel):
@@ -173,46 +184,41 @@ EntryActionName = Literal["recall", "skip", "restore", "finish"]
 @router.post("/entries/{entry_id}/select-call", summary="选呼: call this patient now")
 async def select_call(entry_id: uuid.UUID, body: SelectCall, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
                       terminal: Terminal = None) -> Entry:
-    row = await run_change(ctx, lambda c: calling.select_call(c, entry_id=entry_id, room_id=body.room_id,
-                                                              who=who(user, terminal), now=now()),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"call": "select"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"call": "select"}, lambda c: calling.select_call(
+        c, entry_id=entry_id, room_id=body.room_id, who=w, now=now()))
 
 
 @router.post("/entries/{entry_id}/start", summary="The exam starts (patient entered the room)")
 async def start(entry_id: uuid.UUID, body: Start, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
                 terminal: Terminal = None) -> Entry:
-    row = await run_change(ctx, lambda c: calling.start(c, entry_id=entry_id, who=who(user, terminal), now=now(),
-                                                        room_id=body.room_id),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "start"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"action": "start"}, lambda c: calling.start(
+        c, entry_id=entry_id, who=w, now=now(), room_id=body.room_id))
 
 
 @router.post("/entries/{entry_id}/cancel", summary="The patient leaves the queue")
 async def cancel(entry_id: uuid.UUID, body: Cancel, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
                  terminal: Terminal = None) -> Entry:
-    row = await run_change(ctx, lambda c: calling.cancel(c, entry_id=entry_id, who=who(user, terminal),
-                                                         reason=body.reason),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "cancel"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"action": "cancel"}, lambda c: calling.cancel(
+        c, entry_id=entry_id, who=w, reason=body.reason))
 
 
 @router.post("/entries/{entry_id}/transfer", summary="转诊: move to another queue/room, keeping history")
 async def transfer(entry_id: uuid.UUID, body: Transfer, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
                    terminal: Terminal = None) -> Entry:
-    row = await run_change(ctx, lambda c: calling.transfer(c, entry_id=entry_id, to_queue_id=body.queue_id,
-                                                           who=who(user, terminal), reason=body.reason),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "transfer"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"action": "transfer"}, lambda c: calling.transfer(
+        c, entry_id=entry_id, to_queue_id=body.queue_id, who=w, reason=body.reason))
 
 
 @router.post("/entries/{entry_id}/reorder", summary="Manual reorder: put before another waiting patient")
 async def reorder(entry_id: uuid.UUID, body: Reorder, user: TerminalStaff, ctx: Ctx, ip: ClientIp,
                   terminal: Terminal = None) -> Entry:
-    row = await run_change(ctx, lambda c: calling.reorder(c, entry_id=entry_id, before_entry_id=body.before_entry_id,
-                                                          who=who(user, terminal)),
-                           audit_as=Audit(user.username, "update", source_ip=ip, detail={"action": "reorder"}))
-    return entries.public_entry(row)
+    w = who(user, terminal)
+    return await _entry_changed(ctx, user, ip, {"action": "reorder"}, lambda c: calling.reorder(
+        c, entry_id=entry_id, before_entry_id=body.before_entry_id, who=w))
 
 
 @router.post("/queues/{queue_id}/{op}", summary="Pause or resume calling from a queue")
@@ -277,6 +283,4 @@ async def entry_action(entry_id: uuid.UUID, action: EntryActionName, user: Termi
         "restore": lambda c: calling.restore(c, entry_id=entry_id, who=w),
         "finish": lambda c: calling.finish(c, entry_id=entry_id, who=w, now=now()),
     }
-    row = await run_change(ctx, fns[action], audit_as=Audit(user.username, "update", source_ip=ip,
-                                                            detail={"action": action}))
-    return entries.public_entry(row)
+    return await _entry_changed(ctx, user, ip, {"action": action}, fns[action])
