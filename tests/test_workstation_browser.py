@@ -5,6 +5,7 @@ and on logout or expiry every staff page empties itself before it shows the sign
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from imaging_common.auth import credentials as cred
 from imaging_testing.auth import issue_test_token
 from imaging_testing.print_kit import film_for_review
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Error as PlaywrightError
 from registration.settings import Settings as RegistrationSettings
 
 from . import staff_pages
@@ -230,12 +232,15 @@ async def test_every_staff_page_empties_itself_when_the_session_ends(site: Site,
         else:
             # Revoked elsewhere (an admin, another tab, the idle timeout): the next call is refused, no renewal
             # is possible, and the page empties itself before it asks for a sign-in.
-            async with httpx.AsyncClient(base_url=site.url) as api:
-                r = await api.post("/api/registration/auth/logout", headers={"Authorization": f"Bearer {token}"})
-                assert r.status_code == 204
+            # (The navigation is awaited from before the revocation: a page that updates live, the worklist,
+            # may make its refused call by itself before the click; then the click finds the page emptied.)
             async with page.expect_navigation(wait_until="load", timeout=60_000):
+                async with httpx.AsyncClient(base_url=site.url) as api:
+                    r = await api.post("/api/registration/auth/logout", headers={"Authorization": f"Bearer {token}"})
+                    assert r.status_code == 204
                 if path in ("/ui/worklist/", "/ui/scheduling/", "/ui/reporting/", "/ui/print/review"):
-                    await page.click("#refresh")
+                    with contextlib.suppress(PlaywrightError):
+                        await page.click("#refresh", timeout=10_000)
                 elif "/ack/" in path:
                     await page.click("#ack")
                 elif path == "/ui/registration/":
