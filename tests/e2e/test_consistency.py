@@ -212,7 +212,8 @@ async def test_drifts_made_on_purpose_are_listed(platform: tuple[Cluster, Site, 
             assert (d.field, d.registration, d.value, d.kind) == ("order", None, "NOSUCH-ACC", "unknown-order")
             sex = {d.service for d in _find(report, subject=a.accession, field="sex")}
             # every copy holding A's sex (critical-values' was deleted above)
-            assert sex == {"worklist", "scheduling", "queue_calling", "reporting", "print_scp"}, report.table()
+            assert sex == {"worklist", "scheduling", "queue_calling", "reporting", "print_scp", "patient_portal"}, \
+                report.table()
             assert all(d.registration == new_sex for d in _find(report, subject=a.accession, field="sex"))
             assert not _find(report, subject=STATE["c"]["accession_number"]), report.table()
 
