@@ -138,3 +138,15 @@ async def test_one_patient_never_sees_anothers_exam(client: httpx.AsyncClient, s
     r = await client.get(f"{API}/exams/{other.accession_number}", headers=headers)
     assert r.status_code == 404
     assert other.accession_number not in (await client.get(f"{API}/exams", headers=headers)).text
+
+
+async def test_the_api_is_described_and_the_page_keeps_nothing(client: httpx.AsyncClient) -> None:
+    spec = (await client.get(f"{API}/openapi.json")).json()
+    assert {"/api/patient/auth/code", "/api/patient/auth/session", "/api/patient/exams",
+            "/api/patient/shares", "/api/patient/messages"} <= set(spec["paths"])
+    page = await client.get("/ui/patient/")
+    assert page.status_code == 200 and "手机号登录" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = (await client.get("/ui/patient/static/patient.js")).text
+    assert "localStorage" not in script and "sessionStorage" not in script and "document.cookie" not in script
