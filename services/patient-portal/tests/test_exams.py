@@ -62,10 +62,16 @@ async def test_the_exam_goes_from_booked_to_reported(client: httpx.AsyncClient, 
     await emit(report, acc)
     await eventually(lambda: status_of(pool, acc, "reported"), "reported")
     # A late check-in never moves a reported exam back.
-    await emit(PatientArrived(order_id=order.order_id, accession_number=acc, patient=order.patient, queue_id="CT",
-                              queue_number="CT099", arrived_at=datetime.now(UTC)), acc)
+    late = await emit(PatientArrived(order_id=order.order_id, accession_number=acc, patient=order.patient,
+                                     queue_id="CT", queue_number="CT099", arrived_at=datetime.now(UTC)), acc)
+    await eventually(lambda: pool.fetchval("SELECT 1 FROM inbox WHERE event_id = $1", late.id), "the late check-in")
     exam = (await client.get(f"{API}/exams/{acc}", headers=headers)).json()
     assert exam["status"] == "reported" and exam["impression"] == "双肺未见明显异常。"
+    assert exam["queue_number"] == "CT012", "a late check-in changes nothing"
+    # The check-in told the patient their ticket, once.
+    checked_in = [t for t in smsc.to(f"86{phone}") if "您已签到" in t]
+    assert checked_in == ["【影像中心】您已签到，排队号CT012，请在候诊区留意叫号。检查进度可在手机上查看："
+                          "http://localhost:8080/ui/patient/"]
 
     pdf = await client.get(f"{API}/exams/{acc}/report.pdf", headers=headers)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"

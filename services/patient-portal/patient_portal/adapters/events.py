@@ -50,7 +50,9 @@ async def on_appointment_cancelled(conn: asyncpg.Connection, data: ev.Appointmen
 
 async def on_arrived(conn: asyncpg.Connection, data: ev.PatientArrived, event: CloudEvent) -> None:
     await exams.record_patient(conn, data.patient)
-    await exams.arrived(conn, data.accession_number, queue_number=data.queue_number, at=data.arrived_at)
+    if await exams.arrived(conn, data.accession_number, queue_number=data.queue_number, at=data.arrived_at):
+            await notices.checked_in(conn, handler_settings(Settings), accession_number=data.accession_number,
+                                 empi_id=data.patient.empi_id, ticket=data.queue_number)
 
 
 async def on_exam_started(conn: asyncpg.Connection, data: ev.ExamStarted, event: CloudEvent) -> None:

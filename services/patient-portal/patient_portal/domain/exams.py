@@ -62,13 +62,13 @@ async def cancel_order(conn: asyncpg.Connection, accession_number: str) -> None:
 
 
 async def _advance(conn: asyncpg.Connection, accession_number: str, status: str, **fields: Any) -> bool:
-    """Move the exam to `status` (never back, never out of a cancel) and set `fields` with it."""
-    names = list(fields)
-    sets = "".join(f", {name} = ${i + 4}" for i, name in enumerate(names))
+    """Move the exam to `status` and set `fields` with it, unless it is past that stage already (a late
+    event changes nothing) or cancelled. Whether it was applied."""
+    sets = "".join(f", {name} = ${i + 4}" for i, name in enumerate(fields))
     done = await conn.execute(
-        f"""UPDATE exam SET status = CASE WHEN ($3::jsonb ->> status)::int < ($3::jsonb ->> $2)::int
-                                          THEN $2 ELSE status END {sets}
-             WHERE accession_number = $1 AND status <> '{CANCELLED}'""",
+        f"""UPDATE exam SET status = $2 {sets}
+             WHERE accession_number = $1 AND status <> '{CANCELLED}'
+               AND ($3::jsonb ->> status)::int <= ($3::jsonb ->> $2)::int""",
         accession_number, status, json.dumps(STATUS_RANK), *fields.values())
     return done != "UPDATE 0"
 
@@ -88,8 +88,8 @@ async def cancel_appointment(conn: asyncpg.Connection, accession_number: str, ap
             WHERE accession_number = $1 AND appointment_id = $2""", accession_number, appointment_id)
 
 
-async def arrived(conn: asyncpg.Connection, accession_number: str, *, queue_number: str, at: datetime) -> None:
-    await _advance(conn, accession_number, "checked_in", queue_number=queue_number, arrived_at=at)
+async def arrived(conn: asyncpg.Connection, accession_number: str, *, queue_number: str, at: datetime) -> bool:
+    return await _advance(conn, accession_number, "checked_in", queue_number=queue_number, arrived_at=at)
 
 
 async def started(conn: asyncpg.Connection, accession_number: str) -> None:

@@ -20,6 +20,7 @@ TEMPLATES = {
     "appointment-booked": "{signature}您好，您的{exam}检查已预约在{time}，地点：{room}。请提前15分钟到达签到。",
     "appointment-rescheduled": "{signature}您好，您的{exam}检查已改约到{time}，地点：{room}。",
     "appointment-reminder": "{signature}提醒：您的{exam}检查在{time}，地点：{room}。{preparation}",
+    "checked-in": "{signature}您已签到，排队号{ticket}，请在候诊区留意叫号。检查进度可在手机上查看：{url}",
     "report-ready": "{signature}您好，您的{exam}检查报告已出，可在手机上登录查看：{url}",
     "report-amended": "{signature}您好，您的{exam}检查报告已更正（第{version}版），请登录查看最新报告：{url}",
     "critical": "{signature}您好，您的{exam}检查结果需要尽快处理，请尽快联系{department}或到院就诊。",

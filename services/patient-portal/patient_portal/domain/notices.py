@@ -35,6 +35,14 @@ async def appointment(conn: asyncpg.Connection, s: Settings, a: AppointmentInfo,
                         time=_when(a.start, s), room=a.room_name, preparation=preparation or "")
 
 
+async def checked_in(conn: asyncpg.Connection, s: Settings, *, accession_number: str, empi_id: str,
+                     ticket: str) -> bool:
+    """patient.arrived: the ticket the patient waits with (one message per ticket)."""
+    return await _queue(conn, s, dedup_key=f"checked-in:{accession_number}:{ticket}", kind="checked-in",
+                        empi_id=empi_id, accession_number=accession_number, ticket=ticket,
+                        url=f"{s.patient_public_base_url.rstrip('/')}/ui/patient/")
+
+
 async def report(conn: asyncpg.Connection, s: Settings, *, accession_number: str, report_id: str,
                  version: int, amended: bool) -> bool:
     exam = await conn.fetchrow("SELECT empi_id, exam_name FROM exam WHERE accession_number = $1", accession_number)
