@@ -32,7 +32,8 @@ from e2e.journey import CHEST_CT, resident_id, unique_name
 
 HEAD_CT = {"code": "CT-HEAD", "name": "头颅CT平扫", "modality": "CT", "body_part": "HEAD"}
 CONSUMERS = {"scheduling": "scheduling", "worklist": "worklist", "queue_calling": "queue-calling",
-             "print_scp": "print-scp", "reporting": "reporting", "critical_values": "critical-values"}
+             "print_scp": "print-scp", "reporting": "reporting", "critical_values": "critical-values",
+             "patient_portal": "patient-portal", "dashboard": "dashboard"}
 
 
 async def _produce(api: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:

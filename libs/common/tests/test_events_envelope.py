@@ -104,7 +104,7 @@ def test_handlers_match_subscriptions_exactly() -> None:
 
 
 def test_every_model_carries_its_type_which_never_travels_in_the_data() -> None:
-    assert len(EVENT_MODELS) == 24
+    assert len(EVENT_MODELS) == 26  # with device.disconnected and device.reconnected (the dashboard's alerts)
     for event_type, model in EVENT_MODELS.items():
         assert model.type == event_type and event_type_of(model) == event_type
         assert "type" not in model.model_fields and "event_type" not in model.model_fields

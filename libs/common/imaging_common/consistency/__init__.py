@@ -469,8 +469,9 @@ async def _patient_portal(conn: asyncpg.Connection, s: str, c: _Collector) -> No
 
 async def _dashboard(conn: asyncpg.Connection, s: str, c: _Collector) -> None:
     """The statistics' copy: every order and who it is about (a cancelled order stays: it is history)."""
-    exams = await conn.fetch(f"SELECT accession_number, empi_id, patient_name FROM {s}.exam_fact "
-                             "WHERE order_id IS NOT NULL ORDER BY accession_number")
+    exams = await conn.fetch(f"SELECT x.accession_number, x.empi_id, p.patient ->> 'name' AS patient_name "
+                             f"FROM {s}.exam_fact x LEFT JOIN {s}.patient p USING (empi_id) "
+                             "WHERE x.order_id IS NOT NULL ORDER BY x.accession_number")
     for r in exams:
         record = f"exam_fact {r['accession_number']}"
         c.order(r["accession_number"], record, r["empi_id"])

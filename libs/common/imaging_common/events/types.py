@@ -157,6 +157,10 @@ class OrderCancelled(EventData):
     accession_number: str
     reason: str | None = None
     version: int | None = None  # the order's version (see OrderCreated.version)
+    # Who and what the cancelled order was about: a consumer that keeps cancelled orders as history and
+    # meets the cancellation first (its order.created, older, is then stale) still knows them.
+    patient: PatientRef | None = None
+    items: list[ExamItem] = []
 
     def subject_versions(self) -> list[tuple[str, int]]:
         return [(f"order:{self.order_id}", self.version)] if self.version is not None else []

@@ -45,7 +45,7 @@ async def on_order(conn: asyncpg.Connection, data: OrderCreated, event: CloudEve
 
 
 async def on_order_cancelled(conn: asyncpg.Connection, data: OrderCancelled, event: CloudEvent) -> None:
-    await facts.merge_exam(conn, data.accession_number, order_id=data.order_id, cancelled_at=_when(event))
+    await facts.cancelled(conn, data, at=_when(event))
 
 
 async def on_booked(conn: asyncpg.Connection, data: AppointmentBooked, event: CloudEvent) -> None:
@@ -105,11 +105,11 @@ async def on_critical_closed(conn: asyncpg.Connection, data: CriticalClosed, eve
 
 
 async def on_patient_updated(conn: asyncpg.Connection, data: PatientUpdated, event: CloudEvent) -> None:
-    await facts.patient_updated(conn, data.patient.empi_id, data.patient.name)
+    await facts.record_patient(conn, data.patient)
 
 
 async def on_patient_merged(conn: asyncpg.Connection, data: PatientMerged, event: CloudEvent) -> None:
-    await facts.patient_merged(conn, data.surviving.empi_id, data.surviving.name, data.merged_empi_ids)
+    await facts.patient_merged(conn, data.surviving, data.merged_empi_ids)
 
 
 HANDLERS: Handlers = {

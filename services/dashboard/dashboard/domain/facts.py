@@ -6,6 +6,7 @@ from registration's events only (order, patient updated and merged): the name as
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +16,13 @@ from imaging_common.events.types import (
     CriticalRaised,
     ExamCompleted,
     ExamStarted,
+    OrderCancelled,
     OrderCreated,
+    PatientRef,
     ReportAmended,
     ReportSigned,
 )
+from imaging_common.events.versions import merge_patient, patient_is_current
 
 # Steps whose first time is the one that counts: a later event repeating them moves nothing.
 FIRST_TIMES = frozenset({"booked_at", "final_at", "delivered_at", "no_show_at", "preliminary_at"})
@@ -37,13 +41,35 @@ async def merge_exam(conn: asyncpg.Connection, accession_number: str, **fields: 
         + ", ".join([*sets, "updated_at = now()"]), accession_number, *known.values())
 
 
+async def record_patient(conn: asyncpg.Connection, patient: PatientRef) -> None:
+    """Keep the person's copy: a current snapshot wins, an older one only fills gaps."""
+    current = await patient_is_current(conn, patient)
+    known = await conn.fetchval("SELECT patient FROM patient WHERE empi_id = $1 FOR UPDATE", patient.empi_id)
+    merged = merge_patient(json.loads(known) if known else None, patient.model_dump(mode="json", exclude_none=True),
+                           current=current)
+    await conn.execute("INSERT INTO patient (empi_id, patient) VALUES ($1, $2::jsonb) ON CONFLICT (empi_id) "
+                       "DO UPDATE SET patient = EXCLUDED.patient, updated_at = now()",
+                       patient.empi_id, json.dumps(merged, ensure_ascii=False))
+
+
 async def order(conn: asyncpg.Connection, data: OrderCreated) -> None:
     item = data.items[0] if data.items else None
+    await record_patient(conn, data.patient)
     await merge_exam(conn, data.accession_number, order_id=data.order_id, modality=item and item.modality,
                      exam_code=item and item.code, exam_name=item and item.name,
                      department=data.ordering_department, patient_class=data.patient_class,
-                     priority=data.priority, empi_id=data.patient.empi_id, patient_name=data.patient.name,
-                     ordered_at=data.ordered_at)
+                     priority=data.priority, empi_id=data.patient.empi_id, ordered_at=data.ordered_at)
+
+
+async def cancelled(conn: asyncpg.Connection, data: OrderCancelled, *, at: datetime) -> None:
+    """A cancelled order stays as history, with who and what it was about: met before its order.created
+    (which is then stale and never applied), the cancellation is all that tells them."""
+    item = data.items[0] if data.items else None
+    if data.patient is not None:
+        await record_patient(conn, data.patient)
+    await merge_exam(conn, data.accession_number, order_id=data.order_id, cancelled_at=at,
+                     modality=item and item.modality, exam_code=item and item.code, exam_name=item and item.name,
+                     empi_id=data.patient and data.patient.empi_id)
 
 
 async def appointment(conn: asyncpg.Connection, a: AppointmentInfo, *, at: datetime) -> None:
@@ -98,15 +124,11 @@ async def critical_step(conn: asyncpg.Connection, critical_id: str, accession_nu
         critical_id, accession_number, acknowledged_at, closed_at, outcome)
 
 
-async def patient_updated(conn: asyncpg.Connection, empi_id: str, name: str) -> None:
-    """The person's name as registration now has it (drill-down; masked on the wall screen)."""
-    await conn.execute("UPDATE exam_fact SET patient_name = $2, updated_at = now() WHERE empi_id = $1", empi_id, name)
-
-
-async def patient_merged(conn: asyncpg.Connection, survivor_empi_id: str, name: str, merged: list[str]) -> None:
+async def patient_merged(conn: asyncpg.Connection, surviving: PatientRef, merged: list[str]) -> None:
     """Exams of merged records belong to the survivor."""
-    await conn.execute("UPDATE exam_fact SET empi_id = $1, patient_name = $2, updated_at = now() "
-                       "WHERE empi_id = ANY($3::text[])", survivor_empi_id, name, merged)
+    await record_patient(conn, surviving)
+    await conn.execute("UPDATE exam_fact SET empi_id = $1, updated_at = now() WHERE empi_id = ANY($2::text[])",
+                       surviving.empi_id, merged)
 
 
 async def modality_of(conn: asyncpg.Connection, accession_number: str) -> str | None:

@@ -45,8 +45,10 @@ async def today(conn: asyncpg.Connection, *, now: datetime, timezone: str) -> di
            FROM exam_fact WHERE greatest(appointment_start, arrived_at, started_at, completed_at, final_at) >= $1
            GROUP BY 1 ORDER BY 1""", midnight)
     under_way = await conn.fetch(
-        """SELECT coalesce(room_name, station_ae_title, '') AS room, modality, patient_name, started_at
-           FROM exam_fact WHERE started_at >= $1 AND completed_at IS NULL ORDER BY started_at LIMIT 30""", midnight)
+        """SELECT coalesce(room_name, station_ae_title, '') AS room, modality, p.patient ->> 'name' AS patient_name,
+                  started_at
+           FROM exam_fact LEFT JOIN patient p USING (empi_id)
+           WHERE started_at >= $1 AND completed_at IS NULL ORDER BY started_at LIMIT 30""", midnight)
     open_critical = await conn.fetchval(
         "SELECT count(*) FROM critical_fact WHERE raised_at >= $1 AND acknowledged_at IS NULL", midnight)
     return {"flow": [dict(r) for r in flow], "open_critical": open_critical,

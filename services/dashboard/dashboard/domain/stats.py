@@ -217,9 +217,11 @@ async def exams(conn: asyncpg.Connection, q: Query, *, limit: int = 500) -> list
     filters, values = _conditions(q, 4)
     rows = await conn.fetch(
         f"""SELECT e.accession_number, e.modality, e.exam_name, e.room_name, e.campus, e.department,
-                   e.patient_class, e.patient_name, e.ordered_at, e.booked_at, e.arrived_at, e.started_at,
+                   e.patient_class, p.patient ->> 'name' AS patient_name, e.ordered_at, e.booked_at, e.arrived_at,
+                   e.started_at,
                    e.completed_at, e.preliminary_at, e.final_at, e.delivered_at, e.cancelled_at, e.no_show_at,
                    e.positive, e.preliminary_kept
-            FROM exam_fact e WHERE e.ordered_at >= $1 AND e.ordered_at < $2 AND {filters}
+            FROM exam_fact e LEFT JOIN patient p USING (empi_id)
+            WHERE e.ordered_at >= $1 AND e.ordered_at < $2 AND {filters}
             ORDER BY e.ordered_at LIMIT $3""", q.start, q.end, limit, *values)
     return [dict(r) for r in rows]

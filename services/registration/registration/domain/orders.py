@@ -114,8 +114,9 @@ async def cancel_order(conn: asyncpg.Connection, *, order_id: str, reason: str, 
             return await load_order(conn, order_id), False
         await conn.execute("UPDATE exam_order SET status = 'cancelled', updated_at = now() WHERE order_id = $1::uuid",
                            order_id)
+        order = await order_snapshot(conn, order_id)  # who and what it was about, at the order's next version
         await publish(conn, OrderCancelled(order_id=order_id, accession_number=row["accession_number"], reason=reason,
-                                           version=await next_version(conn, f"order:{order_id}")),
+                                           version=order.version, patient=order.patient, items=order.items),
                       source=SOURCE, subject=row["accession_number"])
         if render is not None and not by_his:
             await his_status.cancelled_at_desk(conn, order_id, reason, render)
