@@ -233,7 +233,8 @@ def _listener_ports() -> dict[str, int]:
     ports: dict[str, int] = {}
     for spec, _ in discover_services():
         for name, field in spec.settings.model_fields.items():
-            if name.endswith("_port") and isinstance(field.default, int) and "archive" not in name:
+            outbound = "archive" in name or "smpp" in name  # ports we connect to: the PACS, the SMSC
+            if name.endswith("_port") and isinstance(field.default, int) and not outbound:
                 ports[f"{spec.name}.{name}"] = field.default
     values = yaml.safe_load((REPO / "deploy" / "k8s" / "imaging-platform" / "values.yaml").read_text())
     dicom, hl7 = values["dicom"], values["hl7"]

@@ -26,7 +26,7 @@ async def test_logout_token_refused_by_every_service(sandbox: Sandbox) -> None:
     token = sandbox.token(*ROLES, username=f"logout-{uuid.uuid4().hex[:6]}")
     auth = {"Authorization": f"Bearer {token}"}
     prefixes = [spec.api_prefix for spec, _ in discover_services()]
-    assert len(prefixes) == 8
+    assert len(prefixes) == 9
     async with httpx.AsyncClient(base_url=sandbox.url, timeout=30, transport=Resending()) as api:
         for prefix in prefixes:
             r = await api.get(f"{prefix}/session", headers=auth)
