@@ -3,7 +3,7 @@
 The messages are read from the source with `ast`, as a reviewer would find them: the literal details of
 HTTPException, and the messages of the exceptions a service (or the library, for what services pass on)
 raises and its adapters answer as problem documents. Each must match a pattern of its service's texts
-(`<pkg>/adapters/problem_texts.py`, handed over as ServiceSpec.problem_texts) or of the library's.
+(`<pkg>/adapters/problem_texts.toml`, loaded into ServiceSpec.problem_texts) or of the library's.
 An f-string's holes are read as a placeholder word, so a pattern must take any value there.
 Then, through the running platform, a Chinese client gets the Chinese detail and an English one the English.
 """

@@ -92,8 +92,9 @@ class ServiceSpec(Generic[S]):
     # Its part of the starter configuration (imaging_common.starter): `load(conn, department)`, served as
     # GET/POST /admin/starter (admin) and loaded by `python -m imaging_common.allinone starter`.
     starter: StarterLoader | None = None
-    # The Chinese and codes of its own refusals: its adapters/problem_texts.py TEXTS (imaging_common.problem_texts).
-    problem_texts: Texts = NO_TEXTS
+    # The Chinese and codes of its own refusals (imaging_common.problem_texts); by default the catalogue
+    # adapters/problem_texts.toml beside its settings.py, if it has one.
+    problem_texts: Texts | None = None
 
     def __post_init__(self) -> None:
         # Frozen: the defaults are filled in once, here, so every reader sees the complete spec.
@@ -103,6 +104,11 @@ class ServiceSpec(Generic[S]):
             if self.settings is CommonSettings:
                 raise TypeError(f"service {self.name}: give its migrations folder or its own Settings class")
             object.__setattr__(self, "migrations", Path(inspect.getfile(self.settings)).parent / "migrations")
+        if self.problem_texts is None:
+            catalogue = (Path(inspect.getfile(self.settings)).parent / "adapters" / "problem_texts.toml"
+                         if self.settings is not CommonSettings else None)
+            texts = Texts.from_toml(catalogue) if catalogue and catalogue.is_file() else NO_TEXTS
+            object.__setattr__(self, "problem_texts", texts)
         if self.peers:
             from imaging_common import peers
             from imaging_common.peers.api import peers_router
@@ -506,7 +512,7 @@ def create_service_app(spec: ServiceSpec[S], settings: S) -> FastAPI:
     app.state.registry = registry
     app.state.spec = spec
     app.state.settings = settings
-    install_problem_handlers(app, spec.problem_texts)
+    install_problem_handlers(app, spec.problem_texts or NO_TEXTS)
     for exc_class, handler in spec.exception_handlers.items():
         app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

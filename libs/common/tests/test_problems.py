@@ -24,7 +24,7 @@ class RoomMissing(NotFound):
     code = "room-missing"
 
 
-# A service's own texts (as its adapters/problem_texts.py holds them), tried before the library's.
+# A service's own texts (as its adapters/problem_texts.toml holds them), tried before the library's.
 SERVICE_TEXTS = Texts([
     (r"invalid username, password or TOTP code", "login-failed", "用户名、密码或动态验证码错误"),
     (r"no room (\S+)", "room-not-found", "没有检查室 {0}"),

@@ -14,7 +14,6 @@ from critical_values.adapters import (
     http_fallback,
     http_fhir,
     http_values,
-    problem_texts,
     ui,
 )
 from critical_values.adapters.delivery_worker import engine_listener
@@ -31,7 +30,6 @@ async def refused(request: Request, exc: CriticalError) -> JSONResponse:
 
 SERVICE = ServiceSpec(
     name="critical_values",
-    problem_texts=problem_texts.TEXTS,
     title="Critical values",
     settings=Settings,
     peers=True,

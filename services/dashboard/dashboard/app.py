@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from dashboard.adapters import events, http_devices, http_qc, http_screens, http_stats, problem_texts, ui
+from dashboard.adapters import events, http_devices, http_qc, http_screens, http_stats, ui
 from dashboard.adapters.echo_worker import echo_listener
 from dashboard.settings import Settings
 
 SERVICE = ServiceSpec(
     name="dashboard",
-    problem_texts=problem_texts.TEXTS,
     title="Department dashboard",
     settings=Settings,
     routers=(http_stats.router, http_devices.router, http_screens.router, http_qc.router),

@@ -12,7 +12,6 @@ from patient_portal.adapters import (
     http_shares,
     http_verify,
     message_worker,
-    problem_texts,
     sms,
     ui,
 )
@@ -20,7 +19,6 @@ from patient_portal.settings import Settings
 
 SERVICE = ServiceSpec(
     name="patient_portal",
-    problem_texts=problem_texts.TEXTS,
     prefix="patient",
     title="Patient portal",
     settings=Settings,

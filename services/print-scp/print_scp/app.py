@@ -2,14 +2,13 @@
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, problem_texts, ui
+from print_scp.adapters import http_archive, http_films, http_kiosk, http_public, ui
 from print_scp.adapters.events import HANDLERS
 from print_scp.adapters.listener import print_listener
 from print_scp.settings import Settings
 
 SERVICE = ServiceSpec(
     name="print_scp",
-    problem_texts=problem_texts.TEXTS,
     prefix="print",
     title="Print SCP",
     settings=Settings,

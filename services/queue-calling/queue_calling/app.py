@@ -11,7 +11,7 @@ from imaging_common.outbound import AllowList
 from imaging_common.problems import problem
 from imaging_common.service import ServiceContext, ServiceSpec, app_factory, running
 
-from queue_calling.adapters import events, http_admin, http_terminal, problem_texts, ui
+from queue_calling.adapters import events, http_admin, http_terminal, ui
 from queue_calling.adapters.hub import ScreenHub
 from queue_calling.adapters.notify_worker import NotificationSender
 from queue_calling.domain import starter
@@ -44,7 +44,6 @@ async def invalid_transition(request: Request, exc: InvalidTransition) -> JSONRe
 
 SERVICE = ServiceSpec(
     name="queue_calling",
-    problem_texts=problem_texts.TEXTS,
     prefix="queue",
     title="Queue calling",
     settings=Settings,

@@ -12,14 +12,12 @@ from registration.adapters import (
     http_fhir,
     http_patients,
     name_counts,
-    problem_texts,
     ui,
 )
 from registration.settings import Settings
 
 SERVICE = ServiceSpec(
     name="registration",
-    problem_texts=problem_texts.TEXTS,
     title="Registration",
     settings=Settings,
     library_migrations={"empi": empi.MIGRATIONS},

@@ -14,7 +14,6 @@ from reporting.adapters import (
     http_signatures,
     http_stats,
     http_templates,
-    problem_texts,
 )
 from reporting.adapters.delivery_worker import delivery_listener
 from reporting.adapters.events import HANDLERS
@@ -24,7 +23,6 @@ from reporting.settings import Settings
 
 SERVICE = ServiceSpec(
     name="reporting",
-    problem_texts=problem_texts.TEXTS,
     title="Reporting",
     settings=Settings,
     routers=[http_exams.router, http_reports.router, http_signatures.router, http_templates.router,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from scheduling.adapters import background, events, http_admin, http_booking, http_fhir, problem_texts, ui
+from scheduling.adapters import background, events, http_admin, http_booking, http_fhir, ui
 from scheduling.domain import starter
 from scheduling.settings import Settings
 
 SERVICE = ServiceSpec(
     name="scheduling",
-    problem_texts=problem_texts.TEXTS,
     title="Scheduling",
     settings=Settings,
     routers=(http_booking.router, http_admin.router),

@@ -2,7 +2,6 @@
 
 from imaging_common.service import ServiceSpec, app_factory
 
-from worklist.adapters import problem_texts
 from worklist.adapters.dicom.scp import worklist_listener
 from worklist.adapters.events import HANDLERS
 from worklist.adapters.http_worklist import router
@@ -12,7 +11,6 @@ from worklist.settings import Settings
 
 SERVICE = ServiceSpec(
     name="worklist",
-    problem_texts=problem_texts.TEXTS,
     title="Worklist",
     settings=Settings,
     peers=True,

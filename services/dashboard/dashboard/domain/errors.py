@@ -1,5 +1,5 @@
 """The dashboard's refusals: the library's (imaging_common.errors), answered as problem+json by the
-service factory with the Chinese of adapters/problem_texts.py."""
+service factory with the Chinese of adapters/problem_texts.toml."""
 
 from __future__ import annotations
 
