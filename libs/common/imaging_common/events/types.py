@@ -414,25 +414,23 @@ class CriticalClosed(EventData):
 # ---- devices (dashboard) -------------------------------------------------------------------
 
 
-class DeviceDisconnected(EventData):
+class _DeviceEvent(EventData):
+    device_id: str
+    kind: Literal["modality", "printer"]
+    name: str
+    ae_title: str
+    detected_at: datetime
+
+
+class DeviceDisconnected(_DeviceEvent):
     """A registered modality or printer stopped answering C-ECHO during its opening hours (9.1.2)."""
 
     type: ClassVar[str] = "device.disconnected"
-    device_id: str
-    kind: Literal["modality", "printer"]
-    name: str
-    ae_title: str
     last_seen_at: datetime | None = None  # its last answer or activity (MPPS, film)
-    detected_at: datetime
 
 
-class DeviceReconnected(EventData):
+class DeviceReconnected(_DeviceEvent):
     type: ClassVar[str] = "device.reconnected"
-    device_id: str
-    kind: Literal["modality", "printer"]
-    name: str
-    ae_title: str
-    detected_at: datetime
 
 
 EVENT_MODELS: dict[str, type[EventData]] = {
