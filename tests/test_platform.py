@@ -7,10 +7,11 @@ import pytest
 from imaging_common.allinone import build_platform, discover_services
 from imaging_testing import http_server
 
-PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue", "patient"]
+PREFIXES = ["print", "registration", "worklist", "scheduling", "reporting", "critical-values", "queue", "patient",
+            "dashboard"]
 
 
-def test_all_seven_services_are_installed() -> None:
+def test_every_service_is_installed() -> None:
     assert sorted(spec.prefix for spec, _ in discover_services()) == sorted(PREFIXES)
 
 

@@ -142,8 +142,8 @@ class Cluster:
             "IMAGING_EVENT_RETRY_DELAY_MS": "1000",
             "IMAGING_AMQP_RECONNECT_INTERVAL": "0.5",
             # nine services (and replicas) as processes of their own, beside the rest of the suite: small pools
-            # keep the whole run under PostgreSQL's 100 connections
-            "IMAGING_DB_POOL_MAX": "3",
+            # keep the whole run under PostgreSQL's 100 connections (the security sandboxes run on 2 as well)
+            "IMAGING_DB_POOL_MAX": "2",
         })
         direct_url = db_url
         if database_port is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeAlias
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from imaging_common.auth import Principal, require_roles
 from imaging_common.service import Ctx as ServiceCtx  # the library's one context dependency
 
@@ -32,3 +33,12 @@ def client_ip(request: Request) -> str | None:
 
 
 ClientIp = Annotated[str | None, Depends(client_ip)]
+
+
+def window(start: datetime | None, end: datetime | None, days: int) -> tuple[datetime, datetime]:
+    """The asked period; by default the `days` before `end` (now by default)."""
+    end = end or datetime.now(UTC)
+    try:
+        return start or end - timedelta(days=days), end
+    except OverflowError:  # an end within `days` of 0001-01-01: no default start exists
+        raise HTTPException(422, "end is too early: give a start as well") from None

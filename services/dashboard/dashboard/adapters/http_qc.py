@@ -3,14 +3,14 @@ readings, statistics per person and month. Every change and every read of the dr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
 from imaging_common import audit
 from imaging_common.json_out import listing
 
-from dashboard.adapters.deps import REPORT_READERS, ClientIp, Ctx, QcLead, QcReader
+from dashboard.adapters.deps import REPORT_READERS, ClientIp, Ctx, QcLead, QcReader, window
 from dashboard.adapters.schemas import Plan, PlanIn, Plans, QcItems, QcStats, Review, ReviewIn
 from dashboard.domain import qc
 
@@ -64,8 +64,7 @@ async def review(kind: Kind, body: ReviewIn, user: QcReader, ctx: Ctx, ip: Clien
 @router.get("/{kind}/stats", response_model=QcStats, summary="Per month and person: readings, grades, agreement")
 async def stats(kind: Kind, user: QcLead, ctx: Ctx, start: datetime | None = None,
                 end: datetime | None = None) -> Any:
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=365)
+    start, end = window(start, end, days=365)
     async with ctx.pool.acquire() as conn:
         rows = await qc.statistics(conn, kind, start=start, end=end, timezone=ctx.settings.dashboard_timezone)
     return {"kind": kind, **listing(rows)}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from imaging_common import audit
 from imaging_common.json_out import listing
 
-from dashboard.adapters.deps import ClientIp, Ctx, Head
+from dashboard.adapters.deps import ClientIp, Ctx, Head, window
 from dashboard.adapters.export import XLSX, download
 from dashboard.adapters.schemas import Exams, Figures, Today
 from dashboard.domain import screens, stats
@@ -24,11 +24,7 @@ Format = Literal["json", "csv", "xlsx"]
 
 def _query(ctx: Ctx, start: datetime | None, end: datetime | None, period: str, group_by: str,
            filters: dict[str, str | None]) -> stats.Query:
-    end = end or datetime.now(UTC)
-    try:
-        start = start or end - timedelta(days=30)
-    except OverflowError:  # an end within 30 days of 0001-01-01: no default start exists
-        raise HTTPException(422, "end is too early: give a start as well") from None
+    start, end = window(start, end, days=30)
     return stats.Query(start=start, end=end, period=period, group_by=group_by,
                        timezone=ctx.settings.dashboard_timezone,
                        filters=tuple((k, v) for k, v in filters.items() if v))
