@@ -38,7 +38,7 @@ class Service:
 
 @pytest.fixture(scope="session")
 async def service(settings_for: Any) -> AsyncIterator[Service]:
-    settings = settings_for(Settings, db_pool_max=6, dashboard_echo_seconds=0.3, dashboard_echo_timeout=2.0,
+    settings = settings_for(Settings, db_pool_max=3, dashboard_echo_seconds=0.3, dashboard_echo_timeout=2.0,
                             dashboard_screen_seconds=0.5)
     app = create_app(settings)
     async with http_server(app) as url:
