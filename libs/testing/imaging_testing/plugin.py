@@ -98,6 +98,10 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "IMAGING_NAMESPACE": TEST_NAMESPACE,
         "IMAGING_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "IMAGING_LOG_JSON": "false",
+        # The session runs nine services several times over (session-long service fixtures, all-in-one
+        # platforms, e2e clusters) on one PostgreSQL of 100 connections: small pools unless a test asks
+        # for more (CI peaked at 97 with the default 5).
+        "IMAGING_DB_POOL_MAX": "3",
         # Listeners get ports of their own, so an all-in-one app started by a test never collides
         # with a platform running on this machine or with another test session.
         "IMAGING_PRINT_PORT": str(free_port()),
